@@ -1,0 +1,92 @@
+"""The agent's configuration: where to report, as which host, and which checks to run."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from checks.registry import AnyCheckOptions
+from checks.schema import HostName
+from checks.settings import ConfigError, Duration, convert, load_yaml
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class CollectorTarget(_Config, frozen=True):
+    url: str
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    timeout: Duration = Duration(10)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+
+
+class SpoolConfig(_Config, frozen=True):
+    max_bytes: Annotated[int, msgspec.Meta(ge=65536)] = 64 * 1024 * 1024
+    max_reports: Annotated[int, msgspec.Meta(ge=10)] = 20_000
+
+
+class AgentConfig(_Config, frozen=True):
+    collector: CollectorTarget
+    host: HostName | None = None
+    interval: Duration = Duration(60)
+    state_dir: Path = Path("/var/lib/runwatch-agent")
+    checks: list[AnyCheckOptions] = []
+    spool: SpoolConfig = SpoolConfig()
+
+    def __post_init__(self) -> None:
+        if float(self.interval) < 1:
+            raise ValueError("interval must be at least 1s")
+
+    @property
+    def host_name(self) -> str:
+        return self.host or socket.gethostname()
+
+    @property
+    def token_path(self) -> Path | None:
+        return self.collector.token_file
+
+
+def _validate(config: AgentConfig, source: str | None) -> AgentConfig:
+    seen: dict[str, int] = {}
+    for index, check in enumerate(config.checks, start=1):
+        if check.instance in seen:
+            raise ConfigError(f"checks -> {index} -> name",
+                              f"check name {check.instance!r} is already used by checks -> "
+                              f"{seen[check.instance]}; give one of them a distinct `name`",
+                              source=source)
+        seen[check.instance] = index
+        if check.interval is not None and float(check.interval) < 1:
+            raise ConfigError(f"checks -> {index} -> interval", "must be at least 1s",
+                              source=source)
+    return config
+
+
+def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """Load and validate an agent config; relative paths are relative to the file."""
+    base = path.parent.resolve()
+
+    def prepare(data: dict[str, Any]) -> None:
+        data.update(overrides or {})
+        if isinstance(data.get("state_dir"), str) and not Path(data["state_dir"]).is_absolute():
+            data["state_dir"] = str(base / data["state_dir"])
+        target = data.get("collector")
+        if isinstance(target, dict):
+            for key in ("token_file", "ca_file"):
+                value = target.get(key)
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    target[key] = str(base / value)
+
+    return _validate(load_yaml(path, AgentConfig, defaults=prepare), str(path))
+
+
+def agent_config_from_dict(data: dict[str, Any]) -> AgentConfig:
+    """Validate an agent config given as data (tests, `runwatch up`)."""
+    return _validate(convert(data, AgentConfig), None)

@@ -1,0 +1,74 @@
+"""What every check shares: its options base, the check protocol, and counter-to-rate helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import ClassVar, Protocol
+
+import msgspec
+
+from checks.schema import Measurement
+from checks.settings import Duration
+
+
+class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                   tag_field="type"):
+    """Options common to every check. Each check type subclasses this with `tag="<type>"`."""
+
+    name: str | None = None          # instance name; defaults to the type
+    interval: Duration | None = None  # defaults to the agent's interval
+    timeout: Duration | None = None   # defaults to min(interval, 30s)
+
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+    @property
+    def instance(self) -> str:
+        return self.name or self.type
+
+
+class CheckFailed(Exception):
+    """A check could not measure. The message says what the user can change."""
+
+
+class Check(Protocol):
+    """A check reads the host and returns measurements, or raises. It never sleeps or sends."""
+
+    name: ClassVar[str]
+
+    def collect(self) -> list[Measurement]: ...
+
+
+Clock = Callable[[], float]
+
+
+class RateTracker:
+    """Turn monotonically increasing counters into per-second rates.
+
+    The first sample of a key yields no rate, and neither does a counter that went backwards
+    (a reset or wrap): both would be bogus values that trip thresholds.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[Hashable, tuple[float, float]] = {}
+
+    def rate(self, key: Hashable, counter: float, now: float | None = None) -> float | None:
+        """Return the per-second rate since the previous sample of `key`, or None."""
+        at = self._clock() if now is None else now
+        previous = self._last.get(key)
+        self._last[key] = (at, counter)
+        if previous is None:
+            return None
+        elapsed = at - previous[0]
+        delta = counter - previous[1]
+        if elapsed <= 0 or delta < 0:
+            return None
+        return delta / elapsed
+
+    def forget_except(self, keys: set[Hashable]) -> None:
+        """Drop state for keys no longer seen (a removed disk or interface)."""
+        for key in [k for k in self._last if k not in keys]:
+            del self._last[key]

@@ -1,0 +1,126 @@
+"""Disk I/O check: per-device read and write rates and busy share since the previous collect."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Mapping
+from fnmatch import fnmatchcase
+from typing import Annotated, ClassVar, Final, Protocol
+
+import msgspec
+import psutil
+
+from checks.base import CheckFailed, CheckOptions, Clock, RateTracker
+from checks.schema import Measurement
+
+Pattern = Annotated[str, msgspec.Meta(min_length=1)]
+
+# (measurement, counter field, unit)
+_RATES: Final = (
+    ("disk_read_bytes_per_second", "read_bytes", "bytes/s"),
+    ("disk_written_bytes_per_second", "write_bytes", "bytes/s"),
+    ("disk_reads_per_second", "read_count", "1/s"),
+    ("disk_writes_per_second", "write_count", "1/s"),
+)
+
+
+class DiskioOptions(CheckOptions, tag="diskio", frozen=True):
+    """Which block devices to report."""
+
+    # Loop, RAM and optical devices mirror or bypass real disks; their rates mislead.
+    exclude_devices: list[Pattern] = msgspec.field(  # fnmatch globs
+        default_factory=lambda: ["loop*", "ram*", "zram*", "sr*", "fd*"]
+    )
+
+
+class DiskCounters(Protocol):
+    """Cumulative counters of one device, as psutil.disk_io_counters returns them."""
+
+    @property
+    def read_bytes(self) -> int: ...
+    @property
+    def write_bytes(self) -> int: ...
+    @property
+    def read_count(self) -> int: ...
+    @property
+    def write_count(self) -> int: ...
+
+
+def _all_disk_counters() -> Mapping[str, DiskCounters] | None:
+    return psutil.disk_io_counters(perdisk=True)
+
+
+class DiskioCheck:
+    """Report bytes and operations per second, and the busy share, for each block device."""
+
+    name: ClassVar[str] = "diskio"
+
+    def __init__(
+        self,
+        options: DiskioOptions,
+        *,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+        counters: Callable[[], Mapping[str, DiskCounters] | None] = _all_disk_counters,
+    ) -> None:
+        self._options = options
+        self._clock = clock
+        self._monotonic = monotonic
+        self._counters = counters
+        self._rates = RateTracker(monotonic)
+
+    def collect(self) -> list[Measurement]:
+        """Return rates since the previous collect; a device seen first returns none."""
+        try:
+            # psutil answers None or {} where no block device is visible, as in many containers:
+            # nothing to report is not a failure.
+            devices = self._counters() or {}
+        except (OSError, NotImplementedError) as exc:
+            raise CheckFailed(
+                f"cannot read disk I/O counters ({exc}); the agent needs read "
+                "access to /proc/diskstats, or remove the diskio check"
+            ) from exc
+        at = self._monotonic()
+        now = self._clock()
+        check = self._options.instance
+        seen: set[Hashable] = set()
+        out: list[Measurement] = []
+        for device, counters in devices.items():
+            if any(fnmatchcase(device, p) for p in self._options.exclude_devices):
+                continue
+            labels = {"device": device}
+            for name, field, unit in _RATES:
+                key = (device, field)
+                seen.add(key)
+                rate = self._rates.rate(key, getattr(counters, field), at)
+                if rate is not None:
+                    out.append(
+                        Measurement(
+                            check=check,
+                            name=name,
+                            value=rate,
+                            unit=unit,
+                            labels=labels,
+                            timestamp=now,
+                        )
+                    )
+            busy_ms = getattr(counters, "busy_time", None)  # Linux and FreeBSD only
+            if busy_ms is not None:
+                key = (device, "busy_time")
+                seen.add(key)
+                rate = self._rates.rate(key, busy_ms, at)
+                if rate is not None:
+                    # Busy ms per second. The kernel books busy time as I/O starts and ends, so one
+                    # interval can be charged some of the previous one's: cap at fully busy.
+                    out.append(
+                        Measurement(
+                            check=check,
+                            name="disk_busy_ratio",
+                            value=min(1.0, rate / 1000),
+                            unit="ratio",
+                            labels=labels,
+                            timestamp=now,
+                        )
+                    )
+        self._rates.forget_except(seen)
+        return out

@@ -1,0 +1,43 @@
+"""Check registry: every check type by name, the union its options decode into, and a builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, Union
+
+from checks import cpu, diskio, filesystem, load, memory, network, processes, uptime
+from checks.base import Check, CheckOptions
+
+CheckClass: TypeAlias = Callable[..., Check]
+
+# Add a check type here, one line each; everything below is derived from this list.
+_CHECKS: Final[list[tuple[type[CheckOptions], CheckClass]]] = [
+    (cpu.CpuOptions, cpu.CpuCheck),
+    (load.LoadOptions, load.LoadCheck),
+    (memory.MemoryOptions, memory.MemoryCheck),
+    (filesystem.FilesystemOptions, filesystem.FilesystemCheck),
+    (diskio.DiskioOptions, diskio.DiskioCheck),
+    (network.NetworkOptions, network.NetworkCheck),
+    (processes.ProcessesOptions, processes.ProcessesCheck),
+    (uptime.UptimeOptions, uptime.UptimeCheck),
+]
+
+CHECK_TYPES: Final[dict[str, tuple[type[CheckOptions], CheckClass]]] = {
+    str(options.__struct_config__.tag): (options, check) for options, check in _CHECKS
+}
+
+if TYPE_CHECKING:
+    # A type checker cannot follow a Union built from a list; to it, every member is a CheckOptions.
+    AnyCheckOptions: TypeAlias = CheckOptions
+else:
+    # msgspec decodes this tagged union by its "type" field, and rejects unknown types and keys.
+    AnyCheckOptions = Union[tuple(options for options, _ in _CHECKS)]  # noqa: UP007
+
+
+def build_check(options: CheckOptions, **collaborators: Any) -> Check:
+    """Build the check that `options` configures; `collaborators` go to its constructor."""
+    try:
+        _, check_class = CHECK_TYPES[options.type]
+    except KeyError:
+        raise ValueError(f"no check of type {options.type!r} is registered") from None
+    return check_class(options, **collaborators)

@@ -1,0 +1,95 @@
+"""Wire schema v1: what an agent sends to a collector. Shared by both sides.
+
+One definition serves three purposes: the agent encodes with it, the collector validates every
+request against it (with the exact field path on error), and the OpenAPI document is generated
+from it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+# Prometheus naming rules, so every measurement can be exposed on /metrics as it is.
+_METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+
+MetricName = Annotated[str, msgspec.Meta(pattern=_METRIC_NAME, max_length=200)]
+LabelName = Annotated[str, msgspec.Meta(pattern=_LABEL_NAME, max_length=100)]
+LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
+HostName = Annotated[str, msgspec.Meta(pattern=_HOST_NAME)]
+CheckName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds")]
+
+# Labels the collector adds itself; a measurement may not carry them.
+RESERVED_LABELS: Final = frozenset({"host", "check"})
+
+
+class Measurement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One value of one metric, in base units, from one check."""
+
+    check: CheckName
+    name: MetricName
+    value: float
+    unit: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    labels: dict[LabelName, LabelValue] = {}
+    timestamp: Timestamp
+
+    def __post_init__(self) -> None:
+        clash = RESERVED_LABELS.intersection(self.labels)
+        if clash:
+            raise ValueError(f"label {sorted(clash)[0]!r} is reserved for the collector")
+        if self.name.endswith("_total"):
+            # Measurements are gauges (counters become rates in the check); `_total` would lie.
+            raise ValueError(f"measurement name {self.name!r} must not end in '_total'")
+
+
+class CheckError(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Why a check produced nothing: it raised, or it ran past its timeout."""
+
+    kind: Literal["error", "timeout", "skipped"]
+    message: Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+class CheckRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One finished (or abandoned) run of a check. `error` is set when it produced nothing."""
+
+    check: CheckName
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    interval_seconds: Annotated[float, msgspec.Meta(gt=0)]
+    started_at: Timestamp
+    duration_seconds: Seconds
+    error: CheckError | None = None
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything an agent collected since its previous report."""
+
+    schema_version: Literal[1]
+    host: HostName
+    agent_version: Annotated[str, msgspec.Meta(max_length=64)]
+    boot_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    sent_at: Timestamp
+    interval_seconds: Annotated[float, msgspec.Meta(gt=0)]
+    measurements: list[Measurement] = []
+    checks: list[CheckRun] = []
+
+
+_report_decoder = msgspec.json.Decoder(Report)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    """Encode a wire value as JSON."""
+    return _encoder.encode(value)
+
+
+def decode_report(body: bytes) -> Report:
+    """Decode and validate a report. Raises msgspec.ValidationError or msgspec.DecodeError."""
+    return _report_decoder.decode(body)

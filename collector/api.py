@@ -1,0 +1,190 @@
+"""The collector's HTTP API (Litestar): the agents' door, the read side, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.openapi import OpenAPIConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from checks.schema import Report, decode_report
+from checks.settings import key_path
+from collector.calls import Call
+from collector.service import CollectorService, Rejection
+from runwatch import __version__
+
+log = logging.getLogger(__name__)
+
+
+def _error(rejection: Rejection) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"error": rejection.reason, "message": rejection.message}
+    if rejection.field is not None:
+        body["field"] = rejection.field
+    headers = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else None
+    return Response(body, status_code=rejection.status, headers=headers)
+
+
+async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """Read the body, refusing more than `limit` bytes before or after gzip (no zip bombs)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejection(413, "too_large", f"body of {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejection(413, "too_large", f"body over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise Rejection(400, "malformed", f"body is not valid gzip: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise Rejection(413, "too_large", f"body inflates past the limit of {limit} bytes")
+    elif encoding != "identity":
+        raise Rejection(415, "malformed", f"unsupported Content-Encoding {encoding!r}; "
+                                          "use gzip or none")
+    return body
+
+
+def _decode(body: bytes) -> Report:
+    try:
+        return decode_report(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        message, _, where = text.partition(" - at `$")
+        path = key_path(where.rstrip("`")) if where else None
+        raise Rejection(422, "invalid", message, path) from None
+    except msgspec.DecodeError as exc:
+        raise Rejection(400, "malformed", f"body is not valid JSON: {exc}") from None
+
+
+def _call_json(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.id, "fingerprint": call.fingerprint, "host": call.host, "rule": call.rule,
+        "labels": call.labels, "group": call.group, "assign": call.assign,
+        "severity": call.severity, "priority": call.priority, "status": call.status,
+        "summary": call.summary, "description": call.description,
+        "first_seen": call.first_seen, "opened_at": call.opened_at,
+        "updated_at": call.updated_at, "resolved_at": call.resolved_at,
+        "reopened": call.reopened,
+    }
+
+
+def create_app(service: CollectorService) -> Litestar:
+    """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
+    limit = service.config.limits.max_body_bytes
+
+    @post("/api/v1/reports", status_code=202, request_max_body_size=None,
+          summary="Submit a report (agents)", tags=["agents"])
+    async def post_report(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        try:
+            host = service.authenticate(request.headers.get("authorization"))
+            report = _decode(await _read_body(request, limit))
+            result = service.ingest(host, report)
+        except Rejection as rejection:
+            service.reject(rejection)
+            log.warning("report refused from %s: %d %s: %s",
+                        request.client.host if request.client else "?", rejection.status,
+                        rejection.reason, rejection.message)
+            return _error(rejection)
+        status = 202 if result.status == "accepted" else 200
+        return Response({"status": result.status, "seq": result.seq}, status_code=status)
+
+    @get("/api/v1/hosts", summary="Hosts, their states and latest measurements", tags=["read"])
+    async def get_hosts(host: str | None = None) -> list[dict[str, Any]]:
+        return service.hosts(host)
+
+    @get("/api/v1/calls", summary="Calls in the built-in register", tags=["read"])
+    async def get_calls(status: Literal["open", "resolved", "all"] = "all",
+                        group: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        wanted = None if status == "all" else status
+        return [_call_json(c) for c in service.calls(wanted, group, max(1, min(limit, 5000)))]
+
+    @get("/api/v1/calls/{call_id:int}", summary="One call with its history", tags=["read"])
+    async def get_call(call_id: int) -> Response[dict[str, Any]]:
+        call = service.store.get_call(call_id)
+        if call is None:
+            return Response({"error": "not_found", "message": f"no call {call_id}"},
+                            status_code=404)
+        events = [{"at": e.at, "kind": e.kind, "text": e.text}
+                  for e in service.store.call_events(call_id)]
+        return Response({**_call_json(call), "events": events})
+
+    @get("/healthz", summary="Liveness", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "hosts": len(service.fleet.hosts)}
+
+    @get("/metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+    async def metrics() -> Response[bytes]:
+        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @get("/openapi.json", summary="This API, described", tags=["ops"], include_in_schema=False,
+         media_type=MediaType.JSON)
+    async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        return _openapi_document(request.app)
+
+    @contextlib.asynccontextmanager
+    async def ticking(app: Litestar) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(float(service.config.evaluation_interval))
+                service.tick()
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return Litestar(
+        route_handlers=[post_report, get_hosts, get_calls, get_call, healthz, metrics, openapi],
+        lifespan=[ticking],
+        openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
+                                     path="/schema"),
+        logging_config=None,
+    )
+
+
+def _openapi_document(app: Litestar) -> dict[str, Any]:
+    """Litestar's generated document, plus the report body, which is read raw for gzip."""
+    document: dict[str, Any] = app.openapi_schema.to_schema()
+    (report_schema,), components = msgspec.json.schema_components(
+        [Report], ref_template="#/components/schemas/{name}")
+    document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    operation = document["paths"]["/api/v1/reports"]["post"]
+    operation["requestBody"] = {
+        "required": True,
+        "description": "A report; may be sent with Content-Encoding: gzip.",
+        "content": {"application/json": {"schema": report_schema}},
+    }
+    error = {"content": {"application/json": {"schema": {
+        "type": "object", "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                       "field": {"type": "string"}}}}}}
+    operation["security"] = [{"bearer": []}]
+    document["components"].setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer"}
+    operation["responses"] = {
+        "202": {"description": "Accepted"},
+        "200": {"description": "A duplicate of a report already ingested; no effect"},
+        "400": {"description": "Malformed body", **error},
+        "401": {"description": "Missing, unknown or revoked token", **error},
+        "403": {"description": "The token belongs to another host", **error},
+        "413": {"description": "Body too large", **error},
+        "422": {"description": "Schema violation; `field` names it", **error},
+    }
+    return document

@@ -1,0 +1,206 @@
+"""The collector's configuration: listen address, storage, agents, sinks, run groups and rules."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from checks.schema import MetricName
+from checks.settings import ConfigError, Duration, convert, load_yaml
+
+RuleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
+GroupName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_length=100)]
+
+# The staleness rule is built in: it watches hosts, not a metric.
+STALE_RULE = "host_stale"
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class GroupConfig(_Config, frozen=True):
+    """A run group: where its calls go and how they are handled."""
+
+    sink: str
+    assign: str
+    respond_within: Duration = Duration(4 * 3600)
+    reopen_within: Duration = Duration(3600)  # a recurrence inside this reopens the same call
+    on_recovery: Literal["resolve", "comment"] = "resolve"
+
+
+class RuleConfig(_Config, frozen=True):
+    """A threshold on one metric, owned by exactly one run group."""
+
+    name: RuleName
+    metric: MetricName
+    owner: GroupName
+    match: dict[str, str] = {}     # label -> fnmatch glob; a series must match all of them
+    direction: Literal["above", "below"] = "above"
+    warning: float | None = None
+    critical: float | None = None
+    clear: float | None = None     # hysteresis: back to OK only past this; defaults to warning
+    for_: Duration = msgspec.field(default=Duration(0), name="for")
+    description: str = ""
+    runbook: str = ""
+    unknown: Literal["call", "ignore"] = "call"  # what a failing check means for this rule
+
+    def __post_init__(self) -> None:
+        if self.warning is None and self.critical is None:
+            raise ValueError("a rule needs a warning or a critical threshold")
+        above = self.direction == "above"
+
+        def beyond(a: float, b: float) -> bool:
+            return a < b if above else a > b
+
+        word = "below" if above else "above"
+        if (self.warning is not None and self.critical is not None
+                and not beyond(self.warning, self.critical)):
+            raise ValueError(f"warning ({self.warning:g}) must be {word} critical "
+                             f"({self.critical:g}) for direction {self.direction}")
+        first = self.first_threshold
+        if self.clear is not None and beyond(first, self.clear):
+            raise ValueError(f"clear ({self.clear:g}) must not be past the first threshold "
+                             f"({first:g}) for direction {self.direction}")
+
+    @property
+    def first_threshold(self) -> float:
+        """The threshold a value crosses first: warning if set, else critical."""
+        value = self.warning if self.warning is not None else self.critical
+        assert value is not None
+        return value
+
+    @property
+    def clear_threshold(self) -> float:
+        return self.clear if self.clear is not None else self.first_threshold
+
+
+class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
+    """The built-in call register in the collector's own store."""
+
+
+SinkConfig = BuiltinSinkConfig
+
+
+class AgentsConfig(_Config, frozen=True):
+    tokens_file: Path | None = None  # default: DATA_DIR/agents.tokens
+
+
+class StalenessConfig(_Config, frozen=True):
+    """A host is STALE when it has sent nothing for `after_intervals` of its own interval."""
+
+    after_intervals: Annotated[float, msgspec.Meta(ge=1)] = 3
+    owner: GroupName | None = None  # who gets the call; no call when unset
+    for_: Duration = msgspec.field(default=Duration(0), name="for")
+
+
+class MetricsConfig(_Config, frozen=True):
+    measurements: bool = True  # expose every measurement as a gauge (switch off for huge fleets)
+
+
+class LimitsConfig(_Config, frozen=True):
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
+    max_measurements: Annotated[int, msgspec.Meta(ge=1)] = 20_000
+
+
+class CollectorConfig(_Config, frozen=True):
+    listen: str = "127.0.0.1:9330"
+    data_dir: Path = Path("/var/lib/runwatch")
+    agents: AgentsConfig = AgentsConfig()
+    sinks: dict[str, SinkConfig] = {}
+    groups: dict[GroupName, GroupConfig] = {}
+    rule_files: list[str] = []   # globs, relative to this file, each holding `rules:`
+    rules: list[RuleConfig] = []
+    staleness: StalenessConfig = StalenessConfig()
+    evaluation_interval: Duration = Duration(5)
+    metrics: MetricsConfig = MetricsConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.agents.tokens_file or self.data_dir / "agents.tokens"
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _RuleFile(_Config, frozen=True):
+    rules: list[RuleConfig] = []
+
+
+def _check_listen(listen: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("listen", f"expected HOST:PORT such as 127.0.0.1:9330, got {listen!r}")
+
+
+def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
+              ) -> None:
+    """Check what a single key cannot: references between sinks, groups and rules."""
+    _check_listen(config.listen)
+    for name, group in config.groups.items():
+        if group.sink not in config.sinks:
+            known = ", ".join(sorted(config.sinks)) or "none"
+            raise ConfigError(f"groups -> {name} -> sink",
+                              f"unknown sink {group.sink!r} (sinks: {known})", source=source)
+    seen: dict[str, str] = {}
+    for rule, (where, path) in zip(config.rules, rule_sources, strict=True):
+        if rule.owner not in config.groups:
+            known = ", ".join(sorted(config.groups)) or "none"
+            raise ConfigError(f"{path} -> owner",
+                              f"unknown group {rule.owner!r} (groups: {known})", source=where)
+        if rule.name == STALE_RULE:
+            raise ConfigError(f"{path} -> name", f"{STALE_RULE!r} is the built-in staleness rule",
+                              source=where)
+        if rule.name in seen:
+            raise ConfigError(f"{path} -> name",
+                              f"rule {rule.name!r} is already defined at {seen[rule.name]}; "
+                              "each rule needs one name and one owner", source=where)
+        seen[rule.name] = f"{where}: {path}" if where else path
+    owner = config.staleness.owner
+    if owner is not None and owner not in config.groups:
+        raise ConfigError("staleness -> owner", f"unknown group {owner!r}", source=source)
+
+
+def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -> CollectorConfig:
+    """Load and validate a collector config; relative paths are relative to the file."""
+    base = path.parent.resolve()
+
+    def prepare(data: dict[str, Any]) -> None:
+        data.update(overrides or {})
+        for key in ("data_dir",):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str(base / data[key])
+        agents = data.get("agents")
+        tokens = agents.get("tokens_file") if isinstance(agents, dict) else None
+        if isinstance(agents, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():
+            agents["tokens_file"] = str(base / tokens)
+
+    config = load_yaml(path, CollectorConfig, defaults=prepare)
+    source = str(path)
+    rule_sources = [(source, f"rules -> {i}") for i in range(1, len(config.rules) + 1)]
+    rules = list(config.rules)
+    for i, pattern in enumerate(config.rule_files, start=1):
+        matches = sorted(glob.glob(str(base / pattern)))
+        if not matches:
+            raise ConfigError(f"rule_files -> {i}", f"no file matches {pattern!r}", source=source)
+        for file in matches:
+            extra = load_yaml(Path(file), _RuleFile)
+            rules.extend(extra.rules)
+            rule_sources.extend((file, f"rules -> {j}") for j in range(1, len(extra.rules) + 1))
+    config = msgspec.structs.replace(config, rules=rules)
+    _validate(config, source, rule_sources)
+    return config
+
+
+def collector_config_from_dict(data: dict[str, Any]) -> CollectorConfig:
+    """Validate a config given as data (tests, `runwatch up`)."""
+    config = convert(data, CollectorConfig)
+    _validate(config, None, [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])
+    return config
+

@@ -1,0 +1,70 @@
+"""The collector's in-memory view of the fleet, rebuilt from the store at start."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from collector.rules import RuleState, Severity
+from collector.store import CheckStatus, HostRecord, SeriesRecord, Store
+
+SeriesKey = tuple[str, str, str]   # host, metric name, labels key
+StateKey = tuple[str, str, str]    # rule, host, labels key
+
+
+@dataclass(slots=True)
+class HostState:
+    record: HostRecord
+    checks: dict[str, CheckStatus] = field(default_factory=dict)
+
+    def stale_after(self, factor: float) -> float:
+        return factor * self.record.interval_seconds
+
+
+class Fleet:
+    """Hosts, the latest value of every series, and every rule state, indexed for evaluation."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostState] = {}
+        self.series: dict[SeriesKey, SeriesRecord] = {}
+        self.seen_at: dict[SeriesKey, float] = {}  # collector time of the last update
+        self.by_host: dict[str, set[SeriesKey]] = defaultdict(set)
+        self.states: dict[StateKey, RuleState] = {}
+
+    def reload(self, store: Store, now: float) -> None:
+        """Rebuild the view from the store. Series count as seen now: a restart is no outage."""
+        self.hosts.clear()
+        self.series.clear()
+        self.seen_at.clear()
+        self.by_host.clear()
+        self.states.clear()
+        for host in store.load_hosts():
+            self.hosts[host.host] = HostState(host)
+        for status in store.load_check_statuses():
+            if status.host in self.hosts:
+                self.hosts[status.host].checks[status.check] = status
+        for series in store.load_series():
+            self.put_series(series, now)
+        for record in store.load_rule_states():
+            self.states[(record.rule, record.host, record.labels_key)] = record.state
+
+    def put_series(self, series: SeriesRecord, now: float) -> None:
+        key = (series.host, series.name, series.labels_key)
+        self.series[key] = series
+        self.seen_at[key] = now
+        self.by_host[series.host].add(key)
+
+    def drop_series(self, key: SeriesKey) -> None:
+        self.series.pop(key, None)
+        self.seen_at.pop(key, None)
+        self.by_host[key[0]].discard(key)
+
+    def host_severity(self, host: str, stale: bool) -> Severity:
+        """The worst state of any rule on the host; STALE overrides everything."""
+        if stale:
+            return Severity.STALE
+        worst = Severity.OK
+        for (_, state_host, _), state in self.states.items():
+            if state_host == host and state.severity > worst:
+                worst = state.severity
+        return worst

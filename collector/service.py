@@ -1,0 +1,154 @@
+"""The collector service: store, fleet, evaluation, calls and metrics wired together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from checks.schema import Report
+from collector.auth import TokenVerifier
+from collector.calls import Call, CallStatus
+from collector.config import CollectorConfig
+from collector.evaluation import RuleEvaluator
+from collector.fleet import Fleet
+from collector.incidents import CallCounters, IncidentManager
+from collector.ingest import IngestResult, ReportIngestor
+from collector.metrics import build_registry
+from collector.rules import Severity
+from collector.sqlite_store import SQLiteStore
+from collector.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection(Exception):
+    """A report refused at the door. `reason` is the metric label; `message` is for the agent."""
+
+    status: int
+    reason: str
+    message: str
+    field: str | None = None
+
+
+class CollectorService:
+    """Everything the API needs, behind plain methods. Single-threaded: call from one thread."""
+
+    def __init__(self, config: CollectorConfig, store: Store | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store: Store = store or SQLiteStore(config.data_dir / "runwatch.db")
+        self.tokens = TokenVerifier(config.tokens_file)
+        self.fleet = Fleet()
+        self.fleet.reload(self.store, clock())
+        self.counters = CallCounters()
+        self.incidents = IncidentManager(self.store, dict(config.groups), self.counters)
+        self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
+        self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
+        self.registry, self.ingest_metrics = build_registry(
+            self.fleet, config, self.counters, self.store.open_calls_by_group, clock)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """Return the host the bearer token belongs to, or raise a 401 Rejection."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejection(401, "unauthorized", "missing bearer token")
+        host = self.tokens.host_for(token.strip())
+        if host is None:
+            raise Rejection(401, "unauthorized", "unknown or revoked token")
+        return host
+
+    def ingest(self, token_host: str, report: Report) -> IngestResult:
+        """Ingest a validated report sent with a token for `token_host`."""
+        if report.host != token_host:
+            raise Rejection(403, "forbidden",
+                            f"this token may report only for host {token_host!r}", "host")
+        if len(report.measurements) > self.config.limits.max_measurements:
+            raise Rejection(413, "too_large",
+                            f"{len(report.measurements)} measurements; the limit is "
+                            f"{self.config.limits.max_measurements}", "measurements")
+        started = time.perf_counter()
+        try:
+            result = self.ingestor.ingest(report, self.clock())
+        except Exception:
+            # The transaction rolled back; rebuild the in-memory view so the two agree again.
+            log.exception("ingest failed for host %s seq %d; reloading state", report.host,
+                          report.seq)
+            self._reload()
+            raise
+        self.ingest_metrics.latency.observe(time.perf_counter() - started)
+        if result.status == "duplicate":
+            self.ingest_metrics.duplicates.inc()
+        else:
+            self.ingest_metrics.ingested.inc()
+            self.ingest_metrics.measurements.inc(result.measurements)
+        return result
+
+    def reject(self, rejection: Rejection) -> None:
+        self.ingest_metrics.rejected.labels(rejection.reason).inc()
+
+    def tick(self) -> None:
+        """Evaluate time-based rules; the API calls this every `evaluation_interval`."""
+        try:
+            with self.store.transaction():
+                self.evaluator.tick(self.clock())
+        except Exception:
+            log.exception("evaluation tick failed; reloading state")
+            self._reload()
+
+    def _reload(self) -> None:
+        self.fleet.reload(self.store, self.clock())
+
+    # -- read side ------------------------------------------------------------------------------
+
+    def hosts(self, only: str | None = None) -> list[dict[str, Any]]:
+        now = self.clock()
+        factor = self.config.staleness.after_intervals
+        out = []
+        for name in sorted(self.fleet.hosts):
+            if only is not None and name != only:
+                continue
+            host = self.fleet.hosts[name]
+            stale = now - host.record.last_report_at > host.stale_after(factor)
+            measurements = [
+                {"check": s.check, "name": s.name, "value": s.value, "unit": s.unit,
+                 "labels": s.labels, "timestamp": s.timestamp}
+                for key in sorted(self.fleet.by_host.get(name, ()))
+                for s in (self.fleet.series[key],)
+            ]
+            rules = [
+                {"rule": rule, "labels": json.loads(labels), "state": state.severity.name,
+                 "value": state.value, "since": state.changed_at, "call_id": state.call_id}
+                for (rule, state_host, labels), state in sorted(self.fleet.states.items())
+                if state_host == name and state.severity is not Severity.OK
+            ]
+            out.append({
+                "host": name,
+                "state": self.fleet.host_severity(name, stale).name,
+                "last_report_at": host.record.last_report_at,
+                "first_seen": host.record.first_seen,
+                "interval_seconds": host.record.interval_seconds,
+                "agent_version": host.record.agent_version,
+                "last_seq": host.record.last_seq,
+                "checks": [
+                    {"check": c.check, "type": c.type, "interval_seconds": c.interval_seconds,
+                     "last_run_at": c.last_run_at, "duration_seconds": c.duration_seconds,
+                     "error_kind": c.error_kind, "error": c.error}
+                    for c in sorted(host.checks.values(), key=lambda c: c.check)
+                ],
+                "problems": rules,
+                "measurements": measurements,
+            })
+        return out
+
+    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500
+              ) -> list[Call]:
+        return self.store.list_calls(status, group, limit)
+
+    def close(self) -> None:
+        self.store.close()

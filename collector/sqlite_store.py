@@ -1,0 +1,273 @@
+"""The embedded store: one SQLite file in WAL mode, owned by one collector process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from collector.calls import Call, CallEvent, CallStatus
+from collector.rules import RuleState, Severity
+from collector.store import CheckStatus, HostRecord, RuleStateRecord, SeriesRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_report_at REAL NOT NULL,
+    interval_seconds REAL NOT NULL,
+    agent_version TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series (
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    labels_key TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    timestamp REAL NOT NULL,
+    PRIMARY KEY (host, name, labels_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS check_status (
+    host TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    interval_seconds REAL NOT NULL,
+    last_run_at REAL NOT NULL,
+    duration_seconds REAL NOT NULL,
+    error_kind TEXT,
+    error TEXT,
+    PRIMARY KEY (host, check_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_states (
+    rule TEXT NOT NULL,
+    host TEXT NOT NULL,
+    labels_key TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    value REAL,
+    problem_since REAL,
+    call_id INTEGER,
+    call_severity INTEGER NOT NULL,
+    changed_at REAL NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (rule, host, labels_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    host TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    assign TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+    summary TEXT NOT NULL,
+    description TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    resolved_at REAL,
+    reopened INTEGER NOT NULL DEFAULT 0
+);
+-- The register's promise: never more than one open call per incident key.
+CREATE UNIQUE INDEX IF NOT EXISTS calls_one_open ON calls (fingerprint) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS calls_by_fingerprint ON calls (fingerprint, resolved_at);
+CREATE TABLE IF NOT EXISTS call_events (
+    call_id INTEGER NOT NULL REFERENCES calls (id),
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events (call_id, at);
+"""
+
+SCHEMA_VERSION = 1
+
+
+class SQLiteStore:
+    """Store backed by SQLite (WAL). Use from one thread; the collector core is single-threaded."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a power cut can lose the last commits, never corrupt the file.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{path} was written by a newer runwatch (schema {version}); "
+                               "upgrade runwatch or point data_dir elsewhere")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._depth = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth:  # nested: part of the outer transaction
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- what the agents reported -------------------------------------------------------------
+
+    def load_hosts(self) -> Iterator[HostRecord]:
+        for row in self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
+                                    "agent_version, boot_id, last_seq FROM hosts"):
+            yield HostRecord(*row)
+
+    def save_host(self, host: HostRecord) -> None:
+        self._db.execute(
+            "INSERT INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+            "last_report_at=excluded.last_report_at, interval_seconds=excluded.interval_seconds, "
+            "agent_version=excluded.agent_version, boot_id=excluded.boot_id, "
+            "last_seq=excluded.last_seq",
+            (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
+             host.agent_version, host.boot_id, host.last_seq))
+
+    def load_series(self) -> Iterator[SeriesRecord]:
+        for host, name, key, check, value, unit, ts in self._db.execute(
+                "SELECT host, name, labels_key, check_name, value, unit, timestamp FROM series"):
+            yield SeriesRecord(host, name, key, json.loads(key), check, value, unit, ts)
+
+    def save_series(self, series: list[SeriesRecord]) -> None:
+        self._db.executemany(
+            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, name, labels_key) "
+            "DO UPDATE SET check_name=excluded.check_name, value=excluded.value, "
+            "unit=excluded.unit, timestamp=excluded.timestamp",
+            [(s.host, s.name, s.labels_key, s.check, s.value, s.unit, s.timestamp)
+             for s in series])
+
+    def delete_series(self, keys: list[tuple[str, str, str]]) -> None:
+        self._db.executemany("DELETE FROM series WHERE host=? AND name=? AND labels_key=?", keys)
+
+    def load_check_statuses(self) -> Iterator[CheckStatus]:
+        for row in self._db.execute("SELECT host, check_name, type, interval_seconds, "
+                                    "last_run_at, duration_seconds, error_kind, error "
+                                    "FROM check_status"):
+            yield CheckStatus(*row)
+
+    def save_check_statuses(self, statuses: list[CheckStatus]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO check_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.host, s.check, s.type, s.interval_seconds, s.last_run_at, s.duration_seconds,
+              s.error_kind, s.error) for s in statuses])
+
+    # -- rule states ----------------------------------------------------------------------------
+
+    def load_rule_states(self) -> Iterator[RuleStateRecord]:
+        for (rule, host, key, severity, value, since, call_id, call_severity, changed,
+             detail) in self._db.execute("SELECT * FROM rule_states"):
+            state = RuleState(Severity(severity), value, since, call_id, Severity(call_severity),
+                              changed, detail)
+            yield RuleStateRecord(rule, host, key, state)
+
+    def save_rule_states(self, states: list[RuleStateRecord]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO rule_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
+              r.state.problem_since, r.state.call_id, int(r.state.call_severity),
+              r.state.changed_at, r.state.detail) for r in states])
+
+    # -- the built-in call register -------------------------------------------------------------
+
+    _CALL_COLUMNS = ("id, fingerprint, host, rule, labels, grp, assign, severity, priority, "
+                     "status, summary, description, first_seen, opened_at, updated_at, "
+                     "resolved_at, reopened")
+
+    @staticmethod
+    def _call(row: tuple[Any, ...]) -> Call:
+        values = list(row)
+        values[4] = json.loads(values[4])
+        return Call(*values)
+
+    def insert_call(self, call: Call) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO calls (fingerprint, host, rule, labels, grp, assign, severity, priority, "
+            "status, summary, description, first_seen, opened_at, updated_at, resolved_at, "
+            "reopened) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (call.fingerprint, call.host, call.rule, json.dumps(call.labels, sort_keys=True),
+             call.group, call.assign, call.severity, call.priority, call.status, call.summary,
+             call.description, call.first_seen, call.opened_at, call.updated_at,
+             call.resolved_at, call.reopened))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def update_call(self, call: Call) -> None:
+        self._db.execute(
+            "UPDATE calls SET severity=?, priority=?, status=?, summary=?, description=?, "
+            "updated_at=?, resolved_at=?, reopened=? WHERE id=?",
+            (call.severity, call.priority, call.status, call.summary, call.description,
+             call.updated_at, call.resolved_at, call.reopened, call.id))
+
+    def add_call_event(self, event: CallEvent) -> None:
+        self._db.execute("INSERT INTO call_events VALUES (?, ?, ?, ?)",
+                         (event.call_id, event.at, event.kind, event.text))
+
+    def get_call(self, call_id: int) -> Call | None:
+        row = self._db.execute(f"SELECT {self._CALL_COLUMNS} FROM calls WHERE id=?",  # noqa: S608
+                               (call_id,)).fetchone()
+        return self._call(row) if row else None
+
+    def find_open_call(self, fingerprint: str) -> Call | None:
+        row = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE fingerprint=? AND status='open'", (fingerprint,)).fetchone()
+        return self._call(row) if row else None
+
+    def find_resolved_call(self, fingerprint: str, since: float) -> Call | None:
+        row = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE fingerprint=? AND status='resolved' AND resolved_at >= ? "
+            "ORDER BY resolved_at DESC LIMIT 1", (fingerprint, since)).fetchone()
+        return self._call(row) if row else None
+
+    def list_calls(self, status: CallStatus | None, group: str | None, limit: int) -> list[Call]:
+        where: list[str] = []
+        args: list[str] = []
+        if status is not None:
+            where.append("status=?")
+            args.append(status)
+        if group is not None:
+            where.append("grp=?")
+            args.append(group)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls {clause} "  # noqa: S608
+            "ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [self._call(row) for row in rows]
+
+    def call_events(self, call_id: int) -> list[CallEvent]:
+        rows = self._db.execute("SELECT call_id, at, kind, text FROM call_events "
+                                "WHERE call_id=? ORDER BY at, rowid", (call_id,))
+        return [CallEvent(*row) for row in rows]
+
+    def open_calls_by_group(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "
+                                "GROUP BY grp")
+        return {group: count for group, count in rows}

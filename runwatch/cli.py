@@ -1,0 +1,379 @@
+"""The `runwatch` command: one door for admins, operators and the help desk.
+
+Exit codes: 0 success; 1 the job failed (a check failed, the collector is unreachable);
+2 the command line or a config file is wrong (the key path goes to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from checks.settings import ConfigError, Duration
+from runwatch import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_COLLECTOR = os.environ.get("RUNWATCH_COLLECTOR", "http://127.0.0.1:9330")
+
+log = logging.getLogger("runwatch")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z")
+
+
+def _duration(text: str) -> Duration:
+    try:
+        return Duration.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from runwatch.up import UpOptions, default_data_dir, run_up
+
+    return run_up(UpOptions(listen=args.listen, data_dir=args.data_dir or default_data_dir(),
+                            interval=args.interval, collector_config=args.collector_config,
+                            agent_config=args.agent_config))
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    if args.action == "token":
+        return cmd_token(args)
+    from collector.config import load_collector_config
+    from collector.server import bind, serve, url_of
+    from collector.service import CollectorService
+
+    config = load_collector_config(args.config)
+    sock = bind(*config.listen_address)
+    service = CollectorService(config)
+    log.info("collector listening on %s with %d rules; data in %s", url_of(sock),
+             len(config.rules), config.data_dir)
+    serve(service, sock)
+    return EXIT_OK
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.config import load_agent_config
+    from agent.service import Agent
+
+    agent = Agent(load_agent_config(args.config))
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: flushing and stopping", signum)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    agent.run()
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.config import load_agent_config
+    from agent.service import build_runner
+
+    config = load_agent_config(args.config)
+    runner = build_runner(config)
+    harvest = runner.run_once()
+    empty = {run.check for run in harvest.runs if run.error is None} - {
+        m.check for m in harvest.measurements}
+    if empty:
+        # Rate checks need two samples: take a second one a moment later.
+        time.sleep(1.0)
+        second = runner.run_once()
+        harvest.measurements += [m for m in second.measurements if m.check in empty]
+        harvest.runs = [r for r in harvest.runs if r.check not in empty] + [
+            r for r in second.runs if r.check in empty]
+    failed = [run for run in harvest.runs if run.error is not None]
+    if args.json:
+        out = {
+            "host": config.host_name,
+            "measurements": [msgspec.to_builtins(m) for m in harvest.measurements],
+            "checks": [msgspec.to_builtins(r) for r in harvest.runs],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        for m in harvest.measurements:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
+            where = f"{{{labels}}}" if labels else ""
+            print(f"{m.check:12} {m.name}{where} {m.value:g} {m.unit}".rstrip())
+        for run in failed:
+            assert run.error is not None
+            print(f"{run.check:12} {run.error.kind.upper()}: {run.error.message}",
+                  file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _get(url: str, path: str, params: dict[str, str] | None = None) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    target = url.rstrip("/") + path + query
+    if not target.startswith(("http://", "https://")):
+        raise CommandError(f"--collector must be an http:// or https:// URL, got {url!r}")
+    try:
+        with urllib.request.urlopen(target, timeout=10) as response:  # noqa: S310
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise CommandError(f"{target}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
+                           ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CommandError(f"cannot reach the collector at {url}: {reason}") from None
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    params = {"status": "open" if args.open else "all", "limit": str(args.limit)}
+    if args.group:
+        params["group"] = args.group
+    calls = _get(args.collector, "/api/v1/calls", params)
+    if args.json:
+        print(json.dumps(calls, indent=2))
+        return EXIT_OK
+    if not calls:
+        print("no calls" if not args.open else "no open calls")
+        return EXIT_OK
+    print(f"{'ID':>5}  {'STATUS':8}  {'PRIORITY':8}  {'GROUP':24}  {'OPENED':16}  SUMMARY")
+    for call in calls:
+        print(f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
+              f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    hosts = _get(args.collector, "/api/v1/hosts")
+    open_calls = _get(args.collector, "/api/v1/calls", {"status": "open"})
+    if args.json:
+        print(json.dumps({"hosts": [{k: v for k, v in h.items() if k != "measurements"}
+                                    for h in hosts], "open_calls": len(open_calls)}, indent=2))
+        return EXIT_OK
+    if not hosts:
+        print("no hosts have reported yet")
+    for host in hosts:
+        age = time.time() - host["last_report_at"]
+        failing = [c["check"] for c in host["checks"] if c["error"]]
+        extra = f"  failing checks: {', '.join(failing)}" if failing else ""
+        print(f"{host['host']:30} {host['state']:9} last report {age:6.0f}s ago  "
+              f"{len(host['problems'])} problem(s){extra}")
+        for problem in host["problems"]:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(problem["labels"].items()))
+            print(f"    {problem['state']:9} {problem['rule']} {labels}")
+    print(f"{len(open_calls)} open call(s)")
+    return EXIT_OK
+
+
+def _config_kind(path: Path, requested: str | None) -> str:
+    if requested:
+        return requested
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "collector"  # let the loader report the problem with its location
+    if isinstance(data, dict) and isinstance(data.get("collector"), dict):
+        return "agent"
+    return "collector"
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    kind = _config_kind(args.file, args.kind)
+    if kind == "agent":
+        from agent.config import load_agent_config
+
+        agent = load_agent_config(args.file)
+        summary = f"agent config for {agent.host_name}: {len(agent.checks)} checks"
+    else:
+        from collector.config import load_collector_config
+
+        collector = load_collector_config(args.file)
+        summary = (f"collector config: {len(collector.groups)} groups, "
+                   f"{len(collector.rules)} rules, {len(collector.sinks)} sinks")
+    print(f"{args.file}: valid {summary}")
+    return EXIT_OK
+
+
+def _tokens_file(args: argparse.Namespace) -> Path:
+    if args.tokens_file:
+        return Path(args.tokens_file)
+    from collector.config import load_collector_config
+
+    return load_collector_config(args.config).tokens_file
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from collector.auth import TokenFileError, add_token, read_tokens, revoke_token
+
+    path = _tokens_file(args)
+    try:
+        if args.tokens_verb == "add":
+            token = add_token(path, args.host, replace=args.replace)
+            print(token)
+            print(f"token for {args.host} stored (hashed) in {path}; it is shown only once. "
+                  "Put it in the agent's token_file (mode 0600).", file=sys.stderr)
+        elif args.tokens_verb == "revoke":
+            if not revoke_token(path, args.host):
+                print(f"{args.host} has no token in {path}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"token for {args.host} revoked; its next report gets 401", file=sys.stderr)
+        else:
+            entries = read_tokens(path)
+            if args.json:
+                print(json.dumps([{"host": e.host, "created_at": e.created_at}
+                                  for e in entries], indent=2))
+            for entry in [] if args.json else entries:
+                print(f"{entry.host:40} created {_when(entry.created_at)}")
+    except TokenFileError as exc:
+        raise CommandError(str(exc)) from None
+    return EXIT_OK
+
+
+class CommandError(Exception):
+    """A failure to report in one line, with exit code 1."""
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def _add_token_commands(parser: argparse.ArgumentParser) -> None:
+    tokens = parser.add_subparsers(dest="tokens_verb", required=True, metavar="ACTION")
+    add = tokens.add_parser("add", help="create a token for a host; print it once")
+    add.add_argument("host")
+    add.add_argument("--replace", action="store_true", help="replace the host's existing token")
+    revoke = tokens.add_parser("revoke", help="revoke a host's token")
+    revoke.add_argument("host")
+    listing = tokens.add_parser("list", help="list hosts that have tokens")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    for sub in (add, revoke, listing):
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
+                           help="collector config naming the tokens file "
+                                "(default: %(default)s)")
+        where.add_argument("--tokens-file", help="the tokens file itself")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwatch",
+        description="Monitoring agent and collector for the run groups: checks, thresholds, "
+                    "help-desk calls and Prometheus metrics.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad command line or config.")
+    parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("RUNWATCH_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"],
+                        help="log level for messages on stderr (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run a collector and a local agent on the embedded defaults",
+                        description="Run a collector (SQLite, built-in call register) and an "
+                                    "agent for this host, until Ctrl-C.")
+    up.add_argument("--listen", default="127.0.0.1:9330",
+                    help="HOST:PORT for the collector (default: %(default)s; port 0 picks one)")
+    up.add_argument("--data-dir", type=Path,
+                    help="where the store, spool and tokens live (default: /var/lib/runwatch "
+                         "as root, else ~/.local/share/runwatch; or $RUNWATCH_DATA_DIR)")
+    up.add_argument("--interval", type=_duration,
+                    help="the agent's report interval (default: from the agent config, 60s)")
+    up.add_argument("--collector-config", type=Path, help="use this collector config instead "
+                                                          "of the shipped one")
+    up.add_argument("--agent-config", type=Path, help="use this agent config instead of the "
+                                                      "shipped one")
+    up.set_defaults(func=cmd_up)
+
+    collector = sub.add_parser("collector", help="run the collector, or manage agent tokens",
+                               description="Run the collector with a config file. "
+                                           "`runwatch collector token ...` manages agent tokens.")
+    collector.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
+                           help="collector config (default: %(default)s)")
+    actions = collector.add_subparsers(dest="action", metavar="ACTION")
+    _add_token_commands(actions.add_parser("token", help="add, list or revoke agent tokens"))
+    collector.set_defaults(func=cmd_collector, action=None)
+
+    token = sub.add_parser("token", help="add, list or revoke agent tokens "
+                                         "(same as `collector token`)")
+    _add_token_commands(token)
+    token.set_defaults(func=cmd_token)
+
+    agent = sub.add_parser("agent", help="run the agent", description="Run the agent: checks on "
+                           "their schedule, a report to the collector every interval.")
+    agent.add_argument("--config", type=Path, default=Path("/etc/runwatch/agent.yaml"),
+                       help="agent config (default: %(default)s)")
+    agent.set_defaults(func=cmd_agent)
+
+    check = sub.add_parser("check", help="run every check once and print the measurements",
+                           description="Run every configured check once, print what it "
+                                       "measured; exit 1 if any check failed.")
+    check.add_argument("--config", type=Path, default=Path("/etc/runwatch/agent.yaml"),
+                       help="agent config (default: %(default)s)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=cmd_check)
+
+    for name, func, text in (("calls", cmd_calls, "list calls in the built-in register"),
+                             ("status", cmd_status, "show hosts, their states and problems")):
+        command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        if name == "calls":
+            command.add_argument("--open", action="store_true", help="only open calls")
+            command.add_argument("--group", help="only calls owned by this group")
+            command.add_argument("--limit", type=int, default=200,
+                                 help="at most this many, newest first (default: %(default)s)")
+        command.set_defaults(func=func)
+
+    config = sub.add_parser("config", help="work with config files")
+    config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    validate = config_actions.add_parser(
+        "validate", help="validate an agent or collector config",
+        description="Validate a config file: exit 0 if valid, 2 with the key path if not.")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--kind", choices=["agent", "collector"],
+                          help="which config it is (default: guessed from its keys)")
+    validate.set_defaults(func=cmd_config_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"runwatch: invalid config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"runwatch: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
