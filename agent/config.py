@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from checks.registry import AnyCheckOptions
+from checks.registry import CHECK_TYPES, AnyCheckOptions
 from checks.schema import HostName
-from checks.settings import ConfigError, Duration, convert, load_yaml
+from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
 
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -25,7 +25,7 @@ class CollectorTarget(_Config, frozen=True):
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+            raise field_error("url", f"must start with http:// or https://, got {self.url!r}")
 
 
 class SpoolConfig(_Config, frozen=True):
@@ -43,7 +43,7 @@ class AgentConfig(_Config, frozen=True):
 
     def __post_init__(self) -> None:
         if float(self.interval) < 1:
-            raise ValueError("interval must be at least 1s")
+            raise field_error("interval", "must be at least 1s")
 
     @property
     def host_name(self) -> str:
@@ -66,6 +66,9 @@ def _validate(config: AgentConfig, source: str | None) -> AgentConfig:
         if check.interval is not None and float(check.interval) < 1:
             raise ConfigError(f"checks -> {index} -> interval", "must be at least 1s",
                               source=source)
+        if check.timeout is not None and float(check.timeout) <= 0:
+            raise ConfigError(f"checks -> {index} -> timeout", "must be more than 0s",
+                              source=source)
     return config
 
 
@@ -84,9 +87,27 @@ def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> Ag
                 if isinstance(value, str) and not Path(value).is_absolute():
                     target[key] = str(base / value)
 
-    return _validate(load_yaml(path, AgentConfig, defaults=prepare), str(path))
+    try:
+        config = load_yaml(path, AgentConfig, defaults=prepare)
+    except ConfigError as exc:
+        raise _with_known_types(exc) from None
+    return _validate(config, str(path))
+
+
+def _with_known_types(exc: ConfigError) -> ConfigError:
+    """Add the list of check types to an unknown-type error."""
+    if exc.path.startswith("checks -> ") and exc.path.endswith("-> type") \
+            and exc.message.startswith("Invalid value"):
+        known = ", ".join(sorted(CHECK_TYPES))
+        return ConfigError(exc.path, f"{exc.message}; known check types: {known}",
+                           source=exc.source)
+    return exc
 
 
 def agent_config_from_dict(data: dict[str, Any]) -> AgentConfig:
     """Validate an agent config given as data (tests, `runwatch up`)."""
-    return _validate(convert(data, AgentConfig), None)
+    try:
+        config = convert(data, AgentConfig)
+    except ConfigError as exc:
+        raise _with_known_types(exc) from None
+    return _validate(config, None)

@@ -143,7 +143,7 @@ class ReportShipper:
                 hint = " (check the agent's token)" if result.status in (401, 403) else ""
                 log.warning("cannot deliver report %d, will retry: %s%s", seq, message, hint)
                 self.last_error = message
-            raise _Retry
+            raise RetryLater
         return delivered
 
     def _loop(self) -> None:
@@ -154,11 +154,11 @@ class ReportShipper:
                 backoff = self._min_backoff
                 self._wake.wait()
                 self._wake.clear()
-            except _Retry:
+            except RetryLater:
                 # Full jitter: a fleet that lost its collector does not come back in step.
                 self._stop.wait(random.uniform(self._min_backoff, backoff))
                 backoff = min(self._max_backoff, backoff * 2)
 
 
-class _Retry(Exception):
-    pass
+class RetryLater(Exception):
+    """A send failed in a way that may pass: try again after a backoff."""

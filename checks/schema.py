@@ -16,12 +16,12 @@ SCHEMA_VERSION: Final = 1
 # Prometheus naming rules, so every measurement can be exposed on /metrics as it is.
 _METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 _LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-_HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
 
 MetricName = Annotated[str, msgspec.Meta(pattern=_METRIC_NAME, max_length=200)]
 LabelName = Annotated[str, msgspec.Meta(pattern=_LABEL_NAME, max_length=100)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
-HostName = Annotated[str, msgspec.Meta(pattern=_HOST_NAME)]
+HostName = Annotated[str, msgspec.Meta(pattern=HOST_NAME_PATTERN)]
 CheckName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds")]

@@ -72,6 +72,17 @@ def format_duration(seconds: float) -> str:
     return " ".join(out)
 
 
+def field_error(field: str, message: str) -> ValueError:
+    """An error from a struct's `__post_init__` that belongs to one of its keys.
+
+    msgspec reports such errors at the struct; the mark lets the key path name the key too.
+    """
+    return ValueError(f"[{field}] {message}")
+
+
+_FIELD = re.compile(r"^\[(?P<field>[A-Za-z_][A-Za-z0-9_]*)\] (?P<message>.*)$", re.S)
+
+
 def _dec_hook(typ: type, obj: Any) -> Any:
     if typ is Duration:
         return Duration.parse(obj)
@@ -108,6 +119,8 @@ def _config_error(exc: msgspec.ValidationError, source: str | None) -> ConfigErr
     def join(parent: str, child: str) -> str:
         return f"{parent} -> {child}" if parent else child
 
+    if field := _FIELD.match(message):
+        path, message = join(path, field.group("field")), field.group("message")
     if unknown := _UNKNOWN.match(message):
         return ConfigError(join(path, unknown.group("field")), "unknown key", source=source)
     if missing := _MISSING.match(message):
@@ -116,22 +129,31 @@ def _config_error(exc: msgspec.ValidationError, source: str | None) -> ConfigErr
     return ConfigError(path, message, source=source)
 
 
-def convert(data: Any, typ: type[T], *, source: str | None = None) -> T:
-    """Validate plain data (as parsed from YAML) into a typed, frozen config object."""
+def convert(data: Any, typ: type[T], *, source: str | None = None, prefix: str = "") -> T:
+    """Validate plain data (as parsed from YAML) into a typed, frozen config object.
+
+    `prefix` is the key path of `data` itself, when it is a part of a larger file.
+    """
     try:
         return msgspec.convert(data, typ, dec_hook=_dec_hook, strict=False)
     except msgspec.ValidationError as exc:
-        raise _config_error(exc, source) from None
+        error = _config_error(exc, source)
+        if prefix:
+            path = f"{prefix} -> {error.path}" if error.path else prefix
+            raise ConfigError(path, error.message, source=source) from None
+        raise error from None
 
 
-def load_yaml(path: Path, typ: type[T], *, defaults: Callable[[dict[str, Any]], None] | None = None
-              ) -> T:
+def load_yaml(path: Path, typ: type[T], *, defaults: Callable[[dict[str, Any]], None] | None = None,
+              prevalidate: Callable[[dict[str, Any], str | None], None] | None = None) -> T:
     """Read a YAML file and validate it into `typ`. Raises ConfigError naming the key path."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read the file: {exc.strerror}", source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not UTF-8 text (byte {exc.start})", source=source) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -145,4 +167,6 @@ def load_yaml(path: Path, typ: type[T], *, defaults: Callable[[dict[str, Any]], 
         raise ConfigError("", "the top level must be a mapping of keys", source=source)
     if defaults is not None:
         defaults(data)
+    if prevalidate is not None:
+        prevalidate(data, source)
     return convert(data, typ, source=source)

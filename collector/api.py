@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from checks.schema import Report, decode_report
@@ -103,17 +104,18 @@ def create_app(service: CollectorService) -> Litestar:
         return Response({"status": result.status, "seq": result.seq}, status_code=status)
 
     @get("/api/v1/hosts", summary="Hosts, their states and latest measurements", tags=["read"])
-    async def get_hosts(host: str | None = None) -> list[dict[str, Any]]:
+    async def get_hosts(host: FromQuery[str | None] = None) -> list[dict[str, Any]]:
         return service.hosts(host)
 
     @get("/api/v1/calls", summary="Calls in the built-in register", tags=["read"])
-    async def get_calls(status: Literal["open", "resolved", "all"] = "all",
-                        group: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    async def get_calls(status: FromQuery[Literal["open", "resolved", "all"]] = "all",
+                        group: FromQuery[str | None] = None,
+                        limit: FromQuery[int] = 500) -> list[dict[str, Any]]:
         wanted = None if status == "all" else status
         return [_call_json(c) for c in service.calls(wanted, group, max(1, min(limit, 5000)))]
 
     @get("/api/v1/calls/{call_id:int}", summary="One call with its history", tags=["read"])
-    async def get_call(call_id: int) -> Response[dict[str, Any]]:
+    async def get_call(call_id: FromPath[int]) -> Response[dict[str, Any]]:
         call = service.store.get_call(call_id)
         if call is None:
             return Response({"error": "not_found", "message": f"no call {call_id}"},

@@ -5,16 +5,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from checks.schema import HOST_NAME_PATTERN
+
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens in logs, not a secret
 _HASH_PREFIX = "sha256:"
+_HOST = re.compile(HOST_NAME_PATTERN)
 
 
 def hash_token(token: str) -> str:
@@ -69,6 +73,9 @@ def _write_tokens(path: Path, entries: list[TokenEntry]) -> None:
 
 def add_token(path: Path, host: str, *, replace: bool = False) -> str:
     """Create a token for `host`, store its hash, and return the token (shown once)."""
+    if not _HOST.match(host):
+        raise TokenFileError(f"{host!r} is not a valid host name (letters, digits, '.', '-' and "
+                             "'_', starting with a letter or digit)")
     entries = read_tokens(path)
     if any(e.host == host for e in entries):
         if not replace:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from checks.schema import MetricName
-from checks.settings import ConfigError, Duration, convert, load_yaml
+from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
 
 RuleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 GroupName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_length=100)]
@@ -59,12 +60,12 @@ class RuleConfig(_Config, frozen=True):
         word = "below" if above else "above"
         if (self.warning is not None and self.critical is not None
                 and not beyond(self.warning, self.critical)):
-            raise ValueError(f"warning ({self.warning:g}) must be {word} critical "
-                             f"({self.critical:g}) for direction {self.direction}")
+            raise field_error("warning", f"must be {word} critical ({self.critical:g}) for "
+                                         f"direction {self.direction}, got {self.warning:g}")
         first = self.first_threshold
         if self.clear is not None and beyond(first, self.clear):
-            raise ValueError(f"clear ({self.clear:g}) must not be past the first threshold "
-                             f"({first:g}) for direction {self.direction}")
+            raise field_error("clear", f"must not be past the first threshold ({first:g}) for "
+                                       f"direction {self.direction}, got {self.clear:g}")
 
     @property
     def first_threshold(self) -> float:
@@ -133,16 +134,43 @@ class _RuleFile(_Config, frozen=True):
     rules: list[RuleConfig] = []
 
 
-def _check_listen(listen: str) -> None:
+_NAME_RULE = {"groups": "lowercase letters, digits, '-' and '_', starting with a letter",
+              "sinks": "letters, digits, '-' and '_'"}
+
+
+def _prevalidate(data: dict[str, Any], source: str | None) -> None:
+    """Validate named sections key by key, so an error names the group or sink that holds it."""
+    for section, typ, pattern in (("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
+                                  ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$")):
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, value in entries.items():
+            if not isinstance(name, str) or not re.match(pattern, name):
+                raise ConfigError(f"{section} -> {name}",
+                                  f"names here use {_NAME_RULE[section]}", source=source)
+            try:
+                convert(value, typ, source=source, prefix=f"{section} -> {name}")
+            except ConfigError as exc:
+                if section == "sinks" and exc.path.endswith("-> type"):
+                    raise ConfigError(exc.path, f"{exc.message}; known sink types: builtin",
+                                      source=source) from None
+                raise
+
+
+def _check_listen(listen: str, source: str | None) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("listen", f"expected HOST:PORT such as 127.0.0.1:9330, got {listen!r}")
+        raise ConfigError("listen", f"expected HOST:PORT such as 127.0.0.1:9330, got {listen!r}",
+                          source=source)
 
 
 def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
               ) -> None:
     """Check what a single key cannot: references between sinks, groups and rules."""
-    _check_listen(config.listen)
+    _check_listen(config.listen, source)
+    if float(config.evaluation_interval) < 0.1:
+        raise ConfigError("evaluation_interval", "must be at least 0.1s", source=source)
     for name, group in config.groups.items():
         if group.sink not in config.sinks:
             known = ", ".join(sorted(config.sinks)) or "none"
@@ -181,7 +209,7 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
         if isinstance(agents, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():
             agents["tokens_file"] = str(base / tokens)
 
-    config = load_yaml(path, CollectorConfig, defaults=prepare)
+    config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)
     source = str(path)
     rule_sources = [(source, f"rules -> {i}") for i in range(1, len(config.rules) + 1)]
     rules = list(config.rules)
@@ -200,6 +228,7 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
 
 def collector_config_from_dict(data: dict[str, Any]) -> CollectorConfig:
     """Validate a config given as data (tests, `runwatch up`)."""
+    _prevalidate(data, None)
     config = convert(data, CollectorConfig)
     _validate(config, None, [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])
     return config

@@ -40,5 +40,8 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the SIGINT it handled; Ctrl-C is the normal way to stop.
+        log.info("stopped by SIGINT")
     finally:
         service.close()

@@ -192,9 +192,10 @@ def _config_kind(path: Path, requested: str | None) -> str:
         return requested
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return "collector"  # let the loader report the problem with its location
-    if isinstance(data, dict) and isinstance(data.get("collector"), dict):
+    # Keys only an agent config has; a collector config has none of them.
+    if isinstance(data, dict) and {"collector", "checks", "state_dir", "spool"} & set(data):
         return "agent"
     return "collector"
 

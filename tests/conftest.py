@@ -1,0 +1,110 @@
+"""Shared fixtures: a clock that tests move by hand, and reports built in one line."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report
+from collector.config import collector_config_from_dict
+from collector.service import CollectorService
+
+RUNWATCH = str(Path(sys.executable).with_name("runwatch"))
+
+
+class FakeClock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+GROUPS = {
+    "systems-administration": {"sink": "helpdesk", "assign": "Systems Administration",
+                               "reopen_within": "1h"},
+    "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations",
+                            "on_recovery": "comment"},
+}
+
+FS_RULE = {"name": "filesystem_full", "metric": "fs_used_ratio", "warning": 0.85,
+           "critical": 0.95, "clear": 0.80, "for": "5m", "owner": "systems-administration"}
+
+
+def collector_config(tmp_path: Path, rules: list[dict[str, Any]] | None = None,
+                     **extra: Any) -> Any:
+    data: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "sinks": {"helpdesk": {"type": "builtin"}},
+        "groups": GROUPS,
+        "rules": [FS_RULE] if rules is None else rules,
+        "staleness": {"after_intervals": 3, "owner": "systems-administration"},
+    }
+    data.update(extra)
+    return collector_config_from_dict(data)
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, clock: FakeClock) -> Callable[..., CollectorService]:
+    services: list[CollectorService] = []
+
+    def make(rules: list[dict[str, Any]] | None = None, **extra: Any) -> CollectorService:
+        service = CollectorService(collector_config(tmp_path, rules, **extra), clock=clock)
+        services.append(service)
+        return service
+
+    yield make  # type: ignore[misc]
+    for service in services:
+        service.close()
+
+
+class Reporter:
+    """Builds successive reports for one host, as an agent would."""
+
+    def __init__(self, host: str, clock: FakeClock, interval: float = 60.0) -> None:
+        self.host = host
+        self.clock = clock
+        self.interval = interval
+        self.seq = 0
+        self.boot_id = "boot-1"
+
+    def report(self, values: dict[str, float] | None = None, *,
+               labels: dict[str, str] | None = None, check: str = "filesystem",
+               error: str | None = None, measurements: list[Measurement] | None = None
+               ) -> Report:
+        self.seq += 1
+        now = self.clock()
+        items = list(measurements or [])
+        for name, value in (values or {}).items():
+            items.append(Measurement(check=check, name=name, value=value, unit="ratio",
+                                     labels=labels if labels is not None else {"mountpoint": "/"},
+                                     timestamp=now))
+        runs = [CheckRun(check=check, type=check, interval_seconds=self.interval,
+                         started_at=now, duration_seconds=0.01,
+                         error=CheckError(kind="error", message=error) if error else None)]
+        return Report(schema_version=SCHEMA_VERSION, host=self.host, agent_version="test",
+                      boot_id=self.boot_id, seq=self.seq, sent_at=now,
+                      interval_seconds=self.interval, measurements=items, checks=runs)
+
+
+def tool(name: str, package: str) -> str:
+    """Path of an external tool, or skip the test naming the Debian package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package: {package})")
+    return path

@@ -1,0 +1,159 @@
+"""The agent's runner, spool and shipper: failures become data, and nothing is dropped."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from agent.runner import CheckRunner
+from agent.shipper import ReportShipper, RetryLater, SendResult
+from agent.spool import Spool
+from checks.base import CheckFailed, CheckOptions
+from checks.schema import Measurement
+
+
+class _Options(CheckOptions, frozen=True, tag="test"):
+    pass
+
+
+class CountingCheck:
+    name: ClassVar[str] = "counting"
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.runs = 0
+
+    def collect(self) -> list[Measurement]:
+        self.runs += 1
+        return [Measurement(check=self.label, name="runs", value=self.runs,
+                            timestamp=time.time())]
+
+
+class HangingCheck:
+    name: ClassVar[str] = "hanging"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def collect(self) -> list[Measurement]:
+        self.release.wait(30)
+        return []
+
+
+class FailingCheck:
+    name: ClassVar[str] = "failing"
+
+    def collect(self) -> list[Measurement]:
+        raise CheckFailed("cannot read /nonexistent: set `path` to an existing file")
+
+
+def test_hung_check_times_out_as_an_error_and_others_keep_their_cadence() -> None:
+    fast = CountingCheck("fast")
+    hung = HangingCheck()
+    runner = CheckRunner([
+        (_Options(name="fast", interval=1), fast),
+        (_Options(name="hung", interval=1, timeout=0.5), hung),
+    ], default_interval=60)
+    try:
+        runner.start_all()
+        deadline = time.monotonic() + 3.2
+        while time.monotonic() < deadline:
+            runner.run_pending()
+            time.sleep(0.05)
+        harvest = runner.drain()
+    finally:
+        hung.release.set()
+    assert fast.runs >= 3, "the hung check did not hold back the fast one"
+    hung_runs = [r for r in harvest.runs if r.check == "hung"]
+    assert hung_runs[0].error is not None
+    assert hung_runs[0].error.kind == "timeout"
+    assert "timeout of 0.5s" in hung_runs[0].error.message
+    # Due again while still hung: reported as skipped, not a second thread.
+    assert {r.error.kind for r in hung_runs[1:] if r.error} <= {"skipped"}
+    assert sum(1 for r in harvest.runs if r.check == "fast" and r.error is None) >= 3
+
+
+def test_failing_check_becomes_an_error_entry() -> None:
+    runner = CheckRunner([(_Options(name="broken"), FailingCheck())], default_interval=60)
+    harvest = runner.run_once()
+    (run,) = harvest.runs
+    assert run.error is not None
+    assert run.error.kind == "error"
+    assert "set `path`" in run.error.message
+    assert harvest.measurements == []
+
+
+def test_spool_keeps_reports_in_order_across_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
+    seqs = [spool.next_seq() for _ in range(3)]
+    for seq in seqs:
+        spool.put(seq, f"report {seq}".encode())
+    boot_id = spool.boot_id
+    spool.ack(seqs[0])
+    reopened = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
+    assert reopened.boot_id == boot_id
+    assert reopened.oldest() == (seqs[1], f"report {seqs[1]}".encode())
+    assert reopened.next_seq() == seqs[-1] + 1, "a seq is never reused"
+
+
+def test_spool_bound_drops_oldest_first_and_counts(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=10)
+    for _ in range(15):
+        seq = spool.next_seq()
+        spool.put(seq, b"x" * 100)
+    stats = spool.stats()
+    assert stats.reports == 10
+    assert stats.dropped == 5
+    oldest = spool.oldest()
+    assert oldest is not None
+    assert oldest[0] == 6
+    assert Spool(tmp_path, max_bytes=1 << 20, max_reports=10).dropped == 5, "count persists"
+
+
+def test_shipper_retries_until_delivered_and_keeps_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
+    for _ in range(5):
+        seq = spool.next_seq()
+        spool.put(seq, str(seq).encode())
+    received: list[bytes] = []
+    outage = {"left": 3}
+
+    def send(body: bytes) -> SendResult:
+        if outage["left"]:
+            outage["left"] -= 1
+            return SendResult(None, "connection refused")
+        received.append(body)
+        return SendResult(202, "ok")
+
+    shipper = ReportShipper(spool, send, min_backoff=0.01, max_backoff=0.05)
+    shipper.start()
+    deadline = time.monotonic() + 5
+    while len(received) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shipper.stop()
+    assert received == [b"1", b"2", b"3", b"4", b"5"]
+    assert spool.stats().reports == 0
+
+
+@pytest.mark.parametrize(("status", "kept_in_queue"), [
+    pytest.param(503, True, id="5xx: retried later"),
+    pytest.param(401, True, id="401: kept until the token is fixed"),
+    pytest.param(422, False, id="422: set aside in rejected/, queue moves on"),
+])
+def test_shipper_never_drops_a_report(tmp_path: Path, status: int, kept_in_queue: bool) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
+    seq = spool.next_seq()
+    spool.put(seq, b"{}")
+    shipper = ReportShipper(spool, lambda body: SendResult(status, "no"))
+    if kept_in_queue:
+        with pytest.raises(RetryLater):
+            shipper.drain_once()
+        assert spool.oldest() == (seq, b"{}")
+    else:
+        shipper.drain_once()
+        assert spool.oldest() is None
+        assert (tmp_path / "rejected" / f"{seq:020d}.report").read_bytes() == b"{}"

@@ -1,0 +1,319 @@
+"""The `runwatch` command as an admin runs it: help, version, exit codes, check and tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runwatch
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Nothing listens on port 1 here: a connection is refused at once.
+UNREACHABLE = "http://127.0.0.1:1"
+
+
+def runwatch_argv() -> list[str]:
+    """Return the command that runs the installed `runwatch` script, or the module if absent."""
+    script = Path(sys.executable).with_name("runwatch")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runwatch.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `runwatch ARGS...` and capture what it says."""
+    return subprocess.run(
+        [*runwatch_argv(), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+# -- help, version, usage errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param([], id="runwatch"),
+        pytest.param(["up"], id="up"),
+        pytest.param(["collector"], id="collector"),
+        pytest.param(["collector", "token"], id="collector token"),
+        pytest.param(["collector", "token", "add"], id="collector token add"),
+        pytest.param(["collector", "token", "list"], id="collector token list"),
+        pytest.param(["collector", "token", "revoke"], id="collector token revoke"),
+        pytest.param(["token"], id="token"),
+        pytest.param(["token", "add"], id="token add"),
+        pytest.param(["token", "list"], id="token list"),
+        pytest.param(["token", "revoke"], id="token revoke"),
+        pytest.param(["agent"], id="agent"),
+        pytest.param(["check"], id="check"),
+        pytest.param(["calls"], id="calls"),
+        pytest.param(["status"], id="status"),
+        pytest.param(["config"], id="config"),
+        pytest.param(["config", "validate"], id="config validate"),
+    ],
+)
+def test_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.startswith("usage: runwatch")
+    assert " ".join(["runwatch", *command]) in result.stdout.splitlines()[0]
+    assert result.stderr == ""
+
+
+def test_version() -> None:
+    result = run("--version")
+
+    assert result.returncode == EXIT_OK
+    assert result.stdout.strip() == f"runwatch {runwatch.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("command", "word"),
+    [
+        pytest.param(["frobnicate"], "invalid choice: 'frobnicate'", id="unknown command"),
+        pytest.param([], "required: COMMAND", id="no command"),
+        pytest.param(["config"], "required: ACTION", id="config without an action"),
+        pytest.param(["token", "add"], "required: host", id="token add without a host"),
+        pytest.param(["calls", "--limit", "many"], "invalid int value", id="bad --limit"),
+    ],
+)
+def test_bad_command_line(command: list[str], word: str) -> None:
+    result = run(*command)
+
+    assert result.returncode == EXIT_USAGE
+    assert "usage: runwatch" in result.stderr
+    assert word in result.stderr
+
+
+# -- calls and status without a collector --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["calls"], id="calls"),
+        pytest.param(["calls", "--open", "--json"], id="calls --open --json"),
+        pytest.param(["status"], id="status"),
+        pytest.param(["status", "--json"], id="status --json"),
+    ],
+)
+def test_unreachable_collector(command: list[str]) -> None:
+    result = run(*command, "--collector", UNREACHABLE)
+
+    assert result.returncode == EXIT_FAILED
+    assert f"cannot reach the collector at {UNREACHABLE}" in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_collector_url_from_environment() -> None:
+    env = os.environ | {"RUNWATCH_COLLECTOR": UNREACHABLE}
+
+    result = run("status", env=env)
+
+    assert result.returncode == EXIT_FAILED
+    assert f"cannot reach the collector at {UNREACHABLE}" in result.stderr
+
+
+def test_collector_url_without_scheme() -> None:
+    result = run("calls", "--collector", "127.0.0.1:1")
+
+    assert result.returncode == EXIT_FAILED
+    assert "must be an http:// or https:// URL" in result.stderr
+
+
+# -- check -------------------------------------------------------------------------------------
+
+AGENT_CONFIG = """\
+collector: {url: "http://127.0.0.1:9"}   # never contacted by `runwatch check`
+host: web01
+checks:
+  - {type: load}
+  - {type: memory}
+  - {type: uptime}
+"""
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(AGENT_CONFIG, encoding="utf-8")
+    return path
+
+
+def test_check_json(agent_config: Path) -> None:
+    result = run("check", "--config", str(agent_config), "--json")
+
+    assert result.returncode == EXIT_OK, result.stderr
+    out = json.loads(result.stdout)
+    assert out["host"] == "web01"
+    measurements = out["measurements"]
+    for m in measurements:
+        assert {"check", "name", "value", "unit", "labels"} <= m.keys(), m
+        assert isinstance(m["value"], float | int)
+    by_name = {m["name"]: m for m in measurements}
+    assert {"load1", "memory_total_bytes", "uptime_seconds"} <= by_name.keys()
+    assert by_name["load1"]["check"] == "load"
+    assert by_name["memory_total_bytes"]["unit"] == "bytes"
+    assert by_name["memory_total_bytes"]["value"] > 0
+    assert {r["check"] for r in out["checks"]} == {"load", "memory", "uptime"}
+    assert all(r["error"] is None for r in out["checks"])
+
+
+def test_check_text(agent_config: Path) -> None:
+    result = run("check", "--config", str(agent_config))
+
+    assert result.returncode == EXIT_OK, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:2] == ["memory", "memory_total_bytes"] for line in lines)
+    assert any(line.split()[:2] == ["load", "load1"] for line in lines)
+
+
+def test_check_that_cannot_measure_fails(agent_config: Path) -> None:
+    # The memory and uptime checks read /proc through psutil; point psutil at a /proc that is
+    # not there, as on a host where the agent lacks read access, and both checks fail.
+    script = (
+        "import sys, psutil; psutil.PROCFS_PATH = '/nonexistent/proc'; "
+        "from runwatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "check", "--config", str(agent_config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == EXIT_FAILED
+    assert "memory       ERROR: cannot read memory figures" in result.stderr
+    assert "needs read access to /proc/meminfo" in result.stderr
+    assert "load1" in result.stdout  # the load check does not read /proc: it still reports
+
+
+def test_check_with_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(AGENT_CONFIG + "  - {type: smart}\n", encoding="utf-8")
+
+    result = run("check", "--config", str(config))
+
+    assert result.returncode == EXIT_USAGE
+    assert "checks -> 4 -> type" in result.stderr
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param(["token"], id="token"),
+        pytest.param(["collector", "token"], id="collector token"),
+    ],
+)
+def test_token_lifecycle(tmp_path: Path, prefix: list[str]) -> None:
+    tokens = tmp_path / "agents.tokens"
+    where = ["--tokens-file", str(tokens)]
+
+    added = run(*prefix, "add", "web01", *where)
+
+    assert added.returncode == EXIT_OK, added.stderr
+    token = added.stdout.strip()
+    assert token.startswith("rwt_")
+    assert len(token) > 40
+    assert "shown only once" in added.stderr
+    text = tokens.read_text(encoding="utf-8")
+    assert token not in text
+    assert token not in added.stderr
+    entries = [line.split() for line in text.splitlines() if not line.startswith("#")]
+    assert len(entries) == 1
+    assert entries[0][0] == "web01"
+    assert entries[0][1].startswith("sha256:")
+    assert tokens.stat().st_mode & 0o777 == 0o600
+
+    listed = run(*prefix, "list", *where, "--json")
+
+    assert listed.returncode == EXIT_OK, listed.stderr
+    assert [entry["host"] for entry in json.loads(listed.stdout)] == ["web01"]
+
+    again = run(*prefix, "add", "web01", *where)
+
+    assert again.returncode == EXIT_FAILED
+    assert "web01 already has a token" in again.stderr
+    assert "--replace" in again.stderr
+    assert tokens.read_text(encoding="utf-8") == text
+
+    revoked = run(*prefix, "revoke", "web01", *where)
+
+    assert revoked.returncode == EXIT_OK, revoked.stderr
+    assert "web01" not in tokens.read_text(encoding="utf-8")
+    assert json.loads(run(*prefix, "list", *where, "--json").stdout) == []
+
+    revoked_again = run(*prefix, "revoke", "web01", *where)
+
+    assert revoked_again.returncode == EXIT_FAILED
+    assert "web01 has no token" in revoked_again.stderr
+
+
+def test_token_replace(tmp_path: Path) -> None:
+    where = ["--tokens-file", str(tmp_path / "agents.tokens")]
+    first = run("token", "add", "web01", *where).stdout.strip()
+
+    second = run("token", "add", "web01", "--replace", *where)
+
+    assert second.returncode == EXIT_OK, second.stderr
+    assert second.stdout.strip().startswith("rwt_")
+    assert second.stdout.strip() != first
+    listed = json.loads(run("token", "list", *where, "--json").stdout)
+    assert [entry["host"] for entry in listed] == ["web01"]
+
+
+def test_token_list_text(tmp_path: Path) -> None:
+    where = ["--tokens-file", str(tmp_path / "agents.tokens")]
+    for host in ("web01", "db01"):
+        assert run("token", "add", host, *where).returncode == EXIT_OK
+
+    listed = run("token", "list", *where)
+
+    assert listed.returncode == EXIT_OK, listed.stderr
+    hosts = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert hosts == ["web01", "db01"]
+
+
+def test_token_file_from_collector_config(tmp_path: Path) -> None:
+    config = tmp_path / "collector.yaml"
+    config.write_text(
+        "data_dir: data\nagents: {tokens_file: secrets/agents.tokens}\n", encoding="utf-8"
+    )
+
+    added = run("token", "add", "web01", "--config", str(config))
+
+    assert added.returncode == EXIT_OK, added.stderr
+    assert "web01 sha256:" in (tmp_path / "secrets" / "agents.tokens").read_text(encoding="utf-8")
+
+
+def test_corrupt_tokens_file_is_reported(tmp_path: Path) -> None:
+    tokens = tmp_path / "agents.tokens"
+    tokens.write_text("web01 not-a-hash\n", encoding="utf-8")
+
+    result = run("token", "list", "--tokens-file", str(tokens))
+
+    assert result.returncode == EXIT_FAILED
+    assert f"{tokens}:1: expected 'HOST sha256:HEX [CREATED_AT]'" in result.stderr
+
+
+def test_token_add_refuses_host_name_with_space(tmp_path: Path) -> None:
+    tokens = tmp_path / "agents.tokens"
+
+    added = run("token", "add", "web 01", "--tokens-file", str(tokens))
+
+    assert added.returncode != EXIT_OK
+    assert run("token", "list", "--tokens-file", str(tokens)).returncode == EXIT_OK

@@ -1,0 +1,205 @@
+"""Real processes on loopback: a collector on 127.0.0.1:0 and a real agent shipping to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from collector.auth import add_token
+from tests.conftest import RUNWATCH, tool
+
+
+class Processes:
+    """Start processes for a test and always stop them, by their PID."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        process = subprocess.Popen(args, text=True, **kw)
+        self.started.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def read_url(process: subprocess.Popen[str], stream: str = "stderr") -> str:
+    """Read lines until the process says where it listens."""
+    pipe = getattr(process, stream)
+    deadline = time.monotonic() + 20
+    seen = []
+    while time.monotonic() < deadline:
+        line = pipe.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no URL announced; output was: {''.join(seen)}")
+
+
+def promtool_check(metrics: str) -> None:
+    promtool = tool("promtool", "prometheus")
+    result = subprocess.run([promtool, "check", "metrics"], input=metrics, text=True,
+                            capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
+        tmp_path: Path, processes: Processes) -> None:
+    baseline = len(psutil.pids())
+    collector_yaml = tmp_path / "collector.yaml"
+    collector_yaml.write_text(yaml.safe_dump({
+        "listen": "127.0.0.1:0",
+        "data_dir": str(tmp_path / "data"),
+        "sinks": {"helpdesk": {"type": "builtin"}},
+        "groups": {"systems-administration": {"sink": "helpdesk",
+                                              "assign": "Systems Administration"}},
+        "staleness": {"after_intervals": 3, "owner": "systems-administration"},
+        "evaluation_interval": "0.5s",
+        "rules": [{"name": "too_many_processes", "metric": "processes",
+                   "warning": baseline + 100, "clear": baseline + 50,
+                   "owner": "systems-administration"}],
+    }))
+    token = add_token(tmp_path / "data" / "agents.tokens", "e2e-host")
+    (tmp_path / "agent.token").write_text(token)
+    collector = processes.start(RUNWATCH, "collector", "--config", str(collector_yaml),
+                                stderr=subprocess.PIPE)
+    url = read_url(collector)
+    agent_yaml = tmp_path / "agent.yaml"
+    agent_yaml.write_text(yaml.safe_dump({
+        "collector": {"url": url, "token_file": "agent.token"},
+        "host": "e2e-host", "interval": "1s", "state_dir": "agent-state",
+        "checks": [{"type": "processes"}, {"type": "memory"}],
+    }))
+    agent = processes.start(RUNWATCH, "agent", "--config", str(agent_yaml))
+
+    hosts = wait_for("the host to report", lambda: get_json(f"{url}/api/v1/hosts"))
+    assert hosts[0]["host"] == "e2e-host"
+
+    def calls() -> list[dict[str, Any]]:
+        return [c for c in get_json(f"{url}/api/v1/calls")]
+
+    def load(count: int) -> list[subprocess.Popen[str]]:
+        return [processes.start("sleep", "120") for _ in range(count)]
+
+    def unload(sleepers: list[subprocess.Popen[str]]) -> None:
+        for sleeper in sleepers:
+            processes.stop(sleeper, signal.SIGKILL)
+
+    sleepers = load(150)
+    (opened,) = wait_for("a call to open",
+                         lambda: [c for c in calls() if c["status"] == "open"])
+    assert opened["rule"] == "too_many_processes"
+    assert opened["host"] == "e2e-host"
+    time.sleep(2)
+    assert len(calls()) == 1, "the breach went on for several reports: still one call"
+
+    unload(sleepers)
+    wait_for("the call to resolve", lambda: calls()[0]["status"] == "resolved")
+
+    sleepers = load(150)
+    wait_for("the call to reopen", lambda: calls()[0]["status"] == "open")
+    (call,) = calls()
+    assert call["id"] == opened["id"]
+    assert call["reopened"] == 1
+    unload(sleepers)
+    wait_for("the reopened call to resolve", lambda: calls()[0]["status"] == "resolved")
+
+    promtool_check(get_text(f"{url}/metrics"))
+
+    processes.stop(agent)
+    assert agent.returncode == 0, "SIGTERM is a clean stop"
+    stale = wait_for("the host to go STALE and open a call",
+                     lambda: [c for c in calls() if c["rule"] == "host_stale"], timeout=15)
+    assert stale[0]["status"] == "open"
+    assert get_json(f"{url}/api/v1/hosts")[0]["state"] == "STALE"
+    metrics = get_text(f"{url}/metrics")
+    assert 'runwatch_host_state{host="e2e-host",state="STALE"} 1.0' in metrics
+
+
+def test_runwatch_up_shows_this_host_within_two_intervals_and_survives_restart(
+        tmp_path: Path, processes: Processes) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = (RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+            "--interval", "2s")
+    up = processes.start(*args, stdout=subprocess.PIPE, env=env)
+    started = time.monotonic()
+    url = read_url(up, "stdout")
+    hosts = wait_for("this host at /api/v1/hosts",
+                     lambda: [h for h in get_json(f"{url}/api/v1/hosts") if h["measurements"]],
+                     timeout=10)
+    assert time.monotonic() - started < 2 * 2 + 3, "within two agent intervals (plus start-up)"
+    names = {m["name"] for m in hosts[0]["measurements"]}
+    assert {"fs_used_ratio", "memory_used_ratio", "load1_per_core", "uptime_seconds"} <= names
+    wait_for("rate checks (second sample)",
+             lambda: any(m["name"] == "cpu_utilization_ratio"
+                         for m in get_json(f"{url}/api/v1/hosts")[0]["measurements"]))
+    metrics = get_text(f"{url}/metrics")
+    assert "runwatch_fs_used_ratio{" in metrics
+    promtool_check(metrics)
+    processes.stop(up, signal.SIGINT)
+    assert up.returncode == 0
+    token = (data / "agent.token").read_text()
+
+    again = processes.start(*args, stdout=subprocess.PIPE, env=env)
+    url = read_url(again, "stdout")
+    hosts = get_json(f"{url}/api/v1/hosts")
+    assert hosts and hosts[0]["measurements"], "data survived the restart"
+    assert (data / "agent.token").read_text() == token, "the agent keeps its token"
+    seq_before = hosts[0]["last_seq"]
+    wait_for("reports after the restart",
+             lambda: get_json(f"{url}/api/v1/hosts")[0]["last_seq"] > seq_before)
+    processes.stop(again, signal.SIGINT)
