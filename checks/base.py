@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Annotated, ClassVar, Protocol
 
 import msgspec
 
 from checks.schema import Measurement
 from checks.settings import Duration
+
+# An fnmatch glob in check options (mountpoints, devices, interfaces).
+Glob = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
@@ -67,6 +70,17 @@ class RateTracker:
         if elapsed <= 0 or delta < 0:
             return None
         return delta / elapsed
+
+    def rates(self, item: str, counters: object, fields: Iterable[tuple[str, str, str]],
+              at: float, seen: set[Hashable]) -> Iterator[tuple[str, float, str]]:
+        """Yield (measurement, rate, unit) for each (measurement, counter field, unit) of an item
+        (a disk, an interface) that has a rate yet; record the keys used in `seen`."""
+        for name, field, unit in fields:
+            key = (item, field)
+            seen.add(key)
+            rate = self.rate(key, getattr(counters, field), at)
+            if rate is not None:
+                yield name, rate, unit
 
     def forget_except(self, keys: set[Hashable]) -> None:
         """Drop state for keys no longer seen (a removed disk or interface)."""

@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Mapping
 from fnmatch import fnmatchcase
-from typing import Annotated, ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, RateTracker
+from checks.base import CheckFailed, CheckOptions, Clock, Glob, RateTracker
 from checks.schema import Measurement
-
-Pattern = Annotated[str, msgspec.Meta(min_length=1)]
 
 # (measurement, counter field, unit)
 _RATES: Final = (
@@ -28,7 +26,7 @@ class DiskioOptions(CheckOptions, tag="diskio", frozen=True):
     """Which block devices to report."""
 
     # Loop, RAM and optical devices mirror or bypass real disks; their rates mislead.
-    exclude_devices: list[Pattern] = msgspec.field(  # fnmatch globs
+    exclude_devices: list[Glob] = msgspec.field(  # fnmatch globs
         default_factory=lambda: ["loop*", "ram*", "zram*", "sr*", "fd*"]
     )
 
@@ -89,21 +87,12 @@ class DiskioCheck:
             if any(fnmatchcase(device, p) for p in self._options.exclude_devices):
                 continue
             labels = {"device": device}
-            for name, field, unit in _RATES:
-                key = (device, field)
-                seen.add(key)
-                rate = self._rates.rate(key, getattr(counters, field), at)
-                if rate is not None:
-                    out.append(
-                        Measurement(
-                            check=check,
-                            name=name,
-                            value=rate,
-                            unit=unit,
-                            labels=labels,
-                            timestamp=now,
-                        )
-                    )
+            out.extend(
+                Measurement(
+                    check=check, name=name, value=rate, unit=unit, labels=labels, timestamp=now
+                )
+                for name, rate, unit in self._rates.rates(device, counters, _RATES, at, seen)
+            )
             busy_ms = getattr(counters, "busy_time", None)  # Linux and FreeBSD only
             if busy_ms is not None:
                 key = (device, "busy_time")

@@ -7,17 +7,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
-from typing import Annotated, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, Glob
 from checks.schema import Measurement
 
 _log = logging.getLogger(__name__)
-
-Pattern = Annotated[str, msgspec.Meta(min_length=1)]
 
 # Kernel and container pseudo filesystems: they hold no user data, and several of them report
 # sizes that mean nothing (proc, sysfs) or follow RAM (tmpfs).
@@ -35,14 +33,12 @@ SYSTEM_MOUNTPOINTS = ("/proc/*", "/sys/*", "/dev/*", "/run/*", "/var/lib/docker/
 class FilesystemOptions(CheckOptions, tag="filesystem", frozen=True):
     """Which filesystems to report. A non-empty include list replaces its exclude list."""
 
-    exclude_types: list[Pattern] = msgspec.field(
-        default_factory=lambda: list(PSEUDO_FILESYSTEM_TYPES)
-    )
-    include_types: list[Pattern] = msgspec.field(default_factory=list)
-    exclude_mountpoints: list[Pattern] = msgspec.field(  # fnmatch globs
+    exclude_types: list[Glob] = msgspec.field(default_factory=lambda: list(PSEUDO_FILESYSTEM_TYPES))
+    include_types: list[Glob] = msgspec.field(default_factory=list)
+    exclude_mountpoints: list[Glob] = msgspec.field(  # fnmatch globs
         default_factory=lambda: list(SYSTEM_MOUNTPOINTS)
     )
-    include_mountpoints: list[Pattern] = msgspec.field(default_factory=list)  # fnmatch globs
+    include_mountpoints: list[Glob] = msgspec.field(default_factory=list)  # fnmatch globs
 
 
 class Partition(Protocol):

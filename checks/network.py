@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Mapping
 from fnmatch import fnmatchcase
-from typing import Annotated, ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, RateTracker
+from checks.base import CheckFailed, CheckOptions, Clock, Glob, RateTracker
 from checks.schema import Measurement
-
-Pattern = Annotated[str, msgspec.Meta(min_length=1)]
 
 # (measurement, counter field, unit)
 _RATES: Final = (
@@ -29,7 +27,7 @@ _RATES: Final = (
 class NetworkOptions(CheckOptions, tag="network", frozen=True):
     """Which network interfaces to report."""
 
-    exclude_interfaces: list[Pattern] = msgspec.field(  # fnmatch globs
+    exclude_interfaces: list[Glob] = msgspec.field(  # fnmatch globs
         default_factory=lambda: ["lo"]
     )
 
@@ -92,20 +90,11 @@ class NetworkCheck:
             if any(fnmatchcase(interface, p) for p in self._options.exclude_interfaces):
                 continue
             labels = {"interface": interface}
-            for name, field, unit in _RATES:
-                key = (interface, field)
-                seen.add(key)
-                rate = self._rates.rate(key, getattr(counters, field), at)
-                if rate is not None:
-                    out.append(
-                        Measurement(
-                            check=check,
-                            name=name,
-                            value=rate,
-                            unit=unit,
-                            labels=labels,
-                            timestamp=now,
-                        )
-                    )
+            out.extend(
+                Measurement(
+                    check=check, name=name, value=rate, unit=unit, labels=labels, timestamp=now
+                )
+                for name, rate, unit in self._rates.rates(interface, counters, _RATES, at, seen)
+            )
         self._rates.forget_except(seen)
         return out

@@ -59,12 +59,14 @@ class Fleet:
         self.seen_at.pop(key, None)
         self.by_host[key[0]].discard(key)
 
-    def host_severity(self, host: str, stale: bool) -> Severity:
-        """The worst state of any rule on the host; STALE overrides everything."""
-        if stale:
-            return Severity.STALE
-        worst = Severity.OK
-        for (_, state_host, _), state in self.states.items():
-            if state_host == host and state.severity > worst:
-                worst = state.severity
+    def worst_by_host(self) -> dict[str, Severity]:
+        """The worst rule state of each host, in one pass over all states."""
+        worst: dict[str, Severity] = {}
+        for (_, host, _), state in self.states.items():
+            if state.severity > worst.get(host, Severity.OK):
+                worst[host] = state.severity
         return worst
+
+    def is_stale(self, host: str, now: float, factor: float) -> bool:
+        state = self.hosts[host]
+        return now - state.record.last_report_at > state.stale_after(factor)

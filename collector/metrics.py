@@ -73,10 +73,11 @@ class FleetCollector(Collector):
         failing = GaugeMetricFamily(f"{PREFIX}check_failing",
                                     "1 when the check's last run failed or timed out.",
                                     labels=["host", "check"])
+        worst = self._fleet.worst_by_host()
         for name, host in self._fleet.hosts.items():
             last.add_metric([name], host.record.last_report_at)
-            stale = now - host.record.last_report_at > host.stale_after(factor)
-            current = self._fleet.host_severity(name, stale)
+            stale = self._fleet.is_stale(name, now, factor)
+            current = Severity.STALE if stale else worst.get(name, Severity.OK)
             for severity in Severity:
                 state.add_metric([name, severity.name], 1.0 if severity is current else 0.0)
             for check, status in host.checks.items():

@@ -110,26 +110,27 @@ class CollectorService:
         now = self.clock()
         factor = self.config.staleness.after_intervals
         out = []
+        worst = self.fleet.worst_by_host()
+        problems: dict[str, list[dict[str, Any]]] = {}
+        for (rule, state_host, labels), state in sorted(self.fleet.states.items()):
+            if state.severity is not Severity.OK and (only is None or state_host == only):
+                problems.setdefault(state_host, []).append(
+                    {"rule": rule, "labels": json.loads(labels), "state": state.severity.name,
+                     "value": state.value, "since": state.changed_at, "call_id": state.call_id})
         for name in sorted(self.fleet.hosts):
             if only is not None and name != only:
                 continue
             host = self.fleet.hosts[name]
-            stale = now - host.record.last_report_at > host.stale_after(factor)
+            stale = self.fleet.is_stale(name, now, factor)
             measurements = [
                 {"check": s.check, "name": s.name, "value": s.value, "unit": s.unit,
                  "labels": s.labels, "timestamp": s.timestamp}
                 for key in sorted(self.fleet.by_host.get(name, ()))
                 for s in (self.fleet.series[key],)
             ]
-            rules = [
-                {"rule": rule, "labels": json.loads(labels), "state": state.severity.name,
-                 "value": state.value, "since": state.changed_at, "call_id": state.call_id}
-                for (rule, state_host, labels), state in sorted(self.fleet.states.items())
-                if state_host == name and state.severity is not Severity.OK
-            ]
             out.append({
                 "host": name,
-                "state": self.fleet.host_severity(name, stale).name,
+                "state": (Severity.STALE if stale else worst.get(name, Severity.OK)).name,
                 "last_report_at": host.record.last_report_at,
                 "first_seen": host.record.first_seen,
                 "interval_seconds": host.record.interval_seconds,
@@ -141,7 +142,7 @@ class CollectorService:
                      "error_kind": c.error_kind, "error": c.error}
                     for c in sorted(host.checks.values(), key=lambda c: c.check)
                 ],
-                "problems": rules,
+                "problems": problems.get(name, []),
                 "measurements": measurements,
             })
         return out
