@@ -49,6 +49,7 @@ class Spool:
                 self._entries[int(path.stem)] = path.stat().st_size
             except (ValueError, OSError):
                 log.warning("ignoring unexpected file in the spool: %s", path)
+        self._bytes = sum(self._entries.values())
         if self._entries:
             # Never reuse a seq that may already have reached the collector.
             self._next_seq = max(self._next_seq, max(self._entries) + 1)
@@ -84,15 +85,15 @@ class Spool:
         """Store a report; drop the oldest ones if a bound would be passed."""
         with self._lock:
             _atomic_write(self._path(seq), body)
+            self._bytes += len(body) - self._entries.get(seq, 0)
             self._entries[seq] = len(body)
             dropped = 0
-            while self._entries and (len(self._entries) > self._max_reports
-                                     or sum(self._entries.values()) > self._max_bytes):
+            while len(self._entries) > self._max_reports or self._bytes > self._max_bytes:
                 oldest = min(self._entries)
                 if oldest == seq:
                     break  # never drop the report just written
                 self._path(oldest).unlink(missing_ok=True)
-                del self._entries[oldest]
+                self._bytes -= self._entries.pop(oldest)
                 dropped += 1
             if dropped:
                 self.dropped += dropped
@@ -109,14 +110,14 @@ class Spool:
                 try:
                     return seq, self._path(seq).read_bytes()
                 except FileNotFoundError:
-                    del self._entries[seq]
+                    self._bytes -= self._entries.pop(seq)
             return None
 
     def ack(self, seq: int) -> None:
         """The collector has the report: remove it."""
         with self._lock:
             self._path(seq).unlink(missing_ok=True)
-            self._entries.pop(seq, None)
+            self._bytes -= self._entries.pop(seq, 0)
 
     def reject(self, seq: int, reason: str) -> None:
         """Keep a report the collector will never accept aside, so it does not block the rest."""
@@ -126,11 +127,11 @@ class Spool:
             if source.exists():
                 os.replace(source, self._rejected / source.name)
                 (self._rejected / f"{seq:020d}.reason").write_text(reason + "\n")
-            self._entries.pop(seq, None)
+            self._bytes -= self._entries.pop(seq, 0)
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            return SpoolStats(len(self._entries), sum(self._entries.values()), self.dropped)
+            return SpoolStats(len(self._entries), self._bytes, self.dropped)
 
     def _path(self, seq: int) -> Path:
         return self._dir / f"{seq:020d}{_SUFFIX}"

@@ -157,3 +157,18 @@ def test_shipper_never_drops_a_report(tmp_path: Path, status: int, kept_in_queue
         shipper.drain_once()
         assert spool.oldest() is None
         assert (tmp_path / "rejected" / f"{seq:020d}.report").read_bytes() == b"{}"
+
+
+def test_spool_byte_bound_and_stats(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=65536, max_reports=1000)
+    for _ in range(10):
+        seq = spool.next_seq()
+        spool.put(seq, b"x" * 10_000)
+    stats = spool.stats()
+    assert stats.bytes <= 65536
+    assert (stats.reports, stats.dropped) == (6, 4)
+    oldest = spool.oldest()
+    assert oldest is not None
+    spool.ack(oldest[0])
+    assert spool.stats().bytes == 50_000
+    assert Spool(tmp_path, max_bytes=65536, max_reports=1000).stats().bytes == 50_000
