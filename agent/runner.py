@@ -19,9 +19,6 @@ from checks.schema import CheckError, CheckRun, Measurement
 
 log = logging.getLogger(__name__)
 
-# A check's timeout unless its config says otherwise: at most this, and never past its interval.
-DEFAULT_TIMEOUT_SECONDS = 30.0
-
 
 @dataclass(slots=True)
 class _Slot:
@@ -56,9 +53,9 @@ class CheckRunner:
         self._scheduler = schedule.Scheduler()
         self._slots: list[_Slot] = []
         for options, check in checks:
-            interval = float(options.interval or default_interval)
+            interval = float(options.interval or options.default_interval or default_interval)
             timeout = float(options.timeout) if options.timeout is not None else min(
-                interval, getattr(options, "default_timeout", DEFAULT_TIMEOUT_SECONDS))
+                interval, options.default_timeout)
             slot = _Slot(options, check, interval, timeout)
             self._slots.append(slot)
             # schedule types `every` as int, but takes float seconds (it builds a timedelta).
@@ -141,6 +138,7 @@ class CheckRunner:
             measurements = slot.check.collect()
         except CheckFailed as exc:
             kind, message = "error", str(exc)
+            measurements = exc.measurements
             log.warning("check %s failed: %s", slot.options.instance, message)
         except Exception as exc:
             kind, message = "error", f"{type(exc).__name__}: {exc}"

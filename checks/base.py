@@ -20,8 +20,13 @@ class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Options common to every check. Each check type subclasses this with `tag="<type>"`."""
 
     name: str | None = None          # instance name; defaults to the type
-    interval: Duration | None = None  # defaults to the agent's interval
-    timeout: Duration | None = None   # defaults to min(interval, 30s)
+    interval: Duration | None = None  # defaults to the type's default_interval, else the agent's
+    timeout: Duration | None = None   # defaults to min(interval, the type's default_timeout)
+
+    # Slow probes (restic, borg, apt) override these: they run every 15 minutes or more and may
+    # take minutes, and must never be scheduled as often as the fast system checks.
+    default_interval: ClassVar[float | None] = None
+    default_timeout: ClassVar[float] = 30.0
 
     @property
     def type(self) -> str:
@@ -33,7 +38,15 @@ class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class CheckFailed(Exception):
-    """A check could not measure. The message says what the user can change."""
+    """A check could not measure. The message says what the user can change.
+
+    `measurements` are what it could still say, e.g. `backup_probe_success 0`: they are
+    reported with the error, so a probe that never worked still has a series to be UNKNOWN on.
+    """
+
+    def __init__(self, message: str, measurements: list[Measurement] | None = None) -> None:
+        super().__init__(message)
+        self.measurements = measurements or []
 
 
 class Check(Protocol):
