@@ -23,7 +23,8 @@ FIRST_REPORT_AFTER_SECONDS = 3.0
 
 def build_runner(config: AgentConfig) -> CheckRunner:
     """Instantiate every configured check, wrapped in a runner."""
-    checks = [(options, build_check(options)) for options in config.checks]
+    checks = [(options, build_check(options, state_dir=config.state_dir / "checks" /
+                                    options.instance)) for options in config.checks]
     return CheckRunner(checks, float(config.interval))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, Union
 
@@ -35,9 +36,14 @@ else:
 
 
 def build_check(options: CheckOptions, **collaborators: Any) -> Check:
-    """Build the check that `options` configures; `collaborators` go to its constructor."""
+    """Build the check that `options` configures.
+
+    Each collaborator (e.g. `state_dir`, where a probe keeps its cache) goes to the check's
+    constructor only if the constructor takes a keyword of that name.
+    """
     try:
         _, check_class = CHECK_TYPES[options.type]
     except KeyError:
         raise ValueError(f"no check of type {options.type!r} is registered") from None
-    return check_class(options, **collaborators)
+    accepted = inspect.signature(check_class).parameters
+    return check_class(options, **{k: v for k, v in collaborators.items() if k in accepted})
