@@ -103,12 +103,13 @@ class CheckRunner:
                     log.warning("check %s %s", slot.options.instance, message)
                     self._harvest.runs.append(self._run(slot, slot.timeout, "timeout", message))
 
-    def _run(self, slot: _Slot, duration: float, kind: str | None, message: str = ""
-             ) -> CheckRun:
-        error = CheckError(kind=kind, message=message) if kind else None  # type: ignore[arg-type]
+    def _run(self, slot: _Slot, duration: float, kind: str | None, message: str = "",
+             output: str | None = None) -> CheckRun:
+        error = CheckError(kind=kind, message=message[:4096]) if kind else None  # type: ignore[arg-type]
         return CheckRun(check=slot.options.instance, type=slot.options.type,
                         interval_seconds=slot.interval, started_at=slot.started_at,
-                        duration_seconds=round(duration, 6), error=error)
+                        duration_seconds=round(duration, 6), error=error,
+                        output=output[:4096] if output else None)
 
     def _start(self, slot: _Slot) -> None:
         with self._lock:
@@ -151,7 +152,9 @@ class CheckRunner:
                          slot.options.instance, duration)
                 return
             self._harvest.measurements.extend(measurements)
-            self._harvest.runs.append(self._run(slot, duration, kind, message))
+            output = getattr(slot.check, "last_output", None)
+            self._harvest.runs.append(self._run(
+                slot, duration, kind, message, output if isinstance(output, str) else None))
 
     def run_once(self, wait_seconds: float | None = None) -> Harvest:
         """Run every check once and wait for each to finish or time out (`runwatch check`)."""

@@ -50,7 +50,11 @@ class CheckFailed(Exception):
 
 
 class Check(Protocol):
-    """A check reads the host and returns measurements, or raises. It never sleeps or sends."""
+    """A check reads the host and returns measurements, or raises. It never sleeps or sends.
+
+    A check may also set `last_output` (text such as a plugin's status line) during collect();
+    the runner sends it along, and the collector quotes it in calls.
+    """
 
     name: ClassVar[str]
 

@@ -65,6 +65,8 @@ class CheckRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     started_at: Timestamp
     duration_seconds: Seconds
     error: CheckError | None = None
+    # What the check said in words (a plugin's output line): shown in the call's text.
+    output: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

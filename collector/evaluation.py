@@ -98,7 +98,12 @@ class RuleEvaluator:
                 self._advance(rule, series, key, Severity.UNKNOWN, now, detail=error)
             else:
                 observed = classify(rule, series.value, previous.severity)
-                self._advance(rule, series, key, observed, now)
+                self._advance(rule, series, key, observed, now, detail=self._output(series))
+
+    def _output(self, series: SeriesRecord) -> str:
+        """What the series' check last said in words (a plugin's status line), if anything."""
+        status = self._fleet.hosts[series.host].checks.get(series.check)
+        return status.output or "" if status is not None else ""
 
     def _advance(self, rule: RuleConfig, series: SeriesRecord, key: StateKey,
                  observed: Severity, now: float, *, detail: str = "", reason: str = "") -> None:

@@ -53,7 +53,7 @@ class ReportIngestor:
         statuses = [
             CheckStatus(report.host, run.check, run.type, run.interval_seconds, run.started_at,
                         run.duration_seconds, run.error.kind if run.error else None,
-                        run.error.message if run.error else None)
+                        run.error.message if run.error else None, run.output)
             for run in report.checks
         ]
         failing = {s.check: f"{s.error_kind}: {s.error}" for s in statuses if s.error is not None}

@@ -139,7 +139,7 @@ class CollectorService:
                 "checks": [
                     {"check": c.check, "type": c.type, "interval_seconds": c.interval_seconds,
                      "last_run_at": c.last_run_at, "duration_seconds": c.duration_seconds,
-                     "error_kind": c.error_kind, "error": c.error}
+                     "error_kind": c.error_kind, "error": c.error, "output": c.output}
                     for c in sorted(host.checks.values(), key=lambda c: c.check)
                 ],
                 "problems": problems.get(name, []),

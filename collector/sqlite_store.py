@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS check_status (
     duration_seconds REAL NOT NULL,
     error_kind TEXT,
     error TEXT,
+    output TEXT,
     PRIMARY KEY (host, check_name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rule_states (
@@ -168,15 +169,15 @@ class SQLiteStore:
 
     def load_check_statuses(self) -> Iterator[CheckStatus]:
         for row in self._db.execute("SELECT host, check_name, type, interval_seconds, "
-                                    "last_run_at, duration_seconds, error_kind, error "
+                                    "last_run_at, duration_seconds, error_kind, error, output "
                                     "FROM check_status"):
             yield CheckStatus(*row)
 
     def save_check_statuses(self, statuses: list[CheckStatus]) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO check_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO check_status VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(s.host, s.check, s.type, s.interval_seconds, s.last_run_at, s.duration_seconds,
-              s.error_kind, s.error) for s in statuses])
+              s.error_kind, s.error, s.output) for s in statuses])
 
     # -- rule states ----------------------------------------------------------------------------
 

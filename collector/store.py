@@ -48,6 +48,7 @@ class CheckStatus:
     duration_seconds: float
     error_kind: str | None = None
     error: str | None = None
+    output: str | None = None
 
 
 @dataclass(slots=True)

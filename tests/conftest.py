@@ -85,8 +85,8 @@ class Reporter:
 
     def report(self, values: dict[str, float] | None = None, *,
                labels: dict[str, str] | None = None, check: str = "filesystem",
-               error: str | None = None, measurements: list[Measurement] | None = None
-               ) -> Report:
+               error: str | None = None, measurements: list[Measurement] | None = None,
+               output: str | None = None) -> Report:
         self.seq += 1
         now = self.clock()
         items = list(measurements or [])
@@ -96,7 +96,8 @@ class Reporter:
                                      timestamp=now))
         runs = [CheckRun(check=check, type=check, interval_seconds=self.interval,
                          started_at=now, duration_seconds=0.01,
-                         error=CheckError(kind="error", message=error) if error else None)]
+                         error=CheckError(kind="error", message=error) if error else None,
+                         output=output)]
         return Report(schema_version=SCHEMA_VERSION, host=self.host, agent_version="test",
                       boot_id=self.boot_id, seq=self.seq, sent_at=now,
                       interval_seconds=self.interval, measurements=items, checks=runs)

@@ -280,3 +280,16 @@ def test_state_and_calls_survive_a_collector_restart(
     feed(again, web, 0.50)
     (call,) = calls(again)
     assert call.status == "resolved", "the open call was found again after restart"
+
+
+def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: FakeClock) -> None:
+    rule = {"name": "plugin_critical", "metric": "plugin_status", "warning": 1, "critical": 2,
+            "owner": "systems-administration"}
+    service = make_service([rule])
+    web = Reporter("web01", clock)
+    service.ingest("web01", web.report(
+        {"plugin_status": 2}, labels={"service": "mysql"}, check="mysql",
+        output="MYSQL CRITICAL - replication lag 920 seconds"))
+    (call,) = calls(service)
+    assert "Detail:      MYSQL CRITICAL - replication lag 920 seconds" in call.description
+    assert service.hosts()[0]["checks"][0]["output"].startswith("MYSQL CRITICAL")
