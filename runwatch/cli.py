@@ -212,7 +212,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
         collector = load_collector_config(args.file)
         summary = (f"collector config: {len(collector.groups)} groups, "
-                   f"{len(collector.rules)} rules, {len(collector.sinks)} sinks")
+                   f"{len(collector.rules)} rules, {len(collector.sinks)} sink(s)")
     print(f"{args.file}: valid {summary}")
     return EXIT_OK
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,16 @@ class Reporter:
         return Report(schema_version=SCHEMA_VERSION, host=self.host, agent_version="test",
                       boot_id=self.boot_id, seq=self.seq, sent_at=now,
                       interval_seconds=self.interval, measurements=items, checks=runs)
+
+
+@pytest.fixture
+def processes() -> Iterator[Any]:
+    """Processes a test starts, stopped by PID when it ends, whatever happened."""
+    from tests.procs import Processes
+
+    started = Processes()
+    yield started
+    started.stop_all()
 
 
 def tool(name: str, package: str) -> str:

@@ -1,0 +1,82 @@
+"""Helpers for tests that run real processes: start and always stop them, wait, fetch."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import tool
+
+
+class Processes:
+    """Start processes for a test and always stop them, by their PID."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        process = subprocess.Popen(args, text=True, **kw)
+        self.started.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def read_url(process: subprocess.Popen[str], stream: str = "stderr") -> str:
+    """Read lines until the process says where it listens."""
+    pipe = getattr(process, stream)
+    deadline = time.monotonic() + 20
+    seen = []
+    while time.monotonic() < deadline:
+        line = pipe.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no URL announced; output was: {''.join(seen)}")
+
+
+def promtool_check(metrics: str) -> None:
+    promtool = tool("promtool", "prometheus")
+    result = subprocess.run([promtool, "check", "metrics"], input=metrics, text=True,
+                            capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
