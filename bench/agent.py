@@ -74,15 +74,20 @@ def self_status_bytes(name: str) -> int:
 # -- part 1: the check machinery alone (runs in a subprocess) ---------------------------------
 
 
-def run_cycles_worker(cycles: int, warmup: int) -> dict[str, Any]:
+def run_cycles_worker(cycles: int, warmup: int, state_dir: Path) -> dict[str, Any]:
     """Run the shipped checks `warmup + cycles` times; measure the last `cycles` from inside."""
     from agent.config import agent_config_from_dict
     from agent.service import build_runner
 
     checks = shipped_agent_config()["checks"]
-    # state_dir is never touched: only the runner is built, no spool and no shipper.
+    # Only the runner is built (no spool, no shipper); state_dir is where checks keep caches.
     config = agent_config_from_dict(
-        {"collector": {"url": DUMMY_COLLECTOR_URL}, "host": AGENT_HOST, "checks": checks}
+        {
+            "collector": {"url": DUMMY_COLLECTOR_URL},
+            "host": AGENT_HOST,
+            "state_dir": str(state_dir),
+            "checks": checks,
+        }
     )
     runner = build_runner(config)
     for _ in range(warmup):
@@ -120,26 +125,29 @@ def run_cycles_worker(cycles: int, warmup: int) -> dict[str, Any]:
 def measure_check_machinery(cycles: int, warmup: int) -> dict[str, Any]:
     """Run part 1 in a fresh interpreter, so nothing of this script's state is counted."""
     import subprocess
+    import tempfile
 
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        "--cycles",
-        str(cycles),
-        "--warmup",
-        str(warmup),
-    ]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, timeout=WORKER_TIMEOUT_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired:
-        # subprocess.run has already killed the worker (by its PID) before raising.
-        raise RuntimeError(
-            f"check worker did not finish {cycles} cycles within "
-            f"{WORKER_TIMEOUT_SECONDS:g}s; lower --cycles"
-        ) from None
+    with tempfile.TemporaryDirectory(prefix="runwatch-bench-checks-") as state_dir:
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            state_dir,
+            "--cycles",
+            str(cycles),
+            "--warmup",
+            str(warmup),
+        ]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, timeout=WORKER_TIMEOUT_SECONDS, check=False
+            )
+        except subprocess.TimeoutExpired:
+            # subprocess.run has already killed the worker (by its PID) before raising.
+            raise RuntimeError(
+                f"check worker did not finish {cycles} cycles within "
+                f"{WORKER_TIMEOUT_SECONDS:g}s; lower --cycles"
+            ) from None
     if done.returncode != 0:
         raise RuntimeError(
             f"check worker exited with {done.returncode}:\n"
@@ -526,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="node_exporter binary (default: prometheus-node-exporter or node_exporter on PATH)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    # Internal: run part 1 in this process, with checks' state in the given directory.
+    parser.add_argument("--worker", metavar="STATE_DIR", type=Path, help=argparse.SUPPRESS)
     return parser
 
 
@@ -534,8 +543,8 @@ def main() -> int:
     args = build_parser().parse_args()
     if args.agent_warmup_seconds >= args.agent_seconds:
         build_parser().error("--agent-warmup-seconds must be below --agent-seconds")
-    if args.worker:
-        print(json.dumps(run_cycles_worker(args.cycles, args.warmup)))
+    if args.worker is not None:
+        print(json.dumps(run_cycles_worker(args.cycles, args.warmup, args.worker)))
         return 0
     try:
         figures = run_bench(args)

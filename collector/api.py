@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -90,10 +91,11 @@ def create_app(service: CollectorService) -> Litestar:
     @post("/api/v1/reports", status_code=202, request_max_body_size=None,
           summary="Submit a report (agents)", tags=["agents"])
     async def post_report(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        started = time.perf_counter()
         try:
             host = service.authenticate(request.headers.get("authorization"))
             report = _decode(await _read_body(request, limit))
-            result = service.ingest(host, report)
+            result = service.ingest(host, report, started)
         except Rejection as rejection:
             service.reject(rejection)
             log.warning("report refused from %s: %d %s: %s",

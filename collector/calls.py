@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+import msgspec
 
 from checks.settings import format_duration
 
@@ -16,9 +17,14 @@ CallStatus = Literal["open", "resolved"]
 PRIORITY = {"WARNING": "normal", "UNKNOWN": "normal", "CRITICAL": "high", "STALE": "high"}
 
 
+_sorted_json = msgspec.json.Encoder(order="sorted")
+
+
 def labels_key(labels: dict[str, str]) -> str:
-    """A canonical text form of a label set, stable across processes."""
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    """A canonical text form of a label set, stable across processes (compact sorted JSON)."""
+    if not labels:
+        return "{}"
+    return _sorted_json.encode(labels).decode()
 
 
 def fingerprint(host: str, rule: str, labels: dict[str, str]) -> str:

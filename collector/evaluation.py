@@ -109,7 +109,7 @@ class RuleEvaluator:
                  observed: Severity, now: float, *, detail: str = "", reason: str = "") -> None:
         previous = self._fleet.states.get(key, RuleState())
         value = series.value if observed is not Severity.UNKNOWN else previous.value
-        if not reason and not observed.is_problem:
+        if not reason and not observed.is_problem and previous.call_id is not None:
             clear = format_value(rule.clear_threshold, series.unit, series.name)
             side = "below" if rule.direction == "above" else "above"
             reason = (f"{series.name} is {format_value(series.value, series.unit, series.name)}, "
@@ -161,8 +161,12 @@ class RuleEvaluator:
         self._remember(key, previous, state)
 
     def _remember(self, key: StateKey, previous: RuleState, state: RuleState) -> None:
-        if state != previous:
-            self._fleet.states[key] = state
+        if state == previous:
+            return
+        self._fleet.states[key] = state
+        # The value alone moves on every report; the store needs it only with a real change
+        # (on restart the latest value comes back with the series anyway).
+        if replace(state, value=None) != replace(previous, value=None):
             self._dirty[key] = state
 
     def _flush(self) -> None:

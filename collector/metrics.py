@@ -35,7 +35,8 @@ class IngestMetrics:
         self.measurements = Counter("runwatch_measurements_ingested",
                                     "Measurements accepted.", registry=registry)
         self.latency = Histogram(
-            "runwatch_ingest_duration_seconds", "Time to validate, store and evaluate a report.",
+            "runwatch_ingest_duration_seconds",
+            "Time to read, validate, store and evaluate a report.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry)
         for reason in ("unauthorized", "forbidden", "malformed", "invalid", "too_large"):
@@ -91,10 +92,8 @@ class FleetCollector(Collector):
         yield info
 
     def _rules(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily(
-            f"{PREFIX}rule_state",
-            "A rule's state for one series: 1 for the current one.",
-            labels=["host", "rule", "series", "state"])
+        # One sample per series (not a state set of five): it is the bulk of a large fleet's
+        # exposition. `runwatch_rule_severity > 0` selects the problems.
         severity = GaugeMetricFamily(
             f"{PREFIX}rule_severity",
             "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.",
@@ -102,10 +101,6 @@ class FleetCollector(Collector):
         for (rule, host, key), rule_state in self._fleet.states.items():
             series = _series_label(key)
             severity.add_metric([host, rule, series], float(rule_state.severity))
-            for option in Severity:
-                state.add_metric([host, rule, series, option.name],
-                                 1.0 if option is rule_state.severity else 0.0)
-        yield state
         yield severity
 
     def _calls(self) -> Iterator[Metric]:
@@ -147,8 +142,8 @@ class FleetCollector(Collector):
 
 _RESERVED_NAMES = frozenset({
     f"{PREFIX}host_last_report_timestamp_seconds", f"{PREFIX}host_state",
-    f"{PREFIX}check_failing", f"{PREFIX}build_info", f"{PREFIX}rule_state",
-    f"{PREFIX}rule_severity", f"{PREFIX}calls_open",
+    f"{PREFIX}check_failing", f"{PREFIX}build_info", f"{PREFIX}rule_severity",
+    f"{PREFIX}calls_open",
 } | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved")}
   | {f"{PREFIX}reports_ingested", f"{PREFIX}reports_duplicate", f"{PREFIX}reports_rejected",
      f"{PREFIX}measurements_ingested", f"{PREFIX}ingest_duration_seconds"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -16,7 +17,10 @@ log = logging.getLogger(__name__)
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening TCP socket; port 0 picks a free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for TCP
+    # sockets it recognises, and without it every keep-alive response waits ~40 ms for the
+    # client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -38,10 +42,21 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # previous handlers restored; these handlers turn that into a clean return.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        # uvicorn re-raises the SIGINT it handled; Ctrl-C is the normal way to stop.
-        log.info("stopped by SIGINT")
+    except (KeyboardInterrupt, Terminated) as stop:
+        log.info("stopped by %s", "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         service.close()
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: stop as cleanly as for Ctrl-C."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated

@@ -89,6 +89,11 @@ def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
     metrics = get_text(f"{url}/metrics")
     assert 'runwatch_host_state{host="e2e-host",state="STALE"} 1.0' in metrics
 
+    processes.stop(collector)
+    assert collector.returncode == 0, "SIGTERM: graceful stop, store closed, exit 0"
+    assert collector.stderr is not None
+    assert "stopped by SIGTERM" in collector.stderr.read()
+
 
 def test_runwatch_up_shows_this_host_within_two_intervals_and_survives_restart(
         tmp_path: Path, processes: Processes) -> None:

@@ -51,7 +51,6 @@ def test_host_and_rule_states(busy: CollectorService, clock: FakeClock) -> None:
                   host="web01") == clock.now
     labels = {"host": "db01", "rule": "filesystem_full", "series": "mountpoint=/"}
     assert sample(busy, "runwatch_rule_severity", **labels) == 2
-    assert sample(busy, "runwatch_rule_state", **labels, state="CRITICAL") == 1
     assert sample(busy, "runwatch_rule_severity", host="db01", rule="host_stale",
                   series="") == 4
     assert sample(busy, "runwatch_check_failing", host="web01", check="filesystem") == 0
