@@ -7,6 +7,8 @@ with an error, which the collector shows as UNKNOWN. A hung check never delays a
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import schedule
 
 from checks.base import Check, CheckFailed, CheckOptions
+from checks.schema import METRIC_NAME_PATTERN as NAME_PATTERN
 from checks.schema import CheckError, CheckRun, Measurement
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,22 @@ class Harvest:
 
     measurements: list[Measurement] = field(default_factory=list)
     runs: list[CheckRun] = field(default_factory=list)
+
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _sendable(measurements: list[Measurement], check: str) -> list[Measurement]:
+    """Drop what the collector would refuse, so one bad value never costs the whole report.
+
+    A NaN or infinite value has no JSON form, and a name outside Prometheus' rules is refused.
+    """
+    kept = [m for m in measurements if math.isfinite(m.value) and _NAME.match(m.name)]
+    if len(kept) != len(measurements):
+        bad = sorted({m.name for m in measurements if m not in kept})[:5]
+        log.warning("check %s: dropped %d measurement(s) with a non-finite value or an invalid "
+                    "name: %s", check, len(measurements) - len(kept), ", ".join(bad))
+    return kept
 
 
 class CheckRunner:
@@ -151,7 +170,7 @@ class CheckRunner:
                 log.info("check %s finished after %.1fs, past its timeout; result discarded",
                          slot.options.instance, duration)
                 return
-            self._harvest.measurements.extend(measurements)
+            self._harvest.measurements.extend(_sendable(measurements, slot.options.instance))
             output = getattr(slot.check, "last_output", None)
             self._harvest.runs.append(self._run(
                 slot, duration, kind, message, output if isinstance(output, str) else None))

@@ -6,7 +6,30 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, Union
 
-from checks import cpu, diskio, filesystem, load, memory, network, processes, uptime
+from checks import (
+    archive,
+    borg,
+    cpu,
+    diskio,
+    files,
+    filesystem,
+    http,
+    load,
+    logrotate,
+    marker,
+    memory,
+    network,
+    pgarchive,
+    plugin,
+    process,
+    processes,
+    restic,
+    statusfile,
+    tcp,
+    textfile,
+    updates,
+    uptime,
+)
 from checks.base import Check, CheckOptions
 
 CheckClass: TypeAlias = Callable[..., Check]
@@ -21,6 +44,20 @@ _CHECKS: Final[list[tuple[type[CheckOptions], CheckClass]]] = [
     (network.NetworkOptions, network.NetworkCheck),
     (processes.ProcessesOptions, processes.ProcessesCheck),
     (uptime.UptimeOptions, uptime.UptimeCheck),
+    (restic.ResticOptions, restic.ResticCheck),
+    (borg.BorgOptions, borg.BorgCheck),
+    (textfile.TextfileOptions, textfile.TextfileCheck),
+    (statusfile.StatusfileOptions, statusfile.StatusfileCheck),
+    (marker.MarkerOptions, marker.MarkerCheck),
+    (files.FilesOptions, files.FilesCheck),
+    (archive.ArchiveOptions, archive.ArchiveCheck),
+    (logrotate.LogrotateOptions, logrotate.LogrotateCheck),
+    (pgarchive.PgArchiverOptions, pgarchive.PgArchiverCheck),
+    (plugin.PluginOptions, plugin.PluginCheck),
+    (process.ProcessOptions, process.ProcessCheck),
+    (tcp.TcpOptions, tcp.TcpCheck),
+    (http.HttpOptions, http.HttpCheck),
+    (updates.UpdatesOptions, updates.UpdatesCheck),
 ]
 
 CHECK_TYPES: Final[dict[str, tuple[type[CheckOptions], CheckClass]]] = {

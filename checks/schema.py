@@ -14,11 +14,11 @@ import msgspec
 SCHEMA_VERSION: Final = 1
 
 # Prometheus naming rules, so every measurement can be exposed on /metrics as it is.
-_METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+METRIC_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 _LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
 
-MetricName = Annotated[str, msgspec.Meta(pattern=_METRIC_NAME, max_length=200)]
+MetricName = Annotated[str, msgspec.Meta(pattern=METRIC_NAME_PATTERN, max_length=200)]
 LabelName = Annotated[str, msgspec.Meta(pattern=_LABEL_NAME, max_length=100)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
 HostName = Annotated[str, msgspec.Meta(pattern=HOST_NAME_PATTERN)]

@@ -187,6 +187,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_job_run(args: argparse.Namespace) -> int:
+    from agent.jobwrap import run_job
+
+    argv = list(args.job_command)
+    if not argv:
+        raise CommandError("no command given: runwatch job run NAME --status-file F -- COMMAND")
+    # The job's own exit code passes through, so cron and systemd still see it.
+    return run_job(args.name, argv, args.status_file, tool=args.tool)
+
+
 def _config_kind(path: Path, requested: str | None) -> str:
     if requested:
         return requested
@@ -345,6 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="at most this many, newest first (default: %(default)s)")
         command.set_defaults(func=func)
 
+    job = sub.add_parser("job", help="run a backup or archive job and record its outcome")
+    job_actions = job.add_subparsers(dest="job_action", required=True, metavar="ACTION")
+    job_run = job_actions.add_parser(
+        "run", help="run a command and write a JSON status file for the statusfile check",
+        usage="runwatch job run NAME --status-file FILE [--tool TOOL] -- COMMAND [ARG ...]",
+        description="Run COMMAND (no shell), then write its start, end, exit code and last "
+                    "success to the status file atomically. Exits with the command's own code.",
+        epilog="Example: runwatch job run nightly --status-file /var/lib/runwatch-jobs/"
+               "nightly.json -- restic backup /srv")
+    job_run.add_argument("name", help="the job's name (the `job` label)")
+    job_run.add_argument("--status-file", type=Path, required=True,
+                         help="where to write the status (read it with a `statusfile` check)")
+    job_run.add_argument("--tool", help="restic, borg, rsnapshot… (default: the command's name); "
+                                        "decides which exit codes count as warnings")
+    job_run.set_defaults(func=cmd_job_run, job_command=[])
+
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
     validate = config_actions.add_parser(
@@ -358,7 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `runwatch job run NAME ... -- COMMAND ARGS`: the command is not ours to parse.
+    command: list[str] = []
+    if "--" in words:
+        cut = words.index("--")
+        words, command = words[:cut], words[cut + 1:]
+    args = build_parser().parse_args(words)
+    if command:
+        if not hasattr(args, "job_command"):
+            build_parser().error("`--` is only for `runwatch job run`")
+        args.job_command = command
     _setup_logging(args.log_level)
     try:
         code: int = args.func(args)

@@ -172,3 +172,19 @@ def test_spool_byte_bound_and_stats(tmp_path: Path) -> None:
     spool.ack(oldest[0])
     assert spool.stats().bytes == 50_000
     assert Spool(tmp_path, max_bytes=65536, max_reports=1000).stats().bytes == 50_000
+
+
+class NaNCheck:
+    name: ClassVar[str] = "nan"
+
+    def collect(self) -> list[Measurement]:
+        now = time.time()
+        return [Measurement(check="nan", name="good", value=1.0, timestamp=now),
+                Measurement(check="nan", name="bad", value=float("nan"), timestamp=now),
+                Measurement(check="nan", name="worse", value=float("inf"), timestamp=now)]
+
+
+def test_non_finite_values_are_dropped_not_sent() -> None:
+    harvest = CheckRunner([(_Options(name="nan"), NaNCheck())], default_interval=60).run_once()
+    assert [m.name for m in harvest.measurements] == ["good"]
+    assert harvest.runs[0].error is None

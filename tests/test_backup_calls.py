@@ -8,7 +8,9 @@ it. A failing WAL archive does the same.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -144,15 +146,14 @@ def _cluster(tmp_path: Path) -> tuple[Path, Path, Path, Any]:
     if initdb is None:
         pytest.skip("initdb not installed (Debian package: postgresql)")
     bindir = initdb.parent
-    base = tmp_path / "pg"
-    base.mkdir()
+    # Not under tmp_path: pytest's base directory is root-only, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="runwatch-pg-"))
     pgdata, archive, fail = base / "data", base / "archive", base / "fail"
     archive.mkdir()
     as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] \
         if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         subprocess.run(["chown", "-R", "postgres:postgres", str(base)], check=True)
-        tmp_path.chmod(0o755)
     subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres",
                     "--auth=trust"], check=True, capture_output=True)
     with (pgdata / "postgresql.conf").open("a") as conf:
@@ -165,6 +166,7 @@ def _cluster(tmp_path: Path) -> tuple[Path, Path, Path, Any]:
     def stop() -> None:
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "fast",
                         "stop"], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
     return base, fail, bindir, stop
 

@@ -58,6 +58,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         pytest.param(["status"], id="status"),
         pytest.param(["config"], id="config"),
         pytest.param(["config", "validate"], id="config validate"),
+        pytest.param(["job"], id="job"),
+        pytest.param(["job", "run"], id="job run"),
     ],
 )
 def test_help(command: list[str]) -> None:
@@ -317,3 +319,32 @@ def test_token_add_refuses_host_name_with_space(tmp_path: Path) -> None:
 
     assert added.returncode != EXIT_OK
     assert run("token", "list", "--tokens-file", str(tokens)).returncode == EXIT_OK
+
+
+@pytest.mark.parametrize(("script", "tool", "status"), [
+    pytest.param("exit 0", "restic", 0, id="success"),
+    pytest.param("exit 3", "restic", 1, id="restic exit 3: files unreadable, a warning"),
+    pytest.param("exit 12", "restic", 2, id="restic exit 12: wrong password, an error"),
+    pytest.param("exit 1", "borg", 1, id="borg exit 1: a warning"),
+])
+def test_job_run_passes_the_exit_code_through_and_records_it(
+        tmp_path: Path, script: str, tool: str, status: int) -> None:
+    from checks.statusfile import StatusfileCheck, StatusfileOptions
+
+    status_file = tmp_path / "jobs" / "nightly.json"
+    result = run("job", "run", "nightly", "--status-file", str(status_file), "--tool", tool,
+                 "--", "sh", "-c", script)
+    assert result.returncode == int(script.split()[1])
+    recorded = json.loads(status_file.read_text())
+    assert (recorded["job"], recorded["tool"]) == ("nightly", tool)
+    values = {m.name: m.value for m in
+              StatusfileCheck(StatusfileOptions(path=str(status_file))).collect()}
+    assert values["backup_last_status"] == status
+    assert ("backup_last_success_timestamp_seconds" in values) == (status == 0)
+
+
+def test_job_run_without_a_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("job", "run", "nightly", "--status-file", str(tmp_path / "s.json"))
+    assert result.returncode == 1
+    assert "no command given" in result.stderr
+    assert run("status", "--", "x").returncode == 2

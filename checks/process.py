@@ -1,0 +1,110 @@
+"""Process check: how many processes match a name or a command line, and what they use."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import psutil
+
+from checks.base import CheckFailed, CheckOptions, Clock
+from checks.schema import Measurement
+from checks.settings import field_error
+
+# What each process is asked for; psutil puts None where it was refused (AccessDenied).
+ATTRS = ["name", "cmdline", "username", "memory_info", "cpu_times"]
+
+
+class ProcessOptions(CheckOptions, tag="process", frozen=True):
+    """Which processes to count: by exact name, or by a regex over the command line."""
+
+    match: str | None = None  # the process name, exactly (as `ps -o comm`, up to psutil)
+    cmdline: str | None = None  # a regex searched in the arguments joined by spaces
+    user: str | None = None  # only processes of this user
+    process: str | None = None  # label; defaults to the instance name
+
+    def __post_init__(self) -> None:
+        if (self.match is None) == (self.cmdline is None):
+            raise field_error("match", "set exactly one of `match` and `cmdline`")
+        if self.match is not None and not self.match:
+            raise field_error("match", "must not be empty")
+        if self.cmdline is not None:
+            try:
+                re.compile(self.cmdline)
+            except re.error as exc:
+                raise field_error("cmdline", f"not a valid regular expression: {exc}") from None
+
+
+def _process_infos() -> Iterable[dict[str, Any]]:
+    # process_iter skips processes that exit while it walks (NoSuchProcess) by itself.
+    return (process.info for process in psutil.process_iter(ATTRS))
+
+
+class ProcessCheck:
+    """Report the count of matching processes, their summed resident memory and CPU time.
+
+    A process with no command line (a kernel thread, a zombie) never matches `cmdline`. The
+    agent itself is not left out: a `cmdline` regex that matches its own arguments counts it.
+    """
+
+    name: ClassVar[str] = "process"
+
+    def __init__(
+        self,
+        options: ProcessOptions,
+        *,
+        clock: Clock = time.time,
+        processes: Callable[[], Iterable[dict[str, Any]]] = _process_infos,
+    ) -> None:
+        self._options = options
+        self._clock = clock
+        self._processes = processes
+        self._pattern = re.compile(options.cmdline) if options.cmdline is not None else None
+        self._labels = {"process": options.process or options.instance}
+
+    def matches(self, info: dict[str, Any]) -> bool:
+        """Return whether a process (psutil's info dict) is one this check counts."""
+        if self._options.user is not None and info.get("username") != self._options.user:
+            return False
+        if self._pattern is None:
+            return info.get("name") == self._options.match
+        cmdline: list[str] | None = info.get("cmdline")
+        return bool(cmdline) and self._pattern.search(" ".join(cmdline or ())) is not None
+
+    def collect(self) -> list[Measurement]:
+        """Return the count, running flag, and summed RSS and CPU seconds of the matches."""
+        count, rss, cpu = 0, 0, 0.0
+        try:
+            for info in self._processes():
+                if not self.matches(info):
+                    continue
+                count += 1
+                # A figure psutil was refused is left out of the sum (the count still holds).
+                if info.get("memory_info") is not None:
+                    rss += info["memory_info"].rss
+                if info.get("cpu_times") is not None:
+                    cpu += info["cpu_times"].user + info["cpu_times"].system
+        except OSError as exc:
+            raise CheckFailed(
+                f"cannot list processes ({exc}); the agent needs read access to /proc"
+            ) from exc
+        now = self._clock()
+        figures: list[tuple[str, float, str]] = [
+            ("process_count", count, ""),
+            ("process_running", count > 0, ""),
+            ("process_rss_bytes", rss, "bytes"),
+            ("process_cpu_seconds", cpu, "seconds"),
+        ]
+        return [
+            Measurement(
+                check=self._options.instance,
+                name=name,
+                value=float(value),
+                unit=unit,
+                labels=self._labels,
+                timestamp=now,
+            )
+            for name, value, unit in figures
+        ]
