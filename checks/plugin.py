@@ -15,7 +15,7 @@ import shutil
 import time
 from typing import ClassVar, NamedTuple
 
-from checks.base import CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock
 from checks.command import run_command
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -244,6 +244,10 @@ class PluginCheck:
                 out.append(
                     self._measurement("plugin_perf_critical", perf.critical, now, perf.unit, labels)
                 )
+        if status == UNKNOWN:
+            # UNKNOWN is "could not check", not "worse than CRITICAL": report it as a failed
+            # check (the collector shows UNKNOWN, in the plugin's own words), with the figures.
+            raise CheckFailed(f"plugin reports UNKNOWN: {self.last_output or 'no output'}", out)
         return out
 
     def _measurement(

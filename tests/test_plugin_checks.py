@@ -181,6 +181,15 @@ def test_critical_plugin_is_a_measurement_not_a_failure(tmp_path: Path) -> None:
     assert check.last_output == "TIME CRITICAL - 1.5s\nlong text line"
 
 
+def unknown_plugin(*command: str, **options: Any) -> tuple[PluginCheck, CheckFailed]:
+    """Run a plugin that ends UNKNOWN: the check fails, carrying its figures."""
+    check = PluginCheck(PluginOptions(command=list(command), **options))
+    with pytest.raises(CheckFailed, match="plugin reports UNKNOWN") as failed:
+        check.collect()
+    valid(failed.value.measurements)
+    return check, failed.value
+
+
 @pytest.mark.parametrize(
     ("body", "how"),
     [
@@ -192,8 +201,8 @@ def test_exit_outside_0_to_3_is_unknown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, body: str, how: str
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="checks.plugin"):
-        _, out = run_plugin(script(tmp_path, body), service="odd")
-    assert find(out, "plugin_status").value == 3
+        _, failed = unknown_plugin(script(tmp_path, body), service="odd")
+    assert find(failed.measurements, "plugin_status").value == 3
     assert how in caplog.text
     assert "odd" in caplog.text
 
@@ -213,10 +222,11 @@ def test_missing_plugin_fails_the_check() -> None:
 
 
 def test_plugin_without_stdout_keeps_its_stderr(tmp_path: Path) -> None:
-    check, out = run_plugin(script(tmp_path, "echo 'cannot read config' >&2; exit 3"))
-    assert find(out, "plugin_status").value == 3
+    check, failed = unknown_plugin(script(tmp_path, "echo 'cannot read config' >&2; exit 3"))
+    assert find(failed.measurements, "plugin_status").value == 3
     assert check.last_output == "cannot read config"
-    assert names(out) == {"plugin_status", "plugin_duration_seconds"}
+    assert "cannot read config" in str(failed)
+    assert names(failed.measurements) == {"plugin_status", "plugin_duration_seconds"}
 
 
 @pytest.mark.parametrize(
