@@ -1,0 +1,159 @@
+"""What every ticket sink shares: the operations, the values they exchange, and their errors.
+
+A sink is an adapter to one help desk (Redmine, Request Tracker, Jira, ServiceNow, Zammad, a
+webhook). The outbox worker calls it from its own thread, one operation at a time per call, and
+retries what is retryable. Adapters are idempotent: the incident fingerprint is written into the
+ticket (custom field, label, correlation id) and `find` is called before every `open`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+
+from checks.settings import Duration, field_error
+
+RemoteState = Literal["new", "open", "resolved", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    """A ticket in the help desk: its id there, and a link for people."""
+
+    remote_id: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    """Everything a sink needs to create a ticket for one incident."""
+
+    fingerprint: str
+    summary: str
+    description: str
+    severity: str               # WARNING, CRITICAL, UNKNOWN, STALE
+    priority: str               # the sink's own priority value, already mapped
+    route: dict[str, str]       # where it goes in this sink (project, queue, group, …)
+    host: str
+    rule: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    """Where the help desk says a ticket stands."""
+
+    state: RemoteState          # new: nobody has touched it; open: someone is on it
+    raw: str                    # the help desk's own word for it ("In Progress", "resolved")
+
+
+class SinkError(Exception):
+    """A help desk refused or did not answer. Never carries a secret.
+
+    `retryable` is true for timeouts, connection errors, 429 and 5xx: the outbox tries again
+    later (after `retry_after` seconds if the server said so). Anything else is a dead letter.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Sink(Protocol):
+    """One help desk. Each method either succeeds or raises SinkError."""
+
+    name: str
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        """The not-yet-closed ticket that carries this fingerprint, if any."""
+        ...
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        """Create a ticket. The caller has already called `find`."""
+        ...
+
+    def comment(self, ref: TicketRef, text: str) -> None: ...
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        """Change priority and summary after a severity change, with a comment saying why."""
+        ...
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        """Mark resolved (or closed) with a note."""
+        ...
+
+    def reopen(self, ref: TicketRef, text: str) -> None: ...
+
+    def status(self, ref: TicketRef) -> RemoteStatus: ...
+
+
+class Secret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A secret named by where it lives, never written in the config itself."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise field_error("env", "give exactly one of `env` (a variable) or `file`")
+
+    def read(self) -> str:
+        """Return the secret; raise SinkError (not retryable) naming where it was looked for."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise SinkError(f"environment variable {self.env} is not set", retryable=False)
+            return value.strip()
+        assert self.file is not None
+        try:
+            return Path(self.file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SinkError(f"cannot read secret file {self.file}: {exc.strerror}",
+                            retryable=False) from None
+
+
+class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Options every HTTP help desk adapter takes."""
+
+    url: str
+    timeout: Duration = Duration(10)
+    ca_file: str | None = None
+    verify_tls: bool = True
+    # Severity -> this help desk's priority value (name or id, as its API wants it).
+    priorities: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise field_error("url", f"must start with http:// or https://, got {self.url!r}")
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """Parse Retry-After: delta seconds or an HTTP date."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def error_for_status(sink: str, method: str, url: str, status: int, body: str, *,
+                     retry_after: str | None = None) -> SinkError:
+    """Classify an HTTP error: 429 and 5xx are retried, every other status is final."""
+    retryable = status == 429 or status >= 500
+    text = " ".join(body.split())[:300]
+    return SinkError(f"{sink}: {method} {url} answered {status}: {text}", retryable=retryable,
+                     status=status, retry_after=retry_after_seconds(retry_after))
