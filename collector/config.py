@@ -30,7 +30,10 @@ class GroupConfig(_Config, frozen=True):
     assign: str
     respond_within: Duration = Duration(4 * 3600)
     reopen_within: Duration = Duration(3600)  # a recurrence inside this reopens the same call
-    on_recovery: Literal["resolve", "comment"] = "resolve"
+    on_recovery: Literal["resolve", "close", "comment"] = "resolve"
+    # Where calls go in the group's sink: project, tracker, assignee (Redmine), queue, owner
+    # (RT), project, component (Jira), assignment_group (ServiceNow), group (Zammad).
+    route: dict[str, str] = {}
 
 
 class RuleConfig(_Config, frozen=True):

@@ -11,7 +11,14 @@ from typing import Any
 
 from collector.calls import Call, CallEvent, CallStatus
 from collector.rules import RuleState, Severity
-from collector.store import CheckStatus, HostRecord, RuleStateRecord, SeriesRecord
+from collector.store import (
+    CallLink,
+    CheckStatus,
+    HostRecord,
+    OutboxOp,
+    RuleStateRecord,
+    SeriesRecord,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -87,6 +94,35 @@ CREATE TABLE IF NOT EXISTS call_events (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events (call_id, at);
+-- The durable outbox: call operations for external help desks, written in the same
+-- transaction as the change that caused them, delivered in order per call.
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id INTEGER NOT NULL REFERENCES calls (id),
+    sink TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'dead')),
+    last_error TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_by_call ON outbox (call_id, status, id);
+-- Where each call lives in its help desk.
+CREATE TABLE IF NOT EXISTS call_links (
+    call_id INTEGER NOT NULL REFERENCES calls (id),
+    sink TEXT NOT NULL,
+    remote_id TEXT NOT NULL,
+    url TEXT,
+    remote_state TEXT,
+    checked_at REAL,
+    acknowledged_at REAL,
+    escalated_at REAL,
+    PRIMARY KEY (call_id, sink)
+) WITHOUT ROWID;
 """
 
 SCHEMA_VERSION = 1
@@ -267,6 +303,93 @@ class SQLiteStore:
         rows = self._db.execute("SELECT call_id, at, kind, text FROM call_events "
                                 "WHERE call_id=? ORDER BY at, rowid", (call_id,))
         return [CallEvent(*row) for row in rows]
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def enqueue(self, op: OutboxOp) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO outbox (call_id, sink, op, payload, created_at, next_attempt_at, "
+            "status) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (op.call_id, op.sink, op.op, json.dumps(op.payload), op.created_at, op.created_at))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    _OP_COLUMNS = ("id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, "
+                   "status, last_error, delivered_at")
+
+    @staticmethod
+    def _op(row: tuple[Any, ...]) -> OutboxOp:
+        values = list(row)
+        values[4] = json.loads(values[4])
+        return OutboxOp(*values)
+
+    def due_ops(self, now: float, limit: int) -> list[OutboxOp]:
+        """Pending operations that are due and first in line for their call."""
+        rows = self._db.execute(
+            f"SELECT {self._OP_COLUMNS} FROM outbox o WHERE status = 'pending' "  # noqa: S608
+            "AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox e WHERE "
+            "e.call_id = o.call_id AND e.sink = o.sink AND e.id < o.id "
+            "AND e.status IN ('pending', 'dead')) ORDER BY id LIMIT ?", (now, limit))
+        return [self._op(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        row = self._db.execute("SELECT min(next_attempt_at) FROM outbox "
+                               "WHERE status = 'pending'").fetchone()
+        return row[0] if row else None
+
+    def mark_done(self, op_id: int, now: float) -> None:
+        self._db.execute("UPDATE outbox SET status='done', delivered_at=?, attempts=attempts+1, "
+                         "last_error=NULL WHERE id=?", (now, op_id))
+
+    def mark_retry(self, op_id: int, next_attempt_at: float, error: str) -> None:
+        self._db.execute("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, "
+                         "last_error=? WHERE id=?", (next_attempt_at, error, op_id))
+
+    def mark_dead(self, op_id: int, error: str) -> None:
+        self._db.execute("UPDATE outbox SET status='dead', attempts=attempts+1, last_error=? "
+                         "WHERE id=?", (error, op_id))
+
+    def list_ops(self, status: str | None, limit: int) -> list[OutboxOp]:
+        where, args = ("WHERE status=?", [status]) if status else ("", [])
+        rows = self._db.execute(
+            f"SELECT {self._OP_COLUMNS} FROM outbox {where} "  # noqa: S608
+            "ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [self._op(row) for row in rows]
+
+    def retry_dead(self, op_id: int | None, now: float) -> int:
+        """Put dead letters (one, or all) back in line; return how many."""
+        if op_id is None:
+            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=? "
+                                      "WHERE status='dead'", (now,))
+        else:
+            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=? "
+                                      "WHERE status='dead' AND id=?", (now, op_id))
+        return cursor.rowcount
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """(sink, status) -> count, for pending and dead operations."""
+        rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "
+                                "WHERE status IN ('pending', 'dead') GROUP BY sink, status")
+        return {(sink, status): count for sink, status, count in rows}
+
+    def get_link(self, call_id: int, sink: str) -> CallLink | None:
+        row = self._db.execute("SELECT call_id, sink, remote_id, url, remote_state, checked_at, "
+                               "acknowledged_at, escalated_at FROM call_links "
+                               "WHERE call_id=? AND sink=?", (call_id, sink)).fetchone()
+        return CallLink(*row) if row else None
+
+    def save_link(self, link: CallLink) -> None:
+        self._db.execute("INSERT OR REPLACE INTO call_links VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (link.call_id, link.sink, link.remote_id, link.url, link.remote_state,
+                          link.checked_at, link.acknowledged_at, link.escalated_at))
+
+    def open_links(self) -> list[CallLink]:
+        """Links of calls that are open here: the ones two-way sync watches."""
+        rows = self._db.execute(
+            "SELECT l.call_id, l.sink, l.remote_id, l.url, l.remote_state, l.checked_at, "
+            "l.acknowledged_at, l.escalated_at FROM call_links l JOIN calls c ON c.id = l.call_id "
+            "WHERE c.status = 'open'")
+        return [CallLink(*row) for row in rows]
 
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from collector.calls import Call, CallEvent, CallStatus
 from collector.rules import RuleState
@@ -59,6 +59,37 @@ class RuleStateRecord:
     state: RuleState
 
 
+@dataclass(slots=True)
+class OutboxOp:
+    """One call operation waiting for (or done with) delivery to a help desk."""
+
+    id: int
+    call_id: int
+    sink: str
+    op: str                      # open, comment, update, resolve, reopen
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    status: str = "pending"      # pending, done, dead
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(slots=True)
+class CallLink:
+    """Where a call lives in a help desk, and what two-way sync last saw there."""
+
+    call_id: int
+    sink: str
+    remote_id: str
+    url: str | None = None
+    remote_state: str | None = None
+    checked_at: float | None = None
+    acknowledged_at: float | None = None
+    escalated_at: float | None = None
+
+
 class Store(Protocol):
     """Durable state. Writes happen inside `transaction()`, which commits or rolls back whole."""
 
@@ -88,5 +119,19 @@ class Store(Protocol):
                    ) -> list[Call]: ...
     def call_events(self, call_id: int) -> list[CallEvent]: ...
     def open_calls_by_group(self) -> dict[str, int]: ...
+
+    # The outbox, and links to help desk tickets.
+    def enqueue(self, op: OutboxOp) -> int: ...
+    def due_ops(self, now: float, limit: int) -> list[OutboxOp]: ...
+    def next_due_at(self) -> float | None: ...
+    def mark_done(self, op_id: int, now: float) -> None: ...
+    def mark_retry(self, op_id: int, next_attempt_at: float, error: str) -> None: ...
+    def mark_dead(self, op_id: int, error: str) -> None: ...
+    def list_ops(self, status: str | None, limit: int) -> list[OutboxOp]: ...
+    def retry_dead(self, op_id: int | None, now: float) -> int: ...
+    def outbox_counts(self) -> dict[tuple[str, str], int]: ...
+    def get_link(self, call_id: int, sink: str) -> CallLink | None: ...
+    def save_link(self, link: CallLink) -> None: ...
+    def open_links(self) -> list[CallLink]: ...
 
     def close(self) -> None: ...
