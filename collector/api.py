@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 import zlib
@@ -20,6 +21,7 @@ from checks.schema import Report, decode_report
 from checks.settings import key_path
 from collector.calls import Call
 from collector.service import CollectorService, Rejection
+from collector.store import OutboxOp
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,48 @@ def _call_json(call: Call) -> dict[str, Any]:
     }
 
 
+def _op_json(op: OutboxOp) -> dict[str, Any]:
+    return {"id": op.id, "call_id": op.call_id, "sink": op.sink, "op": op.op,
+            "status": op.status, "attempts": op.attempts, "created_at": op.created_at,
+            "next_attempt_at": op.next_attempt_at, "delivered_at": op.delivered_at,
+            "last_error": op.last_error}
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+def _outbox_routes(service: CollectorService) -> list[Any]:
+    """The outbox's read and retry endpoints."""
+
+    @get("/api/v1/outbox", summary="Call operations for help desks: pending, dead or done",
+         tags=["read"])
+    async def get_outbox(status: FromQuery[Literal["pending", "dead", "done", "all"]] = "all",
+                         limit: FromQuery[int] = 200) -> list[dict[str, Any]]:
+        wanted = None if status == "all" else status
+        return [_op_json(op) for op in service.store.list_ops(wanted, max(1, min(limit, 5000)))]
+
+    @post("/api/v1/outbox/retry", status_code=200, tags=["admin"],
+          summary="Put dead letters back in line (all, or one by id); loopback only")
+    async def retry_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int | None] = None
+                           ) -> Response[dict[str, Any]]:
+        client = request.client.host if request.client else ""
+        if not _is_loopback(client):
+            return Response({"error": "forbidden", "message": "outbox retry is allowed from "
+                             "the collector's own host only"}, status_code=403)
+        with service.store.transaction():
+            count = service.store.retry_dead(op_id, service.clock())
+        if service.outbox is not None:
+            service.outbox.notify()
+        log.info("%d dead letter(s) put back in line from %s", count, client)
+        return Response({"retried": count})
+
+    return [get_outbox, retry_outbox]
+
+
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     limit = service.config.limits.max_body_bytes
@@ -124,7 +168,14 @@ def create_app(service: CollectorService) -> Litestar:
                             status_code=404)
         events = [{"at": e.at, "kind": e.kind, "text": e.text}
                   for e in service.store.call_events(call_id)]
-        return Response({**_call_json(call), "events": events})
+        ticket = None
+        sink = service.config.groups[call.group].sink if call.group in service.config.groups \
+            else None
+        link = service.store.get_link(call_id, sink) if sink else None
+        if link is not None:
+            ticket = {"sink": link.sink, "id": link.remote_id, "url": link.url,
+                      "state": link.remote_state, "acknowledged_at": link.acknowledged_at}
+        return Response({**_call_json(call), "events": events, "ticket": ticket})
 
     @get("/healthz", summary="Liveness", tags=["ops"])
     async def healthz() -> dict[str, Any]:
@@ -147,6 +198,7 @@ def create_app(service: CollectorService) -> Litestar:
                 service.tick()
 
         task = asyncio.create_task(loop())
+        service.start()
         try:
             yield
         finally:
@@ -155,7 +207,8 @@ def create_app(service: CollectorService) -> Litestar:
                 await task
 
     return Litestar(
-        route_handlers=[post_report, get_hosts, get_calls, get_call, healthz, metrics, openapi],
+        route_handlers=[post_report, get_hosts, get_calls, get_call, *_outbox_routes(service),
+                        healthz, metrics, openapi],
         lifespan=[ticking],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),

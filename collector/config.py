@@ -85,6 +85,10 @@ class RuleConfig(_Config, frozen=True):
 class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
     """The built-in call register in the collector's own store."""
 
+    @property
+    def type(self) -> str:
+        return "builtin"
+
 
 SinkConfig = BuiltinSinkConfig
 

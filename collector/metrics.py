@@ -15,7 +15,9 @@ from prometheus_client.samples import Sample
 from collector.config import CollectorConfig
 from collector.fleet import Fleet
 from collector.incidents import CallCounters
+from collector.outbox import DeliveryMetrics
 from collector.rules import Severity
+from collector.store import Store
 from runwatch import __version__
 
 PREFIX = "runwatch_"
@@ -43,17 +45,36 @@ class IngestMetrics:
             self.rejected.labels(reason)  # present from the start, so rate() works at once
 
 
+class PrometheusDeliveryMetrics(DeliveryMetrics):
+    """Outbox deliveries by sink, operation and result, and how long delivery took."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter("runwatch_outbox_deliveries",
+                                  "Delivery attempts to help desks, by sink, operation and "
+                                  "result (ok, retry, dead).", ["sink", "op", "result"],
+                                  registry=registry)
+        self.latency = Histogram(
+            "runwatch_outbox_delivery_seconds",
+            "Time from a call change to its delivery to the help desk.", ["sink"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+            registry=registry)
+
+    def delivered(self, sink: str, op: str, result: str, latency: float | None) -> None:
+        self.deliveries.labels(sink, op, result).inc()
+        if latency is not None:
+            self.latency.labels(sink).observe(max(0.0, latency))
+
+
 class FleetCollector(Collector):
     """Render host and rule states, call counts and measurements without a Python object per
     sample: families are built fresh from the fleet on each scrape."""
 
     def __init__(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                 open_calls: Callable[[], dict[str, int]],
-                 clock: Callable[[], float] = time.time) -> None:
+                 store: Store, clock: Callable[[], float] = time.time) -> None:
         self._fleet = fleet
         self._config = config
         self._counters = counters
-        self._open_calls = open_calls
+        self._store = store
         self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
@@ -119,10 +140,24 @@ class FleetCollector(Collector):
             yield family
         open_now = GaugeMetricFamily(f"{PREFIX}calls_open", "Calls open now, by owner group.",
                                      labels=["group"])
-        counts = self._open_calls()
+        counts = self._store.open_calls_by_group()
         for group in sorted(set(groups) | set(counts)):
             open_now.add_metric([group], float(counts.get(group, 0)))
         yield open_now
+        pending = GaugeMetricFamily(f"{PREFIX}outbox_pending",
+                                    "Call operations waiting for delivery to a help desk.",
+                                    labels=["sink"])
+        dead = GaugeMetricFamily(f"{PREFIX}outbox_dead_letters",
+                                 "Call operations a help desk refused; see runwatch calls --dead.",
+                                 labels=["sink"])
+        outbox = self._store.outbox_counts()
+        external = sorted(name for name, sink in self._config.sinks.items()
+                          if sink.type != "builtin")
+        for sink in external:
+            pending.add_metric([sink], float(outbox.get((sink, "pending"), 0)))
+            dead.add_metric([sink], float(outbox.get((sink, "dead"), 0)))
+        yield pending
+        yield dead
 
     def _measurements(self) -> Iterator[Metric]:
         families: dict[str, GaugeMetricFamily] = {}
@@ -146,7 +181,9 @@ _RESERVED_NAMES = frozenset({
     f"{PREFIX}calls_open",
 } | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved")}
   | {f"{PREFIX}reports_ingested", f"{PREFIX}reports_duplicate", f"{PREFIX}reports_rejected",
-     f"{PREFIX}measurements_ingested", f"{PREFIX}ingest_duration_seconds"})
+     f"{PREFIX}measurements_ingested", f"{PREFIX}ingest_duration_seconds",
+     f"{PREFIX}outbox_pending", f"{PREFIX}outbox_dead_letters", f"{PREFIX}outbox_deliveries",
+     f"{PREFIX}outbox_delivery_seconds"})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -157,11 +194,11 @@ def _series_label(key: str) -> str:
 
 
 def build_registry(fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                   open_calls: Callable[[], dict[str, int]],
-                   clock: Callable[[], float] = time.time) -> tuple[CollectorRegistry,
-                                                                    IngestMetrics]:
+                   store: Store, clock: Callable[[], float] = time.time
+                   ) -> tuple[CollectorRegistry, IngestMetrics, PrometheusDeliveryMetrics]:
     """A fresh registry (never the global one) with the fleet collector and ingest metrics."""
     registry = CollectorRegistry(auto_describe=False)
     ingest = IngestMetrics(registry)
-    registry.register(FleetCollector(fleet, config, counters, open_calls, clock))
-    return registry, ingest
+    delivery = PrometheusDeliveryMetrics(registry)
+    registry.register(FleetCollector(fleet, config, counters, store, clock))
+    return registry, ingest, delivery

@@ -18,7 +18,9 @@ from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
 from collector.metrics import build_registry
+from collector.outbox import OutboxWorker
 from collector.rules import Severity
+from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
 from collector.store import Store
 
@@ -47,11 +49,27 @@ class CollectorService:
         self.fleet = Fleet()
         self.fleet.reload(self.store, clock())
         self.counters = CallCounters()
-        self.incidents = IncidentManager(self.store, dict(config.groups), self.counters)
+        self.registry, self.ingest_metrics, delivery_metrics = build_registry(
+            self.fleet, config, self.counters, self.store, clock)
+        self.sinks = build_sinks(config.sinks)
+        self.outbox: OutboxWorker | None = None
+        if self.sinks:
+            # The worker talks to help desks from its own thread, with its own connection.
+            self._outbox_store: Store | None = (
+                SQLiteStore(config.data_dir / "runwatch.db") if store is None else store)
+            self.outbox = OutboxWorker(self._outbox_store, self.sinks, clock=clock,
+                                       metrics=delivery_metrics)
+        external = {name: priority_map(config.sinks[name]) for name in self.sinks}
+        self.incidents = IncidentManager(
+            self.store, dict(config.groups), self.counters, external,
+            on_enqueue=self.outbox.notify if self.outbox else None)
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
-        self.registry, self.ingest_metrics = build_registry(
-            self.fleet, config, self.counters, self.store.open_calls_by_group, clock)
+
+    def start(self) -> None:
+        """Start background delivery to help desks (when any are configured)."""
+        if self.outbox is not None:
+            self.outbox.start()
 
     def authenticate(self, authorization: str | None) -> str:
         """Return the host the bearer token belongs to, or raise a 401 Rejection."""
@@ -158,4 +176,8 @@ class CollectorService:
         return self.store.list_calls(status, group, limit)
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.stop()
+            if self._outbox_store is not self.store and self._outbox_store is not None:
+                self._outbox_store.close()
         self.store.close()

@@ -125,13 +125,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _get(url: str, path: str, params: dict[str, str] | None = None) -> Any:
+def _get(url: str, path: str, params: dict[str, str] | None = None, method: str = "GET"
+         ) -> Any:
+    """Call the collector's API and return the decoded JSON; CommandError on any failure."""
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     target = url.rstrip("/") + path + query
     if not target.startswith(("http://", "https://")):
         raise CommandError(f"--collector must be an http:// or https:// URL, got {url!r}")
+    request = urllib.request.Request(  # noqa: S310
+        target, method=method, data=b"" if method == "POST" else None)
     try:
-        with urllib.request.urlopen(target, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)
     except urllib.error.HTTPError as exc:
         raise CommandError(f"{target}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
@@ -148,6 +152,8 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
+    if args.dead:
+        return _print_outbox(args.collector, "dead", args.json, args.limit)
     params = {"status": "open" if args.open else "all", "limit": str(args.limit)}
     if args.group:
         params["group"] = args.group
@@ -163,6 +169,32 @@ def cmd_calls(args: argparse.Namespace) -> int:
         print(f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
               f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}")
     return EXIT_OK
+
+
+def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
+    ops = _get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
+    if as_json:
+        print(json.dumps(ops, indent=2))
+        return EXIT_OK
+    if not ops:
+        print(f"no {status} operations" if status != "all" else "the outbox is empty")
+        return EXIT_OK
+    print(f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR")
+    for op in ops:
+        print(f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
+              f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}")
+    return EXIT_OK
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    if args.outbox_action == "list":
+        return _print_outbox(args.collector, args.status, args.json, args.limit)
+    if args.id is None and not args.all:
+        raise CommandError("say which dead letter to retry (an ID) or --all")
+    params = {"op_id": str(args.id)} if args.id is not None else None
+    retried = _get(args.collector, "/api/v1/outbox/retry", params, method="POST")["retried"]
+    print(f"{retried} dead letter(s) put back in line")
+    return EXIT_OK if retried else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -286,6 +318,26 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
         where.add_argument("--tokens-file", help="the tokens file itself")
 
 
+def _add_outbox_commands(sub: Any) -> None:
+    outbox = sub.add_parser("outbox", help="look at and retry deliveries to help desks")
+    outbox_actions = outbox.add_subparsers(dest="outbox_action", required=True, metavar="ACTION")
+    outbox_list = outbox_actions.add_parser("list", help="list call operations in the outbox")
+    outbox_list.add_argument("--status", choices=["pending", "dead", "done", "all"],
+                             default="pending", help="which ones (default: %(default)s)")
+    outbox_list.add_argument("--limit", type=int, default=200, help="at most this many")
+    outbox_list.add_argument("--json", action="store_true", help="print JSON")
+    outbox_retry = outbox_actions.add_parser(
+        "retry", help="put dead letters back in line once the cause is fixed",
+        description="Retry a dead letter by ID, or all of them; exit 1 if none was retried. "
+                    "Allowed from the collector's own host only.")
+    outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
+    outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
+    for command in (outbox_list, outbox_retry):
+        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.set_defaults(func=cmd_outbox)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwatch",
@@ -350,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true", help="print JSON")
         if name == "calls":
             command.add_argument("--open", action="store_true", help="only open calls")
+            command.add_argument("--dead", action="store_true",
+                                 help="operations a help desk refused (dead letters)")
             command.add_argument("--group", help="only calls owned by this group")
             command.add_argument("--limit", type=int, default=200,
                                  help="at most this many, newest first (default: %(default)s)")
@@ -370,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.add_argument("--tool", help="restic, borg, rsnapshot… (default: the command's name); "
                                         "decides which exit codes count as warnings")
     job_run.set_defaults(func=cmd_job_run, job_command=[])
+
+    _add_outbox_commands(sub)
 
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
