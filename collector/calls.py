@@ -62,7 +62,7 @@ class CallEvent:
 
     call_id: int
     at: float
-    kind: Literal["opened", "comment", "severity", "resolved", "reopened"]
+    kind: Literal["opened", "comment", "severity", "resolved", "reopened", "acknowledged"]
     text: str
 
 

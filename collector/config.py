@@ -124,6 +124,7 @@ class CollectorConfig(_Config, frozen=True):
     rules: list[RuleConfig] = []
     staleness: StalenessConfig = StalenessConfig()
     evaluation_interval: Duration = Duration(5)
+    sync_interval: Duration = Duration(60)  # how often open calls' tickets are read back
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
 

@@ -72,7 +72,7 @@ class IncidentManager:
         sink = self._groups[call.group].sink if call.group in self._groups else None
         if sink is not None and sink in self._external:
             op = {"opened": "open", "comment": "comment", "severity": "update",
-                  "resolved": "resolve", "reopened": "reopen"}[kind]
+                  "resolved": "resolve", "reopened": "reopen"}[kind]  # every kind used here
             self._store.enqueue(OutboxOp(0, call.id, sink, op, payload or {"text": text}, now))
             self._on_enqueue()
 

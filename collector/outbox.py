@@ -48,13 +48,18 @@ class OutboxWorker:
 
     def __init__(self, store: Store, sinks: Mapping[str, Sink], *,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
-                 metrics: DeliveryMetrics | None = None, batch: int = 50) -> None:
+                 metrics: DeliveryMetrics | None = None, batch: int = 50,
+                 sync: Callable[[float], int] | None = None, sync_interval: float = 60.0
+                 ) -> None:
         self._store = store
         self._sinks = sinks
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._metrics = metrics or DeliveryMetrics()
         self._batch = batch
+        self._sync = sync
+        self._sync_interval = sync_interval
+        self._next_sync = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,6 +82,10 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 self.deliver_due()
+                if self._sync is not None and self._clock() >= self._next_sync:
+                    self._next_sync = self._clock() + self._sync_interval
+                    if self._sync(self._clock()):
+                        continue  # it queued operations: deliver them now
             except Exception:
                 log.exception("outbox pass failed; retrying in 5 s")
                 self._stop.wait(5)

@@ -23,6 +23,7 @@ from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
 from collector.store import Store
+from collector.sync import TicketSync
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,17 @@ class CollectorService:
             self.fleet, config, self.counters, self.store, clock)
         self.sinks = build_sinks(config.sinks)
         self.outbox: OutboxWorker | None = None
+        self._outbox_store: Store | None = None
+        external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
             # The worker talks to help desks from its own thread, with its own connection.
-            self._outbox_store: Store | None = (
+            worker_store: Store = (
                 SQLiteStore(config.data_dir / "runwatch.db") if store is None else store)
-            self.outbox = OutboxWorker(self._outbox_store, self.sinks, clock=clock,
-                                       metrics=delivery_metrics)
-        external = {name: priority_map(config.sinks[name]) for name in self.sinks}
+            self._outbox_store = worker_store
+            sync = TicketSync(worker_store, self.sinks, config.groups, external)
+            self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock,
+                                       metrics=delivery_metrics, sync=sync.run_once,
+                                       sync_interval=float(config.sync_interval))
         self.incidents = IncidentManager(
             self.store, dict(config.groups), self.counters, external,
             on_enqueue=self.outbox.notify if self.outbox else None)

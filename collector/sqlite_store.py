@@ -332,6 +332,12 @@ class SQLiteStore:
             "AND e.status IN ('pending', 'dead')) ORDER BY id LIMIT ?", (now, limit))
         return [self._op(row) for row in rows]
 
+    def has_undelivered(self, call_id: int, sink: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM outbox WHERE call_id=? AND sink=? "
+                               "AND status IN ('pending', 'dead') LIMIT 1",
+                               (call_id, sink)).fetchone()
+        return row is not None
+
     def next_due_at(self) -> float | None:
         row = self._db.execute("SELECT min(next_attempt_at) FROM outbox "
                                "WHERE status = 'pending'").fetchone()

@@ -165,3 +165,37 @@ def test_identical_comments_are_skipped(desk: Any, clock: FakeClock) -> None:
     assert [e.kind for e in service.store.call_events(1)] == ["opened", "comment"]
     worker.deliver_due()
     assert [k for k, _ in sink.log] == ["open", "comment"]
+
+
+def test_two_way_sync_acknowledges_reopens_and_escalates(desk: Any, clock: FakeClock) -> None:
+    from collector.sync import TicketSync
+
+    service, sink, worker = desk
+    sync = TicketSync(worker._store, {"helpdesk": sink}, service.config.groups,
+                      {"helpdesk": PRIORITY.__getitem__})
+    feed(service, Reporter("web01", clock), 0.90)  # WARNING: priority P3
+    worker.deliver_due()
+    (ticket,) = sink.tickets.values()
+
+    # Nobody touches it for longer than the group's respond_within (4h): escalate, once.
+    clock.advance(4 * 3600 + 1)
+    assert sync.run_once(clock()) == 1
+    worker.deliver_due()
+    assert ticket["priority"] == "P1"
+    assert sync.run_once(clock()) == 0, "escalated once only"
+
+    # Someone picks it up: acknowledged.
+    ticket["state"] = "open"
+    sync.run_once(clock())
+    link = service.store.get_link(1, "helpdesk")
+    assert link.acknowledged_at == clock()
+    # The help desk closes it, but the disk is still full: runwatch reopens it and says why.
+    ticket["state"] = "closed"
+    clock.advance(60)
+    assert sync.run_once(clock()) == 1
+    worker.deliver_due()
+    assert ticket["state"] == "open"
+    kinds = [e.kind for e in service.store.call_events(1)]
+    assert kinds == ["opened", "severity", "acknowledged", "reopened"]
+    assert "the problem persists" in service.store.call_events(1)[-1].text
+    assert len(sink.tickets) == 1
