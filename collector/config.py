@@ -11,6 +11,12 @@ import msgspec
 
 from checks.schema import MetricName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
+from collector.sinks.jira import JiraSinkConfig
+from collector.sinks.redmine import RedmineSinkConfig
+from collector.sinks.rt import RTSinkConfig
+from collector.sinks.servicenow import ServiceNowSinkConfig
+from collector.sinks.webhook import WebhookSinkConfig
+from collector.sinks.zammad import ZammadSinkConfig
 
 RuleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 GroupName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_length=100)]
@@ -90,7 +96,9 @@ class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
         return "builtin"
 
 
-SinkConfig = BuiltinSinkConfig
+SinkConfig = (BuiltinSinkConfig | RedmineSinkConfig | RTSinkConfig | JiraSinkConfig
+              | ServiceNowSinkConfig | ZammadSinkConfig | WebhookSinkConfig)
+SINK_TYPES = ("builtin", "redmine", "rt", "jira", "servicenow", "zammad", "webhook")
 
 
 class AgentsConfig(_Config, frozen=True):
@@ -103,6 +111,13 @@ class StalenessConfig(_Config, frozen=True):
     after_intervals: Annotated[float, msgspec.Meta(ge=1)] = 3
     owner: GroupName | None = None  # who gets the call; no call when unset
     for_: Duration = msgspec.field(default=Duration(0), name="for")
+
+
+class OutboxConfig(_Config, frozen=True):
+    """Retries of deliveries to help desks: exponential backoff with jitter, capped."""
+
+    first_retry: Duration = Duration(2)
+    max_retry: Duration = Duration(600)
 
 
 class MetricsConfig(_Config, frozen=True):
@@ -125,6 +140,7 @@ class CollectorConfig(_Config, frozen=True):
     staleness: StalenessConfig = StalenessConfig()
     evaluation_interval: Duration = Duration(5)
     sync_interval: Duration = Duration(60)  # how often open calls' tickets are read back
+    outbox: OutboxConfig = OutboxConfig()
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
 
@@ -148,8 +164,10 @@ _NAME_RULE = {"groups": "lowercase letters, digits, '-' and '_', starting with a
 
 def _prevalidate(data: dict[str, Any], source: str | None) -> None:
     """Validate named sections key by key, so an error names the group or sink that holds it."""
-    for section, typ, pattern in (("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
-                                  ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$")):
+    sections: tuple[tuple[str, Any, str], ...] = (
+        ("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
+        ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"))
+    for section, typ, pattern in sections:
         entries = data.get(section)
         if not isinstance(entries, dict):
             continue
@@ -161,8 +179,8 @@ def _prevalidate(data: dict[str, Any], source: str | None) -> None:
                 convert(value, typ, source=source, prefix=f"{section} -> {name}")
             except ConfigError as exc:
                 if section == "sinks" and exc.path.endswith("-> type"):
-                    raise ConfigError(exc.path, f"{exc.message}; known sink types: builtin",
-                                      source=source) from None
+                    raise ConfigError(exc.path, f"{exc.message}; known sink types: "
+                                      f"{', '.join(SINK_TYPES)}", source=source) from None
                 raise
 
 
@@ -184,6 +202,12 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
             known = ", ".join(sorted(config.sinks)) or "none"
             raise ConfigError(f"groups -> {name} -> sink",
                               f"unknown sink {group.sink!r} (sinks: {known})", source=source)
+        allowed: frozenset[str] = getattr(config.sinks[group.sink], "route_keys", frozenset())
+        for key in group.route:
+            if key not in allowed:
+                what = ", ".join(sorted(allowed)) or "nothing: it has no routing"
+                raise ConfigError(f"groups -> {name} -> route -> {key}",
+                                  f"sink {group.sink!r} routes by {what}", source=source)
     seen: dict[str, str] = {}
     for rule, (where, path) in zip(config.rules, rule_sources, strict=True):
         if rule.owner not in config.groups:

@@ -17,6 +17,7 @@ from collector.fleet import Fleet
 from collector.incidents import CallCounters
 from collector.outbox import DeliveryMetrics
 from collector.rules import Severity
+from collector.sinks.registry import sink_type
 from collector.store import Store
 from runwatch import __version__
 
@@ -152,7 +153,7 @@ class FleetCollector(Collector):
                                  labels=["sink"])
         outbox = self._store.outbox_counts()
         external = sorted(name for name, sink in self._config.sinks.items()
-                          if sink.type != "builtin")
+                          if sink_type(sink) != "builtin")
         for sink in external:
             pending.add_metric([sink], float(outbox.get((sink, "pending"), 0)))
             dead.add_metric([sink], float(outbox.get((sink, "dead"), 0)))

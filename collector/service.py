@@ -18,7 +18,7 @@ from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
 from collector.metrics import build_registry
-from collector.outbox import OutboxWorker
+from collector.outbox import OutboxWorker, RetryPolicy
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
@@ -62,7 +62,9 @@ class CollectorService:
                 SQLiteStore(config.data_dir / "runwatch.db") if store is None else store)
             self._outbox_store = worker_store
             sync = TicketSync(worker_store, self.sinks, config.groups, external)
-            self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock,
+            policy = RetryPolicy(float(config.outbox.first_retry),
+                                 float(config.outbox.max_retry))
+            self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
                                        metrics=delivery_metrics, sync=sync.run_once,
                                        sync_interval=float(config.sync_interval))
         self.incidents = IncidentManager(

@@ -1,0 +1,304 @@
+"""Jira Cloud (REST API v3 or v2), optionally through Jira Service Management, as a ticket sink.
+
+The fingerprint is the label `rw-<fingerprint>`; `find` looks for it with JQL among issues whose
+status category is not Done. Resolving and reopening run workflow transitions looked up by name
+(the transition's own name or the name of the status it leads to), so the project keeps its own
+workflow. With `service_desk_id` and `request_type_id` the ticket is raised as a customer request
+and the label, priority and component are set on the issue right after.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import httpx
+
+from checks.settings import field_error
+from collector.sinks.base import (
+    HttpSinkConfig,
+    NewTicket,
+    RemoteStatus,
+    Secret,
+    SinkError,
+    TicketRef,
+)
+from collector.sinks.http import HttpClient
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = frozenset({"WARNING", "CRITICAL", "UNKNOWN", "STALE"})
+DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Medium", "UNKNOWN": "Medium"}
+_FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_SUMMARY_CHARS = 255  # Jira refuses longer summaries
+
+
+class JiraSinkConfig(
+    HttpSinkConfig,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    tag="jira",
+):
+    """Jira Cloud: the account, the project issues go to, and the workflow names to use."""
+
+    route_keys: ClassVar[frozenset[str]] = frozenset({"project", "component"})
+
+    email: str
+    api_token: Secret
+    project: str  # project key, e.g. OPS
+    issue_type: str = "Task"
+    api_version: Literal[2, 3] = 3  # 3 sends text as Atlassian Document Format
+    resolve_transition: str = "Done"
+    close_transition: str | None = None  # for a close; default: resolve_transition
+    reopen_transition: str = "To Do"
+    service_desk_id: str | None = None  # JSM: raise customer requests instead
+    request_type_id: str | None = None
+    # `priorities` (inherited): severity -> value; severities left out keep DEFAULT_PRIORITIES.
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.project.strip():
+            raise field_error("project", "give the project key, e.g. OPS")
+        if (self.service_desk_id is None) != (self.request_type_id is None):
+            raise field_error(
+                "service_desk_id", "give both service_desk_id and request_type_id, or neither"
+            )
+        if unknown := set(self.priorities) - SEVERITIES:
+            raise field_error(
+                "priorities",
+                f"unknown severities {sorted(unknown)}; use {', '.join(sorted(SEVERITIES))}",
+            )
+
+    @property
+    def priority_values(self) -> dict[str, str]:
+        """Severity -> Jira priority name, defaults filled in."""
+        return {**DEFAULT_PRIORITIES, **self.priorities}
+
+
+def adf(text: str) -> dict[str, Any]:
+    """Plain text as an Atlassian Document: a paragraph per blank-line block, hard breaks within."""
+    paragraphs: list[dict[str, Any]] = []
+    for block in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n")):
+        content: list[dict[str, Any]] = []
+        for number, line in enumerate(block.split("\n")):
+            if number:
+                content.append({"type": "hardBreak"})
+            if line:
+                content.append({"type": "text", "text": line})
+        paragraph: dict[str, Any] = {"type": "paragraph"}
+        if content:
+            paragraph["content"] = content
+        paragraphs.append(paragraph)
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class JiraSink:
+    """Issues in Jira Cloud, found again by the label `rw-<fingerprint>`."""
+
+    name = "jira"
+
+    def __init__(
+        self, config: JiraSinkConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._config = config
+        self._api = f"/rest/api/{config.api_version}"
+        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+
+    def _auth_headers(self) -> Mapping[str, str]:
+        # Read on every request so that a rotated token file takes effect without a restart.
+        pair = f"{self._config.email}:{self._config.api_token.read()}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the Sink operations ------------------------------------------------------------------
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        jql = f'labels = "{_label(fingerprint)}" AND statusCategory != Done'
+        data = self._json(
+            "GET",
+            f"{self._api}/search/jql",
+            params={"jql": jql, "fields": "key", "maxResults": "1"},
+        )
+        issues = _get(data, "issues", list, "search")
+        if not issues:
+            return None
+        issue = issues[0]
+        return self._ref(_get(issue, "id", str, "search"), _get(issue, "key", str, "search"))
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        route = self._route(ticket)
+        if self._config.service_desk_id is not None:
+            return self._open_request(ticket, route)
+        fields: dict[str, Any] = {
+            "project": {"key": route.get("project", self._config.project)},
+            "issuetype": {"name": self._config.issue_type},
+            "summary": _one_line(ticket.summary, _SUMMARY_CHARS),
+            "description": self._text(ticket.description),
+            "priority": {"name": self._priority(ticket)},
+            "labels": [_label(ticket.fingerprint)],
+        }
+        if "component" in route:
+            fields["components"] = [{"name": route["component"]}]
+        data = self._json("POST", f"{self._api}/issue", json={"fields": fields})
+        return self._ref(_get(data, "id", str, "create"), _get(data, "key", str, "create"))
+
+    def comment(self, ref: TicketRef, text: str) -> None:
+        self._http.request(
+            "POST", f"{self._api}/issue/{ref.remote_id}/comment", json={"body": self._text(text)}
+        )
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        fields: dict[str, Any] = {"summary": _one_line(summary, _SUMMARY_CHARS)}
+        if priority:
+            fields["priority"] = {"name": priority}
+        self._http.request("PUT", f"{self._api}/issue/{ref.remote_id}", json={"fields": fields})
+        self.comment(ref, text)
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        name = self._config.resolve_transition
+        if close and self._config.close_transition:
+            name = self._config.close_transition
+        # Transition first, then comment: a retry after a lost answer finds the issue already
+        # done and only adds the comment, instead of commenting twice.
+        self._transition(ref, name, done=True)
+        self.comment(ref, text)
+
+    def reopen(self, ref: TicketRef, text: str) -> None:
+        self._transition(ref, self._config.reopen_transition, done=False)
+        self.comment(ref, text)
+
+    def status(self, ref: TicketRef) -> RemoteStatus:
+        data = self._json("GET", f"{self._api}/issue/{ref.remote_id}", params={"fields": "status"})
+        status = _get(_get(data, "fields", dict, "issue"), "status", dict, "issue")
+        category = _get(status, "statusCategory", dict, "issue").get("key")
+        raw = str(status.get("name", category))
+        if category == "new":
+            return RemoteStatus("new", raw)
+        if category == "done":
+            return RemoteStatus("resolved", raw)
+        return RemoteStatus("open", raw)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _open_request(self, ticket: NewTicket, route: dict[str, str]) -> TicketRef:
+        if "project" in route:
+            raise SinkError(
+                "jira: route key 'project' does not apply to a service desk sink "
+                "(service_desk_id decides the project)",
+                retryable=False,
+            )
+        body = {
+            "serviceDeskId": self._config.service_desk_id,
+            "requestTypeId": self._config.request_type_id,
+            # The service desk API takes plain text for the description, in every API version.
+            "requestFieldValues": {
+                "summary": _one_line(ticket.summary, _SUMMARY_CHARS),
+                "description": ticket.description,
+            },
+        }
+        data = self._json("POST", "/rest/servicedeskapi/request", json=body)
+        ref = self._ref(
+            _get(data, "issueId", str, "request"), _get(data, "issueKey", str, "request")
+        )
+        fields: dict[str, Any] = {
+            "labels": [_label(ticket.fingerprint)],
+            "priority": {"name": self._priority(ticket)},
+        }
+        if "component" in route:
+            fields["components"] = [{"name": route["component"]}]
+        try:
+            self._http.request("PUT", f"{self._api}/issue/{ref.remote_id}", json={"fields": fields})
+        except SinkError as exc:
+            # The request exists; failing here would make the outbox raise a second one. Without
+            # the label only crash recovery (find before open) cannot see this ticket.
+            log.warning(
+                "jira: request %s was raised but its label, priority and component "
+                "could not be set (check that the API user may edit issues of service "
+                "desk %s): %s",
+                ref.remote_id,
+                self._config.service_desk_id,
+                exc,
+            )
+        return ref
+
+    def _transition(self, ref: TicketRef, name: str, *, done: bool) -> None:
+        path = f"{self._api}/issue/{ref.remote_id}/transitions"
+        data = self._json("GET", path)
+        transitions = _get(data, "transitions", list, "transitions")
+        wanted = name.casefold()
+        for transition in transitions:
+            target = transition.get("to") or {}
+            if wanted in (
+                str(transition.get("name", "")).casefold(),
+                str(target.get("name", "")).casefold(),
+            ):
+                transition_id = _get(transition, "id", str, "transitions")
+                self._http.request("POST", path, json={"transition": {"id": transition_id}})
+                return
+        if (self.status(ref).state == "resolved") == done:
+            return  # already there, e.g. a retry after an answer that got lost
+        available = ", ".join(sorted(str(t.get("name")) for t in transitions)) or "none"
+        option = "resolve_transition" if done else "reopen_transition"
+        raise SinkError(
+            f"jira: issue {ref.remote_id} has no transition {name!r} "
+            f"(available: {available}); set {option} to one of them",
+            retryable=False,
+        )
+
+    def _route(self, ticket: NewTicket) -> dict[str, str]:
+        if unknown := set(ticket.route) - self._config.route_keys:
+            raise SinkError(
+                f"jira: cannot route by {sorted(unknown)}; "
+                f"known keys: {sorted(self._config.route_keys)}",
+                retryable=False,
+            )
+        return dict(ticket.route)
+
+    def _priority(self, ticket: NewTicket) -> str:
+        values = self._config.priority_values
+        return ticket.priority or values.get(ticket.severity, DEFAULT_PRIORITIES["WARNING"])
+
+    def _text(self, text: str) -> Any:
+        return adf(text) if self._config.api_version == 3 else text
+
+    def _ref(self, issue_id: str, key: str) -> TicketRef:
+        # The numeric id stays valid when an issue moves to another project; the key does not.
+        return TicketRef(issue_id, f"{self._http.base_url}/browse/{key}")
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise SinkError(
+                f"jira: {method} {self._http.base_url}{path} answered "
+                f"{response.status_code} without JSON",
+                retryable=False,
+            ) from None
+
+
+def _label(fingerprint: str) -> str:
+    if not _FINGERPRINT.match(fingerprint):
+        raise SinkError(f"jira: fingerprint {fingerprint!r} cannot be a label", retryable=False)
+    return f"rw-{fingerprint}"
+
+
+def _get(data: Any, key: str, kind: type, what: str) -> Any:
+    value = data.get(key) if isinstance(data, dict) else None
+    if isinstance(value, int) and kind is str:
+        value = str(value)
+    if not isinstance(value, kind):
+        raise SinkError(f"jira: unexpected {what} answer: no {key!r}", retryable=False)
+    return value

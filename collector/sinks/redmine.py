@@ -1,0 +1,408 @@
+"""Redmine adapter: one issue per incident, found again by a fingerprint custom field.
+
+Tested against Debian's Redmine 5.0. Names in the config (statuses, priorities, trackers, the
+custom field, assignee logins) are resolved to ids on first use and cached for the sink's life.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+import msgspec
+
+from checks.settings import field_error
+from collector.sinks.base import (
+    HttpSinkConfig,
+    NewTicket,
+    RemoteStatus,
+    Secret,
+    SinkError,
+    TicketRef,
+)
+from collector.sinks.http import HttpClient
+
+SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
+SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
+DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}
+DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Normal", "UNKNOWN": "Normal"}
+_FIND_LIMIT = 100
+
+T = TypeVar("T")
+
+
+class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redmine"):
+    """A Redmine with the REST API on and an issue custom field that holds the fingerprint."""
+
+    # What a run group's `route` may set for this sink.
+    route_keys: ClassVar[frozenset[str]] = frozenset({"project", "tracker", "assignee"})
+
+    api_key: Secret
+    project: str  # identifier (or id) of the default project
+    tracker: str | None = None  # name or id; default: the project's first tracker
+    fingerprint_field: str = "dedup_key"
+    # Used only when GET /custom_fields.json is refused, as it is for a key without admin.
+    fingerprint_field_id: int | None = None
+    # resolved, closed, reopened -> status name or id; unset ones keep DEFAULT_STATUSES.
+    statuses: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in self.statuses:
+            if key not in DEFAULT_STATUSES:
+                raise field_error(
+                    "statuses",
+                    f"unknown key {key!r}: expected one of {', '.join(DEFAULT_STATUSES)}",
+                )
+        for key in self.priorities:
+            if key not in SEVERITIES:
+                raise field_error(
+                    "priorities",
+                    f"unknown severity {key!r}: expected one of {', '.join(SEVERITIES)}",
+                )
+
+    @property
+    def status_values(self) -> dict[str, str]:
+        """resolved, closed and reopened -> status name or id, defaults filled in."""
+        return {**DEFAULT_STATUSES, **self.statuses}
+
+    @property
+    def priority_values(self) -> dict[str, str]:
+        """Severity -> priority name or id, defaults filled in."""
+        return {**DEFAULT_PRIORITIES, **self.priorities}
+
+
+# The parts of Redmine's answers this adapter reads; msgspec ignores the rest.
+
+
+class _Ref(msgspec.Struct):
+    id: int
+    name: str = ""
+
+
+class _Status(msgspec.Struct):
+    id: int
+    name: str
+    is_closed: bool = False
+
+
+class _Tracker(msgspec.Struct):
+    id: int
+    name: str
+    default_status: _Ref | None = None
+
+
+class _Field(msgspec.Struct):
+    id: int
+    name: str
+    customized_type: str = ""
+    is_filter: bool = True
+
+
+class _User(msgspec.Struct):
+    id: int
+    login: str = ""
+
+
+class _FieldValue(msgspec.Struct):
+    id: int
+    value: str | list[str] | None = None
+
+
+class _Issue(msgspec.Struct):
+    id: int
+    status: _Ref
+    tracker: _Ref
+    custom_fields: list[_FieldValue] = []
+
+
+class _Project(msgspec.Struct):
+    id: int
+    trackers: list[_Ref] = []
+
+
+class _Statuses(msgspec.Struct):
+    issue_statuses: list[_Status]
+
+
+class _Trackers(msgspec.Struct):
+    trackers: list[_Tracker]
+
+
+class _Priorities(msgspec.Struct):
+    issue_priorities: list[_Ref]
+
+
+class _Fields(msgspec.Struct):
+    custom_fields: list[_Field]
+
+
+class _Users(msgspec.Struct):
+    users: list[_User]
+
+
+class _Issues(msgspec.Struct):
+    issues: list[_Issue]
+
+
+class _OneIssue(msgspec.Struct):
+    issue: _Issue
+
+
+class _OneProject(msgspec.Struct):
+    project: _Project
+
+
+def _subject(summary: str) -> str:
+    """One line, at most SUBJECT_MAX_CHARS, ending in an ellipsis when cut."""
+    line = " ".join(summary.split())
+    if len(line) <= SUBJECT_MAX_CHARS:
+        return line
+    return line[: SUBJECT_MAX_CHARS - 1].rstrip() + "…"
+
+
+def _pick(kind: str, wanted: str, options: list[_Ref] | list[_Status] | list[_Tracker]) -> int:
+    """The id of the option named (case-insensitively) or numbered `wanted`."""
+    for option in options:
+        if str(option.id) == wanted.strip() or option.name.casefold() == wanted.casefold():
+            return option.id
+    known = ", ".join(option.name for option in options) or "none"
+    raise SinkError(f"redmine: no {kind} {wanted!r} (known: {known})", retryable=False)
+
+
+class RedmineSink:
+    """Tickets as Redmine issues, found again by the fingerprint custom field."""
+
+    name = "redmine"
+
+    def __init__(
+        self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._config = config
+        self._key: str | None = None
+        self._http = HttpClient(self.name, config, auth=self._auth, transport=transport)
+        self.base_url = self._http.base_url
+        self._field_id: int | None = None
+        self._statuses: list[_Status] | None = None
+        self._initial_status: dict[int, int] = {}  # tracker id -> its default status id
+        self._priorities: list[_Ref] | None = None
+        self._trackers: dict[str, list[_Ref]] = {}  # project -> trackers enabled there
+        self._users: dict[str, int] = {}  # login -> id
+
+    # --- the Sink operations ---
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        """The newest open, not resolved issue in any project that carries the fingerprint."""
+        field = self._fingerprint_field_id()
+        resolved = self._status_id("resolved")
+        # The explicit filter form: the short form (cf_N=VALUE) reads a leading !, ~, * or ^
+        # as an operator and splits values at |.
+        params = {
+            "f[]": ["status_id", f"cf_{field}"],
+            "op[status_id]": "o",
+            f"op[cf_{field}]": "=",
+            f"v[cf_{field}][]": [fingerprint],
+            "sort": "id:desc",
+            "limit": _FIND_LIMIT,
+        }
+        found = self._call(_Issues, "GET", "/issues.json", params=params)
+        for issue in found.issues:
+            # Redmine counts Resolved as open; a resolved issue is not reused.
+            if issue.status.id == resolved:
+                continue
+            # Guard against a database that compares without case, or a field that is not
+            # a filter (Redmine then ignores the condition).
+            if any(
+                value.id == field and value.value == fingerprint for value in issue.custom_fields
+            ):
+                return self._ref(issue.id)
+        return None
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        """Create the issue in the routed (or default) project, tracker and assignee."""
+        project = ticket.route.get("project") or self._config.project
+        tracker = ticket.route.get("tracker") or self._config.tracker
+        priority = ticket.priority or self.priority_for(ticket.severity)
+        issue: dict[str, Any] = {
+            "project_id": project,
+            "tracker_id": self._tracker_id(project, tracker),
+            "subject": _subject(ticket.summary),
+            "description": ticket.description,
+            "priority_id": self._priority_id(priority),
+            "custom_fields": [{"id": self._fingerprint_field_id(), "value": ticket.fingerprint}],
+        }
+        assignee = ticket.route.get("assignee")
+        if assignee:
+            issue["assigned_to_id"] = self._user_id(assignee)
+        created = self._call(_OneIssue, "POST", "/issues.json", json={"issue": issue})
+        return self._ref(created.issue.id)
+
+    def comment(self, ref: TicketRef, text: str) -> None:
+        """Add a note."""
+        self._put(ref, {"notes": text})
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        """Change priority and subject, with a note saying why."""
+        issue: dict[str, Any] = {"subject": _subject(summary), "notes": text}
+        if priority:
+            issue["priority_id"] = self._priority_id(priority)
+        self._put(ref, issue)
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        """Set the configured resolved (or closed) status, with a note."""
+        status = self._status_id("closed" if close else "resolved")
+        self._put(ref, {"status_id": status, "notes": text})
+
+    def reopen(self, ref: TicketRef, text: str) -> None:
+        """Set the configured reopened status, with a note."""
+        self._put(ref, {"status_id": self._status_id("reopened"), "notes": text})
+
+    def status(self, ref: TicketRef) -> RemoteStatus:
+        """closed, resolved, new (still in its tracker's initial status) or open."""
+        issue = self._call(_OneIssue, "GET", f"/issues/{self._issue_id(ref)}.json").issue
+        statuses = self._all_statuses()
+        current = next((s for s in statuses if s.id == issue.status.id), None)
+        raw = issue.status.name or (current.name if current else str(issue.status.id))
+        if issue.status.id == self._status_id("closed") or (current and current.is_closed):
+            return RemoteStatus(state="closed", raw=raw)
+        if issue.status.id == self._status_id("resolved"):
+            return RemoteStatus(state="resolved", raw=raw)
+        if issue.status.id == self._initial_status_id(issue.tracker.id):
+            return RemoteStatus(state="new", raw=raw)
+        return RemoteStatus(state="open", raw=raw)
+
+    def priority_for(self, severity: str) -> str:
+        """This sink's priority value (name or id) for a severity."""
+        return self._config.priority_values.get(severity, DEFAULT_PRIORITIES["WARNING"])
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- requests ---
+
+    def _auth(self) -> dict[str, str]:
+        self._key = self._config.api_key.read()
+        return {"X-Redmine-API-Key": self._key}
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kw)
+        except SinkError as exc:
+            # Redmine does not echo the key, but an answer from a proxy in front might.
+            if self._key and self._key in str(exc):
+                raise SinkError(
+                    str(exc).replace(self._key, "[api key]"),
+                    retryable=exc.retryable,
+                    status=exc.status,
+                    retry_after=exc.retry_after,
+                ) from None
+            raise
+
+    def _call(self, answer: type[T], method: str, path: str, **kw: Any) -> T:
+        response = self._request(method, path, **kw)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except msgspec.DecodeError as exc:
+            raise SinkError(
+                f"redmine: {method} {self.base_url}{path} answered "
+                f"{response.status_code} with unexpected content: {exc}",
+                retryable=False,
+                status=response.status_code,
+            ) from None
+
+    def _put(self, ref: TicketRef, issue: dict[str, Any]) -> None:
+        self._request("PUT", f"/issues/{self._issue_id(ref)}.json", json={"issue": issue})
+
+    def _ref(self, issue_id: int) -> TicketRef:
+        return TicketRef(remote_id=str(issue_id), url=f"{self.base_url}/issues/{issue_id}")
+
+    @staticmethod
+    def _issue_id(ref: TicketRef) -> int:
+        if not ref.remote_id.isdigit():
+            raise SinkError(f"redmine: {ref.remote_id!r} is not an issue number", retryable=False)
+        return int(ref.remote_id)
+
+    # --- names to ids, each looked up once ---
+
+    def _fingerprint_field_id(self) -> int:
+        if self._field_id is not None:
+            return self._field_id
+        wanted = self._config.fingerprint_field
+        try:
+            fields = self._call(_Fields, "GET", "/custom_fields.json").custom_fields
+        except SinkError as exc:
+            # Only admins may list custom fields (403 for others; 401 is a bad key).
+            if exc.status != 403:
+                raise
+            if self._config.fingerprint_field_id is None:
+                raise SinkError(
+                    f"{exc}; listing custom fields needs an admin key: set "
+                    f"fingerprint_field_id to the id of {wanted!r}",
+                    retryable=False,
+                    status=exc.status,
+                ) from None
+            self._field_id = self._config.fingerprint_field_id
+            return self._field_id
+        field = next((f for f in fields if f.customized_type == "issue" and f.name == wanted), None)
+        if field is None:
+            raise SinkError(f"redmine: no issue custom field named {wanted!r}", retryable=False)
+        if not field.is_filter:
+            raise SinkError(
+                f"redmine: custom field {wanted!r} must be used as a filter, or "
+                f"issues cannot be found by fingerprint",
+                retryable=False,
+            )
+        self._field_id = field.id
+        return field.id
+
+    def _all_statuses(self) -> list[_Status]:
+        if self._statuses is None:
+            self._statuses = self._call(_Statuses, "GET", "/issue_statuses.json").issue_statuses
+        return self._statuses
+
+    def _status_id(self, role: str) -> int:
+        return _pick("issue status", self._config.status_values[role], self._all_statuses())
+
+    def _initial_status_id(self, tracker_id: int) -> int:
+        if not self._initial_status:
+            trackers = self._call(_Trackers, "GET", "/trackers.json").trackers
+            first = self._all_statuses()[0].id
+            self._initial_status = {
+                t.id: t.default_status.id if t.default_status else first for t in trackers
+            }
+        return self._initial_status.get(tracker_id, self._all_statuses()[0].id)
+
+    def _priority_id(self, priority: str) -> int:
+        if priority.strip().isdigit():  # Redmine answers 422 to an unknown id
+            return int(priority)
+        if self._priorities is None:
+            self._priorities = self._call(
+                _Priorities, "GET", "/enumerations/issue_priorities.json"
+            ).issue_priorities
+        return _pick("issue priority", priority, self._priorities)
+
+    def _tracker_id(self, project: str, tracker: str | None) -> int:
+        # Checked against the project: Redmine silently files an issue with a tracker
+        # it does not know under the project's default tracker.
+        if project not in self._trackers:
+            self._trackers[project] = self._call(
+                _OneProject, "GET", f"/projects/{project}.json", params={"include": "trackers"}
+            ).project.trackers
+        trackers = self._trackers[project]
+        if tracker is None:
+            if not trackers:
+                raise SinkError(f"redmine: project {project!r} has no trackers", retryable=False)
+            return trackers[0].id
+        return _pick(f"tracker in project {project!r}", tracker, trackers)
+
+    def _user_id(self, assignee: str) -> int:
+        if assignee.strip().isdigit():
+            return int(assignee)
+        if assignee not in self._users:
+            # Listing users needs an admin key; without one, route by user id.
+            users = self._call(_Users, "GET", "/users.json", params={"name": assignee}).users
+            match = next((u.id for u in users if u.login == assignee), None)
+            if match is None:
+                raise SinkError(f"redmine: no user with login {assignee!r}", retryable=False)
+            self._users[assignee] = match
+        return self._users[assignee]

@@ -1,0 +1,307 @@
+"""Request Tracker 5 through its REST2 API: one ticket per incident, found by a custom field.
+
+RT answers most updates with 200 and a list of messages, even when a change was refused (its
+REST2 code says so: "Figure out how to return success/failure?"). So a status or priority change
+that does not read as done is checked against the ticket itself before it counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, ClassVar
+
+import httpx
+import msgspec
+
+from checks.settings import field_error
+from collector.sinks.base import (
+    HttpSinkConfig,
+    NewTicket,
+    RemoteStatus,
+    Secret,
+    SinkError,
+    TicketRef,
+)
+from collector.sinks.http import HttpClient
+
+log = logging.getLogger(__name__)
+
+API = "/REST/2.0"
+DEFAULT_PRIORITIES = {"CRITICAL": "80", "STALE": "80", "WARNING": "50", "UNKNOWN": "50"}
+# RT's own statuses that end a ticket without resolving it (default lifecycle).
+CLOSED_STATUSES = frozenset({"rejected", "deleted"})
+SUBJECT_MAX_CHARS = 200  # RT's Tickets.Subject column; RT cuts longer subjects silently
+# "Ticket 5: Status changed from 'open' to 'resolved'": the one message that says a change took.
+_CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
+# Characters that would end the quoted `'CF.{NAME}'` in TicketSQL.
+_BAD_FIELD_CHARS = frozenset("'\"\\{}")
+
+
+def _default_priorities() -> dict[str, str]:
+    return dict(DEFAULT_PRIORITIES)
+
+
+class RTSinkConfig(
+    HttpSinkConfig,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    tag="rt",
+):
+    """Options for a Request Tracker 5 help desk (REST2, token authentication)."""
+
+    # A run group routes to a queue, and optionally to an owner (an RT user name).
+    route_keys: ClassVar[frozenset[str]] = frozenset({"queue", "owner"})
+
+    token: Secret
+    queue: str  # where tickets go when the group names no queue
+    fingerprint_field: str = "DedupKey"  # ticket custom field applied to every routed queue
+    resolved_status: str = "resolved"
+    closed_status: str = "resolved"  # RT's "closed" is usually resolved; or e.g. "rejected"
+    reopen_status: str = "open"
+    # Severity -> RT priority, a number (RT 5's REST2 does not take the names Low/Medium/High).
+    priorities: dict[str, str] = msgspec.field(default_factory=_default_priorities)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.queue.strip():
+            raise field_error("queue", "must name an RT queue")
+        if not self.fingerprint_field or _BAD_FIELD_CHARS & set(self.fingerprint_field):
+            raise field_error(
+                "fingerprint_field",
+                f"must be a custom field name without quotes, backslashes or "
+                f"braces, got {self.fingerprint_field!r}",
+            )
+        for key in ("resolved_status", "closed_status", "reopen_status"):
+            if not getattr(self, key).strip():
+                raise field_error(key, "must name an RT status")
+        for severity, value in self.priorities.items():
+            if not value.isdigit():
+                raise field_error(
+                    "priorities", f"{severity}: RT priorities are numbers, got {value!r}"
+                )
+
+    @property
+    def type(self) -> str:
+        return "rt"
+
+
+def ticketsql_quote(value: str) -> str:
+    """Quote a value for TicketSQL: backslash-escape backslashes and single quotes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class RTSink:
+    """Tickets in Request Tracker 5, one per incident fingerprint."""
+
+    name = "rt"
+
+    def __init__(
+        self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._config = config
+        self._base_url = config.url.rstrip("/")
+        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self._http.close()
+
+    def _auth_headers(self) -> dict[str, str]:
+        # Read on every request, so a rotated token file takes effect without a restart.
+        return {"Authorization": f"token {self._config.token.read()}"}
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        """Send one request to the REST2 API and return its decoded JSON body."""
+        try:
+            response = self._http.request(method, API + path, **kw)
+        except SinkError as exc:
+            raise self._redacted(exc) from None
+        try:
+            return response.json()
+        except ValueError:
+            raise SinkError(
+                f"rt: {method} {self._base_url}{API}{path} answered "
+                f"{response.status_code} with a body that is not JSON",
+                retryable=response.status_code >= 500,
+                status=response.status_code,
+            ) from None
+
+    def _redacted(self, exc: SinkError) -> SinkError:
+        # HttpClient never adds the token, but an error body is quoted: keep an echo out too.
+        message = str(exc)
+        try:
+            token = self._config.token.read()
+        except SinkError:
+            return exc
+        if token and token in message:
+            message = message.replace(token, "[token]")
+            return SinkError(
+                message, retryable=exc.retryable, status=exc.status, retry_after=exc.retry_after
+            )
+        return exc
+
+    def _ticket(self, remote_id: str) -> dict[str, Any]:
+        body = self._request("GET", f"/ticket/{_ticket_id(remote_id)}")
+        if not isinstance(body, dict):
+            raise SinkError(
+                f"rt: ticket {remote_id}: unexpected answer {body!r:.200}", retryable=False
+            )
+        return body
+
+    def _url(self, remote_id: str) -> str:
+        return f"{self._base_url}/Ticket/Display.html?id={remote_id}"
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        """The newest active, unresolved ticket in any queue that carries this fingerprint."""
+        field = self._config.fingerprint_field
+        # Not limited to one queue: routing spreads an installation's tickets over queues.
+        query = (
+            f"'CF.{{{field}}}' = {ticketsql_quote(fingerprint)}"
+            f" AND Status = '__Active__'"
+            f" AND Status != {ticketsql_quote(self._config.resolved_status)}"
+        )
+        body = self._request(
+            "GET",
+            "/tickets",
+            params={"query": query, "fields": "Status", "orderby": "id", "order": "DESC"},
+        )
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise SinkError(
+                f"rt: ticket search answered without items: {body!r:.200}", retryable=False
+            )
+        ids = [
+            int(item["id"])
+            for item in items
+            if isinstance(item, dict)
+            and str(item.get("id", "")).isdigit()
+            and item.get("Status") != self._config.resolved_status
+        ]
+        if not ids:
+            return None
+        newest = str(max(ids))
+        return TicketRef(remote_id=newest, url=self._url(newest))
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        """Create a ticket in the routed queue (and owner), carrying the fingerprint."""
+        queue = ticket.route.get("queue") or self._config.queue
+        owner = ticket.route.get("owner")
+        field = self._config.fingerprint_field
+        data: dict[str, Any] = {
+            "Queue": queue,
+            "Subject": ticket.summary[:SUBJECT_MAX_CHARS],
+            "Content": ticket.description,
+            "ContentType": "text/plain",
+            "CustomFields": {field: ticket.fingerprint},
+        }
+        if ticket.priority:
+            data["Priority"] = ticket.priority
+        if owner:
+            data["Owner"] = owner
+        body = self._request("POST", "/ticket", json=data)
+        remote_id = str(body.get("id", "")) if isinstance(body, dict) else ""
+        if not remote_id.isdigit():
+            raise SinkError(
+                f"rt: creating a ticket in queue {queue!r} answered without an id: {body!r:.200}",
+                retryable=False,
+            )
+        # RT drops unknown custom fields and owners without a word, and a ticket without its
+        # fingerprint would be opened again on every evaluation: check what it stored.
+        created = self._ticket(remote_id)
+        values = [
+            value
+            for cf in created.get("CustomFields") or []
+            if isinstance(cf, dict) and cf.get("name") == field
+            for value in cf.get("values") or []
+        ]
+        if ticket.fingerprint not in values:
+            raise SinkError(
+                f"rt: ticket {remote_id} in queue {queue!r} was created without "
+                f"its fingerprint: apply the custom field {field!r} to that queue",
+                retryable=False,
+            )
+        got_owner = (created.get("Owner") or {}).get("id")
+        if owner and got_owner != owner:
+            log.warning(
+                "rt: ticket %s in queue %r has owner %r, not %r: check that the user "
+                "exists and has OwnTicket on the queue",
+                remote_id,
+                queue,
+                got_owner,
+                owner,
+            )
+        return TicketRef(remote_id=remote_id, url=self._url(remote_id))
+
+    def comment(self, ref: TicketRef, text: str) -> None:
+        """Add a comment (not a reply: requestors get no mail)."""
+        self._request(
+            "POST",
+            f"/ticket/{_ticket_id(ref.remote_id)}/comment",
+            json={"Content": text, "ContentType": "text/plain"},
+        )
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        """Change priority and subject, then comment why."""
+        changes = {"Subject": summary[:SUBJECT_MAX_CHARS]}
+        if priority:
+            changes["Priority"] = priority
+        self._set(ref, changes)
+        self.comment(ref, text)
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        """Set the resolved (or closed) status, then comment."""
+        status = self._config.closed_status if close else self._config.resolved_status
+        self._set(ref, {"Status": status})
+        self.comment(ref, text)
+
+    def reopen(self, ref: TicketRef, text: str) -> None:
+        """Set the reopen status, then comment."""
+        self._set(ref, {"Status": self._config.reopen_status})
+        self.comment(ref, text)
+
+    def status(self, ref: TicketRef) -> RemoteStatus:
+        """Map RT's status: new, resolved, rejected/deleted (closed), anything else open."""
+        raw = str(self._ticket(ref.remote_id).get("Status", ""))
+        if raw == "new":
+            return RemoteStatus(state="new", raw=raw)
+        if raw == self._config.resolved_status:
+            return RemoteStatus(state="resolved", raw=raw)
+        if raw in CLOSED_STATUSES or raw == self._config.closed_status:
+            return RemoteStatus(state="closed", raw=raw)
+        return RemoteStatus(state="open", raw=raw)
+
+    def _set(self, ref: TicketRef, changes: dict[str, str]) -> None:
+        """PUT field changes; unless RT's messages confirm every one, check the ticket itself."""
+        remote_id = _ticket_id(ref.remote_id)
+        answer = self._request("PUT", f"/ticket/{remote_id}", json=changes)
+        messages = [str(msg) for msg in (answer if isinstance(answer, list) else [answer])]
+        # [] means every field already had its value; "X changed from 'a' to 'b'" means done.
+        if all(_CHANGED.search(msg) for msg in messages):
+            return
+        current = self._ticket(remote_id)
+        wrong = [
+            key
+            for key, value in changes.items()
+            if _normal(str(current.get(key, ""))) != _normal(value)
+        ]
+        if wrong:
+            want = ", ".join(f"{key} {changes[key]!r}" for key in wrong)
+            raise SinkError(
+                f"rt: ticket {remote_id}: RT did not set {want}; it said: {'; '.join(messages)}",
+                retryable=False,
+            )
+
+
+def _normal(text: str) -> str:
+    # RT may trim a subject; only a real difference should count as a refusal.
+    return " ".join(text.split())
+
+
+def _ticket_id(remote_id: str) -> str:
+    """A ticket number, checked so that it cannot change the request path."""
+    if not remote_id.isdigit():
+        raise SinkError(f"rt: {remote_id!r} is not an RT ticket number", retryable=False)
+    return remote_id

@@ -1,0 +1,225 @@
+"""Zammad tickets through its REST API as a ticket sink.
+
+The fingerprint is the tag `rw-<fingerprint>`; `find` uses the ticket search with
+`tags:"rw-…" AND state.name:(…)`, which needs Zammad's Elasticsearch (the plain database search
+does not understand field queries) and sees a new ticket only after the index refresh (about a
+second). Texts become internal notes. Zammad has no resolved state: resolving closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from checks.settings import field_error
+from collector.sinks.base import (
+    HttpSinkConfig,
+    NewTicket,
+    RemoteStatus,
+    Secret,
+    SinkError,
+    TicketRef,
+)
+from collector.sinks.http import HttpClient
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = frozenset({"WARNING", "CRITICAL", "UNKNOWN", "STALE"})
+DEFAULT_PRIORITIES = {
+    "CRITICAL": "3 high",
+    "STALE": "3 high",
+    "WARNING": "2 normal",
+    "UNKNOWN": "2 normal",
+}
+# The states a ticket can be found in: everything but closed, merged and removed.
+OPEN_STATES = ("new", "open", "pending reminder", "pending close")
+_FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_TITLE_CHARS = 250
+
+
+class ZammadSinkConfig(
+    HttpSinkConfig,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    tag="zammad",
+):
+    """Zammad: the access token, and the group and customer new tickets get."""
+
+    route_keys: ClassVar[frozenset[str]] = frozenset({"group"})
+
+    token: Secret  # an agent's access token (ticket.agent)
+    group: str  # group name new tickets go to unless a run group routes
+    customer: str  # e-mail (or login) of an existing customer user
+    # `priorities` (inherited): severity -> value; severities left out keep DEFAULT_PRIORITIES.
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.group.strip():
+            raise field_error("group", "give the name of a Zammad group")
+        if unknown := set(self.priorities) - SEVERITIES:
+            raise field_error(
+                "priorities",
+                f"unknown severities {sorted(unknown)}; use {', '.join(sorted(SEVERITIES))}",
+            )
+
+    @property
+    def priority_values(self) -> dict[str, str]:
+        """Severity -> Zammad priority name, defaults filled in."""
+        return {**DEFAULT_PRIORITIES, **self.priorities}
+
+
+class ZammadSink:
+    """Tickets in Zammad, found again by the tag `rw-<fingerprint>`."""
+
+    name = "zammad"
+
+    def __init__(
+        self, config: ZammadSinkConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._config = config
+        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+
+    def _auth_headers(self) -> Mapping[str, str]:
+        # Read on every request so that a rotated token file takes effect without a restart.
+        return {"Authorization": f"Token token={self._config.token.read()}"}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
+        query = f'tags:"{_tag(fingerprint)}" AND state.name:({states})'
+        data = self._json("GET", "/api/v1/tickets/search", params={"query": query, "limit": "1"})
+        ids = data.get("tickets") if isinstance(data, dict) else None
+        if not isinstance(ids, list):
+            raise SinkError("zammad: unexpected search answer: no 'tickets' list", retryable=False)
+        return self._ref(ids[0]) if ids else None
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        if unknown := set(ticket.route) - self._config.route_keys:
+            raise SinkError(
+                f"zammad: cannot route by {sorted(unknown)}; "
+                f"known keys: {sorted(self._config.route_keys)}",
+                retryable=False,
+            )
+        tag = _tag(ticket.fingerprint)
+        title = _one_line(ticket.summary, _TITLE_CHARS)
+        body = {
+            "title": title,
+            "group": ticket.route.get("group", self._config.group),
+            "customer": self._config.customer,
+            "priority": ticket.priority
+            or self._config.priority_values.get(ticket.severity, DEFAULT_PRIORITIES["WARNING"]),
+            "state": "new",
+            "article": _note(ticket.description, subject=title),
+            # Zammad's create also takes tags; the documented tag call below makes sure.
+            "tags": tag,
+        }
+        data = self._json("POST", "/api/v1/tickets", json=body)
+        ref = self._ref(data.get("id") if isinstance(data, dict) else None)
+        try:
+            self._http.request(
+                "POST",
+                "/api/v1/tags/add",
+                json={"item": tag, "object": "Ticket", "o_id": _ticket_id(ref)},
+            )
+        except SinkError as exc:
+            # The ticket exists; failing here would make the outbox open a second one.
+            log.warning(
+                "zammad: ticket %s was created but tagging it %s failed (check that "
+                "the token has ticket.agent or admin.tag): %s",
+                ref.remote_id,
+                tag,
+                exc,
+            )
+        return ref
+
+    def comment(self, ref: TicketRef, text: str) -> None:
+        self._http.request(
+            "POST", "/api/v1/ticket_articles", json={"ticket_id": _ticket_id(ref), **_note(text)}
+        )
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        body: dict[str, Any] = {"title": _one_line(summary, _TITLE_CHARS), "article": _note(text)}
+        if priority:
+            body["priority"] = priority
+        self._put(ref, body)
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        self._put(ref, {"state": "closed", "article": _note(text)})
+
+    def reopen(self, ref: TicketRef, text: str) -> None:
+        self._put(ref, {"state": "open", "article": _note(text)})
+
+    def status(self, ref: TicketRef) -> RemoteStatus:
+        data = self._json("GET", f"/api/v1/tickets/{_ticket_id(ref)}", params={"expand": "true"})
+        state = data.get("state") if isinstance(data, dict) else None
+        if not isinstance(state, str):
+            raise SinkError("zammad: unexpected ticket answer: no state name", retryable=False)
+        if state == "new":
+            return RemoteStatus("new", state)
+        if state in ("closed", "merged", "removed"):
+            return RemoteStatus("closed", state)
+        if state == "pending close":
+            return RemoteStatus("resolved", state)
+        return RemoteStatus("open", state)
+
+    def _put(self, ref: TicketRef, body: dict[str, Any]) -> None:
+        # One request changes the ticket and adds the note, so a retry cannot leave half of it.
+        self._http.request("PUT", f"/api/v1/tickets/{_ticket_id(ref)}", json=body)
+
+    def _ref(self, ticket_id: Any) -> TicketRef:
+        if (
+            isinstance(ticket_id, bool)
+            or not isinstance(ticket_id, int | str)
+            or not str(ticket_id).isdigit()
+        ):
+            raise SinkError("zammad: unexpected answer: no ticket id", retryable=False)
+        return TicketRef(str(ticket_id), f"{self._http.base_url}/#ticket/zoom/{ticket_id}")
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise SinkError(
+                f"zammad: {method} {self._http.base_url}{path} answered "
+                f"{response.status_code} without JSON",
+                retryable=False,
+            ) from None
+
+
+def _note(text: str, subject: str | None = None) -> dict[str, Any]:
+    """An internal plain-text note, the article type agents see but customers do not."""
+    article: dict[str, Any] = {
+        "body": text,
+        "type": "note",
+        "internal": True,
+        "content_type": "text/plain",
+    }
+    if subject is not None:
+        article["subject"] = subject
+    return article
+
+
+def _ticket_id(ref: TicketRef) -> int:
+    if not ref.remote_id.isdigit():
+        raise SinkError(f"zammad: {ref.remote_id!r} is not a ticket id", retryable=False)
+    return int(ref.remote_id)
+
+
+def _tag(fingerprint: str) -> str:
+    if not _FINGERPRINT.match(fingerprint):
+        raise SinkError(f"zammad: fingerprint {fingerprint!r} cannot be a tag", retryable=False)
+    return f"rw-{fingerprint}"
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

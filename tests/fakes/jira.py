@@ -1,0 +1,569 @@
+"""A stand-in for Jira Cloud's REST API (v2 and v3) and Jira Service Management's request API.
+
+Only what the runwatch adapter uses, in the documented shapes:
+
+    POST /rest/api/{2,3}/issue                        {"fields": {...}} -> 201 {id, key, self}
+    GET  /rest/api/{2,3}/search/jql?jql&fields&maxResults -> 200 {issues: [...], isLast}
+    GET  /rest/api/{2,3}/issue/{idOrKey}?fields       -> 200 {id, key, self, fields}
+    PUT  /rest/api/{2,3}/issue/{idOrKey}              {"fields": {...}} -> 204
+    POST /rest/api/{2,3}/issue/{idOrKey}/comment      {"body": ...} -> 201 comment
+    GET  /rest/api/{2,3}/issue/{idOrKey}/transitions  -> 200 {transitions: [...]}
+    POST /rest/api/{2,3}/issue/{idOrKey}/transitions  {"transition": {"id"}} -> 204
+    POST /rest/servicedeskapi/request                 -> 201 customer request
+
+Text fields are Atlassian Document Format in v3 (`{"type": "doc", "version": 1, "content": [...]}`,
+of which the fake knows paragraph, text and hardBreak) and plain strings in v2 and in the service
+desk API. Auth is Basic `email:api_token`. Errors are `{"errorMessages": [...], "errors": {...}}`
+(service desk: `{"errorMessage", "i18nErrorMessage"}`). JQL: only the query the adapter sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes import (
+    BadRequest,
+    FakeHelpDesk,
+    RecordedRequest,
+    Refusal,
+    Reply,
+    expect_keys,
+    expect_object,
+    expect_query,
+)
+
+CATEGORIES = {
+    "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
+    "indeterminate": {
+        "id": 4,
+        "key": "indeterminate",
+        "colorName": "yellow",
+        "name": "In Progress",
+    },
+    "done": {"id": 3, "key": "done", "colorName": "green", "name": "Done"},
+}
+STATUSES = {
+    "To Do": ("10000", "new"),
+    "In Progress": ("3", "indeterminate"),
+    "Done": ("10001", "done"),
+}
+# A simplified workflow: every status can be reached from every other one.
+TRANSITIONS = {"11": "To Do", "21": "In Progress", "31": "Done"}
+PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
+ISSUE_TYPES = {"Task": "10001", "Bug": "10002", "[System] Incident": "10003"}
+_JQL = re.compile(r'^labels\s*=\s*"(?P<label>[^"\\]+)"\s+AND\s+statusCategory\s*!=\s*Done$')
+_API = r"/rest/api/(?P<v>[23])"
+_ISSUE = _API + r"/issue/(?P<issue>[A-Z][A-Z0-9_]*-\d+|\d+)"
+
+
+@dataclass
+class JiraIssue:
+    id: str
+    key: str
+    project: str
+    issuetype: str
+    summary: str
+    description: Any = None  # ADF document or string, as it was sent
+    priority: str = "Medium"
+    labels: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
+    status: str = "To Do"
+    comments: list[Any] = field(default_factory=list)
+    request_type: str | None = None  # set when raised through the service desk
+
+
+def adf_problem(doc: Any) -> str | None:
+    """Why `doc` is not an Atlassian Document this fake accepts, or None."""
+    if (
+        not isinstance(doc, dict)
+        or doc.get("type") != "doc"
+        or doc.get("version") != 1
+        or not isinstance(doc.get("content"), list)
+        or set(doc) - {"type", "version", "content"}
+    ):
+        return "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+    for block in doc["content"]:
+        if (
+            not isinstance(block, dict)
+            or block.get("type") != "paragraph"
+            or set(block) - {"type", "content", "attrs"}
+            or not isinstance(block.get("content", []), list)
+        ):
+            return f"unsupported ADF block {block!r}"
+        for node in block.get("content", []):
+            if problem := _inline_problem(node):
+                return problem
+    return None
+
+
+def _inline_problem(node: Any) -> str | None:
+    if isinstance(node, dict) and node.get("type") == "text":
+        if (
+            not isinstance(node.get("text"), str)
+            or not node["text"]
+            or set(node) - {"type", "text", "marks"}
+        ):
+            return "a text node needs non-empty text"
+        return None
+    if (
+        isinstance(node, dict)
+        and node.get("type") == "hardBreak"
+        and not set(node) - {"type", "attrs"}
+    ):
+        return None
+    return f"unsupported ADF node {node!r}"
+
+
+def adf_text(doc: Any) -> str:
+    """The plain text of a document this fake accepted (strings pass through)."""
+    if isinstance(doc, str) or doc is None:
+        return doc or ""
+    paragraphs = []
+    for block in doc["content"]:
+        paragraphs.append(
+            "".join(n["text"] if n["type"] == "text" else "\n" for n in block.get("content", []))
+        )
+    return "\n\n".join(paragraphs)
+
+
+def to_adf(text: str) -> dict[str, Any]:
+    content = [
+        {"type": "paragraph", "content": [{"type": "text", "text": part}]}
+        for part in text.split("\n\n")
+        if part
+    ]
+    return {"type": "doc", "version": 1, "content": content}
+
+
+class FakeJira(FakeHelpDesk):
+    """Jira Cloud with a few projects, a simple workflow and one service desk."""
+
+    vendor = "jira"
+
+    def __init__(
+        self,
+        email: str = "runwatch@example.com",
+        api_token: str = "jira-secret-0451",
+        projects: dict[str, set[str]] | None = None,
+        service_desks: dict[str, tuple[str, dict[str, str]]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.email = email
+        self.api_token = api_token
+        # project key -> component names
+        self.projects = (
+            projects
+            if projects is not None
+            else {"OPS": {"Storage", "Network"}, "DB": {"PostgreSQL"}, "HELP": {"Database"}}
+        )
+        # service desk id -> (project key, {request type id: issue type})
+        self.service_desks = (
+            service_desks
+            if service_desks is not None
+            else {"4": ("HELP", {"12": "[System] Incident"})}
+        )
+        self.issues: dict[str, JiraIssue] = {}
+        self._counters: dict[str, int] = {}
+        self.route("POST", _API + "/issue", self._create)
+        self.route("GET", _API + "/search/jql", self._search)
+        self.route("GET", _ISSUE, self._get)
+        self.route("PUT", _ISSUE, self._edit)
+        self.route("POST", _ISSUE + "/comment", self._comment)
+        self.route("GET", _ISSUE + "/transitions", self._transitions)
+        self.route("POST", _ISSUE + "/transitions", self._transition)
+        self.route("POST", "/rest/servicedeskapi/request", self._create_request)
+
+    # -- for tests ----------------------------------------------------------------------------
+
+    def issue(self, id_or_key: str) -> JiraIssue:
+        for issue in self.issues.values():
+            if id_or_key in (issue.id, issue.key):
+                return issue
+        raise KeyError(id_or_key)
+
+    def set_status(self, id_or_key: str, status: str) -> None:
+        """What a person in the Jira UI would do."""
+        assert status in STATUSES
+        self.issue(id_or_key).status = status
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    def authorized(self, request: RecordedRequest) -> bool:
+        pair = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
+        return request.headers.get("authorization") == f"Basic {pair}"
+
+    def error_body(
+        self, request: RecordedRequest, status: int, message: str, details: dict[str, Any]
+    ) -> Any:
+        if request.path.startswith("/rest/servicedeskapi/"):
+            return {
+                "errorMessage": message,
+                "i18nErrorMessage": {"i18nKey": "sd.fake.error", "parameters": []},
+            }
+        if "errors" in details:
+            return {"errorMessages": [], "errors": details["errors"]}
+        if status == 401:
+            message = (
+                "You are not authenticated. Authentication required to perform this operation."
+            )
+        return {"errorMessages": [message], "errors": {}}
+
+    def _find(self, match: re.Match[str]) -> JiraIssue:
+        try:
+            return self.issue(match["issue"])
+        except KeyError:
+            raise Refusal(
+                404, "Issue does not exist or you do not have permission to see it."
+            ) from None
+
+    def _fields(
+        self, fields: dict[str, Any], version: int, *, project: str | None, creating: bool
+    ) -> dict[str, Any]:
+        """Validate fields as create or edit does; return them as plain values."""
+        errors: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        settable = {"summary", "description", "priority", "labels", "components"}
+        if creating:
+            settable |= {"project", "issuetype"}
+            given = fields.get("project")
+            project = given.get("key") if isinstance(given, dict) else None
+            for name, message in (
+                ("project", "Specify a valid project ID or key"),
+                ("issuetype", "Specify an issue type"),
+                ("summary", "You must specify a summary of the issue."),
+            ):
+                if name not in fields:
+                    errors[name] = message
+        for name, value in fields.items():
+            if name not in settable:
+                errors[name] = (
+                    f"Field '{name}' cannot be set. It is not on the appropriate "
+                    "screen, or unknown."
+                )
+            elif name == "project":
+                key = value.get("key") if isinstance(value, dict) else None
+                if key not in self.projects:
+                    errors[name] = "valid project is required"
+                else:
+                    values[name] = key
+            elif name == "issuetype":
+                type_name = value.get("name") if isinstance(value, dict) else None
+                if type_name not in ISSUE_TYPES:
+                    errors[name] = "Specify a valid issue type"
+                else:
+                    values[name] = type_name
+            elif name == "summary":
+                if not isinstance(value, str) or not value.strip():
+                    errors[name] = "You must specify a summary of the issue."
+                elif "\n" in value or "\r" in value:
+                    errors[name] = "The summary is invalid because it contains newline characters."
+                elif len(value) > 255:
+                    errors[name] = "Summary must be less than 255 characters."
+                else:
+                    values[name] = value
+            elif name == "description":
+                problem = (
+                    adf_problem(value)
+                    if version == 3
+                    else (None if isinstance(value, str) else "Operation value must be a string")
+                )
+                if problem:
+                    errors[name] = problem
+                else:
+                    values[name] = value
+            elif name == "priority":
+                priority = value.get("name") if isinstance(value, dict) else None
+                if priority not in PRIORITIES:
+                    errors[name] = "The priority selected is invalid."
+                else:
+                    values[name] = priority
+            elif name == "labels":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    errors[name] = "labels must be a list of strings"
+                elif bad := [v for v in value if not v or len(v) > 255 or re.search(r"\s", v)]:
+                    errors[name] = f"The label '{bad[0]}' contains spaces which is invalid."
+                else:
+                    values[name] = list(value)
+            elif name == "components":
+                known = self.projects.get(project or "", set())
+                names = (
+                    [c.get("name") for c in value if isinstance(c, dict)]
+                    if isinstance(value, list)
+                    else None
+                )
+                if names is None or len(names) != len(value):
+                    errors[name] = 'components must be a list of {"name": ...}'
+                elif bad := [n for n in names if n not in known]:
+                    errors[name] = f"Component name '{bad[0]}' is not valid"
+                else:
+                    values[name] = names
+        if errors:
+            raise BadRequest("invalid fields", errors=errors)
+        return values
+
+    def _issue_json(
+        self, issue: JiraIssue, version: int, fields: set[str] | None
+    ) -> dict[str, Any]:
+        status_id, category = STATUSES[issue.status]
+        description: Any = issue.description
+        if version == 3 and isinstance(description, str):
+            description = to_adf(description)
+        elif version == 2 and description is not None:
+            description = adf_text(description)
+        every = {
+            "summary": issue.summary,
+            "description": description,
+            "issuetype": {"id": ISSUE_TYPES[issue.issuetype], "name": issue.issuetype},
+            "project": {"key": issue.project, "name": issue.project},
+            "priority": {"id": PRIORITIES[issue.priority], "name": issue.priority},
+            "labels": list(issue.labels),
+            "components": [{"name": c} for c in issue.components],
+            "status": {
+                "id": status_id,
+                "name": issue.status,
+                "self": f"{self.url}/rest/api/{version}/status/{status_id}",
+                "statusCategory": CATEGORIES[category],
+            },
+        }
+        chosen = every if fields is None else {k: v for k, v in every.items() if k in fields}
+        return {
+            "id": issue.id,
+            "key": issue.key,
+            "self": f"{self.url}/rest/api/{version}/issue/{issue.id}",
+            "fields": chosen,
+        }
+
+    def _new_issue(self, project: str, issuetype: str, summary: str) -> JiraIssue:
+        self._counters[project] = self._counters.get(project, 0) + 1
+        issue = JiraIssue(
+            id=str(10000 + len(self.issues) + 1),
+            key=f"{project}-{self._counters[project]}",
+            project=project,
+            issuetype=issuetype,
+            summary=summary,
+        )
+        self.issues[issue.id] = issue
+        return issue
+
+    # -- platform API -------------------------------------------------------------------------
+
+    def _create(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"updateHistory"})
+        body = expect_object(request.body, "body")
+        expect_keys(body, "body", required={"fields"}, allowed={"update"})
+        values = self._fields(
+            expect_object(body["fields"], "fields"), int(match["v"]), project=None, creating=True
+        )
+        issue = self._new_issue(values["project"], values["issuetype"], values["summary"])
+        issue.description = values.get("description")
+        issue.priority = values.get("priority", "Medium")
+        issue.labels = values.get("labels", [])
+        issue.components = values.get("components", [])
+        return Reply(
+            201,
+            {
+                "id": issue.id,
+                "key": issue.key,
+                "self": f"{self.url}/rest/api/{match['v']}/issue/{issue.id}",
+            },
+        )
+
+    def _search(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"jql", "fields", "maxResults", "nextPageToken"})
+        jql = request.query.get("jql", "")
+        query = _JQL.match(jql.strip())
+        if query is None:
+            raise BadRequest(
+                f"Error in the JQL Query: the fake understands only "
+                f'labels = "…" AND statusCategory != Done, got {jql!r}'
+            )
+        limit = request.query.get("maxResults", "50")
+        if not limit.isdigit():
+            raise BadRequest(f"maxResults must be a number, got {limit!r}")
+        fields = set(filter(None, request.query.get("fields", "id").split(",")))
+        found = [
+            i
+            for i in self.issues.values()
+            if query["label"] in i.labels and STATUSES[i.status][1] != "done"
+        ][: int(limit)]
+        return Reply(
+            200,
+            {
+                "issues": [self._issue_json(i, int(match["v"]), fields) for i in found],
+                "isLast": True,
+            },
+        )
+
+    def _get(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"fields", "expand"})
+        issue = self._find(match)
+        fields = request.query.get("fields")
+        chosen = None if fields in (None, "*all") else set(fields.split(","))
+        return Reply(200, self._issue_json(issue, int(match["v"]), chosen))
+
+    def _edit(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"notifyUsers"})
+        issue = self._find(match)
+        body = expect_object(request.body, "body")
+        expect_keys(body, "body", required={"fields"}, allowed=set())
+        values = self._fields(
+            expect_object(body["fields"], "fields"),
+            int(match["v"]),
+            project=issue.project,
+            creating=False,
+        )
+        for name, value in values.items():
+            setattr(issue, name, value)
+        return Reply(204)
+
+    def _comment(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        issue = self._find(match)
+        body = expect_object(request.body, "body")
+        expect_keys(body, "body", required={"body"}, allowed={"visibility"})
+        version = int(match["v"])
+        if version == 3 and (problem := adf_problem(body["body"])):
+            raise BadRequest(problem, errors={"comment": problem})
+        if version == 2 and (not isinstance(body["body"], str) or not body["body"]):
+            raise BadRequest(
+                "Comment body can not be empty!",
+                errors={"comment": "Comment body can not be empty!"},
+            )
+        issue.comments.append(body["body"])
+        comment_id = str(len(issue.comments) + 10000)
+        return Reply(
+            201,
+            {
+                "id": comment_id,
+                "self": f"{self.url}/rest/api/{version}/issue/{issue.id}/comment/{comment_id}",
+                "author": {"accountId": "5b10a2844c20165700ede21g", "displayName": "runwatch"},
+                "body": body["body"],
+                "created": "2026-01-01T00:00:00.000+0000",
+                "updated": "2026-01-01T00:00:00.000+0000",
+                "jsdPublic": True,
+            },
+        )
+
+    def _available(self, issue: JiraIssue, version: int) -> list[dict[str, Any]]:
+        out = []
+        for transition_id, target in TRANSITIONS.items():
+            if target == issue.status:
+                continue
+            status_id, category = STATUSES[target]
+            out.append(
+                {
+                    "id": transition_id,
+                    "name": target,
+                    "hasScreen": False,
+                    "isGlobal": True,
+                    "isInitial": False,
+                    "isAvailable": True,
+                    "isConditional": False,
+                    "to": {
+                        "id": status_id,
+                        "name": target,
+                        "self": f"{self.url}/rest/api/{version}/status/{status_id}",
+                        "statusCategory": CATEGORIES[category],
+                    },
+                }
+            )
+        return out
+
+    def _transitions(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand", "transitionId"})
+        issue = self._find(match)
+        return Reply(
+            200, {"expand": "transitions", "transitions": self._available(issue, int(match["v"]))}
+        )
+
+    def _transition(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        issue = self._find(match)
+        body = expect_object(request.body, "body")
+        expect_keys(body, "body", required={"transition"}, allowed={"fields", "update"})
+        transition = expect_object(body["transition"], "transition")
+        wanted = transition.get("id")
+        choices = {t["id"]: t["name"] for t in self._available(issue, int(match["v"]))}
+        if not isinstance(wanted, str) or wanted not in choices:
+            raise BadRequest(f"Transition id '{wanted}' is not valid for this issue.")
+        issue.status = choices[wanted]
+        return Reply(204)
+
+    # -- Jira Service Management --------------------------------------------------------------
+
+    def _create_request(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        body = expect_object(request.body, "body")
+        expect_keys(
+            body,
+            "body",
+            required={"serviceDeskId", "requestTypeId", "requestFieldValues"},
+            allowed={"raiseOnBehalfOf", "requestParticipants", "channel"},
+        )
+        desk_id, type_id = body["serviceDeskId"], body["requestTypeId"]
+        if not isinstance(desk_id, str) or desk_id not in self.service_desks:
+            raise Refusal(404, f"The service desk with id {desk_id!r} does not exist.")
+        project, request_types = self.service_desks[desk_id]
+        if not isinstance(type_id, str) or type_id not in request_types:
+            raise BadRequest(
+                f"The request type {type_id!r} does not exist in service desk {desk_id}."
+            )
+        values = expect_object(body["requestFieldValues"], "requestFieldValues")
+        # Only fields on the request type's form may be given here; labels are not on it.
+        if unknown := set(values) - {"summary", "description"}:
+            raise BadRequest(f"Field {sorted(unknown)[0]!r} is not valid for this request type.")
+        summary, description = values.get("summary"), values.get("description", "")
+        if not isinstance(summary, str) or not summary.strip() or "\n" in summary:
+            raise BadRequest("The summary is required and must be one line of text.")
+        if not isinstance(description, str):
+            raise BadRequest("The description must be text.")
+        issue = self._new_issue(project, request_types[type_id], summary)
+        issue.description = description
+        issue.request_type = type_id
+        date = {
+            "iso8601": "2026-01-01T00:00:00+0000",
+            "jira": "2026-01-01T00:00:00.000+0000",
+            "friendly": "Today 00:00",
+            "epochMillis": 1767225600000,
+        }
+        return Reply(
+            201,
+            {
+                "_expands": [
+                    "participant",
+                    "status",
+                    "sla",
+                    "requestType",
+                    "serviceDesk",
+                    "attachment",
+                    "action",
+                    "comment",
+                ],
+                "issueId": issue.id,
+                "issueKey": issue.key,
+                "requestTypeId": type_id,
+                "serviceDeskId": desk_id,
+                "createdDate": date,
+                "reporter": {
+                    "accountId": "5b10a2844c20165700ede21g",
+                    "displayName": "runwatch",
+                    "emailAddress": self.email,
+                    "active": True,
+                    "timeZone": "UTC",
+                },
+                "requestFieldValues": [
+                    {"fieldId": "summary", "label": "Summary", "value": summary},
+                    {"fieldId": "description", "label": "Description", "value": description},
+                ],
+                "currentStatus": {
+                    "status": "Waiting for support",
+                    "statusCategory": "NEW",
+                    "statusDate": date,
+                },
+                "_links": {
+                    "jiraRest": f"{self.url}/rest/api/2/issue/{issue.id}",
+                    "web": f"{self.url}/servicedesk/customer/portal/{desk_id}/{issue.key}",
+                    "self": f"{self.url}/rest/servicedeskapi/request/{issue.id}",
+                },
+            },
+        )
