@@ -56,6 +56,8 @@ class Desk:
     sink: dict[str, Any]
     routes: dict[str, dict[str, str]]
     tickets: Callable[[str], list[dict[str, str]]]
+    close: Callable[[str], None]      # what a help-desk agent does: close the ticket by hand
+    priority: Callable[[str], str]
 
 
 def redmine_desk(server: Any, url: str | None = None) -> Desk:
@@ -69,12 +71,21 @@ def redmine_desk(server: Any, url: str | None = None) -> Desk:
         return [{"id": str(i["id"]), "where": names[i["project"]["id"]],
                  "status": i["status"]["name"]} for i in found]
 
+    def close(ticket: str) -> None:
+        closed = next(s["id"] for s in client.get("/issue_statuses.json").json()[
+            "issue_statuses"] if s["name"] == "Closed")
+        client.put(f"/issues/{ticket}.json", json={"issue": {
+            "status_id": closed, "notes": "Closed by the help desk"}}).raise_for_status()
+
+    def priority(ticket: str) -> str:
+        return str(client.get(f"/issues/{ticket}.json").json()["issue"]["priority"]["name"])
+
     return Desk("redmine", server.url, server.api_key,
                 {"type": "redmine", "url": url or server.url, "api_key": {"env": "RW_SECRET"},
                  "project": "monitoring"},
                 {"systems-administration": {"project": "monitoring"},
                  "computer-operations": {"project": "ops", "assignee": "opsuser"}},
-                tickets)
+                tickets, close, priority)
 
 
 def rt_desk(server: Any) -> Desk:
@@ -91,19 +102,25 @@ def rt_desk(server: Any) -> Desk:
             out.append({"id": str(item["id"]), "where": name, "status": item["Status"]})
         return out
 
+    def close(ticket: str) -> None:
+        client.put(f"/REST/2.0/ticket/{ticket}", json={"Status": "resolved"}).raise_for_status()
+
+    def priority(ticket: str) -> str:
+        return str(client.get(f"/REST/2.0/ticket/{ticket}").json()["Priority"])
+
     return Desk("rt", server.url, server.token,
                 {"type": "rt", "url": server.url, "token": {"env": "RW_SECRET"},
                  "queue": "Monitoring"},
                 {"systems-administration": {"queue": "Monitoring"},
                  "computer-operations": {"queue": "Operations"}},
-                tickets)
+                tickets, close, priority)
 
 
 class Fleet:
     """A collector process and N simulated hosts reporting to it over HTTP."""
 
-    def __init__(self, tmp: Path, processes: Processes, desk: Desk, hosts: int,
-                 sink_url: str | None = None) -> None:
+    def __init__(self, tmp: Path, processes: Processes, desk: Desk, hosts: int, *,
+                 sink_url: str | None = None, sync_interval: str = "1h") -> None:
         self.tmp, self.processes, self.desk = tmp, processes, desk
         self.run_id = uuid.uuid4().hex[:6]
         self.hosts = [f"h{i:02d}-{self.run_id}" for i in range(hosts)]
@@ -117,7 +134,7 @@ class Fleet:
             "sinks": {"desk": sink},
             "groups": {g: {"sink": "desk", "assign": g.title(), "route": route}
                        for g, route in desk.routes.items()},
-            "rules": RULES, "evaluation_interval": "0.5s", "sync_interval": "1h",
+            "rules": RULES, "evaluation_interval": "0.5s", "sync_interval": sync_interval,
             "outbox": {"first_retry": "1s", "max_retry": "5s"},
         }))
         self.tokens = {h: add_token(tmp / "data" / "agents.tokens", h) for h in self.hosts}
@@ -194,6 +211,44 @@ def test_fifty_problems_make_fifty_routed_tickets_and_all_resolve(
     for call in calls:
         (ticket,) = desk.tickets(call["fingerprint"])
         assert ticket["status"] == resolved_status
+
+
+def test_full_lifecycle_in_the_help_desk(tmp_path: Path, processes: Processes,
+                                         desk: Desk) -> None:
+    fleet = Fleet(tmp_path, processes, desk, hosts=1, sync_interval="1s")
+    (host,) = fleet.hosts
+    high, normal = {"redmine": ("High", "Normal"), "rt": ("80", "50")}[desk.kind]
+    open_state, resolved = {"redmine": ("New", "Resolved"), "rt": ("open", "resolved")}[
+        desk.kind]
+
+    def ticket() -> dict[str, str]:
+        (only,) = desk.tickets(fleet.calls()[0]["fingerprint"])
+        return only
+
+    fleet.report(host, {"/sys1": 0.90})                        # WARNING: a call opens
+    wait_for("the ticket", fleet.drained, timeout=60)
+    first = ticket()
+    assert desk.priority(first["id"]) == normal
+    fleet.report(host, {"/sys1": 0.97})                        # CRITICAL: priority goes up
+    wait_for("the update", fleet.drained, timeout=60)
+    assert desk.priority(first["id"]) == high
+    fleet.report(host, {"/sys1": 0.40})                        # recovery: resolved
+    wait_for("the resolve", fleet.drained, timeout=60)
+    assert ticket()["status"] == resolved
+    fleet.report(host, {"/sys1": 0.97})                        # back within the window
+    wait_for("the reopen", fleet.drained, timeout=60)
+    assert ticket() == {**first, "status": ticket()["status"]}, "the same ticket, reopened"
+    assert ticket()["status"].lower() in ("new", "open")
+
+    desk.close(first["id"])                                    # closed while still failing
+    wait_for("runwatch to reopen it", lambda: ticket()["status"] == open_state, timeout=30)
+    call_id = fleet.calls()[0]["id"]
+    events = get_json(f"{fleet.url}/api/v1/calls/{call_id}")["events"]
+    assert "the problem persists" in events[-1]["text"]
+    fleet.report(host, {"/sys1": 0.40})
+    wait_for("the final resolve", fleet.drained, timeout=60)
+    assert ticket()["status"] == resolved
+    assert len(fleet.calls()) == 1
 
 
 def test_help_desk_down_for_two_minutes_loses_and_duplicates_nothing(
