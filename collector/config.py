@@ -23,6 +23,8 @@ GroupName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_lengt
 
 # The staleness rule is built in: it watches hosts, not a metric.
 STALE_RULE = "host_stale"
+# Umbrella calls of storm control carry this rule name.
+STORM_RULE = "call_storm"
 
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -120,6 +122,14 @@ class OutboxConfig(_Config, frozen=True):
     max_retry: Duration = Duration(600)
 
 
+class StormConfig(_Config, frozen=True):
+    """At most `max_calls` new calls per sink within `window`; past that, one umbrella call
+    per owner group lists the problems held back (a switch fails: 200 hosts go STALE)."""
+
+    max_calls: Annotated[int, msgspec.Meta(ge=1)] = 20
+    window: Duration = Duration(300)
+
+
 class MetricsConfig(_Config, frozen=True):
     measurements: bool = True  # expose every measurement as a gauge (switch off for huge fleets)
 
@@ -141,6 +151,7 @@ class CollectorConfig(_Config, frozen=True):
     evaluation_interval: Duration = Duration(5)
     sync_interval: Duration = Duration(60)  # how often open calls' tickets are read back
     outbox: OutboxConfig = OutboxConfig()
+    storm: StormConfig = StormConfig()
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
 
@@ -214,8 +225,8 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
             known = ", ".join(sorted(config.groups)) or "none"
             raise ConfigError(f"{path} -> owner",
                               f"unknown group {rule.owner!r} (groups: {known})", source=where)
-        if rule.name == STALE_RULE:
-            raise ConfigError(f"{path} -> name", f"{STALE_RULE!r} is the built-in staleness rule",
+        if rule.name in (STALE_RULE, STORM_RULE):
+            raise ConfigError(f"{path} -> name", f"{rule.name!r} is a built-in rule name",
                               source=where)
         if rule.name in seen:
             raise ConfigError(f"{path} -> name",

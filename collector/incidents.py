@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector.calls import PRIORITY, Call, CallEvent, Problem, description, fingerprint, summary
-from collector.config import GroupConfig
+from collector.config import STORM_RULE, GroupConfig, StormConfig
 from collector.rules import CallDecision, ChangeSeverity, OpenCall, ResolveCall
 from collector.store import OutboxOp, Store
 
@@ -20,6 +21,7 @@ class CallCounters:
     """What happened to calls since start, by group (exported on /metrics)."""
 
     opened: dict[str, int] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
     reopened: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
     resolved: dict[str, int] = field(default_factory=dict)
@@ -39,15 +41,18 @@ class IncidentManager:
     each change is also written to the outbox, in the same transaction, for delivery there.
     """
 
-    def __init__(self, store: Store, groups: dict[str, GroupConfig],
+    def __init__(self, store: Store, groups: dict[str, GroupConfig], *,
                  counters: CallCounters | None = None,
                  external: Mapping[str, PriorityMap] | None = None,
-                 on_enqueue: Callable[[], None] | None = None) -> None:
+                 on_enqueue: Callable[[], None] | None = None,
+                 storm: StormConfig | None = None) -> None:
         self._store = store
         self._groups = groups
         self.counters = counters or CallCounters()
         self._external = external or {}
         self._on_enqueue = on_enqueue or (lambda: None)
+        self._storm = storm or StormConfig()
+        self._recent_opens: dict[str, deque[float]] = {}  # sink -> times of new calls
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
@@ -107,6 +112,8 @@ class IncidentManager:
             CallCounters.bump(self.counters.reopened, problem.group)
             log.info("call %d reopened: %s", recent.id, recent.summary)
             return recent
+        if self._storming(group.sink, now):
+            return self._hold_back(problem, key, now)
         call = Call(id=0, fingerprint=key, host=problem.host, rule=problem.rule,
                     labels=problem.labels, group=problem.group, assign=group.assign,
                     severity=problem.severity, priority=PRIORITY.get(problem.severity, "normal"),
@@ -118,6 +125,78 @@ class IncidentManager:
         CallCounters.bump(self.counters.opened, problem.group)
         log.info("call %d opened for %s: %s", call.id, problem.group, call.summary)
         return call
+
+    def _storming(self, sink: str, now: float) -> bool:
+        """Whether a new call on this sink would pass the storm limit; if not, count it."""
+        opens = self._recent_opens.setdefault(sink, deque())
+        window = float(self._storm.window)
+        while opens and opens[0] <= now - window:
+            opens.popleft()
+        if len(opens) >= self._storm.max_calls:
+            return True
+        opens.append(now)
+        return False
+
+    def _hold_back(self, problem: Problem, key: str, now: float) -> Call:
+        """List the problem on its group's umbrella call instead of opening a call of its own."""
+        group = self._groups[problem.group]
+        umbrella_key = fingerprint("*", STORM_RULE, {"group": problem.group})
+        umbrella = self._store.find_open_call(umbrella_key)
+        if umbrella is None:
+            umbrella = Call(id=0, fingerprint=umbrella_key, host="*", rule=STORM_RULE,
+                            labels={"group": problem.group}, group=problem.group,
+                            assign=group.assign, severity="CRITICAL", priority="high",
+                            status="open", summary="", description="",
+                            first_seen=now, opened_at=now, updated_at=now)
+            self._umbrella_text(umbrella, [(key, summary(problem))])
+            umbrella.id = self._store.insert_call(umbrella)
+            self._store.put_storm_member(umbrella.id, key, summary(problem))
+            ticket = self._ticket(umbrella) if group.sink in self._external else {}
+            self._event(umbrella, "opened", umbrella.summary, now, {"ticket": ticket})
+            CallCounters.bump(self.counters.opened, problem.group)
+            log.warning("call storm for %s: more than %d new calls within %s; holding back "
+                        "new calls on umbrella call %d", problem.group, self._storm.max_calls,
+                        self._storm.window, umbrella.id)
+        else:
+            self._store.put_storm_member(umbrella.id, key, summary(problem))
+            self._umbrella_text(umbrella, self._store.storm_members(umbrella.id))
+            umbrella.updated_at = now
+            self._store.update_call(umbrella)
+            # Recorded here, but not sent: a comment per held-back problem is the storm again.
+            self._store.add_call_event(CallEvent(umbrella.id, now, "comment",
+                                                 f"Held back: {summary(problem)}"))
+        CallCounters.bump(self.counters.suppressed, problem.group)
+        return umbrella
+
+    def _umbrella_text(self, umbrella: Call, members: list[tuple[str, str]]) -> None:
+        umbrella.summary = (f"[storm] {len(members)} problem(s) for {umbrella.assign} held back: "
+                            f"more than {self._storm.max_calls} new calls within "
+                            f"{self._storm.window}")
+        shown = "\n".join(f"- {text}" for _, text in members[:500])
+        more = f"\n… and {len(members) - 500} more" if len(members) > 500 else ""
+        umbrella.description = (
+            "Too many problems at once to open a call for each (a network or power failure "
+            "often looks like this). Each one is still watched; this call lists them and "
+            "resolves when the last one has recovered.\n\n" + shown + more)
+
+    def _storm_member_changed(self, umbrella: Call, problem: Problem, recovered: bool,
+                              now: float) -> None:
+        key = fingerprint(problem.host, problem.rule, problem.labels)
+        if recovered:
+            self._store.drop_storm_member(umbrella.id, key)
+        else:
+            self._store.put_storm_member(umbrella.id, key, summary(problem))
+        members = self._store.storm_members(umbrella.id)
+        if recovered and not members:
+            umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
+            self._store.update_call(umbrella)
+            self._event(umbrella, "resolved", "Recovered: every problem listed here has.", now,
+                        {"text": "Recovered: every problem listed here has.", "close": False})
+            CallCounters.bump(self.counters.resolved, umbrella.group)
+            return
+        self._umbrella_text(umbrella, members)
+        umbrella.updated_at = now
+        self._store.update_call(umbrella)
 
     def _refresh(self, call: Call, problem: Problem, now: float) -> None:
         call.severity = problem.severity
@@ -133,6 +212,9 @@ class IncidentManager:
         if call is None or call.status != "open":
             log.warning("call %d is gone or closed; cannot record %s -> %s", call_id, old, new)
             return
+        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
+            self._storm_member_changed(call, problem, recovered=False, now=now)
+            return
         self._refresh(call, problem, now)
         text = (f"Severity changed from {old} to {new} (priority {call.priority}): "
                 f"{call.summary}")
@@ -146,6 +228,9 @@ class IncidentManager:
     def _resolve(self, call_id: int, problem: Problem, reason: str, now: float) -> None:
         call = self._store.get_call(call_id)
         if call is None or call.status != "open":
+            return
+        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
+            self._storm_member_changed(call, problem, recovered=True, now=now)
             return
         group = self._groups.get(call.group)
         note = f"Recovered: {reason}." if reason else "Recovered."

@@ -131,6 +131,7 @@ class FleetCollector(Collector):
             "reopened": "Resolved calls reopened because the problem came back in the window.",
             "updated": "Calls updated (severity change, comment).",
             "resolved": "Calls resolved after recovery.",
+            "suppressed": "Problems held back by storm control and listed on an umbrella call.",
         }
         groups = sorted(self._config.groups)
         for kind, text in names.items():
@@ -180,7 +181,7 @@ _RESERVED_NAMES = frozenset({
     f"{PREFIX}host_last_report_timestamp_seconds", f"{PREFIX}host_state",
     f"{PREFIX}check_failing", f"{PREFIX}build_info", f"{PREFIX}rule_severity",
     f"{PREFIX}calls_open",
-} | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved")}
+} | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")}
   | {f"{PREFIX}reports_ingested", f"{PREFIX}reports_duplicate", f"{PREFIX}reports_rejected",
      f"{PREFIX}measurements_ingested", f"{PREFIX}ingest_duration_seconds",
      f"{PREFIX}outbox_pending", f"{PREFIX}outbox_dead_letters", f"{PREFIX}outbox_deliveries",

@@ -68,8 +68,8 @@ class CollectorService:
                                        metrics=delivery_metrics, sync=sync.run_once,
                                        sync_interval=float(config.sync_interval))
         self.incidents = IncidentManager(
-            self.store, dict(config.groups), self.counters, external,
-            on_enqueue=self.outbox.notify if self.outbox else None)
+            self.store, dict(config.groups), counters=self.counters, external=external,
+            on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm)
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
 

@@ -111,6 +111,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_by_call ON outbox (call_id, status, id);
+-- Problems held back by storm control, listed on their group's umbrella call.
+CREATE TABLE IF NOT EXISTS storm_members (
+    umbrella_id INTEGER NOT NULL REFERENCES calls (id),
+    fingerprint TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (umbrella_id, fingerprint)
+) WITHOUT ROWID;
 -- Where each call lives in its help desk.
 CREATE TABLE IF NOT EXISTS call_links (
     call_id INTEGER NOT NULL REFERENCES calls (id),
@@ -396,6 +403,20 @@ class SQLiteStore:
             "l.acknowledged_at, l.escalated_at FROM call_links l JOIN calls c ON c.id = l.call_id "
             "WHERE c.status = 'open'")
         return [CallLink(*row) for row in rows]
+
+    def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO storm_members VALUES (?, ?, ?)",
+                         (umbrella_id, fingerprint, summary))
+
+    def drop_storm_member(self, umbrella_id: int, fingerprint: str) -> None:
+        self._db.execute("DELETE FROM storm_members WHERE umbrella_id=? AND fingerprint=?",
+                         (umbrella_id, fingerprint))
+
+    def storm_members(self, umbrella_id: int) -> list[tuple[str, str]]:
+        """(fingerprint, summary) of the problems an umbrella call lists."""
+        rows = self._db.execute("SELECT fingerprint, summary FROM storm_members "
+                                "WHERE umbrella_id=? ORDER BY summary", (umbrella_id,))
+        return [(fp, text) for fp, text in rows]
 
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "
