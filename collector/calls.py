@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -85,7 +85,7 @@ class Problem:
     description: str = ""
     runbook: str = ""
     detail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    recent: tuple[tuple[float, float], ...] = ()  # (time, value), oldest first
 
 
 def format_value(value: float | None, unit: str, metric: str = "") -> str:
@@ -107,46 +107,3 @@ def format_value(value: float | None, unit: str, metric: str = "") -> str:
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _where(problem: Problem) -> str:
-    inner = ", ".join(f"{k}={v}" for k, v in sorted(problem.labels.items()))
-    return f" {{{inner}}}" if inner else ""
-
-
-def summary(problem: Problem) -> str:
-    """`[host] rule: value (threshold)`: one line that says what is wrong and where."""
-    value = format_value(problem.value, problem.unit, problem.metric)
-    if problem.severity in ("UNKNOWN", "STALE") or problem.threshold is None:
-        detail = f" ({problem.detail})" if problem.detail else ""
-        line = f"[{problem.host}] {problem.rule}{_where(problem)}: {problem.severity}{detail}"
-        return line if len(line) <= 250 else line[:249] + "…"
-    op = ">=" if problem.direction == "above" else "<="
-    limit = format_value(problem.threshold, problem.unit, problem.metric)
-    return (f"[{problem.host}] {problem.rule}{_where(problem)}: {value} "
-            f"({problem.severity.lower()} {op} {limit})")
-
-
-def description(problem: Problem) -> str:
-    """The call's body: everything the help desk needs to route and start work."""
-    lines = [
-        f"Host:        {problem.host}",
-        f"Rule:        {problem.rule} (metric {problem.metric}{_where(problem)})",
-        f"Severity:    {problem.severity}",
-        f"Value:       {format_value(problem.value, problem.unit, problem.metric)}",
-    ]
-    if problem.threshold is not None:
-        op = ">=" if problem.direction == "above" else "<="
-        lines.append(f"Threshold:   {op} "
-                     f"{format_value(problem.threshold, problem.unit, problem.metric)}")
-    lines += [
-        f"Owner group: {problem.group} ({problem.assign})",
-        f"First seen:  {iso(problem.first_seen)}",
-    ]
-    if problem.detail:
-        lines.append(f"Detail:      {problem.detail}")
-    if problem.description:
-        lines += ["", problem.description]
-    if problem.runbook:
-        lines += ["", f"Runbook: {problem.runbook}"]
-    return "\n".join(lines)

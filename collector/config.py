@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import jinja2
 import msgspec
 
 from checks.schema import MetricName
@@ -130,6 +131,28 @@ class StormConfig(_Config, frozen=True):
     window: Duration = Duration(300)
 
 
+class TemplatesConfig(_Config, frozen=True):
+    """Jinja2 templates for a call's summary and description (defaults: collector/templates)."""
+
+    summary: str | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("summary", "description"):
+            _check_template(name, getattr(self, name))
+
+
+def _check_template(name: str, text: str | None) -> None:
+    if text is None:
+        return
+    from collector.templates import compile_template
+
+    try:
+        compile_template(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise field_error(name, f"template error at line {exc.lineno}: {exc.message}") from None
+
+
 class MetricsConfig(_Config, frozen=True):
     measurements: bool = True  # expose every measurement as a gauge (switch off for huge fleets)
 
@@ -152,6 +175,12 @@ class CollectorConfig(_Config, frozen=True):
     sync_interval: Duration = Duration(60)  # how often open calls' tickets are read back
     outbox: OutboxConfig = OutboxConfig()
     storm: StormConfig = StormConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    # A link for each call, as a template: "https://grafana.example/d/runwatch?var-host={{ host }}"
+    dashboard_url: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_template("dashboard_url", self.dashboard_url)
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
 

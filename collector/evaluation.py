@@ -87,9 +87,13 @@ class RuleEvaluator:
 
     def _evaluate_series(self, series: SeriesRecord, now: float, error: str | None = None
                          ) -> None:
+        remembered = False
         for rule in self._rules_by_metric.get(series.name, ()):
             if not matches(rule, series.labels):
                 continue
+            if not remembered and error is None:
+                self._fleet.remember(series)
+                remembered = True
             key = (rule.name, series.host, series.labels_key)
             previous = self._fleet.states.get(key, RuleState())
             if error is not None:
@@ -123,7 +127,9 @@ class RuleEvaluator:
                 threshold=threshold_for(rule, observed), direction=rule.direction,
                 group=rule.owner, assign=self._config.groups[rule.owner].assign,
                 first_seen=state.problem_since or now, description=rule.description,
-                runbook=rule.runbook, detail=detail)
+                runbook=rule.runbook, detail=detail,
+                recent=tuple(self._fleet.recent.get(
+                    (series.host, series.name, series.labels_key), ())))
             call_id = self._incidents.apply(decision, problem, now)
             state = replace(state, call_id=call_id,
                             call_severity=observed if call_id is not None else Severity.OK)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from collector.rules import RuleState, Severity
@@ -30,6 +30,8 @@ class Fleet:
         self.seen_at: dict[SeriesKey, float] = {}  # collector time of the last update
         self.by_host: dict[str, set[SeriesKey]] = defaultdict(set)
         self.states: dict[StateKey, RuleState] = {}
+        # The last few values of series that rules watch, for the calls' "recent measurements".
+        self.recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
 
     def reload(self, store: Store, now: float) -> None:
         """Rebuild the view from the store. Series count as seen now: a restart is no outage."""
@@ -54,7 +56,18 @@ class Fleet:
         self.seen_at[key] = now
         self.by_host[series.host].add(key)
 
+    def remember(self, series: SeriesRecord, keep: int = 8) -> tuple[tuple[float, float], ...]:
+        """Add the series' latest value to its short history; return the history."""
+        key = (series.host, series.name, series.labels_key)
+        ring = self.recent.get(key)
+        if ring is None:
+            ring = self.recent[key] = deque(maxlen=keep)
+        if not ring or ring[-1][0] != series.timestamp:
+            ring.append((series.timestamp, series.value))
+        return tuple(ring)
+
     def drop_series(self, key: SeriesKey) -> None:
+        self.recent.pop(key, None)
         self.series.pop(key, None)
         self.seen_at.pop(key, None)
         self.by_host[key[0]].discard(key)

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.calls import PRIORITY, Call, CallEvent, Problem, description, fingerprint, summary
+from collector.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
 from collector.config import STORM_RULE, GroupConfig, StormConfig
 from collector.rules import CallDecision, ChangeSeverity, OpenCall, ResolveCall
 from collector.store import OutboxOp, Store
+from collector.templates import CallTemplates
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,15 @@ class IncidentManager:
                  counters: CallCounters | None = None,
                  external: Mapping[str, PriorityMap] | None = None,
                  on_enqueue: Callable[[], None] | None = None,
-                 storm: StormConfig | None = None) -> None:
+                 storm: StormConfig | None = None,
+                 templates: CallTemplates | None = None) -> None:
         self._store = store
         self._groups = groups
         self.counters = counters or CallCounters()
         self._external = external or {}
         self._on_enqueue = on_enqueue or (lambda: None)
         self._storm = storm or StormConfig()
+        self._templates = templates or CallTemplates()
         self._recent_opens: dict[str, deque[float]] = {}  # sink -> times of new calls
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
@@ -117,7 +120,8 @@ class IncidentManager:
         call = Call(id=0, fingerprint=key, host=problem.host, rule=problem.rule,
                     labels=problem.labels, group=problem.group, assign=group.assign,
                     severity=problem.severity, priority=PRIORITY.get(problem.severity, "normal"),
-                    status="open", summary=summary(problem), description=description(problem),
+                    status="open", summary=self._templates.summary(problem),
+                    description=self._templates.description(problem),
                     first_seen=problem.first_seen, opened_at=now, updated_at=now)
         call.id = self._store.insert_call(call)
         ticket = self._ticket(call) if group.sink in self._external else {}
@@ -140,6 +144,7 @@ class IncidentManager:
     def _hold_back(self, problem: Problem, key: str, now: float) -> Call:
         """List the problem on its group's umbrella call instead of opening a call of its own."""
         group = self._groups[problem.group]
+        line = self._templates.summary(problem)
         umbrella_key = fingerprint("*", STORM_RULE, {"group": problem.group})
         umbrella = self._store.find_open_call(umbrella_key)
         if umbrella is None:
@@ -148,9 +153,9 @@ class IncidentManager:
                             assign=group.assign, severity="CRITICAL", priority="high",
                             status="open", summary="", description="",
                             first_seen=now, opened_at=now, updated_at=now)
-            self._umbrella_text(umbrella, [(key, summary(problem))])
+            self._umbrella_text(umbrella, [(key, line)])
             umbrella.id = self._store.insert_call(umbrella)
-            self._store.put_storm_member(umbrella.id, key, summary(problem))
+            self._store.put_storm_member(umbrella.id, key, line)
             ticket = self._ticket(umbrella) if group.sink in self._external else {}
             self._event(umbrella, "opened", umbrella.summary, now, {"ticket": ticket})
             CallCounters.bump(self.counters.opened, problem.group)
@@ -158,13 +163,13 @@ class IncidentManager:
                         "new calls on umbrella call %d", problem.group, self._storm.max_calls,
                         self._storm.window, umbrella.id)
         else:
-            self._store.put_storm_member(umbrella.id, key, summary(problem))
+            self._store.put_storm_member(umbrella.id, key, line)
             self._umbrella_text(umbrella, self._store.storm_members(umbrella.id))
             umbrella.updated_at = now
             self._store.update_call(umbrella)
             # Recorded here, but not sent: a comment per held-back problem is the storm again.
             self._store.add_call_event(CallEvent(umbrella.id, now, "comment",
-                                                 f"Held back: {summary(problem)}"))
+                                                 f"Held back: {line}"))
         CallCounters.bump(self.counters.suppressed, problem.group)
         return umbrella
 
@@ -185,7 +190,7 @@ class IncidentManager:
         if recovered:
             self._store.drop_storm_member(umbrella.id, key)
         else:
-            self._store.put_storm_member(umbrella.id, key, summary(problem))
+            self._store.put_storm_member(umbrella.id, key, self._templates.summary(problem))
         members = self._store.storm_members(umbrella.id)
         if recovered and not members:
             umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
@@ -201,8 +206,8 @@ class IncidentManager:
     def _refresh(self, call: Call, problem: Problem, now: float) -> None:
         call.severity = problem.severity
         call.priority = PRIORITY.get(problem.severity, "normal")
-        call.summary = summary(problem)
-        call.description = description(problem)
+        call.summary = self._templates.summary(problem)
+        call.description = self._templates.description(problem)
         call.updated_at = now
         self._store.update_call(call)
 

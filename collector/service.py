@@ -24,6 +24,7 @@ from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
 from collector.store import Store
 from collector.sync import TicketSync
+from collector.templates import CallTemplates
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class CollectorService:
                                        sync_interval=float(config.sync_interval))
         self.incidents = IncidentManager(
             self.store, dict(config.groups), counters=self.counters, external=external,
-            on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm)
+            on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm,
+            templates=CallTemplates(config.templates.summary, config.templates.description,
+                                    config.dashboard_url))
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
 

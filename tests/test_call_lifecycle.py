@@ -293,3 +293,45 @@ def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: F
     (call,) = calls(service)
     assert "Detail:      MYSQL CRITICAL - replication lag 920 seconds" in call.description
     assert service.hosts()[0]["checks"][0]["output"].startswith("MYSQL CRITICAL")
+
+
+def test_call_text_carries_dashboard_link_and_recent_measurements(
+        make_service: MakeService, clock: FakeClock) -> None:
+    service = make_service(
+        [FS_RULE], dashboard_url="https://grafana.example/d/rw?var-host={{ host }}")
+    web = Reporter("web01", clock)
+    for value in (0.86, 0.88, 0.90, 0.91, 0.92, 0.93):
+        feed(service, web, value)
+        clock.advance(60)
+    (call,) = calls(service)
+    assert "Dashboard: https://grafana.example/d/rw?var-host=web01" in call.description
+    recent = call.description.split("Recent measurements:\n", 1)[1].splitlines()
+    assert [line.split()[-1] for line in recent] == ["86.0%", "88.0%", "90.0%", "91.0%",
+                                                     "92.0%", "93.0%"]
+
+
+def test_custom_templates_shape_the_call(make_service: MakeService, clock: FakeClock) -> None:
+    service = make_service([{**FS_RULE, "for": "0s"}], templates={
+        "summary": "{{ assign }}: {{ host }} {{ labels.mountpoint }} at {{ value_text }}",
+        "description": "{{ rule }} on {{ host }} since {{ first_seen_text }}"})
+    feed(service, Reporter("web01", clock), 0.91)
+    (call,) = calls(service)
+    assert call.summary == "Systems Administration: web01 / at 91.0%"
+    assert call.description == "filesystem_full on web01 since 2027-01-15 08:00:00 UTC"
+
+
+@pytest.mark.parametrize(("extra", "path"), [
+    pytest.param({"templates": {"summary": "{{ host "}}, "templates -> summary",
+                 id="unclosed tag in summary"),
+    pytest.param({"dashboard_url": "https://g/{% if %}"}, "dashboard_url",
+                 id="bad dashboard template"),
+])
+def test_template_mistakes_are_refused_at_load(tmp_path: Any, extra: dict[str, Any],
+                                               path: str) -> None:
+    from checks.settings import ConfigError
+    from tests.conftest import collector_config
+
+    with pytest.raises(ConfigError) as error:
+        collector_config(tmp_path, None, **extra)
+    assert error.value.path == path
+    assert "template error at line 1" in error.value.message
