@@ -125,7 +125,22 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
         log.info("%d dead letter(s) put back in line from %s", count, client)
         return Response({"retried": count})
 
-    return [get_outbox, retry_outbox]
+    @post("/api/v1/outbox/discard", status_code=200, tags=["admin"],
+          summary="Give up on one dead letter so its call's later operations go; loopback only")
+    async def discard_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int]
+                             ) -> Response[dict[str, Any]]:
+        client = request.client.host if request.client else ""
+        if not _is_loopback(client):
+            return Response({"error": "forbidden", "message": "outbox discard is allowed from "
+                             "the collector's own host only"}, status_code=403)
+        with service.store.transaction():
+            count = service.store.discard_dead(op_id, service.clock())
+        if service.outbox is not None:
+            service.outbox.notify()
+        log.warning("dead letter %d discarded from %s", op_id, client)
+        return Response({"discarded": count})
+
+    return [get_outbox, retry_outbox, discard_outbox]
 
 
 def create_app(service: CollectorService) -> Litestar:

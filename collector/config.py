@@ -276,6 +276,19 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
         for key in ("data_dir",):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
+        sinks = data.get("sinks")
+        for sink in sinks.values() if isinstance(sinks, dict) else ():
+            if not isinstance(sink, dict):
+                continue
+            for key, value in sink.items():
+                # Secrets ({file: PATH}) and CA bundles, like every path here, are relative to
+                # this file.
+                if isinstance(value, dict) and isinstance(value.get("file"), str) \
+                        and not Path(value["file"]).is_absolute():
+                    value["file"] = str(base / value["file"])
+                elif key == "ca_file" and isinstance(value, str) \
+                        and not Path(value).is_absolute():
+                    sink[key] = str(base / value)
         agents = data.get("agents")
         tokens = agents.get("tokens_file") if isinstance(agents, dict) else None
         if isinstance(agents, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():

@@ -379,6 +379,13 @@ class SQLiteStore:
                                       "WHERE status='dead' AND id=?", (now, op_id))
         return cursor.rowcount
 
+    def discard_dead(self, op_id: int, now: float) -> int:
+        """Give up on one dead letter, so the call's later operations can go; return 0 or 1."""
+        cursor = self._db.execute(
+            "UPDATE outbox SET status='done', delivered_at=?, last_error='discarded by an "
+            "operator: ' || coalesce(last_error, '') WHERE status='dead' AND id=?", (now, op_id))
+        return cursor.rowcount
+
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """(sink, status) -> count, for pending and dead operations."""
         rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "

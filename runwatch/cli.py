@@ -189,6 +189,11 @@ def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     if args.outbox_action == "list":
         return _print_outbox(args.collector, args.status, args.json, args.limit)
+    if args.outbox_action == "discard":
+        done = _get(args.collector, "/api/v1/outbox/discard", {"op_id": str(args.id)},
+                    method="POST")["discarded"]
+        print(f"{done} dead letter(s) discarded")
+        return EXIT_OK if done else EXIT_FAILED
     if args.id is None and not args.all:
         raise CommandError("say which dead letter to retry (an ID) or --all")
     params = {"op_id": str(args.id)} if args.id is not None else None
@@ -332,7 +337,12 @@ def _add_outbox_commands(sub: Any) -> None:
                     "Allowed from the collector's own host only.")
     outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
     outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
-    for command in (outbox_list, outbox_retry):
+    outbox_discard = outbox_actions.add_parser(
+        "discard", help="give up on a dead letter that can never be delivered",
+        description="Give up on one dead letter (e.g. a reopen the help desk refuses for "
+                    "good), so the call's later operations can go. Exit 1 if it was not dead.")
+    outbox_discard.add_argument("id", type=int, help="the operation's ID")
+    for command in (outbox_list, outbox_retry, outbox_discard):
         command.add_argument("--collector", default=DEFAULT_COLLECTOR,
                              help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
         command.set_defaults(func=cmd_outbox)

@@ -544,3 +544,18 @@ def test_agent_interval_error_has_path() -> None:
         agent_config_from_dict({"collector": {"url": "http://127.0.0.1:9"}, "interval": "0.5s"})
 
     assert caught.value.path == "interval"
+
+
+def test_sink_secret_and_ca_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    from collector.config import load_collector_config
+
+    config = tmp_path / "etc" / "collector.yaml"
+    config.parent.mkdir()
+    config.write_text(
+        "sinks:\n"
+        "  desk: {type: rt, url: 'https://rt.example', queue: Ops,\n"
+        "         token: {file: secrets/rt.token}, ca_file: ca.pem}\n")
+    loaded = load_collector_config(config)
+    sink = loaded.sinks["desk"]
+    assert sink.token.file == str(tmp_path / "etc" / "secrets" / "rt.token")
+    assert sink.ca_file == str(tmp_path / "etc" / "ca.pem")

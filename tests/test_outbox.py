@@ -199,3 +199,21 @@ def test_two_way_sync_acknowledges_reopens_and_escalates(desk: Any, clock: FakeC
     assert kinds == ["opened", "severity", "acknowledged", "reopened"]
     assert "the problem persists" in service.store.call_events(1)[-1].text
     assert len(sink.tickets) == 1
+
+
+def test_discarding_a_dead_letter_lets_the_call_move_on(desk: Any, clock: FakeClock) -> None:
+    service, sink, worker = desk
+    web = Reporter("web01", clock)
+    feed(service, web, 0.90)
+    worker.deliver_due()
+    sink.failures = [SinkError("403 cannot change a closed incident", retryable=False,
+                               status=403)]
+    feed(service, web, 0.97)   # the update is refused for good
+    worker.deliver_due()
+    feed(service, web, 0.50)   # the resolve waits behind it
+    worker.deliver_due()
+    (dead,) = service.store.list_ops("dead", 10)
+    with service.store.transaction():
+        assert service.store.discard_dead(dead.id, clock()) == 1
+    assert worker.deliver_due() == 1
+    assert sink.log[-1] == ("resolve", "T1")

@@ -12,7 +12,6 @@ import re
 from typing import Any, ClassVar
 
 import httpx
-import msgspec
 
 from checks.settings import field_error
 from collector.sinks.base import (
@@ -61,8 +60,8 @@ class RTSinkConfig(
     resolved_status: str = "resolved"
     closed_status: str = "resolved"  # RT's "closed" is usually resolved; or e.g. "rejected"
     reopen_status: str = "open"
-    # Severity -> RT priority, a number (RT 5's REST2 does not take the names Low/Medium/High).
-    priorities: dict[str, str] = msgspec.field(default_factory=_default_priorities)
+    # `priorities` (inherited): severity -> RT priority, a number (RT 5's REST2 does not take
+    # the names Low/Medium/High); the severities named there replace the defaults.
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +81,11 @@ class RTSinkConfig(
                 raise field_error(
                     "priorities", f"{severity}: RT priorities are numbers, got {value!r}"
                 )
+
+    @property
+    def priority_values(self) -> dict[str, str]:
+        """Severity -> RT priority number, defaults filled in."""
+        return {**_default_priorities(), **self.priorities}
 
     @property
     def type(self) -> str:
