@@ -40,6 +40,10 @@ class GroupConfig(_Config, frozen=True):
     respond_within: Duration = Duration(4 * 3600)
     reopen_within: Duration = Duration(3600)  # a recurrence inside this reopens the same call
     on_recovery: Literal["resolve", "close", "comment"] = "resolve"
+    # The help desk closed a call while the problem persists: reopen it at once, or leave it
+    # closed and open a new call if the problem still holds `new_call_after` later.
+    on_desk_close: Literal["reopen", "new_call"] = "reopen"
+    new_call_after: Duration = Duration(1800)
     # Where calls go in the group's sink: project, tracker, assignee (Redmine), queue, owner
     # (RT), project, component (Jira), assignment_group (ServiceNow), group (Zammad).
     route: dict[str, str] = {}

@@ -6,12 +6,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from checks.schema import Report
 from collector.auth import TokenVerifier
-from collector.calls import Call, CallStatus
+from collector.calls import Call, CallEvent, CallStatus
 from collector.config import CollectorConfig
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
@@ -22,7 +22,7 @@ from collector.outbox import OutboxWorker, RetryPolicy
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
-from collector.store import Store
+from collector.store import RuleStateRecord, Store
 from collector.sync import TicketSync
 from collector.templates import CallTemplates
 
@@ -130,10 +130,37 @@ class CollectorService:
         """Evaluate time-based rules; the API calls this every `evaluation_interval`."""
         try:
             with self.store.transaction():
+                self._follow_desk_closures(self.clock())
                 self.evaluator.tick(self.clock())
         except Exception:
             log.exception("evaluation tick failed; reloading state")
             self._reload()
+
+    def _follow_desk_closures(self, now: float) -> None:
+        """Calls the help desk closed while failing, under the `new_call` policy: once the
+        group's `new_call_after` has passed, retire the old call; the problem, if it still
+        holds, opens a new one at this very evaluation."""
+        for link in self.store.open_links():
+            if link.desk_closed_at is None:
+                continue
+            call = self.store.get_call(link.call_id)
+            group = self.config.groups.get(call.group) if call else None
+            if call is None or group is None or now - link.desk_closed_at < float(
+                    group.new_call_after):
+                continue
+            self.store.retire_call(call.id, now)
+            self.store.add_call_event(CallEvent(
+                call.id, now, "resolved", "Closed in the help desk while the problem persisted; "
+                "a new call follows."))
+            released = []
+            for key, state in self.fleet.states.items():
+                if state.call_id == call.id:
+                    freed = replace(state, call_id=None, call_severity=Severity.OK)
+                    self.fleet.states[key] = freed
+                    released.append(RuleStateRecord(key[0], key[1], key[2], freed))
+            self.store.save_rule_states(released)
+            log.info("call %d closed in %s while failing; a new call follows", call.id,
+                     link.sink)
 
     def _reload(self) -> None:
         self.fleet.reload(self.store, self.clock())

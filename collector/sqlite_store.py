@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS calls (
     opened_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     resolved_at REAL,
-    reopened INTEGER NOT NULL DEFAULT 0
+    reopened INTEGER NOT NULL DEFAULT 0,
+    closed_by_desk INTEGER NOT NULL DEFAULT 0   -- never reopened: a new call follows it
 );
 -- The register's promise: never more than one open call per incident key.
 CREATE UNIQUE INDEX IF NOT EXISTS calls_one_open ON calls (fingerprint) WHERE status = 'open';
@@ -128,6 +129,7 @@ CREATE TABLE IF NOT EXISTS call_links (
     checked_at REAL,
     acknowledged_at REAL,
     escalated_at REAL,
+    desk_closed_at REAL,        -- closed by the help desk while the problem persisted
     PRIMARY KEY (call_id, sink)
 ) WITHOUT ROWID;
 """
@@ -288,6 +290,7 @@ class SQLiteStore:
         row = self._db.execute(
             f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
             "WHERE fingerprint=? AND status='resolved' AND resolved_at >= ? "
+            "AND closed_by_desk = 0 "
             "ORDER BY resolved_at DESC LIMIT 1", (fingerprint, since)).fetchone()
         return self._call(row) if row else None
 
@@ -394,21 +397,22 @@ class SQLiteStore:
 
     def get_link(self, call_id: int, sink: str) -> CallLink | None:
         row = self._db.execute("SELECT call_id, sink, remote_id, url, remote_state, checked_at, "
-                               "acknowledged_at, escalated_at FROM call_links "
+                               "acknowledged_at, escalated_at, desk_closed_at FROM call_links "
                                "WHERE call_id=? AND sink=?", (call_id, sink)).fetchone()
         return CallLink(*row) if row else None
 
     def save_link(self, link: CallLink) -> None:
-        self._db.execute("INSERT OR REPLACE INTO call_links VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        self._db.execute("INSERT OR REPLACE INTO call_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (link.call_id, link.sink, link.remote_id, link.url, link.remote_state,
-                          link.checked_at, link.acknowledged_at, link.escalated_at))
+                          link.checked_at, link.acknowledged_at, link.escalated_at,
+                          link.desk_closed_at))
 
     def open_links(self) -> list[CallLink]:
         """Links of calls that are open here: the ones two-way sync watches."""
         rows = self._db.execute(
             "SELECT l.call_id, l.sink, l.remote_id, l.url, l.remote_state, l.checked_at, "
-            "l.acknowledged_at, l.escalated_at FROM call_links l JOIN calls c ON c.id = l.call_id "
-            "WHERE c.status = 'open'")
+            "l.acknowledged_at, l.escalated_at, l.desk_closed_at FROM call_links l "
+            "JOIN calls c ON c.id = l.call_id WHERE c.status = 'open'")
         return [CallLink(*row) for row in rows]
 
     def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
@@ -424,6 +428,11 @@ class SQLiteStore:
         rows = self._db.execute("SELECT fingerprint, summary FROM storm_members "
                                 "WHERE umbrella_id=? ORDER BY summary", (umbrella_id,))
         return [(fp, text) for fp, text in rows]
+
+    def retire_call(self, call_id: int, now: float) -> None:
+        """Resolve a call the help desk closed, for good: it is never reopened."""
+        self._db.execute("UPDATE calls SET status='resolved', resolved_at=?, updated_at=?, "
+                         "closed_by_desk=1 WHERE id=?", (now, now, call_id))
 
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "

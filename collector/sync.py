@@ -58,8 +58,15 @@ class TicketSync:
                 events.append(("acknowledged", f"Acknowledged in {link.sink} "
                                f"({remote.raw}) after {format_duration(now - call.opened_at)}",
                                {}))
-            if remote.state in ("resolved", "closed") and link.remote_state not in (
-                    "resolved", "closed"):
+            closed_here = remote.state in ("resolved", "closed") and link.remote_state not in (
+                "resolved", "closed")
+            if closed_here and group is not None and group.on_desk_close == "new_call":
+                link.desk_closed_at = now
+                events.append(("comment", f"{remote.raw} in the help desk while the problem "
+                               f"persists; a new call opens if it still holds in "
+                               f"{group.new_call_after}. {call.summary}", {}))
+                remote_state = remote.state
+            elif closed_here:
                 text = (f"runwatch reopened this ticket: it was {remote.raw} in the help desk, "
                         f"but the problem persists. {call.summary}")
                 events.append(("reopened", text, {"text": text}))
@@ -82,6 +89,7 @@ class TicketSync:
                     self._store.add_call_event(
                         CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
                     op = {"reopened": "reopen", "severity": "update"}.get(kind)
+                    op = op if payload else None  # local notes (acknowledged, …) stay here
                     if op is not None:
                         self._store.enqueue(OutboxOp(0, call.id, link.sink, op, payload, now))
                         actions += 1

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from collector.outbox import OutboxWorker, RetryPolicy
@@ -217,3 +218,40 @@ def test_discarding_a_dead_letter_lets_the_call_move_on(desk: Any, clock: FakeCl
         assert service.store.discard_dead(dead.id, clock()) == 1
     assert worker.deliver_due() == 1
     assert sink.log[-1] == ("resolve", "T1")
+
+
+def test_desk_closure_under_new_call_policy_opens_a_new_call_later(
+        desk: Any, clock: FakeClock) -> None:
+    from collector.config import GroupConfig
+    from collector.sync import TicketSync
+
+    service, sink, worker = desk
+    policy = GroupConfig(sink="helpdesk", assign="Systems Administration",
+                         on_desk_close="new_call", new_call_after=600)  # type: ignore[arg-type]
+    groups = {**service.config.groups, "systems-administration": policy}
+    service.config = msgspec.structs.replace(service.config, groups=groups)
+    service.incidents._groups = dict(groups)
+    sync = TicketSync(worker._store, {"helpdesk": sink}, groups,
+                      {"helpdesk": PRIORITY.__getitem__})
+    web = Reporter("web01", clock)
+    feed(service, web, 0.90)
+    worker.deliver_due()
+    sink.tickets["T1"]["state"] = "closed"          # the help desk closes it; disk still full
+    assert sync.run_once(clock()) == 0, "no reopen under this policy"
+    for _ in range(5):
+        clock.advance(60)
+        feed(service, web, 0.90)
+        service.tick()
+    assert len(service.calls("open", None)) == 1, "not yet: new_call_after is 10 minutes"
+    for _ in range(6):
+        clock.advance(60)
+        feed(service, web, 0.90)
+        service.tick()
+    old, new = sorted(service.calls(None, None), key=lambda c: c.id)
+    assert old.status == "resolved"
+    assert new.status == "open" and new.id != old.id
+    worker.deliver_due()
+    assert sorted(sink.tickets) == ["T1", "T2"]
+    clock.advance(60)
+    feed(service, web, 0.50)
+    assert service.store.get_call(new.id).status == "resolved"
