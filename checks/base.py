@@ -37,6 +37,13 @@ class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return self.name or self.type
 
 
+def measurements_of(check: str, figures: Iterable[tuple[str, float, str]],
+                    labels: dict[str, str], timestamp: float) -> list[Measurement]:
+    """Build one run's measurements from (name, value, unit) figures that share their labels."""
+    return [Measurement(check=check, name=name, value=float(value), unit=unit, labels=labels,
+                        timestamp=timestamp) for name, value, unit in figures]
+
+
 class CheckFailed(Exception):
     """A check could not measure. The message says what the user can change.
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
 from checks.command import CommandResult, run_command
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -161,17 +161,7 @@ class ResticCheck:
             figures.append(
                 ("backup_probe_duration_seconds", self._monotonic() - started, "seconds")
             )
-            return [
-                Measurement(
-                    check=self._options.instance,
-                    name=name,
-                    value=float(value),
-                    unit=unit,
-                    labels=self._labels,
-                    timestamp=now,
-                )
-                for name, value, unit in figures
-            ]
+            return measurements_of(self._options.instance, figures, self._labels, now)
 
         try:
             snapshots = self._snapshots(deadline)

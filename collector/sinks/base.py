@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -121,8 +121,14 @@ class Secret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                             retryable=False) from None
 
 
+SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
+
+
 class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Options every HTTP help desk adapter takes."""
+
+    # Each adapter's own severity -> priority map; `priorities` overrides it per severity.
+    default_priorities: ClassVar[dict[str, str]] = {}
 
     url: str
     timeout: Duration = Duration(10)
@@ -134,6 +140,15 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise field_error("url", f"must start with http:// or https://, got {self.url!r}")
+        for key in self.priorities:
+            if key not in SEVERITIES:
+                raise field_error("priorities", f"unknown severity {key!r}: expected one of "
+                                                f"{', '.join(SEVERITIES)}")
+
+    @property
+    def priority_values(self) -> dict[str, str]:
+        """Severity -> priority value: `priorities` over the adapter's defaults."""
+        return {**self.default_priorities, **self.priorities}
 
 
 def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:

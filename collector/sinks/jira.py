@@ -30,7 +30,6 @@ from collector.sinks.http import HttpClient
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = frozenset({"WARNING", "CRITICAL", "UNKNOWN", "STALE"})
 DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Medium", "UNKNOWN": "Medium"}
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _SUMMARY_CHARS = 255  # Jira refuses longer summaries
@@ -46,6 +45,7 @@ class JiraSinkConfig(
 ):
     """Jira Cloud: the account, the project issues go to, and the workflow names to use."""
 
+    default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "component"})
 
     email: str
@@ -68,16 +68,7 @@ class JiraSinkConfig(
             raise field_error(
                 "service_desk_id", "give both service_desk_id and request_type_id, or neither"
             )
-        if unknown := set(self.priorities) - SEVERITIES:
-            raise field_error(
-                "priorities",
-                f"unknown severities {sorted(unknown)}; use {', '.join(sorted(SEVERITIES))}",
-            )
 
-    @property
-    def priority_values(self) -> dict[str, str]:
-        """Severity -> Jira priority name, defaults filled in."""
-        return {**DEFAULT_PRIORITIES, **self.priorities}
 
 
 def adf(text: str) -> dict[str, Any]:

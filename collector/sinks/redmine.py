@@ -23,7 +23,6 @@ from collector.sinks.base import (
 from collector.sinks.http import HttpClient
 
 SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
-SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
 DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}
 DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Normal", "UNKNOWN": "Normal"}
 _FIND_LIMIT = 100
@@ -35,6 +34,7 @@ class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redm
     """A Redmine with the REST API on and an issue custom field that holds the fingerprint."""
 
     # What a run group's `route` may set for this sink.
+    default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "tracker", "assignee"})
 
     api_key: Secret
@@ -54,22 +54,12 @@ class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redm
                     "statuses",
                     f"unknown key {key!r}: expected one of {', '.join(DEFAULT_STATUSES)}",
                 )
-        for key in self.priorities:
-            if key not in SEVERITIES:
-                raise field_error(
-                    "priorities",
-                    f"unknown severity {key!r}: expected one of {', '.join(SEVERITIES)}",
-                )
 
     @property
     def status_values(self) -> dict[str, str]:
         """resolved, closed and reopened -> status name or id, defaults filled in."""
         return {**DEFAULT_STATUSES, **self.statuses}
 
-    @property
-    def priority_values(self) -> dict[str, str]:
-        """Severity -> priority name or id, defaults filled in."""
-        return {**DEFAULT_PRIORITIES, **self.priorities}
 
 
 # The parts of Redmine's answers this adapter reads; msgspec ignores the rest.

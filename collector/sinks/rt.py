@@ -37,10 +37,6 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 
 
-def _default_priorities() -> dict[str, str]:
-    return dict(DEFAULT_PRIORITIES)
-
-
 class RTSinkConfig(
     HttpSinkConfig,
     frozen=True,
@@ -52,6 +48,7 @@ class RTSinkConfig(
     """Options for a Request Tracker 5 help desk (REST2, token authentication)."""
 
     # A run group routes to a queue, and optionally to an owner (an RT user name).
+    default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"queue", "owner"})
 
     token: Secret
@@ -82,10 +79,6 @@ class RTSinkConfig(
                     "priorities", f"{severity}: RT priorities are numbers, got {value!r}"
                 )
 
-    @property
-    def priority_values(self) -> dict[str, str]:
-        """Severity -> RT priority number, defaults filled in."""
-        return {**_default_priorities(), **self.priorities}
 
     @property
     def type(self) -> str:

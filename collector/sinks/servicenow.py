@@ -26,7 +26,6 @@ from collector.sinks.base import (
 )
 from collector.sinks.http import HttpClient
 
-SEVERITIES = frozenset({"WARNING", "CRITICAL", "UNKNOWN", "STALE"})
 DEFAULT_PRIORITIES = {"CRITICAL": "1,1", "STALE": "1,1", "WARNING": "2,2", "UNKNOWN": "2,2"}
 INCIDENT = "/api/now/table/incident"
 STATES = {
@@ -60,6 +59,7 @@ class ServiceNowSinkConfig(
 ):
     """ServiceNow: the integration user, and how incidents are filled in and closed."""
 
+    default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"assignment_group"})
 
     user: str
@@ -72,11 +72,6 @@ class ServiceNowSinkConfig(
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if unknown := set(self.priorities) - SEVERITIES:
-            raise field_error(
-                "priorities",
-                f"unknown severities {sorted(unknown)}; use {', '.join(sorted(SEVERITIES))}",
-            )
         for severity, value in self.priorities.items():
             if urgency_impact(value) is None:
                 raise field_error(
@@ -84,10 +79,6 @@ class ServiceNowSinkConfig(
                     f"{severity}: expected URGENCY,IMPACT such as 1,2 (each 1-3), got {value!r}",
                 )
 
-    @property
-    def priority_values(self) -> dict[str, str]:
-        """Severity -> `URGENCY,IMPACT` pair, defaults filled in."""
-        return {**DEFAULT_PRIORITIES, **self.priorities}
 
 
 class ServiceNowSink:

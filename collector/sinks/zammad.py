@@ -28,7 +28,6 @@ from collector.sinks.http import HttpClient
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = frozenset({"WARNING", "CRITICAL", "UNKNOWN", "STALE"})
 DEFAULT_PRIORITIES = {
     "CRITICAL": "3 high",
     "STALE": "3 high",
@@ -51,6 +50,7 @@ class ZammadSinkConfig(
 ):
     """Zammad: the access token, and the group and customer new tickets get."""
 
+    default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"group"})
 
     token: Secret  # an agent's access token (ticket.agent)
@@ -62,16 +62,7 @@ class ZammadSinkConfig(
         super().__post_init__()
         if not self.group.strip():
             raise field_error("group", "give the name of a Zammad group")
-        if unknown := set(self.priorities) - SEVERITIES:
-            raise field_error(
-                "priorities",
-                f"unknown severities {sorted(unknown)}; use {', '.join(sorted(SEVERITIES))}",
-            )
 
-    @property
-    def priority_values(self) -> dict[str, str]:
-        """Severity -> Zammad priority name, defaults filled in."""
-        return {**DEFAULT_PRIORITIES, **self.priorities}
 
 
 class ZammadSink:
