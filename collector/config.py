@@ -131,7 +131,7 @@ class StormConfig(_Config, frozen=True):
     """At most `max_calls` new calls per sink within `window`; past that, one umbrella call
     per owner group lists the problems held back (a switch fails: 200 hosts go STALE)."""
 
-    max_calls: Annotated[int, msgspec.Meta(ge=1)] = 20
+    max_calls: Annotated[int, msgspec.Meta(ge=1)] = 50
     window: Duration = Duration(300)
 
 
@@ -161,6 +161,13 @@ class MetricsConfig(_Config, frozen=True):
     measurements: bool = True  # expose every measurement as a gauge (switch off for huge fleets)
 
 
+class TlsConfig(_Config, frozen=True):
+    """Serve HTTPS with this certificate (PEM, chain after it) and its unencrypted key (PEM)."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class LimitsConfig(_Config, frozen=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     max_measurements: Annotated[int, msgspec.Meta(ge=1)] = 20_000
@@ -187,6 +194,7 @@ class CollectorConfig(_Config, frozen=True):
         _check_template("dashboard_url", self.dashboard_url)
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
+    tls: TlsConfig | None = None  # unset: plain HTTP (for instance behind a reverse proxy)
 
     @property
     def tokens_file(self) -> Path:
@@ -235,10 +243,46 @@ def _check_listen(listen: str, source: str | None) -> None:
                           source=source)
 
 
+def _check_tls(tls: TlsConfig, source: str | None) -> None:
+    """Load the certificate and key now, so a mistake shows at load and not at first connection."""
+    texts: dict[str, str] = {}
+    for key in ("cert_file", "key_file"):
+        path = getattr(tls, key)
+        try:
+            texts[key] = path.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"tls -> {key}", f"cannot read {path}: {exc.strerror}",
+                              source=source) from None
+    if "-----BEGIN CERTIFICATE-----" not in texts["cert_file"]:
+        raise ConfigError("tls -> cert_file", f"{tls.cert_file} holds no PEM certificate "
+                          "(-----BEGIN CERTIFICATE-----)", source=source)
+    key = texts["key_file"]
+    if "ENCRYPTED PRIVATE KEY-----" in key or "Proc-Type: 4,ENCRYPTED" in key:
+        raise ConfigError("tls -> key_file", f"{tls.key_file} is encrypted; the collector needs "
+                          "the key unencrypted, in a file only its user can read", source=source)
+    if "PRIVATE KEY-----" not in key:
+        raise ConfigError("tls -> key_file", f"{tls.key_file} holds no PEM private key "
+                          "(-----BEGIN PRIVATE KEY-----)", source=source)
+    import ssl  # only when TLS is configured
+
+    try:
+        # The password callback stops OpenSSL from prompting on the terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+            tls.cert_file, tls.key_file, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError("tls -> key_file", f"{tls.key_file} is not the key of the "
+                              f"certificate in {tls.cert_file}", source=source) from None
+        raise ConfigError("tls", f"cannot load the certificate and key: {exc}",
+                          source=source) from None
+
+
 def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
               ) -> None:
     """Check what a single key cannot: references between sinks, groups and rules."""
     _check_listen(config.listen, source)
+    if config.tls is not None:
+        _check_tls(config.tls, source)
     if float(config.evaluation_interval) < 0.1:
         raise ConfigError("evaluation_interval", "must be at least 0.1s", source=source)
     for name, group in config.groups.items():
@@ -297,6 +341,12 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
         tokens = agents.get("tokens_file") if isinstance(agents, dict) else None
         if isinstance(agents, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():
             agents["tokens_file"] = str(base / tokens)
+        tls = data.get("tls")
+        if isinstance(tls, dict):
+            for key in ("cert_file", "key_file"):
+                value = tls.get(key)
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    tls[key] = str(base / value)
 
     config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)
     source = str(path)

@@ -136,6 +136,8 @@ class Fleet:
                        for g, route in desk.routes.items()},
             "rules": RULES, "evaluation_interval": "0.5s", "sync_interval": sync_interval,
             "outbox": {"first_retry": "1s", "max_retry": "5s"},
+            # 50 problems at once are the scenario here, not a storm to hold back.
+            "storm": {"max_calls": 100, "window": "5m"},
         }))
         self.tokens = {h: add_token(tmp / "data" / "agents.tokens", h) for h in self.hosts}
         self.collector: subprocess.Popen[str] | None = None
