@@ -12,6 +12,9 @@ from checks.registry import CHECK_TYPES, AnyCheckOptions
 from checks.schema import HostName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
 
+# The check name of the agent's own measurements (RSS, CPU, spool): no configured check may use it.
+SELF_CHECK = "agent"
+
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
@@ -31,6 +34,15 @@ class CollectorTarget(_Config, frozen=True):
 class SpoolConfig(_Config, frozen=True):
     max_bytes: Annotated[int, msgspec.Meta(ge=65536)] = 64 * 1024 * 1024
     max_reports: Annotated[int, msgspec.Meta(ge=10)] = 20_000
+    max_age: Duration = Duration(7 * 86400)
+    # After an outage: at most this many reports a second, starting after a random delay of up
+    # to replay_jitter, so a fleet whose collector comes back does not arrive all at once.
+    replay_rate: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    replay_jitter: Duration = Duration(10)
+
+    def __post_init__(self) -> None:
+        if float(self.max_age) < 60:
+            raise field_error("max_age", "must be at least 1m; older reports are dropped")
 
 
 class AgentConfig(_Config, frozen=True):
@@ -57,6 +69,10 @@ class AgentConfig(_Config, frozen=True):
 def _validate(config: AgentConfig, source: str | None) -> AgentConfig:
     seen: dict[str, int] = {}
     for index, check in enumerate(config.checks, start=1):
+        if check.instance == SELF_CHECK:
+            raise ConfigError(f"checks -> {index} -> name",
+                              f"{SELF_CHECK!r} is the agent's own figures; give this check "
+                              "another `name`", source=source)
         if check.instance in seen:
             raise ConfigError(f"checks -> {index} -> name",
                               f"check name {check.instance!r} is already used by checks -> "

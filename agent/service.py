@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from agent.config import AgentConfig
-from agent.runner import CheckRunner
-from agent.shipper import ReportSender, ReportShipper
-from agent.spool import Spool
+from agent.config import SELF_CHECK, AgentConfig
+from agent.notify import SystemdNotifier
+from agent.runner import CheckRunner, Harvest
+from agent.shipper import ReportSender, ReportShipper, SendResult
+from agent.spool import Spool, SpoolStats
 from checks.registry import build_check
-from checks.schema import SCHEMA_VERSION, Report, encode
+from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+from checks.settings import ConfigError
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
 
 # The first report goes out this soon after start, so a new host shows up at once.
 FIRST_REPORT_AFTER_SECONDS = 3.0
+# The main loop looks at least this often for a stop or reload request (set by signal handlers).
+_POLL_SECONDS = 0.5
+# How long a stopping agent gives the shipper to deliver what is pending (SIGTERM: exit in 5 s).
+_FINAL_DELIVERY_SECONDS = 3.0
 
 
 def build_runner(config: AgentConfig) -> CheckRunner:
@@ -28,57 +35,203 @@ def build_runner(config: AgentConfig) -> CheckRunner:
     return CheckRunner(checks, float(config.interval))
 
 
-class Agent:
-    """One agent process: checks on their cadence, a report every interval, a shipper thread."""
+def build_sender(config: AgentConfig) -> ReportSender:
+    """The HTTP client for the configured collector."""
+    target = config.collector
+    return ReportSender(target.url, target.token_file, float(target.timeout), target.ca_file)
 
-    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time) -> None:
+
+class SelfMonitor:
+    """The agent's own figures, added to every report under the check name `agent`."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic,
+                 statm: Path = Path("/proc/self/statm")) -> None:
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._statm = statm
+        self._page_bytes = os.sysconf("SC_PAGE_SIZE")
+        self._durations: dict[str, float] = {}
+        self._timeouts: dict[str, int] = {}
+        self._rss_unreadable = False
+
+    def observe(self, runs: list[CheckRun]) -> None:
+        """Note each check's last duration and count its timeouts (since the agent started)."""
+        for run in runs:
+            kind = run.error.kind if run.error else None
+            if kind == "skipped":
+                continue  # still hung: that run's timeout is already counted
+            self._durations[run.check] = run.duration_seconds
+            if kind == "timeout":
+                self._timeouts[run.check] = self._timeouts.get(run.check, 0) + 1
+
+    def measurements(self, checks: list[str], spool: SpoolStats, now: float
+                     ) -> list[Measurement]:
+        """The figures for one report; `checks` are the configured check names."""
+
+        def figure(name: str, value: float, unit: str,
+                   labels: dict[str, str] | None = None) -> Measurement:
+            return Measurement(check=SELF_CHECK, name=name, value=float(value), unit=unit,
+                               labels=labels or {}, timestamp=now)
+
+        out = [
+            figure("agent_cpu_seconds", time.process_time(), "seconds"),
+            figure("agent_uptime_seconds", round(self._monotonic() - self._started, 3),
+                   "seconds"),
+            figure("agent_spool_reports", spool.reports, ""),
+            figure("agent_spool_bytes", spool.bytes, "bytes"),
+            figure("agent_spool_dropped", spool.dropped, ""),
+        ]
+        rss = self._rss_bytes()
+        if rss is not None:
+            out.append(figure("agent_rss_bytes", rss, "bytes"))
+        for name in checks:
+            labels = {"check_name": name}
+            if name in self._durations:
+                out.append(figure("agent_check_duration_seconds", self._durations[name],
+                                  "seconds", labels))
+            out.append(figure("agent_check_timeouts", self._timeouts.get(name, 0), "", labels))
+        return out
+
+    def _rss_bytes(self) -> int | None:
+        # One small read of /proc/self/statm: cheaper than psutil, and no extra import.
+        try:
+            return int(self._statm.read_bytes().split()[1]) * self._page_bytes
+        except (OSError, IndexError, ValueError) as exc:
+            if not self._rss_unreadable:
+                log.warning("cannot read %s (%s); agent_rss_bytes is not reported",
+                            self._statm, exc)
+                self._rss_unreadable = True
+            return None
+
+
+class Agent:
+    """One agent process: checks on their cadence, a report every interval, a shipper thread.
+
+    `stop()` and `request_reload()` only set flags, so signal handlers may call them; the main
+    loop acts on them within half a second.
+    """
+
+    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time, *,
+                 load_config: Callable[[], AgentConfig] | None = None,
+                 notifier: SystemdNotifier | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._clock = clock
+        self._monotonic = monotonic
+        self._load_config = load_config
+        self._notifier = notifier or SystemdNotifier({})
         self.runner = build_runner(config)
         self.spool = Spool(config.state_dir / "spool", config.spool.max_bytes,
-                           config.spool.max_reports)
-        sender = ReportSender(config.collector.url, config.collector.token_file,
-                              float(config.collector.timeout), config.collector.ca_file)
-        self.shipper = ReportShipper(self.spool, sender.send)
-        self._stop = threading.Event()
+                           config.spool.max_reports, float(config.spool.max_age), clock)
+        self._sender = build_sender(config)
+        self.shipper = ReportShipper(self.spool, self._send,
+                                     replay_gap_seconds=1.0 / config.spool.replay_rate,
+                                     replay_jitter_seconds=float(config.spool.replay_jitter))
+        self.monitor = SelfMonitor(monotonic)
+        self._carried = Harvest()  # collected by the runner a reload replaced
+        self._stop_requested = False
+        self._reload_requested = False
+
+    def _send(self, body: bytes) -> SendResult:
+        # Through the agent, so a reload can point the shipper at a new collector or token.
+        return self._sender.send(body)
 
     def make_report(self) -> Report:
         """Package everything collected since the previous report, and spool it."""
         harvest = self.runner.drain()
+        if self._carried.runs or self._carried.measurements:
+            carried, self._carried = self._carried, Harvest()
+            harvest = Harvest(carried.measurements + harvest.measurements,
+                              carried.runs + harvest.runs)
+        self.monitor.observe(harvest.runs)
+        now = self._clock()
+        own = self.monitor.measurements([c.instance for c in self.config.checks],
+                                        self.spool.stats(), now)
         report = Report(
             schema_version=SCHEMA_VERSION,
             host=self.config.host_name,
             agent_version=__version__,
             boot_id=self.spool.boot_id,
             seq=self.spool.next_seq(),
-            sent_at=self._clock(),
+            sent_at=now,
             interval_seconds=float(self.config.interval),
-            measurements=harvest.measurements,
+            measurements=harvest.measurements + own,
             checks=harvest.runs,
         )
         self.spool.put(report.seq, encode(report))
         self.shipper.notify()
         return report
 
+    def apply(self, config: AgentConfig) -> None:
+        """Run on a new, validated config: new checks and collector; the spool stays."""
+        if config.state_dir != self.config.state_dir:
+            raise ConfigError("state_dir", f"changed from {self.config.state_dir}; a new "
+                              "state_dir takes a restart of the agent")
+        runner = build_runner(config)
+        self._sender = build_sender(config)
+        self.spool.set_bounds(config.spool.max_bytes, config.spool.max_reports,
+                              float(config.spool.max_age))
+        self.shipper.replay_gap_seconds = 1.0 / config.spool.replay_rate
+        self.shipper.replay_jitter_seconds = float(config.spool.replay_jitter)
+        # What the old checks finished goes out with the next report; runs still going are
+        # left to finish unseen.
+        finished = self.runner.drain()
+        self._carried.measurements.extend(finished.measurements)
+        self._carried.runs.extend(finished.runs)
+        self.runner, self.config = runner, config
+        runner.start_all()
+        log.info("config reloaded: host %s, %d checks, reporting to %s every %gs",
+                 config.host_name, runner.check_count, config.collector.url,
+                 float(config.interval))
+
+    def _reload(self) -> None:
+        if self._load_config is None:
+            log.warning("reload requested, but this agent has no config file to reload")
+            return
+        self._notifier.reloading()
+        try:
+            self.apply(self._load_config())
+        except ConfigError as exc:
+            log.error("config reload failed; still running the previous config. %s", exc)
+        except Exception:
+            # A check that cannot be built must not take the running agent down with it.
+            log.exception("config reload failed; still running the previous config")
+        finally:
+            self._notifier.ready()
+
     def run(self) -> None:
-        """Run until `stop()`; then spool what was collected and give the shipper a moment."""
+        """Run until `stop()`; then spool a final report and give the shipper a moment."""
         log.info("agent for host %s: %d checks, reporting to %s every %gs",
                  self.config.host_name, self.runner.check_count, self.config.collector.url,
                  float(self.config.interval))
         self.shipper.start()
         self.runner.start_all()
-        interval = float(self.config.interval)
-        next_report = time.monotonic() + min(FIRST_REPORT_AFTER_SECONDS, interval)
-        while not self._stop.is_set():
+        self._notifier.ready()
+        next_report = self._monotonic() + min(FIRST_REPORT_AFTER_SECONDS,
+                                              float(self.config.interval))
+        while not self._stop_requested:
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+                next_report = min(next_report, self._monotonic() + float(self.config.interval))
             self.runner.run_pending()
-            now = time.monotonic()
+            now = self._monotonic()
             if now >= next_report:
                 self.make_report()
-                next_report = max(next_report + interval, now + 1.0)
-            wait = min(self.runner.idle_seconds(), next_report - time.monotonic(), 0.5)
-            self._stop.wait(max(0.05, wait))
+                next_report = max(next_report + float(self.config.interval), now + 1.0)
+            self._notifier.watchdog()
+            wait = min(self.runner.idle_seconds(), next_report - self._monotonic(),
+                       self._notifier.watchdog_interval or _POLL_SECONDS, _POLL_SECONDS)
+            time.sleep(max(0.05, wait))
+        self._notifier.stopping()
         self.make_report()
-        self.shipper.stop(timeout=3.0)
+        self.shipper.stop(timeout=_FINAL_DELIVERY_SECONDS)
+        self._notifier.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Ask the main loop to spool a final report and stop (safe in a signal handler)."""
+        self._stop_requested = True
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the config file (safe in a signal handler)."""
+        self._reload_requested = True

@@ -6,13 +6,16 @@ import gzip
 import http.client
 import logging
 import random
+import socket
+import stat
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from agent.spool import Spool
 
@@ -39,6 +42,21 @@ class SendResult:
 class ReportSender:
     """POST one report body to the collector with the agent's token."""
 
+    # OpenSSL's X509_V_ERR_* codes, grouped by what the admin has to change.
+    _UNTRUSTED: ClassVar[frozenset[int]] = frozenset({
+        2,   # UNABLE_TO_GET_ISSUER_CERT
+        18,  # DEPTH_ZERO_SELF_SIGNED_CERT
+        19,  # SELF_SIGNED_CERT_IN_CHAIN
+        20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+        27,  # CERT_UNTRUSTED
+    })
+    _NAME_MISMATCH: ClassVar[frozenset[int]] = frozenset({62, 64})  # HOSTNAME, IP_ADDRESS
+    _DATES: ClassVar[dict[int, str]] = {
+        9: "certificate not yet valid: check the clocks of agent and collector",
+        10: "certificate expired: the collector needs a renewed certificate",
+    }
+
     def __init__(self, url: str, token_file: Path | None, timeout: float,
                  ca_file: Path | None = None) -> None:
         self._url = url.rstrip("/") + "/api/v1/reports"
@@ -46,6 +64,18 @@ class ReportSender:
         self._timeout = timeout
         self._ca_file = ca_file
         self._context: Any = None
+        self._warn_if_token_exposed()
+
+    def _warn_if_token_exposed(self) -> None:
+        if self._token_file is None:
+            return
+        try:
+            mode = stat.S_IMODE(self._token_file.stat().st_mode)
+        except OSError:
+            return  # the first send says what is wrong with it
+        if mode & 0o077:
+            log.warning("the token file %s is open to other users (mode %04o); restrict it "
+                        "with: chmod 600 %s", self._token_file, mode, self._token_file)
 
     def _token(self) -> str | None:
         if self._token_file is None:
@@ -56,12 +86,21 @@ class ReportSender:
             log.error("cannot read the token file %s: %s", self._token_file, exc.strerror)
             return None
 
+    def _new_context(self, check_hostname: bool = True) -> Any:
+        import ssl  # only when TLS is used: the default context loads the CA bundle (~2 MB)
+
+        context = ssl.create_default_context(
+            cafile=str(self._ca_file) if self._ca_file else None)
+        if self._ca_file:
+            # Trust what ca_file holds even if it is an intermediate or the collector's own
+            # certificate, as Python 3.13 does by default.
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        context.check_hostname = check_hostname
+        return context
+
     def _ssl_context(self) -> Any:
         if self._context is None and self._url.startswith("https://"):
-            import ssl  # only when TLS is used: ssl alone costs ~15 MB of RSS
-
-            self._context = ssl.create_default_context(
-                cafile=str(self._ca_file) if self._ca_file else None)
+            self._context = self._new_context()
         return self._context
 
     def send(self, body: bytes) -> SendResult:
@@ -72,12 +111,17 @@ class ReportSender:
         token = self._token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        try:
+            context = self._ssl_context()
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            return SendResult(None, f"cannot load collector.ca_file {self._ca_file}: "
+                                    f"{exc.strerror or exc}")
         # The URL scheme is validated at config load (http or https only).
         request = urllib.request.Request(  # noqa: S310
             self._url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self._timeout, context=self._ssl_context()) as response:
+                    request, timeout=self._timeout, context=context) as response:
                 response.read()
                 return SendResult(response.status, "ok")
         except urllib.error.HTTPError as exc:
@@ -85,21 +129,79 @@ class ReportSender:
             return SendResult(exc.code, detail)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            return SendResult(None, f"{self._url}: {reason}")
+            return SendResult(None, f"{self._url}: {self._explain(reason)}")
+
+    def _explain(self, reason: object) -> str:
+        """Say which TLS check failed and which setting to look at."""
+        if self._context is None:
+            if isinstance(reason, http.client.RemoteDisconnected):
+                # What a collector that serves TLS does with a plain HTTP request.
+                return f"{reason} (if the collector serves TLS, collector.url must start " \
+                       "with https://)"
+            return str(reason)
+        import ssl
+
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return self._explain_certificate(reason.verify_code, reason.verify_message)
+        if isinstance(reason, ssl.SSLError) and reason.reason == "WRONG_VERSION_NUMBER":
+            return f"TLS handshake failed ({reason}): does the collector serve TLS? " \
+                   "(check collector.url)"
+        return str(reason)
+
+    def _explain_certificate(self, code: int, message: str) -> str:
+        if code in self._UNTRUSTED:
+            trusted = (f"a CA in {self._ca_file}" if self._ca_file
+                       else "a system CA, and no ca_file is set")
+            return (f"certificate not trusted: {message}; it is not signed by {trusted} "
+                    "(check collector.ca_file)")
+        if code in self._NAME_MISMATCH:
+            host = urllib.parse.urlsplit(self._url).hostname
+            return (f"host name mismatch: the certificate is for {self._certificate_names()}, "
+                    f"not {host} (check collector.url)")
+        return self._DATES.get(code, f"certificate rejected: {message}")
+
+    def _certificate_names(self) -> str:
+        """Read the names in the collector's certificate, over a connection that ignores them."""
+        parts = urllib.parse.urlsplit(self._url)
+        host = parts.hostname or ""
+        try:
+            with socket.create_connection((host, parts.port or 443), self._timeout) as raw, \
+                    self._new_context(check_hostname=False).wrap_socket(
+                        raw, server_hostname=host) as tls:
+                cert = tls.getpeercert() or {}
+        except OSError as exc:
+            return f"other names (cannot read them: {exc})"
+        names = [value for kind, value in cert.get("subjectAltName", ())
+                 if kind in ("DNS", "IP Address")]
+        if not names:
+            names = [value for rdn in cert.get("subject", ()) for key, value in rdn
+                     if key == "commonName"]
+        return ", ".join(str(name) for name in names) or "no host name at all"
 
 
 class ReportShipper:
-    """Send the spool's reports oldest first, in its own thread, with capped jittered backoff."""
+    """Send the spool's reports oldest first, in its own thread, with capped jittered backoff.
+
+    A backlog (after an outage or a restart) goes out at most one report every
+    `replay_gap_seconds`. When the collector answers again after an outage, the rest of the
+    backlog first waits a random 0 to `replay_jitter_seconds`, so that a fleet whose collector
+    comes back does not arrive all at once. Both may be changed while it runs (on reload).
+    """
 
     def __init__(self, spool: Spool, send: Callable[[bytes], SendResult],
-                 min_backoff: float = 1.0, max_backoff: float = 60.0) -> None:
+                 min_backoff: float = 1.0, max_backoff: float = 60.0, *,
+                 replay_gap_seconds: float = 0.0, replay_jitter_seconds: float = 0.0) -> None:
         self._spool = spool
         self._send = send
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
+        self.replay_gap_seconds = replay_gap_seconds
+        self.replay_jitter_seconds = replay_jitter_seconds
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._finishing = threading.Event()  # stop(): deliver what is pending, then end
+        self._stop = threading.Event()  # end now, even in the middle of a backlog
         self._thread: threading.Thread | None = None
+        self._outage = False  # a send failed, and none has succeeded since
         self.last_error: str = ""
 
     def start(self) -> None:
@@ -111,10 +213,15 @@ class ReportShipper:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        """Deliver what is pending for up to `timeout` seconds, then stop; the rest stays spooled.
+
+        During an outage that is one more attempt at once, not a wait for the backoff.
+        """
+        self._finishing.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._stop.set()
 
     def drain_once(self) -> int:
         """Send until the spool is empty or a send fails; return how many were delivered."""
@@ -128,9 +235,7 @@ class ReportShipper:
             if result.delivered:
                 self._spool.ack(seq)
                 delivered += 1
-                if self.last_error:
-                    log.info("collector reachable again; delivering spooled reports")
-                    self.last_error = ""
+                self._pace()
                 continue
             if result.permanent:
                 log.error("collector refused report %d for good (%s: %s); kept in the spool's "
@@ -143,21 +248,46 @@ class ReportShipper:
                 hint = " (check the agent's token)" if result.status in (401, 403) else ""
                 log.warning("cannot deliver report %d, will retry: %s%s", seq, message, hint)
                 self.last_error = message
+            self._outage = True
             raise RetryLater
         return delivered
+
+    def _pace(self) -> None:
+        """After a delivery: hold back the next one while a backlog is replayed."""
+        backlog = self._spool.stats().reports
+        if self._outage:
+            self._outage = False
+            self.last_error = ""
+            if backlog:
+                delay = random.uniform(0.0, self.replay_jitter_seconds)
+                rate = (f"at most {1 / self.replay_gap_seconds:g} a second"
+                        if self.replay_gap_seconds > 0 else "unpaced")
+                log.info("collector reachable again; replaying %d spooled report(s) in %.1fs, "
+                         "%s", backlog, delay, rate)
+                self._stop.wait(delay)
+                return
+            log.info("collector reachable again")
+        if backlog and self.replay_gap_seconds > 0:
+            self._stop.wait(self.replay_gap_seconds)
 
     def _loop(self) -> None:
         backoff = self._min_backoff
         while not self._stop.is_set():
             try:
                 self.drain_once()
-                backoff = self._min_backoff
-                self._wake.wait()
-                self._wake.clear()
             except RetryLater:
+                if self._finishing.is_set():
+                    return  # stopping: what is left stays spooled for the next start
                 # Full jitter: a fleet that lost its collector does not come back in step.
-                self._stop.wait(random.uniform(self._min_backoff, backoff))
+                # stop() cuts the wait short.
+                self._finishing.wait(random.uniform(self._min_backoff, backoff))
                 backoff = min(self._max_backoff, backoff * 2)
+                continue
+            backoff = self._min_backoff
+            if self._finishing.is_set():
+                return
+            self._wake.wait()
+            self._wake.clear()
 
 
 class RetryLater(Exception):

@@ -32,15 +32,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: bool = False) -> str:
+    """Return the base URL of the bound socket: https:// when the collector serves TLS."""
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def serve(service: CollectorService, sock: socket.socket) -> None:
     """Run until SIGINT or SIGTERM; then stop the evaluation loop and close the store."""
+    tls = service.config.tls
+    # Certificate and key were loaded once at config load, so a mistake is a ConfigError there.
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5)
+                            lifespan="on", timeout_graceful_shutdown=5,
+                            ssl_certfile=tls.cert_file if tls else None,
+                            ssl_keyfile=tls.key_file if tls else None)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
     # previous handlers restored; these handlers turn that into a clean return.

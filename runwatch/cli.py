@@ -67,24 +67,34 @@ def cmd_collector(args: argparse.Namespace) -> int:
     config = load_collector_config(args.config)
     sock = bind(*config.listen_address)
     service = CollectorService(config)
-    log.info("collector listening on %s with %d rules; data in %s", url_of(sock),
-             len(config.rules), config.data_dir)
+    log.info("collector listening on %s with %d rules; data in %s",
+             url_of(sock, config.tls is not None), len(config.rules), config.data_dir)
     serve(service, sock)
     return EXIT_OK
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from agent.config import load_agent_config
+    from agent.notify import SystemdNotifier
     from agent.service import Agent
 
-    agent = Agent(load_agent_config(args.config))
+    config_path: Path = args.config
+    agent = Agent(load_agent_config(config_path),
+                  load_config=lambda: load_agent_config(config_path),
+                  notifier=SystemdNotifier())
 
+    # The handlers only set flags: the main loop does the work within half a second.
     def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: flushing and stopping", signum)
+        log.info("%s: spooling a final report and stopping", signal.Signals(signum).name)
         agent.stop()
+
+    def reload(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP: reloading %s", config_path)
+        agent.request_reload()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     agent.run()
     return EXIT_OK
 
@@ -391,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
 
     agent = sub.add_parser("agent", help="run the agent", description="Run the agent: checks on "
-                           "their schedule, a report to the collector every interval.")
+                           "their schedule, a report to the collector every interval. SIGHUP "
+                           "reloads the config (an invalid one is logged and the running one "
+                           "kept); SIGTERM spools a final report and exits within 5 s.")
     agent.add_argument("--config", type=Path, default=Path("/etc/runwatch/agent.yaml"),
                        help="agent config (default: %(default)s)")
     agent.set_defaults(func=cmd_agent)

@@ -72,11 +72,14 @@ def prepare(options: UpOptions) -> tuple[CollectorConfig, AgentConfig]:
 def _agent_config(options: UpOptions, data_dir: Path, collector: CollectorConfig,
                   url: str | None = None) -> AgentConfig:
     host, port = collector.listen_address
-    overrides: dict[str, object] = {
-        "collector": {"url": url or f"http://{host}:{port}",
-                      "token_file": str(data_dir / "agent.token")},
-        "state_dir": str(data_dir / "agent"),
-    }
+    scheme = "https" if collector.tls else "http"
+    target: dict[str, str] = {"url": url or f"{scheme}://{host}:{port}",
+                              "token_file": str(data_dir / "agent.token")}
+    if collector.tls:
+        # The local agent trusts the collector's own certificate; the URL's host must be one
+        # of the names in it.
+        target["ca_file"] = str(collector.tls.cert_file)
+    overrides: dict[str, object] = {"collector": target, "state_dir": str(data_dir / "agent")}
     if options.interval is not None:
         overrides["interval"] = float(options.interval)
     return load_agent_config(options.agent_config or shipped_config("agent.yaml"), overrides)
@@ -89,7 +92,7 @@ def run_up(options: UpOptions) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     host, port = collector_config.listen_address
     sock = bind(host, port)
-    url = url_of(sock)
+    url = url_of(sock, collector_config.tls is not None)
     # With port 0 the agent must learn the port that was really bound.
     agent_config = _agent_config(options, data_dir, collector_config, url)
     ensure_agent_token(collector_config.tokens_file, data_dir / "agent.token",
