@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import logging
 import random
 import socket
 import stat
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from agent.spool import Spool
 log = logging.getLogger(__name__)
 
 _GZIP_ABOVE_BYTES = 1024
+_MAX_ANSWER_BYTES = 1 << 20  # the collector answers in a few hundred bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +109,12 @@ class ReportSender:
         token = self._token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if not self._url.startswith("https://"):
+            return self._post_plain(body, headers)
+        import http.client
+        import urllib.error
+        import urllib.request
+
         try:
             context = self._ssl_context()
         except OSError as exc:  # ssl.SSLError is an OSError too
@@ -131,14 +135,46 @@ class ReportSender:
             reason = getattr(exc, "reason", exc)
             return SendResult(None, f"{self._url}: {self._explain(reason)}")
 
+    def _post_plain(self, body: bytes, headers: dict[str, str]) -> SendResult:
+        """POST over plain HTTP/1.1 on a socket.
+
+        The standard library's http.client and urllib import ssl, which alone costs an agent
+        about 6 MB of memory; a plain http:// collector should not make every agent pay it.
+        """
+        parts = urllib.parse.urlsplit(self._url)
+        lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}",
+                 f"Content-Length: {len(body)}", "Connection: close",
+                 *(f"{key}: {value}" for key, value in headers.items())]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        received = bytearray()
+        try:
+            with socket.create_connection((parts.hostname or "", parts.port or 80),
+                                          timeout=self._timeout) as sock:
+                sock.sendall(request)
+                while len(received) < _MAX_ANSWER_BYTES:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    received += data
+        except OSError as exc:
+            return SendResult(None, f"{self._url}: {exc.strerror or exc}")
+        head, _, payload = bytes(received).partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        words = status_line.split(" ", 2)
+        if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
+            # What a collector that serves TLS does with a plain HTTP request: no HTTP answer.
+            seen = f"got {status_line[:60]!r}" if status_line else "the connection closed"
+            return SendResult(None, f"{self._url}: no HTTP answer ({seen}); if the collector "
+                                    "serves TLS, collector.url must start with https://")
+        status = int(words[1])
+        if b"transfer-encoding: chunked" in head.lower():
+            payload = _unchunk(payload)
+        if 200 <= status < 300:
+            return SendResult(status, "ok")
+        return SendResult(status, payload[:2048].decode("utf-8", "replace"))
+
     def _explain(self, reason: object) -> str:
         """Say which TLS check failed and which setting to look at."""
-        if self._context is None:
-            if isinstance(reason, http.client.RemoteDisconnected):
-                # What a collector that serves TLS does with a plain HTTP request.
-                return f"{reason} (if the collector serves TLS, collector.url must start " \
-                       "with https://)"
-            return str(reason)
         import ssl
 
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -177,6 +213,22 @@ class ReportSender:
             names = [value for rdn in cert.get("subject", ()) for key, value in rdn
                      if key == "commonName"]
         return ", ".join(str(name) for name in names) or "no host name at all"
+
+
+def _unchunk(payload: bytes) -> bytes:
+    """Decode a chunked HTTP body (only error texts are read from it)."""
+    out = bytearray()
+    while payload:
+        size_line, _, rest = payload.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out += rest[:size]
+        payload = rest[size + 2:]
+    return bytes(out)
 
 
 class ReportShipper:

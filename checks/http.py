@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import re
-import ssl
 import time
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -15,6 +13,10 @@ import msgspec
 from checks.base import CheckFailed, CheckOptions, Clock
 from checks.schema import Measurement
 from checks.settings import field_error
+
+if TYPE_CHECKING:
+    import http.client
+    import ssl
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def verify_failure_reason(exc: ssl.SSLCertVerificationError) -> str:
 
 def certificate_not_after(sock: ssl.SSLSocket, verified: bool) -> float | None:
     """Return the peer certificate's notAfter as Unix time, or None if it cannot be read."""
+    import ssl
     if verified:
         decoded = sock.getpeercert()
         not_after = decoded.get("notAfter") if decoded else None
@@ -128,6 +131,8 @@ class HttpCheck:
 
     def collect(self) -> list[Measurement]:
         """Make the request and return up, status, response time and certificate expiry."""
+        import http.client
+        import ssl
         connection = self._connection()
         started = self._monotonic()
         try:
@@ -180,6 +185,7 @@ class HttpCheck:
         return out
 
     def _connection(self) -> http.client.HTTPConnection:
+        import http.client
         host, port = self._parts.hostname or "", self._parts.port
         if self._parts.scheme == "http":
             return http.client.HTTPConnection(host, port, timeout=self._io_timeout)
@@ -188,6 +194,7 @@ class HttpCheck:
         )
 
     def _tls_context(self) -> ssl.SSLContext:
+        import ssl
         if self._context is None:
             if not self._options.verify_tls:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -25,14 +25,15 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import msgspec
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from checks.base import CheckFailed, CheckOptions, Clock, Glob
 from checks.schema import RESERVED_LABELS, Measurement
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 _log = logging.getLogger(__name__)
 
@@ -139,6 +140,9 @@ class TextfileCheck:
         try:
             text = path.read_text(encoding="utf-8")
             # The parser is lazy: consume it here, so a bad line anywhere fails the whole file.
+            # Imported here: an agent without a textfile check never loads prometheus_client.
+            from prometheus_client.parser import text_string_to_metric_families
+
             families = list(text_string_to_metric_families(text))
         except OSError as exc:
             error = 1.0
