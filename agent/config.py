@@ -45,6 +45,18 @@ class SpoolConfig(_Config, frozen=True):
             raise field_error("max_age", "must be at least 1m; older reports are dropped")
 
 
+class AgentMetricsConfig(_Config, frozen=True):
+    """A local /metrics for direct Prometheus scraping; off unless this section is given."""
+
+    listen: str = "127.0.0.1:9331"
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise field_error("listen", f"expected HOST:PORT such as 127.0.0.1:9331, "
+                                        f"got {self.listen!r}")
+
+
 class AgentConfig(_Config, frozen=True):
     collector: CollectorTarget
     host: HostName | None = None
@@ -52,6 +64,7 @@ class AgentConfig(_Config, frozen=True):
     state_dir: Path = Path("/var/lib/runwatch-agent")
     checks: list[AnyCheckOptions] = []
     spool: SpoolConfig = SpoolConfig()
+    metrics: AgentMetricsConfig | None = None
 
     def __post_init__(self) -> None:
         if float(self.interval) < 1:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.config import SELF_CHECK, AgentConfig
+from agent.exposition import LatestMeasurements, serve_metrics
 from agent.notify import SystemdNotifier
 from agent.runner import CheckRunner, Harvest
 from agent.shipper import ReportSender, ReportShipper, SendResult
@@ -128,6 +129,7 @@ class Agent:
                                      replay_gap_seconds=1.0 / config.spool.replay_rate,
                                      replay_jitter_seconds=float(config.spool.replay_jitter))
         self.monitor = SelfMonitor(monotonic)
+        self.latest = LatestMeasurements()  # for the optional local /metrics
         self._carried = Harvest()  # collected by the runner a reload replaced
         self._stop_requested = False
         self._reload_requested = False
@@ -160,6 +162,8 @@ class Agent:
         )
         self.spool.put(report.seq, encode(report))
         self.shipper.notify()
+        if self.config.metrics is not None:
+            self.latest.update(report.measurements)
         return report
 
     def apply(self, config: AgentConfig) -> None:
@@ -206,6 +210,11 @@ class Agent:
                  float(self.config.interval))
         self.shipper.start()
         self.runner.start_all()
+        metrics_server = None
+        if self.config.metrics is not None:
+            metrics_server = serve_metrics(self.latest, self.config.host_name,
+                                           self.config.metrics.listen)
+            log.info("local metrics on http://%s/metrics", self.config.metrics.listen)
         self._notifier.ready()
         next_report = self._monotonic() + min(FIRST_REPORT_AFTER_SECONDS,
                                               float(self.config.interval))
@@ -226,6 +235,8 @@ class Agent:
         self._notifier.stopping()
         self.make_report()
         self.shipper.stop(timeout=_FINAL_DELIVERY_SECONDS)
+        if metrics_server is not None:
+            metrics_server.shutdown()
         self._notifier.close()
 
     def stop(self) -> None:
