@@ -26,7 +26,10 @@ from tests.procs import Processes, get_json, read_url, wait_for
 pytestmark = pytest.mark.slow
 
 SHIPPED_RULES = Path(str(resources.files("config").joinpath("rules")))
-THREE_DAYS_AGO = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 3 * 86400))
+def days_ago(days: float) -> tuple[str, float]:
+    """A local time `days` ago as restic's --time wants it, and the same moment in seconds."""
+    when = round(time.time() - days * 86400)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)), when
 
 
 def start_pair(tmp_path: Path, processes: Processes, checks: list[dict[str, Any]],
@@ -90,7 +93,7 @@ def test_old_restic_and_borg_backups_open_critical_calls_and_fresh_ones_resolve_
     data.mkdir()
     (data / "file.txt").write_text("precious\n")
     r_repo, r_pass, r_env = restic_repo(tmp_path)
-    subprocess.run(["restic", "backup", "--time", THREE_DAYS_AGO, str(data)], env=r_env,
+    subprocess.run(["restic", "backup", "--time", days_ago(3)[0], str(data)], env=r_env,
                    check=True, capture_output=True)
     b_repo, b_pass, b_env = borg_repo(tmp_path)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 3 * 86400))

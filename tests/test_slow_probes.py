@@ -13,7 +13,7 @@ import yaml
 from agent.config import agent_config_from_dict
 from agent.service import build_runner
 from tests.conftest import RUNWATCH
-from tests.test_backup_calls import THREE_DAYS_AGO, borg_repo, restic_repo
+from tests.test_backup_calls import borg_repo, days_ago, restic_repo
 
 
 def test_hung_restic_does_not_move_the_cadence_of_cpu_or_filesystem(tmp_path: Path) -> None:
@@ -58,7 +58,8 @@ def test_check_json_shows_backup_freshness_for_restic_and_borg(tmp_path: Path) -
     data.mkdir()
     (data / "f").write_text("x")
     r_repo, r_pass, r_env = restic_repo(tmp_path)
-    subprocess.run(["restic", "backup", "--time", THREE_DAYS_AGO, str(data)], env=r_env,
+    stamp, snapshot_at = days_ago(3)
+    subprocess.run(["restic", "backup", "--time", stamp, str(data)], env=r_env,
                    check=True, capture_output=True)
     b_repo, b_pass, b_env = borg_repo(tmp_path)
     subprocess.run(["borg", "create", f"{b_repo}::one", str(data)], env=b_env, check=True,
@@ -82,5 +83,6 @@ def test_check_json_shows_backup_freshness_for_restic_and_borg(tmp_path: Path) -
                      "backup_last_snapshot_age_seconds"):
             assert (check, name) in by, f"{check} {name} missing"
             assert by[(check, name)]["labels"]["tool"] == check
-    assert abs(by[("restic", "backup_last_snapshot_age_seconds")]["value"] - 3 * 86400) < 300
+    restic_age = by[("restic", "backup_last_snapshot_age_seconds")]
+    assert abs(restic_age["value"] - (restic_age["timestamp"] - snapshot_at)) < 2
     assert by[("borg", "backup_last_snapshot_age_seconds")]["value"] < 300
