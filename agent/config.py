@@ -10,7 +10,7 @@ import msgspec
 
 from checks.registry import CHECK_TYPES, AnyCheckOptions
 from checks.schema import HostName
-from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
+from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 
 # The check name of the agent's own measurements (RSS, CPU, spool): no configured check may use it.
 SELF_CHECK = "agent"
@@ -107,14 +107,8 @@ def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> Ag
 
     def prepare(data: dict[str, Any]) -> None:
         data.update(overrides or {})
-        if isinstance(data.get("state_dir"), str) and not Path(data["state_dir"]).is_absolute():
-            data["state_dir"] = str(base / data["state_dir"])
-        target = data.get("collector")
-        if isinstance(target, dict):
-            for key in ("token_file", "ca_file"):
-                value = target.get(key)
-                if isinstance(value, str) and not Path(value).is_absolute():
-                    target[key] = str(base / value)
+        resolve_paths(base, data, "state_dir")
+        resolve_paths(base, data.get("collector"), "token_file", "ca_file")
 
     try:
         config = load_yaml(path, AgentConfig, defaults=prepare)

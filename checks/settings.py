@@ -144,6 +144,16 @@ def convert(data: Any, typ: type[T], *, source: str | None = None, prefix: str =
         raise error from None
 
 
+def resolve_paths(base: Path, section: Any, *keys: str) -> None:
+    """Make the named path values of a config section (raw data) absolute, relative to `base`."""
+    if not isinstance(section, dict):
+        return
+    for key in keys:
+        value = section.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            section[key] = str(base / value)
+
+
 def load_yaml(path: Path, typ: type[T], *, defaults: Callable[[dict[str, Any]], None] | None = None,
               prevalidate: Callable[[dict[str, Any], str | None], None] | None = None) -> T:
     """Read a YAML file and validate it into `typ`. Raises ConfigError naming the key path."""

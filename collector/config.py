@@ -11,7 +11,7 @@ import jinja2
 import msgspec
 
 from checks.schema import MetricName
-from checks.settings import ConfigError, Duration, convert, field_error, load_yaml
+from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
 from collector.sinks.rt import RTSinkConfig
@@ -321,32 +321,18 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
 
     def prepare(data: dict[str, Any]) -> None:
         data.update(overrides or {})
-        for key in ("data_dir",):
-            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
-                data[key] = str(base / data[key])
+        resolve_paths(base, data, "data_dir")
         sinks = data.get("sinks")
         for sink in sinks.values() if isinstance(sinks, dict) else ():
             if not isinstance(sink, dict):
                 continue
-            for key, value in sink.items():
-                # Secrets ({file: PATH}) and CA bundles, like every path here, are relative to
-                # this file.
-                if isinstance(value, dict) and isinstance(value.get("file"), str) \
-                        and not Path(value["file"]).is_absolute():
-                    value["file"] = str(base / value["file"])
-                elif key == "ca_file" and isinstance(value, str) \
-                        and not Path(value).is_absolute():
-                    sink[key] = str(base / value)
-        agents = data.get("agents")
-        tokens = agents.get("tokens_file") if isinstance(agents, dict) else None
-        if isinstance(agents, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():
-            agents["tokens_file"] = str(base / tokens)
-        tls = data.get("tls")
-        if isinstance(tls, dict):
-            for key in ("cert_file", "key_file"):
-                value = tls.get(key)
-                if isinstance(value, str) and not Path(value).is_absolute():
-                    tls[key] = str(base / value)
+            # Secrets ({file: PATH}) and CA bundles, like every path here, are relative to
+            # this file.
+            resolve_paths(base, sink, "ca_file")
+            for value in sink.values():
+                resolve_paths(base, value, "file")
+        resolve_paths(base, data.get("agents"), "tokens_file")
+        resolve_paths(base, data.get("tls"), "cert_file", "key_file")
 
     config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)
     source = str(path)
