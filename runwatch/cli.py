@@ -13,9 +13,6 @@ import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +135,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _get(url: str, path: str, params: dict[str, str] | None = None, method: str = "GET"
          ) -> Any:
     """Call the collector's API and return the decoded JSON; CommandError on any failure."""
+    # Imported here: urllib.request loads ssl, which `runwatch agent` should not pay for.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     target = url.rstrip("/") + path + query
     if not target.startswith(("http://", "https://")):

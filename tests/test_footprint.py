@@ -9,6 +9,7 @@ import pytest
 
 SCRIPT = """
 import sys
+import runwatch.cli  # the entry point of `runwatch agent`
 from agent.config import agent_config_from_dict
 from agent.service import Agent
 config = agent_config_from_dict({{
