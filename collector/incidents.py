@@ -73,8 +73,8 @@ class IncidentManager:
                payload: dict[str, Any] | None = None) -> None:
         """Record a change in the call's history and, for an external sink, in the outbox."""
         if kind == "comment":
-            events = self._store.call_events(call.id)
-            if events and events[-1].text == text:
+            last = self._store.last_call_event(call.id)
+            if last is not None and last.text == text:
                 return  # the same words again add nothing for the help desk
         self._store.add_call_event(CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
         sink = self._groups[call.group].sink if call.group in self._groups else None

@@ -434,6 +434,11 @@ class SQLiteStore:
         self._db.execute("UPDATE calls SET status='resolved', resolved_at=?, updated_at=?, "
                          "closed_by_desk=1 WHERE id=?", (now, now, call_id))
 
+    def last_call_event(self, call_id: int) -> CallEvent | None:
+        row = self._db.execute("SELECT call_id, at, kind, text FROM call_events WHERE call_id=? "
+                               "ORDER BY at DESC, rowid DESC LIMIT 1", (call_id,)).fetchone()
+        return CallEvent(*row) if row else None
+
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "
                                 "GROUP BY grp")
