@@ -281,7 +281,8 @@ def _tokens_file(args: argparse.Namespace) -> Path:
         return Path(args.tokens_file)
     from collector.config import load_collector_config
 
-    return load_collector_config(args.config).tokens_file
+    config = load_collector_config(args.config)
+    return config.operator_tokens_file if args.operator else config.tokens_file
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -292,8 +293,11 @@ def cmd_token(args: argparse.Namespace) -> int:
         if args.tokens_verb == "add":
             token = add_token(path, args.host, replace=args.replace)
             print(token)
+            where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
+                     "mode 0600)." if args.operator else
+                     "Put it in the agent's token_file (mode 0600).")
             print(f"token for {args.host} stored (hashed) in {path}; it is shown only once. "
-                  "Put it in the agent's token_file (mode 0600).", file=sys.stderr)
+                  f"{where}", file=sys.stderr)
         elif args.tokens_verb == "revoke":
             if not revoke_token(path, args.host):
                 print(f"{args.host} has no token in {path}", file=sys.stderr)
@@ -328,6 +332,10 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     listing = tokens.add_parser("list", help="list hosts that have tokens")
     listing.add_argument("--json", action="store_true", help="print JSON")
     for sub in (add, revoke, listing):
+        sub.add_argument("--operator", action="store_true",
+                         help="operator tokens (for `runwatch deploy` to enrol agents through "
+                              "the API) instead of agent tokens; HOST is then the operator's "
+                              "name")
         where = sub.add_mutually_exclusive_group()
         where.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
                            help="collector config naming the tokens file "
