@@ -322,6 +322,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         # paramiko logs every refused connection with a traceback; the table says why instead.
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        # One line per API request would scroll the live progress away.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     options = DeployOptions(
         action=args.deploy_action, inventory=args.inventory, hosts=args.hosts,
         parallel=args.parallel, json=args.json, accept_new_host_keys=args.accept_new_host_keys,

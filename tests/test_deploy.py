@@ -239,6 +239,8 @@ def _bumped_source(directory: Path, version: str) -> Path:
     source = find_source()
     assert source is not None
     copy = directory / f"source-{version}"
+    if copy.exists():
+        return copy
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("agent", "checks", "collector", "config", "runwatch"):
         shutil.copytree(source / name, copy / name, ignore=ignore)
@@ -349,44 +351,73 @@ def test_install_again_upgrade_rollback_status_remove(fleet: Fleet) -> None:
     assert {row["result"] for row in rows} == {"unchanged"}
 
 
-@pytest.mark.slow
-def test_a_failed_install_puts_the_host_back(fleet: Fleet) -> None:
-    """The agent cannot start (its metrics port is taken): no report, so everything is undone."""
+def _inventory_with(fleet: Fleet, name: str, file: str, **settings: Any) -> Path:
+    """An inventory of one host on good1's sshd, with its own install root."""
     data = yaml.safe_load(fleet.inventory.read_text())
-    root = fleet.directory / "roots" / "broken"
-    fleet.roots["broken"] = root
-    taken = fleet.collector_url.removeprefix("http://")
-    data["hosts"] = {
-        "broken": {
-            **data["hosts"]["good1"],
-            "install_root": str(root),
-            "report_timeout": "8s",
-            "vars": {"metrics": {"listen": taken}},
-        }
-    }
-    inventory = fleet.directory / "broken.yaml"
-    inventory.write_text(yaml.safe_dump(data))
+    root = fleet.directory / "roots" / name
+    fleet.roots[name] = root
+    data["hosts"] = {name: {**data["hosts"]["good1"], "install_root": str(root), **settings}}
+    path = fleet.directory / file
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _deploy(inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     result = subprocess.run(
-        [
-            RUNWATCH,
-            "deploy",
-            "install",
-            "--inventory",
-            str(inventory),
-            "--json",
-            "--cache-dir",
-            str(fleet.cache_dir),
-        ],
+        [RUNWATCH, "deploy", *args, "--inventory", str(inventory), "--json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
-    assert result.returncode == 1, result.stderr
     (row,) = json.loads(result.stdout)
+    return result.returncode, row, result.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_upgrade_and_a_failed_install_put_the_host_back(fleet: Fleet) -> None:
+    """The new agent cannot start (its metrics port is taken), so no report comes: undo."""
+    cache = ["--cache-dir", str(fleet.cache_dir)]
+    taken = {"metrics": {"listen": fleet.collector_url.removeprefix("http://")}}
+    steady = _inventory_with(fleet, "steady", "steady.yaml", report_timeout="8s")
+    code, row, stderr = _deploy(steady, "install", *cache)
+    assert (code, row["result"]) == (0, "changed"), row
+    root = fleet.roots["steady"]
+    config = (root / "etc" / "agent.yaml").read_text()
+    current = os.readlink(root / "current")
+    token = fleet.api("GET", "/api/v1/tokens/steady")[1]
+
+    broken_upgrade = _inventory_with(
+        fleet, "steady", "steady-broken.yaml", report_timeout="8s", vars=taken
+    )
+    source = _bumped_source(fleet.directory, f"{__version__}+deploytest")
+    code, row, stderr = _deploy(broken_upgrade, "upgrade", "--source", str(source), *cache)
+    assert code == 1, stderr
+    assert "no report from steady" in row["error"]
+    assert "the agent's log ends" in row["error"]
+    assert "the host was put back as it was" in row["error"]
+    assert os.readlink(root / "current") == current
+    assert not (root / "previous").exists()
+    assert [p.name for p in (root / "releases").iterdir()] == [current.removeprefix("releases/")]
+    assert (root / "etc" / "agent.yaml").read_text() == config
+    assert fleet.api("GET", "/api/v1/tokens/steady")[1] == token
+    # The earlier agent runs again, and reports as before.
+    seen = fleet.hosts()["steady"]["last_report_at"]
+    wait_for(
+        "the earlier agent to report again",
+        lambda: fleet.hosts()["steady"]["last_report_at"] > seen,
+        timeout=15,
+    )
+    assert fleet.hosts()["steady"]["agent_version"] == __version__
+    code, row, stderr = _deploy(steady, "remove")
+    assert (code, row["result"]) == (0, "changed"), row
+
+    broken = _inventory_with(fleet, "broken", "broken.yaml", report_timeout="8s", vars=taken)
+    code, row, stderr = _deploy(broken, "install", *cache)
+    assert code == 1, stderr
     assert row["result"] == "failed"
     assert "no report from broken" in row["error"]
     assert "the host was put back as it was" in row["error"]
-    assert not root.exists()
+    assert not fleet.roots["broken"].exists()
     assert fleet.api("GET", "/api/v1/tokens/broken")[0] == 404
     assert "broken" not in fleet.hosts()

@@ -293,9 +293,13 @@ class HostDeployer:
         else:
             remote.upload(text.encode(), path, mode=mode)
 
-    def _restart(self, remote: RemoteHost, service: AgentService) -> None:
+    def _restart_and_confirm(self, remote: RemoteHost, service: AgentService, version: str) -> None:
+        """Restart the agent and wait for the new one's first report."""
         service.stop(remote)
+        # Taken once the old agent is gone, so its final report cannot pass for the new one's.
+        before = self.context.collector.host_record(self.target.name)
         service.start(remote)
+        self._wait_for_report(remote, service, version, before)
 
     def _back_as_before(
         self, remote: RemoteHost, service: AgentService, was_running: int | None
@@ -408,7 +412,7 @@ class HostDeployer:
         assert bundle is not None
         state = self._probe(remote)
         self._check_bundle_fits(bundle, state)
-        layout, target, collector = self.layout, self.target, self.context.collector
+        layout, target = self.layout, self.target
         if state.root_exists and state.manifest is None:
             raise DeployError(
                 f"{layout.root} exists but holds no deploy.json: deploy does not "
@@ -416,9 +420,8 @@ class HostDeployer:
             )
         if action == "install" and state.current not in (None, bundle.id):
             raise DeployError(
-                f"runwatch {release_version(state.current or '')} is installed "
-                "here; `runwatch deploy upgrade` replaces it and keeps it for "
-                "rollback"
+                f"another release is installed here ({state.current}; this bundle is "
+                f"{bundle.id}): `runwatch deploy upgrade` replaces it and keeps it for rollback"
             )
         if action == "upgrade" and state.manifest is None:
             raise DeployError("runwatch is not installed here; use `runwatch deploy install`")
@@ -460,10 +463,8 @@ class HostDeployer:
             self._changes.append("installed the systemd unit")
         if self._changes or was_running is None:
             self._progress("starting the agent")
-            before = collector.host_record(target.name)
-            self._restart(remote, service)
             self._changes.append("restarted the agent" if was_running else "started the agent")
-            self._wait_for_report(remote, service, bundle.version, before)
+            self._restart_and_confirm(remote, service, bundle.version)
             self._write_manifest(remote, service, bundle.id)
         keep = {bundle.id, state.current if state.current != bundle.id else state.previous}
         stale = [r for r in state.releases if r not in keep]
@@ -549,10 +550,8 @@ class HostDeployer:
         self._link(remote, "current", previous)
         self._link(remote, "previous", current)
         version = release_version(previous)
-        before = self.context.collector.host_record(self.target.name)
         self._progress("restarting the agent")
-        self._restart(remote, service)
-        self._wait_for_report(remote, service, version, before)
+        self._restart_and_confirm(remote, service, version)
         self._write_manifest(remote, service, previous)
         self._changes.append(f"rolled back from runwatch {release_version(current)} to {version}")
         self._version = version
