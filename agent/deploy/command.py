@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -79,8 +80,8 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
             connect=connect, collector=collector, renderer=renderer, bundle=bundle
         )
 
-        def work(target: DeployTarget, progress: object) -> HostResult:
-            return HostDeployer(target, context, progress).run(options.action)  # type: ignore[arg-type]
+        def work(target: DeployTarget, progress: Callable[[str], None]) -> HostResult:
+            return HostDeployer(target, context, progress).run(options.action)
 
         runner = DeployRunner(
             targets, options.action, work, parallel=options.parallel, console=Console(stderr=True)
