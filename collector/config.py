@@ -131,6 +131,13 @@ class OutboxConfig(_Config, frozen=True):
 
     first_retry: Duration = Duration(2)
     max_retry: Duration = Duration(600)
+    # PostgreSQL: how long a replica keeps the operations it claimed before others may take
+    # them over (what happens to the claims of a replica that died).
+    lease: Duration = Duration(60)
+
+    def __post_init__(self) -> None:
+        if float(self.lease) < 1:
+            raise field_error("lease", f"must be at least 1s, got {float(self.lease):g}s")
 
 
 class StormConfig(_Config, frozen=True):
@@ -179,9 +186,27 @@ class LimitsConfig(_Config, frozen=True):
     max_measurements: Annotated[int, msgspec.Meta(ge=1)] = 20_000
 
 
+class StoreConfig(_Config, frozen=True):
+    """Where the collector keeps its state: one SQLite file (the default), or PostgreSQL, which
+    several collector replicas can share."""
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # postgresql: a libpq connection string or URL ("host=db1 dbname=runwatch user=runwatch",
+    # "postgresql://runwatch@db1/runwatch"); put the password in ~/.pgpass or PGPASSFILE.
+    dsn: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgresql" and not self.dsn:
+            raise field_error("dsn", "is required for backend postgresql (a libpq connection "
+                                     "string, e.g. \"host=db1 dbname=runwatch user=runwatch\")")
+        if self.backend == "sqlite" and self.dsn:
+            raise field_error("dsn", "is only for backend postgresql; SQLite lives in data_dir")
+
+
 class CollectorConfig(_Config, frozen=True):
     listen: str = "127.0.0.1:9330"
     data_dir: Path = Path("/var/lib/runwatch")
+    store: StoreConfig = StoreConfig()
     agents: AgentsConfig = AgentsConfig()
     operators: OperatorsConfig = OperatorsConfig()
     sinks: dict[str, SinkConfig] = {}

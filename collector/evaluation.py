@@ -47,16 +47,57 @@ class RuleEvaluator:
 
     def tick(self, now: float) -> None:
         """Evaluate what depends on time alone: staleness, `for` timers, vanished series."""
+        for name in list(self._fleet.hosts):
+            self.tick_host(name, now)
+
+    def tick_host(self, name: str, now: float) -> bool:
+        """The time-based evaluation of one host (call inside a store transaction).
+
+        Return whether a rule state changed, and so the host's stored version must move.
+        """
         factor = self._config.staleness.after_intervals
-        for name, host in self._fleet.hosts.items():
-            silent_for = now - host.record.last_report_at
-            stale = silent_for > host.stale_after(factor)
-            self._evaluate_stale_rule(name, stale=stale, now=now)
-            if stale:
-                continue  # nothing new is known about its series
+        host = self._fleet.hosts.get(name)
+        if host is None:
+            return False
+        silent_for = now - host.record.last_report_at
+        stale = silent_for > host.stale_after(factor)
+        self._evaluate_stale_rule(name, stale=stale, now=now)
+        series_before = len(self._fleet.by_host.get(name, ()))
+        if not stale:  # else nothing new is known about its series
             for key in list(self._fleet.by_host.get(name, ())):
                 self._tick_series(key, now, factor)
+        changed = bool(self._dirty) or len(self._fleet.by_host.get(name, ())) != series_before
         self._flush()
+        return changed
+
+    def hosts_due(self, now: float) -> list[str]:
+        """Hosts whose time-based evaluation may change something now.
+
+        A replica sharing its store takes each of them under the host's lock; the others it
+        leaves alone, so a tick costs one transaction per host that needs one, not per host.
+        """
+        factor = self._config.staleness.after_intervals
+        due: set[str] = set()
+        for (rule, state_host, _), state in self._fleet.states.items():
+            if rule == STALE_RULE:
+                if state.severity is not Severity.OK or state.call_id is not None:
+                    due.add(state_host)  # stale now: may recover, or its `for` may run out
+            elif state.severity.is_problem and state.call_id is None:
+                due.add(state_host)  # a pending problem whose `for` may run out
+        for name, host in self._fleet.hosts.items():
+            if name in due:
+                continue
+            if now - host.record.last_report_at > host.stale_after(factor):
+                due.add(name)
+                continue
+            for key in self._fleet.by_host.get(name, ()):
+                status = host.checks.get(self._fleet.series[key].check)
+                interval = status.interval_seconds if status else host.record.interval_seconds
+                if now - self._fleet.seen_at[key] > factor * max(
+                        interval, host.record.interval_seconds):
+                    due.add(name)
+                    break
+        return sorted(due)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from collector.rules import RuleState, Severity
-from collector.store import CheckStatus, HostRecord, SeriesRecord, Store
+from collector.store import CheckStatus, HostRecord, HostSnapshot, SeriesRecord, Store
 
 SeriesKey = tuple[str, str, str]   # host, metric name, labels key
 StateKey = tuple[str, str, str]    # rule, host, labels key
@@ -30,6 +30,8 @@ class Fleet:
         self.seen_at: dict[SeriesKey, float] = {}  # collector time of the last update
         self.by_host: dict[str, set[SeriesKey]] = defaultdict(set)
         self.states: dict[StateKey, RuleState] = {}
+        # The stored version of each host this view reflects (see Store.lock_host).
+        self.versions: dict[str, int] = {}
         # The last few values of series that rules watch, for the calls' "recent measurements".
         self.recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
 
@@ -40,6 +42,7 @@ class Fleet:
         self.seen_at.clear()
         self.by_host.clear()
         self.states.clear()
+        self.versions = store.host_versions()
         for host in store.load_hosts():
             self.hosts[host.host] = HostState(host)
         for status in store.load_check_statuses():
@@ -48,6 +51,24 @@ class Fleet:
         for series in store.load_series():
             self.put_series(series, now)
         for record in store.load_rule_states():
+            self.states[(record.rule, record.host, record.labels_key)] = record.state
+
+    def reload_host(self, snapshot: HostSnapshot, host: str, now: float) -> None:
+        """Replace this view of one host by what the store holds (another replica moved it)."""
+        for key in list(self.by_host.get(host, ())):
+            self.drop_series(key)
+        for key in [key for key in self.states if key[1] == host]:
+            del self.states[key]
+        self.hosts.pop(host, None)
+        self.versions[host] = snapshot.version
+        if snapshot.record is None:
+            return
+        state = self.hosts[host] = HostState(snapshot.record)
+        for status in snapshot.statuses:
+            state.checks[status.check] = status
+        for series in snapshot.series:
+            self.put_series(series, now)
+        for record in snapshot.states:
             self.states[(record.rule, record.host, record.labels_key)] = record.state
 
     def put_series(self, series: SeriesRecord, now: float) -> None:

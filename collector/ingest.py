@@ -29,11 +29,23 @@ class ReportIngestor:
 
     def ingest(self, report: Report, now: float) -> IngestResult:
         """Store and evaluate a report that has already been authenticated and validated."""
-        known = self._fleet.hosts.get(report.host)
-        if known is not None and known.record.boot_id == report.boot_id \
-                and report.seq <= known.record.last_seq:
-            return IngestResult("duplicate", report.seq, 0)
+        with self._store.transaction():
+            # Other replicas sharing the store wait here for this host, and this view of it
+            # is brought up to date if one of them moved it since.
+            locked = self._store.lock_host(report.host)
+            if locked is not None and (report.host not in self._fleet.hosts
+                                       or self._fleet.versions.get(report.host) != locked[1]):
+                self._fleet.reload_host(self._store.load_host_snapshot(report.host),
+                                        report.host, now)
+            known = self._fleet.hosts.get(report.host)
+            if known is not None and known.record.boot_id == report.boot_id \
+                    and report.seq <= known.record.last_seq:
+                return IngestResult("duplicate", report.seq, 0)
+            stored = self._record(report, known, now)
+        return IngestResult("accepted", report.seq, stored)
 
+    def _record(self, report: Report, known: HostState | None, now: float) -> int:
+        """Write the report and evaluate it; return how many series it updated."""
         record = HostRecord(
             host=report.host,
             first_seen=known.record.first_seen if known else now,
@@ -58,15 +70,15 @@ class ReportIngestor:
         ]
         failing = {s.check: f"{s.error_kind}: {s.error}" for s in statuses if s.error is not None}
 
-        with self._store.transaction():
-            self._store.save_host(record)
-            self._store.save_series(series)
-            self._store.save_check_statuses(statuses)
-            host = self._fleet.hosts.setdefault(report.host, HostState(record))
-            host.record = record
-            for status in statuses:
-                host.checks[status.check] = status
-            for item in series:
-                self._fleet.put_series(item, now)
-            self._evaluator.on_report(report.host, series, failing, now)
-        return IngestResult("accepted", report.seq, len(series))
+        self._store.save_host(record)
+        self._store.save_series(series)
+        self._store.save_check_statuses(statuses)
+        host = self._fleet.hosts.setdefault(report.host, HostState(record))
+        host.record = record
+        for status in statuses:
+            host.checks[status.check] = status
+        for item in series:
+            self._fleet.put_series(item, now)
+        self._evaluator.on_report(report.host, series, failing, now)
+        self._fleet.versions[report.host] = self._store.bump_host_version(report.host)
+        return len(series)

@@ -39,6 +39,25 @@ class Rejection(Exception):
     field: str | None = None
 
 
+def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
+    """`run`, done only by the replica holding the lead for `job` (every time, on SQLite)."""
+
+    def led(now: float) -> int:
+        return run(now) if store.try_lead(job) else 0
+
+    return led
+
+
+def open_store(config: CollectorConfig) -> Store:
+    """The store the config names: SQLite in data_dir, or a shared PostgreSQL database."""
+    if config.store.backend == "postgresql":
+        from collector.pg_store import PostgresStore  # psycopg only where it is used
+
+        assert config.store.dsn is not None  # the config requires it
+        return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease))
+    return SQLiteStore(config.data_dir / "runwatch.db")
+
+
 class CollectorService:
     """Everything the API needs, behind plain methods. Single-threaded: call from one thread."""
 
@@ -46,7 +65,7 @@ class CollectorService:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store: Store = store or SQLiteStore(config.data_dir / "runwatch.db")
+        self.store: Store = store or open_store(config)
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
         self.fleet = Fleet()
@@ -60,14 +79,14 @@ class CollectorService:
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
             # The worker talks to help desks from its own thread, with its own connection.
-            worker_store: Store = (
-                SQLiteStore(config.data_dir / "runwatch.db") if store is None else store)
+            worker_store: Store = open_store(config) if store is None else store
             self._outbox_store = worker_store
             sync = TicketSync(worker_store, self.sinks, config.groups, external)
             policy = RetryPolicy(float(config.outbox.first_retry),
                                  float(config.outbox.max_retry))
             self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
-                                       metrics=delivery_metrics, sync=sync.run_once,
+                                       metrics=delivery_metrics, sync=_led("sync", worker_store,
+                                                                    sync.run_once),
                                        sync_interval=float(config.sync_interval))
         self.incidents = IncidentManager(
             self.store, dict(config.groups), counters=self.counters, external=external,
@@ -138,14 +157,47 @@ class CollectorService:
         self.ingest_metrics.rejected.labels(rejection.reason).inc()
 
     def tick(self) -> None:
-        """Evaluate time-based rules; the API calls this every `evaluation_interval`."""
+        """Evaluate time-based rules; the API calls this every `evaluation_interval`.
+
+        Only one replica of those sharing a store evaluates time (the one holding the
+        `evaluation` lead); the others only bring their view of moved hosts up to date.
+        """
+        now = self.clock()
         try:
+            if not self.store.try_lead("evaluation"):
+                self._refresh(now)
+                return
+            if not self.store.shared:
+                with self.store.transaction():
+                    self._follow_desk_closures(now)
+                    self.evaluator.tick(now)
+                return
             with self.store.transaction():
-                self._follow_desk_closures(self.clock())
-                self.evaluator.tick(self.clock())
+                self._follow_desk_closures(now)
+            self._refresh(now)
+            for host in self.evaluator.hosts_due(now):
+                with self.store.transaction():
+                    locked = self.store.lock_host(host)
+                    if locked is None:
+                        continue
+                    if self.fleet.versions.get(host) != locked[1]:
+                        self.fleet.reload_host(self.store.load_host_snapshot(host), host, now)
+                    if self.evaluator.tick_host(host, now):
+                        self.fleet.versions[host] = self.store.bump_host_version(host)
         except Exception:
             log.exception("evaluation tick failed; reloading state")
             self._reload()
+
+    def _refresh(self, now: float) -> None:
+        """Reload the hosts another replica has moved since this view last saw them."""
+        if not self.store.shared:
+            return
+        stored = self.store.host_versions()
+        moved = [host for host, version in stored.items()
+                 if self.fleet.versions.get(host) != version]
+        for host in moved:
+            with self.store.transaction():
+                self.fleet.reload_host(self.store.load_host_snapshot(host), host, now)
 
     def _follow_desk_closures(self, now: float) -> None:
         """Calls the help desk closed while failing, under the `new_call` policy: once the

@@ -15,6 +15,7 @@ from collector.store import (
     CallLink,
     CheckStatus,
     HostRecord,
+    HostSnapshot,
     OutboxOp,
     RuleStateRecord,
     SeriesRecord,
@@ -140,6 +141,8 @@ SCHEMA_VERSION = 1
 class SQLiteStore:
     """Store backed by SQLite (WAL). Use from one thread; the collector core is single-threaded."""
 
+    shared = False
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -180,6 +183,35 @@ class SQLiteStore:
     def close(self) -> None:
         self._db.close()
 
+    # -- coordination: one process owns the file, so there is nothing to coordinate -----------
+
+    def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
+        """The host's row; BEGIN IMMEDIATE already keeps everyone else out."""
+        row = self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
+                               "agent_version, boot_id, last_seq FROM hosts WHERE host=?",
+                               (host,)).fetchone()
+        return (HostRecord(*row), 0) if row else None
+
+    def bump_host_version(self, host: str) -> int:
+        return 0  # one writer: its view is always current
+
+    def host_versions(self) -> dict[str, int]:
+        return {}
+
+    def load_host_snapshot(self, host: str) -> HostSnapshot:
+        locked = self.lock_host(host)
+        return HostSnapshot(
+            record=locked[0] if locked else None, version=0,
+            series=[s for s in self._series_where("WHERE host=?", (host,))],
+            statuses=[CheckStatus(*row) for row in self._db.execute(
+                "SELECT host, check_name, type, interval_seconds, last_run_at, "
+                "duration_seconds, error_kind, error, output FROM check_status WHERE host=?",
+                (host,))],
+            states=[r for r in self.load_rule_states() if r.host == host])
+
+    def try_lead(self, job: str) -> bool:
+        return True
+
     # -- what the agents reported -------------------------------------------------------------
 
     def load_hosts(self) -> Iterator[HostRecord]:
@@ -197,8 +229,12 @@ class SQLiteStore:
              host.agent_version, host.boot_id, host.last_seq))
 
     def load_series(self) -> Iterator[SeriesRecord]:
+        return self._series_where("", ())
+
+    def _series_where(self, clause: str, args: tuple[Any, ...]) -> Iterator[SeriesRecord]:
         for host, name, key, check, value, unit, ts in self._db.execute(
-                "SELECT host, name, labels_key, check_name, value, unit, timestamp FROM series"):
+                "SELECT host, name, labels_key, check_name, value, unit, timestamp "  # noqa: S608
+                f"FROM series {clause}", args):
             yield SeriesRecord(host, name, key, json.loads(key), check, value, unit, ts)
 
     def save_series(self, series: list[SeriesRecord]) -> None:

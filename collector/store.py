@@ -91,10 +91,33 @@ class CallLink:
     desk_closed_at: float | None = None
 
 
+@dataclass(slots=True)
+class HostSnapshot:
+    """Everything stored about one host: read to bring a replica's view of it up to date."""
+
+    record: HostRecord | None
+    version: int
+    series: list[SeriesRecord]
+    statuses: list[CheckStatus]
+    states: list[RuleStateRecord]
+
+
 class Store(Protocol):
     """Durable state. Writes happen inside `transaction()`, which commits or rolls back whole."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
+
+    # Coordination between collector replicas sharing one store. A host's version moves on
+    # every change to what is stored about it; a replica whose view holds another version
+    # reloads that host first. Inside a transaction, lock_host() keeps other replicas off the
+    # host until it ends. try_lead() says whether this replica runs a periodic job.
+    shared: bool  # whether other collector replicas may write to the same store
+
+    def lock_host(self, host: str) -> tuple[HostRecord, int] | None: ...
+    def bump_host_version(self, host: str) -> int: ...
+    def host_versions(self) -> dict[str, int]: ...
+    def load_host_snapshot(self, host: str) -> HostSnapshot: ...
+    def try_lead(self, job: str) -> bool: ...
 
     # What the agents reported.
     def load_hosts(self) -> Iterator[HostRecord]: ...

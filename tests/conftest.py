@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,11 +61,58 @@ def collector_config(tmp_path: Path, rules: list[dict[str, Any]] | None = None,
     return collector_config_from_dict(data)
 
 
+# The PostgreSQL that runs on the test machine (local, trust auth, a database named `test`).
+PG_DSN = os.environ.get("RUNWATCH_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test "
+                                                "user=postgres connect_timeout=5")
+
+
+@pytest.fixture(scope="session")
+def pg_unavailable() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when they can."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg not installed (pip install 'runwatch[postgresql]')"
+    try:
+        psycopg.connect(PG_DSN, autocommit=True).close()
+    except psycopg.Error as exc:
+        return (f"PostgreSQL not reachable with {PG_DSN!r} (Debian package: postgresql; "
+                f"set RUNWATCH_TEST_PG_DSN): {str(exc).strip()[:200]}")
+    return None
+
+
 @pytest.fixture
-def make_service(tmp_path: Path, clock: FakeClock) -> Callable[..., CollectorService]:
+def pg_dsn(pg_unavailable: str | None) -> Iterator[str]:
+    """A DSN whose search_path is a fresh schema, dropped after the test."""
+    if pg_unavailable:
+        pytest.skip(pg_unavailable)
+    import psycopg
+
+    schema = f"runwatch_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_DSN} options='-c search_path={schema}'"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The `store:` config of each backend: tests using make_service run on both."""
+    if request.param == "postgresql":
+        return {"backend": "postgresql", "dsn": request.getfixturevalue("pg_dsn")}
+    return {"backend": "sqlite"}
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, clock: FakeClock, store_backend: dict[str, Any]
+                 ) -> Callable[..., CollectorService]:
     services: list[CollectorService] = []
 
     def make(rules: list[dict[str, Any]] | None = None, **extra: Any) -> CollectorService:
+        extra.setdefault("store", store_backend)
         service = CollectorService(collector_config(tmp_path, rules, **extra), clock=clock)
         services.append(service)
         return service

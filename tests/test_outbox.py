@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from collector.outbox import OutboxWorker, RetryPolicy
-from collector.service import CollectorService
+from collector.pg_store import DEFAULT_LEASE_SECONDS
+from collector.service import CollectorService, open_store
 from collector.sinks.base import NewTicket, RemoteStatus, SinkError, TicketRef
-from collector.sqlite_store import SQLiteStore
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 
@@ -79,7 +79,7 @@ def desk(make_service: Callable[..., CollectorService], clock: FakeClock, tmp_pa
     sink = RecordingSink()
     # The group's sink is external: wire the incident layer to enqueue for it.
     service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
-    worker_store = SQLiteStore(service.config.data_dir / "runwatch.db")
+    worker_store = open_store(service.config)  # its own connection, as in the service
     worker = OutboxWorker(worker_store, {"helpdesk": sink}, clock=clock,
                           policy=RetryPolicy(base_seconds=10, max_seconds=100))
     yield service, sink, worker
@@ -151,6 +151,7 @@ def test_a_crash_between_create_and_record_never_duplicates(desk: Any, clock: Fa
     (op,) = service.store.due_ops(clock(), 10)
     # The ticket was created, then the collector died before marking the op delivered.
     sink.open(NewTicket(**op.payload["ticket"]))
+    clock.advance(DEFAULT_LEASE_SECONDS + 1)  # on PostgreSQL, the dead one's claim runs out
     worker.deliver_due()
     assert len(sink.tickets) == 1, "found by fingerprint, not created again"
     assert service.store.get_link(op.call_id, "helpdesk").remote_id == "T1"

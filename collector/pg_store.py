@@ -1,0 +1,594 @@
+"""The shared store: PostgreSQL (psycopg 3), for several collector replicas on one database.
+
+What makes replicas safe together lives here, in the database, not in configuration:
+- every report's transaction takes a transaction-scoped advisory lock on its host, so two
+  replicas never evaluate one host at once, and each host row carries a version that tells a
+  replica when its in-memory view of that host is out of date;
+- a unique index allows one open call per incident key;
+- outbox operations are claimed with `FOR UPDATE SKIP LOCKED` under a lease that expires when
+  the replica holding it dies;
+- periodic jobs (staleness, ticket sync) run on whichever replica holds a session advisory
+  lock, which PostgreSQL releases when that replica's connection ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from collector.calls import Call, CallEvent, CallStatus
+from collector.rules import RuleState, Severity
+from collector.store import (
+    CallLink,
+    CheckStatus,
+    HostRecord,
+    HostSnapshot,
+    OutboxOp,
+    RuleStateRecord,
+    SeriesRecord,
+)
+
+log = logging.getLogger(__name__)
+
+# Each entry is one schema version; append, never edit. Applied in order under an advisory
+# lock, so replicas that start together migrate once.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE hosts (
+        host TEXT PRIMARY KEY,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_report_at DOUBLE PRECISION NOT NULL,
+        interval_seconds DOUBLE PRECISION NOT NULL,
+        agent_version TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 1
+    );
+    CREATE TABLE series (
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels_key TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        unit TEXT NOT NULL,
+        timestamp DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (host, name, labels_key)
+    );
+    CREATE TABLE check_status (
+        host TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        interval_seconds DOUBLE PRECISION NOT NULL,
+        last_run_at DOUBLE PRECISION NOT NULL,
+        duration_seconds DOUBLE PRECISION NOT NULL,
+        error_kind TEXT,
+        error TEXT,
+        output TEXT,
+        PRIMARY KEY (host, check_name)
+    );
+    CREATE TABLE rule_states (
+        rule TEXT NOT NULL,
+        host TEXT NOT NULL,
+        labels_key TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        value DOUBLE PRECISION,
+        problem_since DOUBLE PRECISION,
+        call_id BIGINT,
+        call_severity INTEGER NOT NULL,
+        changed_at DOUBLE PRECISION NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (rule, host, labels_key)
+    );
+    CREATE INDEX rule_states_by_host ON rule_states (host);
+    CREATE TABLE calls (
+        id BIGSERIAL PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        host TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        labels JSONB NOT NULL,
+        grp TEXT NOT NULL,
+        assign TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),
+        summary TEXT NOT NULL,
+        description TEXT NOT NULL,
+        first_seen DOUBLE PRECISION NOT NULL,
+        opened_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        resolved_at DOUBLE PRECISION,
+        reopened INTEGER NOT NULL DEFAULT 0,
+        closed_by_desk BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    -- The register's promise, kept by the database for every replica: one open call per key.
+    CREATE UNIQUE INDEX calls_one_open ON calls (fingerprint) WHERE status = 'open';
+    CREATE INDEX calls_by_fingerprint ON calls (fingerprint, resolved_at);
+    CREATE TABLE call_events (
+        id BIGSERIAL PRIMARY KEY,
+        call_id BIGINT NOT NULL REFERENCES calls (id),
+        at DOUBLE PRECISION NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX call_events_by_call ON call_events (call_id, at);
+    CREATE TABLE outbox (
+        id BIGSERIAL PRIMARY KEY,
+        call_id BIGINT NOT NULL REFERENCES calls (id),
+        sink TEXT NOT NULL,
+        op TEXT NOT NULL,
+        payload JSONB NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'dead')),
+        last_error TEXT,
+        delivered_at DOUBLE PRECISION,
+        lease_owner TEXT,
+        lease_until DOUBLE PRECISION
+    );
+    CREATE INDEX outbox_by_status ON outbox (status, next_attempt_at);
+    CREATE INDEX outbox_by_call ON outbox (call_id, status, id);
+    CREATE TABLE storm_members (
+        umbrella_id BIGINT NOT NULL REFERENCES calls (id),
+        fingerprint TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        PRIMARY KEY (umbrella_id, fingerprint)
+    );
+    CREATE TABLE call_links (
+        call_id BIGINT NOT NULL REFERENCES calls (id),
+        sink TEXT NOT NULL,
+        remote_id TEXT NOT NULL,
+        url TEXT,
+        remote_state TEXT,
+        checked_at DOUBLE PRECISION,
+        acknowledged_at DOUBLE PRECISION,
+        escalated_at DOUBLE PRECISION,
+        desk_closed_at DOUBLE PRECISION,
+        PRIMARY KEY (call_id, sink)
+    );
+    """,
+]
+
+# Advisory lock keys: one for migrations, one per periodic job (see try_lead).
+_MIGRATION_LOCK = 0x72756E77  # "runw"
+_JOB_LOCK_BASE = 0x72750000
+# How long a claimed outbox operation stays with its replica before others may take it.
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def _lock_key(text: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name (crc32 is stable across runs)."""
+    return _JOB_LOCK_BASE + zlib.crc32(text.encode())
+
+
+class PostgresStore:
+    """Store backed by PostgreSQL. One connection; use from one thread at a time."""
+
+    shared = True
+
+    def __init__(self, dsn: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 owner: str | None = None) -> None:
+        self._dsn = dsn
+        self._db = psycopg.connect(dsn, autocommit=True)
+        self._lease_seconds = lease_seconds
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._depth = 0
+        self._led: set[str] = set()
+        self._mutex = threading.RLock()
+        self._migrate()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            self._db.execute("CREATE TABLE IF NOT EXISTS runwatch_schema "
+                             "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL "
+                             "DEFAULT now())")
+            row = self._db.execute("SELECT max(version) FROM runwatch_schema").fetchone()
+            current = row[0] if row and row[0] is not None else 0
+            if current > len(MIGRATIONS):
+                raise RuntimeError(f"the database was migrated by a newer runwatch (schema "
+                                   f"{current}, this one knows {len(MIGRATIONS)}); upgrade "
+                                   "runwatch")
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                log.info("PostgreSQL store: applying schema migration %d", version)
+                self._db.execute(MIGRATIONS[version - 1].encode())
+                self._db.execute("INSERT INTO runwatch_schema (version) VALUES (%s)",
+                                 (version,))
+
+    @property
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT max(version) FROM runwatch_schema").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- transactions and coordination ----------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._mutex:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._depth = 1
+            try:
+                with self._db.transaction():
+                    yield
+            finally:
+                self._depth = 0
+
+    def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
+        """Serialise work on one host across replicas (until the transaction ends); its row."""
+        self._db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (host,))
+        row = self._db.execute(
+            "SELECT host, first_seen, last_report_at, interval_seconds, agent_version, "
+            "boot_id, last_seq, version FROM hosts WHERE host = %s", (host,)).fetchone()
+        return (HostRecord(*row[:7]), int(row[7])) if row else None
+
+    def bump_host_version(self, host: str) -> int:
+        row = self._db.execute("UPDATE hosts SET version = version + 1 WHERE host = %s "
+                               "RETURNING version", (host,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def host_versions(self) -> dict[str, int]:
+        return {host: int(version) for host, version in
+                self._db.execute("SELECT host, version FROM hosts")}
+
+    def load_host_snapshot(self, host: str) -> HostSnapshot:
+        locked = self.lock_host(host)
+        return HostSnapshot(
+            record=locked[0] if locked else None,
+            version=locked[1] if locked else 0,
+            series=[SeriesRecord(h, name, key, json.loads(key), check, value, unit, ts)
+                    for h, name, key, check, value, unit, ts in self._db.execute(
+                        "SELECT host, name, labels_key, check_name, value, unit, timestamp "
+                        "FROM series WHERE host = %s", (host,))],
+            statuses=[CheckStatus(*row) for row in self._db.execute(
+                "SELECT host, check_name, type, interval_seconds, last_run_at, "
+                "duration_seconds, error_kind, error, output FROM check_status WHERE host = %s",
+                (host,))],
+            states=[self._state(row) for row in self._db.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM rule_states WHERE host = %s",  # noqa: S608
+                (host,))],
+        )
+
+    def try_lead(self, job: str) -> bool:
+        """Whether this replica runs `job` now: the holder of its session advisory lock does.
+
+        The lock stays with this connection until it closes, so leadership is sticky, and it
+        passes to another replica within one of its ticks after this one dies.
+        """
+        if job in self._led:
+            return True
+        row = self._db.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(job),)).fetchone()
+        if row and row[0]:
+            self._led.add(job)
+            log.info("this replica (%s) now runs %s", self.owner, job)
+            return True
+        return False
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- what the agents reported ---------------------------------------------------------------
+
+    def load_hosts(self) -> Iterator[HostRecord]:
+        for row in self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
+                                    "agent_version, boot_id, last_seq FROM hosts"):
+            yield HostRecord(*row)
+
+    def save_host(self, host: HostRecord) -> None:
+        self._db.execute(
+            "INSERT INTO hosts (host, first_seen, last_report_at, interval_seconds, "
+            "agent_version, boot_id, last_seq) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (host) DO UPDATE SET last_report_at=excluded.last_report_at, "
+            "interval_seconds=excluded.interval_seconds, agent_version=excluded.agent_version, "
+            "boot_id=excluded.boot_id, last_seq=excluded.last_seq",
+            (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
+             host.agent_version, host.boot_id, host.last_seq))
+
+    def load_series(self) -> Iterator[SeriesRecord]:
+        for host, name, key, check, value, unit, ts in self._db.execute(
+                "SELECT host, name, labels_key, check_name, value, unit, timestamp FROM series"):
+            yield SeriesRecord(host, name, key, json.loads(key), check, value, unit, ts)
+
+    def save_series(self, series: list[SeriesRecord]) -> None:
+        if not series:
+            return
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO series VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (host, name, labels_key) DO UPDATE SET "
+                "check_name=excluded.check_name, value=excluded.value, unit=excluded.unit, "
+                "timestamp=excluded.timestamp",
+                [(s.host, s.name, s.labels_key, s.check, s.value, s.unit, s.timestamp)
+                 for s in series])
+
+    def delete_series(self, keys: list[tuple[str, str, str]]) -> None:
+        if keys:
+            with self._db.cursor() as cursor:
+                cursor.executemany("DELETE FROM series WHERE host=%s AND name=%s "
+                                   "AND labels_key=%s", keys)
+
+    def load_check_statuses(self) -> Iterator[CheckStatus]:
+        for row in self._db.execute("SELECT host, check_name, type, interval_seconds, "
+                                    "last_run_at, duration_seconds, error_kind, error, output "
+                                    "FROM check_status"):
+            yield CheckStatus(*row)
+
+    def save_check_statuses(self, statuses: list[CheckStatus]) -> None:
+        if not statuses:
+            return
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO check_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (host, check_name) DO UPDATE SET type=excluded.type, "
+                "interval_seconds=excluded.interval_seconds, last_run_at=excluded.last_run_at, "
+                "duration_seconds=excluded.duration_seconds, error_kind=excluded.error_kind, "
+                "error=excluded.error, output=excluded.output",
+                [(s.host, s.check, s.type, s.interval_seconds, s.last_run_at,
+                  s.duration_seconds, s.error_kind, s.error, s.output) for s in statuses])
+
+    # -- rule states ----------------------------------------------------------------------------
+
+    _STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
+                      "call_severity, changed_at, detail")
+
+    @staticmethod
+    def _state(row: tuple[Any, ...]) -> RuleStateRecord:
+        rule, host, key, severity, value, since, call_id, call_severity, changed, detail = row
+        return RuleStateRecord(rule, host, key, RuleState(
+            Severity(severity), value, since, call_id, Severity(call_severity), changed, detail))
+
+    def load_rule_states(self) -> Iterator[RuleStateRecord]:
+        for row in self._db.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM rule_states"):  # noqa: S608
+            yield self._state(row)
+
+    def save_rule_states(self, states: list[RuleStateRecord]) -> None:
+        if not states:
+            return
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO rule_states ({self._STATE_COLUMNS}) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (rule, host, labels_key) DO UPDATE SET "
+                "severity=excluded.severity, value=excluded.value, "
+                "problem_since=excluded.problem_since, call_id=excluded.call_id, "
+                "call_severity=excluded.call_severity, changed_at=excluded.changed_at, "
+                "detail=excluded.detail",
+                [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
+                  r.state.problem_since, r.state.call_id, int(r.state.call_severity),
+                  r.state.changed_at, r.state.detail) for r in states])
+
+    # -- the built-in call register -------------------------------------------------------------
+
+    _CALL_COLUMNS = ("id, fingerprint, host, rule, labels, grp, assign, severity, priority, "
+                     "status, summary, description, first_seen, opened_at, updated_at, "
+                     "resolved_at, reopened")
+
+    @staticmethod
+    def _call(row: tuple[Any, ...]) -> Call:
+        return Call(*row)
+
+    def insert_call(self, call: Call) -> int:
+        row = self._db.execute(
+            "INSERT INTO calls (fingerprint, host, rule, labels, grp, assign, severity, "
+            "priority, status, summary, description, first_seen, opened_at, updated_at, "
+            "resolved_at, reopened) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s) RETURNING id",
+            (call.fingerprint, call.host, call.rule, Jsonb(call.labels), call.group,
+             call.assign, call.severity, call.priority, call.status, call.summary,
+             call.description, call.first_seen, call.opened_at, call.updated_at,
+             call.resolved_at, call.reopened)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def update_call(self, call: Call) -> None:
+        self._db.execute(
+            "UPDATE calls SET severity=%s, priority=%s, status=%s, summary=%s, description=%s, "
+            "updated_at=%s, resolved_at=%s, reopened=%s WHERE id=%s",
+            (call.severity, call.priority, call.status, call.summary, call.description,
+             call.updated_at, call.resolved_at, call.reopened, call.id))
+
+    def add_call_event(self, event: CallEvent) -> None:
+        self._db.execute("INSERT INTO call_events (call_id, at, kind, text) "
+                         "VALUES (%s, %s, %s, %s)",
+                         (event.call_id, event.at, event.kind, event.text))
+
+    def get_call(self, call_id: int) -> Call | None:
+        row = self._db.execute(f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+                               "WHERE id=%s", (call_id,)).fetchone()
+        return self._call(row) if row else None
+
+    def find_open_call(self, fingerprint: str) -> Call | None:
+        row = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE fingerprint=%s AND status='open'", (fingerprint,)).fetchone()
+        return self._call(row) if row else None
+
+    def find_resolved_call(self, fingerprint: str, since: float) -> Call | None:
+        row = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE fingerprint=%s AND status='resolved' AND resolved_at >= %s "
+            "AND NOT closed_by_desk ORDER BY resolved_at DESC LIMIT 1",
+            (fingerprint, since)).fetchone()
+        return self._call(row) if row else None
+
+    def list_calls(self, status: CallStatus | None, group: str | None, limit: int) -> list[Call]:
+        where: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            where.append("status=%s")
+            args.append(status)
+        if group is not None:
+            where.append("grp=%s")
+            args.append(group)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls {clause} "  # noqa: S608
+            "ORDER BY id DESC LIMIT %s", (*args, limit))
+        return [self._call(row) for row in rows]
+
+    def call_events(self, call_id: int) -> list[CallEvent]:
+        rows = self._db.execute("SELECT call_id, at, kind, text FROM call_events "
+                                "WHERE call_id=%s ORDER BY at, id", (call_id,))
+        return [CallEvent(*row) for row in rows]
+
+    def last_call_event(self, call_id: int) -> CallEvent | None:
+        row = self._db.execute("SELECT call_id, at, kind, text FROM call_events "
+                               "WHERE call_id=%s ORDER BY at DESC, id DESC LIMIT 1",
+                               (call_id,)).fetchone()
+        return CallEvent(*row) if row else None
+
+    def open_calls_by_group(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "
+                                "GROUP BY grp")
+        return {group: int(count) for group, count in rows}
+
+    def retire_call(self, call_id: int, now: float) -> None:
+        self._db.execute("UPDATE calls SET status='resolved', resolved_at=%s, updated_at=%s, "
+                         "closed_by_desk=TRUE WHERE id=%s", (now, now, call_id))
+
+    def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
+        self._db.execute("INSERT INTO storm_members VALUES (%s, %s, %s) ON CONFLICT "
+                         "(umbrella_id, fingerprint) DO UPDATE SET summary=excluded.summary",
+                         (umbrella_id, fingerprint, summary))
+
+    def drop_storm_member(self, umbrella_id: int, fingerprint: str) -> None:
+        self._db.execute("DELETE FROM storm_members WHERE umbrella_id=%s AND fingerprint=%s",
+                         (umbrella_id, fingerprint))
+
+    def storm_members(self, umbrella_id: int) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT fingerprint, summary FROM storm_members "
+                                "WHERE umbrella_id=%s ORDER BY summary", (umbrella_id,))
+        return [(fp, text) for fp, text in rows]
+
+    # -- the outbox ------------------------------------------------------------------------------
+
+    _OP_COLUMNS = ("id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, "
+                   "status, last_error, delivered_at")
+
+    @staticmethod
+    def _op(row: tuple[Any, ...]) -> OutboxOp:
+        return OutboxOp(*row)
+
+    def enqueue(self, op: OutboxOp) -> int:
+        row = self._db.execute(
+            "INSERT INTO outbox (call_id, sink, op, payload, created_at, next_attempt_at, "
+            "status) VALUES (%s, %s, %s, %s, %s, %s, 'pending') RETURNING id",
+            (op.call_id, op.sink, op.op, Jsonb(op.payload), op.created_at,
+             op.created_at)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def due_ops(self, now: float, limit: int) -> list[OutboxOp]:
+        """Claim pending operations that are due and first in line for their call.
+
+        Claimed rows are leased to this replica for `lease_seconds`: others skip them (also
+        while the claim's transaction is open, by SKIP LOCKED), and take them over once the
+        lease has run out, which is what happens to the claims of a replica that died.
+        """
+        rows = self._db.execute(
+            f"UPDATE outbox SET lease_owner=%s, lease_until=%s WHERE id IN ("  # noqa: S608
+            "SELECT id FROM outbox o WHERE status = 'pending' AND next_attempt_at <= %s "
+            "AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.call_id = o.call_id "
+            "AND e.sink = o.sink AND e.id < o.id AND e.status IN ('pending', 'dead')) "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {self._OP_COLUMNS}",
+            (self.owner, now + self._lease_seconds, now, now, self.owner, limit)).fetchall()
+        return sorted((self._op(row) for row in rows), key=lambda op: op.id)
+
+    def has_undelivered(self, call_id: int, sink: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM outbox WHERE call_id=%s AND sink=%s "
+                               "AND status IN ('pending', 'dead') LIMIT 1",
+                               (call_id, sink)).fetchone()
+        return row is not None
+
+    def next_due_at(self) -> float | None:
+        row = self._db.execute("SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0))) "
+                               "FROM outbox WHERE status = 'pending'").fetchone()
+        return row[0] if row else None
+
+    def mark_done(self, op_id: int, now: float) -> None:
+        self._db.execute("UPDATE outbox SET status='done', delivered_at=%s, "
+                         "attempts=attempts+1, last_error=NULL, lease_owner=NULL, "
+                         "lease_until=NULL WHERE id=%s", (now, op_id))
+
+    def mark_retry(self, op_id: int, next_attempt_at: float, error: str) -> None:
+        self._db.execute("UPDATE outbox SET attempts=attempts+1, next_attempt_at=%s, "
+                         "last_error=%s, lease_owner=NULL, lease_until=NULL WHERE id=%s",
+                         (next_attempt_at, error, op_id))
+
+    def mark_dead(self, op_id: int, error: str) -> None:
+        self._db.execute("UPDATE outbox SET status='dead', attempts=attempts+1, last_error=%s, "
+                         "lease_owner=NULL, lease_until=NULL WHERE id=%s", (error, op_id))
+
+    def list_ops(self, status: str | None, limit: int) -> list[OutboxOp]:
+        where, args = ("WHERE status=%s", [status]) if status else ("", [])
+        rows = self._db.execute(
+            f"SELECT {self._OP_COLUMNS} FROM outbox {where} "  # noqa: S608
+            "ORDER BY id DESC LIMIT %s", (*args, limit))
+        return [self._op(row) for row in rows]
+
+    def retry_dead(self, op_id: int | None, now: float) -> int:
+        if op_id is None:
+            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=%s "
+                                      "WHERE status='dead'", (now,))
+        else:
+            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=%s "
+                                      "WHERE status='dead' AND id=%s", (now, op_id))
+        return cursor.rowcount
+
+    def discard_dead(self, op_id: int, now: float) -> int:
+        cursor = self._db.execute(
+            "UPDATE outbox SET status='done', delivered_at=%s, last_error='discarded by an "
+            "operator: ' || coalesce(last_error, '') WHERE status='dead' AND id=%s",
+            (now, op_id))
+        return cursor.rowcount
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "
+                                "WHERE status IN ('pending', 'dead') GROUP BY sink, status")
+        return {(sink, status): int(count) for sink, status, count in rows}
+
+    _LINK_COLUMNS = ("call_id, sink, remote_id, url, remote_state, checked_at, acknowledged_at, "
+                     "escalated_at, desk_closed_at")
+
+    def get_link(self, call_id: int, sink: str) -> CallLink | None:
+        row = self._db.execute(f"SELECT {self._LINK_COLUMNS} FROM call_links "  # noqa: S608
+                               "WHERE call_id=%s AND sink=%s", (call_id, sink)).fetchone()
+        return CallLink(*row) if row else None
+
+    def save_link(self, link: CallLink) -> None:
+        self._db.execute(
+            f"INSERT INTO call_links ({self._LINK_COLUMNS}) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (call_id, sink) DO UPDATE "
+            "SET remote_id=excluded.remote_id, url=excluded.url, "
+            "remote_state=excluded.remote_state, checked_at=excluded.checked_at, "
+            "acknowledged_at=excluded.acknowledged_at, escalated_at=excluded.escalated_at, "
+            "desk_closed_at=excluded.desk_closed_at",
+            (link.call_id, link.sink, link.remote_id, link.url, link.remote_state,
+             link.checked_at, link.acknowledged_at, link.escalated_at, link.desk_closed_at))
+
+    def open_links(self) -> list[CallLink]:
+        rows = self._db.execute(
+            "SELECT l.call_id, l.sink, l.remote_id, l.url, l.remote_state, l.checked_at, "
+            "l.acknowledged_at, l.escalated_at, l.desk_closed_at FROM call_links l "
+            "JOIN calls c ON c.id = l.call_id WHERE c.status = 'open'")
+        return [CallLink(*row) for row in rows]
