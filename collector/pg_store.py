@@ -248,6 +248,20 @@ class PostgresStore:
         return {host: int(version) for host, version in
                 self._db.execute("SELECT host, version FROM hosts")}
 
+    def hosts_to_tick(self, now: float, after_intervals: float, stale_rule: str) -> list[str]:
+        """Hosts whose time-based evaluation may change something, read from the database
+        (a replica's own view is current only for the hosts that report through it): silent
+        past their staleness limit, marked stale or carrying a stale call, or with a problem
+        waiting for its `for`."""
+        rows = self._db.execute(
+            "SELECT host FROM hosts WHERE %s - last_report_at > %s * interval_seconds "
+            "UNION SELECT host FROM rule_states WHERE (rule = %s AND (severity <> %s "
+            "OR call_id IS NOT NULL)) OR (rule <> %s AND severity IN (%s, %s, %s) "
+            "AND call_id IS NULL)",
+            (now, after_intervals, stale_rule, int(Severity.OK), stale_rule,
+             int(Severity.WARNING), int(Severity.CRITICAL), int(Severity.UNKNOWN))).fetchall()
+        return sorted(row[0] for row in rows)
+
     def load_host_snapshot(self, host: str) -> HostSnapshot:
         locked = self.lock_host(host)
         return HostSnapshot(
@@ -309,14 +323,17 @@ class PostgresStore:
     def save_series(self, series: list[SeriesRecord]) -> None:
         if not series:
             return
-        with self._db.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO series VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (host, name, labels_key) DO UPDATE SET "
-                "check_name=excluded.check_name, value=excluded.value, unit=excluded.unit, "
-                "timestamp=excluded.timestamp",
-                [(s.host, s.name, s.labels_key, s.check, s.value, s.unit, s.timestamp)
-                 for s in series])
+        # One statement for the whole report (arrays unnested), not one per series.
+        self._db.execute(
+            "INSERT INTO series SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::text[], %s::float8[], %s::text[], %s::float8[]) "
+            "ON CONFLICT (host, name, labels_key) DO UPDATE SET "
+            "check_name=excluded.check_name, value=excluded.value, unit=excluded.unit, "
+            "timestamp=excluded.timestamp",
+            ([s.host for s in series], [s.name for s in series],
+             [s.labels_key for s in series], [s.check for s in series],
+             [s.value for s in series], [s.unit for s in series],
+             [s.timestamp for s in series]))
 
     def delete_series(self, keys: list[tuple[str, str, str]]) -> None:
         if keys:
@@ -333,15 +350,18 @@ class PostgresStore:
     def save_check_statuses(self, statuses: list[CheckStatus]) -> None:
         if not statuses:
             return
-        with self._db.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO check_status VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (host, check_name) DO UPDATE SET type=excluded.type, "
-                "interval_seconds=excluded.interval_seconds, last_run_at=excluded.last_run_at, "
-                "duration_seconds=excluded.duration_seconds, error_kind=excluded.error_kind, "
-                "error=excluded.error, output=excluded.output",
-                [(s.host, s.check, s.type, s.interval_seconds, s.last_run_at,
-                  s.duration_seconds, s.error_kind, s.error, s.output) for s in statuses])
+        self._db.execute(
+            "INSERT INTO check_status SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::text[]) "
+            "ON CONFLICT (host, check_name) DO UPDATE SET type=excluded.type, "
+            "interval_seconds=excluded.interval_seconds, last_run_at=excluded.last_run_at, "
+            "duration_seconds=excluded.duration_seconds, error_kind=excluded.error_kind, "
+            "error=excluded.error, output=excluded.output",
+            ([s.host for s in statuses], [s.check for s in statuses],
+             [s.type for s in statuses], [s.interval_seconds for s in statuses],
+             [s.last_run_at for s in statuses], [s.duration_seconds for s in statuses],
+             [s.error_kind for s in statuses], [s.error for s in statuses],
+             [s.output for s in statuses]))
 
     # -- rule states ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 from checks.schema import Report
 from collector.auth import TokenVerifier
 from collector.calls import Call, CallEvent, CallStatus
-from collector.config import CollectorConfig
+from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
@@ -165,8 +165,7 @@ class CollectorService:
         now = self.clock()
         try:
             if not self.store.try_lead("evaluation"):
-                self._refresh(now)
-                return
+                return  # its view of each host catches up when the host reports through it
             if not self.store.shared:
                 with self.store.transaction():
                     self._follow_desk_closures(now)
@@ -174,30 +173,25 @@ class CollectorService:
                 return
             with self.store.transaction():
                 self._follow_desk_closures(now)
-            self._refresh(now)
-            for host in self.evaluator.hosts_due(now):
+            due = set(self.store.hosts_to_tick(now, self.config.staleness.after_intervals,
+                                               STALE_RULE))
+            # From this view only the hosts it holds current (for vanished series); the
+            # others' silence is judged from the database above.
+            versions = self.store.host_versions()
+            due.update(host for host in self.evaluator.hosts_due(now)
+                       if self.fleet.versions.get(host) == versions.get(host))
+            for host in sorted(due):
                 with self.store.transaction():
                     locked = self.store.lock_host(host)
                     if locked is None:
                         continue
-                    if self.fleet.versions.get(host) != locked[1]:
+                    if host not in self.fleet.hosts or self.fleet.versions.get(host) != locked[1]:
                         self.fleet.reload_host(self.store.load_host_snapshot(host), host, now)
                     if self.evaluator.tick_host(host, now):
                         self.fleet.versions[host] = self.store.bump_host_version(host)
         except Exception:
             log.exception("evaluation tick failed; reloading state")
             self._reload()
-
-    def _refresh(self, now: float) -> None:
-        """Reload the hosts another replica has moved since this view last saw them."""
-        if not self.store.shared:
-            return
-        stored = self.store.host_versions()
-        moved = [host for host, version in stored.items()
-                 if self.fleet.versions.get(host) != version]
-        for host in moved:
-            with self.store.transaction():
-                self.fleet.reload_host(self.store.load_host_snapshot(host), host, now)
 
     def _follow_desk_closures(self, now: float) -> None:
         """Calls the help desk closed while failing, under the `new_call` policy: once the

@@ -212,6 +212,9 @@ class SQLiteStore:
     def try_lead(self, job: str) -> bool:
         return True
 
+    def hosts_to_tick(self, now: float, after_intervals: float, stale_rule: str) -> list[str]:
+        return []  # not shared: the collector's own view is complete
+
     # -- what the agents reported -------------------------------------------------------------
 
     def load_hosts(self) -> Iterator[HostRecord]:
