@@ -17,7 +17,7 @@ from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
-from collector.metrics import build_registry
+from collector.metrics import CollectorMetrics
 from collector.outbox import OutboxWorker, RetryPolicy
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
@@ -46,13 +46,17 @@ class CollectorService:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store: Store = store or SQLiteStore(config.data_dir / "runwatch.db")
+        self.metrics = CollectorMetrics(config)
+        self.store: Store = store or SQLiteStore(config.data_dir / "runwatch.db",
+                                                 self.metrics.store)
         self.tokens = TokenVerifier(config.tokens_file)
         self.fleet = Fleet()
         self.fleet.reload(self.store, clock())
         self.counters = CallCounters()
-        self.registry, self.ingest_metrics, delivery_metrics = build_registry(
-            self.fleet, config, self.counters, self.store, clock)
+        self.metrics.watch(self.fleet, config, self.counters, self.store, clock)
+        self.registry = self.metrics.registry
+        self.ingest_metrics = self.metrics.ingest
+        delivery_metrics = self.metrics.delivery
         self.sinks = build_sinks(config.sinks)
         self.outbox: OutboxWorker | None = None
         self._outbox_store: Store | None = None
@@ -60,9 +64,12 @@ class CollectorService:
         if self.sinks:
             # The worker talks to help desks from its own thread, with its own connection.
             worker_store: Store = (
-                SQLiteStore(config.data_dir / "runwatch.db") if store is None else store)
+                SQLiteStore(config.data_dir / "runwatch.db", self.metrics.store)
+                if store is None else store)
             self._outbox_store = worker_store
-            sync = TicketSync(worker_store, self.sinks, config.groups, external)
+            sync = TicketSync(worker_store, self.sinks, config.groups, external,
+                              timings=self.metrics.calls,
+                              on_error=lambda sink: delivery_metrics.sink_error(sink, "status"))
             policy = RetryPolicy(float(config.outbox.first_retry),
                                  float(config.outbox.max_retry))
             self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
@@ -72,7 +79,8 @@ class CollectorService:
             self.store, dict(config.groups), counters=self.counters, external=external,
             on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm,
             templates=CallTemplates(config.templates.summary, config.templates.description,
-                                    config.dashboard_url))
+                                    config.dashboard_url),
+            timings=self.metrics.calls)
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
 
@@ -111,6 +119,7 @@ class CollectorService:
             result = self.ingestor.ingest(report, self.clock())
         except Exception:
             # The transaction rolled back; rebuild the in-memory view so the two agree again.
+            self.ingest_metrics.failed.inc()
             log.exception("ingest failed for host %s seq %d; reloading state", report.host,
                           report.seq)
             self._reload()
@@ -133,6 +142,7 @@ class CollectorService:
                 self._follow_desk_closures(self.clock())
                 self.evaluator.tick(self.clock())
         except Exception:
+            self.ingest_metrics.evaluation_failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self._reload()
 
