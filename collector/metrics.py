@@ -7,7 +7,13 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -368,7 +374,9 @@ _RESERVED_NAMES = frozenset({
         "outbox_pending", "outbox_dead_letters", "outbox_oldest_pending_age_seconds",
         "outbox_deliveries", "outbox_delivery_seconds", "sink_errors",
         "call_acknowledge_seconds", "call_resolve_seconds", "store_transaction_seconds",
-        "store_commit_seconds")
+        "store_commit_seconds", "process_cpu_seconds", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_start_time_seconds", "process_open_fds",
+        "process_max_fds")
 } | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")})
 
 
@@ -388,6 +396,8 @@ class CollectorMetrics:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.own = CollectorRegistry(auto_describe=False)
+        # The collector process's CPU, memory and open files: runwatch_process_*.
+        ProcessCollector(namespace="runwatch", registry=self.own)
         self.ingest = IngestMetrics(self.own)
         external = sorted(name for name, sink in config.sinks.items()
                           if sink_type(sink) != "builtin")
