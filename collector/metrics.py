@@ -199,20 +199,19 @@ class FleetCollector(Collector):
 
     def render_into(self, out: list[str]) -> None:
         """Append the fleet's part of /metrics to `out`, as text pieces."""
-        self._hosts(out)
+        worst = self._states(out)
+        self._hosts(out, worst)
         self._rules(out)
-        self._states(out)
         self._calls(out)
         if self._config.metrics.measurements:
             self._measurements(out)
 
-    def _hosts(self, out: list[str]) -> None:
+    def _hosts(self, out: list[str], worst: dict[str, Severity]) -> None:
         now = self._clock()
         factor = self._config.staleness.after_intervals
         last: list[str] = []
         state: list[str] = []
         failing: list[str] = []
-        worst = self._fleet.worst_by_host()
         for name, host in self._fleet.hosts.items():
             label = f'{{host="{_escape(name)}"'
             last.append(f"{PREFIX}host_last_report_timestamp_seconds{label}}} "
@@ -259,27 +258,36 @@ class FleetCollector(Collector):
               "Each rule's thresholds (level: warning, critical, clear) in the metric's unit.")
         out.extend(thresholds)
 
-    def _states(self, out: list[str]) -> None:
+    def _states(self, out: list[str]) -> dict[str, Severity]:
+        """Write every rule state; return each host's worst one (a by-product of the pass)."""
         # One sample per series (not a state set of five): it is the bulk of a large fleet's
         # exposition. `runwatch_rule_severity > 0` selects the problems.
         lines: list[str] = []
         calls: list[str] = []
-        tails: dict[tuple[str, str], str] = {}
-        hosts: dict[str, str] = {}
+        worst: dict[str, Severity] = {}
+        tails: dict[str, dict[str, str]] = {}
+        last_host = None
+        head = ""
         for (rule, host, key), rule_state in self._fleet.states.items():
-            tail = tails.get((rule, key))
+            by_key = tails.get(rule)
+            if by_key is None:
+                by_key = tails[rule] = {}
+            tail = by_key.get(key)
             if tail is None:
-                tail = tails[(rule, key)] = (
+                tail = by_key[key] = (
                     f'",rule="{_escape(rule)}",series="{_escape(_series_label(key))}"}} ')
-            host_text = hosts.get(host)
-            if host_text is None:
-                host_text = hosts[host] = _escape(host)
-            severity = _SEVERITY_TEXT[rule_state.severity]
-            lines.append(f'{PREFIX}rule_severity{{host="{host_text}{tail}{severity}\n')
-            if rule_state.call_id is not None:
-                group = _escape(self._owners.get(rule, ""))
-                calls.append(f'{PREFIX}open_call_severity{{host="{host_text}",'
-                             f'call="{rule_state.call_id}",group="{group}{tail}{severity}\n')
+            if host is not last_host:
+                last_host, head = host, _escape(host)
+            severity = rule_state.severity
+            text = _SEVERITY_TEXT[severity]
+            lines.append(f'{PREFIX}rule_severity{{host="{head}{tail}{text}\n')
+            if severity:
+                if severity > worst.get(host, Severity.OK):
+                    worst[host] = severity
+                if rule_state.call_id is not None:
+                    group = _escape(self._owners.get(rule, ""))
+                    calls.append(f'{PREFIX}open_call_severity{{host="{head}",'
+                                 f'call="{rule_state.call_id}",group="{group}{tail}{text}\n')
         _head(out, f"{PREFIX}rule_severity", "gauge",
               "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.")
         out.extend(lines)
@@ -287,6 +295,7 @@ class FleetCollector(Collector):
               "Each rule series that has an open call (`call` is its id), with the rule's "
               "severity as in runwatch_rule_severity.")
         out.extend(calls)
+        return worst
 
     def _calls(self, out: list[str]) -> None:
         names = {
