@@ -359,10 +359,11 @@ class FleetCollector(Collector):
                 cached = tails[key] = (check, _measurement_tail(check, series.labels))
             if host is not last_host:
                 last_host, head = host, f'{{host="{_escape(host)}'
-            text = repr(series.value)
-            if text[-1] in "fn":  # inf, -inf, nan
-                text = _go_float(series.value)
-            lines.append(f"{metric}{head}{cached[1]}{text}\n")
+            value = series.value
+            if value - value:  # inf, -inf or nan: spelled as Prometheus spells them
+                lines.append(f"{metric}{head}{cached[1]}{_go_float(value)}\n")
+            else:
+                lines.append(f"{metric}{head}{cached[1]}{value!r}\n")
         for name, (lines, _, metric) in families.items():
             _head(out, metric, "gauge", f"Measurement {name} as reported by agents.")
             out.extend(lines)
