@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +25,22 @@ log = logging.getLogger(__name__)
 
 # The first report goes out this soon after start, so a new host shows up at once.
 FIRST_REPORT_AFTER_SECONDS = 3.0
-# The main loop looks at least this often for a stop or reload request (set by signal handlers).
-_POLL_SECONDS = 0.5
+# The main loop sleeps at most this long: a backstop, since stop, reload and settled checks
+# wake it through a pipe at once.
+_MAX_SLEEP_SECONDS = 30.0
+# A due report waits up to this long (or a quarter of the interval) for checks that are running
+# or about to start, so it carries their fresh results, and the agent wakes once, not twice.
+_REPORT_HOLD_SECONDS = 1.0
 # How long a stopping agent gives the shipper to deliver what is pending (SIGTERM: exit in 5 s).
 _FINAL_DELIVERY_SECONDS = 3.0
 
 
-def build_runner(config: AgentConfig) -> CheckRunner:
+def build_runner(config: AgentConfig,
+                 on_settled: Callable[[], None] | None = None) -> CheckRunner:
     """Instantiate every configured check, wrapped in a runner."""
     checks = [(options, build_check(options, state_dir=config.state_dir / "checks" /
                                     options.instance)) for options in config.checks]
-    return CheckRunner(checks, float(config.interval))
+    return CheckRunner(checks, float(config.interval), on_settled=on_settled)
 
 
 def build_sender(config: AgentConfig) -> ReportSender:
@@ -108,8 +115,8 @@ class SelfMonitor:
 class Agent:
     """One agent process: checks on their cadence, a report every interval, a shipper thread.
 
-    `stop()` and `request_reload()` only set flags, so signal handlers may call them; the main
-    loop acts on them within half a second.
+    `stop()` and `request_reload()` only set a flag and write a byte to a pipe, so signal
+    handlers may call them; the main loop, asleep on that pipe between due times, acts at once.
     """
 
     def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time, *,
@@ -121,7 +128,8 @@ class Agent:
         self._monotonic = monotonic
         self._load_config = load_config
         self._notifier = notifier or SystemdNotifier({})
-        self.runner = build_runner(config)
+        self._wake: tuple[int, int] | None = None  # the main loop's wake-up pipe, while it runs
+        self.runner = build_runner(config, self._poke)
         self.spool = Spool(config.state_dir / "spool", config.spool.max_bytes,
                            config.spool.max_reports, float(config.spool.max_age), clock)
         self._sender = build_sender(config)
@@ -171,7 +179,7 @@ class Agent:
         if config.state_dir != self.config.state_dir:
             raise ConfigError("state_dir", f"changed from {self.config.state_dir}; a new "
                               "state_dir takes a restart of the agent")
-        runner = build_runner(config)
+        runner = build_runner(config, self._poke)
         self._sender = build_sender(config)
         self.spool.set_bounds(config.spool.max_bytes, config.spool.max_reports,
                               float(config.spool.max_age))
@@ -208,6 +216,18 @@ class Agent:
         log.info("agent for host %s: %d checks, reporting to %s every %gs",
                  self.config.host_name, self.runner.check_count, self.config.collector.url,
                  float(self.config.interval))
+        read_end, write_end = os.pipe()
+        for fd in (read_end, write_end):
+            os.set_blocking(fd, False)
+        self._wake = (read_end, write_end)
+        try:
+            self._run_loop()
+        finally:
+            self._wake = None
+            os.close(read_end)
+            os.close(write_end)
+
+    def _run_loop(self) -> None:
         self.shipper.start()
         self.runner.start_all()
         metrics_server = None
@@ -216,8 +236,8 @@ class Agent:
                                            self.config.metrics.listen)
             log.info("local metrics on http://%s/metrics", self.config.metrics.listen)
         self._notifier.ready()
-        next_report = self._monotonic() + min(FIRST_REPORT_AFTER_SECONDS,
-                                              float(self.config.interval))
+        started = self._monotonic()
+        next_report = started + min(FIRST_REPORT_AFTER_SECONDS, float(self.config.interval))
         while not self._stop_requested:
             if self._reload_requested:
                 self._reload_requested = False
@@ -225,24 +245,67 @@ class Agent:
                 next_report = min(next_report, self._monotonic() + float(self.config.interval))
             self.runner.run_pending()
             now = self._monotonic()
-            if now >= next_report:
+            if now >= next_report and not self._hold_report(now - next_report):
                 self.make_report()
-                next_report = max(next_report + float(self.config.interval), now + 1.0)
+                # Reports keep to the checks' cadence, which started with them.
+                interval = float(self.config.interval)
+                next_report = started + interval * (1 + (now - started) // interval)
+                next_report = max(next_report, now + min(1.0, interval / 2))
             self._notifier.watchdog()
-            wait = min(self.runner.idle_seconds(), next_report - self._monotonic(),
-                       self._notifier.watchdog_interval or _POLL_SECONDS, _POLL_SECONDS)
-            time.sleep(max(0.05, wait))
+            self._sleep(next_report)
         self._notifier.stopping()
         self.make_report()
         self.shipper.stop(timeout=_FINAL_DELIVERY_SECONDS)
+        self.spool.close()
         if metrics_server is not None:
             metrics_server.shutdown()
         self._notifier.close()
 
+    def _report_hold(self) -> float:
+        return min(_REPORT_HOLD_SECONDS, float(self.config.interval) / 4)
+
+    def _hold_report(self, overdue: float) -> bool:
+        """Whether a due report should wait for checks that run now or are about to start."""
+        if overdue >= self._report_hold():
+            return False
+        return self.runner.busy() or self.runner.idle_seconds() < self._report_hold()
+
+    def _sleep(self, next_report: float) -> None:
+        """Sleep until a check is due, a report is due, or something wakes the loop early."""
+        # schedule dates jobs by the wall clock: wake just after one is due, not just before.
+        until_check = self.runner.idle_seconds() + 0.002
+        until_report = next_report - self._monotonic()
+        if until_report <= 0:  # due, and held for the checks: the settled checks wake us
+            until_report += self._report_hold()
+        elif until_check - self._report_hold() <= until_report <= until_check:
+            until_report = until_check  # the report would be held for these checks anyway
+        waits = [until_check, until_report, _MAX_SLEEP_SECONDS]
+        attention = self.runner.attention_seconds()
+        if attention is not None:
+            waits.append(attention)
+        if self._notifier.watchdog_interval:
+            waits.append(self._notifier.watchdog_interval)
+        # A floor keeps a clock step or a due job that schedule has not yet moved from spinning.
+        assert self._wake is not None
+        readable, _, _ = select.select([self._wake[0]], [], [], max(0.01, min(waits)))
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 512):
+                    pass
+
+    def _poke(self) -> None:
+        """Wake the main loop (from a signal handler, or a worker whose checks have settled)."""
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(OSError):  # full of wake-ups already, or just closed
+                os.write(wake[1], b".")
+
     def stop(self) -> None:
         """Ask the main loop to spool a final report and stop (safe in a signal handler)."""
         self._stop_requested = True
+        self._poke()
 
     def request_reload(self) -> None:
         """Ask the main loop to reload the config file (safe in a signal handler)."""
         self._reload_requested = True
+        self._poke()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import random
 import socket
@@ -18,7 +17,9 @@ from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
-_GZIP_ABOVE_BYTES = 1024
+# A usual report (a few KiB) goes plain: compressing it costs agent and collector more CPU than
+# the bytes are worth. Big reports, and a backlog's, still go gzipped.
+_GZIP_ABOVE_BYTES = 16 * 1024
 _MAX_ANSWER_BYTES = 1 << 20  # the collector answers in a few hundred bytes
 
 
@@ -104,6 +105,8 @@ class ReportSender:
     def send(self, body: bytes) -> SendResult:
         headers = {"Content-Type": "application/json", "User-Agent": "runwatch-agent"}
         if len(body) > _GZIP_ABOVE_BYTES:
+            import gzip  # only big reports and backlogs are compressed
+
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
         token = self._token()
@@ -325,10 +328,12 @@ class ReportShipper:
     def _loop(self) -> None:
         backoff = self._min_backoff
         while not self._stop.is_set():
+            # stop() during a failing attempt still gets one attempt that began after it.
+            final_attempt = self._finishing.is_set()
             try:
                 self.drain_once()
             except RetryLater:
-                if self._finishing.is_set():
+                if final_attempt:
                     return  # stopping: what is left stays spooled for the next start
                 # Full jitter: a fleet that lost its collector does not come back in step.
                 # stop() cuts the wait short.

@@ -5,9 +5,9 @@ Three parts, each in processes of their own, all stopped by PID before the scrip
 1. the check machinery alone (the shipped system checks, `CheckRunner.run_once()` back to back)
    in a subprocess that measures itself with getrusage and /proc/self/status;
 2. a real `runwatch agent` (interval 1s) reporting to a real collector on loopback;
-3. `prometheus-node-exporter` scraped 200 times, when it is installed.
+3. `prometheus-node-exporter` scraped 200 times (installed with apt-get when missing, as root).
 
-Run from the repo root:  python bench/agent.py [--cycles 500] [--agent-seconds 20] [--json]
+Run from the repo root:  python bench/agent.py [--cycles 500] [--agent-seconds 60] [--json]
 """
 
 from __future__ import annotations
@@ -280,6 +280,32 @@ def find_node_exporter(explicit: str | None) -> str | None:
     return next((path for name in NODE_EXPORTER_NAMES if (path := shutil.which(name))), None)
 
 
+def install_node_exporter() -> str | None:
+    """Install Debian's prometheus-node-exporter (as root, where apt-get exists); its path."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        log("node_exporter is missing, and apt-get cannot be run here to install it")
+        return None
+    log("installing prometheus-node-exporter with apt-get")
+    done = subprocess.run(
+        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q",
+         "prometheus-node-exporter"],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        log(f"apt-get install prometheus-node-exporter failed: {done.stderr.strip()[-300:]}")
+        return None
+    # The package starts a service where systemd runs; this bench starts its own copy.
+    return find_node_exporter(None)
+
+
 def measure_node_exporter(ingest: ModuleType, binary: str, scrapes: int) -> dict[str, Any]:
     """Start node_exporter on loopback, scrape /metrics `scrapes` times, and measure it."""
     import http.client
@@ -374,6 +400,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     real_agent = measure_real_agent(ingest, args.agent_seconds, args.agent_warmup_seconds)
     figures: dict[str, Any] = {"check_machinery": machinery, "real_agent": real_agent}
     binary = find_node_exporter(args.node_exporter)
+    if binary is None and args.install:
+        binary = install_node_exporter()
     if binary is None:
         figures["node_exporter"] = None
         figures["node_exporter_skipped"] = (
@@ -408,6 +436,13 @@ def num(value: float | None, spec: str = ".3f") -> str:
 def times(value: float | None) -> str:
     """A ratio as `1.23x`; n/a when the denominator was too small to measure (10 ms ticks)."""
     return "n/a" if value is None else f"{value:.2f}x"
+
+
+def verdict(name: str, value: float | None, limit: float) -> str:
+    """`name: met` or `name: NOT met`, for the issue's targets."""
+    if value is None:
+        return f"{name}: not measured"
+    return f"{name}: {'met' if value <= limit else 'NOT met'} ({value:.2f})"
 
 
 def print_figures(figures: dict[str, Any]) -> None:
@@ -475,6 +510,17 @@ def print_figures(figures: dict[str, Any]) -> None:
         f"per scrape {times(ratios['cpu_per_cycle_vs_per_scrape'])}, per report vs "
         f"per scrape {times(ratios['cpu_per_report_vs_per_scrape'])}"
     )
+    growth = machinery["rss_growth_bytes"]
+    print(
+        "  targets            "
+        + "; ".join(
+            [
+                verdict("RSS <= 1.1x", ratios["rss_real_agent"], 1.1),
+                verdict("CPU per report <= 0.5x", ratios["cpu_per_report_vs_per_scrape"], 0.5),
+                verdict("growth <= 1 MiB", growth / MIB, 1.0),
+            ]
+        )
+    )
 
 
 def log(message: str) -> None:
@@ -514,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--agent-seconds",
         type=positive_float,
-        default=20.0,
+        default=60.0,
         help="how long the real agent runs (default: %(default)s)",
     )
     parser.add_argument(
@@ -533,6 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-exporter",
         metavar="PATH",
         help="node_exporter binary (default: prometheus-node-exporter or node_exporter on PATH)",
+    )
+    parser.add_argument(
+        "--no-install",
+        dest="install",
+        action="store_false",
+        help="do not apt-get install prometheus-node-exporter when it is missing",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     # Internal: run part 1 in this process, with checks' state in the given directory.

@@ -28,8 +28,6 @@ import glob
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,9 +89,15 @@ def _has_pgdump_magic(path: str) -> bool:
         return False
 
 
-def find_pg_restore(which: Which = shutil.which) -> str | None:
+def _which(name: str) -> str | None:
+    import shutil  # imported when needed: most agents never look for pg_restore
+
+    return shutil.which(name)
+
+
+def find_pg_restore(which: Which | None = None) -> str | None:
     """Return pg_restore from PATH, else the newest under /usr/lib/postgresql/*/bin/."""
-    found = which("pg_restore")
+    found = (which or _which)("pg_restore")
     if found:
         return found
 
@@ -137,14 +141,14 @@ class ArchiveCheck:
         monotonic: Clock = time.monotonic,
         state_dir: Path | None = None,
         run: Runner = run_command,
-        which: Which = shutil.which,
+        which: Which | None = None,
     ) -> None:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
         self._cache_path = state_dir / _CACHE_NAME if state_dir is not None else None
         self._run = run
-        self._which = which
+        self._which = which or _which
         self._verdicts: dict[str, Verdict] | None = None  # loaded on the first collect
         self._save_failed = False
         # The runner's timeout for this check, as agent/runner.py works it out.
@@ -339,6 +343,8 @@ class ArchiveCheck:
         temp: str | None = None
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            import tempfile  # only when the cache is saved: agents that never do skip it
+
             fd, temp = tempfile.mkstemp(dir=directory, prefix=".verify-cache.", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(data, out, indent=1, sort_keys=True)

@@ -12,7 +12,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -80,6 +79,8 @@ class BorgOptions(CheckOptions, tag="borg", frozen=True):
                 "(the passphrase itself never goes in the config)",
             )
         if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for borg checks
+
             try:
                 ZoneInfo(self.timezone)
             except (ZoneInfoNotFoundError, ValueError):
@@ -149,6 +150,8 @@ class BorgCheck:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
+        from zoneinfo import ZoneInfo  # only for borg checks
+
         self._zone = ZoneInfo(options.timezone or "UTC")
         if options.base_dir is not None:
             self._base_dir: Path | None = Path(options.base_dir)

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import time
 from typing import ClassVar, NamedTuple
 
@@ -175,6 +174,8 @@ def _perf_value(label: str, data: str) -> PerfValue | None:
 
 def resolve_plugin(program: str) -> str:
     """Return `program`, or its path in a plugin directory when it is a bare name not on PATH."""
+    import shutil  # only for plugin checks
+
     if "/" in program or shutil.which(program):
         return program
     for directory in PLUGIN_DIRS:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -71,6 +70,8 @@ class UpdatesCheck:
     def collect(self) -> list[Measurement]:
         """Return pending update counts (where apt exists) and the reboot-required flags."""
         reboot = self._reboot_figures()
+        import shutil  # only for the updates check
+
         if shutil.which(self._options.apt_get) is None:
             _log.info(
                 "updates check: %s not found; reporting reboot-required only",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +28,21 @@ def hash_token(token: str) -> str:
     return _HASH_PREFIX + hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_fingerprint(token: str) -> str:
+    """A short public mark of a token: the first 16 hex digits of its stored hash."""
+    return hash_token(token)[len(_HASH_PREFIX):][:16]
+
+
 @dataclass(frozen=True, slots=True)
 class TokenEntry:
     host: str
     token_hash: str
     created_at: float
+
+    @property
+    def fingerprint(self) -> str:
+        """The token's fingerprint; `runwatch deploy` compares it with a host's token file."""
+        return self.token_hash[len(_HASH_PREFIX):][:16]
 
 
 class TokenFileError(Exception):
@@ -71,29 +83,52 @@ def _write_tokens(path: Path, entries: list[TokenEntry]) -> None:
     os.replace(tmp, path)
 
 
-def add_token(path: Path, host: str, *, replace: bool = False) -> str:
-    """Create a token for `host`, store its hash, and return the token (shown once)."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of a tokens file (the CLI and the collector's API both edit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class TokenExists(TokenFileError):
+    """The host already has a token and replacing it was not asked for."""
+
+
+def check_host_name(host: str) -> None:
+    """Raise TokenFileError unless `host` is a valid host (or operator) name."""
     if not _HOST.match(host):
         raise TokenFileError(f"{host!r} is not a valid host name (letters, digits, '.', '-' and "
                              "'_', starting with a letter or digit)")
-    entries = read_tokens(path)
-    if any(e.host == host for e in entries):
-        if not replace:
-            raise TokenFileError(f"{host} already has a token; revoke it first or use --replace")
-        entries = [e for e in entries if e.host != host]
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    entries.append(TokenEntry(host, hash_token(token), time.time()))
-    _write_tokens(path, entries)
+
+
+def add_token(path: Path, host: str, *, replace: bool = False) -> str:
+    """Create a token for `host`, store its hash, and return the token (shown once)."""
+    check_host_name(host)
+    with _locked(path):
+        entries = read_tokens(path)
+        if any(e.host == host for e in entries):
+            if not replace:
+                raise TokenExists(f"{host} already has a token; revoke it first or use --replace")
+            entries = [e for e in entries if e.host != host]
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        entries.append(TokenEntry(host, hash_token(token), time.time()))
+        _write_tokens(path, entries)
     return token
 
 
 def revoke_token(path: Path, host: str) -> bool:
     """Remove the host's token; return whether it had one."""
-    entries = read_tokens(path)
-    kept = [e for e in entries if e.host != host]
-    if len(kept) == len(entries):
-        return False
-    _write_tokens(path, kept)
+    with _locked(path):
+        entries = read_tokens(path)
+        kept = [e for e in entries if e.host != host]
+        if len(kept) == len(entries):
+            return False
+        _write_tokens(path, kept)
     return True
 
 

@@ -112,6 +112,12 @@ class AgentsConfig(_Config, frozen=True):
     tokens_file: Path | None = None  # default: DATA_DIR/agents.tokens
 
 
+class OperatorsConfig(_Config, frozen=True):
+    """Operator tokens: they may enrol and revoke agent tokens through the API (`deploy`)."""
+
+    tokens_file: Path | None = None  # default: DATA_DIR/operators.tokens
+
+
 class StalenessConfig(_Config, frozen=True):
     """A host is STALE when it has sent nothing for `after_intervals` of its own interval."""
 
@@ -177,6 +183,7 @@ class CollectorConfig(_Config, frozen=True):
     listen: str = "127.0.0.1:9330"
     data_dir: Path = Path("/var/lib/runwatch")
     agents: AgentsConfig = AgentsConfig()
+    operators: OperatorsConfig = OperatorsConfig()
     sinks: dict[str, SinkConfig] = {}
     groups: dict[GroupName, GroupConfig] = {}
     rule_files: list[str] = []   # globs, relative to this file, each holding `rules:`
@@ -199,6 +206,10 @@ class CollectorConfig(_Config, frozen=True):
     @property
     def tokens_file(self) -> Path:
         return self.agents.tokens_file or self.data_dir / "agents.tokens"
+
+    @property
+    def operator_tokens_file(self) -> Path:
+        return self.operators.tokens_file or self.data_dir / "operators.tokens"
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -332,6 +343,7 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
             for value in sink.values():
                 resolve_paths(base, value, "file")
         resolve_paths(base, data.get("agents"), "tokens_file")
+        resolve_paths(base, data.get("operators"), "tokens_file")
         resolve_paths(base, data.get("tls"), "cert_file", "key_file")
 
     config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)

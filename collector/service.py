@@ -50,6 +50,7 @@ class CollectorService:
         self.store: Store = store or SQLiteStore(config.data_dir / "runwatch.db",
                                                  self.metrics.store)
         self.tokens = TokenVerifier(config.tokens_file)
+        self.operators = TokenVerifier(config.operator_tokens_file)
         self.fleet = Fleet()
         self.fleet.reload(self.store, clock())
         self.counters = CallCounters()
@@ -98,6 +99,16 @@ class CollectorService:
         if host is None:
             raise Rejection(401, "unauthorized", "unknown or revoked token")
         return host
+
+    def authenticate_operator(self, authorization: str | None) -> str:
+        """Return the operator the bearer token belongs to, or raise a 401 Rejection."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejection(401, "unauthorized", "missing bearer token (an operator token)")
+        operator = self.operators.host_for(token.strip())
+        if operator is None:
+            raise Rejection(401, "unauthorized", "unknown or revoked operator token")
+        return operator
 
     def ingest(self, token_host: str, report: Report, started: float | None = None
                ) -> IngestResult:

@@ -281,7 +281,8 @@ def _tokens_file(args: argparse.Namespace) -> Path:
         return Path(args.tokens_file)
     from collector.config import load_collector_config
 
-    return load_collector_config(args.config).tokens_file
+    config = load_collector_config(args.config)
+    return config.operator_tokens_file if args.operator else config.tokens_file
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -292,8 +293,11 @@ def cmd_token(args: argparse.Namespace) -> int:
         if args.tokens_verb == "add":
             token = add_token(path, args.host, replace=args.replace)
             print(token)
+            where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
+                     "mode 0600)." if args.operator else
+                     "Put it in the agent's token_file (mode 0600).")
             print(f"token for {args.host} stored (hashed) in {path}; it is shown only once. "
-                  "Put it in the agent's token_file (mode 0600).", file=sys.stderr)
+                  f"{where}", file=sys.stderr)
         elif args.tokens_verb == "revoke":
             if not revoke_token(path, args.host):
                 print(f"{args.host} has no token in {path}", file=sys.stderr)
@@ -309,6 +313,95 @@ def cmd_token(args: argparse.Namespace) -> int:
     except TokenFileError as exc:
         raise CommandError(str(exc)) from None
     return EXIT_OK
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from agent.deploy.command import DeployOptions, run_deploy
+    from agent.deploy.errors import DeployError
+
+    if args.log_level != "debug":
+        # paramiko logs every refused connection with a traceback; the table says why instead.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        # One line per API request would scroll the live progress away.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    options = DeployOptions(
+        action=args.deploy_action, inventory=args.inventory, hosts=args.hosts,
+        parallel=args.parallel, json=args.json, accept_new_host_keys=args.accept_new_host_keys,
+        source=args.source, cache_dir=args.cache_dir)
+    try:
+        return run_deploy(options)
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from agent.supervisor import SupervisorOptions, supervise
+
+    if not args.job_command:
+        raise CommandError("no command given: runwatch supervise --pid-file F --log-file L "
+                           "-- COMMAND")
+    return supervise(SupervisorOptions(argv=list(args.job_command), pid_file=args.pid_file,
+                                       log_file=args.log_file))
+
+
+def _parallel(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+_DEPLOY_HELP = {
+    "install": "install the agent where it is missing, or bring it in line with the inventory",
+    "upgrade": "replace the installed agent with this version, keeping the old one for "
+               "rollback",
+    "rollback": "go back to the version kept by the last upgrade",
+    "status": "show what is installed, whether it runs, and when it last reported",
+    "remove": "stop the agent, delete its files and revoke its token",
+}
+
+
+def _add_deploy_commands(sub: Any) -> None:
+    deploy = sub.add_parser(
+        "deploy", help="install, upgrade or remove agents over SSH from an inventory",
+        description="Deploy agents over SSH (paramiko) to the hosts of an inventory. Host keys "
+                    "are checked against the inventory's known_hosts; an unknown or changed "
+                    "key is refused. Exit 0 if every host succeeded, 1 if any failed, 2 if the "
+                    "inventory or command line is wrong.")
+    actions = deploy.add_subparsers(dest="deploy_action", required=True, metavar="ACTION")
+    for name, text in _DEPLOY_HELP.items():
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:]
+                                    + ". A host that fails is put back as it was; the others "
+                                      "go on.")
+        action.add_argument("--inventory", type=Path, required=True,
+                            help="the inventory (YAML): collector, groups and hosts")
+        action.add_argument("--hosts", metavar="PATTERN",
+                            help="only hosts whose name or group matches one of these "
+                                 "comma-separated globs (e.g. 'web*,db1')")
+        action.add_argument("--parallel", type=_parallel, default=10,
+                            help="at most this many hosts at once (default: %(default)s)")
+        action.add_argument("--json", action="store_true",
+                            help="print the results as JSON instead of a table")
+        action.add_argument("--accept-new-host-keys", action="store_true",
+                            help="trust a host key known_hosts does not have yet, and record it "
+                                 "there (a changed key is still refused)")
+        if name in ("install", "upgrade"):
+            action.add_argument("--source", type=Path,
+                                help="runwatch source tree to build the bundle from (default: "
+                                     "the one this command runs from)")
+            action.add_argument("--cache-dir", type=Path,
+                                help="where built bundles are kept (default: "
+                                     "~/.cache/runwatch/bundles)")
+        action.set_defaults(func=cmd_deploy, source=None, cache_dir=None)
+
+    supervise = sub.add_parser(
+        "supervise", help="keep a command running in the background (deploy uses it)",
+        usage="runwatch supervise --pid-file FILE --log-file FILE -- COMMAND [ARG ...]",
+        description="Detach, write a pid file, run COMMAND with its output appended to the log "
+                    "file, and restart it 5 s after it fails. SIGTERM stops it; SIGHUP is "
+                    "passed on. Used by `runwatch deploy` where systemd does not run.")
+    supervise.add_argument("--pid-file", type=Path, required=True)
+    supervise.add_argument("--log-file", type=Path, required=True)
+    supervise.set_defaults(func=cmd_supervise, job_command=[])
 
 
 class CommandError(Exception):
@@ -328,6 +421,10 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     listing = tokens.add_parser("list", help="list hosts that have tokens")
     listing.add_argument("--json", action="store_true", help="print JSON")
     for sub in (add, revoke, listing):
+        sub.add_argument("--operator", action="store_true",
+                         help="operator tokens (for `runwatch deploy` to enrol agents through "
+                              "the API) instead of agent tokens; HOST is then the operator's "
+                              "name")
         where = sub.add_mutually_exclusive_group()
         where.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
                            help="collector config naming the tokens file "
@@ -450,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.set_defaults(func=cmd_job_run, job_command=[])
 
     _add_outbox_commands(sub)
+    _add_deploy_commands(sub)
 
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
@@ -473,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(words)
     if command:
         if not hasattr(args, "job_command"):
-            build_parser().error("`--` is only for `runwatch job run`")
+            build_parser().error("`--` is only for `runwatch job run` and `runwatch supervise`")
         args.job_command = command
     _setup_logging(args.log_level)
     try:

@@ -1,0 +1,99 @@
+"""`runwatch deploy ACTION`: check everything that can be checked here, then run the hosts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from agent.deploy.actions import Action, DeployContext, HostDeployer, HostResult
+from agent.deploy.agentconfig import AgentConfigRenderer
+from agent.deploy.bundle import BundleBuilder, default_cache_dir, find_source
+from agent.deploy.enrolment import CollectorClient, read_operator_token
+from agent.deploy.errors import DeployError
+from agent.deploy.inventory import DeployTarget, load_inventory
+from agent.deploy.runner import DeployRunner, results_table
+from agent.deploy.ssh import RemoteHost
+from checks.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    action: Action
+    inventory: Path
+    hosts: str | None = None
+    parallel: int = 10
+    json: bool = False
+    accept_new_host_keys: bool = False
+    source: Path | None = None  # runwatch source tree to bundle (default: the one running)
+    cache_dir: Path | None = None
+
+
+def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
+    """Run the action on the selected hosts; 0 if every host succeeded, else 1."""
+    inventory = load_inventory(options.inventory)
+    targets = inventory.select(options.hosts)
+    if not targets:
+        raise ConfigError(
+            "--hosts",
+            f"no host of {options.inventory} matches {options.hosts!r} (by name or group)",
+        )
+    renderer = AgentConfigRenderer.from_file(
+        inventory.template, inventory.collector.url, source=inventory.source
+    )
+    for target in targets:
+        renderer.render(target)  # every host's config is valid before any host is touched
+    settings = inventory.collector
+    collector = CollectorClient(
+        settings.api_url or settings.url,
+        read_operator_token(settings.operator_token_file),
+        ca_file=settings.ca_file,
+    )
+    try:
+        collector.check_operator()
+        bundle = None
+        if options.action in ("install", "upgrade"):
+            source = options.source or find_source()
+            if source is None:
+                raise DeployError(
+                    "no runwatch source tree to build the bundle from: run "
+                    "deploy from a checkout, or pass --source DIR"
+                )
+            bundle = BundleBuilder(options.cache_dir or default_cache_dir()).build(source)
+        lock = threading.Lock()
+
+        def connect(target: DeployTarget) -> RemoteHost:
+            return RemoteHost.connect(
+                target, inventory.known_hosts, accept_new=options.accept_new_host_keys, lock=lock
+            )
+
+        context = DeployContext(
+            connect=connect, collector=collector, renderer=renderer, bundle=bundle
+        )
+
+        def work(target: DeployTarget, progress: Callable[[str], None]) -> HostResult:
+            return HostDeployer(target, context, progress).run(options.action)
+
+        runner = DeployRunner(
+            targets, options.action, work, parallel=options.parallel, console=Console(stderr=True)
+        )
+        results = runner.run()
+    finally:
+        collector.close()
+    stream = out or sys.stdout
+    if options.json:
+        stream.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
+    else:
+        Console(file=stream, width=200 if not stream.isatty() else None).print(
+            results_table(results, options.action)
+        )
+    return 1 if any(r.result == "failed" for r in results) else 0

@@ -1,0 +1,423 @@
+"""`runwatch deploy` end to end: real sshd hosts on loopback, a real collector, real agents.
+
+Three good hosts (127.0.0.2-4) and three bad ones: nothing listening (127.0.0.5), a host key
+that differs from known_hosts (127.0.0.6) and a host that refuses our key (127.0.0.7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.deploy.bundle import BundleBuilder, find_source
+from checks.schema import SCHEMA_VERSION
+from runwatch import __version__
+from tests.conftest import RUNWATCH
+from tests.procs import Processes, get_json, read_url, wait_for
+from tests.sshd import free_port, keygen, sshd_path, start_sshd
+
+GOOD = ("good1", "good2", "good3")
+BAD = ("nobody-listens", "changed-key", "refuses-key")
+
+
+@dataclass
+class Fleet:
+    directory: Path
+    inventory: Path
+    collector_url: str
+    operator_token: str
+    roots: dict[str, Path]
+    cache_dir: Path
+    bundle_seconds: float
+
+    def deploy(self, *args: str, timeout: float = 300) -> tuple[int, list[dict[str, Any]], str]:
+        """Run `runwatch deploy ARGS --json`; return the exit code, the rows and stderr."""
+        result = subprocess.run(
+            [RUNWATCH, "deploy", *args, "--inventory", str(self.inventory), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        rows = json.loads(result.stdout) if result.stdout.strip() else []
+        return result.returncode, rows, result.stderr
+
+    def api(self, method: str, path: str) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            self.collector_url + path,
+            method=method,
+            headers={"Authorization": f"Bearer {self.operator_token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        return {h["host"]: h for h in get_json(f"{self.collector_url}/api/v1/hosts")}
+
+
+def _stop_agents(roots: dict[str, Path]) -> None:
+    """Stop the supervisors deploy started (they are this test's processes), by their PIDs."""
+    for root in roots.values():
+        for pid_file in (
+            root / "run" / "agent.pid",
+            root.with_name(root.name + ".removing") / "run" / "agent.pid",
+        ):
+            try:
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, signal.SIGTERM)
+            except (OSError, ValueError):
+                continue
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    sshd = sshd_path()
+    if sshd is None:
+        pytest.skip("sshd not installed (Debian package: openssh-server)")
+    if find_source() is None:
+        pytest.skip("the bundle is built from a source checkout; runwatch is not run from one")
+    directory = tmp_path_factory.mktemp("deploy")
+    processes = Processes()
+    roots: dict[str, Path] = {}
+    try:
+        yield _make_fleet(directory, processes, sshd, roots)
+    finally:
+        _stop_agents(roots)
+        processes.stop_all()
+
+
+def _make_fleet(directory: Path, processes: Processes, sshd: str, roots: dict[str, Path]) -> Fleet:
+    key = directory / "id_ed25519"
+    ours = keygen(key)
+    theirs = keygen(directory / "someone_else")
+    hosts = {
+        "good1": start_sshd(processes, sshd, directory / "sshd-good1", "127.0.0.2", ours),
+        "good2": start_sshd(processes, sshd, directory / "sshd-good2", "127.0.0.3", ours),
+        "good3": start_sshd(processes, sshd, directory / "sshd-good3", "127.0.0.4", ours),
+        "changed-key": start_sshd(processes, sshd, directory / "sshd-changed", "127.0.0.6", ours),
+        "refuses-key": start_sshd(processes, sshd, directory / "sshd-refuses", "127.0.0.7", theirs),
+    }
+    lines = [
+        f"[{h.address}]:{h.port} {h.host_key_pub}"
+        for name, h in hosts.items()
+        if name != "changed-key"
+    ]
+    impostor = keygen(directory / "impostor_host_key")
+    changed = hosts["changed-key"]
+    lines.append(f"[{changed.address}]:{changed.port} {impostor}")
+    (directory / "known_hosts").write_text("\n".join(lines) + "\n")
+
+    collector_yaml = directory / "collector.yaml"
+    collector_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "data_dir": str(directory / "collector"),
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": {"ops": {"sink": "helpdesk", "assign": "Ops"}},
+                "evaluation_interval": "1s",
+            }
+        )
+    )
+    operator = subprocess.run(
+        [RUNWATCH, "token", "add", "deployer", "--operator", "--config", str(collector_yaml)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    token_file = directory / "operator.token"
+    token_file.write_text(operator + "\n")
+    token_file.chmod(0o600)
+    collector = processes.start(
+        RUNWATCH, "collector", "--config", str(collector_yaml), stderr=subprocess.PIPE
+    )
+    url = read_url(collector)
+
+    entries: dict[str, dict[str, Any]] = {}
+    for name in GOOD + BAD:
+        roots[name] = directory / "roots" / name
+        if name == "nobody-listens":
+            address, port = "127.0.0.5", free_port("127.0.0.5")
+        else:
+            address, port = hosts[name].address, hosts[name].port
+        entries[name] = {
+            "address": address,
+            "port": port,
+            "groups": ["fleet"],
+            "install_root": str(roots[name]),
+        }
+    inventory = directory / "inventory.yaml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "collector": {"url": url, "operator_token_file": "operator.token"},
+                "known_hosts": "known_hosts",
+                "groups": {
+                    "fleet": {
+                        "user": "root",
+                        "key": "id_ed25519",
+                        "report_timeout": "60s",
+                        "python": "python3",
+                        "vars": {
+                            "interval": "2s",
+                            "checks": [{"type": "memory"}, {"type": "load"}],
+                        },
+                    }
+                },
+                "hosts": entries,
+            },
+            sort_keys=False,
+        )
+    )
+    # The bundle is built once per machine and cached; time it apart from the install.
+    cache_dir = directory / "bundles"
+    started = time.monotonic()
+    source = find_source()
+    assert source is not None
+    BundleBuilder(cache_dir).build(source)
+    return Fleet(directory, inventory, url, operator, roots, cache_dir, time.monotonic() - started)
+
+
+def _by_host(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["host"]: row for row in rows}
+
+
+def _report_status(url: str, token: str, host: str) -> int:
+    """POST a minimal report as `host` with `token`; return the HTTP status."""
+    body = json.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "host": host,
+            "agent_version": "test",
+            "boot_id": "b",
+            "seq": 1_000_000,
+            "sent_at": time.time(),
+            "interval_seconds": 2.0,
+            "measurements": [],
+            "checks": [],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{url}/api/v1/reports",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _bumped_source(directory: Path, version: str) -> Path:
+    """A copy of the source tree that builds runwatch `version` (the upgrade's new release)."""
+    source = find_source()
+    assert source is not None
+    copy = directory / f"source-{version}"
+    if copy.exists():
+        return copy
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("agent", "checks", "collector", "config", "runwatch"):
+        shutil.copytree(source / name, copy / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(source / name, copy / name)
+    init = copy / "runwatch" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{__version__}"', f'"{version}"'))
+    return copy
+
+
+@pytest.mark.slow
+def test_install_again_upgrade_rollback_status_remove(fleet: Fleet) -> None:
+    cache = ["--cache-dir", str(fleet.cache_dir)]
+
+    # -- install on all six: the good ones report, each bad one says why ---------------------
+    started = time.monotonic()
+    code, rows, stderr = fleet.deploy("install", *cache)
+    install_seconds = time.monotonic() - started
+    assert code == 1, stderr
+    results = _by_host(rows)
+    assert set(results) == set(GOOD + BAD)
+    for name in GOOD:
+        assert results[name]["result"] == "changed", results[name]
+        assert results[name]["version"] == __version__
+    assert "connection refused" in results["nobody-listens"]["error"]
+    assert "CHANGED" in results["changed-key"]["error"]
+    assert "refused key" in results["refuses-key"]["error"]
+    for name in BAD:
+        assert results[name]["result"] == "failed"
+        assert not fleet.roots[name].exists()
+    hosts = fleet.hosts()
+    assert set(GOOD) <= set(hosts)
+    assert not set(BAD) & set(hosts)
+    assert {hosts[name]["agent_version"] for name in GOOD} == {__version__}
+    for name in GOOD:
+        token = fleet.roots[name] / "etc" / "agent.token"
+        assert token.stat().st_mode & 0o777 == 0o600
+        config = yaml.safe_load((fleet.roots[name] / "etc" / "agent.yaml").read_text())
+        assert config["host"] == name
+    slowest_host = max(results[name]["duration_seconds"] for name in GOOD)
+    print(
+        f"\ninstall on 3 hosts (+3 failing): {install_seconds:.1f}s wall, slowest host "
+        f"{slowest_host:.1f}s; bundle built once beforehand in {fleet.bundle_seconds:.1f}s",
+        file=sys.stderr,
+    )
+    assert install_seconds < 60, "target: three hosts installed in under a minute"
+
+    # -- a second install changes nothing, and says so ----------------------------------------
+    pids = {name: (fleet.roots[name] / "run" / "agent.pid").read_text() for name in GOOD}
+    tokens = {name: fleet.api("GET", f"/api/v1/tokens/{name}")[1] for name in GOOD}
+    code, rows, stderr = fleet.deploy("install", "--hosts", "good*", *cache)
+    assert code == 0, stderr
+    for row in rows:
+        assert row["result"] == "unchanged", row
+        assert row["changes"] == []
+    for name in GOOD:
+        assert (fleet.roots[name] / "run" / "agent.pid").read_text() == pids[name]
+        assert fleet.api("GET", f"/api/v1/tokens/{name}")[1] == tokens[name]
+
+    # -- upgrade to a new version, keeping the old one; then roll back -----------------------
+    new_version = f"{__version__}+deploytest"
+    source = _bumped_source(fleet.directory, new_version)
+    code, rows, stderr = fleet.deploy(
+        "upgrade", "--hosts", "good*", "--source", str(source), *cache
+    )
+    assert code == 0, stderr
+    for row in rows:
+        assert row["result"] == "changed", row
+        assert row["version"] == new_version
+    hosts = fleet.hosts()
+    assert {hosts[name]["agent_version"] for name in GOOD} == {new_version}
+    for name in GOOD:
+        assert os.readlink(fleet.roots[name] / "previous").startswith(f"releases/{__version__}-")
+
+    code, rows, stderr = fleet.deploy("rollback", "--hosts", "good*")
+    assert code == 0, stderr
+    assert {row["result"] for row in rows} == {"changed"}
+    hosts = fleet.hosts()
+    assert {hosts[name]["agent_version"] for name in GOOD} == {__version__}
+
+    code, rows, stderr = fleet.deploy("status", "--hosts", "good*")
+    assert code == 0, stderr
+    for row in rows:
+        assert row["result"] == "ok", row
+        assert f"runwatch {__version__}, process pid" in row["detail"]
+
+    # -- remove: service stopped, files gone, token revoked ------------------------------------
+    agent_tokens = {
+        name: (fleet.roots[name] / "etc" / "agent.token").read_text().strip() for name in GOOD
+    }
+    supervisors = {name: int(pids[name]) for name in GOOD}
+    code, rows, stderr = fleet.deploy("remove", "--hosts", "good*")
+    assert code == 0, stderr
+    for row in rows:
+        assert row["result"] == "changed", row
+        assert "revoked the token" in row["changes"]
+    for name in GOOD:
+        assert not fleet.roots[name].exists()
+        assert not Path(f"/proc/{supervisors[name]}").exists()
+        assert fleet.api("GET", f"/api/v1/tokens/{name}")[0] == 404
+        wait_for(
+            "the revoked token to be refused",
+            lambda n=name: _report_status(fleet.collector_url, agent_tokens[n], n) == 401,
+            timeout=5,
+        )
+    code, rows, _ = fleet.deploy("remove", "--hosts", "good*")
+    assert code == 0
+    assert {row["result"] for row in rows} == {"unchanged"}
+
+
+def _inventory_with(fleet: Fleet, name: str, file: str, **settings: Any) -> Path:
+    """An inventory of one host on good1's sshd, with its own install root."""
+    data = yaml.safe_load(fleet.inventory.read_text())
+    root = fleet.directory / "roots" / name
+    fleet.roots[name] = root
+    data["hosts"] = {name: {**data["hosts"]["good1"], "install_root": str(root), **settings}}
+    path = fleet.directory / file
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _deploy(inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    result = subprocess.run(
+        [RUNWATCH, "deploy", *args, "--inventory", str(inventory), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    (row,) = json.loads(result.stdout)
+    return result.returncode, row, result.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_upgrade_and_a_failed_install_put_the_host_back(fleet: Fleet) -> None:
+    """The new agent cannot start (its metrics port is taken), so no report comes: undo."""
+    cache = ["--cache-dir", str(fleet.cache_dir)]
+    taken = {"metrics": {"listen": fleet.collector_url.removeprefix("http://")}}
+    steady = _inventory_with(fleet, "steady", "steady.yaml", report_timeout="8s")
+    code, row, stderr = _deploy(steady, "install", *cache)
+    assert (code, row["result"]) == (0, "changed"), row
+    root = fleet.roots["steady"]
+    config = (root / "etc" / "agent.yaml").read_text()
+    current = os.readlink(root / "current")
+    token = fleet.api("GET", "/api/v1/tokens/steady")[1]
+
+    broken_upgrade = _inventory_with(
+        fleet, "steady", "steady-broken.yaml", report_timeout="8s", vars=taken
+    )
+    source = _bumped_source(fleet.directory, f"{__version__}+deploytest")
+    code, row, stderr = _deploy(broken_upgrade, "upgrade", "--source", str(source), *cache)
+    assert code == 1, stderr
+    assert "no report from steady" in row["error"]
+    assert "the agent's log ends" in row["error"]
+    assert "the host was put back as it was" in row["error"]
+    assert os.readlink(root / "current") == current
+    assert not (root / "previous").exists()
+    assert [p.name for p in (root / "releases").iterdir()] == [current.removeprefix("releases/")]
+    assert (root / "etc" / "agent.yaml").read_text() == config
+    assert fleet.api("GET", "/api/v1/tokens/steady")[1] == token
+    # The earlier agent runs again, and reports as before.
+    seen = fleet.hosts()["steady"]["last_report_at"]
+    wait_for(
+        "the earlier agent to report again",
+        lambda: fleet.hosts()["steady"]["last_report_at"] > seen,
+        timeout=15,
+    )
+    assert fleet.hosts()["steady"]["agent_version"] == __version__
+    code, row, stderr = _deploy(steady, "remove")
+    assert (code, row["result"]) == (0, "changed"), row
+
+    broken = _inventory_with(fleet, "broken", "broken.yaml", report_timeout="8s", vars=taken)
+    code, row, stderr = _deploy(broken, "install", *cache)
+    assert code == 1, stderr
+    assert row["result"] == "failed"
+    assert "no report from broken" in row["error"]
+    assert "the host was put back as it was" in row["error"]
+    assert not fleet.roots["broken"].exists()
+    assert fleet.api("GET", "/api/v1/tokens/broken")[0] == 404
+    assert "broken" not in fleet.hosts()
