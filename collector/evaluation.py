@@ -8,7 +8,7 @@ from dataclasses import replace
 from checks.settings import format_duration
 from collector.calls import Problem, format_value
 from collector.config import STALE_RULE, CollectorConfig, RuleConfig
-from collector.fleet import Fleet, SeriesKey, StateKey
+from collector.fleet import Fleet, StateKey
 from collector.incidents import IncidentManager
 from collector.rules import RuleState, Severity, classify, matches, step, threshold_for
 from collector.store import RuleStateRecord, SeriesRecord, Store
@@ -33,7 +33,8 @@ class RuleEvaluator:
 
     def on_report(self, host: str, updated: list[SeriesRecord], failing_checks: dict[str, str],
                   now: float) -> None:
-        """Evaluate what one report changed: its series, its failed checks, and host staleness."""
+        """Evaluate what one report changed: its series, its failed checks, host staleness,
+        and the series its checks no longer report."""
         self._evaluate_stale_rule(host, stale=False, now=now)
         for series in updated:
             if series.check not in failing_checks:
@@ -43,11 +44,16 @@ class RuleEvaluator:
                 series = self._fleet.series[key]
                 if series.check in failing_checks:
                     self._evaluate_series(series, now, error=failing_checks[series.check])
+        self._drop_vanished(host, now)
         self._flush()
 
     def tick(self, now: float) -> None:
-        """Evaluate what depends on time alone: staleness, `for` timers, vanished series."""
-        for name in list(self._fleet.hosts):
+        """Evaluate what depends on time alone: staleness and `for` timers.
+
+        Only the hosts that need it are looked at (see hosts_due), so a tick over a large,
+        healthy fleet costs a pass over the hosts and the rule states, not over every series.
+        """
+        for name in self.hosts_due(now):
             self.tick_host(name, now)
 
     def tick_host(self, name: str, now: float) -> bool:
@@ -55,26 +61,24 @@ class RuleEvaluator:
 
         Return whether a rule state changed, and so the host's stored version must move.
         """
-        factor = self._config.staleness.after_intervals
         host = self._fleet.hosts.get(name)
         if host is None:
             return False
-        silent_for = now - host.record.last_report_at
-        stale = silent_for > host.stale_after(factor)
+        stale = now - host.record.last_report_at > host.stale_after(
+            self._config.staleness.after_intervals)
         self._evaluate_stale_rule(name, stale=stale, now=now)
-        series_before = len(self._fleet.by_host.get(name, ()))
         if not stale:  # else nothing new is known about its series
-            for key in list(self._fleet.by_host.get(name, ())):
-                self._tick_series(key, now, factor)
-        changed = bool(self._dirty) or len(self._fleet.by_host.get(name, ())) != series_before
+            for key, rule, state, series in self._pending_of(name):
+                self._advance(rule, series, key, state.severity, now, detail=state.detail)
+        changed = bool(self._dirty)
         self._flush()
         return changed
 
     def hosts_due(self, now: float) -> list[str]:
-        """Hosts whose time-based evaluation may change something now.
+        """Hosts whose time-based evaluation may change something now: silent past their
+        limit, marked stale or holding a stale call, or with a problem waiting out its `for`.
 
-        A replica sharing its store takes each of them under the host's lock; the others it
-        leaves alone, so a tick costs one transaction per host that needs one, not per host.
+        A replica sharing its store takes each of them under the host's lock.
         """
         factor = self._config.staleness.after_intervals
         due: set[str] = set()
@@ -85,31 +89,39 @@ class RuleEvaluator:
             elif state.severity.is_problem and state.call_id is None:
                 due.add(state_host)  # a pending problem whose `for` may run out
         for name, host in self._fleet.hosts.items():
-            if name in due:
-                continue
             if now - host.record.last_report_at > host.stale_after(factor):
                 due.add(name)
-                continue
-            for key in self._fleet.by_host.get(name, ()):
-                status = host.checks.get(self._fleet.series[key].check)
-                interval = status.interval_seconds if status else host.record.interval_seconds
-                if now - self._fleet.seen_at[key] > factor * max(
-                        interval, host.record.interval_seconds):
-                    due.add(name)
-                    break
         return sorted(due)
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _tick_series(self, key: SeriesKey, now: float, factor: float) -> None:
-        series = self._fleet.series[key]
-        host = self._fleet.hosts[series.host]
-        status = host.checks.get(series.check)
-        interval = status.interval_seconds if status else host.record.interval_seconds
-        failing = status is not None and status.error is not None
-        if not failing and now - self._fleet.seen_at[key] > factor * max(
-                interval, host.record.interval_seconds):
-            # The check runs but no longer reports this series (an unmounted filesystem).
+    def _pending_of(self, host: str
+                    ) -> list[tuple[StateKey, RuleConfig, RuleState, SeriesRecord]]:
+        """The host's problems that wait for their `for` (no call yet), with their series."""
+        out = []
+        for series_key in self._fleet.by_host.get(host, ()):
+            series = self._fleet.series[series_key]
+            for rule in self._rules_by_metric.get(series.name, ()):
+                key = (rule.name, host, series.labels_key)
+                state = self._fleet.states.get(key)
+                if state is not None and state.severity.is_problem and state.call_id is None:
+                    out.append((key, rule, state, series))
+        return out
+
+    def _drop_vanished(self, host: str, now: float) -> None:
+        """Series that a check still running no longer reports (an unmounted filesystem):
+        forget them, and let their rules recover."""
+        factor = self._config.staleness.after_intervals
+        state = self._fleet.hosts[host]
+        for key in list(self._fleet.by_host.get(host, ())):
+            series = self._fleet.series[key]
+            status = state.checks.get(series.check)
+            interval = status.interval_seconds if status else state.record.interval_seconds
+            if status is not None and status.error is not None:
+                continue  # failing: UNKNOWN, not gone
+            if now - self._fleet.seen_at[key] <= factor * max(
+                    interval, state.record.interval_seconds):
+                continue
             self._fleet.drop_series(key)
             self._store.delete_series([key])
             for rule in self._rules_by_metric.get(series.name, ()):
@@ -118,13 +130,6 @@ class RuleEvaluator:
                     self._advance(rule, series, state_key, Severity.OK, now,
                                   reason="the series is no longer reported")
                     self._fleet.states.pop(state_key, None)
-            return
-        # Pending problems whose `for` may have run out since the last report.
-        for rule in self._rules_by_metric.get(series.name, ()):
-            state = self._fleet.states.get((rule.name, series.host, series.labels_key))
-            if state is not None and state.severity.is_problem and state.call_id is None:
-                self._advance(rule, series, (rule.name, series.host, series.labels_key),
-                              state.severity, now, detail=state.detail)
 
     def _evaluate_series(self, series: SeriesRecord, now: float, error: str | None = None
                          ) -> None:

@@ -32,6 +32,16 @@ class CallCounters:
         counter[group] = counter.get(group, 0) + 1
 
 
+class CallTimings:
+    """Where the collector reports how long calls took; the default does nothing."""
+
+    def acknowledged(self, group: str, seconds: float) -> None:
+        """A call was acknowledged in its help desk `seconds` after it opened."""
+
+    def resolved(self, group: str, seconds: float) -> None:
+        """A call was resolved `seconds` after it opened."""
+
+
 PriorityMap = Callable[[str], str]  # severity -> the sink's priority value
 
 
@@ -47,8 +57,10 @@ class IncidentManager:
                  external: Mapping[str, PriorityMap] | None = None,
                  on_enqueue: Callable[[], None] | None = None,
                  storm: StormConfig | None = None,
-                 templates: CallTemplates | None = None) -> None:
+                 templates: CallTemplates | None = None,
+                 timings: CallTimings | None = None) -> None:
         self._store = store
+        self._timings = timings or CallTimings()
         self._groups = groups
         self.counters = counters or CallCounters()
         self._external = external or {}
@@ -198,6 +210,7 @@ class IncidentManager:
             self._event(umbrella, "resolved", "Recovered: every problem listed here has.", now,
                         {"text": "Recovered: every problem listed here has.", "close": False})
             CallCounters.bump(self.counters.resolved, umbrella.group)
+            self._timings.resolved(umbrella.group, now - umbrella.opened_at)
             return
         self._umbrella_text(umbrella, members)
         umbrella.updated_at = now
@@ -250,4 +263,5 @@ class IncidentManager:
         close = group is not None and group.on_recovery == "close"
         self._event(call, "resolved", note, now, {"text": note, "close": close})
         CallCounters.bump(self.counters.resolved, call.group)
+        self._timings.resolved(call.group, now - call.opened_at)
         log.info("call %d resolved: %s", call.id, note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from sys import intern
 from typing import Literal
 
 from checks.schema import Report
@@ -56,11 +57,23 @@ class ReportIngestor:
             last_seq=report.seq,
         )
         latest: dict[tuple[str, str], SeriesRecord] = {}
+        host_name = intern(report.host)
+        known_series = self._fleet.series
         for m in report.measurements:
             key = labels_key(m.labels)
+            previous = known_series.get((host_name, m.name, key))
+            # A large fleet keeps hundreds of thousands of series in memory: their names and
+            # labels are shared with the previous value's, not held again by each new one.
+            if previous is not None:
+                name, key, labels = previous.name, previous.labels_key, previous.labels
+                check = previous.check if previous.check == m.check else intern(m.check)
+                unit = previous.unit if previous.unit == m.unit else intern(m.unit)
+            else:
+                name, key, labels = intern(m.name), intern(key), dict(m.labels)
+                check, unit = intern(m.check), intern(m.unit)
             # A later value of the same series in one report replaces the earlier one.
-            latest[(m.name, key)] = SeriesRecord(report.host, m.name, key, dict(m.labels),
-                                                 m.check, m.value, m.unit, m.timestamp)
+            latest[(name, key)] = SeriesRecord(host_name, name, key, labels, check, m.value,
+                                               unit, m.timestamp)
         series = list(latest.values())
         statuses = [
             CheckStatus(report.host, run.check, run.type, run.interval_seconds, run.started_at,

@@ -7,21 +7,34 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
-from collector.config import CollectorConfig
+from collector.config import STALE_RULE, CollectorConfig
 from collector.fleet import Fleet
-from collector.incidents import CallCounters
+from collector.incidents import CallCounters, CallTimings
 from collector.outbox import DeliveryMetrics
 from collector.rules import Severity
 from collector.sinks.registry import sink_type
-from collector.store import Store
+from collector.store import Store, StoreTimings
 from runwatch import __version__
 
 PREFIX = "runwatch_"
+
+# How long calls take, in seconds: from a minute to a week.
+CALL_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+SINK_OPERATIONS = ("open", "comment", "update", "resolve", "reopen", "status")
+REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large")
 
 
 class IngestMetrics:
@@ -35,6 +48,13 @@ class IngestMetrics:
                                   registry=registry)
         self.rejected = Counter("runwatch_reports_rejected", "Reports refused, by reason.",
                                 ["reason"], registry=registry)
+        self.failed = Counter("runwatch_reports_failed",
+                              "Reports that failed inside the collector (a store or evaluation "
+                              "error): answered 500, not ingested; the agent sends them again.",
+                              registry=registry)
+        self.evaluation_failures = Counter(
+            "runwatch_evaluation_failures",
+            "Timed evaluation passes that failed and were rolled back.", registry=registry)
         self.measurements = Counter("runwatch_measurements_ingested",
                                     "Measurements accepted.", registry=registry)
         self.latency = Histogram(
@@ -42,14 +62,14 @@ class IngestMetrics:
             "Time to read, validate, store and evaluate a report.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry)
-        for reason in ("unauthorized", "forbidden", "malformed", "invalid", "too_large"):
+        for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # present from the start, so rate() works at once
 
 
 class PrometheusDeliveryMetrics(DeliveryMetrics):
-    """Outbox deliveries by sink, operation and result, and how long delivery took."""
+    """Outbox deliveries by sink, operation and result, how long delivery took, sink errors."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, sinks: list[str]) -> None:
         self.deliveries = Counter("runwatch_outbox_deliveries",
                                   "Delivery attempts to help desks, by sink, operation and "
                                   "result (ok, retry, dead).", ["sink", "op", "result"],
@@ -59,16 +79,104 @@ class PrometheusDeliveryMetrics(DeliveryMetrics):
             "Time from a call change to its delivery to the help desk.", ["sink"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
             registry=registry)
+        self.errors = Counter("runwatch_sink_errors",
+                              "Failed requests to a help desk, by sink and operation (an outbox "
+                              "operation, or `status` for two-way sync).", ["sink", "operation"],
+                              registry=registry)
+        for sink in sinks:
+            for operation in SINK_OPERATIONS:
+                self.errors.labels(sink, operation)
 
     def delivered(self, sink: str, op: str, result: str, latency: float | None) -> None:
         self.deliveries.labels(sink, op, result).inc()
         if latency is not None:
             self.latency.labels(sink).observe(max(0.0, latency))
 
+    def sink_error(self, sink: str, operation: str) -> None:
+        self.errors.labels(sink, operation).inc()
+
+
+class PrometheusCallTimings(CallTimings):
+    """Time to acknowledge and to resolve calls, by owner group."""
+
+    def __init__(self, registry: CollectorRegistry, groups: list[str]) -> None:
+        self.acknowledge = Histogram(
+            "runwatch_call_acknowledge_seconds",
+            "Time from a call's opening to its acknowledgement in the help desk.", ["group"],
+            buckets=CALL_BUCKETS, registry=registry)
+        self.resolve = Histogram(
+            "runwatch_call_resolve_seconds",
+            "Time from a call's opening to its resolution.", ["group"],
+            buckets=CALL_BUCKETS, registry=registry)
+        for group in groups:
+            self.acknowledge.labels(group)
+            self.resolve.labels(group)
+
+    def acknowledged(self, group: str, seconds: float) -> None:
+        self.acknowledge.labels(group).observe(max(0.0, seconds))
+
+    def resolved(self, group: str, seconds: float) -> None:
+        self.resolve.labels(group).observe(max(0.0, seconds))
+
+
+class PrometheusStoreTimings(StoreTimings):
+    """Store transaction and commit times (thread-safe: both store connections share it)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._transaction = Histogram(
+            "runwatch_store_transaction_seconds",
+            "Time of a store write transaction, from BEGIN to the end of COMMIT.",
+            buckets=STORE_BUCKETS, registry=registry)
+        self._commit = Histogram(
+            "runwatch_store_commit_seconds", "Time of a store COMMIT alone.",
+            buckets=STORE_BUCKETS, registry=registry)
+
+    def transaction(self, seconds: float) -> None:
+        self._transaction.observe(seconds)
+
+    def commit(self, seconds: float) -> None:
+        self._commit.observe(seconds)
+
+
+def _escape(value: str) -> str:
+    """Escape a label value for the text format (backslash, double quote, newline)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def _number(value: float) -> str:
+    """A sample value as the text format wants it (repr, except for Inf and NaN)."""
+    text = repr(value)
+    return _go_float(value) if text[-1] in "fn" else text  # inf, -inf, nan
+
+
+def _go_float(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _head(out: list[str], name: str, kind: str, text: str) -> None:
+    help_text = text.replace("\\", r"\\").replace("\n", r"\n")
+    out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+
+
+_STATE_LINES = {
+    current: "".join(f'{PREFIX}host_state\x00,state="{severity.name}"}} '
+                     f'{"1.0" if severity is current else "0.0"}\n' for severity in Severity)
+    for current in Severity
+}
+_SEVERITY_TEXT = {severity: _number(float(severity)) for severity in Severity}
+
 
 class FleetCollector(Collector):
-    """Render host and rule states, call counts and measurements without a Python object per
-    sample: families are built fresh from the fleet on each scrape."""
+    """Render host and rule states, call counts and measurements straight to the text format.
+
+    A large fleet's exposition is hundreds of thousands of samples, so `render()` writes text
+    lines from the fleet's own records: no metric or sample object is built, and nothing per
+    sample is kept between scrapes. Label text that repeats across hosts (a check's labels, a
+    rule's series) is cached by key for the length of one render.
+    `collect()` parses that same text back, for registry users such as tests.
+    """
 
     def __init__(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
                  store: Store, clock: Callable[[], float] = time.time) -> None:
@@ -77,55 +185,120 @@ class FleetCollector(Collector):
         self._counters = counters
         self._store = store
         self._clock = clock
+        self._owners = {rule.name: rule.owner for rule in config.rules}
+        if config.staleness.owner is not None:
+            self._owners[STALE_RULE] = config.staleness.owner
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._hosts()
-        yield from self._rules()
-        yield from self._calls()
-        if self._config.metrics.measurements:
-            yield from self._measurements()
+        yield from text_string_to_metric_families(self.render())
 
-    def _hosts(self) -> Iterator[Metric]:
+    def render(self) -> str:
+        """The fleet's part of /metrics, in the Prometheus text format."""
+        out: list[str] = []
+        self.render_into(out)
+        return "".join(out)
+
+    def render_into(self, out: list[str]) -> None:
+        """Append the fleet's part of /metrics to `out`, as text pieces."""
+        worst = self._states(out)
+        self._hosts(out, worst)
+        self._rules(out)
+        self._calls(out)
+        if self._config.metrics.measurements:
+            self._measurements(out)
+
+    def _hosts(self, out: list[str], worst: dict[str, Severity]) -> None:
         now = self._clock()
         factor = self._config.staleness.after_intervals
-        last = GaugeMetricFamily(f"{PREFIX}host_last_report_timestamp_seconds",
-                                 "When the host's last report arrived.", labels=["host"])
-        state = GaugeMetricFamily(f"{PREFIX}host_state",
-                                  "The host's state: 1 for the current one (worst rule, or STALE).",
-                                  labels=["host", "state"])
-        failing = GaugeMetricFamily(f"{PREFIX}check_failing",
-                                    "1 when the check's last run failed or timed out.",
-                                    labels=["host", "check"])
-        worst = self._fleet.worst_by_host()
+        last: list[str] = []
+        state: list[str] = []
+        failing: list[str] = []
         for name, host in self._fleet.hosts.items():
-            last.add_metric([name], host.record.last_report_at)
+            label = f'{{host="{_escape(name)}"'
+            last.append(f"{PREFIX}host_last_report_timestamp_seconds{label}}} "
+                        f"{_number(host.record.last_report_at)}\n")
             stale = self._fleet.is_stale(name, now, factor)
             current = Severity.STALE if stale else worst.get(name, Severity.OK)
-            for severity in Severity:
-                state.add_metric([name, severity.name], 1.0 if severity is current else 0.0)
+            # All five lines of the state set at once: one replace instead of five f-strings.
+            state.append(_STATE_LINES[current].replace("\x00", label))
             for check, status in host.checks.items():
-                failing.add_metric([name, check], 0.0 if status.error is None else 1.0)
-        yield last
-        yield state
-        yield failing
-        info = GaugeMetricFamily(f"{PREFIX}build_info", "The running runwatch version.",
-                                 labels=["version"])
-        info.add_metric([__version__], 1.0)
-        yield info
+                failing.append(f'{PREFIX}check_failing{label},check="{_escape(check)}"}} '
+                               f'{"0.0" if status.error is None else "1.0"}\n')
+        _head(out, f"{PREFIX}host_last_report_timestamp_seconds", "gauge",
+              "When the host's last report arrived.")
+        out.extend(last)
+        _head(out, f"{PREFIX}host_state", "gauge",
+              "The host's state: 1 for the current one (worst rule, or STALE).")
+        out.extend(state)
+        _head(out, f"{PREFIX}check_failing", "gauge",
+              "1 when the check's last run failed or timed out.")
+        out.extend(failing)
+        _head(out, f"{PREFIX}build_info", "gauge", "The running runwatch version.")
+        out.append(f'{PREFIX}build_info{{version="{_escape(__version__)}"}} 1.0\n')
 
-    def _rules(self) -> Iterator[Metric]:
+    def _rules(self, out: list[str]) -> None:
+        """What each rule is: its owner group, metric and thresholds (a few lines per rule)."""
+        _head(out, f"{PREFIX}rule_info", "gauge",
+              "Each rule's owner group, metric and direction; join on `rule`.")
+        thresholds: list[str] = []
+        for rule in self._config.rules:
+            name, metric = _escape(rule.name), _escape(rule.metric)
+            out.append(f'{PREFIX}rule_info{{rule="{name}",metric="{metric}",'
+                       f'group="{_escape(rule.owner)}",direction="{rule.direction}"}} 1.0\n')
+            levels = (("warning", rule.warning), ("critical", rule.critical),
+                      ("clear", rule.clear_threshold))
+            for level, value in levels:
+                if value is not None:
+                    thresholds.append(f'{PREFIX}rule_threshold{{rule="{name}",metric="{metric}",'
+                                      f'level="{level}"}} {_number(float(value))}\n')
+        owner = self._config.staleness.owner
+        if owner is not None:
+            out.append(f'{PREFIX}rule_info{{rule="{STALE_RULE}",metric="",'
+                       f'group="{_escape(owner)}",direction="above"}} 1.0\n')
+        _head(out, f"{PREFIX}rule_threshold", "gauge",
+              "Each rule's thresholds (level: warning, critical, clear) in the metric's unit.")
+        out.extend(thresholds)
+
+    def _states(self, out: list[str]) -> dict[str, Severity]:
+        """Write every rule state; return each host's worst one (a by-product of the pass)."""
         # One sample per series (not a state set of five): it is the bulk of a large fleet's
         # exposition. `runwatch_rule_severity > 0` selects the problems.
-        severity = GaugeMetricFamily(
-            f"{PREFIX}rule_severity",
-            "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.",
-            labels=["host", "rule", "series"])
+        lines: list[str] = []
+        calls: list[str] = []
+        worst: dict[str, Severity] = {}
+        tails: dict[str, dict[str, str]] = {}
+        last_host = None
+        head = ""
         for (rule, host, key), rule_state in self._fleet.states.items():
-            series = _series_label(key)
-            severity.add_metric([host, rule, series], float(rule_state.severity))
-        yield severity
+            by_key = tails.get(rule)
+            if by_key is None:
+                by_key = tails[rule] = {}
+            tail = by_key.get(key)
+            if tail is None:
+                tail = by_key[key] = (
+                    f'",rule="{_escape(rule)}",series="{_escape(_series_label(key))}"}} ')
+            if host is not last_host:
+                last_host, head = host, _escape(host)
+            severity = rule_state.severity
+            text = _SEVERITY_TEXT[severity]
+            lines.append(f'{PREFIX}rule_severity{{host="{head}{tail}{text}\n')
+            if severity:
+                if severity > worst.get(host, Severity.OK):
+                    worst[host] = severity
+                if rule_state.call_id is not None:
+                    group = _escape(self._owners.get(rule, ""))
+                    calls.append(f'{PREFIX}open_call_severity{{host="{head}",'
+                                 f'call="{rule_state.call_id}",group="{group}{tail}{text}\n')
+        _head(out, f"{PREFIX}rule_severity", "gauge",
+              "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.")
+        out.extend(lines)
+        _head(out, f"{PREFIX}open_call_severity", "gauge",
+              "Each rule series that has an open call (`call` is its id), with the rule's "
+              "severity as in runwatch_rule_severity.")
+        out.extend(calls)
+        return worst
 
-    def _calls(self) -> Iterator[Metric]:
+    def _calls(self, out: list[str]) -> None:
         names = {
             "opened": "Calls opened.",
             "reopened": "Resolved calls reopened because the problem came back in the window.",
@@ -135,57 +308,87 @@ class FleetCollector(Collector):
         }
         groups = sorted(self._config.groups)
         for kind, text in names.items():
-            family = CounterMetricFamily(f"{PREFIX}calls_{kind}", text, labels=["group"])
+            name = f"{PREFIX}calls_{kind}_total"
+            _head(out, name, "counter", text)
             counts: dict[str, int] = getattr(self._counters, kind)
             for group in groups:
-                family.add_metric([group], float(counts.get(group, 0)))
-            yield family
-        open_now = GaugeMetricFamily(f"{PREFIX}calls_open", "Calls open now, by owner group.",
-                                     labels=["group"])
+                out.append(f'{name}{{group="{_escape(group)}"}} '
+                           f"{_number(float(counts.get(group, 0)))}\n")
+        _head(out, f"{PREFIX}calls_open", "gauge", "Calls open now, by owner group.")
         counts = self._store.open_calls_by_group()
         for group in sorted(set(groups) | set(counts)):
-            open_now.add_metric([group], float(counts.get(group, 0)))
-        yield open_now
-        pending = GaugeMetricFamily(f"{PREFIX}outbox_pending",
-                                    "Call operations waiting for delivery to a help desk.",
-                                    labels=["sink"])
-        dead = GaugeMetricFamily(f"{PREFIX}outbox_dead_letters",
-                                 "Call operations a help desk refused; see runwatch calls --dead.",
-                                 labels=["sink"])
+            out.append(f'{PREFIX}calls_open{{group="{_escape(group)}"}} '
+                       f"{_number(float(counts.get(group, 0)))}\n")
         outbox = self._store.outbox_counts()
+        oldest = self._store.outbox_oldest_pending()
+        now = self._clock()
         external = sorted(name for name, sink in self._config.sinks.items()
                           if sink_type(sink) != "builtin")
-        for sink in external:
-            pending.add_metric([sink], float(outbox.get((sink, "pending"), 0)))
-            dead.add_metric([sink], float(outbox.get((sink, "dead"), 0)))
-        yield pending
-        yield dead
+        pending = {sink: float(outbox.get((sink, "pending"), 0)) for sink in external}
+        dead = {sink: float(outbox.get((sink, "dead"), 0)) for sink in external}
+        age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0
+               for sink in external}
+        for name, text, values in (
+            ("outbox_pending", "Call operations waiting for delivery to a help desk.", pending),
+            ("outbox_dead_letters",
+             "Call operations a help desk refused; see runwatch calls --dead.", dead),
+            ("outbox_oldest_pending_age_seconds",
+             "Age of the oldest call operation waiting for delivery; 0 when none waits.", age),
+        ):
+            _head(out, f"{PREFIX}{name}", "gauge", text)
+            for sink, value in values.items():
+                out.append(f'{PREFIX}{name}{{sink="{_escape(sink)}"}} {_number(value)}\n')
 
-    def _measurements(self) -> Iterator[Metric]:
-        families: dict[str, GaugeMetricFamily] = {}
+    def _measurements(self, out: list[str]) -> None:
+        # The hot loop of a large fleet (1 to 2 µs a sample, most of it the float's repr): the
+        # host's text is reused while its series run (they are stored host by host), and each
+        # family caches the label text of a labels key, which repeats across hosts.
+        families: dict[str, tuple[list[str], dict[str, tuple[str, str]], str]] = {}
         reserved = _RESERVED_NAMES
-        for (host, name, _), series in self._fleet.series.items():
-            metric = PREFIX + name
-            if metric in reserved:
-                continue
-            family = families.get(metric)
+        last_host = None
+        head = ""
+        for (host, name, key), series in self._fleet.series.items():
+            family = families.get(name)
             if family is None:
-                family = families[metric] = GaugeMetricFamily(
-                    metric, f"Measurement {name} as reported by agents.", labels=[])
-            labels = {"host": host, "check": series.check, **series.labels}
-            family.samples.append(Sample(metric, labels, series.value, None, None))
-        yield from families.values()
+                if PREFIX + name in reserved:
+                    continue
+                family = families[name] = ([], {}, PREFIX + name)
+            lines, tails, metric = family
+            check = series.check
+            cached = tails.get(key)
+            if cached is None or cached[0] != check:
+                cached = tails[key] = (check, _measurement_tail(check, series.labels))
+            if host is not last_host:
+                last_host, head = host, f'{{host="{_escape(host)}'
+            value = series.value
+            if value - value:  # inf, -inf or nan: spelled as Prometheus spells them
+                lines.append(f"{metric}{head}{cached[1]}{_go_float(value)}\n")
+            else:
+                lines.append(f"{metric}{head}{cached[1]}{value!r}\n")
+        for name, (lines, _, metric) in families.items():
+            _head(out, metric, "gauge", f"Measurement {name} as reported by agents.")
+            out.extend(lines)
+
+
+def _measurement_tail(check: str, labels: dict[str, str]) -> str:
+    """The label text after the host: the check, the series' labels, the closing brace."""
+    extra = "".join(f',{k}="{_escape(v)}"' for k, v in labels.items())
+    return f'",check="{_escape(check)}"{extra}}} '
 
 
 _RESERVED_NAMES = frozenset({
-    f"{PREFIX}host_last_report_timestamp_seconds", f"{PREFIX}host_state",
-    f"{PREFIX}check_failing", f"{PREFIX}build_info", f"{PREFIX}rule_severity",
-    f"{PREFIX}calls_open",
-} | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")}
-  | {f"{PREFIX}reports_ingested", f"{PREFIX}reports_duplicate", f"{PREFIX}reports_rejected",
-     f"{PREFIX}measurements_ingested", f"{PREFIX}ingest_duration_seconds",
-     f"{PREFIX}outbox_pending", f"{PREFIX}outbox_dead_letters", f"{PREFIX}outbox_deliveries",
-     f"{PREFIX}outbox_delivery_seconds"})
+    f"{PREFIX}{name}" for name in (
+        "host_last_report_timestamp_seconds", "host_state", "check_failing", "build_info",
+        "rule_severity", "rule_info", "rule_threshold", "open_call_severity", "calls_open",
+        "reports_ingested", "reports_duplicate", "reports_rejected", "reports_failed",
+        "evaluation_failures", "measurements_ingested", "ingest_duration_seconds",
+        "outbox_pending", "outbox_dead_letters", "outbox_oldest_pending_age_seconds",
+        "outbox_deliveries", "outbox_delivery_seconds", "sink_errors",
+        "call_acknowledge_seconds", "call_resolve_seconds", "store_transaction_seconds",
+        "store_commit_seconds", "process_cpu_seconds", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_start_time_seconds", "process_open_fds",
+        "process_max_fds")
+} | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -195,12 +398,39 @@ def _series_label(key: str) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def build_registry(fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                   store: Store, clock: Callable[[], float] = time.time
-                   ) -> tuple[CollectorRegistry, IngestMetrics, PrometheusDeliveryMetrics]:
-    """A fresh registry (never the global one) with the fleet collector and ingest metrics."""
-    registry = CollectorRegistry(auto_describe=False)
-    ingest = IngestMetrics(registry)
-    delivery = PrometheusDeliveryMetrics(registry)
-    registry.register(FleetCollector(fleet, config, counters, store, clock))
-    return registry, ingest, delivery
+class CollectorMetrics:
+    """Every metric of the collector, in a fresh registry (never the global one).
+
+    `registry` holds them all (for tests and tools); `render()` is what /metrics serves: the
+    counters and histograms through prometheus_client, the fleet through its fast renderer.
+    """
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.own = CollectorRegistry(auto_describe=False)
+        # The collector process's CPU, memory and open files: runwatch_process_*.
+        ProcessCollector(namespace="runwatch", registry=self.own)
+        self.ingest = IngestMetrics(self.own)
+        external = sorted(name for name, sink in config.sinks.items()
+                          if sink_type(sink) != "builtin")
+        self.delivery = PrometheusDeliveryMetrics(self.own, external)
+        self.calls = PrometheusCallTimings(self.own, sorted(config.groups))
+        self.store = PrometheusStoreTimings(self.own)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.own)
+        self.fleet: FleetCollector | None = None
+
+    def watch(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
+              store: Store, clock: Callable[[], float] = time.time) -> None:
+        """Add the fleet's families, rendered from its state at each scrape."""
+        self.fleet = FleetCollector(fleet, config, counters, store, clock)
+        self.registry.register(self.fleet)
+
+    def render(self) -> bytes:
+        """The whole /metrics body in the Prometheus text format."""
+        own = generate_latest(self.own).decode()
+        if self.fleet is None:
+            return own.encode()
+        parts = [own]
+        self.fleet.render_into(parts)
+        return "".join(parts).encode()
+

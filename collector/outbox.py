@@ -36,6 +36,9 @@ class DeliveryMetrics:
     def delivered(self, sink: str, op: str, result: str, latency: float | None) -> None:
         pass
 
+    def sink_error(self, sink: str, operation: str) -> None:
+        """A request to a help desk failed (`operation`: an outbox op, or `status`)."""
+
 
 class OutboxWorker:
     """Deliver due operations, one call's operations strictly in order.
@@ -172,6 +175,7 @@ class OutboxWorker:
 
     def _failed(self, op: OutboxOp, exc: SinkError) -> bool:
         message = str(exc)
+        self._metrics.sink_error(op.sink, op.op)
         with self._store.transaction():
             if exc.retryable:
                 delay = self._policy.delay(op.attempts, exc.retry_after)

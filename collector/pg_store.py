@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from collector.store import (
     OutboxOp,
     RuleStateRecord,
     SeriesRecord,
+    StoreTimings,
 )
 
 log = logging.getLogger(__name__)
@@ -177,8 +179,9 @@ class PostgresStore:
     shared = True
 
     def __init__(self, dsn: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, timings: StoreTimings | None = None) -> None:
         self._dsn = dsn
+        self._timings = timings or StoreTimings()
         self._db = psycopg.connect(dsn, autocommit=True)
         self._lease_seconds = lease_seconds
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -186,12 +189,15 @@ class PostgresStore:
         self._led: set[str] = set()
         self._mutex = threading.RLock()
         self._migrate()
+        row = self._db.execute("SELECT current_schema()").fetchone()
+        self._schema = str(row[0]) if row else "public"
 
     # -- schema ---------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
         with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            self._db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                             (_MIGRATION_LOCK,))
             self._db.execute("CREATE TABLE IF NOT EXISTS runwatch_schema "
                              "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL "
                              "DEFAULT now())")
@@ -225,15 +231,26 @@ class PostgresStore:
                     self._depth -= 1
                 return
             self._depth = 1
+            started = time.perf_counter()
+            self._db.execute("BEGIN")
             try:
-                with self._db.transaction():
-                    yield
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                committing = time.perf_counter()
+                self._db.execute("COMMIT")
+                ended = time.perf_counter()
+                self._timings.commit(ended - committing)
+                self._timings.transaction(ended - started)
             finally:
                 self._depth = 0
 
     def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
         """Serialise work on one host across replicas (until the transaction ends); its row."""
-        self._db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (host,))
+        self._db.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))",
+                         (host,))
         row = self._db.execute(
             "SELECT host, first_seen, last_report_at, interval_seconds, agent_version, "
             "boot_id, last_seq, version FROM hosts WHERE host = %s", (host,)).fetchone()
@@ -288,7 +305,10 @@ class PostgresStore:
         """
         if job in self._led:
             return True
-        row = self._db.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(job),)).fetchone()
+        # Keyed by schema too: advisory locks are per database, and two installations may
+        # share one database in different schemas.
+        row = self._db.execute("SELECT pg_try_advisory_lock(%s)",
+                               (_lock_key(f"{self._schema}:{job}"),)).fetchone()
         if row and row[0]:
             self._led.add(job)
             log.info("this replica (%s) now runs %s", self.owner, job)
@@ -586,6 +606,12 @@ class PostgresStore:
         rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "
                                 "WHERE status IN ('pending', 'dead') GROUP BY sink, status")
         return {(sink, status): int(count) for sink, status, count in rows}
+
+    def outbox_oldest_pending(self) -> dict[str, float]:
+        """sink -> when its oldest pending operation was written (Unix time)."""
+        rows = self._db.execute("SELECT sink, min(created_at) FROM outbox "
+                                "WHERE status = 'pending' GROUP BY sink")
+        return {sink: float(created_at) for sink, created_at in rows}
 
     _LINK_COLUMNS = ("call_id, sink, remote_id, url, remote_state, checked_at, acknowledged_at, "
                      "escalated_at, desk_closed_at")

@@ -17,12 +17,12 @@ from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
-from collector.metrics import build_registry
+from collector.metrics import CollectorMetrics
 from collector.outbox import OutboxWorker, RetryPolicy
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
-from collector.store import RuleStateRecord, Store
+from collector.store import RuleStateRecord, Store, StoreTimings
 from collector.sync import TicketSync
 from collector.templates import CallTemplates
 
@@ -48,14 +48,15 @@ def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float
     return led
 
 
-def open_store(config: CollectorConfig) -> Store:
+def open_store(config: CollectorConfig, timings: StoreTimings | None = None) -> Store:
     """The store the config names: SQLite in data_dir, or a shared PostgreSQL database."""
     if config.store.backend == "postgresql":
         from collector.pg_store import PostgresStore  # psycopg only where it is used
 
         assert config.store.dsn is not None  # the config requires it
-        return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease))
-    return SQLiteStore(config.data_dir / "runwatch.db")
+        return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease),
+                             timings=timings)
+    return SQLiteStore(config.data_dir / "runwatch.db", timings)
 
 
 class CollectorService:
@@ -65,23 +66,29 @@ class CollectorService:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store: Store = store or open_store(config)
+        self.metrics = CollectorMetrics(config)
+        self.store: Store = store or open_store(config, self.metrics.store)
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
         self.fleet = Fleet()
         self.fleet.reload(self.store, clock())
         self.counters = CallCounters()
-        self.registry, self.ingest_metrics, delivery_metrics = build_registry(
-            self.fleet, config, self.counters, self.store, clock)
+        self.metrics.watch(self.fleet, config, self.counters, self.store, clock)
+        self.registry = self.metrics.registry
+        self.ingest_metrics = self.metrics.ingest
+        delivery_metrics = self.metrics.delivery
         self.sinks = build_sinks(config.sinks)
         self.outbox: OutboxWorker | None = None
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
             # The worker talks to help desks from its own thread, with its own connection.
-            worker_store: Store = open_store(config) if store is None else store
+            worker_store: Store = (open_store(config, self.metrics.store) if store is None
+                                   else store)
             self._outbox_store = worker_store
-            sync = TicketSync(worker_store, self.sinks, config.groups, external)
+            sync = TicketSync(worker_store, self.sinks, config.groups, external,
+                              timings=self.metrics.calls,
+                              on_error=lambda sink: delivery_metrics.sink_error(sink, "status"))
             policy = RetryPolicy(float(config.outbox.first_retry),
                                  float(config.outbox.max_retry))
             self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
@@ -92,7 +99,8 @@ class CollectorService:
             self.store, dict(config.groups), counters=self.counters, external=external,
             on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm,
             templates=CallTemplates(config.templates.summary, config.templates.description,
-                                    config.dashboard_url))
+                                    config.dashboard_url),
+            timings=self.metrics.calls)
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
 
@@ -141,6 +149,7 @@ class CollectorService:
             result = self.ingestor.ingest(report, self.clock())
         except Exception:
             # The transaction rolled back; rebuild the in-memory view so the two agree again.
+            self.ingest_metrics.failed.inc()
             log.exception("ingest failed for host %s seq %d; reloading state", report.host,
                           report.seq)
             self._reload()
@@ -190,6 +199,7 @@ class CollectorService:
                     if self.evaluator.tick_host(host, now):
                         self.fleet.versions[host] = self.store.bump_host_version(host)
         except Exception:
+            self.ingest_metrics.evaluation_failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self._reload()
 

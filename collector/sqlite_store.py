@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from collector.store import (
     OutboxOp,
     RuleStateRecord,
     SeriesRecord,
+    StoreTimings,
 )
 
 SCHEMA = """
@@ -143,7 +145,8 @@ class SQLiteStore:
 
     shared = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timings: StoreTimings | None = None) -> None:
+        self._timings = timings or StoreTimings()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -168,6 +171,7 @@ class SQLiteStore:
             finally:
                 self._depth -= 1
             return
+        started = time.perf_counter()
         self._db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
@@ -176,7 +180,11 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise
         else:
+            committing = time.perf_counter()
             self._db.execute("COMMIT")
+            ended = time.perf_counter()
+            self._timings.commit(ended - committing)
+            self._timings.transaction(ended - started)
         finally:
             self._depth = 0
 
@@ -433,6 +441,12 @@ class SQLiteStore:
         rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "
                                 "WHERE status IN ('pending', 'dead') GROUP BY sink, status")
         return {(sink, status): count for sink, status, count in rows}
+
+    def outbox_oldest_pending(self) -> dict[str, float]:
+        """sink -> when its oldest pending operation was written (Unix time)."""
+        rows = self._db.execute("SELECT sink, min(created_at) FROM outbox "
+                                "WHERE status = 'pending' GROUP BY sink")
+        return {sink: created_at for sink, created_at in rows}
 
     def get_link(self, call_id: int, sink: str) -> CallLink | None:
         row = self._db.execute("SELECT call_id, sink, remote_id, url, remote_state, checked_at, "

@@ -102,6 +102,16 @@ class HostSnapshot:
     states: list[RuleStateRecord]
 
 
+class StoreTimings:
+    """Where a store reports how long its transactions took; the default does nothing."""
+
+    def transaction(self, seconds: float) -> None:
+        """A whole write transaction, from BEGIN to the end of COMMIT."""
+
+    def commit(self, seconds: float) -> None:
+        """The COMMIT alone: the write to disk."""
+
+
 class Store(Protocol):
     """Durable state. Writes happen inside `transaction()`, which commits or rolls back whole."""
 
@@ -162,6 +172,7 @@ class Store(Protocol):
     def retry_dead(self, op_id: int | None, now: float) -> int: ...
     def discard_dead(self, op_id: int, now: float) -> int: ...
     def outbox_counts(self) -> dict[tuple[str, str], int]: ...
+    def outbox_oldest_pending(self) -> dict[str, float]: ...
     def get_link(self, call_id: int, sink: str) -> CallLink | None: ...
     def save_link(self, link: CallLink) -> None: ...
     def open_links(self) -> list[CallLink]: ...

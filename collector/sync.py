@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable, Mapping
 
 from checks.settings import format_duration
-from collector.calls import CallEvent
+from collector.calls import Call, CallEvent
 from collector.config import GroupConfig
-from collector.sinks.base import Sink, SinkError, TicketRef
-from collector.store import OutboxOp, Store
+from collector.incidents import CallTimings
+from collector.sinks.base import RemoteStatus, Sink, SinkError, TicketRef
+from collector.store import CallLink, OutboxOp, Store
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,12 @@ class TicketSync:
     """
 
     def __init__(self, store: Store, sinks: Mapping[str, Sink], groups: Mapping[str, GroupConfig],
-                 priorities: Mapping[str, Callable[[str], str]]) -> None:
+                 priorities: Mapping[str, Callable[[str], str]], *,
+                 timings: CallTimings | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
         self._store = store
+        self._timings = timings or CallTimings()
+        self._on_error = on_error or (lambda sink: None)
         self._sinks = sinks
         self._groups = groups
         self._priorities = priorities
@@ -47,17 +52,13 @@ class TicketSync:
             try:
                 remote = sink.status(TicketRef(link.remote_id, link.url))
             except SinkError as exc:
+                self._on_error(link.sink)
                 log.warning("cannot read the status of %s ticket %s (call %d): %s", link.sink,
                             link.remote_id, link.call_id, exc)
                 continue
             group = self._groups.get(call.group)
             link.checked_at = now
-            events: list[tuple[str, str, dict[str, object]]] = []
-            if remote.state != "new" and link.acknowledged_at is None:
-                link.acknowledged_at = now
-                events.append(("acknowledged", f"Acknowledged in {link.sink} "
-                               f"({remote.raw}) after {format_duration(now - call.opened_at)}",
-                               {}))
+            events = self._acknowledge(link, remote, call, now)
             closed_here = remote.state in ("resolved", "closed") and link.remote_state not in (
                 "resolved", "closed")
             if closed_here and group is not None and group.on_desk_close == "new_call":
@@ -96,3 +97,13 @@ class TicketSync:
             for _, text, _ in events:
                 log.info("call %d: %s", call.id, text)
         return actions
+
+    def _acknowledge(self, link: CallLink, remote: RemoteStatus, call: Call, now: float
+                     ) -> list[tuple[str, str, dict[str, object]]]:
+        """Record the acknowledgement when the ticket has just left the "new" state."""
+        if remote.state == "new" or link.acknowledged_at is not None:
+            return []
+        link.acknowledged_at = now
+        self._timings.acknowledged(call.group, now - call.opened_at)
+        return [("acknowledged", f"Acknowledged in {link.sink} ({remote.raw}) after "
+                 f"{format_duration(now - call.opened_at)}", {})]

@@ -6,10 +6,10 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from prometheus_client import generate_latest
 
 from collector.service import CollectorService
 from tests.conftest import FS_RULE, FakeClock, Reporter, tool
+from tests.procs import promtool_check
 
 MakeService = Callable[..., CollectorService]
 
@@ -76,7 +76,192 @@ def test_measurements_as_gauges_and_switched_off(
 
 def test_promtool_finds_the_exposition_clean(busy: CollectorService) -> None:
     promtool = tool("promtool", "prometheus")
-    exposition = generate_latest(busy.registry)
+    exposition = busy.metrics.render()
     result = subprocess.run([promtool, "check", "metrics"], input=exposition,
                             capture_output=True, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_rules_carry_their_owner_and_thresholds(busy: CollectorService) -> None:
+    info = {"rule": "filesystem_full", "metric": "fs_used_ratio",
+            "group": "systems-administration", "direction": "above"}
+    assert sample(busy, "runwatch_rule_info", **info) == 1
+    assert sample(busy, "runwatch_rule_info", rule="host_stale", metric="",
+                  group="systems-administration", direction="above") == 1
+    for level, value in (("warning", 0.85), ("critical", 0.95), ("clear", 0.80)):
+        assert sample(busy, "runwatch_rule_threshold", rule="filesystem_full",
+                      metric="fs_used_ratio", level=level) == value
+
+
+def test_open_calls_are_listed_with_their_id_group_and_severity(busy: CollectorService) -> None:
+    calls = {(c.host, c.rule): c.id for c in busy.calls("open", None)}
+    group = "systems-administration"
+    assert sample(busy, "runwatch_open_call_severity", host="db01", rule="filesystem_full",
+                  series="mountpoint=/", group=group,
+                  call=str(calls[("db01", "filesystem_full")])) == 2
+    assert sample(busy, "runwatch_open_call_severity", host="db01", rule="host_stale",
+                  series="", group=group, call=str(calls[("db01", "host_stale")])) == 4
+    text = busy.metrics.render().decode()
+    assert 'runwatch_open_call_severity{host="web01"' not in text, "web01's call is resolved"
+
+
+def test_time_to_resolve_is_observed_per_group(make_service: MakeService,
+                                               clock: FakeClock) -> None:
+    service = make_service([{**FS_RULE, "for": "0s"}])
+    web = Reporter("web01", clock)
+    service.ingest("web01", web.report({"fs_used_ratio": 0.97}))
+    clock.advance(1200)
+    service.ingest("web01", web.report({"fs_used_ratio": 0.50}))
+    group = "systems-administration"
+    assert sample(service, "runwatch_call_resolve_seconds_count", group=group) == 1
+    assert sample(service, "runwatch_call_resolve_seconds_sum", group=group) == 1200
+    assert sample(service, "runwatch_call_resolve_seconds_bucket", group=group, le="900.0") == 0
+    assert sample(service, "runwatch_call_resolve_seconds_bucket", group=group, le="1800.0") == 1
+    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 0
+    assert sample(service, "runwatch_call_resolve_seconds_count",
+                  group="computer-operations") == 0, "every group's series from the start"
+
+
+def test_store_times_its_transactions(busy: CollectorService) -> None:
+    count = sample(busy, "runwatch_store_transaction_seconds_count")
+    assert count is not None and count >= 5, "one per report at least"
+    assert sample(busy, "runwatch_store_commit_seconds_count") == count
+    total = sample(busy, "runwatch_store_transaction_seconds_sum")
+    commit = sample(busy, "runwatch_store_commit_seconds_sum")
+    assert total is not None and commit is not None and 0 < commit <= total
+
+
+def test_a_report_that_fails_inside_the_collector_is_counted(
+        make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = make_service()
+    web = Reporter("web01", clock)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(service.store, "save_series", broken)
+    with pytest.raises(RuntimeError):
+        service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
+    assert sample(service, "runwatch_reports_failed_total") == 1
+    assert sample(service, "runwatch_reports_ingested_total") == 0
+
+
+def test_label_values_are_escaped(make_service: MakeService, clock: FakeClock) -> None:
+    service = make_service()
+    odd = 'C:\\share "archive"\nline two'
+    service.ingest("web01", Reporter("web01", clock).report(
+        {"fs_used_ratio": 0.5}, labels={"mountpoint": odd}))
+    assert sample(service, "runwatch_fs_used_ratio", host="web01", check="filesystem",
+                  mountpoint=odd) == 0.5
+    assert sample(service, "runwatch_rule_severity", host="web01", rule="filesystem_full",
+                  series=f"mountpoint={odd}") == 0
+    promtool_check(service.metrics.render().decode())
+
+
+def test_special_values_are_written_as_prometheus_reads_them(
+        make_service: MakeService, clock: FakeClock) -> None:
+    service = make_service([])
+    values = {"a_ratio": float("inf"), "b_ratio": float("-inf"), "c_ratio": 1e21,
+              "d_ratio": 0.1 + 0.2}
+    service.ingest("web01", Reporter("web01", clock).report(values))
+    text = service.metrics.render().decode()
+    assert 'runwatch_a_ratio{host="web01",check="filesystem",mountpoint="/"} +Inf\n' in text
+    assert 'runwatch_b_ratio{host="web01",check="filesystem",mountpoint="/"} -Inf\n' in text
+    assert sample(service, "runwatch_c_ratio", host="web01", check="filesystem",
+                  mountpoint="/") == 1e21
+    assert sample(service, "runwatch_d_ratio", host="web01", check="filesystem",
+                  mountpoint="/") == 0.1 + 0.2, "full precision"
+
+
+@pytest.fixture
+def desk_service(make_service: MakeService) -> CollectorService:
+    """A collector whose group has an external help desk (never reached in these tests)."""
+    groups = {"systems-administration": {"sink": "desk", "assign": "Systems Administration"}}
+    return make_service([{**FS_RULE, "for": "0s"}], groups=groups,
+                        sinks={"desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
+                        staleness={"after_intervals": 3})
+
+
+def test_outbox_age_sink_errors_and_time_to_acknowledge(
+        desk_service: CollectorService, clock: FakeClock) -> None:
+    from collector.outbox import OutboxWorker, RetryPolicy
+    from collector.sinks.base import SinkError
+    from collector.sync import TicketSync
+    from tests.test_outbox import RecordingSink
+
+    service = desk_service
+    assert sample(service, "runwatch_outbox_oldest_pending_age_seconds", sink="desk") == 0
+    assert sample(service, "runwatch_sink_errors_total", sink="desk", operation="open") == 0
+    sink = RecordingSink()
+    worker = OutboxWorker(service.store, {"desk": sink}, clock=clock,
+                          policy=RetryPolicy(base_seconds=10, max_seconds=100),
+                          metrics=service.metrics.delivery)
+    web = Reporter("web01", clock)
+    service.ingest("web01", web.report({"fs_used_ratio": 0.97}))
+    clock.advance(90)
+    assert sample(service, "runwatch_outbox_pending", sink="desk") == 1
+    assert sample(service, "runwatch_outbox_oldest_pending_age_seconds", sink="desk") == 90
+    sink.failures = [SinkError("503", retryable=True, status=503)]
+    assert worker.deliver_due() == 0
+    assert sample(service, "runwatch_sink_errors_total", sink="desk", operation="open") == 1
+    assert sample(service, "runwatch_outbox_deliveries_total", sink="desk", op="open",
+                  result="retry") == 1
+    clock.advance(200)
+    assert worker.deliver_due() == 1
+    assert sample(service, "runwatch_outbox_oldest_pending_age_seconds", sink="desk") == 0
+
+    failing: list[str] = []
+    sync = TicketSync(service.store, {"desk": sink}, service.config.groups,
+                      {"desk": lambda severity: severity}, timings=service.metrics.calls,
+                      on_error=failing.append)
+    clock.advance(300)
+    sync.run_once(clock())
+    group = "systems-administration"
+    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 0, \
+        "still new in the help desk"
+    (ticket,) = sink.tickets.values()
+    ticket["state"] = "open"
+    clock.advance(100)
+    sync.run_once(clock())
+    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 1
+    assert sample(service, "runwatch_call_acknowledge_seconds_sum", group=group) == 690
+    sync.run_once(clock())
+    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 1, "once"
+
+
+def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorService) -> None:
+
+    from litestar.testing import TestClient
+
+    from collector.api import create_app
+
+    with TestClient(create_app(busy)) as client:
+        plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers
+        assert plain.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert zipped.headers["Vary"] == "Accept-Encoding"
+    # httpx inflates the body by itself; check that what was sent was much smaller.
+    assert zipped.num_bytes_downloaded < plain.num_bytes_downloaded / 3
+
+    def steady(body: bytes) -> list[str]:  # the process's own CPU and memory move between GETs
+        return [line for line in body.decode().splitlines() if "runwatch_process_" not in line]
+
+    assert steady(zipped.content) == steady(plain.content)
+    promtool_check(plain.text)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    pytest.param("gzip", True, id="gzip"),
+    pytest.param("br, gzip;q=0.5", True, id="among others, with a weight"),
+    pytest.param("GZIP", True, id="any case"),
+    pytest.param("gzip;q=0", False, id="refused with q=0"),
+    pytest.param("identity", False, id="identity only"),
+    pytest.param("", False, id="no header"),
+    pytest.param("deflate, br", False, id="other codings only"),
+])
+def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> None:
+    from collector.api import accepts_gzip
+
+    assert accepts_gzip(header) is expected
