@@ -42,6 +42,7 @@ class ReportIngestor:
             agent_version=report.agent_version,
             boot_id=report.boot_id,
             last_seq=report.seq,
+            labels=dict(report.labels),
         )
         latest: dict[tuple[str, str], SeriesRecord] = {}
         for m in report.measurements:
@@ -68,5 +69,6 @@ class ReportIngestor:
                 host.checks[status.check] = status
             for item in series:
                 self._fleet.put_series(item, now)
-            self._evaluator.on_report(report.host, series, failing, now)
+            self._evaluator.on_report(report.host, series, failing, now,
+                                      [status.check for status in statuses])
         return IngestResult("accepted", report.seq, len(series))

@@ -15,6 +15,7 @@ from prometheus_client.samples import Sample
 from collector.config import CollectorConfig
 from collector.fleet import Fleet
 from collector.incidents import CallCounters
+from collector.maintenance import MaintenanceCalendar
 from collector.outbox import DeliveryMetrics
 from collector.rules import Severity
 from collector.sinks.registry import sink_type
@@ -71,7 +72,9 @@ class FleetCollector(Collector):
     sample: families are built fresh from the fleet on each scrape."""
 
     def __init__(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                 store: Store, clock: Callable[[], float] = time.time) -> None:
+                 store: Store, clock: Callable[[], float] = time.time, *,
+                 calendar: MaintenanceCalendar | None = None) -> None:
+        self._calendar = calendar
         self._fleet = fleet
         self._config = config
         self._counters = counters
@@ -120,10 +123,38 @@ class FleetCollector(Collector):
             f"{PREFIX}rule_severity",
             "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.",
             labels=["host", "rule", "series"])
+        # Flapping and silenced states are few: a sample for each of them only, plus counts
+        # that are always there (so an alert can say "none" as 0).
+        flapping = GaugeMetricFamily(
+            f"{PREFIX}rule_flapping",
+            "1 for each rule series that is flapping (its one call stays open until stable).",
+            labels=["host", "rule", "series"])
+        silenced = GaugeMetricFamily(
+            f"{PREFIX}rule_silenced",
+            "1 for each rule series whose calls a maintenance window holds back.",
+            labels=["host", "rule", "series"])
+        flapping_count = silenced_count = 0
         for (rule, host, key), rule_state in self._fleet.states.items():
             series = _series_label(key)
             severity.add_metric([host, rule, series], float(rule_state.severity))
+            if rule_state.flapping:
+                flapping.add_metric([host, rule, series], 1.0)
+                flapping_count += 1
+            if rule_state.silenced:
+                silenced.add_metric([host, rule, series], 1.0)
+                silenced_count += 1
         yield severity
+        yield flapping
+        yield silenced
+        yield GaugeMetricFamily(f"{PREFIX}rules_flapping",
+                                "Rule series that are flapping now.", value=flapping_count)
+        yield GaugeMetricFamily(f"{PREFIX}rules_silenced",
+                                "Rule series held back by a maintenance window now.",
+                                value=silenced_count)
+        if self._calendar is not None:
+            yield GaugeMetricFamily(f"{PREFIX}maintenance_windows_active",
+                                    "Silences and weekly maintenance windows in force now.",
+                                    value=len(self._calendar.active(self._clock())))
 
     def _calls(self) -> Iterator[Metric]:
         names = {
@@ -180,6 +211,8 @@ class FleetCollector(Collector):
 _RESERVED_NAMES = frozenset({
     f"{PREFIX}host_last_report_timestamp_seconds", f"{PREFIX}host_state",
     f"{PREFIX}check_failing", f"{PREFIX}build_info", f"{PREFIX}rule_severity",
+    f"{PREFIX}rule_flapping", f"{PREFIX}rule_silenced", f"{PREFIX}rules_flapping",
+    f"{PREFIX}rules_silenced", f"{PREFIX}maintenance_windows_active",
     f"{PREFIX}calls_open",
 } | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")}
   | {f"{PREFIX}reports_ingested", f"{PREFIX}reports_duplicate", f"{PREFIX}reports_rejected",
@@ -196,11 +229,13 @@ def _series_label(key: str) -> str:
 
 
 def build_registry(fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                   store: Store, clock: Callable[[], float] = time.time
+                   store: Store, clock: Callable[[], float] = time.time, *,
+                   calendar: MaintenanceCalendar | None = None
                    ) -> tuple[CollectorRegistry, IngestMetrics, PrometheusDeliveryMetrics]:
     """A fresh registry (never the global one) with the fleet collector and ingest metrics."""
     registry = CollectorRegistry(auto_describe=False)
     ingest = IngestMetrics(registry)
     delivery = PrometheusDeliveryMetrics(registry)
-    registry.register(FleetCollector(fleet, config, counters, store, clock))
+    registry.register(FleetCollector(fleet, config, counters, store, clock,
+                                     calendar=calendar))
     return registry, ingest, delivery
