@@ -232,7 +232,11 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{len(host['problems'])} problem(s){extra}")
         for problem in host["problems"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(problem["labels"].items()))
-            print(f"    {problem['state']:9} {problem['rule']} {labels}")
+            marks = [word for word in ("flapping", "silenced") if problem.get(word)]
+            if problem.get("in_parent_call"):
+                marks.append(f"in call {problem['in_parent_call']}")
+            extra = f"  ({', '.join(marks)})" if marks else ""
+            print(f"    {problem['state']:9} {problem['rule']} {labels}{extra}")
     print(f"{len(open_calls)} open call(s)")
     return EXIT_OK
 

@@ -156,6 +156,8 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
 
     send(0.99)
     assert get_json(f"{url}/api/v1/calls") == []
+    status = runwatch("status", *base)
+    assert "CRITICAL  filesystem_full mountpoint=/  (silenced)" in status.stdout, status.stdout
     removed = runwatch("silence", "remove", str(silence["id"]), *base,
                        env={"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)})
     assert removed.returncode == 0, removed.stderr
