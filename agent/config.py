@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from checks.registry import CHECK_TYPES, AnyCheckOptions
-from checks.schema import HostName
+from checks.schema import HostName, LabelName, LabelValue
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 
 # The check name of the agent's own measurements (RSS, CPU, spool): no configured check may use it.
@@ -60,6 +60,7 @@ class AgentMetricsConfig(_Config, frozen=True):
 class AgentConfig(_Config, frozen=True):
     collector: CollectorTarget
     host: HostName | None = None
+    labels: dict[LabelName, LabelValue] = {}  # the host's labels: the collector's host groups
     interval: Duration = Duration(60)
     state_dir: Path = Path("/var/lib/runwatch-agent")
     checks: list[AnyCheckOptions] = []

@@ -167,6 +167,7 @@ class Agent:
             interval_seconds=float(self.config.interval),
             measurements=harvest.measurements + own,
             checks=harvest.runs,
+            labels=dict(self.config.labels),
         )
         self.spool.put(report.seq, encode(report))
         self.shipper.notify()

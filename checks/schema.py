@@ -69,8 +69,13 @@ class CheckRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     output: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
-class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything an agent collected since its previous report."""
+class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+             omit_defaults=True):
+    """Everything an agent collected since its previous report.
+
+    Fields at their defaults are left out, so a report without host labels still suits a
+    collector that predates them.
+    """
 
     schema_version: Literal[1]
     host: HostName
@@ -81,6 +86,8 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     interval_seconds: Annotated[float, msgspec.Meta(gt=0)]
     measurements: list[Measurement] = []
     checks: list[CheckRun] = []
+    # The host's own labels from the agent config (role, site); host groups select on them.
+    labels: dict[LabelName, LabelValue] = {}
 
 
 _report_decoder = msgspec.json.Decoder(Report)

@@ -10,7 +10,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
@@ -18,7 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from checks.schema import Report, decode_report
-from checks.settings import key_path
+from checks.settings import Duration, key_path
 from collector.auth import (
     TokenExists,
     TokenFileError,
@@ -30,7 +30,7 @@ from collector.auth import (
 )
 from collector.calls import Call
 from collector.service import CollectorService, Rejection
-from collector.store import OutboxOp
+from collector.store import OutboxOp, Silence
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,82 @@ def _token_routes(service: CollectorService) -> list[Any]:
     return [list_tokens, get_token, enrol, revoke]
 
 
+class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Silence calls for hosts and rules matching these globs, for `duration` (e.g. "2h")."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    duration: str | float
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
+    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
+    starts_at: float | None = None  # Unix time; default: now
+
+
+def _silence_json(silence: Silence, now: float) -> dict[str, Any]:
+    return {"id": silence.id, "source": "silence", "host": silence.host_pattern,
+            "rule": silence.rule_pattern, "starts_at": silence.starts_at,
+            "ends_at": silence.ends_at, "reason": silence.reason,
+            "created_by": silence.created_by, "created_at": silence.created_at,
+            "ended_by": silence.ended_by, "active": silence.active(now)}
+
+
+def _silence_routes(service: CollectorService) -> list[Any]:
+    """Maintenance windows: anyone may read them; operators set and end them."""
+
+    def operator(request: Request[Any, Any, Any]) -> str:
+        return service.authenticate_operator(request.headers.get("authorization"))
+
+    @get("/api/v1/silences", summary="Maintenance windows: operators' silences and the weekly "
+         "windows of the config", tags=["read"])
+    async def list_silences(include_ended: FromQuery[bool] = False) -> list[dict[str, Any]]:
+        return service.silences(include_ended=include_ended)
+
+    @post("/api/v1/silences", status_code=201, summary="Silence calls for matching hosts and "
+          "rules for a while; records who and why (operators)", tags=["admin"])
+    async def add_silence(request: Request[Any, Any, Any], data: JSONBody[SilenceRequest]
+                          ) -> Response[Any]:
+        try:
+            who = operator(request)
+        except Rejection as rejection:
+            return _error(rejection)
+        try:
+            duration = float(Duration.parse(data.duration))
+        except ValueError as exc:
+            return _error(Rejection(422, "invalid", str(exc), "duration"))
+        if duration <= 0:
+            return _error(Rejection(422, "invalid", "the duration must be more than 0s",
+                                    "duration"))
+        silence = service.add_silence(who, host=data.host, rule=data.rule, duration=duration,
+                                      reason=data.reason, starts_at=data.starts_at)
+        return Response(_silence_json(silence, service.clock()), status_code=201)
+
+    @delete("/api/v1/silences/{silence_id:int}", status_code=200,
+            summary="End a silence now (operators)", tags=["admin"])
+    async def end_silence(request: Request[Any, Any, Any], silence_id: FromPath[int]
+                          ) -> Response[Any]:
+        try:
+            who = operator(request)
+        except Rejection as rejection:
+            return _error(rejection)
+        ended = service.end_silence(silence_id, who)
+        if ended is None:
+            return Response({"error": "not_found",
+                             "message": f"no silence {silence_id} in force or to come"},
+                            status_code=404)
+        return Response({**_silence_json(ended, service.clock()), "ended_by": who,
+                         "active": False})
+
+    @get("/api/v1/rules/{rule:str}/explain", summary="Which thresholds apply to a rule on a "
+         "host, and why (host groups, flapping, maintenance, parents)", tags=["read"])
+    async def explain(rule: FromPath[str], host: FromQuery[str]) -> Response[Any]:
+        found = service.explain(host, rule)
+        if found is None:
+            return Response({"error": "not_found", "message": f"no rule {rule!r}"},
+                            status_code=404)
+        return Response(found)
+
+    return [list_silences, add_silence, end_silence, explain]
+
+
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     limit = service.config.limits.max_body_bytes
@@ -337,7 +413,8 @@ def create_app(service: CollectorService) -> Litestar:
 
     return Litestar(
         route_handlers=[post_report, get_hosts, get_calls, get_call, *_outbox_routes(service),
-                        *_token_routes(service), healthz, metrics, openapi],
+                        *_token_routes(service), *_silence_routes(service), healthz, metrics,
+                        openapi],
         lifespan=[ticking],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),

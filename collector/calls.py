@@ -86,21 +86,26 @@ class Problem:
     runbook: str = ""
     detail: str = ""
     recent: tuple[tuple[float, float], ...] = ()  # (time, value), oldest first
+    recent_unit: str | None = None  # when it differs from `unit` (a forecast's series)
 
 
 def format_value(value: float | None, unit: str, metric: str = "") -> str:
     """Render a value the way a person reads it: 93.1%, 12.0 GiB, 3d 2h."""
     if value is None:
         return "no value"
-    if unit == "ratio" or metric.endswith("_ratio"):
+    # The unit decides; the name's suffix only when there is no unit (a forecast's value is
+    # in seconds although its metric is fs_free_bytes).
+    kind = unit if unit in ("ratio", "bytes", "seconds") else next(
+        (k for k in ("ratio", "bytes", "seconds") if metric.endswith(f"_{k}")), "")
+    if kind == "ratio":
         return f"{value * 100:.1f}%"
-    if unit == "bytes" or metric.endswith("_bytes"):
+    if kind == "bytes":
         size = float(value)
         for suffix in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
             if abs(size) < 1024 or suffix == "PiB":
                 return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
             size /= 1024
-    if unit == "seconds" or metric.endswith("_seconds"):
+    if kind == "seconds":
         return format_duration(value)
     return f"{value:.4g}{' ' + unit if unit else ''}"
 

@@ -26,6 +26,10 @@ GroupName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_lengt
 STALE_RULE = "host_stale"
 # Umbrella calls of storm control carry this rule name.
 STORM_RULE = "call_storm"
+# Per-check staleness is built in too: one check stopped reporting while its host reports.
+CHECK_STALE_RULE = "check_stale"
+BUILTIN_RULES = (STALE_RULE, STORM_RULE, CHECK_STALE_RULE)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +53,46 @@ class GroupConfig(_Config, frozen=True):
     route: dict[str, str] = {}
 
 
+class FlappingConfig(_Config, frozen=True):
+    """A rule flaps when its state changes more than `changes` times within `window`."""
+
+    enabled: bool = True
+    changes: Annotated[int, msgspec.Meta(ge=1)] = 5
+    window: Duration = Duration(1800)
+
+    def __post_init__(self) -> None:
+        if float(self.window) <= 0:
+            raise field_error("window", "must be more than 0s")
+
+
+class ForecastConfig(_Config, frozen=True):
+    """Predict when the metric reaches `reaches`, by a linear fit over the last `over`.
+
+    The thresholds are times: a call when the predicted time is within `warning` (or
+    `critical`); back to OK only once it is beyond `clear` (default: `warning`).
+    """
+
+    reaches: float = 0.0
+    over: Duration = Duration(6 * 3600)
+    warning: Duration | None = None
+    critical: Duration | None = None
+    clear: Duration | None = None
+    min_points: Annotated[int, msgspec.Meta(ge=3)] = 4
+
+    def __post_init__(self) -> None:
+        if self.warning is None and self.critical is None:
+            raise ValueError("a forecast needs a warning or a critical time, such as 3d")
+        if float(self.over) < 60:
+            raise field_error("over", "must be at least 1m")
+        if (self.warning is not None and self.critical is not None
+                and float(self.critical) >= float(self.warning)):
+            raise field_error("critical", f"must be shorter than warning ({self.warning})")
+        first = self.warning if self.warning is not None else self.critical
+        assert first is not None
+        if self.clear is not None and float(self.clear) < float(first):
+            raise field_error("clear", f"must not be shorter than {first}")
+
+
 class RuleConfig(_Config, frozen=True):
     """A threshold on one metric, owned by exactly one run group."""
 
@@ -64,8 +108,13 @@ class RuleConfig(_Config, frozen=True):
     description: str = ""
     runbook: str = ""
     unknown: Literal["call", "ignore"] = "call"  # what a failing check means for this rule
+    flapping: FlappingConfig | None = None  # default: the collector's `flapping`
+    # A forecast rule judges the time until the metric reaches a value, not the value itself.
+    forecast: ForecastConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.forecast is not None:
+            return  # its thresholds are times, checked by ForecastConfig and set at load
         if self.warning is None and self.critical is None:
             raise ValueError("a rule needs a warning or a critical threshold")
         above = self.direction == "above"
@@ -93,6 +142,86 @@ class RuleConfig(_Config, frozen=True):
     @property
     def clear_threshold(self) -> float:
         return self.clear if self.clear is not None else self.first_threshold
+
+
+class ThresholdOverride(_Config, frozen=True):
+    """A host group's own thresholds for one rule; what it leaves out comes from the rule.
+
+    For a forecast rule the values are times (`2d`); for other rules, numbers.
+    """
+
+    warning: float | str | None = None
+    critical: float | str | None = None
+    clear: float | str | None = None
+    for_: Duration | None = msgspec.field(default=None, name="for")
+
+
+class HostGroupConfig(_Config, frozen=True):
+    """Hosts chosen by name globs and/or agent labels, with their own thresholds.
+
+    A host belongs when any of `hosts` matches its name (or `hosts` is empty) and every one of
+    `labels` matches the agent's label of that name (globs).
+    """
+
+    name: GroupName
+    hosts: list[str] = []
+    labels: dict[str, str] = {}
+    thresholds: dict[RuleName, ThresholdOverride] = {}
+
+    def __post_init__(self) -> None:
+        if not self.hosts and not self.labels:
+            raise ValueError("a host group needs `hosts` (name globs) or `labels`")
+
+
+class WeeklyWindow(_Config, frozen=True):
+    """A maintenance window that recurs every week: on `days`, from `start` for `duration`."""
+
+    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]],
+                    msgspec.Meta(min_length=1)]
+    start: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    duration: Duration
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.duration) <= 7 * 86400:
+            raise field_error("duration", "must be more than 0s and at most 1w")
+
+    @property
+    def start_seconds(self) -> int:
+        hours, minutes = self.start.split(":")
+        return int(hours) * 3600 + int(minutes) * 60
+
+
+class MaintenanceConfig(_Config, frozen=True):
+    """A recurring maintenance window: calls of matching hosts and rules are held back."""
+
+    name: str
+    weekly: Annotated[list[WeeklyWindow], msgspec.Meta(min_length=1)]
+    hosts: str = "*"            # glob on the host name
+    rules: str = "*"            # glob on the rule name
+    timezone: str = "UTC"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise field_error("timezone", f"unknown time zone {self.timezone!r} "
+                                          "(use a name such as Europe/Berlin)") from None
+
+
+class HistoryConfig(_Config, frozen=True):
+    """History kept for forecasts: one point per series per `resolution`, for `retention`."""
+
+    resolution: Duration = Duration(300)
+    retention: Duration = Duration(7 * 86400)
+
+    def __post_init__(self) -> None:
+        if float(self.resolution) < 1:
+            raise field_error("resolution", "must be at least 1s")
+        if float(self.retention) < float(self.resolution):
+            raise field_error("retention", "must be at least the resolution")
 
 
 class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
@@ -124,6 +253,11 @@ class StalenessConfig(_Config, frozen=True):
     after_intervals: Annotated[float, msgspec.Meta(ge=1)] = 3
     owner: GroupName | None = None  # who gets the call; no call when unset
     for_: Duration = msgspec.field(default=Duration(0), name="for")
+    # Per check, too: one check silent for `after_intervals` of its own interval while the
+    # host still reports. A check silent for `forget_checks_after` is forgotten (removed from
+    # the agent's config), and its call resolved.
+    checks: bool = True
+    forget_checks_after: Duration = Duration(86400)
 
 
 class OutboxConfig(_Config, frozen=True):
@@ -227,6 +361,11 @@ class CollectorConfig(_Config, frozen=True):
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
     tls: TlsConfig | None = None  # unset: plain HTTP (for instance behind a reverse proxy)
+    flapping: FlappingConfig = FlappingConfig()
+    host_groups: list[HostGroupConfig] = []  # threshold overrides; the first match wins
+    parents: dict[str, list[str]] = {}       # host glob -> parent hosts (dependencies)
+    maintenance: list[MaintenanceConfig] = []  # recurring weekly windows
+    history: HistoryConfig = HistoryConfig()
 
     @property
     def tokens_file(self) -> Path:
@@ -314,7 +453,7 @@ def _check_tls(tls: TlsConfig, source: str | None) -> None:
 
 
 def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
-              ) -> None:
+              ) -> CollectorConfig:
     """Check what a single key cannot: references between sinks, groups and rules."""
     _check_listen(config.listen, source)
     if config.tls is not None:
@@ -338,7 +477,7 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
             known = ", ".join(sorted(config.groups)) or "none"
             raise ConfigError(f"{path} -> owner",
                               f"unknown group {rule.owner!r} (groups: {known})", source=where)
-        if rule.name in (STALE_RULE, STORM_RULE):
+        if rule.name in BUILTIN_RULES:
             raise ConfigError(f"{path} -> name", f"{rule.name!r} is a built-in rule name",
                               source=where)
         if rule.name in seen:
@@ -349,6 +488,96 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
     owner = config.staleness.owner
     if owner is not None and owner not in config.groups:
         raise ConfigError("staleness -> owner", f"unknown group {owner!r}", source=source)
+    return _validate_evaluation(config, source, rule_sources)
+
+
+def _validate_evaluation(config: CollectorConfig, source: str | None,
+                         rule_sources: list[tuple[str, str]]) -> CollectorConfig:
+    """Check forecasts, host groups and maintenance windows; return the rules normalized."""
+    for rule, (where, path) in zip(config.rules, rule_sources, strict=True):
+        forecast = rule.forecast
+        if forecast is None:
+            continue
+        for key in ("warning", "critical", "clear"):
+            if getattr(rule, key) is not None:
+                raise ConfigError(f"{path} -> {key}", "a forecast rule takes its thresholds "
+                                  f"as times under `forecast` (forecast -> {key}: 3d)",
+                                  source=where)
+        if float(forecast.over) > float(config.history.retention):
+            raise ConfigError(f"{path} -> forecast -> over", f"looks back further than the "
+                              f"history is kept (history -> retention: "
+                              f"{config.history.retention})", source=where)
+    rules = {rule.name: normalized(rule) for rule in config.rules}
+    names: set[str] = set()
+    for i, host_group in enumerate(config.host_groups, start=1):
+        if host_group.name in names:
+            raise ConfigError(f"host_groups -> {i} -> name",
+                              f"host group {host_group.name!r} is defined twice", source=source)
+        names.add(host_group.name)
+        for rule_name, override in host_group.thresholds.items():
+            where = f"host_groups -> {i} -> thresholds -> {rule_name}"
+            if rule_name not in rules:
+                raise ConfigError(where, f"unknown rule {rule_name!r}", source=source)
+            try:
+                apply_override(rules[rule_name], override)
+            except ConfigError as exc:
+                raise ConfigError(f"{where} -> {exc.path}" if exc.path else where,
+                                  exc.message, source=source) from None
+    for i, window in enumerate(config.maintenance, start=1):
+        if any(w.name == window.name for w in config.maintenance[:i - 1]):
+            raise ConfigError(f"maintenance -> {i} -> name",
+                              f"maintenance window {window.name!r} is defined twice",
+                              source=source)
+    return msgspec.structs.replace(config, rules=list(rules.values()))
+
+
+def normalized(rule: RuleConfig) -> RuleConfig:
+    """A forecast rule as the evaluator sees it: thresholds in seconds left, direction below."""
+    forecast = rule.forecast
+    if forecast is None or rule.warning is not None or rule.critical is not None:
+        return rule
+    return msgspec.structs.replace(
+        rule, direction="below",
+        warning=float(forecast.warning) if forecast.warning is not None else None,
+        critical=float(forecast.critical) if forecast.critical is not None else None,
+        clear=float(forecast.clear) if forecast.clear is not None else None)
+
+
+def _threshold_value(rule: RuleConfig, key: str, raw: float | str | None) -> float | None:
+    if raw is None:
+        return None
+    if rule.forecast is not None:
+        try:
+            return float(Duration.parse(raw))
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+    if isinstance(raw, str):
+        raise ConfigError(key, f"expected a number, got {raw!r}")
+    return float(raw)
+
+
+def apply_override(rule: RuleConfig, override: ThresholdOverride) -> RuleConfig:
+    """The rule with a host group's thresholds in place; raise ConfigError if they clash."""
+    values: dict[str, Any] = {}
+    for key in ("warning", "critical", "clear"):
+        value = _threshold_value(rule, key, getattr(override, key))
+        if value is not None:
+            values[key] = value
+    if override.for_ is not None:
+        values["for_"] = override.for_
+    if not values:
+        return rule
+    try:
+        merged = msgspec.structs.replace(rule, **values)
+        # A forecast rule's own checks are on its times: run the plain rule's checks too
+        # (warning before critical, clear not past the first threshold).
+        msgspec.structs.replace(merged, forecast=None)
+    except ValueError as exc:
+        key, _, message = str(exc).partition("] ")
+        if key.startswith("[") and message:
+            raise ConfigError(key[1:], message) from None
+        raise ConfigError("", str(exc)) from None
+    return merged
 
 
 def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -> CollectorConfig:
@@ -384,14 +613,13 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
             rules.extend(extra.rules)
             rule_sources.extend((file, f"rules -> {j}") for j in range(1, len(extra.rules) + 1))
     config = msgspec.structs.replace(config, rules=rules)
-    _validate(config, source, rule_sources)
-    return config
+    return _validate(config, source, rule_sources)
 
 
 def collector_config_from_dict(data: dict[str, Any]) -> CollectorConfig:
     """Validate a config given as data (tests, `runwatch up`)."""
     _prevalidate(data, None)
     config = convert(data, CollectorConfig)
-    _validate(config, None, [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])
-    return config
+    return _validate(config, None,
+                     [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from collector.config import CHECK_STALE_RULE
 from collector.rules import RuleState, Severity
-from collector.store import CheckStatus, HostRecord, HostSnapshot, SeriesRecord, Store
+from collector.store import (
+    CheckStatus,
+    HistoryPoint,
+    HostRecord,
+    HostSnapshot,
+    SeriesRecord,
+    Store,
+)
 
 SeriesKey = tuple[str, str, str]   # host, metric name, labels key
 StateKey = tuple[str, str, str]    # rule, host, labels key
@@ -34,20 +42,31 @@ class Fleet:
         self.versions: dict[str, int] = {}
         # The last few values of series that rules watch, for the calls' "recent measurements".
         self.recent: dict[SeriesKey, deque[tuple[float, float]]] = {}
+        # Collector time when each (host, check) last reported a run: per-check staleness.
+        self.check_seen_at: dict[tuple[str, str], float] = {}
+        # Downsampled points of the series that forecasts watch, oldest first.
+        self.history: dict[SeriesKey, deque[tuple[float, float]]] = {}
 
-    def reload(self, store: Store, now: float) -> None:
+    def reload(self, store: Store, now: float, history_since: float | None = None) -> None:
         """Rebuild the view from the store. Series count as seen now: a restart is no outage."""
         self.hosts.clear()
         self.series.clear()
         self.seen_at.clear()
         self.by_host.clear()
         self.states.clear()
+        self.check_seen_at.clear()
+        self.history.clear()
         self.versions = store.host_versions()
         for host in store.load_hosts():
             self.hosts[host.host] = HostState(host)
         for status in store.load_check_statuses():
             if status.host in self.hosts:
                 self.hosts[status.host].checks[status.check] = status
+                self.check_seen_at[(status.host, status.check)] = now
+        if history_since is not None:
+            for point in store.load_history(history_since):
+                key = (point.host, point.name, point.labels_key)
+                self.history.setdefault(key, deque()).append((point.timestamp, point.value))
         for series in store.load_series():
             self.put_series(series, now)
         for record in store.load_rule_states():
@@ -55,10 +74,14 @@ class Fleet:
 
     def reload_host(self, snapshot: HostSnapshot, host: str, now: float) -> None:
         """Replace this view of one host by what the store holds (another replica moved it)."""
+        history = {key: self.history[key] for key in self.by_host.get(host, ())
+                   if key in self.history}
         for key in list(self.by_host.get(host, ())):
             self.drop_series(key)
         for key in [key for key in self.states if key[1] == host]:
             del self.states[key]
+        for seen in [seen for seen in self.check_seen_at if seen[0] == host]:
+            del self.check_seen_at[seen]
         self.hosts.pop(host, None)
         self.versions[host] = snapshot.version
         if snapshot.record is None:
@@ -66,8 +89,12 @@ class Fleet:
         state = self.hosts[host] = HostState(snapshot.record)
         for status in snapshot.statuses:
             state.checks[status.check] = status
+            self.check_seen_at[(host, status.check)] = now
         for series in snapshot.series:
             self.put_series(series, now)
+        # Forecast history this view gathered stays; points another replica wrote are in the
+        # store for the next full reload.
+        self.history.update(history)
         for record in snapshot.states:
             self.states[(record.rule, record.host, record.labels_key)] = record.state
 
@@ -87,7 +114,23 @@ class Fleet:
             ring.append((series.timestamp, series.value))
         return tuple(ring)
 
+    def record_history(self, series: SeriesRecord, resolution: float, keep_for: float
+                       ) -> HistoryPoint | None:
+        """Keep the series' value if it opens a new `resolution` step; return the new point."""
+        key = (series.host, series.name, series.labels_key)
+        points = self.history.get(key)
+        if points is None:
+            points = self.history[key] = deque()
+        if points and series.timestamp // resolution <= points[-1][0] // resolution:
+            return None  # this step already has its point: one per series per step
+        points.append((series.timestamp, series.value))
+        while points and points[0][0] < series.timestamp - keep_for:
+            points.popleft()
+        return HistoryPoint(series.host, series.name, series.labels_key, series.timestamp,
+                            series.value)
+
     def drop_series(self, key: SeriesKey) -> None:
+        self.history.pop(key, None)
         self.recent.pop(key, None)
         self.series.pop(key, None)
         self.seen_at.pop(key, None)
@@ -96,9 +139,12 @@ class Fleet:
     def worst_by_host(self) -> dict[str, Severity]:
         """The worst rule state of each host, in one pass over all states."""
         worst: dict[str, Severity] = {}
-        for (_, host, _), state in self.states.items():
-            if state.severity > worst.get(host, Severity.OK):
-                worst[host] = state.severity
+        for (rule, host, _), state in self.states.items():
+            severity = state.severity
+            if rule == CHECK_STALE_RULE and severity is Severity.STALE:
+                severity = Severity.UNKNOWN  # one silent check: the host itself still reports
+            if severity > worst.get(host, Severity.OK):
+                worst[host] = severity
         return worst
 
     def is_stale(self, host: str, now: float, factor: float) -> bool:

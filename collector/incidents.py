@@ -8,9 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.settings import format_duration
 from collector.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
 from collector.config import STORM_RULE, GroupConfig, StormConfig
-from collector.rules import CallDecision, ChangeSeverity, OpenCall, ResolveCall
+from collector.rules import CallDecision, ChangeSeverity, NoteFlapping, OpenCall, ResolveCall
 from collector.store import OutboxOp, Store
 from collector.templates import CallTemplates
 
@@ -72,14 +73,37 @@ class IncidentManager:
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
         match decision:
-            case OpenCall():
-                return self._open(problem, now).id
+            case OpenCall(flapping=flapping):
+                call = self._open(problem, now)
+                if flapping and call.rule != STORM_RULE:
+                    self._event(call, "comment", _flapping_note(problem.rule), now)
+                return call.id
+            case NoteFlapping(call_id=call_id, flapping=flapping, changes=changes,
+                              window=window):
+                found = self._store.get_call(call_id)
+                if found is not None and found.status == "open" and found.rule != STORM_RULE:
+                    text = (_flapping_note(problem.rule, changes, window) if flapping else
+                            f"{problem.rule} has stopped flapping: no change for "
+                            f"{format_duration(window)}. The call follows its state again.")
+                    self._event(found, "comment", text, now)
+                    CallCounters.bump(self.counters.updated, found.group)
+                return call_id
             case ChangeSeverity(call_id=call_id, old=old, new=new):
                 self._change_severity(call_id, problem, old.name, new.name, now)
                 return call_id
             case ResolveCall(call_id=call_id, reason=reason):
                 self._resolve(call_id, problem, reason, now)
                 return None
+
+    def note(self, call_id: int, text: str, now: float) -> None:
+        """Add a comment to an open call (a dependent host's news, for instance)."""
+        call = self._store.get_call(call_id)
+        if call is None or call.status != "open":
+            return
+        call.updated_at = now
+        self._store.update_call(call)
+        self._event(call, "comment", text, now)
+        CallCounters.bump(self.counters.updated, call.group)
 
     def _event(self, call: Call, kind: str, text: str, now: float,
                payload: dict[str, Any] | None = None) -> None:
@@ -265,3 +289,10 @@ class IncidentManager:
         CallCounters.bump(self.counters.resolved, call.group)
         self._timings.resolved(call.group, now - call.opened_at)
         log.info("call %d resolved: %s", call.id, note)
+
+
+def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
+    counted = (f" ({changes} state changes within {format_duration(window)})"
+               if changes and window else "")
+    return (f"{rule} is flapping{counted}. This call stays open through the changes and "
+            "resolves only once the rule has been stable for the whole flapping window.")

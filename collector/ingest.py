@@ -55,6 +55,7 @@ class ReportIngestor:
             agent_version=report.agent_version,
             boot_id=report.boot_id,
             last_seq=report.seq,
+            labels=dict(report.labels),
         )
         latest: dict[tuple[str, str], SeriesRecord] = {}
         host_name = intern(report.host)
@@ -92,6 +93,7 @@ class ReportIngestor:
             host.checks[status.check] = status
         for item in series:
             self._fleet.put_series(item, now)
-        self._evaluator.on_report(report.host, series, failing, now)
+        self._evaluator.on_report(report.host, series, failing, now,
+                                  [status.check for status in statuses])
         self._fleet.versions[report.host] = self._store.bump_host_version(report.host)
         return len(series)

@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.config import STALE_RULE, CollectorConfig
+from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, CallTimings
+from collector.maintenance import MaintenanceCalendar
 from collector.outbox import DeliveryMetrics
 from collector.rules import Severity
 from collector.sinks.registry import sink_type
@@ -179,7 +180,9 @@ class FleetCollector(Collector):
     """
 
     def __init__(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                 store: Store, clock: Callable[[], float] = time.time) -> None:
+                 store: Store, clock: Callable[[], float] = time.time, *,
+                 calendar: MaintenanceCalendar | None = None) -> None:
+        self._calendar = calendar
         self._fleet = fleet
         self._config = config
         self._counters = counters
@@ -265,6 +268,10 @@ class FleetCollector(Collector):
         # exposition. `runwatch_rule_severity > 0` selects the problems.
         lines: list[str] = []
         calls: list[str] = []
+        # Flapping and silenced states are few: a sample for each of them only, plus counts
+        # that are always there (so an alert can say "none" as 0).
+        flapping: list[str] = []
+        silenced: list[str] = []
         worst: dict[str, Severity] = {}
         tails: dict[str, dict[str, str]] = {}
         last_host = None
@@ -283,12 +290,18 @@ class FleetCollector(Collector):
             text = _SEVERITY_TEXT[severity]
             lines.append(f'{PREFIX}rule_severity{{host="{head}{tail}{text}\n')
             if severity:
+                if rule == CHECK_STALE_RULE and severity is Severity.STALE:
+                    severity = Severity.UNKNOWN  # one silent check: the host still reports
                 if severity > worst.get(host, Severity.OK):
                     worst[host] = severity
                 if rule_state.call_id is not None:
                     group = _escape(self._owners.get(rule, ""))
                     calls.append(f'{PREFIX}open_call_severity{{host="{head}",'
                                  f'call="{rule_state.call_id}",group="{group}{tail}{text}\n')
+            if rule_state.flapping:
+                flapping.append(f'{PREFIX}rule_flapping{{host="{head}{tail}1.0\n')
+            if rule_state.silenced:
+                silenced.append(f'{PREFIX}rule_silenced{{host="{head}{tail}1.0\n')
         _head(out, f"{PREFIX}rule_severity", "gauge",
               "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.")
         out.extend(lines)
@@ -296,6 +309,22 @@ class FleetCollector(Collector):
               "Each rule series that has an open call (`call` is its id), with the rule's "
               "severity as in runwatch_rule_severity.")
         out.extend(calls)
+        _head(out, f"{PREFIX}rule_flapping", "gauge",
+              "1 for each rule series that is flapping (its one call stays open until stable).")
+        out.extend(flapping)
+        _head(out, f"{PREFIX}rule_silenced", "gauge",
+              "1 for each rule series whose calls a maintenance window holds back.")
+        out.extend(silenced)
+        _head(out, f"{PREFIX}rules_flapping", "gauge", "Rule series that are flapping now.")
+        out.append(f"{PREFIX}rules_flapping {float(len(flapping))}\n")
+        _head(out, f"{PREFIX}rules_silenced", "gauge",
+              "Rule series held back by a maintenance window now.")
+        out.append(f"{PREFIX}rules_silenced {float(len(silenced))}\n")
+        if self._calendar is not None:
+            _head(out, f"{PREFIX}maintenance_windows_active", "gauge",
+                  "Silences and weekly maintenance windows in force now.")
+            out.append(f"{PREFIX}maintenance_windows_active "
+                       f"{float(len(self._calendar.active(self._clock())))}\n")
         return worst
 
     def _calls(self, out: list[str]) -> None:
@@ -379,7 +408,9 @@ def _measurement_tail(check: str, labels: dict[str, str]) -> str:
 _RESERVED_NAMES = frozenset({
     f"{PREFIX}{name}" for name in (
         "host_last_report_timestamp_seconds", "host_state", "check_failing", "build_info",
-        "rule_severity", "rule_info", "rule_threshold", "open_call_severity", "calls_open",
+        "rule_severity", "rule_flapping", "rule_silenced", "rules_flapping",
+        "rules_silenced", "maintenance_windows_active", "rule_info", "rule_threshold",
+        "open_call_severity", "calls_open",
         "reports_ingested", "reports_duplicate", "reports_rejected", "reports_failed",
         "evaluation_failures", "measurements_ingested", "ingest_duration_seconds",
         "outbox_pending", "outbox_dead_letters", "outbox_oldest_pending_age_seconds",
@@ -420,9 +451,10 @@ class CollectorMetrics:
         self.fleet: FleetCollector | None = None
 
     def watch(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-              store: Store, clock: Callable[[], float] = time.time) -> None:
+              store: Store, clock: Callable[[], float] = time.time, *,
+              calendar: MaintenanceCalendar | None = None) -> None:
         """Add the fleet's families, rendered from its state at each scrape."""
-        self.fleet = FleetCollector(fleet, config, counters, store, clock)
+        self.fleet = FleetCollector(fleet, config, counters, store, clock, calendar=calendar)
         self.registry.register(self.fleet)
 
     def render(self) -> bytes:

@@ -32,11 +32,13 @@ from collector.rules import RuleState, Severity
 from collector.store import (
     CallLink,
     CheckStatus,
+    HistoryPoint,
     HostRecord,
     HostSnapshot,
     OutboxOp,
     RuleStateRecord,
     SeriesRecord,
+    Silence,
     StoreTimings,
 )
 
@@ -159,6 +161,36 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (call_id, sink)
     );
     """,
+    """
+    ALTER TABLE hosts ADD COLUMN labels JSONB NOT NULL DEFAULT '{}';
+    ALTER TABLE rule_states ADD COLUMN changes TEXT NOT NULL DEFAULT '';
+    ALTER TABLE rule_states ADD COLUMN flapping BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE rule_states ADD COLUMN peak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rule_states ADD COLUMN call_flapping BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE rule_states ADD COLUMN silenced BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE rule_states ADD COLUMN absorbed_by BIGINT;
+    CREATE TABLE silences (
+        id BIGSERIAL PRIMARY KEY,
+        host_pattern TEXT NOT NULL,
+        rule_pattern TEXT NOT NULL,
+        starts_at DOUBLE PRECISION NOT NULL,
+        ends_at DOUBLE PRECISION NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        ended_by TEXT
+    );
+    CREATE INDEX silences_by_end ON silences (ends_at);
+    CREATE TABLE history (
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels_key TEXT NOT NULL,
+        timestamp DOUBLE PRECISION NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (host, name, labels_key, timestamp)
+    );
+    CREATE INDEX history_by_time ON history (timestamp);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -253,8 +285,8 @@ class PostgresStore:
                          (host,))
         row = self._db.execute(
             "SELECT host, first_seen, last_report_at, interval_seconds, agent_version, "
-            "boot_id, last_seq, version FROM hosts WHERE host = %s", (host,)).fetchone()
-        return (HostRecord(*row[:7]), int(row[7])) if row else None
+            "boot_id, last_seq, labels, version FROM hosts WHERE host = %s", (host,)).fetchone()
+        return (HostRecord(*row[:8]), int(row[8])) if row else None
 
     def bump_host_version(self, host: str) -> int:
         row = self._db.execute("UPDATE hosts SET version = version + 1 WHERE host = %s "
@@ -322,18 +354,18 @@ class PostgresStore:
 
     def load_hosts(self) -> Iterator[HostRecord]:
         for row in self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
-                                    "agent_version, boot_id, last_seq FROM hosts"):
+                                    "agent_version, boot_id, last_seq, labels FROM hosts"):
             yield HostRecord(*row)
 
     def save_host(self, host: HostRecord) -> None:
         self._db.execute(
             "INSERT INTO hosts (host, first_seen, last_report_at, interval_seconds, "
-            "agent_version, boot_id, last_seq) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "agent_version, boot_id, last_seq, labels) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (host) DO UPDATE SET last_report_at=excluded.last_report_at, "
             "interval_seconds=excluded.interval_seconds, agent_version=excluded.agent_version, "
-            "boot_id=excluded.boot_id, last_seq=excluded.last_seq",
+            "boot_id=excluded.boot_id, last_seq=excluded.last_seq, labels=excluded.labels",
             (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
-             host.agent_version, host.boot_id, host.last_seq))
+             host.agent_version, host.boot_id, host.last_seq, Jsonb(host.labels)))
 
     def load_series(self) -> Iterator[SeriesRecord]:
         for host, name, key, check, value, unit, ts in self._db.execute(
@@ -386,13 +418,17 @@ class PostgresStore:
     # -- rule states ----------------------------------------------------------------------------
 
     _STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
-                      "call_severity, changed_at, detail")
+                      "call_severity, changed_at, detail, changes, flapping, peak, "
+                      "call_flapping, silenced, absorbed_by")
 
     @staticmethod
     def _state(row: tuple[Any, ...]) -> RuleStateRecord:
-        rule, host, key, severity, value, since, call_id, call_severity, changed, detail = row
+        (rule, host, key, severity, value, since, call_id, call_severity, changed, detail,
+         changes, flapping, peak, call_flapping, silenced, absorbed_by) = row
         return RuleStateRecord(rule, host, key, RuleState(
-            Severity(severity), value, since, call_id, Severity(call_severity), changed, detail))
+            Severity(severity), value, since, call_id, Severity(call_severity), changed, detail,
+            tuple(float(t) for t in changes.split()) if changes else (), bool(flapping),
+            Severity(peak), bool(call_flapping), bool(silenced), absorbed_by))
 
     def load_rule_states(self) -> Iterator[RuleStateRecord]:
         for row in self._db.execute(
@@ -405,15 +441,84 @@ class PostgresStore:
         with self._db.cursor() as cursor:
             cursor.executemany(
                 f"INSERT INTO rule_states ({self._STATE_COLUMNS}) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (rule, host, labels_key) DO UPDATE SET "
                 "severity=excluded.severity, value=excluded.value, "
                 "problem_since=excluded.problem_since, call_id=excluded.call_id, "
                 "call_severity=excluded.call_severity, changed_at=excluded.changed_at, "
-                "detail=excluded.detail",
+                "detail=excluded.detail, changes=excluded.changes, flapping=excluded.flapping, "
+                "peak=excluded.peak, call_flapping=excluded.call_flapping, "
+                "silenced=excluded.silenced, absorbed_by=excluded.absorbed_by",
                 [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
                   r.state.problem_since, r.state.call_id, int(r.state.call_severity),
-                  r.state.changed_at, r.state.detail) for r in states])
+                  r.state.changed_at, r.state.detail,
+                  " ".join(repr(t) for t in r.state.changes), r.state.flapping,
+                  int(r.state.peak), r.state.call_flapping, r.state.silenced,
+                  r.state.absorbed_by) for r in states])
+
+    def delete_check_statuses(self, keys: list[tuple[str, str]]) -> None:
+        if keys:
+            with self._db.cursor() as cursor:
+                cursor.executemany("DELETE FROM check_status WHERE host=%s AND check_name=%s",
+                                   keys)
+
+    # -- history for forecasts -------------------------------------------------------------------
+
+    def add_history(self, points: list[HistoryPoint]) -> None:
+        if not points:
+            return
+        self._db.execute(
+            "INSERT INTO history SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+            "%s::float8[], %s::float8[]) ON CONFLICT (host, name, labels_key, timestamp) "
+            "DO UPDATE SET value=excluded.value",
+            ([p.host for p in points], [p.name for p in points], [p.labels_key for p in points],
+             [p.timestamp for p in points], [p.value for p in points]))
+
+    def load_history(self, since: float) -> Iterator[HistoryPoint]:
+        for row in self._db.execute("SELECT host, name, labels_key, timestamp, value "
+                                    "FROM history WHERE timestamp >= %s ORDER BY timestamp",
+                                    (since,)):
+            yield HistoryPoint(*row)
+
+    def prune_history(self, before: float) -> int:
+        return self._db.execute("DELETE FROM history WHERE timestamp < %s",
+                                (before,)).rowcount
+
+    # -- maintenance windows ---------------------------------------------------------------------
+
+    _SILENCE_COLUMNS = ("id, host_pattern, rule_pattern, starts_at, ends_at, reason, "
+                        "created_by, created_at, ended_by")
+
+    def add_silence(self, silence: Silence) -> int:
+        row = self._db.execute(
+            "INSERT INTO silences (host_pattern, rule_pattern, starts_at, ends_at, reason, "
+            "created_by, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (silence.host_pattern, silence.rule_pattern, silence.starts_at, silence.ends_at,
+             silence.reason, silence.created_by, silence.created_at)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def list_silences(self, ending_after: float | None) -> list[Silence]:
+        """Silences that end after the given time (all when None), oldest first."""
+        if ending_after is None:
+            rows = self._db.execute(
+                f"SELECT {self._SILENCE_COLUMNS} FROM silences ORDER BY id")  # noqa: S608
+        else:
+            rows = self._db.execute(
+                f"SELECT {self._SILENCE_COLUMNS} FROM silences "  # noqa: S608
+                "WHERE ends_at > %s ORDER BY id", (ending_after,))
+        return [Silence(*row) for row in rows]
+
+    def end_silence(self, silence_id: int, now: float, by: str) -> Silence | None:
+        """End a silence now; return it as it was, or None if it had already ended."""
+        row = self._db.execute(
+            f"SELECT {self._SILENCE_COLUMNS} FROM silences "  # noqa: S608
+            "WHERE id=%s AND ends_at > %s FOR UPDATE", (silence_id, now)).fetchone()
+        if row is None:
+            return None
+        self._db.execute("UPDATE silences SET ends_at=%s, ended_by=%s WHERE id=%s",
+                         (max(now, row[3]), by, silence_id))
+        return Silence(*row)
 
     # -- the built-in call register -------------------------------------------------------------
 

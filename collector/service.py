@@ -11,18 +11,20 @@ from typing import Any
 
 from checks.schema import Report
 from collector.auth import TokenVerifier
-from collector.calls import Call, CallEvent, CallStatus
+from collector.calls import Call, CallEvent, CallStatus, iso
 from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
+from collector.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.metrics import CollectorMetrics
 from collector.outbox import OutboxWorker, RetryPolicy
+from collector.overrides import ThresholdResolver
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
-from collector.store import RuleStateRecord, Store, StoreTimings
+from collector.store import RuleStateRecord, Silence, Store, StoreTimings
 from collector.sync import TicketSync
 from collector.templates import CallTemplates
 
@@ -71,9 +73,10 @@ class CollectorService:
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
         self.fleet = Fleet()
-        self.fleet.reload(self.store, clock())
         self.counters = CallCounters()
-        self.metrics.watch(self.fleet, config, self.counters, self.store, clock)
+        self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
+        self.metrics.watch(self.fleet, config, self.counters, self.store, clock,
+                           calendar=self.calendar)
         self.registry = self.metrics.registry
         self.ingest_metrics = self.metrics.ingest
         delivery_metrics = self.metrics.delivery
@@ -101,7 +104,10 @@ class CollectorService:
             templates=CallTemplates(config.templates.summary, config.templates.description,
                                     config.dashboard_url),
             timings=self.metrics.calls)
-        self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents)
+        self.resolver = ThresholdResolver(config)
+        self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents,
+                                       calendar=self.calendar, resolver=self.resolver)
+        self._reload()
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
 
     def start(self) -> None:
@@ -182,6 +188,9 @@ class CollectorService:
                 return
             with self.store.transaction():
                 self._follow_desk_closures(now)
+                self.evaluator.prune_history(now)
+            # Silences set through another replica's API are in the store.
+            self.calendar.reload(self.store, now)
             due = set(self.store.hosts_to_tick(now, self.config.staleness.after_intervals,
                                                STALE_RULE))
             # From this view only the hosts it holds current (for vanished series); the
@@ -230,7 +239,9 @@ class CollectorService:
                      link.sink)
 
     def _reload(self) -> None:
-        self.fleet.reload(self.store, self.clock())
+        now = self.clock()
+        span = self.evaluator.history_span
+        self.fleet.reload(self.store, now, now - span if span else None)
 
     # -- read side ------------------------------------------------------------------------------
 
@@ -241,10 +252,13 @@ class CollectorService:
         worst = self.fleet.worst_by_host()
         problems: dict[str, list[dict[str, Any]]] = {}
         for (rule, state_host, labels), state in sorted(self.fleet.states.items()):
-            if state.severity is not Severity.OK and (only is None or state_host == only):
+            if (state.severity is not Severity.OK or state.flapping) and (
+                    only is None or state_host == only):
                 problems.setdefault(state_host, []).append(
                     {"rule": rule, "labels": json.loads(labels), "state": state.severity.name,
-                     "value": state.value, "since": state.changed_at, "call_id": state.call_id})
+                     "value": state.value, "since": state.changed_at, "call_id": state.call_id,
+                     "flapping": state.flapping, "silenced": state.silenced,
+                     "in_parent_call": state.absorbed_by, "detail": state.detail})
         for name in sorted(self.fleet.hosts):
             if only is not None and name != only:
                 continue
@@ -263,6 +277,8 @@ class CollectorService:
                 "first_seen": host.record.first_seen,
                 "interval_seconds": host.record.interval_seconds,
                 "agent_version": host.record.agent_version,
+                "labels": host.record.labels,
+                "parents": list(self.evaluator.parents_of(name)),
                 "last_seq": host.record.last_seq,
                 "checks": [
                     {"check": c.check, "type": c.type, "interval_seconds": c.interval_seconds,
@@ -274,6 +290,98 @@ class CollectorService:
                 "measurements": measurements,
             })
         return out
+
+    # -- maintenance windows and explanations ---------------------------------------------------
+
+    def add_silence(self, operator: str, *, host: str, rule: str, duration: float, reason: str,
+                    starts_at: float | None = None) -> Silence:
+        """Hold back calls for matching hosts and rules for `duration` seconds from the start."""
+        now = self.clock()
+        start = now if starts_at is None else starts_at
+        silence = Silence(0, host, rule, start, start + duration, reason, operator, now)
+        with self.store.transaction():
+            silence.id = self.store.add_silence(silence)
+        log.info("operator %s silenced host %r rule %r until %s: %s", operator, host, rule,
+                 iso(silence.ends_at), reason)
+        self._silences_changed(now)
+        return silence
+
+    def end_silence(self, silence_id: int, operator: str) -> Silence | None:
+        """End a silence now; the next evaluation opens calls for problems still there."""
+        now = self.clock()
+        with self.store.transaction():
+            ended = self.store.end_silence(silence_id, now, operator)
+        if ended is not None:
+            log.info("operator %s ended silence %d (host %r rule %r)", operator, silence_id,
+                     ended.host_pattern, ended.rule_pattern)
+            self._silences_changed(now)
+        return ended
+
+    def _silences_changed(self, now: float) -> None:
+        self.calendar.reload(self.store, now)
+        self.tick()  # a window that ended lets held-back calls open at once
+
+    def silences(self, include_ended: bool = False) -> list[dict[str, Any]]:
+        """Operators' silences (current and future, or all) and the weekly windows."""
+        now = self.clock()
+        out: list[dict[str, Any]] = [
+            {"id": s.id, "source": "silence", "host": s.host_pattern, "rule": s.rule_pattern,
+             "starts_at": s.starts_at, "ends_at": s.ends_at, "reason": s.reason,
+             "created_by": s.created_by, "created_at": s.created_at, "ended_by": s.ended_by,
+             "active": s.active(now)}
+            for s in self.store.list_silences(None if include_ended else now)]
+        for window in self.config.maintenance:
+            span = weekly_occurrence(window, now)
+            out.append({
+                "id": None, "source": "config", "name": window.name, "host": window.hosts,
+                "rule": window.rules, "starts_at": span[0] if span else None,
+                "ends_at": span[1] if span else None, "reason": window.reason,
+                "created_by": "config", "active": span is not None,
+                "weekly": [{"days": list(w.days), "start": w.start,
+                            "duration": float(w.duration)} for w in window.weekly],
+                "timezone": window.timezone})
+        return out
+
+    def explain(self, host: str, rule_name: str) -> dict[str, Any] | None:
+        """Which thresholds apply to a rule on a host and why; None for an unknown rule."""
+        rule = next((r for r in self.config.rules if r.name == rule_name), None)
+        if rule is None:
+            return None
+        now = self.clock()
+        known = self.fleet.hosts.get(host)
+        labels = dict(known.record.labels) if known else {}
+        found = self.resolver.explain(rule, host, labels)
+
+        def thresholds(r: Any) -> dict[str, Any]:
+            return {"direction": r.direction, "warning": r.warning, "critical": r.critical,
+                    "clear": r.clear_threshold, "for": float(r.for_)}
+
+        flapping = rule.flapping or self.config.flapping
+        states = [
+            {"labels": json.loads(key[2]), "state": state.severity.name, "value": state.value,
+             "flapping": state.flapping, "silenced": state.silenced, "call_id": state.call_id}
+            for key, state in sorted(self.fleet.states.items())
+            if key[0] == rule_name and key[1] == host]
+        return {
+            "host": host, "rule": rule.name, "metric": rule.metric, "owner": rule.owner,
+            "host_known": known is not None, "host_labels": labels,
+            "rule_thresholds": thresholds(rule),
+            "effective_thresholds": thresholds(found.effective),
+            "source": found.source,
+            "forecast": None if rule.forecast is None else {
+                "reaches": rule.forecast.reaches, "over": float(rule.forecast.over)},
+            "host_groups": [{"name": g.group, "member": g.member, "why": g.why,
+                             "overrides_rule": g.overrides_rule, "applies": g.applies}
+                            for g in found.groups],
+            "flapping": {"enabled": flapping.enabled, "changes": flapping.changes,
+                         "window": float(flapping.window),
+                         "source": "rule" if rule.flapping else "collector"},
+            "maintenance": [{"source": w.source, "ends_at": w.ends_at, "reason": w.reason,
+                             "created_by": w.created_by}
+                            for w in self.calendar.covering(host, rule.name, now)],
+            "parents": list(self.evaluator.parents_of(host)),
+            "states": states,
+        }
 
     def calls(self, status: CallStatus | None, group: str | None, limit: int = 500
               ) -> list[Call]:

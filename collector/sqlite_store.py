@@ -15,11 +15,13 @@ from collector.rules import RuleState, Severity
 from collector.store import (
     CallLink,
     CheckStatus,
+    HistoryPoint,
     HostRecord,
     HostSnapshot,
     OutboxOp,
     RuleStateRecord,
     SeriesRecord,
+    Silence,
     StoreTimings,
 )
 
@@ -137,7 +139,44 @@ CREATE TABLE IF NOT EXISTS call_links (
 ) WITHOUT ROWID;
 """
 
-SCHEMA_VERSION = 1
+# Each step brings a store of the previous version up to the next; a new store runs them all.
+# Keep the SQL plain, so the PostgreSQL backend can follow step by step.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # Agent labels, for host groups.
+        "ALTER TABLE hosts ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'",
+        # Flapping, maintenance and dependencies, as the rule state machine tracks them.
+        "ALTER TABLE rule_states ADD COLUMN changes TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE rule_states ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rule_states ADD COLUMN peak INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rule_states ADD COLUMN call_flapping INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rule_states ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rule_states ADD COLUMN absorbed_by INTEGER",
+        """CREATE TABLE silences (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            host_pattern TEXT NOT NULL,
+            rule_pattern TEXT NOT NULL,
+            starts_at REAL NOT NULL,
+            ends_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ended_by TEXT
+        )""",
+        "CREATE INDEX silences_by_end ON silences (ends_at)",
+        # Downsampled series for forecasts: one point per series per resolution step.
+        """CREATE TABLE history (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            labels_key TEXT NOT NULL,
+            timestamp REAL NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (host, name, labels_key, timestamp)
+        )""",
+        "CREATE INDEX history_by_time ON history (timestamp)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 class SQLiteStore:
@@ -158,7 +197,18 @@ class SQLiteStore:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{path} was written by a newer runwatch (schema {version}); "
                                "upgrade runwatch or point data_dir elsewhere")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(SCHEMA)  # version 1, where it is missing
+        for target in sorted(MIGRATIONS):
+            if version < target:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in MIGRATIONS[target]:
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={target}")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._depth = 0
 
@@ -196,9 +246,12 @@ class SQLiteStore:
     def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
         """The host's row; BEGIN IMMEDIATE already keeps everyone else out."""
         row = self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
-                               "agent_version, boot_id, last_seq FROM hosts WHERE host=?",
+                               "agent_version, boot_id, last_seq, labels FROM hosts WHERE host=?",
                                (host,)).fetchone()
-        return (HostRecord(*row), 0) if row else None
+        if row is None:
+            return None
+        name, first, last, interval, version, boot, seq, labels = row
+        return HostRecord(name, first, last, interval, version, boot, seq, json.loads(labels)), 0
 
     def bump_host_version(self, host: str) -> int:
         return 0  # one writer: its view is always current
@@ -226,18 +279,22 @@ class SQLiteStore:
     # -- what the agents reported -------------------------------------------------------------
 
     def load_hosts(self) -> Iterator[HostRecord]:
-        for row in self._db.execute("SELECT host, first_seen, last_report_at, interval_seconds, "
-                                    "agent_version, boot_id, last_seq FROM hosts"):
-            yield HostRecord(*row)
+        for host, first, last, interval, version, boot, seq, labels in self._db.execute(
+                "SELECT host, first_seen, last_report_at, interval_seconds, agent_version, "
+                "boot_id, last_seq, labels FROM hosts"):
+            yield HostRecord(host, first, last, interval, version, boot, seq, json.loads(labels))
 
     def save_host(self, host: HostRecord) -> None:
         self._db.execute(
-            "INSERT INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+            "INSERT INTO hosts (host, first_seen, last_report_at, interval_seconds, "
+            "agent_version, boot_id, last_seq, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (host) DO UPDATE SET "
             "last_report_at=excluded.last_report_at, interval_seconds=excluded.interval_seconds, "
             "agent_version=excluded.agent_version, boot_id=excluded.boot_id, "
-            "last_seq=excluded.last_seq",
+            "last_seq=excluded.last_seq, labels=excluded.labels",
             (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
-             host.agent_version, host.boot_id, host.last_seq))
+             host.agent_version, host.boot_id, host.last_seq,
+             json.dumps(host.labels, sort_keys=True)))
 
     def load_series(self) -> Iterator[SeriesRecord]:
         return self._series_where("", ())
@@ -271,21 +328,85 @@ class SQLiteStore:
             [(s.host, s.check, s.type, s.interval_seconds, s.last_run_at, s.duration_seconds,
               s.error_kind, s.error, s.output) for s in statuses])
 
+    def delete_check_statuses(self, keys: list[tuple[str, str]]) -> None:
+        self._db.executemany("DELETE FROM check_status WHERE host=? AND check_name=?", keys)
+
+    # -- history for forecasts ------------------------------------------------------------------
+
+    def add_history(self, points: list[HistoryPoint]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO history (host, name, labels_key, timestamp, value) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(p.host, p.name, p.labels_key, p.timestamp, p.value) for p in points])
+
+    def load_history(self, since: float) -> Iterator[HistoryPoint]:
+        for row in self._db.execute("SELECT host, name, labels_key, timestamp, value "
+                                    "FROM history WHERE timestamp >= ? ORDER BY timestamp",
+                                    (since,)):
+            yield HistoryPoint(*row)
+
+    def prune_history(self, before: float) -> int:
+        return self._db.execute("DELETE FROM history WHERE timestamp < ?", (before,)).rowcount
+
+    # -- maintenance windows --------------------------------------------------------------------
+
+    _SILENCE_COLUMNS = ("id, host_pattern, rule_pattern, starts_at, ends_at, reason, "
+                        "created_by, created_at, ended_by")
+
+    def add_silence(self, silence: Silence) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO silences (host_pattern, rule_pattern, starts_at, ends_at, reason, "
+            "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (silence.host_pattern, silence.rule_pattern, silence.starts_at, silence.ends_at,
+             silence.reason, silence.created_by, silence.created_at))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def list_silences(self, ending_after: float | None) -> list[Silence]:
+        """Silences that end after the given time (all when None), oldest first."""
+        where, args = ("WHERE ends_at > ?", (ending_after,)) if ending_after is not None \
+            else ("", ())
+        rows = self._db.execute(
+            f"SELECT {self._SILENCE_COLUMNS} FROM silences {where} ORDER BY id", args)  # noqa: S608
+        return [Silence(*row) for row in rows]
+
+    def end_silence(self, silence_id: int, now: float, by: str) -> Silence | None:
+        """End a silence now; return it as it was, or None if it had already ended."""
+        row = self._db.execute(
+            f"SELECT {self._SILENCE_COLUMNS} FROM silences "  # noqa: S608
+            "WHERE id=? AND ends_at > ?", (silence_id, now)).fetchone()
+        if row is None:
+            return None
+        self._db.execute("UPDATE silences SET ends_at=?, ended_by=? WHERE id=?",
+                         (max(now, row[3]), by, silence_id))
+        return Silence(*row)
+
     # -- rule states ----------------------------------------------------------------------------
+
+    _STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
+                      "call_severity, changed_at, detail, changes, flapping, peak, "
+                      "call_flapping, silenced, absorbed_by")
 
     def load_rule_states(self) -> Iterator[RuleStateRecord]:
         for (rule, host, key, severity, value, since, call_id, call_severity, changed,
-             detail) in self._db.execute("SELECT * FROM rule_states"):
+             detail, changes, flapping, peak, call_flapping, silenced, absorbed_by
+             ) in self._db.execute(f"SELECT {self._STATE_COLUMNS} FROM rule_states"):  # noqa: S608
             state = RuleState(Severity(severity), value, since, call_id, Severity(call_severity),
-                              changed, detail)
+                              changed, detail,
+                              tuple(float(t) for t in changes.split()) if changes else (),
+                              bool(flapping), Severity(peak), bool(call_flapping),
+                              bool(silenced), absorbed_by)
             yield RuleStateRecord(rule, host, key, state)
 
     def save_rule_states(self, states: list[RuleStateRecord]) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO rule_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO rule_states ({self._STATE_COLUMNS}) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
               r.state.problem_since, r.state.call_id, int(r.state.call_severity),
-              r.state.changed_at, r.state.detail) for r in states])
+              r.state.changed_at, r.state.detail, " ".join(repr(t) for t in r.state.changes),
+              int(r.state.flapping), int(r.state.peak), int(r.state.call_flapping),
+              int(r.state.silenced), r.state.absorbed_by) for r in states])
 
     # -- the built-in call register -------------------------------------------------------------
 

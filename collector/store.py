@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from collector.calls import Call, CallEvent, CallStatus
@@ -20,6 +20,7 @@ class HostRecord:
     agent_version: str
     boot_id: str
     last_seq: int
+    labels: dict[str, str] = field(default_factory=dict)  # the agent's own (host groups)
 
 
 @dataclass(slots=True)
@@ -112,6 +113,35 @@ class StoreTimings:
         """The COMMIT alone: the write to disk."""
 
 
+@dataclass(slots=True)
+class Silence:
+    """A maintenance window set by an operator: matching calls are held back until it ends."""
+
+    id: int
+    host_pattern: str           # glob on the host name
+    rule_pattern: str           # glob on the rule name
+    starts_at: float
+    ends_at: float
+    reason: str
+    created_by: str             # the operator token's name
+    created_at: float
+    ended_by: str | None = None  # set when an operator ended it early
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One downsampled value of one series (for forecasts)."""
+
+    host: str
+    name: str
+    labels_key: str
+    timestamp: float
+    value: float
+
+
 class Store(Protocol):
     """Durable state. Writes happen inside `transaction()`, which commits or rolls back whole."""
 
@@ -139,6 +169,17 @@ class Store(Protocol):
     def save_series(self, series: list[SeriesRecord]) -> None: ...
     def delete_series(self, keys: list[tuple[str, str, str]]) -> None: ...
     def save_check_statuses(self, statuses: list[CheckStatus]) -> None: ...
+    def delete_check_statuses(self, keys: list[tuple[str, str]]) -> None: ...
+
+    # Downsampled history of the series that forecasts watch.
+    def add_history(self, points: list[HistoryPoint]) -> None: ...
+    def load_history(self, since: float) -> Iterator[HistoryPoint]: ...
+    def prune_history(self, before: float) -> int: ...
+
+    # Maintenance windows set by operators.
+    def add_silence(self, silence: Silence) -> int: ...
+    def list_silences(self, ending_after: float | None) -> list[Silence]: ...
+    def end_silence(self, silence_id: int, now: float, by: str) -> Silence | None: ...
 
     # Where each rule stands.
     def load_rule_states(self) -> Iterator[RuleStateRecord]: ...

@@ -75,8 +75,9 @@ class CallTemplates:
             "first_seen": problem.first_seen, "first_seen_text": iso(problem.first_seen),
             "detail": problem.detail, "description": problem.description,
             "runbook": problem.runbook,
-            "recent": [(iso(at), format_value(value, problem.unit, problem.metric))
-                       for at, value in problem.recent],
+            "recent": [(iso(at), format_value(
+                value, problem.unit if problem.recent_unit is None else problem.recent_unit,
+                problem.metric)) for at, value in problem.recent],
         }
         values["dashboard"] = self._dashboard.render(values).strip() if self._dashboard else ""
         return values

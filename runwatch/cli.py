@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the job failed (a check failed, the collector is unreac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -231,9 +232,155 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{len(host['problems'])} problem(s){extra}")
         for problem in host["problems"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(problem["labels"].items()))
-            print(f"    {problem['state']:9} {problem['rule']} {labels}")
+            marks = [word for word in ("flapping", "silenced") if problem.get(word)]
+            if problem.get("in_parent_call"):
+                marks.append(f"in call {problem['in_parent_call']}")
+            extra = f"  ({', '.join(marks)})" if marks else ""
+            print(f"    {problem['state']:9} {problem['rule']} {labels}{extra}")
     print(f"{len(open_calls)} open call(s)")
     return EXIT_OK
+
+
+def _operator_token(args: argparse.Namespace) -> str:
+    """The operator token: --token-file, else $RUNWATCH_OPERATOR_TOKEN_FILE, else
+    $RUNWATCH_OPERATOR_TOKEN."""
+    path = args.token_file or os.environ.get("RUNWATCH_OPERATOR_TOKEN_FILE")
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CommandError(f"cannot read the operator token file {path}: "
+                               f"{exc.strerror}") from None
+    else:
+        token = os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip()
+    if not token:
+        raise CommandError("changing silences needs an operator token: --token-file FILE, or "
+                           "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
+                           "--operator NAME`)")
+    return token
+
+
+def _send(url: str, path: str, method: str, token: str, body: dict[str, Any] | None = None
+          ) -> Any:
+    """Send a JSON request with an operator token; return the JSON answer."""
+    import urllib.error
+    import urllib.request
+
+    target = url.rstrip("/") + path
+    if not target.startswith(("http://", "https://")):
+        raise CommandError(f"--collector must be an http:// or https:// URL, got {url!r}")
+    request = urllib.request.Request(  # noqa: S310
+        target, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        text = exc.read(500).decode(errors="replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            text = json.loads(text).get("message", text)
+        raise CommandError(f"{target}: HTTP {exc.code}: {text}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CommandError(f"cannot reach the collector at {url}: {reason}") from None
+
+
+def _print_silences(silences: list[dict[str, Any]]) -> None:
+    if not silences:
+        print("no silences or maintenance windows")
+        return
+    print(f"{'ID':>5}  {'ACTIVE':6}  {'HOST':16}  {'RULE':20}  {'UNTIL':16}  {'BY':12}  REASON")
+    for item in silences:
+        ident = str(item["id"]) if item["id"] is not None else item["name"]
+        until = _when(item["ends_at"]) if item["ends_at"] is not None else "(weekly)"
+        print(f"{ident:>5}  {'yes' if item['active'] else 'no':6}  {item['host'][:16]:16}  "
+              f"{item['rule'][:20]:20}  {until:16}  {item['created_by'][:12]:12}  "
+              f"{item['reason']}")
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    if args.silence_action == "list":
+        params = {"include_ended": "true"} if args.all else None
+        silences = _get(args.collector, "/api/v1/silences", params)
+        if args.json:
+            print(json.dumps(silences, indent=2))
+        else:
+            _print_silences(silences)
+        return EXIT_OK
+    token = _operator_token(args)
+    if args.silence_action == "add":
+        silence = _send(args.collector, "/api/v1/silences", "POST", token, {
+            "host": args.host, "rule": args.rule, "duration": float(args.duration),
+            "reason": args.reason})
+        if args.json:
+            print(json.dumps(silence, indent=2))
+        else:
+            print(f"silence {silence['id']}: host {silence['host']} rule {silence['rule']} "
+                  f"until {_when(silence['ends_at'])} UTC, set by {silence['created_by']}")
+        return EXIT_OK
+    ended = _send(args.collector, f"/api/v1/silences/{args.id}", "DELETE", token)
+    if args.json:
+        print(json.dumps(ended, indent=2))
+    else:
+        print(f"silence {ended['id']} ended by {ended['ended_by']}; problems still there get "
+              "their calls now")
+    return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    path = f"/api/v1/rules/{urllib.parse.quote(args.rule, safe='')}/explain"
+    found = _get(args.collector, path, {"host": args.host})
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    print(_explanation_text(found))
+    return EXIT_OK
+
+
+def _explanation_text(found: dict[str, Any]) -> str:
+    def thresholds(t: dict[str, Any]) -> str:
+        unit = " (seconds left)" if found["forecast"] else ""
+        return (f"warning {t['warning']}, critical {t['critical']}, clear {t['clear']}, "
+                f"for {t['for']:g}s, direction {t['direction']}{unit}")
+
+    lines = [f"rule {found['rule']} (metric {found['metric']}, owner {found['owner']}) on host "
+             f"{found['host']}" + ("" if found["host_known"] else " (not reported yet)")]
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(found["host_labels"].items()))
+    lines.append(f"  agent labels: {labels or 'none'}")
+    lines.append(f"  the rule says:     {thresholds(found['rule_thresholds'])}")
+    for group in found["host_groups"]:
+        if group["applies"]:
+            verdict = "APPLIES"
+        elif group["member"] and group["overrides_rule"]:
+            verdict = "member, but an earlier group already decided"
+        elif group["member"]:
+            verdict = "member, sets nothing for this rule"
+        else:
+            verdict = "not a member"
+        lines.append(f"  host group {group['name']}: {verdict} ({group['why']})")
+    lines.append(f"  in force:          {thresholds(found['effective_thresholds'])}")
+    lines.append(f"  decided by:        {found['source']}")
+    if found["forecast"]:
+        lines.append(f"  forecast:          time until {found['metric']} reaches "
+                     f"{found['forecast']['reaches']:g}, fitted over "
+                     f"{found['forecast']['over']:g}s")
+    flap = found["flapping"]
+    lines.append("  flapping:          " + (
+        f"more than {flap['changes']} changes within {flap['window']:g}s "
+        f"(from the {flap['source']})" if flap["enabled"] else "off"))
+    for window in found["maintenance"]:
+        lines.append(f"  maintenance:       {window['source']} until {_when(window['ends_at'])} "
+                     f"by {window['created_by']}: {window['reason']}")
+    if found["parents"]:
+        lines.append(f"  parents:           {', '.join(found['parents'])}")
+    for state in found["states"]:
+        where = ",".join(f"{k}={v}" for k, v in sorted(state["labels"].items()))
+        extra = "".join(f" {word}" for word in ("flapping", "silenced") if state[word])
+        call = f" call {state['call_id']}" if state["call_id"] else ""
+        lines.append(f"  now: {where or '-'} {state['state']}{extra}{call}")
+    return "\n".join(lines)
 
 
 def cmd_job_run(args: argparse.Namespace) -> int:
@@ -457,6 +604,51 @@ def _add_outbox_commands(sub: Any) -> None:
         command.set_defaults(func=cmd_outbox)
 
 
+def _add_silence_commands(sub: Any) -> None:
+    silence = sub.add_parser(
+        "silence", help="maintenance windows: hold back calls for hosts and rules",
+        description="While a silence is in force, matching rules are still evaluated and shown, "
+                    "but no call is opened or changed; when it ends, a problem still there "
+                    "gets its call. Changes need an operator token.")
+    actions = silence.add_subparsers(dest="silence_action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="silence matching hosts and rules for a while")
+    add.add_argument("--host", default="*", metavar="PATTERN",
+                     help="glob on the host name (default: every host)")
+    add.add_argument("--rule", default="*", metavar="PATTERN",
+                     help="glob on the rule name, e.g. filesystem_* or host_stale "
+                          "(default: every rule)")
+    add.add_argument("--for", dest="duration", type=_duration, required=True,
+                     help="how long, e.g. 30m or 2h")
+    add.add_argument("--reason", required=True, help="why: recorded with your operator name")
+    listing = actions.add_parser("list", help="list silences and weekly maintenance windows")
+    listing.add_argument("--all", action="store_true", help="include silences that have ended")
+    remove = actions.add_parser("remove", help="end a silence now")
+    remove.add_argument("id", type=int, help="the silence's ID (see silence list)")
+    for command in (add, listing, remove):
+        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        if command is not listing:
+            command.add_argument("--token-file", help="file holding an operator token (default: "
+                                 "$RUNWATCH_OPERATOR_TOKEN_FILE, or the token in "
+                                 "$RUNWATCH_OPERATOR_TOKEN)")
+        command.set_defaults(func=cmd_silence)
+
+    rules = sub.add_parser("rules", help="look at rules as the collector applies them")
+    rule_actions = rules.add_subparsers(dest="rules_action", required=True, metavar="ACTION")
+    explain = rule_actions.add_parser(
+        "explain", help="show which thresholds apply to a rule on a host, and why",
+        description="Ask the collector which thresholds of RULE apply to HOST: the rule's own, "
+                    "or a host group's (the first matching group that names the rule wins), "
+                    "and what else governs its calls (flapping, maintenance, parents).")
+    explain.add_argument("host")
+    explain.add_argument("rule")
+    explain.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                         help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(func=cmd_rules)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwatch",
@@ -546,8 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "decides which exit codes count as warnings")
     job_run.set_defaults(func=cmd_job_run, job_command=[])
 
-    _add_outbox_commands(sub)
-    _add_deploy_commands(sub)
+    for add_commands in (_add_outbox_commands, _add_silence_commands, _add_deploy_commands):
+        add_commands(sub)
 
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
