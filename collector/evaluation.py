@@ -9,6 +9,8 @@ routing a child host's staleness into its parent's call while the parent is down
 from __future__ import annotations
 
 import fnmatch
+import functools
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,6 +70,7 @@ class RuleEvaluator:
         self._down: dict[str, int | None] | None = None  # parent -> its call, per evaluation
         self._pruned_at = float("-inf")
         self._walked_at: dict[str, float] = {}  # host -> when tick last walked its series
+        self._walk_limits: dict[str, tuple[float, bool]] = {}
 
     @property
     def history_span(self) -> float:
@@ -126,6 +129,7 @@ class RuleEvaluator:
             self._walked_at[name] = now
             for check in list(host.checks):
                 self._tick_check(name, check, now, factor)
+            self._walk_limits = {}  # per check, for this host's walk
             for key in list(self._fleet.by_host.get(name, ())):
                 if key in self._fleet.series:
                     self._tick_series(key, now, factor)
@@ -135,24 +139,34 @@ class RuleEvaluator:
 
     def hosts_due(self, now: float) -> list[str]:
         """Hosts whose time-based evaluation may change something now: silent past their
-        limit, with a rule state that is not plainly OK (a problem, a call, flapping, a
-        silence), or not walked for one of their intervals (vanished series, silent checks).
+        limit, with a rule state that time may move (a problem waiting out its `for`,
+        flapping, a silence, a parent's call, staleness), or not walked for one of their
+        intervals (vanished series, silent checks). A steady problem with its call open
+        waits for the next report.
 
         A replica sharing its store takes each of them under the host's lock.
         """
         self._down = None  # a new evaluation: parents' calls are looked up afresh
         factor = self._config.staleness.after_intervals
         due: set[str] = set()
-        for (_, state_host, _), state in self._fleet.states.items():
-            if state.severity is not Severity.OK or state.call_id is not None \
-                    or state.flapping or state.silenced:
-                due.add(state_host)
+        for (rule, state_host, _), state in self._fleet.states.items():
+            if (state.severity.is_problem and state.call_id is None) or state.flapping \
+                    or state.silenced or state.absorbed_by is not None \
+                    or (rule in _STALENESS_RULES and (state.severity is not Severity.OK
+                                                      or state.call_id is not None)):
+                due.add(state_host)  # a `for`, a calm-down, a window's end, a recovery
         for name, host in self._fleet.hosts.items():
             if name in due:
                 continue
+            walked = self._walked_at.get(name)
+            if walked is None:
+                # First seen: a place in the interval by the host's name, so that after a
+                # restart the walks spread over one interval instead of all coming at once.
+                interval = host.record.interval_seconds
+                walked = self._walked_at[name] = now - interval * (
+                    zlib.crc32(name.encode()) % 1024 + 1) / 1024
             if now - host.record.last_report_at > host.stale_after(factor) \
-                    or now - self._walked_at.get(name, float("-inf")) \
-                    >= host.record.interval_seconds:
+                    or now - walked >= host.record.interval_seconds:
                 due.add(name)
         return sorted(due)
 
@@ -172,8 +186,15 @@ class RuleEvaluator:
         host = self._fleet.hosts[series.host]
         status = host.checks.get(series.check)
         failing = status is not None and status.error is not None
-        limit = self._check_limit(series.host, series.check, factor)
-        if status is not None and self._check_silent_for(series.host, series.check, now) > limit:
+        known = self._walk_limits.get(series.check)
+        if known is None:
+            known = self._walk_limits[series.check] = (
+                self._check_limit(series.host, series.check, factor),
+                status is not None and self._check_silent_for(
+                    series.host, series.check, now) > self._check_limit(
+                    series.host, series.check, factor))
+        limit, check_silent = known
+        if check_silent:
             return  # the whole check is silent: its own call says so, its series wait
         if not failing and now - self._fleet.seen_at[key] > limit:
             # The check runs but no longer reports this series (an unmounted filesystem).
@@ -206,7 +227,8 @@ class RuleEvaluator:
                 self._fleet.remember(series)
                 remembered = True
             key = (rule.name, series.host, series.labels_key)
-            previous = self._fleet.states.get(key, RuleState())
+            current = self._fleet.states.get(key)
+            previous = current if current is not None else RuleState()
             if error is not None:
                 if rule.unknown == "ignore":
                     continue
@@ -216,6 +238,8 @@ class RuleEvaluator:
             else:
                 effective = self._effective(rule, series.host)
                 observed = classify(effective, series.value, previous.severity)
+                if observed is Severity.OK and current is not None and _settled(current):
+                    continue  # OK and was OK, with nothing pending: the common case, no change
                 self._advance(rule, series, key, observed, now, detail=self._output(series))
 
     def _evaluate_forecast(self, rule: RuleConfig, series: SeriesRecord, key: StateKey,
@@ -371,11 +395,12 @@ class RuleEvaluator:
 
     def _evaluate_check_stale(self, host: str, check: str, *, stale: bool, now: float,
                               reason: str = "the check reports again") -> None:
-        labels = {"check": check}
-        key = (CHECK_STALE_RULE, host, labels_key(labels))
-        previous = self._fleet.states.get(key, RuleState())
-        if not stale and previous == RuleState(changed_at=previous.changed_at):
+        key = (CHECK_STALE_RULE, host, _check_key(check))
+        current = self._fleet.states.get(key)
+        if not stale and (current is None or current == RuleState(changed_at=current.changed_at)):
             return  # the common case: a check that reports as it should
+        labels = {"check": check}
+        previous = current if current is not None else RuleState()
         staleness = self._config.staleness
         state_ = self._fleet.hosts[host]
         status = state_.checks.get(check)
@@ -533,3 +558,18 @@ class RuleEvaluator:
                 [RuleStateRecord(rule, host, labels, state)
                  for (rule, host, labels), state in self._dirty.items()])
             self._dirty.clear()
+
+
+_STALENESS_RULES = frozenset({STALE_RULE, CHECK_STALE_RULE})
+
+
+def _settled(state: RuleState) -> bool:
+    """OK with nothing pending: no call, no flapping history, no silence, no parent's call."""
+    return (state.severity is Severity.OK and state.call_id is None and not state.changes
+            and not state.flapping and not state.silenced and state.absorbed_by is None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_key(check: str) -> str:
+    """The labels key of a check's staleness state (the same few checks, over and over)."""
+    return labels_key({"check": check})
