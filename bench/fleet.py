@@ -19,6 +19,7 @@ Everything runs on loopback and stops by itself; collectors are stopped by PID a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import multiprocessing
@@ -71,18 +72,25 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     until: float,
     threads: int,
     out: Any,
+    problem_share: float,
+    spikes: float,
 ) -> None:
     """Send the given agents' reports on schedule over keep-alive connections; put results."""
     ingest = load_ingest_module()
-    specs = ingest.host_series()
+    ingest.SPIKE_PROBABILITY = spikes
+    troubled = ingest.host_series()  # /var hovers around its thresholds
+    healthy = [spec if spec.labels.get("mountpoint") != "/var" or spec.name != "fs_used_ratio"
+               else dataclasses.replace(spec, low=0.2, high=0.7, spike=0.9)
+               for spec in troubled]
     rng = random.Random(index)
     lanes: list[list[tuple[int, str, str]]] = [agents[i::threads] for i in range(threads)]
     results: list[list[tuple[float, float, float, int]]] = [[] for _ in lanes]
 
     def lane(number: int) -> None:
         mine = lanes[number]
-        factories = {host: ingest.ReportFactory(host, specs, random.Random(rng.random()))
-                     for _, host, _ in mine}
+        factories = {host: ingest.ReportFactory(
+            host, troubled if slot < problem_share * total else healthy,
+            random.Random(rng.random())) for slot, host, _ in mine}
         conns: dict[int, http.client.HTTPConnection] = {}
         # Each agent's first report is at t0 + its offset, then every `interval`.
         schedule = sorted(
@@ -162,6 +170,9 @@ def start_collectors(ingest: ModuleType, workdir: Path, count: int, store: dict[
         # Storm control would hold back most of a 1,000-host breach: this run counts calls.
         config["storm"] = {"max_calls": 100000, "window": "5m"}
         config["rules"] = [*config.get("rules", []), BREACH_RULE]
+        # This run measures ingest: /metrics (read twice for the collector's own latency
+        # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
+        config["metrics"] = {"measurements": False}
         collector.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         collector.tokens_path = tokens_path
         collectors.append(collector)
@@ -184,6 +195,27 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
 
 
 # -- the run ------------------------------------------------------------------------------------
+
+
+def own_histogram(ingest: ModuleType, collector: Any) -> list[tuple[float, float]]:
+    """The collector's own ingest latency histogram: cumulative (le, count) buckets."""
+    _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
+    samples = ingest.parse_own_metrics(body)
+    return sorted((float(labels["le"]), value) for labels, value in
+                  samples.get("runwatch_ingest_duration_seconds_bucket", []))
+
+
+def bucket_quantiles(before: list[tuple[float, float]], after: list[tuple[float, float]]
+                     ) -> dict[str, float | None]:
+    """p50/p99 of the reports ingested between two readings, as bucket upper bounds (ms)."""
+    counts = dict(before)
+    window = [(bound, value - counts.get(bound, 0.0)) for bound, value in after]
+    total = window[-1][1] if window else 0.0
+    out: dict[str, float | None] = {"reports": total}
+    for name, q in (("p50_le", 0.5), ("p99_le", 0.99)):
+        out[name] = next((ms(bound) for bound, cumulative in window
+                          if total and cumulative >= q * total), None)
+    return out
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -244,11 +276,13 @@ def drive(  # noqa: PLR0917
     out = context.Queue()
     procs = [context.Process(target=sender, args=(
         n, ports, agents[n::args.senders], len(agents), args.interval, t0, until, args.threads,
-        out)) for n in range(args.senders)]
+        out, args.problem_share, args.spikes)) for n in range(args.senders)]
     for proc in procs:
         proc.start()
     log(f"{args.agents} agents every {args.interval:g}s for {args.seconds:g}s "
         f"({args.agents / args.interval:.0f} reports/s planned) from {args.senders} processes")
+    time.sleep(max(0.0, steady_from - time.time() - 10.0))
+    own_start = [own_histogram(ingest, c) for c in collectors]  # just before the window
     time.sleep(max(0.0, steady_from - time.time()))
     cpu_start = [ingest.cpu_seconds(c.pid) for c in collectors]
     bytes_start = store_bytes(store, workdir)
@@ -260,6 +294,7 @@ def drive(  # noqa: PLR0917
         time.sleep(min(5.0, max(0.1, until - time.time())))
     cpu_end = [ingest.cpu_seconds(c.pid) for c in collectors]
     steady_seconds = time.time() - steady_started
+    own_end = [own_histogram(ingest, c) for c in collectors]  # just after it
     bytes_end = store_bytes(store, workdir)
     results: list[tuple[float, float, float, int]] = []
     for _ in procs:
@@ -275,6 +310,7 @@ def drive(  # noqa: PLR0917
                     if steady_seconds > 0 else None)
     return {
         "agents": args.agents, "interval_seconds": args.interval,
+        "problem_share": args.problem_share, "spike_probability": args.spikes,
         "collectors": len(collectors), "store": args.store,
         "planned_reports_per_second": round(args.agents / args.interval, 1),
         "steady_seconds": round(steady_seconds, 1),
@@ -284,6 +320,8 @@ def drive(  # noqa: PLR0917
         "latency_ms": {"p50": ms(percentile(latencies, 0.50)),
                        "p99": ms(percentile(latencies, 0.99)),
                        "max": ms(latencies[-1] if latencies else None)},
+        "collector_side_ms": [bucket_quantiles(before, after)
+                              for before, after in zip(own_start, own_end, strict=True)],
         "schedule_lag_ms": {"p99": ms(percentile(lags, 0.99)),
                             "max": ms(lags[-1] if lags else None)},
         "collector_cpu_percent": [round((end - start) * 100 / steady_seconds, 1)
@@ -356,13 +394,16 @@ def ms(seconds: float | None) -> float | None:
 
 def print_figures(f: dict[str, Any]) -> None:
     print(f"runwatch fleet benchmark: {f['agents']} agents every {f['interval_seconds']:g}s, "
-          f"{f['collectors']} collector(s) on {f['store']}")
+          f"{f['collectors']} collector(s) on {f['store']}; {f['problem_share']:.0%} of hosts "
+          f"troubled, spikes {f['spike_probability']:g} per series and report")
     print(f"  sustained       {f['reports_per_second']} reports/s "
           f"(planned {f['planned_reports_per_second']}), {f['measurements_per_second']} "
           f"measurements/s over {f['steady_seconds']} s; {f['errors']} errors")
     lat, lag = f["latency_ms"], f["schedule_lag_ms"]
     print(f"  latency         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
-          f"(schedule lag p99 {lag['p99']} ms)")
+          f"at the agents (schedule lag p99 {lag['p99']} ms); inside each collector "
+          + ", ".join(f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms"
+                      for c in f["collector_side_ms"]))
     print(f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
           f"RSS {f['collector_rss_mib']} MiB")
     print(f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
@@ -391,6 +432,11 @@ def main() -> int:
                         help="PostgreSQL to use (a fresh schema is made and dropped)")
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--threads", type=int, default=16, help="connections per sender")
+    parser.add_argument("--problem-share", type=float, default=0.05, metavar="SHARE",
+                        help="share of hosts whose /var hovers around its thresholds (calls "
+                             "open, flap and resolve); the rest are healthy")
+    parser.add_argument("--spikes", type=float, default=0.002, metavar="P",
+                        help="chance that a series with a spike value draws it in a report")
     parser.add_argument("--breach", type=int, default=0, metavar="K",
                         help="afterwards, K hosts breach a rule at once via every collector")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -400,7 +400,8 @@ def create_app(service: CollectorService) -> Litestar:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(float(service.config.evaluation_interval))
-                service.tick()
+                for _ in service.tick_slices():
+                    await asyncio.sleep(0)  # serve the reports that came in meanwhile
 
         task = asyncio.create_task(loop())
         service.start()

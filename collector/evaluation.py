@@ -98,6 +98,10 @@ class RuleEvaluator:
                     self._evaluate_series(series, now, error=failing_checks[series.check])
         self._flush()
 
+    def due_in_order(self, now: float) -> list[str]:
+        """hosts_due(), parents first, so a child sees its parent's call from the same tick."""
+        return sorted(self.hosts_due(now), key=self._depth)
+
     def tick(self, now: float) -> None:
         """Evaluate what depends on time alone: staleness, `for` timers, vanished series,
         flapping that calmed down and maintenance windows that ended.

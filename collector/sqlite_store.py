@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +27,8 @@ from collector.store import (
     Silence,
     StoreTimings,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -184,11 +189,20 @@ class SQLiteStore:
 
     shared = False
 
-    def __init__(self, path: Path, timings: StoreTimings | None = None) -> None:
+    def __init__(self, path: Path, timings: StoreTimings | None = None, *,
+                 checkpoint_in_background: bool = False) -> None:
         self._timings = timings or StoreTimings()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._checkpointer: _Checkpointer | None = None
+        if checkpoint_in_background:
+            # SQLite checkpoints the WAL inside whichever commit crosses 1,000 pages: that
+            # commit copies the pages and syncs the file while every queued report waits.
+            # A thread with its own connection does it instead (see _Checkpointer).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(path)
+            self._checkpointer.start()
         # NORMAL in WAL mode: a power cut can lose the last commits, never corrupt the file.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -239,6 +253,8 @@ class SQLiteStore:
             self._depth = 0
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._db.close()
 
     # -- coordination: one process owns the file, so there is nothing to coordinate -----------
@@ -617,3 +633,37 @@ class SQLiteStore:
         rows = self._db.execute("SELECT grp, count(*) FROM calls WHERE status='open' "
                                 "GROUP BY grp")
         return {group: count for group, count in rows}
+
+
+class _Checkpointer(threading.Thread):
+    """Checkpoint the WAL every `every` seconds from a connection of its own.
+
+    First PASSIVE, which copies what the WAL holds without blocking the collector's writes;
+    then RESTART, which copies the few pages written meanwhile (briefly holding writes) so the
+    WAL starts over from its beginning and does not grow.
+    """
+
+    def __init__(self, path: Path, every: float = 1.0) -> None:
+        super().__init__(name="sqlite-checkpoint", daemon=True)
+        self._path = path
+        self._every = every
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=2000")
+            while not self._stopping.wait(self._every):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint of %s failed (will retry): %s", self._path, exc)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            db.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(10)
