@@ -360,14 +360,22 @@ def breach(ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
         conns: dict[int, http.client.HTTPConnection] = {}
         barrier.wait(30)
         for port, token, body in part:
-            conn = conns.setdefault(port, http.client.HTTPConnection("127.0.0.1", port,
-                                                                     timeout=60))
-            conn.request("POST", "/api/v1/reports", body=body, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-            response = conn.getresponse()
-            response.read()
+            status = 0
+            for _ in range(3):  # a kept-alive connection the server has closed: reconnect
+                conn = conns.setdefault(port, http.client.HTTPConnection("127.0.0.1", port,
+                                                                         timeout=60))
+                try:
+                    conn.request("POST", "/api/v1/reports", body=body, headers={
+                        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                    break
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conns.pop(port, None)
             with lock:
-                statuses.append(response.status)
+                statuses.append(status)
 
     threads = [threading.Thread(target=send, args=(bodies[n::32],)) for n in range(32)]
     began = time.monotonic()
