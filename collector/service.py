@@ -49,10 +49,21 @@ def settle_garbage_collector() -> None:
     A large fleet is millions of long-lived objects; a full collection over them stalls the
     event loop for half a second or more (572 ms at 10,000 hosts), and reports wait. Frozen
     objects are still freed by reference counting when replaced; only a reference cycle that
-    survived two collections before a freeze would be kept.
+    survived two collections before a freeze would be kept: once an hour everything is
+    unfrozen and collected in full, so such garbage cannot pile up.
     """
-    gc.collect(1)
+    now = time.monotonic()
+    if now - _full_collection["at"] >= _FULL_COLLECTION_EVERY_SECONDS:
+        _full_collection["at"] = now
+        gc.unfreeze()
+        gc.collect()
+    else:
+        gc.collect(1)
     gc.freeze()
+
+
+_FULL_COLLECTION_EVERY_SECONDS = 3600.0
+_full_collection = {"at": time.monotonic()}  # when everything was last collected
 
 
 def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
