@@ -28,8 +28,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from collector.calls import Call, CallEvent, CallStatus
-from collector.rules import RuleState, Severity
+from collector.rules import Severity
 from collector.store import (
+    STATE_COLUMNS,
     CallLink,
     CheckStatus,
     HistoryPoint,
@@ -40,6 +41,8 @@ from collector.store import (
     SeriesRecord,
     Silence,
     StoreTimings,
+    rule_state_from_row,
+    rule_state_to_row,
 )
 
 log = logging.getLogger(__name__)
@@ -324,7 +327,7 @@ class PostgresStore:
                 "SELECT host, check_name, type, interval_seconds, last_run_at, "
                 "duration_seconds, error_kind, error, output FROM check_status WHERE host = %s",
                 (host,))],
-            states=[self._state(row) for row in self._db.execute(
+            states=[rule_state_from_row(row) for row in self._db.execute(
                 f"SELECT {self._STATE_COLUMNS} FROM rule_states WHERE host = %s",  # noqa: S608
                 (host,))],
         )
@@ -417,23 +420,12 @@ class PostgresStore:
 
     # -- rule states ----------------------------------------------------------------------------
 
-    _STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
-                      "call_severity, changed_at, detail, changes, flapping, peak, "
-                      "call_flapping, silenced, absorbed_by")
-
-    @staticmethod
-    def _state(row: tuple[Any, ...]) -> RuleStateRecord:
-        (rule, host, key, severity, value, since, call_id, call_severity, changed, detail,
-         changes, flapping, peak, call_flapping, silenced, absorbed_by) = row
-        return RuleStateRecord(rule, host, key, RuleState(
-            Severity(severity), value, since, call_id, Severity(call_severity), changed, detail,
-            tuple(float(t) for t in changes.split()) if changes else (), bool(flapping),
-            Severity(peak), bool(call_flapping), bool(silenced), absorbed_by))
+    _STATE_COLUMNS = STATE_COLUMNS
 
     def load_rule_states(self) -> Iterator[RuleStateRecord]:
         for row in self._db.execute(
                 f"SELECT {self._STATE_COLUMNS} FROM rule_states"):  # noqa: S608
-            yield self._state(row)
+            yield rule_state_from_row(row)
 
     def save_rule_states(self, states: list[RuleStateRecord]) -> None:
         if not states:
@@ -449,12 +441,7 @@ class PostgresStore:
                 "detail=excluded.detail, changes=excluded.changes, flapping=excluded.flapping, "
                 "peak=excluded.peak, call_flapping=excluded.call_flapping, "
                 "silenced=excluded.silenced, absorbed_by=excluded.absorbed_by",
-                [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
-                  r.state.problem_since, r.state.call_id, int(r.state.call_severity),
-                  r.state.changed_at, r.state.detail,
-                  " ".join(repr(t) for t in r.state.changes), r.state.flapping,
-                  int(r.state.peak), r.state.call_flapping, r.state.silenced,
-                  r.state.absorbed_by) for r in states])
+[rule_state_to_row(r) for r in states])
 
     def delete_check_statuses(self, keys: list[tuple[str, str]]) -> None:
         if keys:

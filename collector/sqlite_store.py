@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.calls import Call, CallEvent, CallStatus
-from collector.rules import RuleState, Severity
 from collector.store import (
+    STATE_COLUMNS,
     CallLink,
     CheckStatus,
     HistoryPoint,
@@ -26,6 +26,8 @@ from collector.store import (
     SeriesRecord,
     Silence,
     StoreTimings,
+    rule_state_from_row,
+    rule_state_to_row,
 )
 
 log = logging.getLogger(__name__)
@@ -399,30 +401,18 @@ class SQLiteStore:
 
     # -- rule states ----------------------------------------------------------------------------
 
-    _STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
-                      "call_severity, changed_at, detail, changes, flapping, peak, "
-                      "call_flapping, silenced, absorbed_by")
+    _STATE_COLUMNS = STATE_COLUMNS
 
     def load_rule_states(self) -> Iterator[RuleStateRecord]:
-        for (rule, host, key, severity, value, since, call_id, call_severity, changed,
-             detail, changes, flapping, peak, call_flapping, silenced, absorbed_by
-             ) in self._db.execute(f"SELECT {self._STATE_COLUMNS} FROM rule_states"):  # noqa: S608
-            state = RuleState(Severity(severity), value, since, call_id, Severity(call_severity),
-                              changed, detail,
-                              tuple(float(t) for t in changes.split()) if changes else (),
-                              bool(flapping), Severity(peak), bool(call_flapping),
-                              bool(silenced), absorbed_by)
-            yield RuleStateRecord(rule, host, key, state)
+        for row in self._db.execute(
+                f"SELECT {self._STATE_COLUMNS} FROM rule_states"):  # noqa: S608
+            yield rule_state_from_row(row)
 
     def save_rule_states(self, states: list[RuleStateRecord]) -> None:
         self._db.executemany(
             f"INSERT OR REPLACE INTO rule_states ({self._STATE_COLUMNS}) "  # noqa: S608
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.rule, r.host, r.labels_key, int(r.state.severity), r.state.value,
-              r.state.problem_since, r.state.call_id, int(r.state.call_severity),
-              r.state.changed_at, r.state.detail, " ".join(repr(t) for t in r.state.changes),
-              int(r.state.flapping), int(r.state.peak), int(r.state.call_flapping),
-              int(r.state.silenced), r.state.absorbed_by) for r in states])
+            [rule_state_to_row(r) for r in states])
 
     # -- the built-in call register -------------------------------------------------------------
 

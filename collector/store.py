@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from collector.calls import Call, CallEvent, CallStatus
-from collector.rules import RuleState
+from collector.rules import RuleState, Severity
 
 
 @dataclass(slots=True)
@@ -90,6 +90,30 @@ class CallLink:
     acknowledged_at: float | None = None
     escalated_at: float | None = None
     desk_closed_at: float | None = None
+
+
+def rule_state_from_row(row: tuple[Any, ...]) -> RuleStateRecord:
+    """A rule_states row (in STATE_COLUMNS order) as a record; both stores read it this way."""
+    (rule, host, key, severity, value, since, call_id, call_severity, changed, detail,
+     changes, flapping, peak, call_flapping, silenced, absorbed_by) = row
+    return RuleStateRecord(rule, host, key, RuleState(
+        Severity(severity), value, since, call_id, Severity(call_severity), changed, detail,
+        tuple(float(t) for t in changes.split()) if changes else (), bool(flapping),
+        Severity(peak), bool(call_flapping), bool(silenced), absorbed_by))
+
+
+def rule_state_to_row(record: RuleStateRecord) -> tuple[Any, ...]:
+    """The row for a record, in STATE_COLUMNS order."""
+    state = record.state
+    return (record.rule, record.host, record.labels_key, int(state.severity), state.value,
+            state.problem_since, state.call_id, int(state.call_severity), state.changed_at,
+            state.detail, " ".join(repr(t) for t in state.changes), state.flapping,
+            int(state.peak), state.call_flapping, state.silenced, state.absorbed_by)
+
+
+STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
+                 "call_severity, changed_at, detail, changes, flapping, peak, "
+                 "call_flapping, silenced, absorbed_by")
 
 
 @dataclass(slots=True)
