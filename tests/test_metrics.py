@@ -265,3 +265,34 @@ def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> No
     from collector.api import accepts_gzip
 
     assert accepts_gzip(header) is expected
+
+
+def test_measurement_text_kept_between_scrapes_follows_every_change(
+        make_service: MakeService, clock: FakeClock) -> None:
+    """Each host's measurement text is kept between scrapes: it must follow new reports,
+    series dropped outside ingest, and a host that comes back, and equal a fresh render."""
+    from collector.metrics import FleetCollector
+
+    service = make_service([])
+    web, db = Reporter("web01", clock), Reporter("db01", clock)
+    labels = {"host": "web01", "check": "filesystem", "mountpoint": "/"}
+    service.ingest("web01", web.report({"a_ratio": 0.5, "b_ratio": 0.25}))
+    service.ingest("db01", db.report({"a_ratio": 0.125}))
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.5
+    service.ingest("web01", web.report({"a_ratio": 0.75, "b_ratio": 0.25}))
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.75
+    # A series dropped without a report (expiry, another replica's view): gone at once.
+    service.fleet.drop_series(("web01", "b_ratio", '{"mountpoint":"/"}'))
+    assert sample(service, "runwatch_b_ratio", **labels) is None
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.75
+    fresh = FleetCollector(service.fleet, service.config, service.counters, service.store,
+                           clock)
+    assert service.metrics.fleet is not None
+    kept = service.metrics.fleet
+    assert kept.measurement_chunks() == fresh.measurement_chunks()
+    # A whole reload of the view (as after a failed ingest) renders every host again.
+    service.fleet.reload(service.store, clock.now)
+    service.ingest("db01", db.report({"a_ratio": 0.0625}))
+    assert sample(service, "runwatch_a_ratio", host="db01", check="filesystem",
+                  mountpoint="/") == 0.0625
+    assert kept.measurement_chunks() == fresh.measurement_chunks()
