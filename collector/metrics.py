@@ -63,6 +63,12 @@ class IngestMetrics:
             "Time to read, validate, store and evaluate a report.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry)
+        self.loop_lag = Histogram(
+            "runwatch_event_loop_lag_seconds",
+            "How late the collector's event loop ran a timer set every 0.25 s: how long a "
+            "report could wait behind other work (a tick, a scrape, a store stall).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # present from the start, so rate() works at once
 
@@ -475,6 +481,7 @@ _RESERVED_NAMES = frozenset({
         "open_call_severity", "calls_open",
         "reports_ingested", "reports_duplicate", "reports_rejected", "reports_failed",
         "evaluation_failures", "measurements_ingested", "ingest_duration_seconds",
+        "event_loop_lag_seconds",
         "outbox_pending", "outbox_dead_letters", "outbox_oldest_pending_age_seconds",
         "outbox_deliveries", "outbox_delivery_seconds", "sink_errors",
         "call_acknowledge_seconds", "call_resolve_seconds", "store_transaction_seconds",
