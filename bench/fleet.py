@@ -8,10 +8,18 @@ Prints reports/s and measurements/s sustained, p50/p99/max ingest latency and sc
 each collector's CPU and RSS, and the store's growth per host per day. With `--breach K` it
 then makes K hosts breach a rule at one moment, through all collectors, and counts calls.
 
+With `--kill-after S` (two or more collectors on PostgreSQL), the last collector is killed with
+SIGKILL S seconds into the measured window. The agents fail over to the others, as behind a
+load balancer. Calls go to a webhook help desk run by this script, which answers slowly enough
+that each replica always holds outbox leases. Afterwards it counts acknowledged reports the
+store does not have, open calls with two tickets, tickets opened twice, and whether the dead
+replica's leased entries were delivered once their leases ran out.
+
 Run from the repo root:
 
     python bench/fleet.py --agents 10000 --interval 60 --seconds 150
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --breach 1000
+    python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
@@ -25,11 +33,13 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,6 +47,8 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
 
+# Senders stop this many seconds after the run even if collectors left them behind schedule.
+LATE_STOP = 20.0
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 # `--breach` trips this rule (its metric is in no regular report), so each host's call is its own.
 BREACH_RULE = {"name": "bench_breach", "metric": "bench_breach_ratio", "warning": 0.5,
@@ -85,6 +97,10 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     rng = random.Random(index)
     lanes: list[list[tuple[int, str, str]]] = [agents[i::threads] for i in range(threads)]
     results: list[list[tuple[float, float, float, int]]] = [[] for _ in lanes]
+    acked: dict[str, int] = {}  # host: the highest seq a collector acknowledged
+    # A collector that refused a connection is left alone for a while, as a load balancer's
+    # health check would, and its agents go to the next one.
+    down_until: dict[int, float] = {}
 
     def lane(number: int) -> None:
         mine = lanes[number]
@@ -100,28 +116,20 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
         position = 0
         while queue:
             due, slot, host, token = queue[position % len(queue)]
-            if due >= until:
-                break
+            if due >= until or time.time() >= until + LATE_STOP:
+                break  # the run is over; a lane still behind stops too (its lag shows it)
             wait = due - time.time()
             if wait > 0:
                 time.sleep(wait)
-            port = ports[slot % len(ports)]
-            conn = conns.get(port)
-            if conn is None:
-                conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             body = factories[host].next_body()
             began = time.perf_counter()
             started = time.time()
-            try:
-                conn.request("POST", "/api/v1/reports", body=body, headers={
-                    "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                status = 0
-                conn.close()
-                conns.pop(port, None)
+            status, seq = post_report(conns, ports, slot, down_until, body=body,
+                                      token=token)
+            if seq is not None:
+                with acked_lock:
+                    if seq > acked.get(host, 0):
+                        acked[host] = seq
             results[number].append((started, time.perf_counter() - began, started - due,
                                     status))
             queue[position % len(queue)] = (due + interval, slot, host, token)
@@ -129,12 +137,105 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
         for conn in conns.values():
             conn.close()
 
+    acked_lock = threading.Lock()
     workers = [threading.Thread(target=lane, args=(n,), daemon=True) for n in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    out.put([item for part in results for item in part])
+    out.put(([item for part in results for item in part], acked))
+
+
+# -- a help desk behind a webhook ---------------------------------------------------------------
+
+
+class Desk:
+    """A webhook help desk on loopback that keeps tickets: each `open` makes one, answered
+    with its own id, and later events name it. It answers after `delay` seconds, so that
+    collectors always have deliveries in flight (and outbox entries leased)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.opened: dict[str, str] = {}       # ticket id: fingerprint
+        self.resolved: set[str] = set()
+        self.events = 0
+        desk = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                time.sleep(desk.delay)
+                answer = desk.receive(event)
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def receive(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.events += 1
+            if event["event"] == "open":
+                ticket = uuid.uuid4().hex
+                self.opened[ticket] = event["fingerprint"]
+                return {"id": ticket}
+            if event["event"] == "resolve":
+                self.resolved.add(event["ticket_id"])
+            elif event["event"] == "reopen":
+                self.resolved.discard(event["ticket_id"])
+            return {"id": event["ticket_id"]}
+
+    def open_tickets(self) -> dict[str, int]:
+        """Open tickets per incident key (fingerprint)."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for ticket, fingerprint in self.opened.items():
+                if ticket not in self.resolved:
+                    counts[fingerprint] = counts.get(fingerprint, 0) + 1
+            return counts
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def post_report(conns: dict[int, http.client.HTTPConnection], ports: list[int], slot: int,
+                down_until: dict[int, float], *, body: bytes, token: str
+                ) -> tuple[int, int | None]:
+    """POST a report to the agent's collector, or to the next one while it is down, as a load
+    balancer would. Return the status (0: no collector answered) and the acknowledged seq."""
+    for attempt in range(len(ports) + 1):
+        port = ports[(slot + attempt) % len(ports)]
+        if down_until.get(port, 0.0) > time.time() and attempt < len(ports):
+            continue
+        conn = conns.get(port)
+        if conn is None:
+            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("POST", "/api/v1/reports", body=body, headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conns.pop(port, None)
+            down_until[port] = time.time() + 5.0
+            continue
+        if response.status in (200, 202):
+            return response.status, int(json.loads(answer)["seq"])
+        return response.status, None
+    return 0, None
 
 
 # -- collectors and store -----------------------------------------------------------------------
@@ -156,7 +257,8 @@ def write_tokens(path: Path, hosts: list[str]) -> dict[str, str]:
 
 
 def start_collectors(ingest: ModuleType, workdir: Path, count: int, store: dict[str, Any],
-                     tokens_path: Path) -> list[Any]:
+                     tokens_path: Path, *, desk: Desk | None = None, lease: float = 15.0
+                     ) -> list[Any]:
     import yaml
 
     collectors = []
@@ -173,6 +275,12 @@ def start_collectors(ingest: ModuleType, workdir: Path, count: int, store: dict[
         # This run measures ingest: /metrics (read twice for the collector's own latency
         # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
         config["metrics"] = {"measurements": False}
+        if desk is not None:
+            config["sinks"] = {"desk": {"type": "webhook",
+                                        "url": f"http://127.0.0.1:{desk.port}/events"}}
+            for group in config["groups"].values():
+                group["sink"] = "desk"
+            config["outbox"] = {"lease": f"{lease:g}s", "first_retry": "1s"}
         collector.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         collector.tokens_path = tokens_path
         collectors.append(collector)
@@ -197,12 +305,16 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
 # -- the run ------------------------------------------------------------------------------------
 
 
-def own_histogram(ingest: ModuleType, collector: Any) -> list[tuple[float, float]]:
-    """The collector's own ingest latency histogram: cumulative (le, count) buckets."""
+HISTOGRAMS = ("runwatch_ingest_duration_seconds", "runwatch_event_loop_lag_seconds")
+
+
+def own_histogram(ingest: ModuleType, collector: Any) -> dict[str, list[tuple[float, float]]]:
+    """The collector's own ingest latency and event loop lag histograms: cumulative
+    (le, count) buckets of each."""
     _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
     samples = ingest.parse_own_metrics(body)
-    return sorted((float(labels["le"]), value) for labels, value in
-                  samples.get("runwatch_ingest_duration_seconds_bucket", []))
+    return {name: sorted((float(labels["le"]), value) for labels, value in
+                         samples.get(f"{name}_bucket", [])) for name in HISTOGRAMS}
 
 
 def bucket_quantiles(before: list[tuple[float, float]], after: list[tuple[float, float]]
@@ -239,14 +351,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = {"backend": "postgresql",
                      "dsn": f"{args.dsn} options='-c search_path={schema}'"}
         hosts = [f"host{i:05d}" for i in range(args.agents)]
-        tokens = write_tokens(workdir / "agents.tokens", hosts)
+        # With --kill-after, hosts outside the fleet breach a rule just before the kill, so
+        # that every replica has calls to deliver, and outbox entries leased, when it dies.
+        burst = [f"burst{i:04d}" for i in range(args.burst if args.kill_after is not None
+                                                 else 0)]
+        tokens = write_tokens(workdir / "agents.tokens", hosts + burst)
         collectors: list[Any] = []
+        desk = Desk(args.desk_delay) if args.kill_after is not None else None
         try:
             collectors = start_collectors(ingest, workdir, args.collectors, store,
-                                          workdir / "agents.tokens")
+                                          workdir / "agents.tokens", desk=desk, lease=args.lease)
             log(f"{len(collectors)} collector(s) on {args.store}: "
                 + ", ".join(f"pid {c.pid} at {c.url}" for c in collectors))
-            figures = drive(ingest, args, collectors, hosts, tokens, store, workdir)
+            figures = drive(ingest, args, collectors, hosts, tokens, store, workdir, burst)
+            if desk is not None:
+                figures["kill"] = after_kill(args, figures.pop("_kill"), figures.pop("_acked"),
+                                             store, desk)
             if args.breach:
                 figures["breach"] = breach(ingest, args, collectors, hosts[:args.breach],
                                            tokens)
@@ -256,6 +376,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for collector in collectors:
                 collector.stop()
+            if desk is not None:
+                desk.close()
             if schema is not None:
                 import psycopg
 
@@ -266,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def drive(  # noqa: PLR0917
         ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
           hosts: list[str], tokens: dict[str, str], store: dict[str, Any],
-          workdir: Path) -> dict[str, Any]:
+          workdir: Path, burst: list[str]) -> dict[str, Any]:
     ports = [c.port for c in collectors]
     agents = [(slot, host, tokens[host]) for slot, host in enumerate(hosts)]
     t0 = time.time() + 2.0
@@ -288,19 +410,35 @@ def drive(  # noqa: PLR0917
     bytes_start = store_bytes(store, workdir)
     steady_started = time.time()
     rss: list[list[int]] = [[] for _ in collectors]
+    kill_at = None if args.kill_after is None else steady_started + args.kill_after
+    cpu_end: list[float | None] = [None] * len(collectors)
+    killer = Killer(ingest, args, collectors, burst, tokens, store, kill_at, cpu_end)
     while time.time() < until:
+        killer.step()
+        kill = killer.kill
         for number, collector in enumerate(collectors):
-            rss[number].append(ingest.rss_bytes(collector.pid))
-        time.sleep(min(5.0, max(0.1, until - time.time())))
-    cpu_end = [ingest.cpu_seconds(c.pid) for c in collectors]
+            if not (kill and number == len(collectors) - 1):
+                rss[number].append(ingest.rss_bytes(collector.pid))
+        time.sleep(min(5.0, max(0.1, min(until, killer.wake()) - time.time())))
+    kill = killer.kill
+    live = collectors[:-1] if kill else collectors
+    for number, collector in enumerate(live):
+        cpu_end[number] = ingest.cpu_seconds(collector.pid)
     steady_seconds = time.time() - steady_started
-    own_end = [own_histogram(ingest, c) for c in collectors]  # just after it
+    own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
     results: list[tuple[float, float, float, int]] = []
-    for _ in procs:
-        results.extend(out.get(timeout=args.seconds + 120))
-    for proc in procs:
-        proc.join(30)
+    acked: dict[str, int] = {}
+    try:
+        for _ in procs:
+            part, seqs = out.get(timeout=LATE_STOP + 90)
+            results.extend(part)
+            acked.update(seqs)
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()  # our own sender process, by its PID
     steady = [r for r in results if steady_started <= r[0] < steady_started + steady_seconds]
     latencies = sorted(r[1] for r in steady)
     lags = sorted(r[2] for r in steady)
@@ -320,17 +458,140 @@ def drive(  # noqa: PLR0917
         "latency_ms": {"p50": ms(percentile(latencies, 0.50)),
                        "p99": ms(percentile(latencies, 0.99)),
                        "max": ms(latencies[-1] if latencies else None)},
-        "collector_side_ms": [bucket_quantiles(before, after)
-                              for before, after in zip(own_start, own_end, strict=True)],
+        "collector_side_ms": [bucket_quantiles(before[HISTOGRAMS[0]], after[HISTOGRAMS[0]])
+                              for before, after in zip(own_start, own_end, strict=False)],
+        "event_loop_lag_ms": [bucket_quantiles(before[HISTOGRAMS[1]], after[HISTOGRAMS[1]])
+                              for before, after in zip(own_start, own_end, strict=False)],
         "schedule_lag_ms": {"p99": ms(percentile(lags, 0.99)),
                             "max": ms(lags[-1] if lags else None)},
         "collector_cpu_percent": [round((end - start) * 100 / steady_seconds, 1)
+                                  if end is not None else None
                                   for start, end in zip(cpu_start, cpu_end, strict=True)],
         "collector_rss_mib": [round(max(samples) / 1048576, 1) if samples else None
                               for samples in rss],
         "store_bytes": bytes_end,
         "store_growth_bytes_per_host_per_day": (round(per_host_day) if per_host_day is not None
                                                 else None),
+        "_kill": {**kill, "after": after_kill_window(kill, results, until),
+                  "burst": killer.burst_figures} if kill else None,
+        "_acked": acked,
+    }
+
+
+class Killer:
+    """With --kill-after: 3 s before the kill, extra hosts breach a rule (so both replicas have
+    deliveries leased); at the kill, SIGKILL the last collector and note its leases."""
+
+    def __init__(self, ingest: ModuleType, args: argparse.Namespace,  # noqa: PLR0917
+                 collectors: list[Any], burst: list[str], tokens: dict[str, str],
+                 store: dict[str, Any], kill_at: float | None, cpu_end: list[float | None]
+                 ) -> None:
+        self.ingest, self.args, self.collectors = ingest, args, collectors
+        self.burst, self.tokens, self.store = burst, tokens, store
+        self.kill_at, self.cpu_end = kill_at, cpu_end
+        self.bursting: threading.Thread | None = None
+        self.burst_figures: dict[str, Any] = {}
+        self.kill: dict[str, Any] = {}
+
+    def wake(self) -> float:
+        """When step() has something to do next."""
+        if self.kill_at is None or self.kill:
+            return float("inf")
+        return self.kill_at - 3.0 if self.bursting is None else self.kill_at
+
+    def step(self) -> None:
+        if self.kill_at is None or self.kill:
+            return
+        now = time.time()
+        if self.bursting is None and now >= self.kill_at - 3.0:
+            self.bursting = threading.Thread(target=lambda: self.burst_figures.update(
+                breach(self.ingest, self.args, self.collectors, self.burst, self.tokens)),
+                daemon=True)
+            self.bursting.start()
+        if now >= self.kill_at:
+            victim = self.collectors[-1]
+            self.cpu_end[-1] = self.ingest.cpu_seconds(victim.pid)
+            self.kill = kill_collector(victim, self.store)
+            log(f"killed collector pid {victim.pid} (SIGKILL); it held "
+                f"{len(self.kill['leased'])} outbox leases")
+
+
+def kill_collector(victim: Any, store: dict[str, Any]) -> dict[str, Any]:
+    """SIGKILL a collector (started by this script), then read which outbox entries it held
+    leased: its store owner name carries its PID."""
+    import psycopg
+
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.wait(10)
+    killed_at = time.time()
+    with psycopg.connect(store["dsn"]) as conn:
+        rows = conn.execute(
+            "SELECT id, lease_until FROM outbox WHERE status = 'pending' "
+            "AND lease_until > %s AND split_part(lease_owner, ':', 2) = %s",
+            (killed_at, str(victim.pid))).fetchall()
+    return {"pid": victim.pid, "at": killed_at, "leased": [row[0] for row in rows],
+            "lease_until": max((row[1] for row in rows), default=None)}
+
+
+def after_kill_window(kill: dict[str, Any], results: list[tuple[float, float, float, int]],
+                      until: float) -> dict[str, Any]:
+    """How the surviving collectors carried the load from the kill to the end."""
+    window = [r for r in results if kill["at"] <= r[0] < until]
+    seconds = max(1e-9, until - kill["at"])
+    latencies = sorted(r[1] for r in window)
+    ok = sum(1 for r in window if r[3] in (200, 202))
+    return {"seconds": round(seconds, 1), "reports_per_second": round(ok / seconds, 1),
+            "errors": len(window) - ok,
+            "latency_ms": {"p50": ms(percentile(latencies, 0.5)),
+                           "p99": ms(percentile(latencies, 0.99)),
+                           "max": ms(latencies[-1] if latencies else None)}}
+
+
+def after_kill(args: argparse.Namespace, kill: dict[str, Any] | None, acked: dict[str, int],
+               store: dict[str, Any], desk: Desk) -> dict[str, Any]:
+    """Let the outbox drain, then count what the kill cost: acknowledged reports the store
+    lacks, duplicate calls and tickets, and the dead replica's leased entries."""
+    import psycopg
+
+    if kill is None:
+        raise RuntimeError("--kill-after is later than the run: nothing was killed")
+    deadline = time.time() + args.lease + 120
+    with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        while True:
+            pending = conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'"
+                                   ).fetchone()
+            if not (pending and pending[0]) or time.time() > deadline:
+                break
+            time.sleep(1.0)
+        stored: dict[str, int] = dict(conn.execute("SELECT host, last_seq FROM hosts")
+                                      .fetchall())
+        leased = kill["leased"]
+        done = conn.execute(
+            "SELECT count(*), max(delivered_at) FROM outbox "
+            "WHERE id = ANY(%s) AND status = 'done'", (leased,)).fetchone()
+        early = conn.execute(
+            "SELECT count(*) FROM outbox WHERE id = ANY(%s) AND status = 'done' "
+            "AND delivered_at < %s", (leased, kill["lease_until"] or 0)).fetchone()
+        duplicate_calls = conn.execute(
+            "SELECT count(*) FROM (SELECT fingerprint FROM calls WHERE status = 'open' "
+            "GROUP BY fingerprint HAVING count(*) > 1) d").fetchone()
+        calls = conn.execute("SELECT count(*) FROM calls").fetchone()
+        outbox: dict[str, int] = dict(conn.execute(
+            "SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+    lost = sum(1 for host, seq in acked.items() if stored.get(host, 0) < seq)
+    tickets = desk.open_tickets()
+    opens = len(desk.opened)
+    return {
+        "collector_pid": kill["pid"], "after": kill["after"], "burst": kill["burst"],
+        "acknowledged_hosts": len(acked), "acknowledged_but_lost": lost,
+        "duplicate_open_calls": duplicate_calls[0] if duplicate_calls else None,
+        "calls": calls[0] if calls else None, "tickets_opened": opens,
+        "keys_with_two_open_tickets": sum(1 for n in tickets.values() if n > 1),
+        "leased_by_dead": len(leased), "leased_delivered": done[0] if done else 0,
+        "leased_delivered_before_expiry": early[0] if early else 0,
+        "last_leased_delivered_after_kill_s": (round(done[1] - kill["at"], 1)
+                                               if done and done[1] else None),
+        "lease_seconds": args.lease, "outbox": outbox,
     }
 
 
@@ -412,6 +673,9 @@ def print_figures(f: dict[str, Any]) -> None:
           f"at the agents (schedule lag p99 {lag['p99']} ms); inside each collector "
           + ", ".join(f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms"
                       for c in f["collector_side_ms"]))
+    print("  event loop lag  " + ", ".join(
+        f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms" for c in f["event_loop_lag_ms"])
+          + " (a timer every 0.25 s: how long a report could wait behind other work)")
     print(f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
           f"RSS {f['collector_rss_mib']} MiB")
     print(f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
@@ -421,6 +685,27 @@ def print_figures(f: dict[str, Any]) -> None:
         print(f"  breach          {b['hosts']} hosts at once through every collector "
               f"({b['reports']} reports in {b['seconds']} s, {b['statuses']}): "
               f"{b['hosts_with_a_call']} hosts with a call, {b['duplicate_calls']} duplicates")
+    if "kill" in f:
+        k, a = f["kill"], f["kill"]["after"]
+        print(f"  kill -9         collector pid {k['collector_pid']}; after it "
+              f"{a['reports_per_second']} reports/s over {a['seconds']} s, {a['errors']} "
+              f"errors, p50 {a['latency_ms']['p50']} ms, p99 {a['latency_ms']['p99']} ms, "
+              f"max {a['latency_ms']['max']} ms")
+        b = k["burst"]
+        if b:
+            print(f"                  burst before the kill: {b['hosts']} hosts through every "
+                  f"collector, {b['hosts_with_a_call']} with a call, {b['duplicate_calls']} "
+                  "duplicates")
+        print(f"                  acknowledged but lost: {k['acknowledged_but_lost']} "
+              f"(of {k['acknowledged_hosts']} hosts' last acknowledged seqs); duplicate open "
+              f"calls: {k['duplicate_open_calls']}; keys with two open tickets: "
+              f"{k['keys_with_two_open_tickets']}; calls {k['calls']}, tickets opened "
+              f"{k['tickets_opened']}")
+        print(f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
+              f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
+              f"its {k['lease_seconds']:g} s leases ran out), the last "
+              f"{k['last_leased_delivered_after_kill_s']} s after the kill; outbox "
+              f"{k['outbox']}")
     print(f"  exits           {f['collector_exits']}; {f['collector_log_problems']} log lines "
           "at WARNING or above")
     target = (f["reports_per_second"] >= 0.98 * f["planned_reports_per_second"]
@@ -447,10 +732,22 @@ def main() -> int:
                         help="chance that a series with a spike value draws it in a report")
     parser.add_argument("--breach", type=int, default=0, metavar="K",
                         help="afterwards, K hosts breach a rule at once via every collector")
+    parser.add_argument("--kill-after", type=float, default=None, metavar="S",
+                        help="SIGKILL the last collector S seconds into the measured window "
+                             "(needs two or more collectors); calls then go to a webhook desk")
+    parser.add_argument("--lease", type=float, default=15.0, metavar="S",
+                        help="outbox lease with --kill-after (the collectors' outbox.lease)")
+    parser.add_argument("--desk-delay", type=float, default=0.05, metavar="S",
+                        help="how long the webhook desk takes to answer, with --kill-after")
+    parser.add_argument("--burst", type=int, default=200, metavar="K",
+                        help="with --kill-after, K extra hosts breach a rule 3 s before the "
+                             "kill (each through every collector)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.store == "sqlite" and args.collectors > 1:
         parser.error("several collectors need --store postgresql (SQLite has one writer)")
+    if args.kill_after is not None and (args.collectors < 2 or args.store != "postgresql"):
+        parser.error("--kill-after needs --collectors 2 or more and --store postgresql")
     figures = run(args)
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -225,6 +225,7 @@ def prepare_collector(workdir: Path, instant_rule: bool = True) -> CollectorProc
 # The collector's own families; the rest of /metrics (megabytes for a large fleet) is skipped.
 OWN_METRIC_PREFIXES = (
     "runwatch_ingest_",
+    "runwatch_event_loop_",
     "runwatch_reports_",
     "runwatch_measurements_ingested",
     "runwatch_calls_",

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -269,7 +269,12 @@ class PostgresStore:
             started = time.perf_counter()
             self._db.execute("BEGIN")
             try:
-                yield
+                # Pipeline mode: statements whose results nobody reads (the writes of a report)
+                # go to the server without waiting for each answer; a read waits for all before
+                # it. A report then costs three round trips or so, not one per statement.
+                # A failed statement raises at the next read, or when the pipeline ends.
+                with self._db.pipeline():
+                    yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -281,6 +286,14 @@ class PostgresStore:
                 self._timings.transaction(ended - started)
             finally:
                 self._depth = 0
+
+    def _affected(self, query: str, params: tuple[object, ...]) -> int:
+        """Run a statement and return how many rows it changed. Inside a transaction (in
+        pipeline mode) the count is known only once the server answered: the inner pipeline
+        block waits for that when it ends."""
+        with self._db.pipeline():
+            cursor = self._db.execute(query, params)
+        return cursor.rowcount
 
     def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
         """Serialise work on one host across replicas (until the transaction ends); its row."""
@@ -378,17 +391,18 @@ class PostgresStore:
     def save_series(self, series: list[SeriesRecord]) -> None:
         if not series:
             return
-        # One statement for the whole report (arrays unnested), not one per series.
+        # One statement for the whole report (arrays unnested), not one per series. The arrays
+        # go in binary (%b): text arrays in the text format cost a regex escape per element.
         self._db.execute(
-            "INSERT INTO series SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-            "%s::text[], %s::float8[], %s::text[], %s::float8[]) "
+            "INSERT INTO series SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], "
+            "%b::text[], %b::float8[], %b::text[], %b::float8[]) "
             "ON CONFLICT (host, name, labels_key) DO UPDATE SET "
             "check_name=excluded.check_name, value=excluded.value, unit=excluded.unit, "
             "timestamp=excluded.timestamp",
             ([s.host for s in series], [s.name for s in series],
              [s.labels_key for s in series], [s.check for s in series],
-             [s.value for s in series], [s.unit for s in series],
-             [s.timestamp for s in series]))
+             _floats(s.value for s in series), [s.unit for s in series],
+             _floats(s.timestamp for s in series)))
 
     def delete_series(self, keys: list[tuple[str, str, str]]) -> None:
         if keys:
@@ -406,15 +420,16 @@ class PostgresStore:
         if not statuses:
             return
         self._db.execute(
-            "INSERT INTO check_status SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-            "%s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::text[]) "
+            "INSERT INTO check_status SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], "
+            "%b::float8[], %b::float8[], %b::float8[], %b::text[], %b::text[], %b::text[]) "
             "ON CONFLICT (host, check_name) DO UPDATE SET type=excluded.type, "
             "interval_seconds=excluded.interval_seconds, last_run_at=excluded.last_run_at, "
             "duration_seconds=excluded.duration_seconds, error_kind=excluded.error_kind, "
             "error=excluded.error, output=excluded.output",
             ([s.host for s in statuses], [s.check for s in statuses],
-             [s.type for s in statuses], [s.interval_seconds for s in statuses],
-             [s.last_run_at for s in statuses], [s.duration_seconds for s in statuses],
+             [s.type for s in statuses], _floats(s.interval_seconds for s in statuses),
+             _floats(s.last_run_at for s in statuses),
+             _floats(s.duration_seconds for s in statuses),
              [s.error_kind for s in statuses], [s.error for s in statuses],
              [s.output for s in statuses]))
 
@@ -455,11 +470,11 @@ class PostgresStore:
         if not points:
             return
         self._db.execute(
-            "INSERT INTO history SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-            "%s::float8[], %s::float8[]) ON CONFLICT (host, name, labels_key, timestamp) "
+            "INSERT INTO history SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], "
+            "%b::float8[], %b::float8[]) ON CONFLICT (host, name, labels_key, timestamp) "
             "DO UPDATE SET value=excluded.value",
             ([p.host for p in points], [p.name for p in points], [p.labels_key for p in points],
-             [p.timestamp for p in points], [p.value for p in points]))
+             _floats(p.timestamp for p in points), _floats(p.value for p in points)))
 
     def load_history(self, since: float) -> Iterator[HistoryPoint]:
         for row in self._db.execute("SELECT host, name, labels_key, timestamp, value "
@@ -468,8 +483,7 @@ class PostgresStore:
             yield HistoryPoint(*row)
 
     def prune_history(self, before: float) -> int:
-        return self._db.execute("DELETE FROM history WHERE timestamp < %s",
-                                (before,)).rowcount
+        return self._affected("DELETE FROM history WHERE timestamp < %s", (before,))
 
     # -- maintenance windows ---------------------------------------------------------------------
 
@@ -680,19 +694,16 @@ class PostgresStore:
 
     def retry_dead(self, op_id: int | None, now: float) -> int:
         if op_id is None:
-            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=%s "
-                                      "WHERE status='dead'", (now,))
-        else:
-            cursor = self._db.execute("UPDATE outbox SET status='pending', next_attempt_at=%s "
-                                      "WHERE status='dead' AND id=%s", (now, op_id))
-        return cursor.rowcount
+            return self._affected("UPDATE outbox SET status='pending', next_attempt_at=%s "
+                                  "WHERE status='dead'", (now,))
+        return self._affected("UPDATE outbox SET status='pending', next_attempt_at=%s "
+                              "WHERE status='dead' AND id=%s", (now, op_id))
 
     def discard_dead(self, op_id: int, now: float) -> int:
-        cursor = self._db.execute(
+        return self._affected(
             "UPDATE outbox SET status='done', delivered_at=%s, last_error='discarded by an "
             "operator: ' || coalesce(last_error, '') WHERE status='dead' AND id=%s",
             (now, op_id))
-        return cursor.rowcount
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         rows = self._db.execute("SELECT sink, status, count(*) FROM outbox "
@@ -730,3 +741,9 @@ class PostgresStore:
             "l.acknowledged_at, l.escalated_at, l.desk_closed_at FROM call_links l "
             "JOIN calls c ON c.id = l.call_id WHERE c.status = 'open'")
         return [CallLink(*row) for row in rows]
+
+
+def _floats(values: Iterable[float | None]) -> list[float | None]:
+    """Values for a binary float8[] parameter: psycopg refuses a list that mixes int and
+    float, and a check's interval or a measurement may come as an int."""
+    return [None if value is None else float(value) for value in values]
