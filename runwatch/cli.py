@@ -184,6 +184,48 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    token = _operator_token(args)
+    action = {"ack": "acknowledge", "comment": "comment", "resolve": "resolve"}[args.call_verb]
+    text = getattr(args, "text", None) or ""
+    if args.call_verb == "comment" and not text.strip():
+        raise CommandError("say what to comment: --text TEXT")
+    body = None if action == "acknowledge" else {"text": text}
+    call = _send(args.collector, f"/api/v1/calls/{args.id}/{action}", "POST", token, body)
+    if args.json:
+        print(json.dumps(call, indent=2))
+    else:
+        done = {"acknowledge": "acknowledged", "comment": "commented on",
+                "resolve": "resolved"}[action]
+        print(f"call {call['id']} {done}: {call['summary']}")
+    return EXIT_OK
+
+
+def _add_call_commands(sub: Any) -> None:
+    call = sub.add_parser(
+        "call", help="acknowledge, comment on or resolve a call in the built-in register",
+        description="Handle one call of the built-in register by hand, as the console does. "
+                    "Needs an operator token (not a read-only one); each action is recorded "
+                    "with your operator name in the call's history and the audit log. Calls "
+                    "in an external help desk are handled there.",
+        epilog="Exit codes: 0 done, 1 refused or the collector unreachable.")
+    verbs = call.add_subparsers(dest="call_verb", required=True, metavar="VERB")
+    ack = verbs.add_parser("ack", help="acknowledge: someone is on it")
+    comment = verbs.add_parser("comment", help="add a comment")
+    comment.add_argument("--text", required=True, help="the comment")
+    resolve = verbs.add_parser("resolve", help="resolve by hand; a problem that persists "
+                                               "opens a new call")
+    resolve.add_argument("--text", help="a note that goes with it")
+    for command in (ack, comment, resolve):
+        command.add_argument("id", type=int, help="the call's number")
+        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument("--token-file", help="file holding an operator token (default: "
+                             "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)")
+        command.add_argument("--json", action="store_true", help="print the call as JSON")
+    call.set_defaults(func=cmd_call)
+
+
 def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
     ops = _get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
     if as_json:
@@ -254,7 +296,8 @@ def _operator_token(args: argparse.Namespace) -> str:
     else:
         token = os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip()
     if not token:
-        raise CommandError("changing silences needs an operator token: --token-file FILE, or "
+        raise CommandError("changing silences or calls needs an operator token: --token-file "
+                           "FILE, or "
                            "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
                            "--operator NAME`)")
     return token
@@ -886,7 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_run.set_defaults(func=cmd_job_run, job_command=[])
 
     for add_commands in (_add_outbox_commands, _add_silence_commands, _add_deploy_commands,
-                         _add_report_commands, _add_user_commands):
+                         _add_report_commands, _add_user_commands, _add_call_commands):
         add_commands(sub)
 
 

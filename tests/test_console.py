@@ -234,3 +234,29 @@ def test_console_pages_render(api: Any, clock: FakeClock) -> None:
         "text/javascript")
     assert client.get("/static/../api.py").status_code == 404
     assert client.get("/login?next=//evil.example/").text.count('value="/"') == 2
+
+
+def test_calls_in_an_external_help_desk_link_to_their_ticket(
+        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    from collector.store import CallLink
+
+    service = make_service(
+        [FAST_FS], sinks={"helpdesk": {"type": "builtin"},
+                          "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
+        groups={"systems-administration": {"sink": "desk", "assign": "Systems Administration"},
+                "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations"}})
+    token = add_token(service.config.operator_tokens_file, "alice")
+    call_id = open_call(service, clock)
+    with service.store.transaction():
+        service.store.save_link(CallLink(call_id, "desk", "T-42",
+                                         url="https://desk.example/tickets/42"))
+    with TestClient(create_app(service)) as client:
+        refused = client.post(f"/api/v1/calls/{call_id}/acknowledge", headers=bearer(token))
+        assert refused.status_code == 409 and "desk" in refused.json()["message"]
+        assert sign_in(client, token=token).status_code == 303
+        page = client.get(f"/calls/{call_id}").text
+        assert 'href="https://desk.example/tickets/42"' in page
+        assert 'id="acknowledge"' not in page and 'id="resolve"' not in page
+        listing = client.get("/calls?sink=desk").text
+        assert "desk T-42" in listing
+        assert "No calls match" in client.get("/calls?sink=helpdesk").text

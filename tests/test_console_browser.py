@@ -253,3 +253,30 @@ def test_html_report_renders_with_charts(browser: Any, collector: dict[str, Any]
     shot(browser, "report-html")
     assert js_errors(browser) == []
     assert "availability" in browser.find_element(By.CSS_SELECTOR, "table.levels").text
+
+
+def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Path) -> None:
+    """`runwatch call` acknowledges and resolves through the API, under the same roles."""
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    with urllib.request.urlopen(url + "/api/v1/calls?status=open", timeout=5) as answer:
+        (call,) = json.load(answer)
+    files = {}
+    for name in ("alice", "rob"):
+        files[name] = tmp_path / f"{name}.token"
+        files[name].write_text(tokens[name])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RUNWATCH, "call", *args, str(call["id"]), "--collector", url],
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    refused = run("ack", "--token-file", str(files["rob"]))
+    assert refused.returncode == 1 and "read-only" in refused.stderr
+    acked = run("ack", "--token-file", str(files["alice"]))
+    assert acked.returncode == 0, acked.stderr
+    assert f"call {call['id']} acknowledged" in acked.stdout
+    resolved = run("resolve", "--text", "cleaned", "--token-file", str(files["alice"]),
+                   "--json")
+    assert resolved.returncode == 0 and json.loads(resolved.stdout)["status"] == "resolved"
+    again = run("resolve", "--token-file", str(files["alice"]))
+    assert again.returncode == 1 and "already resolved" in again.stderr
