@@ -280,6 +280,8 @@ def _call_action_routes(service: CollectorService) -> list[Any]:
             else:
                 call = service.resolve_call(call_id, who, text)
         except Rejection as rejection:
+            log.warning("call %d: %s refused: %d %s", call_id, action, rejection.status,
+                        rejection.message)
             return _error(rejection)
         return Response(_call_json(call))
 

@@ -188,7 +188,7 @@ def build_report(store: Store, config: CollectorConfig, period: Period,
                           f"{', '.join(sorted(host_groups)) or 'none'})")
     hosts = {h.host: h for h in store.load_hosts()}
     by_series: dict[tuple[str, str, str], list[StateChange]] = defaultdict(list)
-    for change in store.state_changes(period.last):
+    for change in store.state_changes(period.start, period.last):
         by_series[(change.host, change.rule, change.labels_key)].append(change)
 
     # Calls opened in the period, with what happened to them before its end.
@@ -289,7 +289,7 @@ def _scope(kind: str, name: str, period: Period, config: CollectorConfig, *,
 
 def _backups(store: Store, period: Period, only_hosts: set[str] | None) -> list[BackupJob]:
     jobs: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for success in store.backup_successes(period.last):
+    for success in store.backup_successes(period.start, period.last):
         if only_hosts is None or success.host in only_hosts:
             jobs[(success.host, success.name, success.labels_key)].append(success.succeeded_at)
     out = []

@@ -207,6 +207,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             severity INTEGER NOT NULL
         )""",
         "CREATE INDEX state_changes_by_time ON state_changes (at)",
+        "CREATE INDEX state_changes_by_series ON state_changes (host, rule, labels_key, id)",
         """CREATE TABLE backup_successes (
             host TEXT NOT NULL,
             name TEXT NOT NULL,
@@ -424,11 +425,17 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(c.at, c.host, c.rule, c.labels_key, c.group, c.severity) for c in changes])
 
-    def state_changes(self, until: float) -> list[StateChange]:
-        """Every change before `until`, in the order they happened."""
-        rows = self._db.execute("SELECT at, host, rule, labels_key, grp, severity FROM "
-                                "state_changes WHERE at < ? ORDER BY at, id", (until,))
-        return [StateChange(*row) for row in rows]
+    def state_changes(self, since: float, until: float) -> list[StateChange]:
+        """The changes in [since, until), each series' last one before `since` first (where
+        the period starts from), in the order they happened."""
+        rows = self._db.execute(
+            "SELECT at, host, rule, labels_key, grp, severity, id FROM state_changes "
+            "WHERE at >= ? AND at < ? "
+            "UNION ALL SELECT s.at, s.host, s.rule, s.labels_key, s.grp, s.severity, s.id "
+            "FROM state_changes s JOIN (SELECT MAX(id) AS id FROM state_changes WHERE at < ? "
+            "GROUP BY host, rule, labels_key) last ON s.id = last.id "
+            "ORDER BY 1, 7", (since, until, since))
+        return [StateChange(*row[:6]) for row in rows]
 
     def add_backup_successes(self, successes: list[BackupSuccess]) -> None:
         if successes:
@@ -437,10 +444,15 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
 
-    def backup_successes(self, until: float) -> list[BackupSuccess]:
+    def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
+        """Successes in [since, until), and each job's first one before `since` (to tell
+        that the job already ran before the period)."""
         rows = self._db.execute(
             "SELECT host, name, labels_key, succeeded_at FROM backup_successes "
-            "WHERE succeeded_at < ? ORDER BY host, name, labels_key, succeeded_at", (until,))
+            "WHERE succeeded_at >= ? AND succeeded_at < ? "
+            "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
+            "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
+            "ORDER BY 1, 2, 3, 4", (since, until, since))
         return [BackupSuccess(*row) for row in rows]
 
     def calls_opened_between(self, since: float, until: float) -> list[Call]:

@@ -186,6 +186,11 @@ def test_console_sign_in_sessions_and_csrf(api: Any, clock: FakeClock) -> None:
     assert [(a.actor, a.action, a.via) for a in reversed(audit)] == [
         ("alice", "call.acknowledge", "console"), ("alice", "silence.add", "console")]
     assert "disk swap" in client.get("/audit").text
+    cross = client.post("/silences", data={"csrf": token, "duration": "1h", "reason": "x"},
+                        headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403 and "another site" in cross.text
+    assert client.post("/login", data={"token": tokens["alice"]},
+                       headers={"Origin": "https://evil.example"}).status_code == 403
 
     # A tampered cookie, or a revoked token, ends the session.
     value = client.cookies.get("runwatch_session")

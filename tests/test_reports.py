@@ -215,13 +215,13 @@ def test_evaluation_records_state_changes_and_backups(
     clock.advance(60)
     service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
     changes = [(c.rule, c.group, Severity(c.severity).name)
-               for c in service.store.state_changes(clock() + 1)]
+               for c in service.store.state_changes(0, clock() + 1)]
     assert changes == [("filesystem_full", SA, "CRITICAL"), ("filesystem_full", SA, "OK")]
     for value in (1000.0, 1000.0, 2000.0):
         clock.advance(60)
         service.ingest("web01", web.report({"backup_last_success_timestamp_seconds": value},
                                            labels={"job": "nightly"}, check="statusfile"))
-    assert [b.succeeded_at for b in service.store.backup_successes(clock())] == [1000.0,
+    assert [b.succeeded_at for b in service.store.backup_successes(0, clock())] == [1000.0,
                                                                                   2000.0]
 
 
