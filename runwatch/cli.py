@@ -489,6 +489,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"runwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = _report_config(args)
+    database = config.data_dir / "runwatch.db"
+    if config.store.backend == "sqlite" and not database.exists():
+        log.error("report: no store at %s", database)
+        raise CommandError(f"no collector store at {database}: give --config or --data-dir "
+                           "of a collector that has run")
     store = open_store(config)
     try:
         # A month still running is reported up to now; one that is over never changes.

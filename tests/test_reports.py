@@ -245,3 +245,22 @@ def test_report_command(tmp_path: Path, service: CollectorService,
     assert "YYYY-MM" in capsys.readouterr().err
     assert main(["report", "--config", str(config), "--period", "2025-11",
                  "--group", "nope"]) == 2
+    assert main(["report", "--data-dir", str(tmp_path / "none"), "--period", "2025-11"]) == 1
+    assert "no collector store" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+def test_acknowledgements_seen_in_a_help_desk_count(
+        make_service: Callable[..., CollectorService]) -> None:
+    from collector.store import CallLink
+
+    groups = {**GROUPS, CO: {**GROUPS[CO], "sink": "desk"}}
+    service = make_service(groups=groups, sinks={
+        "helpdesk": {"type": "builtin"},
+        "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}})
+    with service.store.transaction():
+        call_id = _call(service.store, "db01", "backup_age", CO, day(3), acked=None,
+                        resolved=day(3, 2))
+        service.store.save_link(CallLink(call_id, "desk", "T-1", acknowledged_at=day(3) + 900))
+    (co,) = build_report(service.store, service.config, NOV, CO).scopes
+    assert (co.acknowledged, co.tta_mean_seconds, co.missed_response) == (1, 900.0, 0)
