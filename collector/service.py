@@ -249,6 +249,12 @@ class CollectorService:
         if call.status != "open":
             raise Rejection(409, "conflict", f"call {call_id} is already resolved")
         with self.store.transaction():
+            if self.store.shared:
+                # Another replica may have moved this host on: take it, and its latest view.
+                locked = self.store.lock_host(call.host)
+                if locked is not None and self.fleet.versions.get(call.host) != locked[1]:
+                    self.fleet.reload_host(self.store.load_host_snapshot(call.host),
+                                           call.host, now)
             self.store.retire_call(call_id, now)
             text = f"Resolved by {actor}" + (f": {note.strip()}" if note.strip() else ".")
             self.store.add_call_event(CallEvent(call_id, now, "resolved", text))
@@ -259,6 +265,9 @@ class CollectorService:
                     self.fleet.states[key] = freed
                     released.append(RuleStateRecord(key[0], key[1], key[2], freed))
             self.store.save_rule_states(released)
+            if self.store.shared:
+                for host in sorted({record.host for record in released}):
+                    self.fleet.versions[host] = self.store.bump_host_version(host)
             self.store.add_audit(AuditEntry(0, now, actor, "call.resolve", f"call {call_id}",
                                             note.strip()[:500], via))
         CallCounters.bump(self.counters.resolved, call.group)
