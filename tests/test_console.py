@@ -182,9 +182,19 @@ def test_console_sign_in_sessions_and_csrf(api: Any, clock: FakeClock) -> None:
                                            "duration": "30m", "reason": "disk swap"},
                         follow_redirects=False)
     assert added.status_code == 303
+    (silence,) = service.store.list_silences(clock())
+    assert (silence.host_pattern, silence.ends_at - silence.starts_at) == ("web*", 1800)
+    assert 'class="end-silence"' in client.get("/silences").text
+    ended = client.post(f"/silences/{silence.id}/end", data={"csrf": token},
+                        follow_redirects=False)
+    assert ended.status_code == 303 and service.store.list_silences(clock()) == []
+    assert client.post(f"/silences/{silence.id}/end", data={"csrf": token}).status_code == 404
+    bad = client.post("/silences", data={"csrf": token, "duration": "soon", "reason": "x"})
+    assert bad.status_code == 422 and 'id="silence-error"' in bad.text
     audit = service.store.list_audit(10)
     assert [(a.actor, a.action, a.via) for a in reversed(audit)] == [
-        ("alice", "call.acknowledge", "console"), ("alice", "silence.add", "console")]
+        ("alice", "call.acknowledge", "console"), ("alice", "silence.add", "console"),
+        ("alice", "silence.end", "console")]
     assert "disk swap" in client.get("/audit").text
     cross = client.post("/silences", data={"csrf": token, "duration": "1h", "reason": "x"},
                         headers={"Origin": "https://evil.example"})
