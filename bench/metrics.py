@@ -48,14 +48,18 @@ def fill(config_path: Path, hosts: int, seed: int, repeat: int) -> dict[str, flo
     specs = host_series()
     rng = random.Random(seed)
     started = time.perf_counter()
+    factories = []
     try:
         for index in range(hosts):
             factory = ReportFactory(f"host{index:05d}.example.net", specs, rng)
+            factories.append(factory)
             service.ingest(factory.host, decode_report(factory.next_body()))
             if index and index % 2000 == 0:
                 log(f"{index} hosts ingested")
         figures = {"fill_seconds": time.perf_counter() - started}
         figures.update(render_in_process(service, repeat))
+        figures.update(render_cold(service, repeat))
+        figures.update(render_steady(service, factories, repeat))
         log("serving /metrics over HTTP")
         figures.update(serve(service, hosts, repeat))
         return figures
@@ -85,6 +89,47 @@ def render_in_process(service: Any, repeat: int) -> dict[str, float]:
         "body_bytes": len(body),
         "gzip_bytes": len(zipped),
         "samples": samples,
+    }
+
+
+def render_cold(service: Any, repeat: int) -> dict[str, float]:
+    """Time a render with nothing kept from earlier scrapes or reports: the first scrape after
+    a restart (each host's measurement text is then rendered, and kept)."""
+    from collector.metrics import CollectorMetrics
+
+    renders = []
+    for _ in range(repeat):
+        metrics = CollectorMetrics(service.config)
+        metrics.watch(service.fleet, service.config, service.counters, service.store,
+                      service.clock)
+        started = time.perf_counter()
+        metrics.render()
+        renders.append(time.perf_counter() - started)
+    return {"cold_render_seconds_median": statistics.median(renders)}
+
+
+def render_steady(service: Any, factories: list[Any], repeat: int) -> dict[str, float]:
+    """Between renders, half the hosts report again, as with Prometheus scraping every 30 s
+    and agents reporting every 60 s. Times those reports' ingest (their /metrics text is
+    rendered there) and the render after them."""
+    from checks.schema import decode_report
+
+    renders, ingests = [], []
+    half = len(factories) // 2
+    for round_ in range(repeat):
+        bodies = [(f.host, decode_report(f.next_body()))
+                  for f in factories[(round_ % 2) * half:][:half or 1]]
+        started = time.perf_counter()
+        for host, report in bodies:
+            service.ingest(host, report)
+        ingests.append((time.perf_counter() - started) / len(bodies))
+        started = time.perf_counter()
+        service.metrics.render()
+        renders.append(time.perf_counter() - started)
+    return {
+        "steady_render_seconds_median": statistics.median(renders),
+        "steady_render_seconds_max": max(renders),
+        "steady_ingest_seconds_per_report": statistics.median(ingests),
     }
 
 
@@ -206,6 +251,16 @@ def print_figures(figures: dict[str, Any]) -> None:
     print(
         f"render (in process)   median {figures['render_seconds_median'] * 1000:.0f} ms, "
         f"min {figures['render_seconds_min'] * 1000:.0f} ms"
+    )
+    print(
+        f"render, half the hosts reported since the last: median "
+        f"{figures['steady_render_seconds_median'] * 1000:.0f} ms, "
+        f"max {figures['steady_render_seconds_max'] * 1000:.0f} ms "
+        f"(ingest {figures['steady_ingest_seconds_per_report'] * 1000:.2f} ms a report)"
+    )
+    print(
+        f"render, cold (first scrape after a restart): median "
+        f"{figures['cold_render_seconds_median'] * 1000:.0f} ms"
     )
     print(
         f"render, states only   median {figures['states_render_seconds_median'] * 1000:.0f} ms"

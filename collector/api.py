@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The text format /metrics writes (Litestar adds the charset).
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
+# The event loop's lag is sampled with a timer this often (runwatch_event_loop_lag_seconds).
+LAG_PERIOD = 0.25
 
 
 def _error(rejection: Rejection) -> Response[dict[str, Any]]:
@@ -393,6 +395,40 @@ def _silence_routes(service: CollectorService) -> list[Any]:
     return [list_silences, add_silence, end_silence, explain]
 
 
+def _background(service: CollectorService
+                ) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: evaluation ticks in slices, the event loop's lag sampled, and the
+    service's own background work (delivery to help desks) started and stopped with it."""
+
+    @contextlib.asynccontextmanager
+    async def ticking(app: Litestar) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(float(service.config.evaluation_interval))
+                for _ in service.tick_slices():
+                    await asyncio.sleep(0)  # serve the reports that came in meanwhile
+
+        async def lag() -> None:
+            clock = asyncio.get_running_loop().time
+            while True:
+                began = clock()
+                await asyncio.sleep(LAG_PERIOD)
+                service.ingest_metrics.loop_lag.observe(max(0.0, clock() - began - LAG_PERIOD))
+
+        tasks = [asyncio.create_task(loop()), asyncio.create_task(lag())]
+        service.start()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return ticking
+
+
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     limit = service.config.limits.max_body_bytes
@@ -462,29 +498,12 @@ def create_app(service: CollectorService) -> Litestar:
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return _openapi_document(request.app)
 
-    @contextlib.asynccontextmanager
-    async def ticking(app: Litestar) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(float(service.config.evaluation_interval))
-                for _ in service.tick_slices():
-                    await asyncio.sleep(0)  # serve the reports that came in meanwhile
-
-        task = asyncio.create_task(loop())
-        service.start()
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     return Litestar(
         route_handlers=[post_report, get_hosts, get_calls, get_call, *_outbox_routes(service),
                         *_token_routes(service), *_silence_routes(service),
                         *_call_action_routes(service), *console_routes(service), healthz,
                         metrics, openapi],
-        lifespan=[ticking],
+        lifespan=[_background(service)],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -46,6 +47,11 @@ class Fleet:
         self.check_seen_at: dict[tuple[str, str], float] = {}
         # Downsampled points of the series that forecasts watch, oldest first.
         self.history: dict[SeriesKey, deque[tuple[float, float]]] = {}
+        # A stamp per host, new whenever one of its series is put or dropped: what was derived
+        # from a host's series (its /metrics text) is current while the stamp is unchanged.
+        # Stamps come from one counter, so a host removed and seen again never repeats one.
+        self.series_stamps: dict[str, int] = {}
+        self._stamps = itertools.count(1)
 
     def reload(self, store: Store, now: float, history_since: float | None = None) -> None:
         """Rebuild the view from the store. Series count as seen now: a restart is no outage."""
@@ -56,6 +62,7 @@ class Fleet:
         self.states.clear()
         self.check_seen_at.clear()
         self.history.clear()
+        self.series_stamps.clear()
         self.versions = store.host_versions()
         for host in store.load_hosts():
             self.hosts[host.host] = HostState(host)
@@ -103,6 +110,7 @@ class Fleet:
         self.series[key] = series
         self.seen_at[key] = now
         self.by_host[series.host].add(key)
+        self.series_stamps[series.host] = next(self._stamps)
 
     def remember(self, series: SeriesRecord, keep: int = 8) -> tuple[tuple[float, float], ...]:
         """Add the series' latest value to its short history; return the history."""
@@ -135,6 +143,7 @@ class Fleet:
         self.series.pop(key, None)
         self.seen_at.pop(key, None)
         self.by_host[key[0]].discard(key)
+        self.series_stamps[key[0]] = next(self._stamps)
 
     def worst_by_host(self) -> dict[str, Severity]:
         """The worst rule state of each host, in one pass over all states."""

@@ -302,6 +302,8 @@ class CollectorService:
                           report.seq)
             self._reload()
             raise
+        if result.status == "accepted" and self.metrics.fleet is not None:
+            self.metrics.fleet.refresh(report.host)  # its /metrics text, while it is at hand
         self.ingest_metrics.latency.observe(time.perf_counter() - started)
         if result.status == "duplicate":
             self.ingest_metrics.duplicates.inc()
@@ -397,6 +399,8 @@ class CollectorService:
         now = self.clock()
         span = self.evaluator.history_span
         self.fleet.reload(self.store, now, now - span if span else None)
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.warm()  # the first scrape after a start only joins text
         settle_garbage_collector()
 
     # -- read side ------------------------------------------------------------------------------

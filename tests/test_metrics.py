@@ -246,7 +246,8 @@ def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorS
     assert zipped.num_bytes_downloaded < plain.num_bytes_downloaded / 3
 
     def steady(body: bytes) -> list[str]:  # the process's own CPU and memory move between GETs
-        return [line for line in body.decode().splitlines() if "runwatch_process_" not in line]
+        return [line for line in body.decode().splitlines()
+                if "runwatch_process_" not in line and "runwatch_event_loop_lag" not in line]
 
     assert steady(zipped.content) == steady(plain.content)
     promtool_check(plain.text)
@@ -265,3 +266,64 @@ def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> No
     from collector.api import accepts_gzip
 
     assert accepts_gzip(header) is expected
+
+
+def test_measurement_text_kept_between_scrapes_follows_every_change(
+        make_service: MakeService, clock: FakeClock) -> None:
+    """Each host's measurement text is kept between scrapes: it must follow new reports,
+    series dropped outside ingest, and a host that comes back, and equal a fresh render."""
+    from collector.metrics import FleetCollector
+
+    service = make_service([])
+    web, db = Reporter("web01", clock), Reporter("db01", clock)
+    labels = {"host": "web01", "check": "filesystem", "mountpoint": "/"}
+    service.ingest("web01", web.report({"a_ratio": 0.5, "b_ratio": 0.25}))
+    service.ingest("db01", db.report({"a_ratio": 0.125}))
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.5
+    service.ingest("web01", web.report({"a_ratio": 0.75, "b_ratio": 0.25}))
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.75
+    # A series dropped without a report (expiry, another replica's view): gone at once.
+    service.fleet.drop_series(("web01", "b_ratio", '{"mountpoint":"/"}'))
+    assert sample(service, "runwatch_b_ratio", **labels) is None
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.75
+    fresh = FleetCollector(service.fleet, service.config, service.counters, service.store,
+                           clock)
+    assert service.metrics.fleet is not None
+    kept = service.metrics.fleet
+    assert kept.measurement_chunks() == fresh.measurement_chunks()
+    # A whole reload of the view (as after a failed ingest) renders every host again.
+    service.fleet.reload(service.store, clock.now)
+    service.ingest("db01", db.report({"a_ratio": 0.0625}))
+    assert sample(service, "runwatch_a_ratio", host="db01", check="filesystem",
+                  mountpoint="/") == 0.0625
+    assert kept.measurement_chunks() == fresh.measurement_chunks()
+
+
+def test_event_loop_lag_shows_work_that_holds_the_loop(
+        busy: CollectorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape that blocks the event loop for 0.4 s shows as a lag of that size."""
+    import time
+
+    from litestar.testing import TestClient
+
+    from collector.api import create_app
+
+    render = busy.metrics.render
+
+    def slow_render() -> bytes:
+        time.sleep(0.4)  # blocks the loop, as a slow render or store would
+        return render()
+
+    def lagged(above: str) -> float:
+        total = sample(busy, "runwatch_event_loop_lag_seconds_count") or 0.0
+        within = sample(busy, "runwatch_event_loop_lag_seconds_bucket", le=above) or 0.0
+        return total - within
+
+    with TestClient(create_app(busy)) as client:
+        time.sleep(0.6)
+        assert (sample(busy, "runwatch_event_loop_lag_seconds_count") or 0) >= 1
+        before = lagged("0.25")
+        monkeypatch.setattr(busy.metrics, "render", slow_render)
+        client.get("/metrics")
+        time.sleep(0.6)
+    assert lagged("0.25") >= before + 1
