@@ -29,8 +29,9 @@ from collector.auth import (
     token_fingerprint,
 )
 from collector.calls import Call
+from collector.console import console_routes
 from collector.service import CollectorService, Rejection
-from collector.store import OutboxOp, Silence
+from collector.store import AuditEntry, OutboxOp, Silence
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,9 @@ def _token_routes(service: CollectorService) -> list[Any]:
     """Agent token enrolment for operators (`runwatch deploy`): list, create, revoke."""
     path = service.config.tokens_file
 
-    def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"))
+    def operator(request: Request[Any, Any, Any], change: bool = True) -> str:
+        return service.authenticate_operator(request.headers.get("authorization"),
+                                             change=change)
 
     def listing(host: str | None) -> list[dict[str, Any]]:
         return [{"host": e.host, "created_at": e.created_at, "fingerprint": e.fingerprint}
@@ -198,7 +200,7 @@ def _token_routes(service: CollectorService) -> list[Any]:
     @get("/api/v1/tokens", summary="Hosts with agent tokens (operators)", tags=["admin"])
     async def list_tokens(request: Request[Any, Any, Any]) -> Response[Any]:
         try:
-            operator(request)
+            operator(request, change=False)
             return Response(listing(None))
         except Rejection as rejection:
             return _error(rejection)
@@ -207,7 +209,7 @@ def _token_routes(service: CollectorService) -> list[Any]:
          tags=["admin"])
     async def get_token(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         try:
-            operator(request)
+            operator(request, change=False)
         except Rejection as rejection:
             return _error(rejection)
         found = listing(host)
@@ -232,6 +234,8 @@ def _token_routes(service: CollectorService) -> list[Any]:
             return Response({"error": "conflict", "message": str(exc)}, status_code=409)
         log.info("operator %s enrolled host %s%s", who, data.host,
                  " (token replaced)" if data.replace else "")
+        service.audit(who, "token.enrol", f"host {data.host}",
+                      "token replaced" if data.replace else "")
         return Response({"host": data.host, "token": token,
                          "fingerprint": token_fingerprint(token)}, status_code=201)
 
@@ -247,9 +251,72 @@ def _token_routes(service: CollectorService) -> list[Any]:
             return Response({"error": "not_found", "message": f"{host} has no token"},
                             status_code=404)
         log.info("operator %s revoked the token of host %s", who, host)
+        service.audit(who, "token.revoke", f"host {host}")
         return Response({"host": host, "revoked": True})
 
     return [list_tokens, get_token, enrol, revoke]
+
+
+class CommentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A comment on a call, or the note that goes with resolving it."""
+
+    text: Annotated[str, msgspec.Meta(max_length=5000)] = ""
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {"id": entry.id, "at": entry.at, "actor": entry.actor, "action": entry.action,
+            "target": entry.target, "detail": entry.detail, "via": entry.via}
+
+
+def _call_action_routes(service: CollectorService) -> list[Any]:
+    """Calls in the built-in register handled by hand, and the audit log (operators)."""
+
+    def act(request: Request[Any, Any, Any], call_id: int, action: str, text: str
+            ) -> Response[Any]:
+        try:
+            who = service.authenticate_operator(request.headers.get("authorization"))
+            if action == "acknowledge":
+                call = service.acknowledge_call(call_id, who)
+            elif action == "comment":
+                call = service.comment_call(call_id, who, text)
+            else:
+                call = service.resolve_call(call_id, who, text)
+        except Rejection as rejection:
+            log.warning("call %d: %s refused: %d %s", call_id, action, rejection.status,
+                        rejection.message)
+            return _error(rejection)
+        return Response(_call_json(call))
+
+    @post("/api/v1/calls/{call_id:int}/acknowledge", status_code=200, tags=["admin"],
+          summary="Acknowledge a call in the built-in register (operators)")
+    async def acknowledge(request: Request[Any, Any, Any], call_id: FromPath[int]
+                          ) -> Response[Any]:
+        return act(request, call_id, "acknowledge", "")
+
+    @post("/api/v1/calls/{call_id:int}/comment", status_code=200, tags=["admin"],
+          summary="Comment on a call in the built-in register (operators)")
+    async def comment(request: Request[Any, Any, Any], call_id: FromPath[int],
+                      data: JSONBody[CommentRequest]) -> Response[Any]:
+        return act(request, call_id, "comment", data.text)
+
+    @post("/api/v1/calls/{call_id:int}/resolve", status_code=200, tags=["admin"],
+          summary="Resolve a call in the built-in register by hand (operators)")
+    async def resolve(request: Request[Any, Any, Any], call_id: FromPath[int],
+                      data: JSONBody[CommentRequest]) -> Response[Any]:
+        return act(request, call_id, "resolve", data.text)
+
+    @get("/api/v1/audit", summary="Changes made by people, newest first (operator tokens, "
+         "read-only ones too)", tags=["admin"])
+    async def audit(request: Request[Any, Any, Any], limit: FromQuery[int] = 200
+                    ) -> Response[Any]:
+        try:
+            service.authenticate_operator(request.headers.get("authorization"), change=False)
+        except Rejection as rejection:
+            return _error(rejection)
+        return Response([audit_json(e)
+                         for e in service.store.list_audit(max(1, min(limit, 5000)))])
+
+    return [acknowledge, comment, resolve, audit]
 
 
 class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -433,8 +500,9 @@ def create_app(service: CollectorService) -> Litestar:
 
     return Litestar(
         route_handlers=[post_report, get_hosts, get_calls, get_call, *_outbox_routes(service),
-                        *_token_routes(service), *_silence_routes(service), healthz, metrics,
-                        openapi],
+                        *_token_routes(service), *_silence_routes(service),
+                        *_call_action_routes(service), *console_routes(service), healthz,
+                        metrics, openapi],
         lifespan=[_background(service)],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),

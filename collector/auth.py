@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -33,11 +34,18 @@ def token_fingerprint(token: str) -> str:
     return hash_token(token)[len(_HASH_PREFIX):][:16]
 
 
+# Roles of operator tokens and console users. Agent tokens have none: they only report.
+ROLE_OPERATOR = "operator"
+ROLE_READ_ONLY = "read-only"
+ROLES = (ROLE_OPERATOR, ROLE_READ_ONLY)
+
+
 @dataclass(frozen=True, slots=True)
 class TokenEntry:
     host: str
     token_hash: str
     created_at: float
+    role: str = ROLE_OPERATOR  # operator tokens only: read-only sees everything, changes nothing
 
     @property
     def fingerprint(self) -> str:
@@ -50,7 +58,7 @@ class TokenFileError(Exception):
 
 
 def read_tokens(path: Path) -> list[TokenEntry]:
-    """Read `HOST sha256:HEX CREATED_AT` lines; `#` starts a comment."""
+    """Read `HOST sha256:HEX [CREATED_AT [ROLE]]` lines; `#` starts a comment."""
     entries = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -63,18 +71,30 @@ def read_tokens(path: Path) -> list[TokenEntry]:
         if not text:
             continue
         parts = text.split()
-        if len(parts) not in (2, 3) or not parts[1].startswith(_HASH_PREFIX):
-            raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT]'")
-        created = float(parts[2]) if len(parts) == 3 else 0.0
-        entries.append(TokenEntry(parts[0], parts[1], created))
+        if len(parts) not in (2, 3, 4) or not parts[1].startswith(_HASH_PREFIX):
+            raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT "
+                                 "[ROLE]]'")
+        try:
+            created = float(parts[2]) if len(parts) >= 3 else 0.0
+        except ValueError:
+            raise TokenFileError(f"{path}:{number}: CREATED_AT {parts[2]!r} is not a number"
+                                 ) from None
+        role = parts[3] if len(parts) == 4 else ROLE_OPERATOR
+        if role not in ROLES:
+            raise TokenFileError(f"{path}:{number}: role {role!r} is not one of "
+                                 f"{', '.join(ROLES)}")
+        entries.append(TokenEntry(parts[0], parts[1], created, role))
     return entries
 
 
 def _write_tokens(path: Path, entries: list[TokenEntry]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    body = "# runwatch agent tokens: HOST sha256:HASH CREATED_AT (managed by `runwatch token`)\n"
-    body += "".join(f"{e.host} {e.token_hash} {e.created_at:.0f}\n" for e in entries)
+    body = ("# runwatch tokens: HOST sha256:HASH CREATED_AT [ROLE] (managed by `runwatch "
+            "token`)\n")
+    # The role is written only when it is not the default, so older readers keep working.
+    body += "".join(f"{e.host} {e.token_hash} {e.created_at:.0f}"
+                    f"{'' if e.role == ROLE_OPERATOR else ' ' + e.role}\n" for e in entries)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(body)
@@ -106,9 +126,14 @@ def check_host_name(host: str) -> None:
                              "'_', starting with a letter or digit)")
 
 
-def add_token(path: Path, host: str, *, replace: bool = False) -> str:
-    """Create a token for `host`, store its hash, and return the token (shown once)."""
+def add_token(path: Path, host: str, *, replace: bool = False, role: str = ROLE_OPERATOR
+              ) -> str:
+    """Create a token for `host`, store its hash, and return the token (shown once).
+
+    `role` matters for operator tokens only (agent tokens keep the default)."""
     check_host_name(host)
+    if role not in ROLES:
+        raise TokenFileError(f"role {role!r} is not one of {', '.join(ROLES)}")
     with _locked(path):
         entries = read_tokens(path)
         if any(e.host == host for e in entries):
@@ -116,7 +141,7 @@ def add_token(path: Path, host: str, *, replace: bool = False) -> str:
                 raise TokenExists(f"{host} already has a token; revoke it first or use --replace")
             entries = [e for e in entries if e.host != host]
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        entries.append(TokenEntry(host, hash_token(token), time.time()))
+        entries.append(TokenEntry(host, hash_token(token), time.time(), role))
         _write_tokens(path, entries)
     return token
 
@@ -139,6 +164,7 @@ class TokenVerifier:
         self._path = path
         self._clock = clock
         self._by_hash: dict[str, str] = {}
+        self._roles: dict[str, str] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked_at = float("-inf")
         self._reload()
@@ -158,6 +184,7 @@ class TokenVerifier:
             log.error("tokens file not reloaded, keeping the previous tokens: %s", exc)
             return
         self._by_hash = {e.token_hash: e.host for e in entries}
+        self._roles = {e.token_hash: e.role for e in entries}
         self._stamp = stamp
 
     def host_for(self, token: str) -> str | None:
@@ -168,3 +195,118 @@ class TokenVerifier:
             self._reload()
         # Lookup by the hash of a 256-bit secret: timing reveals nothing usable.
         return self._by_hash.get(hash_token(token))
+
+    def identify(self, token: str) -> tuple[str, str] | None:
+        """Return (name, role) for an operator token, or None."""
+        name = self.host_for(token)
+        if name is None:
+            return None
+        return name, self._roles.get(hash_token(token), ROLE_OPERATOR)
+
+    def has_fingerprint(self, name: str, fingerprint: str) -> str | None:
+        """The role of `name`'s token if its fingerprint is still `fingerprint`; else None."""
+        now = self._clock()
+        if now - self._checked_at >= 1.0:
+            self._checked_at = now
+            self._reload()
+        for token_hash, owner in self._by_hash.items():
+            if owner == name and token_hash[len(_HASH_PREFIX):][:16] == fingerprint:
+                return self._roles.get(token_hash, ROLE_OPERATOR)
+        return None
+
+
+# -- console users: a name, a role and a password hash (PBKDF2-SHA256) ------------------------
+
+_PBKDF2_ITERATIONS = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    name: str
+    role: str
+    password_hash: str  # pbkdf2_sha256$ITERATIONS$SALT_HEX$HASH_HEX
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the password or role changes: signs out the sessions of the old one."""
+        return hashlib.sha256(f"{self.role} {self.password_hash}".encode()).hexdigest()[:16]
+
+
+def hash_password(password: str, *, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    """Hash a password for the users file (PBKDF2-HMAC-SHA256, random 16-byte salt)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a hash made by hash_password (constant-time compare)."""
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        computed = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt),
+                                       int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(computed.hex(), digest)
+
+
+def read_users(path: Path) -> list[UserEntry]:
+    """Read `NAME ROLE pbkdf2_sha256$...` lines; `#` starts a comment."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise TokenFileError(f"{path}: cannot read: {exc.strerror}") from None
+    users = []
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) != 3 or parts[1] not in ROLES or not parts[2].startswith("pbkdf2_"):
+            raise TokenFileError(f"{path}:{number}: expected 'NAME ROLE pbkdf2_sha256$...' "
+                                 f"with ROLE one of {', '.join(ROLES)}")
+        users.append(UserEntry(parts[0], parts[1], parts[2]))
+    return users
+
+
+def set_user(path: Path, name: str, password: str, role: str = ROLE_OPERATOR) -> None:
+    """Add a console user, or change an existing one's password and role."""
+    check_host_name(name)
+    if role not in ROLES:
+        raise TokenFileError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise TokenFileError("the password must have at least 8 characters")
+    with _locked(path):
+        users = [u for u in read_users(path) if u.name != name]
+        users.append(UserEntry(name, role, hash_password(password)))
+        _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
+                           "`runwatch user`)\n",
+                     [f"{u.name} {u.role} {u.password_hash}" for u in users])
+
+
+def remove_user(path: Path, name: str) -> bool:
+    """Remove a console user; return whether there was one."""
+    with _locked(path):
+        users = read_users(path)
+        kept = [u for u in users if u.name != name]
+        if len(kept) == len(users):
+            return False
+        _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
+                           "`runwatch user`)\n", [f"{u.name} {u.role} {u.password_hash}"
+                                                   for u in kept])
+    return True
+
+
+def _write_lines(path: Path, header: str, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(header + "".join(line + "\n" for line in lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

@@ -242,9 +242,13 @@ class AgentsConfig(_Config, frozen=True):
 
 
 class OperatorsConfig(_Config, frozen=True):
-    """Operator tokens: they may enrol and revoke agent tokens through the API (`deploy`)."""
+    """Operator tokens: they may enrol and revoke agent tokens through the API (`deploy`),
+    set silences and handle calls; a read-only one sees everything and changes nothing.
+    Console users sign in with a name and password from `users_file`."""
 
     tokens_file: Path | None = None  # default: DATA_DIR/operators.tokens
+    users_file: Path | None = None   # default: DATA_DIR/users
+    session_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 12.0
 
 
 class StalenessConfig(_Config, frozen=True):
@@ -374,6 +378,10 @@ class CollectorConfig(_Config, frozen=True):
     @property
     def operator_tokens_file(self) -> Path:
         return self.operators.tokens_file or self.data_dir / "operators.tokens"
+
+    @property
+    def users_file(self) -> Path:
+        return self.operators.users_file or self.data_dir / "users"
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -597,7 +605,7 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
             for value in sink.values():
                 resolve_paths(base, value, "file")
         resolve_paths(base, data.get("agents"), "tokens_file")
-        resolve_paths(base, data.get("operators"), "tokens_file")
+        resolve_paths(base, data.get("operators"), "tokens_file", "users_file")
         resolve_paths(base, data.get("tls"), "cert_file", "key_file")
 
     config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)

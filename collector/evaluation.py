@@ -40,7 +40,7 @@ from collector.rules import (
     step,
     threshold_for,
 )
-from collector.store import HistoryPoint, RuleStateRecord, SeriesRecord, Store
+from collector.store import HistoryPoint, RuleStateRecord, SeriesRecord, StateChange, Store
 
 ProblemFor = Callable[[Severity, RuleState], Problem]
 
@@ -66,6 +66,11 @@ class RuleEvaluator:
                                                      float(rule.forecast.over))
         self._rules = {rule.name: rule for rule in config.rules}
         self._dirty: dict[StateKey, RuleState] = {}
+        self._changes: list[StateChange] = []  # severity changes, for service-level reports
+        self._owners = {rule.name: rule.owner for rule in config.rules}
+        staleness_owner = config.staleness.owner or ""
+        self._owners.setdefault(STALE_RULE, staleness_owner)
+        self._owners.setdefault(CHECK_STALE_RULE, staleness_owner)
         self._parents_of: dict[str, tuple[str, ...]] = {}
         self._down: dict[str, int | None] | None = None  # parent -> its call, per evaluation
         self._pruned_at = float("-inf")
@@ -555,8 +560,14 @@ class RuleEvaluator:
         # (on restart the latest value comes back with the series anyway).
         if replace(state, value=None) != replace(previous, value=None):
             self._dirty[key] = state
+        if state.severity is not previous.severity:
+            self._changes.append(StateChange(state.changed_at, key[1], key[0], key[2],
+                                             self._owners.get(key[0], ""), int(state.severity)))
 
     def _flush(self) -> None:
+        if self._changes:
+            self._store.add_state_changes(self._changes)
+            self._changes = []
         if self._dirty:
             self._store.save_rule_states(
                 [RuleStateRecord(rule, host, labels, state)

@@ -10,7 +10,12 @@ from checks.schema import Report
 from collector.calls import labels_key
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet, HostState
-from collector.store import CheckStatus, HostRecord, SeriesRecord, Store
+from collector.store import BackupSuccess, CheckStatus, HostRecord, SeriesRecord, Store
+
+# Measurements whose value is the time of the last successful backup of a job (statusfile,
+# restic and borg checks): each new value is kept, for the backup freshness report.
+BACKUP_SUCCESS_METRICS = frozenset({"backup_last_success_timestamp_seconds",
+                                    "backup_last_snapshot_timestamp_seconds"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class ReportIngestor:
             labels=dict(report.labels),
         )
         latest: dict[tuple[str, str], SeriesRecord] = {}
+        backups: list[BackupSuccess] = []
         host_name = intern(report.host)
         known_series = self._fleet.series
         for m in report.measurements:
@@ -72,6 +78,9 @@ class ReportIngestor:
             else:
                 name, key, labels = intern(m.name), intern(key), dict(m.labels)
                 check, unit = intern(m.check), intern(m.unit)
+            if name in BACKUP_SUCCESS_METRICS and m.value > 0 and (
+                    previous is None or previous.value != m.value):
+                backups.append(BackupSuccess(host_name, name, key, m.value))
             # A later value of the same series in one report replaces the earlier one.
             latest[(name, key)] = SeriesRecord(host_name, name, key, labels, check, m.value,
                                                unit, m.timestamp)
@@ -87,6 +96,7 @@ class ReportIngestor:
         self._store.save_host(record)
         self._store.save_series(series)
         self._store.save_check_statuses(statuses)
+        self._store.add_backup_successes(backups)
         host = self._fleet.hosts.setdefault(report.host, HostState(record))
         host.record = record
         for status in statuses:

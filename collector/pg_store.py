@@ -31,6 +31,8 @@ from collector.calls import Call, CallEvent, CallStatus
 from collector.rules import Severity
 from collector.store import (
     STATE_COLUMNS,
+    AuditEntry,
+    BackupSuccess,
     CallLink,
     CheckStatus,
     HistoryPoint,
@@ -40,6 +42,7 @@ from collector.store import (
     RuleStateRecord,
     SeriesRecord,
     Silence,
+    StateChange,
     StoreTimings,
     rule_state_from_row,
     rule_state_to_row,
@@ -193,6 +196,36 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (host, name, labels_key, timestamp)
     );
     CREATE INDEX history_by_time ON history (timestamp);
+    """,
+    """
+    CREATE TABLE audit_log (
+        id BIGSERIAL PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        via TEXT NOT NULL
+    );
+    CREATE TABLE state_changes (
+        id BIGSERIAL PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        host TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        labels_key TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        severity INTEGER NOT NULL
+    );
+    CREATE INDEX state_changes_by_time ON state_changes (at);
+    CREATE INDEX state_changes_by_series ON state_changes (host, rule, labels_key, id);
+    CREATE TABLE backup_successes (
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels_key TEXT NOT NULL,
+        succeeded_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (host, name, labels_key, succeeded_at)
+    );
+    CREATE INDEX calls_by_opened ON calls (opened_at);
     """,
 ]
 
@@ -484,6 +517,69 @@ class PostgresStore:
 
     def prune_history(self, before: float) -> int:
         return self._affected("DELETE FROM history WHERE timestamp < %s", (before,))
+
+    # -- the audit log and the records of service-level reports ---------------------------------
+
+    def add_audit(self, entry: AuditEntry) -> int:
+        row = self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail, via) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (entry.at, entry.actor, entry.action, entry.target, entry.detail, entry.via)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def list_audit(self, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries, newest first."""
+        rows = self._db.execute("SELECT id, at, actor, action, target, detail, via FROM "
+                                "audit_log ORDER BY id DESC LIMIT %s", (limit,))
+        return [AuditEntry(*row) for row in rows]
+
+    def add_state_changes(self, changes: list[StateChange]) -> None:
+        if changes:
+            with self._db.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO state_changes (at, host, rule, labels_key, grp, severity) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(c.at, c.host, c.rule, c.labels_key, c.group, c.severity) for c in changes])
+
+    def state_changes(self, since: float, until: float) -> list[StateChange]:
+        """The changes in [since, until), each series' last one before `since` first (where
+        the period starts from), in the order they happened."""
+        rows = self._db.execute(
+            "SELECT at, host, rule, labels_key, grp, severity, id FROM state_changes "
+            "WHERE at >= %s AND at < %s "
+            "UNION ALL SELECT s.at, s.host, s.rule, s.labels_key, s.grp, s.severity, s.id "
+            "FROM state_changes s JOIN (SELECT MAX(id) AS id FROM state_changes WHERE at < %s "
+            "GROUP BY host, rule, labels_key) last ON s.id = last.id "
+            "ORDER BY 1, 7", (since, until, since))
+        return [StateChange(*row[:6]) for row in rows]
+
+    def add_backup_successes(self, successes: list[BackupSuccess]) -> None:
+        if successes:
+            with self._db.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO backup_successes (host, name, labels_key, succeeded_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
+
+    def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
+        """Successes in [since, until), and each job's first one before `since` (to tell
+        that the job already ran before the period)."""
+        rows = self._db.execute(
+            "SELECT host, name, labels_key, succeeded_at FROM backup_successes "
+            "WHERE succeeded_at >= %s AND succeeded_at < %s "
+            "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
+            "WHERE succeeded_at < %s GROUP BY host, name, labels_key "
+            "ORDER BY 1, 2, 3, 4", (since, until, since))
+        return [BackupSuccess(*row) for row in rows]
+
+    def calls_opened_between(self, since: float, until: float) -> list[Call]:
+        """Calls first opened in [since, until), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE opened_at >= %s AND opened_at < %s ORDER BY opened_at, id", (since, until))
+        return [self._call(row) for row in rows]
 
     # -- maintenance windows ---------------------------------------------------------------------
 

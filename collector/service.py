@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from checks.schema import Report
-from collector.auth import TokenVerifier
+from collector.auth import ROLE_OPERATOR, TokenVerifier
 from collector.calls import Call, CallEvent, CallStatus, iso
-from collector.config import STALE_RULE, CollectorConfig
+from collector.config import STALE_RULE, BuiltinSinkConfig, CollectorConfig
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
@@ -25,7 +25,7 @@ from collector.overrides import ThresholdResolver
 from collector.rules import Severity
 from collector.sinks.registry import build_sinks, priority_map
 from collector.sqlite_store import SQLiteStore
-from collector.store import RuleStateRecord, Silence, Store, StoreTimings
+from collector.store import AuditEntry, RuleStateRecord, Silence, Store, StoreTimings
 from collector.sync import TicketSync
 from collector.templates import CallTemplates
 
@@ -155,15 +155,127 @@ class CollectorService:
             raise Rejection(401, "unauthorized", "unknown or revoked token")
         return host
 
-    def authenticate_operator(self, authorization: str | None) -> str:
-        """Return the operator the bearer token belongs to, or raise a 401 Rejection."""
+    def authenticate_operator(self, authorization: str | None, *, change: bool = True) -> str:
+        """Return the operator the bearer token belongs to, or raise a 401 Rejection.
+
+        `change`: the request changes something, which a read-only token may not (403)."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejection(401, "unauthorized", "missing bearer token (an operator token)")
-        operator = self.operators.host_for(token.strip())
-        if operator is None:
+        found = self.operators.identify(token.strip())
+        if found is None:
             raise Rejection(401, "unauthorized", "unknown or revoked operator token")
+        operator, role = found
+        if change and role != ROLE_OPERATOR:
+            log.warning("read-only operator %s refused a change", operator)
+            raise Rejection(403, "forbidden", f"{operator} has a read-only token: it may look "
+                            "but not change anything")
         return operator
+
+    # -- the audit log, and calls handled by hand ---------------------------------------------
+
+    def audit(self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
+              ) -> None:
+        """Record a change a person made (call inside the change's transaction when it has one)."""
+        with self.store.transaction():
+            self.store.add_audit(AuditEntry(0, self.clock(), actor, action, target, detail, via))
+
+    def is_builtin_call(self, call: Call) -> bool:
+        """Whether the call lives in the built-in register (handled here, not in a help desk)."""
+        group = self.config.groups.get(call.group)
+        sink = self.config.sinks.get(group.sink) if group else None
+        return sink is None or isinstance(sink, BuiltinSinkConfig)
+
+    def _handled_call(self, call_id: int) -> Call:
+        call = self.store.get_call(call_id)
+        if call is None:
+            raise Rejection(404, "not_found", f"no call {call_id}")
+        if not self.is_builtin_call(call):
+            raise Rejection(409, "conflict", f"call {call_id} lives in the help desk "
+                            f"{self.config.groups[call.group].sink}: handle it there")
+        return call
+
+    def acknowledged_at(self, call: Call) -> float | None:
+        """When the call was first acknowledged: by hand here, or in its help desk."""
+        for event in self.store.call_events(call.id):
+            if event.kind == "acknowledged":
+                return event.at
+        group = self.config.groups.get(call.group)
+        link = self.store.get_link(call.id, group.sink) if group else None
+        return link.acknowledged_at if link else None
+
+    def acknowledge_call(self, call_id: int, actor: str, via: str = "api") -> Call:
+        """Acknowledge a built-in call: someone is on it. Once per call (409 after that)."""
+        # Rejections are raised before the transaction: a frozen exception cannot pass
+        # through a context manager (it sets __traceback__ on the way out).
+        now = self.clock()
+        call = self._handled_call(call_id)
+        if call.status != "open":
+            raise Rejection(409, "conflict", f"call {call_id} is resolved")
+        if any(e.kind == "acknowledged" for e in self.store.call_events(call_id)):
+            raise Rejection(409, "conflict", f"call {call_id} is already acknowledged")
+        with self.store.transaction():
+            self.store.add_call_event(CallEvent(call_id, now, "acknowledged",
+                                                f"Acknowledged by {actor}."))
+            call.updated_at = now
+            self.store.update_call(call)
+            self.store.add_audit(AuditEntry(0, now, actor, "call.acknowledge",
+                                            f"call {call_id}", call.summary, via))
+        self.metrics.calls.acknowledged(call.group, now - call.opened_at)
+        log.info("%s acknowledged call %d", actor, call_id)
+        return call
+
+    def comment_call(self, call_id: int, actor: str, text: str, via: str = "api") -> Call:
+        """Add a person's comment to a built-in call."""
+        text = text.strip()
+        if not text:
+            raise Rejection(422, "invalid", "the comment is empty", "text")
+        now = self.clock()
+        call = self._handled_call(call_id)
+        with self.store.transaction():
+            self.store.add_call_event(CallEvent(call_id, now, "comment", f"{actor}: {text}"))
+            call.updated_at = now
+            self.store.update_call(call)
+            self.store.add_audit(AuditEntry(0, now, actor, "call.comment", f"call {call_id}",
+                                            text[:500], via))
+        log.info("%s commented on call %d", actor, call_id)
+        return call
+
+    def resolve_call(self, call_id: int, actor: str, note: str = "", via: str = "api") -> Call:
+        """Resolve a built-in call by hand. Like a help desk closing it: it is never reopened,
+        and a problem that still holds opens a new call at the next evaluation."""
+        now = self.clock()
+        call = self._handled_call(call_id)
+        if call.status != "open":
+            raise Rejection(409, "conflict", f"call {call_id} is already resolved")
+        with self.store.transaction():
+            if self.store.shared:
+                # Another replica may have moved this host on: take it, and its latest view.
+                locked = self.store.lock_host(call.host)
+                if locked is not None and self.fleet.versions.get(call.host) != locked[1]:
+                    self.fleet.reload_host(self.store.load_host_snapshot(call.host),
+                                           call.host, now)
+            self.store.retire_call(call_id, now)
+            text = f"Resolved by {actor}" + (f": {note.strip()}" if note.strip() else ".")
+            self.store.add_call_event(CallEvent(call_id, now, "resolved", text))
+            released = []
+            for key, state in self.fleet.states.items():
+                if state.call_id == call_id:
+                    freed = replace(state, call_id=None, call_severity=Severity.OK)
+                    self.fleet.states[key] = freed
+                    released.append(RuleStateRecord(key[0], key[1], key[2], freed))
+            self.store.save_rule_states(released)
+            if self.store.shared:
+                for host in sorted({record.host for record in released}):
+                    self.fleet.versions[host] = self.store.bump_host_version(host)
+            self.store.add_audit(AuditEntry(0, now, actor, "call.resolve", f"call {call_id}",
+                                            note.strip()[:500], via))
+        CallCounters.bump(self.counters.resolved, call.group)
+        self.metrics.calls.resolved(call.group, now - call.opened_at)
+        log.info("%s resolved call %d by hand", actor, call_id)
+        resolved = self.store.get_call(call_id)
+        assert resolved is not None
+        return resolved
 
     def ingest(self, token_host: str, report: Report, started: float | None = None
                ) -> IngestResult:
@@ -342,23 +454,30 @@ class CollectorService:
     # -- maintenance windows and explanations ---------------------------------------------------
 
     def add_silence(self, operator: str, *, host: str, rule: str, duration: float, reason: str,
-                    starts_at: float | None = None) -> Silence:
+                    starts_at: float | None = None, via: str = "api") -> Silence:
         """Hold back calls for matching hosts and rules for `duration` seconds from the start."""
         now = self.clock()
         start = now if starts_at is None else starts_at
         silence = Silence(0, host, rule, start, start + duration, reason, operator, now)
         with self.store.transaction():
             silence.id = self.store.add_silence(silence)
+            self.store.add_audit(AuditEntry(
+                0, now, operator, "silence.add", f"silence {silence.id}",
+                f"host {host} rule {rule} until {iso(silence.ends_at)}: {reason}", via))
         log.info("operator %s silenced host %r rule %r until %s: %s", operator, host, rule,
                  iso(silence.ends_at), reason)
         self._silences_changed(now)
         return silence
 
-    def end_silence(self, silence_id: int, operator: str) -> Silence | None:
+    def end_silence(self, silence_id: int, operator: str, via: str = "api") -> Silence | None:
         """End a silence now; the next evaluation opens calls for problems still there."""
         now = self.clock()
         with self.store.transaction():
             ended = self.store.end_silence(silence_id, now, operator)
+            if ended is not None:
+                self.store.add_audit(AuditEntry(
+                    0, now, operator, "silence.end", f"silence {silence_id}",
+                    f"host {ended.host_pattern} rule {ended.rule_pattern}", via))
         if ended is not None:
             log.info("operator %s ended silence %d (host %r rule %r)", operator, silence_id,
                      ended.host_pattern, ended.rule_pattern)

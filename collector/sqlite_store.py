@@ -16,6 +16,8 @@ from typing import Any
 from collector.calls import Call, CallEvent, CallStatus
 from collector.store import (
     STATE_COLUMNS,
+    AuditEntry,
+    BackupSuccess,
     CallLink,
     CheckStatus,
     HistoryPoint,
@@ -25,6 +27,7 @@ from collector.store import (
     RuleStateRecord,
     SeriesRecord,
     Silence,
+    StateChange,
     StoreTimings,
     rule_state_from_row,
     rule_state_to_row,
@@ -181,6 +184,38 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (host, name, labels_key, timestamp)
         )""",
         "CREATE INDEX history_by_time ON history (timestamp)",
+    ),
+    3: (
+        # Service-level reports and the console: who changed what, when rules changed
+        # severity, and each successful backup the agents reported.
+        """CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            via TEXT NOT NULL
+        )""",
+        """CREATE TABLE state_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            host TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            labels_key TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            severity INTEGER NOT NULL
+        )""",
+        "CREATE INDEX state_changes_by_time ON state_changes (at)",
+        "CREATE INDEX state_changes_by_series ON state_changes (host, rule, labels_key, id)",
+        """CREATE TABLE backup_successes (
+            host TEXT NOT NULL,
+            name TEXT NOT NULL,
+            labels_key TEXT NOT NULL,
+            succeeded_at REAL NOT NULL,
+            PRIMARY KEY (host, name, labels_key, succeeded_at)
+        )""",
+        "CREATE INDEX calls_by_opened ON calls (opened_at)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -365,6 +400,67 @@ class SQLiteStore:
 
     def prune_history(self, before: float) -> int:
         return self._db.execute("DELETE FROM history WHERE timestamp < ?", (before,)).rowcount
+
+    # -- the audit log and the records of service-level reports ---------------------------------
+
+    def add_audit(self, entry: AuditEntry) -> int:
+        row = self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail, via) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (entry.at, entry.actor, entry.action, entry.target, entry.detail, entry.via)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def list_audit(self, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries, newest first."""
+        rows = self._db.execute("SELECT id, at, actor, action, target, detail, via FROM "
+                                "audit_log ORDER BY id DESC LIMIT ?", (limit,))
+        return [AuditEntry(*row) for row in rows]
+
+    def add_state_changes(self, changes: list[StateChange]) -> None:
+        if changes:
+            self._db.executemany(
+                "INSERT INTO state_changes (at, host, rule, labels_key, grp, severity) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.at, c.host, c.rule, c.labels_key, c.group, c.severity) for c in changes])
+
+    def state_changes(self, since: float, until: float) -> list[StateChange]:
+        """The changes in [since, until), each series' last one before `since` first (where
+        the period starts from), in the order they happened."""
+        rows = self._db.execute(
+            "SELECT at, host, rule, labels_key, grp, severity, id FROM state_changes "
+            "WHERE at >= ? AND at < ? "
+            "UNION ALL SELECT s.at, s.host, s.rule, s.labels_key, s.grp, s.severity, s.id "
+            "FROM state_changes s JOIN (SELECT MAX(id) AS id FROM state_changes WHERE at < ? "
+            "GROUP BY host, rule, labels_key) last ON s.id = last.id "
+            "ORDER BY 1, 7", (since, until, since))
+        return [StateChange(*row[:6]) for row in rows]
+
+    def add_backup_successes(self, successes: list[BackupSuccess]) -> None:
+        if successes:
+            self._db.executemany(
+                "INSERT INTO backup_successes (host, name, labels_key, succeeded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
+
+    def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
+        """Successes in [since, until), and each job's first one before `since` (to tell
+        that the job already ran before the period)."""
+        rows = self._db.execute(
+            "SELECT host, name, labels_key, succeeded_at FROM backup_successes "
+            "WHERE succeeded_at >= ? AND succeeded_at < ? "
+            "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
+            "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
+            "ORDER BY 1, 2, 3, 4", (since, until, since))
+        return [BackupSuccess(*row) for row in rows]
+
+    def calls_opened_between(self, since: float, until: float) -> list[Call]:
+        """Calls first opened in [since, until), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608
+            "WHERE opened_at >= ? AND opened_at < ? ORDER BY opened_at, id", (since, until))
+        return [self._call(row) for row in rows]
 
     # -- maintenance windows --------------------------------------------------------------------
 

@@ -156,6 +156,41 @@ class Silence:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change made by a person through the API or the console: who, when, what, on what."""
+
+    id: int
+    at: float
+    actor: str                  # the operator token's or the user's name
+    action: str                 # e.g. silence.add, call.acknowledge, token.revoke
+    target: str                 # e.g. "silence 3", "call 12", "host web01"
+    detail: str = ""
+    via: str = "api"            # api, console or cli
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A rule's severity for one series changed: the record service-level reports are made of."""
+
+    at: float
+    host: str
+    rule: str
+    labels_key: str
+    group: str                  # the rule's owner when it changed
+    severity: int               # a Severity value
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSuccess:
+    """A successful backup an agent reported (its timestamp), once per job and time."""
+
+    host: str
+    name: str                   # the measurement it came from
+    labels_key: str
+    succeeded_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPoint:
     """One downsampled value of one series (for forecasts)."""
 
@@ -204,6 +239,15 @@ class Store(Protocol):
     def add_silence(self, silence: Silence) -> int: ...
     def list_silences(self, ending_after: float | None) -> list[Silence]: ...
     def end_silence(self, silence_id: int, now: float, by: str) -> Silence | None: ...
+
+    # The audit log of changes made by people, and the records reports are made of.
+    def add_audit(self, entry: AuditEntry) -> int: ...
+    def list_audit(self, limit: int) -> list[AuditEntry]: ...
+    def add_state_changes(self, changes: list[StateChange]) -> None: ...
+    def state_changes(self, since: float, until: float) -> list[StateChange]: ...
+    def add_backup_successes(self, successes: list[BackupSuccess]) -> None: ...
+    def backup_successes(self, since: float, until: float) -> list[BackupSuccess]: ...
+    def calls_opened_between(self, since: float, until: float) -> list[Call]: ...
 
     # Where each rule stands.
     def load_rule_states(self) -> Iterator[RuleStateRecord]: ...

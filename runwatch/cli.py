@@ -184,6 +184,48 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    token = _operator_token(args)
+    action = {"ack": "acknowledge", "comment": "comment", "resolve": "resolve"}[args.call_verb]
+    text = getattr(args, "text", None) or ""
+    if args.call_verb == "comment" and not text.strip():
+        raise CommandError("say what to comment: --text TEXT")
+    body = None if action == "acknowledge" else {"text": text}
+    call = _send(args.collector, f"/api/v1/calls/{args.id}/{action}", "POST", token, body)
+    if args.json:
+        print(json.dumps(call, indent=2))
+    else:
+        done = {"acknowledge": "acknowledged", "comment": "commented on",
+                "resolve": "resolved"}[action]
+        print(f"call {call['id']} {done}: {call['summary']}")
+    return EXIT_OK
+
+
+def _add_call_commands(sub: Any) -> None:
+    call = sub.add_parser(
+        "call", help="acknowledge, comment on or resolve a call in the built-in register",
+        description="Handle one call of the built-in register by hand, as the console does. "
+                    "Needs an operator token (not a read-only one); each action is recorded "
+                    "with your operator name in the call's history and the audit log. Calls "
+                    "in an external help desk are handled there.",
+        epilog="Exit codes: 0 done, 1 refused or the collector unreachable.")
+    verbs = call.add_subparsers(dest="call_verb", required=True, metavar="VERB")
+    ack = verbs.add_parser("ack", help="acknowledge: someone is on it")
+    comment = verbs.add_parser("comment", help="add a comment")
+    comment.add_argument("--text", required=True, help="the comment")
+    resolve = verbs.add_parser("resolve", help="resolve by hand; a problem that persists "
+                                               "opens a new call")
+    resolve.add_argument("--text", help="a note that goes with it")
+    for command in (ack, comment, resolve):
+        command.add_argument("id", type=int, help="the call's number")
+        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
+                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument("--token-file", help="file holding an operator token (default: "
+                             "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)")
+        command.add_argument("--json", action="store_true", help="print the call as JSON")
+    call.set_defaults(func=cmd_call)
+
+
 def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
     ops = _get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
     if as_json:
@@ -254,7 +296,8 @@ def _operator_token(args: argparse.Namespace) -> str:
     else:
         token = os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip()
     if not token:
-        raise CommandError("changing silences needs an operator token: --token-file FILE, or "
+        raise CommandError("changing silences or calls needs an operator token: --token-file "
+                           "FILE, or "
                            "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
                            "--operator NAME`)")
     return token
@@ -423,6 +466,104 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_config(args: argparse.Namespace) -> Any:
+    """The collector config a report reads the store of: --config, else `runwatch up`'s."""
+    from collector.config import load_collector_config
+
+    if args.config is not None:
+        return load_collector_config(args.config)
+    from runwatch.up import default_data_dir, shipped_config
+
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    return load_collector_config(shipped_config("collector.yaml"), {"data_dir": str(data_dir)})
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from collector.reports import ReportError, build_report, parse_period, render
+    from collector.service import open_store
+
+    try:
+        period = parse_period(args.period)
+    except ReportError as exc:
+        log.error("report refused: %s", exc)
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _report_config(args)
+    database = config.data_dir / "runwatch.db"
+    if config.store.backend == "sqlite" and not database.exists():
+        log.error("report: no store at %s", database)
+        raise CommandError(f"no collector store at {database}: give --config or --data-dir "
+                           "of a collector that has run")
+    store = open_store(config)
+    try:
+        # A month still running is reported up to now; one that is over never changes.
+        report = build_report(store, config, period, args.group, as_of=time.time())
+    except ReportError as exc:
+        log.error("report refused: %s", exc)
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"{args.format} report for {period.label} written to {args.output}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from collector.auth import (
+        ROLE_OPERATOR,
+        ROLE_READ_ONLY,
+        TokenFileError,
+        read_users,
+        remove_user,
+        set_user,
+    )
+
+    path = _users_file(args)
+    try:
+        if args.user_verb == "add":
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    raise CommandError("the passwords differ")
+            set_user(path, args.name, password,
+                     ROLE_READ_ONLY if args.read_only else ROLE_OPERATOR)
+            print(f"user {args.name} ({'read-only' if args.read_only else 'operator'}) "
+                  f"stored in {path}", file=sys.stderr)
+        elif args.user_verb == "remove":
+            if not remove_user(path, args.name):
+                print(f"no user {args.name} in {path}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"user {args.name} removed; their console sessions end", file=sys.stderr)
+        else:
+            users = read_users(path)
+            if args.json:
+                print(json.dumps([{"name": u.name, "role": u.role} for u in users], indent=2))
+            for user in [] if args.json else users:
+                print(f"{user.name:40} {user.role}")
+    except TokenFileError as exc:
+        log.error("user %s failed: %s", args.user_verb, exc)
+        raise CommandError(str(exc)) from None
+    return EXIT_OK
+
+
+def _users_file(args: argparse.Namespace) -> Path:
+    if args.users_file:
+        return Path(args.users_file)
+    from collector.config import load_collector_config
+
+    return load_collector_config(args.config).users_file
+
+
 def _tokens_file(args: argparse.Namespace) -> Path:
     if args.tokens_file:
         return Path(args.tokens_file)
@@ -438,7 +579,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     path = _tokens_file(args)
     try:
         if args.tokens_verb == "add":
-            token = add_token(path, args.host, replace=args.replace)
+            if args.read_only and not args.operator:
+                raise CommandError("--read-only is for operator tokens (with --operator); "
+                                   "agent tokens only report")
+            token = add_token(path, args.host, replace=args.replace,
+                              role="read-only" if args.read_only else "operator")
             print(token)
             where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
                      "mode 0600)." if args.operator else
@@ -453,10 +598,11 @@ def cmd_token(args: argparse.Namespace) -> int:
         else:
             entries = read_tokens(path)
             if args.json:
-                print(json.dumps([{"host": e.host, "created_at": e.created_at}
+                print(json.dumps([{"host": e.host, "created_at": e.created_at, "role": e.role}
                                   for e in entries], indent=2))
             for entry in [] if args.json else entries:
-                print(f"{entry.host:40} created {_when(entry.created_at)}")
+                role = f"  {entry.role}" if args.operator else ""
+                print(f"{entry.host:40} created {_when(entry.created_at)}{role}")
     except TokenFileError as exc:
         raise CommandError(str(exc)) from None
     return EXIT_OK
@@ -563,6 +709,9 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     add = tokens.add_parser("add", help="create a token for a host; print it once")
     add.add_argument("host")
     add.add_argument("--replace", action="store_true", help="replace the host's existing token")
+    add.add_argument("--read-only", action="store_true",
+                     help="with --operator: a read-only operator token, which may read "
+                          "everything (the audit log too) and change nothing")
     revoke = tokens.add_parser("revoke", help="revoke a host's token")
     revoke.add_argument("host")
     listing = tokens.add_parser("list", help="list hosts that have tokens")
@@ -647,6 +796,52 @@ def _add_silence_commands(sub: Any) -> None:
                          help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=cmd_rules)
+
+
+def _add_report_commands(sub: Any) -> None:
+    report = sub.add_parser(
+        "report", help="service-level report for a month: availability, MTTA, MTTR, backups",
+        description="Compute a month's service levels per run group and host group from the "
+                    "collector's store: availability, hosts up, calls opened, mean and 90th "
+                    "percentile time to acknowledge and to resolve, calls that missed "
+                    "respond_within, recurring problems, and days with a fresh backup per "
+                    "job. The same records give the same report.",
+        epilog="Exit codes: 0 written, 1 failure, 2 unknown period, group or config.")
+    report.add_argument("--period", required=True, help="the month, YYYY-MM (UTC)")
+    report.add_argument("--group", help="only this run group or host group")
+    report.add_argument("--format", choices=["html", "csv", "md", "json"], default="md",
+                        help="output format (default: %(default)s); html has charts")
+    report.add_argument("--output", type=Path, help="write here instead of stdout")
+    where = report.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="collector config whose store to read")
+    where.add_argument("--data-dir", type=Path, help="the data dir of `runwatch up` (default: "
+                       "its default, or $RUNWATCH_DATA_DIR)")
+    report.set_defaults(func=cmd_report)
+
+
+def _add_user_commands(sub: Any) -> None:
+    user = sub.add_parser("user", help="add, list or remove console users",
+                          description="Console users sign in with a name and password "
+                                      "(stored as PBKDF2 hashes in the users file).")
+    user_verbs = user.add_subparsers(dest="user_verb", required=True, metavar="VERB")
+    user_add = user_verbs.add_parser("add", help="add a user, or change their password/role")
+    user_add.add_argument("name")
+    user_add.add_argument("--read-only", action="store_true",
+                          help="sees everything in the console, changes nothing")
+    user_add.add_argument("--password-stdin", action="store_true",
+                          help="read the password from the first line of stdin")
+    user_remove = user_verbs.add_parser("remove", help="remove a user")
+    user_remove.add_argument("name")
+    user_list = user_verbs.add_parser("list", help="list users and their roles")
+    user_list.add_argument("--json", action="store_true", help="print JSON")
+    for command in (user_add, user_remove, user_list):
+        command.add_argument("--config", type=Path,
+                             default=Path("/etc/runwatch/collector.yaml"),
+                             help="collector config naming the users file (default: "
+                                  "%(default)s)")
+        command.add_argument("--users-file", help="the users file itself (default: from the "
+                                                  "config, DATA_DIR/users)")
+    user.set_defaults(func=cmd_user)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -738,8 +933,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "decides which exit codes count as warnings")
     job_run.set_defaults(func=cmd_job_run, job_command=[])
 
-    for add_commands in (_add_outbox_commands, _add_silence_commands, _add_deploy_commands):
+    for add_commands in (_add_outbox_commands, _add_silence_commands, _add_deploy_commands,
+                         _add_report_commands, _add_user_commands, _add_call_commands):
         add_commands(sub)
+
 
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")

@@ -102,6 +102,8 @@ def run_up(options: UpOptions) -> int:
     thread = threading.Thread(target=agent.run, name="agent", daemon=True)
     thread.start()
     print(f"runwatch up: collector {url}  (data in {data_dir})", flush=True)
+    print(f"  console  {url}/   sign in with an operator token (runwatch token add --operator "
+          "NAME) or a user (runwatch user add NAME)", flush=True)
     print(f"  hosts    {url}/api/v1/hosts", flush=True)
     print(f"  calls    {url}/api/v1/calls   or: runwatch calls --collector {url}", flush=True)
     print(f"  metrics  {url}/metrics", flush=True)

@@ -309,7 +309,7 @@ def test_corrupt_tokens_file_is_reported(tmp_path: Path) -> None:
     result = run("token", "list", "--tokens-file", str(tokens))
 
     assert result.returncode == EXIT_FAILED
-    assert f"{tokens}:1: expected 'HOST sha256:HEX [CREATED_AT]'" in result.stderr
+    assert f"{tokens}:1: expected 'HOST sha256:HEX [CREATED_AT [ROLE]]'" in result.stderr
 
 
 def test_token_add_refuses_host_name_with_space(tmp_path: Path) -> None:

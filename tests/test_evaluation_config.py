@@ -109,9 +109,10 @@ def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> Non
             silence_id = store.add_silence(Silence(0, "web*", "*", 10, 20, "why", "op", 5))
         assert [s.id for s in store.list_silences(15)] == [silence_id]
         assert store.list_silences(25) == []
+        assert store.list_audit(10) == [] and store.state_changes(0, 1e12) == []
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     check.close()
     SQLiteStore(path).close()  # opening a current store again changes nothing

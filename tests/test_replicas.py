@@ -278,3 +278,19 @@ def test_a_killed_replicas_leased_deliveries_go_out_once_from_the_other(
         assert outbox and all(op["status"] == "done" for op in outbox), outbox
     finally:
         receiver.close()
+
+
+def test_a_call_resolved_by_hand_at_one_replica_is_final_at_the_other(
+    replicas: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    a, b = replicas([{**FS_RULE, "for": "0s"}]), replicas([{**FS_RULE, "for": "0s"}])
+    web = Reporter("web01", clock)
+    a.ingest("web01", web.report({"fs_used_ratio": 0.97}))
+    (call,) = open_calls(a)
+    clock.advance(60)
+    b.resolve_call(call.id, "alice")  # b never saw web01 before: it reads a's view first
+    clock.advance(60)
+    a.ingest("web01", web.report({"fs_used_ratio": 0.98}))  # a learns the call is gone
+    (new,) = open_calls(a)
+    assert new.id != call.id
+    assert a.store.get_call(call.id).status == "resolved"  # type: ignore[union-attr]

@@ -1,0 +1,309 @@
+"""The console in a real headless browser: Debian's chromium, driven by Selenium.
+
+`runwatch up` serves the console; an operator signs in, sees a host with a problem,
+acknowledges and resolves its call and adds a silence; a read-only operator can change
+nothing; no page logs a JavaScript error. Screenshots go to tests/artifacts/ (or
+$RUNWATCH_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+from collector.auth import ROLE_READ_ONLY, add_token
+from tests.conftest import RUNWATCH
+from tests.procs import Processes, wait_for
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(os.environ.get("RUNWATCH_TEST_ARTIFACTS",
+                                Path(__file__).parent / "artifacts"))
+
+COLLECTOR = {
+    "sinks": {"helpdesk": {"type": "builtin"}},
+    "groups": {"systems-administration": {"sink": "helpdesk", "assign": "Systems "
+                                          "Administration", "respond_within": "4h"},
+               "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations",
+                                       "respond_within": "1h"}},
+    "rules": [{"name": "data_disk_full", "metric": "demo_used_ratio", "warning": 0.85,
+               "critical": 0.95, "for": "0s", "owner": "systems-administration",
+               "description": "The data disk is almost full."}],
+    "staleness": {"after_intervals": 3, "owner": "systems-administration"},
+    "evaluation_interval": "1s",
+}
+
+
+def _browser() -> Any:
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip("chromium not installed (Debian package: chromium)")
+    if not os.path.exists(CHROMEDRIVER):
+        pytest.skip("chromedriver not installed (Debian package: chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium not installed (pip install 'runwatch[test]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(5)  # a click that navigates returns before the next page is there
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    driver = _browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
+    """`runwatch up` on a free port, with an agent token for web01 and two operators."""
+    data = tmp_path / "data"
+    config = tmp_path / "collector.yaml"
+    config.write_text(yaml.safe_dump(COLLECTOR))
+    tokens = {"web01": add_token(data / "agents.tokens", "web01"),
+              "alice": add_token(data / "operators.tokens", "alice"),
+              "rob": add_token(data / "operators.tokens", "rob", role=ROLE_READ_ONLY)}
+    out = tmp_path / "up.out"
+    with out.open("w") as stdout:
+        processes.start(RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+                        "--collector-config", str(config), "--interval", "60s",
+                        stdout=stdout, stderr=subprocess_stderr(tmp_path))
+    found = wait_for("the URL", lambda: re.search(r"runwatch up: collector (\S+)",
+                                                  out.read_text()), timeout=20)
+    url = found[1]
+    wait_for("the collector", lambda: urllib.request.urlopen(
+        url + "/healthz", timeout=2).status == 200)
+    return {"url": url, "tokens": tokens, "data": data}
+
+
+def subprocess_stderr(tmp_path: Path) -> Any:
+    return (tmp_path / "up.err").open("w")
+
+
+def report_problem(url: str, token: str) -> None:
+    now = time.time()
+    report = Report(schema_version=SCHEMA_VERSION, host="web01", agent_version="test",
+                    boot_id="b1", seq=1, sent_at=now, interval_seconds=60,
+                    measurements=[Measurement(check="disk", name="demo_used_ratio",
+                                              value=0.97, unit="ratio",
+                                              labels={"mountpoint": "/data"}, timestamp=now)],
+                    checks=[CheckRun(check="disk", type="filesystem", interval_seconds=60,
+                                     started_at=now, duration_seconds=0.01)])
+    request = urllib.request.Request(url + "/api/v1/reports", data=encode(report),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 202
+
+
+def until(what: str, probe: Any) -> Any:
+    """wait_for, riding out elements that go stale while the page changes under them."""
+    from selenium.common.exceptions import WebDriverException
+
+    def safe() -> Any:
+        try:
+            return probe()
+        except WebDriverException:
+            return None
+
+    return wait_for(what, safe, timeout=15)
+
+
+def absent(driver: Any, element_id: str) -> bool:
+    """No such element on the page now (without the implicit wait for it to appear)."""
+    from selenium.webdriver.common.by import By
+
+    driver.implicitly_wait(0)
+    try:
+        return not driver.find_elements(By.ID, element_id)
+    finally:
+        driver.implicitly_wait(5)
+
+
+def shot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def js_errors(driver: Any) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE"]
+
+
+def sign_in(driver: Any, url: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(url + "/")
+    assert "/login" in driver.current_url
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    until("the overview", lambda: driver.find_elements(By.ID, "who"))
+
+
+def test_operator_handles_a_call_and_adds_a_silence(browser: Any, collector: dict[str, Any]
+                                                     ) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    sign_in(browser, url, tokens["alice"])
+    assert browser.find_element(By.ID, "who").text == "alice (operator)"
+    hosts = browser.find_element(By.ID, "hosts").text
+    assert re.search(r"web01\s+CRITICAL", hosts), hosts
+    shot(browser, "console-overview")
+
+    browser.find_element(By.LINK_TEXT, "web01").click()
+    until("the host page", lambda: browser.find_element(By.ID, "host-state").text
+          == "CRITICAL")
+    assert "data_disk_full" in browser.find_element(By.ID, "rule-states").text
+    shot(browser, "console-host")
+    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.ID, "acknowledge").click()
+    until("the acknowledgement", lambda: browser.find_elements(By.ID, "call-acked"))
+    assert "Acknowledged by alice." in browser.find_element(By.ID, "events").text
+    browser.find_element(By.ID, "resolve-text").send_keys("disk cleaned")
+    browser.find_element(By.ID, "resolve").click()
+    browser.switch_to.alert.accept()  # console.js asks first
+    until("the resolution", lambda: browser.find_element(By.ID, "call-status").text
+          == "resolved")
+    assert "Resolved by alice: disk cleaned" in browser.find_element(By.ID, "events").text
+    shot(browser, "console-call-resolved")
+
+    browser.find_element(By.LINK_TEXT, "Silences").click()
+    host = browser.find_element(By.ID, "silence-host")
+    host.clear()
+    host.send_keys("web*")
+    browser.find_element(By.ID, "silence-reason").send_keys("disk swap tonight")
+    browser.find_element(By.ID, "add-silence").click()
+    until("the silence", lambda: "disk swap tonight" in browser.find_element(
+        By.ID, "silences").text)
+    shot(browser, "console-silences")
+
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    audit = until("the audit log", lambda: browser.find_element(By.ID, "audit").text)
+    for action in ("call.acknowledge", "call.resolve", "silence.add"):
+        assert action in audit
+    shot(browser, "console-audit")
+
+    period = datetime.now(UTC).strftime("%Y-%m")
+    browser.get(f"{url}/report?period={period}")
+    for chart in ("chart-calls", "chart-ttr", "chart-backups"):
+        element = browser.find_element(By.ID, chart)
+        assert element.is_displayed() and element.size["width"] > 100, chart
+    shot(browser, "console-report")
+    assert js_errors(browser) == []
+
+
+def test_read_only_operator_changes_nothing(browser: Any, collector: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    sign_in(browser, url, tokens["rob"])
+    assert browser.find_element(By.ID, "who").text == "rob (read-only)"
+    browser.find_element(By.LINK_TEXT, "web01").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    assert browser.find_elements(By.ID, "read-only-note")
+    assert absent(browser, "acknowledge") and absent(browser, "resolve")
+    call_url = browser.current_url
+    browser.find_element(By.LINK_TEXT, "Silences").click()
+    assert browser.find_element(By.ID, "silences")
+    assert absent(browser, "silence-form")
+    shot(browser, "console-read-only")
+    assert js_errors(browser) == []
+
+    # Forging the forms from the page itself, with the session's own CSRF token: refused.
+    browser.get(call_url)
+    statuses = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const csrf = document.querySelector('input[name=csrf]').value;
+        const post = (path, extra) => fetch(path, {method: 'POST',
+            body: new URLSearchParams({csrf, ...extra})}).then(r => r.status);
+        const call = location.pathname;
+        Promise.all([post(call + '/acknowledge', {}), post(call + '/resolve', {}),
+                     post('/silences', {duration: '1h', reason: 'sneaky'})]).then(done);
+    """)
+    assert statuses == [403, 403, 403]
+    with urllib.request.urlopen(url + "/api/v1/calls?status=open", timeout=5) as answer:
+        (call,) = json.load(answer)
+    assert call["status"] == "open"
+    audit = urllib.request.Request(url + "/api/v1/audit",
+                                   headers={"Authorization": f"Bearer {tokens['rob']}"})
+    with urllib.request.urlopen(audit, timeout=5) as answer:
+        assert json.load(answer) == []
+
+
+def test_html_report_renders_with_charts(browser: Any, collector: dict[str, Any],
+                                         tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    period = datetime.now(UTC).strftime("%Y-%m")
+    out = tmp_path / "report.html"
+    subprocess.run([RUNWATCH, "report", "--data-dir", str(collector["data"]),
+                    "--period", period, "--format", "html", "--output", str(out)],
+                   check=True, timeout=60)
+    browser.get(out.as_uri())
+    assert f"Service levels, {period}" in browser.find_element(By.TAG_NAME, "h1").text
+    for chart in ("chart-calls", "chart-ttr", "chart-backups"):
+        element = browser.find_element(By.ID, chart)
+        assert element.is_displayed() and element.size["height"] > 20, chart
+    shot(browser, "report-html")
+    assert js_errors(browser) == []
+    assert "availability" in browser.find_element(By.CSS_SELECTOR, "table.levels").text
+
+
+def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Path) -> None:
+    """`runwatch call` acknowledges and resolves through the API, under the same roles."""
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    with urllib.request.urlopen(url + "/api/v1/calls?status=open", timeout=5) as answer:
+        (call,) = json.load(answer)
+    files = {}
+    for name in ("alice", "rob"):
+        files[name] = tmp_path / f"{name}.token"
+        files[name].write_text(tokens[name])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RUNWATCH, "call", *args, str(call["id"]), "--collector", url],
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    refused = run("ack", "--token-file", str(files["rob"]))
+    assert refused.returncode == 1 and "read-only" in refused.stderr
+    acked = run("ack", "--token-file", str(files["alice"]))
+    assert acked.returncode == 0, acked.stderr
+    assert f"call {call['id']} acknowledged" in acked.stdout
+    resolved = run("resolve", "--text", "cleaned", "--token-file", str(files["alice"]),
+                   "--json")
+    assert resolved.returncode == 0 and json.loads(resolved.stdout)["status"] == "resolved"
+    again = run("resolve", "--token-file", str(files["alice"]))
+    assert again.returncode == 1 and "already resolved" in again.stderr
