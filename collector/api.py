@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -395,6 +397,19 @@ def _silence_routes(service: CollectorService) -> list[Any]:
     return [list_silences, add_silence, end_silence, explain]
 
 
+def _read_guard(service: CollectorService) -> Callable[[ASGIConnection[Any, Any, Any, Any],
+                                                        BaseRouteHandler], None]:
+    """With `operators: {read_api: token}`, the read API (routes tagged `read`) answers only
+    to operator tokens, read-only ones included; 401 for anyone else."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        tags = getattr(handler, "tags", None) or ()
+        if service.config.operators.read_api == "token" and "read" in tags:
+            service.authenticate_operator(connection.headers.get("authorization"), change=False)
+
+    return guard
+
+
 def _background(service: CollectorService
                 ) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """The app's lifespan: evaluation ticks in slices, the event loop's lag sampled, and the
@@ -504,6 +519,8 @@ def create_app(service: CollectorService) -> Litestar:
                         *_call_action_routes(service), *console_routes(service), healthz,
                         metrics, openapi],
         lifespan=[_background(service)],
+        guards=[_read_guard(service)],
+        exception_handlers={Rejection: lambda _request, exc: _error(exc)},
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,

@@ -248,6 +248,9 @@ class OperatorsConfig(_Config, frozen=True):
 
     tokens_file: Path | None = None  # default: DATA_DIR/operators.tokens
     users_file: Path | None = None   # default: DATA_DIR/users
+    # The read API (hosts, calls, outbox, silences, rule explanations): `open` to anyone who
+    # reaches the collector, or `token`: an operator token of either role.
+    read_api: Literal["open", "token"] = "open"
     session_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 12.0
 
 

@@ -145,14 +145,19 @@ def _get(url: str, path: str, params: dict[str, str] | None = None, method: str 
     target = url.rstrip("/") + path + query
     if not target.startswith(("http://", "https://")):
         raise CommandError(f"--collector must be an http:// or https:// URL, got {url!r}")
+    # A collector with `operators: {read_api: token}` answers reads to operator tokens only.
+    token = _env_operator_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(  # noqa: S310
-        target, method=method, data=b"" if method == "POST" else None)
+        target, method=method, data=b"" if method == "POST" else None, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)
     except urllib.error.HTTPError as exc:
+        hint = ("; this collector's read API needs an operator token: set "
+                "$RUNWATCH_OPERATOR_TOKEN_FILE" if exc.code == 401 and not token else "")
         raise CommandError(f"{target}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
-                           ) from None
+                           f"{hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CommandError(f"cannot reach the collector at {url}: {reason}") from None
@@ -281,6 +286,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"    {problem['state']:9} {problem['rule']} {labels}{extra}")
     print(f"{len(open_calls)} open call(s)")
     return EXIT_OK
+
+
+def _env_operator_token() -> str | None:
+    """An operator token from $RUNWATCH_OPERATOR_TOKEN_FILE or $RUNWATCH_OPERATOR_TOKEN, if
+    either is set and readable (read commands send it; they work without one too)."""
+    path = os.environ.get("RUNWATCH_OPERATOR_TOKEN_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise CommandError(f"cannot read the operator token file {path}: "
+                               f"{exc.strerror}") from None
+    return os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip() or None
 
 
 def _operator_token(args: argparse.Namespace) -> str:

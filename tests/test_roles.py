@@ -1,0 +1,177 @@
+"""Every endpoint against the role matrix, walked from the collector's own OpenAPI document.
+
+An endpoint that appears in `/openapi.json` without a rule here fails the test, so nobody adds
+one without deciding who may call it. Each endpoint is called with no token, an agent token,
+a read-only operator token and an operator token; "denied" means 401 or 403, anything else
+(200, 404, 422, ...) means the door let the caller through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from checks.schema import encode
+from collector.api import create_app
+from collector.auth import ROLE_READ_ONLY, add_token
+from collector.service import CollectorService
+from tests.conftest import FakeClock, Reporter
+
+CALLERS = ("anonymous", "agent", "read-only", "operator")
+EVERYONE = frozenset(CALLERS)
+OPERATORS = frozenset({"read-only", "operator"})
+CHANGERS = frozenset({"operator"})
+AGENTS = frozenset({"agent"})
+
+# (method, path template): who may call it, when the read API is open and when it needs a token.
+READ = {"open": EVERYONE, "token": OPERATORS}
+MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
+    ("POST", "/api/v1/reports"): {"open": AGENTS, "token": AGENTS},
+    ("GET", "/api/v1/hosts"): READ,
+    ("GET", "/api/v1/calls"): READ,
+    ("GET", "/api/v1/calls/{call_id}"): READ,
+    ("GET", "/api/v1/outbox"): READ,
+    ("GET", "/api/v1/silences"): READ,
+    ("GET", "/api/v1/rules/{rule}/explain"): READ,
+    # Outbox repairs are allowed from the collector's own host only (the test client is local).
+    ("POST", "/api/v1/outbox/retry"): {"open": EVERYONE, "token": EVERYONE},
+    ("POST", "/api/v1/outbox/discard"): {"open": EVERYONE, "token": EVERYONE},
+    ("GET", "/api/v1/tokens"): {"open": OPERATORS, "token": OPERATORS},
+    ("GET", "/api/v1/tokens/{host}"): {"open": OPERATORS, "token": OPERATORS},
+    ("POST", "/api/v1/tokens"): {"open": CHANGERS, "token": CHANGERS},
+    ("DELETE", "/api/v1/tokens/{host}"): {"open": CHANGERS, "token": CHANGERS},
+    ("GET", "/api/v1/audit"): {"open": OPERATORS, "token": OPERATORS},
+    ("POST", "/api/v1/silences"): {"open": CHANGERS, "token": CHANGERS},
+    ("DELETE", "/api/v1/silences/{silence_id}"): {"open": CHANGERS, "token": CHANGERS},
+    ("POST", "/api/v1/calls/{call_id}/acknowledge"): {"open": CHANGERS, "token": CHANGERS},
+    ("POST", "/api/v1/calls/{call_id}/comment"): {"open": CHANGERS, "token": CHANGERS},
+    ("POST", "/api/v1/calls/{call_id}/resolve"): {"open": CHANGERS, "token": CHANGERS},
+    ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
+    ("GET", "/metrics"): {"open": EVERYONE, "token": EVERYONE},
+}
+
+PATH_VALUES = {"call_id": "1", "rule": "filesystem_full", "host": "web02", "silence_id": "1"}
+
+
+def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
+    """A body each endpoint accepts, so that only the door can say no."""
+    if (method, path) == ("POST", "/api/v1/reports"):
+        return encode(Reporter("web01", clock).report({"fs_used_ratio": 0.5}))
+    bodies: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", "/api/v1/tokens"): {"host": "web02"},
+        ("POST", "/api/v1/silences"): {"host": "web*", "duration": "1h",
+                                       "reason": "role matrix"},
+        ("POST", "/api/v1/calls/{call_id}/comment"): {"text": "role matrix"},
+        ("POST", "/api/v1/calls/{call_id}/resolve"): {"text": "role matrix"},
+    }
+    body = bodies.get((method, path))
+    return json.dumps(body).encode() if body is not None else None
+
+
+@pytest.fixture(params=["open", "token"])
+def read_api(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(make_service: Callable[..., CollectorService], read_api: str
+           ) -> Iterator[tuple[TestClient[Any], dict[str, str | None]]]:
+    service = make_service(operators={"read_api": read_api})
+    operators = service.config.operator_tokens_file
+    tokens: dict[str, str | None] = {
+        "anonymous": None,
+        "agent": add_token(service.config.tokens_file, "web01"),
+        "read-only": add_token(operators, "rob", role=ROLE_READ_ONLY),
+        "operator": add_token(operators, "alice"),
+    }
+    with TestClient(create_app(service)) as test_client:
+        yield test_client, tokens
+
+
+def documented(test_client: TestClient[Any]) -> set[tuple[str, str]]:
+    document = test_client.get("/openapi.json").json()
+    return {(method.upper(), path) for path, item in document["paths"].items()
+            for method in item if method in ("get", "post", "put", "patch", "delete")}
+
+
+def test_every_documented_endpoint_has_a_rule(
+        client: tuple[TestClient[Any], dict[str, str | None]]) -> None:
+    test_client, _ = client
+    missing = sorted(documented(test_client) - set(MATRIX))
+    assert not missing, f"endpoints without a rule in the role matrix: {missing}"
+    gone = sorted(set(MATRIX) - documented(test_client))
+    assert not gone, f"rules for endpoints that do not exist: {gone}"
+
+
+def test_every_endpoint_answers_each_role_as_the_matrix_says(
+        client: tuple[TestClient[Any], dict[str, str | None]], read_api: str,
+        clock: FakeClock) -> None:
+    test_client, tokens = client
+    wrong = []
+    for method, template in sorted(documented(test_client)):
+        allowed = MATRIX[(method, template)][read_api]
+        path = template.format(**PATH_VALUES)
+        for caller in CALLERS:
+            token = tokens[caller]
+            headers = {"Content-Type": "application/json"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            body = request_body(method, template, clock)
+            answer = test_client.request(method, path, headers=headers, content=body)
+            denied = answer.status_code in (401, 403)
+            if denied == (caller in allowed):
+                wrong.append(f"{method} {path} as {caller}: {answer.status_code} "
+                             f"{answer.text[:120]}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_denied_read_says_why_in_the_api_error_shape(
+        make_service: Callable[..., CollectorService]) -> None:
+    service = make_service(operators={"read_api": "token"})
+    with TestClient(create_app(service)) as test_client:
+        answer = test_client.get("/api/v1/hosts")
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "unauthorized",
+                             "message": "missing bearer token (an operator token)"}
+
+
+def test_read_commands_send_the_operator_token_from_the_environment(
+        make_service: Callable[..., CollectorService], tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With `read_api: token`, `runwatch calls` says what it needs, and works with it."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from collector.server import bind, url_of
+    from runwatch.cli import main
+
+    service = make_service(operators={"read_api": "token"})
+    token_file = tmp_path / "rob.token"
+    token_file.write_text(add_token(service.config.operator_tokens_file, "rob",
+                                    role=ROLE_READ_ONLY) + "\n")
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        monkeypatch.delenv("RUNWATCH_OPERATOR_TOKEN_FILE", raising=False)
+        monkeypatch.delenv("RUNWATCH_OPERATOR_TOKEN", raising=False)
+        assert main(["calls", "--collector", url_of(sock)]) != 0
+        assert "needs an operator token" in capsys.readouterr().err
+        monkeypatch.setenv("RUNWATCH_OPERATOR_TOKEN_FILE", str(token_file))
+        assert main(["calls", "--collector", url_of(sock), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == []
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
