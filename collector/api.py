@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
-from checks.schema import Report, decode_report
+from checks.schema import MAX_TIMESTAMP, Report, decode_report
 from checks.settings import Duration, key_path
 from collector.auth import (
     TokenExists,
@@ -29,11 +29,21 @@ from collector.auth import (
     token_fingerprint,
 )
 from collector.calls import Call
+from collector.limits import Throttled
 from collector.service import CollectorService, Rejection
 from collector.store import OutboxOp, Silence
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
+
+# Ids of calls, silences and outbox operations: both stores keep them as signed 64-bit integers,
+# so a bigger number is refused with 400 rather than overflowing in the store.
+_MAX_ID = 2**63 - 1
+PathId = Annotated[int, PathParameter(ge=0, le=_MAX_ID)]
+QueryId = Annotated[int, QueryParameter(ge=0, le=_MAX_ID)]
+OptionalQueryId = Annotated[int | None, QueryParameter(ge=0, le=_MAX_ID)]
+# The longest silence: ten years.
+_MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
 
 # The text format /metrics writes (Litestar adds the charset).
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
@@ -45,6 +55,14 @@ def _error(rejection: Rejection) -> Response[dict[str, Any]]:
         body["field"] = rejection.field
     headers = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else None
     return Response(body, status_code=rejection.status, headers=headers)
+
+
+def _throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[dict[str, Any]]:
+    """Answer a request over its token's rate limit: 429, and when to come back."""
+    log.info("%s request %s %s throttled; retry after %ss", exc.role, request.method,
+             request.url.path, exc.retry_after_header)
+    return Response({"error": "throttled", "message": str(exc)}, status_code=429,
+                    headers={"Retry-After": exc.retry_after_header})
 
 
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
@@ -144,7 +162,7 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
 
     @post("/api/v1/outbox/retry", status_code=200, tags=["admin"],
           summary="Put dead letters back in line (all, or one by id); loopback only")
-    async def retry_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int | None] = None
+    async def retry_outbox(request: Request[Any, Any, Any], op_id: OptionalQueryId = None
                            ) -> Response[dict[str, Any]]:
         client = request.client.host if request.client else ""
         if not _is_loopback(client):
@@ -159,7 +177,7 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
 
     @post("/api/v1/outbox/discard", status_code=200, tags=["admin"],
           summary="Give up on one dead letter so its call's later operations go; loopback only")
-    async def discard_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int]
+    async def discard_outbox(request: Request[Any, Any, Any], op_id: QueryId
                              ) -> Response[dict[str, Any]]:
         client = request.client.host if request.client else ""
         if not _is_loopback(client):
@@ -257,7 +275,8 @@ class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     duration: str | float
     host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
     rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
-    starts_at: float | None = None  # Unix time; default: now
+    # Unix time; default: now
+    starts_at: Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None = None
 
 
 def _silence_json(silence: Silence, now: float) -> dict[str, Any]:
@@ -291,16 +310,16 @@ def _silence_routes(service: CollectorService) -> list[Any]:
             duration = float(Duration.parse(data.duration))
         except ValueError as exc:
             return _error(Rejection(422, "invalid", str(exc), "duration"))
-        if duration <= 0:
-            return _error(Rejection(422, "invalid", "the duration must be more than 0s",
-                                    "duration"))
+        if not 0 < duration <= _MAX_SILENCE_SECONDS:
+            return _error(Rejection(422, "invalid", "the duration must be more than 0s and at "
+                                    "most ten years", "duration"))
         silence = service.add_silence(who, host=data.host, rule=data.rule, duration=duration,
                                       reason=data.reason, starts_at=data.starts_at)
         return Response(_silence_json(silence, service.clock()), status_code=201)
 
     @delete("/api/v1/silences/{silence_id:int}", status_code=200,
             summary="End a silence now (operators)", tags=["admin"])
-    async def end_silence(request: Request[Any, Any, Any], silence_id: FromPath[int]
+    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId
                           ) -> Response[Any]:
         try:
             who = operator(request)
@@ -359,7 +378,7 @@ def create_app(service: CollectorService) -> Litestar:
         return [_call_json(c) for c in service.calls(wanted, group, max(1, min(limit, 5000)))]
 
     @get("/api/v1/calls/{call_id:int}", summary="One call with its history", tags=["read"])
-    async def get_call(call_id: FromPath[int]) -> Response[dict[str, Any]]:
+    async def get_call(call_id: PathId) -> Response[dict[str, Any]]:
         call = service.store.get_call(call_id)
         if call is None:
             return Response({"error": "not_found", "message": f"no call {call_id}"},
@@ -417,6 +436,7 @@ def create_app(service: CollectorService) -> Litestar:
                         *_token_routes(service), *_silence_routes(service), healthz, metrics,
                         openapi],
         lifespan=[ticking],
+        exception_handlers={Throttled: _throttled},
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,
@@ -450,5 +470,7 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
         "403": {"description": "The token belongs to another host", **error},
         "413": {"description": "Body too large", **error},
         "422": {"description": "Schema violation; `field` names it", **error},
+        "429": {"description": "Over the token's rate limit; retry after Retry-After seconds",
+                **error},
     }
     return document

@@ -318,6 +318,14 @@ class TlsConfig(_Config, frozen=True):
 class LimitsConfig(_Config, frozen=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     max_measurements: Annotated[int, msgspec.Meta(ge=1)] = 20_000
+    # Token buckets, one per agent host and one per operator; 0 requests a second: no limit.
+    # An agent reports about once a minute. The burst lets a day's spool (1,440 reports at
+    # 60 s) replay after an outage at the agent's replay_rate for its first 600, and the rest
+    # at 2 a second; a 429 tells the agent when to come back (Retry-After).
+    agent_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    agent_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 600
+    operator_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    operator_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 60
 
 
 class StoreConfig(_Config, frozen=True):
