@@ -18,7 +18,7 @@ from checks.schema import HOST_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens in logs, not a secret
+TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens, not a secret  # nosec B105
 _HASH_PREFIX = "sha256:"
 _HOST = re.compile(HOST_NAME_PATTERN)
 
