@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import ipaddress
 import logging
+import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -345,9 +346,24 @@ def _silence_routes(service: CollectorService) -> list[Any]:
     return [list_silences, add_silence, end_silence, explain]
 
 
+def _store_errors(service: CollectorService) -> tuple[type[Exception], ...]:
+    """What the store raises when it cannot write: its disk is full, its server is down."""
+    errors: list[type[Exception]] = [sqlite3.Error, OSError]
+    if service.config.store.backend == "postgresql":
+        import psycopg
+
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+# How long an agent waits before sending again when the store could not take its report.
+_STORE_RETRY_AFTER_SECONDS = 5
+
+
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     limit = service.config.limits.max_body_bytes
+    store_errors = _store_errors(service)
 
     @post("/api/v1/reports", status_code=202, request_max_body_size=None,
           summary="Submit a report (agents)", tags=["agents"])
@@ -363,6 +379,14 @@ def create_app(service: CollectorService) -> Litestar:
                         request.client.host if request.client else "?", rejection.status,
                         rejection.reason, rejection.message)
             return _error(rejection)
+        except store_errors as exc:
+            # Logged with its traceback by the service, and counted; the report was not
+            # stored, and the agent keeps it in its spool and sends it again.
+            return Response({"error": "unavailable",
+                             "message": f"the collector cannot store reports right now "
+                                        f"({type(exc).__name__}: {exc}); try again later"},
+                            status_code=503,
+                            headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)})
         status = 202 if result.status == "accepted" else 200
         return Response({"status": result.status, "seq": result.seq}, status_code=status)
 
@@ -472,5 +496,7 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
         "422": {"description": "Schema violation; `field` names it", **error},
         "429": {"description": "Over the token's rate limit; retry after Retry-After seconds",
                 **error},
+        "503": {"description": "The store cannot take the report now (disk full, database "
+                "down); retry after Retry-After seconds", **error},
     }
     return document

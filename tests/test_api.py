@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -206,3 +207,28 @@ def test_read_side_and_openapi(api: Any, clock: FakeClock) -> None:
     body = spec["paths"]["/api/v1/reports"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Report"}
     assert "Measurement" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(sqlite3.OperationalError("database or disk is full"), id="disk full"),
+    pytest.param(OSError(28, "No space left on device"), id="no space"),
+])
+def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
+        api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    client, service, token = api
+    web = Reporter("web01", clock)
+    real = service.ingestor.ingest
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(service.ingestor, "ingest", failing)
+    body = encode(web.report({"fs_used_ratio": 0.99}))
+    response = post(client, body, token)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"] == "unavailable"
+    assert service.registry.get_sample_value("runwatch_reports_failed_total") == 1
+    monkeypatch.setattr(service.ingestor, "ingest", real)
+    assert post(client, body, token).status_code == 202, "the same report, sent again"
+    assert len(service.calls("open", None)) == 1
