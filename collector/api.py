@@ -269,13 +269,17 @@ def _token_routes(service: CollectorService) -> list[Any]:
     return [list_tokens, get_token, enrol, revoke]
 
 
+# Text without NUL: PostgreSQL cannot store it, and no name or reason needs it.
+_NO_NUL = r"^[^\x00]*$"
+
+
 class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Silence calls for hosts and rules matching these globs, for `duration` (e.g. "2h")."""
 
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=_NO_NUL)]
     duration: str | float
-    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
-    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_NUL)] = "*"
+    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_NUL)] = "*"
     # Unix time; default: now
     starts_at: Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None = None
 
@@ -358,6 +362,18 @@ def _store_errors(service: CollectorService) -> tuple[type[Exception], ...]:
 
 # How long an agent waits before sending again when the store could not take its report.
 _STORE_RETRY_AFTER_SECONDS = 5
+
+
+def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
+    """Answer 400 to a path or query holding NUL, before it reaches a store that cannot hold
+    it (PostgreSQL) or a file name."""
+    scope = request.scope
+    path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    query = scope.get("query_string", b"")
+    if b"%00" in path or b"\x00" in path or b"%00" in query or b"\x00" in query:
+        return Response({"error": "malformed", "message": "the URL holds a NUL character"},
+                        status_code=400)
+    return None
 
 
 def create_app(service: CollectorService) -> Litestar:
@@ -461,6 +477,7 @@ def create_app(service: CollectorService) -> Litestar:
                         openapi],
         lifespan=[ticking],
         exception_handlers={Throttled: _throttled},
+        before_request=_refuse_nul,
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,

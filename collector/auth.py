@@ -65,7 +65,11 @@ def read_tokens(path: Path) -> list[TokenEntry]:
         parts = text.split()
         if len(parts) not in (2, 3) or not parts[1].startswith(_HASH_PREFIX):
             raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT]'")
-        created = float(parts[2]) if len(parts) == 3 else 0.0
+        try:
+            created = float(parts[2]) if len(parts) == 3 else 0.0
+        except ValueError:
+            raise TokenFileError(f"{path}:{number}: CREATED_AT must be a Unix time in seconds, "
+                                 f"got {parts[2]!r}") from None
         entries.append(TokenEntry(parts[0], parts[1], created))
     return entries
 

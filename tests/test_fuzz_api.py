@@ -149,3 +149,27 @@ def test_named_hostile_reports_get_an_answer_not_a_crash(
         assert client.get("/api/v1/hosts").status_code == 200
         assert client.get("/api/v1/calls").status_code == 200
         assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    pytest.param("GET", "/api/v1/hosts?host=a%00b", None, id="hosts"),
+    pytest.param("GET", "/api/v1/calls?group=a%00b", None, id="calls by group"),
+    pytest.param("GET", "/api/v1/rules/filesystem_full/explain?host=a%00b", None,
+                 id="explain"),
+    pytest.param("GET", "/api/v1/tokens/a%00b", None, id="token"),
+    pytest.param("DELETE", "/api/v1/tokens/a%00b", None, id="revoke"),
+    pytest.param("POST", "/api/v1/tokens", {"host": "a\x00b"}, id="enrol"),
+    pytest.param("POST", "/api/v1/silences", {"reason": "a\x00b", "duration": "1h"},
+                 id="silence reason"),
+    pytest.param("POST", "/api/v1/silences", {"reason": "r", "host": "a\x00", "duration": "1h"},
+                 id="silence host"),
+])
+def test_nul_in_any_request_gets_an_answer_not_a_crash(
+        make_service: Callable[..., CollectorService], method: str, path: str,
+        body: dict[str, Any] | None) -> None:
+    service = fuzz_service(make_service)
+    operator = add_token(service.config.operator_tokens_file, "admin-anna")
+    with TestClient(create_app(service)) as client:
+        response = client.request(method, path, json=body,
+                                  headers={"Authorization": f"Bearer {operator}"})
+        assert response.status_code < 500, response.text

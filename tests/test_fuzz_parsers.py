@@ -233,3 +233,31 @@ def test_agent_config_loads_or_fails_with_config_error(content: str) -> None:
 @given(content=documents(inventory_keys))
 def test_inventory_loads_or_fails_with_config_error(content: str) -> None:
     _load(load_inventory, content)
+
+
+# -- the agents' tokens file (admins edit it by hand) ------------------------------------------
+
+token_lines = st.one_of(
+    text,
+    st.builds(lambda host, digest, created: f"{host} sha256:{digest} {created}",
+              st.from_regex(r"[a-z0-9.-]{1,12}", fullmatch=True),
+              st.from_regex(r"[0-9a-f]{0,64}", fullmatch=True),
+              st.one_of(numbers.map(str), text)),
+    st.sampled_from(["# comment", "web01", "web01 md5:abc", "web01 sha256:ab 1 2",
+                     "web01 sha256:ab yesterday", "web01 sha256:ab 1e999", "\x00"]))
+
+
+@FUZZ
+@given(lines=st.lists(token_lines, max_size=8))
+def test_tokens_file_reads_or_fails_with_token_file_error(lines: list[str]) -> None:
+    from collector.auth import TokenFileError, TokenVerifier, read_tokens
+
+    with tempfile.TemporaryDirectory(prefix="runwatch-fuzz-") as folder:
+        path = Path(folder) / "agents.tokens"
+        path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+        try:
+            read_tokens(path)
+        except TokenFileError as exc:
+            assert str(exc)
+        # The collector keeps working whatever the file holds: no token, no crash.
+        assert TokenVerifier(path).host_for("rwt_unknown") is None
