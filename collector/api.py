@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
@@ -364,6 +365,14 @@ def _store_errors(service: CollectorService) -> tuple[type[Exception], ...]:
 _STORE_RETRY_AFTER_SECONDS = 5
 
 
+def _log_unhandled(exc: Exception, scope: Any) -> None:
+    """Log what became a 500, with its traceback: the answer itself says nothing."""
+    if isinstance(exc, HTTPException | Throttled):
+        return  # an answer the API meant to give (4xx, 429)
+    log.error("%s %s failed: %s: %s", scope.get("method", "?"), scope.get("path", "?"),
+              type(exc).__name__, exc, exc_info=exc)
+
+
 def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
     """Answer 400 to a path or query holding NUL, before it reaches a store that cannot hold
     it (PostgreSQL) or a file name."""
@@ -478,6 +487,7 @@ def create_app(service: CollectorService) -> Litestar:
         lifespan=[ticking],
         exception_handlers={Throttled: _throttled},
         before_request=_refuse_nul,
+        after_exception=[_log_unhandled],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,

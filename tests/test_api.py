@@ -232,3 +232,19 @@ def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
     monkeypatch.setattr(service.ingestor, "ingest", real)
     assert post(client, body, token).status_code == 202, "the same report, sent again"
     assert len(service.calls("open", None)) == 1
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback(
+        api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    client, service, _ = api
+
+    def broken(only: str | None = None) -> Any:
+        raise RuntimeError("the fleet view is broken")
+
+    monkeypatch.setattr(service, "hosts", broken)
+    assert client.get("/api/v1/hosts").status_code == 500
+    failed = [r for r in caplog.records if "GET /api/v1/hosts failed" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None
+    caplog.clear()
+    assert client.get("/api/v1/calls/99").status_code == 404
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], "a 404 is no error"
