@@ -4,7 +4,8 @@ desk, while faults are injected in turn:
 
 1. `kill -9` of the collector every 20 s, restarted at once;
 2. the help desk going down, then coming back;
-3. the store's disk filling up (a small tmpfs mount when this machine allows it, as root);
+3. the store's disk filling up: a small tmpfs mount when this machine allows it (as root),
+   else SQLite's page limit (store.max_bytes) at the file's size;
 4. an agent's clock jumping two hours ahead, then back;
 5. slow-loris clients holding connections open with half-sent requests.
 
@@ -186,16 +187,16 @@ class SlowLoris:
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size_mb: int) -> Any:
-    """A tmpfs of `size_mb` at `path` when mount works here (root, allowed); else None."""
+def small_disk(path: Path, size_mb: int, wanted: bool) -> Any:
+    """A tmpfs of `size_mb` at `path` when wanted and mount works here (root); else None."""
     path.mkdir(parents=True, exist_ok=True)
     mounted = False
-    if os.geteuid() == 0 and shutil.which("mount"):
+    if wanted and os.geteuid() == 0 and shutil.which("mount"):
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
                                  str(path)], capture_output=True, text=True, check=False)
         mounted = result.returncode == 0
         if not mounted:
-            log(f"no tmpfs ({result.stderr.strip()}); the disk-full fault is skipped")
+            log(f"no tmpfs ({result.stderr.strip()}); the disk fills by SQLite's page limit")
     try:
         yield path if mounted else None
     finally:
@@ -235,6 +236,7 @@ class ChaosRun:
         self.stop = threading.Event()
         self.figures = Figures()
         self.kills = 0
+        self.restarts = 0
 
     # -- collector and desk ------------------------------------------------------------------
 
@@ -290,9 +292,10 @@ class ChaosRun:
     def restart_collector(self, signum: int = signal.SIGKILL) -> None:
         os.kill(self.collector.pid, signum)
         self.collector.process.wait(30)
+        self.restarts += 1
         with contextlib.suppress(OSError):
-            self.collector.log_path.rename(self.workdir / f"collector.{self.kills}.log")
-        self.kills += 1
+            self.collector.log_path.rename(self.workdir / f"collector.{self.restarts}.log")
+        self.kills += signum == signal.SIGKILL
         self.collector.start()
 
     def get(self, path: str) -> Any:
@@ -360,15 +363,32 @@ class ChaosRun:
         self.breach(self.args.breaching, False)
         self.recover("help desk: calls resolved after", time.monotonic(), calls_closed=True)
 
+    def cap_store(self, max_bytes: int | None) -> None:
+        """Restart the collector (SIGTERM) with its SQLite file capped at `max_bytes`."""
+        import yaml
+
+        config = yaml.safe_load(self.collector.config_path.read_text())
+        config["store"] = {"backend": "sqlite"}
+        if max_bytes is not None:
+            config["store"]["max_bytes"] = max_bytes
+        self.collector.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.restart_collector(signal.SIGTERM)
+
     def fault_disk(self, data_dir: Path, mounted: bool) -> None:
-        if not mounted:
-            self.figures.notes.append("disk full: skipped (no tmpfs mount here)")
-            return
-        log(f"fault: the store's disk full for {self.args.disk_full}s")
-        filler = fill(data_dir)
-        self.breach(self.args.breaching, True)
-        time.sleep(self.args.disk_full)
-        filler.unlink()
+        if mounted:
+            log(f"fault: the store's disk full for {self.args.disk_full}s (a full tmpfs)")
+            filler = fill(data_dir)
+            self.breach(self.args.breaching, True)
+            time.sleep(self.args.disk_full)
+            filler.unlink()
+        else:
+            # No tmpfs here: SQLite's page limit (store.max_bytes) at the file's size now.
+            log(f"fault: the store full for {self.args.disk_full}s (SQLite page limit)")
+            self.figures.notes.append("disk full: by SQLite's page limit (no tmpfs mount)")
+            self.cap_store(max(65536, self.db.stat().st_size))
+            self.breach(self.args.breaching, True)
+            time.sleep(self.args.disk_full)
+            self.cap_store(None)
         self.recover("disk full", time.monotonic())
         self.breach(self.args.breaching, False)
         self.recover("disk full: calls resolved after", time.monotonic(), calls_closed=True)
@@ -449,7 +469,7 @@ class ChaosRun:
     def run(self) -> dict[str, Any]:
         began = time.monotonic()
         data_dir = self.workdir / "data"
-        with small_disk(data_dir, self.args.disk_mb) as disk:
+        with small_disk(data_dir, self.args.disk_mb, self.args.disk == "tmpfs") as disk:
             self.setup(data_dir)
             try:
                 self.agents = [SimAgent(host, token, self.workdir / "spools" / host, self.url,
@@ -497,6 +517,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faults", default="kill,desk,disk,clock,loris",
                         help="which faults, in this order (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--disk", choices=["tmpfs", "pages"], default="tmpfs",
+                        help="fill the store's disk: a small tmpfs, where mount works, else "
+                             "SQLite's page limit (store.max_bytes); or the page limit only")
     args = parser.parse_args(argv)
     long_run = not args.short
     args.agents = args.agents or (40 if long_run else 10)

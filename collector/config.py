@@ -336,8 +336,13 @@ class StoreConfig(_Config, frozen=True):
     # postgresql: a libpq connection string or URL ("host=db1 dbname=runwatch user=runwatch",
     # "postgresql://runwatch@db1/runwatch"); put the password in ~/.pgpass or PGPASSFILE.
     dsn: str | None = None
+    # sqlite: refuse writes that would grow the database file past this many bytes (reports
+    # then get 503 and stay in the agents' spools); unset: as far as the disk goes.
+    max_bytes: Annotated[int, msgspec.Meta(ge=65536)] | None = None
 
     def __post_init__(self) -> None:
+        if self.backend == "postgresql" and self.max_bytes is not None:
+            raise field_error("max_bytes", "is only for backend sqlite; size PostgreSQL there")
         if self.backend == "postgresql" and not self.dsn:
             raise field_error("dsn", "is required for backend postgresql (a libpq connection "
                                      "string, e.g. \"host=db1 dbname=runwatch user=runwatch\")")

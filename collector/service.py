@@ -89,7 +89,7 @@ def open_store(config: CollectorConfig, timings: StoreTimings | None = None, *,
         return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease),
                              timings=timings)
     return SQLiteStore(config.data_dir / "runwatch.db", timings,
-                       checkpoint_in_background=background)
+                       checkpoint_in_background=background, max_bytes=config.store.max_bytes)
 
 
 class CollectorService:

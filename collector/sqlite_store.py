@@ -192,7 +192,7 @@ class SQLiteStore:
     shared = False
 
     def __init__(self, path: Path, timings: StoreTimings | None = None, *,
-                 checkpoint_in_background: bool = False) -> None:
+                 checkpoint_in_background: bool = False, max_bytes: int | None = None) -> None:
         self._timings = timings or StoreTimings()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -226,6 +226,11 @@ class SQLiteStore:
                     raise
                 self._db.execute("COMMIT")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if max_bytes is not None:
+            # A write that would grow the file past it fails with "database or disk is full",
+            # as a full disk does (SQLite keeps the limit at least at the current size).
+            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
         self._depth = 0
 
     @contextmanager

@@ -248,3 +248,27 @@ def test_an_unexpected_error_is_logged_with_its_traceback(
     caplog.clear()
     assert client.get("/api/v1/calls/99").status_code == 404
     assert not [r for r in caplog.records if "failed" in r.getMessage()], "a 404 is no error"
+
+
+def test_a_store_at_its_size_cap_answers_503_and_nothing_is_lost(
+        make_service: Callable[..., CollectorService], store_backend: dict[str, Any],
+        clock: FakeClock) -> None:
+    if store_backend["backend"] != "sqlite":
+        pytest.skip("store.max_bytes is SQLite's")
+    service = make_service([{**FS_RULE, "for": "0s"}],
+                           store={"backend": "sqlite", "max_bytes": 256 * 1024})
+    token = add_token(service.config.tokens_file, "web01")
+    web = Reporter("web01", clock)
+    statuses = []
+    with TestClient(create_app(service)) as client:
+        for number in range(400):
+            labels = {"mountpoint": f"/srv/{number}", "pad": "x" * 500}
+            body = encode(web.report({"fs_used_ratio": 0.5}, labels=labels))
+            statuses.append(post(client, body, token).status_code)
+            if statuses[-1] == 503:
+                break
+        assert statuses[-1] == 503, "the file grew to its cap"
+        assert set(statuses[:-1]) == {202}
+        accepted = len(statuses) - 1
+        assert service.fleet.hosts["web01"].record.last_seq == accepted
+        assert client.get("/api/v1/hosts").status_code == 200, "the read side still answers"
