@@ -23,7 +23,9 @@ import pytest
 # Shaped like a token from collector.auth.add_token: the prefix and 32 random bytes, base64url.
 TOKEN_SHAPE = re.compile(r"rwt_[A-Za-z0-9_-]{43}")
 # Secrets the tests use in fixtures and services.
-KNOWN_SECRETS = {"correct-horse-battery", "opsuser-password"}
+KNOWN_SECRETS = {"correct-horse-battery", "opsuser-password",
+                 # the help desk fakes' credentials (tests/fakes)
+                 "jira-secret-0451", "snow-secret-8812", "zammad-secret-77aa"}
 
 _remembered: set[str] = set()
 
