@@ -408,8 +408,10 @@ def create_app(service: CollectorService) -> Litestar:
             # Logged with its traceback by the service, and counted; the report was not
             # stored, and the agent keeps it in its spool and sends it again.
             return Response({"error": "unavailable",
+                             # The error's type only: its text may name the database
+                             # server, which agents have no business knowing.
                              "message": f"the collector cannot store reports right now "
-                                        f"({type(exc).__name__}: {exc}); try again later"},
+                                        f"({type(exc).__name__}); try again later"},
                             status_code=503,
                             headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)})
         status = 202 if result.status == "accepted" else 200
