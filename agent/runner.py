@@ -181,11 +181,13 @@ class CheckRunner:
 
     def _run(self, slot: _Slot, duration: float, kind: str | None, message: str = "",
              output: str | None = None) -> CheckRun:
+        # A plugin may print NUL characters; the collector refuses text holding them.
+        message = message.replace("\x00", "")
         error = CheckError(kind=kind, message=message[:4096]) if kind else None  # type: ignore[arg-type]
         return CheckRun(check=slot.options.instance, type=slot.options.type,
                         interval_seconds=slot.interval, started_at=slot.started_at,
                         duration_seconds=round(duration, 6), error=error,
-                        output=output[:4096] if output else None)
+                        output=output.replace("\x00", "")[:4096] if output else None)
 
     def _start_many(self, slots: list[_Slot]) -> None:
         with self._lock:

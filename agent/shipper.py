@@ -27,6 +27,7 @@ _MAX_ANSWER_BYTES = 1 << 20  # the collector answers in a few hundred bytes
 class SendResult:
     status: int | None  # None: no HTTP answer (connection refused, timeout, TLS)
     detail: str
+    retry_after_seconds: float | None = None  # the collector's Retry-After (429, 503)
 
     @property
     def delivered(self) -> bool:
@@ -127,13 +128,13 @@ class ReportSender:
         request = urllib.request.Request(  # noqa: S310
             self._url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310 -- scheme checked: http or https only  # nosec B310
                     request, timeout=self._timeout, context=context) as response:
                 response.read()
                 return SendResult(response.status, "ok")
         except urllib.error.HTTPError as exc:
             detail = exc.read(2048).decode("utf-8", "replace")
-            return SendResult(exc.code, detail)
+            return SendResult(exc.code, detail, retry_after(exc.headers.get("Retry-After")))
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             return SendResult(None, f"{self._url}: {self._explain(reason)}")
@@ -174,7 +175,12 @@ class ReportSender:
             payload = _unchunk(payload)
         if 200 <= status < 300:
             return SendResult(status, "ok")
-        return SendResult(status, payload[:2048].decode("utf-8", "replace"))
+        wait = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"retry-after":
+                wait = retry_after(value.decode("latin-1"))
+        return SendResult(status, payload[:2048].decode("utf-8", "replace"), wait)
 
     def _explain(self, reason: object) -> str:
         """Say which TLS check failed and which setting to look at."""
@@ -216,6 +222,17 @@ class ReportSender:
             names = [value for rdn in cert.get("subject", ()) for key, value in rdn
                      if key == "commonName"]
         return ", ".join(str(name) for name in names) or "no host name at all"
+
+
+# Never wait longer than this on the collector's word: a wrong header must not silence an agent.
+_MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header in its delay form; None if absent or not a number."""
+    if value is None or not value.strip().isdigit():
+        return None  # the HTTP-date form is not used by the collector
+    return min(float(value.strip()), _MAX_RETRY_AFTER_SECONDS)
 
 
 def _unchunk(payload: bytes) -> bytes:
@@ -304,7 +321,7 @@ class ReportShipper:
                 log.warning("cannot deliver report %d, will retry: %s%s", seq, message, hint)
                 self.last_error = message
             self._outage = True
-            raise RetryLater
+            raise RetryLater(result.retry_after_seconds)
         return delivered
 
     def _pace(self) -> None:
@@ -332,9 +349,14 @@ class ReportShipper:
             final_attempt = self._finishing.is_set()
             try:
                 self.drain_once()
-            except RetryLater:
+            except RetryLater as later:
                 if final_attempt:
                     return  # stopping: what is left stays spooled for the next start
+                if later.after_seconds is not None:
+                    # The collector said when (429: over this token's rate limit): come back
+                    # then, with a little jitter, and keep the report in the spool meanwhile.
+                    self._finishing.wait(later.after_seconds + random.uniform(0.0, 1.0))
+                    continue
                 # Full jitter: a fleet that lost its collector does not come back in step.
                 # stop() cuts the wait short.
                 self._finishing.wait(random.uniform(self._min_backoff, backoff))
@@ -348,4 +370,8 @@ class ReportShipper:
 
 
 class RetryLater(Exception):
-    """A send failed in a way that may pass: try again after a backoff."""
+    """A send failed in a way that may pass: try again after a backoff, or `after_seconds`."""
+
+    def __init__(self, after_seconds: float | None = None) -> None:
+        super().__init__(after_seconds)
+        self.after_seconds = after_seconds

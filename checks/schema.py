@@ -24,7 +24,10 @@ LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
 HostName = Annotated[str, msgspec.Meta(pattern=HOST_NAME_PATTERN)]
 CheckName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-Timestamp = Annotated[float, msgspec.Meta(ge=0, description="Unix time in seconds")]
+# Up to the end of year 9999: past it, dates cannot be written in call texts or stores.
+MAX_TIMESTAMP: Final = 253_402_300_799.0
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP,
+                                          description="Unix time in seconds")]
 
 # Labels the collector adds itself; a measurement may not carry them.
 RESERVED_LABELS: Final = frozenset({"host", "check"})
@@ -81,7 +84,8 @@ class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     host: HostName
     agent_version: Annotated[str, msgspec.Meta(max_length=64)]
     boot_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    seq: Annotated[int, msgspec.Meta(ge=0)]
+    # Both stores keep seq as a signed 64-bit integer.
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     sent_at: Timestamp
     interval_seconds: Annotated[float, msgspec.Meta(gt=0)]
     measurements: list[Measurement] = []
@@ -101,4 +105,30 @@ def encode(value: msgspec.Struct) -> bytes:
 
 def decode_report(body: bytes) -> Report:
     """Decode and validate a report. Raises msgspec.ValidationError or msgspec.DecodeError."""
-    return _report_decoder.decode(body)
+    report = _report_decoder.decode(body)
+    # JSON can carry NUL only escaped; PostgreSQL cannot store it in text, and no check
+    # needs it. The search walks the report only when the escape is in the body at all.
+    if b"\\u0000" in body:
+        where = _nul_path(msgspec.to_builtins(report), "$")
+        if where is not None:
+            raise msgspec.ValidationError(f"text must not contain NUL (\\u0000) - at `{where}`")
+    return report
+
+
+def _nul_path(value: object, path: str) -> str | None:
+    """The JSON path of the first string (or key) holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path
+            found = _nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import ipaddress
 import logging
+import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -15,11 +16,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
-from checks.schema import Report, decode_report
+from checks.schema import MAX_TIMESTAMP, Report, decode_report
 from checks.settings import Duration, key_path
 from collector.auth import (
     TokenExists,
@@ -32,11 +34,21 @@ from collector.auth import (
 )
 from collector.calls import Call
 from collector.console import console_routes
+from collector.limits import Throttled
 from collector.service import CollectorService, Rejection
 from collector.store import AuditEntry, OutboxOp, Silence
 from runwatch import __version__
 
 log = logging.getLogger(__name__)
+
+# Ids of calls, silences and outbox operations: both stores keep them as signed 64-bit integers,
+# so a bigger number is refused with 400 rather than overflowing in the store.
+_MAX_ID = 2**63 - 1
+PathId = Annotated[int, PathParameter(ge=0, le=_MAX_ID)]
+QueryId = Annotated[int, QueryParameter(ge=0, le=_MAX_ID)]
+OptionalQueryId = Annotated[int | None, QueryParameter(ge=0, le=_MAX_ID)]
+# The longest silence: ten years.
+_MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
 
 # The text format /metrics writes (Litestar adds the charset).
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
@@ -50,6 +62,14 @@ def _error(rejection: Rejection) -> Response[dict[str, Any]]:
         body["field"] = rejection.field
     headers = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else None
     return Response(body, status_code=rejection.status, headers=headers)
+
+
+def _throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[dict[str, Any]]:
+    """Answer a request over its token's rate limit: 429, and when to come back."""
+    log.info("%s request %s %s throttled; retry after %ss", exc.role, request.method,
+             request.url.path, exc.retry_after_header)
+    return Response({"error": "throttled", "message": str(exc)}, status_code=429,
+                    headers={"Retry-After": exc.retry_after_header})
 
 
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
@@ -149,7 +169,7 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
 
     @post("/api/v1/outbox/retry", status_code=200, tags=["admin"],
           summary="Put dead letters back in line (all, or one by id); loopback only")
-    async def retry_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int | None] = None
+    async def retry_outbox(request: Request[Any, Any, Any], op_id: OptionalQueryId = None
                            ) -> Response[dict[str, Any]]:
         client = request.client.host if request.client else ""
         if not _is_loopback(client):
@@ -164,7 +184,7 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
 
     @post("/api/v1/outbox/discard", status_code=200, tags=["admin"],
           summary="Give up on one dead letter so its call's later operations go; loopback only")
-    async def discard_outbox(request: Request[Any, Any, Any], op_id: FromQuery[int]
+    async def discard_outbox(request: Request[Any, Any, Any], op_id: QueryId
                              ) -> Response[dict[str, Any]]:
         client = request.client.host if request.client else ""
         if not _is_loopback(client):
@@ -259,10 +279,14 @@ def _token_routes(service: CollectorService) -> list[Any]:
     return [list_tokens, get_token, enrol, revoke]
 
 
+# Text without NUL: PostgreSQL cannot store it, and no name or reason needs it.
+_NO_NUL = r"^[^\x00]*$"
+
+
 class CommentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A comment on a call, or the note that goes with resolving it."""
 
-    text: Annotated[str, msgspec.Meta(max_length=5000)] = ""
+    text: Annotated[str, msgspec.Meta(max_length=5000, pattern=_NO_NUL)] = ""
 
 
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
@@ -291,19 +315,19 @@ def _call_action_routes(service: CollectorService) -> list[Any]:
 
     @post("/api/v1/calls/{call_id:int}/acknowledge", status_code=200, tags=["admin"],
           summary="Acknowledge a call in the built-in register (operators)")
-    async def acknowledge(request: Request[Any, Any, Any], call_id: FromPath[int]
+    async def acknowledge(request: Request[Any, Any, Any], call_id: PathId
                           ) -> Response[Any]:
         return act(request, call_id, "acknowledge", "")
 
     @post("/api/v1/calls/{call_id:int}/comment", status_code=200, tags=["admin"],
           summary="Comment on a call in the built-in register (operators)")
-    async def comment(request: Request[Any, Any, Any], call_id: FromPath[int],
+    async def comment(request: Request[Any, Any, Any], call_id: PathId,
                       data: JSONBody[CommentRequest]) -> Response[Any]:
         return act(request, call_id, "comment", data.text)
 
     @post("/api/v1/calls/{call_id:int}/resolve", status_code=200, tags=["admin"],
           summary="Resolve a call in the built-in register by hand (operators)")
-    async def resolve(request: Request[Any, Any, Any], call_id: FromPath[int],
+    async def resolve(request: Request[Any, Any, Any], call_id: PathId,
                       data: JSONBody[CommentRequest]) -> Response[Any]:
         return act(request, call_id, "resolve", data.text)
 
@@ -324,11 +348,12 @@ def _call_action_routes(service: CollectorService) -> list[Any]:
 class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Silence calls for hosts and rules matching these globs, for `duration` (e.g. "2h")."""
 
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=_NO_NUL)]
     duration: str | float
-    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
-    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "*"
-    starts_at: float | None = None  # Unix time; default: now
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_NUL)] = "*"
+    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_NUL)] = "*"
+    # Unix time; default: now
+    starts_at: Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None = None
 
 
 def _silence_json(silence: Silence, now: float) -> dict[str, Any]:
@@ -362,16 +387,16 @@ def _silence_routes(service: CollectorService) -> list[Any]:
             duration = float(Duration.parse(data.duration))
         except ValueError as exc:
             return _error(Rejection(422, "invalid", str(exc), "duration"))
-        if duration <= 0:
-            return _error(Rejection(422, "invalid", "the duration must be more than 0s",
-                                    "duration"))
+        if not 0 < duration <= _MAX_SILENCE_SECONDS:
+            return _error(Rejection(422, "invalid", "the duration must be more than 0s and at "
+                                    "most ten years", "duration"))
         silence = service.add_silence(who, host=data.host, rule=data.rule, duration=duration,
                                       reason=data.reason, starts_at=data.starts_at)
         return Response(_silence_json(silence, service.clock()), status_code=201)
 
     @delete("/api/v1/silences/{silence_id:int}", status_code=200,
             summary="End a silence now (operators)", tags=["admin"])
-    async def end_silence(request: Request[Any, Any, Any], silence_id: FromPath[int]
+    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId
                           ) -> Response[Any]:
         try:
             who = operator(request)
@@ -444,9 +469,44 @@ def _background(service: CollectorService
     return ticking
 
 
+def _store_errors(service: CollectorService) -> tuple[type[Exception], ...]:
+    """What the store raises when it cannot write: its disk is full, its server is down."""
+    errors: list[type[Exception]] = [sqlite3.Error, OSError]
+    if service.config.store.backend == "postgresql":
+        import psycopg
+
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+# How long an agent waits before sending again when the store could not take its report.
+_STORE_RETRY_AFTER_SECONDS = 5
+
+
+def _log_unhandled(exc: Exception, scope: Any) -> None:
+    """Log what became a 500, with its traceback: the answer itself says nothing."""
+    if isinstance(exc, HTTPException | Throttled):
+        return  # an answer the API meant to give (4xx, 429)
+    log.error("%s %s failed: %s: %s", scope.get("method", "?"), scope.get("path", "?"),
+              type(exc).__name__, exc, exc_info=exc)
+
+
+def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
+    """Answer 400 to a path or query holding NUL, before it reaches a store that cannot hold
+    it (PostgreSQL) or a file name."""
+    scope = request.scope
+    path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    query = scope.get("query_string", b"")
+    if b"%00" in path or b"\x00" in path or b"%00" in query or b"\x00" in query:
+        return Response({"error": "malformed", "message": "the URL holds a NUL character"},
+                        status_code=400)
+    return None
+
+
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     limit = service.config.limits.max_body_bytes
+    store_errors = _store_errors(service)
 
     @post("/api/v1/reports", status_code=202, request_max_body_size=None,
           summary="Submit a report (agents)", tags=["agents"])
@@ -462,6 +522,16 @@ def create_app(service: CollectorService) -> Litestar:
                         request.client.host if request.client else "?", rejection.status,
                         rejection.reason, rejection.message)
             return _error(rejection)
+        except store_errors as exc:
+            # Logged with its traceback by the service, and counted; the report was not
+            # stored, and the agent keeps it in its spool and sends it again.
+            return Response({"error": "unavailable",
+                             # The error's type only: its text may name the database
+                             # server, which agents have no business knowing.
+                             "message": f"the collector cannot store reports right now "
+                                        f"({type(exc).__name__}); try again later"},
+                            status_code=503,
+                            headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)})
         status = 202 if result.status == "accepted" else 200
         return Response({"status": result.status, "seq": result.seq}, status_code=status)
 
@@ -477,7 +547,7 @@ def create_app(service: CollectorService) -> Litestar:
         return [_call_json(c) for c in service.calls(wanted, group, max(1, min(limit, 5000)))]
 
     @get("/api/v1/calls/{call_id:int}", summary="One call with its history", tags=["read"])
-    async def get_call(call_id: FromPath[int]) -> Response[dict[str, Any]]:
+    async def get_call(call_id: PathId) -> Response[dict[str, Any]]:
         call = service.store.get_call(call_id)
         if call is None:
             return Response({"error": "not_found", "message": f"no call {call_id}"},
@@ -520,7 +590,9 @@ def create_app(service: CollectorService) -> Litestar:
                         metrics, openapi],
         lifespan=[_background(service)],
         guards=[_read_guard(service)],
-        exception_handlers={Rejection: lambda _request, exc: _error(exc)},
+        exception_handlers={Rejection: lambda _request, exc: _error(exc), Throttled: _throttled},
+        before_request=_refuse_nul,
+        after_exception=[_log_unhandled],
         openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
                                      path="/schema"),
         logging_config=None,
@@ -554,5 +626,9 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
         "403": {"description": "The token belongs to another host", **error},
         "413": {"description": "Body too large", **error},
         "422": {"description": "Schema violation; `field` names it", **error},
+        "429": {"description": "Over the token's rate limit; retry after Retry-After seconds",
+                **error},
+        "503": {"description": "The store cannot take the report now (disk full, database "
+                "down); retry after Retry-After seconds", **error},
     }
     return document

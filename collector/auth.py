@@ -19,7 +19,7 @@ from checks.schema import HOST_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens in logs, not a secret
+TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens, not a secret  # nosec B105
 _HASH_PREFIX = "sha256:"
 _HOST = re.compile(HOST_NAME_PATTERN)
 
@@ -77,8 +77,8 @@ def read_tokens(path: Path) -> list[TokenEntry]:
         try:
             created = float(parts[2]) if len(parts) >= 3 else 0.0
         except ValueError:
-            raise TokenFileError(f"{path}:{number}: CREATED_AT {parts[2]!r} is not a number"
-                                 ) from None
+            raise TokenFileError(f"{path}:{number}: CREATED_AT must be a Unix time in seconds, "
+                                 f"got {parts[2]!r}") from None
         role = parts[3] if len(parts) == 4 else ROLE_OPERATOR
         if role not in ROLES:
             raise TokenFileError(f"{path}:{number}: role {role!r} is not one of "

@@ -325,6 +325,14 @@ class TlsConfig(_Config, frozen=True):
 class LimitsConfig(_Config, frozen=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 4 * 1024 * 1024
     max_measurements: Annotated[int, msgspec.Meta(ge=1)] = 20_000
+    # Token buckets, one per agent host and one per operator; 0 requests a second: no limit.
+    # An agent reports about once a minute. The burst lets a day's spool (1,440 reports at
+    # 60 s) replay after an outage at the agent's replay_rate for its first 600, and the rest
+    # at 2 a second; a 429 tells the agent when to come back (Retry-After).
+    agent_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    agent_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 600
+    operator_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    operator_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 60
 
 
 class StoreConfig(_Config, frozen=True):
@@ -335,8 +343,13 @@ class StoreConfig(_Config, frozen=True):
     # postgresql: a libpq connection string or URL ("host=db1 dbname=runwatch user=runwatch",
     # "postgresql://runwatch@db1/runwatch"); put the password in ~/.pgpass or PGPASSFILE.
     dsn: str | None = None
+    # sqlite: refuse writes that would grow the database file past this many bytes (reports
+    # then get 503 and stay in the agents' spools); unset: as far as the disk goes.
+    max_bytes: Annotated[int, msgspec.Meta(ge=65536)] | None = None
 
     def __post_init__(self) -> None:
+        if self.backend == "postgresql" and self.max_bytes is not None:
+            raise field_error("max_bytes", "is only for backend sqlite; size PostgreSQL there")
         if self.backend == "postgresql" and not self.dsn:
             raise field_error("dsn", "is required for backend postgresql (a libpq connection "
                                      "string, e.g. \"host=db1 dbname=runwatch user=runwatch\")")

@@ -18,6 +18,7 @@ from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
+from collector.limits import RequestLimits, TokenBucketLimiter
 from collector.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.metrics import CollectorMetrics
 from collector.outbox import OutboxWorker, RetryPolicy
@@ -88,7 +89,7 @@ def open_store(config: CollectorConfig, timings: StoreTimings | None = None, *,
         return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease),
                              timings=timings)
     return SQLiteStore(config.data_dir / "runwatch.db", timings,
-                       checkpoint_in_background=background)
+                       checkpoint_in_background=background, max_bytes=config.store.max_bytes)
 
 
 class CollectorService:
@@ -102,6 +103,12 @@ class CollectorService:
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
+        limits = config.limits
+        self.limits = RequestLimits(
+            TokenBucketLimiter(limits.agent_requests_per_second, limits.agent_burst_requests),
+            TokenBucketLimiter(limits.operator_requests_per_second,
+                               limits.operator_burst_requests),
+            self.metrics.registry)
         self.fleet = Fleet()
         self.counters = CallCounters()
         self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
@@ -153,6 +160,7 @@ class CollectorService:
         host = self.tokens.host_for(token.strip())
         if host is None:
             raise Rejection(401, "unauthorized", "unknown or revoked token")
+        self.limits.check("agent", host)
         return host
 
     def authenticate_operator(self, authorization: str | None, *, change: bool = True) -> str:
@@ -166,6 +174,7 @@ class CollectorService:
         if found is None:
             raise Rejection(401, "unauthorized", "unknown or revoked operator token")
         operator, role = found
+        self.limits.check("operator", operator)
         if change and role != ROLE_OPERATOR:
             log.warning("read-only operator %s refused a change", operator)
             raise Rejection(403, "forbidden", f"{operator} has a read-only token: it may look "

@@ -18,6 +18,10 @@ from collector.service import CollectorService
 
 RUNWATCH = str(Path(sys.executable).with_name("runwatch"))
 
+# The whole suite's logs are scanned for tokens and test secrets (tests/secretscan.py);
+# pytester runs inner sessions in the plugin's own test.
+pytest_plugins = ["tests.secretscan", "pytester"]
+
 
 class FakeClock:
     """Time that moves only when the test says so."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -206,3 +207,68 @@ def test_read_side_and_openapi(api: Any, clock: FakeClock) -> None:
     body = spec["paths"]["/api/v1/reports"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Report"}
     assert "Measurement" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(sqlite3.OperationalError("database or disk is full"), id="disk full"),
+    pytest.param(OSError(28, "No space left on device"), id="no space"),
+])
+def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
+        api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    client, service, token = api
+    web = Reporter("web01", clock)
+    real = service.ingestor.ingest
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(service.ingestor, "ingest", failing)
+    body = encode(web.report({"fs_used_ratio": 0.99}))
+    response = post(client, body, token)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"] == "unavailable"
+    assert service.registry.get_sample_value("runwatch_reports_failed_total") == 1
+    monkeypatch.setattr(service.ingestor, "ingest", real)
+    assert post(client, body, token).status_code == 202, "the same report, sent again"
+    assert len(service.calls("open", None)) == 1
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback(
+        api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    client, service, _ = api
+
+    def broken(only: str | None = None) -> Any:
+        raise RuntimeError("the fleet view is broken")
+
+    monkeypatch.setattr(service, "hosts", broken)
+    assert client.get("/api/v1/hosts").status_code == 500
+    failed = [r for r in caplog.records if "GET /api/v1/hosts failed" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None
+    caplog.clear()
+    assert client.get("/api/v1/calls/99").status_code == 404
+    assert not [r for r in caplog.records if "failed" in r.getMessage()], "a 404 is no error"
+
+
+def test_a_store_at_its_size_cap_answers_503_and_nothing_is_lost(
+        make_service: Callable[..., CollectorService], store_backend: dict[str, Any],
+        clock: FakeClock) -> None:
+    if store_backend["backend"] != "sqlite":
+        pytest.skip("store.max_bytes is SQLite's")
+    service = make_service([{**FS_RULE, "for": "0s"}],
+                           store={"backend": "sqlite", "max_bytes": 256 * 1024})
+    token = add_token(service.config.tokens_file, "web01")
+    web = Reporter("web01", clock)
+    statuses = []
+    with TestClient(create_app(service)) as client:
+        for number in range(400):
+            labels = {"mountpoint": f"/srv/{number}", "pad": "x" * 500}
+            body = encode(web.report({"fs_used_ratio": 0.5}, labels=labels))
+            statuses.append(post(client, body, token).status_code)
+            if statuses[-1] == 503:
+                break
+        assert statuses[-1] == 503, "the file grew to its cap"
+        assert set(statuses[:-1]) == {202}
+        accepted = len(statuses) - 1
+        assert service.fleet.hosts["web01"].record.last_seq == accepted
+        assert client.get("/api/v1/hosts").status_code == 200, "the read side still answers"

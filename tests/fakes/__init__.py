@@ -94,7 +94,8 @@ class FakeHelpDesk:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
+        """Serve on 127.0.0.1:`port` (0: a free one; the old port again to come back up)."""
         fake = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -110,7 +111,7 @@ class FakeHelpDesk:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean; the request log has everything
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
         self._server.daemon_threads = True
         # A short poll keeps stop() quick; shutdown() waits for the loop to notice.
         self._thread = threading.Thread(

@@ -1,0 +1,210 @@
+"""Rate limits per token: a flood gets 429 with Retry-After, a normal agent and its replay don't,
+and the agent keeps a throttled report in its spool and comes back when it was told to."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from agent.shipper import ReportSender, ReportShipper, RetryLater, SendResult, retry_after
+from agent.spool import Spool
+from checks.schema import encode
+from collector.api import create_app
+from collector.auth import add_token, read_tokens
+from collector.config import collector_config_from_dict
+from collector.limits import TokenBucketLimiter
+from collector.service import CollectorService
+from tests.conftest import FS_RULE, FakeClock, Reporter
+
+
+def test_bucket_allows_a_burst_then_the_rate() -> None:
+    clock = FakeClock(0.0)
+    limiter = TokenBucketLimiter(rate=2.0, burst=3, clock=clock)
+    assert [limiter.acquire("web01") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.acquire("web01") == pytest.approx(0.5), "empty: one token in 1/rate s"
+    assert limiter.acquire("db01") == 0.0, "each key has its own bucket"
+    clock.advance(0.5)
+    assert limiter.acquire("web01") == 0.0
+    clock.advance(100)
+    assert [limiter.acquire("web01") for _ in range(4)][-1] > 0, "refills only up to the burst"
+
+
+def test_rate_zero_switches_the_limit_off() -> None:
+    limiter = TokenBucketLimiter(rate=0.0, burst=1, clock=FakeClock(0.0))
+    assert all(limiter.acquire("web01") == 0.0 for _ in range(1000))
+
+
+def test_defaults_never_throttle_an_agent_or_a_days_replay() -> None:
+    """An agent every 60 s for a week is never throttled; a day's spool (1,440 reports) sent at
+    the agent's replay rate (20/s) is throttled only past the burst, and then by seconds."""
+    clock = FakeClock(0.0)
+    limits = collector_config_from_dict({}).limits
+    limiter = TokenBucketLimiter(limits.agent_requests_per_second, limits.agent_burst_requests,
+                                 clock)
+    for _ in range(7 * 24 * 60):
+        assert limiter.acquire("web01") == 0.0
+        clock.advance(60)
+    sent, waited, began = 0, 0.0, clock.now
+    while sent < 1440:
+        wait = limiter.acquire("web01")
+        if wait:
+            clock.advance(wait)
+            waited += wait
+            continue
+        sent += 1
+        clock.advance(1 / 20)
+    assert waited < 1440 / limits.agent_requests_per_second, "the burst took part of it at once"
+    assert clock.now - began < 10 * 60, "a day's backlog replays within ten minutes"
+
+
+@pytest.fixture
+def api(make_service: Callable[..., CollectorService]
+        ) -> Iterator[tuple[TestClient[Any], CollectorService, str, str]]:
+    service = make_service([{**FS_RULE, "for": "0s"}],
+                           limits={"agent_requests_per_second": 0.001, "agent_burst_requests": 3,
+                                   "operator_requests_per_second": 0.001,
+                                   "operator_burst_requests": 2})
+    token = add_token(service.config.tokens_file, "web01")
+    operator = add_token(service.config.operator_tokens_file, "admin-anna")
+    with TestClient(create_app(service)) as client:
+        yield client, service, token, operator
+
+
+def throttled(service: CollectorService, role: str) -> float:
+    value = service.registry.get_sample_value("runwatch_requests_throttled_total",
+                                              {"role": role})
+    return value or 0.0
+
+
+def test_agent_over_its_limit_gets_429_and_the_report_changes_nothing(
+        api: Any, clock: FakeClock) -> None:
+    client, service, token, _ = api
+    web = Reporter("web01", clock)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for _ in range(3):
+        assert client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
+                           headers=headers).status_code == 202
+    response = client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.99})),
+                           headers=headers)
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["error"] == "throttled"
+    assert "rate limit" in response.json()["message"]
+    assert token not in response.text
+    assert service.fleet.hosts["web01"].record.last_seq == 3, "the throttled report is not stored"
+    assert not service.calls("open", None)
+    assert throttled(service, "agent") == 1
+    # Another host has its own bucket.
+    db_token = add_token(service.config.tokens_file, "db01")
+    service.tokens._checked_at = float("-inf")  # skip the 1 s re-read throttle
+    response = client.post("/api/v1/reports",
+                           content=encode(Reporter("db01", clock).report({"x": 1})),
+                           headers={"Authorization": f"Bearer {db_token}"})
+    assert response.status_code == 202
+
+
+def test_operator_over_its_limit_gets_429(api: Any) -> None:
+    client, service, _, operator = api
+    headers = {"Authorization": f"Bearer {operator}"}
+    assert [client.get("/api/v1/tokens", headers=headers).status_code
+            for _ in range(3)] == [200, 200, 429]
+    response = client.post("/api/v1/tokens", json={"host": "new01"}, headers=headers)
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
+    assert "new01" not in {e.host for e in read_tokens(service.config.tokens_file)}
+    assert throttled(service, "operator") == 2
+
+
+def test_unknown_tokens_are_not_counted_against_a_real_one(api: Any, clock: FakeClock) -> None:
+    client, _, token, _ = api
+    for _ in range(10):
+        assert client.post("/api/v1/reports", content=b"{}",
+                           headers={"Authorization": "Bearer rwt_wrong"}).status_code == 401
+    response = client.post("/api/v1/reports",
+                           content=encode(Reporter("web01", clock).report({"x": 1})),
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    pytest.param("7", 7.0, id="delay"),
+    pytest.param(" 2 ", 2.0, id="spaces"),
+    pytest.param("99999", 3600.0, id="capped at an hour"),
+    pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", None, id="date form: ignored"),
+    pytest.param("-1", None, id="negative: ignored"),
+    pytest.param(None, None, id="absent"),
+])
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    assert retry_after(header) == seconds
+
+
+class _ThrottlingCollector(http.server.BaseHTTPRequestHandler):
+    """Answers like the collector: 429 with Retry-After while the bucket is empty, else 202."""
+
+    limiter: TokenBucketLimiter
+    received: list[bytes]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        wait = self.limiter.acquire("web01")
+        if wait:
+            payload = b'{"error": "throttled", "message": "rate limit"}'
+            self.send_response(429)
+            self.send_header("Retry-After", str(max(0, int(wait))))
+        else:
+            self.received.append(body)
+            payload = b'{"status": "accepted"}'
+            self.send_response(202)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_shipper_keeps_throttled_reports_and_delivers_them_in_order(tmp_path: Path) -> None:
+    received: list[bytes] = []
+    handler = type("Handler", (_ThrottlingCollector,),
+                   {"limiter": TokenBucketLimiter(rate=10.0, burst=2), "received": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sender = ReportSender(url, None, timeout=5)
+        spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
+        for _ in range(8):
+            seq = spool.next_seq()
+            spool.put(seq, str(seq).encode())
+        # One drain: the burst goes, then a 429 keeps the rest in the spool.
+        shipper = ReportShipper(spool, sender.send, min_backoff=30, max_backoff=60)
+        with pytest.raises(RetryLater) as later:
+            shipper.drain_once()
+        assert later.value.after_seconds == 0.0, "Retry-After came through to the shipper"
+        assert received == [b"1", b"2"]
+        assert spool.stats().reports == 6
+        # The loop waits as told (not the 30 s backoff) and delivers everything in order.
+        shipper.start()
+        deadline = time.monotonic() + 20
+        while len(received) < 8 and time.monotonic() < deadline:
+            shipper.notify()
+            time.sleep(0.05)
+        shipper.stop()
+        assert received == [str(n).encode() for n in range(1, 9)]
+        assert spool.stats().reports == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_429_is_not_a_permanent_refusal() -> None:
+    assert not SendResult(429, "throttled", 5.0).permanent
+    assert not SendResult(429, "throttled", 5.0).delivered
