@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import replace
 
 from checks.settings import format_duration
@@ -105,7 +106,15 @@ class RuleEvaluator:
 
     def due_in_order(self, now: float) -> list[str]:
         """hosts_due(), parents first, so a child sees its parent's call from the same tick."""
-        return sorted(self.hosts_due(now), key=self._depth)
+        return _finish(self.due_in_order_steps(now))
+
+    def due_in_order_steps(self, now: float, slice_seconds: float = float("inf")
+                           ) -> Generator[None, None, list[str]]:
+        """due_in_order(), yielding every `slice_seconds` of work (its value is the list): a
+        pass over every host and rule state of a large fleet takes longer than a report may
+        wait."""
+        due = yield from self._hosts_due_steps(now, slice_seconds)
+        return sorted(due, key=self._depth)
 
     def tick(self, now: float) -> None:
         """Evaluate what depends on time alone: staleness, `for` timers, vanished series,
@@ -155,16 +164,35 @@ class RuleEvaluator:
 
         A replica sharing its store takes each of them under the host's lock.
         """
+        return _finish(self._hosts_due_steps(now, float("inf")))
+
+    def _hosts_due_steps(self, now: float, slice_seconds: float
+                         ) -> Generator[None, None, list[str]]:
+        """hosts_due(), yielding every `slice_seconds`. It walks copies of the fleet's
+        tables, so reports ingested between its steps cannot upset the walk (their hosts are
+        looked at afresh by tick_host)."""
         self._down = None  # a new evaluation: parents' calls are looked up afresh
         factor = self._config.staleness.after_intervals
         due: set[str] = set()
-        for (rule, state_host, _), state in self._fleet.states.items():
+        began = time.perf_counter()
+        # Copies of the keys and the values, not of the items: no tuple per state to allocate.
+        states = self._fleet.states
+        for count, ((rule, state_host, _), state) in enumerate(
+                zip(list(states), list(states.values()), strict=True)):
             if (state.severity.is_problem and state.call_id is None) or state.flapping \
                     or state.silenced or state.absorbed_by is not None \
                     or (rule in _STALENESS_RULES and (state.severity is not Severity.OK
                                                       or state.call_id is not None)):
                 due.add(state_host)  # a `for`, a calm-down, a window's end, a recovery
-        for name, host in self._fleet.hosts.items():
+            if not count % 1024 and time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
+        hosts = self._fleet.hosts
+        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()),
+                                                 strict=True)):
+            if not count % 256 and time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
             if name in due:
                 continue
             walked = self._walked_at.get(name)
@@ -178,6 +206,7 @@ class RuleEvaluator:
                     or now - walked >= host.record.interval_seconds:
                 due.add(name)
         return sorted(due)
+
 
     # -- series rules ------------------------------------------------------------------------------
 
@@ -588,3 +617,12 @@ def _settled(state: RuleState) -> bool:
 def _check_key(check: str) -> str:
     """The labels key of a check's staleness state (the same few checks, over and over)."""
     return labels_key({"check": check})
+
+
+def _finish(steps: Generator[None, None, list[str]]) -> list[str]:
+    """Run a stepwise computation to its end and return its value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
