@@ -9,6 +9,7 @@ $RUNWATCH_TEST_ARTIFACTS).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -67,6 +68,18 @@ def _browser() -> Any:
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.implicitly_wait(5)  # a click that navigates returns before the next page is there
     return driver
+
+
+@pytest.fixture(autouse=True)
+def quiet_webdriver() -> Iterator[None]:
+    """Selenium logs every WebDriver command at DEBUG, keys typed into the sign-in form
+    included: the test's own token would land in the logs the secret scan reads. That log is
+    the browser driver's, not runwatch's; keep it at INFO for these tests."""
+    logger = logging.getLogger("selenium")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture
