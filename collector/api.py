@@ -54,6 +54,10 @@ _MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
 METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 # The event loop's lag is sampled with a timer this often (runwatch_event_loop_lag_seconds).
 LAG_PERIOD = 0.25
+# A tick gives the event loop back after this much work. Each step of a report (read, parse,
+# ingest, answer) can wait one slice behind it, so the slice is short: 10 ms slices added
+# 50 ms and more to a report that came during a tick at 10,000 hosts.
+TICK_SLICE = 0.002
 
 
 def _error(rejection: Rejection) -> Response[dict[str, Any]]:
@@ -445,7 +449,7 @@ def _background(service: CollectorService
         async def loop() -> None:
             while True:
                 await asyncio.sleep(float(service.config.evaluation_interval))
-                for _ in service.tick_slices():
+                for _ in service.tick_slices(TICK_SLICE):
                     await asyncio.sleep(0)  # serve the reports that came in meanwhile
 
         async def lag() -> None:
