@@ -283,9 +283,13 @@ def set_user(path: Path, name: str, password: str, role: str = ROLE_OPERATOR) ->
     with _locked(path):
         users = [u for u in read_users(path) if u.name != name]
         users.append(UserEntry(name, role, hash_password(password)))
-        _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
-                           "`runwatch user`)\n",
-                     [f"{u.name} {u.role} {u.password_hash}" for u in users])
+        _write_users(path, users)
+
+
+def _write_users(path: Path, users: list[UserEntry]) -> None:
+    _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
+                       "`runwatch user`)\n",
+                 [f"{u.name} {u.role} {u.password_hash}" for u in users])
 
 
 def remove_user(path: Path, name: str) -> bool:
@@ -295,9 +299,7 @@ def remove_user(path: Path, name: str) -> bool:
         kept = [u for u in users if u.name != name]
         if len(kept) == len(users):
             return False
-        _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
-                           "`runwatch user`)\n", [f"{u.name} {u.role} {u.password_hash}"
-                                                   for u in kept])
+        _write_users(path, kept)
     return True
 
 
