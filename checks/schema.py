@@ -31,6 +31,15 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP,
 
 # Labels the collector adds itself; a measurement may not carry them.
 RESERVED_LABELS: Final = frozenset({"host", "check"})
+# The most a measurement's labels may hold, names and values together, in UTF-8 bytes. The
+# labels are part of the series' key, and a database index entry has a size limit (about
+# 2,700 bytes in PostgreSQL); host name and metric name take the rest.
+MAX_LABELS_BYTES: Final = 2048
+
+
+def labels_bytes(labels: dict[str, str]) -> int:
+    """How many UTF-8 bytes a label set holds, names and values together."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in labels.items())
 
 
 class Measurement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +56,9 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         clash = RESERVED_LABELS.intersection(self.labels)
         if clash:
             raise ValueError(f"label {sorted(clash)[0]!r} is reserved for the collector")
+        if self.labels and labels_bytes(self.labels) > MAX_LABELS_BYTES:
+            raise ValueError(f"the labels of {self.name!r} hold {labels_bytes(self.labels)} "
+                             f"bytes; the limit is {MAX_LABELS_BYTES}")
         if self.name.endswith("_total"):
             # Measurements are gauges (counters become rates in the check); `_total` would lie.
             raise ValueError(f"measurement name {self.name!r} must not end in '_total'")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 import msgspec
 
 from checks.base import CheckFailed, CheckOptions, Clock, Glob
-from checks.schema import RESERVED_LABELS, Measurement
+from checks.schema import MAX_LABELS_BYTES, RESERVED_LABELS, Measurement, labels_bytes
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -212,6 +212,8 @@ class TextfileCheck:
                     len(v) > _MAX_LABEL_VALUE for v in labels.values()
                 ):
                     dropped.setdefault(sample.name, "label too long")
+                elif labels_bytes(labels) > MAX_LABELS_BYTES:
+                    dropped.setdefault(sample.name, f"labels over {MAX_LABELS_BYTES} bytes")
                 else:
                     out.append(
                         Measurement(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.config import CHECK_STALE_RULE
 from collector.rules import RuleState, Severity
@@ -19,6 +20,54 @@ from collector.store import (
 
 SeriesKey = tuple[str, str, str]   # host, metric name, labels key
 StateKey = tuple[str, str, str]    # rule, host, labels key
+_MISSING: Any = object()
+
+
+class StateTable(dict[StateKey, RuleState]):
+    """Rule states by (rule, host, labels key), with each host's keys at hand: one host is
+    reloaded without a walk over every state of the fleet (180,000 at 10,000 hosts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_host: dict[str, set[StateKey]] = {}
+
+    def __setitem__(self, key: StateKey, value: RuleState) -> None:
+        if key not in self:
+            self._by_host.setdefault(key[1], set()).add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: StateKey) -> None:
+        super().__delitem__(key)
+        keys = self._by_host[key[1]]
+        keys.discard(key)
+        if not keys:
+            del self._by_host[key[1]]
+
+    def pop(self, key: StateKey, default: Any = _MISSING) -> Any:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_host.clear()
+
+    def keys_of(self, host: str) -> list[StateKey]:
+        """The keys of one host's states."""
+        return list(self._by_host.get(host, ()))
+
+    def setdefault(self, *args: Any) -> Any:
+        raise NotImplementedError("StateTable keeps an index: set items one by one")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("StateTable keeps an index: set items one by one")
+
+    def popitem(self) -> Any:
+        raise NotImplementedError("StateTable keeps an index: pop items by key")
 
 
 @dataclass(slots=True)
@@ -38,7 +87,7 @@ class Fleet:
         self.series: dict[SeriesKey, SeriesRecord] = {}
         self.seen_at: dict[SeriesKey, float] = {}  # collector time of the last update
         self.by_host: dict[str, set[SeriesKey]] = defaultdict(set)
-        self.states: dict[StateKey, RuleState] = {}
+        self.states = StateTable()
         # The stored version of each host this view reflects (see Store.lock_host).
         self.versions: dict[str, int] = {}
         # The last few values of series that rules watch, for the calls' "recent measurements".
@@ -85,11 +134,11 @@ class Fleet:
                    if key in self.history}
         for key in list(self.by_host.get(host, ())):
             self.drop_series(key)
-        for key in [key for key in self.states if key[1] == host]:
+        for key in self.states.keys_of(host):
             del self.states[key]
-        for seen in [seen for seen in self.check_seen_at if seen[0] == host]:
-            del self.check_seen_at[seen]
-        self.hosts.pop(host, None)
+        known = self.hosts.pop(host, None)
+        for check in known.checks if known is not None else ():
+            self.check_seen_at.pop((host, check), None)
         self.versions[host] = snapshot.version
         if snapshot.record is None:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from sys import intern
 from typing import Literal
@@ -35,23 +36,49 @@ class ReportIngestor:
 
     def ingest(self, report: Report, now: float) -> IngestResult:
         """Store and evaluate a report that has already been authenticated and validated."""
-        with self._store.transaction():
-            # Other replicas sharing the store wait here for this host, and this view of it
-            # is brought up to date if one of them moved it since.
-            locked = self._store.lock_host(report.host)
-            if locked is not None and (report.host not in self._fleet.hosts
-                                       or self._fleet.versions.get(report.host) != locked[1]):
-                self._fleet.reload_host(self._store.load_host_snapshot(report.host),
-                                        report.host, now)
-            known = self._fleet.hosts.get(report.host)
-            if known is not None and known.record.boot_id == report.boot_id \
-                    and report.seq <= known.record.last_seq:
-                return IngestResult("duplicate", report.seq, 0)
-            stored = self._record(report, known, now)
-        return IngestResult("accepted", report.seq, stored)
+        return self.ingest_many([report], now)[0]
 
-    def _record(self, report: Report, known: HostState | None, now: float) -> int:
-        """Write the report and evaluate it; return how many series it updated."""
+    def ingest_many(self, reports: Sequence[Report], now: float) -> list[IngestResult]:
+        """Store and evaluate reports of distinct hosts in one transaction, in order.
+
+        A batch costs a few round trips to a shared store, not a few per report: the hosts
+        are locked together, each table is written with one statement for all of them, and
+        the transaction commits once. Should any part fail, none of it is stored."""
+        hosts = [report.host for report in reports]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("a batch holds at most one report per host")
+        fleet = self._fleet
+        with self._store.transaction():
+            # Other replicas sharing the store wait here for these hosts, and this view of
+            # each is brought up to date if one of them moved it since.
+            locked = self._store.lock_hosts(hosts)
+            for host, (_, version) in locked.items():
+                if host not in fleet.hosts or fleet.versions.get(host) != version:
+                    fleet.reload_host(self._store.load_host_snapshot(host), host, now)
+            results: list[IngestResult] = []
+            fresh: list[_Prepared] = []
+            for report in reports:
+                known = fleet.hosts.get(report.host)
+                if known is not None and known.record.boot_id == report.boot_id \
+                        and report.seq <= known.record.last_seq:
+                    results.append(IngestResult("duplicate", report.seq, 0))
+                    continue
+                prepared = self._prepare(report, known, now)
+                fresh.append(prepared)
+                results.append(IngestResult("accepted", report.seq, len(prepared.series)))
+            if fresh:
+                self._store.save_hosts([item.record for item in fresh])
+                self._store.save_series([s for item in fresh for s in item.series])
+                self._store.save_check_statuses([s for item in fresh for s in item.statuses])
+                self._store.add_backup_successes([b for item in fresh for b in item.backups])
+                for item in fresh:
+                    self._evaluate(item, now)
+                fleet.versions.update(
+                    self._store.bump_host_versions([item.record.host for item in fresh]))
+        return results
+
+    def _prepare(self, report: Report, known: HostState | None, now: float) -> _Prepared:
+        """What the report changes, in the shapes the store takes."""
         record = HostRecord(
             host=report.host,
             first_seen=known.record.first_seen if known else now,
@@ -92,18 +119,27 @@ class ReportIngestor:
             for run in report.checks
         ]
         failing = {s.check: f"{s.error_kind}: {s.error}" for s in statuses if s.error is not None}
+        return _Prepared(record, series, statuses, backups, failing)
 
-        self._store.save_host(record)
-        self._store.save_series(series)
-        self._store.save_check_statuses(statuses)
-        self._store.add_backup_successes(backups)
-        host = self._fleet.hosts.setdefault(report.host, HostState(record))
-        host.record = record
-        for status in statuses:
+    def _evaluate(self, item: _Prepared, now: float) -> None:
+        """Bring this view up to date with a stored report, and evaluate the rules on it."""
+        host_name = item.record.host
+        host = self._fleet.hosts.setdefault(host_name, HostState(item.record))
+        host.record = item.record
+        for status in item.statuses:
             host.checks[status.check] = status
-        for item in series:
-            self._fleet.put_series(item, now)
-        self._evaluator.on_report(report.host, series, failing, now,
-                                  [status.check for status in statuses])
-        self._fleet.versions[report.host] = self._store.bump_host_version(report.host)
-        return len(series)
+        for series in item.series:
+            self._fleet.put_series(series, now)
+        self._evaluator.on_report(host_name, item.series, item.failing, now,
+                                  [status.check for status in item.statuses])
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One report of a batch, ready to store."""
+
+    record: HostRecord
+    series: list[SeriesRecord]
+    statuses: list[CheckStatus]
+    backups: list[BackupSuccess]
+    failing: dict[str, str]

@@ -51,7 +51,8 @@ class IngestMetrics:
                                 ["reason"], registry=registry)
         self.failed = Counter("runwatch_reports_failed",
                               "Reports that failed inside the collector (a store or evaluation "
-                              "error): answered 500, not ingested; the agent sends them again.",
+                              "error): answered 500 or 503, not ingested; the agent sends them "
+                              "again.",
                               registry=registry)
         self.evaluation_failures = Counter(
             "runwatch_evaluation_failures",
@@ -63,6 +64,11 @@ class IngestMetrics:
             "Time to read, validate, store and evaluate a report.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry)
+        self.batch_size = Histogram(
+            "runwatch_ingest_batch_reports",
+            "Reports stored in one transaction. Reports that arrive while the collector is "
+            "busy wait together and share one: the busier, the cheaper each report.",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry)
         self.loop_lag = Histogram(
             "runwatch_event_loop_lag_seconds",
             "How late the collector's event loop ran a timer set every 0.25 s: how long a "

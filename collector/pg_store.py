@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -330,17 +330,27 @@ class PostgresStore:
 
     def lock_host(self, host: str) -> tuple[HostRecord, int] | None:
         """Serialise work on one host across replicas (until the transaction ends); its row."""
-        self._db.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))",
-                         (host,))
-        row = self._db.execute(
+        return self.lock_hosts([host]).get(host)
+
+    def lock_hosts(self, hosts: Sequence[str]) -> dict[str, tuple[HostRecord, int]]:
+        """lock_host() for several hosts in one round trip. The locks are taken in the order of
+        their keys, so replicas locking overlapping sets of hosts cannot deadlock."""
+        names = list(hosts)
+        self._db.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema()), k) FROM "
+            "(SELECT DISTINCT hashtext(h) AS k FROM unnest(%s::text[]) AS h) AS keys ORDER BY k",
+            (names,))
+        return {row[0]: (HostRecord(*row[:8]), int(row[8])) for row in self._db.execute(
             "SELECT host, first_seen, last_report_at, interval_seconds, agent_version, "
-            "boot_id, last_seq, labels, version FROM hosts WHERE host = %s", (host,)).fetchone()
-        return (HostRecord(*row[:8]), int(row[8])) if row else None
+            "boot_id, last_seq, labels, version FROM hosts WHERE host = ANY(%s)", (names,))}
 
     def bump_host_version(self, host: str) -> int:
-        row = self._db.execute("UPDATE hosts SET version = version + 1 WHERE host = %s "
-                               "RETURNING version", (host,)).fetchone()
-        return int(row[0]) if row else 0
+        return self.bump_host_versions([host]).get(host, 0)
+
+    def bump_host_versions(self, hosts: Sequence[str]) -> dict[str, int]:
+        return {host: int(version) for host, version in self._db.execute(
+            "UPDATE hosts SET version = version + 1 WHERE host = ANY(%s) RETURNING host, version",
+            (list(hosts),))}
 
     def host_versions(self) -> dict[str, int]:
         return {host: int(version) for host, version in
@@ -407,14 +417,24 @@ class PostgresStore:
             yield HostRecord(*row)
 
     def save_host(self, host: HostRecord) -> None:
+        self.save_hosts([host])
+
+    def save_hosts(self, hosts: list[HostRecord]) -> None:
+        if not hosts:
+            return
         self._db.execute(
             "INSERT INTO hosts (host, first_seen, last_report_at, interval_seconds, "
-            "agent_version, boot_id, last_seq, labels) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "agent_version, boot_id, last_seq, labels) SELECT h, f, r, i, a, b, s, l::jsonb "
+            "FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::float8[], %b::text[], "
+            "%b::text[], %b::int8[], %b::text[]) AS u(h, f, r, i, a, b, s, l) "
             "ON CONFLICT (host) DO UPDATE SET last_report_at=excluded.last_report_at, "
             "interval_seconds=excluded.interval_seconds, agent_version=excluded.agent_version, "
             "boot_id=excluded.boot_id, last_seq=excluded.last_seq, labels=excluded.labels",
-            (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
-             host.agent_version, host.boot_id, host.last_seq, Jsonb(host.labels)))
+            ([h.host for h in hosts], _floats(h.first_seen for h in hosts),
+             _floats(h.last_report_at for h in hosts),
+             _floats(h.interval_seconds for h in hosts), [h.agent_version for h in hosts],
+             [h.boot_id for h in hosts], [h.last_seq for h in hosts],
+             [json.dumps(h.labels, sort_keys=True) for h in hosts]))
 
     def load_series(self) -> Iterator[SeriesRecord]:
         for host, name, key, check, value, unit, ts in self._db.execute(

@@ -6,7 +6,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,6 +65,12 @@ def settle_garbage_collector() -> None:
 
 _FULL_COLLECTION_EVERY_SECONDS = 3600.0
 _full_collection = {"at": time.monotonic()}  # when everything was last collected
+
+
+def _store_unavailable(exc: Exception) -> bool:
+    """Whether the store failed as a whole (its server gone, its disk full: PEP 249's
+    OperationalError, or the OS's error), rather than over one report's content."""
+    return isinstance(exc, OSError) or type(exc).__name__ == "OperationalError"
 
 
 def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
@@ -293,6 +299,55 @@ class CollectorService:
         `started` is the perf_counter() reading when the request arrived, so the latency
         histogram covers reading, decoding and validating the body too.
         """
+        (outcome,) = self.ingest_many([(token_host, report, started)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def ingest_many(self, items: Sequence[tuple[str, Report, float | None]]
+                    ) -> list[IngestResult | Exception]:
+        """Ingest reports of distinct hosts, each `(token_host, report, started)` as for
+        ingest(), in one transaction. Each gets its result, or the exception that refused it
+        (a Rejection, or the store's error).
+
+        Should the transaction fail, the reports are ingested again one by one, so that a
+        report the store cannot take fails alone and the others are stored."""
+        outcomes: dict[int, IngestResult | Exception] = {}
+        valid: list[tuple[int, Report, float]] = []
+        for index, (token_host, report, started) in enumerate(items):
+            try:
+                self._admit(token_host, report)
+            except Rejection as rejection:
+                outcomes[index] = rejection
+                continue
+            valid.append((index, report, time.perf_counter() if started is None else started))
+        if valid:
+            self.ingest_metrics.batch_size.observe(len(valid))
+            try:
+                results = self.ingestor.ingest_many([report for _, report, _ in valid],
+                                                    self.clock())
+            except Exception as exc:
+                # The transaction rolled back; rebuild the in-memory view so the two agree.
+                self.ingest_metrics.failed.inc()
+                log.exception("ingest failed for %s; reloading state",
+                              ", ".join(f"host {r.host} seq {r.seq}" for _, r, _ in valid))
+                self._reload()
+                for index, report, started in valid:
+                    if len(valid) == 1 or _store_unavailable(exc):
+                        outcomes[index] = exc  # alone, it would fail the same way
+                        continue
+                    try:
+                        outcomes[index] = self.ingest(report.host, report, started)
+                    except Exception as alone:  # noqa: BLE001 - the caller answers for each
+                        outcomes[index] = alone
+            else:
+                for (index, report, started), result in zip(valid, results, strict=True):
+                    outcomes[index] = result
+                    self._count(report.host, result, started)
+        return [outcomes[index] for index in range(len(items))]
+
+    def _admit(self, token_host: str, report: Report) -> None:
+        """Refuse a report its token may not send, or one too large to store."""
         if report.host != token_host:
             raise Rejection(403, "forbidden",
                             f"this token may report only for host {token_host!r}", "host")
@@ -300,26 +355,16 @@ class CollectorService:
             raise Rejection(413, "too_large",
                             f"{len(report.measurements)} measurements; the limit is "
                             f"{self.config.limits.max_measurements}", "measurements")
-        if started is None:
-            started = time.perf_counter()
-        try:
-            result = self.ingestor.ingest(report, self.clock())
-        except Exception:
-            # The transaction rolled back; rebuild the in-memory view so the two agree again.
-            self.ingest_metrics.failed.inc()
-            log.exception("ingest failed for host %s seq %d; reloading state", report.host,
-                          report.seq)
-            self._reload()
-            raise
+
+    def _count(self, host: str, result: IngestResult, started: float) -> None:
         if result.status == "accepted" and self.metrics.fleet is not None:
-            self.metrics.fleet.refresh(report.host)  # its /metrics text, while it is at hand
+            self.metrics.fleet.refresh(host)  # its /metrics text, while it is at hand
         self.ingest_metrics.latency.observe(time.perf_counter() - started)
         if result.status == "duplicate":
             self.ingest_metrics.duplicates.inc()
         else:
             self.ingest_metrics.ingested.inc()
             self.ingest_metrics.measurements.inc(result.measurements)
-        return result
 
     def reject(self, rejection: Rejection) -> None:
         self.ingest_metrics.rejected.labels(rejection.reason).inc()

@@ -8,7 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -311,8 +311,14 @@ class SQLiteStore:
         name, first, last, interval, version, boot, seq, labels = row
         return HostRecord(name, first, last, interval, version, boot, seq, json.loads(labels)), 0
 
+    def lock_hosts(self, hosts: Sequence[str]) -> dict[str, tuple[HostRecord, int]]:
+        return {host: locked for host in hosts if (locked := self.lock_host(host)) is not None}
+
     def bump_host_version(self, host: str) -> int:
         return 0  # one writer: its view is always current
+
+    def bump_host_versions(self, hosts: Sequence[str]) -> dict[str, int]:
+        return dict.fromkeys(hosts, 0)
 
     def host_versions(self) -> dict[str, int]:
         return {}
@@ -343,16 +349,19 @@ class SQLiteStore:
             yield HostRecord(host, first, last, interval, version, boot, seq, json.loads(labels))
 
     def save_host(self, host: HostRecord) -> None:
-        self._db.execute(
+        self.save_hosts([host])
+
+    def save_hosts(self, hosts: list[HostRecord]) -> None:
+        self._db.executemany(
             "INSERT INTO hosts (host, first_seen, last_report_at, interval_seconds, "
             "agent_version, boot_id, last_seq, labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (host) DO UPDATE SET "
             "last_report_at=excluded.last_report_at, interval_seconds=excluded.interval_seconds, "
             "agent_version=excluded.agent_version, boot_id=excluded.boot_id, "
             "last_seq=excluded.last_seq, labels=excluded.labels",
-            (host.host, host.first_seen, host.last_report_at, host.interval_seconds,
-             host.agent_version, host.boot_id, host.last_seq,
-             json.dumps(host.labels, sort_keys=True)))
+            [(host.host, host.first_seen, host.last_report_at, host.interval_seconds,
+              host.agent_version, host.boot_id, host.last_seq,
+              json.dumps(host.labels, sort_keys=True)) for host in hosts])
 
     def load_series(self) -> Iterator[SeriesRecord]:
         return self._series_where("", ())

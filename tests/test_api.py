@@ -123,6 +123,8 @@ _DELETE = object()
                  "reserved", id="reserved label"),
     pytest.param({"measurements__0__name": "errors_total"}, "measurements -> 1", "_total",
                  id="counter-style name"),
+    pytest.param({"measurements__0__labels": {f"l{i}": "x" * 1000 for i in range(3)}},
+                 "measurements -> 1", "the limit is 2048", id="labels too large"),
     pytest.param({"boot_id": _DELETE}, "", "boot_id", id="missing field"),
     pytest.param({"extra": 1}, "", "unknown field `extra`", id="unknown field"),
 ])
@@ -217,19 +219,19 @@ def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
         api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     client, service, token = api
     web = Reporter("web01", clock)
-    real = service.ingestor.ingest
+    real = service.ingestor.ingest_many
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(service.ingestor, "ingest", failing)
+    monkeypatch.setattr(service.ingestor, "ingest_many", failing)
     body = encode(web.report({"fs_used_ratio": 0.99}))
     response = post(client, body, token)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"] == "unavailable"
     assert service.registry.get_sample_value("runwatch_reports_failed_total") == 1
-    monkeypatch.setattr(service.ingestor, "ingest", real)
+    monkeypatch.setattr(service.ingestor, "ingest_many", real)
     assert post(client, body, token).status_code == 202, "the same report, sent again"
     assert len(service.calls("open", None)) == 1
 

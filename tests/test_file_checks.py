@@ -161,6 +161,19 @@ def test_textfile_leaves_out_values_the_wire_cannot_carry(
     assert "left out 3 sample names" in caplog.text
 
 
+def test_textfile_leaves_out_label_sets_too_large_for_a_series_key(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = ",".join(f'l{i}="{"x" * 1000}"' for i in range(3))  # each value within its limit
+    write(tmp_path / "a.prom", f"a{{{big}}} 1\nb{{l=\"small\"}} 2\n")
+    with caplog.at_level(logging.WARNING):
+        out = wire_safe(
+            TextfileCheck(TextfileOptions(directory=str(tmp_path)), clock=clock).collect()
+        )
+    assert names(out) == TEXTFILE_NAMES | {"b"}
+    assert "labels over 2048 bytes" in caplog.text
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -109,6 +109,11 @@ def _hostile(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], No
     pytest.param(_hostile(("checks", 0, "error"), {"kind": "error", "message": "\x00"}),
                  id="NUL in a check error"),
     pytest.param(_hostile(("labels",), {"role": "\x00"}), id="NUL in a host label"),
+    # Larger than a database index entry may be: refused at the door, not a 503 for ever.
+    pytest.param(_hostile(("measurements", 0, "labels"),
+                          {f"l{i}": "x" * 1000 for i in range(15)}), id="15 kB of labels"),
+    pytest.param(_hostile(("measurements", 0, "labels"), {"mountpoint": "\u00e9" * 1024}),
+                 id="2 kB of labels in 1,024 characters"),
     pytest.param(_hostile(("measurements", 0, "timestamp"), 1e300), id="timestamp 1e300"),
     pytest.param(_hostile(("sent_at",), 1e300), id="sent_at 1e300"),
     pytest.param(_hostile(("checks", 0, "started_at"), 1e300), id="check started 1e300"),
