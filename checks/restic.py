@@ -34,9 +34,10 @@ _RFC3339 = re.compile(
 )
 
 
-def parse_restic_time(text: str) -> float:
-    """Return the Unix time of one of restic's RFC 3339 timestamps (any offset, up to ns)."""
-    match = _RFC3339.match(text.strip())
+def parse_restic_time(text: object) -> float:
+    """Return the Unix time of one of restic's RFC 3339 timestamps (any offset, up to ns).
+    Anything else, a JSON null or number included, is a ValueError."""
+    match = _RFC3339.match(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     fraction = (match.group("fraction") or "0")[:6].ljust(6, "0")

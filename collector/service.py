@@ -385,7 +385,11 @@ class CollectorService:
         now = self.clock()
         try:
             if not self.store.try_lead("evaluation"):
-                return  # its view of each host catches up when the host reports through it
+                # Its view of each host catches up when the host reports through it. Its
+                # view grows with those reports all the same: without this, full collections
+                # over it stalled a follower for 200-400 ms every half minute.
+                settle_garbage_collector()
+                return
             with self.store.transaction():
                 self._follow_desk_closures(now)
                 self.evaluator.prune_history(now)

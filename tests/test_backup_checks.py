@@ -355,6 +355,13 @@ def test_restic_time_parsing(text: str, expected: float) -> None:
     assert parse_restic_time(text) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("value", [None, 1795338372, ["2026-11-22T09:06:12Z"], "yesterday"])
+def test_a_snapshot_time_that_is_not_rfc_3339_is_a_value_error(value: object) -> None:
+    # A JSON null or number in `time` was an AttributeError, which escaped the check.
+    with pytest.raises(ValueError, match="not an RFC 3339 time"):
+        parse_restic_time(value)
+
+
 # --- borg ---------------------------------------------------------------------------------------
 
 
