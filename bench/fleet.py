@@ -159,6 +159,8 @@ class Desk:
         self.lock = threading.Lock()
         self.opened: dict[str, str] = {}       # ticket id: fingerprint
         self.resolved: set[str] = set()
+        self.keys: dict[str, str] = {}         # Idempotency-Key: ticket id
+        self.repeated = 0                      # opens sent again, answered from the keys
         self.events = 0
         desk = self
 
@@ -166,13 +168,16 @@ class Desk:
             def do_POST(self) -> None:
                 event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 time.sleep(desk.delay)
-                answer = desk.receive(event)
+                answer = desk.receive(event, self.headers.get("Idempotency-Key"))
                 body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the collector was killed mid-delivery: what the run is about
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -183,12 +188,19 @@ class Desk:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def receive(self, event: dict[str, Any]) -> dict[str, Any]:
+    def receive(self, event: dict[str, Any], key: str | None) -> dict[str, Any]:
         with self.lock:
             self.events += 1
             if event["event"] == "open":
+                # As receivers that honour Idempotency-Key do: an `open` sent again (a replica
+                # died before it recorded the answer) gets the ticket the first one made.
+                if key is not None and key in self.keys:
+                    self.repeated += 1
+                    return {"id": self.keys[key]}
                 ticket = uuid.uuid4().hex
                 self.opened[ticket] = event["fingerprint"]
+                if key is not None:
+                    self.keys[key] = ticket
                 return {"id": ticket}
             if event["event"] == "resolve":
                 self.resolved.add(event["ticket_id"])
@@ -586,6 +598,7 @@ def after_kill(args: argparse.Namespace, kill: dict[str, Any] | None, acked: dic
         "acknowledged_hosts": len(acked), "acknowledged_but_lost": lost,
         "duplicate_open_calls": duplicate_calls[0] if duplicate_calls else None,
         "calls": calls[0] if calls else None, "tickets_opened": opens,
+        "opens_sent_again": desk.repeated,
         "keys_with_two_open_tickets": sum(1 for n in tickets.values() if n > 1),
         "leased_by_dead": len(leased), "leased_delivered": done[0] if done else 0,
         "leased_delivered_before_expiry": early[0] if early else 0,
@@ -700,7 +713,8 @@ def print_figures(f: dict[str, Any]) -> None:
               f"(of {k['acknowledged_hosts']} hosts' last acknowledged seqs); duplicate open "
               f"calls: {k['duplicate_open_calls']}; keys with two open tickets: "
               f"{k['keys_with_two_open_tickets']}; calls {k['calls']}, tickets opened "
-              f"{k['tickets_opened']}")
+              f"{k['tickets_opened']} ({k['opens_sent_again']} opens sent again, answered by "
+              "their Idempotency-Key)")
         print(f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
               f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
               f"its {k['lease_seconds']:g} s leases ran out), the last "

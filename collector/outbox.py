@@ -147,7 +147,8 @@ class OutboxWorker:
         if op.op == "open":
             if link is not None:
                 return None  # delivered before a crash, recorded after: nothing to do
-            ticket = NewTicket(**payload["ticket"])
+            ticket = NewTicket(**payload["ticket"],
+                               idempotency_key=f"{payload['ticket']['fingerprint']}-{op.id}")
             # Idempotent create: a ticket made before a crash carries the fingerprint.
             ref = sink.find(ticket.fingerprint) or sink.open(ticket)
             return CallLink(op.call_id, op.sink, ref.remote_id, ref.url, "new",

@@ -41,7 +41,8 @@ class RecordingSink:
         self._maybe_fail()
         key = f"T{len(self.tickets) + 1}"
         self.tickets[key] = {"fingerprint": ticket.fingerprint, "state": "new",
-                             "priority": ticket.priority, "route": ticket.route}
+                             "priority": ticket.priority, "route": ticket.route,
+                             "idempotency_key": ticket.idempotency_key}
         self.log.append(("open", key))
         return TicketRef(key)
 
@@ -106,6 +107,30 @@ def test_lifecycle_reaches_the_help_desk_in_order(desk: Any, clock: FakeClock) -
     worker.deliver_due()
     assert sink.log[-1] == ("reopen", "T1")
     assert len(sink.tickets) == 1
+
+
+def test_an_open_sent_again_carries_the_same_idempotency_key(
+        desk: Any, clock: FakeClock) -> None:
+    service, sink, worker = desk
+    web = Reporter("web01", clock)
+    feed(service, web, 0.97)
+    sink.failures = [SinkError("timeout", retryable=True)]
+    sink.find = lambda fingerprint: None  # type: ignore[method-assign]  # a desk it can't search
+    # As if the first attempt had reached the desk before the answer was lost.
+    real_open = sink.open
+    keys = []
+
+    def open_and_note(ticket: NewTicket) -> TicketRef:
+        keys.append(ticket.idempotency_key)
+        return real_open(ticket)
+
+    sink.open = open_and_note  # type: ignore[method-assign]
+    assert worker.deliver_due() == 0
+    clock.advance(3600)
+    assert worker.deliver_due() == 1
+    (op,) = service.store.list_ops("done", 10)
+    (call,) = service.calls("open", None)
+    assert keys == [f"{call.fingerprint}-{op.id}"] * 2, "one key for every delivery of it"
 
 
 def test_retryable_failures_back_off_and_block_only_their_call(

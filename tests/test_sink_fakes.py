@@ -830,6 +830,17 @@ def test_webhook_posts_one_event_per_operation(receiver: WebhookReceiver, sinks:
     assert (sink.status(ref).state, sink.status(ref).raw) == ("open", "unknown")
 
 
+def test_webhook_open_carries_the_idempotency_key(receiver: WebhookReceiver,
+                                                 sinks: list[Any]) -> None:
+    receiver.answer = {"id": 4711}
+    sink = webhook_sink(receiver, sinks)
+    sink.open(dataclasses.replace(new_ticket("high"), idempotency_key=f"{FP}-17"))
+    sink.open(new_ticket("high"))  # none given (a call opened by hand): no header
+    keys = [request.headers.get("idempotency-key") for request in receiver.requests]
+    assert keys == [f"{FP}-17", None]
+    assert receiver.requests[0].headers["x-team"] == "ops", "the configured headers stay"
+
+
 def test_webhook_custom_template(receiver: WebhookReceiver, sinks: list[Any]) -> None:
     template = (
         '{"text": {{ ("[" ~ (severity or "update") ~ "] " ~ (summary or text)) | tojson }},'

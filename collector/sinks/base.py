@@ -43,6 +43,10 @@ class NewTicket:
     host: str
     rule: str
     labels: dict[str, str] = field(default_factory=dict)
+    # The same for every delivery of one outbox entry, by any replica: a receiver that keeps
+    # the keys it has seen makes one ticket of an `open` sent again after a replica died
+    # mid-delivery (sinks that can search for the fingerprint need no key).
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,7 @@ class WebhookSink:
             )
         response = self._send(
             "open",
+            {"Idempotency-Key": ticket.idempotency_key} if ticket.idempotency_key else {},
             fingerprint=ticket.fingerprint,
             summary=ticket.summary,
             description=ticket.description,
@@ -226,6 +227,8 @@ class WebhookSink:
                 retryable=False,
             ) from None
 
-    def _send(self, event: str, **values: Any) -> httpx.Response:
+    def _send(self, event: str, extra_headers: Mapping[str, str] | None = None,
+              **values: Any) -> httpx.Response:
         body = self.render(event, **values)
-        return self._http.request("POST", self._path, json=body, headers=self._config.headers)
+        return self._http.request("POST", self._path, json=body,
+                                  headers={**self._config.headers, **(extra_headers or {})})
