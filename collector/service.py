@@ -68,9 +68,10 @@ _full_collection = {"at": time.monotonic()}  # when everything was last collecte
 
 
 def _store_unavailable(exc: Exception) -> bool:
-    """Whether the store failed as a whole (its server gone, its disk full: PEP 249's
-    OperationalError, or the OS's error), rather than over one report's content."""
-    return isinstance(exc, OSError) or type(exc).__name__ == "OperationalError"
+    """Whether the store may be failing as a whole (its server gone, its disk full: PEP 249's
+    OperationalError and its kinds, or the OS's error), not over one report's content."""
+    return isinstance(exc, OSError) or any(cls.__name__ == "OperationalError"
+                                           for cls in type(exc).__mro__)
 
 
 def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
@@ -332,14 +333,17 @@ class CollectorService:
                 log.exception("ingest failed for %s; reloading state",
                               ", ".join(f"host {r.host} seq {r.seq}" for _, r, _ in valid))
                 self._reload()
+                failure = exc if len(valid) == 1 else None
                 for index, report, started in valid:
-                    if len(valid) == 1 or _store_unavailable(exc):
-                        outcomes[index] = exc  # alone, it would fail the same way
+                    if failure is not None:
+                        outcomes[index] = failure
                         continue
                     try:
                         outcomes[index] = self.ingest(report.host, report, started)
                     except Exception as alone:  # noqa: BLE001 - the caller answers for each
                         outcomes[index] = alone
+                        if _store_unavailable(alone):
+                            failure = alone  # the rest would fail the same way
             else:
                 for (index, report, started), result in zip(valid, results, strict=True):
                     outcomes[index] = result
