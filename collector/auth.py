@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from checks.schema import HOST_NAME_PATTERN
 
 log = logging.getLogger(__name__)
+_Entry = TypeVar("_Entry")  # a line of a tokens or users file
 
 TOKEN_PREFIX = "rwt_"  # noqa: S105 -- a prefix that marks tokens, not a secret  # nosec B105
 _HASH_PREFIX = "sha256:"
@@ -148,12 +150,20 @@ def add_token(path: Path, host: str, *, replace: bool = False, role: str = ROLE_
 
 def revoke_token(path: Path, host: str) -> bool:
     """Remove the host's token; return whether it had one."""
+    return _remove_entries(path, read_tokens, _write_tokens, lambda e: e.host == host)
+
+
+def _remove_entries(path: Path, read: Callable[[Path], list[_Entry]],
+                    write: Callable[[Path, list[_Entry]], None],
+                    unwanted: Callable[[_Entry], bool]) -> bool:
+    """Rewrite a tokens or users file without the unwanted entries, under its lock; return
+    whether there were any."""
     with _locked(path):
-        entries = read_tokens(path)
-        kept = [e for e in entries if e.host != host]
+        entries = read(path)
+        kept = [e for e in entries if not unwanted(e)]
         if len(kept) == len(entries):
             return False
-        _write_tokens(path, kept)
+        write(path, kept)
     return True
 
 
@@ -294,13 +304,7 @@ def _write_users(path: Path, users: list[UserEntry]) -> None:
 
 def remove_user(path: Path, name: str) -> bool:
     """Remove a console user; return whether there was one."""
-    with _locked(path):
-        users = read_users(path)
-        kept = [u for u in users if u.name != name]
-        if len(kept) == len(users):
-            return False
-        _write_users(path, kept)
-    return True
+    return _remove_entries(path, read_users, _write_users, lambda u: u.name == name)
 
 
 def _write_lines(path: Path, header: str, lines: list[str]) -> None:

@@ -34,10 +34,6 @@ class ReportIngestor:
         self._store = store
         self._evaluator = evaluator
 
-    def ingest(self, report: Report, now: float) -> IngestResult:
-        """Store and evaluate a report that has already been authenticated and validated."""
-        return self.ingest_many([report], now)[0]
-
     def ingest_many(self, reports: Sequence[Report], now: float) -> list[IngestResult]:
         """Store and evaluate reports of distinct hosts in one transaction, in order.
 
