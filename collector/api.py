@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import gzip
-import ipaddress
 import logging
 import sqlite3
 import time
@@ -23,6 +24,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryP
 
 from checks.schema import MAX_TIMESTAMP, Report, decode_report
 from checks.settings import Duration, key_path
+from collector.access import HostPolicy, exposure_warnings
 from collector.auth import (
     TokenExists,
     TokenFileError,
@@ -160,15 +162,25 @@ def _op_json(op: OutboxOp) -> dict[str, Any]:
             "last_error": op.last_error}
 
 
-def _is_loopback(host: str) -> bool:
+def as_bearer(authorization: str | None) -> str | None:
+    """The Authorization header as Bearer credentials. Basic ones (Prometheus's `basic_auth`)
+    carry the token as their password, whatever the user name; None if they are malformed."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return authorization
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return f"Bearer {password}" if colon and password.strip() else None
 
 
 def _outbox_routes(service: CollectorService) -> list[Any]:
-    """The outbox's read and retry endpoints."""
+    """The outbox's read endpoint, and its repairs (operators, audited)."""
+
+    def operator(request: Request[Any, Any, Any]) -> str:
+        return service.authenticate_operator(request.headers.get("authorization"))
 
     @get("/api/v1/outbox", summary="Call operations for help desks: pending, dead or done",
          tags=["read"])
@@ -178,33 +190,38 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
         return [_op_json(op) for op in service.store.list_ops(wanted, max(1, min(limit, 5000)))]
 
     @post("/api/v1/outbox/retry", status_code=200, tags=["admin"],
-          summary="Put dead letters back in line (all, or one by id); loopback only")
+          summary="Put dead letters back in line (all, or one by id) (operators)")
     async def retry_outbox(request: Request[Any, Any, Any], op_id: OptionalQueryId = None
                            ) -> Response[dict[str, Any]]:
-        client = request.client.host if request.client else ""
-        if not _is_loopback(client):
-            return Response({"error": "forbidden", "message": "outbox retry is allowed from "
-                             "the collector's own host only"}, status_code=403)
+        try:
+            who = operator(request)
+        except Rejection as rejection:
+            return _error(rejection)
+        target = "every dead letter" if op_id is None else f"outbox operation {op_id}"
         with service.store.transaction():
             count = service.store.retry_dead(op_id, service.clock())
+            if count:
+                service.audit(who, "outbox.retry", target, f"{count} put back in line")
         if service.outbox is not None:
             service.outbox.notify()
-        log.info("%d dead letter(s) put back in line from %s", count, client)
+        log.info("operator %s put %d dead letter(s) back in line", who, count)
         return Response({"retried": count})
 
     @post("/api/v1/outbox/discard", status_code=200, tags=["admin"],
-          summary="Give up on one dead letter so its call's later operations go; loopback only")
+          summary="Give up on one dead letter so its call's later operations go (operators)")
     async def discard_outbox(request: Request[Any, Any, Any], op_id: QueryId
                              ) -> Response[dict[str, Any]]:
-        client = request.client.host if request.client else ""
-        if not _is_loopback(client):
-            return Response({"error": "forbidden", "message": "outbox discard is allowed from "
-                             "the collector's own host only"}, status_code=403)
+        try:
+            who = operator(request)
+        except Rejection as rejection:
+            return _error(rejection)
         with service.store.transaction():
             count = service.store.discard_dead(op_id, service.clock())
+            if count:
+                service.audit(who, "outbox.discard", f"outbox operation {op_id}")
         if service.outbox is not None:
             service.outbox.notify()
-        log.warning("dead letter %d discarded from %s", op_id, client)
+        log.warning("operator %s discarded dead letter %d (%d)", who, op_id, count)
         return Response({"discarded": count})
 
     return [get_outbox, retry_outbox, discard_outbox]
@@ -432,15 +449,56 @@ def _silence_routes(service: CollectorService) -> list[Any]:
     return [list_silences, add_silence, end_silence, explain]
 
 
-def _read_guard(service: CollectorService) -> Callable[[ASGIConnection[Any, Any, Any, Any],
-                                                        BaseRouteHandler], None]:
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def _read_guard(service: CollectorService) -> Guard:
     """With `operators: {read_api: token}`, the read API (routes tagged `read`) answers only
-    to operator tokens, read-only ones included; 401 for anyone else."""
+    to operator tokens, read-only ones included (Bearer, or Basic with the token as
+    password); 401 for anyone else."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         tags = getattr(handler, "tags", None) or ()
         if service.config.operators.read_api == "token" and "read" in tags:
-            service.authenticate_operator(connection.headers.get("authorization"), change=False)
+            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
+                                          change=False)
+
+    return guard
+
+
+def _metrics_guard(service: CollectorService) -> Guard:
+    """With `operators: {metrics: token}`, /metrics answers only to operator tokens, as the
+    read API does (Prometheus: `authorization` or `basic_auth` with the token as password)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if service.config.operators.metrics == "token":
+            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
+                                          change=False)
+
+    return guard
+
+
+def _host_guard(service: CollectorService) -> Guard:
+    """Refuse (421) a request naming a host the collector does not serve, unless it carries a
+    valid token: a page that rebinds its own DNS name to the collector's address has none,
+    while agents and operators' tools may reach it by any name (a DNS alias)."""
+    policy = HostPolicy.from_config(service.config)
+
+    def holds_token(authorization: str | None) -> bool:
+        scheme, _, token = (as_bearer(authorization) or "").partition(" ")
+        token = token.strip()
+        return scheme.lower() == "bearer" and bool(token) and (
+            service.tokens.host_for(token) is not None
+            or service.operators.identify(token) is not None)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        host = connection.headers.get("host", "")
+        if policy.allows(host) or holds_token(connection.headers.get("authorization")):
+            return
+        log.warning("refused %s %s naming host %r, which is not one of this collector's "
+                    "names (allowed_hosts)", connection.scope.get("method", "?"),
+                    connection.url.path, host[:200])
+        raise Rejection(421, "misdirected", policy.refusal(host[:200]))
 
     return guard
 
@@ -465,6 +523,8 @@ def _background(service: CollectorService
                 await asyncio.sleep(LAG_PERIOD)
                 service.ingest_metrics.loop_lag.observe(max(0.0, clock() - began - LAG_PERIOD))
 
+        for warning in exposure_warnings(service.config):
+            log.warning("%s", warning)
         tasks = [asyncio.create_task(loop()), asyncio.create_task(lag())]
         service.start()
         try:
@@ -574,12 +634,16 @@ def create_app(service: CollectorService) -> Litestar:
                       "state": link.remote_state, "acknowledged_at": link.acknowledged_at}
         return Response({**_call_json(call), "events": events, "ticket": ticket})
 
-    @get("/healthz", summary="Liveness", tags=["ops"])
+    @get("/healthz", summary="Liveness; the number of hosts too while the read API is open",
+         tags=["ops"])
     async def healthz() -> dict[str, Any]:
+        if service.config.operators.read_api != "open":
+            return {"status": "ok", "version": __version__}  # the fleet's size is not public
         return {"status": "ok", "version": __version__, "hosts": len(service.fleet.hosts)}
 
-    @get("/metrics", summary="Prometheus metrics (gzip when the client accepts it)",
-         tags=["ops"], media_type=METRICS_MEDIA_TYPE)
+    @get("/metrics", summary="Prometheus metrics (gzip when the client accepts it); with "
+         "`operators: {metrics: token}` operator tokens only", tags=["ops"],
+         media_type=METRICS_MEDIA_TYPE, guards=[_metrics_guard(service)])
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         # Rendered on the event loop, so the fleet cannot change under it; compressed off it.
         body = service.metrics.render()
@@ -600,7 +664,7 @@ def create_app(service: CollectorService) -> Litestar:
                         *_call_action_routes(service), *console_routes(service), healthz,
                         metrics, openapi],
         lifespan=[_background(service)],
-        guards=[_read_guard(service)],
+        guards=[_host_guard(service), _read_guard(service)],
         exception_handlers={Rejection: lambda _request, exc: _error(exc), Throttled: _throttled},
         before_request=_refuse_nul,
         after_exception=[_log_unhandled],

@@ -12,6 +12,7 @@ import msgspec
 
 from checks.schema import MetricName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
+from collector.access import beyond_loopback, url_host
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
 from collector.sinks.rt import RTSinkConfig
@@ -249,8 +250,13 @@ class OperatorsConfig(_Config, frozen=True):
     tokens_file: Path | None = None  # default: DATA_DIR/operators.tokens
     users_file: Path | None = None   # default: DATA_DIR/users
     # The read API (hosts, calls, outbox, silences, rule explanations): `open` to anyone who
-    # reaches the collector, or `token`: an operator token of either role.
-    read_api: Literal["open", "token"] = "open"
+    # reaches the collector, or `token`: an operator token of either role. Unset: `token`
+    # when the collector is reachable beyond loopback (`listen`, `external_url`), else `open`;
+    # set at load, so it is never None after.
+    read_api: Literal["open", "token"] | None = None
+    # /metrics, by the same rule: Prometheus then sends an operator token (a read-only one is
+    # enough) as Bearer credentials, or as the password of Basic ones.
+    metrics: Literal["open", "token"] | None = None
     session_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 12.0
 
 
@@ -359,6 +365,11 @@ class StoreConfig(_Config, frozen=True):
 
 class CollectorConfig(_Config, frozen=True):
     listen: str = "127.0.0.1:9330"
+    # The URL agents and people reach the collector by when it is not `listen` (a reverse
+    # proxy, a DNS name): its host is one the collector answers to, and one beyond loopback.
+    external_url: str | None = None
+    # More host names (globs) requests may name in their Host header; see collector/access.py.
+    allowed_hosts: list[str] = []
     data_dir: Path = Path("/var/lib/runwatch")
     store: StoreConfig = StoreConfig()
     agents: AgentsConfig = AgentsConfig()
@@ -476,10 +487,28 @@ def _check_tls(tls: TlsConfig, source: str | None) -> None:
                           source=source) from None
 
 
+def _resolve_access(config: CollectorConfig, source: str | None) -> CollectorConfig:
+    """Check `external_url`; give `operators.read_api` and `metrics` their derived defaults."""
+    if config.external_url is not None and url_host(config.external_url) is None:
+        raise ConfigError("external_url", "expected an http:// or https:// URL such as "
+                          f"https://collector.example.org, got {config.external_url!r}",
+                          source=source)
+    for i, pattern in enumerate(config.allowed_hosts, start=1):
+        if not pattern.strip() or any(c.isspace() or c in "/:" for c in pattern):
+            raise ConfigError(f"allowed_hosts -> {i}", "expected a host name or a glob such "
+                              f"as *.example.org (no port, no scheme), got {pattern!r}",
+                              source=source)
+    default = "token" if beyond_loopback(config) else "open"
+    operators = config.operators
+    return msgspec.structs.replace(config, operators=msgspec.structs.replace(
+        operators, read_api=operators.read_api or default, metrics=operators.metrics or default))
+
+
 def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
               ) -> CollectorConfig:
     """Check what a single key cannot: references between sinks, groups and rules."""
     _check_listen(config.listen, source)
+    config = _resolve_access(config, source)
     if config.tls is not None:
         _check_tls(config.tls, source)
     if float(config.evaluation_interval) < 0.1:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,14 +251,15 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     if args.outbox_action == "list":
         return _print_outbox(args.collector, args.status, args.json, args.limit)
     if args.outbox_action == "discard":
-        done = _get(args.collector, "/api/v1/outbox/discard", {"op_id": str(args.id)},
-                    method="POST")["discarded"]
+        done = _send(args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST",
+                     _operator_token(args))["discarded"]
         print(f"{done} dead letter(s) discarded")
         return EXIT_OK if done else EXIT_FAILED
     if args.id is None and not args.all:
         raise CommandError("say which dead letter to retry (an ID) or --all")
-    params = {"op_id": str(args.id)} if args.id is not None else None
-    retried = _get(args.collector, "/api/v1/outbox/retry", params, method="POST")["retried"]
+    query = f"?op_id={args.id}" if args.id is not None else ""
+    retried = _send(args.collector, f"/api/v1/outbox/retry{query}", "POST",
+                    _operator_token(args))["retried"]
     print(f"{retried} dead letter(s) put back in line")
     return EXIT_OK if retried else EXIT_FAILED
 
@@ -314,8 +316,7 @@ def _operator_token(args: argparse.Namespace) -> str:
     else:
         token = os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip()
     if not token:
-        raise CommandError("changing silences or calls needs an operator token: --token-file "
-                           "FILE, or "
+        raise CommandError("this change needs an operator token: --token-file FILE, or "
                            "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
                            "--operator NAME`)")
     return token
@@ -544,7 +545,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         set_user,
     )
 
-    path = _users_file(args)
+    path, config = _users_file(args)
     try:
         if args.user_verb == "add":
             if args.password_stdin:
@@ -553,15 +554,18 @@ def cmd_user(args: argparse.Namespace) -> int:
                 password = getpass.getpass(f"password for {args.name}: ")
                 if getpass.getpass("again: ") != password:
                     raise CommandError("the passwords differ")
-            set_user(path, args.name, password,
-                     ROLE_READ_ONLY if args.read_only else ROLE_OPERATOR)
-            print(f"user {args.name} ({'read-only' if args.read_only else 'operator'}) "
-                  f"stored in {path}", file=sys.stderr)
+            role = ROLE_READ_ONLY if args.read_only else ROLE_OPERATOR
+            with _audit_trail(config) as record:
+                set_user(path, args.name, password, role)
+                print(f"user {args.name} ({role}) stored in {path}", file=sys.stderr)
+                record("user.add", f"user {args.name}", role)
         elif args.user_verb == "remove":
-            if not remove_user(path, args.name):
-                print(f"no user {args.name} in {path}", file=sys.stderr)
-                return EXIT_FAILED
-            print(f"user {args.name} removed; their console sessions end", file=sys.stderr)
+            with _audit_trail(config) as record:
+                if not remove_user(path, args.name):
+                    print(f"no user {args.name} in {path}", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"user {args.name} removed; their console sessions end", file=sys.stderr)
+                record("user.remove", f"user {args.name}")
         else:
             users = read_users(path)
             if args.json:
@@ -574,45 +578,124 @@ def cmd_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _users_file(args: argparse.Namespace) -> Path:
+def _users_file(args: argparse.Namespace) -> tuple[Path, Any]:
+    """The users file, and the collector config it came from (None for --users-file)."""
     if args.users_file:
-        return Path(args.users_file)
-    from collector.config import load_collector_config
-
-    return load_collector_config(args.config).users_file
-
-
-def _tokens_file(args: argparse.Namespace) -> Path:
-    if args.tokens_file:
-        return Path(args.tokens_file)
+        return Path(args.users_file), None
     from collector.config import load_collector_config
 
     config = load_collector_config(args.config)
-    return config.operator_tokens_file if args.operator else config.tokens_file
+    return config.users_file, config
+
+
+def _tokens_file(args: argparse.Namespace) -> tuple[Path, Any]:
+    """The tokens file, and the collector config it came from (None for --tokens-file)."""
+    if args.tokens_file:
+        return Path(args.tokens_file), None
+    from collector.config import load_collector_config
+
+    config = load_collector_config(args.config)
+    return (config.operator_tokens_file if args.operator else config.tokens_file), config
+
+
+def _cli_actor() -> tuple[str, str]:
+    """Who runs this command, for the audit log: `cli:USER` (the effective user), and the
+    user sudo was called by, if any."""
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = str(os.geteuid())
+    sudo = os.environ.get("SUDO_USER", "")
+    return f"cli:{name}", (f"sudo from {sudo}" if sudo and sudo != name else "")
+
+
+@contextlib.contextmanager
+def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
+    """Yield `record(action, target, detail="")`, which writes an entry (actor `cli:USER`, via
+    `cli`) into the audit log of the collector `config` names, as changes through the API are.
+
+    The store is opened before the change is made, so one that cannot be reached stops the
+    change instead of leaving it out of the record. Without a config (--tokens-file,
+    --users-file), or before the collector has ever run (no SQLite store yet), the change is
+    made and not recorded, and the command says so."""
+    def unrecorded(*_: str) -> None:
+        return None
+
+    if config is None:
+        print("(not recorded in an audit log: no collector config named; give --config to "
+              "record it)", file=sys.stderr)
+        yield unrecorded
+        return
+    database = config.data_dir / "runwatch.db"
+    if config.store.backend == "sqlite" and not database.exists():
+        print(f"(not recorded in an audit log: the collector has no store at {database} "
+              "yet)", file=sys.stderr)
+        yield unrecorded
+        return
+    import sqlite3
+
+    from collector.service import open_store
+    from collector.store import AuditEntry
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+    if config.store.backend == "postgresql":
+        import psycopg
+
+        errors = (*errors, psycopg.Error)
+    try:
+        store = open_store(config)
+    except errors as exc:
+        raise CommandError(f"cannot open the collector's store to record this change in its "
+                           f"audit log, so nothing was changed: {exc}") from None
+    actor, sudo = _cli_actor()
+
+    def record(action: str, target: str, detail: str = "") -> None:
+        text = "; ".join(part for part in (detail, sudo) if part)
+        try:
+            with store.transaction():
+                store.add_audit(AuditEntry(0, time.time(), actor, action, target, text, "cli"))
+        except errors as exc:
+            raise CommandError(f"{action} {target} is done, but could not be recorded in the "
+                               f"audit log: {exc}") from None
+
+    try:
+        yield record
+    finally:
+        store.close()
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from collector.auth import TokenFileError, add_token, read_tokens, revoke_token
 
-    path = _tokens_file(args)
+    path, config = _tokens_file(args)
+    kind, noun = ("operator_token", "operator") if args.operator else ("token", "host")
     try:
         if args.tokens_verb == "add":
             if args.read_only and not args.operator:
                 raise CommandError("--read-only is for operator tokens (with --operator); "
                                    "agent tokens only report")
-            token = add_token(path, args.host, replace=args.replace,
-                              role="read-only" if args.read_only else "operator")
-            print(token)
-            where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
-                     "mode 0600)." if args.operator else
-                     "Put it in the agent's token_file (mode 0600).")
-            print(f"token for {args.host} stored (hashed) in {path}; it is shown only once. "
-                  f"{where}", file=sys.stderr)
+            role = "read-only" if args.read_only else "operator"
+            with _audit_trail(config) as record:
+                token = add_token(path, args.host, replace=args.replace, role=role)
+                print(token)
+                where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
+                         "mode 0600)." if args.operator else
+                         "Put it in the agent's token_file (mode 0600).")
+                print(f"token for {args.host} stored (hashed) in {path}; it is shown only "
+                      f"once. {where}", file=sys.stderr)
+                details = [role if args.operator and args.read_only else "",
+                           "token replaced" if args.replace else ""]
+                record(f"{kind}.add", f"{noun} {args.host}", ", ".join(d for d in details if d))
         elif args.tokens_verb == "revoke":
-            if not revoke_token(path, args.host):
-                print(f"{args.host} has no token in {path}", file=sys.stderr)
-                return EXIT_FAILED
-            print(f"token for {args.host} revoked; its next report gets 401", file=sys.stderr)
+            with _audit_trail(config) as record:
+                if not revoke_token(path, args.host):
+                    print(f"{args.host} has no token in {path}", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"token for {args.host} revoked; its next report gets 401",
+                      file=sys.stderr)
+                record(f"{kind}.revoke", f"{noun} {args.host}")
         else:
             entries = read_tokens(path)
             if args.json:
@@ -757,17 +840,23 @@ def _add_outbox_commands(sub: Any) -> None:
     outbox_retry = outbox_actions.add_parser(
         "retry", help="put dead letters back in line once the cause is fixed",
         description="Retry a dead letter by ID, or all of them; exit 1 if none was retried. "
-                    "Allowed from the collector's own host only.")
+                    "Needs an operator token (not a read-only one); recorded in the audit "
+                    "log.")
     outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
     outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
     outbox_discard = outbox_actions.add_parser(
         "discard", help="give up on a dead letter that can never be delivered",
         description="Give up on one dead letter (e.g. a reopen the help desk refuses for "
-                    "good), so the call's later operations can go. Exit 1 if it was not dead.")
+                    "good), so the call's later operations can go. Exit 1 if it was not dead. "
+                    "Needs an operator token (not a read-only one); recorded in the audit "
+                    "log.")
     outbox_discard.add_argument("id", type=int, help="the operation's ID")
     for command in (outbox_list, outbox_retry, outbox_discard):
         command.add_argument("--collector", default=DEFAULT_COLLECTOR,
                              help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        if command is not outbox_list:
+            command.add_argument("--token-file", help="file holding an operator token (default: "
+                                 "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)")
         command.set_defaults(func=cmd_outbox)
 
 

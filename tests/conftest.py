@@ -60,6 +60,8 @@ def collector_config(tmp_path: Path, rules: list[dict[str, Any]] | None = None,
         "groups": GROUPS,
         "rules": [FS_RULE] if rules is None else rules,
         "staleness": {"after_intervals": 3, "owner": "systems-administration"},
+        # The name Litestar's TestClient sends in its Host header.
+        "allowed_hosts": ["testserver.local"],
     }
     data.update(extra)
     return collector_config_from_dict(data)

@@ -3,7 +3,10 @@
 An endpoint that appears in `/openapi.json` without a rule here fails the test, so nobody adds
 one without deciding who may call it. Each endpoint is called with no token, an agent token,
 a read-only operator token and an operator token; "denied" means 401 or 403, anything else
-(200, 404, 422, ...) means the door let the caller through.
+(200, 404, 422, ...) means the door let the caller through. Each walk runs under four access
+settings: the read API and /metrics explicitly open, explicitly behind a token, and the defaults
+on loopback and beyond it. A request whose Host header names another site (DNS rebinding) is
+refused with 421 unless it carries a valid token.
 """
 
 from __future__ import annotations
@@ -27,7 +30,16 @@ OPERATORS = frozenset({"read-only", "operator"})
 CHANGERS = frozenset({"operator"})
 AGENTS = frozenset({"agent"})
 
-# (method, path template): who may call it, when the read API is open and when it needs a token.
+# The access settings each walk runs under, and the column of the matrix that applies.
+PROFILES: dict[str, tuple[dict[str, Any], str]] = {
+    "open": ({"operators": {"read_api": "open", "metrics": "open"}}, "open"),
+    "token": ({"operators": {"read_api": "token", "metrics": "token"}}, "token"),
+    "default on loopback": ({"listen": "127.0.0.1:9330"}, "open"),
+    "default beyond loopback": ({"listen": "0.0.0.0:9330"}, "token"),
+}
+
+# (method, path template): who may call it, when the read API and /metrics are open and when
+# they need a token.
 READ = {"open": EVERYONE, "token": OPERATORS}
 MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/reports"): {"open": AGENTS, "token": AGENTS},
@@ -37,9 +49,9 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/api/v1/outbox"): READ,
     ("GET", "/api/v1/silences"): READ,
     ("GET", "/api/v1/rules/{rule}/explain"): READ,
-    # Outbox repairs are allowed from the collector's own host only (the test client is local).
-    ("POST", "/api/v1/outbox/retry"): {"open": EVERYONE, "token": EVERYONE},
-    ("POST", "/api/v1/outbox/discard"): {"open": EVERYONE, "token": EVERYONE},
+    # Outbox repairs are changes: operators only, wherever they come from.
+    ("POST", "/api/v1/outbox/retry"): {"open": CHANGERS, "token": CHANGERS},
+    ("POST", "/api/v1/outbox/discard"): {"open": CHANGERS, "token": CHANGERS},
     ("GET", "/api/v1/tokens"): {"open": OPERATORS, "token": OPERATORS},
     ("GET", "/api/v1/tokens/{host}"): {"open": OPERATORS, "token": OPERATORS},
     ("POST", "/api/v1/tokens"): {"open": CHANGERS, "token": CHANGERS},
@@ -51,10 +63,11 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/calls/{call_id}/comment"): {"open": CHANGERS, "token": CHANGERS},
     ("POST", "/api/v1/calls/{call_id}/resolve"): {"open": CHANGERS, "token": CHANGERS},
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
-    ("GET", "/metrics"): {"open": EVERYONE, "token": EVERYONE},
+    ("GET", "/metrics"): READ,
 }
 
 PATH_VALUES = {"call_id": "1", "rule": "filesystem_full", "host": "web02", "silence_id": "1"}
+QUERY_VALUES = {("POST", "/api/v1/outbox/discard"): {"op_id": "1"}}
 
 
 def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
@@ -72,15 +85,21 @@ def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
     return json.dumps(body).encode() if body is not None else None
 
 
-@pytest.fixture(params=["open", "token"])
-def read_api(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=list(PROFILES))
+def profile(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def client(make_service: Callable[..., CollectorService], read_api: str
+def read_api(profile: str) -> str:
+    """The matrix column of the access profile under test."""
+    return PROFILES[profile][1]
+
+
+@pytest.fixture
+def client(make_service: Callable[..., CollectorService], profile: str
            ) -> Iterator[tuple[TestClient[Any], dict[str, str | None]]]:
-    service = make_service(operators={"read_api": read_api})
+    service = make_service(**PROFILES[profile][0])
     operators = service.config.operator_tokens_file
     tokens: dict[str, str | None] = {
         "anonymous": None,
@@ -107,25 +126,55 @@ def test_every_documented_endpoint_has_a_rule(
     assert not gone, f"rules for endpoints that do not exist: {gone}"
 
 
+def walk(test_client: TestClient[Any], tokens: dict[str, str | None], clock: FakeClock,
+         **headers: str) -> Iterator[tuple[str, str, str, Any]]:
+    """Call every documented endpoint as each caller: (method, template, caller, answer)."""
+    for method, template in sorted(documented(test_client)):
+        path = template.format(**PATH_VALUES)
+        for caller in CALLERS:
+            token = tokens[caller]
+            sent = {"Content-Type": "application/json", **headers}
+            if token is not None:
+                sent["Authorization"] = f"Bearer {token}"
+            body = request_body(method, template, clock)
+            answer = test_client.request(method, path, headers=sent, content=body,
+                                         params=QUERY_VALUES.get((method, template)))
+            yield method, template, caller, answer
+
+
 def test_every_endpoint_answers_each_role_as_the_matrix_says(
         client: tuple[TestClient[Any], dict[str, str | None]], read_api: str,
         clock: FakeClock) -> None:
     test_client, tokens = client
     wrong = []
-    for method, template in sorted(documented(test_client)):
+    for method, template, caller, answer in walk(test_client, tokens, clock):
         allowed = MATRIX[(method, template)][read_api]
-        path = template.format(**PATH_VALUES)
-        for caller in CALLERS:
-            token = tokens[caller]
-            headers = {"Content-Type": "application/json"}
-            if token is not None:
-                headers["Authorization"] = f"Bearer {token}"
-            body = request_body(method, template, clock)
-            answer = test_client.request(method, path, headers=headers, content=body)
-            denied = answer.status_code in (401, 403)
-            if denied == (caller in allowed):
-                wrong.append(f"{method} {path} as {caller}: {answer.status_code} "
+        denied = answer.status_code in (401, 403)
+        if denied == (caller in allowed):
+            wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
+                         f"{answer.text[:120]}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_request_naming_another_host_is_refused_unless_it_holds_a_token(
+        client: tuple[TestClient[Any], dict[str, str | None]], read_api: str,
+        clock: FakeClock) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at the collector makes the
+    browser send `Host: evil.example` with no token. A caller with a valid token (an agent
+    reporting through a DNS alias) is judged by the matrix as usual."""
+    test_client, tokens = client
+    wrong = []
+    for method, template, caller, answer in walk(test_client, tokens, clock,
+                                                 Host="evil.example:9330"):
+        if caller == "anonymous":
+            if answer.status_code != 421 or "evil.example" not in answer.json()["message"]:
+                wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
                              f"{answer.text[:120]}")
+            continue
+        denied = answer.status_code in (401, 403, 421)
+        if denied == (caller in MATRIX[(method, template)][read_api]):
+            wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
+                         f"{answer.text[:120]}")
     assert not wrong, "\n".join(wrong)
 
 
