@@ -1,5 +1,7 @@
 """A real Prometheus on loopback scrapes a real collector fed by simulated agents; every panel
 query of every shipped dashboard returns data, and the shipped alert rules load and evaluate.
+The collector's /metrics needs a token (`operators: {metrics: token}`): Prometheus sends a
+read-only operator token with `basic_auth` (job runwatch) or `authorization` (Bearer).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report, encode
-from collector.auth import add_token
+from collector.auth import ROLE_READ_ONLY, add_token
 from tests.conftest import RUNWATCH, tool
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
 from tests.procs import Processes, get_text, promtool_check, read_url, wait_for
@@ -276,6 +278,12 @@ class Stack:
     collector_url: str
     prometheus_url: str
     desk_events: list[dict[str, Any]]
+    scrape_token: str  # a read-only operator token: /metrics needs one
+
+
+# Jobs that only check the scrape's `up`: the samples are dropped, so dashboards and alerts see
+# the `runwatch` job alone.
+UP_ONLY = [{"source_labels": ["__name__"], "regex": ".+", "action": "drop"}]
 
 
 def query(prometheus: str, expr: str) -> Any:
@@ -312,6 +320,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "gone.example.net",
         ]
         tokens = {host: add_token(data / "agents.tokens", host) for host in hosts}
+        scrape_token = add_token(data / "operators.tokens", "prometheus", role=ROLE_READ_ONLY)
+        token_file = tmp / "prometheus.token"
+        token_file.write_text(scrape_token + "\n")
         (tmp / "collector.yaml").write_text(
             yaml.safe_dump(
                 {
@@ -338,6 +349,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "outbox": {"first_retry": "1s", "max_retry": "2s"},
                     "rule_files": [str(REPO / "config" / "rules" / "*.yaml")],
                     "rules": INSTANT_RULES,
+                    "operators": {"metrics": "token"},
                 }
             )
         )
@@ -361,7 +373,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                             "job_name": "runwatch",
                             "scrape_timeout": "1s",
                             "static_configs": [{"targets": [target]}],
-                        }
+                            "basic_auth": {
+                                "username": "prometheus",
+                                "password_file": str(token_file),
+                            },
+                        },
+                        {
+                            "job_name": "runwatch-bearer",
+                            "scrape_timeout": "1s",
+                            "static_configs": [{"targets": [target]}],
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials_file": str(token_file),
+                            },
+                            "metric_relabel_configs": UP_ONLY,
+                        },
+                        {
+                            "job_name": "runwatch-anonymous",
+                            "scrape_timeout": "1s",
+                            "static_configs": [{"targets": [target]}],
+                            "metric_relabel_configs": UP_ONLY,
+                        },
                     ],
                 }
             )
@@ -412,7 +444,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=30,
         )
         time.sleep(3)  # a few more scrapes of the final state
-        yield Stack(collector_url, prometheus_url, desk.events)  # type: ignore[attr-defined]
+        yield Stack(collector_url, prometheus_url, desk.events,  # type: ignore[attr-defined]
+                    scrape_token)
     finally:
         started.stop_all()
         desk.shutdown()
@@ -420,17 +453,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_collector_output_passes_promtool_check_metrics(stack: Stack) -> None:
-    promtool_check(get_text(f"{stack.collector_url}/metrics"))
+    request = urllib.request.Request(
+        f"{stack.collector_url}/metrics", headers={"Authorization": f"Bearer {stack.scrape_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        promtool_check(response.read().decode())
 
 
 def test_prometheus_scrapes_the_collector_with_gzip(stack: Stack) -> None:
     (target,) = query(stack.prometheus_url, 'up{job="runwatch"}')["result"]
     assert target["value"][1] == "1"
     request = urllib.request.Request(
-        f"{stack.collector_url}/metrics", headers={"Accept-Encoding": "gzip"}
+        f"{stack.collector_url}/metrics",
+        headers={"Accept-Encoding": "gzip", "Authorization": f"Bearer {stack.scrape_token}"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["Content-Encoding"] == "gzip"
+
+
+def test_prometheus_scrapes_metrics_behind_a_token_and_not_without(stack: Stack) -> None:
+    def up() -> dict[str, str]:
+        return {
+            series["metric"]["job"]: series["value"][1]
+            for series in query(stack.prometheus_url, "up")["result"]
+        }
+
+    wait_for("Prometheus to scrape every job", lambda: len(up()) == 3, timeout=30)
+    assert up() == {"runwatch": "1", "runwatch-bearer": "1", "runwatch-anonymous": "0"}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get_text(f"{stack.collector_url}/metrics")
+    assert refused.value.code == 401
 
 
 BOARDS = dashboards()
