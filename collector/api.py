@@ -481,7 +481,8 @@ def _metrics_guard(service: CollectorService) -> Guard:
 def _host_guard(service: CollectorService) -> Guard:
     """Refuse (421) a request naming a host the collector does not serve, unless it carries a
     valid token: a page that rebinds its own DNS name to the collector's address has none,
-    while agents and operators' tools may reach it by any name (a DNS alias)."""
+    while agents and operators' tools may reach it by any name (a DNS alias). Handlers with
+    `opt={"any_host": True}` (liveness, which load balancers probe by any name) are exempt."""
     policy = HostPolicy.from_config(service.config)
 
     def holds_token(authorization: str | None) -> bool:
@@ -491,9 +492,10 @@ def _host_guard(service: CollectorService) -> Guard:
             service.tokens.host_for(token) is not None
             or service.operators.identify(token) is not None)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         host = connection.headers.get("host", "")
-        if policy.allows(host) or holds_token(connection.headers.get("authorization")):
+        if handler.opt.get("any_host") or policy.allows(host) \
+                or holds_token(connection.headers.get("authorization")):
             return
         log.warning("refused %s %s naming host %r, which is not one of this collector's "
                     "names (allowed_hosts)", connection.scope.get("method", "?"),
@@ -635,7 +637,7 @@ def create_app(service: CollectorService) -> Litestar:
         return Response({**_call_json(call), "events": events, "ticket": ticket})
 
     @get("/healthz", summary="Liveness; the number of hosts too while the read API is open",
-         tags=["ops"])
+         tags=["ops"], opt={"any_host": True})
     async def healthz() -> dict[str, Any]:
         if service.config.operators.read_api != "open":
             return {"status": "ok", "version": __version__}  # the fleet's size is not public

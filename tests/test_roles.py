@@ -6,7 +6,7 @@ a read-only operator token and an operator token; "denied" means 401 or 403, any
 (200, 404, 422, ...) means the door let the caller through. Each walk runs under four access
 settings: the read API and /metrics explicitly open, explicitly behind a token, and the defaults
 on loopback and beyond it. A request whose Host header names another site (DNS rebinding) is
-refused with 421 unless it carries a valid token.
+refused with 421 unless it carries a valid token (liveness excepted).
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
     ("GET", "/metrics"): READ,
 }
+
+# Liveness answers whatever name a load balancer probes it by (nothing in it is worth a
+# rebinding attack: no host count unless the read API is open anyway).
+ANY_HOST = {("GET", "/healthz")}
 
 PATH_VALUES = {"call_id": "1", "rule": "filesystem_full", "host": "web02", "silence_id": "1"}
 QUERY_VALUES = {("POST", "/api/v1/outbox/discard"): {"op_id": "1"}}
@@ -166,7 +170,7 @@ def test_a_request_naming_another_host_is_refused_unless_it_holds_a_token(
     wrong = []
     for method, template, caller, answer in walk(test_client, tokens, clock,
                                                  Host="evil.example:9330"):
-        if caller == "anonymous":
+        if caller == "anonymous" and (method, template) not in ANY_HOST:
             if answer.status_code != 421 or "evil.example" not in answer.json()["message"]:
                 wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
                              f"{answer.text[:120]}")
