@@ -5,8 +5,9 @@ time (slow loris), or never finishes its body, is held until the fd limit. This 
 each request a deadline for its headers and one for its body, and refuses connections past a
 cap with a 503 at once, so that slow clients cannot crowd out the agents.
 
-The cost per request is a timer armed and cancelled (uvicorn arms one per response for
-keep-alive already) and two checks of h11's state.
+A request that arrives whole costs two checks of h11's state and no timer; one that comes
+in pieces, or with a body still to come, costs a timer armed and cancelled (uvicorn arms one
+per response for keep-alive already); each connection costs one more.
 """
 
 from __future__ import annotations
@@ -59,17 +60,19 @@ class LimitedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
             return  # a refused client's request: dropped
-        if self._deadline is None and self.conn.their_state is h11.IDLE:
-            self._reading_body = False
-            self._arm(self.header_timeout_seconds)  # the first bytes of the next request
         super().data_received(data)
+        # Checked after h11 has parsed: a request that came whole (the usual case) arms nothing.
         state = self.conn.their_state
-        if state is h11.SEND_BODY:
+        if state is h11.IDLE:
+            if self._deadline is None:
+                self._arm(self.header_timeout_seconds)  # part of a request's headers came
+        elif state is h11.SEND_BODY:
             if not self._reading_body:
                 self._reading_body = True
                 self._arm(self.body_timeout_seconds)
-        elif state is not h11.IDLE:
-            self._disarm()  # the request is complete (DONE), or the connection is ending
+        else:  # the request is complete (DONE), or the connection is ending
+            self._reading_body = False
+            self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
