@@ -16,6 +16,7 @@ from agent.notify import SystemdNotifier
 from agent.runner import CheckRunner, Harvest
 from agent.shipper import ReportSender, ReportShipper, SendResult
 from agent.spool import Spool, SpoolStats
+from checks.filemodes import make_private_dir, warn_if_exposed
 from checks.registry import build_check
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from checks.settings import ConfigError
@@ -129,6 +130,9 @@ class Agent:
         self._load_config = load_config
         self._notifier = notifier or SystemdNotifier({})
         self._wake: tuple[int, int] | None = None  # the main loop's wake-up pipe, while it runs
+        # Before the checks and the spool make anything in it: reports may hold private data.
+        make_private_dir(config.state_dir)
+        warn_if_exposed([config.state_dir, config.state_dir / "spool"], log)
         self.runner = build_runner(config, self._poke)
         self.spool = Spool(config.state_dir / "spool", config.spool.max_bytes,
                            config.spool.max_reports, float(config.spool.max_age), clock)

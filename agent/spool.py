@@ -182,11 +182,11 @@ class Spool:
     def reject(self, seq: int, reason: str) -> None:
         """Keep a report the collector will never accept aside, so it does not block the rest."""
         with self._lock:
-            self._rejected.mkdir(exist_ok=True)
+            self._rejected.mkdir(exist_ok=True, mode=0o700)
             source = self._path(seq)
             if source.exists():
                 os.replace(source, self._rejected / source.name)
-                (self._rejected / f"{seq:020d}.reason").write_text(reason + "\n")
+                _atomic_write(self._rejected / f"{seq:020d}.reason", (reason + "\n").encode())
             self._forget(seq)
 
     def stats(self) -> SpoolStats:

@@ -339,6 +339,13 @@ class LimitsConfig(_Config, frozen=True):
     agent_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 600
     operator_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     operator_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 60
+    # Slow clients (collector/connections.py): a request's headers and its body must each
+    # arrive within these, or the connection is closed. Connections past max_connections get
+    # a 503 at once (agents report on short connections: 10,000 a minute hold a few dozen).
+    header_timeout: Duration = Duration(10)
+    body_timeout: Duration = Duration(30)
+    keep_alive_timeout: Duration = Duration(5)  # an idle kept-alive connection is closed
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
 class StoreConfig(_Config, frozen=True):

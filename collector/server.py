@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 
 import uvicorn
 
 from collector.api import create_app
+from collector.connections import LimitedH11Protocol
 from collector.service import CollectorService
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,14 @@ def url_of(sock: socket.socket, tls: bool = False) -> str:
 def serve(service: CollectorService, sock: socket.socket) -> None:
     """Run until SIGINT or SIGTERM; then stop the evaluation loop and close the store."""
     tls = service.config.tls
+    limits = service.config.limits
+    protocol = LimitedH11Protocol.configured(
+        float(limits.header_timeout), float(limits.body_timeout),
+        connection_cap(limits.max_connections))
     # Certificate and key were loaded once at config load, so a mistake is a ConfigError there.
     config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5,
+                            lifespan="on", timeout_graceful_shutdown=5, http=protocol,
+                            timeout_keep_alive=max(1, round(float(limits.keep_alive_timeout))),
                             ssl_certfile=tls.cert_file if tls else None,
                             ssl_keyfile=tls.key_file if tls else None)
     server = uvicorn.Server(config)
@@ -58,6 +65,18 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.close()
+
+
+def connection_cap(max_connections: int, reserve: int = 128) -> int:
+    """`limits.max_connections`, or less if the open-files limit would be reached first."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or max_connections + reserve <= soft:
+        return max_connections
+    cap = max(1, soft - reserve)
+    log.warning("limits.max_connections is %d but only %d files may be open (ulimit -n); "
+                "taking %d connections at most: raise LimitNOFILE (systemd) or ulimit -n",
+                max_connections, soft, cap)
+    return cap
 
 
 class Terminated(Exception):

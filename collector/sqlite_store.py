@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from checks.filemodes import create_private_file, make_private_dir
 from collector.calls import Call, CallEvent, CallStatus
 from collector.store import (
     STATE_COLUMNS,
@@ -229,7 +230,10 @@ class SQLiteStore:
     def __init__(self, path: Path, timings: StoreTimings | None = None, *,
                  checkpoint_in_background: bool = False, max_bytes: int | None = None) -> None:
         self._timings = timings or StoreTimings()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        # Made 0600 before SQLite opens it: SQLite would make it 0644 (less the umask), and
+        # gives its -wal and -shm files the store's own mode.
+        create_private_file(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._checkpointer: _Checkpointer | None = None

@@ -62,8 +62,10 @@ def cmd_collector(args: argparse.Namespace) -> int:
     from collector.config import load_collector_config
     from collector.server import bind, serve, url_of
     from collector.service import CollectorService
+    from runwatch.datadir import prepare_data_dir
 
     config = load_collector_config(args.config)
+    prepare_data_dir(config)
     sock = bind(*config.listen_address)
     service = CollectorService(config)
     log.info("collector listening on %s with %d rules; data in %s",

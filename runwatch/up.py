@@ -20,6 +20,7 @@ from collector.auth import add_token, read_tokens
 from collector.config import CollectorConfig, load_collector_config
 from collector.server import bind, serve, url_of
 from collector.service import CollectorService
+from runwatch.datadir import prepare_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def run_up(options: UpOptions) -> int:
     """Start the collector and the local agent; run until Ctrl-C or SIGTERM."""
     collector_config, agent_config = prepare(options)
     data_dir = collector_config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(collector_config, data_dir / "agent.token")
     host, port = collector_config.listen_address
     sock = bind(host, port)
     url = url_of(sock, collector_config.tls is not None)

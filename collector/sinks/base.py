@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
@@ -170,9 +171,15 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
 
 
 def error_for_status(sink: str, method: str, url: str, status: int, body: str, *,
-                     retry_after: str | None = None) -> SinkError:
-    """Classify an HTTP error: 429 and 5xx are retried, every other status is final."""
+                     retry_after: str | None = None,
+                     redact: Callable[[str], str] = str) -> SinkError:
+    """Classify an HTTP error: 429 and 5xx are retried, every other status is final.
+
+    `redact` removes the request's credentials from the quoted body, before it is cut (a cut
+    credential would no longer match) and again from the whole message.
+    """
     retryable = status == 429 or status >= 500
-    text = " ".join(body.split())[:300]
-    return SinkError(f"{sink}: {method} {url} answered {status}: {text}", retryable=retryable,
-                     status=status, retry_after=retry_after_seconds(retry_after))
+    text = " ".join(redact(body).split())[:300]
+    return SinkError(redact(f"{sink}: {method} {url} answered {status}: {text}"),
+                     retryable=retryable, status=status,
+                     retry_after=retry_after_seconds(retry_after))

@@ -99,8 +99,8 @@ class RTSink:
         self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._config = config
-        self._base_url = config.url.rstrip("/")
         self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+        self._base_url = self._http.base_url  # without user info: it goes into errors and links
 
     def close(self) -> None:
         """Close the keep-alive connections."""
@@ -112,10 +112,7 @@ class RTSink:
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         """Send one request to the REST2 API and return its decoded JSON body."""
-        try:
-            response = self._http.request(method, API + path, **kw)
-        except SinkError as exc:
-            raise self._redacted(exc) from None
+        response = self._http.request(method, API + path, **kw)
         try:
             return response.json()
         except ValueError:
@@ -125,20 +122,6 @@ class RTSink:
                 retryable=response.status_code >= 500,
                 status=response.status_code,
             ) from None
-
-    def _redacted(self, exc: SinkError) -> SinkError:
-        # HttpClient never adds the token, but an error body is quoted: keep an echo out too.
-        message = str(exc)
-        try:
-            token = self._config.token.read()
-        except SinkError:
-            return exc
-        if token and token in message:
-            message = message.replace(token, "[token]")
-            return SinkError(
-                message, retryable=exc.retryable, status=exc.status, retry_after=exc.retry_after
-            )
-        return exc
 
     def _ticket(self, remote_id: str) -> dict[str, Any]:
         body = self._request("GET", f"/ticket/{_ticket_id(remote_id)}")
