@@ -76,8 +76,11 @@ def _error(rejection: Rejection) -> Response[dict[str, Any]]:
 
 def _throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[dict[str, Any]]:
     """Answer a request over its token's rate limit: 429, and when to come back."""
-    log.info("%s request %s %s throttled; retry after %ss", exc.role, request.method,
-             request.url.path, exc.retry_after_header)
+    # An address refused after failed authentications was logged once, when it was refused:
+    # a line for each of its requests would let it fill the log.
+    log.log(logging.DEBUG if exc.role == "address" else logging.INFO,
+            "%s request %s %s throttled; retry after %ss", exc.role, request.method,
+            request.url.path, exc.retry_after_header)
     return Response({"error": "throttled", "message": str(exc)}, status_code=429,
                     headers={"Retry-After": exc.retry_after_header})
 

@@ -152,13 +152,22 @@ class ConcurrencyLimiter:
         self._pending = 0             # running or in line; changed on the event loop only
         self._last_seconds = 0.0      # how long the last call took
 
+    @property
+    def full(self) -> bool:
+        """Whether a call now would be refused."""
+        return self._pending >= self.limit + self.waiting
+
+    def busy(self) -> Throttled:
+        """The refusal of a call while full, with when a place should be free."""
+        # The calls ahead, `limit` at a time, each as long as the last one took.
+        wait = self._pending / self.limit * self._last_seconds
+        return Throttled("busy", wait, "the collector is busy checking passwords; retry after "
+                                       "the Retry-After header's seconds")
+
     async def run(self, func: Callable[..., _T], *args: Any) -> _T:
         """`func(*args)` in one of the threads, or Throttled("busy") when the line is full."""
-        if self._pending >= self.limit + self.waiting:
-            # When a place frees up: the calls ahead, `limit` at a time.
-            wait = self._pending / self.limit * self._last_seconds
-            raise Throttled("busy", wait, "the collector is busy checking passwords; retry "
-                                          "after the Retry-After header's seconds")
+        if self.full:
+            raise self.busy()
         self._pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
@@ -257,7 +266,12 @@ class RequestLimits:
                         address or "an unknown address", wait)
 
     def check_signin(self, name: str) -> None:
-        """Take one sign-in attempt from `name`'s bucket; raise Throttled when it is empty."""
+        """Refuse a sign-in as `name` before anything is spent on it (Throttled): when the
+        password checks are at their cap and line, or the name is over its rate. Else take
+        one attempt from the name's bucket."""
+        if self.password_checks.full:
+            self.auth_refused.labels("busy").inc()
+            raise self.password_checks.busy()
         wait = self.signins.acquire(name[:_NAME_KEY_CHARS])
         if wait > 0:
             self.auth_refused.labels("user").inc()

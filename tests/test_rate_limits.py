@@ -362,9 +362,11 @@ def test_a_locked_name_gets_back_in_once_its_bucket_refills() -> None:
 def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
         make_service: Callable[..., CollectorService], monkeypatch: pytest.MonkeyPatch) -> None:
     """The CPU lever: each wrong password costs a PBKDF2 run; at most the cap run at once,
-    and the attempts past what the cap and its short line can take are refused, not queued."""
+    and the attempts past what the cap and its short line can take are refused, not queued
+    (before they spend any of the name's attempts)."""
     service = make_service([FS_RULE], limits={"password_checks_at_once": 1,
-                                              "password_checks_waiting": 2})
+                                              "password_checks_waiting": 2,
+                                              "signin_burst_attempts": 3})
     running, most, lock = [0], [0], threading.Lock()
     release = threading.Event()
 
@@ -381,7 +383,7 @@ def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
 
     with serve_in_thread(service) as url, ThreadPoolExecutor(8) as pool:
         attempts = [pool.submit(httpx.post, f"{url}/login", timeout=30,
-                                data={"user": f"user{n}", "password": "wrong-wrong"})
+                                data={"user": "carol", "password": f"guess-{n}"})
                     for n in range(8)]
         deadline = time.monotonic() + 10
         while refused(service, "busy") < 5 and time.monotonic() < deadline:
@@ -393,4 +395,4 @@ def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
     assert statuses == [401] * 3 + [429] * 5, "the cap and its line of two take three"
     busy = next(answer for answer in answers if answer.status_code == 429)
     assert "busy" in busy.text and int(busy.headers["retry-after"]) >= 1
-    assert refused(service, "busy") == 5
+    assert refused(service, "busy") == 5 and refused(service, "user") == 0

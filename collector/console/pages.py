@@ -249,7 +249,8 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
         try:
             session = await sign_in(client, token, name, form.get("password", ""))
         except Throttled as exc:
-            log.warning("console: sign-in from %s refused: %s", client or "?", exc)
+            # Counted in runwatch_auth_refused_total; a line each would let a storm fill the log.
+            log.debug("console: sign-in from %s refused: %s", client or "?", exc)
             message = _SIGNIN_REFUSALS.get(exc.role, "{seconds}").format(
                 seconds=exc.retry_after_header)
             return page("login.html", None, status=429,
