@@ -37,7 +37,7 @@ from collector.auth import (
 from collector.batching import IngestQueue
 from collector.calls import Call
 from collector.console import console_routes
-from collector.limits import Throttled
+from collector.limits import Throttled, peer_address
 from collector.service import CollectorService, Rejection
 from collector.store import AuditEntry, OutboxOp, Silence
 from runwatch import __version__
@@ -78,8 +78,11 @@ def _error(rejection: Rejection) -> Response[dict[str, Any]]:
 
 def _throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[dict[str, Any]]:
     """Answer a request over its token's rate limit: 429, and when to come back."""
-    log.info("%s request %s %s throttled; retry after %ss", exc.role, request.method,
-             request.url.path, exc.retry_after_header)
+    # An address refused after failed authentications was logged once, when it was refused:
+    # a line for each of its requests would let it fill the log.
+    log.log(logging.DEBUG if exc.role == "address" else logging.INFO,
+            "%s request %s %s throttled; retry after %ss", exc.role, request.method,
+            request.url.path, exc.retry_after_header)
     return Response({"error": "throttled", "message": str(exc)}, status_code=429,
                     headers={"Retry-After": exc.retry_after_header})
 
@@ -180,7 +183,8 @@ def _outbox_routes(service: CollectorService) -> list[Any]:
     """The outbox's read endpoint, and its repairs (operators, audited)."""
 
     def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"))
+        return service.authenticate_operator(request.headers.get("authorization"),
+                                             client=peer_address(request.scope))
 
     @get("/api/v1/outbox", summary="Call operations for help desks: pending, dead or done",
          tags=["read"])
@@ -240,7 +244,7 @@ def _token_routes(service: CollectorService) -> list[Any]:
 
     def operator(request: Request[Any, Any, Any], change: bool = True) -> str:
         return service.authenticate_operator(request.headers.get("authorization"),
-                                             change=change)
+                                             change=change, client=peer_address(request.scope))
 
     def listing(host: str | None) -> list[dict[str, Any]]:
         return [{"host": e.host, "created_at": e.created_at, "fingerprint": e.fingerprint}
@@ -327,7 +331,8 @@ def _call_action_routes(service: CollectorService) -> list[Any]:
     def act(request: Request[Any, Any, Any], call_id: int, action: str, text: str
             ) -> Response[Any]:
         try:
-            who = service.authenticate_operator(request.headers.get("authorization"))
+            who = service.authenticate_operator(request.headers.get("authorization"),
+                                                client=peer_address(request.scope))
             if action == "acknowledge":
                 call = service.acknowledge_call(call_id, who)
             elif action == "comment":
@@ -363,7 +368,8 @@ def _call_action_routes(service: CollectorService) -> list[Any]:
     async def audit(request: Request[Any, Any, Any], limit: FromQuery[int] = 200
                     ) -> Response[Any]:
         try:
-            service.authenticate_operator(request.headers.get("authorization"), change=False)
+            service.authenticate_operator(request.headers.get("authorization"), change=False,
+                                          client=peer_address(request.scope))
         except Rejection as rejection:
             return _error(rejection)
         return Response([audit_json(e)
@@ -395,7 +401,8 @@ def _silence_routes(service: CollectorService) -> list[Any]:
     """Maintenance windows: anyone may read them; operators set and end them."""
 
     def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"))
+        return service.authenticate_operator(request.headers.get("authorization"),
+                                             client=peer_address(request.scope))
 
     @get("/api/v1/silences", summary="Maintenance windows: operators' silences and the weekly "
          "windows of the config", tags=["read"])
@@ -461,7 +468,7 @@ def _read_guard(service: CollectorService) -> Guard:
         tags = getattr(handler, "tags", None) or ()
         if service.config.operators.read_api == "token" and "read" in tags:
             service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
-                                          change=False)
+                                          change=False, client=peer_address(connection.scope))
 
     return guard
 
@@ -473,7 +480,7 @@ def _metrics_guard(service: CollectorService) -> Guard:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if service.config.operators.metrics == "token":
             service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
-                                          change=False)
+                                          change=False, client=peer_address(connection.scope))
 
     return guard
 
@@ -586,7 +593,8 @@ def create_app(service: CollectorService) -> Litestar:
     async def post_report(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         started = time.perf_counter()
         try:
-            host = service.authenticate(request.headers.get("authorization"))
+            host = service.authenticate(request.headers.get("authorization"),
+                                        client=peer_address(request.scope))
             report = _decode(await _read_body(request, limit))
             result = await reports.submit(host, report, started)
         except Rejection as rejection:
@@ -703,7 +711,8 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
         "403": {"description": "The token belongs to another host", **error},
         "413": {"description": "Body too large", **error},
         "422": {"description": "Schema violation; `field` names it", **error},
-        "429": {"description": "Over the token's rate limit; retry after Retry-After seconds",
+        "429": {"description": "Over the token's rate limit, or the address is refused after "
+                "too many failed authentications; retry after Retry-After seconds",
                 **error},
         "503": {"description": "The store cannot take the report now (disk full, database "
                 "down); retry after Retry-After seconds", **error},

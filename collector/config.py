@@ -346,6 +346,20 @@ class LimitsConfig(_Config, frozen=True):
     body_timeout: Duration = Duration(30)
     keep_alive_timeout: Duration = Duration(5)  # an idle kept-alive connection is closed
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 4096
+    # Failed authentications per client address (unknown or revoked bearer tokens, failed
+    # console sign-ins): a burst of 20, then one every 20 s. An address past that is refused
+    # (429) whatever it sends until its bucket refills; an agent retrying a revoked token at
+    # its backoff never gets there. 0: no limit.
+    address_failures_per_second: Annotated[float, msgspec.Meta(ge=0)] = 0.05
+    address_burst_failures: Annotated[int, msgspec.Meta(ge=1)] = 20
+    # Console sign-ins per user name, counted before the password is checked: 10 at once,
+    # then one every 50 s. A successful sign-in fills the name's bucket again. 0: no limit.
+    signin_attempts_per_second: Annotated[float, msgspec.Meta(ge=0)] = 0.02
+    signin_burst_attempts: Annotated[int, msgspec.Meta(ge=1)] = 10
+    # Password checks (PBKDF2, a quarter of a second of a core each) run at once, and how many
+    # more may wait for one; sign-ins past that get 429 rather than a place in a long line.
+    password_checks_at_once: Annotated[int, msgspec.Meta(ge=1)] = 1
+    password_checks_waiting: Annotated[int, msgspec.Meta(ge=0)] = 4
 
 
 class StoreConfig(_Config, frozen=True):

@@ -236,6 +236,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts SET (fillfactor = 70);
     ALTER TABLE rule_states SET (fillfactor = 70);
     """,
+    # Console sessions not signed out yet: signing out at one replica ends them at all.
+    """
+    CREATE TABLE console_sessions (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -609,6 +618,27 @@ class PostgresStore:
             f"SELECT {self._CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
             "WHERE opened_at >= %s AND opened_at < %s ORDER BY opened_at, id", (since, until))
         return [self._call(row) for row in rows]
+
+    # -- console sessions ------------------------------------------------------------------------
+
+    def add_session(self, key: str, name: str, expires_at: float) -> None:
+        self._db.execute("INSERT INTO console_sessions (key, name, expires_at) "
+                         "VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                         "name=excluded.name, expires_at=excluded.expires_at",
+                         (key, name, expires_at))
+
+    def session_live(self, key: str, now: float) -> bool:
+        """Whether the session was added, has not ended and has not expired by `now`."""
+        return self._db.execute("SELECT 1 FROM console_sessions WHERE key=%s AND "
+                                "expires_at > %s", (key, now)).fetchone() is not None
+
+    def end_session(self, key: str) -> bool:
+        """Forget a session (signed out); return whether it was there."""
+        return self._affected("DELETE FROM console_sessions WHERE key=%s", (key,)) > 0
+
+    def prune_sessions(self, now: float) -> int:
+        """Forget the sessions expired by `now`; return how many."""
+        return self._affected("DELETE FROM console_sessions WHERE expires_at <= %s", (now,))
 
     # -- maintenance windows ---------------------------------------------------------------------
 

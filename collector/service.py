@@ -18,7 +18,7 @@ from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
 from collector.ingest import IngestResult, ReportIngestor
-from collector.limits import RequestLimits, TokenBucketLimiter
+from collector.limits import RequestLimits
 from collector.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.metrics import CollectorMetrics
 from collector.outbox import OutboxWorker, RetryPolicy
@@ -110,12 +110,7 @@ class CollectorService:
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
-        limits = config.limits
-        self.limits = RequestLimits(
-            TokenBucketLimiter(limits.agent_requests_per_second, limits.agent_burst_requests),
-            TokenBucketLimiter(limits.operator_requests_per_second,
-                               limits.operator_burst_requests),
-            self.metrics.registry)
+        self.limits = RequestLimits(config.limits, self.metrics.registry)
         self.fleet = Fleet()
         self.counters = CallCounters()
         self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
@@ -159,26 +154,39 @@ class CollectorService:
         if self.outbox is not None:
             self.outbox.start()
 
-    def authenticate(self, authorization: str | None) -> str:
-        """Return the host the bearer token belongs to, or raise a 401 Rejection."""
+    def authenticate(self, authorization: str | None, *, client: str | None = None) -> str:
+        """Return the host the bearer token belongs to, or raise a 401 Rejection.
+
+        `client`: the peer's address. One that presented too many unknown tokens is refused
+        (Throttled) for a while, whatever it sends; see RequestLimits.check_address."""
+        if client is not None:
+            self.limits.check_address(client)
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejection(401, "unauthorized", "missing bearer token")
         host = self.tokens.host_for(token.strip())
         if host is None:
+            if client is not None:
+                self.limits.failed(client, "agent")
             raise Rejection(401, "unauthorized", "unknown or revoked token")
         self.limits.check("agent", host)
         return host
 
-    def authenticate_operator(self, authorization: str | None, *, change: bool = True) -> str:
+    def authenticate_operator(self, authorization: str | None, *, change: bool = True,
+                              client: str | None = None) -> str:
         """Return the operator the bearer token belongs to, or raise a 401 Rejection.
 
-        `change`: the request changes something, which a read-only token may not (403)."""
+        `change`: the request changes something, which a read-only token may not (403).
+        `client`: the peer's address, as for authenticate()."""
+        if client is not None:
+            self.limits.check_address(client)
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejection(401, "unauthorized", "missing bearer token (an operator token)")
         found = self.operators.identify(token.strip())
         if found is None:
+            if client is not None:
+                self.limits.failed(client, "operator")
             raise Rejection(401, "unauthorized", "unknown or revoked operator token")
         operator, role = found
         self.limits.check("operator", operator)
@@ -619,6 +627,7 @@ class CollectorService:
         return self.store.list_calls(status, group, limit)
 
     def close(self) -> None:
+        self.limits.close()
         if self.outbox is not None:
             self.outbox.stop()
             if self._outbox_store is not self.store and self._outbox_store is not None:

@@ -218,6 +218,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX calls_by_opened ON calls (opened_at)",
     ),
+    4: (
+        # Console sessions not signed out yet (signing out deletes the row).
+        """CREATE TABLE console_sessions (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -512,6 +521,26 @@ class SQLiteStore:
         self._db.execute("UPDATE silences SET ends_at=?, ended_by=? WHERE id=?",
                          (max(now, row[3]), by, silence_id))
         return Silence(*row)
+
+    # -- console sessions ------------------------------------------------------------------------
+
+    def add_session(self, key: str, name: str, expires_at: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO console_sessions VALUES (?, ?, ?)",
+                         (key, name, expires_at))
+
+    def session_live(self, key: str, now: float) -> bool:
+        """Whether the session was added, has not ended and has not expired by `now`."""
+        return self._db.execute("SELECT 1 FROM console_sessions WHERE key=? AND expires_at > ?",
+                                (key, now)).fetchone() is not None
+
+    def end_session(self, key: str) -> bool:
+        """Forget a session (signed out); return whether it was there."""
+        return self._db.execute("DELETE FROM console_sessions WHERE key=?", (key,)).rowcount > 0
+
+    def prune_sessions(self, now: float) -> int:
+        """Forget the sessions expired by `now`; return how many."""
+        return self._db.execute("DELETE FROM console_sessions WHERE expires_at <= ?",
+                                (now,)).rowcount
 
     # -- rule states ----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from collector.auth import (
     TokenFileError,
     add_token,
     read_tokens,
+    remove_user,
     set_user,
     verify_password,
 )
@@ -275,3 +278,101 @@ def test_calls_in_an_external_help_desk_link_to_their_ticket(
         listing = client.get("/calls?sink=desk").text
         assert "desk T-42" in listing
         assert "No calls match" in client.get("/calls?sink=helpdesk").text
+
+
+def test_sign_out_ends_the_session_on_the_server(api: Any) -> None:
+    client, service, _tokens = api
+    assert sign_in(client, user="carol", password="carol-secret-1").status_code == 303
+    captured = client.cookies.get("runwatch_session")
+    token = csrf_of(client.get("/").text)
+    answer = client.post("/logout", data={"csrf": token}, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/login"
+    # Someone who copied the cookie before the sign-out gets nowhere with it.
+    client.cookies.set("runwatch_session", captured)
+    again = client.get("/", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"].startswith("/login")
+    form = client.post("/silences", data={"csrf": token, "duration": "1h", "reason": "x"})
+    assert form.status_code == 401 and "session has ended" in form.text
+    assert service.store.list_silences(None) == []
+
+
+def test_sessions_outlive_a_restart_and_a_sign_out_ends_them_at_every_replica(
+        make_service: Callable[..., CollectorService]) -> None:
+    """On SQLite the second service is the collector after a restart; on PostgreSQL it is
+    also a replica sharing the database."""
+    first = make_service([FAST_FS])
+    set_user(first.config.users_file, "carol", "carol-secret-1")
+    with TestClient(create_app(first)) as one:
+        assert sign_in(one, user="carol", password="carol-secret-1").status_code == 303
+        cookie = one.cookies.get("runwatch_session")
+        csrf = csrf_of(one.get("/").text)
+        second = make_service([FAST_FS])
+        with TestClient(create_app(second), cookies={"runwatch_session": cookie}) as two:
+            assert two.get("/", follow_redirects=False).status_code == 200, \
+                "still signed in after a restart"
+            assert one.post("/logout", data={"csrf": csrf},
+                            follow_redirects=False).status_code == 303
+            assert two.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_changed_password_or_a_removed_user_ends_their_sessions(api: Any) -> None:
+    client, service, _tokens = api
+    assert sign_in(client, user="carol", password="carol-secret-1").status_code == 303
+    set_user(service.config.users_file, "carol", "carol-secret-2")
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert sign_in(client, user="carol", password="carol-secret-2").status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 200
+    remove_user(service.config.users_file, "carol")
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_store_keeps_live_sessions_and_forgets_old_ones(
+        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    store = make_service([FAST_FS]).store
+    now = clock()
+    with store.transaction():
+        store.add_session("a" * 64, "carol", now + 3600)
+        store.add_session("b" * 64, "alice", now + 60)
+    assert store.session_live("a" * 64, now) and store.session_live("b" * 64, now)
+    assert not store.session_live("c" * 64, now), "an id never issued"
+    assert not store.session_live("b" * 64, now + 60), "expired"
+    with store.transaction():
+        assert store.end_session("a" * 64)
+        assert not store.end_session("a" * 64)
+    assert not store.session_live("a" * 64, now)
+    with store.transaction():
+        assert store.prune_sessions(now + 61) == 1
+        assert store.prune_sessions(now + 61) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_of_the_previous_schema_gains_the_sessions_table(
+        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    from collector import pg_store, sqlite_store
+
+    def open_store() -> Any:
+        if backend == "sqlite":
+            return sqlite_store.SQLiteStore(tmp_path / "runwatch.db")
+        return pg_store.PostgresStore(dsn)
+
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgresql" else ""
+    with monkeypatch.context() as older:  # the collector before sessions were kept
+        older.setattr(sqlite_store, "MIGRATIONS",
+                      {k: v for k, v in sqlite_store.MIGRATIONS.items() if k <= 3})
+        older.setattr(sqlite_store, "SCHEMA_VERSION", 3)
+        older.setattr(pg_store, "MIGRATIONS", pg_store.MIGRATIONS[:4])
+        open_store().close()
+    store = open_store()
+    try:
+        with store.transaction():
+            store.add_session("d" * 64, "carol", 2e9)
+        assert store.session_live("d" * 64, 1e9)
+        if backend == "postgresql":
+            assert store.schema_version == len(pg_store.MIGRATIONS) == 5
+    finally:
+        store.close()
+    if backend == "sqlite":
+        check = sqlite3.connect(tmp_path / "runwatch.db")
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        check.close()

@@ -110,9 +110,10 @@ def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> Non
         assert [s.id for s in store.list_silences(15)] == [silence_id]
         assert store.list_silences(25) == []
         assert store.list_audit(10) == [] and store.state_changes(0, 1e12) == []
+        assert not store.session_live("0" * 64, 0)
     finally:
         store.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     check.close()
     SQLiteStore(path).close()  # opening a current store again changes nothing

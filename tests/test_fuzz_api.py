@@ -31,6 +31,7 @@ LONG = int(os.environ.get("RUNWATCH_FUZZ_EXAMPLES", "0"))
 
 # Fuzzing must not be slowed or skewed by the rate limits, which have tests of their own.
 NO_LIMITS = {"agent_requests_per_second": 0, "operator_requests_per_second": 0,
+             "address_failures_per_second": 0,
              "max_body_bytes": 256 * 1024, "max_measurements": 1000}
 
 

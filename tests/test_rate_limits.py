@@ -7,20 +7,24 @@ import http.server
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
 from agent.shipper import ReportSender, ReportShipper, RetryLater, SendResult, retry_after
 from agent.spool import Spool
 from checks.schema import encode
 from collector.api import create_app
-from collector.auth import add_token, read_tokens
+from collector.auth import add_token, read_tokens, set_user
 from collector.config import collector_config_from_dict
-from collector.limits import TokenBucketLimiter
+from collector.limits import FailureThrottle, RequestLimits, Throttled, TokenBucketLimiter
 from collector.service import CollectorService
+from tests.apifuzz import serve_in_thread
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 
@@ -208,3 +212,187 @@ def test_shipper_keeps_throttled_reports_and_delivers_them_in_order(tmp_path: Pa
 def test_429_is_not_a_permanent_refusal() -> None:
     assert not SendResult(429, "throttled", 5.0).permanent
     assert not SendResult(429, "throttled", 5.0).delivered
+
+
+# -- failed authentication per client address, sign-in by name, and the password-check cap ---
+
+
+class PeerSwitch:
+    """An ASGI wrapper that makes requests come from `address` (the test client has one)."""
+
+    def __init__(self, app: Any, address: str = "192.0.2.10") -> None:
+        self.app = app
+        self.address = address
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "client": (self.address, 50000)}
+        await self.app(scope, receive, send)
+
+
+def refused(service: CollectorService, reason: str) -> float:
+    value = service.registry.get_sample_value("runwatch_auth_refused_total", {"reason": reason})
+    return value or 0.0
+
+
+def failures(service: CollectorService, via: str) -> float:
+    value = service.registry.get_sample_value("runwatch_auth_failures_total", {"via": via})
+    return value or 0.0
+
+
+def test_failures_close_an_address_for_a_while_and_it_comes_back() -> None:
+    clock = FakeClock(0.0)
+    throttle = FailureThrottle(rate=0.1, burst=3, clock=clock)
+    assert throttle.refused_for("192.0.2.1") == 0.0
+    assert [throttle.failed("192.0.2.1") for _ in range(2)] == [0.0, 0.0]
+    assert throttle.refused_for("192.0.2.1") == 0.0, "two failures of three: still open"
+    assert throttle.failed("192.0.2.1") == pytest.approx(10.0), "the third empties the bucket"
+    assert throttle.refused_for("192.0.2.1") == pytest.approx(10.0)
+    assert throttle.refused_for("192.0.2.2") == 0.0, "each address has its own bucket"
+    clock.advance(10)
+    assert throttle.refused_for("192.0.2.1") == 0.0, "refilled: never a permanent ban"
+    assert throttle.failed("192.0.2.1") == pytest.approx(10.0), "one more failure closes it again"
+    # One IPv6 client usually holds a whole /64: it is one key, not 2**64 of them.
+    for host in range(3):
+        throttle.failed(f"2001:db8:1:2::{host + 1}")
+    assert throttle.refused_for("2001:db8:1:2:ffff::9") > 0
+    assert throttle.refused_for("2001:db8:1:3::1") == 0.0
+
+
+def test_rate_zero_switches_the_address_throttle_off() -> None:
+    throttle = FailureThrottle(rate=0.0, burst=1, clock=FakeClock(0.0))
+    assert all(throttle.failed("192.0.2.1") == 0.0 for _ in range(100))
+    assert throttle.refused_for("192.0.2.1") == 0.0
+
+
+@pytest.fixture
+def guarded(make_service: Callable[..., CollectorService]
+            ) -> Iterator[tuple[TestClient[Any], PeerSwitch, CollectorService, str, str]]:
+    service = make_service([{**FS_RULE, "for": "0s"}],
+                           limits={"address_failures_per_second": 0.001,
+                                   "address_burst_failures": 3})
+    token = add_token(service.config.tokens_file, "web01")
+    operator = add_token(service.config.operator_tokens_file, "admin-anna")
+    switch = PeerSwitch(create_app(service))
+    with TestClient(switch) as client:
+        yield client, switch, service, token, operator
+
+
+def test_unknown_tokens_from_an_address_close_it_and_others_go_on(
+        guarded: Any, clock: FakeClock) -> None:
+    client, switch, service, token, operator = guarded
+    web = Reporter("web01", clock)
+    wrong = {"Authorization": "Bearer rwt_wrong"}
+    switch.address = "192.0.2.66"
+    assert [client.post("/api/v1/reports", content=b"{}", headers=wrong).status_code
+            for _ in range(3)] == [401, 401, 401]
+    closed = client.post("/api/v1/reports", content=b"{}", headers=wrong)
+    assert closed.status_code == 429
+    assert int(closed.headers["retry-after"]) >= 100, "refills at 0.001 a second"
+    assert "failed authentications from this address" in closed.json()["message"]
+    # Like fail2ban: while the address is closed, even a valid token from it is refused.
+    valid = client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
+                        headers={"Authorization": f"Bearer {token}"})
+    assert valid.status_code == 429
+    assert client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {operator}"}
+                      ).status_code == 429
+    assert "web01" not in service.fleet.hosts
+    assert failures(service, "agent") == 3
+    assert refused(service, "address") == 3
+    # Another address is not affected.
+    switch.address = "192.0.2.7"
+    assert client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
+                       headers={"Authorization": f"Bearer {token}"}).status_code == 202
+    # Unknown operator tokens count too, and a missing token is no guess: it is not counted.
+    for _ in range(5):
+        assert client.get("/api/v1/audit").status_code == 401
+    assert [client.get("/api/v1/audit", headers=wrong).status_code
+            for _ in range(4)] == [401, 401, 401, 429]
+    assert failures(service, "operator") == 3
+
+
+def test_sign_in_failures_and_bad_tokens_share_one_count_per_address(guarded: Any) -> None:
+    client, switch, service, token, _ = guarded
+    switch.address = "2001:db8:5::1"
+    assert client.post("/login", data={"token": "rwt_wrong"}).status_code == 401
+    assert client.post("/login", data={"user": "nobody", "password": "wrong-wrong"}
+                       ).status_code == 401
+    switch.address = "2001:db8:5::2"  # the same /64
+    assert client.post("/api/v1/reports", content=b"{}",
+                       headers={"Authorization": "Bearer rwt_wrong"}).status_code == 401
+    page = client.post("/login", data={"token": token})
+    assert page.status_code == 429 and int(page.headers["retry-after"]) >= 1
+    assert "Too many failed sign-ins" in page.text and 'id="login-error"' in page.text
+    assert failures(service, "console") == 2 and failures(service, "agent") == 1
+
+
+def test_sign_in_by_name_is_rate_limited_and_a_typo_or_two_is_fine(
+        make_service: Callable[..., CollectorService]) -> None:
+    service = make_service([FS_RULE], limits={"signin_attempts_per_second": 0.001,
+                                              "signin_burst_attempts": 3})
+    set_user(service.config.users_file, "carol", "carol-secret-1")
+    with TestClient(create_app(service)) as client:
+        def sign_in(password: str, user: str = "carol") -> Any:
+            return client.post("/login", data={"user": user, "password": password, "next": "/"},
+                               follow_redirects=False)
+
+        assert [sign_in("typo-1").status_code, sign_in("typo-2").status_code] == [401, 401]
+        assert sign_in("carol-secret-1").status_code == 303, "a correct sign-in after typos"
+        # A success fills the name's bucket again; three wrong ones empty it.
+        assert [sign_in(f"guess-{n}").status_code for n in range(3)] == [401, 401, 401]
+        locked = sign_in("carol-secret-1")
+        assert locked.status_code == 429
+        assert int(locked.headers["retry-after"]) >= 1
+        assert "Too many sign-in attempts for this name" in locked.text
+        assert sign_in("x", user="dave").status_code == 401, "other names have their own"
+        assert refused(service, "user") == 1
+
+
+def test_a_locked_name_gets_back_in_once_its_bucket_refills() -> None:
+    clock = FakeClock(0.0)
+    limits = RequestLimits(collector_config_from_dict({}).limits, CollectorRegistry(), clock)
+    for _ in range(collector_config_from_dict({}).limits.signin_burst_attempts):
+        limits.check_signin("carol")
+    with pytest.raises(Throttled) as caught:
+        limits.check_signin("carol")
+    clock.advance(caught.value.retry_after)
+    limits.check_signin("carol")  # no permanent lockout
+
+
+def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
+        make_service: Callable[..., CollectorService], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU lever: each wrong password costs a PBKDF2 run; at most the cap run at once,
+    and the attempts past what the cap and its short line can take are refused, not queued
+    (before they spend any of the name's attempts)."""
+    service = make_service([FS_RULE], limits={"password_checks_at_once": 1,
+                                              "password_checks_waiting": 2,
+                                              "signin_burst_attempts": 3})
+    running, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def slow_check(password: str, stored: str) -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(10)  # held until every attempt has been admitted or refused
+        with lock:
+            running[0] -= 1
+        return False
+
+    monkeypatch.setattr("collector.console.pages.verify_password", slow_check)
+
+    with serve_in_thread(service) as url, ThreadPoolExecutor(8) as pool:
+        attempts = [pool.submit(httpx.post, f"{url}/login", timeout=30,
+                                data={"user": "carol", "password": f"guess-{n}"})
+                    for n in range(8)]
+        deadline = time.monotonic() + 10
+        while refused(service, "busy") < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        answers = [attempt.result() for attempt in attempts]
+    statuses = sorted(answer.status_code for answer in answers)
+    assert most[0] == 1, "never more hashes at once than the cap"
+    assert statuses == [401] * 3 + [429] * 5, "the cap and its line of two take three"
+    busy = next(answer for answer in answers if answer.status_code == 429)
+    assert "busy" in busy.text and int(busy.headers["retry-after"]) >= 1
+    assert refused(service, "busy") == 5 and refused(service, "user") == 0

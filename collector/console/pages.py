@@ -3,13 +3,15 @@
 Operators sign in with an operator token or as a configured user. The session is a signed,
 HttpOnly, SameSite=Strict cookie that names who signed in and how; it is checked against the
 tokens and users files on every request, so revoking a token or removing a user ends their
-sessions. Every form that changes something carries the session's CSRF token. Read-only
-sessions see every page and no form that changes anything; the server refuses such changes too.
+sessions, and against the store's record of live sessions, so signing out ends it for good
+(at every replica). Sign-ins are limited per address and per name, and the password checks
+run off the event loop, a few at a time (collector/limits.py). Every form that changes
+something carries the session's CSRF token. Read-only sessions see every page and no form
+that changes anything; the server refuses such changes too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -32,6 +34,7 @@ from litestar.response import Redirect
 from checks.settings import Duration
 from collector.auth import ROLE_OPERATOR, TokenFileError, hash_token, read_users, verify_password
 from collector.calls import Call
+from collector.limits import Throttled, peer_address
 from collector.reports import FORMATS, ReportError, build_report, parse_period, render, render_html
 from collector.service import CollectorService, Rejection
 
@@ -63,6 +66,7 @@ class Session:
     fingerprint: str   # of the token or user entry it was made from
     expires: float
     csrf: str
+    sid: str           # the session's id: the store keeps the live ones (see session_key)
 
     @property
     def can_change(self) -> bool:
@@ -98,7 +102,7 @@ class SessionCodec:
     def encode(self, session: Session) -> str:
         body = base64.urlsafe_b64encode(json.dumps(
             [session.kind, session.name, session.role, session.fingerprint, session.expires,
-             session.csrf]).encode()).decode().rstrip("=")  # "=" would need quoting
+             session.csrf, session.sid]).encode()).decode().rstrip("=")  # "=" would need quoting
         return f"{body}.{self._mac(body)}"
 
     def decode(self, value: str, now: float) -> Session | None:
@@ -106,13 +110,28 @@ class SessionCodec:
         if not body or not hmac.compare_digest(mac, self._mac(body)):
             return None
         try:
-            kind, name, role, fingerprint, expires, csrf = json.loads(
+            kind, name, role, fingerprint, expires, csrf, sid = json.loads(
                 base64.urlsafe_b64decode(body.encode() + b"=" * (-len(body) % 4)))
             session = Session(str(kind), str(name), str(role), str(fingerprint),
-                              float(expires), str(csrf))
+                              float(expires), str(csrf), str(sid))
         except (ValueError, TypeError):
             return None
         return session if session.expires > now else None
+
+
+def session_key(session: Session) -> str:
+    """The key the store keeps a live session under: a hash of its id, so that a copy of the
+    database holds nothing a cookie could be made from."""
+    return hashlib.sha256(session.sid.encode()).hexdigest()
+
+
+# What a sign-in refused with 429 says, by the limit that refused it.
+_SIGNIN_REFUSALS = {
+    "address": "Too many failed sign-ins or unknown tokens from your address: try again in "
+               "{seconds} seconds.",
+    "signin": "Too many sign-in attempts for this name: try again in {seconds} seconds.",
+    "busy": "The collector is busy checking other sign-ins: try again in {seconds} seconds.",
+}
 
 
 def _when(ts: float | None) -> str:
@@ -168,14 +187,17 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
             role = user.role if user and user.fingerprint == session.fingerprint else None
         if role is None or role != session.role:
             return None
+        # Signed out (here or at another replica): refused as an expired cookie is.
+        if not service.store.session_live(session_key(session), service.clock()):
+            return None
         return session
 
-    def page(template: str, session: Session | None, status: int = 200, **context: Any
-             ) -> Response[str]:
+    def page(template: str, session: Session | None, status: int = 200,
+             headers: dict[str, str] | None = None, **context: Any) -> Response[str]:
         body = env.get_template(template).render(
             session=session, now=service.clock(), groups=sorted(config.groups), **context)
         return Response(body, status_code=status, media_type=MediaType.HTML,
-                        headers=SECURITY_HEADERS)
+                        headers={**SECURITY_HEADERS, **(headers or {})})
 
     def to_login(request: Request[Any, Any, Any]) -> Response[Any]:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -221,42 +243,73 @@ def console_routes(service: CollectorService) -> list[Any]:  # noqa: PLR0915
                         request.headers.get("origin"))
             return refused(None, "The form came from another site.", 403)
         target = _safe_next(form.get("next", "/"))
-        now = service.clock()
-        session = None
-        if form.get("token", "").strip():
-            found = service.operators.identify(form["token"].strip())
-            if found is not None:
-                fingerprint = hash_token(form["token"].strip())[len("sha256:"):][:16]
-                session = Session("token", found[0], found[1], fingerprint, now + lifetime,
-                                  secrets.token_urlsafe(24))
-        elif form.get("user", "").strip():
-            try:
-                users = read_users(config.users_file)
-            except TokenFileError as exc:
-                log.error("console: cannot read the users file: %s", exc)
-                users = []
-            user = next((u for u in users if u.name == form["user"].strip()), None)
-            # Hash even for an unknown name, so timing does not tell which names exist.
-            stored = user.password_hash if user else _DUMMY_HASH
-            matches = await asyncio.to_thread(verify_password, form.get("password", ""), stored)
-            if matches and user is not None:
-                session = Session("user", user.name, user.role, user.fingerprint,
-                                  now + lifetime, secrets.token_urlsafe(24))
+        client = peer_address(request.scope)
+        token = form.get("token", "").strip()
+        name = form.get("user", "").strip()
+        try:
+            session = await sign_in(client, token, name, form.get("password", ""))
+        except Throttled as exc:
+            # Counted in runwatch_auth_refused_total; a line each would let a storm fill the log.
+            log.debug("console: sign-in from %s refused: %s", client or "?", exc)
+            message = _SIGNIN_REFUSALS.get(exc.role, "{seconds}").format(
+                seconds=exc.retry_after_header)
+            return page("login.html", None, status=429,
+                        headers={"Retry-After": exc.retry_after_header}, next=target,
+                        error=message)
         if session is None:
-            log.warning("console: failed sign-in from %s",
-                        request.client.host if request.client else "?")
+            if token or name:  # a blank form guesses nothing
+                service.limits.failed(client, "console")
+            log.warning("console: failed sign-in from %s", client or "?")
             return page("login.html", None, status=401, next=target,
                         error="Unknown token, or wrong name or password.")
+        now = service.clock()
+        with service.store.transaction():
+            service.store.prune_sessions(now)
+            service.store.add_session(session_key(session), session.name, session.expires)
         log.info("console: %s signed in (%s, %s)", session.name, session.kind, session.role)
         cookie = Cookie(COOKIE, value=codec.encode(session), httponly=True, samesite="strict",
                         secure=secure, max_age=int(lifetime), path="/")
         return Redirect(target, status_code=303, cookies=[cookie])
 
+    async def sign_in(client: str, token: str, name: str, password: str) -> Session | None:
+        """The session for a token or a name and password, or None; Throttled when a limit
+        refuses the attempt (before any password is checked)."""
+        service.limits.check_address(client)
+        now = service.clock()
+        if token:
+            found = service.operators.identify(token)
+            if found is None:
+                return None
+            fingerprint = hash_token(token)[len("sha256:"):][:16]
+            return Session("token", found[0], found[1], fingerprint, now + lifetime,
+                           secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        if not name:
+            return None
+        service.limits.check_signin(name)
+        try:
+            users = read_users(config.users_file)
+        except TokenFileError as exc:
+            log.error("console: cannot read the users file: %s", exc)
+            users = []
+        user = next((u for u in users if u.name == name), None)
+        # Hash even for an unknown name, so timing does not tell which names exist.
+        stored = user.password_hash if user else _DUMMY_HASH
+        if not await service.limits.check_password(verify_password, password, stored) \
+                or user is None:
+            return None
+        service.limits.signed_in(name)
+        return Session("user", user.name, user.role, user.fingerprint, service.clock() + lifetime,
+                       secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+
     @post("/logout", include_in_schema=False, status_code=303)
     async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
         session = session_of(request)
-        form = await request.form()
-        if session is not None and hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+        await request.form()
+        # The cookie is SameSite=Strict: another site cannot send it, so no CSRF token is
+        # needed to end the session, and a stale page can still sign out.
+        if session is not None and _same_origin(request):
+            with service.store.transaction():
+                service.store.end_session(session_key(session))
             log.info("console: %s signed out", session.name)
         cookie = Cookie(COOKIE, value="", max_age=0, httponly=True, samesite="strict",
                         secure=secure, path="/")
