@@ -338,6 +338,8 @@ class LimitsConfig(_Config, frozen=True):
     # host's known series are always updated. A series costs about 1 KiB of memory.
     max_series_per_host: Annotated[int, msgspec.Meta(ge=1)] = 5_000
     max_series: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    # Check names a host may have (each a status kept, stored and exposed), likewise.
+    max_checks_per_host: Annotated[int, msgspec.Meta(ge=1)] = 500
     # The longest report interval believed: staleness and the pruning of series that are no
     # longer reported go by at most this.
     max_interval: Duration = Duration(86400)

@@ -28,6 +28,7 @@ class SeriesLimits:
     per_host: int
     total: int
     max_interval_seconds: float
+    checks_per_host: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +153,19 @@ class ReportIngestor:
             latest[(name, key)] = SeriesRecord(host_name, name, key, labels, check, m.value,
                                                unit, m.timestamp)
         series = list(latest.values())
-        statuses = [
-            CheckStatus(report.host, run.check, run.type, min(run.interval_seconds, longest),
-                        run.started_at, run.duration_seconds,
-                        run.error.kind if run.error else None,
-                        run.error.message if run.error else None, run.output)
-            for run in report.checks
-        ]
+        known_checks = known.checks if known is not None else {}
+        new_checks: set[str] = set()
+        statuses = []
+        for run in report.checks:
+            if run.check not in known_checks and run.check not in new_checks:
+                if len(known_checks) + len(new_checks) >= self._limits.checks_per_host:
+                    refused.setdefault("max_checks_per_host", set()).add((run.check, "{}"))
+                    continue
+                new_checks.add(run.check)
+            statuses.append(CheckStatus(
+                report.host, run.check, run.type, min(run.interval_seconds, longest),
+                run.started_at, run.duration_seconds, run.error.kind if run.error else None,
+                run.error.message if run.error else None, run.output))
         failing = {s.check: f"{s.error_kind}: {s.error}" for s in statuses if s.error is not None}
         warnings = self._warnings(report, refused, len(known_series) + added)
         return _Prepared(record, series, statuses, backups, failing, added, warnings)
@@ -170,6 +177,13 @@ class ReportIngestor:
         out = []
         held = len(self._fleet.by_host.get(report.host, ()))
         for limit, keys in refused.items():
+            if limit == "max_checks_per_host":
+                out.append(IngestWarning(
+                    limit, f"{len(keys)} new checks dropped (such as {min(keys)[0][:200]!r}): "
+                    f"this host's limit of {limits.checks_per_host} checks "
+                    "(limits.max_checks_per_host) is reached. Its known checks are still "
+                    "updated.", len(keys)))
+                continue
             if limit == "max_series_per_host":
                 where = (f"this host's limit of {limits.per_host} series "
                          f"(limits.max_series_per_host)")

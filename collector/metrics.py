@@ -83,7 +83,8 @@ class IngestMetrics:
         self.series_refused = Counter(
             "runwatch_series_refused",
             "New series dropped from accepted reports, by host and by the limit they were "
-            "over (max_series_per_host, max_series); the host's known series are kept.",
+            "over (max_series_per_host, max_series; new check names: max_checks_per_host); "
+            "the host's known series are kept.",
             ["host", "limit"], registry=registry)
         self.latency = Histogram(
             "runwatch_ingest_duration_seconds",

@@ -153,7 +153,8 @@ class CollectorService:
                                        calendar=self.calendar, resolver=self.resolver)
         self._reload()
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator, SeriesLimits(
-            limits.max_series_per_host, limits.max_series, float(limits.max_interval)))
+            limits.max_series_per_host, limits.max_series, float(limits.max_interval),
+            limits.max_checks_per_host))
         # The warning codes each host was last told about: each is logged once, when it starts.
         self._warned: dict[str, frozenset[str]] = {}
 

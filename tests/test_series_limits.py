@@ -125,6 +125,27 @@ def test_the_limit_counts_what_a_restart_loads(tmp_path: Path, clock: FakeClock)
         service.close()
 
 
+def test_new_check_names_past_the_host_limit_are_dropped_and_counted(
+        make_service: MakeService, clock: FakeClock) -> None:
+    service = make_service([], limits={"max_checks_per_host": 3})
+
+    def checks(seq: int, names: list[str]) -> Report:
+        now = clock()
+        return Report(schema_version=SCHEMA_VERSION, host="web01", agent_version="test",
+                      boot_id="boot-1", seq=seq, sent_at=now, interval_seconds=60,
+                      checks=[CheckRun(check=name, type="x", interval_seconds=60,
+                                       started_at=now, duration_seconds=0.0)
+                              for name in names])
+
+    service.ingest("web01", checks(1, ["disk", "cpu"]))
+    result = service.ingest("web01", checks(2, ["disk", "cpu", "a", "b", "c"]))
+    (warning,) = result.warnings
+    assert (warning.code, warning.dropped) == ("max_checks_per_host", 2)
+    assert sorted(service.fleet.hosts["web01"].checks) == ["a", "cpu", "disk"]
+    assert sorted(s.check for s in service.store.load_check_statuses()) == ["a", "cpu", "disk"]
+    assert refused(service, "web01", "max_checks_per_host") == 2
+
+
 def test_interval_seconds_is_believed_up_to_a_day_for_pruning_and_staleness(
         make_service: MakeService, clock: FakeClock) -> None:
     service = make_service([])
@@ -152,6 +173,8 @@ def test_limits_are_validated_at_load(tmp_path: Path) -> None:
         collector_config(tmp_path, [], limits={"max_series_per_host": 0})
     with pytest.raises(ConfigError, match="max_interval"):
         collector_config(tmp_path, [], limits={"max_interval": "0s"})
+    with pytest.raises(ConfigError, match="max_checks_per_host"):
+        collector_config(tmp_path, [], limits={"max_checks_per_host": 0})
 
 
 # -- the answer, and the agent that reads it ----------------------------------------------------
