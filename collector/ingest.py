@@ -36,7 +36,7 @@ class IngestWarning:
     """Something an accepted report asked for that the collector did not do; the agent logs it.
 
     `code` names the limit (its config key under `limits`) or `reserved_name`; `dropped` counts
-    the new series left out."""
+    the new series (or check names) left out."""
 
     code: str
     message: str
