@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import schedule
 
 from checks.base import Check, CheckFailed, CheckOptions
+from checks.schema import LABEL_NAME_PATTERN, CheckError, CheckRun, Measurement
 from checks.schema import METRIC_NAME_PATTERN as NAME_PATTERN
-from checks.schema import CheckError, CheckRun, Measurement
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,22 @@ class Harvest:
 
 
 _NAME = re.compile(NAME_PATTERN)
+_LABEL = re.compile(LABEL_NAME_PATTERN)
 
 
 def _sendable(measurements: list[Measurement], check: str) -> list[Measurement]:
     """Drop what the collector would refuse, so one bad value never costs the whole report.
 
-    A NaN or infinite value has no JSON form, and a name outside Prometheus' rules is refused.
+    A NaN or infinite value has no JSON form, and a name or label name outside Prometheus'
+    rules is refused.
     """
-    kept = [m for m in measurements if math.isfinite(m.value) and _NAME.match(m.name)]
+    kept = [m for m in measurements if math.isfinite(m.value) and _NAME.match(m.name)
+            and all(_LABEL.match(label) for label in m.labels)]
     if len(kept) != len(measurements):
         bad = sorted({m.name for m in measurements if m not in kept})[:5]
         log.warning("check %s: dropped %d measurement(s) with a non-finite value or an invalid "
-                    "name: %s", check, len(measurements) - len(kept), ", ".join(bad))
+                    "name or label name: %s", check, len(measurements) - len(kept),
+                    ", ".join(bad))
     return kept
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import socket
@@ -28,6 +29,9 @@ class SendResult:
     status: int | None  # None: no HTTP answer (connection refused, timeout, TLS)
     detail: str
     retry_after_seconds: float | None = None  # the collector's Retry-After (429, 503)
+    # What the collector did not take from an accepted report (a limit it ran into): each a
+    # dict with `code`, `message` and `dropped`.
+    warnings: tuple[dict[str, Any], ...] = ()
 
     @property
     def delivered(self) -> bool:
@@ -130,8 +134,8 @@ class ReportSender:
         try:
             with urllib.request.urlopen(  # noqa: S310 -- scheme checked: http or https only  # nosec B310
                     request, timeout=self._timeout, context=context) as response:
-                response.read()
-                return SendResult(response.status, "ok")
+                answer = response.read(_MAX_ANSWER_BYTES)
+                return SendResult(response.status, "ok", warnings=answer_warnings(answer))
         except urllib.error.HTTPError as exc:
             detail = exc.read(2048).decode("utf-8", "replace")
             return SendResult(exc.code, detail, retry_after(exc.headers.get("Retry-After")))
@@ -174,7 +178,7 @@ class ReportSender:
         if b"transfer-encoding: chunked" in head.lower():
             payload = _unchunk(payload)
         if 200 <= status < 300:
-            return SendResult(status, "ok")
+            return SendResult(status, "ok", warnings=answer_warnings(payload))
         wait = None
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
@@ -235,6 +239,23 @@ def retry_after(value: str | None) -> float | None:
     return min(float(value.strip()), _MAX_RETRY_AFTER_SECONDS)
 
 
+def answer_warnings(payload: bytes) -> tuple[dict[str, Any], ...]:
+    """The `warnings` of an accepted report's answer; none if it has none or is not JSON."""
+    if b'"warnings"' not in payload:
+        return ()
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return ()
+    items = answer.get("warnings") if isinstance(answer, dict) else None
+    if not isinstance(items, list):
+        return ()
+    return tuple({"code": str(item.get("code", ""))[:100],
+                  "message": str(item.get("message", ""))[:1000],
+                  "dropped": item.get("dropped", 0)}
+                 for item in items[:20] if isinstance(item, dict))
+
+
 def _unchunk(payload: bytes) -> bytes:
     """Decode a chunked HTTP body (only error texts are read from it)."""
     out = bytearray()
@@ -275,6 +296,7 @@ class ReportShipper:
         self._thread: threading.Thread | None = None
         self._outage = False  # a send failed, and none has succeeded since
         self.last_error: str = ""
+        self._warned: frozenset[str] = frozenset()  # the collector's warning codes, as logged
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="shipper", daemon=True)
@@ -307,6 +329,7 @@ class ReportShipper:
             if result.delivered:
                 self._spool.ack(seq)
                 delivered += 1
+                self._note_warnings(seq, result.warnings)
                 self._pace()
                 continue
             if result.permanent:
@@ -323,6 +346,18 @@ class ReportShipper:
             self._outage = True
             raise RetryLater(result.retry_after_seconds)
         return delivered
+
+    def _note_warnings(self, seq: int, warnings: tuple[dict[str, Any], ...]) -> None:
+        """Log each of the collector's warnings when it starts, and when it stops: once per
+        condition, not on every report."""
+        codes = frozenset(str(warning["code"]) for warning in warnings)
+        for warning in warnings:
+            if warning["code"] not in self._warned:
+                log.warning("the collector took report %d, but not all of it (%s): %s", seq,
+                            warning["code"], warning["message"])
+        for code in sorted(self._warned - codes):
+            log.info("the collector's warning %s no longer applies (report %d)", code, seq)
+        self._warned = codes
 
     def _pace(self) -> None:
         """After a delivery: hold back the next one while a backlog is replayed."""

@@ -15,11 +15,16 @@ that each replica always holds outbox leases. Afterwards it counts acknowledged 
 store does not have, open calls with two tickets, tickets opened twice, and whether the dead
 replica's leased entries were delivered once their leases ran out.
 
+With `--hostile N`, one more agent token sends N distinct series over the run (new label
+values in every report, and `interval_seconds: 1e8`), beside the honest fleet: the collector's
+series limits must keep its memory where a quiet run's is, and the honest agents' latency too.
+
 Run from the repo root:
 
     python bench/fleet.py --agents 10000 --interval 60 --seconds 150
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --breach 1000
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
+    python bench/fleet.py --agents 1000 --seconds 600 --hostile 1000000
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
@@ -144,6 +149,84 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     for worker in workers:
         worker.join()
     out.put(([item for part in results for item in part], acked))
+
+
+HOSTILE_HOST = "hostile0"
+
+
+def hostile_sender(  # noqa: PLR0917 - the arguments of a spawned process
+        port: int, token: str, series: int, every: float, t0: float, until: float, out: Any
+) -> None:
+    """One agent token sending `series` distinct series between t0 and until: a report every
+    `every` seconds, each with new label values only, claiming an interval no collector
+    should believe (1e8 s: its series would never be pruned). Put what the collector said."""
+    from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+
+    reports = max(1, int((until - t0) / every))
+    per_report = -(-series // reports)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    statuses: dict[int, int] = {}
+    codes: dict[str, int] = {}  # warning code: in how many answers
+    dropped = sent = 0
+    for number in range(reports):
+        due = t0 + number * every
+        if time.time() >= until:
+            break
+        time.sleep(max(0.0, due - time.time()))
+        now = time.time()
+        report = Report(
+            schema_version=SCHEMA_VERSION, host=HOSTILE_HOST, agent_version="bench",
+            boot_id="hostile", seq=number + 1, sent_at=now, interval_seconds=1e8,
+            measurements=[Measurement(check="hostile", name="hostile_series_ratio", value=0.5,
+                                      labels={"id": f"{number}-{i}"}, timestamp=now)
+                          for i in range(per_report)],
+            checks=[CheckRun(check="hostile", type="hostile", interval_seconds=1e8,
+                             started_at=now, duration_seconds=0.0)])
+        try:
+            conn.request("POST", "/api/v1/reports", body=encode(report), headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            statuses[0] = statuses.get(0, 0) + 1
+            continue
+        sent += per_report
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status == 202:
+            for warning in json.loads(answer).get("warnings", []):
+                codes[warning["code"]] = codes.get(warning["code"], 0) + 1
+                dropped += int(warning.get("dropped", 0))
+    conn.close()
+    out.put({"series_sent": sent, "per_report": per_report, "statuses": statuses,
+             "warnings": codes, "dropped_per_answers": dropped})
+
+
+class HostileAgent:
+    """With --hostile: the hostile agent's sender process, and what it saw."""
+
+    def __init__(self, context: Any, args: argparse.Namespace, port: int,
+                 tokens: dict[str, str], span: tuple[float, float]) -> None:
+        self.out = context.Queue()
+        self.processes = [context.Process(target=hostile_sender, args=(
+            port, tokens[HOSTILE_HOST], args.hostile, args.hostile_every, *span, self.out))
+        ] if args.hostile else []
+
+    def result(self) -> dict[str, Any] | None:
+        return self.out.get(timeout=LATE_STOP + 90) if self.processes else None
+
+
+def series_figures(ingest: ModuleType, collector: Any) -> dict[str, float]:
+    """The series the collector holds, and the new ones its limits refused, from /metrics."""
+    _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
+    held = refused = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("runwatch_series "):
+            held = float(line.split()[1])
+        elif line.startswith("runwatch_series_refused_total{"):
+            refused += float(line.rsplit(" ", 1)[1])
+    return {"held": held, "refused": refused}
 
 
 # -- a help desk behind a webhook ---------------------------------------------------------------
@@ -367,7 +450,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # that every replica has calls to deliver, and outbox entries leased, when it dies.
         burst = [f"burst{i:04d}" for i in range(args.burst if args.kill_after is not None
                                                  else 0)]
-        tokens = write_tokens(workdir / "agents.tokens", hosts + burst)
+        hostile = [HOSTILE_HOST] if args.hostile else []
+        tokens = write_tokens(workdir / "agents.tokens", hosts + burst + hostile)
         collectors: list[Any] = []
         desk = Desk(args.desk_delay) if args.kill_after is not None else None
         try:
@@ -397,7 +481,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def drive(  # noqa: PLR0917
+def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
           hosts: list[str], tokens: dict[str, str], store: dict[str, Any],
           workdir: Path, burst: list[str]) -> dict[str, Any]:
@@ -411,10 +495,13 @@ def drive(  # noqa: PLR0917
     procs = [context.Process(target=sender, args=(
         n, ports, agents[n::args.senders], len(agents), args.interval, t0, until, args.threads,
         out, args.problem_share, args.spikes)) for n in range(args.senders)]
+    hostile = HostileAgent(context, args, ports[0], tokens, (t0, until))
+    procs += hostile.processes
     for proc in procs:
         proc.start()
     log(f"{args.agents} agents every {args.interval:g}s for {args.seconds:g}s "
-        f"({args.agents / args.interval:.0f} reports/s planned) from {args.senders} processes")
+        f"({args.agents / args.interval:.0f} reports/s planned) from {args.senders} processes"
+        + (f"; one hostile agent sending {args.hostile} series" if args.hostile else ""))
     time.sleep(max(0.0, steady_from - time.time() - 10.0))
     own_start = [own_histogram(ingest, c) for c in collectors]  # just before the window
     time.sleep(max(0.0, steady_from - time.time()))
@@ -442,10 +529,11 @@ def drive(  # noqa: PLR0917
     results: list[tuple[float, float, float, int]] = []
     acked: dict[str, int] = {}
     try:
-        for _ in procs:
+        for _ in range(args.senders):
             part, seqs = out.get(timeout=LATE_STOP + 90)
             results.extend(part)
             acked.update(seqs)
+        hostile_figures = hostile.result()
     finally:
         for proc in procs:
             proc.join(30)
@@ -481,6 +569,9 @@ def drive(  # noqa: PLR0917
                                   for start, end in zip(cpu_start, cpu_end, strict=True)],
         "collector_rss_mib": [round(max(samples) / 1048576, 1) if samples else None
                               for samples in rss],
+        "collector_rss_end_mib": [round(samples[-1] / 1048576, 1) if samples else None
+                                  for samples in rss],
+        "series": series_figures(ingest, collectors[0]), "hostile": hostile_figures,
         "store_bytes": bytes_end,
         "store_growth_bytes_per_host_per_day": (round(per_host_day) if per_host_day is not None
                                                 else None),
@@ -690,7 +781,16 @@ def print_figures(f: dict[str, Any]) -> None:
         f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms" for c in f["event_loop_lag_ms"])
           + " (a timer every 0.25 s: how long a report could wait behind other work)")
     print(f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
-          f"RSS {f['collector_rss_mib']} MiB")
+          f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
+          "end")
+    s = f["series"]
+    print(f"  series          {s['held']:.0f} held; {s['refused']:.0f} new ones refused by the "
+          "limits")
+    if f.get("hostile"):
+        h = f["hostile"]
+        print(f"  hostile agent   {h['series_sent']} series sent ({h['per_report']} new per "
+              f"report), answers {h['statuses']}, warnings {h['warnings']}, "
+              f"{h['dropped_per_answers']} dropped by the answers' count")
     print(f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
           f"{f['store_growth_bytes_per_host_per_day']} bytes per host per day")
     if "breach" in f:
@@ -756,6 +856,11 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=200, metavar="K",
                         help="with --kill-after, K extra hosts breach a rule 3 s before the "
                              "kill (each through every collector)")
+    parser.add_argument("--hostile", type=int, default=0, metavar="N",
+                        help="one more agent token sends N distinct series over the run, new "
+                             "label values in every report, claiming interval_seconds 1e8")
+    parser.add_argument("--hostile-every", type=float, default=1.0, metavar="S",
+                        help="seconds between the hostile agent's reports")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.store == "sqlite" and args.collectors > 1:

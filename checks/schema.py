@@ -13,13 +13,16 @@ import msgspec
 
 SCHEMA_VERSION: Final = 1
 
-# Prometheus naming rules, so every measurement can be exposed on /metrics as it is.
-METRIC_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-_LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+# Prometheus naming rules, so every measurement can be exposed on /metrics as it is. `(?!\n)$`:
+# Python's `$` also matches before a trailing newline, which would end a line of /metrics
+# early (`\Z` would say the same, but JSON Schema, for the OpenAPI document, lacks it). Label
+# names starting with `__` are Prometheus' own (`__name__`).
+METRIC_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*(?!\n)$"
+LABEL_NAME_PATTERN = r"^(?!__)[a-zA-Z_][a-zA-Z0-9_]*(?!\n)$"
+HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}(?!\n)$"
 
 MetricName = Annotated[str, msgspec.Meta(pattern=METRIC_NAME_PATTERN, max_length=200)]
-LabelName = Annotated[str, msgspec.Meta(pattern=_LABEL_NAME, max_length=100)]
+LabelName = Annotated[str, msgspec.Meta(pattern=LABEL_NAME_PATTERN, max_length=100)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
 HostName = Annotated[str, msgspec.Meta(pattern=HOST_NAME_PATTERN)]
 CheckName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]

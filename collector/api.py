@@ -614,7 +614,11 @@ def create_app(service: CollectorService) -> Litestar:
                             status_code=503,
                             headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)})
         status = 202 if result.status == "accepted" else 200
-        return Response({"status": result.status, "seq": result.seq}, status_code=status)
+        answer: dict[str, Any] = {"status": result.status, "seq": result.seq}
+        if result.warnings:  # limits the report ran into: the agent logs each once
+            answer["warnings"] = [{"code": w.code, "message": w.message, "dropped": w.dropped}
+                                  for w in result.warnings]
+        return Response(answer, status_code=status)
 
     @get("/api/v1/hosts", summary="Hosts, their states and latest measurements", tags=["read"])
     async def get_hosts(host: FromQuery[str | None] = None) -> list[dict[str, Any]]:
@@ -704,7 +708,9 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
     document["components"].setdefault("securitySchemes", {})["bearer"] = {
         "type": "http", "scheme": "bearer"}
     operation["responses"] = {
-        "202": {"description": "Accepted"},
+        "202": {"description": "Accepted. `warnings` (when present) lists what the "
+                "collector did not take: `code` (a limit, or `reserved_name`), `message`, and "
+                "`dropped`, the new series left out"},
         "200": {"description": "A duplicate of a report already ingested; no effect"},
         "400": {"description": "Malformed body", **error},
         "401": {"description": "Missing, unknown or revoked token", **error},

@@ -360,6 +360,20 @@ class LimitsConfig(_Config, frozen=True):
     # more may wait for one; sign-ins past that get 429 rather than a place in a long line.
     password_checks_at_once: Annotated[int, msgspec.Meta(ge=1)] = 1
     password_checks_waiting: Annotated[int, msgspec.Meta(ge=0)] = 4
+    # Series (host, metric, labels) the collector holds, stores and exposes: per host, and in
+    # all. New series past either limit are dropped and counted, and the agent is told; a
+    # host's known series are always updated. A series costs about 1 KiB of memory.
+    max_series_per_host: Annotated[int, msgspec.Meta(ge=1)] = 5_000
+    max_series: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    # Check names a host may have (each a status kept, stored and exposed), likewise.
+    max_checks_per_host: Annotated[int, msgspec.Meta(ge=1)] = 500
+    # The longest report interval believed: staleness and the pruning of series that are no
+    # longer reported go by at most this.
+    max_interval: Duration = Duration(86400)
+
+    def __post_init__(self) -> None:
+        if float(self.max_interval) < 1:
+            raise field_error("max_interval", "must be at least 1s")
 
 
 class StoreConfig(_Config, frozen=True):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +37,26 @@ CALL_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SINK_OPERATIONS = ("open", "comment", "update", "resolve", "reopen", "status")
 REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large")
+# The names a family's samples take, in the text format, OpenMetrics and client libraries: a
+# measurement may use none of them for a family of the collector's own.
+FAMILY_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum")
+_TYPE_LINE = re.compile(r"^# TYPE (\S+) ", re.MULTILINE)
+
+
+def family_names(exposition: str) -> frozenset[str]:
+    """The families an exposition in the text format declares."""
+    return frozenset(_TYPE_LINE.findall(exposition))
+
+
+def reserved_names(families: Iterable[str]) -> frozenset[str]:
+    """Every name the families' samples may take: each family, and its stem (a counter's
+    name without `_total`), with every suffix of FAMILY_SUFFIXES."""
+    stems = set()
+    for name in families:
+        stems.add(name)
+        stems.update(name.removesuffix(suffix) for suffix in FAMILY_SUFFIXES
+                     if name.endswith(suffix))
+    return frozenset(stem + suffix for stem in stems for suffix in ("", *FAMILY_SUFFIXES))
 
 
 class IngestMetrics:
@@ -59,6 +80,12 @@ class IngestMetrics:
             "Timed evaluation passes that failed and were rolled back.", registry=registry)
         self.measurements = Counter("runwatch_measurements_ingested",
                                     "Measurements accepted.", registry=registry)
+        self.series_refused = Counter(
+            "runwatch_series_refused",
+            "New series dropped from accepted reports, by host and by the limit they were "
+            "over (max_series_per_host, max_series; new check names: max_checks_per_host); "
+            "the host's known series are kept.",
+            ["host", "limit"], registry=registry)
         self.latency = Histogram(
             "runwatch_ingest_duration_seconds",
             "Time to read, validate, store and evaluate a report.",
@@ -206,6 +233,9 @@ class FleetCollector(Collector):
         self._families: dict[str, dict[str, bytes]] = {}
         self._family_heads: dict[str, bytes] = {}
         self._rendered: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # Names of the collector's own families in all their forms (CollectorMetrics keeps it
+        # current): measurement families by these names are held back.
+        self.reserved: frozenset[str] = frozenset()
         if config.staleness.owner is not None:
             self._owners[STALE_RULE] = config.staleness.owner
 
@@ -254,6 +284,9 @@ class FleetCollector(Collector):
         out.extend(failing)
         _head(out, f"{PREFIX}build_info", "gauge", "The running runwatch version.")
         out.append(f'{PREFIX}build_info{{version="{_escape(__version__)}"}} 1.0\n')
+        _head(out, f"{PREFIX}series", "gauge",
+              "Series the collector holds now, of all hosts (limits.max_series caps them).")
+        out.append(f"{PREFIX}series {float(len(self._fleet.series))}\n")
 
     def _rules(self, out: list[str]) -> None:
         """What each rule is: its owner group, metric and thresholds (a few lines per rule)."""
@@ -396,8 +429,9 @@ class FleetCollector(Collector):
             return []
         self.warm()
         out: list[bytes] = []
+        reserved = self.reserved
         for name, pieces in self._families.items():
-            if pieces:
+            if pieces and PREFIX + name not in reserved:
                 out.append(self._family_heads[name])
                 out.append(b"".join(pieces.values()))
         return out
@@ -441,6 +475,12 @@ class FleetCollector(Collector):
             pieces[host] = chunk
         self._rendered[host] = (self._fleet.series_stamps.get(host, 0), tuple(chunks))
 
+    def hidden_families(self, host: str) -> list[str]:
+        """The host's measurement names held back from /metrics (a collector family's name)."""
+        entry = self._rendered.get(host)
+        return sorted(name for name in entry[1] if PREFIX + name in self.reserved) \
+            if entry is not None else []
+
     def _forget(self, host: str) -> None:
         entry = self._rendered.pop(host, None)
         for name in entry[1] if entry is not None else ():
@@ -450,7 +490,6 @@ class FleetCollector(Collector):
         """One host's measurement lines, grouped by family (in the order of the sorted keys).
         About 1.5 µs a sample, most of it the float's repr."""
         series = self._fleet.series
-        reserved = _RESERVED_NAMES
         head = f'{{host="{_escape(host)}'
         lines_by_name: dict[str, list[str]] = {}
         for key in sorted(keys):
@@ -458,8 +497,6 @@ class FleetCollector(Collector):
             name = key[1]
             lines = lines_by_name.get(name)
             if lines is None:
-                if PREFIX + name in reserved:
-                    continue
                 lines = lines_by_name[name] = []
             tail = _measurement_tail(record.check, key[2])
             value = record.value
@@ -477,24 +514,6 @@ def _measurement_tail(check: str, labels_key: str) -> str:
     labels = json.loads(labels_key)
     extra = "".join(f',{k}="{_escape(str(v))}"' for k, v in labels.items())
     return f'",check="{_escape(check)}"{extra}}} '
-
-
-_RESERVED_NAMES = frozenset({
-    f"{PREFIX}{name}" for name in (
-        "host_last_report_timestamp_seconds", "host_state", "check_failing", "build_info",
-        "rule_severity", "rule_flapping", "rule_silenced", "rules_flapping",
-        "rules_silenced", "maintenance_windows_active", "rule_info", "rule_threshold",
-        "open_call_severity", "calls_open",
-        "reports_ingested", "reports_duplicate", "reports_rejected", "reports_failed",
-        "evaluation_failures", "measurements_ingested", "ingest_duration_seconds",
-        "event_loop_lag_seconds",
-        "outbox_pending", "outbox_dead_letters", "outbox_oldest_pending_age_seconds",
-        "outbox_deliveries", "outbox_delivery_seconds", "sink_errors",
-        "call_acknowledge_seconds", "call_resolve_seconds", "store_transaction_seconds",
-        "store_commit_seconds", "process_cpu_seconds", "process_resident_memory_bytes",
-        "process_virtual_memory_bytes", "process_start_time_seconds", "process_open_fds",
-        "process_max_fds")
-} | {f"{PREFIX}calls_{k}" for k in ("opened", "reopened", "updated", "resolved", "suppressed")})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -524,6 +543,8 @@ class CollectorMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.own)
         self.fleet: FleetCollector | None = None
+        self._fleet_families: frozenset[str] = frozenset()
+        self._families_held: frozenset[str] = frozenset()
 
     def watch(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
               store: Store, clock: Callable[[], float] = time.time, *,
@@ -531,12 +552,27 @@ class CollectorMetrics:
         """Add the fleet's families, rendered from its state at each scrape."""
         self.fleet = FleetCollector(fleet, config, counters, store, clock, calendar=calendar)
         self.registry.register(self.fleet)
+        # The fleet's own families are fixed by the code: read once, from a render now (while
+        # the view is empty, that is a few dozen lines). The registry's are read at each scrape.
+        heads: list[str] = []
+        self.fleet.render_into(heads)
+        self._fleet_families = family_names("".join(heads))
+        self._hold_back(generate_latest(self.own).decode())
+
+    def _hold_back(self, own: str) -> None:
+        """Keep measurements out of every family the collector exposes itself."""
+        assert self.fleet is not None
+        families = self._fleet_families | family_names(own)
+        if families != self._families_held:
+            self._families_held = families
+            self.fleet.reserved = reserved_names(families)
 
     def render(self) -> bytes:
         """The whole /metrics body in the Prometheus text format."""
         own = generate_latest(self.own).decode()
         if self.fleet is None:
             return own.encode()
+        self._hold_back(own)  # a family registered since the last scrape counts at once
         parts = [own]
         self.fleet.render_into(parts)
         return b"".join(["".join(parts).encode(), *self.fleet.measurement_chunks()])

@@ -17,7 +17,7 @@ from collector.config import STALE_RULE, BuiltinSinkConfig, CollectorConfig
 from collector.evaluation import RuleEvaluator
 from collector.fleet import Fleet
 from collector.incidents import CallCounters, IncidentManager
-from collector.ingest import IngestResult, ReportIngestor
+from collector.ingest import IngestResult, IngestWarning, ReportIngestor, SeriesLimits
 from collector.limits import RequestLimits
 from collector.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.metrics import CollectorMetrics
@@ -110,7 +110,9 @@ class CollectorService:
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)
         self.operators = TokenVerifier(config.operator_tokens_file)
-        self.limits = RequestLimits(config.limits, self.metrics.registry)
+        # What /metrics serves (the outer registry is for tests and tools).
+        self.limits = RequestLimits(config.limits, self.metrics.own)
+        limits = config.limits
         self.fleet = Fleet()
         self.counters = CallCounters()
         self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
@@ -147,7 +149,11 @@ class CollectorService:
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents,
                                        calendar=self.calendar, resolver=self.resolver)
         self._reload()
-        self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator)
+        self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator, SeriesLimits(
+            limits.max_series_per_host, limits.max_series, float(limits.max_interval),
+            limits.max_checks_per_host))
+        # The warning codes each host was last told about: each is logged once, when it starts.
+        self._warned: dict[str, frozenset[str]] = {}
 
     def start(self) -> None:
         """Start background delivery to help desks (when any are configured)."""
@@ -354,8 +360,7 @@ class CollectorService:
                             failure = alone  # the rest would fail the same way
             else:
                 for (index, report, started), result in zip(valid, results, strict=True):
-                    outcomes[index] = result
-                    self._count(report.host, result, started)
+                    outcomes[index] = self._count(report.host, result, started)
         return [outcomes[index] for index in range(len(items))]
 
     def _admit(self, token_host: str, report: Report) -> None:
@@ -368,15 +373,44 @@ class CollectorService:
                             f"{len(report.measurements)} measurements; the limit is "
                             f"{self.config.limits.max_measurements}", "measurements")
 
-    def _count(self, host: str, result: IngestResult, started: float) -> None:
+    def _count(self, host: str, result: IngestResult, started: float) -> IngestResult:
+        """Count an ingested report; return its result with every warning for the agent."""
         if result.status == "accepted" and self.metrics.fleet is not None:
             self.metrics.fleet.refresh(host)  # its /metrics text, while it is at hand
+            hidden = self.metrics.fleet.hidden_families(host)
+            if hidden:
+                names = ", ".join(f"runwatch_{name}" for name in hidden[:5])
+                result = replace(result, warnings=(*result.warnings, IngestWarning(
+                    "reserved_name", f"not exposed on /metrics: {names}: the name is one of "
+                    "the collector's own metric families, or one of their forms (_bucket, "
+                    "_count, _sum, _created, _total, _info). Rename the measurement; it is "
+                    "still stored and evaluated.")))
         self.ingest_metrics.latency.observe(time.perf_counter() - started)
         if result.status == "duplicate":
             self.ingest_metrics.duplicates.inc()
         else:
             self.ingest_metrics.ingested.inc()
             self.ingest_metrics.measurements.inc(result.measurements)
+            self._note_warnings(host, result.warnings)
+        return result
+
+    def _note_warnings(self, host: str, warnings: tuple[IngestWarning, ...]) -> None:
+        """Count the series the limits refused; log a warning when it starts for the host."""
+        codes = frozenset(warning.code for warning in warnings)
+        told = self._warned.get(host, frozenset())
+        for warning in warnings:
+            if warning.dropped:
+                self.ingest_metrics.series_refused.labels(host, warning.code).inc(
+                    warning.dropped)
+            if warning.code not in told:
+                log.warning("host %s: %s (%s)", host, warning.message, warning.code)
+        if codes != told:
+            for code in told - codes:
+                log.info("host %s: %s no longer applies", host, code)
+            if codes:
+                self._warned[host] = codes
+            else:
+                self._warned.pop(host, None)
 
     def reject(self, rejection: Rejection) -> None:
         self.ingest_metrics.rejected.labels(rejection.reason).inc()
