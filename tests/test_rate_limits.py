@@ -309,6 +309,10 @@ def test_unknown_tokens_from_an_address_close_it_and_others_go_on(
     assert [client.get("/api/v1/audit", headers=wrong).status_code
             for _ in range(4)] == [401, 401, 401, 429]
     assert failures(service, "operator") == 3
+    # Prometheus sees the counts: they are on /metrics, not only in the service's registry.
+    metrics = client.get("/metrics").text
+    assert 'runwatch_auth_failures_total{via="agent"} 3.0' in metrics
+    assert 'runwatch_auth_refused_total{reason="address"}' in metrics
 
 
 def test_sign_in_failures_and_bad_tokens_share_one_count_per_address(guarded: Any) -> None:
