@@ -257,6 +257,7 @@ class ChaosRun:
                        for i in range(self.args.agents)}
         tokens_path.write_text("".join(f"{host} {hash_token(token)} 0\n"
                                        for host, token in self.tokens.items()))
+        tokens_path.chmod(0o600)  # the collector warns about a tokens file others can read
         config = {
             "listen": f"127.0.0.1:{port}",
             "data_dir": str(data_dir),

@@ -348,6 +348,7 @@ def write_tokens(path: Path, hosts: list[str]) -> dict[str, str]:
     now = time.time()
     path.write_text("".join(f"{host} {hash_token(token)} {now:.0f}\n"
                             for host, token in tokens.items()))
+    path.chmod(0o600)  # as `runwatch token` writes it; the collector warns about a wider one
     return tokens
 
 
@@ -467,7 +468,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 figures["breach"] = breach(ingest, args, collectors, hosts[:args.breach],
                                            tokens)
             figures["collector_exits"] = [c.stop() for c in collectors]
-            figures["collector_log_problems"] = sum(len(c.log_problems()) for c in collectors)
+            problems = [line for c in collectors for line in c.log_problems()]
+            figures["collector_log_problems"] = len(problems)
+            figures["collector_log_sample"] = problems[:5]
             return figures
         finally:
             for collector in collectors:
@@ -822,6 +825,8 @@ def print_figures(f: dict[str, Any]) -> None:
               f"{k['outbox']}")
     print(f"  exits           {f['collector_exits']}; {f['collector_log_problems']} log lines "
           "at WARNING or above")
+    for line in f.get("collector_log_sample", []):
+        print(f"                  {line[:300]}")
     target = (f["reports_per_second"] >= 0.98 * f["planned_reports_per_second"]
               and (lat["p99"] or 1e9) < 100 and f["errors"] == 0)
     print(f"  target          sustained with p99 < 100 ms: {'met' if target else 'NOT met'}")
