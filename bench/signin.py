@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import shutil
 import signal
 import socket
 import statistics
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from ingest import runwatch_command  # bench/ingest.py, beside this script
+
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from collector.auth import add_token, set_user
 
@@ -45,17 +46,6 @@ AGENT_ADDRESS = "127.0.0.2"
 ATTACKER_ADDRESS = "127.0.0.1"
 # And the collector one more, so no client connection can ever be made to itself.
 COLLECTOR_ADDRESS = "127.0.0.3"
-
-
-def runwatch() -> str:
-    """The `runwatch` console script next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).with_name("runwatch")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("runwatch")
-    if found is None:
-        raise SystemExit("bench: `runwatch` not found; put the virtualenv's bin/ first on PATH")
-    return found
 
 
 def free_port() -> int:
@@ -129,7 +119,7 @@ def start_collector(tmp: Path, cap_only: bool) -> tuple[subprocess.Popen[bytes],
     token = add_token(data / "agents.tokens", "web01")
     set_user(data / "users", "carol", "carol-secret-1")
     with (tmp / "collector.log").open("wb") as log:
-        process = subprocess.Popen([runwatch(), "collector", "--config", str(config)],
+        process = subprocess.Popen([runwatch_command(), "collector", "--config", str(config)],
                                    stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
