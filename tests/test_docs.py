@@ -19,6 +19,7 @@ pages (docs/configuration/ and docs/helpdesks/); fenced examples do not count.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,8 +88,9 @@ def _struct_members(info: mi.Type) -> list[mi.StructType] | None:
     return None
 
 
-def _walk(info: mi.Type, prefix: str, config: str, tag: str | None,
-          seen: frozenset[type[Any]]) -> Iterator[KeyPath]:
+def _walk(
+    info: mi.Type, prefix: str, config: str, tag: str | None, seen: frozenset[type[Any]]
+) -> Iterator[KeyPath]:
     info = _unwrap(info)
     if isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
         item = _unwrap(info.item_type)
@@ -109,8 +111,9 @@ def _walk(info: mi.Type, prefix: str, config: str, tag: str | None,
         if struct.cls in seen:  # a recursive type: its keys are listed where it first appears
             return
         for field in struct.fields:
-            yield from _walk(field.type, _join(prefix, field.encode_name), config, tag,
-                             seen | {struct.cls})
+            yield from _walk(
+                field.type, _join(prefix, field.encode_name), config, tag, seen | {struct.cls}
+            )
         return
     # A tagged union: the tag, the keys every member has, then each member's own keys.
     tag_fields = {m.tag_field for m in members}
@@ -121,13 +124,15 @@ def _walk(info: mi.Type, prefix: str, config: str, tag: str | None,
     shared = set.intersection(*names)
     for field in members[0].fields:
         if field.encode_name in shared:
-            yield from _walk(field.type, _join(prefix, field.encode_name), config, tag,
-                             seen | {members[0].cls})
+            yield from _walk(
+                field.type, _join(prefix, field.encode_name), config, tag, seen | {members[0].cls}
+            )
     for member in members:
         for field in member.fields:
             if field.encode_name not in shared:
-                yield from _walk(field.type, field.encode_name, config, str(member.tag),
-                                 seen | {member.cls})
+                yield from _walk(
+                    field.type, field.encode_name, config, str(member.tag), seen | {member.cls}
+                )
 
 
 def config_keys() -> list[KeyPath]:
@@ -170,7 +175,7 @@ def sections(markdown: str) -> list[str]:
     """A page cut at every heading: each piece is one heading and its own text."""
     starts = [m.start() for m in _HEADING.finditer(markdown)]
     bounds = [0, *starts, len(markdown)]
-    return [markdown[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [markdown[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def missing_keys(keys: list[KeyPath], pages: dict[Path, str]) -> list[KeyPath]:
@@ -194,36 +199,45 @@ def missing_keys(keys: list[KeyPath], pages: dict[Path, str]) -> list[KeyPath]:
 
 # -- the tests ----------------------------------------------------------------------------------
 
+
 def test_the_walker_finds_nested_map_list_and_union_keys() -> None:
     """The walker itself: a key of each kind it must reach is among the keys it lists."""
     keys = {str(k) for k in config_keys()}
-    for expected in ("collector.yaml: limits.max_series_per_host",
-                     "collector.yaml: operators.read_api",
-                     "collector.yaml: groups.<name>.route",
-                     "collector.yaml: rules[].for",
-                     "collector.yaml: maintenance[].weekly[].days",
-                     "collector.yaml: host_groups[].thresholds.<name>.warning",
-                     "collector.yaml: sinks.<name>.type",
-                     "collector.yaml: url (type: redmine)",
-                     "collector.yaml: api_key.env (type: redmine)",
-                     "collector.yaml: body_template (type: webhook)",
-                     "agent.yaml: collector.url",
-                     "agent.yaml: spool.max_age",
-                     "agent.yaml: checks[].type",
-                     "agent.yaml: checks[].timeout",
-                     "agent.yaml: repository (type: restic)",
-                     "agent.yaml: exclude_mountpoints (type: filesystem)"):
+    for expected in (
+        "collector.yaml: limits.max_series_per_host",
+        "collector.yaml: operators.read_api",
+        "collector.yaml: groups.<name>.route",
+        "collector.yaml: rules[].for",
+        "collector.yaml: maintenance[].weekly[].days",
+        "collector.yaml: host_groups[].thresholds.<name>.warning",
+        "collector.yaml: sinks.<name>.type",
+        "collector.yaml: url (type: redmine)",
+        "collector.yaml: api_key.env (type: redmine)",
+        "collector.yaml: body_template (type: webhook)",
+        "agent.yaml: collector.url",
+        "agent.yaml: spool.max_age",
+        "agent.yaml: checks[].type",
+        "agent.yaml: checks[].timeout",
+        "agent.yaml: repository (type: restic)",
+        "agent.yaml: exclude_mountpoints (type: filesystem)",
+    ):
         assert expected in keys, f"{expected} not found by the walker"
     assert len(keys) > 250
 
 
 def test_the_matcher_scopes_member_keys_to_their_section() -> None:
-    page = ("# Redmine\n\nUse `type: redmine`.\n\n| key |\n|---|\n| `api_key.env` |\n\n"
-            "# RT\n\n```yaml\nsinks: {rt: {type: rt}}\n```\n\nAlso `project`.\n\n"
-            "```yaml\n# `queue` in a fence does not count\n```\n")
-    keys = [KeyPath("c", "api_key.env", "redmine"), KeyPath("c", "project", "rt"),
-            KeyPath("c", "queue", "rt"), KeyPath("c", "project", "redmine"),
-            KeyPath("c", "groups.<group>.sink")]
+    page = (
+        "# Redmine\n\nUse `type: redmine`.\n\n| key |\n|---|\n| `api_key.env` |\n\n"
+        "# RT\n\n```yaml\nsinks: {rt: {type: rt}}\n```\n\nAlso `project`.\n\n"
+        "```yaml\n# `queue` in a fence does not count\n```\n"
+    )
+    keys = [
+        KeyPath("c", "api_key.env", "redmine"),
+        KeyPath("c", "project", "rt"),
+        KeyPath("c", "queue", "rt"),
+        KeyPath("c", "project", "redmine"),
+        KeyPath("c", "groups.<group>.sink"),
+    ]
     missing = missing_keys(keys, {Path("p.md"): page + "`groups.<name>.sink`"})
     assert [str(k) for k in missing] == ["c: queue (type: rt)", "c: project (type: redmine)"]
 
@@ -236,7 +250,8 @@ def test_every_config_key_is_in_the_configuration_reference() -> None:
     assert not missing, (
         f"{len(missing)} config key(s) are not documented in docs/configuration/ or "
         f"docs/helpdesks/ (as an inline code span; a union member's own keys in a section "
-        f"that shows `type: <tag>`):\n{listed}")
+        f"that shows `type: <tag>`):\n{listed}"
+    )
 
 
 @pytest.mark.parametrize("reason", list(UNDOCUMENTED.values()) or ["none"])
