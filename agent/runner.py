@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import schedule
@@ -107,10 +107,9 @@ class CheckRunner:
         self._slots: list[_Slot] = []
         cohorts: dict[float, list[_Slot]] = {}  # checks with one interval start together
         for options, check in checks:
-            interval = float(options.interval or options.default_interval or default_interval)
-            timeout = float(options.timeout) if options.timeout is not None else min(
-                interval, options.default_timeout)
-            slot = _Slot(options, check, interval, timeout)
+            interval = options.interval_seconds(default_interval)
+            assert interval is not None  # the agent's interval is the last default
+            slot = _Slot(options, check, interval, options.timeout_seconds(default_interval))
             self._slots.append(slot)
             cohorts.setdefault(interval, []).append(slot)
         for interval, cohort in cohorts.items():
@@ -118,9 +117,25 @@ class CheckRunner:
             self._scheduler.every(interval).seconds.do(  # type: ignore[arg-type]
                 self._start_many, cohort)
 
+    @classmethod
+    def from_options(cls, checks: Sequence[CheckOptions], default_interval: float,
+                     build: Callable[[CheckOptions, float], Check], *,
+                     on_settled: Callable[[], None] | None = None) -> CheckRunner:
+        """Build each check with the timeout the runner will abandon its runs at, and run them.
+
+        `build(options, timeout)` makes the check; its processes and requests must end within
+        `timeout` seconds of the start of a run, so none outlives the run.
+        """
+        return cls([(options, build(options, options.timeout_seconds(default_interval)))
+                    for options in checks], default_interval, on_settled=on_settled)
+
     @property
     def check_count(self) -> int:
         return len(self._slots)
+
+    def timeouts(self) -> dict[str, float]:
+        """Each check's timeout in seconds, by instance name."""
+        return {slot.options.instance: slot.timeout for slot in self._slots}
 
     @property
     def worker_count(self) -> int:

@@ -16,6 +16,7 @@ from agent.notify import SystemdNotifier
 from agent.runner import CheckRunner, Harvest
 from agent.shipper import ReportSender, ReportShipper, SendResult
 from agent.spool import Spool, SpoolStats
+from checks.base import Check, CheckOptions
 from checks.filemodes import make_private_dir, warn_if_exposed
 from checks.registry import build_check
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
@@ -39,9 +40,12 @@ _FINAL_DELIVERY_SECONDS = 3.0
 def build_runner(config: AgentConfig,
                  on_settled: Callable[[], None] | None = None) -> CheckRunner:
     """Instantiate every configured check, wrapped in a runner."""
-    checks = [(options, build_check(options, state_dir=config.state_dir / "checks" /
-                                    options.instance)) for options in config.checks]
-    return CheckRunner(checks, float(config.interval), on_settled=on_settled)
+    def build(options: CheckOptions, timeout: float) -> Check:
+        return build_check(options, timeout=timeout,
+                           state_dir=config.state_dir / "checks" / options.instance)
+
+    return CheckRunner.from_options(config.checks, float(config.interval), build,
+                                    on_settled=on_settled)
 
 
 def build_sender(config: AgentConfig) -> ReportSender:

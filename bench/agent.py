@@ -51,11 +51,11 @@ def load_ingest_module() -> ModuleType:
 
 def shipped_agent_config() -> dict[str, Any]:
     """The shipped config/agent.yaml as data."""
-    from importlib import resources
-
     import yaml
 
-    text = resources.files("config").joinpath("agent.yaml").read_text(encoding="utf-8")
+    from runwatch.shipped import shipped_file
+
+    text = shipped_file("agent.yaml").read_text(encoding="utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 

@@ -64,10 +64,10 @@ def free_port() -> int:
 
 
 def shipped_config_path(name: str) -> Path:
-    """Path of a file in the shipped `config` package (config/collector.yaml, config/rules)."""
-    from importlib import resources
+    """Path of a shipped file by its path in config/ (collector.yaml, rules)."""
+    from runwatch.shipped import shipped_file
 
-    return Path(str(resources.files("config").joinpath(name)))
+    return shipped_file(name)
 
 
 def runwatch_command() -> str:

@@ -137,6 +137,7 @@ class ArchiveCheck:
         self,
         options: ArchiveOptions,
         *,
+        timeout: float | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
         state_dir: Path | None = None,
@@ -151,13 +152,8 @@ class ArchiveCheck:
         self._which = which or _which
         self._verdicts: dict[str, Verdict] | None = None  # loaded on the first collect
         self._save_failed = False
-        # The runner's timeout for this check, as agent/runner.py works it out.
-        interval = options.interval or options.default_interval or options.default_timeout
-        timeout = (
-            float(options.timeout)
-            if options.timeout is not None
-            else min(float(interval), options.default_timeout)
-        )
+        if timeout is None:
+            timeout = options.timeout_seconds()
         self._verify_budget = timeout * _VERIFY_BUDGET_SHARE
 
     def collect(self) -> list[Measurement]:

@@ -32,6 +32,23 @@ class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     def type(self) -> str:
         return str(self.__struct_config__.tag)
 
+    def interval_seconds(self, agent_interval: float | None = None) -> float | None:
+        """How often the check runs: `interval`, else the type's default, else the agent's."""
+        interval = self.interval or self.default_interval or agent_interval
+        return float(interval) if interval is not None else None
+
+    def timeout_seconds(self, agent_interval: float | None = None) -> float:
+        """The one rule for a check's timeout: `timeout`, else min(interval, default_timeout).
+
+        The runner abandons a run at this timeout and hands the same figure to the check, whose
+        processes and requests live on it (issue 18). Without the agent's interval (a check
+        built outside an agent) the type's own default interval stands in.
+        """
+        if self.timeout is not None:
+            return float(self.timeout)
+        interval = self.interval_seconds(agent_interval)
+        return min(interval, self.default_timeout) if interval else self.default_timeout
+
     @property
     def instance(self) -> str:
         return self.name or self.type

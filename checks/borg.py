@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
-from checks.command import CommandResult, run_command
+from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -95,18 +95,9 @@ class BorgOptions(CheckOptions, tag="borg", frozen=True):
         return "passphrase_file" if self.passphrase_file is not None else "passcommand"
 
 
-def _budget_seconds(options: CheckOptions) -> float:
-    """Return how long the commands of one run may take in all, in seconds."""
-    # The agent's runner abandons a run after the check's timeout (this formula is its own);
-    # stopping at 90 % of it leaves time to hand in what was measured before that.
-    if options.timeout is not None:
-        timeout = float(options.timeout)
-    else:
-        interval = options.interval or options.default_interval
-        timeout = (
-            min(float(interval), options.default_timeout) if interval else options.default_timeout
-        )
-    return 0.9 * timeout
+# The commands of one run end by this share of the runner's timeout, which leaves time to hand
+# in what was measured before the runner gives up.
+_COMMANDS_SHARE = 0.9
 
 
 def _log_lines(stderr: str) -> list[tuple[str, str, str]]:
@@ -143,6 +134,7 @@ class BorgCheck:
         self,
         options: BorgOptions,
         *,
+        timeout: float | None = None,
         state_dir: Path | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -150,6 +142,9 @@ class BorgCheck:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
+        if timeout is None:
+            timeout = options.timeout_seconds()
+        self._budget = timeout * _COMMANDS_SHARE
         from zoneinfo import ZoneInfo  # only for borg checks
 
         self._zone = ZoneInfo(options.timezone or "UTC")
@@ -171,7 +166,7 @@ class BorgCheck:
         the collector alerts on the missing age series.
         """
         started = self._monotonic()
-        deadline = started + _budget_seconds(self._options)
+        deadline = started + self._budget
         now = self._clock()
         figures: list[tuple[str, float, str]] = []
 
@@ -229,11 +224,7 @@ class BorgCheck:
         return env, passphrase or None
 
     def _run(self, args: list[str], env: dict[str, str], deadline: float) -> CommandResult:
-        remaining = deadline - self._monotonic()
-        if remaining <= 0:
-            raise CheckFailed(
-                f"the check's timeout ran out before borg {args[0]}; raise the check's timeout"
-            )
+        remaining = time_left(deadline, self._monotonic(), f"borg {args[0]}")
         argv = [self._options.borg, args[0], "--json", "--log-json", "--bypass-lock", *args[1:]]
         return run_command(argv, timeout=remaining, env=env)
 

@@ -22,6 +22,17 @@ class CommandResult:
     duration_seconds: float
 
 
+def time_left(deadline: float, now: float, before: str) -> float:
+    """Seconds from `now` to `deadline` (monotonic), for the next command of a run.
+
+    Raises CheckFailed naming the command (`before`) when the check's timeout is used up.
+    """
+    remaining = deadline - now
+    if remaining <= 0:
+        raise CheckFailed(f"the check's timeout ran out before {before}; raise the check's timeout")
+    return remaining
+
+
 def run_command(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
                 cwd: str | None = None, input_text: str | None = None) -> CommandResult:
     """Run `argv` (no shell) and return its result, whatever its exit code.

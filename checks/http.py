@@ -16,6 +16,7 @@ from checks.settings import field_error
 
 if TYPE_CHECKING:
     import http.client
+    import socket
     import ssl
 
 _log = logging.getLogger(__name__)
@@ -115,16 +116,23 @@ class HttpCheck:
     name: ClassVar[str] = "http"
 
     def __init__(
-        self, options: HttpOptions, *, clock: Clock = time.time, monotonic: Clock = time.monotonic
+        self,
+        options: HttpOptions,
+        *,
+        timeout: float | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
     ) -> None:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
         self._parts = urlsplit(options.url)
         self._labels = {"url": options.url}
-        timeout = options.timeout if options.timeout is not None else options.default_timeout
-        # Give up a little before the runner does, so a slow server reads as down, not hung.
-        self._io_timeout = float(timeout) * 0.9
+        if timeout is None:
+            timeout = options.timeout_seconds()
+        # The whole request, connect to body, ends a little before the runner gives up, so a
+        # slow server reads as down, not hung.
+        self._budget = timeout * 0.9
         self._headers = {"User-Agent": "runwatch", "Connection": "close", **options.headers}
         self._context: ssl.SSLContext | None = None
         self._tls_problem: str | None = None  # warned about once, until it changes or clears
@@ -135,6 +143,7 @@ class HttpCheck:
         import ssl
         connection = self._connection()
         started = self._monotonic()
+        deadline = started + self._budget
         try:
             connection.connect()
         except ssl.SSLCertVerificationError as exc:
@@ -146,23 +155,35 @@ class HttpCheck:
             connection.close()
             return [self._measurement("http_up", 0, self._clock())]
         self._tls_problem = None
+        sock = connection.sock  # the response reads from it after the connection lets go
+        response: http.client.HTTPResponse | None = None
         try:
             not_after = None
-            if isinstance(connection.sock, ssl.SSLSocket):
-                not_after = certificate_not_after(connection.sock, self._options.verify_tls)
+            if isinstance(sock, ssl.SSLSocket):
+                not_after = certificate_not_after(sock, self._options.verify_tls)
+            self._wait_until(deadline, sock)
             connection.request(self._options.method, self._target(), headers=self._headers)
+            self._wait_until(deadline, sock)
             response = connection.getresponse()
             remaining = MAX_BODY_BYTES
-            while remaining > 0 and (chunk := response.read(min(_CHUNK, remaining))):
+            while remaining > 0:
+                self._wait_until(deadline, sock)
+                chunk = response.read1(min(_CHUNK, remaining))  # one receive at most
+                if not chunk:
+                    break
                 remaining -= len(chunk)
             elapsed = self._monotonic() - started
+            status = response.status
         except (OSError, http.client.HTTPException) as exc:
             _log.info("http check: %s %s failed: %s", self._options.method, self._options.url, exc)
             return [self._measurement("http_up", 0, self._clock())]
         finally:
+            # The response holds the socket past the connection's close: a run given up must
+            # not leave it open until the garbage collector (or a logged traceback) lets go.
+            if response is not None:
+                response.close()
             connection.close()
         now = self._clock()
-        status = response.status
         expected = (
             status in self._options.expect_status
             if self._options.expect_status
@@ -188,10 +209,18 @@ class HttpCheck:
         import http.client
         host, port = self._parts.hostname or "", self._parts.port
         if self._parts.scheme == "http":
-            return http.client.HTTPConnection(host, port, timeout=self._io_timeout)
+            return http.client.HTTPConnection(host, port, timeout=self._budget)
         return http.client.HTTPSConnection(
-            host, port, timeout=self._io_timeout, context=self._tls_context()
+            host, port, timeout=self._budget, context=self._tls_context()
         )
+
+    def _wait_until(self, deadline: float, sock: socket.socket | None) -> None:
+        """Let the next send or receive wait only until the run's deadline (monotonic)."""
+        left = deadline - self._monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within {self._budget:g}s")
+        if sock is not None and sock.fileno() != -1:  # closed once the whole body is read
+            sock.settimeout(left)
 
     def _tls_context(self) -> ssl.SSLContext:
         import ssl

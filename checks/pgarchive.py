@@ -9,7 +9,7 @@ from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from checks.base import CheckFailed, CheckOptions, Clock
-from checks.command import CommandResult, run_command
+from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 
 _log = logging.getLogger(__name__)
@@ -124,19 +124,28 @@ class PgArchiverCheck:
 
     name: ClassVar[str] = "pg_archiver"
 
-    def __init__(self, options: PgArchiverOptions, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        options: PgArchiverOptions,
+        *,
+        timeout: float | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
         self._options = options
         self._clock = clock
+        self._monotonic = monotonic
         self._labels = {"cluster": options.cluster or cluster_label(options.dsn)}
         self._env = {"PGCONNECT_TIMEOUT": "5"}
         if options.password_file:
             self._env["PGPASSFILE"] = options.password_file
-        timeout = options.timeout if options.timeout is not None else options.default_timeout
-        self._timeout = float(timeout)
+        # The runner's budget for the whole run: both psql calls share it.
+        self._timeout = timeout if timeout is not None else options.timeout_seconds()
 
     def collect(self) -> list[Measurement]:
         """Return the archiver's counters, state and backlog, or raise with probe_success 0."""
-        result = self._psql(ARCHIVER_QUERY)
+        deadline = self._monotonic() + self._timeout
+        result = self._psql(ARCHIVER_QUERY, deadline)
         now = self._clock()
         if result.returncode != 0:
             raise CheckFailed(
@@ -153,7 +162,7 @@ class PgArchiverCheck:
                 measurements=[self._measurement("pg_archiver_probe_success", 0, now)],
             ) from None
         out = self._figures(stats, now)
-        ready = self._ready_files()
+        ready = self._ready_files(deadline)
         if ready is not None:
             out.append(self._measurement("pg_archiver_ready_files", ready, now))
         return out
@@ -183,8 +192,8 @@ class PgArchiverCheck:
             )
         return [self._measurement(name, value, now, unit) for name, value, unit in figures]
 
-    def _ready_files(self) -> int | None:
-        result = self._psql(READY_QUERY)
+    def _ready_files(self, deadline: float) -> int | None:
+        result = self._psql(READY_QUERY, deadline)
         if result.returncode == 0:
             try:
                 return int(result.stdout.strip())
@@ -209,7 +218,7 @@ class PgArchiverCheck:
             )
         return None
 
-    def _psql(self, query: str) -> CommandResult:
+    def _psql(self, query: str, deadline: float) -> CommandResult:
         # -X: no ~/.psqlrc; -w: never wait for a password on a terminal.
         argv = [
             self._options.psql,
@@ -224,7 +233,8 @@ class PgArchiverCheck:
             "-c",
             query,
         ]
-        return run_command(argv, timeout=self._timeout, env=self._env)
+        timeout = time_left(deadline, self._monotonic(), "psql")
+        return run_command(argv, timeout=timeout, env=self._env)
 
     def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
         return Measurement(

@@ -195,12 +195,13 @@ class PluginCheck:
 
     name: ClassVar[str] = "plugin"
 
-    def __init__(self, options: PluginOptions, *, clock: Clock = time.time) -> None:
+    def __init__(self, options: PluginOptions, *, timeout: float | None = None,
+                 clock: Clock = time.time) -> None:
         self._options = options
         self._clock = clock
         self._labels = {"service": options.service or options.instance}
-        timeout = options.timeout if options.timeout is not None else options.default_timeout
-        self._timeout = float(timeout)
+        # The runner's budget, whole: the plugin is killed when the runner gives up on it.
+        self._timeout = timeout if timeout is not None else options.timeout_seconds()
         self.last_output: str | None = None
 
     def collect(self) -> list[Measurement]:

@@ -75,8 +75,10 @@ else:
 def build_check(options: CheckOptions, **collaborators: Any) -> Check:
     """Build the check that `options` configures.
 
-    Each collaborator (e.g. `state_dir`, where a probe keeps its cache) goes to the check's
-    constructor only if the constructor takes a keyword of that name.
+    Each collaborator goes to the check's constructor only if the constructor takes a keyword of
+    that name: `state_dir`, where a probe keeps its cache, and `timeout`, the runner's budget
+    for one run (CheckOptions.timeout_seconds), which checks that run processes or requests
+    take.
     """
     try:
         _, check_class = CHECK_TYPES[options.type]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 
 from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
-from checks.command import CommandResult, run_command
+from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -96,18 +96,9 @@ def _stderr_excerpt(stderr: str, lines: int = 2) -> str:
     return redact_url("; ".join(line[:300] for line in kept)) or "no message"
 
 
-def _budget_seconds(options: CheckOptions) -> float:
-    """Return how long the commands of one run may take in all, in seconds."""
-    # The agent's runner abandons a run after the check's timeout (this formula is its own);
-    # stopping at 90 % of it leaves time to hand in what was measured before that.
-    if options.timeout is not None:
-        timeout = float(options.timeout)
-    else:
-        interval = options.interval or options.default_interval
-        timeout = (
-            min(float(interval), options.default_timeout) if interval else options.default_timeout
-        )
-    return 0.9 * timeout
+# The commands of one run end by this share of the runner's timeout, which leaves time to hand
+# in what was measured before the runner gives up.
+_COMMANDS_SHARE = 0.9
 
 
 class ResticCheck:
@@ -119,6 +110,7 @@ class ResticCheck:
         self,
         options: ResticOptions,
         *,
+        timeout: float | None = None,
         state_dir: Path | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -126,6 +118,9 @@ class ResticCheck:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
+        if timeout is None:
+            timeout = options.timeout_seconds()
+        self._budget = timeout * _COMMANDS_SHARE
         if options.cache_dir is not None:
             self._cache_dir: Path | None = Path(options.cache_dir)
         else:
@@ -153,7 +148,7 @@ class ResticCheck:
         the collector alerts on the missing age series.
         """
         started = self._monotonic()
-        deadline = started + _budget_seconds(self._options)
+        deadline = started + self._budget
         now = self._clock()
         figures: list[tuple[str, float, str]] = []
 
@@ -181,12 +176,7 @@ class ResticCheck:
         return finish(True)
 
     def _run(self, args: list[str], deadline: float) -> CommandResult:
-        remaining = deadline - self._monotonic()
-        if remaining <= 0:
-            raise CheckFailed(
-                "the check's timeout ran out before restic "
-                f"{' '.join(args[:2])}; raise the check's timeout"
-            )
+        remaining = time_left(deadline, self._monotonic(), f"restic {' '.join(args[:2])}")
         argv = [self._options.restic, *args, "--no-lock", *self._cache_args]
         return run_command(argv, timeout=remaining, env=self._env)
 

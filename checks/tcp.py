@@ -54,17 +54,23 @@ class TcpCheck:
     name: ClassVar[str] = "tcp"
 
     def __init__(
-        self, options: TcpOptions, *, clock: Clock = time.time, monotonic: Clock = time.monotonic
+        self,
+        options: TcpOptions,
+        *,
+        timeout: float | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
     ) -> None:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
         self._address = split_address(options.address)
         self._labels = {"target": options.target or options.address}
-        timeout = options.timeout if options.timeout is not None else options.default_timeout
+        if timeout is None:
+            timeout = options.timeout_seconds()
         # Give up a little before the runner does, so a timeout reads as success 0, not as
         # a check that hung.
-        self._connect_timeout = float(timeout) * 0.9
+        self._connect_timeout = timeout * 0.9
 
     def collect(self) -> list[Measurement]:
         """Connect, close, and return success and the connect time."""

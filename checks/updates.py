@@ -61,11 +61,12 @@ class UpdatesCheck:
 
     name: ClassVar[str] = "updates"
 
-    def __init__(self, options: UpdatesOptions, *, clock: Clock = time.time) -> None:
+    def __init__(self, options: UpdatesOptions, *, timeout: float | None = None,
+                 clock: Clock = time.time) -> None:
         self._options = options
         self._clock = clock
-        timeout = options.timeout if options.timeout is not None else options.default_timeout
-        self._timeout = float(timeout)
+        # The runner's budget, whole: apt-get is killed when the runner gives up on it.
+        self._timeout = timeout if timeout is not None else options.timeout_seconds()
 
     def collect(self) -> list[Measurement]:
         """Return pending update counts (where apt exists) and the reboot-required flags."""

@@ -493,10 +493,11 @@ def _report_config(args: argparse.Namespace) -> Any:
 
     if args.config is not None:
         return load_collector_config(args.config)
-    from runwatch.up import default_data_dir, shipped_config
+    from runwatch.shipped import shipped_file
+    from runwatch.up import default_data_dir
 
     data_dir = (args.data_dir or default_data_dir()).resolve()
-    return load_collector_config(shipped_config("collector.yaml"), {"data_dir": str(data_dir)})
+    return load_collector_config(shipped_file("collector.yaml"), {"data_dir": str(data_dir)})
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from agent.config import AgentConfig, load_agent_config
@@ -21,13 +20,9 @@ from collector.config import CollectorConfig, load_collector_config
 from collector.server import bind, serve, url_of
 from collector.service import CollectorService
 from runwatch.datadir import prepare_data_dir
+from runwatch.shipped import shipped_file
 
 log = logging.getLogger(__name__)
-
-
-def shipped_config(name: str) -> Path:
-    """Path of a config file shipped in the wheel's `config` package."""
-    return Path(str(resources.files("config").joinpath(name)))
 
 
 def default_data_dir() -> Path:
@@ -65,7 +60,7 @@ def prepare(options: UpOptions) -> tuple[CollectorConfig, AgentConfig]:
     """Load both configs with the data dir and listen address applied."""
     data_dir = options.data_dir.resolve()
     collector = load_collector_config(
-        options.collector_config or shipped_config("collector.yaml"),
+        options.collector_config or shipped_file("collector.yaml"),
         {"data_dir": str(data_dir), "listen": options.listen})
     return collector, _agent_config(options, data_dir, collector)
 
@@ -83,7 +78,7 @@ def _agent_config(options: UpOptions, data_dir: Path, collector: CollectorConfig
     overrides: dict[str, object] = {"collector": target, "state_dir": str(data_dir / "agent")}
     if options.interval is not None:
         overrides["interval"] = float(options.interval)
-    return load_agent_config(options.agent_config or shipped_config("agent.yaml"), overrides)
+    return load_agent_config(options.agent_config or shipped_file("agent.yaml"), overrides)
 
 
 def run_up(options: UpOptions) -> int:

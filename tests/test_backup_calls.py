@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ import pytest
 import yaml
 
 from collector.auth import add_token
+from runwatch.shipped import shipped_file
 from tests.conftest import RUNWATCH, tool
 from tests.procs import Processes, get_json, read_url, wait_for
 
 pytestmark = pytest.mark.slow
 
-SHIPPED_RULES = Path(str(resources.files("config").joinpath("rules")))
+SHIPPED_RULES = shipped_file("rules")
 def days_ago(days: float) -> tuple[str, float]:
     """A local time `days` ago as restic's --time wants it, and the same moment in seconds."""
     when = round(time.time() - days * 86400)
@@ -35,8 +35,7 @@ def days_ago(days: float) -> tuple[str, float]:
 def start_pair(tmp_path: Path, processes: Processes, checks: list[dict[str, Any]],
                rules_file: Path | None = None) -> str:
     """Start a collector on the shipped groups and backup rules, and an agent with `checks`."""
-    shipped = yaml.safe_load((Path(str(resources.files("config"))) / "collector.yaml")
-                             .read_text())
+    shipped = yaml.safe_load(shipped_file("collector.yaml").read_text())
     config = {
         "listen": "127.0.0.1:0",
         "data_dir": str(tmp_path / "data"),

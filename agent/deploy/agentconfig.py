@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,14 @@ from agent.config import agent_config_from_dict
 from agent.deploy.inventory import DeployTarget
 from agent.deploy.layout import InstallLayout
 from checks.settings import ConfigError
+from runwatch.shipped import shipped_file
 
 # Names deploy sets itself; vars of the same name are refused rather than silently ignored.
 RESERVED = frozenset({"host", "collector_url", "token_file", "state_dir", "install_root"})
 
 
 def default_template() -> str:
-    return resources.files("config").joinpath("deploy/agent.yaml.j2").read_text(encoding="utf-8")
+    return shipped_file("deploy/agent.yaml.j2").read_text(encoding="utf-8")
 
 
 class AgentConfigRenderer:

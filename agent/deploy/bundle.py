@@ -25,8 +25,9 @@ from agent.deploy.errors import DeployError
 
 log = logging.getLogger(__name__)
 
-# What goes into runwatch's wheel, and so into the bundle's identity.
-_PACKAGES = ("agent", "checks", "collector", "config", "runwatch")
+# The source folders runwatch's wheel is built from, and so the bundle's identity: the packages,
+# and config/, whose files the wheel carries inside runwatch (runwatch/shipped.py).
+_SOURCES = ("agent", "checks", "collector", "config", "runwatch")
 _VERSION = re.compile(r'^__version__\s*=\s*["\']([^"\']+)["\']', re.M)
 
 
@@ -79,10 +80,10 @@ def source_version(source: Path) -> str:
 def _source_digest(source: Path, target: BundleTarget) -> str:
     digest = hashlib.sha256(f"{target.python} {target.machine}\n".encode())
     files = [source / "pyproject.toml"]
-    for package in _PACKAGES:
+    for folder in _SOURCES:
         files += [
             p
-            for p in sorted((source / package).rglob("*"))
+            for p in sorted((source / folder).rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
         ]
     for path in files:

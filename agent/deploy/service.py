@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from importlib import resources
 from typing import Protocol
 
 from agent.deploy.layout import InstallLayout
 from agent.deploy.ssh import RemoteHost
+from runwatch.shipped import shipped_file
 
 UNIT_NAME = "runwatch-agent.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
@@ -107,11 +107,7 @@ class SystemdService:
         return SYSTEMD_STATE_DIR
 
     def unit_text(self) -> str:
-        text = (
-            resources.files("config")
-            .joinpath("systemd/runwatch-agent.service")
-            .read_text(encoding="utf-8")
-        )
+        text = shipped_file("systemd/runwatch-agent.service").read_text(encoding="utf-8")
         return text.replace("/opt/runwatch/bin/runwatch", self.layout.runwatch).replace(
             "/etc/runwatch/agent.yaml", self.layout.config
         )
