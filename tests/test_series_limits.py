@@ -18,9 +18,9 @@ from agent.shipper import ReportSender, ReportShipper, SendResult
 from agent.spool import Spool
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from checks.settings import ConfigError
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.conftest import FakeClock, collector_config
 
 MakeService = Callable[..., CollectorService]

@@ -19,9 +19,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from checks.settings import convert
-from collector.outbox import OutboxWorker, RetryPolicy
-from collector.service import CollectorService, open_store
-from collector.sinks.base import SinkError, TicketRef
+from collector.app import CollectorService, open_store
+from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.sinks.contract import SinkError, TicketRef
 from collector.sinks.jira import JiraSink, JiraSinkConfig
 from collector.sinks.redmine import RedmineSink, RedmineSinkConfig
 from collector.sinks.rt import RTSink, RTSinkConfig

@@ -12,7 +12,7 @@ import httpx
 import msgspec
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -20,7 +20,7 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+from collector.sinks.transport import HttpClient
 
 SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
 DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}

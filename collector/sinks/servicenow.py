@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -24,7 +24,7 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+from collector.sinks.transport import HttpClient
 
 DEFAULT_PRIORITIES = {"CRITICAL": "1,1", "STALE": "1,1", "WARNING": "2,2", "UNKNOWN": "2,2"}
 INCIDENT = "/api/now/table/incident"

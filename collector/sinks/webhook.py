@@ -38,7 +38,7 @@ import msgspec
 from jinja2.sandbox import SandboxedEnvironment
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -46,7 +46,7 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+from collector.sinks.transport import HttpClient
 
 DEFAULT_TEMPLATE = """\
 {

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import httpx
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -24,7 +24,7 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+from collector.sinks.transport import HttpClient
 
 log = logging.getLogger(__name__)
 
