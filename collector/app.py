@@ -27,15 +27,9 @@ from collector.incidents.templates import CallTemplates
 from collector.ingest.ingestor import IngestResult, IngestWarning, ReportIngestor, SeriesLimits
 from collector.metrics.instruments import CollectorMetrics
 from collector.sinks.adapters import build_sinks, priority_map
-from collector.store.records import (
-    AuditEntry,
-    CallLink,
-    RuleStateRecord,
-    Silence,
-    Store,
-    StoreTimings,
-)
-from collector.store.sqlite import SQLiteStore
+from collector.store.opening import open_store
+from collector.store.protocols import Store
+from collector.store.records import AuditEntry, CallLink, RuleStateRecord, Silence
 from collector.view.fleet import Fleet
 
 log = logging.getLogger(__name__)
@@ -72,22 +66,6 @@ def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float
         return run(now) if store.try_lead(job) else 0
 
     return led
-
-
-def open_store(config: CollectorConfig, timings: StoreTimings | None = None, *,
-               background: bool = False) -> Store:
-    """The store the config names: SQLite in data_dir, or a shared PostgreSQL database.
-
-    `background`: the collector's main connection, whose SQLite WAL checkpoints go to a
-    thread of their own."""
-    if config.store.backend == "postgresql":
-        from collector.store.postgresql import PostgresStore  # psycopg only where it is used
-
-        assert config.store.dsn is not None  # the config requires it
-        return PostgresStore(config.store.dsn, lease_seconds=float(config.outbox.lease),
-                             timings=timings)
-    return SQLiteStore(config.data_dir / "runwatch.db", timings,
-                       checkpoint_in_background=background, max_bytes=config.store.max_bytes)
 
 
 class CollectorService:

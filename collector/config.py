@@ -296,7 +296,8 @@ class StormConfig(_Config, frozen=True):
 
 
 class TemplatesConfig(_Config, frozen=True):
-    """Jinja2 templates for a call's summary and description (defaults: collector/incidents/templates.py)."""
+    """Jinja2 templates for a call's summary and description (defaults:
+    collector/incidents/templates.py)."""
 
     summary: str | None = None
     description: str | None = None

@@ -33,7 +33,8 @@ from typing import Any
 from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation.overrides import group_matches
 from collector.evaluation.rules import Severity
-from collector.store.records import StateChange, Store
+from collector.store.protocols import Store
+from collector.store.records import StateChange
 
 DAY = 86400.0
 FORMATS = ("json", "csv", "md", "html")

@@ -500,8 +500,8 @@ def _report_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from collector.app import open_store
     from collector.service_levels import ReportError, build_report, parse_period, render
+    from collector.store.opening import open_store
 
     try:
         period = parse_period(args.period)
@@ -638,7 +638,7 @@ def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
         return
     import sqlite3
 
-    from collector.app import open_store
+    from collector.store.opening import open_store
     from collector.store.records import AuditEntry
 
     errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)

@@ -9,9 +9,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from collector.app import CollectorService, open_store
+from collector.app import CollectorService
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
 from collector.sinks.contract import NewTicket, RemoteStatus, SinkError, TicketRef
+from collector.store.opening import open_store
 from collector.store.postgresql import DEFAULT_LEASE_SECONDS
 from tests.conftest import FS_RULE, FakeClock, Reporter
 

@@ -40,7 +40,8 @@ from collector.evaluation.rules import (
 )
 from collector.incidents.calls import Problem, format_value, labels_key
 from collector.incidents.manager import IncidentManager
-from collector.store.records import HistoryPoint, RuleStateRecord, SeriesRecord, StateChange, Store
+from collector.store.protocols import Store
+from collector.store.records import HistoryPoint, RuleStateRecord, SeriesRecord, StateChange
 from collector.view.fleet import Fleet, SeriesKey, StateKey
 
 ProblemFor = Callable[[Severity, RuleState], Problem]

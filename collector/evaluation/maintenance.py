@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from collector.config import WEEKDAYS, MaintenanceConfig
-from collector.store.records import Silence, Store
+from collector.store.protocols import SilenceStore
+from collector.store.records import Silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,13 @@ def weekly_occurrence(window: MaintenanceConfig, now: float) -> tuple[float, flo
 class MaintenanceCalendar:
     """Answer "is this (host, rule) in a maintenance window now?" without touching the store."""
 
-    def __init__(self, windows: Sequence[MaintenanceConfig], store: Store, now: float) -> None:
+    def __init__(self, windows: Sequence[MaintenanceConfig], store: SilenceStore, now: float
+                 ) -> None:
         self._windows = tuple(windows)
         self._silences: list[Silence] = []
         self.reload(store, now)
 
-    def reload(self, store: Store, now: float) -> None:
+    def reload(self, store: SilenceStore, now: float) -> None:
         """Read the silences that have not ended yet (after a change through the API)."""
         self._silences = store.list_silences(now)
 

@@ -19,7 +19,8 @@ from collector.evaluation.rules import (
 )
 from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
 from collector.incidents.templates import CallTemplates
-from collector.store.records import OutboxOp, Store
+from collector.store.protocols import Store
+from collector.store.records import OutboxOp
 
 log = logging.getLogger(__name__)
 

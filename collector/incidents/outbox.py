@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef
-from collector.store.records import CallLink, OutboxOp, Store
+from collector.store.protocols import OutboxStore
+from collector.store.records import CallLink, OutboxOp
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class OutboxWorker:
     it (`runwatch outbox retry`).
     """
 
-    def __init__(self, store: Store, sinks: Mapping[str, Sink], *,
+    def __init__(self, store: OutboxStore, sinks: Mapping[str, Sink], *,
                  clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
                  metrics: DeliveryMetrics | None = None, batch: int = 50,
                  sync: Callable[[float], int] | None = None, sync_interval: float = 60.0

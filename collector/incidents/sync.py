@@ -10,7 +10,8 @@ from collector.config import GroupConfig
 from collector.incidents.calls import Call, CallEvent
 from collector.incidents.manager import CallTimings
 from collector.sinks.contract import RemoteStatus, Sink, SinkError, TicketRef
-from collector.store.records import CallLink, OutboxOp, Store
+from collector.store.protocols import Store
+from collector.store.records import CallLink, OutboxOp
 
 log = logging.getLogger(__name__)
 

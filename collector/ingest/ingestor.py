@@ -11,7 +11,8 @@ from typing import Literal
 from checks.schema import Report
 from collector.evaluation.evaluator import RuleEvaluator
 from collector.incidents.calls import labels_key
-from collector.store.records import BackupSuccess, CheckStatus, HostRecord, SeriesRecord, Store
+from collector.store.protocols import Store
+from collector.store.records import BackupSuccess, CheckStatus, HostRecord, SeriesRecord
 from collector.view.fleet import Fleet, HostState
 
 # Measurements whose value is the time of the last successful backup of a job (statusfile,

@@ -18,7 +18,7 @@ from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.rules import Severity
 from collector.incidents.manager import CallCounters
 from collector.sinks.adapters import sink_type
-from collector.store.records import Store
+from collector.store.protocols import Store
 from collector.view.fleet import Fleet, SeriesKey
 from runwatch import __version__
 

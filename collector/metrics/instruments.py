@@ -28,7 +28,8 @@ from collector.metrics.exposition import (
     reserved_names,
 )
 from collector.sinks.adapters import sink_type
-from collector.store.records import Store, StoreTimings
+from collector.store.protocols import Store
+from collector.store.records import StoreTimings
 from collector.view.fleet import Fleet
 
 

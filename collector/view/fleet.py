@@ -9,13 +9,13 @@ from typing import Any
 
 from collector.config import CHECK_STALE_RULE
 from collector.evaluation.rules import RuleState, Severity
+from collector.store.protocols import Store
 from collector.store.records import (
     CheckStatus,
     HistoryPoint,
     HostRecord,
     HostSnapshot,
     SeriesRecord,
-    Store,
 )
 
 SeriesKey = tuple[str, str, str]   # host, metric name, labels key
