@@ -31,6 +31,7 @@ from collector.store.opening import open_store
 from collector.store.protocols import Store
 from collector.store.records import AuditEntry, CallLink, RuleStateRecord, Silence
 from collector.view.fleet import Fleet
+from collector.view.replica import ReplicaSync
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,10 @@ class CollectorService:
         self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents,
                                        calendar=self.calendar, resolver=self.resolver)
         self._reload()
+        self.replica = ReplicaSync(self.fleet, self.store)
         self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator, SeriesLimits(
             limits.max_series_per_host, limits.max_series, float(limits.max_interval),
-            limits.max_checks_per_host))
+            limits.max_checks_per_host), self.replica)
         # The warning codes each host was last told about: each is logged once, when it starts.
         self._warned: dict[str, frozenset[str]] = {}
 
@@ -247,13 +249,8 @@ class CollectorService:
         call = self._handled_call(call_id)
         if call.status != "open":
             raise Rejection(409, "conflict", f"call {call_id} is already resolved")
-        with self.store.transaction():
-            if self.store.shared:
-                # Another replica may have moved this host on: take it, and its latest view.
-                locked = self.store.lock_host(call.host)
-                if locked is not None and self.fleet.versions.get(call.host) != locked[1]:
-                    self.fleet.reload_host(self.store.load_host_snapshot(call.host),
-                                           call.host, now)
+        # Another replica may have moved this host on: take it, and its latest view.
+        with self.replica.hold([call.host], now) as held:
             self.store.retire_call(call_id, now)
             text = f"Resolved by {actor}" + (f": {note.strip()}" if note.strip() else ".")
             self.store.add_call_event(CallEvent(call_id, now, "resolved", text))
@@ -264,9 +261,7 @@ class CollectorService:
                     self.fleet.states[key] = freed
                     released.append(RuleStateRecord(key[0], key[1], key[2], freed))
             self.store.save_rule_states(released)
-            if self.store.shared:
-                for host in sorted({record.host for record in released}):
-                    self.fleet.versions[host] = self.store.bump_host_version(host)
+            held.changed(record.host for record in released)
             self.store.add_audit(AuditEntry(0, now, actor, "call.resolve", f"call {call_id}",
                                             note.strip()[:500], via))
         CallCounters.bump(self.counters.resolved, call.group)
@@ -417,24 +412,16 @@ class CollectorService:
                 self.calendar.reload(self.store, now)
                 # From this view only the hosts it holds current; the others' silence and
                 # pending problems are read from the database.
-                versions = self.store.host_versions()
-                due = [host for host in due
-                       if self.fleet.versions.get(host) == versions.get(host)]
+                due = self.replica.current_of(due)
                 due += sorted(set(self.store.hosts_to_tick(
                     now, self.config.staleness.after_intervals, STALE_RULE)) - set(due))
             began = time.perf_counter()
             for host in due:
-                with self.store.transaction():
-                    if shared:
-                        locked = self.store.lock_host(host)
-                        if locked is None:
-                            continue
-                        if host not in self.fleet.hosts \
-                                or self.fleet.versions.get(host) != locked[1]:
-                            self.fleet.reload_host(self.store.load_host_snapshot(host), host,
-                                                   now)
-                    if self.evaluator.tick_host(host, now) and shared:
-                        self.fleet.versions[host] = self.store.bump_host_version(host)
+                with self.replica.hold([host], now) as held:
+                    if held.missing(host):
+                        continue
+                    if self.evaluator.tick_host(host, now):
+                        held.changed([host])
                 if time.perf_counter() - began >= slice_seconds:
                     yield
                     began = time.perf_counter()

@@ -14,6 +14,7 @@ from collector.incidents.calls import labels_key
 from collector.store.protocols import Store
 from collector.store.records import BackupSuccess, CheckStatus, HostRecord, SeriesRecord
 from collector.view.fleet import Fleet, HostState
+from collector.view.replica import ReplicaSync
 
 # Measurements whose value is the time of the last successful backup of a job (statusfile,
 # restic and borg checks): each new value is kept, for the backup freshness report.
@@ -56,9 +57,10 @@ class ReportIngestor:
     """Record reports. At-least-once delivery acts exactly once: (host, boot_id, seq) dedups."""
 
     def __init__(self, fleet: Fleet, store: Store, evaluator: RuleEvaluator,
-                 limits: SeriesLimits) -> None:
+                 limits: SeriesLimits, replica: ReplicaSync | None = None) -> None:
         self._fleet = fleet
         self._store = store
+        self._replica = replica or ReplicaSync(fleet, store)
         self._evaluator = evaluator
         self._limits = limits
 
@@ -72,13 +74,9 @@ class ReportIngestor:
         if len(set(hosts)) != len(hosts):
             raise ValueError("a batch holds at most one report per host")
         fleet = self._fleet
-        with self._store.transaction():
-            # Other replicas sharing the store wait here for these hosts, and this view of
-            # each is brought up to date if one of them moved it since.
-            locked = self._store.lock_hosts(hosts)
-            for host, (_, version) in locked.items():
-                if host not in fleet.hosts or fleet.versions.get(host) != version:
-                    fleet.reload_host(self._store.load_host_snapshot(host), host, now)
+        # Other replicas sharing the store wait here for these hosts, and this view of each
+        # is brought up to date if one of them moved it since.
+        with self._replica.hold(hosts, now) as held:
             results: list[IngestResult] = []
             fresh: list[_Prepared] = []
             # New series the fleet has room for, shared by the batch's reports in order.
@@ -101,8 +99,7 @@ class ReportIngestor:
                 self._store.add_backup_successes([b for item in fresh for b in item.backups])
                 for item in fresh:
                     self._evaluate(item, now)
-                fleet.versions.update(
-                    self._store.bump_host_versions([item.record.host for item in fresh]))
+                held.changed(item.record.host for item in fresh)
         return results
 
     def _prepare(self, report: Report, known: HostState | None, now: float, room: int

@@ -154,6 +154,18 @@ class Fleet:
         for record in snapshot.states:
             self.states[(record.rule, record.host, record.labels_key)] = record.state
 
+    def is_current(self, host: str, version: int) -> bool:
+        """Whether this view holds the host at the stored `version` (see view/replica.py)."""
+        return host in self.hosts and self.versions.get(host) == version
+
+    def version_of(self, host: str) -> int | None:
+        """The stored version of the host this view reflects, if it knows one."""
+        return self.versions.get(host)
+
+    def set_versions(self, versions: dict[str, int]) -> None:
+        """Note the versions the store gave the hosts this view just changed."""
+        self.versions.update(versions)
+
     def put_series(self, series: SeriesRecord, now: float) -> None:
         key = (series.host, series.name, series.labels_key)
         self.series[key] = series
