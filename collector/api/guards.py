@@ -69,17 +69,11 @@ def host_guard(service: CollectorService) -> Guard:
     `opt={"any_host": True}` (liveness, which load balancers probe by any name) are exempt."""
     policy = HostPolicy.from_config(service.config)
 
-    def holds_token(authorization: str | None) -> bool:
-        scheme, _, token = (as_bearer(authorization) or "").partition(" ")
-        token = token.strip()
-        return scheme.lower() == "bearer" and bool(token) and (
-            service.tokens.host_for(token) is not None
-            or service.operators.identify(token) is not None)
-
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         host = connection.headers.get("host", "")
         if handler.opt.get("any_host") or policy.allows(host) \
-                or holds_token(connection.headers.get("authorization")):
+                or service.credentials.holds_token(
+                    as_bearer(connection.headers.get("authorization"))):
             return
         log.warning("refused %s %s naming host %r, which is not one of this collector's "
                     "names (allowed_hosts)", connection.scope.get("method", "?"),

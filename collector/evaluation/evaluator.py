@@ -92,7 +92,7 @@ class RuleEvaluator:
         self._down = None
         self._evaluate_stale_rule(host, stale=False, now=now)
         for check in checks or ():
-            self._fleet.check_seen_at[(host, check)] = now
+            self._fleet.saw_check(host, check, now)
             self._evaluate_check_stale(host, check, stale=False, now=now)
         self._record_history(updated)
         for series in updated:
@@ -244,7 +244,7 @@ class RuleEvaluator:
                 if state_key in self._fleet.states:
                     self._advance(rule, series, state_key, Severity.OK, now,
                                   reason="the series is no longer reported")
-                    self._fleet.states.pop(state_key, None)
+                    self._fleet.forget_state(state_key)
             return
         # Pending problems whose `for` may have run out since the last report, flapping that
         # may have calmed down, maintenance windows that may have ended.
@@ -427,9 +427,8 @@ class RuleEvaluator:
                 reason=f"the check has not reported for "
                        f"{format_duration(float(self._config.staleness.forget_checks_after))} "
                        "and is forgotten (removed from the agent's config?)")
-        self._fleet.states.pop(key, None)
-        self._fleet.hosts[host].checks.pop(check, None)
-        self._fleet.check_seen_at.pop((host, check), None)
+        self._fleet.forget_state(key)
+        self._fleet.forget_check(host, check)
         self._store.delete_check_statuses([(host, check)])
 
     def _evaluate_check_stale(self, host: str, check: str, *, stale: bool, now: float,
@@ -585,7 +584,7 @@ class RuleEvaluator:
     def _remember(self, key: StateKey, previous: RuleState, state: RuleState) -> None:
         if state == previous:
             return
-        self._fleet.states[key] = state
+        self._fleet.set_state(key, state)
         # The value alone moves on every report; the store needs it only with a real change
         # (on restart the latest value comes back with the series anyway).
         if replace(state, value=None) != replace(previous, value=None):

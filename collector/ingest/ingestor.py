@@ -206,12 +206,7 @@ class ReportIngestor:
     def _evaluate(self, item: _Prepared, now: float) -> None:
         """Bring this view up to date with a stored report, and evaluate the rules on it."""
         host_name = item.record.host
-        host = self._fleet.hosts.setdefault(host_name, HostState(item.record))
-        host.record = item.record
-        for status in item.statuses:
-            host.checks[status.check] = status
-        for series in item.series:
-            self._fleet.put_series(series, now)
+        self._fleet.take_report(item.record, item.statuses, item.series, now)
         self._evaluator.on_report(host_name, item.series, item.failing, now,
                                   [status.check for status in item.statuses])
 

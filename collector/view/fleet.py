@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.config import CHECK_STALE_RULE
@@ -15,6 +15,7 @@ from collector.store.records import (
     HistoryPoint,
     HostRecord,
     HostSnapshot,
+    RuleStateRecord,
     SeriesRecord,
 )
 
@@ -165,6 +166,44 @@ class Fleet:
     def set_versions(self, versions: dict[str, int]) -> None:
         """Note the versions the store gave the hosts this view just changed."""
         self.versions.update(versions)
+
+    def release_call(self, call_id: int) -> list[RuleStateRecord]:
+        """Free the rule states that pointed at a call that is over; return them to store."""
+        released = []
+        for key, state in self.states.items():
+            if state.call_id == call_id:
+                freed = replace(state, call_id=None, call_severity=Severity.OK)
+                self.states[key] = freed
+                released.append(RuleStateRecord(key[0], key[1], key[2], freed))
+        return released
+
+    def take_report(self, record: HostRecord, statuses: list[CheckStatus],
+                    series: list[SeriesRecord], now: float) -> None:
+        """Bring the view up to date with a stored report: the host, its checks' last runs
+        and the latest value of each series it sent."""
+        host = self.hosts.setdefault(record.host, HostState(record))
+        host.record = record
+        for status in statuses:
+            host.checks[status.check] = status
+        for one in series:
+            self.put_series(one, now)
+
+    def saw_check(self, host: str, check: str, now: float) -> None:
+        """Note that a check of the host reported a run (per-check staleness goes by it)."""
+        self.check_seen_at[(host, check)] = now
+
+    def forget_check(self, host: str, check: str) -> None:
+        """Forget a check the host no longer runs, and its staleness state."""
+        self.hosts[host].checks.pop(check, None)
+        self.check_seen_at.pop((host, check), None)
+
+    def set_state(self, key: StateKey, state: RuleState) -> None:
+        """Record where a rule stands for one series (evaluation decided it)."""
+        self.states[key] = state
+
+    def forget_state(self, key: StateKey) -> None:
+        """Forget a rule's state for a series that is gone."""
+        self.states.pop(key, None)
 
     def put_series(self, series: SeriesRecord, now: float) -> None:
         key = (series.host, series.name, series.labels_key)
