@@ -41,8 +41,8 @@ def fill(config_path: Path, hosts: int, seed: int, repeat: int) -> dict[str, flo
     """Ingest one report per host through the collector's own ingest path, then time
     /metrics rendered in-process and served over HTTP by the same collector."""
     from checks.schema import decode_report
+    from collector.app import CollectorService
     from collector.config import load_collector_config
-    from collector.service import CollectorService
 
     service = CollectorService(load_collector_config(config_path))
     specs = host_series()
@@ -68,7 +68,7 @@ def fill(config_path: Path, hosts: int, seed: int, repeat: int) -> dict[str, flo
 
 
 def render_in_process(service: Any, repeat: int) -> dict[str, float]:
-    from collector.api import gzip_body
+    from collector.api.ops import gzip_body
 
     renders, zips = [], []
     body = zipped = b""
@@ -95,7 +95,7 @@ def render_in_process(service: Any, repeat: int) -> dict[str, float]:
 def render_cold(service: Any, repeat: int) -> dict[str, float]:
     """Time a render with nothing kept from earlier scrapes or reports: the first scrape after
     a restart (each host's measurement text is then rendered, and kept)."""
-    from collector.metrics import CollectorMetrics
+    from collector.metrics.instruments import CollectorMetrics
 
     renders = []
     for _ in range(repeat):
@@ -139,7 +139,7 @@ def render_states_only(service: Any, repeat: int) -> dict[str, float]:
     import msgspec
 
     from collector.config import MetricsConfig
-    from collector.metrics import CollectorMetrics
+    from collector.metrics.instruments import CollectorMetrics
 
     config = msgspec.structs.replace(service.config, metrics=MetricsConfig(measurements=False))
     metrics = CollectorMetrics(config)
@@ -182,7 +182,7 @@ def serve(service: Any, hosts: int, repeat: int) -> dict[str, float]:
     the state is exactly the one just rendered)."""
     import uvicorn
 
-    from collector.api import create_app
+    from collector.api.application import create_app
     from collector.server import bind
 
     sock = bind("127.0.0.1", 0)

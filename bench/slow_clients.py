@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from collector.connections import LimitedH11Protocol
+from collector.api.connections import LimitedH11Protocol
 from collector.server import bind
 
 

@@ -296,7 +296,8 @@ class StormConfig(_Config, frozen=True):
 
 
 class TemplatesConfig(_Config, frozen=True):
-    """Jinja2 templates for a call's summary and description (defaults: collector/templates)."""
+    """Jinja2 templates for a call's summary and description (defaults:
+    collector/incidents/templates.py)."""
 
     summary: str | None = None
     description: str | None = None
@@ -309,7 +310,7 @@ class TemplatesConfig(_Config, frozen=True):
 def _check_template(name: str, text: str | None) -> None:
     if text is None:
         return
-    from collector.templates import compile_template
+    from collector.incidents.templates import compile_template
 
     try:
         compile_template(text)
@@ -339,7 +340,7 @@ class LimitsConfig(_Config, frozen=True):
     agent_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 600
     operator_requests_per_second: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     operator_burst_requests: Annotated[int, msgspec.Meta(ge=1)] = 60
-    # Slow clients (collector/connections.py): a request's headers and its body must each
+    # Slow clients (collector/api/connections.py): a request's headers and its body must each
     # arrive within these, or the connection is closed. Connections past max_connections get
     # a 503 at once (agents report on short connections: 10,000 a minute hold a few dozen).
     header_timeout: Duration = Duration(10)

@@ -9,9 +9,9 @@ import socket
 
 import uvicorn
 
-from collector.api import create_app
-from collector.connections import LimitedH11Protocol
-from collector.service import CollectorService
+from collector.api.application import create_app
+from collector.api.connections import LimitedH11Protocol
+from collector.app import CollectorService
 
 log = logging.getLogger(__name__)
 

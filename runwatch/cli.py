@@ -59,9 +59,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_collector(args: argparse.Namespace) -> int:
     if args.action == "token":
         return cmd_token(args)
+    from collector.app import CollectorService
     from collector.config import load_collector_config
     from collector.server import bind, serve, url_of
-    from collector.service import CollectorService
     from runwatch.datadir import prepare_data_dir
 
     config = load_collector_config(args.config)
@@ -501,8 +501,8 @@ def _report_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from collector.reports import ReportError, build_report, parse_period, render
-    from collector.service import open_store
+    from collector.service_levels import ReportError, build_report, parse_period, render
+    from collector.store.opening import open_store
 
     try:
         period = parse_period(args.period)
@@ -639,8 +639,8 @@ def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
         return
     import sqlite3
 
-    from collector.service import open_store
-    from collector.store import AuditEntry
+    from collector.store.opening import open_store
+    from collector.store.records import AuditEntry
 
     errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
     if config.store.backend == "postgresql":

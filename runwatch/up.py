@@ -15,10 +15,10 @@ from pathlib import Path
 from agent.config import AgentConfig, load_agent_config
 from agent.service import Agent
 from checks.settings import Duration
+from collector.app import CollectorService
 from collector.auth import add_token, read_tokens
 from collector.config import CollectorConfig, load_collector_config
 from collector.server import bind, serve, url_of
-from collector.service import CollectorService
 from runwatch.datadir import prepare_data_dir
 from runwatch.shipped import shipped_file
 

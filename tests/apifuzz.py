@@ -19,9 +19,9 @@ import hypothesis.strategies as st
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.server import bind, url_of
-from collector.service import CollectorService
 
 
 @dataclass

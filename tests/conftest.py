@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report
+from collector.app import CollectorService
 from collector.config import collector_config_from_dict
-from collector.service import CollectorService
 
 RUNWATCH = str(Path(sys.executable).with_name("runwatch"))
 

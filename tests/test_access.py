@@ -22,11 +22,11 @@ from litestar.testing import TestClient
 
 from checks.schema import encode
 from collector.access import HostPolicy
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import ROLE_READ_ONLY, add_token
 from collector.server import bind, url_of
-from collector.service import CollectorService
-from collector.store import OutboxOp
+from collector.store.records import OutboxOp
 from runwatch.cli import main
 from tests.conftest import FS_RULE, FakeClock, Reporter, collector_config
 

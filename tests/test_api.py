@@ -13,9 +13,9 @@ import pytest
 from litestar.testing import TestClient
 
 from checks.schema import encode
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 

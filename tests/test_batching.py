@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from checks.schema import Report
-from collector.batching import IngestQueue
-from collector.ingest import IngestResult
-from collector.service import CollectorService, Rejection
+from collector.app import CollectorService
+from collector.errors import Rejection
+from collector.ingest.batching import IngestQueue
+from collector.ingest.ingestor import IngestResult
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 BREACH_NOW = {**FS_RULE, "for": "0s"}

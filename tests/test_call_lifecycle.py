@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from collector.calls import fingerprint
-from collector.service import CollectorService
+from collector.app import CollectorService
+from collector.incidents.calls import fingerprint
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import (
     ROLE_READ_ONLY,
     TokenFileError,
@@ -21,7 +22,6 @@ from collector.auth import (
     set_user,
     verify_password,
 )
-from collector.service import CollectorService
 from runwatch.cli import main
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
@@ -256,7 +256,7 @@ def test_console_pages_render(api: Any, clock: FakeClock) -> None:
 
 def test_calls_in_an_external_help_desk_link_to_their_ticket(
         make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
-    from collector.store import CallLink
+    from collector.store.records import CallLink
 
     service = make_service(
         [FAST_FS], sinks={"helpdesk": {"type": "builtin"},
@@ -349,7 +349,8 @@ def test_the_store_keeps_live_sessions_and_forgets_old_ones(
 def test_a_store_of_the_previous_schema_gains_the_sessions_table(
         backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         request: pytest.FixtureRequest) -> None:
-    from collector import pg_store, sqlite_store
+    from collector.store import postgresql as pg_store
+    from collector.store import sqlite as sqlite_store
 
     def open_store() -> Any:
         if backend == "sqlite":

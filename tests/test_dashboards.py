@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from collector.service import CollectorService
+from collector.app import CollectorService
 from tests.conftest import collector_config, tool
 from tests.grafana import DASHBOARDS, REPO, dashboards, fill, panels, queries
 from tests.test_shipped_rules import EMITTED

@@ -9,9 +9,9 @@ import pytest
 from litestar.testing import TestClient
 
 from checks.schema import encode
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token, read_tokens, token_fingerprint
-from collector.service import CollectorService
 from tests.conftest import FakeClock, Reporter
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from checks.settings import ConfigError
 from collector.config import collector_config_from_dict
-from collector.rules import Severity
-from collector.sqlite_store import SCHEMA, SCHEMA_VERSION, SQLiteStore
-from collector.store import Silence
+from collector.evaluation.rules import Severity
+from collector.store.records import Silence
+from collector.store.sqlite import SCHEMA, SCHEMA_VERSION, SQLiteStore
 
 BASE: dict[str, Any] = {
     "sinks": {"helpdesk": {"type": "builtin"}},

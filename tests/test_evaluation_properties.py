@@ -19,8 +19,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.calls import fingerprint
-from collector.rules import (
+from collector.app import CollectorService
+from collector.evaluation.rules import (
     NoteFlapping,
     OpenCall,
     ResolveCall,
@@ -29,7 +29,7 @@ from collector.rules import (
     StepPolicy,
     step,
 )
-from collector.service import CollectorService
+from collector.incidents.calls import fingerprint
 from tests.conftest import FS_RULE, FakeClock, Reporter, collector_config
 
 FLAP_WINDOW = 600.0

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.fleet import StateTable
-from collector.rules import RuleState, Severity
+from collector.evaluation.rules import RuleState, Severity
+from collector.view.fleet import StateTable
 
 KEYS = st.tuples(st.sampled_from(["disk", "load", "stale"]), st.sampled_from(["a", "b", "c"]),
                  st.sampled_from(["{}", '{"m":"/"}']))

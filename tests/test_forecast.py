@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
-from collector.forecast import linear_forecast
-from collector.service import CollectorService
+from collector.app import CollectorService
+from collector.evaluation.forecast import linear_forecast
 from tests.conftest import FakeClock
 
 MakeService = Callable[..., CollectorService]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from litestar.testing import TestClient
 
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.apifuzz import (
     FuzzFigures,
     adversarial_reports,

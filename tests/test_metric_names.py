@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checks.schema import SCHEMA_VERSION, Report, decode_report
-from collector.metrics import FAMILY_SUFFIXES
-from collector.service import CollectorService
+from collector.app import CollectorService
+from collector.metrics.exposition import FAMILY_SUFFIXES
 from tests.conftest import FakeClock, collector_config, tool
 from tests.procs import promtool_check
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.service import CollectorService
+from collector.app import CollectorService
 from tests.conftest import FS_RULE, FakeClock, Reporter, tool
 from tests.procs import promtool_check
 
@@ -184,9 +184,9 @@ def desk_service(make_service: MakeService) -> CollectorService:
 
 def test_outbox_age_sink_errors_and_time_to_acknowledge(
         desk_service: CollectorService, clock: FakeClock) -> None:
-    from collector.outbox import OutboxWorker, RetryPolicy
-    from collector.sinks.base import SinkError
-    from collector.sync import TicketSync
+    from collector.incidents.outbox import OutboxWorker, RetryPolicy
+    from collector.incidents.sync import TicketSync
+    from collector.sinks.contract import SinkError
     from tests.test_outbox import RecordingSink
 
     service = desk_service
@@ -233,7 +233,7 @@ def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorS
 
     from litestar.testing import TestClient
 
-    from collector.api import create_app
+    from collector.api.application import create_app
 
     with TestClient(create_app(busy)) as client:
         plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
@@ -263,7 +263,7 @@ def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorS
     pytest.param("deflate, br", False, id="other codings only"),
 ])
 def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> None:
-    from collector.api import accepts_gzip
+    from collector.api.ops import accepts_gzip
 
     assert accepts_gzip(header) is expected
 
@@ -272,7 +272,7 @@ def test_measurement_text_kept_between_scrapes_follows_every_change(
         make_service: MakeService, clock: FakeClock) -> None:
     """Each host's measurement text is kept between scrapes: it must follow new reports,
     series dropped outside ingest, and a host that comes back, and equal a fresh render."""
-    from collector.metrics import FleetCollector
+    from collector.metrics.exposition import FleetCollector
 
     service = make_service([])
     web, db = Reporter("web01", clock), Reporter("db01", clock)
@@ -306,7 +306,7 @@ def test_event_loop_lag_shows_work_that_holds_the_loop(
 
     from litestar.testing import TestClient
 
-    from collector.api import create_app
+    from collector.api.application import create_app
 
     render = busy.metrics.render
 

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
-from collector.calls import fingerprint
-from collector.service import CollectorService
+from collector.app import CollectorService
+from collector.incidents.calls import fingerprint
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]

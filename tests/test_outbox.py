@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from collector.outbox import OutboxWorker, RetryPolicy
-from collector.pg_store import DEFAULT_LEASE_SECONDS
-from collector.service import CollectorService, open_store
-from collector.sinks.base import NewTicket, RemoteStatus, SinkError, TicketRef
+from collector.app import CollectorService
+from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.sinks.contract import NewTicket, RemoteStatus, SinkError, TicketRef
+from collector.store.opening import open_store
+from collector.store.postgresql import DEFAULT_LEASE_SECONDS
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 
@@ -195,7 +196,7 @@ def test_identical_comments_are_skipped(desk: Any, clock: FakeClock) -> None:
 
 
 def test_two_way_sync_acknowledges_reopens_and_escalates(desk: Any, clock: FakeClock) -> None:
-    from collector.sync import TicketSync
+    from collector.incidents.sync import TicketSync
 
     service, sink, worker = desk
     sync = TicketSync(worker._store, {"helpdesk": sink}, service.config.groups,
@@ -249,7 +250,7 @@ def test_discarding_a_dead_letter_lets_the_call_move_on(desk: Any, clock: FakeCl
 def test_desk_closure_under_new_call_policy_opens_a_new_call_later(
         desk: Any, clock: FakeClock) -> None:
     from collector.config import GroupConfig
-    from collector.sync import TicketSync
+    from collector.incidents.sync import TicketSync
 
     service, sink, worker = desk
     policy = GroupConfig(sink="helpdesk", assign="Systems Administration",

@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry
 from agent.shipper import ReportSender, ReportShipper, RetryLater, SendResult, retry_after
 from agent.spool import Spool
 from checks.schema import encode
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.api.limits import FailureThrottle, RequestLimits, Throttled, TokenBucketLimiter
+from collector.app import CollectorService
 from collector.auth import add_token, read_tokens, set_user
 from collector.config import collector_config_from_dict
-from collector.limits import FailureThrottle, RequestLimits, Throttled, TokenBucketLimiter
-from collector.service import CollectorService
 from tests.apifuzz import serve_in_thread
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
@@ -383,7 +383,7 @@ def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
             running[0] -= 1
         return False
 
-    monkeypatch.setattr("collector.console.pages.verify_password", slow_check)
+    monkeypatch.setattr("collector.api.console.pages.verify_password", slow_check)
 
     with serve_in_thread(service) as url, ThreadPoolExecutor(8) as pool:
         attempts = [pool.submit(httpx.post, f"{url}/login", timeout=30,

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from checks.schema import encode
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.conftest import FS_RULE, RUNWATCH, FakeClock, Reporter, collector_config
 from tests.procs import Processes, get_json, wait_for
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from collector.calls import Call, CallEvent, fingerprint
-from collector.reports import ReportError, build_report, parse_period, render
-from collector.rules import Severity
-from collector.service import CollectorService
-from collector.store import BackupSuccess, HostRecord, StateChange
+from collector.app import CollectorService
+from collector.evaluation.rules import Severity
+from collector.incidents.calls import Call, CallEvent, fingerprint
+from collector.service_levels import ReportError, build_report, parse_period, render
+from collector.store.records import BackupSuccess, HostRecord, StateChange
 from runwatch.cli import main
 from tests.conftest import Reporter
 
@@ -252,7 +252,7 @@ def test_report_command(tmp_path: Path, service: CollectorService,
 
 def test_acknowledgements_seen_in_a_help_desk_count(
         make_service: Callable[..., CollectorService]) -> None:
-    from collector.store import CallLink
+    from collector.store.records import CallLink
 
     groups = {**GROUPS, CO: {**GROUPS[CO], "sink": "desk"}}
     service = make_service(groups=groups, sinks={

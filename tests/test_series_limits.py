@@ -18,9 +18,9 @@ from agent.shipper import ReportSender, ReportShipper, SendResult
 from agent.spool import Spool
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from checks.settings import ConfigError
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.conftest import FakeClock, collector_config
 
 MakeService = Callable[..., CollectorService]
@@ -192,7 +192,7 @@ def test_the_202_answer_names_the_limit_and_the_collector_logs_it_once(
         api: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     client, service, token = api
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    caplog.set_level(logging.WARNING, logger="collector.service")
+    caplog.set_level(logging.WARNING, logger="collector.ingest.admission")
     answers = []
     for seq in range(1, 4):
         response = client.post("/api/v1/reports", headers=headers,

@@ -17,9 +17,9 @@ import yaml
 from litestar.testing import TestClient
 
 from checks.schema import encode
-from collector.api import create_app
+from collector.api.application import create_app
+from collector.app import CollectorService
 from collector.auth import add_token
-from collector.service import CollectorService
 from tests.conftest import FS_RULE, RUNWATCH, FakeClock, Reporter
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from checks.settings import ConfigError, convert
-from collector.sinks.base import NewTicket, SinkError, TicketRef
+from collector.sinks.contract import NewTicket, SinkError, TicketRef
 from collector.sinks.jira import JiraSink, JiraSinkConfig
 from collector.sinks.servicenow import ServiceNowSink, ServiceNowSinkConfig
 from collector.sinks.webhook import WebhookSink, WebhookSinkConfig

@@ -19,15 +19,16 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from checks.settings import convert
-from collector.outbox import OutboxWorker, RetryPolicy
-from collector.service import CollectorService, open_store
-from collector.sinks.base import SinkError, TicketRef
+from collector.app import CollectorService
+from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.sinks.contract import SinkError, TicketRef
 from collector.sinks.jira import JiraSink, JiraSinkConfig
 from collector.sinks.redmine import RedmineSink, RedmineSinkConfig
 from collector.sinks.rt import RTSink, RTSinkConfig
 from collector.sinks.servicenow import ServiceNowSink, ServiceNowSinkConfig
 from collector.sinks.webhook import WebhookSink, WebhookSinkConfig
 from collector.sinks.zammad import ZammadSink, ZammadSinkConfig
+from collector.store.opening import open_store
 from tests.conftest import FS_RULE, FakeClock, Reporter
 from tests.fakes.echo import EchoDesk
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.sinks.base import NewTicket, Secret, SinkError, TicketRef
+from collector.sinks.contract import NewTicket, Secret, SinkError, TicketRef
 from collector.sinks.redmine import SUBJECT_MAX_CHARS, RedmineSink, RedmineSinkConfig
 from tests.helpdesks import RedmineServer, redmine_server
 

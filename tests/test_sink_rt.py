@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from checks.settings import ConfigError, convert
-from collector.sinks.base import NewTicket, SinkError, TicketRef
+from collector.sinks.contract import NewTicket, SinkError, TicketRef
 from collector.sinks.rt import RTSink, RTSinkConfig
 from tests import helpdesk_rt
 from tests.helpdesk_rt import RTServer, free_port

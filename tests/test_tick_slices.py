@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collector.service import CollectorService
+from collector.app import CollectorService
 from tests.conftest import FS_RULE, FakeClock, Reporter
 
 

@@ -13,12 +13,10 @@ import base64
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -26,7 +24,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class JiraSink:
     ) -> None:
         self._config = config
         self._api = f"/rest/api/{config.api_version}"
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
 
     def _auth_headers(self) -> Mapping[str, str]:

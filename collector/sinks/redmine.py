@@ -6,13 +6,12 @@ custom field, assignee logins) are resolved to ids on first use and cached for t
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import httpx
 import msgspec
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -20,7 +19,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
 DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}
@@ -169,6 +171,8 @@ class RedmineSink:
         self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._config = config
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, config, auth=self._auth, transport=transport)
         self.base_url = self._http.base_url
         self._field_id: int | None = None

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -22,7 +20,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class RTSink:
         self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._config = config
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
         self._base_url = self._http.base_url  # without user info: it goes into errors and links
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -24,7 +22,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 DEFAULT_PRIORITIES = {"CRITICAL": "1,1", "STALE": "1,1", "WARNING": "2,2", "UNKNOWN": "2,2"}
 INCIDENT = "/api/now/table/incident"
@@ -90,6 +91,8 @@ class ServiceNowSink:
         self, config: ServiceNowSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._config = config
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
 
     def _auth_headers(self) -> Mapping[str, str]:

@@ -29,16 +29,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import jinja2
 import msgspec
 from jinja2.sandbox import SandboxedEnvironment
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -46,7 +45,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 DEFAULT_TEMPLATE = """\
 {
@@ -150,6 +152,8 @@ class WebhookSink:
             verify_tls=config.verify_tls,
         )
         auth = self._auth_headers if config.secret is not None else None
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, origin, auth=auth, transport=transport)
         self._template = _ENV.from_string(config.body_template or DEFAULT_TEMPLATE)
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
-from collector.sinks.base import (
+from collector.sinks.contract import (
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -24,7 +22,10 @@ from collector.sinks.base import (
     SinkError,
     TicketRef,
 )
-from collector.sinks.http import HttpClient
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
+
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class ZammadSink:
         self, config: ZammadSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._config = config
+        from collector.sinks.transport import HttpClient
+
         self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
 
     def _auth_headers(self) -> Mapping[str, str]:

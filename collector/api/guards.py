@@ -1,0 +1,83 @@
+"""Who may reach what: the read API and /metrics behind operator tokens when configured, and
+requests naming a host the collector does not serve refused (DNS rebinding)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from collector.access import HostPolicy
+from collector.api.limits import peer_address
+from collector.app import CollectorService
+from collector.errors import Rejection
+
+log = logging.getLogger(__name__)
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def as_bearer(authorization: str | None) -> str | None:
+    """The Authorization header as Bearer credentials. Basic ones (Prometheus's `basic_auth`)
+    carry the token as their password, whatever the user name; None if they are malformed."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return authorization
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return f"Bearer {password}" if colon and password.strip() else None
+
+
+def read_guard(service: CollectorService) -> Guard:
+    """With `operators: {read_api: token}`, the read API (routes tagged `read`) answers only
+    to operator tokens, read-only ones included (Bearer, or Basic with the token as
+    password); 401 for anyone else."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        tags = getattr(handler, "tags", None) or ()
+        if service.config.operators.read_api == "token" and "read" in tags:
+            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
+                                          change=False, client=peer_address(connection.scope))
+
+    return guard
+
+
+def metrics_guard(service: CollectorService) -> Guard:
+    """With `operators: {metrics: token}`, /metrics answers only to operator tokens, as the
+    read API does (Prometheus: `authorization` or `basic_auth` with the token as password)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if service.config.operators.metrics == "token":
+            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
+                                          change=False, client=peer_address(connection.scope))
+
+    return guard
+
+
+def host_guard(service: CollectorService) -> Guard:
+    """Refuse (421) a request naming a host the collector does not serve, unless it carries a
+    valid token: a page that rebinds its own DNS name to the collector's address has none,
+    while agents and operators' tools may reach it by any name (a DNS alias). Handlers with
+    `opt={"any_host": True}` (liveness, which load balancers probe by any name) are exempt."""
+    policy = HostPolicy.from_config(service.config)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        host = connection.headers.get("host", "")
+        if handler.opt.get("any_host") or policy.allows(host) \
+                or service.credentials.holds_token(
+                    as_bearer(connection.headers.get("authorization"))):
+            return
+        log.warning("refused %s %s naming host %r, which is not one of this collector's "
+                    "names (allowed_hosts)", connection.scope.get("method", "?"),
+                    connection.url.path, host[:200])
+        raise Rejection(421, "misdirected", policy.refusal(host[:200]))
+
+    return guard

@@ -1,0 +1,236 @@
+"""The collector's wiring: every stage built and connected, behind one facade (CollectorService).
+
+The stages do the work; this module only builds them and passes calls through. See
+docs/architecture.md for the flow of a report through them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from checks.schema import Report
+from collector.api.credentials import Credentials
+from collector.api.limits import RequestLimits
+from collector.auth import TokenVerifier
+from collector.config import CollectorConfig
+from collector.errors import Rejection
+from collector.evaluation.evaluator import RuleEvaluator
+from collector.evaluation.maintenance import MaintenanceCalendar
+from collector.evaluation.overrides import ThresholdResolver
+from collector.evaluation.silences import Silences
+from collector.evaluation.tick import EvaluationTick, settle_garbage_collector
+from collector.incidents.by_hand import CallsByHand
+from collector.incidents.calls import Call, CallEvent, CallStatus
+from collector.incidents.manager import CallCounters, IncidentManager
+from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.incidents.sync import TicketSync
+from collector.incidents.templates import CallTemplates
+from collector.ingest.admission import IngestAdmission
+from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
+from collector.metrics.instruments import CollectorMetrics
+from collector.sinks.adapters import build_sinks, priority_map
+from collector.store.opening import open_store
+from collector.store.protocols import Store
+from collector.store.records import CallLink, Silence
+from collector.view.fleet import Fleet
+from collector.view.reading import FleetReader
+from collector.view.replica import ReplicaSync
+
+log = logging.getLogger(__name__)
+
+
+def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
+    """`run`, done only by the replica holding the lead for `job` (every time, on SQLite)."""
+
+    def led(now: float) -> int:
+        return run(now) if store.try_lead(job) else 0
+
+    return led
+
+
+
+class CollectorService:
+    """Everything the API needs, behind plain methods. Single-threaded: call from one thread."""
+
+    def __init__(self, config: CollectorConfig, store: Store | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self.clock = clock
+        self.metrics = CollectorMetrics(config)
+        self.store: Store = store or open_store(config, self.metrics.store, background=True)
+        self.tokens = TokenVerifier(config.tokens_file)
+        self.operators = TokenVerifier(config.operator_tokens_file)
+        # What /metrics serves (the outer registry is for tests and tools).
+        self.limits = RequestLimits(config.limits, self.metrics.own)
+        self.credentials = Credentials(self.tokens, self.operators, self.limits)
+        limits = config.limits
+        self.fleet = Fleet()
+        self.counters = CallCounters()
+        self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
+        self.metrics.watch(self.fleet, config, self.counters, self.store, clock,
+                           calendar=self.calendar)
+        self.registry = self.metrics.registry
+        self.ingest_metrics = self.metrics.ingest
+        delivery_metrics = self.metrics.delivery
+        self.sinks = build_sinks(config.sinks)
+        self.outbox: OutboxWorker | None = None
+        self._outbox_store: Store | None = None
+        external = {name: priority_map(config.sinks[name]) for name in self.sinks}
+        if self.sinks:
+            # The worker talks to help desks from its own thread, with its own connection.
+            worker_store: Store = (open_store(config, self.metrics.store) if store is None
+                                   else store)
+            self._outbox_store = worker_store
+            sync = TicketSync(worker_store, self.sinks, config.groups, external,
+                              timings=self.metrics.calls,
+                              on_error=lambda sink: delivery_metrics.sink_error(sink, "status"))
+            policy = RetryPolicy(float(config.outbox.first_retry),
+                                 float(config.outbox.max_retry))
+            self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
+                                       metrics=delivery_metrics, sync=_led("sync", worker_store,
+                                                                    sync.run_once),
+                                       sync_interval=float(config.sync_interval))
+        self.incidents = IncidentManager(
+            self.store, dict(config.groups), counters=self.counters, external=external,
+            on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm,
+            templates=CallTemplates(config.templates.summary, config.templates.description,
+                                    config.dashboard_url),
+            timings=self.metrics.calls)
+        self.resolver = ThresholdResolver(config)
+        self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents,
+                                       calendar=self.calendar, resolver=self.resolver)
+        self._reload()
+        self.replica = ReplicaSync(self.fleet, self.store)
+        self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator, SeriesLimits(
+            limits.max_series_per_host, limits.max_series, float(limits.max_interval),
+            limits.max_checks_per_host), self.replica)
+        self.admission = IngestAdmission(config, self.ingestor, self.metrics, clock,
+                                         self._reload)
+        self._build_stages()
+
+    @property
+    def config(self) -> CollectorConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: CollectorConfig) -> None:
+        """Swap the config of a running service (tests and tools): the stages that read it at
+        each call follow, as they did when they were methods of this class."""
+        self._config = config
+        self.admission.config = config
+        self._build_stages()
+
+    def _build_stages(self) -> None:
+        """The stages that read the service's config at each call."""
+        self.ticker = EvaluationTick(
+            config=self._config, store=self.store, fleet=self.fleet, evaluator=self.evaluator,
+            calendar=self.calendar, replica=self.replica,
+            failures=self.ingest_metrics.evaluation_failures, clock=self.clock, reload=self._reload)
+        self.by_hand = CallsByHand(config=self._config, store=self.store, fleet=self.fleet,
+                                   replica=self.replica, counters=self.counters,
+                                   timings=self.metrics.calls, clock=self.clock)
+        self.silencing = Silences(self._config, self.store, self.calendar, self.clock, self.tick)
+        self.reader = FleetReader(config=self._config, fleet=self.fleet, evaluator=self.evaluator,
+                                  resolver=self.resolver, calendar=self.calendar, clock=self.clock)
+
+    def start(self) -> None:
+        """Start background delivery to help desks (when any are configured)."""
+        if self.outbox is not None:
+            self.outbox.start()
+
+    def close(self) -> None:
+        self.limits.close()
+        if self.outbox is not None:
+            self.outbox.stop()
+            if self._outbox_store is not self.store and self._outbox_store is not None:
+                self._outbox_store.close()
+        self.store.close()
+
+    def _reload(self) -> None:
+        """Rebuild the in-memory view from the store: at start, and after a failure."""
+        now = self.clock()
+        span = self.evaluator.history_span
+        self.fleet.reload(self.store, now, now - span if span else None)
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.warm()  # the first scrape after a start only joins text
+        settle_garbage_collector()
+
+    # -- the stages, as the API, the console and the CLI call them ------------------------------
+
+    def authenticate(self, authorization: str | None, *, client: str | None = None) -> str:
+        """The host an agent's bearer token names (see Credentials.agent)."""
+        return self.credentials.agent(authorization, client=client)
+
+    def authenticate_operator(self, authorization: str | None, *, change: bool = True,
+                              client: str | None = None) -> str:
+        """The operator a bearer token names (see Credentials.operator)."""
+        return self.credentials.operator(authorization, change=change, client=client)
+
+    def ingest(self, token_host: str, report: Report, started: float | None = None
+               ) -> IngestResult:
+        """Ingest one validated report (see IngestAdmission.ingest)."""
+        return self.admission.ingest(token_host, report, started)
+
+    def ingest_many(self, items: Sequence[tuple[str, Report, float | None]]
+                    ) -> list[IngestResult | Exception]:
+        """Ingest reports of distinct hosts together (see IngestAdmission.ingest_many)."""
+        return self.admission.ingest_many(items)
+
+    def reject(self, rejection: Rejection) -> None:
+        self.admission.reject(rejection)
+
+    def tick(self) -> None:
+        """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
+        self.ticker.tick()
+
+    def tick_slices(self, slice_seconds: float = 0.01) -> Iterator[None]:
+        """Evaluate time-based rules, yielding every `slice_seconds` of work."""
+        return self.ticker.tick_slices(slice_seconds)
+
+    def audit(self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
+              ) -> None:
+        """Record a change a person made (see CallsByHand.audit)."""
+        self.by_hand.audit(actor, action, target, detail, via)
+
+    def is_builtin_call(self, call: Call) -> bool:
+        return self.by_hand.is_builtin_call(call)
+
+    def acknowledged_at(self, call: Call) -> float | None:
+        return self.by_hand.acknowledged_at(call)
+
+    def acknowledge_call(self, call_id: int, actor: str, via: str = "api") -> Call:
+        return self.by_hand.acknowledge_call(call_id, actor, via)
+
+    def comment_call(self, call_id: int, actor: str, text: str, via: str = "api") -> Call:
+        return self.by_hand.comment_call(call_id, actor, text, via)
+
+    def resolve_call(self, call_id: int, actor: str, note: str = "", via: str = "api") -> Call:
+        return self.by_hand.resolve_call(call_id, actor, note, via)
+
+    def call_history(self, call_id: int
+                     ) -> tuple[Call, list[CallEvent], CallLink | None] | None:
+        return self.by_hand.call_history(call_id)
+
+    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500
+              ) -> list[Call]:
+        return self.by_hand.calls(status, group, limit)
+
+    def add_silence(self, operator: str, *, host: str, rule: str, duration: float, reason: str,
+                    starts_at: float | None = None, via: str = "api") -> Silence:
+        return self.silencing.add_silence(operator, host=host, rule=rule, duration=duration,
+                                          reason=reason, starts_at=starts_at, via=via)
+
+    def end_silence(self, silence_id: int, operator: str, via: str = "api") -> Silence | None:
+        return self.silencing.end_silence(silence_id, operator, via)
+
+    def silences(self, include_ended: bool = False) -> list[dict[str, Any]]:
+        return self.silencing.silences(include_ended)
+
+    def hosts(self, only: str | None = None) -> list[dict[str, Any]]:
+        return self.reader.hosts(only)
+
+    def explain(self, host: str, rule_name: str) -> dict[str, Any] | None:
+        return self.reader.explain(host, rule_name)

@@ -1,5 +1,0 @@
-"""The web console the collector serves at /: pages (`pages.py`), templates and static files."""
-
-from collector.console.pages import COOKIE, Session, SessionCodec, console_routes
-
-__all__ = ["COOKIE", "Session", "SessionCodec", "console_routes"]

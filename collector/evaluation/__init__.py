@@ -1,0 +1,1 @@
+"""Evaluation: rules, thresholds, maintenance and forecasts turn values into decisions."""

@@ -1,0 +1,1 @@
+"""Incidents: calls in the built-in register, their texts, the outbox and help desk sync."""

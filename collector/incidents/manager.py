@@ -1,0 +1,305 @@
+"""Incidents: carry out call decisions in the built-in call register, per the group's policy."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.settings import format_duration
+from collector.config import STORM_RULE, GroupConfig, StormConfig
+from collector.evaluation.rules import (
+    CallDecision,
+    ChangeSeverity,
+    NoteFlapping,
+    OpenCall,
+    ResolveCall,
+)
+from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
+from collector.incidents.templates import CallTemplates
+from collector.store.protocols import Store
+from collector.store.records import OutboxOp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CallCounters:
+    """What happened to calls since start, by group (exported on /metrics)."""
+
+    opened: dict[str, int] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
+    reopened: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    resolved: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def bump(counter: dict[str, int], group: str) -> None:
+        counter[group] = counter.get(group, 0) + 1
+
+
+class CallTimings:
+    """Where the collector reports how long calls took; the default does nothing."""
+
+    def acknowledged(self, group: str, seconds: float) -> None:
+        """A call was acknowledged in its help desk `seconds` after it opened."""
+
+    def resolved(self, group: str, seconds: float) -> None:
+        """A call was resolved `seconds` after it opened."""
+
+
+PriorityMap = Callable[[str], str]  # severity -> the sink's priority value
+
+
+class IncidentManager:
+    """Open, update, resolve and reopen calls. Call only inside a store transaction.
+
+    The built-in register is always the record. When a group's sink is an external help desk,
+    each change is also written to the outbox, in the same transaction, for delivery there.
+    """
+
+    def __init__(self, store: Store, groups: dict[str, GroupConfig], *,
+                 counters: CallCounters | None = None,
+                 external: Mapping[str, PriorityMap] | None = None,
+                 on_enqueue: Callable[[], None] | None = None,
+                 storm: StormConfig | None = None,
+                 templates: CallTemplates | None = None,
+                 timings: CallTimings | None = None) -> None:
+        self._store = store
+        self._timings = timings or CallTimings()
+        self._groups = groups
+        self.counters = counters or CallCounters()
+        self._external = external or {}
+        self._on_enqueue = on_enqueue or (lambda: None)
+        self._storm = storm or StormConfig()
+        self._templates = templates or CallTemplates()
+        self._recent_opens: dict[str, deque[float]] = {}  # sink -> times of new calls
+
+    def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
+        """Carry out one decision; return the id of the call that stays open, if any."""
+        match decision:
+            case OpenCall(flapping=flapping):
+                call = self._open(problem, now)
+                if flapping and call.rule != STORM_RULE:
+                    self._event(call, "comment", _flapping_note(problem.rule), now)
+                return call.id
+            case NoteFlapping(call_id=call_id, flapping=flapping, changes=changes,
+                              window=window):
+                found = self._store.get_call(call_id)
+                if found is not None and found.status == "open" and found.rule != STORM_RULE:
+                    text = (_flapping_note(problem.rule, changes, window) if flapping else
+                            f"{problem.rule} has stopped flapping: no change for "
+                            f"{format_duration(window)}. The call follows its state again.")
+                    self._event(found, "comment", text, now)
+                    CallCounters.bump(self.counters.updated, found.group)
+                return call_id
+            case ChangeSeverity(call_id=call_id, old=old, new=new):
+                self._change_severity(call_id, problem, old.name, new.name, now)
+                return call_id
+            case ResolveCall(call_id=call_id, reason=reason):
+                self._resolve(call_id, problem, reason, now)
+                return None
+
+    def note(self, call_id: int, text: str, now: float) -> None:
+        """Add a comment to an open call (a dependent host's news, for instance)."""
+        call = self._store.get_call(call_id)
+        if call is None or call.status != "open":
+            return
+        call.updated_at = now
+        self._store.update_call(call)
+        self._event(call, "comment", text, now)
+        CallCounters.bump(self.counters.updated, call.group)
+
+    def _event(self, call: Call, kind: str, text: str, now: float,
+               payload: dict[str, Any] | None = None) -> None:
+        """Record a change in the call's history and, for an external sink, in the outbox."""
+        if kind == "comment":
+            last = self._store.last_call_event(call.id)
+            if last is not None and last.text == text:
+                return  # the same words again add nothing for the help desk
+        self._store.add_call_event(CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
+        sink = self._groups[call.group].sink if call.group in self._groups else None
+        if sink is not None and sink in self._external:
+            op = {"opened": "open", "comment": "comment", "severity": "update",
+                  "resolved": "resolve", "reopened": "reopen"}[kind]  # every kind used here
+            self._store.enqueue(OutboxOp(0, call.id, sink, op, payload or {"text": text}, now))
+            self._on_enqueue()
+
+    def _ticket(self, call: Call) -> dict[str, Any]:
+        group = self._groups[call.group]
+        priority = self._external[group.sink](call.severity)
+        return {"fingerprint": call.fingerprint, "summary": call.summary,
+                "description": call.description, "severity": call.severity,
+                "priority": priority, "route": dict(group.route), "host": call.host,
+                "rule": call.rule, "labels": call.labels}
+
+    def _open(self, problem: Problem, now: float) -> Call:
+        key = fingerprint(problem.host, problem.rule, problem.labels)
+        group = self._groups[problem.group]
+        existing = self._store.find_open_call(key)
+        if existing is not None:
+            # Never a second open call for one key: an open one (e.g. kept open by the
+            # "comment" recovery policy) simply continues.
+            self._refresh(existing, problem, now)
+            self._event(existing, "comment", f"Problem seen again: {existing.summary}", now)
+            CallCounters.bump(self.counters.updated, problem.group)
+            return existing
+        recent = self._store.find_resolved_call(key, now - float(group.reopen_within))
+        if recent is not None:
+            self._refresh(recent, problem, now)
+            recent.status, recent.resolved_at = "open", None
+            recent.reopened += 1
+            self._store.update_call(recent)
+            self._event(recent, "reopened",
+                        f"The problem came back within {group.reopen_within}: {recent.summary}",
+                        now)
+            CallCounters.bump(self.counters.reopened, problem.group)
+            log.info("call %d reopened: %s", recent.id, recent.summary)
+            return recent
+        if self._storming(group.sink, now):
+            return self._hold_back(problem, key, now)
+        call = Call(id=0, fingerprint=key, host=problem.host, rule=problem.rule,
+                    labels=problem.labels, group=problem.group, assign=group.assign,
+                    severity=problem.severity, priority=PRIORITY.get(problem.severity, "normal"),
+                    status="open", summary=self._templates.summary(problem),
+                    description=self._templates.description(problem),
+                    first_seen=problem.first_seen, opened_at=now, updated_at=now)
+        call.id = self._store.insert_call(call)
+        ticket = self._ticket(call) if group.sink in self._external else {}
+        self._event(call, "opened", call.summary, now, {"ticket": ticket})
+        CallCounters.bump(self.counters.opened, problem.group)
+        log.info("call %d opened for %s: %s", call.id, problem.group, call.summary)
+        return call
+
+    def _storming(self, sink: str, now: float) -> bool:
+        """Whether a new call on this sink would pass the storm limit; if not, count it."""
+        opens = self._recent_opens.setdefault(sink, deque())
+        window = float(self._storm.window)
+        while opens and opens[0] <= now - window:
+            opens.popleft()
+        if len(opens) >= self._storm.max_calls:
+            return True
+        opens.append(now)
+        return False
+
+    def _hold_back(self, problem: Problem, key: str, now: float) -> Call:
+        """List the problem on its group's umbrella call instead of opening a call of its own."""
+        group = self._groups[problem.group]
+        line = self._templates.summary(problem)
+        umbrella_key = fingerprint("*", STORM_RULE, {"group": problem.group})
+        umbrella = self._store.find_open_call(umbrella_key)
+        if umbrella is None:
+            umbrella = Call(id=0, fingerprint=umbrella_key, host="*", rule=STORM_RULE,
+                            labels={"group": problem.group}, group=problem.group,
+                            assign=group.assign, severity="CRITICAL", priority="high",
+                            status="open", summary="", description="",
+                            first_seen=now, opened_at=now, updated_at=now)
+            self._umbrella_text(umbrella, [(key, line)])
+            umbrella.id = self._store.insert_call(umbrella)
+            self._store.put_storm_member(umbrella.id, key, line)
+            ticket = self._ticket(umbrella) if group.sink in self._external else {}
+            self._event(umbrella, "opened", umbrella.summary, now, {"ticket": ticket})
+            CallCounters.bump(self.counters.opened, problem.group)
+            log.warning("call storm for %s: more than %d new calls within %s; holding back "
+                        "new calls on umbrella call %d", problem.group, self._storm.max_calls,
+                        self._storm.window, umbrella.id)
+        else:
+            self._store.put_storm_member(umbrella.id, key, line)
+            self._umbrella_text(umbrella, self._store.storm_members(umbrella.id))
+            umbrella.updated_at = now
+            self._store.update_call(umbrella)
+            # Recorded here, but not sent: a comment per held-back problem is the storm again.
+            self._store.add_call_event(CallEvent(umbrella.id, now, "comment",
+                                                 f"Held back: {line}"))
+        CallCounters.bump(self.counters.suppressed, problem.group)
+        return umbrella
+
+    def _umbrella_text(self, umbrella: Call, members: list[tuple[str, str]]) -> None:
+        umbrella.summary = (f"[storm] {len(members)} problem(s) for {umbrella.assign} held back: "
+                            f"more than {self._storm.max_calls} new calls within "
+                            f"{self._storm.window}")
+        shown = "\n".join(f"- {text}" for _, text in members[:500])
+        more = f"\n… and {len(members) - 500} more" if len(members) > 500 else ""
+        umbrella.description = (
+            "Too many problems at once to open a call for each (a network or power failure "
+            "often looks like this). Each one is still watched; this call lists them and "
+            "resolves when the last one has recovered.\n\n" + shown + more)
+
+    def _storm_member_changed(self, umbrella: Call, problem: Problem, recovered: bool,
+                              now: float) -> None:
+        key = fingerprint(problem.host, problem.rule, problem.labels)
+        if recovered:
+            self._store.drop_storm_member(umbrella.id, key)
+        else:
+            self._store.put_storm_member(umbrella.id, key, self._templates.summary(problem))
+        members = self._store.storm_members(umbrella.id)
+        if recovered and not members:
+            umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
+            self._store.update_call(umbrella)
+            self._event(umbrella, "resolved", "Recovered: every problem listed here has.", now,
+                        {"text": "Recovered: every problem listed here has.", "close": False})
+            CallCounters.bump(self.counters.resolved, umbrella.group)
+            self._timings.resolved(umbrella.group, now - umbrella.opened_at)
+            return
+        self._umbrella_text(umbrella, members)
+        umbrella.updated_at = now
+        self._store.update_call(umbrella)
+
+    def _refresh(self, call: Call, problem: Problem, now: float) -> None:
+        call.severity = problem.severity
+        call.priority = PRIORITY.get(problem.severity, "normal")
+        call.summary = self._templates.summary(problem)
+        call.description = self._templates.description(problem)
+        call.updated_at = now
+        self._store.update_call(call)
+
+    def _change_severity(self, call_id: int, problem: Problem, old: str, new: str,
+                         now: float) -> None:
+        call = self._store.get_call(call_id)
+        if call is None or call.status != "open":
+            log.warning("call %d is gone or closed; cannot record %s -> %s", call_id, old, new)
+            return
+        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
+            self._storm_member_changed(call, problem, recovered=False, now=now)
+            return
+        self._refresh(call, problem, now)
+        text = (f"Severity changed from {old} to {new} (priority {call.priority}): "
+                f"{call.summary}")
+        group = self._groups[call.group]
+        priority = (self._external[group.sink](call.severity)
+                    if group.sink in self._external else call.priority)
+        self._event(call, "severity", text, now,
+                    {"priority": priority, "summary": call.summary, "text": text})
+        CallCounters.bump(self.counters.updated, problem.group)
+
+    def _resolve(self, call_id: int, problem: Problem, reason: str, now: float) -> None:
+        call = self._store.get_call(call_id)
+        if call is None or call.status != "open":
+            return
+        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
+            self._storm_member_changed(call, problem, recovered=True, now=now)
+            return
+        group = self._groups.get(call.group)
+        note = f"Recovered: {reason}." if reason else "Recovered."
+        if group is not None and group.on_recovery == "comment":
+            call.updated_at = now
+            self._store.update_call(call)
+            self._event(call, "comment", f"{note} Left open by the group's policy.", now)
+            CallCounters.bump(self.counters.updated, call.group)
+            return
+        call.status, call.resolved_at, call.updated_at = "resolved", now, now
+        self._store.update_call(call)
+        close = group is not None and group.on_recovery == "close"
+        self._event(call, "resolved", note, now, {"text": note, "close": close})
+        CallCounters.bump(self.counters.resolved, call.group)
+        self._timings.resolved(call.group, now - call.opened_at)
+        log.info("call %d resolved: %s", call.id, note)
+
+
+def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
+    counted = (f" ({changes} state changes within {format_duration(window)})"
+               if changes and window else "")
+    return (f"{rule} is flapping{counted}. This call stays open through the changes and "
+            "resolves only once the rule has been stable for the whole flapping window.")

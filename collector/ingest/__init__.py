@@ -1,0 +1,1 @@
+"""Ingest: admit a report, store it, and hand what changed to evaluation."""

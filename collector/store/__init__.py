@@ -1,0 +1,1 @@
+"""The store: records, focused protocols, and the SQLite and PostgreSQL backends."""

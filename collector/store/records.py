@@ -1,0 +1,198 @@
+"""What the collector keeps, as records independent of the database behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.evaluation.rules import RuleState, Severity
+
+
+@dataclass(slots=True)
+class HostRecord:
+    host: str
+    first_seen: float
+    last_report_at: float
+    interval_seconds: float
+    agent_version: str
+    boot_id: str
+    last_seq: int
+    labels: dict[str, str] = field(default_factory=dict)  # the agent's own (host groups)
+
+
+@dataclass(slots=True)
+class SeriesRecord:
+    """The latest value of one series: (host, metric, labels)."""
+
+    host: str
+    name: str
+    labels_key: str
+    labels: dict[str, str]
+    check: str
+    value: float
+    unit: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class CheckStatus:
+    """The last run of one check on one host."""
+
+    host: str
+    check: str
+    type: str
+    interval_seconds: float
+    last_run_at: float
+    duration_seconds: float
+    error_kind: str | None = None
+    error: str | None = None
+    output: str | None = None
+
+
+@dataclass(slots=True)
+class RuleStateRecord:
+    rule: str
+    host: str
+    labels_key: str
+    state: RuleState
+
+
+@dataclass(slots=True)
+class OutboxOp:
+    """One call operation waiting for (or done with) delivery to a help desk."""
+
+    id: int
+    call_id: int
+    sink: str
+    op: str                      # open, comment, update, resolve, reopen
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    status: str = "pending"      # pending, done, dead
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(slots=True)
+class CallLink:
+    """Where a call lives in a help desk, and what two-way sync last saw there."""
+
+    call_id: int
+    sink: str
+    remote_id: str
+    url: str | None = None
+    remote_state: str | None = None
+    checked_at: float | None = None
+    acknowledged_at: float | None = None
+    escalated_at: float | None = None
+    desk_closed_at: float | None = None
+
+
+def rule_state_from_row(row: tuple[Any, ...]) -> RuleStateRecord:
+    """A rule_states row (in STATE_COLUMNS order) as a record; both stores read it this way."""
+    (rule, host, key, severity, value, since, call_id, call_severity, changed, detail,
+     changes, flapping, peak, call_flapping, silenced, absorbed_by) = row
+    return RuleStateRecord(rule, host, key, RuleState(
+        Severity(severity), value, since, call_id, Severity(call_severity), changed, detail,
+        tuple(float(t) for t in changes.split()) if changes else (), bool(flapping),
+        Severity(peak), bool(call_flapping), bool(silenced), absorbed_by))
+
+
+def rule_state_to_row(record: RuleStateRecord) -> tuple[Any, ...]:
+    """The row for a record, in STATE_COLUMNS order."""
+    state = record.state
+    return (record.rule, record.host, record.labels_key, int(state.severity), state.value,
+            state.problem_since, state.call_id, int(state.call_severity), state.changed_at,
+            state.detail, " ".join(repr(t) for t in state.changes), state.flapping,
+            int(state.peak), state.call_flapping, state.silenced, state.absorbed_by)
+
+
+STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
+                 "call_severity, changed_at, detail, changes, flapping, peak, "
+                 "call_flapping, silenced, absorbed_by")
+
+
+@dataclass(slots=True)
+class HostSnapshot:
+    """Everything stored about one host: read to bring a replica's view of it up to date."""
+
+    record: HostRecord | None
+    version: int
+    series: list[SeriesRecord]
+    statuses: list[CheckStatus]
+    states: list[RuleStateRecord]
+
+
+class StoreTimings:
+    """Where a store reports how long its transactions took; the default does nothing."""
+
+    def transaction(self, seconds: float) -> None:
+        """A whole write transaction, from BEGIN to the end of COMMIT."""
+
+    def commit(self, seconds: float) -> None:
+        """The COMMIT alone: the write to disk."""
+
+
+@dataclass(slots=True)
+class Silence:
+    """A maintenance window set by an operator: matching calls are held back until it ends."""
+
+    id: int
+    host_pattern: str           # glob on the host name
+    rule_pattern: str           # glob on the rule name
+    starts_at: float
+    ends_at: float
+    reason: str
+    created_by: str             # the operator token's name
+    created_at: float
+    ended_by: str | None = None  # set when an operator ended it early
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change made by a person through the API or the console: who, when, what, on what."""
+
+    id: int
+    at: float
+    actor: str                  # the operator token's or the user's name
+    action: str                 # e.g. silence.add, call.acknowledge, token.revoke
+    target: str                 # e.g. "silence 3", "call 12", "host web01"
+    detail: str = ""
+    via: str = "api"            # api, console or cli
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A rule's severity for one series changed: the record service-level reports are made of."""
+
+    at: float
+    host: str
+    rule: str
+    labels_key: str
+    group: str                  # the rule's owner when it changed
+    severity: int               # a Severity value
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSuccess:
+    """A successful backup an agent reported (its timestamp), once per job and time."""
+
+    host: str
+    name: str                   # the measurement it came from
+    labels_key: str
+    succeeded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One downsampled value of one series (for forecasts)."""
+
+    host: str
+    name: str
+    labels_key: str
+    timestamp: float
+    value: float
