@@ -1,5 +1,26 @@
-"""The web console the collector serves at /: pages (`pages.py`), templates and static files."""
+"""The web console the collector serves at /: templates, static files and the route modules.
 
-from collector.api.console.pages import COOKIE, Session, SessionCodec, console_routes
+`session.py` is the signed session cookie; `pages.py` what every page shares (the session of a
+request, the checks of a form that changes something, rendering); the routes are in
+`signin.py`, `overview.py`, `calls.py`, `silences.py` and `report.py`.
+"""
+
+from typing import Any
+
+from collector.api.console.calls import call_routes
+from collector.api.console.overview import overview_routes
+from collector.api.console.pages import Console
+from collector.api.console.report import report_routes
+from collector.api.console.session import COOKIE, Session, SessionCodec
+from collector.api.console.signin import signin_routes
+from collector.api.console.silences import silence_page_routes
+from collector.app import CollectorService
 
 __all__ = ["COOKIE", "Session", "SessionCodec", "console_routes"]
+
+
+def console_routes(service: CollectorService) -> list[Any]:
+    """The console's pages and forms, served at / by the collector."""
+    console = Console(service)
+    return [*signin_routes(console), *overview_routes(console), *call_routes(console),
+            *silence_page_routes(console), *report_routes(console)]
