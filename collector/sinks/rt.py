@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -91,7 +92,7 @@ def ticketsql_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RTSink:
+class RTSink(HttpSink[RTSinkConfig]):
     """Tickets in Request Tracker 5, one per incident fingerprint."""
 
     name = "rt"
@@ -99,15 +100,8 @@ class RTSink:
     def __init__(
         self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._config = config
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+        super().__init__(config, transport=transport)
         self._base_url = self._http.base_url  # without user info: it goes into errors and links
-
-    def close(self) -> None:
-        """Close the keep-alive connections."""
-        self._http.close()
 
     def _auth_headers(self) -> dict[str, str]:
         # Read on every request, so a rotated token file takes effect without a restart.
