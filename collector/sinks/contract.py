@@ -133,7 +133,10 @@ SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
 
 
 class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Options every HTTP help desk adapter takes."""
+    """Options every HTTP help desk adapter takes.
+
+    Subclasses inherit `forbid_unknown_fields`; `frozen`, `kw_only` and the tag they set.
+    """
 
     # Each adapter's own severity -> priority map; `priorities` overrides it per severity.
     default_priorities: ClassVar[dict[str, str]] = {}

@@ -37,14 +37,7 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _SUMMARY_CHARS = 255  # Jira refuses longer summaries
 
 
-class JiraSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="jira",
-):
+class JiraSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="jira"):
     """Jira Cloud: the account, the project issues go to, and the workflow names to use."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES

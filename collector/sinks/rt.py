@@ -39,14 +39,7 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 
 
-class RTSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="rt",
-):
+class RTSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="rt"):
     """Options for a Request Tracker 5 help desk (REST2, token authentication)."""
 
     # A run group routes to a queue, and optionally to an owner (an RT user name).

@@ -47,14 +47,8 @@ def urgency_impact(priority: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2) or match.group(1)
 
 
-class ServiceNowSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="servicenow",
-):
+class ServiceNowSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type",
+                           tag="servicenow"):
     """ServiceNow: the integration user, and how incidents are filled in and closed."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES

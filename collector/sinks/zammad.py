@@ -38,14 +38,7 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _TITLE_CHARS = 250
 
 
-class ZammadSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="zammad",
-):
+class ZammadSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="zammad"):
     """Zammad: the access token, and the group and customer new tickets get."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
