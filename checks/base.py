@@ -90,7 +90,7 @@ Clock = Callable[[], float]
 
 
 # What a check adds to RateTracker.per_item for one item: (item, counters, labels, seen keys).
-ItemExtra = Callable[[str, object, dict[str, str], set[Hashable]], Iterable[Measurement]]
+ItemMore = Callable[[str, object, dict[str, str], set[Hashable]], Iterable[Measurement]]
 
 
 class RateTracker:
@@ -130,9 +130,9 @@ class RateTracker:
 
     def per_item(self, items: Mapping[str, object], *, exclude: Iterable[str], label: str,
                  fields: Iterable[tuple[str, str, str]], check: str, at: float, now: float,
-                 extra: ItemExtra | None = None) -> list[Measurement]:
+                 more: ItemMore | None = None) -> list[Measurement]:
         """One collect of per-item counters (disks, interfaces): the rates of `fields` for each
-        item no `exclude` glob matches, labelled `{label: item}`, plus what `extra` adds for it;
+        item no `exclude` glob matches, labelled `{label: item}`, plus what `more` adds for it;
         the state of items no longer there is dropped. An item seen first has no rates yet."""
         seen: set[Hashable] = set()
         out: list[Measurement] = []
@@ -142,8 +142,8 @@ class RateTracker:
             labels = {label: item}
             out.extend(measurements_of(check, self.rates(item, counters, fields, at, seen),
                                        labels, now))
-            if extra is not None:
-                out.extend(extra(item, counters, labels, seen))
+            if more is not None:
+                out.extend(more(item, counters, labels, seen))
         self.forget_except(seen)
         return out
 

@@ -98,4 +98,4 @@ class DiskioCheck:
 
         return self._rates.per_item(
             devices, exclude=self._options.exclude_devices, label="device", fields=_RATES,
-            check=check, at=at, now=now, extra=busy)
+            check=check, at=at, now=now, more=busy)
