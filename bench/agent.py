@@ -33,7 +33,7 @@ from bench.common import (  # noqa: E402
     log,
     positive_float,
     positive_int,
-    show,
+    run_and_show,
 )
 
 AGENT_HOST = "bench-agent"
@@ -577,13 +577,7 @@ def main() -> int:
     if args.worker is not None:
         print(json.dumps(run_cycles_worker(args.cycles, args.warmup, args.worker)))
         return 0
-    try:
-        figures = run_bench(args)
-    except (RuntimeError, OSError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    show(figures, args.json, print_figures)
-    return 0
+    return 0 if run_and_show(run_bench, args, print_figures) is not None else 1
 
 
 if __name__ == "__main__":

@@ -57,3 +57,16 @@ def show(figures: dict[str, Any], as_json: bool, print_figures: Callable[[Any], 
         print(json.dumps(figures, indent=2))
     else:
         print_figures(figures)
+
+
+def run_and_show(run: Callable[[Any], dict[str, Any]], args: Any,
+                 print_figures: Callable[[Any], None]) -> dict[str, Any] | None:
+    """Run a benchmark and print its figures (JSON with --json); None, said on stderr, when it
+    could not run."""
+    try:
+        figures = run(args)
+    except (RuntimeError, OSError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return None
+    show(figures, args.json, print_figures)
+    return figures

@@ -37,7 +37,13 @@ from typing import Any
 _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.append(_REPO)
-from bench.common import log, positive_float, positive_int, show  # noqa: E402
+from bench.common import (  # noqa: E402
+    log,
+    positive_float,
+    positive_int,
+    run_and_show,
+    show,  # noqa: F401 (metrics.py imports it from here, as it does log)
+)
 
 MEASUREMENTS_PER_REPORT = 50
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -885,13 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
-    try:
-        figures = run_bench(args)
-    except (RuntimeError, OSError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    show(figures, args.json, print_figures)
-    return 0 if figures["errors"] == 0 else 1
+    figures = run_and_show(run_bench, args, print_figures)
+    return 0 if figures is not None and figures["errors"] == 0 else 1
 
 
 if __name__ == "__main__":
