@@ -26,6 +26,15 @@ from typing import Any
 # `agent` package. Drop bench/ before anything imports the project.
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
+if str(BENCH_DIR.parent) not in sys.path:
+    sys.path.append(str(BENCH_DIR.parent))  # for bench.common
+from bench.common import (  # noqa: E402
+    load_ingest_module,
+    log,
+    positive_float,
+    positive_int,
+    run_and_show,
+)
 
 AGENT_HOST = "bench-agent"
 DUMMY_COLLECTOR_URL = "http://127.0.0.1:9"  # never contacted: part 1 only runs checks
@@ -35,18 +44,6 @@ STARTUP_TIMEOUT_SECONDS = 20.0
 WORKER_TIMEOUT_SECONDS = 60.0
 WORKER_SECONDS_PER_CYCLE = 0.1
 MIB = 1024 * 1024
-
-
-def load_ingest_module() -> ModuleType:
-    """Load bench/ingest.py by path, for its collector and /proc helpers (bench/ is no package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("runwatch_bench_ingest", BENCH_DIR / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def shipped_agent_config() -> dict[str, Any]:
@@ -523,25 +520,6 @@ def print_figures(figures: dict[str, Any]) -> None:
     )
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr, so that stdout holds only the figures."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value:g}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark the agent: CPU time per collection cycle and RSS of the check "
@@ -599,16 +577,7 @@ def main() -> int:
     if args.worker is not None:
         print(json.dumps(run_cycles_worker(args.cycles, args.warmup, args.worker)))
         return 0
-    try:
-        figures = run_bench(args)
-    except (RuntimeError, OSError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print_figures(figures)
-    return 0
+    return 0 if run_and_show(run_bench, args, print_figures) is not None else 1
 
 
 if __name__ == "__main__":

@@ -39,13 +39,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
 if str(BENCH_DIR.parent) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR.parent))  # tests/fakes: the help desk stand-in
+    sys.path.insert(0, str(BENCH_DIR.parent))  # tests/fakes, bench.common
+from bench.common import load_ingest_module  # noqa: E402
 
 MARKER = "chaos_report_seq"  # one series per report: labels {seq: N}
 BREACH = "chaos_breach_ratio"
@@ -55,18 +55,6 @@ DESK_TOKEN_ENV = "RUNWATCH_CHAOS_DESK_TOKEN"  # nosec B105
 
 def log(message: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def load_ingest_module() -> ModuleType:
-    """bench/ingest.py by path: its collector process and helpers."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("runwatch_bench_ingest", BENCH_DIR / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the simulated agents -----------------------------------------------------------------------

@@ -51,6 +51,9 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
+if str(BENCH_DIR.parent) not in sys.path:
+    sys.path.append(str(BENCH_DIR.parent))  # for bench.common
+from bench.common import load_ingest_module, show  # noqa: E402
 
 # Senders stop this many seconds after the run even if collectors left them behind schedule.
 LATE_STOP = 20.0
@@ -58,18 +61,6 @@ DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 # `--breach` trips this rule (its metric is in no regular report), so each host's call is its own.
 BREACH_RULE = {"name": "bench_breach", "metric": "bench_breach_ratio", "warning": 0.5,
                "critical": 0.9, "for": "0s", "owner": "systems-administration"}
-
-
-def load_ingest_module() -> ModuleType:
-    """bench/ingest.py by path: its collector process, report factory and /proc helpers."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("runwatch_bench_ingest", BENCH_DIR / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def log(message: str) -> None:
@@ -873,10 +864,7 @@ def main() -> int:
     if args.kill_after is not None and (args.collectors < 2 or args.store != "postgresql"):
         parser.error("--kill-after needs --collectors 2 or more and --store postgresql")
     figures = run(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print_figures(figures)
+    show(figures, args.json, print_figures)
     return 0
 
 

@@ -32,6 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# bench.common is imported from the repository; bench/ itself is on sys.path when this runs
+# as a script, and is not when another script loads this file by path.
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.append(_REPO)
+from bench.common import (  # noqa: E402
+    log,
+    positive_float,
+    positive_int,
+    run_and_show,
+    show,  # noqa: F401 (metrics.py imports it from here, as it does log)
+)
+
 MEASUREMENTS_PER_REPORT = 50
 REQUEST_TIMEOUT_SECONDS = 10.0
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -828,25 +841,6 @@ def describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr, so that stdout holds only the figures."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value:g}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark the collector's report ingest on loopback: start a real "
@@ -897,16 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
-    try:
-        figures = run_bench(args)
-    except (RuntimeError, OSError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print_figures(figures)
-    return 0 if figures["errors"] == 0 else 1
+    figures = run_and_show(run_bench, args, print_figures)
+    return 0 if figures is not None and figures["errors"] == 0 else 1
 
 
 if __name__ == "__main__":

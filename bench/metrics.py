@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import json
 import random
 import shutil
 import statistics
@@ -34,6 +33,7 @@ from ingest import (  # bench/ is this script's directory, so its sibling import
     host_series,
     log,
     prepare_collector,
+    show,
 )
 
 
@@ -296,10 +296,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     figures = run(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print_figures(figures)
+    show(figures, args.json, print_figures)
     return 0
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from fnmatch import fnmatchcase
 from typing import Annotated, ClassVar, Protocol
 
 import msgspec
@@ -88,6 +89,10 @@ class Check(Protocol):
 Clock = Callable[[], float]
 
 
+# What a check adds to RateTracker.per_item for one item: (item, counters, labels, seen keys).
+ItemMore = Callable[[str, object, dict[str, str], set[Hashable]], Iterable[Measurement]]
+
+
 class RateTracker:
     """Turn monotonically increasing counters into per-second rates.
 
@@ -122,6 +127,25 @@ class RateTracker:
             rate = self.rate(key, getattr(counters, field), at)
             if rate is not None:
                 yield name, rate, unit
+
+    def per_item(self, items: Mapping[str, object], *, exclude: Iterable[str], label: str,
+                 fields: Iterable[tuple[str, str, str]], check: str, at: float, now: float,
+                 more: ItemMore | None = None) -> list[Measurement]:
+        """One collect of per-item counters (disks, interfaces): the rates of `fields` for each
+        item no `exclude` glob matches, labelled `{label: item}`, plus what `more` adds for it;
+        the state of items no longer there is dropped. An item seen first has no rates yet."""
+        seen: set[Hashable] = set()
+        out: list[Measurement] = []
+        for item, counters in items.items():
+            if any(fnmatchcase(item, p) for p in exclude):
+                continue
+            labels = {label: item}
+            out.extend(measurements_of(check, self.rates(item, counters, fields, at, seen),
+                                       labels, now))
+            if more is not None:
+                out.extend(more(item, counters, labels, seen))
+        self.forget_except(seen)
+        return out
 
     def forget_except(self, keys: set[Hashable]) -> None:
         """Drop state for keys no longer seen (a removed disk or interface)."""

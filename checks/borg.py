@@ -15,7 +15,8 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+from checks.backup import ProbeRun, commands_budget
+from checks.base import CheckFailed, CheckOptions, Clock
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -95,11 +96,6 @@ class BorgOptions(CheckOptions, tag="borg", frozen=True):
         return "passphrase_file" if self.passphrase_file is not None else "passcommand"
 
 
-# The commands of one run end by this share of the runner's timeout, which leaves time to hand
-# in what was measured before the runner gives up.
-_COMMANDS_SHARE = 0.9
-
-
 def _log_lines(stderr: str) -> list[tuple[str, str, str]]:
     """Return (levelname, msgid, message) for each line of borg's --log-json stderr."""
     out: list[tuple[str, str, str]] = []
@@ -142,9 +138,7 @@ class BorgCheck:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
-        if timeout is None:
-            timeout = options.timeout_seconds()
-        self._budget = timeout * _COMMANDS_SHARE
+        self._budget = commands_budget(options, timeout)
         from zoneinfo import ZoneInfo  # only for borg checks
 
         self._zone = ZoneInfo(options.timezone or "UTC")
@@ -165,32 +159,18 @@ class BorgCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        started = self._monotonic()
-        deadline = started + self._budget
-        now = self._clock()
-        figures: list[tuple[str, float, str]] = []
-
-        def finish(success: bool) -> list[Measurement]:
-            figures.append(("backup_probe_success", 1.0 if success else 0.0, ""))
-            figures.append(
-                ("backup_probe_duration_seconds", self._monotonic() - started, "seconds")
-            )
-            return measurements_of(self._options.instance, figures, self._labels, now)
-
+        run = ProbeRun(self._options.instance, self._labels, self._budget, clock=self._clock,
+                       monotonic=self._monotonic)
         try:
             env, secret = self._env()
-            archives = self._archives(env, secret, deadline)
+            archives = self._archives(env, secret, run.deadline)
         except CheckFailed as exc:
-            raise CheckFailed(str(exc), measurements=finish(False)) from None
-        figures.append(("backup_snapshots", len(archives), ""))
-        newest: str | None = None
-        if archives:
-            newest_time, newest = max(archives)
-            figures.append(("backup_last_snapshot_timestamp_seconds", newest_time, "seconds"))
-            figures.append(("backup_last_snapshot_age_seconds", now - newest_time, "seconds"))
+            raise run.failed(exc) from None
+        newest_time, newest = max(archives) if archives else (None, None)
+        run.snapshots(len(archives), newest_time)
         if self._options.info:
-            figures.extend(self._info(newest, env, secret, deadline))
-        return finish(True)
+            run.figures.extend(self._info(newest, env, secret, run.deadline))
+        return run.finish(True)
 
     def _env(self) -> tuple[dict[str, str], str | None]:
         """Return borg's environment and the passphrase (to keep out of messages), if read."""

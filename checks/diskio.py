@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Mapping
-from fnmatch import fnmatchcase
 from typing import ClassVar, Final, Protocol
 
 import msgspec
@@ -81,35 +80,22 @@ class DiskioCheck:
         at = self._monotonic()
         now = self._clock()
         check = self._options.instance
-        seen: set[Hashable] = set()
-        out: list[Measurement] = []
-        for device, counters in devices.items():
-            if any(fnmatchcase(device, p) for p in self._options.exclude_devices):
-                continue
-            labels = {"device": device}
-            out.extend(
-                Measurement(
-                    check=check, name=name, value=rate, unit=unit, labels=labels, timestamp=now
-                )
-                for name, rate, unit in self._rates.rates(device, counters, _RATES, at, seen)
-            )
+
+        def busy(device: str, counters: object, labels: dict[str, str],
+                 seen: set[Hashable]) -> list[Measurement]:
             busy_ms = getattr(counters, "busy_time", None)  # Linux and FreeBSD only
-            if busy_ms is not None:
-                key = (device, "busy_time")
-                seen.add(key)
-                rate = self._rates.rate(key, busy_ms, at)
-                if rate is not None:
-                    # Busy ms per second. The kernel books busy time as I/O starts and ends, so one
-                    # interval can be charged some of the previous one's: cap at fully busy.
-                    out.append(
-                        Measurement(
-                            check=check,
-                            name="disk_busy_ratio",
-                            value=min(1.0, rate / 1000),
-                            unit="ratio",
-                            labels=labels,
-                            timestamp=now,
-                        )
-                    )
-        self._rates.forget_except(seen)
-        return out
+            if busy_ms is None:
+                return []
+            key = (device, "busy_time")
+            seen.add(key)
+            rate = self._rates.rate(key, busy_ms, at)
+            if rate is None:
+                return []
+            # Busy ms per second. The kernel books busy time as I/O starts and ends, so one
+            # interval can be charged some of the previous one's: cap at fully busy.
+            return [Measurement(check=check, name="disk_busy_ratio", value=min(1.0, rate / 1000),
+                                unit="ratio", labels=labels, timestamp=now)]
+
+        return self._rates.per_item(
+            devices, exclude=self._options.exclude_devices, label="device", fields=_RATES,
+            check=check, at=at, now=now, more=busy)

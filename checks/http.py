@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -259,11 +259,4 @@ class HttpCheck:
         )
 
     def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return Measurement(
-            check=self._options.instance,
-            name=name,
-            value=float(value),
-            unit=unit,
-            labels=self._labels,
-            timestamp=now,
-        )
+        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

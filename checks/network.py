@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping
-from fnmatch import fnmatchcase
+from collections.abc import Callable, Mapping
 from typing import ClassVar, Final, Protocol
 
 import msgspec
@@ -81,20 +80,6 @@ class NetworkCheck:
                 f"cannot read network counters ({exc}); the agent needs read "
                 "access to /proc/net/dev"
             ) from exc
-        at = self._monotonic()
-        now = self._clock()
-        check = self._options.instance
-        seen: set[Hashable] = set()
-        out: list[Measurement] = []
-        for interface, counters in interfaces.items():
-            if any(fnmatchcase(interface, p) for p in self._options.exclude_interfaces):
-                continue
-            labels = {"interface": interface}
-            out.extend(
-                Measurement(
-                    check=check, name=name, value=rate, unit=unit, labels=labels, timestamp=now
-                )
-                for name, rate, unit in self._rates.rates(interface, counters, _RATES, at, seen)
-            )
-        self._rates.forget_except(seen)
-        return out
+        return self._rates.per_item(
+            interfaces, exclude=self._options.exclude_interfaces, label="interface",
+            fields=_RATES, check=self._options.instance, at=self._monotonic(), now=self._clock())

@@ -8,7 +8,7 @@ import time
 from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 
@@ -237,11 +237,4 @@ class PgArchiverCheck:
         return run_command(argv, timeout=timeout, env=self._env)
 
     def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return Measurement(
-            check=self._options.instance,
-            name=name,
-            value=float(value),
-            unit=unit,
-            labels=self._labels,
-            timestamp=now,
-        )
+        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

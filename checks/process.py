@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -97,14 +97,4 @@ class ProcessCheck:
             ("process_rss_bytes", rss, "bytes"),
             ("process_cpu_seconds", cpu, "seconds"),
         ]
-        return [
-            Measurement(
-                check=self._options.instance,
-                name=name,
-                value=float(value),
-                unit=unit,
-                labels=self._labels,
-                timestamp=now,
-            )
-            for name, value, unit in figures
-        ]
+        return measurements_of(self._options.instance, figures, self._labels, now)

@@ -17,7 +17,8 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+from checks.backup import ProbeRun, commands_budget
+from checks.base import CheckFailed, CheckOptions, Clock
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -96,11 +97,6 @@ def _stderr_excerpt(stderr: str, lines: int = 2) -> str:
     return redact_url("; ".join(line[:300] for line in kept)) or "no message"
 
 
-# The commands of one run end by this share of the runner's timeout, which leaves time to hand
-# in what was measured before the runner gives up.
-_COMMANDS_SHARE = 0.9
-
-
 class ResticCheck:
     """Report the newest snapshot's time and age, snapshot count, sizes and lock state."""
 
@@ -118,9 +114,7 @@ class ResticCheck:
         self._options = options
         self._clock = clock
         self._monotonic = monotonic
-        if timeout is None:
-            timeout = options.timeout_seconds()
-        self._budget = timeout * _COMMANDS_SHARE
+        self._budget = commands_budget(options, timeout)
         if options.cache_dir is not None:
             self._cache_dir: Path | None = Path(options.cache_dir)
         else:
@@ -147,33 +141,21 @@ class ResticCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        started = self._monotonic()
-        deadline = started + self._budget
-        now = self._clock()
-        figures: list[tuple[str, float, str]] = []
-
-        def finish(success: bool) -> list[Measurement]:
-            figures.append(("backup_probe_success", 1.0 if success else 0.0, ""))
-            figures.append(
-                ("backup_probe_duration_seconds", self._monotonic() - started, "seconds")
-            )
-            return measurements_of(self._options.instance, figures, self._labels, now)
-
+        run = ProbeRun(self._options.instance, self._labels, self._budget, clock=self._clock,
+                       monotonic=self._monotonic)
         try:
-            snapshots = self._snapshots(deadline)
+            snapshots = self._snapshots(run.deadline)
         except CheckFailed as exc:
-            raise CheckFailed(str(exc), measurements=finish(False)) from None
-        figures.append(("backup_snapshots", len(snapshots), ""))
-        newest: dict[str, Any] | None = None
-        if snapshots:
-            newest_time, newest = max(snapshots, key=lambda pair: pair[0])
-            figures.append(("backup_last_snapshot_timestamp_seconds", newest_time, "seconds"))
-            figures.append(("backup_last_snapshot_age_seconds", now - newest_time, "seconds"))
+            raise run.failed(exc) from None
+        newest_time, newest = (
+            max(snapshots, key=lambda pair: pair[0]) if snapshots else (None, None)
+        )
+        run.snapshots(len(snapshots), newest_time)
         if self._options.stats:
-            figures.extend(self._stats(newest, deadline))
+            run.figures.extend(self._stats(newest, run.deadline))
         if self._options.locks:
-            figures.extend(self._locks(now, deadline))
-        return finish(True)
+            run.figures.extend(self._locks(run.now, run.deadline))
+        return run.finish(True)
 
     def _run(self, args: list[str], deadline: float) -> CommandResult:
         remaining = time_left(deadline, self._monotonic(), f"restic {' '.join(args[:2])}")

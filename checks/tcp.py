@@ -7,7 +7,7 @@ import socket
 import time
 from typing import ClassVar
 
-from checks.base import CheckOptions, Clock
+from checks.base import CheckOptions, Clock, measurements_of
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -88,11 +88,4 @@ class TcpCheck:
         ]
 
     def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return Measurement(
-            check=self._options.instance,
-            name=name,
-            value=float(value),
-            unit=unit,
-            labels=self._labels,
-            timestamp=now,
-        )
+        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

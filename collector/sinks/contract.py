@@ -11,14 +11,17 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
 from checks.settings import Duration, field_error
+
+if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
+    import httpx
 
 RemoteState = Literal["new", "open", "resolved", "closed"]
 
@@ -130,7 +133,10 @@ SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
 
 
 class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Options every HTTP help desk adapter takes."""
+    """Options every HTTP help desk adapter takes.
+
+    Subclasses inherit `forbid_unknown_fields`; `frozen`, `kw_only` and the tag they set.
+    """
 
     # Each adapter's own severity -> priority map; `priorities` overrides it per severity.
     default_priorities: ClassVar[dict[str, str]] = {}
@@ -183,3 +189,27 @@ def error_for_status(sink: str, method: str, url: str, status: int, body: str, *
     return SinkError(redact(f"{sink}: {method} {url} answered {status}: {text}"),
                      retryable=retryable, status=status,
                      retry_after=retry_after_seconds(retry_after))
+
+
+C = TypeVar("C", bound=HttpSinkConfig)
+
+
+class HttpSink(Generic[C]):
+    """What the help-desk adapters share: their config, and one keep-alive client that sends
+    the credential headers `_auth_headers` returns, read for each request so that a rotated
+    secret file takes effect without a restart."""
+
+    name: str
+
+    def __init__(self, config: C, *, transport: httpx.BaseTransport | None = None) -> None:
+        self._config = config
+        from collector.sinks.transport import HttpClient
+
+        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+
+    def _auth_headers(self) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self._http.close()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -36,14 +37,7 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _SUMMARY_CHARS = 255  # Jira refuses longer summaries
 
 
-class JiraSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="jira",
-):
+class JiraSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="jira"):
     """Jira Cloud: the account, the project issues go to, and the workflow names to use."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
@@ -94,7 +88,7 @@ def _one_line(text: str, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class JiraSink:
+class JiraSink(HttpSink[JiraSinkConfig]):
     """Issues in Jira Cloud, found again by the label `rw-<fingerprint>`."""
 
     name = "jira"
@@ -102,19 +96,13 @@ class JiraSink:
     def __init__(
         self, config: JiraSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._config = config
+        super().__init__(config, transport=transport)
         self._api = f"/rest/api/{config.api_version}"
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
 
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
         pair = f"{self._config.email}:{self._config.api_token.read()}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-
-    def close(self) -> None:
-        self._http.close()
 
     # -- the Sink operations ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import msgspec
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -162,7 +163,7 @@ def _pick(kind: str, wanted: str, options: list[_Ref] | list[_Status] | list[_Tr
     raise SinkError(f"redmine: no {kind} {wanted!r} (known: {known})", retryable=False)
 
 
-class RedmineSink:
+class RedmineSink(HttpSink[RedmineSinkConfig]):
     """Tickets as Redmine issues, found again by the fingerprint custom field."""
 
     name = "redmine"
@@ -170,10 +171,7 @@ class RedmineSink:
     def __init__(
         self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._config = config
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth, transport=transport)
+        super().__init__(config, transport=transport)
         self.base_url = self._http.base_url
         self._field_id: int | None = None
         self._statuses: list[_Status] | None = None
@@ -268,12 +266,9 @@ class RedmineSink:
         """This sink's priority value (name or id) for a severity."""
         return self._config.priority_values.get(severity, DEFAULT_PRIORITIES["WARNING"])
 
-    def close(self) -> None:
-        self._http.close()
-
     # --- requests ---
 
-    def _auth(self) -> dict[str, str]:
+    def _auth_headers(self) -> dict[str, str]:
         return {"X-Redmine-API-Key": self._config.api_key.read()}
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -38,14 +39,7 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 
 
-class RTSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="rt",
-):
+class RTSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="rt"):
     """Options for a Request Tracker 5 help desk (REST2, token authentication)."""
 
     # A run group routes to a queue, and optionally to an owner (an RT user name).
@@ -91,7 +85,7 @@ def ticketsql_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RTSink:
+class RTSink(HttpSink[RTSinkConfig]):
     """Tickets in Request Tracker 5, one per incident fingerprint."""
 
     name = "rt"
@@ -99,15 +93,8 @@ class RTSink:
     def __init__(
         self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self._config = config
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+        super().__init__(config, transport=transport)
         self._base_url = self._http.base_url  # without user info: it goes into errors and links
-
-    def close(self) -> None:
-        """Close the keep-alive connections."""
-        self._http.close()
 
     def _auth_headers(self) -> dict[str, str]:
         # Read on every request, so a rotated token file takes effect without a restart.

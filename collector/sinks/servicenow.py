@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -22,10 +23,6 @@ from collector.sinks.contract import (
     SinkError,
     TicketRef,
 )
-
-if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
-
 
 DEFAULT_PRIORITIES = {"CRITICAL": "1,1", "STALE": "1,1", "WARNING": "2,2", "UNKNOWN": "2,2"}
 INCIDENT = "/api/now/table/incident"
@@ -50,14 +47,8 @@ def urgency_impact(priority: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2) or match.group(1)
 
 
-class ServiceNowSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="servicenow",
-):
+class ServiceNowSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type",
+                           tag="servicenow"):
     """ServiceNow: the integration user, and how incidents are filled in and closed."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
@@ -82,26 +73,15 @@ class ServiceNowSinkConfig(
 
 
 
-class ServiceNowSink:
+class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
     """Incidents in ServiceNow, found again by `correlation_id`."""
 
     name = "servicenow"
-
-    def __init__(
-        self, config: ServiceNowSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        self._config = config
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
 
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated password file takes effect without a restart.
         pair = f"{self._config.user}:{self._config.password.read()}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-
-    def close(self) -> None:
-        self._http.close()
 
     def find(self, fingerprint: str) -> TicketRef | None:
         if not _FINGERPRINT.match(fingerprint):

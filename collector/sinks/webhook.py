@@ -95,14 +95,7 @@ _ENV = SandboxedEnvironment(
 _ENV.filters["tojson"] = _tojson
 
 
-class WebhookSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="webhook",
-):
+class WebhookSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="webhook"):
     """A URL that receives one JSON event per ticket operation."""
 
     route_keys: ClassVar[frozenset[str]] = frozenset({"channel"})

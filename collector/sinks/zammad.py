@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from checks.settings import field_error
 from collector.sinks.contract import (
+    HttpSink,
     HttpSinkConfig,
     NewTicket,
     RemoteStatus,
@@ -22,10 +23,6 @@ from collector.sinks.contract import (
     SinkError,
     TicketRef,
 )
-
-if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
-
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +38,7 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _TITLE_CHARS = 250
 
 
-class ZammadSinkConfig(
-    HttpSinkConfig,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    tag_field="type",
-    tag="zammad",
-):
+class ZammadSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="zammad"):
     """Zammad: the access token, and the group and customer new tickets get."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
@@ -66,25 +56,14 @@ class ZammadSinkConfig(
 
 
 
-class ZammadSink:
+class ZammadSink(HttpSink[ZammadSinkConfig]):
     """Tickets in Zammad, found again by the tag `rw-<fingerprint>`."""
 
     name = "zammad"
 
-    def __init__(
-        self, config: ZammadSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        self._config = config
-        from collector.sinks.transport import HttpClient
-
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
-
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
         return {"Authorization": f"Token token={self._config.token.read()}"}
-
-    def close(self) -> None:
-        self._http.close()
 
     def find(self, fingerprint: str) -> TicketRef | None:
         states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
