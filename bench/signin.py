@@ -32,10 +32,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ingest import runwatch_command  # bench/ingest.py, beside this script
-
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from collector.auth import add_token, set_user
+
+# bench/ off sys.path (bench/agent.py would hide the agent package), the repository on it.
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
+if str(BENCH_DIR.parent) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR.parent))
+from bench.common import load_ingest_module  # noqa: E402
+
+runwatch_command = load_ingest_module().runwatch_command
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 30.0
