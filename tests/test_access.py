@@ -28,7 +28,7 @@ from collector.server import bind, url_of
 from collector.service import CollectorService
 from collector.store import OutboxOp
 from runwatch.cli import main
-from tests.conftest import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
 
 # -- defaults: derived from where the collector listens ------------------------------------------
 

@@ -33,7 +33,7 @@ from checks.base import CheckOptions
 from checks.schema import Measurement, Report
 from checks.settings import ConfigError, Duration
 from collector.auth import add_token
-from tests.conftest import RUNWATCH, FakeClock
+from tests.helpers import RUNWATCH, FakeClock
 from tests.procs import Processes, get_json, get_text, wait_for
 
 HOST = "svc-host"

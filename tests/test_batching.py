@@ -16,7 +16,7 @@ from checks.schema import Report
 from collector.batching import IngestQueue
 from collector.ingest import IngestResult
 from collector.service import CollectorService, Rejection
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 BREACH_NOW = {**FS_RULE, "for": "0s"}
 

@@ -12,7 +12,7 @@ from checks.schema import encode
 from collector.api import create_app
 from collector.auth import add_token, read_tokens, token_fingerprint
 from collector.service import CollectorService
-from tests.conftest import FakeClock, Reporter
+from tests.helpers import FakeClock, Reporter
 
 
 @pytest.fixture

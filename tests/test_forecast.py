@@ -13,7 +13,7 @@ import pytest
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
 from collector.forecast import linear_forecast
 from collector.service import CollectorService
-from tests.conftest import FakeClock
+from tests.helpers import FakeClock
 
 MakeService = Callable[..., CollectorService]
 GIB = 1024**3

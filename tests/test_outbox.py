@@ -13,7 +13,7 @@ from collector.outbox import OutboxWorker, RetryPolicy
 from collector.pg_store import DEFAULT_LEASE_SECONDS
 from collector.service import CollectorService, open_store
 from collector.sinks.base import NewTicket, RemoteStatus, SinkError, TicketRef
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 class RecordingSink:

@@ -25,7 +25,7 @@ from collector.config import collector_config_from_dict
 from collector.limits import FailureThrottle, RequestLimits, Throttled, TokenBucketLimiter
 from collector.service import CollectorService
 from tests.apifuzz import serve_in_thread
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

@@ -15,7 +15,7 @@ from collector.rules import Severity
 from collector.service import CollectorService
 from collector.store import BackupSuccess, HostRecord, StateChange
 from runwatch.cli import main
-from tests.conftest import Reporter
+from tests.helpers import Reporter
 
 H = 3600.0
 NOV = parse_period("2025-11")

@@ -28,8 +28,8 @@ from collector.sinks.rt import RTSink, RTSinkConfig
 from collector.sinks.servicenow import ServiceNowSink, ServiceNowSinkConfig
 from collector.sinks.webhook import WebhookSink, WebhookSinkConfig
 from collector.sinks.zammad import ZammadSink, ZammadSinkConfig
-from tests.conftest import FS_RULE, FakeClock, Reporter
 from tests.fakes.echo import EchoDesk
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 SECRET_ENV = "RUNWATCH_TEST_REDACT_SECRET"
 # Characters that percent-encoding and JSON change, so that every escaped form is tried.
