@@ -18,6 +18,20 @@ from tests.helpers import PG_DSN, FakeClock, collector_config, pg_unavailable_re
 # pytester runs inner sessions in the plugin's own test.
 pytest_plugins = ["tests.secretscan", "pytester"]
 
+# The real help desks keep their data in one system-wide database each, and their session
+# fixtures provision it: two workers must not start them at once. Under `--dist loadgroup` every
+# test that can use one runs in the same worker (a test module may ask for one by name at run
+# time, so a module that holds the fixture counts too).
+HELPDESK_FIXTURES = ("redmine_server", "rt_server")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module, fixtures = getattr(item, "module", None), getattr(item, "fixturenames", ())
+        if any(name in fixtures or hasattr(module, name) for name in HELPDESK_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("helpdesks"))
+
 
 @pytest.fixture
 def clock() -> FakeClock:
