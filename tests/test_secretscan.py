@@ -69,11 +69,14 @@ def run_inner(pytester: pytest.Pytester, source: str, *args: str,
               conftest: str = "") -> pytest.RunResult:
     pytester.makeconftest('import pytest\n\npytest_plugins = ["tests.secretscan"]\n' + conftest)
     pytester.makepyfile(test_inner=source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    with pytest.MonkeyPatch.context() as env:
+        # Loading every installed plugin costs seconds in each process (xdist starts three).
+        env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
 # Each worker scans what its tests logged; the controller gathers the finds and fails the run.
-XDIST = pytest.param(("-n", "2", "--dist", "load"), id="xdist, 2 workers")
+XDIST = pytest.param(("-p", "xdist.plugin", "-n", "2", "--dist", "load"), id="xdist, 2 workers")
 
 
 @pytest.mark.parametrize("args", [pytest.param((), id="one process"), XDIST])
