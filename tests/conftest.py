@@ -18,35 +18,15 @@ from tests.helpers import PG_DSN, FakeClock, collector_config, pg_unavailable_re
 # pytester runs inner sessions in the plugin's own test.
 pytest_plugins = ["tests.secretscan", "pytester"]
 
-# Tests that share something run in one xdist worker (`--dist loadgroup`), in file order, as
-# they do without xdist:
-# - the real help desks keep their data in one system-wide database each, and their session
-#   fixtures provision it, so two workers must not start them at once. A test module may ask for
-#   one by name at run time, so a module that holds the fixture counts too;
-# - the tests of a module that share a module- or class-scoped fixture (a PostgreSQL cluster, a
-#   restic repository, a Prometheus): it is made once, and later tests may build on earlier ones.
-HELPDESK_FIXTURES = ("redmine_server", "rt_server")
-SHARED_SCOPES = ("module", "class")
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` keeps each file in one worker and the help desk files together."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from tests.helpers.xdist import FileScheduling
 
-def xdist_group(item: pytest.Item) -> str | None:
-    """The group a test runs in under xdist, or None to run it on any worker."""
-    module, fixtures = getattr(item, "module", None), getattr(item, "fixturenames", ())
-    if any(name in fixtures or hasattr(module, name) for name in HELPDESK_FIXTURES):
-        return "helpdesks"
-    info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info is not None else ()
-    if module is not None and any(d.scope in SHARED_SCOPES for chain in defs for d in chain):
-        return module.__name__
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = xdist_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    return FileScheduling(config, log)
 
 
 @pytest.fixture
