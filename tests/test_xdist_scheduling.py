@@ -10,11 +10,15 @@ import pytest
 from tests.helpers.xdist import HELPDESKS, scope_of
 
 
+# Spelt in two parts, so that this file does not count as one that uses a help desk.
+REDMINE, RT = "redmine" + "_server", "rt" + "_server"
+
+
 def test_help_desk_files_share_one_unit_and_other_files_stay_whole(tmp_path: Path) -> None:
     tests = tmp_path / "tests"
     tests.mkdir()
-    (tests / "test_redmine.py").write_text("def test_a(redmine_server): ...\n")
-    (tests / "test_calls.py").write_text("rt_server = helpdesk_rt.rt_server\n")
+    (tests / "test_redmine.py").write_text(f"def test_a({REDMINE}): ...\n")
+    (tests / "test_calls.py").write_text(f"{RT} = helpdesk_rt.{RT}\n")
     (tests / "test_api.py").write_text("def test_b(clock): ...\n")
     assert scope_of("tests/test_redmine.py::test_a", tmp_path) == HELPDESKS
     assert scope_of("tests/test_calls.py::test_c[rt]", tmp_path) == HELPDESKS
