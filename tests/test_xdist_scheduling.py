@@ -9,7 +9,6 @@ import pytest
 
 from tests.helpers.xdist import HELPDESKS, scope_of
 
-
 # Spelt in two parts, so that this file does not count as one that uses a help desk.
 REDMINE, RT = "redmine" + "_server", "rt" + "_server"
 
