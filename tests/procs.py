@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import tool
+from tests.helpers import tool
 
 
 class Processes:

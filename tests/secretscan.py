@@ -7,6 +7,10 @@ tests left in captured stderr and log sections, and the `*.log` files under the 
 temporary directories. A find fails the run and says where, without printing the secret.
 
 Standard output is not scanned: `runwatch token add` prints a new token there, once, by design.
+
+Under pytest-xdist each worker scans what its own tests did and sends its finds and counts to the
+controller with the worker's output at its session end; the controller adds them to its own scan,
+fails the run on any find, and also when a worker sent no scan at all (its tests went unscanned).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ KNOWN_SECRETS = {"correct-horse-battery", "opsuser-password",
                  "jira-secret-0451", "snow-secret-8812", "zammad-secret-77aa"}
 
 _remembered: set[str] = set()
+
+# Where a worker puts its scan in the output xdist sends to the controller.
+WORKER_OUTPUT_KEY = "runwatch_secretscan"
 
 
 def remember(secret: str) -> None:
@@ -73,6 +80,9 @@ class SecretScan:
         self.finds: list[str] = []
         self._sections: list[tuple[str, str]] = []
         self._temp_roots: list[Path] = []
+        # The xdist controller runs no tests: its workers scan them and report here.
+        self._controller = False
+        self._workers: dict[str, dict[str, Any]] = {}
 
     def _secrets(self) -> set[str]:
         return KNOWN_SECRETS | _remembered
@@ -92,6 +102,7 @@ class SecretScan:
         self._root_level = root.level
         root.setLevel(logging.DEBUG)
         root.addHandler(self.handler)
+        self._controller = session.config.pluginmanager.has_plugin("dsession")
         import collector.auth
 
         original = collector.auth.add_token
@@ -107,6 +118,8 @@ class SecretScan:
         self.handler.current = nodeid
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._controller:  # a worker's report, which that worker scanned already
+            return
         for name, content in report.sections:
             if "stdout" not in name:
                 self._sections.append((f"{report.nodeid} ({name})", content))
@@ -128,11 +141,29 @@ class SecretScan:
                 finds += [f"{what} in {path}" for what in self._leaks(text)]
         return finds
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """Take a finished xdist worker's scan; a worker that sent none is a find."""
+        name = node.gateway.id
+        scan = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+        if scan is None:
+            why = f"it went down: {error}" if error else "its tests went unscanned"
+            scan = {"finds": [f"worker {name} sent no scan result ({why})"],
+                    "records": 0, "sections": 0}
+        self._workers[name] = scan
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         logging.getLogger().removeHandler(self.handler)
         logging.getLogger().setLevel(self._root_level)
         self.finds = self.scan()
+        for scan in self._workers.values():
+            self.finds += scan["finds"]
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+            workeroutput[WORKER_OUTPUT_KEY] = {"finds": self.finds,
+                                               "records": self.handler.records,
+                                               "sections": len(self._sections)}
         if self.finds:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -142,9 +173,12 @@ class SecretScan:
             for line in sorted(set(self.finds))[:50]:
                 terminalreporter.line(line)
         else:
+            records = self.handler.records + sum(s["records"] for s in self._workers.values())
+            sections = len(self._sections) + sum(s["sections"] for s in self._workers.values())
+            workers = f" of {len(self._workers)} xdist workers" if self._workers else ""
             terminalreporter.write_line(
-                f"secret scan: no token or known secret in {self.handler.records} log "
-                f"records, {len(self._sections)} captured sections and the temporary *.log files")
+                f"secret scan: no token or known secret in {records} log records, {sections} "
+                f"captured sections and the temporary *.log files{workers}")
 
 
 def pytest_configure(config: pytest.Config) -> None:

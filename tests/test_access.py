@@ -28,7 +28,7 @@ from collector.auth import ROLE_READ_ONLY, add_token
 from collector.server import bind, url_of
 from collector.store.records import OutboxOp
 from runwatch.cli import main
-from tests.conftest import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
 
 # -- defaults: derived from where the collector listens ------------------------------------------
 

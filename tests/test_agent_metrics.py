@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import RUNWATCH, tool
+from tests.helpers import RUNWATCH, tool
 from tests.procs import get_text, wait_for
 
 

@@ -33,7 +33,7 @@ from checks.base import CheckOptions
 from checks.schema import Measurement, Report
 from checks.settings import ConfigError, Duration
 from collector.auth import add_token
-from tests.conftest import RUNWATCH, FakeClock
+from tests.helpers import RUNWATCH, FakeClock
 from tests.procs import Processes, get_json, get_text, wait_for
 
 HOST = "svc-host"
@@ -171,7 +171,8 @@ def test_collector_down_for_several_cycles_then_back_every_report_once_in_order(
     site: Site, processes: Processes
 ) -> None:
     agent = site.start_agent()
-    time.sleep(4)
+    wait_for("the agent to spool while the collector is down", lambda: len(site.spooled()) >= 2,
+             timeout=15)
     backlog = site.spooled()
     assert len(backlog) >= 2, "the agent spooled while the collector was down"
     site.start_collector()

@@ -16,7 +16,7 @@ from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 @pytest.fixture

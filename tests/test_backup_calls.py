@@ -20,7 +20,7 @@ import yaml
 
 from collector.auth import add_token
 from runwatch.shipped import shipped_file
-from tests.conftest import RUNWATCH, tool
+from tests.helpers import RUNWATCH, tool
 from tests.procs import Processes, get_json, read_url, wait_for
 
 pytestmark = pytest.mark.slow

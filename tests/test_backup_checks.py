@@ -21,7 +21,7 @@ from checks.registry import AnyCheckOptions, build_check
 from checks.restic import ResticCheck, ResticOptions, parse_restic_time
 from checks.schema import Measurement
 from checks.settings import ConfigError, convert
-from tests.conftest import tool
+from tests.helpers import tool
 
 DAY = 86400
 PASSWORD = "correct-horse-battery"  # the repositories' real password

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from checks.statusfile import StatusfileCheck, StatusfileOptions
-from tests.conftest import RUNWATCH, tool
+from tests.helpers import RUNWATCH, tool
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from collector.app import CollectorService
 from collector.errors import Rejection
 from collector.ingest.batching import IngestQueue
 from collector.ingest.ingestor import IngestResult
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 BREACH_NOW = {**FS_RULE, "for": "0s"}
 

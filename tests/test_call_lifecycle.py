@@ -9,7 +9,7 @@ import pytest
 
 from collector.app import CollectorService
 from collector.incidents.calls import fingerprint
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]
 
@@ -329,7 +329,7 @@ def test_custom_templates_shape_the_call(make_service: MakeService, clock: FakeC
 def test_template_mistakes_are_refused_at_load(tmp_path: Any, extra: dict[str, Any],
                                                path: str) -> None:
     from checks.settings import ConfigError
-    from tests.conftest import collector_config
+    from tests.helpers import collector_config
 
     with pytest.raises(ConfigError) as error:
         collector_config(tmp_path, None, **extra)

@@ -23,7 +23,7 @@ from collector.auth import (
     verify_password,
 )
 from runwatch.cli import main
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 FAST_FS = {**FS_RULE, "for": "0s"}
 

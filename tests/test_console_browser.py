@@ -25,7 +25,7 @@ import yaml
 
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
 from collector.auth import ROLE_READ_ONLY, add_token
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.procs import Processes, wait_for
 
 pytestmark = pytest.mark.slow

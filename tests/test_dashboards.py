@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from collector.app import CollectorService
-from tests.conftest import collector_config, tool
 from tests.grafana import DASHBOARDS, REPO, dashboards, fill, panels, queries
+from tests.helpers import collector_config, tool
 from tests.test_shipped_rules import EMITTED
 
 PROMETHEUS = REPO / "config" / "prometheus"

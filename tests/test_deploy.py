@@ -26,7 +26,7 @@ import yaml
 from agent.deploy.bundle import BundleBuilder, find_source
 from checks.schema import SCHEMA_VERSION
 from runwatch import __version__
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.procs import Processes, get_json, read_url, wait_for
 from tests.sshd import free_port, keygen, sshd_path, start_sshd
 

@@ -12,7 +12,7 @@ import yaml
 from agent.deploy.agentconfig import AgentConfigRenderer
 from agent.deploy.inventory import load_inventory
 from checks.settings import ConfigError
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 
 
 def inventory(tmp_path: Path, **changes: Any) -> Path:

@@ -13,7 +13,7 @@ import psutil
 import yaml
 
 from collector.auth import add_token
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 

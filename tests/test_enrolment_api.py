@@ -12,7 +12,7 @@ from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token, read_tokens, token_fingerprint
-from tests.conftest import FakeClock, Reporter
+from tests.helpers import FakeClock, Reporter
 
 
 @pytest.fixture

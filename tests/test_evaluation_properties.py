@@ -30,7 +30,7 @@ from collector.evaluation.rules import (
     step,
 )
 from collector.incidents.calls import fingerprint
-from tests.conftest import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
 
 FLAP_WINDOW = 600.0
 RULE = {**FS_RULE, "flapping": {"changes": 3, "window": "10m"}}

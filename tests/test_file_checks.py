@@ -29,7 +29,7 @@ from checks.schema import Measurement, encode
 from checks.settings import ConfigError, Duration, convert
 from checks.statusfile import StatusfileCheck, StatusfileOptions
 from checks.textfile import TextfileCheck, TextfileOptions
-from tests.conftest import FakeClock, tool
+from tests.helpers import FakeClock, tool
 
 DAY = 86400.0
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from agent.spool import Spool
-from tests.conftest import FS_RULE, GROUPS, RUNWATCH
+from tests.helpers import FS_RULE, GROUPS, RUNWATCH
 from tests.procs import Processes, get_json, read_url, wait_for
 
 UMASK = 0o022

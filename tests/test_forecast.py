@@ -13,7 +13,7 @@ import pytest
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
 from collector.app import CollectorService
 from collector.evaluation.forecast import linear_forecast
-from tests.conftest import FakeClock
+from tests.helpers import FakeClock
 
 MakeService = Callable[..., CollectorService]
 GIB = 1024**3

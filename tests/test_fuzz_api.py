@@ -25,7 +25,7 @@ from tests.apifuzz import (
     serve_in_thread,
     store_snapshot,
 )
-from tests.conftest import FS_RULE, FakeClock
+from tests.helpers import FS_RULE, FakeClock
 
 LONG = int(os.environ.get("RUNWATCH_FUZZ_EXAMPLES", "0"))
 

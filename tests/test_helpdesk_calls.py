@@ -30,7 +30,7 @@ import yaml
 from checks.schema import SCHEMA_VERSION, Measurement, Report, encode
 from collector.auth import add_token
 from tests import helpdesk_rt, helpdesks
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.procs import Processes, get_json, read_url, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from checks.schema import SCHEMA_VERSION, Report, decode_report
 from collector.app import CollectorService
 from collector.metrics.exposition import FAMILY_SUFFIXES
-from tests.conftest import FakeClock, collector_config, tool
+from tests.helpers import FakeClock, collector_config, tool
 from tests.procs import promtool_check
 
 MakeService = Callable[..., CollectorService]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from collector.app import CollectorService
-from tests.conftest import FS_RULE, FakeClock, Reporter, tool
+from tests.helpers import FS_RULE, FakeClock, Reporter, tool
 from tests.procs import promtool_check
 
 MakeService = Callable[..., CollectorService]

@@ -12,7 +12,7 @@ import pytest
 from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
 from collector.app import CollectorService
 from collector.incidents.calls import fingerprint
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]
 FAST_FS = {**FS_RULE, "for": "0s"}

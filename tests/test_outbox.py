@@ -14,7 +14,7 @@ from collector.incidents.outbox import OutboxWorker, RetryPolicy
 from collector.sinks.contract import NewTicket, RemoteStatus, SinkError, TicketRef
 from collector.store.opening import open_store
 from collector.store.postgresql import DEFAULT_LEASE_SECONDS
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 class RecordingSink:

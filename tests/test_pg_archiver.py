@@ -26,7 +26,7 @@ from checks.pgarchive import (
     parse_archiver_row,
 )
 from checks.schema import Measurement
-from tests.conftest import tool
+from tests.helpers import tool
 
 DECLARED = {
     "pg_archiver_probe_success",

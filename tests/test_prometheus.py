@@ -25,8 +25,8 @@ import yaml
 
 from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report, encode
 from collector.auth import ROLE_READ_ONLY, add_token
-from tests.conftest import RUNWATCH, tool
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
+from tests.helpers import RUNWATCH, tool
 from tests.procs import Processes, get_text, promtool_check, read_url, wait_for
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from collector.app import CollectorService
 from collector.auth import add_token, read_tokens, set_user
 from collector.config import collector_config_from_dict
 from tests.apifuzz import serve_in_thread
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

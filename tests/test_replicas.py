@@ -26,7 +26,7 @@ import yaml
 from checks.schema import encode
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.conftest import FS_RULE, RUNWATCH, FakeClock, Reporter, collector_config
+from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter, collector_config
 from tests.procs import Processes, get_json, wait_for
 
 PG = {"backend": "postgresql"}

@@ -15,7 +15,7 @@ from collector.incidents.calls import Call, CallEvent, fingerprint
 from collector.service_levels import ReportError, build_report, parse_period, render
 from collector.store.records import BackupSuccess, HostRecord, StateChange
 from runwatch.cli import main
-from tests.conftest import Reporter
+from tests.helpers import Reporter
 
 H = 3600.0
 NOV = parse_period("2025-11")

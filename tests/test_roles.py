@@ -22,7 +22,7 @@ from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import ROLE_READ_ONLY, add_token
-from tests.conftest import FakeClock, Reporter
+from tests.helpers import FakeClock, Reporter
 
 CALLERS = ("anonymous", "agent", "read-only", "operator")
 EVERYONE = frozenset(CALLERS)

@@ -55,14 +55,34 @@ def test_printed_once(tmp_path):
 """
 
 
-def run_inner(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
-    pytester.makeconftest('pytest_plugins = ["tests.secretscan"]\n')
+# A worker whose scan result never reaches the controller (as if the plugin did not run there).
+SILENT_WORKER = """
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session):
+    yield
+    getattr(session.config, "workeroutput", {}).pop("runwatch_secretscan", None)
+"""
+
+
+def run_inner(pytester: pytest.Pytester, source: str, *args: str,
+              conftest: str = "") -> pytest.RunResult:
+    pytester.makeconftest('import pytest\n\npytest_plugins = ["tests.secretscan"]\n' + conftest)
     pytester.makepyfile(test_inner=source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    with pytest.MonkeyPatch.context() as env:
+        # Loading every installed plugin costs seconds in each process (xdist starts three).
+        env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def test_secret_scan_fails_a_session_that_leaks(pytester: pytest.Pytester) -> None:
-    result = run_inner(pytester, LEAKS)
+# Each worker scans what its tests logged; the controller gathers the finds and fails the run.
+XDIST = pytest.param(("-p", "xdist.plugin", "-n", "2", "--dist", "load"), id="xdist, 2 workers")
+
+
+@pytest.mark.parametrize("args", [pytest.param((), id="one process"), XDIST])
+def test_secret_scan_fails_a_session_that_leaks(
+        pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    result = run_inner(pytester, LEAKS, *args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = result.stdout.str().split("secret scan: FAILED")[-1]
     for test in ("test_warning", "test_debug_line", "test_without_prefix", "test_stderr",
@@ -72,8 +92,17 @@ def test_secret_scan_fails_a_session_that_leaks(pytester: pytest.Pytester) -> No
     assert "rwt_" not in report, "the report names where, not the secret"
 
 
+@pytest.mark.parametrize("args", [pytest.param((), id="one process"), XDIST])
 def test_secret_scan_passes_a_session_that_only_prints_a_token(
-        pytester: pytest.Pytester) -> None:
-    result = run_inner(pytester, CLEAN)
+        pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    result = run_inner(pytester, CLEAN, *args)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*secret scan: no token*"])
+
+
+def test_secret_scan_fails_a_run_when_a_worker_sends_no_scan(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, CLEAN, *XDIST.values[0], conftest=SILENT_WORKER)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = result.stdout.str().split("secret scan: FAILED")[-1]
+    assert "worker gw0 sent no scan" in report
+    assert "worker gw1 sent no scan" in report

@@ -21,7 +21,7 @@ from checks.settings import ConfigError
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.conftest import FakeClock, collector_config
+from tests.helpers import FakeClock, collector_config
 
 MakeService = Callable[..., CollectorService]
 DAY = 86400.0

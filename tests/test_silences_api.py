@@ -20,7 +20,7 @@ from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.conftest import FS_RULE, RUNWATCH, FakeClock, Reporter
+from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 FAST_FS = {**FS_RULE, "for": "0s"}

@@ -29,8 +29,8 @@ from collector.sinks.servicenow import ServiceNowSink, ServiceNowSinkConfig
 from collector.sinks.webhook import WebhookSink, WebhookSinkConfig
 from collector.sinks.zammad import ZammadSink, ZammadSinkConfig
 from collector.store.opening import open_store
-from tests.conftest import FS_RULE, FakeClock, Reporter
 from tests.fakes.echo import EchoDesk
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 SECRET_ENV = "RUNWATCH_TEST_REDACT_SECRET"
 # Characters that percent-encoding and JSON change, so that every escaped form is tried.

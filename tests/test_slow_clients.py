@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import FS_RULE, GROUPS, RUNWATCH
+from tests.helpers import FS_RULE, GROUPS, RUNWATCH
 from tests.procs import Processes, read_url
 
 HEADER_TIMEOUT = 1.0

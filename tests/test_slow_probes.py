@@ -12,7 +12,7 @@ import yaml
 
 from agent.config import agent_config_from_dict
 from agent.service import build_runner
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.test_backup_calls import borg_repo, days_ago, restic_repo
 
 

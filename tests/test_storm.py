@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from collector.app import CollectorService
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]
 

@@ -230,7 +230,10 @@ def test_filesystem_root_inodes_match_df() -> None:
     out = FilesystemCheck(root_only()).collect()
     assert find(out, "fs_inodes", mountpoint="/").value == int(itotal)
     st = os.statvfs("/")
-    assert find(out, "fs_inodes_free", mountpoint="/").value == st.f_favail
+    # Other tests (another xdist worker) create and delete files meanwhile: a few thousand
+    # inodes either way, against the millions a root filesystem has.
+    assert find(out, "fs_inodes_free", mountpoint="/").value == pytest.approx(st.f_favail,
+                                                                               abs=5000)
     assert 0 <= find(out, "fs_inodes_used_ratio", mountpoint="/").value <= 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from collector.app import CollectorService
-from tests.conftest import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 def test_finding_the_hosts_due_yields_and_survives_reports_in_between(

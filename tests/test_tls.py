@@ -26,7 +26,7 @@ from agent.shipper import ReportSender
 from checks.settings import ConfigError
 from collector.auth import add_token, revoke_token
 from collector.config import load_collector_config
-from tests.conftest import RUNWATCH
+from tests.helpers import RUNWATCH
 from tests.procs import Processes, wait_for
 
 EXIT_USAGE = 2

@@ -1,0 +1,19 @@
+"""The `runwatch` command under test, and external tools found on PATH or skipped."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNWATCH = str(Path(sys.executable).with_name("runwatch"))
+
+
+def tool(name: str, package: str) -> str:
+    """Path of an external tool, or skip the test naming the Debian package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package: {package})")
+    return path
