@@ -53,8 +53,9 @@ class AgentMetricsConfig(_Config, frozen=True):
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise field_error("listen", f"expected HOST:PORT such as 127.0.0.1:9331, "
-                                        f"got {self.listen!r}")
+            raise field_error(
+                "listen", f"expected HOST:PORT such as 127.0.0.1:9331, got {self.listen!r}"
+            )
 
 
 class AgentConfig(_Config, frozen=True):
@@ -84,21 +85,27 @@ def _validate(config: AgentConfig, source: str | None) -> AgentConfig:
     seen: dict[str, int] = {}
     for index, check in enumerate(config.checks, start=1):
         if check.instance == SELF_CHECK:
-            raise ConfigError(f"checks -> {index} -> name",
-                              f"{SELF_CHECK!r} is the agent's own figures; give this check "
-                              "another `name`", source=source)
+            raise ConfigError(
+                f"checks -> {index} -> name",
+                f"{SELF_CHECK!r} is the agent's own figures; give this check another `name`",
+                source=source,
+            )
         if check.instance in seen:
-            raise ConfigError(f"checks -> {index} -> name",
-                              f"check name {check.instance!r} is already used by checks -> "
-                              f"{seen[check.instance]}; give one of them a distinct `name`",
-                              source=source)
+            raise ConfigError(
+                f"checks -> {index} -> name",
+                f"check name {check.instance!r} is already used by checks -> "
+                f"{seen[check.instance]}; give one of them a distinct `name`",
+                source=source,
+            )
         seen[check.instance] = index
         if check.interval is not None and float(check.interval) < 1:
-            raise ConfigError(f"checks -> {index} -> interval", "must be at least 1s",
-                              source=source)
+            raise ConfigError(
+                f"checks -> {index} -> interval", "must be at least 1s", source=source
+            )
         if check.timeout is not None and float(check.timeout) <= 0:
-            raise ConfigError(f"checks -> {index} -> timeout", "must be more than 0s",
-                              source=source)
+            raise ConfigError(
+                f"checks -> {index} -> timeout", "must be more than 0s", source=source
+            )
     return config
 
 
@@ -120,11 +127,15 @@ def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> Ag
 
 def _with_known_types(exc: ConfigError) -> ConfigError:
     """Add the list of check types to an unknown-type error."""
-    if exc.path.startswith("checks -> ") and exc.path.endswith("-> type") \
-            and exc.message.startswith("Invalid value"):
+    if (
+        exc.path.startswith("checks -> ")
+        and exc.path.endswith("-> type")
+        and exc.message.startswith("Invalid value")
+    ):
         known = ", ".join(sorted(CHECK_TYPES))
-        return ConfigError(exc.path, f"{exc.message}; known check types: {known}",
-                           source=exc.source)
+        return ConfigError(
+            exc.path, f"{exc.message}; known check types: {known}", source=exc.source
+        )
     return exc
 
 

@@ -64,7 +64,8 @@ class AgentCollector:
             family = families.get(name)
             if family is None:
                 family = families[name] = GaugeMetricFamily(
-                    name, f"{m.name} as measured by the runwatch agent ({m.unit or 'count'}).")
+                    name, f"{m.name} as measured by the runwatch agent ({m.unit or 'count'})."
+                )
             labels = {renames.get(k, k): v for k, v in m.labels.items()}
             if not name.startswith("node_"):
                 labels["check"] = m.check
@@ -80,6 +81,7 @@ def serve_metrics(latest: LatestMeasurements, host: str, listen: str) -> Any:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentCollector(latest, host))
     address, _, port = listen.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=address.strip("[]") or "127.0.0.1",
-                                        registry=registry)
+    server, _thread = start_http_server(
+        int(port), addr=address.strip("[]") or "127.0.0.1", registry=registry
+    )
     return server

@@ -67,13 +67,22 @@ def _sendable(measurements: list[Measurement], check: str) -> list[Measurement]:
     A NaN or infinite value has no JSON form, and a name or label name outside Prometheus'
     rules is refused.
     """
-    kept = [m for m in measurements if math.isfinite(m.value) and _NAME.match(m.name)
-            and all(_LABEL.match(label) for label in m.labels)]
+    kept = [
+        m
+        for m in measurements
+        if math.isfinite(m.value)
+        and _NAME.match(m.name)
+        and all(_LABEL.match(label) for label in m.labels)
+    ]
     if len(kept) != len(measurements):
         bad = sorted({m.name for m in measurements if m not in kept})[:5]
-        log.warning("check %s: dropped %d measurement(s) with a non-finite value or an invalid "
-                    "name or label name: %s", check, len(measurements) - len(kept),
-                    ", ".join(bad))
+        log.warning(
+            "check %s: dropped %d measurement(s) with a non-finite value or an invalid "
+            "name or label name: %s",
+            check,
+            len(measurements) - len(kept),
+            ", ".join(bad),
+        )
     return kept
 
 
@@ -87,11 +96,16 @@ class CheckRunner:
     shrinks back to one worker once it is idle again.
     """
 
-    def __init__(self, checks: list[tuple[CheckOptions, Check]], default_interval: float,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, *,
-                 handoff_seconds: float = HANDOFF_SECONDS,
-                 on_settled: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        checks: list[tuple[CheckOptions, Check]],
+        default_interval: float,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        handoff_seconds: float = HANDOFF_SECONDS,
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
         self._clock = clock
         self._monotonic = monotonic
         self._handoff = handoff_seconds
@@ -115,19 +129,31 @@ class CheckRunner:
         for interval, cohort in cohorts.items():
             # schedule types `every` as int, but takes float seconds (it builds a timedelta).
             self._scheduler.every(interval).seconds.do(  # type: ignore[arg-type]
-                self._start_many, cohort)
+                self._start_many, cohort
+            )
 
     @classmethod
-    def from_options(cls, checks: Sequence[CheckOptions], default_interval: float,
-                     build: Callable[[CheckOptions, float], Check], *,
-                     on_settled: Callable[[], None] | None = None) -> CheckRunner:
+    def from_options(
+        cls,
+        checks: Sequence[CheckOptions],
+        default_interval: float,
+        build: Callable[[CheckOptions, float], Check],
+        *,
+        on_settled: Callable[[], None] | None = None,
+    ) -> CheckRunner:
         """Build each check with the timeout the runner will abandon its runs at, and run them.
 
         `build(options, timeout)` makes the check; its processes and requests must end within
         `timeout` seconds of the start of a run, so none outlives the run.
         """
-        return cls([(options, build(options, options.timeout_seconds(default_interval)))
-                    for options in checks], default_interval, on_settled=on_settled)
+        return cls(
+            [
+                (options, build(options, options.timeout_seconds(default_interval)))
+                for options in checks
+            ],
+            default_interval,
+            on_settled=on_settled,
+        )
 
     @property
     def check_count(self) -> int:
@@ -165,17 +191,18 @@ class CheckRunner:
         """
         now = self._monotonic()
         with self._lock:
-            times = [slot.deadline for slot in self._slots
-                     if slot.running and not slot.timed_out]
+            times = [slot.deadline for slot in self._slots if slot.running and not slot.timed_out]
             if self._queue:
-                times += [worker.since + self._handoff for worker in self._workers
-                          if worker.slot is not None]
+                times += [
+                    worker.since + self._handoff
+                    for worker in self._workers
+                    if worker.slot is not None
+                ]
         return max(0.0, min(times) - now) if times else None
 
     def busy(self) -> bool:
         with self._lock:
-            return any(slot.queued or (slot.running and not slot.timed_out)
-                       for slot in self._slots)
+            return any(slot.queued or (slot.running and not slot.timed_out) for slot in self._slots)
 
     def drain(self) -> Harvest:
         """Take everything that finished since the last drain."""
@@ -190,23 +217,36 @@ class CheckRunner:
             for slot in self._slots:
                 if slot.running and not slot.timed_out and now >= slot.deadline:
                     slot.timed_out = True
-                    message = (f"did not finish within its timeout of {slot.timeout:g}s; "
-                               "raise `timeout` for this check or find what hangs")
+                    message = (
+                        f"did not finish within its timeout of {slot.timeout:g}s; "
+                        "raise `timeout` for this check or find what hangs"
+                    )
                     log.warning("check %s %s", slot.options.instance, message)
                     self._harvest.runs.append(self._run(slot, slot.timeout, "timeout", message))
                     self._run_done.notify_all()
             if self._queue:
                 self._dispatch(now)
 
-    def _run(self, slot: _Slot, duration: float, kind: str | None, message: str = "",
-             output: str | None = None) -> CheckRun:
+    def _run(
+        self,
+        slot: _Slot,
+        duration: float,
+        kind: str | None,
+        message: str = "",
+        output: str | None = None,
+    ) -> CheckRun:
         # A plugin may print NUL characters; the collector refuses text holding them.
         message = message.replace("\x00", "")
         error = CheckError(kind=kind, message=message[:4096]) if kind else None  # type: ignore[arg-type]
-        return CheckRun(check=slot.options.instance, type=slot.options.type,
-                        interval_seconds=slot.interval, started_at=slot.started_at,
-                        duration_seconds=round(duration, 6), error=error,
-                        output=output.replace("\x00", "")[:4096] if output else None)
+        return CheckRun(
+            check=slot.options.instance,
+            type=slot.options.type,
+            interval_seconds=slot.interval,
+            started_at=slot.started_at,
+            duration_seconds=round(duration, 6),
+            error=error,
+            output=output.replace("\x00", "")[:4096] if output else None,
+        )
 
     def _start_many(self, slots: list[_Slot]) -> None:
         with self._lock:
@@ -224,9 +264,14 @@ class CheckRunner:
                 return  # still inside its timeout: let it finish
             # Hung past its timeout and due again: say so rather than stack threads.
             hung_for = self._monotonic() - (slot.deadline - slot.timeout)
-            self._harvest.runs.append(self._run(
-                slot, 0.0, "skipped",
-                f"previous run still hung after {hung_for:.0f}s; not started again"))
+            self._harvest.runs.append(
+                self._run(
+                    slot,
+                    0.0,
+                    "skipped",
+                    f"previous run still hung after {hung_for:.0f}s; not started again",
+                )
+            )
             return
         slot.queued = True
         self._queue.append(slot)
@@ -246,10 +291,13 @@ class CheckRunner:
         worker = _Worker()
         self._workers.append(worker)
         if len(self._workers) > 1:
-            log.info("check %s is slow; the other checks go on in another thread",
-                     ", ".join(w.slot.options.instance for w in self._workers if w.slot))
-        threading.Thread(target=self._work, args=(worker,), daemon=True,
-                         name=f"checks-{len(self._workers)}").start()
+            log.info(
+                "check %s is slow; the other checks go on in another thread",
+                ", ".join(w.slot.options.instance for w in self._workers if w.slot),
+            )
+        threading.Thread(
+            target=self._work, args=(worker,), daemon=True, name=f"checks-{len(self._workers)}"
+        ).start()
 
     def _work(self, worker: _Worker) -> None:
         """A worker: run queued checks; leave when another worker already waits for more."""
@@ -261,8 +309,8 @@ class CheckRunner:
                         self._workers.remove(worker)
                         return
                     if self._on_settled is not None and not any(
-                            w.slot is not None and not w.slot.timed_out
-                            for w in self._workers):
+                        w.slot is not None and not w.slot.timed_out for w in self._workers
+                    ):
                         self._on_settled()
                     self._idle_workers += 1
                     self._work_ready.wait()
@@ -294,13 +342,19 @@ class CheckRunner:
             slot.running = False
             self._run_done.notify_all()
             if slot.timed_out:
-                log.info("check %s finished after %.1fs, past its timeout; result discarded",
-                         slot.options.instance, duration)
+                log.info(
+                    "check %s finished after %.1fs, past its timeout; result discarded",
+                    slot.options.instance,
+                    duration,
+                )
                 return
             self._harvest.measurements.extend(_sendable(measurements, slot.options.instance))
             output = getattr(slot.check, "last_output", None)
-            self._harvest.runs.append(self._run(
-                slot, duration, kind, message, output if isinstance(output, str) else None))
+            self._harvest.runs.append(
+                self._run(
+                    slot, duration, kind, message, output if isinstance(output, str) else None
+                )
+            )
 
     def run_once(self, wait_seconds: float | None = None) -> Harvest:
         """Run every check once and wait for each to finish or time out (`runwatch check`)."""

@@ -37,15 +37,17 @@ _REPORT_HOLD_SECONDS = 1.0
 _FINAL_DELIVERY_SECONDS = 3.0
 
 
-def build_runner(config: AgentConfig,
-                 on_settled: Callable[[], None] | None = None) -> CheckRunner:
+def build_runner(config: AgentConfig, on_settled: Callable[[], None] | None = None) -> CheckRunner:
     """Instantiate every configured check, wrapped in a runner."""
-    def build(options: CheckOptions, timeout: float) -> Check:
-        return build_check(options, timeout=timeout,
-                           state_dir=config.state_dir / "checks" / options.instance)
 
-    return CheckRunner.from_options(config.checks, float(config.interval), build,
-                                    on_settled=on_settled)
+    def build(options: CheckOptions, timeout: float) -> Check:
+        return build_check(
+            options, timeout=timeout, state_dir=config.state_dir / "checks" / options.instance
+        )
+
+    return CheckRunner.from_options(
+        config.checks, float(config.interval), build, on_settled=on_settled
+    )
 
 
 def build_sender(config: AgentConfig) -> ReportSender:
@@ -57,8 +59,11 @@ def build_sender(config: AgentConfig) -> ReportSender:
 class SelfMonitor:
     """The agent's own figures, added to every report under the check name `agent`."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic,
-                 statm: Path = Path("/proc/self/statm")) -> None:
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        statm: Path = Path("/proc/self/statm"),
+    ) -> None:
         self._monotonic = monotonic
         self._started = monotonic()
         self._statm = statm
@@ -77,19 +82,24 @@ class SelfMonitor:
             if kind == "timeout":
                 self._timeouts[run.check] = self._timeouts.get(run.check, 0) + 1
 
-    def measurements(self, checks: list[str], spool: SpoolStats, now: float
-                     ) -> list[Measurement]:
+    def measurements(self, checks: list[str], spool: SpoolStats, now: float) -> list[Measurement]:
         """The figures for one report; `checks` are the configured check names."""
 
-        def figure(name: str, value: float, unit: str,
-                   labels: dict[str, str] | None = None) -> Measurement:
-            return Measurement(check=SELF_CHECK, name=name, value=float(value), unit=unit,
-                               labels=labels or {}, timestamp=now)
+        def figure(
+            name: str, value: float, unit: str, labels: dict[str, str] | None = None
+        ) -> Measurement:
+            return Measurement(
+                check=SELF_CHECK,
+                name=name,
+                value=float(value),
+                unit=unit,
+                labels=labels or {},
+                timestamp=now,
+            )
 
         out = [
             figure("agent_cpu_seconds", time.process_time(), "seconds"),
-            figure("agent_uptime_seconds", round(self._monotonic() - self._started, 3),
-                   "seconds"),
+            figure("agent_uptime_seconds", round(self._monotonic() - self._started, 3), "seconds"),
             figure("agent_spool_reports", spool.reports, ""),
             figure("agent_spool_bytes", spool.bytes, "bytes"),
             figure("agent_spool_dropped", spool.dropped, ""),
@@ -100,8 +110,9 @@ class SelfMonitor:
         for name in checks:
             labels = {"check_name": name}
             if name in self._durations:
-                out.append(figure("agent_check_duration_seconds", self._durations[name],
-                                  "seconds", labels))
+                out.append(
+                    figure("agent_check_duration_seconds", self._durations[name], "seconds", labels)
+                )
             out.append(figure("agent_check_timeouts", self._timeouts.get(name, 0), "", labels))
         return out
 
@@ -111,8 +122,9 @@ class SelfMonitor:
             return int(self._statm.read_bytes().split()[1]) * self._page_bytes
         except (OSError, IndexError, ValueError) as exc:
             if not self._rss_unreadable:
-                log.warning("cannot read %s (%s); agent_rss_bytes is not reported",
-                            self._statm, exc)
+                log.warning(
+                    "cannot read %s (%s); agent_rss_bytes is not reported", self._statm, exc
+                )
                 self._rss_unreadable = True
             return None
 
@@ -124,10 +136,15 @@ class Agent:
     handlers may call them; the main loop, asleep on that pipe between due times, acts at once.
     """
 
-    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time, *,
-                 load_config: Callable[[], AgentConfig] | None = None,
-                 notifier: SystemdNotifier | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        clock: Callable[[], float] = time.time,
+        *,
+        load_config: Callable[[], AgentConfig] | None = None,
+        notifier: SystemdNotifier | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self._clock = clock
         self._monotonic = monotonic
@@ -138,12 +155,20 @@ class Agent:
         make_private_dir(config.state_dir)
         warn_if_exposed([config.state_dir, config.state_dir / "spool"], log)
         self.runner = build_runner(config, self._poke)
-        self.spool = Spool(config.state_dir / "spool", config.spool.max_bytes,
-                           config.spool.max_reports, float(config.spool.max_age), clock)
+        self.spool = Spool(
+            config.state_dir / "spool",
+            config.spool.max_bytes,
+            config.spool.max_reports,
+            float(config.spool.max_age),
+            clock,
+        )
         self._sender = build_sender(config)
-        self.shipper = ReportShipper(self.spool, self._send,
-                                     replay_gap_seconds=1.0 / config.spool.replay_rate,
-                                     replay_jitter_seconds=float(config.spool.replay_jitter))
+        self.shipper = ReportShipper(
+            self.spool,
+            self._send,
+            replay_gap_seconds=1.0 / config.spool.replay_rate,
+            replay_jitter_seconds=float(config.spool.replay_jitter),
+        )
         self.monitor = SelfMonitor(monotonic)
         self.latest = LatestMeasurements()  # for the optional local /metrics
         self._carried = Harvest()  # collected by the runner a reload replaced
@@ -159,12 +184,14 @@ class Agent:
         harvest = self.runner.drain()
         if self._carried.runs or self._carried.measurements:
             carried, self._carried = self._carried, Harvest()
-            harvest = Harvest(carried.measurements + harvest.measurements,
-                              carried.runs + harvest.runs)
+            harvest = Harvest(
+                carried.measurements + harvest.measurements, carried.runs + harvest.runs
+            )
         self.monitor.observe(harvest.runs)
         now = self._clock()
-        own = self.monitor.measurements([c.instance for c in self.config.checks],
-                                        self.spool.stats(), now)
+        own = self.monitor.measurements(
+            [c.instance for c in self.config.checks], self.spool.stats(), now
+        )
         report = Report(
             schema_version=SCHEMA_VERSION,
             host=self.config.host_name,
@@ -186,12 +213,16 @@ class Agent:
     def apply(self, config: AgentConfig) -> None:
         """Run on a new, validated config: new checks and collector; the spool stays."""
         if config.state_dir != self.config.state_dir:
-            raise ConfigError("state_dir", f"changed from {self.config.state_dir}; a new "
-                              "state_dir takes a restart of the agent")
+            raise ConfigError(
+                "state_dir",
+                f"changed from {self.config.state_dir}; a new "
+                "state_dir takes a restart of the agent",
+            )
         runner = build_runner(config, self._poke)
         self._sender = build_sender(config)
-        self.spool.set_bounds(config.spool.max_bytes, config.spool.max_reports,
-                              float(config.spool.max_age))
+        self.spool.set_bounds(
+            config.spool.max_bytes, config.spool.max_reports, float(config.spool.max_age)
+        )
         self.shipper.replay_gap_seconds = 1.0 / config.spool.replay_rate
         self.shipper.replay_jitter_seconds = float(config.spool.replay_jitter)
         # What the old checks finished goes out with the next report; runs still going are
@@ -201,9 +232,13 @@ class Agent:
         self._carried.runs.extend(finished.runs)
         self.runner, self.config = runner, config
         runner.start_all()
-        log.info("config reloaded: host %s, %d checks, reporting to %s every %gs",
-                 config.host_name, runner.check_count, config.collector.url,
-                 float(config.interval))
+        log.info(
+            "config reloaded: host %s, %d checks, reporting to %s every %gs",
+            config.host_name,
+            runner.check_count,
+            config.collector.url,
+            float(config.interval),
+        )
 
     def _reload(self) -> None:
         if self._load_config is None:
@@ -222,9 +257,13 @@ class Agent:
 
     def run(self) -> None:
         """Run until `stop()`; then spool a final report and give the shipper a moment."""
-        log.info("agent for host %s: %d checks, reporting to %s every %gs",
-                 self.config.host_name, self.runner.check_count, self.config.collector.url,
-                 float(self.config.interval))
+        log.info(
+            "agent for host %s: %d checks, reporting to %s every %gs",
+            self.config.host_name,
+            self.runner.check_count,
+            self.config.collector.url,
+            float(self.config.interval),
+        )
         read_end, write_end = os.pipe()
         for fd in (read_end, write_end):
             os.set_blocking(fd, False)
@@ -241,8 +280,9 @@ class Agent:
         self.runner.start_all()
         metrics_server = None
         if self.config.metrics is not None:
-            metrics_server = serve_metrics(self.latest, self.config.host_name,
-                                           self.config.metrics.listen)
+            metrics_server = serve_metrics(
+                self.latest, self.config.host_name, self.config.metrics.listen
+            )
             log.info("local metrics on http://%s/metrics", self.config.metrics.listen)
         self._notifier.ready()
         started = self._monotonic()

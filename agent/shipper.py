@@ -47,22 +47,25 @@ class ReportSender:
     """POST one report body to the collector with the agent's token."""
 
     # OpenSSL's X509_V_ERR_* codes, grouped by what the admin has to change.
-    _UNTRUSTED: ClassVar[frozenset[int]] = frozenset({
-        2,   # UNABLE_TO_GET_ISSUER_CERT
-        18,  # DEPTH_ZERO_SELF_SIGNED_CERT
-        19,  # SELF_SIGNED_CERT_IN_CHAIN
-        20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-        21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
-        27,  # CERT_UNTRUSTED
-    })
+    _UNTRUSTED: ClassVar[frozenset[int]] = frozenset(
+        {
+            2,  # UNABLE_TO_GET_ISSUER_CERT
+            18,  # DEPTH_ZERO_SELF_SIGNED_CERT
+            19,  # SELF_SIGNED_CERT_IN_CHAIN
+            20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+            21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+            27,  # CERT_UNTRUSTED
+        }
+    )
     _NAME_MISMATCH: ClassVar[frozenset[int]] = frozenset({62, 64})  # HOSTNAME, IP_ADDRESS
     _DATES: ClassVar[dict[int, str]] = {
         9: "certificate not yet valid: check the clocks of agent and collector",
         10: "certificate expired: the collector needs a renewed certificate",
     }
 
-    def __init__(self, url: str, token_file: Path | None, timeout: float,
-                 ca_file: Path | None = None) -> None:
+    def __init__(
+        self, url: str, token_file: Path | None, timeout: float, ca_file: Path | None = None
+    ) -> None:
         self._url = url.rstrip("/") + "/api/v1/reports"
         self._token_file = token_file
         self._timeout = timeout
@@ -78,8 +81,13 @@ class ReportSender:
         except OSError:
             return  # the first send says what is wrong with it
         if mode & 0o077:
-            log.warning("the token file %s is open to other users (mode %04o); restrict it "
-                        "with: chmod 600 %s", self._token_file, mode, self._token_file)
+            log.warning(
+                "the token file %s is open to other users (mode %04o); restrict it "
+                "with: chmod 600 %s",
+                self._token_file,
+                mode,
+                self._token_file,
+            )
 
     def _token(self) -> str | None:
         if self._token_file is None:
@@ -93,8 +101,7 @@ class ReportSender:
     def _new_context(self, check_hostname: bool = True) -> Any:
         import ssl  # only when TLS is used: the default context loads the CA bundle (~2 MB)
 
-        context = ssl.create_default_context(
-            cafile=str(self._ca_file) if self._ca_file else None)
+        context = ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
         if self._ca_file:
             # Trust what ca_file holds even if it is an intermediate or the collector's own
             # certificate, as Python 3.13 does by default.
@@ -126,14 +133,17 @@ class ReportSender:
         try:
             context = self._ssl_context()
         except OSError as exc:  # ssl.SSLError is an OSError too
-            return SendResult(None, f"cannot load collector.ca_file {self._ca_file}: "
-                                    f"{exc.strerror or exc}")
+            return SendResult(
+                None, f"cannot load collector.ca_file {self._ca_file}: {exc.strerror or exc}"
+            )
         # The URL scheme is validated at config load (http or https only).
         request = urllib.request.Request(  # noqa: S310
-            self._url, data=body, headers=headers, method="POST")
+            self._url, data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(  # noqa: S310 -- scheme checked: http or https only  # nosec B310
-                    request, timeout=self._timeout, context=context) as response:
+                request, timeout=self._timeout, context=context
+            ) as response:
                 answer = response.read(_MAX_ANSWER_BYTES)
                 return SendResult(response.status, "ok", warnings=answer_warnings(answer))
         except urllib.error.HTTPError as exc:
@@ -150,14 +160,19 @@ class ReportSender:
         about 6 MB of memory; a plain http:// collector should not make every agent pay it.
         """
         parts = urllib.parse.urlsplit(self._url)
-        lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}",
-                 f"Content-Length: {len(body)}", "Connection: close",
-                 *(f"{key}: {value}" for key, value in headers.items())]
+        lines = [
+            f"POST {parts.path or '/'} HTTP/1.1",
+            f"Host: {parts.netloc}",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{key}: {value}" for key, value in headers.items()),
+        ]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         received = bytearray()
         try:
-            with socket.create_connection((parts.hostname or "", parts.port or 80),
-                                          timeout=self._timeout) as sock:
+            with socket.create_connection(
+                (parts.hostname or "", parts.port or 80), timeout=self._timeout
+            ) as sock:
                 sock.sendall(request)
                 while len(received) < _MAX_ANSWER_BYTES:
                     data = sock.recv(65536)
@@ -172,8 +187,11 @@ class ReportSender:
         if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
             # What a collector that serves TLS does with a plain HTTP request: no HTTP answer.
             seen = f"got {status_line[:60]!r}" if status_line else "the connection closed"
-            return SendResult(None, f"{self._url}: no HTTP answer ({seen}); if the collector "
-                                    "serves TLS, collector.url must start with https://")
+            return SendResult(
+                None,
+                f"{self._url}: no HTTP answer ({seen}); if the collector "
+                "serves TLS, collector.url must start with https://",
+            )
         status = int(words[1])
         if b"transfer-encoding: chunked" in head.lower():
             payload = _unchunk(payload)
@@ -193,20 +211,29 @@ class ReportSender:
         if isinstance(reason, ssl.SSLCertVerificationError):
             return self._explain_certificate(reason.verify_code, reason.verify_message)
         if isinstance(reason, ssl.SSLError) and reason.reason == "WRONG_VERSION_NUMBER":
-            return f"TLS handshake failed ({reason}): does the collector serve TLS? " \
-                   "(check collector.url)"
+            return (
+                f"TLS handshake failed ({reason}): does the collector serve TLS? "
+                "(check collector.url)"
+            )
         return str(reason)
 
     def _explain_certificate(self, code: int, message: str) -> str:
         if code in self._UNTRUSTED:
-            trusted = (f"a CA in {self._ca_file}" if self._ca_file
-                       else "a system CA, and no ca_file is set")
-            return (f"certificate not trusted: {message}; it is not signed by {trusted} "
-                    "(check collector.ca_file)")
+            trusted = (
+                f"a CA in {self._ca_file}"
+                if self._ca_file
+                else "a system CA, and no ca_file is set"
+            )
+            return (
+                f"certificate not trusted: {message}; it is not signed by {trusted} "
+                "(check collector.ca_file)"
+            )
         if code in self._NAME_MISMATCH:
             host = urllib.parse.urlsplit(self._url).hostname
-            return (f"host name mismatch: the certificate is for {self._certificate_names()}, "
-                    f"not {host} (check collector.url)")
+            return (
+                f"host name mismatch: the certificate is for {self._certificate_names()}, "
+                f"not {host} (check collector.url)"
+            )
         return self._DATES.get(code, f"certificate rejected: {message}")
 
     def _certificate_names(self) -> str:
@@ -214,17 +241,25 @@ class ReportSender:
         parts = urllib.parse.urlsplit(self._url)
         host = parts.hostname or ""
         try:
-            with socket.create_connection((host, parts.port or 443), self._timeout) as raw, \
-                    self._new_context(check_hostname=False).wrap_socket(
-                        raw, server_hostname=host) as tls:
+            with (
+                socket.create_connection((host, parts.port or 443), self._timeout) as raw,
+                self._new_context(check_hostname=False).wrap_socket(
+                    raw, server_hostname=host
+                ) as tls,
+            ):
                 cert = tls.getpeercert() or {}
         except OSError as exc:
             return f"other names (cannot read them: {exc})"
-        names = [value for kind, value in cert.get("subjectAltName", ())
-                 if kind in ("DNS", "IP Address")]
+        names = [
+            value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")
+        ]
         if not names:
-            names = [value for rdn in cert.get("subject", ()) for key, value in rdn
-                     if key == "commonName"]
+            names = [
+                value
+                for rdn in cert.get("subject", ())
+                for key, value in rdn
+                if key == "commonName"
+            ]
         return ", ".join(str(name) for name in names) or "no host name at all"
 
 
@@ -250,10 +285,15 @@ def answer_warnings(payload: bytes) -> tuple[dict[str, Any], ...]:
     items = answer.get("warnings") if isinstance(answer, dict) else None
     if not isinstance(items, list):
         return ()
-    return tuple({"code": str(item.get("code", ""))[:100],
-                  "message": str(item.get("message", ""))[:1000],
-                  "dropped": item.get("dropped", 0)}
-                 for item in items[:20] if isinstance(item, dict))
+    return tuple(
+        {
+            "code": str(item.get("code", ""))[:100],
+            "message": str(item.get("message", ""))[:1000],
+            "dropped": item.get("dropped", 0),
+        }
+        for item in items[:20]
+        if isinstance(item, dict)
+    )
 
 
 def _unchunk(payload: bytes) -> bytes:
@@ -268,7 +308,7 @@ def _unchunk(payload: bytes) -> bytes:
         if size == 0:
             break
         out += rest[:size]
-        payload = rest[size + 2:]
+        payload = rest[size + 2 :]
     return bytes(out)
 
 
@@ -281,9 +321,16 @@ class ReportShipper:
     comes back does not arrive all at once. Both may be changed while it runs (on reload).
     """
 
-    def __init__(self, spool: Spool, send: Callable[[bytes], SendResult],
-                 min_backoff: float = 1.0, max_backoff: float = 60.0, *,
-                 replay_gap_seconds: float = 0.0, replay_jitter_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        send: Callable[[bytes], SendResult],
+        min_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        *,
+        replay_gap_seconds: float = 0.0,
+        replay_jitter_seconds: float = 0.0,
+    ) -> None:
         self._spool = spool
         self._send = send
         self._min_backoff = min_backoff
@@ -333,12 +380,18 @@ class ReportShipper:
                 self._pace()
                 continue
             if result.permanent:
-                log.error("collector refused report %d for good (%s: %s); kept in the spool's "
-                          "rejected/ folder", seq, result.status, result.detail[:300])
+                log.error(
+                    "collector refused report %d for good (%s: %s); kept in the spool's "
+                    "rejected/ folder",
+                    seq,
+                    result.status,
+                    result.detail[:300],
+                )
                 self._spool.reject(seq, f"{result.status} {result.detail}")
                 continue
-            message = (f"HTTP {result.status}: {result.detail[:300]}" if result.status
-                       else result.detail)
+            message = (
+                f"HTTP {result.status}: {result.detail[:300]}" if result.status else result.detail
+            )
             if message != self.last_error:
                 hint = " (check the agent's token)" if result.status in (401, 403) else ""
                 log.warning("cannot deliver report %d, will retry: %s%s", seq, message, hint)
@@ -353,8 +406,12 @@ class ReportShipper:
         codes = frozenset(str(warning["code"]) for warning in warnings)
         for warning in warnings:
             if warning["code"] not in self._warned:
-                log.warning("the collector took report %d, but not all of it (%s): %s", seq,
-                            warning["code"], warning["message"])
+                log.warning(
+                    "the collector took report %d, but not all of it (%s): %s",
+                    seq,
+                    warning["code"],
+                    warning["message"],
+                )
         for code in sorted(self._warned - codes):
             log.info("the collector's warning %s no longer applies (report %d)", code, seq)
         self._warned = codes
@@ -367,10 +424,17 @@ class ReportShipper:
             self.last_error = ""
             if backlog:
                 delay = random.uniform(0.0, self.replay_jitter_seconds)
-                rate = (f"at most {1 / self.replay_gap_seconds:g} a second"
-                        if self.replay_gap_seconds > 0 else "unpaced")
-                log.info("collector reachable again; replaying %d spooled report(s) in %.1fs, "
-                         "%s", backlog, delay, rate)
+                rate = (
+                    f"at most {1 / self.replay_gap_seconds:g} a second"
+                    if self.replay_gap_seconds > 0
+                    else "unpaced"
+                )
+                log.info(
+                    "collector reachable again; replaying %d spooled report(s) in %.1fs, %s",
+                    backlog,
+                    delay,
+                    rate,
+                )
                 self._stop.wait(delay)
                 return
             log.info("collector reachable again")

@@ -38,9 +38,14 @@ class Spool:
     mtime, so it survives a restart.
     """
 
-    def __init__(self, directory: Path, max_bytes: int, max_reports: int,
-                 max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        max_reports: int,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._rejected = directory / "rejected"
@@ -88,16 +93,20 @@ class Spool:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            log.error("spool state %s unreadable (%s); starting a new sequence",
-                      self._state_path, exc)
+            log.error(
+                "spool state %s unreadable (%s); starting a new sequence", self._state_path, exc
+            )
             return {}
 
     def _write_state(self) -> None:
         """Record identity, drops, and the seqs reserved so far. Hold the lock (or be in init)."""
         self._reserved_until = max(self._reserved_until, self._next_seq)
-        _atomic_write(self._state_path, json.dumps(
-            {"boot_id": self.boot_id, "next_seq": self._reserved_until, "dropped": self.dropped}
-        ).encode())
+        _atomic_write(
+            self._state_path,
+            json.dumps(
+                {"boot_id": self.boot_id, "next_seq": self._reserved_until, "dropped": self.dropped}
+            ).encode(),
+        )
 
     def next_seq(self) -> int:
         """Take the next seq; it is reserved on disk first, so it is never used twice."""
@@ -145,13 +154,20 @@ class Spool:
             self._path(oldest).unlink(missing_ok=True)
         self.dropped += too_old + too_many
         if too_old:
-            log.warning("spool: dropped %d report(s) older than spool.max_age (%gs); %d dropped "
-                        "in all. Raise spool.max_age, or fix the collector", too_old,
-                        self._max_age, self.dropped)
+            log.warning(
+                "spool: dropped %d report(s) older than spool.max_age (%gs); %d dropped "
+                "in all. Raise spool.max_age, or fix the collector",
+                too_old,
+                self._max_age,
+                self.dropped,
+            )
         if too_many:
-            log.warning("spool full: dropped the %d oldest report(s); %d dropped in all. "
-                        "Raise spool.max_bytes or spool.max_reports, or fix the collector",
-                        too_many, self.dropped)
+            log.warning(
+                "spool full: dropped the %d oldest report(s); %d dropped in all. "
+                "Raise spool.max_bytes or spool.max_reports, or fix the collector",
+                too_many,
+                self.dropped,
+            )
         return too_old + too_many
 
     def _forget(self, seq: int) -> None:
@@ -203,7 +219,7 @@ def _atomic_write(path: Path, body: bytes, mtime: float | None = None) -> None:
     try:
         view = memoryview(body)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if mtime is not None:
             # The spool's clock, not the file system's, dates a report (for spool.max_age).
             os.utime(fd, (mtime, mtime))

@@ -143,8 +143,7 @@ def measure_check_machinery(cycles: int, warmup: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             # subprocess.run has already killed the worker (by its PID) before raising.
             raise RuntimeError(
-                f"check worker did not finish {cycles} cycles within "
-                f"{limit:g}s; lower --cycles"
+                f"check worker did not finish {cycles} cycles within {limit:g}s; lower --cycles"
             ) from None
     if done.returncode != 0:
         raise RuntimeError(
@@ -287,8 +286,15 @@ def install_node_exporter() -> str | None:
         return None
     log("installing prometheus-node-exporter with apt-get")
     done = subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q",
-         "prometheus-node-exporter"],
+        [
+            "apt-get",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "install",
+            "-y",
+            "-q",
+            "prometheus-node-exporter",
+        ],
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

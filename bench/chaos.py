@@ -94,11 +94,18 @@ class SimAgent:
                     self.acked.add(int(json.loads(body)["seq"]))
             return result
 
-        self.shipper = ReportShipper(self.spool, send, min_backoff=0.2, max_backoff=2.0,
-                                     replay_gap_seconds=0.02, replay_jitter_seconds=0.5)
+        self.shipper = ReportShipper(
+            self.spool,
+            send,
+            min_backoff=0.2,
+            max_backoff=2.0,
+            replay_gap_seconds=0.02,
+            replay_jitter_seconds=0.5,
+        )
         self.shipper.start()
-        self._thread = threading.Thread(target=self._produce, args=(stop,), daemon=True,
-                                        name=f"agent-{self.host}")
+        self._thread = threading.Thread(
+            target=self._produce, args=(stop,), daemon=True, name=f"agent-{self.host}"
+        )
         self._thread.start()
 
     def _produce(self, stop: threading.Event) -> None:
@@ -109,16 +116,35 @@ class SimAgent:
             seq = self.spool.next_seq()
             value = 0.97 if self.breach else 0.1
             report = Report(
-                schema_version=SCHEMA_VERSION, host=self.host, agent_version="chaos",
-                boot_id=self.spool.boot_id, seq=seq, sent_at=now,
+                schema_version=SCHEMA_VERSION,
+                host=self.host,
+                agent_version="chaos",
+                boot_id=self.spool.boot_id,
+                seq=seq,
+                sent_at=now,
                 interval_seconds=self.interval,
                 measurements=[
-                    Measurement(check="chaos", name=BREACH, value=value, unit="ratio",
-                                timestamp=now),
-                    Measurement(check="chaos", name=MARKER, value=float(seq),
-                                labels={"seq": str(seq)}, timestamp=now)],
-                checks=[CheckRun(check="chaos", type="chaos", interval_seconds=self.interval,
-                                 started_at=now, duration_seconds=0.001)])
+                    Measurement(
+                        check="chaos", name=BREACH, value=value, unit="ratio", timestamp=now
+                    ),
+                    Measurement(
+                        check="chaos",
+                        name=MARKER,
+                        value=float(seq),
+                        labels={"seq": str(seq)},
+                        timestamp=now,
+                    ),
+                ],
+                checks=[
+                    CheckRun(
+                        check="chaos",
+                        type="chaos",
+                        interval_seconds=self.interval,
+                        started_at=now,
+                        duration_seconds=0.001,
+                    )
+                ],
+            )
             self.spool.put(seq, encode(report))
             self.shipper.notify()
             stop.wait(self.interval)
@@ -180,8 +206,12 @@ def small_disk(path: Path, size_mb: int, wanted: bool) -> Any:
     path.mkdir(parents=True, exist_ok=True)
     mounted = False
     if wanted and os.geteuid() == 0 and shutil.which("mount"):
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
-                                 str(path)], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         mounted = result.returncode == 0
         if not mounted:
             log(f"no tmpfs ({result.stderr.strip()}); the disk fills by SQLite's page limit")
@@ -241,23 +271,42 @@ class ChaosRun:
         tokens_path = self.workdir / "agents.tokens"
         import secrets
 
-        self.tokens = {f"chaos{i:03d}": TOKEN_PREFIX + secrets.token_urlsafe(32)
-                       for i in range(self.args.agents)}
-        tokens_path.write_text("".join(f"{host} {hash_token(token)} 0\n"
-                                       for host, token in self.tokens.items()))
+        self.tokens = {
+            f"chaos{i:03d}": TOKEN_PREFIX + secrets.token_urlsafe(32)
+            for i in range(self.args.agents)
+        }
+        tokens_path.write_text(
+            "".join(f"{host} {hash_token(token)} 0\n" for host, token in self.tokens.items())
+        )
         tokens_path.chmod(0o600)  # the collector warns about a tokens file others can read
         config = {
             "listen": f"127.0.0.1:{port}",
             "data_dir": str(data_dir),
             "agents": {"tokens_file": str(tokens_path)},
-            "sinks": {"desk": {"type": "zammad", "url": self.desk.url, "timeout": "3s",
-                               "token": {"env": DESK_TOKEN_ENV}, "group": "Users",
-                               "customer": "monitoring@example.com"}},
-            "groups": {"systems-administration": {"sink": "desk", "assign": "Users",
-                                                  "reopen_within": "1h"}},
-            "rules": [{"name": "chaos_breach", "metric": BREACH, "warning": 0.5,
-                       "critical": 0.9, "clear": 0.4, "for": "0s",
-                       "owner": "systems-administration"}],
+            "sinks": {
+                "desk": {
+                    "type": "zammad",
+                    "url": self.desk.url,
+                    "timeout": "3s",
+                    "token": {"env": DESK_TOKEN_ENV},
+                    "group": "Users",
+                    "customer": "monitoring@example.com",
+                }
+            },
+            "groups": {
+                "systems-administration": {"sink": "desk", "assign": "Users", "reopen_within": "1h"}
+            },
+            "rules": [
+                {
+                    "name": "chaos_breach",
+                    "metric": BREACH,
+                    "warning": 0.5,
+                    "critical": 0.9,
+                    "clear": 0.4,
+                    "for": "0s",
+                    "owner": "systems-administration",
+                }
+            ],
             # The agents report every couple of seconds, so a restart is many intervals long;
             # staleness is not what this run is about.
             "staleness": {"after_intervals": 1000, "owner": "systems-administration"},
@@ -272,8 +321,9 @@ class ChaosRun:
         }
         config_path = self.workdir / "collector.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.collector = self.ingest.CollectorProcess(self.workdir, port, config_path,
-                                                      tokens_path, self.workdir / "collector.log")
+        self.collector = self.ingest.CollectorProcess(
+            self.workdir, port, config_path, tokens_path, self.workdir / "collector.log"
+        )
         self.collector.start()
         self.url = self.collector.url
         self.db = data_dir / "runwatch.db"
@@ -400,8 +450,10 @@ class ChaosRun:
         time.sleep(self.args.loris_seconds)
         # While they are held: do the agents still get through?
         stuck = sum(agent.pending() > 3 for agent in self.agents)
-        self.figures.notes.append(f"slow loris: {loris.held} connections held; {stuck} agents "
-                                  "more than 3 reports behind while they were")
+        self.figures.notes.append(
+            f"slow loris: {loris.held} connections held; {stuck} agents "
+            "more than 3 reports behind while they were"
+        )
         loris.stop()
         self.breach(self.args.breaching, False)
         self.recover("slow loris", time.monotonic(), calls_closed=True)
@@ -416,16 +468,20 @@ class ChaosRun:
         for call in open_calls[:3]:
             detail = self.get(f"/api/v1/calls/{call['id']}")
             host = self.get(f"/api/v1/hosts?host={call['host']}")
-            log(f"open after recovery: {json.dumps(detail)[:1500]}\n  host: "
-                f"{json.dumps(host)[:1500]}")
+            log(
+                f"open after recovery: {json.dumps(detail)[:1500]}\n  host: "
+                f"{json.dumps(host)[:1500]}"
+            )
         self.collector.stop()  # a clean stop, so the store is read as it was left
         stored: dict[str, set[int]] = {}
         with contextlib.closing(sqlite3.connect(self.db)) as db:
-            for host, value in db.execute("SELECT host, value FROM series WHERE name = ?",
-                                          (MARKER,)):
+            for host, value in db.execute(
+                "SELECT host, value FROM series WHERE name = ?", (MARKER,)
+            ):
                 stored.setdefault(host, set()).add(int(value))
-        lost = {agent.host: sorted(agent.acked - stored.get(agent.host, set()))
-                for agent in self.agents}
+        lost = {
+            agent.host: sorted(agent.acked - stored.get(agent.host, set())) for agent in self.agents
+        }
         lost = {host: seqs for host, seqs in lost.items() if seqs}
         by_fingerprint: dict[str, int] = {}
         for call in calls:
@@ -437,8 +493,7 @@ class ChaosRun:
                 if tag.startswith("rw-"):
                     tickets[tag[3:]] = tickets.get(tag[3:], 0) + 1
             open_tickets += ticket.state not in ("closed", "merged", "removed")
-        duplicates = sum(max(0, count - by_fingerprint.get(fp, 0))
-                         for fp, count in tickets.items())
+        duplicates = sum(max(0, count - by_fingerprint.get(fp, 0)) for fp, count in tickets.items())
         statuses: dict[str, int] = {}
         for agent in self.agents:
             for key, value in agent.statuses.items():
@@ -447,7 +502,8 @@ class ChaosRun:
             "reports_acknowledged": sum(len(a.acked) for a in self.agents),
             "acknowledged_but_lost": sum(len(s) for s in lost.values()),
             "lost_examples": dict(list(lost.items())[:3]),
-            "calls": len(calls), "tickets": len(self.desk.tickets),
+            "calls": len(calls),
+            "tickets": len(self.desk.tickets),
             "duplicate_tickets": duplicates,
             "calls_open_after_recovery": len(open_calls),
             "tickets_open_after_recovery": open_tickets,
@@ -461,16 +517,23 @@ class ChaosRun:
         with small_disk(data_dir, self.args.disk_mb, self.args.disk == "tmpfs") as disk:
             self.setup(data_dir)
             try:
-                self.agents = [SimAgent(host, token, self.workdir / "spools" / host, self.url,
-                                        self.args.interval)
-                               for host, token in self.tokens.items()]
+                self.agents = [
+                    SimAgent(
+                        host, token, self.workdir / "spools" / host, self.url, self.args.interval
+                    )
+                    for host, token in self.tokens.items()
+                ]
                 for agent in self.agents:
                     agent.start(self.stop)
                 time.sleep(self.args.interval * 2)
                 self.recover("start", began)
-                faults = {"kill": self.fault_kill, "desk": self.fault_desk,
-                          "disk": lambda: self.fault_disk(data_dir, disk is not None),
-                          "clock": self.fault_clock, "loris": self.fault_loris}
+                faults = {
+                    "kill": self.fault_kill,
+                    "desk": self.fault_desk,
+                    "disk": lambda: self.fault_disk(data_dir, disk is not None),
+                    "clock": self.fault_clock,
+                    "loris": self.fault_loris,
+                }
                 for name in self.args.faults.split(","):
                     faults[name]()
                 self.breach(len(self.agents), False)
@@ -491,10 +554,15 @@ class ChaosRun:
                 self.stop.set()
                 self.collector.stop()
                 self.desk.stop()
-        return {"mode": "short" if self.args.short else "long", "agents": self.args.agents,
-                "interval_seconds": self.args.interval, **counts,
-                "recover_seconds": self.figures.recover_seconds, "notes": self.figures.notes,
-                "seconds": round(time.monotonic() - began, 1)}
+        return {
+            "mode": "short" if self.args.short else "long",
+            "agents": self.args.agents,
+            "interval_seconds": self.args.interval,
+            **counts,
+            "recover_seconds": self.figures.recover_seconds,
+            "notes": self.figures.notes,
+            "seconds": round(time.monotonic() - began, 1),
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -503,12 +571,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, help="simulated agents (default 10; 40 long)")
     parser.add_argument("--interval", type=float, default=1.0, help="report interval, seconds")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--faults", default="kill,desk,disk,clock,loris",
-                        help="which faults, in this order (default: %(default)s)")
+    parser.add_argument(
+        "--faults",
+        default="kill,desk,disk,clock,loris",
+        help="which faults, in this order (default: %(default)s)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
-    parser.add_argument("--disk", choices=["tmpfs", "pages"], default="tmpfs",
-                        help="fill the store's disk: a small tmpfs, where mount works, else "
-                             "SQLite's page limit (store.max_bytes); or the page limit only")
+    parser.add_argument(
+        "--disk",
+        choices=["tmpfs", "pages"],
+        default="tmpfs",
+        help="fill the store's disk: a small tmpfs, where mount works, else "
+        "SQLite's page limit (store.max_bytes); or the page limit only",
+    )
     args = parser.parse_args(argv)
     long_run = not args.short
     args.agents = args.agents or (40 if long_run else 10)
@@ -539,17 +614,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             log(f"kept {workdir}")
         elif workdir.name.startswith("runwatch-chaos-") and workdir.parent == Path(
-                tempfile.gettempdir()):
+            tempfile.gettempdir()
+        ):
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         for key, value in figures.items():
             print(f"{key}: {value}")
-    goals = (figures["acknowledged_but_lost"] == 0 and figures["duplicate_tickets"] == 0
-             and figures["calls_open_after_recovery"] == 0
-             and figures["tickets_open_after_recovery"] == 0
-             and all(v is not None for v in figures["recover_seconds"].values()))
+    goals = (
+        figures["acknowledged_but_lost"] == 0
+        and figures["duplicate_tickets"] == 0
+        and figures["calls_open_after_recovery"] == 0
+        and figures["tickets_open_after_recovery"] == 0
+        and all(v is not None for v in figures["recover_seconds"].values())
+    )
     return 0 if goals else 1
 
 

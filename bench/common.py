@@ -59,8 +59,9 @@ def show(figures: dict[str, Any], as_json: bool, print_figures: Callable[[Any], 
         print_figures(figures)
 
 
-def run_and_show(run: Callable[[Any], dict[str, Any]], args: Any,
-                 print_figures: Callable[[Any], None]) -> dict[str, Any] | None:
+def run_and_show(
+    run: Callable[[Any], dict[str, Any]], args: Any, print_figures: Callable[[Any], None]
+) -> dict[str, Any] | None:
     """Run a benchmark and print its figures (JSON with --json); None, said on stderr, when it
     could not run."""
     try:

@@ -59,8 +59,14 @@ from bench.common import load_ingest_module, show  # noqa: E402
 LATE_STOP = 20.0
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 # `--breach` trips this rule (its metric is in no regular report), so each host's call is its own.
-BREACH_RULE = {"name": "bench_breach", "metric": "bench_breach_ratio", "warning": 0.5,
-               "critical": 0.9, "for": "0s", "owner": "systems-administration"}
+BREACH_RULE = {
+    "name": "bench_breach",
+    "metric": "bench_breach_ratio",
+    "warning": 0.5,
+    "critical": 0.9,
+    "for": "0s",
+    "owner": "systems-administration",
+}
 
 
 def log(message: str) -> None:
@@ -87,9 +93,12 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     ingest = load_ingest_module()
     ingest.SPIKE_PROBABILITY = spikes
     troubled = ingest.host_series()  # /var hovers around its thresholds
-    healthy = [spec if spec.labels.get("mountpoint") != "/var" or spec.name != "fs_used_ratio"
-               else dataclasses.replace(spec, low=0.2, high=0.7, spike=0.9)
-               for spec in troubled]
+    healthy = [
+        spec
+        if spec.labels.get("mountpoint") != "/var" or spec.name != "fs_used_ratio"
+        else dataclasses.replace(spec, low=0.2, high=0.7, spike=0.9)
+        for spec in troubled
+    ]
     rng = random.Random(index)
     lanes: list[list[tuple[int, str, str]]] = [agents[i::threads] for i in range(threads)]
     results: list[list[tuple[float, float, float, int]]] = [[] for _ in lanes]
@@ -100,14 +109,19 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
 
     def lane(number: int) -> None:
         mine = lanes[number]
-        factories = {host: ingest.ReportFactory(
-            host, troubled if slot < problem_share * total else healthy,
-            random.Random(rng.random())) for slot, host, _ in mine}
+        factories = {
+            host: ingest.ReportFactory(
+                host,
+                troubled if slot < problem_share * total else healthy,
+                random.Random(rng.random()),
+            )
+            for slot, host, _ in mine
+        }
         conns: dict[int, http.client.HTTPConnection] = {}
         # Each agent's first report is at t0 + its offset, then every `interval`.
         schedule = sorted(
-            (t0 + slot / total * interval, slot, host, token)
-            for slot, host, token in mine)
+            (t0 + slot / total * interval, slot, host, token) for slot, host, token in mine
+        )
         queue = [(due, slot, host, token) for due, slot, host, token in schedule]
         position = 0
         while queue:
@@ -120,14 +134,12 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
             body = factories[host].next_body()
             began = time.perf_counter()
             started = time.time()
-            status, seq = post_report(conns, ports, slot, down_until, body=body,
-                                      token=token)
+            status, seq = post_report(conns, ports, slot, down_until, body=body, token=token)
             if seq is not None:
                 with acked_lock:
                     if seq > acked.get(host, 0):
                         acked[host] = seq
-            results[number].append((started, time.perf_counter() - began, started - due,
-                                    status))
+            results[number].append((started, time.perf_counter() - began, started - due, status))
             queue[position % len(queue)] = (due + interval, slot, host, token)
             position += 1
         for conn in conns.values():
@@ -146,7 +158,7 @@ HOSTILE_HOST = "hostile0"
 
 
 def hostile_sender(  # noqa: PLR0917 - the arguments of a spawned process
-        port: int, token: str, series: int, every: float, t0: float, until: float, out: Any
+    port: int, token: str, series: int, every: float, t0: float, until: float, out: Any
 ) -> None:
     """One agent token sending `series` distinct series between t0 and until: a report every
     `every` seconds, each with new label values only, claiming an interval no collector
@@ -166,16 +178,40 @@ def hostile_sender(  # noqa: PLR0917 - the arguments of a spawned process
         time.sleep(max(0.0, due - time.time()))
         now = time.time()
         report = Report(
-            schema_version=SCHEMA_VERSION, host=HOSTILE_HOST, agent_version="bench",
-            boot_id="hostile", seq=number + 1, sent_at=now, interval_seconds=1e8,
-            measurements=[Measurement(check="hostile", name="hostile_series_ratio", value=0.5,
-                                      labels={"id": f"{number}-{i}"}, timestamp=now)
-                          for i in range(per_report)],
-            checks=[CheckRun(check="hostile", type="hostile", interval_seconds=1e8,
-                             started_at=now, duration_seconds=0.0)])
+            schema_version=SCHEMA_VERSION,
+            host=HOSTILE_HOST,
+            agent_version="bench",
+            boot_id="hostile",
+            seq=number + 1,
+            sent_at=now,
+            interval_seconds=1e8,
+            measurements=[
+                Measurement(
+                    check="hostile",
+                    name="hostile_series_ratio",
+                    value=0.5,
+                    labels={"id": f"{number}-{i}"},
+                    timestamp=now,
+                )
+                for i in range(per_report)
+            ],
+            checks=[
+                CheckRun(
+                    check="hostile",
+                    type="hostile",
+                    interval_seconds=1e8,
+                    started_at=now,
+                    duration_seconds=0.0,
+                )
+            ],
+        )
         try:
-            conn.request("POST", "/api/v1/reports", body=encode(report), headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            conn.request(
+                "POST",
+                "/api/v1/reports",
+                body=encode(report),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
             response = conn.getresponse()
             answer = response.read()
         except (OSError, http.client.HTTPException):
@@ -190,19 +226,46 @@ def hostile_sender(  # noqa: PLR0917 - the arguments of a spawned process
                 codes[warning["code"]] = codes.get(warning["code"], 0) + 1
                 dropped += int(warning.get("dropped", 0))
     conn.close()
-    out.put({"series_sent": sent, "per_report": per_report, "statuses": statuses,
-             "warnings": codes, "dropped_per_answers": dropped})
+    out.put(
+        {
+            "series_sent": sent,
+            "per_report": per_report,
+            "statuses": statuses,
+            "warnings": codes,
+            "dropped_per_answers": dropped,
+        }
+    )
 
 
 class HostileAgent:
     """With --hostile: the hostile agent's sender process, and what it saw."""
 
-    def __init__(self, context: Any, args: argparse.Namespace, port: int,
-                 tokens: dict[str, str], span: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        context: Any,
+        args: argparse.Namespace,
+        port: int,
+        tokens: dict[str, str],
+        span: tuple[float, float],
+    ) -> None:
         self.out = context.Queue()
-        self.processes = [context.Process(target=hostile_sender, args=(
-            port, tokens[HOSTILE_HOST], args.hostile, args.hostile_every, *span, self.out))
-        ] if args.hostile else []
+        self.processes = (
+            [
+                context.Process(
+                    target=hostile_sender,
+                    args=(
+                        port,
+                        tokens[HOSTILE_HOST],
+                        args.hostile,
+                        args.hostile_every,
+                        *span,
+                        self.out,
+                    ),
+                )
+            ]
+            if args.hostile
+            else []
+        )
 
     def result(self) -> dict[str, Any] | None:
         return self.out.get(timeout=LATE_STOP + 90) if self.processes else None
@@ -231,10 +294,10 @@ class Desk:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.lock = threading.Lock()
-        self.opened: dict[str, str] = {}       # ticket id: fingerprint
+        self.opened: dict[str, str] = {}  # ticket id: fingerprint
         self.resolved: set[str] = set()
-        self.keys: dict[str, str] = {}         # Idempotency-Key: ticket id
-        self.repeated = 0                      # opens sent again, answered from the keys
+        self.keys: dict[str, str] = {}  # Idempotency-Key: ticket id
+        self.repeated = 0  # opens sent again, answered from the keys
         self.events = 0
         desk = self
 
@@ -296,9 +359,15 @@ class Desk:
         self.server.server_close()
 
 
-def post_report(conns: dict[int, http.client.HTTPConnection], ports: list[int], slot: int,
-                down_until: dict[int, float], *, body: bytes, token: str
-                ) -> tuple[int, int | None]:
+def post_report(
+    conns: dict[int, http.client.HTTPConnection],
+    ports: list[int],
+    slot: int,
+    down_until: dict[int, float],
+    *,
+    body: bytes,
+    token: str,
+) -> tuple[int, int | None]:
     """POST a report to the agent's collector, or to the next one while it is down, as a load
     balancer would. Return the status (0: no collector answered) and the acknowledged seq."""
     for attempt in range(len(ports) + 1):
@@ -309,8 +378,12 @@ def post_report(conns: dict[int, http.client.HTTPConnection], ports: list[int], 
         if conn is None:
             conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            conn.request("POST", "/api/v1/reports", body=body, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            conn.request(
+                "POST",
+                "/api/v1/reports",
+                body=body,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
             response = conn.getresponse()
             answer = response.read()
         except (OSError, http.client.HTTPException):
@@ -337,15 +410,23 @@ def write_tokens(path: Path, hosts: list[str]) -> dict[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = {host: TOKEN_PREFIX + secrets.token_urlsafe(24) for host in hosts}
     now = time.time()
-    path.write_text("".join(f"{host} {hash_token(token)} {now:.0f}\n"
-                            for host, token in tokens.items()))
+    path.write_text(
+        "".join(f"{host} {hash_token(token)} {now:.0f}\n" for host, token in tokens.items())
+    )
     path.chmod(0o600)  # as `runwatch token` writes it; the collector warns about a wider one
     return tokens
 
 
-def start_collectors(ingest: ModuleType, workdir: Path, count: int, store: dict[str, Any],
-                     tokens_path: Path, *, desk: Desk | None = None, lease: float = 15.0
-                     ) -> list[Any]:
+def start_collectors(
+    ingest: ModuleType,
+    workdir: Path,
+    count: int,
+    store: dict[str, Any],
+    tokens_path: Path,
+    *,
+    desk: Desk | None = None,
+    lease: float = 15.0,
+) -> list[Any]:
     import yaml
 
     collectors = []
@@ -363,8 +444,9 @@ def start_collectors(ingest: ModuleType, workdir: Path, count: int, store: dict[
         # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
         config["metrics"] = {"measurements": False}
         if desk is not None:
-            config["sinks"] = {"desk": {"type": "webhook",
-                                        "url": f"http://127.0.0.1:{desk.port}/events"}}
+            config["sinks"] = {
+                "desk": {"type": "webhook", "url": f"http://127.0.0.1:{desk.port}/events"}
+            }
             for group in config["groups"].values():
                 group["sink"] = "desk"
             config["outbox"] = {"lease": f"{lease:g}s", "first_retry": "1s"}
@@ -385,7 +467,8 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
         row = conn.execute(
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -400,20 +483,26 @@ def own_histogram(ingest: ModuleType, collector: Any) -> dict[str, list[tuple[fl
     (le, count) buckets of each."""
     _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
     samples = ingest.parse_own_metrics(body)
-    return {name: sorted((float(labels["le"]), value) for labels, value in
-                         samples.get(f"{name}_bucket", [])) for name in HISTOGRAMS}
+    return {
+        name: sorted(
+            (float(labels["le"]), value) for labels, value in samples.get(f"{name}_bucket", [])
+        )
+        for name in HISTOGRAMS
+    }
 
 
-def bucket_quantiles(before: list[tuple[float, float]], after: list[tuple[float, float]]
-                     ) -> dict[str, float | None]:
+def bucket_quantiles(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> dict[str, float | None]:
     """p50/p99 of the reports ingested between two readings, as bucket upper bounds (ms)."""
     counts = dict(before)
     window = [(bound, value - counts.get(bound, 0.0)) for bound, value in after]
     total = window[-1][1] if window else 0.0
     out: dict[str, float | None] = {"reports": total}
     for name, q in (("p50_le", 0.5), ("p99_le", 0.99)):
-        out[name] = next((ms(bound) for bound, cumulative in window
-                          if total and cumulative >= q * total), None)
+        out[name] = next(
+            (ms(bound) for bound, cumulative in window if total and cumulative >= q * total), None
+        )
     return out
 
 
@@ -435,29 +524,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             schema = f"runwatch_bench_{uuid.uuid4().hex[:10]}"
             with psycopg.connect(args.dsn, autocommit=True) as admin:
                 admin.execute(f'CREATE SCHEMA "{schema}"')
-            store = {"backend": "postgresql",
-                     "dsn": f"{args.dsn} options='-c search_path={schema}'"}
+            store = {
+                "backend": "postgresql",
+                "dsn": f"{args.dsn} options='-c search_path={schema}'",
+            }
         hosts = [f"host{i:05d}" for i in range(args.agents)]
         # With --kill-after, hosts outside the fleet breach a rule just before the kill, so
         # that every replica has calls to deliver, and outbox entries leased, when it dies.
-        burst = [f"burst{i:04d}" for i in range(args.burst if args.kill_after is not None
-                                                 else 0)]
+        burst = [f"burst{i:04d}" for i in range(args.burst if args.kill_after is not None else 0)]
         hostile = [HOSTILE_HOST] if args.hostile else []
         tokens = write_tokens(workdir / "agents.tokens", hosts + burst + hostile)
         collectors: list[Any] = []
         desk = Desk(args.desk_delay) if args.kill_after is not None else None
         try:
-            collectors = start_collectors(ingest, workdir, args.collectors, store,
-                                          workdir / "agents.tokens", desk=desk, lease=args.lease)
-            log(f"{len(collectors)} collector(s) on {args.store}: "
-                + ", ".join(f"pid {c.pid} at {c.url}" for c in collectors))
+            collectors = start_collectors(
+                ingest,
+                workdir,
+                args.collectors,
+                store,
+                workdir / "agents.tokens",
+                desk=desk,
+                lease=args.lease,
+            )
+            log(
+                f"{len(collectors)} collector(s) on {args.store}: "
+                + ", ".join(f"pid {c.pid} at {c.url}" for c in collectors)
+            )
             figures = drive(ingest, args, collectors, hosts, tokens, store, workdir, burst)
             if desk is not None:
-                figures["kill"] = after_kill(args, figures.pop("_kill"), figures.pop("_acked"),
-                                             store, desk)
+                figures["kill"] = after_kill(
+                    args, figures.pop("_kill"), figures.pop("_acked"), store, desk
+                )
             if args.breach:
-                figures["breach"] = breach(ingest, args, collectors, hosts[:args.breach],
-                                           tokens)
+                figures["breach"] = breach(ingest, args, collectors, hosts[: args.breach], tokens)
             figures["collector_exits"] = [c.stop() for c in collectors]
             problems = [line for c in collectors for line in c.log_problems()]
             figures["collector_log_problems"] = len(problems)
@@ -476,9 +575,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
-        ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
-          hosts: list[str], tokens: dict[str, str], store: dict[str, Any],
-          workdir: Path, burst: list[str]) -> dict[str, Any]:
+    ingest: ModuleType,
+    args: argparse.Namespace,
+    collectors: list[Any],
+    hosts: list[str],
+    tokens: dict[str, str],
+    store: dict[str, Any],
+    workdir: Path,
+    burst: list[str],
+) -> dict[str, Any]:
     ports = [c.port for c in collectors]
     agents = [(slot, host, tokens[host]) for slot, host in enumerate(hosts)]
     t0 = time.time() + 2.0
@@ -486,16 +591,34 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     steady_from = t0 + min(args.interval, args.seconds / 2)  # after every host's first report
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    procs = [context.Process(target=sender, args=(
-        n, ports, agents[n::args.senders], len(agents), args.interval, t0, until, args.threads,
-        out, args.problem_share, args.spikes)) for n in range(args.senders)]
+    procs = [
+        context.Process(
+            target=sender,
+            args=(
+                n,
+                ports,
+                agents[n :: args.senders],
+                len(agents),
+                args.interval,
+                t0,
+                until,
+                args.threads,
+                out,
+                args.problem_share,
+                args.spikes,
+            ),
+        )
+        for n in range(args.senders)
+    ]
     hostile = HostileAgent(context, args, ports[0], tokens, (t0, until))
     procs += hostile.processes
     for proc in procs:
         proc.start()
-    log(f"{args.agents} agents every {args.interval:g}s for {args.seconds:g}s "
+    log(
+        f"{args.agents} agents every {args.interval:g}s for {args.seconds:g}s "
         f"({args.agents / args.interval:.0f} reports/s planned) from {args.senders} processes"
-        + (f"; one hostile agent sending {args.hostile} series" if args.hostile else ""))
+        + (f"; one hostile agent sending {args.hostile} series" if args.hostile else "")
+    )
     time.sleep(max(0.0, steady_from - time.time() - 10.0))
     own_start = [own_histogram(ingest, c) for c in collectors]  # just before the window
     time.sleep(max(0.0, steady_from - time.time()))
@@ -538,39 +661,63 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     lags = sorted(r[2] for r in steady)
     ok = sum(1 for r in steady if r[3] in (200, 202))
     errors = sum(1 for r in steady if r[3] not in (200, 202))
-    per_host_day = ((bytes_end - bytes_start) / len(hosts) / steady_seconds * 86400
-                    if steady_seconds > 0 else None)
+    per_host_day = (
+        (bytes_end - bytes_start) / len(hosts) / steady_seconds * 86400
+        if steady_seconds > 0
+        else None
+    )
     return {
-        "agents": args.agents, "interval_seconds": args.interval,
-        "problem_share": args.problem_share, "spike_probability": args.spikes,
-        "collectors": len(collectors), "store": args.store,
+        "agents": args.agents,
+        "interval_seconds": args.interval,
+        "problem_share": args.problem_share,
+        "spike_probability": args.spikes,
+        "collectors": len(collectors),
+        "store": args.store,
         "planned_reports_per_second": round(args.agents / args.interval, 1),
         "steady_seconds": round(steady_seconds, 1),
         "reports_per_second": round(ok / steady_seconds, 1),
         "measurements_per_second": round(ok * ingest.MEASUREMENTS_PER_REPORT / steady_seconds),
         "errors": errors,
-        "latency_ms": {"p50": ms(percentile(latencies, 0.50)),
-                       "p99": ms(percentile(latencies, 0.99)),
-                       "max": ms(latencies[-1] if latencies else None)},
-        "collector_side_ms": [bucket_quantiles(before[HISTOGRAMS[0]], after[HISTOGRAMS[0]])
-                              for before, after in zip(own_start, own_end, strict=False)],
-        "event_loop_lag_ms": [bucket_quantiles(before[HISTOGRAMS[1]], after[HISTOGRAMS[1]])
-                              for before, after in zip(own_start, own_end, strict=False)],
-        "schedule_lag_ms": {"p99": ms(percentile(lags, 0.99)),
-                            "max": ms(lags[-1] if lags else None)},
-        "collector_cpu_percent": [round((end - start) * 100 / steady_seconds, 1)
-                                  if end is not None else None
-                                  for start, end in zip(cpu_start, cpu_end, strict=True)],
-        "collector_rss_mib": [round(max(samples) / 1048576, 1) if samples else None
-                              for samples in rss],
-        "collector_rss_end_mib": [round(samples[-1] / 1048576, 1) if samples else None
-                                  for samples in rss],
-        "series": series_figures(ingest, collectors[0]), "hostile": hostile_figures,
+        "latency_ms": {
+            "p50": ms(percentile(latencies, 0.50)),
+            "p99": ms(percentile(latencies, 0.99)),
+            "max": ms(latencies[-1] if latencies else None),
+        },
+        "collector_side_ms": [
+            bucket_quantiles(before[HISTOGRAMS[0]], after[HISTOGRAMS[0]])
+            for before, after in zip(own_start, own_end, strict=False)
+        ],
+        "event_loop_lag_ms": [
+            bucket_quantiles(before[HISTOGRAMS[1]], after[HISTOGRAMS[1]])
+            for before, after in zip(own_start, own_end, strict=False)
+        ],
+        "schedule_lag_ms": {
+            "p99": ms(percentile(lags, 0.99)),
+            "max": ms(lags[-1] if lags else None),
+        },
+        "collector_cpu_percent": [
+            round((end - start) * 100 / steady_seconds, 1) if end is not None else None
+            for start, end in zip(cpu_start, cpu_end, strict=True)
+        ],
+        "collector_rss_mib": [
+            round(max(samples) / 1048576, 1) if samples else None for samples in rss
+        ],
+        "collector_rss_end_mib": [
+            round(samples[-1] / 1048576, 1) if samples else None for samples in rss
+        ],
+        "series": series_figures(ingest, collectors[0]),
+        "hostile": hostile_figures,
         "store_bytes": bytes_end,
-        "store_growth_bytes_per_host_per_day": (round(per_host_day) if per_host_day is not None
-                                                else None),
-        "_kill": {**kill, "after": after_kill_window(kill, results, until),
-                  "burst": killer.burst_figures} if kill else None,
+        "store_growth_bytes_per_host_per_day": (
+            round(per_host_day) if per_host_day is not None else None
+        ),
+        "_kill": {
+            **kill,
+            "after": after_kill_window(kill, results, until),
+            "burst": killer.burst_figures,
+        }
+        if kill
+        else None,
         "_acked": acked,
     }
 
@@ -579,10 +726,17 @@ class Killer:
     """With --kill-after: 3 s before the kill, extra hosts breach a rule (so both replicas have
     deliveries leased); at the kill, SIGKILL the last collector and note its leases."""
 
-    def __init__(self, ingest: ModuleType, args: argparse.Namespace,  # noqa: PLR0917
-                 collectors: list[Any], burst: list[str], tokens: dict[str, str],
-                 store: dict[str, Any], kill_at: float | None, cpu_end: list[float | None]
-                 ) -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        ingest: ModuleType,
+        args: argparse.Namespace,
+        collectors: list[Any],
+        burst: list[str],
+        tokens: dict[str, str],
+        store: dict[str, Any],
+        kill_at: float | None,
+        cpu_end: list[float | None],
+    ) -> None:
         self.ingest, self.args, self.collectors = ingest, args, collectors
         self.burst, self.tokens, self.store = burst, tokens, store
         self.kill_at, self.cpu_end = kill_at, cpu_end
@@ -601,16 +755,21 @@ class Killer:
             return
         now = time.time()
         if self.bursting is None and now >= self.kill_at - 3.0:
-            self.bursting = threading.Thread(target=lambda: self.burst_figures.update(
-                breach(self.ingest, self.args, self.collectors, self.burst, self.tokens)),
-                daemon=True)
+            self.bursting = threading.Thread(
+                target=lambda: self.burst_figures.update(
+                    breach(self.ingest, self.args, self.collectors, self.burst, self.tokens)
+                ),
+                daemon=True,
+            )
             self.bursting.start()
         if now >= self.kill_at:
             victim = self.collectors[-1]
             self.cpu_end[-1] = self.ingest.cpu_seconds(victim.pid)
             self.kill = kill_collector(victim, self.store)
-            log(f"killed collector pid {victim.pid} (SIGKILL); it held "
-                f"{len(self.kill['leased'])} outbox leases")
+            log(
+                f"killed collector pid {victim.pid} (SIGKILL); it held "
+                f"{len(self.kill['leased'])} outbox leases"
+            )
 
 
 def kill_collector(victim: Any, store: dict[str, Any]) -> dict[str, Any]:
@@ -625,27 +784,43 @@ def kill_collector(victim: Any, store: dict[str, Any]) -> dict[str, Any]:
         rows = conn.execute(
             "SELECT id, lease_until FROM outbox WHERE status = 'pending' "
             "AND lease_until > %s AND split_part(lease_owner, ':', 2) = %s",
-            (killed_at, str(victim.pid))).fetchall()
-    return {"pid": victim.pid, "at": killed_at, "leased": [row[0] for row in rows],
-            "lease_until": max((row[1] for row in rows), default=None)}
+            (killed_at, str(victim.pid)),
+        ).fetchall()
+    return {
+        "pid": victim.pid,
+        "at": killed_at,
+        "leased": [row[0] for row in rows],
+        "lease_until": max((row[1] for row in rows), default=None),
+    }
 
 
-def after_kill_window(kill: dict[str, Any], results: list[tuple[float, float, float, int]],
-                      until: float) -> dict[str, Any]:
+def after_kill_window(
+    kill: dict[str, Any], results: list[tuple[float, float, float, int]], until: float
+) -> dict[str, Any]:
     """How the surviving collectors carried the load from the kill to the end."""
     window = [r for r in results if kill["at"] <= r[0] < until]
     seconds = max(1e-9, until - kill["at"])
     latencies = sorted(r[1] for r in window)
     ok = sum(1 for r in window if r[3] in (200, 202))
-    return {"seconds": round(seconds, 1), "reports_per_second": round(ok / seconds, 1),
-            "errors": len(window) - ok,
-            "latency_ms": {"p50": ms(percentile(latencies, 0.5)),
-                           "p99": ms(percentile(latencies, 0.99)),
-                           "max": ms(latencies[-1] if latencies else None)}}
+    return {
+        "seconds": round(seconds, 1),
+        "reports_per_second": round(ok / seconds, 1),
+        "errors": len(window) - ok,
+        "latency_ms": {
+            "p50": ms(percentile(latencies, 0.5)),
+            "p99": ms(percentile(latencies, 0.99)),
+            "max": ms(latencies[-1] if latencies else None),
+        },
+    }
 
 
-def after_kill(args: argparse.Namespace, kill: dict[str, Any] | None, acked: dict[str, int],
-               store: dict[str, Any], desk: Desk) -> dict[str, Any]:
+def after_kill(
+    args: argparse.Namespace,
+    kill: dict[str, Any] | None,
+    acked: dict[str, int],
+    store: dict[str, Any],
+    desk: Desk,
+) -> dict[str, Any]:
     """Let the outbox drain, then count what the kill cost: acknowledged reports the store
     lacks, duplicate calls and tickets, and the dead replica's leased entries."""
     import psycopg
@@ -655,46 +830,63 @@ def after_kill(args: argparse.Namespace, kill: dict[str, Any] | None, acked: dic
     deadline = time.time() + args.lease + 120
     with psycopg.connect(store["dsn"], autocommit=True) as conn:
         while True:
-            pending = conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'"
-                                   ).fetchone()
+            pending = conn.execute(
+                "SELECT count(*) FROM outbox WHERE status = 'pending'"
+            ).fetchone()
             if not (pending and pending[0]) or time.time() > deadline:
                 break
             time.sleep(1.0)
-        stored: dict[str, int] = dict(conn.execute("SELECT host, last_seq FROM hosts")
-                                      .fetchall())
+        stored: dict[str, int] = dict(conn.execute("SELECT host, last_seq FROM hosts").fetchall())
         leased = kill["leased"]
         done = conn.execute(
-            "SELECT count(*), max(delivered_at) FROM outbox "
-            "WHERE id = ANY(%s) AND status = 'done'", (leased,)).fetchone()
+            "SELECT count(*), max(delivered_at) FROM outbox WHERE id = ANY(%s) AND status = 'done'",
+            (leased,),
+        ).fetchone()
         early = conn.execute(
             "SELECT count(*) FROM outbox WHERE id = ANY(%s) AND status = 'done' "
-            "AND delivered_at < %s", (leased, kill["lease_until"] or 0)).fetchone()
+            "AND delivered_at < %s",
+            (leased, kill["lease_until"] or 0),
+        ).fetchone()
         duplicate_calls = conn.execute(
             "SELECT count(*) FROM (SELECT fingerprint FROM calls WHERE status = 'open' "
-            "GROUP BY fingerprint HAVING count(*) > 1) d").fetchone()
+            "GROUP BY fingerprint HAVING count(*) > 1) d"
+        ).fetchone()
         calls = conn.execute("SELECT count(*) FROM calls").fetchone()
-        outbox: dict[str, int] = dict(conn.execute(
-            "SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        outbox: dict[str, int] = dict(
+            conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall()
+        )
     lost = sum(1 for host, seq in acked.items() if stored.get(host, 0) < seq)
     tickets = desk.open_tickets()
     opens = len(desk.opened)
     return {
-        "collector_pid": kill["pid"], "after": kill["after"], "burst": kill["burst"],
-        "acknowledged_hosts": len(acked), "acknowledged_but_lost": lost,
+        "collector_pid": kill["pid"],
+        "after": kill["after"],
+        "burst": kill["burst"],
+        "acknowledged_hosts": len(acked),
+        "acknowledged_but_lost": lost,
         "duplicate_open_calls": duplicate_calls[0] if duplicate_calls else None,
-        "calls": calls[0] if calls else None, "tickets_opened": opens,
+        "calls": calls[0] if calls else None,
+        "tickets_opened": opens,
         "opens_sent_again": desk.repeated,
         "keys_with_two_open_tickets": sum(1 for n in tickets.values() if n > 1),
-        "leased_by_dead": len(leased), "leased_delivered": done[0] if done else 0,
+        "leased_by_dead": len(leased),
+        "leased_delivered": done[0] if done else 0,
         "leased_delivered_before_expiry": early[0] if early else 0,
-        "last_leased_delivered_after_kill_s": (round(done[1] - kill["at"], 1)
-                                               if done and done[1] else None),
-        "lease_seconds": args.lease, "outbox": outbox,
+        "last_leased_delivered_after_kill_s": (
+            round(done[1] - kill["at"], 1) if done and done[1] else None
+        ),
+        "lease_seconds": args.lease,
+        "outbox": outbox,
     }
 
 
-def breach(ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
-           hosts: list[str], tokens: dict[str, str]) -> dict[str, Any]:
+def breach(
+    ingest: ModuleType,
+    args: argparse.Namespace,
+    collectors: list[Any],
+    hosts: list[str],
+    tokens: dict[str, str],
+) -> dict[str, Any]:
     """K hosts report /var at 99% at once, each through every collector; count the calls."""
     from checks.schema import SCHEMA_VERSION, Measurement, Report, encode
 
@@ -703,12 +895,24 @@ def breach(ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
     for host in hosts:
         for seq_offset, collector in enumerate(collectors):
             report = Report(
-                schema_version=SCHEMA_VERSION, host=host, agent_version="bench",
-                boot_id=f"breach-{host}", seq=1 + seq_offset, sent_at=now,
+                schema_version=SCHEMA_VERSION,
+                host=host,
+                agent_version="bench",
+                boot_id=f"breach-{host}",
+                seq=1 + seq_offset,
+                sent_at=now,
                 interval_seconds=args.interval,
-                measurements=[Measurement(check="bench", name="bench_breach_ratio", value=0.99,
-                                          unit="ratio", timestamp=now)],
-                checks=[])
+                measurements=[
+                    Measurement(
+                        check="bench",
+                        name="bench_breach_ratio",
+                        value=0.99,
+                        unit="ratio",
+                        timestamp=now,
+                    )
+                ],
+                checks=[],
+            )
             bodies.append((collector.port, tokens[host], encode(report)))
     random.Random(7).shuffle(bodies)
     statuses: list[int] = []
@@ -721,11 +925,19 @@ def breach(ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
         for port, token, body in part:
             status = 0
             for _ in range(3):  # a kept-alive connection the server has closed: reconnect
-                conn = conns.setdefault(port, http.client.HTTPConnection("127.0.0.1", port,
-                                                                         timeout=60))
+                conn = conns.setdefault(
+                    port, http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                )
                 try:
-                    conn.request("POST", "/api/v1/reports", body=body, headers={
-                        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+                    conn.request(
+                        "POST",
+                        "/api/v1/reports",
+                        body=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Authorization": f"Bearer {token}",
+                        },
+                    )
                     response = conn.getresponse()
                     response.read()
                     status = response.status
@@ -743,16 +955,21 @@ def breach(ingest: ModuleType, args: argparse.Namespace, collectors: list[Any],
     for thread in threads:
         thread.join(300)
     took = time.monotonic() - began
-    _, body = ingest.http_get(collectors[0].port, "/api/v1/calls?status=open&limit=100000",
-                              timeout=60)
+    _, body = ingest.http_get(
+        collectors[0].port, "/api/v1/calls?status=open&limit=100000", timeout=60
+    )
     calls = [c for c in json.loads(body) if c["rule"] == BREACH_RULE["name"]]
     per_host: dict[str, int] = {}
     for call in calls:
         per_host[call["host"]] = per_host.get(call["host"], 0) + 1
-    return {"hosts": len(hosts), "reports": len(bodies), "seconds": round(took, 2),
-            "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
-            "hosts_with_a_call": len(per_host),
-            "duplicate_calls": sum(n - 1 for n in per_host.values())}
+    return {
+        "hosts": len(hosts),
+        "reports": len(bodies),
+        "seconds": round(took, 2),
+        "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+        "hosts_with_a_call": len(per_host),
+        "duplicate_calls": sum(n - 1 for n in per_host.values()),
+    }
 
 
 def ms(seconds: float | None) -> float | None:
@@ -760,66 +977,99 @@ def ms(seconds: float | None) -> float | None:
 
 
 def print_figures(f: dict[str, Any]) -> None:
-    print(f"runwatch fleet benchmark: {f['agents']} agents every {f['interval_seconds']:g}s, "
-          f"{f['collectors']} collector(s) on {f['store']}; {f['problem_share']:.0%} of hosts "
-          f"troubled, spikes {f['spike_probability']:g} per series and report")
-    print(f"  sustained       {f['reports_per_second']} reports/s "
-          f"(planned {f['planned_reports_per_second']}), {f['measurements_per_second']} "
-          f"measurements/s over {f['steady_seconds']} s; {f['errors']} errors")
+    print(
+        f"runwatch fleet benchmark: {f['agents']} agents every {f['interval_seconds']:g}s, "
+        f"{f['collectors']} collector(s) on {f['store']}; {f['problem_share']:.0%} of hosts "
+        f"troubled, spikes {f['spike_probability']:g} per series and report"
+    )
+    print(
+        f"  sustained       {f['reports_per_second']} reports/s "
+        f"(planned {f['planned_reports_per_second']}), {f['measurements_per_second']} "
+        f"measurements/s over {f['steady_seconds']} s; {f['errors']} errors"
+    )
     lat, lag = f["latency_ms"], f["schedule_lag_ms"]
-    print(f"  latency         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
-          f"at the agents (schedule lag p99 {lag['p99']} ms); inside each collector "
-          + ", ".join(f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms"
-                      for c in f["collector_side_ms"]))
-    print("  event loop lag  " + ", ".join(
-        f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms" for c in f["event_loop_lag_ms"])
-          + " (a timer every 0.25 s: how long a report could wait behind other work)")
-    print(f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
-          f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
-          "end")
+    print(
+        f"  latency         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
+        f"at the agents (schedule lag p99 {lag['p99']} ms); inside each collector "
+        + ", ".join(
+            f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms" for c in f["collector_side_ms"]
+        )
+    )
+    print(
+        "  event loop lag  "
+        + ", ".join(
+            f"p50 <= {c['p50_le']} ms, p99 <= {c['p99_le']} ms" for c in f["event_loop_lag_ms"]
+        )
+        + " (a timer every 0.25 s: how long a report could wait behind other work)"
+    )
+    print(
+        f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
+        f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
+        "end"
+    )
     s = f["series"]
-    print(f"  series          {s['held']:.0f} held; {s['refused']:.0f} new ones refused by the "
-          "limits")
+    print(
+        f"  series          {s['held']:.0f} held; {s['refused']:.0f} new ones refused by the limits"
+    )
     if f.get("hostile"):
         h = f["hostile"]
-        print(f"  hostile agent   {h['series_sent']} series sent ({h['per_report']} new per "
-              f"report), answers {h['statuses']}, warnings {h['warnings']}, "
-              f"{h['dropped_per_answers']} dropped by the answers' count")
-    print(f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
-          f"{f['store_growth_bytes_per_host_per_day']} bytes per host per day")
+        print(
+            f"  hostile agent   {h['series_sent']} series sent ({h['per_report']} new per "
+            f"report), answers {h['statuses']}, warnings {h['warnings']}, "
+            f"{h['dropped_per_answers']} dropped by the answers' count"
+        )
+    print(
+        f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
+        f"{f['store_growth_bytes_per_host_per_day']} bytes per host per day"
+    )
     if "breach" in f:
         b = f["breach"]
-        print(f"  breach          {b['hosts']} hosts at once through every collector "
-              f"({b['reports']} reports in {b['seconds']} s, {b['statuses']}): "
-              f"{b['hosts_with_a_call']} hosts with a call, {b['duplicate_calls']} duplicates")
+        print(
+            f"  breach          {b['hosts']} hosts at once through every collector "
+            f"({b['reports']} reports in {b['seconds']} s, {b['statuses']}): "
+            f"{b['hosts_with_a_call']} hosts with a call, {b['duplicate_calls']} duplicates"
+        )
     if "kill" in f:
         k, a = f["kill"], f["kill"]["after"]
-        print(f"  kill -9         collector pid {k['collector_pid']}; after it "
-              f"{a['reports_per_second']} reports/s over {a['seconds']} s, {a['errors']} "
-              f"errors, p50 {a['latency_ms']['p50']} ms, p99 {a['latency_ms']['p99']} ms, "
-              f"max {a['latency_ms']['max']} ms")
+        print(
+            f"  kill -9         collector pid {k['collector_pid']}; after it "
+            f"{a['reports_per_second']} reports/s over {a['seconds']} s, {a['errors']} "
+            f"errors, p50 {a['latency_ms']['p50']} ms, p99 {a['latency_ms']['p99']} ms, "
+            f"max {a['latency_ms']['max']} ms"
+        )
         b = k["burst"]
         if b:
-            print(f"                  burst before the kill: {b['hosts']} hosts through every "
-                  f"collector, {b['hosts_with_a_call']} with a call, {b['duplicate_calls']} "
-                  "duplicates")
-        print(f"                  acknowledged but lost: {k['acknowledged_but_lost']} "
-              f"(of {k['acknowledged_hosts']} hosts' last acknowledged seqs); duplicate open "
-              f"calls: {k['duplicate_open_calls']}; keys with two open tickets: "
-              f"{k['keys_with_two_open_tickets']}; calls {k['calls']}, tickets opened "
-              f"{k['tickets_opened']} ({k['opens_sent_again']} opens sent again, answered by "
-              "their Idempotency-Key)")
-        print(f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
-              f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
-              f"its {k['lease_seconds']:g} s leases ran out), the last "
-              f"{k['last_leased_delivered_after_kill_s']} s after the kill; outbox "
-              f"{k['outbox']}")
-    print(f"  exits           {f['collector_exits']}; {f['collector_log_problems']} log lines "
-          "at WARNING or above")
+            print(
+                f"                  burst before the kill: {b['hosts']} hosts through every "
+                f"collector, {b['hosts_with_a_call']} with a call, {b['duplicate_calls']} "
+                "duplicates"
+            )
+        print(
+            f"                  acknowledged but lost: {k['acknowledged_but_lost']} "
+            f"(of {k['acknowledged_hosts']} hosts' last acknowledged seqs); duplicate open "
+            f"calls: {k['duplicate_open_calls']}; keys with two open tickets: "
+            f"{k['keys_with_two_open_tickets']}; calls {k['calls']}, tickets opened "
+            f"{k['tickets_opened']} ({k['opens_sent_again']} opens sent again, answered by "
+            "their Idempotency-Key)"
+        )
+        print(
+            f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
+            f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
+            f"its {k['lease_seconds']:g} s leases ran out), the last "
+            f"{k['last_leased_delivered_after_kill_s']} s after the kill; outbox "
+            f"{k['outbox']}"
+        )
+    print(
+        f"  exits           {f['collector_exits']}; {f['collector_log_problems']} log lines "
+        "at WARNING or above"
+    )
     for line in f.get("collector_log_sample", []):
         print(f"                  {line[:300]}")
-    target = (f["reports_per_second"] >= 0.98 * f["planned_reports_per_second"]
-              and (lat["p99"] or 1e9) < 100 and f["errors"] == 0)
+    target = (
+        f["reports_per_second"] >= 0.98 * f["planned_reports_per_second"]
+        and (lat["p99"] or 1e9) < 100
+        and f["errors"] == 0
+    )
     print(f"  target          sustained with p99 < 100 ms: {'met' if target else 'NOT met'}")
 
 
@@ -827,36 +1077,88 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=10000, help="simulated agents")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between reports")
-    parser.add_argument("--seconds", type=float, default=150.0,
-                        help="how long to run; the first interval is left out of the figures")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=150.0,
+        help="how long to run; the first interval is left out of the figures",
+    )
     parser.add_argument("--collectors", type=int, default=1, help="collector processes")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--dsn", default=os.environ.get("RUNWATCH_BENCH_PG_DSN", DEFAULT_DSN),
-                        help="PostgreSQL to use (a fresh schema is made and dropped)")
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("RUNWATCH_BENCH_PG_DSN", DEFAULT_DSN),
+        help="PostgreSQL to use (a fresh schema is made and dropped)",
+    )
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--threads", type=int, default=16, help="connections per sender")
-    parser.add_argument("--problem-share", type=float, default=0.05, metavar="SHARE",
-                        help="share of hosts whose /var hovers around its thresholds (calls "
-                             "open, flap and resolve); the rest are healthy")
-    parser.add_argument("--spikes", type=float, default=0.002, metavar="P",
-                        help="chance that a series with a spike value draws it in a report")
-    parser.add_argument("--breach", type=int, default=0, metavar="K",
-                        help="afterwards, K hosts breach a rule at once via every collector")
-    parser.add_argument("--kill-after", type=float, default=None, metavar="S",
-                        help="SIGKILL the last collector S seconds into the measured window "
-                             "(needs two or more collectors); calls then go to a webhook desk")
-    parser.add_argument("--lease", type=float, default=15.0, metavar="S",
-                        help="outbox lease with --kill-after (the collectors' outbox.lease)")
-    parser.add_argument("--desk-delay", type=float, default=0.05, metavar="S",
-                        help="how long the webhook desk takes to answer, with --kill-after")
-    parser.add_argument("--burst", type=int, default=200, metavar="K",
-                        help="with --kill-after, K extra hosts breach a rule 3 s before the "
-                             "kill (each through every collector)")
-    parser.add_argument("--hostile", type=int, default=0, metavar="N",
-                        help="one more agent token sends N distinct series over the run, new "
-                             "label values in every report, claiming interval_seconds 1e8")
-    parser.add_argument("--hostile-every", type=float, default=1.0, metavar="S",
-                        help="seconds between the hostile agent's reports")
+    parser.add_argument(
+        "--problem-share",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="share of hosts whose /var hovers around its thresholds (calls "
+        "open, flap and resolve); the rest are healthy",
+    )
+    parser.add_argument(
+        "--spikes",
+        type=float,
+        default=0.002,
+        metavar="P",
+        help="chance that a series with a spike value draws it in a report",
+    )
+    parser.add_argument(
+        "--breach",
+        type=int,
+        default=0,
+        metavar="K",
+        help="afterwards, K hosts breach a rule at once via every collector",
+    )
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="SIGKILL the last collector S seconds into the measured window "
+        "(needs two or more collectors); calls then go to a webhook desk",
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="outbox lease with --kill-after (the collectors' outbox.lease)",
+    )
+    parser.add_argument(
+        "--desk-delay",
+        type=float,
+        default=0.05,
+        metavar="S",
+        help="how long the webhook desk takes to answer, with --kill-after",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=200,
+        metavar="K",
+        help="with --kill-after, K extra hosts breach a rule 3 s before the "
+        "kill (each through every collector)",
+    )
+    parser.add_argument(
+        "--hostile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one more agent token sends N distinct series over the run, new "
+        "label values in every report, claiming interval_seconds 1e8",
+    )
+    parser.add_argument(
+        "--hostile-every",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between the hostile agent's reports",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.store == "sqlite" and args.collectors > 1:

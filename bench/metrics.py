@@ -100,8 +100,7 @@ def render_cold(service: Any, repeat: int) -> dict[str, float]:
     renders = []
     for _ in range(repeat):
         metrics = CollectorMetrics(service.config)
-        metrics.watch(service.fleet, service.config, service.counters, service.store,
-                      service.clock)
+        metrics.watch(service.fleet, service.config, service.counters, service.store, service.clock)
         started = time.perf_counter()
         metrics.render()
         renders.append(time.perf_counter() - started)
@@ -117,8 +116,10 @@ def render_steady(service: Any, factories: list[Any], repeat: int) -> dict[str, 
     renders, ingests = [], []
     half = len(factories) // 2
     for round_ in range(repeat):
-        bodies = [(f.host, decode_report(f.next_body()))
-                  for f in factories[(round_ % 2) * half:][:half or 1]]
+        bodies = [
+            (f.host, decode_report(f.next_body()))
+            for f in factories[(round_ % 2) * half :][: half or 1]
+        ]
         started = time.perf_counter()
         for host, report in bodies:
             service.ingest(host, report)

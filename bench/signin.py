@@ -61,14 +61,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request(port: int, method: str, path: str, body: bytes = b"",
-            headers: dict[str, str] | None = None, *, source: str = ATTACKER_ADDRESS
-            ) -> tuple[int, float]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    source: str = ATTACKER_ADDRESS,
+) -> tuple[int, float]:
     """One request on a fresh connection from `source`: (status, seconds)."""
     began = time.perf_counter()
-    connection = http.client.HTTPConnection(COLLECTOR_ADDRESS, port,
-                                            timeout=REQUEST_TIMEOUT_SECONDS,
-                                            source_address=(source, 0))
+    connection = http.client.HTTPConnection(
+        COLLECTOR_ADDRESS, port, timeout=REQUEST_TIMEOUT_SECONDS, source_address=(source, 0)
+    )
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -80,13 +86,36 @@ def request(port: int, method: str, path: str, body: bytes = b"",
 
 def report(seq: int) -> bytes:
     now = time.time()
-    return encode(Report(
-        schema_version=SCHEMA_VERSION, host="web01", agent_version="bench", boot_id="bench",
-        seq=seq, interval_seconds=60.0, sent_at=now,
-        measurements=[Measurement(check="filesystem", name="fs_used_ratio", value=0.5,
-                                  unit="ratio", labels={"mountpoint": "/"}, timestamp=now)],
-        checks=[CheckRun(check="filesystem", type="filesystem", interval_seconds=60.0,
-                         started_at=now, duration_seconds=0.01)]))
+    return encode(
+        Report(
+            schema_version=SCHEMA_VERSION,
+            host="web01",
+            agent_version="bench",
+            boot_id="bench",
+            seq=seq,
+            interval_seconds=60.0,
+            sent_at=now,
+            measurements=[
+                Measurement(
+                    check="filesystem",
+                    name="fs_used_ratio",
+                    value=0.5,
+                    unit="ratio",
+                    labels={"mountpoint": "/"},
+                    timestamp=now,
+                )
+            ],
+            checks=[
+                CheckRun(
+                    check="filesystem",
+                    type="filesystem",
+                    interval_seconds=60.0,
+                    started_at=now,
+                    duration_seconds=0.01,
+                )
+            ],
+        )
+    )
 
 
 def latencies(port: int, token: str, seconds: float, first_seq: int) -> list[float]:
@@ -96,8 +125,9 @@ def latencies(port: int, token: str, seconds: float, first_seq: int) -> list[flo
     seq = first_seq
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        status, elapsed = request(port, "POST", "/api/v1/reports", report(seq), headers,
-                                  source=AGENT_ADDRESS)
+        status, elapsed = request(
+            port, "POST", "/api/v1/reports", report(seq), headers, source=AGENT_ADDRESS
+        )
         if status not in (200, 202):
             raise SystemExit(f"bench: a report got HTTP {status}")
         taken.append(elapsed)
@@ -108,9 +138,12 @@ def latencies(port: int, token: str, seconds: float, first_seq: int) -> list[flo
 
 def figures(taken: list[float]) -> dict[str, float]:
     ordered = sorted(taken)
-    return {"reports": len(ordered), "median_ms": statistics.median(ordered) * 1000,
-            "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
-            "max_ms": ordered[-1] * 1000}
+    return {
+        "reports": len(ordered),
+        "median_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
 
 
 def start_collector(tmp: Path, cap_only: bool) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -121,13 +154,19 @@ def start_collector(tmp: Path, cap_only: bool) -> tuple[subprocess.Popen[bytes],
     if cap_only:
         limits.update(address_failures_per_second=0, signin_attempts_per_second=0)
     config = tmp / "collector.yaml"
-    config.write_text(json.dumps({"listen": f"{COLLECTOR_ADDRESS}:{port}", "data_dir": str(data),
-                                  "limits": limits}))
+    config.write_text(
+        json.dumps(
+            {"listen": f"{COLLECTOR_ADDRESS}:{port}", "data_dir": str(data), "limits": limits}
+        )
+    )
     token = add_token(data / "agents.tokens", "web01")
     set_user(data / "users", "carol", "carol-secret-1")
     with (tmp / "collector.log").open("wb") as log:
-        process = subprocess.Popen([runwatch_command(), "collector", "--config", str(config)],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [runwatch_command(), "collector", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
         try:
@@ -150,8 +189,9 @@ def stop_collector(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def under_attack(port: int, token: str, attackers: int, seconds: float, first_seq: int
-                 ) -> tuple[list[float], Counter[int]]:
+def under_attack(
+    port: int, token: str, attackers: int, seconds: float, first_seq: int
+) -> tuple[list[float], Counter[int]]:
     """Report latencies while `attackers` threads send wrong passwords; and their answers."""
     stop = threading.Event()
     answers: Counter[int] = Counter()
@@ -167,8 +207,7 @@ def under_attack(port: int, token: str, attackers: int, seconds: float, first_se
             with lock:
                 answers[status] += 1
 
-    threads = [threading.Thread(target=attack, args=(n,), daemon=True)
-               for n in range(attackers)]
+    threads = [threading.Thread(target=attack, args=(n,), daemon=True) for n in range(attackers)]
     for thread in threads:
         thread.start()
     try:
@@ -183,8 +222,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attackers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--cap-only", action="store_true",
-                        help="switch the address and name limits off")
+    parser.add_argument(
+        "--cap-only", action="store_true", help="switch the address and name limits off"
+    )
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
 
@@ -193,27 +233,39 @@ def main() -> int:
         try:
             print("measuring reports alone", file=sys.stderr)
             alone = latencies(port, token, options.seconds, 1)
-            print(f"measuring reports under {options.attackers} parallel wrong sign-ins",
-                  file=sys.stderr)
-            attacked, answers = under_attack(port, token, options.attackers, options.seconds,
-                                             len(alone) + 1)
+            print(
+                f"measuring reports under {options.attackers} parallel wrong sign-ins",
+                file=sys.stderr,
+            )
+            attacked, answers = under_attack(
+                port, token, options.attackers, options.seconds, len(alone) + 1
+            )
         finally:
             stop_collector(process)
 
-    result = {"alone": figures(alone), "attacked": figures(attacked),
-              "sign_in_answers": {str(k): v for k, v in sorted(answers.items())},
-              "attackers": options.attackers, "cap_only": options.cap_only}
+    result = {
+        "alone": figures(alone),
+        "attacked": figures(attacked),
+        "sign_in_answers": {str(k): v for k, v in sorted(answers.items())},
+        "attackers": options.attackers,
+        "cap_only": options.cap_only,
+    }
     if options.json:
         print(json.dumps(result))
         return 0
-    print(f"runwatch sign-in storm: {options.attackers} attackers, {options.seconds:g} s each "
-          f"phase{' (cap only)' if options.cap_only else ''}")
+    print(
+        f"runwatch sign-in storm: {options.attackers} attackers, {options.seconds:g} s each "
+        f"phase{' (cap only)' if options.cap_only else ''}"
+    )
     for phase in ("alone", "attacked"):
         f = result[phase]
-        print(f"  reports {phase:>8}: {f['reports']:4.0f} sent, median {f['median_ms']:6.1f} ms, "
-              f"p95 {f['p95_ms']:6.1f} ms, max {f['max_ms']:6.1f} ms")
-    print("  sign-in answers: " + ", ".join(f"{k}: {v}" for k, v in
-                                           result["sign_in_answers"].items()))
+        print(
+            f"  reports {phase:>8}: {f['reports']:4.0f} sent, median {f['median_ms']:6.1f} ms, "
+            f"p95 {f['p95_ms']:6.1f} ms, max {f['max_ms']:6.1f} ms"
+        )
+    print(
+        "  sign-in answers: " + ", ".join(f"{k}: {v}" for k, v in result["sign_in_answers"].items())
+    )
     return 0
 
 

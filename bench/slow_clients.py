@@ -25,15 +25,15 @@ from collector.server import bind
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", b"2")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
     await send({"type": "http.response.body", "body": b"ok"})
 
 
 def microseconds_per_request(protocol: type[H11Protocol], requests: int) -> float:
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, http=protocol, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, http=protocol, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -62,10 +62,13 @@ def main() -> None:
     for _ in range(args.rounds):
         times["H11Protocol"].append(microseconds_per_request(H11Protocol, args.requests))
         times["LimitedH11Protocol"].append(
-            microseconds_per_request(LimitedH11Protocol, args.requests))
+            microseconds_per_request(LimitedH11Protocol, args.requests)
+        )
     for name, values in times.items():
-        print(f"{name:20} median {statistics.median(values):6.1f} µs/request "
-              f"(rounds: {', '.join(f'{v:.0f}' for v in values)})")
+        print(
+            f"{name:20} median {statistics.median(values):6.1f} µs/request "
+            f"(rounds: {', '.join(f'{v:.0f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ class ProbeRun:
     series to be UNKNOWN on.
     """
 
-    def __init__(self, check: str, labels: dict[str, str], budget: float, *, clock: Clock,
-                 monotonic: Clock) -> None:
+    def __init__(
+        self, check: str, labels: dict[str, str], budget: float, *, clock: Clock, monotonic: Clock
+    ) -> None:
         self._check = check
         self._labels = labels
         self._monotonic = monotonic

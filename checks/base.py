@@ -16,13 +16,14 @@ from checks.settings import Duration
 Glob = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                   tag_field="type"):
+class CheckOptions(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
     """Options common to every check. Each check type subclasses this with `tag="<type>"`."""
 
-    name: str | None = None          # instance name; defaults to the type
+    name: str | None = None  # instance name; defaults to the type
     interval: Duration | None = None  # defaults to the type's default_interval, else the agent's
-    timeout: Duration | None = None   # defaults to min(interval, the type's default_timeout)
+    timeout: Duration | None = None  # defaults to min(interval, the type's default_timeout)
 
     # Slow probes (restic, borg, apt) override these: they run every 15 minutes or more and may
     # take minutes, and must never be scheduled as often as the fast system checks.
@@ -55,11 +56,21 @@ class CheckOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         return self.name or self.type
 
 
-def measurements_of(check: str, figures: Iterable[tuple[str, float, str]],
-                    labels: dict[str, str], timestamp: float) -> list[Measurement]:
+def measurements_of(
+    check: str, figures: Iterable[tuple[str, float, str]], labels: dict[str, str], timestamp: float
+) -> list[Measurement]:
     """Build one run's measurements from (name, value, unit) figures that share their labels."""
-    return [Measurement(check=check, name=name, value=float(value), unit=unit, labels=labels,
-                        timestamp=timestamp) for name, value, unit in figures]
+    return [
+        Measurement(
+            check=check,
+            name=name,
+            value=float(value),
+            unit=unit,
+            labels=labels,
+            timestamp=timestamp,
+        )
+        for name, value, unit in figures
+    ]
 
 
 class CheckFailed(Exception):
@@ -117,8 +128,14 @@ class RateTracker:
             return None
         return delta / elapsed
 
-    def rates(self, item: str, counters: object, fields: Iterable[tuple[str, str, str]],
-              at: float, seen: set[Hashable]) -> Iterator[tuple[str, float, str]]:
+    def rates(
+        self,
+        item: str,
+        counters: object,
+        fields: Iterable[tuple[str, str, str]],
+        at: float,
+        seen: set[Hashable],
+    ) -> Iterator[tuple[str, float, str]]:
         """Yield (measurement, rate, unit) for each (measurement, counter field, unit) of an item
         (a disk, an interface) that has a rate yet; record the keys used in `seen`."""
         for name, field, unit in fields:
@@ -128,9 +145,18 @@ class RateTracker:
             if rate is not None:
                 yield name, rate, unit
 
-    def per_item(self, items: Mapping[str, object], *, exclude: Iterable[str], label: str,
-                 fields: Iterable[tuple[str, str, str]], check: str, at: float, now: float,
-                 more: ItemMore | None = None) -> list[Measurement]:
+    def per_item(
+        self,
+        items: Mapping[str, object],
+        *,
+        exclude: Iterable[str],
+        label: str,
+        fields: Iterable[tuple[str, str, str]],
+        check: str,
+        at: float,
+        now: float,
+        more: ItemMore | None = None,
+    ) -> list[Measurement]:
         """One collect of per-item counters (disks, interfaces): the rates of `fields` for each
         item no `exclude` glob matches, labelled `{label: item}`, plus what `more` adds for it;
         the state of items no longer there is dropped. An item seen first has no rates yet."""
@@ -140,8 +166,9 @@ class RateTracker:
             if any(fnmatchcase(item, p) for p in exclude):
                 continue
             labels = {label: item}
-            out.extend(measurements_of(check, self.rates(item, counters, fields, at, seen),
-                                       labels, now))
+            out.extend(
+                measurements_of(check, self.rates(item, counters, fields, at, seen), labels, now)
+            )
             if more is not None:
                 out.extend(more(item, counters, labels, seen))
         self.forget_except(seen)

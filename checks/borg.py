@@ -159,8 +159,13 @@ class BorgCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        run = ProbeRun(self._options.instance, self._labels, self._budget, clock=self._clock,
-                       monotonic=self._monotonic)
+        run = ProbeRun(
+            self._options.instance,
+            self._labels,
+            self._budget,
+            clock=self._clock,
+            monotonic=self._monotonic,
+        )
         try:
             env, secret = self._env()
             archives = self._archives(env, secret, run.deadline)

@@ -81,8 +81,9 @@ class DiskioCheck:
         now = self._clock()
         check = self._options.instance
 
-        def busy(device: str, counters: object, labels: dict[str, str],
-                 seen: set[Hashable]) -> list[Measurement]:
+        def busy(
+            device: str, counters: object, labels: dict[str, str], seen: set[Hashable]
+        ) -> list[Measurement]:
             busy_ms = getattr(counters, "busy_time", None)  # Linux and FreeBSD only
             if busy_ms is None:
                 return []
@@ -93,9 +94,24 @@ class DiskioCheck:
                 return []
             # Busy ms per second. The kernel books busy time as I/O starts and ends, so one
             # interval can be charged some of the previous one's: cap at fully busy.
-            return [Measurement(check=check, name="disk_busy_ratio", value=min(1.0, rate / 1000),
-                                unit="ratio", labels=labels, timestamp=now)]
+            return [
+                Measurement(
+                    check=check,
+                    name="disk_busy_ratio",
+                    value=min(1.0, rate / 1000),
+                    unit="ratio",
+                    labels=labels,
+                    timestamp=now,
+                )
+            ]
 
         return self._rates.per_item(
-            devices, exclude=self._options.exclude_devices, label="device", fields=_RATES,
-            check=check, at=at, now=now, more=busy)
+            devices,
+            exclude=self._options.exclude_devices,
+            label="device",
+            fields=_RATES,
+            check=check,
+            at=at,
+            now=now,
+            more=busy,
+        )

@@ -46,7 +46,12 @@ def warn_if_exposed(paths: Iterable[Path], log: logging.Logger) -> list[Path]:
         if not mode & 0o077:
             continue
         wanted = PRIVATE_DIR_MODE if stat.S_ISDIR(info.st_mode) else PRIVATE_FILE_MODE
-        log.warning("%s is open to other users (mode %04o); restrict it with: chmod %o %s",
-                    path, mode, wanted, path)
+        log.warning(
+            "%s is open to other users (mode %04o); restrict it with: chmod %o %s",
+            path,
+            mode,
+            wanted,
+            path,
+        )
         exposed.append(path)
     return exposed

@@ -84,6 +84,7 @@ def verify_failure_reason(exc: ssl.SSLCertVerificationError) -> str:
 def certificate_not_after(sock: ssl.SSLSocket, verified: bool) -> float | None:
     """Return the peer certificate's notAfter as Unix time, or None if it cannot be read."""
     import ssl
+
     if verified:
         decoded = sock.getpeercert()
         not_after = decoded.get("notAfter") if decoded else None
@@ -141,6 +142,7 @@ class HttpCheck:
         """Make the request and return up, status, response time and certificate expiry."""
         import http.client
         import ssl
+
         connection = self._connection()
         started = self._monotonic()
         deadline = started + self._budget
@@ -207,6 +209,7 @@ class HttpCheck:
 
     def _connection(self) -> http.client.HTTPConnection:
         import http.client
+
         host, port = self._parts.hostname or "", self._parts.port
         if self._parts.scheme == "http":
             return http.client.HTTPConnection(host, port, timeout=self._budget)
@@ -224,6 +227,7 @@ class HttpCheck:
 
     def _tls_context(self) -> ssl.SSLContext:
         import ssl
+
         if self._context is None:
             if not self._options.verify_tls:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

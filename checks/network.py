@@ -81,5 +81,11 @@ class NetworkCheck:
                 "access to /proc/net/dev"
             ) from exc
         return self._rates.per_item(
-            interfaces, exclude=self._options.exclude_interfaces, label="interface",
-            fields=_RATES, check=self._options.instance, at=self._monotonic(), now=self._clock())
+            interfaces,
+            exclude=self._options.exclude_interfaces,
+            label="interface",
+            fields=_RATES,
+            check=self._options.instance,
+            at=self._monotonic(),
+            now=self._clock(),
+        )

@@ -195,8 +195,9 @@ class PluginCheck:
 
     name: ClassVar[str] = "plugin"
 
-    def __init__(self, options: PluginOptions, *, timeout: float | None = None,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self, options: PluginOptions, *, timeout: float | None = None, clock: Clock = time.time
+    ) -> None:
         self._options = options
         self._clock = clock
         self._labels = {"service": options.service or options.instance}

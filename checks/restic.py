@@ -141,8 +141,13 @@ class ResticCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        run = ProbeRun(self._options.instance, self._labels, self._budget, clock=self._clock,
-                       monotonic=self._monotonic)
+        run = ProbeRun(
+            self._options.instance,
+            self._labels,
+            self._budget,
+            clock=self._clock,
+            monotonic=self._monotonic,
+        )
         try:
             snapshots = self._snapshots(run.deadline)
         except CheckFailed as exc:

@@ -29,8 +29,9 @@ CheckName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 # Up to the end of year 9999: past it, dates cannot be written in call texts or stores.
 MAX_TIMESTAMP: Final = 253_402_300_799.0
-Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP,
-                                          description="Unix time in seconds")]
+Timestamp = Annotated[
+    float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP, description="Unix time in seconds")
+]
 
 # Labels the collector adds itself; a measurement may not carry them.
 RESERVED_LABELS: Final = frozenset({"host", "check"})
@@ -60,8 +61,10 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         if clash:
             raise ValueError(f"label {sorted(clash)[0]!r} is reserved for the collector")
         if self.labels and labels_bytes(self.labels) > MAX_LABELS_BYTES:
-            raise ValueError(f"the labels of {self.name!r} hold {labels_bytes(self.labels)} "
-                             f"bytes; the limit is {MAX_LABELS_BYTES}")
+            raise ValueError(
+                f"the labels of {self.name!r} hold {labels_bytes(self.labels)} "
+                f"bytes; the limit is {MAX_LABELS_BYTES}"
+            )
         if self.name.endswith("_total"):
             # Measurements are gauges (counters become rates in the check); `_total` would lie.
             raise ValueError(f"measurement name {self.name!r} must not end in '_total'")
@@ -87,8 +90,9 @@ class CheckRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     output: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
 
 
-class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-             omit_defaults=True):
+class Report(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Everything an agent collected since its previous report.
 
     Fields at their defaults are left out, so a report without host labels still suits a

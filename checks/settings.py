@@ -30,7 +30,13 @@ class Duration(float):
 
     _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
     _SCALE: ClassVar[dict[str, float]] = {
-        "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+        "ms": 0.001,
+        "s": 1,
+        "m": 60,
+        "h": 3600,
+        "d": 86400,
+        "w": 604800,
+    }
 
     @classmethod
     def parse(cls, raw: object) -> Duration:
@@ -124,8 +130,9 @@ def _config_error(exc: msgspec.ValidationError, source: str | None) -> ConfigErr
     if unknown := _UNKNOWN.match(message):
         return ConfigError(join(path, unknown.group("field")), "unknown key", source=source)
     if missing := _MISSING.match(message):
-        return ConfigError(join(path, missing.group("field")), "required key is missing",
-                           source=source)
+        return ConfigError(
+            join(path, missing.group("field")), "required key is missing", source=source
+        )
     return ConfigError(path, message, source=source)
 
 
@@ -154,8 +161,13 @@ def resolve_paths(base: Path, section: Any, *keys: str) -> None:
             section[key] = str(base / value)
 
 
-def load_yaml(path: Path, typ: type[T], *, defaults: Callable[[dict[str, Any]], None] | None = None,
-              prevalidate: Callable[[dict[str, Any], str | None], None] | None = None) -> T:
+def load_yaml(
+    path: Path,
+    typ: type[T],
+    *,
+    defaults: Callable[[dict[str, Any]], None] | None = None,
+    prevalidate: Callable[[dict[str, Any], str | None], None] | None = None,
+) -> T:
     """Read a YAML file and validate it into `typ`. Raises ConfigError naming the key path."""
     source = str(path)
     try:

@@ -61,8 +61,9 @@ class UpdatesCheck:
 
     name: ClassVar[str] = "updates"
 
-    def __init__(self, options: UpdatesOptions, *, timeout: float | None = None,
-                 clock: Clock = time.time) -> None:
+    def __init__(
+        self, options: UpdatesOptions, *, timeout: float | None = None, clock: Clock = time.time
+    ) -> None:
         self._options = options
         self._clock = clock
         # The runner's budget, whole: apt-get is killed when the runner gives up on it.

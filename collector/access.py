@@ -52,13 +52,18 @@ def exposure_warnings(config: CollectorConfig) -> list[str]:
     """What the collector serves without a token to others than this machine."""
     if not beyond_loopback(config):
         return []
-    what = {"read_api": "host names, measurements, check output, calls, silences and outbox "
-                        "errors (the read API)",
-            "metrics": "every host, label and measurement (/metrics)"}
-    return [f"operators.{key} is open beyond loopback: anyone who reaches {config.listen} "
-            f"reads {text}; set operators.{key}: token (the default) unless a firewall or "
-            "proxy keeps others out"
-            for key, text in what.items() if getattr(config.operators, key) == "open"]
+    what = {
+        "read_api": "host names, measurements, check output, calls, silences and outbox "
+        "errors (the read API)",
+        "metrics": "every host, label and measurement (/metrics)",
+    }
+    return [
+        f"operators.{key} is open beyond loopback: anyone who reaches {config.listen} "
+        f"reads {text}; set operators.{key}: token (the default) unless a firewall or "
+        "proxy keeps others out"
+        for key, text in what.items()
+        if getattr(config.operators, key) == "open"
+    ]
 
 
 @functools.cache
@@ -81,8 +86,9 @@ class HostPolicy:
         self.patterns = tuple(sorted({p.rstrip(".").lower() for p in patterns if p}))
 
     @classmethod
-    def from_config(cls, config: CollectorConfig,
-                    machine_names: Iterable[str] | None = None) -> HostPolicy:
+    def from_config(
+        cls, config: CollectorConfig, machine_names: Iterable[str] | None = None
+    ) -> HostPolicy:
         names = [config.listen_address[0], *config.allowed_hosts]
         if config.external_url:
             names.append(url_host(config.external_url) or "")
@@ -110,6 +116,8 @@ class HostPolicy:
 
     def refusal(self, header: str) -> str:
         """Why a request naming `header` is refused, and what to change if it is ours."""
-        return (f"this collector does not answer to the host name {header!r} (the request's "
-                "Host header); if that is one of its names, add it to allowed_hosts (or set "
-                "external_url) in the collector config, or send a token")
+        return (
+            f"this collector does not answer to the host name {header!r} (the request's "
+            "Host header); if that is one of its names, add it to allowed_hosts (or set "
+            "external_url) in the collector config, or send a token"
+        )

@@ -51,12 +51,15 @@ def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float
     return led
 
 
-
 class CollectorService:
     """Everything the API needs, behind plain methods. Single-threaded: call from one thread."""
 
-    def __init__(self, config: CollectorConfig, store: Store | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self.clock = clock
         self.metrics = CollectorMetrics(config)
@@ -70,8 +73,9 @@ class CollectorService:
         self.fleet = Fleet()
         self.counters = CallCounters()
         self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
-        self.metrics.watch(self.fleet, config, self.counters, self.store, clock,
-                           calendar=self.calendar)
+        self.metrics.watch(
+            self.fleet, config, self.counters, self.store, clock, calendar=self.calendar
+        )
         self.registry = self.metrics.registry
         self.ingest_metrics = self.metrics.ingest
         delivery_metrics = self.metrics.delivery
@@ -81,34 +85,62 @@ class CollectorService:
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
             # The worker talks to help desks from its own thread, with its own connection.
-            worker_store: Store = (open_store(config, self.metrics.store) if store is None
-                                   else store)
+            worker_store: Store = open_store(config, self.metrics.store) if store is None else store
             self._outbox_store = worker_store
-            sync = TicketSync(worker_store, self.sinks, config.groups, external,
-                              timings=self.metrics.calls,
-                              on_error=lambda sink: delivery_metrics.sink_error(sink, "status"))
-            policy = RetryPolicy(float(config.outbox.first_retry),
-                                 float(config.outbox.max_retry))
-            self.outbox = OutboxWorker(worker_store, self.sinks, clock=clock, policy=policy,
-                                       metrics=delivery_metrics, sync=_led("sync", worker_store,
-                                                                    sync.run_once),
-                                       sync_interval=float(config.sync_interval))
+            sync = TicketSync(
+                worker_store,
+                self.sinks,
+                config.groups,
+                external,
+                timings=self.metrics.calls,
+                on_error=lambda sink: delivery_metrics.sink_error(sink, "status"),
+            )
+            policy = RetryPolicy(float(config.outbox.first_retry), float(config.outbox.max_retry))
+            self.outbox = OutboxWorker(
+                worker_store,
+                self.sinks,
+                clock=clock,
+                policy=policy,
+                metrics=delivery_metrics,
+                sync=_led("sync", worker_store, sync.run_once),
+                sync_interval=float(config.sync_interval),
+            )
         self.incidents = IncidentManager(
-            self.store, dict(config.groups), counters=self.counters, external=external,
-            on_enqueue=self.outbox.notify if self.outbox else None, storm=config.storm,
-            templates=CallTemplates(config.templates.summary, config.templates.description,
-                                    config.dashboard_url),
-            timings=self.metrics.calls)
+            self.store,
+            dict(config.groups),
+            counters=self.counters,
+            external=external,
+            on_enqueue=self.outbox.notify if self.outbox else None,
+            storm=config.storm,
+            templates=CallTemplates(
+                config.templates.summary, config.templates.description, config.dashboard_url
+            ),
+            timings=self.metrics.calls,
+        )
         self.resolver = ThresholdResolver(config)
-        self.evaluator = RuleEvaluator(config, self.fleet, self.store, self.incidents,
-                                       calendar=self.calendar, resolver=self.resolver)
+        self.evaluator = RuleEvaluator(
+            config,
+            self.fleet,
+            self.store,
+            self.incidents,
+            calendar=self.calendar,
+            resolver=self.resolver,
+        )
         self._reload()
         self.replica = ReplicaSync(self.fleet, self.store)
-        self.ingestor = ReportIngestor(self.fleet, self.store, self.evaluator, SeriesLimits(
-            limits.max_series_per_host, limits.max_series, float(limits.max_interval),
-            limits.max_checks_per_host), self.replica)
-        self.admission = IngestAdmission(config, self.ingestor, self.metrics, clock,
-                                         self._reload)
+        self.ingestor = ReportIngestor(
+            self.fleet,
+            self.store,
+            self.evaluator,
+            SeriesLimits(
+                limits.max_series_per_host,
+                limits.max_series,
+                float(limits.max_interval),
+                limits.max_checks_per_host,
+            ),
+            self.replica,
+        )
+        self.admission = IngestAdmission(config, self.ingestor, self.metrics, clock, self._reload)
         self._build_stages()
 
     @property
@@ -126,15 +158,34 @@ class CollectorService:
     def _build_stages(self) -> None:
         """The stages that read the service's config at each call."""
         self.ticker = EvaluationTick(
-            config=self._config, store=self.store, fleet=self.fleet, evaluator=self.evaluator,
-            calendar=self.calendar, replica=self.replica,
-            failures=self.ingest_metrics.evaluation_failures, clock=self.clock, reload=self._reload)
-        self.by_hand = CallsByHand(config=self._config, store=self.store, fleet=self.fleet,
-                                   replica=self.replica, counters=self.counters,
-                                   timings=self.metrics.calls, clock=self.clock)
+            config=self._config,
+            store=self.store,
+            fleet=self.fleet,
+            evaluator=self.evaluator,
+            calendar=self.calendar,
+            replica=self.replica,
+            failures=self.ingest_metrics.evaluation_failures,
+            clock=self.clock,
+            reload=self._reload,
+        )
+        self.by_hand = CallsByHand(
+            config=self._config,
+            store=self.store,
+            fleet=self.fleet,
+            replica=self.replica,
+            counters=self.counters,
+            timings=self.metrics.calls,
+            clock=self.clock,
+        )
         self.silencing = Silences(self._config, self.store, self.calendar, self.clock, self.tick)
-        self.reader = FleetReader(config=self._config, fleet=self.fleet, evaluator=self.evaluator,
-                                  resolver=self.resolver, calendar=self.calendar, clock=self.clock)
+        self.reader = FleetReader(
+            config=self._config,
+            fleet=self.fleet,
+            evaluator=self.evaluator,
+            resolver=self.resolver,
+            calendar=self.calendar,
+            clock=self.clock,
+        )
 
     def start(self) -> None:
         """Start background delivery to help desks (when any are configured)."""
@@ -164,18 +215,19 @@ class CollectorService:
         """The host an agent's bearer token names (see Credentials.agent)."""
         return self.credentials.agent(authorization, client=client)
 
-    def authenticate_operator(self, authorization: str | None, *, change: bool = True,
-                              client: str | None = None) -> str:
+    def authenticate_operator(
+        self, authorization: str | None, *, change: bool = True, client: str | None = None
+    ) -> str:
         """The operator a bearer token names (see Credentials.operator)."""
         return self.credentials.operator(authorization, change=change, client=client)
 
-    def ingest(self, token_host: str, report: Report, started: float | None = None
-               ) -> IngestResult:
+    def ingest(self, token_host: str, report: Report, started: float | None = None) -> IngestResult:
         """Ingest one validated report (see IngestAdmission.ingest)."""
         return self.admission.ingest(token_host, report, started)
 
-    def ingest_many(self, items: Sequence[tuple[str, Report, float | None]]
-                    ) -> list[IngestResult | Exception]:
+    def ingest_many(
+        self, items: Sequence[tuple[str, Report, float | None]]
+    ) -> list[IngestResult | Exception]:
         """Ingest reports of distinct hosts together (see IngestAdmission.ingest_many)."""
         return self.admission.ingest_many(items)
 
@@ -190,8 +242,9 @@ class CollectorService:
         """Evaluate time-based rules, yielding every `slice_seconds` of work."""
         return self.ticker.tick_slices(slice_seconds)
 
-    def audit(self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
-              ) -> None:
+    def audit(
+        self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
+    ) -> None:
         """Record a change a person made (see CallsByHand.audit)."""
         self.by_hand.audit(actor, action, target, detail, via)
 
@@ -210,18 +263,32 @@ class CollectorService:
     def resolve_call(self, call_id: int, actor: str, note: str = "", via: str = "api") -> Call:
         return self.by_hand.resolve_call(call_id, actor, note, via)
 
-    def call_history(self, call_id: int
-                     ) -> tuple[Call, list[CallEvent], CallLink | None] | None:
+    def call_history(self, call_id: int) -> tuple[Call, list[CallEvent], CallLink | None] | None:
         return self.by_hand.call_history(call_id)
 
-    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500
-              ) -> list[Call]:
+    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500) -> list[Call]:
         return self.by_hand.calls(status, group, limit)
 
-    def add_silence(self, operator: str, *, host: str, rule: str, duration: float, reason: str,
-                    starts_at: float | None = None, via: str = "api") -> Silence:
-        return self.silencing.add_silence(operator, host=host, rule=rule, duration=duration,
-                                          reason=reason, starts_at=starts_at, via=via)
+    def add_silence(
+        self,
+        operator: str,
+        *,
+        host: str,
+        rule: str,
+        duration: float,
+        reason: str,
+        starts_at: float | None = None,
+        via: str = "api",
+    ) -> Silence:
+        return self.silencing.add_silence(
+            operator,
+            host=host,
+            rule=rule,
+            duration=duration,
+            reason=reason,
+            starts_at=starts_at,
+            via=via,
+        )
 
     def end_silence(self, silence_id: int, operator: str, via: str = "api") -> Silence | None:
         return self.silencing.end_silence(silence_id, operator, via)

@@ -33,7 +33,7 @@ def hash_token(token: str) -> str:
 
 def token_fingerprint(token: str) -> str:
     """A short public mark of a token: the first 16 hex digits of its stored hash."""
-    return hash_token(token)[len(_HASH_PREFIX):][:16]
+    return hash_token(token)[len(_HASH_PREFIX) :][:16]
 
 
 # Roles of operator tokens and console users. Agent tokens have none: they only report.
@@ -52,7 +52,7 @@ class TokenEntry:
     @property
     def fingerprint(self) -> str:
         """The token's fingerprint; `runwatch deploy` compares it with a host's token file."""
-        return self.token_hash[len(_HASH_PREFIX):][:16]
+        return self.token_hash[len(_HASH_PREFIX) :][:16]
 
 
 class TokenFileError(Exception):
@@ -74,17 +74,16 @@ def read_tokens(path: Path) -> list[TokenEntry]:
             continue
         parts = text.split()
         if len(parts) not in (2, 3, 4) or not parts[1].startswith(_HASH_PREFIX):
-            raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT "
-                                 "[ROLE]]'")
+            raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT [ROLE]]'")
         try:
             created = float(parts[2]) if len(parts) >= 3 else 0.0
         except ValueError:
-            raise TokenFileError(f"{path}:{number}: CREATED_AT must be a Unix time in seconds, "
-                                 f"got {parts[2]!r}") from None
+            raise TokenFileError(
+                f"{path}:{number}: CREATED_AT must be a Unix time in seconds, got {parts[2]!r}"
+            ) from None
         role = parts[3] if len(parts) == 4 else ROLE_OPERATOR
         if role not in ROLES:
-            raise TokenFileError(f"{path}:{number}: role {role!r} is not one of "
-                                 f"{', '.join(ROLES)}")
+            raise TokenFileError(f"{path}:{number}: role {role!r} is not one of {', '.join(ROLES)}")
         entries.append(TokenEntry(parts[0], parts[1], created, role))
     return entries
 
@@ -92,11 +91,13 @@ def read_tokens(path: Path) -> list[TokenEntry]:
 def _write_tokens(path: Path, entries: list[TokenEntry]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    body = ("# runwatch tokens: HOST sha256:HASH CREATED_AT [ROLE] (managed by `runwatch "
-            "token`)\n")
+    body = "# runwatch tokens: HOST sha256:HASH CREATED_AT [ROLE] (managed by `runwatch token`)\n"
     # The role is written only when it is not the default, so older readers keep working.
-    body += "".join(f"{e.host} {e.token_hash} {e.created_at:.0f}"
-                    f"{'' if e.role == ROLE_OPERATOR else ' ' + e.role}\n" for e in entries)
+    body += "".join(
+        f"{e.host} {e.token_hash} {e.created_at:.0f}"
+        f"{'' if e.role == ROLE_OPERATOR else ' ' + e.role}\n"
+        for e in entries
+    )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(body)
@@ -124,12 +125,13 @@ class TokenExists(TokenFileError):
 def check_host_name(host: str) -> None:
     """Raise TokenFileError unless `host` is a valid host (or operator) name."""
     if not _HOST.match(host):
-        raise TokenFileError(f"{host!r} is not a valid host name (letters, digits, '.', '-' and "
-                             "'_', starting with a letter or digit)")
+        raise TokenFileError(
+            f"{host!r} is not a valid host name (letters, digits, '.', '-' and "
+            "'_', starting with a letter or digit)"
+        )
 
 
-def add_token(path: Path, host: str, *, replace: bool = False, role: str = ROLE_OPERATOR
-              ) -> str:
+def add_token(path: Path, host: str, *, replace: bool = False, role: str = ROLE_OPERATOR) -> str:
     """Create a token for `host`, store its hash, and return the token (shown once).
 
     `role` matters for operator tokens only (agent tokens keep the default)."""
@@ -153,9 +155,12 @@ def revoke_token(path: Path, host: str) -> bool:
     return _remove_entries(path, read_tokens, _write_tokens, lambda e: e.host == host)
 
 
-def _remove_entries(path: Path, read: Callable[[Path], list[_Entry]],
-                    write: Callable[[Path, list[_Entry]], None],
-                    unwanted: Callable[[_Entry], bool]) -> bool:
+def _remove_entries(
+    path: Path,
+    read: Callable[[Path], list[_Entry]],
+    write: Callable[[Path, list[_Entry]], None],
+    unwanted: Callable[[_Entry], bool],
+) -> bool:
     """Rewrite a tokens or users file without the unwanted entries, under its lock; return
     whether there were any."""
     with _locked(path):
@@ -220,7 +225,7 @@ class TokenVerifier:
             self._checked_at = now
             self._reload()
         for token_hash, owner in self._by_hash.items():
-            if owner == name and token_hash[len(_HASH_PREFIX):][:16] == fingerprint:
+            if owner == name and token_hash[len(_HASH_PREFIX) :][:16] == fingerprint:
                 return self._roles.get(token_hash, ROLE_OPERATOR)
         return None
 
@@ -255,8 +260,9 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, iterations, salt, digest = stored.split("$")
         if scheme != "pbkdf2_sha256":
             return False
-        computed = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt),
-                                       int(iterations))
+        computed = hashlib.pbkdf2_hmac(
+            "sha256", password.encode(), bytes.fromhex(salt), int(iterations)
+        )
     except ValueError:
         return False
     return hmac.compare_digest(computed.hex(), digest)
@@ -277,8 +283,10 @@ def read_users(path: Path) -> list[UserEntry]:
             continue
         parts = text.split()
         if len(parts) != 3 or parts[1] not in ROLES or not parts[2].startswith("pbkdf2_"):
-            raise TokenFileError(f"{path}:{number}: expected 'NAME ROLE pbkdf2_sha256$...' "
-                                 f"with ROLE one of {', '.join(ROLES)}")
+            raise TokenFileError(
+                f"{path}:{number}: expected 'NAME ROLE pbkdf2_sha256$...' "
+                f"with ROLE one of {', '.join(ROLES)}"
+            )
         users.append(UserEntry(parts[0], parts[1], parts[2]))
     return users
 
@@ -297,9 +305,11 @@ def set_user(path: Path, name: str, password: str, role: str = ROLE_OPERATOR) ->
 
 
 def _write_users(path: Path, users: list[UserEntry]) -> None:
-    _write_lines(path, "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by "
-                       "`runwatch user`)\n",
-                 [f"{u.name} {u.role} {u.password_hash}" for u in users])
+    _write_lines(
+        path,
+        "# runwatch console users: NAME ROLE PASSWORD_HASH (managed by `runwatch user`)\n",
+        [f"{u.name} {u.role} {u.password_hash}" for u in users],
+    )
 
 
 def remove_user(path: Path, name: str) -> bool:

@@ -85,8 +85,11 @@ class ForecastConfig(_Config, frozen=True):
             raise ValueError("a forecast needs a warning or a critical time, such as 3d")
         if float(self.over) < 60:
             raise field_error("over", "must be at least 1m")
-        if (self.warning is not None and self.critical is not None
-                and float(self.critical) >= float(self.warning)):
+        if (
+            self.warning is not None
+            and self.critical is not None
+            and float(self.critical) >= float(self.warning)
+        ):
             raise field_error("critical", f"must be shorter than warning ({self.warning})")
         first = self.warning if self.warning is not None else self.critical
         assert first is not None
@@ -100,11 +103,11 @@ class RuleConfig(_Config, frozen=True):
     name: RuleName
     metric: MetricName
     owner: GroupName
-    match: dict[str, str] = {}     # label -> fnmatch glob; a series must match all of them
+    match: dict[str, str] = {}  # label -> fnmatch glob; a series must match all of them
     direction: Literal["above", "below"] = "above"
     warning: float | None = None
     critical: float | None = None
-    clear: float | None = None     # hysteresis: back to OK only past this; defaults to warning
+    clear: float | None = None  # hysteresis: back to OK only past this; defaults to warning
     for_: Duration = msgspec.field(default=Duration(0), name="for")
     description: str = ""
     runbook: str = ""
@@ -124,14 +127,23 @@ class RuleConfig(_Config, frozen=True):
             return a < b if above else a > b
 
         word = "below" if above else "above"
-        if (self.warning is not None and self.critical is not None
-                and not beyond(self.warning, self.critical)):
-            raise field_error("warning", f"must be {word} critical ({self.critical:g}) for "
-                                         f"direction {self.direction}, got {self.warning:g}")
+        if (
+            self.warning is not None
+            and self.critical is not None
+            and not beyond(self.warning, self.critical)
+        ):
+            raise field_error(
+                "warning",
+                f"must be {word} critical ({self.critical:g}) for "
+                f"direction {self.direction}, got {self.warning:g}",
+            )
         first = self.first_threshold
         if self.clear is not None and beyond(first, self.clear):
-            raise field_error("clear", f"must not be past the first threshold ({first:g}) for "
-                                       f"direction {self.direction}, got {self.clear:g}")
+            raise field_error(
+                "clear",
+                f"must not be past the first threshold ({first:g}) for "
+                f"direction {self.direction}, got {self.clear:g}",
+            )
 
     @property
     def first_threshold(self) -> float:
@@ -177,8 +189,9 @@ class HostGroupConfig(_Config, frozen=True):
 class WeeklyWindow(_Config, frozen=True):
     """A maintenance window that recurs every week: on `days`, from `start` for `duration`."""
 
-    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]],
-                    msgspec.Meta(min_length=1)]
+    days: Annotated[
+        list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], msgspec.Meta(min_length=1)
+    ]
     start: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     duration: Duration
 
@@ -197,8 +210,8 @@ class MaintenanceConfig(_Config, frozen=True):
 
     name: str
     weekly: Annotated[list[WeeklyWindow], msgspec.Meta(min_length=1)]
-    hosts: str = "*"            # glob on the host name
-    rules: str = "*"            # glob on the rule name
+    hosts: str = "*"  # glob on the host name
+    rules: str = "*"  # glob on the rule name
     timezone: str = "UTC"
     reason: str = ""
 
@@ -208,8 +221,10 @@ class MaintenanceConfig(_Config, frozen=True):
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise field_error("timezone", f"unknown time zone {self.timezone!r} "
-                                          "(use a name such as Europe/Berlin)") from None
+            raise field_error(
+                "timezone",
+                f"unknown time zone {self.timezone!r} (use a name such as Europe/Berlin)",
+            ) from None
 
 
 class HistoryConfig(_Config, frozen=True):
@@ -233,8 +248,15 @@ class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
         return "builtin"
 
 
-SinkConfig = (BuiltinSinkConfig | RedmineSinkConfig | RTSinkConfig | JiraSinkConfig
-              | ServiceNowSinkConfig | ZammadSinkConfig | WebhookSinkConfig)
+SinkConfig = (
+    BuiltinSinkConfig
+    | RedmineSinkConfig
+    | RTSinkConfig
+    | JiraSinkConfig
+    | ServiceNowSinkConfig
+    | ZammadSinkConfig
+    | WebhookSinkConfig
+)
 SINK_TYPES = ("builtin", "redmine", "rt", "jira", "servicenow", "zammad", "webhook")
 
 
@@ -248,7 +270,7 @@ class OperatorsConfig(_Config, frozen=True):
     Console users sign in with a name and password from `users_file`."""
 
     tokens_file: Path | None = None  # default: DATA_DIR/operators.tokens
-    users_file: Path | None = None   # default: DATA_DIR/users
+    users_file: Path | None = None  # default: DATA_DIR/users
     # The read API (hosts, calls, outbox, silences, rule explanations): `open` to anyone who
     # reaches the collector, or `token`: an operator token of either role. Unset: `token`
     # when the collector is reachable beyond loopback (`listen`, `external_url`), else `open`;
@@ -393,8 +415,11 @@ class StoreConfig(_Config, frozen=True):
         if self.backend == "postgresql" and self.max_bytes is not None:
             raise field_error("max_bytes", "is only for backend sqlite; size PostgreSQL there")
         if self.backend == "postgresql" and not self.dsn:
-            raise field_error("dsn", "is required for backend postgresql (a libpq connection "
-                                     "string, e.g. \"host=db1 dbname=runwatch user=runwatch\")")
+            raise field_error(
+                "dsn",
+                "is required for backend postgresql (a libpq connection "
+                'string, e.g. "host=db1 dbname=runwatch user=runwatch")',
+            )
         if self.backend == "sqlite" and self.dsn:
             raise field_error("dsn", "is only for backend postgresql; SQLite lives in data_dir")
 
@@ -412,7 +437,7 @@ class CollectorConfig(_Config, frozen=True):
     operators: OperatorsConfig = OperatorsConfig()
     sinks: dict[str, SinkConfig] = {}
     groups: dict[GroupName, GroupConfig] = {}
-    rule_files: list[str] = []   # globs, relative to this file, each holding `rules:`
+    rule_files: list[str] = []  # globs, relative to this file, each holding `rules:`
     rules: list[RuleConfig] = []
     staleness: StalenessConfig = StalenessConfig()
     evaluation_interval: Duration = Duration(5)
@@ -425,12 +450,13 @@ class CollectorConfig(_Config, frozen=True):
 
     def __post_init__(self) -> None:
         _check_template("dashboard_url", self.dashboard_url)
+
     metrics: MetricsConfig = MetricsConfig()
     limits: LimitsConfig = LimitsConfig()
     tls: TlsConfig | None = None  # unset: plain HTTP (for instance behind a reverse proxy)
     flapping: FlappingConfig = FlappingConfig()
     host_groups: list[HostGroupConfig] = []  # threshold overrides; the first match wins
-    parents: dict[str, list[str]] = {}       # host glob -> parent hosts (dependencies)
+    parents: dict[str, list[str]] = {}  # host glob -> parent hosts (dependencies)
     maintenance: list[MaintenanceConfig] = []  # recurring weekly windows
     history: HistoryConfig = HistoryConfig()
 
@@ -456,37 +482,45 @@ class _RuleFile(_Config, frozen=True):
     rules: list[RuleConfig] = []
 
 
-_NAME_RULE = {"groups": "lowercase letters, digits, '-' and '_', starting with a letter",
-              "sinks": "letters, digits, '-' and '_'"}
+_NAME_RULE = {
+    "groups": "lowercase letters, digits, '-' and '_', starting with a letter",
+    "sinks": "letters, digits, '-' and '_'",
+}
 
 
 def _prevalidate(data: dict[str, Any], source: str | None) -> None:
     """Validate named sections key by key, so an error names the group or sink that holds it."""
     sections: tuple[tuple[str, Any, str], ...] = (
         ("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
-        ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"))
+        ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"),
+    )
     for section, typ, pattern in sections:
         entries = data.get(section)
         if not isinstance(entries, dict):
             continue
         for name, value in entries.items():
             if not isinstance(name, str) or not re.match(pattern, name):
-                raise ConfigError(f"{section} -> {name}",
-                                  f"names here use {_NAME_RULE[section]}", source=source)
+                raise ConfigError(
+                    f"{section} -> {name}", f"names here use {_NAME_RULE[section]}", source=source
+                )
             try:
                 convert(value, typ, source=source, prefix=f"{section} -> {name}")
             except ConfigError as exc:
                 if section == "sinks" and exc.path.endswith("-> type"):
-                    raise ConfigError(exc.path, f"{exc.message}; known sink types: "
-                                      f"{', '.join(SINK_TYPES)}", source=source) from None
+                    raise ConfigError(
+                        exc.path,
+                        f"{exc.message}; known sink types: {', '.join(SINK_TYPES)}",
+                        source=source,
+                    ) from None
                 raise
 
 
 def _check_listen(listen: str, source: str | None) -> None:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("listen", f"expected HOST:PORT such as 127.0.0.1:9330, got {listen!r}",
-                          source=source)
+        raise ConfigError(
+            "listen", f"expected HOST:PORT such as 127.0.0.1:9330, got {listen!r}", source=source
+        )
 
 
 def _check_tls(tls: TlsConfig, source: str | None) -> None:
@@ -497,51 +531,78 @@ def _check_tls(tls: TlsConfig, source: str | None) -> None:
         try:
             texts[key] = path.read_text(encoding="ascii", errors="replace")
         except OSError as exc:
-            raise ConfigError(f"tls -> {key}", f"cannot read {path}: {exc.strerror}",
-                              source=source) from None
+            raise ConfigError(
+                f"tls -> {key}", f"cannot read {path}: {exc.strerror}", source=source
+            ) from None
     if "-----BEGIN CERTIFICATE-----" not in texts["cert_file"]:
-        raise ConfigError("tls -> cert_file", f"{tls.cert_file} holds no PEM certificate "
-                          "(-----BEGIN CERTIFICATE-----)", source=source)
+        raise ConfigError(
+            "tls -> cert_file",
+            f"{tls.cert_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            source=source,
+        )
     key = texts["key_file"]
     if "ENCRYPTED PRIVATE KEY-----" in key or "Proc-Type: 4,ENCRYPTED" in key:
-        raise ConfigError("tls -> key_file", f"{tls.key_file} is encrypted; the collector needs "
-                          "the key unencrypted, in a file only its user can read", source=source)
+        raise ConfigError(
+            "tls -> key_file",
+            f"{tls.key_file} is encrypted; the collector needs "
+            "the key unencrypted, in a file only its user can read",
+            source=source,
+        )
     if "PRIVATE KEY-----" not in key:
-        raise ConfigError("tls -> key_file", f"{tls.key_file} holds no PEM private key "
-                          "(-----BEGIN PRIVATE KEY-----)", source=source)
+        raise ConfigError(
+            "tls -> key_file",
+            f"{tls.key_file} holds no PEM private key (-----BEGIN PRIVATE KEY-----)",
+            source=source,
+        )
     import ssl  # only when TLS is configured
 
     try:
         # The password callback stops OpenSSL from prompting on the terminal.
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
-            tls.cert_file, tls.key_file, password=lambda: b"")
+            tls.cert_file, tls.key_file, password=lambda: b""
+        )
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ConfigError("tls -> key_file", f"{tls.key_file} is not the key of the "
-                              f"certificate in {tls.cert_file}", source=source) from None
-        raise ConfigError("tls", f"cannot load the certificate and key: {exc}",
-                          source=source) from None
+            raise ConfigError(
+                "tls -> key_file",
+                f"{tls.key_file} is not the key of the certificate in {tls.cert_file}",
+                source=source,
+            ) from None
+        raise ConfigError(
+            "tls", f"cannot load the certificate and key: {exc}", source=source
+        ) from None
 
 
 def _resolve_access(config: CollectorConfig, source: str | None) -> CollectorConfig:
     """Check `external_url`; give `operators.read_api` and `metrics` their derived defaults."""
     if config.external_url is not None and url_host(config.external_url) is None:
-        raise ConfigError("external_url", "expected an http:// or https:// URL such as "
-                          f"https://collector.example.org, got {config.external_url!r}",
-                          source=source)
+        raise ConfigError(
+            "external_url",
+            "expected an http:// or https:// URL such as "
+            f"https://collector.example.org, got {config.external_url!r}",
+            source=source,
+        )
     for i, pattern in enumerate(config.allowed_hosts, start=1):
         if not pattern.strip() or any(c.isspace() or c in "/:" for c in pattern):
-            raise ConfigError(f"allowed_hosts -> {i}", "expected a host name or a glob such "
-                              f"as *.example.org (no port, no scheme), got {pattern!r}",
-                              source=source)
+            raise ConfigError(
+                f"allowed_hosts -> {i}",
+                "expected a host name or a glob such "
+                f"as *.example.org (no port, no scheme), got {pattern!r}",
+                source=source,
+            )
     default = "token" if beyond_loopback(config) else "open"
     operators = config.operators
-    return msgspec.structs.replace(config, operators=msgspec.structs.replace(
-        operators, read_api=operators.read_api or default, metrics=operators.metrics or default))
+    return msgspec.structs.replace(
+        config,
+        operators=msgspec.structs.replace(
+            operators, read_api=operators.read_api or default, metrics=operators.metrics or default
+        ),
+    )
 
 
-def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
-              ) -> CollectorConfig:
+def _validate(
+    config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
+) -> CollectorConfig:
     """Check what a single key cannot: references between sinks, groups and rules."""
     _check_listen(config.listen, source)
     config = _resolve_access(config, source)
@@ -552,27 +613,38 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
     for name, group in config.groups.items():
         if group.sink not in config.sinks:
             known = ", ".join(sorted(config.sinks)) or "none"
-            raise ConfigError(f"groups -> {name} -> sink",
-                              f"unknown sink {group.sink!r} (sinks: {known})", source=source)
+            raise ConfigError(
+                f"groups -> {name} -> sink",
+                f"unknown sink {group.sink!r} (sinks: {known})",
+                source=source,
+            )
         allowed: frozenset[str] = getattr(config.sinks[group.sink], "route_keys", frozenset())
         for key in group.route:
             if key not in allowed:
                 what = ", ".join(sorted(allowed)) or "nothing: it has no routing"
-                raise ConfigError(f"groups -> {name} -> route -> {key}",
-                                  f"sink {group.sink!r} routes by {what}", source=source)
+                raise ConfigError(
+                    f"groups -> {name} -> route -> {key}",
+                    f"sink {group.sink!r} routes by {what}",
+                    source=source,
+                )
     seen: dict[str, str] = {}
     for rule, (where, path) in zip(config.rules, rule_sources, strict=True):
         if rule.owner not in config.groups:
             known = ", ".join(sorted(config.groups)) or "none"
-            raise ConfigError(f"{path} -> owner",
-                              f"unknown group {rule.owner!r} (groups: {known})", source=where)
+            raise ConfigError(
+                f"{path} -> owner", f"unknown group {rule.owner!r} (groups: {known})", source=where
+            )
         if rule.name in BUILTIN_RULES:
-            raise ConfigError(f"{path} -> name", f"{rule.name!r} is a built-in rule name",
-                              source=where)
+            raise ConfigError(
+                f"{path} -> name", f"{rule.name!r} is a built-in rule name", source=where
+            )
         if rule.name in seen:
-            raise ConfigError(f"{path} -> name",
-                              f"rule {rule.name!r} is already defined at {seen[rule.name]}; "
-                              "each rule needs one name and one owner", source=where)
+            raise ConfigError(
+                f"{path} -> name",
+                f"rule {rule.name!r} is already defined at {seen[rule.name]}; "
+                "each rule needs one name and one owner",
+                source=where,
+            )
         seen[rule.name] = f"{where}: {path}" if where else path
     owner = config.staleness.owner
     if owner is not None and owner not in config.groups:
@@ -580,8 +652,9 @@ def _validate(config: CollectorConfig, source: str | None, rule_sources: list[tu
     return _validate_evaluation(config, source, rule_sources)
 
 
-def _validate_evaluation(config: CollectorConfig, source: str | None,
-                         rule_sources: list[tuple[str, str]]) -> CollectorConfig:
+def _validate_evaluation(
+    config: CollectorConfig, source: str | None, rule_sources: list[tuple[str, str]]
+) -> CollectorConfig:
     """Check forecasts, host groups and maintenance windows; return the rules normalized."""
     for rule, (where, path) in zip(config.rules, rule_sources, strict=True):
         forecast = rule.forecast
@@ -589,19 +662,29 @@ def _validate_evaluation(config: CollectorConfig, source: str | None,
             continue
         for key in ("warning", "critical", "clear"):
             if getattr(rule, key) is not None:
-                raise ConfigError(f"{path} -> {key}", "a forecast rule takes its thresholds "
-                                  f"as times under `forecast` (forecast -> {key}: 3d)",
-                                  source=where)
+                raise ConfigError(
+                    f"{path} -> {key}",
+                    "a forecast rule takes its thresholds "
+                    f"as times under `forecast` (forecast -> {key}: 3d)",
+                    source=where,
+                )
         if float(forecast.over) > float(config.history.retention):
-            raise ConfigError(f"{path} -> forecast -> over", f"looks back further than the "
-                              f"history is kept (history -> retention: "
-                              f"{config.history.retention})", source=where)
+            raise ConfigError(
+                f"{path} -> forecast -> over",
+                f"looks back further than the "
+                f"history is kept (history -> retention: "
+                f"{config.history.retention})",
+                source=where,
+            )
     rules = {rule.name: normalized(rule) for rule in config.rules}
     names: set[str] = set()
     for i, host_group in enumerate(config.host_groups, start=1):
         if host_group.name in names:
-            raise ConfigError(f"host_groups -> {i} -> name",
-                              f"host group {host_group.name!r} is defined twice", source=source)
+            raise ConfigError(
+                f"host_groups -> {i} -> name",
+                f"host group {host_group.name!r} is defined twice",
+                source=source,
+            )
         names.add(host_group.name)
         for rule_name, override in host_group.thresholds.items():
             where = f"host_groups -> {i} -> thresholds -> {rule_name}"
@@ -610,13 +693,16 @@ def _validate_evaluation(config: CollectorConfig, source: str | None,
             try:
                 apply_override(rules[rule_name], override)
             except ConfigError as exc:
-                raise ConfigError(f"{where} -> {exc.path}" if exc.path else where,
-                                  exc.message, source=source) from None
+                raise ConfigError(
+                    f"{where} -> {exc.path}" if exc.path else where, exc.message, source=source
+                ) from None
     for i, window in enumerate(config.maintenance, start=1):
-        if any(w.name == window.name for w in config.maintenance[:i - 1]):
-            raise ConfigError(f"maintenance -> {i} -> name",
-                              f"maintenance window {window.name!r} is defined twice",
-                              source=source)
+        if any(w.name == window.name for w in config.maintenance[: i - 1]):
+            raise ConfigError(
+                f"maintenance -> {i} -> name",
+                f"maintenance window {window.name!r} is defined twice",
+                source=source,
+            )
     return msgspec.structs.replace(config, rules=list(rules.values()))
 
 
@@ -626,10 +712,12 @@ def normalized(rule: RuleConfig) -> RuleConfig:
     if forecast is None or rule.warning is not None or rule.critical is not None:
         return rule
     return msgspec.structs.replace(
-        rule, direction="below",
+        rule,
+        direction="below",
         warning=float(forecast.warning) if forecast.warning is not None else None,
         critical=float(forecast.critical) if forecast.critical is not None else None,
-        clear=float(forecast.clear) if forecast.clear is not None else None)
+        clear=float(forecast.clear) if forecast.clear is not None else None,
+    )
 
 
 def _threshold_value(rule: RuleConfig, key: str, raw: float | str | None) -> float | None:
@@ -709,6 +797,4 @@ def collector_config_from_dict(data: dict[str, Any]) -> CollectorConfig:
     """Validate a config given as data (tests, `runwatch up`)."""
     _prevalidate(data, None)
     config = convert(data, CollectorConfig)
-    return _validate(config, None,
-                     [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])
-
+    return _validate(config, None, [("", f"rules -> {i}") for i in range(1, len(config.rules) + 1)])

@@ -29,5 +29,6 @@ def store_errors(backend: str) -> tuple[type[Exception], ...]:
 def store_unavailable(exc: BaseException) -> bool:
     """Whether the store may be failing as a whole (its server gone, its disk full: PEP 249's
     OperationalError and its kinds, or the OS's error), not over one report's content."""
-    return isinstance(exc, OSError) or any(cls.__name__ == "OperationalError"
-                                           for cls in type(exc).__mro__)
+    return isinstance(exc, OSError) or any(
+        cls.__name__ == "OperationalError" for cls in type(exc).__mro__
+    )

@@ -46,14 +46,22 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     tls = service.config.tls
     limits = service.config.limits
     protocol = LimitedH11Protocol.configured(
-        float(limits.header_timeout), float(limits.body_timeout),
-        connection_cap(limits.max_connections))
+        float(limits.header_timeout),
+        float(limits.body_timeout),
+        connection_cap(limits.max_connections),
+    )
     # Certificate and key were loaded once at config load, so a mistake is a ConfigError there.
-    config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, http=protocol,
-                            timeout_keep_alive=max(1, round(float(limits.keep_alive_timeout))),
-                            ssl_certfile=tls.cert_file if tls else None,
-                            ssl_keyfile=tls.key_file if tls else None)
+    config = uvicorn.Config(
+        create_app(service),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        http=protocol,
+        timeout_keep_alive=max(1, round(float(limits.keep_alive_timeout))),
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
+    )
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
     # previous handlers restored; these handlers turn that into a clean return.
@@ -73,9 +81,13 @@ def connection_cap(max_connections: int, reserve: int = 128) -> int:
     if soft == resource.RLIM_INFINITY or max_connections + reserve <= soft:
         return max_connections
     cap = max(1, soft - reserve)
-    log.warning("limits.max_connections is %d but only %d files may be open (ulimit -n); "
-                "taking %d connections at most: raise LimitNOFILE (systemd) or ulimit -n",
-                max_connections, soft, cap)
+    log.warning(
+        "limits.max_connections is %d but only %d files may be open (ulimit -n); "
+        "taking %d connections at most: raise LimitNOFILE (systemd) or ulimit -n",
+        max_connections,
+        soft,
+        cap,
+    )
     return cap
 
 

@@ -46,9 +46,9 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    label: str     # 2026-11
-    start: float   # Unix time, inclusive
-    end: float     # Unix time, exclusive
+    label: str  # 2026-11
+    start: float  # Unix time, inclusive
+    end: float  # Unix time, exclusive
     until: float | None = None  # a month still running is reported up to here
 
     @property
@@ -83,9 +83,9 @@ class Recurring:
 class ScopeReport:
     """The service levels of one run group, one host group, or the whole fleet."""
 
-    kind: str                      # "fleet", "run group" or "host group"
+    kind: str  # "fleet", "run group" or "host group"
     name: str
-    availability: float | None     # None: nothing in scope
+    availability: float | None  # None: nothing in scope
     hosts_up: float | None
     hosts: int
     calls_opened: int
@@ -121,10 +121,15 @@ class ServiceReport:
     backups: list[BackupJob]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"period": self.period.label, "start": self.period.start,
-                "end": self.period.end, "until": self.period.last, "group": self.group,
-                "scopes": [asdict(s) for s in self.scopes],
-                "backups": [asdict(b) for b in self.backups]}
+        return {
+            "period": self.period.label,
+            "start": self.period.start,
+            "end": self.period.end,
+            "until": self.period.last,
+            "group": self.group,
+            "scopes": [asdict(s) for s in self.scopes],
+            "backups": [asdict(b) for b in self.backups],
+        }
 
 
 # -- computing ------------------------------------------------------------------------------
@@ -142,8 +147,9 @@ def p90(values: list[float]) -> float | None:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def _intervals(changes: list[StateChange], period: Period, wanted: set[int]
-               ) -> list[tuple[float, float]]:
+def _intervals(
+    changes: list[StateChange], period: Period, wanted: set[int]
+) -> list[tuple[float, float]]:
     """The spans within the period in which one series' severity was in `wanted`."""
     spans = []
     for i, change in enumerate(changes):
@@ -174,8 +180,14 @@ def _labels(key: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
-def build_report(store: Store, config: CollectorConfig, period: Period,
-                 group: str | None = None, *, as_of: float | None = None) -> ServiceReport:
+def build_report(
+    store: Store,
+    config: CollectorConfig,
+    period: Period,
+    group: str | None = None,
+    *,
+    as_of: float | None = None,
+) -> ServiceReport:
     """Compute the report for `period`, for every group or just `group` (run or host group).
 
     `as_of`: for a month still running, count only up to this time (the caller's clock); a
@@ -184,9 +196,11 @@ def build_report(store: Store, config: CollectorConfig, period: Period,
         period = replace(period, until=max(as_of, period.start))
     host_groups = {g.name: g for g in config.host_groups}
     if group is not None and group not in config.groups and group not in host_groups:
-        raise ReportError(f"no run group or host group named {group!r} (run groups: "
-                          f"{', '.join(sorted(config.groups)) or 'none'}; host groups: "
-                          f"{', '.join(sorted(host_groups)) or 'none'})")
+        raise ReportError(
+            f"no run group or host group named {group!r} (run groups: "
+            f"{', '.join(sorted(config.groups)) or 'none'}; host groups: "
+            f"{', '.join(sorted(host_groups)) or 'none'})"
+        )
     hosts = {h.host: h for h in store.load_hosts()}
     by_series: dict[tuple[str, str, str], list[StateChange]] = defaultdict(list)
     for change in store.state_changes(period.start, period.last):
@@ -206,8 +220,11 @@ def build_report(store: Store, config: CollectorConfig, period: Period,
         calls.append((call, acked, resolved, reopens))
 
     def members(name: str) -> set[str]:
-        return {h for h, record in hosts.items()
-                if group_matches(host_groups[name], h, record.labels)[0]}
+        return {
+            h
+            for h, record in hosts.items()
+            if group_matches(host_groups[name], h, record.labels)[0]
+        }
 
     scopes: list[tuple[str, str, set[str] | None, str | None]] = []
     if group is None:
@@ -221,20 +238,46 @@ def build_report(store: Store, config: CollectorConfig, period: Period,
 
     out = []
     for kind, name, scope_hosts, run_group in scopes:
-        def in_scope(host: str, grp: str, scope_hosts: set[str] | None = scope_hosts,
-                     run_group: str | None = run_group) -> bool:
-            return (scope_hosts is None or host in scope_hosts) and (
-                run_group is None or grp == run_group)
 
-        out.append(_scope(kind, name, period, config, hosts=hosts, by_series=by_series,
-                          calls=calls, in_scope=in_scope, scope_hosts=scope_hosts))
+        def in_scope(
+            host: str,
+            grp: str,
+            scope_hosts: set[str] | None = scope_hosts,
+            run_group: str | None = run_group,
+        ) -> bool:
+            return (scope_hosts is None or host in scope_hosts) and (
+                run_group is None or grp == run_group
+            )
+
+        out.append(
+            _scope(
+                kind,
+                name,
+                period,
+                config,
+                hosts=hosts,
+                by_series=by_series,
+                calls=calls,
+                in_scope=in_scope,
+                scope_hosts=scope_hosts,
+            )
+        )
     backup_hosts = members(group) if group in host_groups else None
     return ServiceReport(period, group, out, _backups(store, period, backup_hosts))
 
 
-def _scope(kind: str, name: str, period: Period, config: CollectorConfig, *,
-           hosts: dict[str, Any], by_series: dict[tuple[str, str, str], list[StateChange]],
-           calls: list[Any], in_scope: Any, scope_hosts: set[str] | None) -> ScopeReport:
+def _scope(
+    kind: str,
+    name: str,
+    period: Period,
+    config: CollectorConfig,
+    *,
+    hosts: dict[str, Any],
+    by_series: dict[tuple[str, str, str], list[StateChange]],
+    calls: list[Any],
+    in_scope: Any,
+    scope_hosts: set[str] | None,
+) -> ScopeReport:
     critical: list[tuple[float, float]] = []
     series_seen = False
     for (host, rule, _key), changes in by_series.items():
@@ -243,8 +286,11 @@ def _scope(kind: str, name: str, period: Period, config: CollectorConfig, *,
         series_seen = True
         critical += _intervals(changes, period, {int(Severity.CRITICAL)})
     length = period.last - period.start
-    availability = 1.0 - _union_length(critical) / length \
-        if (series_seen or scope_hosts) and length > 0 else None
+    availability = (
+        1.0 - _union_length(critical) / length
+        if (series_seen or scope_hosts) and length > 0
+        else None
+    )
 
     hosts_up = None
     counted = 0
@@ -254,9 +300,11 @@ def _scope(kind: str, name: str, period: Period, config: CollectorConfig, *,
             begin = max(period.start, hosts[host].first_seen)
             if begin >= period.last:
                 continue
-            stale = sum(_union_length(_intervals(changes, period, {int(Severity.STALE)}))
-                        for (h, rule, _k), changes in by_series.items()
-                        if h == host and rule == STALE_RULE)
+            stale = sum(
+                _union_length(_intervals(changes, period, {int(Severity.STALE)}))
+                for (h, rule, _k), changes in by_series.items()
+                if h == host and rule == STALE_RULE
+            )
             shares.append(1.0 - stale / (period.last - begin))
         counted = len(shares)
         hosts_up = mean(shares)
@@ -273,19 +321,35 @@ def _scope(kind: str, name: str, period: Period, config: CollectorConfig, *,
         within = float(group.respond_within) if group else float("inf")
         responded = min((t for t in (acked, resolved) if t is not None), default=None)
         if (responded is None and call.opened_at + within < period.last) or (
-                responded is not None and responded - call.opened_at > within):
+            responded is not None and responded - call.opened_at > within
+        ):
             missed += 1
         per_day[min(int((call.opened_at - period.start) // DAY), period.days - 1)] += 1
         recurring[(call.host, call.rule)] += 1 + len(reopens)
         reopened += len(reopens)
     return ScopeReport(
-        kind=kind, name=name, availability=availability, hosts_up=hosts_up, hosts=counted,
-        calls_opened=len(mine), calls_reopened=reopened, acknowledged=len(tta),
-        resolved=len(ttr), tta_mean_seconds=mean(tta), tta_p90_seconds=p90(tta),
-        ttr_mean_seconds=mean(ttr), ttr_p90_seconds=p90(ttr), missed_response=missed,
-        recurring=[Recurring(h, r, n) for (h, r), n in sorted(
-            recurring.items(), key=lambda item: (-item[1], item[0])) if n >= 2][:5],
-        calls_per_day=per_day, ttr_seconds=sorted(ttr))
+        kind=kind,
+        name=name,
+        availability=availability,
+        hosts_up=hosts_up,
+        hosts=counted,
+        calls_opened=len(mine),
+        calls_reopened=reopened,
+        acknowledged=len(tta),
+        resolved=len(ttr),
+        tta_mean_seconds=mean(tta),
+        tta_p90_seconds=p90(tta),
+        ttr_mean_seconds=mean(ttr),
+        ttr_p90_seconds=p90(ttr),
+        missed_response=missed,
+        recurring=[
+            Recurring(h, r, n)
+            for (h, r), n in sorted(recurring.items(), key=lambda item: (-item[1], item[0]))
+            if n >= 2
+        ][:5],
+        calls_per_day=per_day,
+        ttr_seconds=sorted(ttr),
+    )
 
 
 def _backups(store: Store, period: Period, only_hosts: set[str] | None) -> list[BackupJob]:
@@ -298,13 +362,25 @@ def _backups(store: Store, period: Period, only_hosts: set[str] | None) -> list[
         first_day = int((min(times) - period.start) // DAY)
         fresh_days = {int((t - period.start) // DAY) for t in times if t >= period.start}
         cells: list[bool | None] = [
-            None if day < first_day or period.start + day * DAY >= period.last
-            else day in fresh_days for day in range(period.days)]
+            None
+            if day < first_day or period.start + day * DAY >= period.last
+            else day in fresh_days
+            for day in range(period.days)
+        ]
         counted = [c for c in cells if c is not None]
         labels = _labels(key)
         job = labels.get("job") or labels.get("repository") or labels.get("name") or key
-        out.append(BackupJob(host, job, labels, sum(counted), len(counted),
-                             sum(counted) / len(counted) if counted else None, cells))
+        out.append(
+            BackupJob(
+                host,
+                job,
+                labels,
+                sum(counted),
+                len(counted),
+                sum(counted) / len(counted) if counted else None,
+                cells,
+            )
+        )
     return out
 
 
@@ -324,9 +400,20 @@ def _dur(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-COLUMNS = ("kind", "name", "availability", "hosts_up", "calls_opened", "calls_reopened",
-           "tta_mean_seconds", "tta_p90_seconds", "ttr_mean_seconds", "ttr_p90_seconds",
-           "missed_response", "recurring")
+COLUMNS = (
+    "kind",
+    "name",
+    "availability",
+    "hosts_up",
+    "calls_opened",
+    "calls_reopened",
+    "tta_mean_seconds",
+    "tta_p90_seconds",
+    "ttr_mean_seconds",
+    "ttr_p90_seconds",
+    "missed_response",
+    "recurring",
+)
 
 
 def render(report: ServiceReport, fmt: str) -> str:
@@ -353,34 +440,47 @@ def _csv(report: ServiceReport) -> str:
     for s in report.scopes:
         row = asdict(s)
         row["recurring"] = _recurring_text(s)
-        writer.writerow([report.period.label, *("" if row[c] is None else row[c]
-                                                for c in COLUMNS)])
+        writer.writerow([report.period.label, *("" if row[c] is None else row[c] for c in COLUMNS)])
     writer.writerow([])
     writer.writerow(["period", "host", "backup_job", "days_fresh", "days", "share"])
     for b in report.backups:
-        writer.writerow([report.period.label, b.host, b.job, b.days_fresh, b.days,
-                         "" if b.share is None else b.share])
+        writer.writerow(
+            [
+                report.period.label,
+                b.host,
+                b.job,
+                b.days_fresh,
+                b.days,
+                "" if b.share is None else b.share,
+            ]
+        )
     return buffer.getvalue()
 
 
 def _markdown(report: ServiceReport) -> str:
-    lines = [f"# Service levels, {report.period.label}", "",
-             "| scope | availability | hosts up | calls | reopened | MTTA | p90 TTA | MTTR | "
-             "p90 TTR | missed respond_within | recurring problems |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Service levels, {report.period.label}",
+        "",
+        "| scope | availability | hosts up | calls | reopened | MTTA | p90 TTA | MTTR | "
+        "p90 TTR | missed respond_within | recurring problems |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in report.scopes:
         lines.append(
             f"| {s.kind} {s.name} | {_pct(s.availability)} | {_pct(s.hosts_up)} | "
             f"{s.calls_opened} | {s.calls_reopened} | {_dur(s.tta_mean_seconds)} | "
             f"{_dur(s.tta_p90_seconds)} | {_dur(s.ttr_mean_seconds)} | "
-            f"{_dur(s.ttr_p90_seconds)} | {s.missed_response} | {_recurring_text(s) or '-'} |")
+            f"{_dur(s.ttr_p90_seconds)} | {s.missed_response} | {_recurring_text(s) or '-'} |"
+        )
     lines += ["", "## Backups: days with a fresh successful backup", ""]
     if not report.backups:
         lines.append("No backup jobs reported.")
     else:
         lines += ["| host | job | days fresh | share |", "|---|---|---|---|"]
-        lines += [f"| {b.host} | {b.job} | {b.days_fresh}/{b.days} | {_pct(b.share)} |"
-                  for b in report.backups]
+        lines += [
+            f"| {b.host} | {b.job} | {b.days_fresh}/{b.days} | {_pct(b.share)} |"
+            for b in report.backups
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -394,26 +494,34 @@ def _calls_chart(report: ServiceReport) -> str:
     top = max([max(s.calls_per_day, default=0) for s in groups] + [1])
     width, height, left, bottom = 640, 200, 30, 20
     step = (width - left - 10) / max(days - 1, 1)
-    parts = [f'<svg class="chart" id="chart-calls" viewBox="0 0 {width} {height + 30}" '
-             f'width="{width}" height="{height + 30}" role="img" '
-             'aria-label="Calls opened per day per run group">',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
-             f'y2="{height - bottom}" stroke="#888"/>',
-             f'<text x="2" y="14" font-size="10">{top}</text>',
-             f'<text x="2" y="{height - bottom}" font-size="10">0</text>']
+    parts = [
+        f'<svg class="chart" id="chart-calls" viewBox="0 0 {width} {height + 30}" '
+        f'width="{width}" height="{height + 30}" role="img" '
+        'aria-label="Calls opened per day per run group">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
+        f'y2="{height - bottom}" stroke="#888"/>',
+        f'<text x="2" y="14" font-size="10">{top}</text>',
+        f'<text x="2" y="{height - bottom}" font-size="10">0</text>',
+    ]
     for day in range(0, days, 5):
-        parts.append(f'<text x="{left + day * step:.1f}" y="{height - 4}" font-size="10">'
-                     f'{day + 1}</text>')
+        parts.append(
+            f'<text x="{left + day * step:.1f}" y="{height - 4}" font-size="10">{day + 1}</text>'
+        )
     for i, scope in enumerate(groups):
         colour = _PALETTE[i % len(_PALETTE)]
         points = " ".join(
             f"{left + d * step:.1f},{(height - bottom) - n / top * (height - bottom - 10):.1f}"
-            for d, n in enumerate(scope.calls_per_day))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                     f'points="{points}"><title>{escape(scope.name)}</title></polyline>')
-        parts.append(f'<rect x="{left + i * 150}" y="{height + 10}" width="10" height="10" '
-                     f'fill="{colour}"/><text x="{left + i * 150 + 14}" y="{height + 19}" '
-                     f'font-size="11">{escape(scope.name)}</text>')
+            for d, n in enumerate(scope.calls_per_day)
+        )
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+            f'points="{points}"><title>{escape(scope.name)}</title></polyline>'
+        )
+        parts.append(
+            f'<rect x="{left + i * 150}" y="{height + 10}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{left + i * 150 + 14}" y="{height + 19}" '
+            f'font-size="11">{escape(scope.name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -424,23 +532,33 @@ def _ttr_chart(report: ServiceReport) -> str:
     top = max([s.ttr_p90_seconds or 0 for s in groups] + [1.0])
     row, width, left = 26, 640, 190
     height = row * max(len(groups), 1) + 20
-    parts = [f'<svg class="chart" id="chart-ttr" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" '
-             'aria-label="Time to resolve per run group">']
+    parts = [
+        f'<svg class="chart" id="chart-ttr" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        'aria-label="Time to resolve per run group">'
+    ]
     for i, scope in enumerate(groups):
         y = i * row + 4
         parts.append(f'<text x="0" y="{y + 14}" font-size="11">{escape(scope.name)}</text>')
-        for value, colour, offset in ((scope.ttr_p90_seconds, "#9dbbe0", 0),
-                                      (scope.ttr_mean_seconds, "#2f6db5", 6)):
+        for value, colour, offset in (
+            (scope.ttr_p90_seconds, "#9dbbe0", 0),
+            (scope.ttr_mean_seconds, "#2f6db5", 6),
+        ):
             if value is None:
                 continue
             bar = max(1.0, value / top * (width - left - 90))
-            parts.append(f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" '
-                         f'height="{18 - 2 * offset}" fill="{colour}"/>')
-        parts.append(f'<text x="{width - 85}" y="{y + 14}" font-size="11">'
-                     f'{_dur(scope.ttr_mean_seconds)} / {_dur(scope.ttr_p90_seconds)}</text>')
-    parts.append(f'<text x="{left}" y="{height - 4}" font-size="10">dark: mean, light: 90th '
-                 "percentile</text></svg>")
+            parts.append(
+                f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" '
+                f'height="{18 - 2 * offset}" fill="{colour}"/>'
+            )
+        parts.append(
+            f'<text x="{width - 85}" y="{y + 14}" font-size="11">'
+            f"{_dur(scope.ttr_mean_seconds)} / {_dur(scope.ttr_p90_seconds)}</text>"
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 4}" font-size="10">dark: mean, light: 90th '
+        "percentile</text></svg>"
+    )
     return "".join(parts)
 
 
@@ -449,21 +567,26 @@ def _backup_calendar(report: ServiceReport) -> str:
     cell, left = 16, 230
     height = cell * max(len(report.backups), 1) + 24
     width = left + cell * report.period.days + 10
-    parts = [f'<svg class="chart" id="chart-backups" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" '
-             'aria-label="Backup freshness calendar">']
+    parts = [
+        f'<svg class="chart" id="chart-backups" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        'aria-label="Backup freshness calendar">'
+    ]
     for day in range(0, report.period.days, 5):
         parts.append(f'<text x="{left + day * cell}" y="10" font-size="10">{day + 1}</text>')
     for i, job in enumerate(report.backups):
         y = 14 + i * cell
-        parts.append(f'<text x="0" y="{y + 12}" font-size="11">{escape(job.host)} '
-                     f'{escape(job.job)}</text>')
+        parts.append(
+            f'<text x="0" y="{y + 12}" font-size="11">{escape(job.host)} {escape(job.job)}</text>'
+        )
         for day, fresh in enumerate(job.calendar):
             colour = "#ccc" if fresh is None else ("#3a9a5b" if fresh else "#b5412f")
-            parts.append(f'<rect x="{left + day * cell}" y="{y}" width="{cell - 2}" '
-                         f'height="{cell - 2}" fill="{colour}"><title>day {day + 1}: '
-                         f'{"unknown" if fresh is None else "fresh" if fresh else "missed"}'
-                         "</title></rect>")
+            parts.append(
+                f'<rect x="{left + day * cell}" y="{y}" width="{cell - 2}" '
+                f'height="{cell - 2}" fill="{colour}"><title>day {day + 1}: '
+                f"{'unknown' if fresh is None else 'fresh' if fresh else 'missed'}"
+                "</title></rect>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -477,11 +600,16 @@ def render_html(report: ServiceReport, *, standalone: bool) -> str:
         f"<td>{_dur(s.tta_mean_seconds)}</td><td>{_dur(s.tta_p90_seconds)}</td>"
         f"<td>{_dur(s.ttr_mean_seconds)}</td><td>{_dur(s.ttr_p90_seconds)}</td>"
         f"<td>{s.missed_response}</td><td>{escape(_recurring_text(s)) or '-'}</td></tr>"
-        for s in report.scopes)
-    backups = "".join(
-        f"<tr><td>{escape(b.host)}</td><td>{escape(b.job)}</td>"
-        f"<td>{b.days_fresh}/{b.days}</td><td>{_pct(b.share)}</td></tr>"
-        for b in report.backups) or '<tr><td colspan="4">No backup jobs reported.</td></tr>'
+        for s in report.scopes
+    )
+    backups = (
+        "".join(
+            f"<tr><td>{escape(b.host)}</td><td>{escape(b.job)}</td>"
+            f"<td>{b.days_fresh}/{b.days}</td><td>{_pct(b.share)}</td></tr>"
+            for b in report.backups
+        )
+        or '<tr><td colspan="4">No backup jobs reported.</td></tr>'
+    )
     scope = f" - {escape(report.group)}" if report.group else ""
     body = (
         f'<section class="report"><h1>Service levels, {report.period.label}{scope}</h1>'
@@ -496,13 +624,16 @@ def render_html(report: ServiceReport, *, standalone: bool) -> str:
         f"<th>share</th></tr></thead><tbody>{backups}</tbody></table>"
         f"{_backup_calendar(report)}"
         '<p class="note">Times in UTC. Computed from the collector\'s records up to the end '
-        "of the period; the same records give the same report.</p></section>")
+        "of the period; the same records give the same report.</p></section>"
+    )
     if not standalone:
         return body
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>runwatch service levels {report.period.label}</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-            "table{border-collapse:collapse;margin:1em 0}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
-            "th{background:#f0f3f7}.chart{display:block;margin:1em 0}"
-            f"</style></head><body>{body}</body></html>\n")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>runwatch service levels {report.period.label}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
+        "th{background:#f0f3f7}.chart{display:block;margin:1em 0}"
+        f"</style></head><body>{body}</body></html>\n"
+    )

@@ -33,9 +33,11 @@ log = logging.getLogger("runwatch")
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z")
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
 
 
 def _duration(text: str) -> Duration:
@@ -51,9 +53,15 @@ def _duration(text: str) -> Duration:
 def cmd_up(args: argparse.Namespace) -> int:
     from runwatch.up import UpOptions, default_data_dir, run_up
 
-    return run_up(UpOptions(listen=args.listen, data_dir=args.data_dir or default_data_dir(),
-                            interval=args.interval, collector_config=args.collector_config,
-                            agent_config=args.agent_config))
+    return run_up(
+        UpOptions(
+            listen=args.listen,
+            data_dir=args.data_dir or default_data_dir(),
+            interval=args.interval,
+            collector_config=args.collector_config,
+            agent_config=args.agent_config,
+        )
+    )
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
@@ -68,8 +76,12 @@ def cmd_collector(args: argparse.Namespace) -> int:
     prepare_data_dir(config)
     sock = bind(*config.listen_address)
     service = CollectorService(config)
-    log.info("collector listening on %s with %d rules; data in %s",
-             url_of(sock, config.tls is not None), len(config.rules), config.data_dir)
+    log.info(
+        "collector listening on %s with %d rules; data in %s",
+        url_of(sock, config.tls is not None),
+        len(config.rules),
+        config.data_dir,
+    )
     serve(service, sock)
     return EXIT_OK
 
@@ -80,9 +92,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agent.service import Agent
 
     config_path: Path = args.config
-    agent = Agent(load_agent_config(config_path),
-                  load_config=lambda: load_agent_config(config_path),
-                  notifier=SystemdNotifier())
+    agent = Agent(
+        load_agent_config(config_path),
+        load_config=lambda: load_agent_config(config_path),
+        notifier=SystemdNotifier(),
+    )
 
     # The handlers only set flags: the main loop does the work within half a second.
     def stop(signum: int, _frame: object) -> None:
@@ -108,14 +122,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     runner = build_runner(config)
     harvest = runner.run_once()
     empty = {run.check for run in harvest.runs if run.error is None} - {
-        m.check for m in harvest.measurements}
+        m.check for m in harvest.measurements
+    }
     if empty:
         # Rate checks need two samples: take a second one a moment later.
         time.sleep(1.0)
         second = runner.run_once()
         harvest.measurements += [m for m in second.measurements if m.check in empty]
         harvest.runs = [r for r in harvest.runs if r.check not in empty] + [
-            r for r in second.runs if r.check in empty]
+            r for r in second.runs if r.check in empty
+        ]
     failed = [run for run in harvest.runs if run.error is not None]
     if args.json:
         out = {
@@ -131,13 +147,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{m.check:12} {m.name}{where} {m.value:g} {m.unit}".rstrip())
         for run in failed:
             assert run.error is not None
-            print(f"{run.check:12} {run.error.kind.upper()}: {run.error.message}",
-                  file=sys.stderr)
+            print(f"{run.check:12} {run.error.kind.upper()}: {run.error.message}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _get(url: str, path: str, params: dict[str, str] | None = None, method: str = "GET"
-         ) -> Any:
+def _get(url: str, path: str, params: dict[str, str] | None = None, method: str = "GET") -> Any:
     """Call the collector's API and return the decoded JSON; CommandError on any failure."""
     # Imported here: urllib.request loads ssl, which `runwatch agent` should not pay for.
     import urllib.error
@@ -152,15 +166,20 @@ def _get(url: str, path: str, params: dict[str, str] | None = None, method: str 
     token = _env_operator_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(  # noqa: S310
-        target, method=method, data=b"" if method == "POST" else None, headers=headers)
+        target, method=method, data=b"" if method == "POST" else None, headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- scheme checked: http or https only  # nosec B310
             return json.load(response)
     except urllib.error.HTTPError as exc:
-        hint = ("; this collector's read API needs an operator token: set "
-                "$RUNWATCH_OPERATOR_TOKEN_FILE" if exc.code == 401 and not token else "")
-        raise CommandError(f"{target}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
-                           f"{hint}") from None
+        hint = (
+            "; this collector's read API needs an operator token: set $RUNWATCH_OPERATOR_TOKEN_FILE"
+            if exc.code == 401 and not token
+            else ""
+        )
+        raise CommandError(
+            f"{target}: HTTP {exc.code}: {exc.read(300).decode(errors='replace')}{hint}"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CommandError(f"cannot reach the collector at {url}: {reason}") from None
@@ -187,8 +206,10 @@ def cmd_calls(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'ID':>5}  {'STATUS':8}  {'PRIORITY':8}  {'GROUP':24}  {'OPENED':16}  SUMMARY")
     for call in calls:
-        print(f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
-              f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}")
+        print(
+            f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
+            f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}"
+        )
     return EXIT_OK
 
 
@@ -203,33 +224,43 @@ def cmd_call(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(call, indent=2))
     else:
-        done = {"acknowledge": "acknowledged", "comment": "commented on",
-                "resolve": "resolved"}[action]
+        done = {"acknowledge": "acknowledged", "comment": "commented on", "resolve": "resolved"}[
+            action
+        ]
         print(f"call {call['id']} {done}: {call['summary']}")
     return EXIT_OK
 
 
 def _add_call_commands(sub: Any) -> None:
     call = sub.add_parser(
-        "call", help="acknowledge, comment on or resolve a call in the built-in register",
+        "call",
+        help="acknowledge, comment on or resolve a call in the built-in register",
         description="Handle one call of the built-in register by hand, as the console does. "
-                    "Needs an operator token (not a read-only one); each action is recorded "
-                    "with your operator name in the call's history and the audit log. Calls "
-                    "in an external help desk are handled there.",
-        epilog="Exit codes: 0 done, 1 refused or the collector unreachable.")
+        "Needs an operator token (not a read-only one); each action is recorded "
+        "with your operator name in the call's history and the audit log. Calls "
+        "in an external help desk are handled there.",
+        epilog="Exit codes: 0 done, 1 refused or the collector unreachable.",
+    )
     verbs = call.add_subparsers(dest="call_verb", required=True, metavar="VERB")
     ack = verbs.add_parser("ack", help="acknowledge: someone is on it")
     comment = verbs.add_parser("comment", help="add a comment")
     comment.add_argument("--text", required=True, help="the comment")
-    resolve = verbs.add_parser("resolve", help="resolve by hand; a problem that persists "
-                                               "opens a new call")
+    resolve = verbs.add_parser(
+        "resolve", help="resolve by hand; a problem that persists opens a new call"
+    )
     resolve.add_argument("--text", help="a note that goes with it")
     for command in (ack, comment, resolve):
         command.add_argument("id", type=int, help="the call's number")
-        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
-                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
-        command.add_argument("--token-file", help="file holding an operator token (default: "
-                             "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)")
+        command.add_argument(
+            "--collector",
+            default=DEFAULT_COLLECTOR,
+            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+        )
+        command.add_argument(
+            "--token-file",
+            help="file holding an operator token (default: "
+            "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)",
+        )
         command.add_argument("--json", action="store_true", help="print the call as JSON")
     call.set_defaults(func=cmd_call)
 
@@ -244,8 +275,10 @@ def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
         return EXIT_OK
     print(f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR")
     for op in ops:
-        print(f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
-              f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}")
+        print(
+            f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
+            f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
+        )
     return EXIT_OK
 
 
@@ -253,15 +286,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     if args.outbox_action == "list":
         return _print_outbox(args.collector, args.status, args.json, args.limit)
     if args.outbox_action == "discard":
-        done = _send(args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST",
-                     _operator_token(args))["discarded"]
+        done = _send(
+            args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST", _operator_token(args)
+        )["discarded"]
         print(f"{done} dead letter(s) discarded")
         return EXIT_OK if done else EXIT_FAILED
     if args.id is None and not args.all:
         raise CommandError("say which dead letter to retry (an ID) or --all")
     query = f"?op_id={args.id}" if args.id is not None else ""
-    retried = _send(args.collector, f"/api/v1/outbox/retry{query}", "POST",
-                    _operator_token(args))["retried"]
+    retried = _send(args.collector, f"/api/v1/outbox/retry{query}", "POST", _operator_token(args))[
+        "retried"
+    ]
     print(f"{retried} dead letter(s) put back in line")
     return EXIT_OK if retried else EXIT_FAILED
 
@@ -270,8 +305,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     hosts = _get(args.collector, "/api/v1/hosts")
     open_calls = _get(args.collector, "/api/v1/calls", {"status": "open"})
     if args.json:
-        print(json.dumps({"hosts": [{k: v for k, v in h.items() if k != "measurements"}
-                                    for h in hosts], "open_calls": len(open_calls)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "hosts": [{k: v for k, v in h.items() if k != "measurements"} for h in hosts],
+                    "open_calls": len(open_calls),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     if not hosts:
         print("no hosts have reported yet")
@@ -279,8 +321,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         age = time.time() - host["last_report_at"]
         failing = [c["check"] for c in host["checks"] if c["error"]]
         extra = f"  failing checks: {', '.join(failing)}" if failing else ""
-        print(f"{host['host']:30} {host['state']:9} last report {age:6.0f}s ago  "
-              f"{len(host['problems'])} problem(s){extra}")
+        print(
+            f"{host['host']:30} {host['state']:9} last report {age:6.0f}s ago  "
+            f"{len(host['problems'])} problem(s){extra}"
+        )
         for problem in host["problems"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(problem["labels"].items()))
             marks = [word for word in ("flapping", "silenced") if problem.get(word)]
@@ -300,8 +344,9 @@ def _env_operator_token() -> str | None:
         try:
             return Path(path).read_text(encoding="utf-8").strip() or None
         except OSError as exc:
-            raise CommandError(f"cannot read the operator token file {path}: "
-                               f"{exc.strerror}") from None
+            raise CommandError(
+                f"cannot read the operator token file {path}: {exc.strerror}"
+            ) from None
     return os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip() or None
 
 
@@ -313,19 +358,21 @@ def _operator_token(args: argparse.Namespace) -> str:
         try:
             token = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise CommandError(f"cannot read the operator token file {path}: "
-                               f"{exc.strerror}") from None
+            raise CommandError(
+                f"cannot read the operator token file {path}: {exc.strerror}"
+            ) from None
     else:
         token = os.environ.get("RUNWATCH_OPERATOR_TOKEN", "").strip()
     if not token:
-        raise CommandError("this change needs an operator token: --token-file FILE, or "
-                           "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
-                           "--operator NAME`)")
+        raise CommandError(
+            "this change needs an operator token: --token-file FILE, or "
+            "$RUNWATCH_OPERATOR_TOKEN_FILE (create one with `runwatch token add "
+            "--operator NAME`)"
+        )
     return token
 
 
-def _send(url: str, path: str, method: str, token: str, body: dict[str, Any] | None = None
-          ) -> Any:
+def _send(url: str, path: str, method: str, token: str, body: dict[str, Any] | None = None) -> Any:
     """Send a JSON request with an operator token; return the JSON answer."""
     import urllib.error
     import urllib.request
@@ -334,8 +381,11 @@ def _send(url: str, path: str, method: str, token: str, body: dict[str, Any] | N
     if not target.startswith(("http://", "https://")):
         raise CommandError(f"--collector must be an http:// or https:// URL, got {url!r}")
     request = urllib.request.Request(  # noqa: S310
-        target, method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        target,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- scheme checked: http or https only  # nosec B310
             return json.load(response)
@@ -357,9 +407,11 @@ def _print_silences(silences: list[dict[str, Any]]) -> None:
     for item in silences:
         ident = str(item["id"]) if item["id"] is not None else item["name"]
         until = _when(item["ends_at"]) if item["ends_at"] is not None else "(weekly)"
-        print(f"{ident:>5}  {'yes' if item['active'] else 'no':6}  {item['host'][:16]:16}  "
-              f"{item['rule'][:20]:20}  {until:16}  {item['created_by'][:12]:12}  "
-              f"{item['reason']}")
+        print(
+            f"{ident:>5}  {'yes' if item['active'] else 'no':6}  {item['host'][:16]:16}  "
+            f"{item['rule'][:20]:20}  {until:16}  {item['created_by'][:12]:12}  "
+            f"{item['reason']}"
+        )
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -373,21 +425,34 @@ def cmd_silence(args: argparse.Namespace) -> int:
         return EXIT_OK
     token = _operator_token(args)
     if args.silence_action == "add":
-        silence = _send(args.collector, "/api/v1/silences", "POST", token, {
-            "host": args.host, "rule": args.rule, "duration": float(args.duration),
-            "reason": args.reason})
+        silence = _send(
+            args.collector,
+            "/api/v1/silences",
+            "POST",
+            token,
+            {
+                "host": args.host,
+                "rule": args.rule,
+                "duration": float(args.duration),
+                "reason": args.reason,
+            },
+        )
         if args.json:
             print(json.dumps(silence, indent=2))
         else:
-            print(f"silence {silence['id']}: host {silence['host']} rule {silence['rule']} "
-                  f"until {_when(silence['ends_at'])} UTC, set by {silence['created_by']}")
+            print(
+                f"silence {silence['id']}: host {silence['host']} rule {silence['rule']} "
+                f"until {_when(silence['ends_at'])} UTC, set by {silence['created_by']}"
+            )
         return EXIT_OK
     ended = _send(args.collector, f"/api/v1/silences/{args.id}", "DELETE", token)
     if args.json:
         print(json.dumps(ended, indent=2))
     else:
-        print(f"silence {ended['id']} ended by {ended['ended_by']}; problems still there get "
-              "their calls now")
+        print(
+            f"silence {ended['id']} ended by {ended['ended_by']}; problems still there get "
+            "their calls now"
+        )
     return EXIT_OK
 
 
@@ -406,11 +471,15 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def _explanation_text(found: dict[str, Any]) -> str:
     def thresholds(t: dict[str, Any]) -> str:
         unit = " (seconds left)" if found["forecast"] else ""
-        return (f"warning {t['warning']}, critical {t['critical']}, clear {t['clear']}, "
-                f"for {t['for']:g}s, direction {t['direction']}{unit}")
+        return (
+            f"warning {t['warning']}, critical {t['critical']}, clear {t['clear']}, "
+            f"for {t['for']:g}s, direction {t['direction']}{unit}"
+        )
 
-    lines = [f"rule {found['rule']} (metric {found['metric']}, owner {found['owner']}) on host "
-             f"{found['host']}" + ("" if found["host_known"] else " (not reported yet)")]
+    lines = [
+        f"rule {found['rule']} (metric {found['metric']}, owner {found['owner']}) on host "
+        f"{found['host']}" + ("" if found["host_known"] else " (not reported yet)")
+    ]
     labels = ", ".join(f"{k}={v}" for k, v in sorted(found["host_labels"].items()))
     lines.append(f"  agent labels: {labels or 'none'}")
     lines.append(f"  the rule says:     {thresholds(found['rule_thresholds'])}")
@@ -427,16 +496,26 @@ def _explanation_text(found: dict[str, Any]) -> str:
     lines.append(f"  in force:          {thresholds(found['effective_thresholds'])}")
     lines.append(f"  decided by:        {found['source']}")
     if found["forecast"]:
-        lines.append(f"  forecast:          time until {found['metric']} reaches "
-                     f"{found['forecast']['reaches']:g}, fitted over "
-                     f"{found['forecast']['over']:g}s")
+        lines.append(
+            f"  forecast:          time until {found['metric']} reaches "
+            f"{found['forecast']['reaches']:g}, fitted over "
+            f"{found['forecast']['over']:g}s"
+        )
     flap = found["flapping"]
-    lines.append("  flapping:          " + (
-        f"more than {flap['changes']} changes within {flap['window']:g}s "
-        f"(from the {flap['source']})" if flap["enabled"] else "off"))
+    lines.append(
+        "  flapping:          "
+        + (
+            f"more than {flap['changes']} changes within {flap['window']:g}s "
+            f"(from the {flap['source']})"
+            if flap["enabled"]
+            else "off"
+        )
+    )
     for window in found["maintenance"]:
-        lines.append(f"  maintenance:       {window['source']} until {_when(window['ends_at'])} "
-                     f"by {window['created_by']}: {window['reason']}")
+        lines.append(
+            f"  maintenance:       {window['source']} until {_when(window['ends_at'])} "
+            f"by {window['created_by']}: {window['reason']}"
+        )
     if found["parents"]:
         lines.append(f"  parents:           {', '.join(found['parents'])}")
     for state in found["states"]:
@@ -481,8 +560,10 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
         from collector.config import load_collector_config
 
         collector = load_collector_config(args.file)
-        summary = (f"collector config: {len(collector.groups)} groups, "
-                   f"{len(collector.rules)} rules, {len(collector.sinks)} sink(s)")
+        summary = (
+            f"collector config: {len(collector.groups)} groups, "
+            f"{len(collector.rules)} rules, {len(collector.sinks)} sink(s)"
+        )
     print(f"{args.file}: valid {summary}")
     return EXIT_OK
 
@@ -514,8 +595,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     database = config.data_dir / "runwatch.db"
     if config.store.backend == "sqlite" and not database.exists():
         log.error("report: no store at %s", database)
-        raise CommandError(f"no collector store at {database}: give --config or --data-dir "
-                           "of a collector that has run")
+        raise CommandError(
+            f"no collector store at {database}: give --config or --data-dir "
+            "of a collector that has run"
+        )
     store = open_store(config)
     try:
         # A month still running is reported up to now; one that is over never changes.
@@ -531,8 +614,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         args.output.write_text(text, encoding="utf-8")
-        print(f"{args.format} report for {period.label} written to {args.output}",
-              file=sys.stderr)
+        print(f"{args.format} report for {period.label} written to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -623,18 +705,23 @@ def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
     change instead of leaving it out of the record. Without a config (--tokens-file,
     --users-file), or before the collector has ever run (no SQLite store yet), the change is
     made and not recorded, and the command says so."""
+
     def unrecorded(*_: str) -> None:
         return None
 
     if config is None:
-        print("(not recorded in an audit log: no collector config named; give --config to "
-              "record it)", file=sys.stderr)
+        print(
+            "(not recorded in an audit log: no collector config named; give --config to record it)",
+            file=sys.stderr,
+        )
         yield unrecorded
         return
     database = config.data_dir / "runwatch.db"
     if config.store.backend == "sqlite" and not database.exists():
-        print(f"(not recorded in an audit log: the collector has no store at {database} "
-              "yet)", file=sys.stderr)
+        print(
+            f"(not recorded in an audit log: the collector has no store at {database} yet)",
+            file=sys.stderr,
+        )
         yield unrecorded
         return
     import sqlite3
@@ -650,8 +737,10 @@ def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
     try:
         store = open_store(config)
     except errors as exc:
-        raise CommandError(f"cannot open the collector's store to record this change in its "
-                           f"audit log, so nothing was changed: {exc}") from None
+        raise CommandError(
+            f"cannot open the collector's store to record this change in its "
+            f"audit log, so nothing was changed: {exc}"
+        ) from None
     actor, sudo = _cli_actor()
 
     def record(action: str, target: str, detail: str = "") -> None:
@@ -660,8 +749,9 @@ def _audit_trail(config: Any) -> Iterator[Callable[..., None]]:
             with store.transaction():
                 store.add_audit(AuditEntry(0, time.time(), actor, action, target, text, "cli"))
         except errors as exc:
-            raise CommandError(f"{action} {target} is done, but could not be recorded in the "
-                               f"audit log: {exc}") from None
+            raise CommandError(
+                f"{action} {target} is done, but could not be recorded in the audit log: {exc}"
+            ) from None
 
     try:
         yield record
@@ -677,33 +767,47 @@ def cmd_token(args: argparse.Namespace) -> int:
     try:
         if args.tokens_verb == "add":
             if args.read_only and not args.operator:
-                raise CommandError("--read-only is for operator tokens (with --operator); "
-                                   "agent tokens only report")
+                raise CommandError(
+                    "--read-only is for operator tokens (with --operator); agent tokens only report"
+                )
             role = "read-only" if args.read_only else "operator"
             with _audit_trail(config) as record:
                 token = add_token(path, args.host, replace=args.replace, role=role)
                 print(token)
-                where = ("Give it to `runwatch deploy` (the inventory's operator_token_file, "
-                         "mode 0600)." if args.operator else
-                         "Put it in the agent's token_file (mode 0600).")
-                print(f"token for {args.host} stored (hashed) in {path}; it is shown only "
-                      f"once. {where}", file=sys.stderr)
-                details = [role if args.operator and args.read_only else "",
-                           "token replaced" if args.replace else ""]
+                where = (
+                    "Give it to `runwatch deploy` (the inventory's operator_token_file, mode 0600)."
+                    if args.operator
+                    else "Put it in the agent's token_file (mode 0600)."
+                )
+                print(
+                    f"token for {args.host} stored (hashed) in {path}; it is shown only "
+                    f"once. {where}",
+                    file=sys.stderr,
+                )
+                details = [
+                    role if args.operator and args.read_only else "",
+                    "token replaced" if args.replace else "",
+                ]
                 record(f"{kind}.add", f"{noun} {args.host}", ", ".join(d for d in details if d))
         elif args.tokens_verb == "revoke":
             with _audit_trail(config) as record:
                 if not revoke_token(path, args.host):
                     print(f"{args.host} has no token in {path}", file=sys.stderr)
                     return EXIT_FAILED
-                print(f"token for {args.host} revoked; its next report gets 401",
-                      file=sys.stderr)
+                print(f"token for {args.host} revoked; its next report gets 401", file=sys.stderr)
                 record(f"{kind}.revoke", f"{noun} {args.host}")
         else:
             entries = read_tokens(path)
             if args.json:
-                print(json.dumps([{"host": e.host, "created_at": e.created_at, "role": e.role}
-                                  for e in entries], indent=2))
+                print(
+                    json.dumps(
+                        [
+                            {"host": e.host, "created_at": e.created_at, "role": e.role}
+                            for e in entries
+                        ],
+                        indent=2,
+                    )
+                )
             for entry in [] if args.json else entries:
                 role = f"  {entry.role}" if args.operator else ""
                 print(f"{entry.host:40} created {_when(entry.created_at)}{role}")
@@ -722,9 +826,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         # One line per API request would scroll the live progress away.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     options = DeployOptions(
-        action=args.deploy_action, inventory=args.inventory, hosts=args.hosts,
-        parallel=args.parallel, json=args.json, accept_new_host_keys=args.accept_new_host_keys,
-        source=args.source, cache_dir=args.cache_dir)
+        action=args.deploy_action,
+        inventory=args.inventory,
+        hosts=args.hosts,
+        parallel=args.parallel,
+        json=args.json,
+        accept_new_host_keys=args.accept_new_host_keys,
+        source=args.source,
+        cache_dir=args.cache_dir,
+    )
     try:
         return run_deploy(options)
     except DeployError as exc:
@@ -735,10 +845,14 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     from agent.supervisor import SupervisorOptions, supervise
 
     if not args.job_command:
-        raise CommandError("no command given: runwatch supervise --pid-file F --log-file L "
-                           "-- COMMAND")
-    return supervise(SupervisorOptions(argv=list(args.job_command), pid_file=args.pid_file,
-                                       log_file=args.log_file))
+        raise CommandError(
+            "no command given: runwatch supervise --pid-file F --log-file L -- COMMAND"
+        )
+    return supervise(
+        SupervisorOptions(
+            argv=list(args.job_command), pid_file=args.pid_file, log_file=args.log_file
+        )
+    )
 
 
 def _parallel(text: str) -> int:
@@ -749,8 +863,7 @@ def _parallel(text: str) -> int:
 
 _DEPLOY_HELP = {
     "install": "install the agent where it is missing, or bring it in line with the inventory",
-    "upgrade": "replace the installed agent with this version, keeping the old one for "
-               "rollback",
+    "upgrade": "replace the installed agent with this version, keeping the old one for rollback",
     "rollback": "go back to the version kept by the last upgrade",
     "status": "show what is installed, whether it runs, and when it last reported",
     "remove": "stop the agent, delete its files and revoke its token",
@@ -759,43 +872,72 @@ _DEPLOY_HELP = {
 
 def _add_deploy_commands(sub: Any) -> None:
     deploy = sub.add_parser(
-        "deploy", help="install, upgrade or remove agents over SSH from an inventory",
+        "deploy",
+        help="install, upgrade or remove agents over SSH from an inventory",
         description="Deploy agents over SSH (paramiko) to the hosts of an inventory. Host keys "
-                    "are checked against the inventory's known_hosts; an unknown or changed "
-                    "key is refused. Exit 0 if every host succeeded, 1 if any failed, 2 if the "
-                    "inventory or command line is wrong.")
+        "are checked against the inventory's known_hosts; an unknown or changed "
+        "key is refused. Exit 0 if every host succeeded, 1 if any failed, 2 if the "
+        "inventory or command line is wrong.",
+    )
     actions = deploy.add_subparsers(dest="deploy_action", required=True, metavar="ACTION")
     for name, text in _DEPLOY_HELP.items():
-        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:]
-                                    + ". A host that fails is put back as it was; the others "
-                                      "go on.")
-        action.add_argument("--inventory", type=Path, required=True,
-                            help="the inventory (YAML): collector, groups and hosts")
-        action.add_argument("--hosts", metavar="PATTERN",
-                            help="only hosts whose name or group matches one of these "
-                                 "comma-separated globs (e.g. 'web*,db1')")
-        action.add_argument("--parallel", type=_parallel, default=10,
-                            help="at most this many hosts at once (default: %(default)s)")
-        action.add_argument("--json", action="store_true",
-                            help="print the results as JSON instead of a table")
-        action.add_argument("--accept-new-host-keys", action="store_true",
-                            help="trust a host key known_hosts does not have yet, and record it "
-                                 "there (a changed key is still refused)")
+        action = actions.add_parser(
+            name,
+            help=text,
+            description=text[0].upper()
+            + text[1:]
+            + ". A host that fails is put back as it was; the others "
+            "go on.",
+        )
+        action.add_argument(
+            "--inventory",
+            type=Path,
+            required=True,
+            help="the inventory (YAML): collector, groups and hosts",
+        )
+        action.add_argument(
+            "--hosts",
+            metavar="PATTERN",
+            help="only hosts whose name or group matches one of these "
+            "comma-separated globs (e.g. 'web*,db1')",
+        )
+        action.add_argument(
+            "--parallel",
+            type=_parallel,
+            default=10,
+            help="at most this many hosts at once (default: %(default)s)",
+        )
+        action.add_argument(
+            "--json", action="store_true", help="print the results as JSON instead of a table"
+        )
+        action.add_argument(
+            "--accept-new-host-keys",
+            action="store_true",
+            help="trust a host key known_hosts does not have yet, and record it "
+            "there (a changed key is still refused)",
+        )
         if name in ("install", "upgrade"):
-            action.add_argument("--source", type=Path,
-                                help="runwatch source tree to build the bundle from (default: "
-                                     "the one this command runs from)")
-            action.add_argument("--cache-dir", type=Path,
-                                help="where built bundles are kept (default: "
-                                     "~/.cache/runwatch/bundles)")
+            action.add_argument(
+                "--source",
+                type=Path,
+                help="runwatch source tree to build the bundle from (default: "
+                "the one this command runs from)",
+            )
+            action.add_argument(
+                "--cache-dir",
+                type=Path,
+                help="where built bundles are kept (default: ~/.cache/runwatch/bundles)",
+            )
         action.set_defaults(func=cmd_deploy, source=None, cache_dir=None)
 
     supervise = sub.add_parser(
-        "supervise", help="keep a command running in the background (deploy uses it)",
+        "supervise",
+        help="keep a command running in the background (deploy uses it)",
         usage="runwatch supervise --pid-file FILE --log-file FILE -- COMMAND [ARG ...]",
         description="Detach, write a pid file, run COMMAND with its output appended to the log "
-                    "file, and restart it 5 s after it fails. SIGTERM stops it; SIGHUP is "
-                    "passed on. Used by `runwatch deploy` where systemd does not run.")
+        "file, and restart it 5 s after it fails. SIGTERM stops it; SIGHUP is "
+        "passed on. Used by `runwatch deploy` where systemd does not run.",
+    )
     supervise.add_argument("--pid-file", type=Path, required=True)
     supervise.add_argument("--log-file", type=Path, required=True)
     supervise.set_defaults(func=cmd_supervise, job_command=[])
@@ -813,22 +955,31 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
     add = tokens.add_parser("add", help="create a token for a host; print it once")
     add.add_argument("host")
     add.add_argument("--replace", action="store_true", help="replace the host's existing token")
-    add.add_argument("--read-only", action="store_true",
-                     help="with --operator: a read-only operator token, which may read "
-                          "everything (the audit log too) and change nothing")
+    add.add_argument(
+        "--read-only",
+        action="store_true",
+        help="with --operator: a read-only operator token, which may read "
+        "everything (the audit log too) and change nothing",
+    )
     revoke = tokens.add_parser("revoke", help="revoke a host's token")
     revoke.add_argument("host")
     listing = tokens.add_parser("list", help="list hosts that have tokens")
     listing.add_argument("--json", action="store_true", help="print JSON")
     for sub in (add, revoke, listing):
-        sub.add_argument("--operator", action="store_true",
-                         help="operator tokens (for `runwatch deploy` to enrol agents through "
-                              "the API) instead of agent tokens; HOST is then the operator's "
-                              "name")
+        sub.add_argument(
+            "--operator",
+            action="store_true",
+            help="operator tokens (for `runwatch deploy` to enrol agents through "
+            "the API) instead of agent tokens; HOST is then the operator's "
+            "name",
+        )
         where = sub.add_mutually_exclusive_group()
-        where.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
-                           help="collector config naming the tokens file "
-                                "(default: %(default)s)")
+        where.add_argument(
+            "--config",
+            type=Path,
+            default=Path("/etc/runwatch/collector.yaml"),
+            help="collector config naming the tokens file (default: %(default)s)",
+        )
         where.add_argument("--tokens-file", help="the tokens file itself")
 
 
@@ -836,121 +987,172 @@ def _add_outbox_commands(sub: Any) -> None:
     outbox = sub.add_parser("outbox", help="look at and retry deliveries to help desks")
     outbox_actions = outbox.add_subparsers(dest="outbox_action", required=True, metavar="ACTION")
     outbox_list = outbox_actions.add_parser("list", help="list call operations in the outbox")
-    outbox_list.add_argument("--status", choices=["pending", "dead", "done", "all"],
-                             default="pending", help="which ones (default: %(default)s)")
+    outbox_list.add_argument(
+        "--status",
+        choices=["pending", "dead", "done", "all"],
+        default="pending",
+        help="which ones (default: %(default)s)",
+    )
     outbox_list.add_argument("--limit", type=int, default=200, help="at most this many")
     outbox_list.add_argument("--json", action="store_true", help="print JSON")
     outbox_retry = outbox_actions.add_parser(
-        "retry", help="put dead letters back in line once the cause is fixed",
+        "retry",
+        help="put dead letters back in line once the cause is fixed",
         description="Retry a dead letter by ID, or all of them; exit 1 if none was retried. "
-                    "Needs an operator token (not a read-only one); recorded in the audit "
-                    "log.")
+        "Needs an operator token (not a read-only one); recorded in the audit "
+        "log.",
+    )
     outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
     outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
     outbox_discard = outbox_actions.add_parser(
-        "discard", help="give up on a dead letter that can never be delivered",
+        "discard",
+        help="give up on a dead letter that can never be delivered",
         description="Give up on one dead letter (e.g. a reopen the help desk refuses for "
-                    "good), so the call's later operations can go. Exit 1 if it was not dead. "
-                    "Needs an operator token (not a read-only one); recorded in the audit "
-                    "log.")
+        "good), so the call's later operations can go. Exit 1 if it was not dead. "
+        "Needs an operator token (not a read-only one); recorded in the audit "
+        "log.",
+    )
     outbox_discard.add_argument("id", type=int, help="the operation's ID")
     for command in (outbox_list, outbox_retry, outbox_discard):
-        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
-                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument(
+            "--collector",
+            default=DEFAULT_COLLECTOR,
+            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+        )
         if command is not outbox_list:
-            command.add_argument("--token-file", help="file holding an operator token (default: "
-                                 "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)")
+            command.add_argument(
+                "--token-file",
+                help="file holding an operator token (default: "
+                "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)",
+            )
         command.set_defaults(func=cmd_outbox)
 
 
 def _add_silence_commands(sub: Any) -> None:
     silence = sub.add_parser(
-        "silence", help="maintenance windows: hold back calls for hosts and rules",
+        "silence",
+        help="maintenance windows: hold back calls for hosts and rules",
         description="While a silence is in force, matching rules are still evaluated and shown, "
-                    "but no call is opened or changed; when it ends, a problem still there "
-                    "gets its call. Changes need an operator token.")
+        "but no call is opened or changed; when it ends, a problem still there "
+        "gets its call. Changes need an operator token.",
+    )
     actions = silence.add_subparsers(dest="silence_action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="silence matching hosts and rules for a while")
-    add.add_argument("--host", default="*", metavar="PATTERN",
-                     help="glob on the host name (default: every host)")
-    add.add_argument("--rule", default="*", metavar="PATTERN",
-                     help="glob on the rule name, e.g. filesystem_* or host_stale "
-                          "(default: every rule)")
-    add.add_argument("--for", dest="duration", type=_duration, required=True,
-                     help="how long, e.g. 30m or 2h")
+    add.add_argument(
+        "--host", default="*", metavar="PATTERN", help="glob on the host name (default: every host)"
+    )
+    add.add_argument(
+        "--rule",
+        default="*",
+        metavar="PATTERN",
+        help="glob on the rule name, e.g. filesystem_* or host_stale (default: every rule)",
+    )
+    add.add_argument(
+        "--for", dest="duration", type=_duration, required=True, help="how long, e.g. 30m or 2h"
+    )
     add.add_argument("--reason", required=True, help="why: recorded with your operator name")
     listing = actions.add_parser("list", help="list silences and weekly maintenance windows")
     listing.add_argument("--all", action="store_true", help="include silences that have ended")
     remove = actions.add_parser("remove", help="end a silence now")
     remove.add_argument("id", type=int, help="the silence's ID (see silence list)")
     for command in (add, listing, remove):
-        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
-                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument(
+            "--collector",
+            default=DEFAULT_COLLECTOR,
+            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+        )
         command.add_argument("--json", action="store_true", help="print JSON")
         if command is not listing:
-            command.add_argument("--token-file", help="file holding an operator token (default: "
-                                 "$RUNWATCH_OPERATOR_TOKEN_FILE, or the token in "
-                                 "$RUNWATCH_OPERATOR_TOKEN)")
+            command.add_argument(
+                "--token-file",
+                help="file holding an operator token (default: "
+                "$RUNWATCH_OPERATOR_TOKEN_FILE, or the token in "
+                "$RUNWATCH_OPERATOR_TOKEN)",
+            )
         command.set_defaults(func=cmd_silence)
 
     rules = sub.add_parser("rules", help="look at rules as the collector applies them")
     rule_actions = rules.add_subparsers(dest="rules_action", required=True, metavar="ACTION")
     explain = rule_actions.add_parser(
-        "explain", help="show which thresholds apply to a rule on a host, and why",
+        "explain",
+        help="show which thresholds apply to a rule on a host, and why",
         description="Ask the collector which thresholds of RULE apply to HOST: the rule's own, "
-                    "or a host group's (the first matching group that names the rule wins), "
-                    "and what else governs its calls (flapping, maintenance, parents).")
+        "or a host group's (the first matching group that names the rule wins), "
+        "and what else governs its calls (flapping, maintenance, parents).",
+    )
     explain.add_argument("host")
     explain.add_argument("rule")
-    explain.add_argument("--collector", default=DEFAULT_COLLECTOR,
-                         help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+    explain.add_argument(
+        "--collector",
+        default=DEFAULT_COLLECTOR,
+        help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+    )
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=cmd_rules)
 
 
 def _add_report_commands(sub: Any) -> None:
     report = sub.add_parser(
-        "report", help="service-level report for a month: availability, MTTA, MTTR, backups",
+        "report",
+        help="service-level report for a month: availability, MTTA, MTTR, backups",
         description="Compute a month's service levels per run group and host group from the "
-                    "collector's store: availability, hosts up, calls opened, mean and 90th "
-                    "percentile time to acknowledge and to resolve, calls that missed "
-                    "respond_within, recurring problems, and days with a fresh backup per "
-                    "job. The same records give the same report.",
-        epilog="Exit codes: 0 written, 1 failure, 2 unknown period, group or config.")
+        "collector's store: availability, hosts up, calls opened, mean and 90th "
+        "percentile time to acknowledge and to resolve, calls that missed "
+        "respond_within, recurring problems, and days with a fresh backup per "
+        "job. The same records give the same report.",
+        epilog="Exit codes: 0 written, 1 failure, 2 unknown period, group or config.",
+    )
     report.add_argument("--period", required=True, help="the month, YYYY-MM (UTC)")
     report.add_argument("--group", help="only this run group or host group")
-    report.add_argument("--format", choices=["html", "csv", "md", "json"], default="md",
-                        help="output format (default: %(default)s); html has charts")
+    report.add_argument(
+        "--format",
+        choices=["html", "csv", "md", "json"],
+        default="md",
+        help="output format (default: %(default)s); html has charts",
+    )
     report.add_argument("--output", type=Path, help="write here instead of stdout")
     where = report.add_mutually_exclusive_group()
     where.add_argument("--config", type=Path, help="collector config whose store to read")
-    where.add_argument("--data-dir", type=Path, help="the data dir of `runwatch up` (default: "
-                       "its default, or $RUNWATCH_DATA_DIR)")
+    where.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the data dir of `runwatch up` (default: its default, or $RUNWATCH_DATA_DIR)",
+    )
     report.set_defaults(func=cmd_report)
 
 
 def _add_user_commands(sub: Any) -> None:
-    user = sub.add_parser("user", help="add, list or remove console users",
-                          description="Console users sign in with a name and password "
-                                      "(stored as PBKDF2 hashes in the users file).")
+    user = sub.add_parser(
+        "user",
+        help="add, list or remove console users",
+        description="Console users sign in with a name and password "
+        "(stored as PBKDF2 hashes in the users file).",
+    )
     user_verbs = user.add_subparsers(dest="user_verb", required=True, metavar="VERB")
     user_add = user_verbs.add_parser("add", help="add a user, or change their password/role")
     user_add.add_argument("name")
-    user_add.add_argument("--read-only", action="store_true",
-                          help="sees everything in the console, changes nothing")
-    user_add.add_argument("--password-stdin", action="store_true",
-                          help="read the password from the first line of stdin")
+    user_add.add_argument(
+        "--read-only", action="store_true", help="sees everything in the console, changes nothing"
+    )
+    user_add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     user_remove = user_verbs.add_parser("remove", help="remove a user")
     user_remove.add_argument("name")
     user_list = user_verbs.add_parser("list", help="list users and their roles")
     user_list.add_argument("--json", action="store_true", help="print JSON")
     for command in (user_add, user_remove, user_list):
-        command.add_argument("--config", type=Path,
-                             default=Path("/etc/runwatch/collector.yaml"),
-                             help="collector config naming the users file (default: "
-                                  "%(default)s)")
-        command.add_argument("--users-file", help="the users file itself (default: from the "
-                                                  "config, DATA_DIR/users)")
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=Path("/etc/runwatch/collector.yaml"),
+            help="collector config naming the users file (default: %(default)s)",
+        )
+        command.add_argument(
+            "--users-file", help="the users file itself (default: from the config, DATA_DIR/users)"
+        )
     user.set_defaults(func=cmd_user)
 
 
@@ -958,104 +1160,174 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwatch",
         description="Monitoring agent and collector for the run groups: checks, thresholds, "
-                    "help-desk calls and Prometheus metrics.",
-        epilog="Exit codes: 0 success, 1 failure, 2 bad command line or config.")
+        "help-desk calls and Prometheus metrics.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad command line or config.",
+    )
     parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("RUNWATCH_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"],
-                        help="log level for messages on stderr (default: %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("RUNWATCH_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level for messages on stderr (default: %(default)s)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run a collector and a local agent on the embedded defaults",
-                        description="Run a collector (SQLite, built-in call register) and an "
-                                    "agent for this host, until Ctrl-C.")
-    up.add_argument("--listen", default="127.0.0.1:9330",
-                    help="HOST:PORT for the collector (default: %(default)s; port 0 picks one)")
-    up.add_argument("--data-dir", type=Path,
-                    help="where the store, spool and tokens live (default: /var/lib/runwatch "
-                         "as root, else ~/.local/share/runwatch; or $RUNWATCH_DATA_DIR)")
-    up.add_argument("--interval", type=_duration,
-                    help="the agent's report interval (default: from the agent config, 60s)")
-    up.add_argument("--collector-config", type=Path, help="use this collector config instead "
-                                                          "of the shipped one")
-    up.add_argument("--agent-config", type=Path, help="use this agent config instead of the "
-                                                      "shipped one")
+    up = sub.add_parser(
+        "up",
+        help="run a collector and a local agent on the embedded defaults",
+        description="Run a collector (SQLite, built-in call register) and an "
+        "agent for this host, until Ctrl-C.",
+    )
+    up.add_argument(
+        "--listen",
+        default="127.0.0.1:9330",
+        help="HOST:PORT for the collector (default: %(default)s; port 0 picks one)",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the store, spool and tokens live (default: /var/lib/runwatch "
+        "as root, else ~/.local/share/runwatch; or $RUNWATCH_DATA_DIR)",
+    )
+    up.add_argument(
+        "--interval",
+        type=_duration,
+        help="the agent's report interval (default: from the agent config, 60s)",
+    )
+    up.add_argument(
+        "--collector-config", type=Path, help="use this collector config instead of the shipped one"
+    )
+    up.add_argument(
+        "--agent-config", type=Path, help="use this agent config instead of the shipped one"
+    )
     up.set_defaults(func=cmd_up)
 
-    collector = sub.add_parser("collector", help="run the collector, or manage agent tokens",
-                               description="Run the collector with a config file. "
-                                           "`runwatch collector token ...` manages agent tokens.")
-    collector.add_argument("--config", type=Path, default=Path("/etc/runwatch/collector.yaml"),
-                           help="collector config (default: %(default)s)")
+    collector = sub.add_parser(
+        "collector",
+        help="run the collector, or manage agent tokens",
+        description="Run the collector with a config file. "
+        "`runwatch collector token ...` manages agent tokens.",
+    )
+    collector.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/runwatch/collector.yaml"),
+        help="collector config (default: %(default)s)",
+    )
     actions = collector.add_subparsers(dest="action", metavar="ACTION")
     _add_token_commands(actions.add_parser("token", help="add, list or revoke agent tokens"))
     collector.set_defaults(func=cmd_collector, action=None)
 
-    token = sub.add_parser("token", help="add, list or revoke agent tokens "
-                                         "(same as `collector token`)")
+    token = sub.add_parser(
+        "token", help="add, list or revoke agent tokens (same as `collector token`)"
+    )
     _add_token_commands(token)
     token.set_defaults(func=cmd_token)
 
-    agent = sub.add_parser("agent", help="run the agent", description="Run the agent: checks on "
-                           "their schedule, a report to the collector every interval. SIGHUP "
-                           "reloads the config (an invalid one is logged and the running one "
-                           "kept); SIGTERM spools a final report and exits within 5 s.")
-    agent.add_argument("--config", type=Path, default=Path("/etc/runwatch/agent.yaml"),
-                       help="agent config (default: %(default)s)")
+    agent = sub.add_parser(
+        "agent",
+        help="run the agent",
+        description="Run the agent: checks on "
+        "their schedule, a report to the collector every interval. SIGHUP "
+        "reloads the config (an invalid one is logged and the running one "
+        "kept); SIGTERM spools a final report and exits within 5 s.",
+    )
+    agent.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/runwatch/agent.yaml"),
+        help="agent config (default: %(default)s)",
+    )
     agent.set_defaults(func=cmd_agent)
 
-    check = sub.add_parser("check", help="run every check once and print the measurements",
-                           description="Run every configured check once, print what it "
-                                       "measured; exit 1 if any check failed.")
-    check.add_argument("--config", type=Path, default=Path("/etc/runwatch/agent.yaml"),
-                       help="agent config (default: %(default)s)")
+    check = sub.add_parser(
+        "check",
+        help="run every check once and print the measurements",
+        description="Run every configured check once, print what it "
+        "measured; exit 1 if any check failed.",
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/runwatch/agent.yaml"),
+        help="agent config (default: %(default)s)",
+    )
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_check)
 
-    for name, func, text in (("calls", cmd_calls, "list calls in the built-in register"),
-                             ("status", cmd_status, "show hosts, their states and problems")):
+    for name, func, text in (
+        ("calls", cmd_calls, "list calls in the built-in register"),
+        ("status", cmd_status, "show hosts, their states and problems"),
+    ):
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        command.add_argument("--collector", default=DEFAULT_COLLECTOR,
-                             help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)")
+        command.add_argument(
+            "--collector",
+            default=DEFAULT_COLLECTOR,
+            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+        )
         command.add_argument("--json", action="store_true", help="print JSON")
         if name == "calls":
             command.add_argument("--open", action="store_true", help="only open calls")
-            command.add_argument("--dead", action="store_true",
-                                 help="operations a help desk refused (dead letters)")
+            command.add_argument(
+                "--dead", action="store_true", help="operations a help desk refused (dead letters)"
+            )
             command.add_argument("--group", help="only calls owned by this group")
-            command.add_argument("--limit", type=int, default=200,
-                                 help="at most this many, newest first (default: %(default)s)")
+            command.add_argument(
+                "--limit",
+                type=int,
+                default=200,
+                help="at most this many, newest first (default: %(default)s)",
+            )
         command.set_defaults(func=func)
 
     job = sub.add_parser("job", help="run a backup or archive job and record its outcome")
     job_actions = job.add_subparsers(dest="job_action", required=True, metavar="ACTION")
     job_run = job_actions.add_parser(
-        "run", help="run a command and write a JSON status file for the statusfile check",
+        "run",
+        help="run a command and write a JSON status file for the statusfile check",
         usage="runwatch job run NAME --status-file FILE [--tool TOOL] -- COMMAND [ARG ...]",
         description="Run COMMAND (no shell), then write its start, end, exit code and last "
-                    "success to the status file atomically. Exits with the command's own code.",
+        "success to the status file atomically. Exits with the command's own code.",
         epilog="Example: runwatch job run nightly --status-file /var/lib/runwatch-jobs/"
-               "nightly.json -- restic backup /srv")
+        "nightly.json -- restic backup /srv",
+    )
     job_run.add_argument("name", help="the job's name (the `job` label)")
-    job_run.add_argument("--status-file", type=Path, required=True,
-                         help="where to write the status (read it with a `statusfile` check)")
-    job_run.add_argument("--tool", help="restic, borg, rsnapshot… (default: the command's name); "
-                                        "decides which exit codes count as warnings")
+    job_run.add_argument(
+        "--status-file",
+        type=Path,
+        required=True,
+        help="where to write the status (read it with a `statusfile` check)",
+    )
+    job_run.add_argument(
+        "--tool",
+        help="restic, borg, rsnapshot… (default: the command's name); "
+        "decides which exit codes count as warnings",
+    )
     job_run.set_defaults(func=cmd_job_run, job_command=[])
 
-    for add_commands in (_add_outbox_commands, _add_silence_commands, _add_deploy_commands,
-                         _add_report_commands, _add_user_commands, _add_call_commands):
+    for add_commands in (
+        _add_outbox_commands,
+        _add_silence_commands,
+        _add_deploy_commands,
+        _add_report_commands,
+        _add_user_commands,
+        _add_call_commands,
+    ):
         add_commands(sub)
-
 
     config = sub.add_parser("config", help="work with config files")
     config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
     validate = config_actions.add_parser(
-        "validate", help="validate an agent or collector config",
-        description="Validate a config file: exit 0 if valid, 2 with the key path if not.")
+        "validate",
+        help="validate an agent or collector config",
+        description="Validate a config file: exit 0 if valid, 2 with the key path if not.",
+    )
     validate.add_argument("file", type=Path)
-    validate.add_argument("--kind", choices=["agent", "collector"],
-                          help="which config it is (default: guessed from its keys)")
+    validate.add_argument(
+        "--kind",
+        choices=["agent", "collector"],
+        help="which config it is (default: guessed from its keys)",
+    )
     validate.set_defaults(func=cmd_config_validate)
     return parser
 
@@ -1066,7 +1338,7 @@ def main(argv: list[str] | None = None) -> int:
     command: list[str] = []
     if "--" in words:
         cut = words.index("--")
-        words, command = words[:cut], words[cut + 1:]
+        words, command = words[:cut], words[cut + 1 :]
     args = build_parser().parse_args(words)
     if command:
         if not hasattr(args, "job_command"):

@@ -15,8 +15,13 @@ def prepare_data_dir(config: CollectorConfig, *extra: Path) -> None:
     """Create the data dir 0700; warn about it and each file in it that others may read."""
     make_private_dir(config.data_dir)
     store = config.data_dir / "runwatch.db"
-    files = [store, store.with_name("runwatch.db-wal"), store.with_name("runwatch.db-shm"),
-             config.data_dir / "console.secret", *extra]
+    files = [
+        store,
+        store.with_name("runwatch.db-wal"),
+        store.with_name("runwatch.db-shm"),
+        config.data_dir / "console.secret",
+        *extra,
+    ]
     for tokens in (config.tokens_file, config.operator_tokens_file, config.users_file):
         files += [tokens, tokens.with_name(tokens.name + ".lock")]
     warn_if_exposed([config.data_dir, *files], log)

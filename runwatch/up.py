@@ -61,16 +61,20 @@ def prepare(options: UpOptions) -> tuple[CollectorConfig, AgentConfig]:
     data_dir = options.data_dir.resolve()
     collector = load_collector_config(
         options.collector_config or shipped_file("collector.yaml"),
-        {"data_dir": str(data_dir), "listen": options.listen})
+        {"data_dir": str(data_dir), "listen": options.listen},
+    )
     return collector, _agent_config(options, data_dir, collector)
 
 
-def _agent_config(options: UpOptions, data_dir: Path, collector: CollectorConfig,
-                  url: str | None = None) -> AgentConfig:
+def _agent_config(
+    options: UpOptions, data_dir: Path, collector: CollectorConfig, url: str | None = None
+) -> AgentConfig:
     host, port = collector.listen_address
     scheme = "https" if collector.tls else "http"
-    target: dict[str, str] = {"url": url or f"{scheme}://{host}:{port}",
-                              "token_file": str(data_dir / "agent.token")}
+    target: dict[str, str] = {
+        "url": url or f"{scheme}://{host}:{port}",
+        "token_file": str(data_dir / "agent.token"),
+    }
     if collector.tls:
         # The local agent trusts the collector's own certificate; the URL's host must be one
         # of the names in it.
@@ -91,20 +95,27 @@ def run_up(options: UpOptions) -> int:
     url = url_of(sock, collector_config.tls is not None)
     # With port 0 the agent must learn the port that was really bound.
     agent_config = _agent_config(options, data_dir, collector_config, url)
-    ensure_agent_token(collector_config.tokens_file, data_dir / "agent.token",
-                       agent_config.host_name)
+    ensure_agent_token(
+        collector_config.tokens_file, data_dir / "agent.token", agent_config.host_name
+    )
     service = CollectorService(collector_config)
     agent = Agent(agent_config)
     thread = threading.Thread(target=agent.run, name="agent", daemon=True)
     thread.start()
     print(f"runwatch up: collector {url}  (data in {data_dir})", flush=True)
-    print(f"  console  {url}/   sign in with an operator token (runwatch token add --operator "
-          "NAME) or a user (runwatch user add NAME)", flush=True)
+    print(
+        f"  console  {url}/   sign in with an operator token (runwatch token add --operator "
+        "NAME) or a user (runwatch user add NAME)",
+        flush=True,
+    )
     print(f"  hosts    {url}/api/v1/hosts", flush=True)
     print(f"  calls    {url}/api/v1/calls   or: runwatch calls --collector {url}", flush=True)
     print(f"  metrics  {url}/metrics", flush=True)
-    print(f"  agent    {agent_config.host_name}, {len(agent_config.checks)} checks every "
-          f"{agent_config.interval}; Ctrl-C stops both", flush=True)
+    print(
+        f"  agent    {agent_config.host_name}, {len(agent_config.checks)} checks every "
+        f"{agent_config.interval}; Ctrl-C stops both",
+        flush=True,
+    )
     try:
         serve(service, sock)
     finally:

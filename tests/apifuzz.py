@@ -47,8 +47,9 @@ class FuzzFigures:
 def serve_in_thread(service: CollectorService) -> Iterator[str]:
     """Serve the collector's API on a free loopback port in a thread; yield its URL."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), log_level="warning", access_log=False, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -62,8 +63,13 @@ def serve_in_thread(service: CollectorService) -> Iterator[str]:
         sock.close()
 
 
-def fuzz_openapi(url: str, tokens: dict[str, str], examples: int,
-                 figures: FuzzFigures, after_each: Callable[[], None] | None = None) -> None:
+def fuzz_openapi(
+    url: str,
+    tokens: dict[str, str],
+    examples: int,
+    figures: FuzzFigures,
+    after_each: Callable[[], None] | None = None,
+) -> None:
     """Send `examples` schemathesis cases to every operation of the collector's /openapi.json.
 
     Each case goes with no token, a wrong one, or one of `tokens` (agent, operator)."""
@@ -75,13 +81,19 @@ def fuzz_openapi(url: str, tokens: dict[str, str], examples: int,
         operation = result.ok()
 
         @given(case=operation.as_strategy(), auth=st.sampled_from(auth_headers))
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def send(case: Any, auth: str | None) -> None:
             headers = {"Authorization": auth} if auth else {}
             response = case.call(base_url=url, headers=headers, timeout=30)
-            figures.count(response.status_code,
-                          f"{case.method} {case.formatted_path} -> {response.text[:300]}")
+            figures.count(
+                response.status_code,
+                f"{case.method} {case.formatted_path} -> {response.text[:300]}",
+            )
             if after_each is not None:
                 after_each()
 
@@ -95,8 +107,24 @@ _RAW = {"__NAN__": "NaN", "__INF__": "1e999", "__NINF__": "-1e999", "__INFINITY_
 
 weird_numbers = st.one_of(
     st.sampled_from(list(_RAW)),
-    st.sampled_from([0, -1, -0.0, 1e-320, 1e308, -1e308, 2**53 + 1, 2**63 - 1, 2**63, 2**64,
-                     10**30, 253402300800, 32503680000, 1e15]),
+    st.sampled_from(
+        [
+            0,
+            -1,
+            -0.0,
+            1e-320,
+            1e308,
+            -1e308,
+            2**53 + 1,
+            2**63 - 1,
+            2**63,
+            2**64,
+            10**30,
+            253402300800,
+            32503680000,
+            1e15,
+        ]
+    ),
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-(2**70), max_value=2**70),
 )
@@ -104,44 +132,98 @@ weird_numbers = st.one_of(
 unicode_text = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=300),
-    st.sampled_from(["\x00", "a\x00b", "\ud800", "\udfff", "é" * 100, "😀" * 300, "", " ",
-                     "../../etc/passwd", "'; DROP TABLE hosts; --", "{{ 7*7 }}", "%s%n",
-                     "a" * 5000]),
+    st.sampled_from(
+        [
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "\udfff",
+            "é" * 100,
+            "😀" * 300,
+            "",
+            " ",
+            "../../etc/passwd",
+            "'; DROP TABLE hosts; --",
+            "{{ 7*7 }}",
+            "%s%n",
+            "a" * 5000,
+        ]
+    ),
 )
 
 
 def _nested(depth: int) -> str:
     """Arrays and objects `depth` deep, as JSON text (too deep for json.dumps to write)."""
-    return '{"x": [' * (depth // 2) + '"deep"' + ']}' * (depth // 2)
+    return '{"x": [' * (depth // 2) + '"deep"' + "]}" * (depth // 2)
 
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), weird_numbers, unicode_text),
-    lambda children: st.one_of(st.lists(children, max_size=5),
-                               st.dictionaries(unicode_text, children, max_size=5)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(unicode_text, children, max_size=5)
+    ),
     max_leaves=20,
 )
 
 
 def valid_report(host: str, seq: int, now: float) -> dict[str, Any]:
     return {
-        "schema_version": 1, "host": host, "agent_version": "fuzz", "boot_id": "boot-fuzz",
-        "seq": seq, "sent_at": now, "interval_seconds": 60.0,
-        "measurements": [{"check": "filesystem", "name": "fs_used_ratio", "value": 0.5,
-                          "unit": "ratio", "labels": {"mountpoint": "/"}, "timestamp": now}],
-        "checks": [{"check": "filesystem", "type": "filesystem", "interval_seconds": 60.0,
-                    "started_at": now, "duration_seconds": 0.01}],
+        "schema_version": 1,
+        "host": host,
+        "agent_version": "fuzz",
+        "boot_id": "boot-fuzz",
+        "seq": seq,
+        "sent_at": now,
+        "interval_seconds": 60.0,
+        "measurements": [
+            {
+                "check": "filesystem",
+                "name": "fs_used_ratio",
+                "value": 0.5,
+                "unit": "ratio",
+                "labels": {"mountpoint": "/"},
+                "timestamp": now,
+            }
+        ],
+        "checks": [
+            {
+                "check": "filesystem",
+                "type": "filesystem",
+                "interval_seconds": 60.0,
+                "started_at": now,
+                "duration_seconds": 0.01,
+            }
+        ],
     }
 
 
-_PATHS = [("seq",), ("sent_at",), ("interval_seconds",), ("host",), ("boot_id",),
-          ("agent_version",), ("schema_version",), ("labels",), ("measurements",),
-          ("checks",), ("measurements", 0, "value"), ("measurements", 0, "timestamp"),
-          ("measurements", 0, "name"), ("measurements", 0, "check"), ("measurements", 0, "unit"),
-          ("measurements", 0, "labels"), ("checks", 0, "started_at"),
-          ("checks", 0, "duration_seconds"), ("checks", 0, "interval_seconds"),
-          ("checks", 0, "check"), ("checks", 0, "type"), ("checks", 0, "output"),
-          ("checks", 0, "error"), ("measurements", 0, "extra_field"), ("extra_field",)]
+_PATHS = [
+    ("seq",),
+    ("sent_at",),
+    ("interval_seconds",),
+    ("host",),
+    ("boot_id",),
+    ("agent_version",),
+    ("schema_version",),
+    ("labels",),
+    ("measurements",),
+    ("checks",),
+    ("measurements", 0, "value"),
+    ("measurements", 0, "timestamp"),
+    ("measurements", 0, "name"),
+    ("measurements", 0, "check"),
+    ("measurements", 0, "unit"),
+    ("measurements", 0, "labels"),
+    ("checks", 0, "started_at"),
+    ("checks", 0, "duration_seconds"),
+    ("checks", 0, "interval_seconds"),
+    ("checks", 0, "check"),
+    ("checks", 0, "type"),
+    ("checks", 0, "output"),
+    ("checks", 0, "error"),
+    ("measurements", 0, "extra_field"),
+    ("extra_field",),
+]
 
 
 def _slot(report: dict[str, Any], path: tuple[Any, ...]) -> tuple[Any, Any]:
@@ -159,13 +241,13 @@ def _slot(report: dict[str, Any], path: tuple[Any, ...]) -> tuple[Any, Any]:
 
 
 @st.composite
-def adversarial_reports(draw: st.DrawFn, host: str, seqs: Callable[[], int],
-                        now: float) -> bytes:
+def adversarial_reports(draw: st.DrawFn, host: str, seqs: Callable[[], int], now: float) -> bytes:
     """A report body for `host` with one or more hostile changes."""
     report = valid_report(host, seqs(), now)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        kind = draw(st.sampled_from(["number", "text", "json", "labels", "seq", "nested",
-                                     "many", "time"]))
+        kind = draw(
+            st.sampled_from(["number", "text", "json", "labels", "seq", "nested", "many", "time"])
+        )
         path = draw(st.sampled_from(_PATHS))
         target, leaf = _slot(report, path)
         if kind == "number":
@@ -190,14 +272,33 @@ def adversarial_reports(draw: st.DrawFn, host: str, seqs: Callable[[], int],
             count = draw(st.sampled_from([2, 100, 5000]))
             same = draw(st.booleans())  # one series over and over, or many series
             report["measurements"] = [
-                {**valid_report(host, 0, now)["measurements"][0],
-                 "name": "m" if same else f"m_{i}", "labels": {"i": str(i % 7)}}
-                for i in range(count)]
+                {
+                    **valid_report(host, 0, now)["measurements"][0],
+                    "name": "m" if same else f"m_{i}",
+                    "labels": {"i": str(i % 7)},
+                }
+                for i in range(count)
+            ]
         else:
-            stamp = draw(st.sampled_from([0.0, 1.0, now - 86400 * 365 * 50, now + 86400 * 365,
-                                          now + 86400 * 365 * 1000, 1e12, 1e18, 1e300]))
-            field_path = draw(st.sampled_from([("sent_at",), ("measurements", 0, "timestamp"),
-                                               ("checks", 0, "started_at")]))
+            stamp = draw(
+                st.sampled_from(
+                    [
+                        0.0,
+                        1.0,
+                        now - 86400 * 365 * 50,
+                        now + 86400 * 365,
+                        now + 86400 * 365 * 1000,
+                        1e12,
+                        1e18,
+                        1e300,
+                    ]
+                )
+            )
+            field_path = draw(
+                st.sampled_from(
+                    [("sent_at",), ("measurements", 0, "timestamp"), ("checks", 0, "started_at")]
+                )
+            )
             target, leaf = _slot(report, field_path)
             target[leaf] = stamp
     text = json.dumps(report, allow_nan=True)
@@ -214,18 +315,30 @@ def store_snapshot(service: CollectorService) -> Any:
     if backend.backend == "sqlite":
         connection = sqlite3.connect(service.config.data_dir / "runwatch.db")
         try:
-            tables = [row[0] for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-            return {table: sorted(map(repr, connection.execute(f'SELECT * FROM "{table}"')))
-                    for table in tables}
+            tables = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            return {
+                table: sorted(map(repr, connection.execute(f'SELECT * FROM "{table}"')))
+                for table in tables
+            }
         finally:
             connection.close()
     import psycopg
 
     assert backend.dsn is not None
     with psycopg.connect(backend.dsn, autocommit=True) as connection:
-        tables = [row[0] for row in connection.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = current_schema() ORDER BY table_name")]
-        return {table: sorted(map(repr, connection.execute(f'SELECT * FROM "{table}"')))
-                for table in tables}
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY table_name"
+            )
+        ]
+        return {
+            table: sorted(map(repr, connection.execute(f'SELECT * FROM "{table}"')))
+            for table in tables
+        }

@@ -70,8 +70,9 @@ def store_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_service(tmp_path: Path, clock: FakeClock, store_backend: dict[str, Any]
-                 ) -> Callable[..., CollectorService]:
+def make_service(
+    tmp_path: Path, clock: FakeClock, store_backend: dict[str, Any]
+) -> Callable[..., CollectorService]:
     services: list[CollectorService] = []
 
     def make(rules: list[dict[str, Any]] | None = None, **extra: Any) -> CollectorService:
@@ -93,4 +94,3 @@ def processes() -> Iterator[Any]:
     started = Processes()
     yield started
     started.stop_all()
-

@@ -77,6 +77,7 @@ def read_url(process: subprocess.Popen[str], stream: str = "stderr") -> str:
 
 def promtool_check(metrics: str) -> None:
     promtool = tool("promtool", "prometheus")
-    result = subprocess.run([promtool, "check", "metrics"], input=metrics, text=True,
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, text=True, capture_output=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

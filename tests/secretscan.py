@@ -27,9 +27,14 @@ import pytest
 # Shaped like a token from collector.auth.add_token: the prefix and 32 random bytes, base64url.
 TOKEN_SHAPE = re.compile(r"rwt_[A-Za-z0-9_-]{43}")
 # Secrets the tests use in fixtures and services.
-KNOWN_SECRETS = {"correct-horse-battery", "opsuser-password",
-                 # the help desk fakes' credentials (tests/fakes)
-                 "jira-secret-0451", "snow-secret-8812", "zammad-secret-77aa"}
+KNOWN_SECRETS = {
+    "correct-horse-battery",
+    "opsuser-password",
+    # the help desk fakes' credentials (tests/fakes)
+    "jira-secret-0451",
+    "snow-secret-8812",
+    "zammad-secret-77aa",
+}
 
 _remembered: set[str] = set()
 
@@ -67,8 +72,10 @@ class _ScanningHandler(logging.Handler):
             text = f"{record.msg!r} {record.args!r}"
         if record.exc_info and record.exc_info[1] is not None:
             text += f" {record.exc_info[1]!r}"
-        self.finds += [f"{what} in a log record ({record.name}) of {self.current}"
-                       for what in self._leaks(text)]
+        self.finds += [
+            f"{what} in a log record ({record.name}) of {self.current}"
+            for what in self._leaks(text)
+        ]
 
 
 class SecretScan:
@@ -89,10 +96,10 @@ class SecretScan:
 
     def _leaks(self, text: str) -> list[str]:
         """What secrets `text` holds, named by fingerprint, never shown."""
-        found = {f"a token (fingerprint {_fingerprint(m.group())})"
-                 for m in TOKEN_SHAPE.finditer(text)}
-        found |= {f"a secret (fingerprint {_fingerprint(s)})" for s in self._secrets()
-                  if s in text}
+        found = {
+            f"a token (fingerprint {_fingerprint(m.group())})" for m in TOKEN_SHAPE.finditer(text)
+        }
+        found |= {f"a secret (fingerprint {_fingerprint(s)})" for s in self._secrets() if s in text}
         return sorted(found)
 
     @pytest.hookimpl(tryfirst=True)
@@ -148,8 +155,11 @@ class SecretScan:
         scan = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
         if scan is None:
             why = f"it went down: {error}" if error else "its tests went unscanned"
-            scan = {"finds": [f"worker {name} sent no scan result ({why})"],
-                    "records": 0, "sections": 0}
+            scan = {
+                "finds": [f"worker {name} sent no scan result ({why})"],
+                "records": 0,
+                "sections": 0,
+            }
         self._workers[name] = scan
 
     @pytest.hookimpl(trylast=True)
@@ -161,9 +171,11 @@ class SecretScan:
             self.finds += scan["finds"]
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
-            workeroutput[WORKER_OUTPUT_KEY] = {"finds": self.finds,
-                                               "records": self.handler.records,
-                                               "sections": len(self._sections)}
+            workeroutput[WORKER_OUTPUT_KEY] = {
+                "finds": self.finds,
+                "records": self.handler.records,
+                "sections": len(self._sections),
+            }
         if self.finds:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -178,7 +190,8 @@ class SecretScan:
             workers = f" of {len(self._workers)} xdist workers" if self._workers else ""
             terminalreporter.write_line(
                 f"secret scan: no token or known secret in {records} log records, {sections} "
-                f"captured sections and the temporary *.log files{workers}")
+                f"captured sections and the temporary *.log files{workers}"
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:

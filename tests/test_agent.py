@@ -30,8 +30,7 @@ class CountingCheck:
 
     def collect(self) -> list[Measurement]:
         self.runs += 1
-        return [Measurement(check=self.label, name="runs", value=self.runs,
-                            timestamp=time.time())]
+        return [Measurement(check=self.label, name="runs", value=self.runs, timestamp=time.time())]
 
 
 class HangingCheck:
@@ -55,10 +54,13 @@ class FailingCheck:
 def test_hung_check_times_out_as_an_error_and_others_keep_their_cadence() -> None:
     fast = CountingCheck("fast")
     hung = HangingCheck()
-    runner = CheckRunner([
-        (_Options(name="fast", interval=1), fast),
-        (_Options(name="hung", interval=1, timeout=0.5), hung),
-    ], default_interval=60)
+    runner = CheckRunner(
+        [
+            (_Options(name="fast", interval=1), fast),
+            (_Options(name="hung", interval=1, timeout=0.5), hung),
+        ],
+        default_interval=60,
+    )
     try:
         runner.start_all()
         deadline = time.monotonic() + 3.2
@@ -160,11 +162,14 @@ def test_shipper_retries_until_delivered_and_keeps_order(tmp_path: Path) -> None
     assert spool.stats().reports == 0
 
 
-@pytest.mark.parametrize(("status", "kept_in_queue"), [
-    pytest.param(503, True, id="5xx: retried later"),
-    pytest.param(401, True, id="401: kept until the token is fixed"),
-    pytest.param(422, False, id="422: set aside in rejected/, queue moves on"),
-])
+@pytest.mark.parametrize(
+    ("status", "kept_in_queue"),
+    [
+        pytest.param(503, True, id="5xx: retried later"),
+        pytest.param(401, True, id="401: kept until the token is fixed"),
+        pytest.param(422, False, id="422: set aside in rejected/, queue moves on"),
+    ],
+)
 def test_shipper_never_drops_a_report(tmp_path: Path, status: int, kept_in_queue: bool) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
     seq = spool.next_seq()
@@ -200,9 +205,11 @@ class NaNCheck:
 
     def collect(self) -> list[Measurement]:
         now = time.time()
-        return [Measurement(check="nan", name="good", value=1.0, timestamp=now),
-                Measurement(check="nan", name="bad", value=float("nan"), timestamp=now),
-                Measurement(check="nan", name="worse", value=float("inf"), timestamp=now)]
+        return [
+            Measurement(check="nan", name="good", value=1.0, timestamp=now),
+            Measurement(check="nan", name="bad", value=float("nan"), timestamp=now),
+            Measurement(check="nan", name="worse", value=float("inf"), timestamp=now),
+        ]
 
 
 def test_non_finite_values_are_dropped_not_sent() -> None:

@@ -171,8 +171,11 @@ def test_collector_down_for_several_cycles_then_back_every_report_once_in_order(
     site: Site, processes: Processes
 ) -> None:
     agent = site.start_agent()
-    wait_for("the agent to spool while the collector is down", lambda: len(site.spooled()) >= 2,
-             timeout=15)
+    wait_for(
+        "the agent to spool while the collector is down",
+        lambda: len(site.spooled()) >= 2,
+        timeout=15,
+    )
     backlog = site.spooled()
     assert len(backlog) >= 2, "the agent spooled while the collector was down"
     site.start_collector()

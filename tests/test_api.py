@@ -20,10 +20,12 @@ from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 @pytest.fixture
-def api(make_service: Callable[..., CollectorService]
-        ) -> Iterator[tuple[TestClient[Any], CollectorService, str]]:
-    service = make_service([{**FS_RULE, "for": "0s"}],
-                           limits={"max_body_bytes": 64 * 1024, "max_measurements": 500})
+def api(
+    make_service: Callable[..., CollectorService],
+) -> Iterator[tuple[TestClient[Any], CollectorService, str]]:
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}], limits={"max_body_bytes": 64 * 1024, "max_measurements": 500}
+    )
     token = add_token(service.config.tokens_file, "web01")
     with TestClient(create_app(service)) as client:
         yield client, service, token
@@ -41,8 +43,7 @@ def nothing_changed(service: CollectorService) -> bool:
 
 
 def rejected(service: CollectorService, reason: str) -> float:
-    value = service.registry.get_sample_value("runwatch_reports_rejected_total",
-                                              {"reason": reason})
+    value = service.registry.get_sample_value("runwatch_reports_rejected_total", {"reason": reason})
     return value or 0.0
 
 
@@ -58,12 +59,16 @@ def test_valid_report_is_accepted_and_gzip_works(api: Any, clock: FakeClock) -> 
     assert len(service.calls("open", None)) == 1
 
 
-@pytest.mark.parametrize(("token", "status", "reason"), [
-    pytest.param(None, 401, "missing bearer token", id="no token"),
-    pytest.param("rwt_not-a-real-token", 401, "unknown or revoked token", id="unknown token"),
-])
-def test_bad_token_gets_401(api: Any, clock: FakeClock, token: str | None, status: int,
-                            reason: str) -> None:
+@pytest.mark.parametrize(
+    ("token", "status", "reason"),
+    [
+        pytest.param(None, 401, "missing bearer token", id="no token"),
+        pytest.param("rwt_not-a-real-token", 401, "unknown or revoked token", id="unknown token"),
+    ],
+)
+def test_bad_token_gets_401(
+    api: Any, clock: FakeClock, token: str | None, status: int, reason: str
+) -> None:
     client, service, _ = api
     response = post(client, encode(Reporter("web01", clock).report({"x": 1})), token)
     assert response.status_code == status
@@ -75,8 +80,7 @@ def test_bad_token_gets_401(api: Any, clock: FakeClock, token: str | None, statu
 
 def test_report_for_another_host_gets_403(api: Any, clock: FakeClock) -> None:
     client, service, token = api
-    response = post(client, encode(Reporter("db01", clock).report({"fs_used_ratio": 0.99})),
-                    token)
+    response = post(client, encode(Reporter("db01", clock).report({"fs_used_ratio": 0.99})), token)
     assert response.status_code == 403
     assert response.json()["field"] == "host"
     assert "web01" in response.json()["message"]
@@ -111,25 +115,49 @@ def _report(clock: FakeClock, **changes: Any) -> bytes:
 _DELETE = object()
 
 
-@pytest.mark.parametrize(("changes", "field", "words"), [
-    pytest.param({"measurements__0__value": "high"}, "measurements -> 1 -> value",
-                 "Expected `float`", id="value not a number"),
-    pytest.param({"seq": -1}, "seq", ">= 0", id="negative seq"),
-    pytest.param({"host": "bad host!"}, "host", "matching regex", id="bad host name"),
-    pytest.param({"schema_version": 7}, "schema_version", "Invalid", id="unknown schema"),
-    pytest.param({"measurements__0__name": "fs used"}, "measurements -> 1 -> name",
-                 "matching regex", id="bad metric name"),
-    pytest.param({"measurements__0__labels": {"host": "x"}}, "measurements -> 1",
-                 "reserved", id="reserved label"),
-    pytest.param({"measurements__0__name": "errors_total"}, "measurements -> 1", "_total",
-                 id="counter-style name"),
-    pytest.param({"measurements__0__labels": {f"l{i}": "x" * 1000 for i in range(3)}},
-                 "measurements -> 1", "the limit is 2048", id="labels too large"),
-    pytest.param({"boot_id": _DELETE}, "", "boot_id", id="missing field"),
-    pytest.param({"extra": 1}, "", "unknown field `extra`", id="unknown field"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        pytest.param(
+            {"measurements__0__value": "high"},
+            "measurements -> 1 -> value",
+            "Expected `float`",
+            id="value not a number",
+        ),
+        pytest.param({"seq": -1}, "seq", ">= 0", id="negative seq"),
+        pytest.param({"host": "bad host!"}, "host", "matching regex", id="bad host name"),
+        pytest.param({"schema_version": 7}, "schema_version", "Invalid", id="unknown schema"),
+        pytest.param(
+            {"measurements__0__name": "fs used"},
+            "measurements -> 1 -> name",
+            "matching regex",
+            id="bad metric name",
+        ),
+        pytest.param(
+            {"measurements__0__labels": {"host": "x"}},
+            "measurements -> 1",
+            "reserved",
+            id="reserved label",
+        ),
+        pytest.param(
+            {"measurements__0__name": "errors_total"},
+            "measurements -> 1",
+            "_total",
+            id="counter-style name",
+        ),
+        pytest.param(
+            {"measurements__0__labels": {f"l{i}": "x" * 1000 for i in range(3)}},
+            "measurements -> 1",
+            "the limit is 2048",
+            id="labels too large",
+        ),
+        pytest.param({"boot_id": _DELETE}, "", "boot_id", id="missing field"),
+        pytest.param({"extra": 1}, "", "unknown field `extra`", id="unknown field"),
+    ],
+)
 def test_schema_violation_gets_422_naming_the_field(
-        api: Any, clock: FakeClock, changes: dict[str, Any], field: str, words: str) -> None:
+    api: Any, clock: FakeClock, changes: dict[str, Any], field: str, words: str
+) -> None:
     client, service, token = api
     response = post(client, _report(clock, **changes), token)
     assert response.status_code == 422, response.text
@@ -140,10 +168,13 @@ def test_schema_violation_gets_422_naming_the_field(
     assert nothing_changed(service)
 
 
-@pytest.mark.parametrize("body", [
-    pytest.param(b"{not json", id="malformed JSON"),
-    pytest.param(b"", id="empty body"),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"{not json", id="malformed JSON"),
+        pytest.param(b"", id="empty body"),
+    ],
+)
 def test_malformed_body_gets_400(api: Any, body: bytes) -> None:
     client, service, token = api
     response = post(client, body, token)
@@ -159,10 +190,13 @@ def test_bad_gzip_gets_400(api: Any) -> None:
     assert nothing_changed(service)
 
 
-@pytest.mark.parametrize("compressed", [
-    pytest.param(False, id="plain body over the limit"),
-    pytest.param(True, id="gzip bomb inflating past the limit"),
-])
+@pytest.mark.parametrize(
+    "compressed",
+    [
+        pytest.param(False, id="plain body over the limit"),
+        pytest.param(True, id="gzip bomb inflating past the limit"),
+    ],
+)
 def test_oversized_body_gets_413(api: Any, clock: FakeClock, compressed: bool) -> None:
     client, service, token = api
     body = _report(clock, agent_version="x" * 60) + b" " * (100 * 1024)
@@ -182,8 +216,10 @@ def test_too_many_measurements_gets_413(api: Any, clock: FakeClock) -> None:
     client, service, token = api
     from checks.schema import Measurement
 
-    many = [Measurement(check="c", name="m", value=1.0, labels={"i": str(i)},
-                        timestamp=clock()) for i in range(501)]
+    many = [
+        Measurement(check="c", name="m", value=1.0, labels={"i": str(i)}, timestamp=clock())
+        for i in range(501)
+    ]
     response = post(client, encode(Reporter("web01", clock).report(measurements=many)), token)
     assert response.status_code == 413
     assert response.json()["field"] == "measurements"
@@ -211,12 +247,16 @@ def test_read_side_and_openapi(api: Any, clock: FakeClock) -> None:
     assert "Measurement" in spec["components"]["schemas"]
 
 
-@pytest.mark.parametrize("error", [
-    pytest.param(sqlite3.OperationalError("database or disk is full"), id="disk full"),
-    pytest.param(OSError(28, "No space left on device"), id="no space"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(sqlite3.OperationalError("database or disk is full"), id="disk full"),
+        pytest.param(OSError(28, "No space left on device"), id="no space"),
+    ],
+)
 def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
-        api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
     client, service, token = api
     web = Reporter("web01", clock)
     real = service.ingestor.ingest_many
@@ -237,7 +277,8 @@ def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
 
 
 def test_an_unexpected_error_is_logged_with_its_traceback(
-        api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     client, service, _ = api
 
     def broken(only: str | None = None) -> Any:
@@ -253,12 +294,13 @@ def test_an_unexpected_error_is_logged_with_its_traceback(
 
 
 def test_a_store_at_its_size_cap_answers_503_and_nothing_is_lost(
-        make_service: Callable[..., CollectorService], store_backend: dict[str, Any],
-        clock: FakeClock) -> None:
+    make_service: Callable[..., CollectorService], store_backend: dict[str, Any], clock: FakeClock
+) -> None:
     if store_backend["backend"] != "sqlite":
         pytest.skip("store.max_bytes is SQLite's")
-    service = make_service([{**FS_RULE, "for": "0s"}],
-                           store={"backend": "sqlite", "max_bytes": 256 * 1024})
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}], store={"backend": "sqlite", "max_bytes": 256 * 1024}
+    )
     token = add_token(service.config.tokens_file, "web01")
     web = Reporter("web01", clock)
     statuses = []

@@ -27,7 +27,8 @@ def events(service: CollectorService, call_id: int) -> list[str]:
 
 
 def test_problem_opens_exactly_one_call_once_it_has_held_for_its_for(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -47,7 +48,8 @@ def test_problem_opens_exactly_one_call_once_it_has_held_for_its_for(
 
 
 def test_for_timer_opens_the_call_on_tick_without_a_new_report(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -57,7 +59,8 @@ def test_for_timer_opens_the_call_on_tick_without_a_new_report(
 
 
 def test_a_problem_that_clears_before_for_never_opens_a_call(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
     feed(service, web, 0.97)
@@ -70,19 +73,28 @@ def test_a_problem_that_clears_before_for_never_opens_a_call(
 
 
 def test_call_text_names_host_rule_value_threshold_owner_and_first_seen(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s", "runbook": "https://wiki/fs-full"}])
     feed(service, Reporter("web01", clock), 0.931)
     (call,) = calls(service)
     assert call.summary == "[web01] filesystem_full {mountpoint=/}: 93.1% (warning >= 85.0%)"
-    for text in ("web01", "filesystem_full", "93.1%", ">= 85.0%", "systems-administration",
-                 "Systems Administration", "First seen:  2027-01-15 08:00:00 UTC",
-                 "https://wiki/fs-full"):
+    for text in (
+        "web01",
+        "filesystem_full",
+        "93.1%",
+        ">= 85.0%",
+        "systems-administration",
+        "Systems Administration",
+        "First seen:  2027-01-15 08:00:00 UTC",
+        "https://wiki/fs-full",
+    ):
         assert text in call.description
 
 
 def test_severity_change_comments_and_changes_priority(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -100,7 +112,8 @@ def test_severity_change_comments_and_changes_priority(
 
 
 def test_recovery_needs_the_clear_threshold_then_resolves_with_a_note(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -116,12 +129,16 @@ def test_recovery_needs_the_clear_threshold_then_resolves_with_a_note(
     assert "below the clear threshold 80.0%" in note
 
 
-@pytest.mark.parametrize(("gap_seconds", "same_call"), [
-    pytest.param(1800, True, id="recurs within the reopen window: same call reopened"),
-    pytest.param(7200, False, id="recurs after the window: a new call"),
-])
+@pytest.mark.parametrize(
+    ("gap_seconds", "same_call"),
+    [
+        pytest.param(1800, True, id="recurs within the reopen window: same call reopened"),
+        pytest.param(7200, False, id="recurs after the window: a new call"),
+    ],
+)
 def test_recurrence_reopens_within_the_window_only(
-        make_service: MakeService, clock: FakeClock, gap_seconds: int, same_call: bool) -> None:
+    make_service: MakeService, clock: FakeClock, gap_seconds: int, same_call: bool
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -144,7 +161,8 @@ def test_recurrence_reopens_within_the_window_only(
 
 
 def test_comment_only_recovery_policy_keeps_the_call_open_and_reuses_it(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     rule = {**FS_RULE, "for": "0s", "owner": "computer-operations"}
     service = make_service([rule])
     web = Reporter("web01", clock)
@@ -171,11 +189,13 @@ def test_one_call_per_host_rule_and_labels(make_service: MakeService, clock: Fak
     assert len(open_calls) == 3
     assert len({c.fingerprint for c in open_calls}) == 3
     assert fingerprint("web01", "filesystem_full", {"mountpoint": "/var"}) in {
-        c.fingerprint for c in open_calls}
+        c.fingerprint for c in open_calls
+    }
 
 
 def test_silent_host_goes_stale_opens_a_call_and_reporting_again_resolves_it(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service()
     web = Reporter("web01", clock, interval=60)
     feed(service, web, 0.5)
@@ -198,7 +218,8 @@ def test_silent_host_goes_stale_opens_a_call_and_reporting_again_resolves_it(
 
 
 def test_failing_check_makes_its_series_unknown_and_recovery_resolves(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock)
     feed(service, web, 0.5)
@@ -221,7 +242,8 @@ def test_rule_can_ignore_unknown(make_service: MakeService, clock: FakeClock) ->
 
 
 def test_series_that_is_no_longer_reported_resolves_its_call(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock, interval=60)
     feed(service, web, 0.96, labels={"mountpoint": "/mnt/usb"})
@@ -236,8 +258,15 @@ def test_series_that_is_no_longer_reported_resolves_its_call(
 
 
 def test_direction_below(make_service: MakeService, clock: FakeClock) -> None:
-    rule = {"name": "free_space_low", "metric": "fs_free_ratio", "direction": "below",
-            "warning": 0.15, "critical": 0.05, "clear": 0.20, "owner": "systems-administration"}
+    rule = {
+        "name": "free_space_low",
+        "metric": "fs_free_ratio",
+        "direction": "below",
+        "warning": 0.15,
+        "critical": 0.05,
+        "clear": 0.20,
+        "owner": "systems-administration",
+    }
     service = make_service([rule])
     web = Reporter("web01", clock)
     service.ingest("web01", web.report({"fs_free_ratio": 0.04}))
@@ -263,7 +292,8 @@ def test_duplicate_report_has_no_effect(make_service: MakeService, clock: FakeCl
 
 
 def test_state_and_calls_survive_a_collector_restart(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
@@ -283,22 +313,35 @@ def test_state_and_calls_survive_a_collector_restart(
 
 
 def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: FakeClock) -> None:
-    rule = {"name": "plugin_critical", "metric": "plugin_status", "warning": 1, "critical": 2,
-            "owner": "systems-administration"}
+    rule = {
+        "name": "plugin_critical",
+        "metric": "plugin_status",
+        "warning": 1,
+        "critical": 2,
+        "owner": "systems-administration",
+    }
     service = make_service([rule])
     web = Reporter("web01", clock)
-    service.ingest("web01", web.report(
-        {"plugin_status": 2}, labels={"service": "mysql"}, check="mysql",
-        output="MYSQL CRITICAL - replication lag 920 seconds"))
+    service.ingest(
+        "web01",
+        web.report(
+            {"plugin_status": 2},
+            labels={"service": "mysql"},
+            check="mysql",
+            output="MYSQL CRITICAL - replication lag 920 seconds",
+        ),
+    )
     (call,) = calls(service)
     assert "Detail:      MYSQL CRITICAL - replication lag 920 seconds" in call.description
     assert service.hosts()[0]["checks"][0]["output"].startswith("MYSQL CRITICAL")
 
 
 def test_call_text_carries_dashboard_link_and_recent_measurements(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service(
-        [FS_RULE], dashboard_url="https://grafana.example/d/rw?var-host={{ host }}")
+        [FS_RULE], dashboard_url="https://grafana.example/d/rw?var-host={{ host }}"
+    )
     web = Reporter("web01", clock)
     for value in (0.86, 0.88, 0.90, 0.91, 0.92, 0.93):
         feed(service, web, value)
@@ -306,28 +349,46 @@ def test_call_text_carries_dashboard_link_and_recent_measurements(
     (call,) = calls(service)
     assert "Dashboard: https://grafana.example/d/rw?var-host=web01" in call.description
     recent = call.description.split("Recent measurements:\n", 1)[1].splitlines()
-    assert [line.split()[-1] for line in recent] == ["86.0%", "88.0%", "90.0%", "91.0%",
-                                                     "92.0%", "93.0%"]
+    assert [line.split()[-1] for line in recent] == [
+        "86.0%",
+        "88.0%",
+        "90.0%",
+        "91.0%",
+        "92.0%",
+        "93.0%",
+    ]
 
 
 def test_custom_templates_shape_the_call(make_service: MakeService, clock: FakeClock) -> None:
-    service = make_service([{**FS_RULE, "for": "0s"}], templates={
-        "summary": "{{ assign }}: {{ host }} {{ labels.mountpoint }} at {{ value_text }}",
-        "description": "{{ rule }} on {{ host }} since {{ first_seen_text }}"})
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        templates={
+            "summary": "{{ assign }}: {{ host }} {{ labels.mountpoint }} at {{ value_text }}",
+            "description": "{{ rule }} on {{ host }} since {{ first_seen_text }}",
+        },
+    )
     feed(service, Reporter("web01", clock), 0.91)
     (call,) = calls(service)
     assert call.summary == "Systems Administration: web01 / at 91.0%"
     assert call.description == "filesystem_full on web01 since 2027-01-15 08:00:00 UTC"
 
 
-@pytest.mark.parametrize(("extra", "path"), [
-    pytest.param({"templates": {"summary": "{{ host "}}, "templates -> summary",
-                 id="unclosed tag in summary"),
-    pytest.param({"dashboard_url": "https://g/{% if %}"}, "dashboard_url",
-                 id="bad dashboard template"),
-])
-def test_template_mistakes_are_refused_at_load(tmp_path: Any, extra: dict[str, Any],
-                                               path: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        pytest.param(
+            {"templates": {"summary": "{{ host "}},
+            "templates -> summary",
+            id="unclosed tag in summary",
+        ),
+        pytest.param(
+            {"dashboard_url": "https://g/{% if %}"}, "dashboard_url", id="bad dashboard template"
+        ),
+    ],
+)
+def test_template_mistakes_are_refused_at_load(
+    tmp_path: Any, extra: dict[str, Any], path: str
+) -> None:
     from checks.settings import ConfigError
     from tests.helpers import collector_config
 

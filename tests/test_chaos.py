@@ -16,8 +16,13 @@ CHAOS = Path(__file__).resolve().parent.parent / "bench" / "chaos.py"
 
 @pytest.mark.slow
 def test_short_chaos_run_meets_its_goals() -> None:
-    result = subprocess.run([sys.executable, str(CHAOS), "--short", "--json"],
-                            capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, str(CHAOS), "--short", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.stdout, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     print(json.dumps(figures, indent=2))

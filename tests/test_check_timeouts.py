@@ -37,12 +37,14 @@ MARGIN_SECONDS = 3.0
 
 def _runner(tmp_path: Path, check: dict[str, Any]) -> CheckRunner:
     """The runner the agent builds for one check that runs every second."""
-    config = agent_config_from_dict({
-        "collector": {"url": "http://127.0.0.1:9"},
-        "host": "timeouts",
-        "state_dir": str(tmp_path / "state"),
-        "checks": [{"interval": "1s", **check}],
-    })
+    config = agent_config_from_dict(
+        {
+            "collector": {"url": "http://127.0.0.1:9"},
+            "host": "timeouts",
+            "state_dir": str(tmp_path / "state"),
+            "checks": [{"interval": "1s", **check}],
+        }
+    )
     return build_runner(config)
 
 
@@ -91,19 +93,20 @@ def _run_and_expect_the_process_gone(runner: CheckRunner, pid_file: Path) -> Non
         assert _gone_soon(pids[0]), f"process {pids[0]} still runs after the runner gave up"
 
 
-def test_a_plugin_running_every_second_is_killed_when_the_runner_gives_up(
-        tmp_path: Path) -> None:
+def test_a_plugin_running_every_second_is_killed_when_the_runner_gives_up(tmp_path: Path) -> None:
     pid_file = tmp_path / "plugin.pid"
     plugin = _script(tmp_path, "check_sleeps", f"echo $$ > {pid_file}; exec sleep {SLEEP_SECONDS}")
     _run_and_expect_the_process_gone(
-        _runner(tmp_path, {"type": "plugin", "command": [str(plugin)]}), pid_file)
+        _runner(tmp_path, {"type": "plugin", "command": [str(plugin)]}), pid_file
+    )
 
 
 def test_pg_archiver_psql_is_killed_when_the_runner_gives_up(tmp_path: Path) -> None:
     pid_file = tmp_path / "psql.pid"
     psql = _script(tmp_path, "psql", f"echo $$ > {pid_file}; exec sleep {SLEEP_SECONDS}")
     _run_and_expect_the_process_gone(
-        _runner(tmp_path, {"type": "pg_archiver", "psql": str(psql)}), pid_file)
+        _runner(tmp_path, {"type": "pg_archiver", "psql": str(psql)}), pid_file
+    )
 
 
 class _SilentServer:
@@ -156,8 +159,12 @@ def test_an_http_body_that_trickles_in_is_given_up_at_the_timeout() -> None:
     """Every read gets a byte in time; the run as a whole still ends within its timeout."""
     server = _TricklingServer()
     try:
-        check = HttpCheck(convert({"type": "http", "url": f"http://127.0.0.1:{server.port}/",
-                                   "timeout": "1s"}, HttpOptions))
+        check = HttpCheck(
+            convert(
+                {"type": "http", "url": f"http://127.0.0.1:{server.port}/", "timeout": "1s"},
+                HttpOptions,
+            )
+        )
         assert [(m.name, m.value) for m in check.collect()] == [("http_up", 0.0)]
         assert server.hung_up.wait(MARGIN_SECONDS), "the check still reads the body"
     finally:
@@ -178,8 +185,7 @@ def _options(kind: str, **extra: Any) -> CheckOptions:
         "tcp": {"address": "127.0.0.1:22"},
         "http": {"url": "http://127.0.0.1/"},
     }.get(kind, {})
-    options: CheckOptions = convert({"type": kind, **required, **extra},
-                                    AnyCheckOptions)  # type: ignore[arg-type]
+    options: CheckOptions = convert({"type": kind, **required, **extra}, AnyCheckOptions)  # type: ignore[arg-type]
     return options
 
 

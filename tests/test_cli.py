@@ -321,24 +321,40 @@ def test_token_add_refuses_host_name_with_space(tmp_path: Path) -> None:
     assert run("token", "list", "--tokens-file", str(tokens)).returncode == EXIT_OK
 
 
-@pytest.mark.parametrize(("script", "tool", "status"), [
-    pytest.param("exit 0", "restic", 0, id="success"),
-    pytest.param("exit 3", "restic", 1, id="restic exit 3: files unreadable, a warning"),
-    pytest.param("exit 12", "restic", 2, id="restic exit 12: wrong password, an error"),
-    pytest.param("exit 1", "borg", 1, id="borg exit 1: a warning"),
-])
+@pytest.mark.parametrize(
+    ("script", "tool", "status"),
+    [
+        pytest.param("exit 0", "restic", 0, id="success"),
+        pytest.param("exit 3", "restic", 1, id="restic exit 3: files unreadable, a warning"),
+        pytest.param("exit 12", "restic", 2, id="restic exit 12: wrong password, an error"),
+        pytest.param("exit 1", "borg", 1, id="borg exit 1: a warning"),
+    ],
+)
 def test_job_run_passes_the_exit_code_through_and_records_it(
-        tmp_path: Path, script: str, tool: str, status: int) -> None:
+    tmp_path: Path, script: str, tool: str, status: int
+) -> None:
     from checks.statusfile import StatusfileCheck, StatusfileOptions
 
     status_file = tmp_path / "jobs" / "nightly.json"
-    result = run("job", "run", "nightly", "--status-file", str(status_file), "--tool", tool,
-                 "--", "sh", "-c", script)
+    result = run(
+        "job",
+        "run",
+        "nightly",
+        "--status-file",
+        str(status_file),
+        "--tool",
+        tool,
+        "--",
+        "sh",
+        "-c",
+        script,
+    )
     assert result.returncode == int(script.split()[1])
     recorded = json.loads(status_file.read_text())
     assert (recorded["job"], recorded["tool"]) == ("nightly", tool)
-    values = {m.name: m.value for m in
-              StatusfileCheck(StatusfileOptions(path=str(status_file))).collect()}
+    values = {
+        m.name: m.value for m in StatusfileCheck(StatusfileOptions(path=str(status_file))).collect()
+    }
     assert values["backup_last_status"] == status
     assert ("backup_last_success_timestamp_seconds" in values) == (status == 0)
 

@@ -554,7 +554,8 @@ def test_sink_secret_and_ca_paths_are_relative_to_the_config_file(tmp_path: Path
     config.write_text(
         "sinks:\n"
         "  desk: {type: rt, url: 'https://rt.example', queue: Ops,\n"
-        "         token: {file: secrets/rt.token}, ca_file: ca.pem}\n")
+        "         token: {file: secrets/rt.token}, ca_file: ca.pem}\n"
+    )
     loaded = load_collector_config(config)
     sink = loaded.sinks["desk"]
     assert sink.token.file == str(tmp_path / "etc" / "secrets" / "rt.token")

@@ -29,13 +29,16 @@ FAST_FS = {**FS_RULE, "for": "0s"}
 
 
 @pytest.fixture
-def api(make_service: Callable[..., CollectorService]
-        ) -> Iterator[tuple[TestClient[Any], CollectorService, dict[str, str]]]:
+def api(
+    make_service: Callable[..., CollectorService],
+) -> Iterator[tuple[TestClient[Any], CollectorService, dict[str, str]]]:
     service = make_service([FAST_FS])
     operators = service.config.operator_tokens_file
-    tokens = {"web01": add_token(service.config.tokens_file, "web01"),
-              "alice": add_token(operators, "alice"),
-              "rob": add_token(operators, "rob", role=ROLE_READ_ONLY)}
+    tokens = {
+        "web01": add_token(service.config.tokens_file, "web01"),
+        "alice": add_token(operators, "alice"),
+        "rob": add_token(operators, "rob", role=ROLE_READ_ONLY),
+    }
     set_user(service.config.users_file, "carol", "carol-secret-1")
     set_user(service.config.users_file, "ray", "ray-secret-12", ROLE_READ_ONLY)
     with TestClient(create_app(service)) as client:
@@ -55,10 +58,11 @@ def open_call(service: CollectorService, clock: FakeClock) -> int:
 
 def test_operator_token_file_keeps_old_lines_readable(tmp_path: Any) -> None:
     path = tmp_path / "operators.tokens"
-    path.write_text("alice sha256:" + "a" * 64 + " 1700000000\n"
-                    "bob sha256:" + "b" * 64 + "\n")
-    assert [(e.host, e.role) for e in read_tokens(path)] == [("alice", "operator"),
-                                                            ("bob", "operator")]
+    path.write_text("alice sha256:" + "a" * 64 + " 1700000000\nbob sha256:" + "b" * 64 + "\n")
+    assert [(e.host, e.role) for e in read_tokens(path)] == [
+        ("alice", "operator"),
+        ("bob", "operator"),
+    ]
     add_token(path, "rob", role=ROLE_READ_ONLY)
     assert [e.role for e in read_tokens(path)] == ["operator", "operator", "read-only"]
     # Operator lines keep their three fields, so an older collector still reads them.
@@ -86,13 +90,21 @@ def test_read_only_token_reads_and_changes_nothing(api: Any, clock: FakeClock) -
     body = {"host": "*", "rule": "*", "duration": "1h", "reason": "try"}
     refused = client.post("/api/v1/silences", json=body, headers=bearer(tokens["rob"]))
     assert refused.status_code == 403 and "read-only" in refused.json()["message"]
-    for action, payload in (("acknowledge", None), ("comment", {"text": "x"}),
-                            ("resolve", {"text": ""})):
-        answer = client.post(f"/api/v1/calls/{call_id}/{action}", json=payload,
-                             headers=bearer(tokens["rob"]))
+    for action, payload in (
+        ("acknowledge", None),
+        ("comment", {"text": "x"}),
+        ("resolve", {"text": ""}),
+    ):
+        answer = client.post(
+            f"/api/v1/calls/{call_id}/{action}", json=payload, headers=bearer(tokens["rob"])
+        )
         assert answer.status_code == 403, action
-    assert client.post("/api/v1/tokens", json={"host": "db01"},
-                       headers=bearer(tokens["rob"])).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/tokens", json={"host": "db01"}, headers=bearer(tokens["rob"])
+        ).status_code
+        == 403
+    )
     assert client.get("/api/v1/tokens", headers=bearer(tokens["rob"])).status_code == 200
     assert client.get("/api/v1/audit", headers=bearer(tokens["rob"])).json() == []
     assert client.get("/api/v1/audit").status_code == 401
@@ -109,22 +121,34 @@ def test_calls_handled_by_hand_are_audited(api: Any, clock: FakeClock) -> None:
     assert acked.status_code == 200
     again = client.post(f"/api/v1/calls/{call_id}/acknowledge", headers=alice)
     assert again.status_code == 409 and "already acknowledged" in again.json()["message"]
-    assert client.post(f"/api/v1/calls/{call_id}/comment", json={"text": "  "},
-                       headers=alice).status_code == 422
+    assert (
+        client.post(
+            f"/api/v1/calls/{call_id}/comment", json={"text": "  "}, headers=alice
+        ).status_code
+        == 422
+    )
     clock.advance(60)
-    assert client.post(f"/api/v1/calls/{call_id}/comment", json={"text": "swapping disk"},
-                       headers=alice).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/calls/{call_id}/comment", json={"text": "swapping disk"}, headers=alice
+        ).status_code
+        == 200
+    )
     clock.advance(60)
-    resolved = client.post(f"/api/v1/calls/{call_id}/resolve", json={"text": "fixed"},
-                           headers=alice)
+    resolved = client.post(
+        f"/api/v1/calls/{call_id}/resolve", json={"text": "fixed"}, headers=alice
+    )
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
-    assert client.post(f"/api/v1/calls/{call_id}/resolve", json={},
-                       headers=alice).status_code == 409
+    assert (
+        client.post(f"/api/v1/calls/{call_id}/resolve", json={}, headers=alice).status_code == 409
+    )
     assert client.post("/api/v1/calls/999/acknowledge", headers=alice).status_code == 404
     events = client.get(f"/api/v1/calls/{call_id}").json()["events"]
     assert [(e["kind"], e["text"]) for e in events][1:] == [
-        ("acknowledged", "Acknowledged by alice."), ("comment", "alice: swapping disk"),
-        ("resolved", "Resolved by alice: fixed")]
+        ("acknowledged", "Acknowledged by alice."),
+        ("comment", "alice: swapping disk"),
+        ("resolved", "Resolved by alice: fixed"),
+    ]
     assert service.acknowledged_at(service.store.get_call(call_id)) == clock() - 120
     # The disk is still full: the next report opens a new call, not the resolved one.
     clock.advance(60)
@@ -134,8 +158,9 @@ def test_calls_handled_by_hand_are_audited(api: Any, clock: FakeClock) -> None:
     (new,) = service.calls("open", None)
     assert new.id != call_id
 
-    client.post("/api/v1/silences", json={"host": "web*", "duration": "1h", "reason": "swap"},
-                headers=alice)
+    client.post(
+        "/api/v1/silences", json={"host": "web*", "duration": "1h", "reason": "swap"}, headers=alice
+    )
     client.post("/api/v1/tokens", json={"host": "db01"}, headers=alice)
     client.delete("/api/v1/tokens/db01", headers=alice)
     audit = client.get("/api/v1/audit", headers=alice).json()
@@ -145,7 +170,8 @@ def test_calls_handled_by_hand_are_audited(api: Any, clock: FakeClock) -> None:
         ("alice", "call.resolve", f"call {call_id}", "api"),
         ("alice", "silence.add", "silence 1", "api"),
         ("alice", "token.enrol", "host db01", "api"),
-        ("alice", "token.revoke", "host db01", "api")]
+        ("alice", "token.revoke", "host db01", "api"),
+    ]
 
 
 def csrf_of(page: str) -> str:
@@ -178,32 +204,43 @@ def test_console_sign_in_sessions_and_csrf(api: Any, clock: FakeClock) -> None:
     token = csrf_of(page)
     forged = client.post(f"/calls/{call_id}/acknowledge", data={"csrf": "forged"})
     assert forged.status_code == 403 and "CSRF" in forged.text
-    done = client.post(f"/calls/{call_id}/acknowledge", data={"csrf": token},
-                       follow_redirects=False)
+    done = client.post(
+        f"/calls/{call_id}/acknowledge", data={"csrf": token}, follow_redirects=False
+    )
     assert done.status_code == 303
-    added = client.post("/silences", data={"csrf": token, "host": "web*", "rule": "*",
-                                           "duration": "30m", "reason": "disk swap"},
-                        follow_redirects=False)
+    added = client.post(
+        "/silences",
+        data={"csrf": token, "host": "web*", "rule": "*", "duration": "30m", "reason": "disk swap"},
+        follow_redirects=False,
+    )
     assert added.status_code == 303
     (silence,) = service.store.list_silences(clock())
     assert (silence.host_pattern, silence.ends_at - silence.starts_at) == ("web*", 1800)
     assert 'class="end-silence"' in client.get("/silences").text
-    ended = client.post(f"/silences/{silence.id}/end", data={"csrf": token},
-                        follow_redirects=False)
+    ended = client.post(f"/silences/{silence.id}/end", data={"csrf": token}, follow_redirects=False)
     assert ended.status_code == 303 and service.store.list_silences(clock()) == []
     assert client.post(f"/silences/{silence.id}/end", data={"csrf": token}).status_code == 404
     bad = client.post("/silences", data={"csrf": token, "duration": "soon", "reason": "x"})
     assert bad.status_code == 422 and 'id="silence-error"' in bad.text
     audit = service.store.list_audit(10)
     assert [(a.actor, a.action, a.via) for a in reversed(audit)] == [
-        ("alice", "call.acknowledge", "console"), ("alice", "silence.add", "console"),
-        ("alice", "silence.end", "console")]
+        ("alice", "call.acknowledge", "console"),
+        ("alice", "silence.add", "console"),
+        ("alice", "silence.end", "console"),
+    ]
     assert "disk swap" in client.get("/audit").text
-    cross = client.post("/silences", data={"csrf": token, "duration": "1h", "reason": "x"},
-                        headers={"Origin": "https://evil.example"})
+    cross = client.post(
+        "/silences",
+        data={"csrf": token, "duration": "1h", "reason": "x"},
+        headers={"Origin": "https://evil.example"},
+    )
     assert cross.status_code == 403 and "another site" in cross.text
-    assert client.post("/login", data={"token": tokens["alice"]},
-                       headers={"Origin": "https://evil.example"}).status_code == 403
+    assert (
+        client.post(
+            "/login", data={"token": tokens["alice"]}, headers={"Origin": "https://evil.example"}
+        ).status_code
+        == 403
+    )
 
     # A tampered cookie, or a revoked token, ends the session.
     value = client.cookies.get("runwatch_session")
@@ -211,8 +248,19 @@ def test_console_sign_in_sessions_and_csrf(api: Any, clock: FakeClock) -> None:
     assert client.get("/", follow_redirects=False).status_code == 303
     client.cookies.set("runwatch_session", value)
     assert client.get("/", follow_redirects=False).status_code == 200
-    assert main(["token", "revoke", "alice", "--operator", "--tokens-file",
-                 str(service.config.operator_tokens_file)]) == 0
+    assert (
+        main(
+            [
+                "token",
+                "revoke",
+                "alice",
+                "--operator",
+                "--tokens-file",
+                str(service.config.operator_tokens_file),
+            ]
+        )
+        == 0
+    )
     clock.advance(2)
     service.operators._checked_at = float("-inf")  # the verifier re-reads at most once a second
     assert client.get("/", follow_redirects=False).status_code == 303
@@ -225,9 +273,11 @@ def test_console_read_only_user_changes_nothing(api: Any, clock: FakeClock) -> N
     page = client.get(f"/calls/{call_id}").text
     assert "Read-only" in page and 'id="acknowledge"' not in page
     token = csrf_of(page)  # the sign-out form carries it
-    for path, form in ((f"/calls/{call_id}/acknowledge", {}),
-                       (f"/calls/{call_id}/resolve", {"text": "no"}),
-                       ("/silences", {"duration": "1h", "reason": "no"})):
+    for path, form in (
+        (f"/calls/{call_id}/acknowledge", {}),
+        (f"/calls/{call_id}/resolve", {"text": "no"}),
+        ("/silences", {"duration": "1h", "reason": "no"}),
+    ):
         refused = client.post(path, data={"csrf": token, **form})
         assert refused.status_code == 403 and "read-only" in refused.text, path
     assert service.store.list_audit(10) == []
@@ -248,26 +298,33 @@ def test_console_pages_render(api: Any, clock: FakeClock) -> None:
     assert f"#{call_id}" in client.get("/calls?state=open&group=systems-administration").text
     assert "No calls match" in client.get("/calls?state=resolved").text
     assert client.get("/report?period=2026-13").status_code == 422
-    assert client.get("/static/console.js").headers["content-type"].startswith(
-        "text/javascript")
+    assert client.get("/static/console.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/../api.py").status_code == 404
     assert client.get("/login?next=//evil.example/").text.count('value="/"') == 2
 
 
 def test_calls_in_an_external_help_desk_link_to_their_ticket(
-        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
     from collector.store.records import CallLink
 
     service = make_service(
-        [FAST_FS], sinks={"helpdesk": {"type": "builtin"},
-                          "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
-        groups={"systems-administration": {"sink": "desk", "assign": "Systems Administration"},
-                "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations"}})
+        [FAST_FS],
+        sinks={
+            "helpdesk": {"type": "builtin"},
+            "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+        },
+        groups={
+            "systems-administration": {"sink": "desk", "assign": "Systems Administration"},
+            "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations"},
+        },
+    )
     token = add_token(service.config.operator_tokens_file, "alice")
     call_id = open_call(service, clock)
     with service.store.transaction():
-        service.store.save_link(CallLink(call_id, "desk", "T-42",
-                                         url="https://desk.example/tickets/42"))
+        service.store.save_link(
+            CallLink(call_id, "desk", "T-42", url="https://desk.example/tickets/42")
+        )
     with TestClient(create_app(service)) as client:
         refused = client.post(f"/api/v1/calls/{call_id}/acknowledge", headers=bearer(token))
         assert refused.status_code == 409 and "desk" in refused.json()["message"]
@@ -297,7 +354,8 @@ def test_sign_out_ends_the_session_on_the_server(api: Any) -> None:
 
 
 def test_sessions_outlive_a_restart_and_a_sign_out_ends_them_at_every_replica(
-        make_service: Callable[..., CollectorService]) -> None:
+    make_service: Callable[..., CollectorService],
+) -> None:
     """On SQLite the second service is the collector after a restart; on PostgreSQL it is
     also a replica sharing the database."""
     first = make_service([FAST_FS])
@@ -308,10 +366,12 @@ def test_sessions_outlive_a_restart_and_a_sign_out_ends_them_at_every_replica(
         csrf = csrf_of(one.get("/").text)
         second = make_service([FAST_FS])
         with TestClient(create_app(second), cookies={"runwatch_session": cookie}) as two:
-            assert two.get("/", follow_redirects=False).status_code == 200, \
+            assert two.get("/", follow_redirects=False).status_code == 200, (
                 "still signed in after a restart"
-            assert one.post("/logout", data={"csrf": csrf},
-                            follow_redirects=False).status_code == 303
+            )
+            assert (
+                one.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+            )
             assert two.get("/", follow_redirects=False).status_code == 303
 
 
@@ -327,7 +387,8 @@ def test_a_changed_password_or_a_removed_user_ends_their_sessions(api: Any) -> N
 
 
 def test_the_store_keeps_live_sessions_and_forgets_old_ones(
-        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
     store = make_service([FAST_FS]).store
     now = clock()
     with store.transaction():
@@ -347,8 +408,8 @@ def test_the_store_keeps_live_sessions_and_forgets_old_ones(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_store_of_the_previous_schema_gains_the_sessions_table(
-        backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest) -> None:
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     from collector.store import postgresql as pg_store
     from collector.store import sqlite as sqlite_store
 
@@ -359,8 +420,9 @@ def test_a_store_of_the_previous_schema_gains_the_sessions_table(
 
     dsn = request.getfixturevalue("pg_dsn") if backend == "postgresql" else ""
     with monkeypatch.context() as older:  # the collector before sessions were kept
-        older.setattr(sqlite_store, "MIGRATIONS",
-                      {k: v for k, v in sqlite_store.MIGRATIONS.items() if k <= 3})
+        older.setattr(
+            sqlite_store, "MIGRATIONS", {k: v for k, v in sqlite_store.MIGRATIONS.items() if k <= 3}
+        )
         older.setattr(sqlite_store, "SCHEMA_VERSION", 3)
         older.setattr(pg_store, "MIGRATIONS", pg_store.MIGRATIONS[:4])
         open_store().close()

@@ -32,18 +32,33 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(os.environ.get("RUNWATCH_TEST_ARTIFACTS",
-                                Path(__file__).parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("RUNWATCH_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 
 COLLECTOR = {
     "sinks": {"helpdesk": {"type": "builtin"}},
-    "groups": {"systems-administration": {"sink": "helpdesk", "assign": "Systems "
-                                          "Administration", "respond_within": "4h"},
-               "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations",
-                                       "respond_within": "1h"}},
-    "rules": [{"name": "data_disk_full", "metric": "demo_used_ratio", "warning": 0.85,
-               "critical": 0.95, "for": "0s", "owner": "systems-administration",
-               "description": "The data disk is almost full."}],
+    "groups": {
+        "systems-administration": {
+            "sink": "helpdesk",
+            "assign": "Systems Administration",
+            "respond_within": "4h",
+        },
+        "computer-operations": {
+            "sink": "helpdesk",
+            "assign": "Computer Operations",
+            "respond_within": "1h",
+        },
+    },
+    "rules": [
+        {
+            "name": "data_disk_full",
+            "metric": "demo_used_ratio",
+            "warning": 0.85,
+            "critical": 0.95,
+            "for": "0s",
+            "owner": "systems-administration",
+            "description": "The data disk is almost full.",
+        }
+    ],
     "staleness": {"after_intervals": 3, "owner": "systems-administration"},
     "evaluation_interval": "1s",
 }
@@ -61,8 +76,15 @@ def _browser() -> Any:
         pytest.skip("selenium not installed (pip install 'runwatch[test]')")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -97,19 +119,34 @@ def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
     data = tmp_path / "data"
     config = tmp_path / "collector.yaml"
     config.write_text(yaml.safe_dump(COLLECTOR))
-    tokens = {"web01": add_token(data / "agents.tokens", "web01"),
-              "alice": add_token(data / "operators.tokens", "alice"),
-              "rob": add_token(data / "operators.tokens", "rob", role=ROLE_READ_ONLY)}
+    tokens = {
+        "web01": add_token(data / "agents.tokens", "web01"),
+        "alice": add_token(data / "operators.tokens", "alice"),
+        "rob": add_token(data / "operators.tokens", "rob", role=ROLE_READ_ONLY),
+    }
     out = tmp_path / "up.out"
     with out.open("w") as stdout:
-        processes.start(RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data),
-                        "--collector-config", str(config), "--interval", "60s",
-                        stdout=stdout, stderr=subprocess_stderr(tmp_path))
-    found = wait_for("the URL", lambda: re.search(r"runwatch up: collector (\S+)",
-                                                  out.read_text()), timeout=20)
+        processes.start(
+            RUNWATCH,
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            "--collector-config",
+            str(config),
+            "--interval",
+            "60s",
+            stdout=stdout,
+            stderr=subprocess_stderr(tmp_path),
+        )
+    found = wait_for(
+        "the URL", lambda: re.search(r"runwatch up: collector (\S+)", out.read_text()), timeout=20
+    )
     url = found[1]
-    wait_for("the collector", lambda: urllib.request.urlopen(
-        url + "/healthz", timeout=2).status == 200)
+    wait_for(
+        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
+    )
     return {"url": url, "tokens": tokens, "data": data}
 
 
@@ -119,16 +156,39 @@ def subprocess_stderr(tmp_path: Path) -> Any:
 
 def report_problem(url: str, token: str) -> None:
     now = time.time()
-    report = Report(schema_version=SCHEMA_VERSION, host="web01", agent_version="test",
-                    boot_id="b1", seq=1, sent_at=now, interval_seconds=60,
-                    measurements=[Measurement(check="disk", name="demo_used_ratio",
-                                              value=0.97, unit="ratio",
-                                              labels={"mountpoint": "/data"}, timestamp=now)],
-                    checks=[CheckRun(check="disk", type="filesystem", interval_seconds=60,
-                                     started_at=now, duration_seconds=0.01)])
-    request = urllib.request.Request(url + "/api/v1/reports", data=encode(report),
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+    report = Report(
+        schema_version=SCHEMA_VERSION,
+        host="web01",
+        agent_version="test",
+        boot_id="b1",
+        seq=1,
+        sent_at=now,
+        interval_seconds=60,
+        measurements=[
+            Measurement(
+                check="disk",
+                name="demo_used_ratio",
+                value=0.97,
+                unit="ratio",
+                labels={"mountpoint": "/data"},
+                timestamp=now,
+            )
+        ],
+        checks=[
+            CheckRun(
+                check="disk",
+                type="filesystem",
+                interval_seconds=60,
+                started_at=now,
+                duration_seconds=0.01,
+            )
+        ],
+    )
+    request = urllib.request.Request(
+        url + "/api/v1/reports",
+        data=encode(report),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as answer:
         assert answer.status == 202
 
@@ -166,8 +226,7 @@ def shot(driver: Any, name: str) -> Path:
 
 
 def js_errors(driver: Any) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser")
-            if entry["level"] == "SEVERE"]
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def sign_in(driver: Any, url: str, token: str) -> None:
@@ -181,8 +240,9 @@ def sign_in(driver: Any, url: str, token: str) -> None:
     until("the overview", lambda: driver.find_elements(By.ID, "who"))
 
 
-def test_operator_handles_a_call_and_adds_a_silence(browser: Any, collector: dict[str, Any]
-                                                     ) -> None:
+def test_operator_handles_a_call_and_adds_a_silence(
+    browser: Any, collector: dict[str, Any]
+) -> None:
     from selenium.webdriver.common.by import By
 
     url, tokens = collector["url"], collector["tokens"]
@@ -194,8 +254,7 @@ def test_operator_handles_a_call_and_adds_a_silence(browser: Any, collector: dic
     shot(browser, "console-overview")
 
     browser.find_element(By.LINK_TEXT, "web01").click()
-    until("the host page", lambda: browser.find_element(By.ID, "host-state").text
-          == "CRITICAL")
+    until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
     assert "data_disk_full" in browser.find_element(By.ID, "rule-states").text
     shot(browser, "console-host")
     browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
@@ -205,8 +264,7 @@ def test_operator_handles_a_call_and_adds_a_silence(browser: Any, collector: dic
     browser.find_element(By.ID, "resolve-text").send_keys("disk cleaned")
     browser.find_element(By.ID, "resolve").click()
     browser.switch_to.alert.accept()  # console.js asks first
-    until("the resolution", lambda: browser.find_element(By.ID, "call-status").text
-          == "resolved")
+    until("the resolution", lambda: browser.find_element(By.ID, "call-status").text == "resolved")
     assert "Resolved by alice: disk cleaned" in browser.find_element(By.ID, "events").text
     shot(browser, "console-call-resolved")
 
@@ -216,8 +274,9 @@ def test_operator_handles_a_call_and_adds_a_silence(browser: Any, collector: dic
     host.send_keys("web*")
     browser.find_element(By.ID, "silence-reason").send_keys("disk swap tonight")
     browser.find_element(By.ID, "add-silence").click()
-    until("the silence", lambda: "disk swap tonight" in browser.find_element(
-        By.ID, "silences").text)
+    until(
+        "the silence", lambda: "disk swap tonight" in browser.find_element(By.ID, "silences").text
+    )
     shot(browser, "console-silences")
 
     browser.find_element(By.LINK_TEXT, "Audit log").click()
@@ -268,23 +327,38 @@ def test_read_only_operator_changes_nothing(browser: Any, collector: dict[str, A
     with urllib.request.urlopen(url + "/api/v1/calls?status=open", timeout=5) as answer:
         (call,) = json.load(answer)
     assert call["status"] == "open"
-    audit = urllib.request.Request(url + "/api/v1/audit",
-                                   headers={"Authorization": f"Bearer {tokens['rob']}"})
+    audit = urllib.request.Request(
+        url + "/api/v1/audit", headers={"Authorization": f"Bearer {tokens['rob']}"}
+    )
     with urllib.request.urlopen(audit, timeout=5) as answer:
         assert json.load(answer) == []
 
 
-def test_html_report_renders_with_charts(browser: Any, collector: dict[str, Any],
-                                         tmp_path: Path) -> None:
+def test_html_report_renders_with_charts(
+    browser: Any, collector: dict[str, Any], tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     url, tokens = collector["url"], collector["tokens"]
     report_problem(url, tokens["web01"])
     period = datetime.now(UTC).strftime("%Y-%m")
     out = tmp_path / "report.html"
-    subprocess.run([RUNWATCH, "report", "--data-dir", str(collector["data"]),
-                    "--period", period, "--format", "html", "--output", str(out)],
-                   check=True, timeout=60)
+    subprocess.run(
+        [
+            RUNWATCH,
+            "report",
+            "--data-dir",
+            str(collector["data"]),
+            "--period",
+            period,
+            "--format",
+            "html",
+            "--output",
+            str(out),
+        ],
+        check=True,
+        timeout=60,
+    )
     browser.get(out.as_uri())
     assert f"Service levels, {period}" in browser.find_element(By.TAG_NAME, "h1").text
     for chart in ("chart-calls", "chart-ttr", "chart-backups"):
@@ -307,16 +381,20 @@ def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Pa
         files[name].write_text(tokens[name])
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([RUNWATCH, "call", *args, str(call["id"]), "--collector", url],
-                              capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            [RUNWATCH, "call", *args, str(call["id"]), "--collector", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
 
     refused = run("ack", "--token-file", str(files["rob"]))
     assert refused.returncode == 1 and "read-only" in refused.stderr
     acked = run("ack", "--token-file", str(files["alice"]))
     assert acked.returncode == 0, acked.stderr
     assert f"call {call['id']} acknowledged" in acked.stdout
-    resolved = run("resolve", "--text", "cleaned", "--token-file", str(files["alice"]),
-                   "--json")
+    resolved = run("resolve", "--text", "cleaned", "--token-file", str(files["alice"]), "--json")
     assert resolved.returncode == 0 and json.loads(resolved.stdout)["status"] == "resolved"
     again = run("resolve", "--token-file", str(files["alice"]))
     assert again.returncode == 1 and "already resolved" in again.stderr

@@ -78,8 +78,7 @@ def collector_families(tmp_path_factory: pytest.TempPathFactory) -> frozenset[st
 
 
 @pytest.mark.parametrize("query", queries(), ids=lambda q: q.id)
-def test_every_metric_a_query_names_exists(query: Any, collector_families: frozenset[str]
-                                           ) -> None:
+def test_every_metric_a_query_names_exists(query: Any, collector_families: frozenset[str]) -> None:
     """A runwatch_* name is a family of the collector or a measurement some check emits."""
     expr = fill(query.expr, {name: "x" for name in re.findall(r"\$\{?(\w+)", query.expr)})
     names = set(re.findall(r"\b(runwatch_[a-z0-9_]+|[a-z_]+)\s*(?:\{|\[|\)|$)", expr))

@@ -18,32 +18,54 @@ from tests.procs import Processes, get_json, get_text, promtool_check, read_url,
 
 
 def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
-        tmp_path: Path, processes: Processes) -> None:
+    tmp_path: Path, processes: Processes
+) -> None:
     baseline = len(psutil.pids())
     collector_yaml = tmp_path / "collector.yaml"
-    collector_yaml.write_text(yaml.safe_dump({
-        "listen": "127.0.0.1:0",
-        "data_dir": str(tmp_path / "data"),
-        "sinks": {"helpdesk": {"type": "builtin"}},
-        "groups": {"systems-administration": {"sink": "helpdesk",
-                                              "assign": "Systems Administration"}},
-        "staleness": {"after_intervals": 3, "owner": "systems-administration"},
-        "evaluation_interval": "0.5s",
-        "rules": [{"name": "too_many_processes", "metric": "processes",
-                   "warning": baseline + 100, "clear": baseline + 50,
-                   "owner": "systems-administration"}],
-    }))
+    collector_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "data_dir": str(tmp_path / "data"),
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": {
+                    "systems-administration": {
+                        "sink": "helpdesk",
+                        "assign": "Systems Administration",
+                    }
+                },
+                "staleness": {"after_intervals": 3, "owner": "systems-administration"},
+                "evaluation_interval": "0.5s",
+                "rules": [
+                    {
+                        "name": "too_many_processes",
+                        "metric": "processes",
+                        "warning": baseline + 100,
+                        "clear": baseline + 50,
+                        "owner": "systems-administration",
+                    }
+                ],
+            }
+        )
+    )
     token = add_token(tmp_path / "data" / "agents.tokens", "e2e-host")
     (tmp_path / "agent.token").write_text(token)
-    collector = processes.start(RUNWATCH, "collector", "--config", str(collector_yaml),
-                                stderr=subprocess.PIPE)
+    collector = processes.start(
+        RUNWATCH, "collector", "--config", str(collector_yaml), stderr=subprocess.PIPE
+    )
     url = read_url(collector)
     agent_yaml = tmp_path / "agent.yaml"
-    agent_yaml.write_text(yaml.safe_dump({
-        "collector": {"url": url, "token_file": "agent.token"},
-        "host": "e2e-host", "interval": "1s", "state_dir": "agent-state",
-        "checks": [{"type": "processes"}, {"type": "memory"}],
-    }))
+    agent_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "collector": {"url": url, "token_file": "agent.token"},
+                "host": "e2e-host",
+                "interval": "1s",
+                "state_dir": "agent-state",
+                "checks": [{"type": "processes"}, {"type": "memory"}],
+            }
+        )
+    )
     agent = processes.start(RUNWATCH, "agent", "--config", str(agent_yaml))
 
     hosts = wait_for("the host to report", lambda: get_json(f"{url}/api/v1/hosts"))
@@ -60,8 +82,7 @@ def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
             processes.stop(sleeper, signal.SIGKILL)
 
     sleepers = load(150)
-    (opened,) = wait_for("a call to open",
-                         lambda: [c for c in calls() if c["status"] == "open"])
+    (opened,) = wait_for("a call to open", lambda: [c for c in calls() if c["status"] == "open"])
     assert opened["rule"] == "too_many_processes"
     assert opened["host"] == "e2e-host"
     time.sleep(2)
@@ -82,8 +103,11 @@ def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
 
     processes.stop(agent)
     assert agent.returncode == 0, "SIGTERM is a clean stop"
-    stale = wait_for("the host to go STALE and open a call",
-                     lambda: [c for c in calls() if c["rule"] == "host_stale"], timeout=15)
+    stale = wait_for(
+        "the host to go STALE and open a call",
+        lambda: [c for c in calls() if c["rule"] == "host_stale"],
+        timeout=15,
+    )
     assert stale[0]["status"] == "open"
     assert get_json(f"{url}/api/v1/hosts")[0]["state"] == "STALE"
     metrics = get_text(f"{url}/metrics")
@@ -96,23 +120,29 @@ def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
 
 
 def test_runwatch_up_shows_this_host_within_two_intervals_and_survives_restart(
-        tmp_path: Path, processes: Processes) -> None:
+    tmp_path: Path, processes: Processes
+) -> None:
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = (RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data),
-            "--interval", "2s")
+    args = (RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--interval", "2s")
     up = processes.start(*args, stdout=subprocess.PIPE, env=env)
     started = time.monotonic()
     url = read_url(up, "stdout")
-    hosts = wait_for("this host at /api/v1/hosts",
-                     lambda: [h for h in get_json(f"{url}/api/v1/hosts") if h["measurements"]],
-                     timeout=10)
+    hosts = wait_for(
+        "this host at /api/v1/hosts",
+        lambda: [h for h in get_json(f"{url}/api/v1/hosts") if h["measurements"]],
+        timeout=10,
+    )
     assert time.monotonic() - started < 2 * 2 + 3, "within two agent intervals (plus start-up)"
     names = {m["name"] for m in hosts[0]["measurements"]}
     assert {"fs_used_ratio", "memory_used_ratio", "load1_per_core", "uptime_seconds"} <= names
-    wait_for("rate checks (second sample)",
-             lambda: any(m["name"] == "cpu_utilization_ratio"
-                         for m in get_json(f"{url}/api/v1/hosts")[0]["measurements"]))
+    wait_for(
+        "rate checks (second sample)",
+        lambda: any(
+            m["name"] == "cpu_utilization_ratio"
+            for m in get_json(f"{url}/api/v1/hosts")[0]["measurements"]
+        ),
+    )
     metrics = get_text(f"{url}/metrics")
     assert "runwatch_fs_used_ratio{" in metrics
     promtool_check(metrics)
@@ -126,6 +156,8 @@ def test_runwatch_up_shows_this_host_within_two_intervals_and_survives_restart(
     assert hosts and hosts[0]["measurements"], "data survived the restart"
     assert (data / "agent.token").read_text() == token, "the agent keeps its token"
     seq_before = hosts[0]["last_seq"]
-    wait_for("reports after the restart",
-             lambda: get_json(f"{url}/api/v1/hosts")[0]["last_seq"] > seq_before)
+    wait_for(
+        "reports after the restart",
+        lambda: get_json(f"{url}/api/v1/hosts")[0]["last_seq"] > seq_before,
+    )
     processes.stop(again, signal.SIGINT)

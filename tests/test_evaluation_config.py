@@ -18,62 +18,148 @@ from collector.store.sqlite import SCHEMA, SCHEMA_VERSION, SQLiteStore
 BASE: dict[str, Any] = {
     "sinks": {"helpdesk": {"type": "builtin"}},
     "groups": {"ops": {"sink": "helpdesk", "assign": "Operations"}},
-    "rules": [{"name": "fs", "metric": "fs_used_ratio", "owner": "ops", "warning": 0.8,
-               "critical": 0.9},
-              {"name": "fills", "metric": "fs_free_bytes", "owner": "ops",
-               "forecast": {"warning": "3d", "critical": "1d"}}],
+    "rules": [
+        {"name": "fs", "metric": "fs_used_ratio", "owner": "ops", "warning": 0.8, "critical": 0.9},
+        {
+            "name": "fills",
+            "metric": "fs_free_bytes",
+            "owner": "ops",
+            "forecast": {"warning": "3d", "critical": "1d"},
+        },
+    ],
 }
 
 
-@pytest.mark.parametrize(("extra", "path", "words"), [
-    pytest.param({"flapping": {"changes": 0}}, "flapping -> changes", ">= 1", id="flap changes"),
-    pytest.param({"host_groups": [{"name": "db", "thresholds": {}}]}, "host_groups -> 1",
-                 "needs `hosts`", id="host group without a selector"),
-    pytest.param({"host_groups": [{"name": "db", "hosts": ["db*"],
-                                   "thresholds": {"nope": {"warning": 1}}}]},
-                 "host_groups -> 1 -> thresholds -> nope", "unknown rule", id="unknown rule"),
-    pytest.param({"host_groups": [{"name": "db", "hosts": ["db*"],
-                                   "thresholds": {"fs": {"warning": 0.95}}}]},
-                 "host_groups -> 1 -> thresholds -> fs -> warning", "below critical",
-                 id="override past critical"),
-    pytest.param({"host_groups": [{"name": "db", "hosts": ["db*"],
-                                   "thresholds": {"fs": {"warning": "2d"}}}]},
-                 "host_groups -> 1 -> thresholds -> fs -> warning", "expected a number",
-                 id="time for a plain rule"),
-    pytest.param({"host_groups": [{"name": "db", "hosts": ["db*"],
-                                   "thresholds": {"fills": {"critical": "soon"}}}]},
-                 "host_groups -> 1 -> thresholds -> fills -> critical", "duration",
-                 id="not a time for a forecast"),
-    pytest.param({"maintenance": [{"name": "w", "weekly": [
-        {"days": ["funday"], "start": "02:00", "duration": "1h"}]}]},
-        "maintenance -> 1 -> weekly -> 1 -> days -> 1", "", id="bad weekday"),
-    pytest.param({"maintenance": [{"name": "w", "weekly": [
-        {"days": ["sun"], "start": "25:00", "duration": "1h"}]}]},
-        "maintenance -> 1 -> weekly -> 1 -> start", "", id="bad start"),
-    pytest.param({"maintenance": [{"name": "w", "timezone": "Mars/Olympus", "weekly": [
-        {"days": ["sun"], "start": "02:00", "duration": "1h"}]}]},
-        "maintenance -> 1 -> timezone", "unknown time zone", id="bad time zone"),
-    pytest.param({"maintenance": [{"name": "w", "weekly": [
-        {"days": ["sun"], "start": "02:00", "duration": "8d"}]}]},
-        "maintenance -> 1 -> weekly -> 1 -> duration", "at most 1w", id="too long"),
-    pytest.param({"history": {"retention": "1h"}}, "rules -> 2 -> forecast -> over",
-                 "history -> retention", id="forecast beyond retention"),
-])
-def test_bad_evaluation_config_names_the_key(extra: dict[str, Any], path: str,
-                                             words: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "path", "words"),
+    [
+        pytest.param(
+            {"flapping": {"changes": 0}}, "flapping -> changes", ">= 1", id="flap changes"
+        ),
+        pytest.param(
+            {"host_groups": [{"name": "db", "thresholds": {}}]},
+            "host_groups -> 1",
+            "needs `hosts`",
+            id="host group without a selector",
+        ),
+        pytest.param(
+            {
+                "host_groups": [
+                    {"name": "db", "hosts": ["db*"], "thresholds": {"nope": {"warning": 1}}}
+                ]
+            },
+            "host_groups -> 1 -> thresholds -> nope",
+            "unknown rule",
+            id="unknown rule",
+        ),
+        pytest.param(
+            {
+                "host_groups": [
+                    {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": 0.95}}}
+                ]
+            },
+            "host_groups -> 1 -> thresholds -> fs -> warning",
+            "below critical",
+            id="override past critical",
+        ),
+        pytest.param(
+            {
+                "host_groups": [
+                    {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": "2d"}}}
+                ]
+            },
+            "host_groups -> 1 -> thresholds -> fs -> warning",
+            "expected a number",
+            id="time for a plain rule",
+        ),
+        pytest.param(
+            {
+                "host_groups": [
+                    {"name": "db", "hosts": ["db*"], "thresholds": {"fills": {"critical": "soon"}}}
+                ]
+            },
+            "host_groups -> 1 -> thresholds -> fills -> critical",
+            "duration",
+            id="not a time for a forecast",
+        ),
+        pytest.param(
+            {
+                "maintenance": [
+                    {
+                        "name": "w",
+                        "weekly": [{"days": ["funday"], "start": "02:00", "duration": "1h"}],
+                    }
+                ]
+            },
+            "maintenance -> 1 -> weekly -> 1 -> days -> 1",
+            "",
+            id="bad weekday",
+        ),
+        pytest.param(
+            {
+                "maintenance": [
+                    {"name": "w", "weekly": [{"days": ["sun"], "start": "25:00", "duration": "1h"}]}
+                ]
+            },
+            "maintenance -> 1 -> weekly -> 1 -> start",
+            "",
+            id="bad start",
+        ),
+        pytest.param(
+            {
+                "maintenance": [
+                    {
+                        "name": "w",
+                        "timezone": "Mars/Olympus",
+                        "weekly": [{"days": ["sun"], "start": "02:00", "duration": "1h"}],
+                    }
+                ]
+            },
+            "maintenance -> 1 -> timezone",
+            "unknown time zone",
+            id="bad time zone",
+        ),
+        pytest.param(
+            {
+                "maintenance": [
+                    {"name": "w", "weekly": [{"days": ["sun"], "start": "02:00", "duration": "8d"}]}
+                ]
+            },
+            "maintenance -> 1 -> weekly -> 1 -> duration",
+            "at most 1w",
+            id="too long",
+        ),
+        pytest.param(
+            {"history": {"retention": "1h"}},
+            "rules -> 2 -> forecast -> over",
+            "history -> retention",
+            id="forecast beyond retention",
+        ),
+    ],
+)
+def test_bad_evaluation_config_names_the_key(extra: dict[str, Any], path: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         collector_config_from_dict({**BASE, **extra})
     assert caught.value.path == path
     assert words in caught.value.message
 
 
-@pytest.mark.parametrize(("rule", "path"), [
-    pytest.param({"forecast": {"warning": "1d", "critical": "3d"}}, "rules -> 3 -> forecast",
-                 id="critical after warning"),
-    pytest.param({"forecast": {}}, "rules -> 3 -> forecast", id="no time"),
-    pytest.param({"forecast": {"warning": "1d"}, "warning": 5}, "rules -> 3 -> warning",
-                 id="plain threshold on a forecast"),
-])
+@pytest.mark.parametrize(
+    ("rule", "path"),
+    [
+        pytest.param(
+            {"forecast": {"warning": "1d", "critical": "3d"}},
+            "rules -> 3 -> forecast",
+            id="critical after warning",
+        ),
+        pytest.param({"forecast": {}}, "rules -> 3 -> forecast", id="no time"),
+        pytest.param(
+            {"forecast": {"warning": "1d"}, "warning": 5},
+            "rules -> 3 -> warning",
+            id="plain threshold on a forecast",
+        ),
+    ],
+)
 def test_bad_forecast_rule(rule: dict[str, Any], path: str) -> None:
     bad = {"name": "x", "metric": "fs_free_bytes", "owner": "ops", **rule}
     with pytest.raises(ConfigError) as caught:
@@ -92,8 +178,7 @@ def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> Non
     old = sqlite3.connect(path)
     old.executescript(SCHEMA)
     old.execute("INSERT INTO hosts VALUES ('web01', 1, 2, 60, 'v1', 'b', 7)")
-    old.execute("INSERT INTO rule_states VALUES ('fs', 'web01', '{}', 2, 0.97, 1, NULL, 0, 1, "
-                "'')")
+    old.execute("INSERT INTO rule_states VALUES ('fs', 'web01', '{}', 2, 0.97, 1, NULL, 0, 1, '')")
     old.execute("PRAGMA user_version=1")
     old.commit()
     old.close()

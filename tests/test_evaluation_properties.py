@@ -70,14 +70,21 @@ class Burst:
 
 
 values = st.sampled_from([0.5, 0.82, 0.9, 0.97, float("nan")])
-actions = st.lists(st.one_of(
-    st.builds(Report, after=st.sampled_from([0, 15, 60, 120, 300]), value=values),
-    st.builds(Tick, after=st.sampled_from([5, 60, 200, 900])),
-    st.builds(SilenceOn, seconds=st.sampled_from([60, 600, 3600]),
-              rule=st.sampled_from(["*", "filesystem_*", "host_stale"])),
-    st.builds(SilenceOff),
-    st.builds(Burst, values=st.lists(values, min_size=2, max_size=8).map(tuple)),
-), min_size=1, max_size=30)
+actions = st.lists(
+    st.one_of(
+        st.builds(Report, after=st.sampled_from([0, 15, 60, 120, 300]), value=values),
+        st.builds(Tick, after=st.sampled_from([5, 60, 200, 900])),
+        st.builds(
+            SilenceOn,
+            seconds=st.sampled_from([60, 600, 3600]),
+            rule=st.sampled_from(["*", "filesystem_*", "host_stale"]),
+        ),
+        st.builds(SilenceOff),
+        st.builds(Burst, values=st.lists(values, min_size=2, max_size=8).map(tuple)),
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
 def snapshot(service: CollectorService) -> dict[str, tuple[int, int, int]]:
@@ -109,8 +116,9 @@ def check_one_open_call_per_key(service: CollectorService) -> None:
 def test_calls_obey_their_invariants(steps: list[object], for_seconds: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clock = FakeClock()
-        service = CollectorService(collector_config(Path(tmp), [{**RULE, "for": for_seconds}]),
-                                   clock=clock)
+        service = CollectorService(
+            collector_config(Path(tmp), [{**RULE, "for": for_seconds}]), clock=clock
+        )
         try:
             run(service, clock, steps)
         finally:
@@ -139,8 +147,9 @@ def run(service: CollectorService, clock: FakeClock, steps: list[object]) -> Non
                 clock.advance(after)
                 service.tick()
             case SilenceOn(seconds=seconds, rule=rule):
-                service.add_silence("prop", host="web*", rule=rule, duration=seconds,
-                                    reason="property test")
+                service.add_silence(
+                    "prop", host="web*", rule=rule, duration=seconds, reason="property test"
+                )
             case SilenceOff():
                 for silence in service.store.list_silences(clock()):
                     service.end_silence(silence.id, "prop")
@@ -157,12 +166,16 @@ def run(service: CollectorService, clock: FakeClock, steps: list[object]) -> Non
                 assert after[name] == before[name], f"{name} is silenced, yet its calls moved"
         if flapping(service):
             # One flapping episode, one call (opened when it began, or when a window ended).
-            episode_calls.update(c.id for c in service.calls("open", None, 10_000)
-                                 if c.fingerprint == KEYS["filesystem_full"])
+            episode_calls.update(
+                c.id
+                for c in service.calls("open", None, 10_000)
+                if c.fingerprint == KEYS["filesystem_full"]
+            )
             assert len(episode_calls) <= 1, "a flapping rule opened a second call"
             if was_flapping:
                 assert after["filesystem_full"][2] == before["filesystem_full"][2], (
-                    "a flapping rule's call resolved while it still flaps")
+                    "a flapping rule's call resolved while it still flaps"
+                )
         else:
             episode_calls.clear()
 
@@ -181,16 +194,25 @@ def run(service: CollectorService, clock: FakeClock, steps: list[object]) -> Non
 
 severities = st.sampled_from(list(Severity))
 policies = st.builds(
-    StepPolicy, hold_for=st.sampled_from([0.0, 60.0, 300.0]),
-    flap_changes=st.sampled_from([None, 2, 4]), flap_window=st.sampled_from([300.0, 900.0]),
-    silenced=st.booleans())
+    StepPolicy,
+    hold_for=st.sampled_from([0.0, 60.0, 300.0]),
+    flap_changes=st.sampled_from([None, 2, 4]),
+    flap_window=st.sampled_from([300.0, 900.0]),
+    silenced=st.booleans(),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(stream=st.lists(st.tuples(st.sampled_from([1.0, 30.0, 120.0, 400.0]), severities,
-                                 policies), min_size=1, max_size=60))
+@given(
+    stream=st.lists(
+        st.tuples(st.sampled_from([1.0, 30.0, 120.0, 400.0]), severities, policies),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_the_state_machine_keeps_at_most_one_call_and_is_quiet_when_silenced(
-        stream: list[tuple[float, Severity, StepPolicy]]) -> None:
+    stream: list[tuple[float, Severity, StepPolicy]],
+) -> None:
     state, now, next_id, opens_this_flapping = RuleState(), 0.0, 1, 0
     for gap, observed, policy in stream:
         now += gap
@@ -201,8 +223,9 @@ def test_the_state_machine_keeps_at_most_one_call_and_is_quiet_when_silenced(
         for decision in decisions:
             if isinstance(decision, OpenCall):
                 assert before.call_id is None, "a call opened beside an open one"
-                state = type(state)(**{**_fields(state), "call_id": next_id,
-                                       "call_severity": decision.severity})
+                state = type(state)(
+                    **{**_fields(state), "call_id": next_id, "call_severity": decision.severity}
+                )
                 next_id += 1
                 if state.flapping:
                     opens_this_flapping += 1

@@ -165,7 +165,7 @@ def test_textfile_leaves_out_label_sets_too_large_for_a_series_key(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     big = ",".join(f'l{i}="{"x" * 1000}"' for i in range(3))  # each value within its limit
-    write(tmp_path / "a.prom", f"a{{{big}}} 1\nb{{l=\"small\"}} 2\n")
+    write(tmp_path / "a.prom", f'a{{{big}}} 1\nb{{l="small"}} 2\n')
     with caplog.at_level(logging.WARNING):
         out = wire_safe(
             TextfileCheck(TextfileOptions(directory=str(tmp_path)), clock=clock).collect()

@@ -33,16 +33,23 @@ def open_to_others(top: Path) -> list[str]:
 
 def test_runwatch_up_keeps_its_data_dir_private(tmp_path: Path, processes: Processes) -> None:
     data = tmp_path / "data"
-    args = (RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data),
-            "--interval", "1s")
+    args = (RUNWATCH, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--interval", "1s")
     with (tmp_path / "up.log").open("w") as log:
         up = processes.start(*args, stdout=subprocess.PIPE, stderr=log, env=ENV, umask=UMASK)
         url = read_url(up, "stdout")
-        wait_for("a report from the local agent",
-                 lambda: [h for h in get_json(f"{url}/api/v1/hosts") if h["measurements"]])
+        wait_for(
+            "a report from the local agent",
+            lambda: [h for h in get_json(f"{url}/api/v1/hosts") if h["measurements"]],
+        )
         wait_for("the console secret", (data / "console.secret").exists, timeout=5)
-        for name in ("runwatch.db", "runwatch.db-wal", "runwatch.db-shm", "agents.tokens",
-                     "agent.token", "agent/spool/state.json"):
+        for name in (
+            "runwatch.db",
+            "runwatch.db-wal",
+            "runwatch.db-shm",
+            "agents.tokens",
+            "agent.token",
+            "agent/spool/state.json",
+        ):
             assert (data / name).exists(), name
         assert open_to_others(data) == []
         processes.stop(up)
@@ -56,24 +63,45 @@ def test_runwatch_up_keeps_its_data_dir_private(tmp_path: Path, processes: Proce
         read_url(again, "stdout")
         processes.stop(again)
     text = (tmp_path / "again.log").read_text()
-    for path, mode, wanted in ((data, "0755", 700), (data / "runwatch.db", "0644", 600),
-                               (data / "agent", "0755", 700)):
-        assert f"{path} is open to other users (mode {mode}); restrict it with: " \
-               f"chmod {wanted} {path}" in text, text
+    for path, mode, wanted in (
+        (data, "0755", 700),
+        (data / "runwatch.db", "0644", 600),
+        (data / "agent", "0755", 700),
+    ):
+        assert (
+            f"{path} is open to other users (mode {mode}); restrict it with: "
+            f"chmod {wanted} {path}" in text
+        ), text
     assert text.count("is open to other users") == 3, text
 
 
-def test_runwatch_collector_keeps_its_data_dir_private(tmp_path: Path,
-                                                       processes: Processes) -> None:
+def test_runwatch_collector_keeps_its_data_dir_private(
+    tmp_path: Path, processes: Processes
+) -> None:
     data = tmp_path / "var" / "runwatch"
     config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump({
-        "listen": "127.0.0.1:0", "data_dir": str(data),
-        "sinks": {"helpdesk": {"type": "builtin"}}, "groups": GROUPS, "rules": [FS_RULE]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "data_dir": str(data),
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": GROUPS,
+                "rules": [FS_RULE],
+            }
+        )
+    )
     with (tmp_path / "collector.log").open("w+") as log:
-        collector = processes.start(RUNWATCH, "collector", "--config", str(config),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV,
-                                    umask=UMASK)
+        collector = processes.start(
+            RUNWATCH,
+            "collector",
+            "--config",
+            str(config),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            umask=UMASK,
+        )
         url = read_url(collector)
         get_json(f"{url}/api/v1/hosts")
         assert (data / "runwatch.db-wal").exists()
@@ -85,12 +113,26 @@ def test_runwatch_collector_keeps_its_data_dir_private(tmp_path: Path,
 def test_the_agent_keeps_its_state_dir_private(tmp_path: Path, processes: Processes) -> None:
     state = tmp_path / "agent-state"
     config = tmp_path / "agent.yaml"
-    config.write_text(yaml.safe_dump({
-        "collector": {"url": "http://127.0.0.1:9"},  # nobody there: reports stay spooled
-        "interval": "1s", "state_dir": str(state), "checks": [{"type": "uptime"}]}))
-    agent = processes.start(RUNWATCH, "agent", "--config", str(config),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-                            umask=UMASK)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "collector": {"url": "http://127.0.0.1:9"},  # nobody there: reports stay spooled
+                "interval": "1s",
+                "state_dir": str(state),
+                "checks": [{"type": "uptime"}],
+            }
+        )
+    )
+    agent = processes.start(
+        RUNWATCH,
+        "agent",
+        "--config",
+        str(config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        umask=UMASK,
+    )
     wait_for("a spooled report", lambda: list((state / "spool").glob("*.report")))
     processes.stop(agent)
     assert open_to_others(state) == []

@@ -9,16 +9,21 @@ from hypothesis import strategies as st
 from collector.evaluation.rules import RuleState, Severity
 from collector.view.fleet import StateTable
 
-KEYS = st.tuples(st.sampled_from(["disk", "load", "stale"]), st.sampled_from(["a", "b", "c"]),
-                 st.sampled_from(["{}", '{"m":"/"}']))
+KEYS = st.tuples(
+    st.sampled_from(["disk", "load", "stale"]),
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["{}", '{"m":"/"}']),
+)
 STATE = RuleState(severity=Severity.WARNING)
-OPERATIONS = st.lists(st.tuples(st.sampled_from(["set", "del", "pop", "pop-missing", "clear"]),
-                                KEYS), max_size=60)
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["set", "del", "pop", "pop-missing", "clear"]), KEYS), max_size=60
+)
 
 
 @given(OPERATIONS)
 def test_each_hosts_keys_are_the_states_of_that_host(
-        operations: list[tuple[str, tuple[str, str, str]]]) -> None:
+    operations: list[tuple[str, tuple[str, str, str]]],
+) -> None:
     table = StateTable()
     for operation, key in operations:
         if operation == "set":

@@ -34,26 +34,53 @@ print(sorted(m for m in ("ssl", "prometheus_client", "litestar", "httpx", "jinja
 """
 
 
-@pytest.mark.parametrize(("url", "loaded"), [
-    pytest.param("http://127.0.0.1:9", [], id="plain http: nothing heavy"),
-    # urllib.request, the https client, brings shutil and tempfile along.
-    pytest.param("https://127.0.0.1:9", ["shutil", "ssl", "tempfile"],
-                 id="https: ssl and the https client, and only that"),
-])
+@pytest.mark.parametrize(
+    ("url", "loaded"),
+    [
+        pytest.param("http://127.0.0.1:9", [], id="plain http: nothing heavy"),
+        # urllib.request, the https client, brings shutil and tempfile along.
+        pytest.param(
+            "https://127.0.0.1:9",
+            ["shutil", "ssl", "tempfile"],
+            id="https: ssl and the https client, and only that",
+        ),
+    ],
+)
 def test_agent_loads_only_what_it_uses(tmp_path: object, url: str, loaded: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT.format(url=url), str(tmp_path)],
-                            capture_output=True, text=True, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(url=url), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert result.stdout.strip() == repr(loaded), result.stderr
 
 
 def test_system_checks_keep_nothing_from_one_cycle_to_the_next(tmp_path: Path) -> None:
     """Run the shipped system checks many times: what they keep between cycles stays flat."""
-    config = agent_config_from_dict({
-        "collector": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
-        "checks": [{"type": t} for t in ("cpu", "load", "memory", "filesystem", "diskio",
-                                          "network", "processes", "uptime")]})
-    checks = [build_check(options, state_dir=tmp_path / options.instance)
-              for options in config.checks]
+    config = agent_config_from_dict(
+        {
+            "collector": {"url": "http://127.0.0.1:9"},
+            "state_dir": str(tmp_path),
+            "checks": [
+                {"type": t}
+                for t in (
+                    "cpu",
+                    "load",
+                    "memory",
+                    "filesystem",
+                    "diskio",
+                    "network",
+                    "processes",
+                    "uptime",
+                )
+            ],
+        }
+    )
+    checks = [
+        build_check(options, state_dir=tmp_path / options.instance) for options in config.checks
+    ]
     for _ in range(20):  # warm up: first rates, caches, lazily imported modules
         for check in checks:
             check.collect()

@@ -18,12 +18,18 @@ from tests.helpers import FakeClock
 MakeService = Callable[..., CollectorService]
 GIB = 1024**3
 
-FILLS_UP = {"name": "filesystem_fills_up", "metric": "fs_free_bytes",
-            "owner": "systems-administration",
-            "forecast": {"reaches": 0, "over": "6h", "warning": "3d", "critical": "1d"}}
-INODES_RUN_OUT = {"name": "filesystem_inodes_run_out", "metric": "fs_inodes_free",
-                  "owner": "systems-administration",
-                  "forecast": {"reaches": 0, "over": "6h", "warning": "3d", "critical": "1d"}}
+FILLS_UP = {
+    "name": "filesystem_fills_up",
+    "metric": "fs_free_bytes",
+    "owner": "systems-administration",
+    "forecast": {"reaches": 0, "over": "6h", "warning": "3d", "critical": "1d"},
+}
+INODES_RUN_OUT = {
+    "name": "filesystem_inodes_run_out",
+    "metric": "fs_inodes_free",
+    "owner": "systems-administration",
+    "forecast": {"reaches": 0, "over": "6h", "warning": "3d", "critical": "1d"},
+}
 
 
 class FillingDisk:
@@ -50,16 +56,40 @@ class FillingDisk:
         now = self.clock()
         labels = {"mountpoint": "/srv"}
         return Report(
-            schema_version=SCHEMA_VERSION, host="db01", agent_version="test", boot_id="b",
-            seq=self.seq, sent_at=now, interval_seconds=self.interval,
+            schema_version=SCHEMA_VERSION,
+            host="db01",
+            agent_version="test",
+            boot_id="b",
+            seq=self.seq,
+            sent_at=now,
+            interval_seconds=self.interval,
             measurements=[
-                Measurement(check="filesystem", name="fs_free_bytes", value=self.free_at(now),
-                            unit="bytes", labels=labels, timestamp=now),
-                Measurement(check="filesystem", name="fs_inodes_free",
-                            value=self.free_at(now) / 65536, labels=labels, timestamp=now)],
-            checks=[CheckRun(check="filesystem", type="filesystem",
-                             interval_seconds=self.interval, started_at=now,
-                             duration_seconds=0.01)])
+                Measurement(
+                    check="filesystem",
+                    name="fs_free_bytes",
+                    value=self.free_at(now),
+                    unit="bytes",
+                    labels=labels,
+                    timestamp=now,
+                ),
+                Measurement(
+                    check="filesystem",
+                    name="fs_inodes_free",
+                    value=self.free_at(now) / 65536,
+                    labels=labels,
+                    timestamp=now,
+                ),
+            ],
+            checks=[
+                CheckRun(
+                    check="filesystem",
+                    type="filesystem",
+                    interval_seconds=self.interval,
+                    started_at=now,
+                    duration_seconds=0.01,
+                )
+            ],
+        )
 
 
 def run_for(service: CollectorService, disk: FillingDisk, seconds: float) -> None:
@@ -71,7 +101,8 @@ def run_for(service: CollectorService, disk: FillingDisk, seconds: float) -> Non
 
 
 def test_a_steadily_filling_filesystem_gets_a_call_with_the_right_time(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FILLS_UP, INODES_RUN_OUT])
     # 60 GiB free, 1 GiB/h gone: full in 60 h, inside the 3-day warning.
     disk = FillingDisk(clock, free=60 * GIB, rate=GIB / 3600)
@@ -88,8 +119,9 @@ def test_a_steadily_filling_filesystem_gets_a_call_with_the_right_time(
     # The predicted time, as the call states it, within 10 % of the true time left.
     stated = re.search(r"reaches 0 B at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", call.description)
     assert stated is not None, call.description
-    predicted = datetime.strptime(stated.group(1), "%Y-%m-%d %H:%M:%S").replace(
-        tzinfo=UTC).timestamp()
+    predicted = (
+        datetime.strptime(stated.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    )
     opened = call.opened_at
     assert abs(predicted - disk.full_at) <= 0.10 * (disk.full_at - opened)
     # And the growth rate: 1 GiB per hour.
@@ -106,7 +138,8 @@ def test_a_steadily_filling_filesystem_gets_a_call_with_the_right_time(
 
 
 def test_the_call_turns_critical_as_the_day_comes_and_resolves_when_space_is_freed(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FILLS_UP], history={"resolution": "5m", "retention": "1d"})
     disk = FillingDisk(clock, free=30 * GIB, rate=GIB / 3600)  # full in 30 h
     run_for(service, disk, 8 * 3600)  # 22 h left: critical
@@ -119,7 +152,8 @@ def test_the_call_turns_critical_as_the_day_comes_and_resolves_when_space_is_fre
 
 
 def test_a_growing_or_flat_filesystem_makes_no_forecast_call(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FILLS_UP])
     disk = FillingDisk(clock, free=60 * GIB, rate=-GIB / 3600)
     run_for(service, disk, 8 * 3600)
@@ -127,7 +161,8 @@ def test_a_growing_or_flat_filesystem_makes_no_forecast_call(
 
 
 def test_history_is_downsampled_bounded_and_reloaded(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FILLS_UP], history={"resolution": "30m", "retention": "6h"})
     disk = FillingDisk(clock, free=60 * GIB, rate=GIB / 3600, interval=60)
     run_for(service, disk, 2 * 3600)
@@ -146,14 +181,18 @@ def test_history_is_downsampled_bounded_and_reloaded(
     assert [c.rule for c in again.calls("open", None)] == ["filesystem_fills_up"]
 
 
-@pytest.mark.parametrize(("points", "target", "left"), [
-    pytest.param([(0, 100), (60, 90), (120, 80)], 0, 480, id="falling to zero"),
-    pytest.param([(0, 0.5), (60, 0.6), (120, 0.7)], 1.0, 180, id="rising to one"),
-    pytest.param([(0, 0.97), (60, 0.99), (120, 1.01)], 1.0, 0, id="already past: now"),
-    pytest.param([(0, 100), (60, 110), (120, 120)], 0, None, id="moving away"),
-])
-def test_linear_forecast(points: list[tuple[float, float]], target: float,
-                         left: float | None) -> None:
+@pytest.mark.parametrize(
+    ("points", "target", "left"),
+    [
+        pytest.param([(0, 100), (60, 90), (120, 80)], 0, 480, id="falling to zero"),
+        pytest.param([(0, 0.5), (60, 0.6), (120, 0.7)], 1.0, 180, id="rising to one"),
+        pytest.param([(0, 0.97), (60, 0.99), (120, 1.01)], 1.0, 0, id="already past: now"),
+        pytest.param([(0, 100), (60, 110), (120, 120)], 0, None, id="moving away"),
+    ],
+)
+def test_linear_forecast(
+    points: list[tuple[float, float]], target: float, left: float | None
+) -> None:
     found = linear_forecast(points, target, min_points=3, min_span=60)
     assert found is not None
     assert found.seconds_left == (pytest.approx(left) if left is not None else None)

@@ -31,13 +31,21 @@ from checks.settings import ConfigError
 from checks.textfile import TextfileCheck, TextfileOptions
 from collector.config import load_collector_config
 
-FUZZ = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 text = st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
-numbers = st.one_of(st.floats(), st.integers(), st.sampled_from(
-    ["1e999", "-1e999", "NaN", "nan", "inf", "0x10", "1_000", "١٢", "", "-", "+.", "1e", "U"]))
+numbers = st.one_of(
+    st.floats(),
+    st.integers(),
+    st.sampled_from(
+        ["1e999", "-1e999", "NaN", "nan", "inf", "0x10", "1_000", "١٢", "", "-", "+.", "1e", "U"]
+    ),
+)
 
 
 def wire_safe(measurements: list[Measurement]) -> None:
@@ -51,17 +59,30 @@ def wire_safe(measurements: list[Measurement]) -> None:
 
 perf_items = st.builds(
     lambda label, value, uom, rest: f"{label}={value}{uom}{rest}",
-    st.one_of(st.from_regex(r"[a-z_ ]{0,12}", fullmatch=True).map(lambda s: f"'{s}'"),
-              st.from_regex(r"[^ =']{0,12}", fullmatch=True), text),
-    numbers.map(str), st.sampled_from(["", "%", "s", "ms", "us", "B", "KB", "MB", "GB", "TB",
-                                       "c", "KiB", "°C", "\x00"]),
-    st.lists(st.one_of(numbers.map(str), st.sampled_from(["", "~:5", "@1:2", "10:"])),
-             max_size=6).map(lambda parts: "".join(";" + p for p in parts)))
+    st.one_of(
+        st.from_regex(r"[a-z_ ]{0,12}", fullmatch=True).map(lambda s: f"'{s}'"),
+        st.from_regex(r"[^ =']{0,12}", fullmatch=True),
+        text,
+    ),
+    numbers.map(str),
+    st.sampled_from(
+        ["", "%", "s", "ms", "us", "B", "KB", "MB", "GB", "TB", "c", "KiB", "°C", "\x00"]
+    ),
+    st.lists(
+        st.one_of(numbers.map(str), st.sampled_from(["", "~:5", "@1:2", "10:"])), max_size=6
+    ).map(lambda parts: "".join(";" + p for p in parts)),
+)
 
 
 @FUZZ
-@given(stdout=st.one_of(text, st.lists(st.one_of(perf_items, text), max_size=8).map(
-    lambda items: "OK - fine | " + " ".join(items) + "\nmore\n|" + " ".join(reversed(items)))))
+@given(
+    stdout=st.one_of(
+        text,
+        st.lists(st.one_of(perf_items, text), max_size=8).map(
+            lambda items: "OK - fine | " + " ".join(items) + "\nmore\n|" + " ".join(reversed(items))
+        ),
+    )
+)
 def test_plugin_output_parses_or_skips(stdout: str) -> None:
     out = parse_output(stdout)
     assert isinstance(out.text, str)
@@ -81,22 +102,44 @@ def test_perfdata_parses_or_skips(perfdata: str) -> None:
 
 prom_lines = st.one_of(
     text,
-    st.builds(lambda name, labels, value, stamp: f"{name}{labels} {value}{stamp}",
-              st.one_of(st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,20}", fullmatch=True), text),
-              st.one_of(st.just(""), st.lists(
-                  st.tuples(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), text),
-                  max_size=4).map(lambda pairs: "{" + ",".join(
-                      f'{k}="{json.dumps(v)[1:-1]}"' for k, v in pairs) + "}"), text),
-              numbers.map(str), st.one_of(st.just(""), numbers.map(lambda n: f" {n}"))),
-    st.sampled_from(["# HELP x help", "# TYPE x counter", "# TYPE x gauge", "# TYPE x",
-                     "x_total 1", 'x{host="a"} 1', 'x{file="a"} 1', "x{", 'x{a="\\"} 1',
-                     "x 1 2 3", "\x00", "x +Inf", "x -Inf", "x NaN"]),
+    st.builds(
+        lambda name, labels, value, stamp: f"{name}{labels} {value}{stamp}",
+        st.one_of(st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,20}", fullmatch=True), text),
+        st.one_of(
+            st.just(""),
+            st.lists(
+                st.tuples(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), text), max_size=4
+            ).map(
+                lambda pairs: "{" + ",".join(f'{k}="{json.dumps(v)[1:-1]}"' for k, v in pairs) + "}"
+            ),
+            text,
+        ),
+        numbers.map(str),
+        st.one_of(st.just(""), numbers.map(lambda n: f" {n}")),
+    ),
+    st.sampled_from(
+        [
+            "# HELP x help",
+            "# TYPE x counter",
+            "# TYPE x gauge",
+            "# TYPE x",
+            "x_total 1",
+            'x{host="a"} 1',
+            'x{file="a"} 1',
+            "x{",
+            'x{a="\\"} 1',
+            "x 1 2 3",
+            "\x00",
+            "x +Inf",
+            "x -Inf",
+            "x NaN",
+        ]
+    ),
 )
 
 
 @FUZZ
-@given(content=st.one_of(st.lists(prom_lines, max_size=20).map("\n".join),
-                         st.binary(max_size=500)))
+@given(content=st.one_of(st.lists(prom_lines, max_size=20).map("\n".join), st.binary(max_size=500)))
 def test_textfile_reads_or_fails_with_check_failed(content: str | bytes) -> None:
     with tempfile.TemporaryDirectory(prefix="runwatch-fuzz-") as folder:
         path = Path(folder) / "fuzz.prom"
@@ -115,21 +158,62 @@ def test_textfile_reads_or_fails_with_check_failed(content: str | bytes) -> None
 # -- restic and borg JSON ----------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), text,
-              st.sampled_from(["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.123456789+02:00",
-                               "2024-01-02T03:04:05.000000", "9999-12-31T23:59:59Z",
-                               "0001-01-01T00:00:00Z", "not a time", "2024-13-45T99:99:99Z"])),
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.sampled_from(
-                                   ["time", "name", "archives", "archive", "id", "short_id",
-                                    "total_size", "total_file_count", "stats", "duration",
-                                    "start", "end", "original_size", "deduplicated_size",
-                                    "cache", "repository", "hostname", "x"]),
-                                   children, max_size=6)),
-    max_leaves=25)
-command_output = st.one_of(json_values.map(json.dumps), text,
-                           st.sampled_from(["", "null", "[]", "{}", "[null]", "[{}]",
-                                            '{"archives": null}', '{"archives": [{}]}']))
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        text,
+        st.sampled_from(
+            [
+                "2024-01-02T03:04:05Z",
+                "2024-01-02T03:04:05.123456789+02:00",
+                "2024-01-02T03:04:05.000000",
+                "9999-12-31T23:59:59Z",
+                "0001-01-01T00:00:00Z",
+                "not a time",
+                "2024-13-45T99:99:99Z",
+            ]
+        ),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "time",
+                    "name",
+                    "archives",
+                    "archive",
+                    "id",
+                    "short_id",
+                    "total_size",
+                    "total_file_count",
+                    "stats",
+                    "duration",
+                    "start",
+                    "end",
+                    "original_size",
+                    "deduplicated_size",
+                    "cache",
+                    "repository",
+                    "hostname",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=6,
+        ),
+    ),
+    max_leaves=25,
+)
+command_output = st.one_of(
+    json_values.map(json.dumps),
+    text,
+    st.sampled_from(
+        ["", "null", "[]", "{}", "[null]", "[{}]", '{"archives": null}', '{"archives": [{}]}']
+    ),
+)
 
 
 class FakeCommands:
@@ -145,17 +229,20 @@ class FakeCommands:
         return CommandResult(tuple(argv), code, out, "", 0.01)
 
 
-outputs = st.lists(st.tuples(st.sampled_from([0, 0, 0, 1, 2, 3, 10, 12]), command_output),
-                   min_size=1, max_size=5)
+outputs = st.lists(
+    st.tuples(st.sampled_from([0, 0, 0, 1, 2, 3, 10, 12]), command_output), min_size=1, max_size=5
+)
 
 
 @FUZZ
 @given(answers=outputs)
 def test_restic_json_parses_or_fails_with_check_failed(
-        answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("checks.restic.run_command", FakeCommands(answers))
-    check = ResticCheck(ResticOptions(repository="/srv/restic", password_file="/etc/pass"),
-                        clock=lambda: 1.8e9)
+    check = ResticCheck(
+        ResticOptions(repository="/srv/restic", password_file="/etc/pass"), clock=lambda: 1.8e9
+    )
     try:
         wire_safe(check.collect())
     except CheckFailed as exc:
@@ -166,10 +253,12 @@ def test_restic_json_parses_or_fails_with_check_failed(
 @FUZZ
 @given(answers=outputs)
 def test_borg_json_parses_or_fails_with_check_failed(
-        answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("checks.borg.run_command", FakeCommands(answers))
-    check = BorgCheck(BorgOptions(repository="/srv/borg", passcommand="echo x"),
-                      clock=lambda: 1.8e9)
+    check = BorgCheck(
+        BorgOptions(repository="/srv/borg", passcommand="echo x"), clock=lambda: 1.8e9
+    )
     try:
         wire_safe(check.collect())
     except CheckFailed as exc:
@@ -179,32 +268,129 @@ def test_borg_json_parses_or_fails_with_check_failed(
 
 # -- config YAML and the deploy inventory ------------------------------------------------------
 
-yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), text,
-                         st.sampled_from(["5m", "1h", "-1s", "0", "1e999", "*", "", "yes",
-                                          "127.0.0.1:9330", "[", "{{ host", "~", "/tmp"]))
-collector_keys = ["listen", "data_dir", "store", "agents", "operators", "sinks", "groups",
-                  "rules", "rule_files", "staleness", "evaluation_interval", "outbox",
-                  "limits", "tls", "host_groups", "parents", "maintenance", "templates",
-                  "name", "metric", "warning", "critical", "clear", "for", "owner", "type",
-                  "sink", "assign", "backend", "dsn", "tokens_file", "url", "x"]
-agent_keys = ["collector", "url", "token_file", "host", "interval", "checks", "type", "name",
-              "spool", "labels", "repository", "directory", "command", "timeout", "x"]
-inventory_keys = ["hosts", "groups", "collector", "address", "user", "port", "install_root",
-                  "key_file", "url", "group", "labels", "x"]
+yaml_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    text,
+    st.sampled_from(
+        [
+            "5m",
+            "1h",
+            "-1s",
+            "0",
+            "1e999",
+            "*",
+            "",
+            "yes",
+            "127.0.0.1:9330",
+            "[",
+            "{{ host",
+            "~",
+            "/tmp",
+        ]
+    ),
+)
+collector_keys = [
+    "listen",
+    "data_dir",
+    "store",
+    "agents",
+    "operators",
+    "sinks",
+    "groups",
+    "rules",
+    "rule_files",
+    "staleness",
+    "evaluation_interval",
+    "outbox",
+    "limits",
+    "tls",
+    "host_groups",
+    "parents",
+    "maintenance",
+    "templates",
+    "name",
+    "metric",
+    "warning",
+    "critical",
+    "clear",
+    "for",
+    "owner",
+    "type",
+    "sink",
+    "assign",
+    "backend",
+    "dsn",
+    "tokens_file",
+    "url",
+    "x",
+]
+agent_keys = [
+    "collector",
+    "url",
+    "token_file",
+    "host",
+    "interval",
+    "checks",
+    "type",
+    "name",
+    "spool",
+    "labels",
+    "repository",
+    "directory",
+    "command",
+    "timeout",
+    "x",
+]
+inventory_keys = [
+    "hosts",
+    "groups",
+    "collector",
+    "address",
+    "user",
+    "port",
+    "install_root",
+    "key_file",
+    "url",
+    "group",
+    "labels",
+    "x",
+]
 
 
 def documents(keys: list[str]) -> st.SearchStrategy[str]:
-    tree = st.recursive(yaml_scalars, lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(st.sampled_from(keys), text), children, max_size=6)),
-        max_leaves=30)
+    tree = st.recursive(
+        yaml_scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.one_of(st.sampled_from(keys), text), children, max_size=6),
+        ),
+        max_leaves=30,
+    )
     return st.one_of(
         st.dictionaries(st.sampled_from(keys), tree, max_size=8).map(
-            lambda d: yaml.safe_dump(d, allow_unicode=True)),
+            lambda d: yaml.safe_dump(d, allow_unicode=True)
+        ),
         text,
-        st.sampled_from(["", "---", "- a\n- b", "a: [", "a: &x [*x]", "!!python/object:os.system x",
-                         "a: !!binary AAAA", "? [a]\n: b", "a: 1\na: 2", "\t x: 1",
-                         "a: *unknown", "%YAML 9.9\n--- a"]))
+        st.sampled_from(
+            [
+                "",
+                "---",
+                "- a\n- b",
+                "a: [",
+                "a: &x [*x]",
+                "!!python/object:os.system x",
+                "a: !!binary AAAA",
+                "? [a]\n: b",
+                "a: 1\na: 2",
+                "\t x: 1",
+                "a: *unknown",
+                "%YAML 9.9\n--- a",
+            ]
+        ),
+    )
 
 
 def _load(loader: Any, content: str) -> None:
@@ -239,12 +425,24 @@ def test_inventory_loads_or_fails_with_config_error(content: str) -> None:
 
 token_lines = st.one_of(
     text,
-    st.builds(lambda host, digest, created: f"{host} sha256:{digest} {created}",
-              st.from_regex(r"[a-z0-9.-]{1,12}", fullmatch=True),
-              st.from_regex(r"[0-9a-f]{0,64}", fullmatch=True),
-              st.one_of(numbers.map(str), text)),
-    st.sampled_from(["# comment", "web01", "web01 md5:abc", "web01 sha256:ab 1 2",
-                     "web01 sha256:ab yesterday", "web01 sha256:ab 1e999", "\x00"]))
+    st.builds(
+        lambda host, digest, created: f"{host} sha256:{digest} {created}",
+        st.from_regex(r"[a-z0-9.-]{1,12}", fullmatch=True),
+        st.from_regex(r"[0-9a-f]{0,64}", fullmatch=True),
+        st.one_of(numbers.map(str), text),
+    ),
+    st.sampled_from(
+        [
+            "# comment",
+            "web01",
+            "web01 md5:abc",
+            "web01 sha256:ab 1 2",
+            "web01 sha256:ab yesterday",
+            "web01 sha256:ab 1e999",
+            "\x00",
+        ]
+    ),
+)
 
 
 @FUZZ

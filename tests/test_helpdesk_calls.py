@@ -39,10 +39,22 @@ redmine_server = helpdesks.redmine_server
 rt_server = helpdesk_rt.rt_server
 
 RULES = [
-    {"name": "disk_full_system", "metric": "fs_used_ratio", "match": {"mountpoint": "/sys*"},
-     "warning": 0.85, "critical": 0.95, "owner": "systems-administration"},
-    {"name": "disk_full_data", "metric": "fs_used_ratio", "match": {"mountpoint": "/data*"},
-     "warning": 0.85, "critical": 0.95, "owner": "computer-operations"},
+    {
+        "name": "disk_full_system",
+        "metric": "fs_used_ratio",
+        "match": {"mountpoint": "/sys*"},
+        "warning": 0.85,
+        "critical": 0.95,
+        "owner": "systems-administration",
+    },
+    {
+        "name": "disk_full_data",
+        "metric": "fs_used_ratio",
+        "match": {"mountpoint": "/data*"},
+        "warning": 0.85,
+        "critical": 0.95,
+        "owner": "computer-operations",
+    },
 ]
 
 
@@ -56,7 +68,7 @@ class Desk:
     sink: dict[str, Any]
     routes: dict[str, dict[str, str]]
     tickets: Callable[[str], list[dict[str, str]]]
-    close: Callable[[str], None]      # what a help-desk agent does: close the ticket by hand
+    close: Callable[[str], None]  # what a help-desk agent does: close the ticket by hand
     priority: Callable[[str], str]
 
 
@@ -66,26 +78,46 @@ def redmine_desk(server: Any, url: str | None = None) -> Desk:
     names = {v: k for k, v in server.projects.items()}
 
     def tickets(fingerprint: str) -> list[dict[str, str]]:
-        found = client.get("/issues.json", params={
-            "status_id": "*", f"cf_{field}": fingerprint, "limit": 100}).json()["issues"]
-        return [{"id": str(i["id"]), "where": names[i["project"]["id"]],
-                 "status": i["status"]["name"]} for i in found]
+        found = client.get(
+            "/issues.json", params={"status_id": "*", f"cf_{field}": fingerprint, "limit": 100}
+        ).json()["issues"]
+        return [
+            {"id": str(i["id"]), "where": names[i["project"]["id"]], "status": i["status"]["name"]}
+            for i in found
+        ]
 
     def close(ticket: str) -> None:
-        closed = next(s["id"] for s in client.get("/issue_statuses.json").json()[
-            "issue_statuses"] if s["name"] == "Closed")
-        client.put(f"/issues/{ticket}.json", json={"issue": {
-            "status_id": closed, "notes": "Closed by the help desk"}}).raise_for_status()
+        closed = next(
+            s["id"]
+            for s in client.get("/issue_statuses.json").json()["issue_statuses"]
+            if s["name"] == "Closed"
+        )
+        client.put(
+            f"/issues/{ticket}.json",
+            json={"issue": {"status_id": closed, "notes": "Closed by the help desk"}},
+        ).raise_for_status()
 
     def priority(ticket: str) -> str:
         return str(client.get(f"/issues/{ticket}.json").json()["issue"]["priority"]["name"])
 
-    return Desk("redmine", server.url, server.api_key,
-                {"type": "redmine", "url": url or server.url, "api_key": {"env": "RW_SECRET"},
-                 "project": "monitoring"},
-                {"systems-administration": {"project": "monitoring"},
-                 "computer-operations": {"project": "ops", "assignee": "opsuser"}},
-                tickets, close, priority)
+    return Desk(
+        "redmine",
+        server.url,
+        server.api_key,
+        {
+            "type": "redmine",
+            "url": url or server.url,
+            "api_key": {"env": "RW_SECRET"},
+            "project": "monitoring",
+        },
+        {
+            "systems-administration": {"project": "monitoring"},
+            "computer-operations": {"project": "ops", "assignee": "opsuser"},
+        },
+        tickets,
+        close,
+        priority,
+    )
 
 
 def rt_desk(server: Any) -> Desk:
@@ -93,8 +125,10 @@ def rt_desk(server: Any) -> Desk:
 
     def tickets(fingerprint: str) -> list[dict[str, str]]:
         query = f"'CF.{{DedupKey}}' = '{fingerprint}'"
-        found = client.get("/REST/2.0/tickets", params={
-            "query": query, "fields": "Status,Queue", "fields[Queue]": "Name"}).json()["items"]
+        found = client.get(
+            "/REST/2.0/tickets",
+            params={"query": query, "fields": "Status,Queue", "fields[Queue]": "Name"},
+        ).json()["items"]
         out = []
         for item in found:
             queue = item["Queue"]
@@ -108,19 +142,34 @@ def rt_desk(server: Any) -> Desk:
     def priority(ticket: str) -> str:
         return str(client.get(f"/REST/2.0/ticket/{ticket}").json()["Priority"])
 
-    return Desk("rt", server.url, server.token,
-                {"type": "rt", "url": server.url, "token": {"env": "RW_SECRET"},
-                 "queue": "Monitoring"},
-                {"systems-administration": {"queue": "Monitoring"},
-                 "computer-operations": {"queue": "Operations"}},
-                tickets, close, priority)
+    return Desk(
+        "rt",
+        server.url,
+        server.token,
+        {"type": "rt", "url": server.url, "token": {"env": "RW_SECRET"}, "queue": "Monitoring"},
+        {
+            "systems-administration": {"queue": "Monitoring"},
+            "computer-operations": {"queue": "Operations"},
+        },
+        tickets,
+        close,
+        priority,
+    )
 
 
 class Fleet:
     """A collector process and N simulated hosts reporting to it over HTTP."""
 
-    def __init__(self, tmp: Path, processes: Processes, desk: Desk, hosts: int, *,
-                 sink_url: str | None = None, sync_interval: str = "1h") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        processes: Processes,
+        desk: Desk,
+        hosts: int,
+        *,
+        sink_url: str | None = None,
+        sync_interval: str = "1h",
+    ) -> None:
         self.tmp, self.processes, self.desk = tmp, processes, desk
         self.run_id = uuid.uuid4().hex[:6]
         self.hosts = [f"h{i:02d}-{self.run_id}" for i in range(hosts)]
@@ -129,16 +178,25 @@ class Fleet:
         if sink_url:
             sink["url"] = sink_url
         self.config = tmp / "collector.yaml"
-        self.config.write_text(yaml.safe_dump({
-            "listen": "127.0.0.1:0", "data_dir": str(tmp / "data"),
-            "sinks": {"desk": sink},
-            "groups": {g: {"sink": "desk", "assign": g.title(), "route": route}
-                       for g, route in desk.routes.items()},
-            "rules": RULES, "evaluation_interval": "0.5s", "sync_interval": sync_interval,
-            "outbox": {"first_retry": "1s", "max_retry": "5s"},
-            # 50 problems at once are the scenario here, not a storm to hold back.
-            "storm": {"max_calls": 100, "window": "5m"},
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "listen": "127.0.0.1:0",
+                    "data_dir": str(tmp / "data"),
+                    "sinks": {"desk": sink},
+                    "groups": {
+                        g: {"sink": "desk", "assign": g.title(), "route": route}
+                        for g, route in desk.routes.items()
+                    },
+                    "rules": RULES,
+                    "evaluation_interval": "0.5s",
+                    "sync_interval": sync_interval,
+                    "outbox": {"first_retry": "1s", "max_retry": "5s"},
+                    # 50 problems at once are the scenario here, not a storm to hold back.
+                    "storm": {"max_calls": 100, "window": "5m"},
+                }
+            )
+        )
         self.tokens = {h: add_token(tmp / "data" / "agents.tokens", h) for h in self.hosts}
         self.collector: subprocess.Popen[str] | None = None
         self.url = ""
@@ -146,8 +204,9 @@ class Fleet:
 
     def start(self) -> None:
         env = {**os.environ, "RW_SECRET": self.desk.secret}
-        self.collector = self.processes.start(RUNWATCH, "collector", "--config",
-                                              str(self.config), stderr=subprocess.PIPE, env=env)
+        self.collector = self.processes.start(
+            RUNWATCH, "collector", "--config", str(self.config), stderr=subprocess.PIPE, env=env
+        )
         self.url = read_url(self.collector)
         # Keep reading its log so the pipe never fills and blocks it.
         stream = self.collector.stderr
@@ -156,22 +215,46 @@ class Fleet:
     def report(self, host: str, values: dict[str, float]) -> None:
         self.seq += 1
         now = time.time()
-        body = encode(Report(
-            schema_version=SCHEMA_VERSION, host=host, agent_version="test", boot_id="b",
-            seq=self.seq, sent_at=now, interval_seconds=60,
-            measurements=[Measurement(check="filesystem", name="fs_used_ratio", value=v,
-                                      unit="ratio", labels={"mountpoint": m}, timestamp=now)
-                          for m, v in values.items()]))
+        body = encode(
+            Report(
+                schema_version=SCHEMA_VERSION,
+                host=host,
+                agent_version="test",
+                boot_id="b",
+                seq=self.seq,
+                sent_at=now,
+                interval_seconds=60,
+                measurements=[
+                    Measurement(
+                        check="filesystem",
+                        name="fs_used_ratio",
+                        value=v,
+                        unit="ratio",
+                        labels={"mountpoint": m},
+                        timestamp=now,
+                    )
+                    for m, v in values.items()
+                ],
+            )
+        )
         request = urllib.request.Request(
-            f"{self.url}/api/v1/reports", data=body, method="POST",
-            headers={"Authorization": f"Bearer {self.tokens[host]}",
-                     "Content-Type": "application/json"})
+            f"{self.url}/api/v1/reports",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self.tokens[host]}",
+                "Content-Type": "application/json",
+            },
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status in (200, 202)
 
     def calls(self) -> list[dict[str, Any]]:
-        return [c for c in get_json(f"{self.url}/api/v1/calls?limit=1000")
-                if c["host"].endswith(self.run_id)]
+        return [
+            c
+            for c in get_json(f"{self.url}/api/v1/calls?limit=1000")
+            if c["host"].endswith(self.run_id)
+        ]
 
     def pending(self) -> int:
         return len(get_json(f"{self.url}/api/v1/outbox?status=pending"))
@@ -191,7 +274,8 @@ def desk(request: pytest.FixtureRequest) -> Desk:
 
 
 def test_fifty_problems_make_fifty_routed_tickets_and_all_resolve(
-        tmp_path: Path, processes: Processes, desk: Desk) -> None:
+    tmp_path: Path, processes: Processes, desk: Desk
+) -> None:
     fleet = Fleet(tmp_path, processes, desk, hosts=10)
     for host in fleet.hosts:
         fleet.report(host, dict.fromkeys(MOUNTS, 0.97))
@@ -215,34 +299,32 @@ def test_fifty_problems_make_fifty_routed_tickets_and_all_resolve(
         assert ticket["status"] == resolved_status
 
 
-def test_full_lifecycle_in_the_help_desk(tmp_path: Path, processes: Processes,
-                                         desk: Desk) -> None:
+def test_full_lifecycle_in_the_help_desk(tmp_path: Path, processes: Processes, desk: Desk) -> None:
     fleet = Fleet(tmp_path, processes, desk, hosts=1, sync_interval="1s")
     (host,) = fleet.hosts
     high, normal = {"redmine": ("High", "Normal"), "rt": ("80", "50")}[desk.kind]
-    open_state, resolved = {"redmine": ("New", "Resolved"), "rt": ("open", "resolved")}[
-        desk.kind]
+    open_state, resolved = {"redmine": ("New", "Resolved"), "rt": ("open", "resolved")}[desk.kind]
 
     def ticket() -> dict[str, str]:
         (only,) = desk.tickets(fleet.calls()[0]["fingerprint"])
         return only
 
-    fleet.report(host, {"/sys1": 0.90})                        # WARNING: a call opens
+    fleet.report(host, {"/sys1": 0.90})  # WARNING: a call opens
     wait_for("the ticket", fleet.drained, timeout=60)
     first = ticket()
     assert desk.priority(first["id"]) == normal
-    fleet.report(host, {"/sys1": 0.97})                        # CRITICAL: priority goes up
+    fleet.report(host, {"/sys1": 0.97})  # CRITICAL: priority goes up
     wait_for("the update", fleet.drained, timeout=60)
     assert desk.priority(first["id"]) == high
-    fleet.report(host, {"/sys1": 0.40})                        # recovery: resolved
+    fleet.report(host, {"/sys1": 0.40})  # recovery: resolved
     wait_for("the resolve", fleet.drained, timeout=60)
     assert ticket()["status"] == resolved
-    fleet.report(host, {"/sys1": 0.97})                        # back within the window
+    fleet.report(host, {"/sys1": 0.97})  # back within the window
     wait_for("the reopen", fleet.drained, timeout=60)
     assert ticket() == {**first, "status": ticket()["status"]}, "the same ticket, reopened"
     assert ticket()["status"].lower() in ("new", "open")
 
-    desk.close(first["id"])                                    # closed while still failing
+    desk.close(first["id"])  # closed while still failing
     wait_for("runwatch to reopen it", lambda: ticket()["status"] == open_state, timeout=30)
     call_id = fleet.calls()[0]["id"]
     events = get_json(f"{fleet.url}/api/v1/calls/{call_id}")["events"]
@@ -254,7 +336,8 @@ def test_full_lifecycle_in_the_help_desk(tmp_path: Path, processes: Processes,
 
 
 def test_help_desk_down_for_two_minutes_loses_and_duplicates_nothing(
-        tmp_path: Path, processes: Processes, redmine_server: Any) -> None:
+    tmp_path: Path, processes: Processes, redmine_server: Any
+) -> None:
     fleet = Fleet(tmp_path, processes, redmine_desk(redmine_server), hosts=2)
     first, second = fleet.hosts
     fleet.report(first, dict.fromkeys(MOUNTS, 0.90))
@@ -263,8 +346,9 @@ def test_help_desk_down_for_two_minutes_loses_and_duplicates_nothing(
     port = redmine_server.port
     redmine_server.stop()
     try:
-        fleet.report(first, {"/sys1": 0.40, "/sys2": 0.40, "/sys3": 0.97,
-                             "/data1": 0.90, "/data2": 0.90})     # 2 recover, 1 gets worse
+        fleet.report(
+            first, {"/sys1": 0.40, "/sys2": 0.40, "/sys3": 0.97, "/data1": 0.90, "/data2": 0.90}
+        )  # 2 recover, 1 gets worse
         fleet.report(second, {"/sys1": 0.97, "/data1": 0.97, "/data2": 0.90})  # 3 new
         time.sleep(5)
         assert fleet.pending() > 0, "deliveries wait in the outbox while the desk is down"
@@ -303,12 +387,19 @@ class KillingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                reply = httpx.request(self.command, upstream + self.path, content=body,
-                                      headers=headers, timeout=30)
-                if self.command == "POST" and self.path.startswith("/issues.json") \
-                        and reply.status_code == 201:
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                reply = httpx.request(
+                    self.command, upstream + self.path, content=body, headers=headers, timeout=30
+                )
+                if (
+                    self.command == "POST"
+                    and self.path.startswith("/issues.json")
+                    and reply.status_code == 201
+                ):
                     proxy.creates += 1
                     pid = victim()
                     if proxy.armed and pid:
@@ -348,13 +439,16 @@ def proxy_factory() -> Iterator[Callable[..., KillingProxy]]:
 
 
 def test_kill_9_right_after_a_create_never_duplicates_a_ticket(
-        tmp_path: Path, processes: Processes, redmine_server: Any,
-        proxy_factory: Callable[..., KillingProxy]) -> None:
+    tmp_path: Path,
+    processes: Processes,
+    redmine_server: Any,
+    proxy_factory: Callable[..., KillingProxy],
+) -> None:
     holder: dict[str, Any] = {}
-    proxy = proxy_factory(redmine_server.url,
-                          lambda: holder["fleet"].collector.pid if "fleet" in holder else None)
-    fleet = Fleet(tmp_path, processes, redmine_desk(redmine_server), hosts=1,
-                  sink_url=proxy.url)
+    proxy = proxy_factory(
+        redmine_server.url, lambda: holder["fleet"].collector.pid if "fleet" in holder else None
+    )
+    fleet = Fleet(tmp_path, processes, redmine_desk(redmine_server), hosts=1, sink_url=proxy.url)
     holder["fleet"] = fleet
     (host,) = fleet.hosts
     fleet.report(host, {"/sys1": 0.97, "/data1": 0.97})

@@ -24,17 +24,24 @@ MakeService = Callable[..., CollectorService]
 
 
 def body(host: str, seq: int, now: float, measurements: list[dict[str, object]]) -> bytes:
-    return json.dumps({
-        "schema_version": SCHEMA_VERSION, "host": host, "agent_version": "test",
-        "boot_id": "boot-1", "seq": seq, "sent_at": now, "interval_seconds": 60,
-        "measurements": measurements,
-    }).encode()
+    return json.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "host": host,
+            "agent_version": "test",
+            "boot_id": "boot-1",
+            "seq": seq,
+            "sent_at": now,
+            "interval_seconds": 60,
+            "measurements": measurements,
+        }
+    ).encode()
 
 
-def measurement(name: str, now: float, labels: dict[str, str] | None = None,
-                value: float = 1.0) -> dict[str, object]:
-    return {"check": "fake", "name": name, "value": value, "timestamp": now,
-            "labels": labels or {}}
+def measurement(
+    name: str, now: float, labels: dict[str, str] | None = None, value: float = 1.0
+) -> dict[str, object]:
+    return {"check": "fake", "name": name, "value": value, "timestamp": now, "labels": labels or {}}
 
 
 def families(text: str) -> list[str]:
@@ -47,21 +54,25 @@ def own_families(service: CollectorService) -> list[str]:
     return [name for name in families(text) if name.startswith("runwatch_")]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("ingest_duration_seconds_bucket", id="a histogram's buckets"),
-    pytest.param("ingest_duration_seconds_count", id="a histogram's count"),
-    pytest.param("ingest_duration_seconds", id="a histogram's own name"),
-    pytest.param("reports_ingested_created", id="a counter's _created"),
-    pytest.param("reports_ingested", id="a counter without _total"),
-    pytest.param("build_info", id="an info gauge"),
-    pytest.param("build", id="an info gauge's stem"),
-    pytest.param("calls_opened", id="a fleet counter's stem"),
-    pytest.param("host_state", id="a fleet gauge"),
-    pytest.param("process_cpu_seconds", id="the process collector"),
-    pytest.param("series_refused", id="a counter added with the series limits"),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("ingest_duration_seconds_bucket", id="a histogram's buckets"),
+        pytest.param("ingest_duration_seconds_count", id="a histogram's count"),
+        pytest.param("ingest_duration_seconds", id="a histogram's own name"),
+        pytest.param("reports_ingested_created", id="a counter's _created"),
+        pytest.param("reports_ingested", id="a counter without _total"),
+        pytest.param("build_info", id="an info gauge"),
+        pytest.param("build", id="an info gauge's stem"),
+        pytest.param("calls_opened", id="a fleet counter's stem"),
+        pytest.param("host_state", id="a fleet gauge"),
+        pytest.param("process_cpu_seconds", id="the process collector"),
+        pytest.param("series_refused", id="a counter added with the series limits"),
+    ],
+)
 def test_a_measurement_named_like_a_collector_family_is_not_exposed_and_the_agent_is_told(
-        make_service: MakeService, clock: FakeClock, name: str) -> None:
+    make_service: MakeService, clock: FakeClock, name: str
+) -> None:
     service = make_service([])
     service.ingest("web01", named_report(clock, [name, "fine_ratio"]))
     text = service.metrics.render().decode()
@@ -79,17 +90,18 @@ def named_report(clock: FakeClock, names: list[str], seq: int = 1) -> Report:
 
 
 def test_every_form_of_every_collector_family_is_held_back(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     """Derived from the real exposition, so a family added later is covered too."""
     service = make_service([])
     stems = set()
     for family in own_families(service):
         stem = family.removeprefix("runwatch_")
-        stems.add(next((stem.removesuffix(s) for s in FAMILY_SUFFIXES if stem.endswith(s)),
-                       stem))
+        stems.add(next((stem.removesuffix(s) for s in FAMILY_SUFFIXES if stem.endswith(s)), stem))
     # Names ending in _total are refused by the schema already (measurements are gauges).
-    names = sorted(stem + suffix for stem in stems for suffix in ("", *FAMILY_SUFFIXES)
-                   if suffix != "_total")
+    names = sorted(
+        stem + suffix for stem in stems for suffix in ("", *FAMILY_SUFFIXES) if suffix != "_total"
+    )
     assert "ingest_duration_seconds_bucket" in names and "build_info" in names
     reports = [measurement(name, clock()) for name in names]
     service.ingest("web01", decode_report(body("web01", 1, clock(), reports)))
@@ -100,37 +112,58 @@ def test_every_form_of_every_collector_family_is_held_back(
 
 def test_a_name_or_label_name_with_a_trailing_newline_is_refused() -> None:
     now = 1_800_000_000.0
-    for bad in (measurement("free_bytes\n", now),
-                measurement("free_bytes", now, {"device\n": "sda"}),
-                measurement("free_bytes", now, {"__name__": "runwatch_host_state"})):
+    for bad in (
+        measurement("free_bytes\n", now),
+        measurement("free_bytes", now, {"device\n": "sda"}),
+        measurement("free_bytes", now, {"__name__": "runwatch_host_state"}),
+    ):
         with pytest.raises(msgspec.ValidationError):
             decode_report(body("web01", 1, now, [bad]))
 
 
 # -- whatever agents send, /metrics parses ------------------------------------------------------
 
-_COLLECTOR_FORMS = st.sampled_from([
-    "ingest_duration_seconds_bucket", "ingest_duration_seconds_sum", "build_info",
-    "reports_rejected_created", "host_state", "rule_severity", "calls_open_info",
-])
+_COLLECTOR_FORMS = st.sampled_from(
+    [
+        "ingest_duration_seconds_bucket",
+        "ingest_duration_seconds_sum",
+        "build_info",
+        "reports_rejected_created",
+        "host_state",
+        "rule_severity",
+        "calls_open_info",
+    ]
+)
 _NAMES = st.one_of(st.from_regex(r"\A[a-zA-Z_][a-zA-Z0-9_]{0,30}\n?\Z"), _COLLECTOR_FORMS)
 _LABEL_NAMES = st.from_regex(r"\A[a-zA-Z_][a-zA-Z0-9_]{0,12}\n?\Z")
 _LABEL_VALUES = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 
 # promtool's style lints on names the agents chose: they are the agents' names, not a broken
 # exposition (a parsing error is what must never happen).
-_STYLE_LINTS = ("should be written in 'snake_case'", "should not have \"_",
-                "should not contain abbreviated units", "counter metrics should have",
-                "metric names should not contain abbreviated units")
+_STYLE_LINTS = (
+    "should be written in 'snake_case'",
+    'should not have "_',
+    "should not contain abbreviated units",
+    "counter metrics should have",
+    "metric names should not contain abbreviated units",
+)
 
 
 def _promtool_parses(text: str) -> None:
-    result = subprocess.run([tool("promtool", "prometheus"), "check", "metrics"], input=text,
-                            text=True, capture_output=True, check=False)
+    result = subprocess.run(
+        [tool("promtool", "prometheus"), "check", "metrics"],
+        input=text,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode in (0, 3), output
-    problems = [line for line in output.splitlines()
-                if line.strip() and not any(lint in line for lint in _STYLE_LINTS)]
+    problems = [
+        line
+        for line in output.splitlines()
+        if line.strip() and not any(lint in line for lint in _STYLE_LINTS)
+    ]
     assert not problems, output
 
 
@@ -140,11 +173,17 @@ def test_metrics_parse_whatever_names_and_labels_agents_send(tmp_path: Path) -> 
     service = CollectorService(collector_config(tmp_path, []), clock=clock)
     seqs = iter(range(1, 10_000))
     try:
-        @given(st.lists(st.tuples(_NAMES, st.dictionaries(_LABEL_NAMES, _LABEL_VALUES,
-                                                           max_size=3)),
-                        min_size=1, max_size=25))
-        @settings(max_examples=15, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+
+        @given(
+            st.lists(
+                st.tuples(_NAMES, st.dictionaries(_LABEL_NAMES, _LABEL_VALUES, max_size=3)),
+                min_size=1,
+                max_size=25,
+            )
+        )
+        @settings(
+            max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def scrape(items: list[tuple[str, dict[str, str]]]) -> None:
             now = clock()
             accepted = []

@@ -47,12 +47,10 @@ def test_host_and_rule_states(busy: CollectorService, clock: FakeClock) -> None:
     assert sample(busy, "runwatch_host_state", host="web01", state="OK") == 1
     assert sample(busy, "runwatch_host_state", host="web01", state="CRITICAL") == 0
     assert sample(busy, "runwatch_host_state", host="db01", state="STALE") == 1
-    assert sample(busy, "runwatch_host_last_report_timestamp_seconds",
-                  host="web01") == clock.now
+    assert sample(busy, "runwatch_host_last_report_timestamp_seconds", host="web01") == clock.now
     labels = {"host": "db01", "rule": "filesystem_full", "series": "mountpoint=/"}
     assert sample(busy, "runwatch_rule_severity", **labels) == 2
-    assert sample(busy, "runwatch_rule_severity", host="db01", rule="host_stale",
-                  series="") == 4
+    assert sample(busy, "runwatch_rule_severity", host="db01", rule="host_stale", series="") == 4
     assert sample(busy, "runwatch_check_failing", host="web01", check="filesystem") == 0
 
 
@@ -64,49 +62,94 @@ def test_ingest_counters_and_latency(busy: CollectorService) -> None:
 
 
 def test_measurements_as_gauges_and_switched_off(
-        busy: CollectorService, make_service: MakeService, clock: FakeClock) -> None:
-    assert sample(busy, "runwatch_fs_used_ratio", host="web01", check="filesystem",
-                  mountpoint="/") == 0.5
+    busy: CollectorService, make_service: MakeService, clock: FakeClock
+) -> None:
+    assert (
+        sample(busy, "runwatch_fs_used_ratio", host="web01", check="filesystem", mountpoint="/")
+        == 0.5
+    )
     quiet = make_service([{**FS_RULE, "for": "0s"}], metrics={"measurements": False})
     quiet.ingest("web01", Reporter("web01", clock).report({"fs_used_ratio": 0.5}))
-    assert sample(quiet, "runwatch_fs_used_ratio", host="web01", check="filesystem",
-                  mountpoint="/") is None
+    assert (
+        sample(quiet, "runwatch_fs_used_ratio", host="web01", check="filesystem", mountpoint="/")
+        is None
+    )
     assert sample(quiet, "runwatch_host_state", host="web01", state="OK") == 1
 
 
 def test_promtool_finds_the_exposition_clean(busy: CollectorService) -> None:
     promtool = tool("promtool", "prometheus")
     exposition = busy.metrics.render()
-    result = subprocess.run([promtool, "check", "metrics"], input=exposition,
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, check=False
+    )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
 
 
 def test_rules_carry_their_owner_and_thresholds(busy: CollectorService) -> None:
-    info = {"rule": "filesystem_full", "metric": "fs_used_ratio",
-            "group": "systems-administration", "direction": "above"}
+    info = {
+        "rule": "filesystem_full",
+        "metric": "fs_used_ratio",
+        "group": "systems-administration",
+        "direction": "above",
+    }
     assert sample(busy, "runwatch_rule_info", **info) == 1
-    assert sample(busy, "runwatch_rule_info", rule="host_stale", metric="",
-                  group="systems-administration", direction="above") == 1
+    assert (
+        sample(
+            busy,
+            "runwatch_rule_info",
+            rule="host_stale",
+            metric="",
+            group="systems-administration",
+            direction="above",
+        )
+        == 1
+    )
     for level, value in (("warning", 0.85), ("critical", 0.95), ("clear", 0.80)):
-        assert sample(busy, "runwatch_rule_threshold", rule="filesystem_full",
-                      metric="fs_used_ratio", level=level) == value
+        assert (
+            sample(
+                busy,
+                "runwatch_rule_threshold",
+                rule="filesystem_full",
+                metric="fs_used_ratio",
+                level=level,
+            )
+            == value
+        )
 
 
 def test_open_calls_are_listed_with_their_id_group_and_severity(busy: CollectorService) -> None:
     calls = {(c.host, c.rule): c.id for c in busy.calls("open", None)}
     group = "systems-administration"
-    assert sample(busy, "runwatch_open_call_severity", host="db01", rule="filesystem_full",
-                  series="mountpoint=/", group=group,
-                  call=str(calls[("db01", "filesystem_full")])) == 2
-    assert sample(busy, "runwatch_open_call_severity", host="db01", rule="host_stale",
-                  series="", group=group, call=str(calls[("db01", "host_stale")])) == 4
+    assert (
+        sample(
+            busy,
+            "runwatch_open_call_severity",
+            host="db01",
+            rule="filesystem_full",
+            series="mountpoint=/",
+            group=group,
+            call=str(calls[("db01", "filesystem_full")]),
+        )
+        == 2
+    )
+    assert (
+        sample(
+            busy,
+            "runwatch_open_call_severity",
+            host="db01",
+            rule="host_stale",
+            series="",
+            group=group,
+            call=str(calls[("db01", "host_stale")]),
+        )
+        == 4
+    )
     text = busy.metrics.render().decode()
     assert 'runwatch_open_call_severity{host="web01"' not in text, "web01's call is resolved"
 
 
-def test_time_to_resolve_is_observed_per_group(make_service: MakeService,
-                                               clock: FakeClock) -> None:
+def test_time_to_resolve_is_observed_per_group(make_service: MakeService, clock: FakeClock) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     web = Reporter("web01", clock)
     service.ingest("web01", web.report({"fs_used_ratio": 0.97}))
@@ -118,8 +161,9 @@ def test_time_to_resolve_is_observed_per_group(make_service: MakeService,
     assert sample(service, "runwatch_call_resolve_seconds_bucket", group=group, le="900.0") == 0
     assert sample(service, "runwatch_call_resolve_seconds_bucket", group=group, le="1800.0") == 1
     assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 0
-    assert sample(service, "runwatch_call_resolve_seconds_count",
-                  group="computer-operations") == 0, "every group's series from the start"
+    assert (
+        sample(service, "runwatch_call_resolve_seconds_count", group="computer-operations") == 0
+    ), "every group's series from the start"
 
 
 def test_store_times_its_transactions(busy: CollectorService) -> None:
@@ -132,7 +176,8 @@ def test_store_times_its_transactions(busy: CollectorService) -> None:
 
 
 def test_a_report_that_fails_inside_the_collector_is_counted(
-        make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
 
@@ -149,41 +194,65 @@ def test_a_report_that_fails_inside_the_collector_is_counted(
 def test_label_values_are_escaped(make_service: MakeService, clock: FakeClock) -> None:
     service = make_service()
     odd = 'C:\\share "archive"\nline two'
-    service.ingest("web01", Reporter("web01", clock).report(
-        {"fs_used_ratio": 0.5}, labels={"mountpoint": odd}))
-    assert sample(service, "runwatch_fs_used_ratio", host="web01", check="filesystem",
-                  mountpoint=odd) == 0.5
-    assert sample(service, "runwatch_rule_severity", host="web01", rule="filesystem_full",
-                  series=f"mountpoint={odd}") == 0
+    service.ingest(
+        "web01", Reporter("web01", clock).report({"fs_used_ratio": 0.5}, labels={"mountpoint": odd})
+    )
+    assert (
+        sample(service, "runwatch_fs_used_ratio", host="web01", check="filesystem", mountpoint=odd)
+        == 0.5
+    )
+    assert (
+        sample(
+            service,
+            "runwatch_rule_severity",
+            host="web01",
+            rule="filesystem_full",
+            series=f"mountpoint={odd}",
+        )
+        == 0
+    )
     promtool_check(service.metrics.render().decode())
 
 
 def test_special_values_are_written_as_prometheus_reads_them(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([])
-    values = {"a_ratio": float("inf"), "b_ratio": float("-inf"), "c_ratio": 1e21,
-              "d_ratio": 0.1 + 0.2}
+    values = {
+        "a_ratio": float("inf"),
+        "b_ratio": float("-inf"),
+        "c_ratio": 1e21,
+        "d_ratio": 0.1 + 0.2,
+    }
     service.ingest("web01", Reporter("web01", clock).report(values))
     text = service.metrics.render().decode()
     assert 'runwatch_a_ratio{host="web01",check="filesystem",mountpoint="/"} +Inf\n' in text
     assert 'runwatch_b_ratio{host="web01",check="filesystem",mountpoint="/"} -Inf\n' in text
-    assert sample(service, "runwatch_c_ratio", host="web01", check="filesystem",
-                  mountpoint="/") == 1e21
-    assert sample(service, "runwatch_d_ratio", host="web01", check="filesystem",
-                  mountpoint="/") == 0.1 + 0.2, "full precision"
+    assert (
+        sample(service, "runwatch_c_ratio", host="web01", check="filesystem", mountpoint="/")
+        == 1e21
+    )
+    assert (
+        sample(service, "runwatch_d_ratio", host="web01", check="filesystem", mountpoint="/")
+        == 0.1 + 0.2
+    ), "full precision"
 
 
 @pytest.fixture
 def desk_service(make_service: MakeService) -> CollectorService:
     """A collector whose group has an external help desk (never reached in these tests)."""
     groups = {"systems-administration": {"sink": "desk", "assign": "Systems Administration"}}
-    return make_service([{**FS_RULE, "for": "0s"}], groups=groups,
-                        sinks={"desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
-                        staleness={"after_intervals": 3})
+    return make_service(
+        [{**FS_RULE, "for": "0s"}],
+        groups=groups,
+        sinks={"desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
+        staleness={"after_intervals": 3},
+    )
 
 
 def test_outbox_age_sink_errors_and_time_to_acknowledge(
-        desk_service: CollectorService, clock: FakeClock) -> None:
+    desk_service: CollectorService, clock: FakeClock
+) -> None:
     from collector.incidents.outbox import OutboxWorker, RetryPolicy
     from collector.incidents.sync import TicketSync
     from collector.sinks.contract import SinkError
@@ -193,9 +262,13 @@ def test_outbox_age_sink_errors_and_time_to_acknowledge(
     assert sample(service, "runwatch_outbox_oldest_pending_age_seconds", sink="desk") == 0
     assert sample(service, "runwatch_sink_errors_total", sink="desk", operation="open") == 0
     sink = RecordingSink()
-    worker = OutboxWorker(service.store, {"desk": sink}, clock=clock,
-                          policy=RetryPolicy(base_seconds=10, max_seconds=100),
-                          metrics=service.metrics.delivery)
+    worker = OutboxWorker(
+        service.store,
+        {"desk": sink},
+        clock=clock,
+        policy=RetryPolicy(base_seconds=10, max_seconds=100),
+        metrics=service.metrics.delivery,
+    )
     web = Reporter("web01", clock)
     service.ingest("web01", web.report({"fs_used_ratio": 0.97}))
     clock.advance(90)
@@ -204,21 +277,29 @@ def test_outbox_age_sink_errors_and_time_to_acknowledge(
     sink.failures = [SinkError("503", retryable=True, status=503)]
     assert worker.deliver_due() == 0
     assert sample(service, "runwatch_sink_errors_total", sink="desk", operation="open") == 1
-    assert sample(service, "runwatch_outbox_deliveries_total", sink="desk", op="open",
-                  result="retry") == 1
+    assert (
+        sample(service, "runwatch_outbox_deliveries_total", sink="desk", op="open", result="retry")
+        == 1
+    )
     clock.advance(200)
     assert worker.deliver_due() == 1
     assert sample(service, "runwatch_outbox_oldest_pending_age_seconds", sink="desk") == 0
 
     failing: list[str] = []
-    sync = TicketSync(service.store, {"desk": sink}, service.config.groups,
-                      {"desk": lambda severity: severity}, timings=service.metrics.calls,
-                      on_error=failing.append)
+    sync = TicketSync(
+        service.store,
+        {"desk": sink},
+        service.config.groups,
+        {"desk": lambda severity: severity},
+        timings=service.metrics.calls,
+        on_error=failing.append,
+    )
     clock.advance(300)
     sync.run_once(clock())
     group = "systems-administration"
-    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 0, \
+    assert sample(service, "runwatch_call_acknowledge_seconds_count", group=group) == 0, (
         "still new in the help desk"
+    )
     (ticket,) = sink.tickets.values()
     ticket["state"] = "open"
     clock.advance(100)
@@ -246,22 +327,28 @@ def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorS
     assert zipped.num_bytes_downloaded < plain.num_bytes_downloaded / 3
 
     def steady(body: bytes) -> list[str]:  # the process's own CPU and memory move between GETs
-        return [line for line in body.decode().splitlines()
-                if "runwatch_process_" not in line and "runwatch_event_loop_lag" not in line]
+        return [
+            line
+            for line in body.decode().splitlines()
+            if "runwatch_process_" not in line and "runwatch_event_loop_lag" not in line
+        ]
 
     assert steady(zipped.content) == steady(plain.content)
     promtool_check(plain.text)
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    pytest.param("gzip", True, id="gzip"),
-    pytest.param("br, gzip;q=0.5", True, id="among others, with a weight"),
-    pytest.param("GZIP", True, id="any case"),
-    pytest.param("gzip;q=0", False, id="refused with q=0"),
-    pytest.param("identity", False, id="identity only"),
-    pytest.param("", False, id="no header"),
-    pytest.param("deflate, br", False, id="other codings only"),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("gzip", True, id="gzip"),
+        pytest.param("br, gzip;q=0.5", True, id="among others, with a weight"),
+        pytest.param("GZIP", True, id="any case"),
+        pytest.param("gzip;q=0", False, id="refused with q=0"),
+        pytest.param("identity", False, id="identity only"),
+        pytest.param("", False, id="no header"),
+        pytest.param("deflate, br", False, id="other codings only"),
+    ],
+)
 def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> None:
     from collector.api.ops import accepts_gzip
 
@@ -269,7 +356,8 @@ def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> No
 
 
 def test_measurement_text_kept_between_scrapes_follows_every_change(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     """Each host's measurement text is kept between scrapes: it must follow new reports,
     series dropped outside ingest, and a host that comes back, and equal a fresh render."""
     from collector.metrics.exposition import FleetCollector
@@ -286,21 +374,23 @@ def test_measurement_text_kept_between_scrapes_follows_every_change(
     service.fleet.drop_series(("web01", "b_ratio", '{"mountpoint":"/"}'))
     assert sample(service, "runwatch_b_ratio", **labels) is None
     assert sample(service, "runwatch_a_ratio", **labels) == 0.75
-    fresh = FleetCollector(service.fleet, service.config, service.counters, service.store,
-                           clock)
+    fresh = FleetCollector(service.fleet, service.config, service.counters, service.store, clock)
     assert service.metrics.fleet is not None
     kept = service.metrics.fleet
     assert kept.measurement_chunks() == fresh.measurement_chunks()
     # A whole reload of the view (as after a failed ingest) renders every host again.
     service.fleet.reload(service.store, clock.now)
     service.ingest("db01", db.report({"a_ratio": 0.0625}))
-    assert sample(service, "runwatch_a_ratio", host="db01", check="filesystem",
-                  mountpoint="/") == 0.0625
+    assert (
+        sample(service, "runwatch_a_ratio", host="db01", check="filesystem", mountpoint="/")
+        == 0.0625
+    )
     assert kept.measurement_chunks() == fresh.measurement_chunks()
 
 
 def test_event_loop_lag_shows_work_that_holds_the_loop(
-        busy: CollectorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    busy: CollectorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A scrape that blocks the event loop for 0.4 s shows as a lag of that size."""
     import time
 

@@ -46,17 +46,33 @@ def checks_report(reporter: Reporter, checks: dict[str, float]) -> Report:
     reporter.seq += 1
     now = reporter.clock()
     return Report(
-        schema_version=SCHEMA_VERSION, host=reporter.host, agent_version="test",
-        boot_id=reporter.boot_id, seq=reporter.seq, sent_at=now,
+        schema_version=SCHEMA_VERSION,
+        host=reporter.host,
+        agent_version="test",
+        boot_id=reporter.boot_id,
+        seq=reporter.seq,
+        sent_at=now,
         interval_seconds=reporter.interval,
-        measurements=[Measurement(check=name, name=f"{name}_value", value=value, timestamp=now)
-                      for name, value in checks.items()],
-        checks=[CheckRun(check=name, type=name, interval_seconds=reporter.interval,
-                         started_at=now, duration_seconds=0.01) for name in checks])
+        measurements=[
+            Measurement(check=name, name=f"{name}_value", value=value, timestamp=now)
+            for name, value in checks.items()
+        ],
+        checks=[
+            CheckRun(
+                check=name,
+                type=name,
+                interval_seconds=reporter.interval,
+                started_at=now,
+                duration_seconds=0.01,
+            )
+            for name in checks
+        ],
+    )
 
 
 def test_one_silent_check_opens_its_own_call_while_the_host_reports(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS])
     web = Reporter("web01", clock)
     service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
@@ -80,7 +96,8 @@ def test_one_silent_check_opens_its_own_call_while_the_host_reports(
 
 
 def test_a_silent_host_gets_one_host_call_and_no_call_per_check(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS])
     web = Reporter("web01", clock)
     service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
@@ -93,9 +110,16 @@ def test_a_silent_host_gets_one_host_call_and_no_call_per_check(
 
 
 def test_a_check_silent_for_a_day_is_forgotten_and_its_call_resolved(
-        make_service: MakeService, clock: FakeClock) -> None:
-    service = make_service([FAST_FS], staleness={
-        "after_intervals": 3, "owner": "systems-administration", "forget_checks_after": "2h"})
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    service = make_service(
+        [FAST_FS],
+        staleness={
+            "after_intervals": 3,
+            "owner": "systems-administration",
+            "forget_checks_after": "2h",
+        },
+    )
     web = Reporter("web01", clock)
     service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
     for _ in range(130):
@@ -117,7 +141,8 @@ def flapping_service(make_service: MakeService) -> CollectorService:
 
 
 def test_a_flapping_rule_keeps_one_call_open_and_resolves_after_a_stable_window(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = flapping_service(make_service)
     web = Reporter("web01", clock)
     for value in (0.9, 0.5, 0.9, 0.5, 0.97, 0.5, 0.9, 0.5):
@@ -130,9 +155,13 @@ def test_a_flapping_rule_keeps_one_call_open_and_resolves_after_a_stable_window(
     assert len(notes) == 1, "one note that it flaps, not one per change"
     (state,) = [s for k, s in service.fleet.states.items() if k[0] == "filesystem_full"]
     assert state.flapping
-    assert service.registry.get_sample_value(
-        "runwatch_rule_flapping", {"host": "web01", "rule": "filesystem_full",
-                                   "series": "mountpoint=/"}) == 1
+    assert (
+        service.registry.get_sample_value(
+            "runwatch_rule_flapping",
+            {"host": "web01", "rule": "filesystem_full", "series": "mountpoint=/"},
+        )
+        == 1
+    )
     assert service.registry.get_sample_value("runwatch_rules_flapping") == 1
     events_while_flapping = len(kinds(service, call.id))
 
@@ -153,7 +182,8 @@ def test_a_flapping_rule_keeps_one_call_open_and_resolves_after_a_stable_window(
 
 
 def test_flapping_that_settles_on_a_problem_keeps_the_call_and_says_so(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = flapping_service(make_service)
     web = Reporter("web01", clock)
     for value in (0.9, 0.5, 0.9, 0.5, 0.9):
@@ -169,11 +199,15 @@ def test_flapping_that_settles_on_a_problem_keeps_the_call_and_says_so(
     assert not state.flapping
 
 
-def test_flapping_can_be_switched_off_for_a_rule(make_service: MakeService,
-                                                 clock: FakeClock) -> None:
-    service = make_service([{**FAST_FS, "flapping": {"enabled": False}}],
-                           groups={"systems-administration": {
-                               "sink": "helpdesk", "assign": "SA", "reopen_within": "0s"}})
+def test_flapping_can_be_switched_off_for_a_rule(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    service = make_service(
+        [{**FAST_FS, "flapping": {"enabled": False}}],
+        groups={
+            "systems-administration": {"sink": "helpdesk", "assign": "SA", "reopen_within": "0s"}
+        },
+    )
     web = Reporter("web01", clock)
     for value in (0.9, 0.5) * 5:
         feed(service, web, value)
@@ -185,10 +219,12 @@ def test_flapping_can_be_switched_off_for_a_rule(make_service: MakeService,
 
 
 def test_a_silenced_problem_opens_no_call_until_the_silence_ends(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS])
-    silence = service.add_silence("alice", host="web*", rule="filesystem_*", duration=3600,
-                                  reason="disk swap")
+    silence = service.add_silence(
+        "alice", host="web*", rule="filesystem_*", duration=3600, reason="disk swap"
+    )
     web = Reporter("web01", clock)
     feed(service, web, 0.97)
     assert open_calls(service) == []
@@ -210,7 +246,8 @@ def test_a_silenced_problem_opens_no_call_until_the_silence_ends(
 
 
 def test_a_call_open_before_the_window_is_left_alone_then_resolved_after_it(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS])
     web = Reporter("web01", clock)
     feed(service, web, 0.9)
@@ -220,7 +257,7 @@ def test_a_call_open_before_the_window_is_left_alone_then_resolved_after_it(
     clock.advance(60)
     feed(service, web, 0.97)  # worse: no severity comment during the window
     clock.advance(60)
-    feed(service, web, 0.5)   # better: no resolve during the window either
+    feed(service, web, 0.5)  # better: no resolve during the window either
     for _ in range(7):  # to 9 minutes into the 10-minute window
         clock.advance(60)
         feed(service, web, 0.5)
@@ -233,7 +270,8 @@ def test_a_call_open_before_the_window_is_left_alone_then_resolved_after_it(
 
 
 def test_ending_a_silence_early_opens_the_held_back_call_at_once(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS])
     silence = service.add_silence("carol", host="*", rule="*", duration=7200, reason="x")
     feed(service, Reporter("web01", clock), 0.9)
@@ -247,10 +285,19 @@ def test_ending_a_silence_early_opens_the_held_back_call_at_once(
 
 def test_weekly_window_from_the_config(make_service: MakeService, clock: FakeClock) -> None:
     # The clock starts on Friday 2027-01-15 08:00 UTC, i.e. 09:00 in Berlin.
-    service = make_service([FAST_FS], maintenance=[{
-        "name": "friday-patching", "hosts": "web*", "rules": "*",
-        "weekly": [{"days": ["fri"], "start": "08:30", "duration": "1h"}],
-        "timezone": "Europe/Berlin", "reason": "weekly patching"}])
+    service = make_service(
+        [FAST_FS],
+        maintenance=[
+            {
+                "name": "friday-patching",
+                "hosts": "web*",
+                "rules": "*",
+                "weekly": [{"days": ["fri"], "start": "08:30", "duration": "1h"}],
+                "timezone": "Europe/Berlin",
+                "reason": "weekly patching",
+            }
+        ],
+    )
     web = Reporter("web01", clock)
     feed(service, web, 0.97)
     assert open_calls(service) == []
@@ -279,8 +326,9 @@ def test_silences_survive_a_restart(make_service: MakeService, clock: FakeClock)
 # -- dependencies -------------------------------------------------------------------------------
 
 
-def test_children_of_a_silent_parent_go_into_its_call(make_service: MakeService,
-                                                      clock: FakeClock) -> None:
+def test_children_of_a_silent_parent_go_into_its_call(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS], parents={"web*": ["switch01"]})
     reporters = [Reporter(name, clock) for name in ("web01", "switch01", "web02")]
     for reporter in reporters:
@@ -308,8 +356,9 @@ def test_children_of_a_silent_parent_go_into_its_call(make_service: MakeService,
     assert (own.host, own.rule) == ("web02", "host_stale")
 
 
-def test_a_critical_parent_takes_its_childrens_staleness(make_service: MakeService,
-                                                         clock: FakeClock) -> None:
+def test_a_critical_parent_takes_its_childrens_staleness(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS], parents={"db01": ["san01"]})
     san, db = Reporter("san01", clock), Reporter("db01", clock)
     feed(service, db, 0.5)
@@ -323,8 +372,9 @@ def test_a_critical_parent_takes_its_childrens_staleness(make_service: MakeServi
     assert any(t.startswith("db01 depends on san01") for t in texts(service, san_call.id))
 
 
-def test_a_host_without_a_failing_parent_gets_its_own_call(make_service: MakeService,
-                                                           clock: FakeClock) -> None:
+def test_a_host_without_a_failing_parent_gets_its_own_call(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS], parents={"web*": ["switch01"]})
     switch, web = Reporter("switch01", clock), Reporter("web01", clock)
     feed(service, web, 0.5)
@@ -339,23 +389,40 @@ def test_a_host_without_a_failing_parent_gets_its_own_call(make_service: MakeSer
 # -- overrides ----------------------------------------------------------------------------------
 
 HOST_GROUPS = [
-    {"name": "databases", "labels": {"role": "db*"},
-     "thresholds": {"filesystem_full": {"warning": 0.92, "critical": 0.98, "clear": 0.9}}},
-    {"name": "scratch", "hosts": ["*-tmp", "db9*"],
-     "thresholds": {"filesystem_full": {"warning": 0.6, "critical": 0.7, "clear": 0.5}}},
+    {
+        "name": "databases",
+        "labels": {"role": "db*"},
+        "thresholds": {"filesystem_full": {"warning": 0.92, "critical": 0.98, "clear": 0.9}},
+    },
+    {
+        "name": "scratch",
+        "hosts": ["*-tmp", "db9*"],
+        "thresholds": {"filesystem_full": {"warning": 0.6, "critical": 0.7, "clear": 0.5}},
+    },
 ]
 
 
-@pytest.mark.parametrize(("host", "labels", "reading"), [
-    pytest.param("web01", {}, (0.90, "WARNING"), id="no group: the rule's thresholds"),
-    pytest.param("db01", {"role": "db-primary"}, (0.90, None), id="label group: higher warning"),
-    pytest.param("db01", {"role": "db-primary"}, (0.99, "CRITICAL"), id="label group: critical"),
-    pytest.param("ci-tmp", {}, (0.65, "WARNING"), id="name group: lower warning"),
-    pytest.param("db91", {"role": "db"}, (0.65, None), id="both match: the first group wins"),
-])
+@pytest.mark.parametrize(
+    ("host", "labels", "reading"),
+    [
+        pytest.param("web01", {}, (0.90, "WARNING"), id="no group: the rule's thresholds"),
+        pytest.param(
+            "db01", {"role": "db-primary"}, (0.90, None), id="label group: higher warning"
+        ),
+        pytest.param(
+            "db01", {"role": "db-primary"}, (0.99, "CRITICAL"), id="label group: critical"
+        ),
+        pytest.param("ci-tmp", {}, (0.65, "WARNING"), id="name group: lower warning"),
+        pytest.param("db91", {"role": "db"}, (0.65, None), id="both match: the first group wins"),
+    ],
+)
 def test_host_groups_carry_their_own_thresholds(
-        make_service: MakeService, clock: FakeClock, host: str, labels: dict[str, str],
-        reading: tuple[float, str | None]) -> None:
+    make_service: MakeService,
+    clock: FakeClock,
+    host: str,
+    labels: dict[str, str],
+    reading: tuple[float, str | None],
+) -> None:
     value, severity = reading
     service = make_service([FAST_FS], host_groups=HOST_GROUPS)
     reporter = Reporter(host, clock)
@@ -364,8 +431,7 @@ def test_host_groups_carry_their_own_thresholds(
     assert found == ([severity] if severity else [])
 
 
-def test_explain_names_the_group_that_decides(make_service: MakeService,
-                                              clock: FakeClock) -> None:
+def test_explain_names_the_group_that_decides(make_service: MakeService, clock: FakeClock) -> None:
     service = make_service([FAST_FS], host_groups=HOST_GROUPS)
     db = Reporter("db91", clock)
     service.ingest("db91", labelled(db.report({"fs_used_ratio": 0.5}), role="db"))
@@ -375,15 +441,18 @@ def test_explain_names_the_group_that_decides(make_service: MakeService,
     assert found["effective_thresholds"]["warning"] == 0.92
     assert found["rule_thresholds"]["warning"] == 0.85
     assert [(g["name"], g["member"], g["applies"]) for g in found["host_groups"]] == [
-        ("databases", True, True), ("scratch", True, False)]
+        ("databases", True, True),
+        ("scratch", True, False),
+    ]
     assert "role=db matches 'db*'" in found["host_groups"][0]["why"]
     unknown = service.explain("web01", "filesystem_full")
     assert unknown is not None and unknown["source"] == "rule"
     assert service.explain("web01", "no_such_rule") is None
 
 
-def test_a_labels_change_moves_the_host_between_groups(make_service: MakeService,
-                                                       clock: FakeClock) -> None:
+def test_a_labels_change_moves_the_host_between_groups(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FAST_FS], host_groups=HOST_GROUPS)
     db = Reporter("db01", clock)
     service.ingest("db01", labelled(db.report({"fs_used_ratio": 0.90}), role="db"))
@@ -395,4 +464,5 @@ def test_a_labels_change_moves_the_host_between_groups(make_service: MakeService
 
 def test_fingerprints_of_builtin_rules_are_distinct() -> None:
     assert fingerprint("web01", "check_stale", {"check": "a"}) != fingerprint(
-        "web01", "host_stale", {})
+        "web01", "host_stale", {}
+    )

@@ -41,9 +41,13 @@ class RecordingSink:
     def open(self, ticket: NewTicket) -> TicketRef:
         self._maybe_fail()
         key = f"T{len(self.tickets) + 1}"
-        self.tickets[key] = {"fingerprint": ticket.fingerprint, "state": "new",
-                             "priority": ticket.priority, "route": ticket.route,
-                             "idempotency_key": ticket.idempotency_key}
+        self.tickets[key] = {
+            "fingerprint": ticket.fingerprint,
+            "state": "new",
+            "priority": ticket.priority,
+            "route": ticket.route,
+            "idempotency_key": ticket.idempotency_key,
+        }
         self.log.append(("open", key))
         return TicketRef(key)
 
@@ -75,15 +79,20 @@ PRIORITY = {"CRITICAL": "P1", "WARNING": "P3", "UNKNOWN": "P3", "STALE": "P1"}
 
 
 @pytest.fixture
-def desk(make_service: Callable[..., CollectorService], clock: FakeClock, tmp_path: Path
-         ) -> Iterator[tuple[CollectorService, RecordingSink, OutboxWorker]]:
+def desk(
+    make_service: Callable[..., CollectorService], clock: FakeClock, tmp_path: Path
+) -> Iterator[tuple[CollectorService, RecordingSink, OutboxWorker]]:
     service = make_service([{**FS_RULE, "for": "0s"}])
     sink = RecordingSink()
     # The group's sink is external: wire the incident layer to enqueue for it.
     service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
     worker_store = open_store(service.config)  # its own connection, as in the service
-    worker = OutboxWorker(worker_store, {"helpdesk": sink}, clock=clock,
-                          policy=RetryPolicy(base_seconds=10, max_seconds=100))
+    worker = OutboxWorker(
+        worker_store,
+        {"helpdesk": sink},
+        clock=clock,
+        policy=RetryPolicy(base_seconds=10, max_seconds=100),
+    )
     yield service, sink, worker
     worker_store.close()
 
@@ -110,8 +119,7 @@ def test_lifecycle_reaches_the_help_desk_in_order(desk: Any, clock: FakeClock) -
     assert len(sink.tickets) == 1
 
 
-def test_an_open_sent_again_carries_the_same_idempotency_key(
-        desk: Any, clock: FakeClock) -> None:
+def test_an_open_sent_again_carries_the_same_idempotency_key(desk: Any, clock: FakeClock) -> None:
     service, sink, worker = desk
     web = Reporter("web01", clock)
     feed(service, web, 0.97)
@@ -134,15 +142,14 @@ def test_an_open_sent_again_carries_the_same_idempotency_key(
     assert keys == [f"{call.fingerprint}-{op.id}"] * 2, "one key for every delivery of it"
 
 
-def test_retryable_failures_back_off_and_block_only_their_call(
-        desk: Any, clock: FakeClock) -> None:
+def test_retryable_failures_back_off_and_block_only_their_call(desk: Any, clock: FakeClock) -> None:
     service, sink, worker = desk
     web, db = Reporter("web01", clock), Reporter("db01", clock)
     feed(service, web, 0.90)
     sink.failures = [SinkError("503", retryable=True, status=503, retry_after=30)]
     assert worker.deliver_due() == 0, "web01's open failed"
-    feed(service, web, 0.50)   # its resolve waits behind the failed open
-    feed(service, db, 0.90)    # db01 is not held up by web01
+    feed(service, web, 0.50)  # its resolve waits behind the failed open
+    feed(service, db, 0.90)  # db01 is not held up by web01
     assert worker.deliver_due() == 1
     assert [k for k, _ in sink.log] == ["open"]
     clock.advance(29)
@@ -199,8 +206,9 @@ def test_two_way_sync_acknowledges_reopens_and_escalates(desk: Any, clock: FakeC
     from collector.incidents.sync import TicketSync
 
     service, sink, worker = desk
-    sync = TicketSync(worker._store, {"helpdesk": sink}, service.config.groups,
-                      {"helpdesk": PRIORITY.__getitem__})
+    sync = TicketSync(
+        worker._store, {"helpdesk": sink}, service.config.groups, {"helpdesk": PRIORITY.__getitem__}
+    )
     feed(service, Reporter("web01", clock), 0.90)  # WARNING: priority P3
     worker.deliver_due()
     (ticket,) = sink.tickets.values()
@@ -234,11 +242,10 @@ def test_discarding_a_dead_letter_lets_the_call_move_on(desk: Any, clock: FakeCl
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
     worker.deliver_due()
-    sink.failures = [SinkError("403 cannot change a closed incident", retryable=False,
-                               status=403)]
-    feed(service, web, 0.97)   # the update is refused for good
+    sink.failures = [SinkError("403 cannot change a closed incident", retryable=False, status=403)]
+    feed(service, web, 0.97)  # the update is refused for good
     worker.deliver_due()
-    feed(service, web, 0.50)   # the resolve waits behind it
+    feed(service, web, 0.50)  # the resolve waits behind it
     worker.deliver_due()
     (dead,) = service.store.list_ops("dead", 10)
     with service.store.transaction():
@@ -248,22 +255,26 @@ def test_discarding_a_dead_letter_lets_the_call_move_on(desk: Any, clock: FakeCl
 
 
 def test_desk_closure_under_new_call_policy_opens_a_new_call_later(
-        desk: Any, clock: FakeClock) -> None:
+    desk: Any, clock: FakeClock
+) -> None:
     from collector.config import GroupConfig
     from collector.incidents.sync import TicketSync
 
     service, sink, worker = desk
-    policy = GroupConfig(sink="helpdesk", assign="Systems Administration",
-                         on_desk_close="new_call", new_call_after=600)  # type: ignore[arg-type]
+    policy = GroupConfig(
+        sink="helpdesk",
+        assign="Systems Administration",
+        on_desk_close="new_call",
+        new_call_after=600,
+    )  # type: ignore[arg-type]
     groups = {**service.config.groups, "systems-administration": policy}
     service.config = msgspec.structs.replace(service.config, groups=groups)
     service.incidents._groups = dict(groups)
-    sync = TicketSync(worker._store, {"helpdesk": sink}, groups,
-                      {"helpdesk": PRIORITY.__getitem__})
+    sync = TicketSync(worker._store, {"helpdesk": sink}, groups, {"helpdesk": PRIORITY.__getitem__})
     web = Reporter("web01", clock)
     feed(service, web, 0.90)
     worker.deliver_due()
-    sink.tickets["T1"]["state"] = "closed"          # the help desk closes it; disk still full
+    sink.tickets["T1"]["state"] = "closed"  # the help desk closes it; disk still full
     assert sync.run_once(clock()) == 0, "no reopen under this policy"
     for _ in range(5):
         clock.advance(60)

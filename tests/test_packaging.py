@@ -51,7 +51,10 @@ def test_shipped_file_names_a_folder_too() -> None:
     from runwatch.shipped import shipped_file
 
     assert sorted(p.name for p in shipped_file("rules").glob("*.yaml")) == [
-        "backup.yaml", "services.yaml", "system.yaml"]
+        "backup.yaml",
+        "services.yaml",
+        "system.yaml",
+    ]
 
 
 def test_the_config_folder_is_no_package() -> None:
@@ -62,9 +65,21 @@ def test_the_config_folder_is_no_package() -> None:
 
 def _build_wheel(directory: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(directory), str(REPO)],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(directory),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     (wheel,) = directory.glob("runwatch-*.whl")
     return wheel
@@ -76,21 +91,39 @@ def _fresh_venv(directory: Path) -> tuple[Path, Path]:
     They are listed after the venv's own, as a plain path line: no .pth of theirs runs, so no
     editable checkout leaks in. Returns the venv's python and its site-packages.
     """
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True, timeout=120
+    )
     python = directory / "bin" / "python"
-    purelib = Path(subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python, purelib
 
 
 def _pip_install(python: Path, *what: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-deps", *what],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            *what,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -100,8 +133,15 @@ def _runner(cwd: Path) -> Callable[..., str]:
     cwd.mkdir(exist_ok=True)
 
     def run(*argv: str | Path) -> str:
-        result = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -144,8 +184,9 @@ def test_the_wheel_claims_no_config_and_its_shipped_files_work_installed(tmp_pat
     where, rules, checks = run(python, "-c", USES_SHIPPED_FILES).split()
     assert Path(where) == purelib / "runwatch" / "_shipped" / "collector.yaml"
     assert int(rules) > 10 and int(checks) > 3
-    assert "valid collector config" in run(python.with_name("runwatch"), "config", "validate",
-                                           where)
+    assert "valid collector config" in run(
+        python.with_name("runwatch"), "config", "validate", where
+    )
 
 
 @pytest.mark.slow

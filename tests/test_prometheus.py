@@ -444,8 +444,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=30,
         )
         time.sleep(3)  # a few more scrapes of the final state
-        yield Stack(collector_url, prometheus_url, desk.events,  # type: ignore[attr-defined]
-                    scrape_token)
+        yield Stack(
+            collector_url,
+            prometheus_url,
+            desk.events,  # type: ignore[attr-defined]
+            scrape_token,
+        )
     finally:
         started.stop_all()
         desk.shutdown()

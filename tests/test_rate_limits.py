@@ -50,8 +50,9 @@ def test_defaults_never_throttle_an_agent_or_a_days_replay() -> None:
     the agent's replay rate (20/s) is throttled only past the burst, and then by seconds."""
     clock = FakeClock(0.0)
     limits = collector_config_from_dict({}).limits
-    limiter = TokenBucketLimiter(limits.agent_requests_per_second, limits.agent_burst_requests,
-                                 clock)
+    limiter = TokenBucketLimiter(
+        limits.agent_requests_per_second, limits.agent_burst_requests, clock
+    )
     for _ in range(7 * 24 * 60):
         assert limiter.acquire("web01") == 0.0
         clock.advance(60)
@@ -69,12 +70,18 @@ def test_defaults_never_throttle_an_agent_or_a_days_replay() -> None:
 
 
 @pytest.fixture
-def api(make_service: Callable[..., CollectorService]
-        ) -> Iterator[tuple[TestClient[Any], CollectorService, str, str]]:
-    service = make_service([{**FS_RULE, "for": "0s"}],
-                           limits={"agent_requests_per_second": 0.001, "agent_burst_requests": 3,
-                                   "operator_requests_per_second": 0.001,
-                                   "operator_burst_requests": 2})
+def api(
+    make_service: Callable[..., CollectorService],
+) -> Iterator[tuple[TestClient[Any], CollectorService, str, str]]:
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        limits={
+            "agent_requests_per_second": 0.001,
+            "agent_burst_requests": 3,
+            "operator_requests_per_second": 0.001,
+            "operator_burst_requests": 2,
+        },
+    )
     token = add_token(service.config.tokens_file, "web01")
     operator = add_token(service.config.operator_tokens_file, "admin-anna")
     with TestClient(create_app(service)) as client:
@@ -82,21 +89,28 @@ def api(make_service: Callable[..., CollectorService]
 
 
 def throttled(service: CollectorService, role: str) -> float:
-    value = service.registry.get_sample_value("runwatch_requests_throttled_total",
-                                              {"role": role})
+    value = service.registry.get_sample_value("runwatch_requests_throttled_total", {"role": role})
     return value or 0.0
 
 
 def test_agent_over_its_limit_gets_429_and_the_report_changes_nothing(
-        api: Any, clock: FakeClock) -> None:
+    api: Any, clock: FakeClock
+) -> None:
     client, service, token, _ = api
     web = Reporter("web01", clock)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for _ in range(3):
-        assert client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
-                           headers=headers).status_code == 202
-    response = client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.99})),
-                           headers=headers)
+        assert (
+            client.post(
+                "/api/v1/reports",
+                content=encode(web.report({"fs_used_ratio": 0.5})),
+                headers=headers,
+            ).status_code
+            == 202
+        )
+    response = client.post(
+        "/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.99})), headers=headers
+    )
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
     assert response.json()["error"] == "throttled"
@@ -108,17 +122,22 @@ def test_agent_over_its_limit_gets_429_and_the_report_changes_nothing(
     # Another host has its own bucket.
     db_token = add_token(service.config.tokens_file, "db01")
     service.tokens._checked_at = float("-inf")  # skip the 1 s re-read throttle
-    response = client.post("/api/v1/reports",
-                           content=encode(Reporter("db01", clock).report({"x": 1})),
-                           headers={"Authorization": f"Bearer {db_token}"})
+    response = client.post(
+        "/api/v1/reports",
+        content=encode(Reporter("db01", clock).report({"x": 1})),
+        headers={"Authorization": f"Bearer {db_token}"},
+    )
     assert response.status_code == 202
 
 
 def test_operator_over_its_limit_gets_429(api: Any) -> None:
     client, service, _, operator = api
     headers = {"Authorization": f"Bearer {operator}"}
-    assert [client.get("/api/v1/tokens", headers=headers).status_code
-            for _ in range(3)] == [200, 200, 429]
+    assert [client.get("/api/v1/tokens", headers=headers).status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
     response = client.post("/api/v1/tokens", json={"host": "new01"}, headers=headers)
     assert response.status_code == 429
     assert "Retry-After" in response.headers
@@ -129,22 +148,31 @@ def test_operator_over_its_limit_gets_429(api: Any) -> None:
 def test_unknown_tokens_are_not_counted_against_a_real_one(api: Any, clock: FakeClock) -> None:
     client, _, token, _ = api
     for _ in range(10):
-        assert client.post("/api/v1/reports", content=b"{}",
-                           headers={"Authorization": "Bearer rwt_wrong"}).status_code == 401
-    response = client.post("/api/v1/reports",
-                           content=encode(Reporter("web01", clock).report({"x": 1})),
-                           headers={"Authorization": f"Bearer {token}"})
+        assert (
+            client.post(
+                "/api/v1/reports", content=b"{}", headers={"Authorization": "Bearer rwt_wrong"}
+            ).status_code
+            == 401
+        )
+    response = client.post(
+        "/api/v1/reports",
+        content=encode(Reporter("web01", clock).report({"x": 1})),
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 202
 
 
-@pytest.mark.parametrize(("header", "seconds"), [
-    pytest.param("7", 7.0, id="delay"),
-    pytest.param(" 2 ", 2.0, id="spaces"),
-    pytest.param("99999", 3600.0, id="capped at an hour"),
-    pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", None, id="date form: ignored"),
-    pytest.param("-1", None, id="negative: ignored"),
-    pytest.param(None, None, id="absent"),
-])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        pytest.param("7", 7.0, id="delay"),
+        pytest.param(" 2 ", 2.0, id="spaces"),
+        pytest.param("99999", 3600.0, id="capped at an hour"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", None, id="date form: ignored"),
+        pytest.param("-1", None, id="negative: ignored"),
+        pytest.param(None, None, id="absent"),
+    ],
+)
 def test_retry_after_header(header: str | None, seconds: float | None) -> None:
     assert retry_after(header) == seconds
 
@@ -176,8 +204,11 @@ class _ThrottlingCollector(http.server.BaseHTTPRequestHandler):
 
 def test_shipper_keeps_throttled_reports_and_delivers_them_in_order(tmp_path: Path) -> None:
     received: list[bytes] = []
-    handler = type("Handler", (_ThrottlingCollector,),
-                   {"limiter": TokenBucketLimiter(rate=10.0, burst=2), "received": received})
+    handler = type(
+        "Handler",
+        (_ThrottlingCollector,),
+        {"limiter": TokenBucketLimiter(rate=10.0, burst=2), "received": received},
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -266,11 +297,13 @@ def test_rate_zero_switches_the_address_throttle_off() -> None:
 
 
 @pytest.fixture
-def guarded(make_service: Callable[..., CollectorService]
-            ) -> Iterator[tuple[TestClient[Any], PeerSwitch, CollectorService, str, str]]:
-    service = make_service([{**FS_RULE, "for": "0s"}],
-                           limits={"address_failures_per_second": 0.001,
-                                   "address_burst_failures": 3})
+def guarded(
+    make_service: Callable[..., CollectorService],
+) -> Iterator[tuple[TestClient[Any], PeerSwitch, CollectorService, str, str]]:
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        limits={"address_failures_per_second": 0.001, "address_burst_failures": 3},
+    )
     token = add_token(service.config.tokens_file, "web01")
     operator = add_token(service.config.operator_tokens_file, "admin-anna")
     switch = PeerSwitch(create_app(service))
@@ -279,35 +312,52 @@ def guarded(make_service: Callable[..., CollectorService]
 
 
 def test_unknown_tokens_from_an_address_close_it_and_others_go_on(
-        guarded: Any, clock: FakeClock) -> None:
+    guarded: Any, clock: FakeClock
+) -> None:
     client, switch, service, token, operator = guarded
     web = Reporter("web01", clock)
     wrong = {"Authorization": "Bearer rwt_wrong"}
     switch.address = "192.0.2.66"
-    assert [client.post("/api/v1/reports", content=b"{}", headers=wrong).status_code
-            for _ in range(3)] == [401, 401, 401]
+    assert [
+        client.post("/api/v1/reports", content=b"{}", headers=wrong).status_code for _ in range(3)
+    ] == [401, 401, 401]
     closed = client.post("/api/v1/reports", content=b"{}", headers=wrong)
     assert closed.status_code == 429
     assert int(closed.headers["retry-after"]) >= 100, "refills at 0.001 a second"
     assert "failed authentications from this address" in closed.json()["message"]
     # Like fail2ban: while the address is closed, even a valid token from it is refused.
-    valid = client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
-                        headers={"Authorization": f"Bearer {token}"})
+    valid = client.post(
+        "/api/v1/reports",
+        content=encode(web.report({"fs_used_ratio": 0.5})),
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert valid.status_code == 429
-    assert client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {operator}"}
-                      ).status_code == 429
+    assert (
+        client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {operator}"}).status_code
+        == 429
+    )
     assert "web01" not in service.fleet.hosts
     assert failures(service, "agent") == 3
     assert refused(service, "address") == 3
     # Another address is not affected.
     switch.address = "192.0.2.7"
-    assert client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.5})),
-                       headers={"Authorization": f"Bearer {token}"}).status_code == 202
+    assert (
+        client.post(
+            "/api/v1/reports",
+            content=encode(web.report({"fs_used_ratio": 0.5})),
+            headers={"Authorization": f"Bearer {token}"},
+        ).status_code
+        == 202
+    )
     # Unknown operator tokens count too, and a missing token is no guess: it is not counted.
     for _ in range(5):
         assert client.get("/api/v1/audit").status_code == 401
-    assert [client.get("/api/v1/audit", headers=wrong).status_code
-            for _ in range(4)] == [401, 401, 401, 429]
+    assert [client.get("/api/v1/audit", headers=wrong).status_code for _ in range(4)] == [
+        401,
+        401,
+        401,
+        429,
+    ]
     assert failures(service, "operator") == 3
     # Prometheus sees the counts: they are on /metrics, not only in the service's registry.
     metrics = client.get("/metrics").text
@@ -319,11 +369,16 @@ def test_sign_in_failures_and_bad_tokens_share_one_count_per_address(guarded: An
     client, switch, service, token, _ = guarded
     switch.address = "2001:db8:5::1"
     assert client.post("/login", data={"token": "rwt_wrong"}).status_code == 401
-    assert client.post("/login", data={"user": "nobody", "password": "wrong-wrong"}
-                       ).status_code == 401
+    assert (
+        client.post("/login", data={"user": "nobody", "password": "wrong-wrong"}).status_code == 401
+    )
     switch.address = "2001:db8:5::2"  # the same /64
-    assert client.post("/api/v1/reports", content=b"{}",
-                       headers={"Authorization": "Bearer rwt_wrong"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/reports", content=b"{}", headers={"Authorization": "Bearer rwt_wrong"}
+        ).status_code
+        == 401
+    )
     page = client.post("/login", data={"token": token})
     assert page.status_code == 429 and int(page.headers["retry-after"]) >= 1
     assert "Too many failed sign-ins" in page.text and 'id="login-error"' in page.text
@@ -331,14 +386,20 @@ def test_sign_in_failures_and_bad_tokens_share_one_count_per_address(guarded: An
 
 
 def test_sign_in_by_name_is_rate_limited_and_a_typo_or_two_is_fine(
-        make_service: Callable[..., CollectorService]) -> None:
-    service = make_service([FS_RULE], limits={"signin_attempts_per_second": 0.001,
-                                              "signin_burst_attempts": 3})
+    make_service: Callable[..., CollectorService],
+) -> None:
+    service = make_service(
+        [FS_RULE], limits={"signin_attempts_per_second": 0.001, "signin_burst_attempts": 3}
+    )
     set_user(service.config.users_file, "carol", "carol-secret-1")
     with TestClient(create_app(service)) as client:
+
         def sign_in(password: str, user: str = "carol") -> Any:
-            return client.post("/login", data={"user": user, "password": password, "next": "/"},
-                               follow_redirects=False)
+            return client.post(
+                "/login",
+                data={"user": user, "password": password, "next": "/"},
+                follow_redirects=False,
+            )
 
         assert [sign_in("typo-1").status_code, sign_in("typo-2").status_code] == [401, 401]
         assert sign_in("carol-secret-1").status_code == 303, "a correct sign-in after typos"
@@ -364,13 +425,19 @@ def test_a_locked_name_gets_back_in_once_its_bucket_refills() -> None:
 
 
 def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
-        make_service: Callable[..., CollectorService], monkeypatch: pytest.MonkeyPatch) -> None:
+    make_service: Callable[..., CollectorService], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The CPU lever: each wrong password costs a PBKDF2 run; at most the cap run at once,
     and the attempts past what the cap and its short line can take are refused, not queued
     (before they spend any of the name's attempts)."""
-    service = make_service([FS_RULE], limits={"password_checks_at_once": 1,
-                                              "password_checks_waiting": 2,
-                                              "signin_burst_attempts": 3})
+    service = make_service(
+        [FS_RULE],
+        limits={
+            "password_checks_at_once": 1,
+            "password_checks_waiting": 2,
+            "signin_burst_attempts": 3,
+        },
+    )
     running, most, lock = [0], [0], threading.Lock()
     release = threading.Event()
 
@@ -386,9 +453,15 @@ def test_parallel_wrong_sign_ins_never_hash_more_than_the_cap_at_once(
     monkeypatch.setattr("collector.api.console.pages.verify_password", slow_check)
 
     with serve_in_thread(service) as url, ThreadPoolExecutor(8) as pool:
-        attempts = [pool.submit(httpx.post, f"{url}/login", timeout=30,
-                                data={"user": "carol", "password": f"guess-{n}"})
-                    for n in range(8)]
+        attempts = [
+            pool.submit(
+                httpx.post,
+                f"{url}/login",
+                timeout=30,
+                data={"user": "carol", "password": f"guess-{n}"},
+            )
+            for n in range(8)
+        ]
         deadline = time.monotonic() + 10
         while refused(service, "busy") < 5 and time.monotonic() < deadline:
             time.sleep(0.01)

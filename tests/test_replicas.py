@@ -33,13 +33,15 @@ PG = {"backend": "postgresql"}
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, clock: FakeClock, pg_dsn: str
-             ) -> Iterator[Callable[..., CollectorService]]:
+def replicas(
+    tmp_path: Path, clock: FakeClock, pg_dsn: str
+) -> Iterator[Callable[..., CollectorService]]:
     services: list[CollectorService] = []
 
     def make(rules: list[dict[str, Any]] | None = None) -> CollectorService:
-        config = collector_config(tmp_path / f"replica{len(services)}", rules,
-                                  store={**PG, "dsn": pg_dsn})
+        config = collector_config(
+            tmp_path / f"replica{len(services)}", rules, store={**PG, "dsn": pg_dsn}
+        )
         services.append(CollectorService(config, clock=clock))
         return services[-1]
 
@@ -135,8 +137,14 @@ def free_port() -> int:
 class Site:
     """Collector processes sharing one PostgreSQL schema and one agent tokens file."""
 
-    def __init__(self, tmp_path: Path, processes: Processes, dsn: str,
-                 sinks: dict[str, Any] | None = None, lease: str = "60s") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        processes: Processes,
+        dsn: str,
+        sinks: dict[str, Any] | None = None,
+        lease: str = "60s",
+    ) -> None:
         self.dir = tmp_path
         self.processes = processes
         self.dsn = dsn
@@ -148,21 +156,30 @@ class Site:
     def start(self, name: str) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
         config = self.dir / f"{name}.yaml"
-        config.write_text(yaml.safe_dump({
-            "listen": f"127.0.0.1:{port}",
-            "data_dir": str(self.dir / name),
-            "store": {"backend": "postgresql", "dsn": self.dsn},
-            "agents": {"tokens_file": str(self.tokens)},
-            "sinks": self.sinks,
-            "groups": {"systems-administration": {"sink": "helpdesk",
-                                                  "assign": "Systems Administration"}},
-            "rules": [{**FS_RULE, "for": "0s"}],
-            "outbox": {"first_retry": "1s", "max_retry": "2s", "lease": self.lease},
-            "evaluation_interval": "1s",
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "listen": f"127.0.0.1:{port}",
+                    "data_dir": str(self.dir / name),
+                    "store": {"backend": "postgresql", "dsn": self.dsn},
+                    "agents": {"tokens_file": str(self.tokens)},
+                    "sinks": self.sinks,
+                    "groups": {
+                        "systems-administration": {
+                            "sink": "helpdesk",
+                            "assign": "Systems Administration",
+                        }
+                    },
+                    "rules": [{**FS_RULE, "for": "0s"}],
+                    "outbox": {"first_retry": "1s", "max_retry": "2s", "lease": self.lease},
+                    "evaluation_interval": "1s",
+                }
+            )
+        )
         log = (self.dir / f"{name}.log").open("w")
-        process = self.processes.start(RUNWATCH, "collector", "--config", str(config),
-                                       stdout=log, stderr=subprocess.STDOUT)
+        process = self.processes.start(
+            RUNWATCH, "collector", "--config", str(config), stdout=log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}"
 
         def up() -> bool:
@@ -180,9 +197,12 @@ class Site:
 
 
 def post(url: str, token: str, body: bytes) -> int:
-    request = urllib.request.Request(f"{url}/api/v1/reports", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/api/v1/reports",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
@@ -267,23 +287,31 @@ def test_a_killed_replicas_leased_deliveries_go_out_once_from_the_other(
 ) -> None:
     receiver = HoldingReceiver()
     try:
-        site = Site(tmp_path, processes, pg_dsn, lease="3s",
-                    sinks={"helpdesk": {"type": "webhook", "url": receiver.url,
-                                        "timeout": "20s"}})
+        site = Site(
+            tmp_path,
+            processes,
+            pg_dsn,
+            lease="3s",
+            sinks={"helpdesk": {"type": "webhook", "url": receiver.url, "timeout": "20s"}},
+        )
         hosts = [f"db{i:02d}" for i in range(5)]
         tokens = {host: add_token(site.tokens, host) for host in hosts}
         receiver.holding.set()
         a, url_a = site.start("a")
         for host in hosts:
-            body = encode(Reporter(host, time.time).report(  # type: ignore[arg-type]
-                {"fs_used_ratio": 0.97}))
+            body = encode(
+                Reporter(host, time.time).report(  # type: ignore[arg-type]
+                    {"fs_used_ratio": 0.97}
+                )
+            )
             assert post(url_a, tokens[host], body) == 202
         wait_for("a to be sending", lambda: receiver.held >= 1, timeout=30)
         processes.stop(a, signal.SIGKILL)  # holding leases, mid-delivery
         receiver.holding.clear()
         _, url_b = site.start("b")
-        wait_for("b to deliver every open", lambda: sum(receiver.answered.values()) >= 5,
-                 timeout=60)
+        wait_for(
+            "b to deliver every open", lambda: sum(receiver.answered.values()) >= 5, timeout=60
+        )
         time.sleep(4)  # past another lease: nothing more may come
         assert set(receiver.answered.values()) == {1}, receiver.answered
         assert len(receiver.answered) == 5
@@ -311,12 +339,16 @@ def test_a_call_resolved_by_hand_at_one_replica_is_final_at_the_other(
 
 
 def test_rows_rewritten_on_every_report_leave_room_for_updates_in_place(
-    replicas: Callable[..., CollectorService]
+    replicas: Callable[..., CollectorService],
 ) -> None:
     service = replicas()
     db = service.store._db  # type: ignore[attr-defined]
     tables = ["series", "check_status", "hosts", "rule_states"]
-    options = dict(db.execute(
-        "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s) "
-        "AND relnamespace = current_schema()::regnamespace", (tables,)).fetchall())
+    options = dict(
+        db.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s) "
+            "AND relnamespace = current_schema()::regnamespace",
+            (tables,),
+        ).fetchall()
+    )
     assert options == {table: ["fillfactor=70"] for table in tables}

@@ -22,10 +22,16 @@ NOV = parse_period("2025-11")
 START = NOV.start
 
 GROUPS = {
-    "systems-administration": {"sink": "helpdesk", "assign": "Systems Administration",
-                               "respond_within": "4h"},
-    "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations",
-                            "respond_within": "1h"},
+    "systems-administration": {
+        "sink": "helpdesk",
+        "assign": "Systems Administration",
+        "respond_within": "4h",
+    },
+    "computer-operations": {
+        "sink": "helpdesk",
+        "assign": "Computer Operations",
+        "respond_within": "1h",
+    },
 }
 HOST_GROUPS = [{"name": "web", "hosts": ["web*"]}]
 SA, CO = "systems-administration", "computer-operations"
@@ -37,14 +43,39 @@ def day(n: int, hours: float = 0.0) -> float:
     return START + (n - 1) * 24 * H + hours * H
 
 
-def _call(store: Any, host: str, rule: str, group: str, opened: float, *, acked: float | None,
-          resolved: float | None, reopen: tuple[float, float] | None = None) -> int:
+def _call(
+    store: Any,
+    host: str,
+    rule: str,
+    group: str,
+    opened: float,
+    *,
+    acked: float | None,
+    resolved: float | None,
+    reopen: tuple[float, float] | None = None,
+) -> int:
     labels = {"mountpoint": "/"} if rule == "filesystem_full" else {}
     status = "resolved" if resolved is not None else "open"
     final = reopen[1] if reopen else resolved
-    call = Call(0, fingerprint(host, rule, labels), host, rule, labels, group, group,
-                "CRITICAL", "high", status, f"{rule} on {host}", "", opened, opened,
-                final or opened, final, 1 if reopen else 0)
+    call = Call(
+        0,
+        fingerprint(host, rule, labels),
+        host,
+        rule,
+        labels,
+        group,
+        group,
+        "CRITICAL",
+        "high",
+        status,
+        f"{rule} on {host}",
+        "",
+        opened,
+        opened,
+        final or opened,
+        final,
+        1 if reopen else 0,
+    )
     call_id = store.insert_call(call)
     store.add_call_event(CallEvent(call_id, opened, "opened", "opened"))
     if acked is not None:
@@ -83,33 +114,77 @@ def fixture_history(service: CollectorService) -> None:
             # after the period: must not count.
             (NOV.end + H, "web01", "filesystem_full", ROOT, SA, Severity.CRITICAL),
         ]
-        store.add_state_changes([StateChange(at, host, rule, key, grp, int(sev))
-                                 for at, host, rule, key, grp, sev in changes])
+        store.add_state_changes(
+            [
+                StateChange(at, host, rule, key, grp, int(sev))
+                for at, host, rule, key, grp, sev in changes
+            ]
+        )
         # Calls. Before the period: not counted.
-        _call(store, "web01", "filesystem_full", SA, START - 2 * H, acked=None,
-              resolved=START - H)
+        _call(store, "web01", "filesystem_full", SA, START - 2 * H, acked=None, resolved=START - H)
         # C1: TTA 600, TTR 1800, reopened on the 5th.
-        _call(store, "web01", "filesystem_full", SA, day(1, 0.5), acked=day(1, 0.5) + 600,
-              resolved=day(1, 1), reopen=(day(5), day(5, 1)))
+        _call(
+            store,
+            "web01",
+            "filesystem_full",
+            SA,
+            day(1, 0.5),
+            acked=day(1, 0.5) + 600,
+            resolved=day(1, 1),
+            reopen=(day(5), day(5, 1)),
+        )
         # C2: TTA 1200, TTR 10500.
-        _call(store, "web01", "filesystem_full", SA, day(10, 2) + 300,
-              acked=day(10, 2) + 1500, resolved=day(10, 5))
+        _call(
+            store,
+            "web01",
+            "filesystem_full",
+            SA,
+            day(10, 2) + 300,
+            acked=day(10, 2) + 1500,
+            resolved=day(10, 5),
+        )
         # C3: never acknowledged, resolved after 6900 s (inside 4h: not missed).
-        _call(store, "db01", "filesystem_full", SA, day(10, 4) + 300, acked=None,
-              resolved=day(10, 6))
+        _call(
+            store, "db01", "filesystem_full", SA, day(10, 4) + 300, acked=None, resolved=day(10, 6)
+        )
         # C5: opened an hour before the end, still open: cannot have missed 4h yet.
         _call(store, "web01", "filesystem_full", SA, day(30, 23), acked=None, resolved=None)
         # C4: acknowledged after 2h (missed 1h), TTR 42600.
-        _call(store, "db01", "backup_age", CO, day(20) + 600, acked=day(20) + 7800,
-              resolved=day(20, 12))
+        _call(
+            store,
+            "db01",
+            "backup_age",
+            CO,
+            day(20) + 600,
+            acked=day(20) + 7800,
+            resolved=day(20, 12),
+        )
         # C7: never answered: missed.
         _call(store, "db01", "job_failed", CO, day(25), acked=None, resolved=None)
-        store.add_backup_successes([
-            BackupSuccess("db01", "backup_last_success_timestamp_seconds", '{"job":"nightly"}',
-                          t) for t in (START - 2 * 24 * H, day(1, 1), day(2, 1), day(2, 13),
-                                       day(5, 1), NOV.end + H)] + [
-            BackupSuccess("web01", "backup_last_snapshot_timestamp_seconds",
-                          '{"repository":"/srv/restic"}', t) for t in (day(21, 3), day(22, 3))])
+        store.add_backup_successes(
+            [
+                BackupSuccess(
+                    "db01", "backup_last_success_timestamp_seconds", '{"job":"nightly"}', t
+                )
+                for t in (
+                    START - 2 * 24 * H,
+                    day(1, 1),
+                    day(2, 1),
+                    day(2, 13),
+                    day(5, 1),
+                    NOV.end + H,
+                )
+            ]
+            + [
+                BackupSuccess(
+                    "web01",
+                    "backup_last_snapshot_timestamp_seconds",
+                    '{"repository":"/srv/restic"}',
+                    t,
+                )
+                for t in (day(21, 3), day(22, 3))
+            ]
+        )
 
 
 @pytest.fixture
@@ -122,8 +197,12 @@ def service(make_service: Callable[..., CollectorService]) -> CollectorService:
 def test_report_numbers(service: CollectorService) -> None:
     report = build_report(service.store, service.config, NOV)
     scopes = {(s.kind, s.name): s for s in report.scopes}
-    assert list(scopes) == [("fleet", "all"), ("run group", CO), ("run group", SA),
-                            ("host group", "web")]
+    assert list(scopes) == [
+        ("fleet", "all"),
+        ("run group", CO),
+        ("run group", SA),
+        ("host group", "web"),
+    ]
     month = 720.0  # hours in November
     sa, co = scopes[("run group", SA)], scopes[("run group", CO)]
     fleet, web = scopes[("fleet", "all")], scopes[("host group", "web")]
@@ -147,8 +226,7 @@ def test_report_numbers(service: CollectorService) -> None:
     assert (fleet.tta_mean_seconds, fleet.tta_p90_seconds) == (3000.0, 7200.0)
     assert (fleet.ttr_mean_seconds, fleet.ttr_p90_seconds) == (15450.0, 42600.0)
     assert (web.ttr_mean_seconds, web.ttr_p90_seconds) == (6150.0, 10500.0)
-    assert [(r.host, r.rule, r.calls) for r in sa.recurring] == [
-        ("web01", "filesystem_full", 4)]
+    assert [(r.host, r.rule, r.calls) for r in sa.recurring] == [("web01", "filesystem_full", 4)]
     assert sa.calls_per_day[0] == 1 and sa.calls_per_day[9] == 2 and sa.calls_per_day[29] == 1
     assert sum(sa.calls_per_day) == 4
 
@@ -178,8 +256,7 @@ def test_a_running_month_counts_up_to_now(service: CollectorService) -> None:
     assert sa.availability == 1 - 2 / (9 * 24 + 3)
     assert (sa.calls_opened, sa.resolved, sa.acknowledged) == (2, 1, 2)
     later = build_report(service.store, service.config, NOV, as_of=NOV.end + 99 * H)
-    assert render(later, "json") == render(build_report(service.store, service.config, NOV),
-                                           "json")
+    assert render(later, "json") == render(build_report(service.store, service.config, NOV), "json")
     nightly = build_report(service.store, service.config, NOV, as_of=day(3)).backups[0]
     assert nightly.calendar[:3] == [True, True, None] and nightly.days == 2
 
@@ -206,7 +283,8 @@ def test_every_format_renders(service: CollectorService) -> None:
 
 
 def test_evaluation_records_state_changes_and_backups(
-        make_service: Callable[..., CollectorService], clock: Any) -> None:
+    make_service: Callable[..., CollectorService], clock: Any
+) -> None:
     service = make_service()
     web = Reporter("web01", clock)
     service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
@@ -214,53 +292,102 @@ def test_evaluation_records_state_changes_and_backups(
     service.ingest("web01", web.report({"fs_used_ratio": 0.97}))
     clock.advance(60)
     service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
-    changes = [(c.rule, c.group, Severity(c.severity).name)
-               for c in service.store.state_changes(0, clock() + 1)]
+    changes = [
+        (c.rule, c.group, Severity(c.severity).name)
+        for c in service.store.state_changes(0, clock() + 1)
+    ]
     assert changes == [("filesystem_full", SA, "CRITICAL"), ("filesystem_full", SA, "OK")]
     for value in (1000.0, 1000.0, 2000.0):
         clock.advance(60)
-        service.ingest("web01", web.report({"backup_last_success_timestamp_seconds": value},
-                                           labels={"job": "nightly"}, check="statusfile"))
-    assert [b.succeeded_at for b in service.store.backup_successes(0, clock())] == [1000.0,
-                                                                                  2000.0]
+        service.ingest(
+            "web01",
+            web.report(
+                {"backup_last_success_timestamp_seconds": value},
+                labels={"job": "nightly"},
+                check="statusfile",
+            ),
+        )
+    assert [b.succeeded_at for b in service.store.backup_successes(0, clock())] == [1000.0, 2000.0]
 
 
-def test_report_command(tmp_path: Path, service: CollectorService,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command(
+    tmp_path: Path, service: CollectorService, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "collector.yaml"
     store = service.config.store
     backend = {"backend": store.backend, **({"dsn": store.dsn} if store.dsn else {})}
-    config.write_text(json.dumps({"data_dir": str(service.config.data_dir), "store": backend,
-                                  "sinks": {"helpdesk": {"type": "builtin"}},
-                                  "groups": GROUPS, "host_groups": HOST_GROUPS}))
-    assert main(["report", "--config", str(config), "--period", "2025-11", "--group", CO,
-                 "--format", "json"]) == 0
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(service.config.data_dir),
+                "store": backend,
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": GROUPS,
+                "host_groups": HOST_GROUPS,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "report",
+                "--config",
+                str(config),
+                "--period",
+                "2025-11",
+                "--group",
+                CO,
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["scopes"][0]["missed_response"] == 2
     out = tmp_path / "report.html"
-    assert main(["report", "--config", str(config), "--period", "2025-11", "--format", "html",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--config",
+                str(config),
+                "--period",
+                "2025-11",
+                "--format",
+                "html",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert 'id="chart-backups"' in out.read_text()
     assert main(["report", "--config", str(config), "--period", "2026-14"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
-    assert main(["report", "--config", str(config), "--period", "2025-11",
-                 "--group", "nope"]) == 2
+    assert main(["report", "--config", str(config), "--period", "2025-11", "--group", "nope"]) == 2
     assert main(["report", "--data-dir", str(tmp_path / "none"), "--period", "2025-11"]) == 1
     assert "no collector store" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
 
 
 def test_acknowledgements_seen_in_a_help_desk_count(
-        make_service: Callable[..., CollectorService]) -> None:
+    make_service: Callable[..., CollectorService],
+) -> None:
     from collector.store.records import CallLink
 
     groups = {**GROUPS, CO: {**GROUPS[CO], "sink": "desk"}}
-    service = make_service(groups=groups, sinks={
-        "helpdesk": {"type": "builtin"},
-        "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}})
+    service = make_service(
+        groups=groups,
+        sinks={
+            "helpdesk": {"type": "builtin"},
+            "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+        },
+    )
     with service.store.transaction():
-        call_id = _call(service.store, "db01", "backup_age", CO, day(3), acked=None,
-                        resolved=day(3, 2))
+        call_id = _call(
+            service.store, "db01", "backup_age", CO, day(3), acked=None, resolved=day(3, 2)
+        )
         service.store.save_link(CallLink(call_id, "desk", "T-1", acknowledged_at=day(3) + 900))
     (co,) = build_report(service.store, service.config, NOV, CO).scopes
     assert (co.acknowledged, co.tta_mean_seconds, co.missed_response) == (1, 900.0, 0)

@@ -80,8 +80,7 @@ def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
         return encode(Reporter("web01", clock).report({"fs_used_ratio": 0.5}))
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/tokens"): {"host": "web02"},
-        ("POST", "/api/v1/silences"): {"host": "web*", "duration": "1h",
-                                       "reason": "role matrix"},
+        ("POST", "/api/v1/silences"): {"host": "web*", "duration": "1h", "reason": "role matrix"},
         ("POST", "/api/v1/calls/{call_id}/comment"): {"text": "role matrix"},
         ("POST", "/api/v1/calls/{call_id}/resolve"): {"text": "role matrix"},
     }
@@ -101,8 +100,9 @@ def read_api(profile: str) -> str:
 
 
 @pytest.fixture
-def client(make_service: Callable[..., CollectorService], profile: str
-           ) -> Iterator[tuple[TestClient[Any], dict[str, str | None]]]:
+def client(
+    make_service: Callable[..., CollectorService], profile: str
+) -> Iterator[tuple[TestClient[Any], dict[str, str | None]]]:
     # The walk sends every caller's token everywhere, so an address would soon be throttled
     # for its failures (tests/test_rate_limits.py covers that): the matrix is about roles.
     service = make_service(**PROFILES[profile][0], limits={"address_failures_per_second": 0})
@@ -119,12 +119,17 @@ def client(make_service: Callable[..., CollectorService], profile: str
 
 def documented(test_client: TestClient[Any]) -> set[tuple[str, str]]:
     document = test_client.get("/openapi.json").json()
-    return {(method.upper(), path) for path, item in document["paths"].items()
-            for method in item if method in ("get", "post", "put", "patch", "delete")}
+    return {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
 
 
 def test_every_documented_endpoint_has_a_rule(
-        client: tuple[TestClient[Any], dict[str, str | None]]) -> None:
+    client: tuple[TestClient[Any], dict[str, str | None]],
+) -> None:
     test_client, _ = client
     missing = sorted(documented(test_client) - set(MATRIX))
     assert not missing, f"endpoints without a rule in the role matrix: {missing}"
@@ -132,8 +137,9 @@ def test_every_documented_endpoint_has_a_rule(
     assert not gone, f"rules for endpoints that do not exist: {gone}"
 
 
-def walk(test_client: TestClient[Any], tokens: dict[str, str | None], clock: FakeClock,
-         **headers: str) -> Iterator[tuple[str, str, str, Any]]:
+def walk(
+    test_client: TestClient[Any], tokens: dict[str, str | None], clock: FakeClock, **headers: str
+) -> Iterator[tuple[str, str, str, Any]]:
     """Call every documented endpoint as each caller: (method, template, caller, answer)."""
     for method, template in sorted(documented(test_client)):
         path = template.format(**PATH_VALUES)
@@ -143,60 +149,75 @@ def walk(test_client: TestClient[Any], tokens: dict[str, str | None], clock: Fak
             if token is not None:
                 sent["Authorization"] = f"Bearer {token}"
             body = request_body(method, template, clock)
-            answer = test_client.request(method, path, headers=sent, content=body,
-                                         params=QUERY_VALUES.get((method, template)))
+            answer = test_client.request(
+                method,
+                path,
+                headers=sent,
+                content=body,
+                params=QUERY_VALUES.get((method, template)),
+            )
             yield method, template, caller, answer
 
 
 def test_every_endpoint_answers_each_role_as_the_matrix_says(
-        client: tuple[TestClient[Any], dict[str, str | None]], read_api: str,
-        clock: FakeClock) -> None:
+    client: tuple[TestClient[Any], dict[str, str | None]], read_api: str, clock: FakeClock
+) -> None:
     test_client, tokens = client
     wrong = []
     for method, template, caller, answer in walk(test_client, tokens, clock):
         allowed = MATRIX[(method, template)][read_api]
         denied = answer.status_code in (401, 403)
         if denied == (caller in allowed):
-            wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
-                         f"{answer.text[:120]}")
+            wrong.append(
+                f"{method} {template} as {caller}: {answer.status_code} {answer.text[:120]}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
 def test_a_request_naming_another_host_is_refused_unless_it_holds_a_token(
-        client: tuple[TestClient[Any], dict[str, str | None]], read_api: str,
-        clock: FakeClock) -> None:
+    client: tuple[TestClient[Any], dict[str, str | None]], read_api: str, clock: FakeClock
+) -> None:
     """DNS rebinding: a page on evil.example whose name now points at the collector makes the
     browser send `Host: evil.example` with no token. A caller with a valid token (an agent
     reporting through a DNS alias) is judged by the matrix as usual."""
     test_client, tokens = client
     wrong = []
-    for method, template, caller, answer in walk(test_client, tokens, clock,
-                                                 Host="evil.example:9330"):
+    for method, template, caller, answer in walk(
+        test_client, tokens, clock, Host="evil.example:9330"
+    ):
         if caller == "anonymous" and (method, template) not in ANY_HOST:
             if answer.status_code != 421 or "evil.example" not in answer.json()["message"]:
-                wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
-                             f"{answer.text[:120]}")
+                wrong.append(
+                    f"{method} {template} as {caller}: {answer.status_code} {answer.text[:120]}"
+                )
             continue
         denied = answer.status_code in (401, 403, 421)
         if denied == (caller in MATRIX[(method, template)][read_api]):
-            wrong.append(f"{method} {template} as {caller}: {answer.status_code} "
-                         f"{answer.text[:120]}")
+            wrong.append(
+                f"{method} {template} as {caller}: {answer.status_code} {answer.text[:120]}"
+            )
     assert not wrong, "\n".join(wrong)
 
 
 def test_a_denied_read_says_why_in_the_api_error_shape(
-        make_service: Callable[..., CollectorService]) -> None:
+    make_service: Callable[..., CollectorService],
+) -> None:
     service = make_service(operators={"read_api": "token"})
     with TestClient(create_app(service)) as test_client:
         answer = test_client.get("/api/v1/hosts")
     assert answer.status_code == 401
-    assert answer.json() == {"error": "unauthorized",
-                             "message": "missing bearer token (an operator token)"}
+    assert answer.json() == {
+        "error": "unauthorized",
+        "message": "missing bearer token (an operator token)",
+    }
 
 
 def test_read_commands_send_the_operator_token_from_the_environment(
-        make_service: Callable[..., CollectorService], tmp_path: Any,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    make_service: Callable[..., CollectorService],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """With `read_api: token`, `runwatch calls` says what it needs, and works with it."""
     import threading
     import time
@@ -208,11 +229,11 @@ def test_read_commands_send_the_operator_token_from_the_environment(
 
     service = make_service(operators={"read_api": "token"})
     token_file = tmp_path / "rob.token"
-    token_file.write_text(add_token(service.config.operator_tokens_file, "rob",
-                                    role=ROLE_READ_ONLY) + "\n")
+    token_file.write_text(
+        add_token(service.config.operator_tokens_file, "rob", role=ROLE_READ_ONLY) + "\n"
+    )
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

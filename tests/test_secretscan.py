@@ -65,8 +65,9 @@ def pytest_sessionfinish(session):
 """
 
 
-def run_inner(pytester: pytest.Pytester, source: str, *args: str,
-              conftest: str = "") -> pytest.RunResult:
+def run_inner(
+    pytester: pytest.Pytester, source: str, *args: str, conftest: str = ""
+) -> pytest.RunResult:
     pytester.makeconftest('import pytest\n\npytest_plugins = ["tests.secretscan"]\n' + conftest)
     pytester.makepyfile(test_inner=source)
     with pytest.MonkeyPatch.context() as env:
@@ -81,12 +82,18 @@ XDIST = pytest.param(("-p", "xdist.plugin", "-n", "2", "--dist", "load"), id="xd
 
 @pytest.mark.parametrize("args", [pytest.param((), id="one process"), XDIST])
 def test_secret_scan_fails_a_session_that_leaks(
-        pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
     result = run_inner(pytester, LEAKS, *args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = result.stdout.str().split("secret scan: FAILED")[-1]
-    for test in ("test_warning", "test_debug_line", "test_without_prefix", "test_stderr",
-                 "test_known_secret"):
+    for test in (
+        "test_warning",
+        "test_debug_line",
+        "test_without_prefix",
+        "test_stderr",
+        "test_known_secret",
+    ):
         assert f"test_inner.py::{test}" in report, test
     assert "agent.log" in report
     assert "rwt_" not in report, "the report names where, not the secret"
@@ -94,7 +101,8 @@ def test_secret_scan_fails_a_session_that_leaks(
 
 @pytest.mark.parametrize("args", [pytest.param((), id="one process"), XDIST])
 def test_secret_scan_passes_a_session_that_only_prints_a_token(
-        pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
     result = run_inner(pytester, CLEAN, *args)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*secret scan: no token*"])

@@ -27,17 +27,39 @@ MakeService = Callable[..., CollectorService]
 DAY = 86400.0
 
 
-def report(host: str, seq: int, now: float, values: dict[str, float], *,
-           interval: float = 60.0) -> Report:
+def report(
+    host: str, seq: int, now: float, values: dict[str, float], *, interval: float = 60.0
+) -> Report:
     """A report of `disk_free_bytes` series, one per label value in `values`."""
     return Report(
-        schema_version=SCHEMA_VERSION, host=host, agent_version="test", boot_id="boot-1",
-        seq=seq, sent_at=now, interval_seconds=interval,
-        measurements=[Measurement(check="disk", name="disk_free_bytes", value=value,
-                                  unit="bytes", labels={"device": device}, timestamp=now)
-                      for device, value in values.items()],
-        checks=[CheckRun(check="disk", type="disk", interval_seconds=interval, started_at=now,
-                         duration_seconds=0.01)])
+        schema_version=SCHEMA_VERSION,
+        host=host,
+        agent_version="test",
+        boot_id="boot-1",
+        seq=seq,
+        sent_at=now,
+        interval_seconds=interval,
+        measurements=[
+            Measurement(
+                check="disk",
+                name="disk_free_bytes",
+                value=value,
+                unit="bytes",
+                labels={"device": device},
+                timestamp=now,
+            )
+            for device, value in values.items()
+        ],
+        checks=[
+            CheckRun(
+                check="disk",
+                type="disk",
+                interval_seconds=interval,
+                started_at=now,
+                duration_seconds=0.01,
+            )
+        ],
+    )
 
 
 def devices(first: int, count: int, value: float = 1.0) -> dict[str, float]:
@@ -45,8 +67,12 @@ def devices(first: int, count: int, value: float = 1.0) -> dict[str, float]:
 
 
 def refused(service: CollectorService, host: str, limit: str) -> float:
-    return service.registry.get_sample_value(
-        "runwatch_series_refused_total", {"host": host, "limit": limit}) or 0.0
+    return (
+        service.registry.get_sample_value(
+            "runwatch_series_refused_total", {"host": host, "limit": limit}
+        )
+        or 0.0
+    )
 
 
 def stored(service: CollectorService, host: str) -> dict[str, float]:
@@ -56,12 +82,16 @@ def stored(service: CollectorService, host: str) -> dict[str, float]:
 
 def exposed(service: CollectorService, host: str) -> int:
     text = service.metrics.render().decode()
-    return sum(1 for line in text.splitlines()
-               if line.startswith(f'runwatch_disk_free_bytes{{host="{host}"'))
+    return sum(
+        1
+        for line in text.splitlines()
+        if line.startswith(f'runwatch_disk_free_bytes{{host="{host}"')
+    )
 
 
 def test_new_series_past_the_host_limit_are_dropped_counted_and_never_stored(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([], limits={"max_series_per_host": 10})
     first = service.ingest("web01", report("web01", 1, clock(), devices(0, 8)))
     assert (first.status, first.measurements, first.warnings) == ("accepted", 8, ())
@@ -80,7 +110,8 @@ def test_new_series_past_the_host_limit_are_dropped_counted_and_never_stored(
 
 
 def test_a_host_at_its_limit_keeps_every_series_it_has(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([], limits={"max_series_per_host": 5})
     service.ingest("web01", report("web01", 1, clock(), devices(0, 5)))
     # A hostile burst of new label values first, then the honest report again.
@@ -93,13 +124,16 @@ def test_a_host_at_its_limit_keeps_every_series_it_has(
 
 
 def test_the_fleet_limit_holds_across_hosts_and_one_batch(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([], limits={"max_series": 12, "max_series_per_host": 100})
     service.ingest("web01", report("web01", 1, clock(), devices(0, 8)))
-    outcomes = service.ingest_many([
-        ("db01", report("db01", 1, clock(), devices(0, 3)), None),
-        ("app01", report("app01", 1, clock(), devices(0, 3)), None),
-    ])
+    outcomes = service.ingest_many(
+        [
+            ("db01", report("db01", 1, clock(), devices(0, 3)), None),
+            ("app01", report("app01", 1, clock(), devices(0, 3)), None),
+        ]
+    )
     assert [o.measurements for o in outcomes] == [3, 1]  # type: ignore[union-attr]
     assert len(service.fleet.series) == 12
     assert len(list(service.store.load_series())) == 12
@@ -126,16 +160,27 @@ def test_the_limit_counts_what_a_restart_loads(tmp_path: Path, clock: FakeClock)
 
 
 def test_new_check_names_past_the_host_limit_are_dropped_and_counted(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([], limits={"max_checks_per_host": 3})
 
     def checks(seq: int, names: list[str]) -> Report:
         now = clock()
-        return Report(schema_version=SCHEMA_VERSION, host="web01", agent_version="test",
-                      boot_id="boot-1", seq=seq, sent_at=now, interval_seconds=60,
-                      checks=[CheckRun(check=name, type="x", interval_seconds=60,
-                                       started_at=now, duration_seconds=0.0)
-                              for name in names])
+        return Report(
+            schema_version=SCHEMA_VERSION,
+            host="web01",
+            agent_version="test",
+            boot_id="boot-1",
+            seq=seq,
+            sent_at=now,
+            interval_seconds=60,
+            checks=[
+                CheckRun(
+                    check=name, type="x", interval_seconds=60, started_at=now, duration_seconds=0.0
+                )
+                for name in names
+            ],
+        )
 
     service.ingest("web01", checks(1, ["disk", "cpu"]))
     result = service.ingest("web01", checks(2, ["disk", "cpu", "a", "b", "c"]))
@@ -147,7 +192,8 @@ def test_new_check_names_past_the_host_limit_are_dropped_and_counted(
 
 
 def test_interval_seconds_is_believed_up_to_a_day_for_pruning_and_staleness(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([])
     forever = 1e8
     first = service.ingest("web01", report("web01", 1, clock(), devices(0, 3), interval=forever))
@@ -161,8 +207,9 @@ def test_interval_seconds_is_believed_up_to_a_day_for_pruning_and_staleness(
         service.ingest("web01", report("web01", seq, clock(), devices(0, 1), interval=forever))
         service.tick()
     assert stored(service, "web01") == devices(0, 1)
-    assert list(service.fleet.by_host["web01"]) == [("web01", "disk_free_bytes",
-                                                      '{"device":"d0000"}')]
+    assert list(service.fleet.by_host["web01"]) == [
+        ("web01", "disk_free_bytes", '{"device":"d0000"}')
+    ]
     clock.advance(3 * DAY + 1)
     service.tick()
     assert service.hosts("web01")[0]["state"] == "STALE"
@@ -189,19 +236,31 @@ def api(make_service: MakeService) -> Iterator[tuple[TestClient[Any], CollectorS
 
 
 def test_the_202_answer_names_the_limit_and_the_collector_logs_it_once(
-        api: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    api: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     client, service, token = api
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     caplog.set_level(logging.WARNING, logger="collector.ingest.admission")
     answers = []
     for seq in range(1, 4):
-        response = client.post("/api/v1/reports", headers=headers,
-                               content=encode(report("web01", seq, clock(), devices(seq, 5))))
+        response = client.post(
+            "/api/v1/reports",
+            headers=headers,
+            content=encode(report("web01", seq, clock(), devices(seq, 5))),
+        )
         assert response.status_code == 202
         answers.append(response.json())
-    assert answers[0] == {"status": "accepted", "seq": 1, "warnings": [
-        {"code": "max_series_per_host", "dropped": 1,
-         "message": answers[0]["warnings"][0]["message"]}]}
+    assert answers[0] == {
+        "status": "accepted",
+        "seq": 1,
+        "warnings": [
+            {
+                "code": "max_series_per_host",
+                "dropped": 1,
+                "message": answers[0]["warnings"][0]["message"],
+            }
+        ],
+    }
     assert [a["warnings"][0]["dropped"] for a in answers] == [1, 2, 3]
     assert refused(service, "web01", "max_series_per_host") == 6
     logged = [r for r in caplog.records if "max_series_per_host" in r.getMessage()]
@@ -210,7 +269,8 @@ def test_the_202_answer_names_the_limit_and_the_collector_logs_it_once(
 
 
 def test_the_shipper_logs_each_warning_once_per_condition(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20, max_reports=100)
     over = ({"code": "max_series_per_host", "message": "3 new series dropped", "dropped": 3},)
     answers = iter([over, over, over, (), over])
@@ -227,8 +287,13 @@ def test_the_shipper_logs_each_warning_once_per_condition(
 
 
 def test_the_agent_reads_warnings_from_the_answer(tmp_path: Path) -> None:
-    body = json.dumps({"status": "accepted", "seq": 1, "warnings": [
-        {"code": "max_series", "message": "full", "dropped": 2}]}).encode()
+    body = json.dumps(
+        {
+            "status": "accepted",
+            "seq": 1,
+            "warnings": [{"code": "max_series", "message": "full", "dropped": 2}],
+        }
+    ).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:

@@ -24,15 +24,20 @@ def system_names() -> set[str]:
 
 
 EMITTED = system_names()
-RULES = [(path.name, rule) for path in sorted((REPO / "config" / "rules").glob("*.yaml"))
-         for rule in yaml.safe_load(path.read_text())["rules"]]
+RULES = [
+    (path.name, rule)
+    for path in sorted((REPO / "config" / "rules").glob("*.yaml"))
+    for rule in yaml.safe_load(path.read_text())["rules"]
+]
 
 
-@pytest.mark.parametrize(("file", "rule"),
-                         [pytest.param(f, r, id=f"{f}: {r['name']}") for f, r in RULES])
+@pytest.mark.parametrize(
+    ("file", "rule"), [pytest.param(f, r, id=f"{f}: {r['name']}") for f, r in RULES]
+)
 def test_rule_metric_is_emitted_by_a_check(file: str, rule: dict[str, object]) -> None:
     assert rule["metric"] in EMITTED or f'"{rule["metric"]}"' in CHECK_SOURCES, (
-        f"{file}: rule {rule['name']} watches {rule['metric']}, which no check emits")
+        f"{file}: rule {rule['name']} watches {rule['metric']}, which no check emits"
+    )
 
 
 def test_backup_rules_belong_to_computer_operations() -> None:

@@ -24,17 +24,24 @@ from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 FAST_FS = {**FS_RULE, "for": "0s"}
-HOST_GROUPS = [{"name": "databases", "hosts": ["db*"],
-                "thresholds": {"filesystem_full": {"warning": 0.92, "critical": 0.98,
-                                                   "clear": 0.9}}}]
+HOST_GROUPS = [
+    {
+        "name": "databases",
+        "hosts": ["db*"],
+        "thresholds": {"filesystem_full": {"warning": 0.92, "critical": 0.98, "clear": 0.9}},
+    }
+]
 
 
 @pytest.fixture
-def api(make_service: Callable[..., CollectorService]
-        ) -> Iterator[tuple[TestClient[Any], CollectorService, dict[str, str]]]:
+def api(
+    make_service: Callable[..., CollectorService],
+) -> Iterator[tuple[TestClient[Any], CollectorService, dict[str, str]]]:
     service = make_service([FAST_FS], host_groups=HOST_GROUPS)
-    tokens = {"web01": add_token(service.config.tokens_file, "web01"),
-              "alice": add_token(service.config.operator_tokens_file, "alice")}
+    tokens = {
+        "web01": add_token(service.config.tokens_file, "web01"),
+        "alice": add_token(service.config.operator_tokens_file, "alice"),
+    }
     with TestClient(create_app(service)) as client:
         yield client, service, tokens
 
@@ -49,11 +56,16 @@ def test_silences_through_the_api(api: Any, clock: FakeClock) -> None:
     assert client.post("/api/v1/silences", json=body).status_code == 401
     refused = client.post("/api/v1/silences", json=body, headers=bearer(tokens["web01"]))
     assert refused.status_code == 401, "an agent token is no operator token"
-    bad = client.post("/api/v1/silences", json={**body, "duration": "soon"},
-                      headers=bearer(tokens["alice"]))
+    bad = client.post(
+        "/api/v1/silences", json={**body, "duration": "soon"}, headers=bearer(tokens["alice"])
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "duration"
-    assert client.post("/api/v1/silences", json={**body, "reason": ""},
-                       headers=bearer(tokens["alice"])).status_code == 400
+    assert (
+        client.post(
+            "/api/v1/silences", json={**body, "reason": ""}, headers=bearer(tokens["alice"])
+        ).status_code
+        == 400
+    )
 
     created = client.post("/api/v1/silences", json=body, headers=bearer(tokens["alice"]))
     assert created.status_code == 201
@@ -64,8 +76,11 @@ def test_silences_through_the_api(api: Any, clock: FakeClock) -> None:
     assert listed["id"] == silence["id"] and listed["active"]
 
     web = Reporter("web01", clock)
-    posted = client.post("/api/v1/reports", content=encode(web.report({"fs_used_ratio": 0.97})),
-                         headers={**bearer(tokens["web01"]), "Content-Type": "application/json"})
+    posted = client.post(
+        "/api/v1/reports",
+        content=encode(web.report({"fs_used_ratio": 0.97})),
+        headers={**bearer(tokens["web01"]), "Content-Type": "application/json"},
+    )
     assert posted.status_code == 202
     assert client.get("/api/v1/calls", params={"status": "open"}).json() == []
     (host,) = client.get("/api/v1/hosts").json()
@@ -96,45 +111,87 @@ def test_explain_through_the_api(api: Any) -> None:
 def test_the_openapi_document_lists_the_new_endpoints(api: Any) -> None:
     client, _, _ = api
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/silences", "/api/v1/silences/{silence_id}",
-            "/api/v1/rules/{rule}/explain"} <= set(paths)
+    assert {
+        "/api/v1/silences",
+        "/api/v1/silences/{silence_id}",
+        "/api/v1/rules/{rule}/explain",
+    } <= set(paths)
 
 
 # -- the CLI against a real collector process ---------------------------------------------------
 
 
 def runwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RUNWATCH, *args], capture_output=True, text=True, timeout=60,
-                          check=False, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [RUNWATCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Processes) -> None:
     config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump({
-        "listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"),
-        "sinks": {"helpdesk": {"type": "builtin"}},
-        "groups": {"systems-administration": {"sink": "helpdesk", "assign": "SA"}},
-        "evaluation_interval": "0.2s",
-        "rules": [FAST_FS],
-        "host_groups": HOST_GROUPS,
-        "flapping": {"changes": 2, "window": "1h"},
-        "maintenance": [{"name": "never", "weekly": [
-            {"days": ["sun"], "start": "03:00", "duration": "1m"}]}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "data_dir": str(tmp_path / "data"),
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": {"systems-administration": {"sink": "helpdesk", "assign": "SA"}},
+                "evaluation_interval": "0.2s",
+                "rules": [FAST_FS],
+                "host_groups": HOST_GROUPS,
+                "flapping": {"changes": 2, "window": "1h"},
+                "maintenance": [
+                    {
+                        "name": "never",
+                        "weekly": [{"days": ["sun"], "start": "03:00", "duration": "1m"}],
+                    }
+                ],
+            }
+        )
+    )
     agent_token = add_token(tmp_path / "data" / "agents.tokens", "db01")
     operator = tmp_path / "operator.token"
     operator.write_text(add_token(tmp_path / "data" / "operators.tokens", "ops-alice"))
-    collector = processes.start(RUNWATCH, "collector", "--config", str(config),
-                                stderr=subprocess.PIPE)
+    collector = processes.start(
+        RUNWATCH, "collector", "--config", str(config), stderr=subprocess.PIPE
+    )
     url = read_url(collector)
     base = ["--collector", url]
 
-    refused = runwatch("silence", "add", "--host", "db*", "--for", "1h", "--reason", "x", *base,
-                       env={"RUNWATCH_OPERATOR_TOKEN": "", "RUNWATCH_OPERATOR_TOKEN_FILE": ""})
+    refused = runwatch(
+        "silence",
+        "add",
+        "--host",
+        "db*",
+        "--for",
+        "1h",
+        "--reason",
+        "x",
+        *base,
+        env={"RUNWATCH_OPERATOR_TOKEN": "", "RUNWATCH_OPERATOR_TOKEN_FILE": ""},
+    )
     assert refused.returncode == 1 and "operator token" in refused.stderr
-    added = runwatch("silence", "add", "--host", "db*", "--rule", "filesystem_*", "--for", "2h",
-                     "--reason", "replacing disks", "--token-file", str(operator), "--json",
-                     *base)
+    added = runwatch(
+        "silence",
+        "add",
+        "--host",
+        "db*",
+        "--rule",
+        "filesystem_*",
+        "--for",
+        "2h",
+        "--reason",
+        "replacing disks",
+        "--token-file",
+        str(operator),
+        "--json",
+        *base,
+    )
     assert added.returncode == 0, added.stderr
     silence = json.loads(added.stdout)
     assert silence["created_by"] == "ops-alice"
@@ -148,9 +205,11 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
 
     def send(value: float) -> None:
         request = urllib.request.Request(
-            f"{url}/api/v1/reports", data=encode(db.report({"fs_used_ratio": value})),
-            headers={"Authorization": f"Bearer {agent_token}",
-                     "Content-Type": "application/json"}, method="POST")
+            f"{url}/api/v1/reports",
+            data=encode(db.report({"fs_used_ratio": value})),
+            headers={"Authorization": f"Bearer {agent_token}", "Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 202
 
@@ -158,14 +217,24 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
     assert get_json(f"{url}/api/v1/calls") == []
     status = runwatch("status", *base)
     assert "CRITICAL  filesystem_full mountpoint=/  (silenced)" in status.stdout, status.stdout
-    removed = runwatch("silence", "remove", str(silence["id"]), *base,
-                       env={"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)})
+    removed = runwatch(
+        "silence",
+        "remove",
+        str(silence["id"]),
+        *base,
+        env={"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)},
+    )
     assert removed.returncode == 0, removed.stderr
     assert "ended by ops-alice" in removed.stdout
     (call,) = wait_for("the held-back call", lambda: get_json(f"{url}/api/v1/calls"))
     assert call["severity"] == "CRITICAL"
-    gone = runwatch("silence", "remove", str(silence["id"]), *base,
-                    env={"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)})
+    gone = runwatch(
+        "silence",
+        "remove",
+        str(silence["id"]),
+        *base,
+        env={"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)},
+    )
     assert gone.returncode == 1 and "HTTP 404" in gone.stderr
 
     explained = runwatch("rules", "explain", "db01", "filesystem_full", *base)
@@ -173,8 +242,9 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
     assert "decided by:        host_groups -> 1 (databases)" in explained.stdout
     assert "host group databases: APPLIES (the host name matches 'db*')" in explained.stdout
     assert "warning 0.92" in explained.stdout
-    as_json = json.loads(runwatch("rules", "explain", "web01", "filesystem_full", "--json",
-                                  *base).stdout)
+    as_json = json.loads(
+        runwatch("rules", "explain", "web01", "filesystem_full", "--json", *base).stdout
+    )
     assert as_json["source"] == "rule"
     unknown = runwatch("rules", "explain", "db01", "no_such_rule", *base)
     assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
@@ -182,8 +252,9 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
     for value in (0.5, 0.99, 0.5):  # three changes within the hour: flapping
         send(value)
     metrics = get_text(f"{url}/metrics")
-    assert ('runwatch_rule_flapping{host="db01",rule="filesystem_full",'
-            'series="mountpoint=/"} 1.0') in metrics
+    assert (
+        'runwatch_rule_flapping{host="db01",rule="filesystem_full",series="mountpoint=/"} 1.0'
+    ) in metrics
     assert "runwatch_rules_flapping 1.0" in metrics
     assert [c["status"] for c in get_json(f"{url}/api/v1/calls")] == ["open"]
     with contextlib.suppress(pytest.skip.Exception):  # promtool is optional here

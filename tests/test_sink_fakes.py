@@ -830,8 +830,9 @@ def test_webhook_posts_one_event_per_operation(receiver: WebhookReceiver, sinks:
     assert (sink.status(ref).state, sink.status(ref).raw) == ("open", "unknown")
 
 
-def test_webhook_open_carries_the_idempotency_key(receiver: WebhookReceiver,
-                                                 sinks: list[Any]) -> None:
+def test_webhook_open_carries_the_idempotency_key(
+    receiver: WebhookReceiver, sinks: list[Any]
+) -> None:
     receiver.answer = {"id": 4711}
     sink = webhook_sink(receiver, sinks)
     sink.open(dataclasses.replace(new_ticket("high"), idempotency_key=f"{FP}-17"))

@@ -42,8 +42,13 @@ USER = "ops-api@example.com"
 
 def forms(secret: str, *, user: str | None = None) -> list[str]:
     """Every form of a secret a desk could echo back, and the ends of each long one."""
-    values = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1],
-              base64.b64encode(secret.encode()).decode()}
+    values = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        base64.b64encode(secret.encode()).decode(),
+    }
     if user is not None:
         pair = f"{user}:{secret}"
         values |= {pair, base64.b64encode(pair.encode()).decode()}
@@ -53,7 +58,7 @@ def forms(secret: str, *, user: str | None = None) -> list[str]:
         pair = base64.b64encode(f"{user}:{secret}".encode()).decode()
         ends -= {pair[:10], f"{user}:{secret}"[:10]}
         first = (len(f"{user}:".encode()) // 3 + 1) * 4  # the first quartet of password only
-        ends.add(pair[first:first + 10])
+        ends.add(pair[first : first + 10])
     return sorted(values | ends)
 
 
@@ -65,38 +70,132 @@ class Case:
 
 
 def _webhook(url: str) -> WebhookSink:
-    return WebhookSink(convert({"type": "webhook", "url": f"{url}/hook?sig={QUERY_SECRET}&v=1",
-                                "secret_header": "X-Hook-Token", "secret": {"env": SECRET_ENV},
-                                "headers": {"Authorization": f"Bearer {SECRET}"}},
-                               WebhookSinkConfig))
+    return WebhookSink(
+        convert(
+            {
+                "type": "webhook",
+                "url": f"{url}/hook?sig={QUERY_SECRET}&v=1",
+                "secret_header": "X-Hook-Token",
+                "secret": {"env": SECRET_ENV},
+                "headers": {"Authorization": f"Bearer {SECRET}"},
+            },
+            WebhookSinkConfig,
+        )
+    )
 
 
 CASES = [
-    pytest.param(Case("X-Hook-Token", _webhook, forms(SECRET) + forms(QUERY_SECRET)),
-                 id="webhook: secret header, bearer header, query secret"),
-    pytest.param(Case("X-Redmine-API-Key", lambda url: RedmineSink(convert(
-        {"type": "redmine", "url": url, "api_key": {"env": SECRET_ENV}, "project": "ops"},
-        RedmineSinkConfig)), forms(SECRET)), id="redmine: api key header"),
-    pytest.param(Case("Authorization", lambda url: RTSink(convert(
-        {"type": "rt", "url": url, "token": {"env": SECRET_ENV}, "queue": "General"},
-        RTSinkConfig)), forms(SECRET)), id="rt: token"),
-    pytest.param(Case("Authorization", lambda url: JiraSink(convert(
-        {"type": "jira", "url": url, "email": USER, "api_token": {"env": SECRET_ENV},
-         "project": "OPS"}, JiraSinkConfig)), forms(SECRET, user=USER)),
-        id="jira: basic email:token"),
-    pytest.param(Case("Authorization", lambda url: ServiceNowSink(convert(
-        {"type": "servicenow", "url": url, "user": USER, "password": {"env": SECRET_ENV}},
-        ServiceNowSinkConfig)), forms(SECRET, user=USER)), id="servicenow: basic user:password"),
-    pytest.param(Case("Authorization", lambda url: ZammadSink(convert(
-        {"type": "zammad", "url": url, "token": {"env": SECRET_ENV}, "group": "Users",
-         "customer": "ops@example.com"}, ZammadSinkConfig)), forms(SECRET)),
-        id="zammad: token"),
-    pytest.param(Case("Authorization", lambda url: ServiceNowSink(convert(
-        {"type": "servicenow", "url": url.replace("://", f"://{USER}:{URL_PASSWORD}@"),
-         "user": USER, "password": {"env": SECRET_ENV}}, ServiceNowSinkConfig)),
-        forms(SECRET, user=USER) + forms(URL_PASSWORD, user=USER)
-        + forms(URL_PASSWORD, user=quote(USER, safe=""))),
-        id="servicenow: user info in the URL"),
+    pytest.param(
+        Case("X-Hook-Token", _webhook, forms(SECRET) + forms(QUERY_SECRET)),
+        id="webhook: secret header, bearer header, query secret",
+    ),
+    pytest.param(
+        Case(
+            "X-Redmine-API-Key",
+            lambda url: RedmineSink(
+                convert(
+                    {
+                        "type": "redmine",
+                        "url": url,
+                        "api_key": {"env": SECRET_ENV},
+                        "project": "ops",
+                    },
+                    RedmineSinkConfig,
+                )
+            ),
+            forms(SECRET),
+        ),
+        id="redmine: api key header",
+    ),
+    pytest.param(
+        Case(
+            "Authorization",
+            lambda url: RTSink(
+                convert(
+                    {"type": "rt", "url": url, "token": {"env": SECRET_ENV}, "queue": "General"},
+                    RTSinkConfig,
+                )
+            ),
+            forms(SECRET),
+        ),
+        id="rt: token",
+    ),
+    pytest.param(
+        Case(
+            "Authorization",
+            lambda url: JiraSink(
+                convert(
+                    {
+                        "type": "jira",
+                        "url": url,
+                        "email": USER,
+                        "api_token": {"env": SECRET_ENV},
+                        "project": "OPS",
+                    },
+                    JiraSinkConfig,
+                )
+            ),
+            forms(SECRET, user=USER),
+        ),
+        id="jira: basic email:token",
+    ),
+    pytest.param(
+        Case(
+            "Authorization",
+            lambda url: ServiceNowSink(
+                convert(
+                    {
+                        "type": "servicenow",
+                        "url": url,
+                        "user": USER,
+                        "password": {"env": SECRET_ENV},
+                    },
+                    ServiceNowSinkConfig,
+                )
+            ),
+            forms(SECRET, user=USER),
+        ),
+        id="servicenow: basic user:password",
+    ),
+    pytest.param(
+        Case(
+            "Authorization",
+            lambda url: ZammadSink(
+                convert(
+                    {
+                        "type": "zammad",
+                        "url": url,
+                        "token": {"env": SECRET_ENV},
+                        "group": "Users",
+                        "customer": "ops@example.com",
+                    },
+                    ZammadSinkConfig,
+                )
+            ),
+            forms(SECRET),
+        ),
+        id="zammad: token",
+    ),
+    pytest.param(
+        Case(
+            "Authorization",
+            lambda url: ServiceNowSink(
+                convert(
+                    {
+                        "type": "servicenow",
+                        "url": url.replace("://", f"://{USER}:{URL_PASSWORD}@"),
+                        "user": USER,
+                        "password": {"env": SECRET_ENV},
+                    },
+                    ServiceNowSinkConfig,
+                )
+            ),
+            forms(SECRET, user=USER)
+            + forms(URL_PASSWORD, user=USER)
+            + forms(URL_PASSWORD, user=quote(USER, safe="")),
+        ),
+        id="servicenow: user info in the URL",
+    ),
 ]
 
 
@@ -118,8 +217,12 @@ def assert_clean(text: str, secrets: list[str], where: str) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_an_echoed_credential_is_redacted_everywhere(  # noqa: PLR0917 - pytest fixtures
-    case: Case, echo: EchoDesk, make_service: Callable[..., CollectorService],
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    case: Case,
+    echo: EchoDesk,
+    make_service: Callable[..., CollectorService],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     if echo.straddle is not None:
@@ -139,8 +242,12 @@ def test_an_echoed_credential_is_redacted_everywhere(  # noqa: PLR0917 - pytest 
     service.incidents._external = {"helpdesk": lambda severity: "P1"}
     store = open_store(service.config)
     try:
-        worker = OutboxWorker(store, {"helpdesk": sink}, clock=clock,
-                              policy=RetryPolicy(base_seconds=10, max_seconds=100))
+        worker = OutboxWorker(
+            store,
+            {"helpdesk": sink},
+            clock=clock,
+            policy=RetryPolicy(base_seconds=10, max_seconds=100),
+        )
         service.ingest("web01", Reporter("web01", clock).report({"fs_used_ratio": 0.97}))
         worker.deliver_due()
     finally:
@@ -158,4 +265,3 @@ def test_the_forms_list_catches_a_leak() -> None:
     pair = base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
     with pytest.raises(AssertionError):
         assert_clean(f"... authorization: Basic {pair[:-3]}", forms(SECRET, user=USER), "x")
-

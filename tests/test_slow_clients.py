@@ -26,13 +26,27 @@ SLOW_BODIES = 20
 
 def start_collector(tmp_path: Path, processes: Processes, **limits: object) -> tuple[str, int]:
     config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump({
-        "listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"),
-        "sinks": {"helpdesk": {"type": "builtin"}}, "groups": GROUPS, "rules": [FS_RULE],
-        "limits": limits}))
-    process = processes.start(RUNWATCH, "collector", "--config", str(config),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "data_dir": str(tmp_path / "data"),
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": GROUPS,
+                "rules": [FS_RULE],
+                "limits": limits,
+            }
+        )
+    )
+    process = processes.start(
+        RUNWATCH,
+        "collector",
+        "--config",
+        str(config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = read_url(process)
     return url, int(url.rsplit(":", 1)[1])
 
@@ -61,12 +75,20 @@ def served(url: str) -> int:
 
 
 def test_slow_loris_and_slow_bodies_are_closed_while_agents_are_served(
-        tmp_path: Path, processes: Processes) -> None:
-    url, port = start_collector(tmp_path, processes, header_timeout=f"{HEADER_TIMEOUT:g}s",
-                                body_timeout=f"{BODY_TIMEOUT:g}s", max_connections=1000)
+    tmp_path: Path, processes: Processes
+) -> None:
+    url, port = start_collector(
+        tmp_path,
+        processes,
+        header_timeout=f"{HEADER_TIMEOUT:g}s",
+        body_timeout=f"{BODY_TIMEOUT:g}s",
+        max_connections=1000,
+    )
     request = b"GET /api/v1/hosts HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: loris\r\n\r\n"
-    body_head = (b"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    body_head = (
+        b"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
     started = time.monotonic()
     loris = [connect(port) for _ in range(LORIS)]
     bodies = [connect(port) for _ in range(SLOW_BODIES)]
@@ -85,7 +107,7 @@ def test_slow_loris_and_slow_bodies_are_closed_while_agents_are_served(
                     if sock in closed_at:
                         continue
                     try:
-                        sock.send(request[sent:sent + 1] if sock in loris else b" ")
+                        sock.send(request[sent : sent + 1] if sock in loris else b" ")
                     except OSError:
                         closed_at[sock] = time.monotonic() - started
                 sent += 1
@@ -105,8 +127,7 @@ def test_slow_loris_and_slow_bodies_are_closed_while_agents_are_served(
     assert normal and set(normal) == {200}
 
 
-def test_a_connection_past_the_cap_gets_a_503_at_once(tmp_path: Path,
-                                                     processes: Processes) -> None:
+def test_a_connection_past_the_cap_gets_a_503_at_once(tmp_path: Path, processes: Processes) -> None:
     url, port = start_collector(tmp_path, processes, max_connections=5, header_timeout="3s")
     held = [connect(port) for _ in range(5)]
     try:

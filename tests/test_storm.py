@@ -12,7 +12,8 @@ MakeService = Callable[..., CollectorService]
 
 
 def test_two_hundred_stale_hosts_make_twenty_calls_and_one_umbrella(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([FS_RULE], storm={"max_calls": 20, "window": "5m"})
     hosts = [Reporter(f"web{i:03d}", clock) for i in range(200)]
     for host in hosts:
@@ -28,8 +29,12 @@ def test_two_hundred_stale_hosts_make_twenty_calls_and_one_umbrella(
     assert umbrella.group == "systems-administration"
     assert umbrella.summary.startswith("[storm] 180 problem(s)")
     assert umbrella.description.count("\n- ") == 180
-    assert service.registry.get_sample_value(
-        "runwatch_calls_suppressed_total", {"group": "systems-administration"}) == 180
+    assert (
+        service.registry.get_sample_value(
+            "runwatch_calls_suppressed_total", {"group": "systems-administration"}
+        )
+        == 180
+    )
     # Per-host state is kept for all 200.
     assert sum(1 for h in service.hosts() if h["state"] == "STALE") == 200
 
@@ -41,7 +46,8 @@ def test_two_hundred_stale_hosts_make_twenty_calls_and_one_umbrella(
 
 
 def test_new_problems_open_calls_again_once_the_window_has_passed(
-        make_service: MakeService, clock: FakeClock) -> None:
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}], storm={"max_calls": 2, "window": "5m"})
     for i in range(3):
         host = Reporter(f"db{i}", clock)
@@ -50,5 +56,4 @@ def test_new_problems_open_calls_again_once_the_window_has_passed(
     clock.advance(301)
     late = Reporter("db9", clock)
     service.ingest(late.host, late.report({"fs_used_ratio": 0.97}))
-    assert any(c.host == "db9" and c.rule == "filesystem_full"
-               for c in service.calls("open", None))
+    assert any(c.host == "db9" and c.rule == "filesystem_full" for c in service.calls("open", None))

@@ -232,8 +232,7 @@ def test_filesystem_root_inodes_match_df() -> None:
     st = os.statvfs("/")
     # Other tests (another xdist worker) create and delete files meanwhile: a few thousand
     # inodes either way, against the millions a root filesystem has.
-    assert find(out, "fs_inodes_free", mountpoint="/").value == pytest.approx(st.f_favail,
-                                                                               abs=5000)
+    assert find(out, "fs_inodes_free", mountpoint="/").value == pytest.approx(st.f_favail, abs=5000)
     assert 0 <= find(out, "fs_inodes_used_ratio", mountpoint="/").value <= 1
 
 

@@ -10,7 +10,8 @@ from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
 def test_finding_the_hosts_due_yields_and_survives_reports_in_between(
-        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     reporters = [Reporter(f"web{n:04d}", clock) for n in range(3000)]
     for reporter in reporters:
@@ -36,7 +37,8 @@ def test_finding_the_hosts_due_yields_and_survives_reports_in_between(
 
 
 def test_a_tick_in_slices_evaluates_what_a_whole_tick_does(
-        make_service: Callable[..., CollectorService], clock: FakeClock) -> None:
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
     reporters = [Reporter(f"web{n:03d}", clock) for n in range(300)]
     for reporter in reporters:

@@ -26,8 +26,12 @@ def test_help_desk_files_share_one_unit_and_other_files_stay_whole(tmp_path: Pat
 
 
 def test_the_suites_help_desk_files_are_the_ones_that_start_them(
-        pytestconfig: pytest.Config) -> None:
+    pytestconfig: pytest.Config,
+) -> None:
     root = pytestconfig.rootpath
-    grouped = {p.name for p in (root / "tests").glob("test_*.py")
-               if scope_of(f"tests/{p.name}::t", root) == HELPDESKS}
+    grouped = {
+        p.name
+        for p in (root / "tests").glob("test_*.py")
+        if scope_of(f"tests/{p.name}::t", root) == HELPDESKS
+    }
     assert grouped == {"test_helpdesk_calls.py", "test_sink_redmine.py", "test_sink_rt.py"}

@@ -178,7 +178,8 @@ class RemoteHost:
             wrapped = f"sudo -n -- {wrapped}"
         # The command runs under `sh -c`, quoted with shlex.quote above.
         stdin_file, stdout_file, stderr_file = self._client.exec_command(  # nosec B601
-            wrapped, timeout=timeout)
+            wrapped, timeout=timeout
+        )
         if stdin is not None:
             stdin_file.write(stdin)
         stdin_file.channel.shutdown_write()

@@ -30,36 +30,52 @@ def report_routes(service: CollectorService) -> list[Any]:
     unavailable = store_errors(service.config.store.backend)
     reports = IngestQueue(service.ingest_many)
 
-    @post("/api/v1/reports", status_code=202, request_max_body_size=None,
-          summary="Submit a report (agents)", tags=["agents"])
+    @post(
+        "/api/v1/reports",
+        status_code=202,
+        request_max_body_size=None,
+        summary="Submit a report (agents)",
+        tags=["agents"],
+    )
     async def post_report(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         started = time.perf_counter()
         try:
-            host = service.authenticate(request.headers.get("authorization"),
-                                        client=peer_address(request.scope))
+            host = service.authenticate(
+                request.headers.get("authorization"), client=peer_address(request.scope)
+            )
             report = _decode(await _read_body(request, limit))
             result = await reports.submit(host, report, started)
         except Rejection as rejection:
             service.reject(rejection)
-            log.warning("report refused from %s: %d %s: %s",
-                        request.client.host if request.client else "?", rejection.status,
-                        rejection.reason, rejection.message)
+            log.warning(
+                "report refused from %s: %d %s: %s",
+                request.client.host if request.client else "?",
+                rejection.status,
+                rejection.reason,
+                rejection.message,
+            )
             return error(rejection)
         except unavailable as exc:
             # Logged with its traceback by the service, and counted; the report was not
             # stored, and the agent keeps it in its spool and sends it again.
-            return Response({"error": "unavailable",
-                             # The error's type only: its text may name the database
-                             # server, which agents have no business knowing.
-                             "message": f"the collector cannot store reports right now "
-                                        f"({type(exc).__name__}); try again later"},
-                            status_code=503,
-                            headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)})
+            return Response(
+                {
+                    "error": "unavailable",
+                    # The error's type only: its text may name the database
+                    # server, which agents have no business knowing.
+                    "message": f"the collector cannot store reports right now "
+                    f"({type(exc).__name__}); try again later",
+                },
+                status_code=503,
+                headers={"Retry-After": str(_STORE_RETRY_AFTER_SECONDS)},
+            )
         status = 202 if result.status == "accepted" else 200
         answer: dict[str, Any] = {"status": result.status, "seq": result.seq}
         if result.warnings:  # limits the report ran into: the agent logs each once
-            answer["warnings"] = [{"code": w.code, "message": w.message, "dropped": w.dropped}
-                                  for w in result.warnings]
+            answer["warnings"] = [
+                {"code": w.code, "message": w.message, "dropped": w.dropped}
+                for w in result.warnings
+            ]
         return Response(answer, status_code=status)
 
     return [post_report]
@@ -87,8 +103,9 @@ async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
         if len(body) > limit or inflater.unconsumed_tail:
             raise Rejection(413, "too_large", f"body inflates past the limit of {limit} bytes")
     elif encoding != "identity":
-        raise Rejection(415, "malformed", f"unsupported Content-Encoding {encoding!r}; "
-                                          "use gzip or none")
+        raise Rejection(
+            415, "malformed", f"unsupported Content-Encoding {encoding!r}; use gzip or none"
+        )
     return body
 
 

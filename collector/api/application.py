@@ -31,17 +31,24 @@ log = logging.getLogger(__name__)
 def create_app(service: CollectorService) -> Litestar:
     """Build the ASGI app around a service. Evaluation ticks run inside the app's lifespan."""
     return Litestar(
-        route_handlers=[*report_routes(service), *read_routes(service), *outbox_routes(service),
-                        *token_routes(service), *silence_routes(service),
-                        *call_action_routes(service), *console_routes(service),
-                        *ops_routes(service)],
+        route_handlers=[
+            *report_routes(service),
+            *read_routes(service),
+            *outbox_routes(service),
+            *token_routes(service),
+            *silence_routes(service),
+            *call_action_routes(service),
+            *console_routes(service),
+            *ops_routes(service),
+        ],
         lifespan=[background(service)],
         guards=[host_guard(service), read_guard(service)],
         exception_handlers={Rejection: lambda _request, exc: error(exc), Throttled: throttled},
         before_request=_refuse_nul,
         after_exception=[_log_unhandled],
-        openapi_config=OpenAPIConfig(title="runwatch collector", version=__version__,
-                                     path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="runwatch collector", version=__version__, path="/schema"
+        ),
         logging_config=None,
     )
 
@@ -50,8 +57,14 @@ def _log_unhandled(exc: Exception, scope: Any) -> None:
     """Log what became a 500, with its traceback: the answer itself says nothing."""
     if isinstance(exc, HTTPException | Throttled):
         return  # an answer the API meant to give (4xx, 429)
-    log.error("%s %s failed: %s: %s", scope.get("method", "?"), scope.get("path", "?"),
-              type(exc).__name__, exc, exc_info=exc)
+    log.error(
+        "%s %s failed: %s: %s",
+        scope.get("method", "?"),
+        scope.get("path", "?"),
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )
 
 
 def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
@@ -61,6 +74,7 @@ def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | N
     path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
     query = scope.get("query_string", b"")
     if b"%00" in path or b"\x00" in path or b"%00" in query or b"\x00" in query:
-        return Response({"error": "malformed", "message": "the URL holds a NUL character"},
-                        status_code=400)
+        return Response(
+            {"error": "malformed", "message": "the URL holds a NUL character"}, status_code=400
+        )
     return None

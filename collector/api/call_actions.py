@@ -26,11 +26,11 @@ class CommentRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def call_action_routes(service: CollectorService) -> list[Any]:
     """Calls in the built-in register handled by hand, and the audit log (operators)."""
 
-    def act(request: Request[Any, Any, Any], call_id: int, action: str, text: str
-            ) -> Response[Any]:
+    def act(request: Request[Any, Any, Any], call_id: int, action: str, text: str) -> Response[Any]:
         try:
-            who = service.authenticate_operator(request.headers.get("authorization"),
-                                                client=peer_address(request.scope))
+            who = service.authenticate_operator(
+                request.headers.get("authorization"), client=peer_address(request.scope)
+            )
             if action == "acknowledge":
                 call = service.acknowledge_call(call_id, who)
             elif action == "comment":
@@ -38,39 +38,57 @@ def call_action_routes(service: CollectorService) -> list[Any]:
             else:
                 call = service.resolve_call(call_id, who, text)
         except Rejection as rejection:
-            log.warning("call %d: %s refused: %d %s", call_id, action, rejection.status,
-                        rejection.message)
+            log.warning(
+                "call %d: %s refused: %d %s", call_id, action, rejection.status, rejection.message
+            )
             return error(rejection)
         return Response(call_json(call))
 
-    @post("/api/v1/calls/{call_id:int}/acknowledge", status_code=200, tags=["admin"],
-          summary="Acknowledge a call in the built-in register (operators)")
-    async def acknowledge(request: Request[Any, Any, Any], call_id: PathId
-                          ) -> Response[Any]:
+    @post(
+        "/api/v1/calls/{call_id:int}/acknowledge",
+        status_code=200,
+        tags=["admin"],
+        summary="Acknowledge a call in the built-in register (operators)",
+    )
+    async def acknowledge(request: Request[Any, Any, Any], call_id: PathId) -> Response[Any]:
         return act(request, call_id, "acknowledge", "")
 
-    @post("/api/v1/calls/{call_id:int}/comment", status_code=200, tags=["admin"],
-          summary="Comment on a call in the built-in register (operators)")
-    async def comment(request: Request[Any, Any, Any], call_id: PathId,
-                      data: JSONBody[CommentRequest]) -> Response[Any]:
+    @post(
+        "/api/v1/calls/{call_id:int}/comment",
+        status_code=200,
+        tags=["admin"],
+        summary="Comment on a call in the built-in register (operators)",
+    )
+    async def comment(
+        request: Request[Any, Any, Any], call_id: PathId, data: JSONBody[CommentRequest]
+    ) -> Response[Any]:
         return act(request, call_id, "comment", data.text)
 
-    @post("/api/v1/calls/{call_id:int}/resolve", status_code=200, tags=["admin"],
-          summary="Resolve a call in the built-in register by hand (operators)")
-    async def resolve(request: Request[Any, Any, Any], call_id: PathId,
-                      data: JSONBody[CommentRequest]) -> Response[Any]:
+    @post(
+        "/api/v1/calls/{call_id:int}/resolve",
+        status_code=200,
+        tags=["admin"],
+        summary="Resolve a call in the built-in register by hand (operators)",
+    )
+    async def resolve(
+        request: Request[Any, Any, Any], call_id: PathId, data: JSONBody[CommentRequest]
+    ) -> Response[Any]:
         return act(request, call_id, "resolve", data.text)
 
-    @get("/api/v1/audit", summary="Changes made by people, newest first (operator tokens, "
-         "read-only ones too)", tags=["admin"])
-    async def audit(request: Request[Any, Any, Any], limit: FromQuery[int] = 200
-                    ) -> Response[Any]:
+    @get(
+        "/api/v1/audit",
+        summary="Changes made by people, newest first (operator tokens, read-only ones too)",
+        tags=["admin"],
+    )
+    async def audit(request: Request[Any, Any, Any], limit: FromQuery[int] = 200) -> Response[Any]:
         try:
-            service.authenticate_operator(request.headers.get("authorization"), change=False,
-                                          client=peer_address(request.scope))
+            service.authenticate_operator(
+                request.headers.get("authorization"),
+                change=False,
+                client=peer_address(request.scope),
+            )
         except Rejection as rejection:
             return error(rejection)
-        return Response([audit_json(e)
-                         for e in service.store.list_audit(max(1, min(limit, 5000)))])
+        return Response([audit_json(e) for e in service.store.list_audit(max(1, min(limit, 5000)))])
 
     return [acknowledge, comment, resolve, audit]

@@ -22,9 +22,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger(__name__)
 
 _REFUSAL_BODY = b"too many connections: retry later\n"
-_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"retry-after: 5\r\nconnection: close\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(_REFUSAL_BODY), _REFUSAL_BODY))
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"retry-after: 5\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_REFUSAL_BODY), _REFUSAL_BODY)
+)
 # A refused client's request is read and dropped this long, so that it sees the 503.
 _LINGER_SECONDS = 2.0
 
@@ -43,12 +45,19 @@ class LimitedH11Protocol(H11Protocol):
         self._refused: asyncio.Transport | None = None
 
     @classmethod
-    def configured(cls, header_timeout_seconds: float, body_timeout_seconds: float,
-                   max_connections: int) -> type[LimitedH11Protocol]:
+    def configured(
+        cls, header_timeout_seconds: float, body_timeout_seconds: float, max_connections: int
+    ) -> type[LimitedH11Protocol]:
         """A subclass with these limits, for uvicorn.Config(http=...)."""
-        return type(cls.__name__, (cls,), {"header_timeout_seconds": header_timeout_seconds,
-                                           "body_timeout_seconds": body_timeout_seconds,
-                                           "max_connections": max_connections})
+        return type(
+            cls.__name__,
+            (cls,),
+            {
+                "header_timeout_seconds": header_timeout_seconds,
+                "body_timeout_seconds": body_timeout_seconds,
+                "max_connections": max_connections,
+            },
+        )
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:

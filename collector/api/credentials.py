@@ -22,8 +22,9 @@ def bearer_token(authorization: str | None) -> str | None:
 class Credentials:
     """Who a request's bearer token names: an agent's host, or an operator."""
 
-    def __init__(self, tokens: TokenVerifier, operators: TokenVerifier,
-                 limits: RequestLimits) -> None:
+    def __init__(
+        self, tokens: TokenVerifier, operators: TokenVerifier, limits: RequestLimits
+    ) -> None:
         self.tokens = tokens
         self.operators = operators
         self._limits = limits
@@ -46,8 +47,9 @@ class Credentials:
         self._limits.check("agent", host)
         return host
 
-    def operator(self, authorization: str | None, *, change: bool = True,
-                 client: str | None = None) -> str:
+    def operator(
+        self, authorization: str | None, *, change: bool = True, client: str | None = None
+    ) -> str:
         """Return the operator the bearer token belongs to, or raise a 401 Rejection.
 
         `change`: the request changes something, which a read-only token may not (403).
@@ -66,13 +68,17 @@ class Credentials:
         self._limits.check("operator", operator)
         if change and role != ROLE_OPERATOR:
             log.warning("read-only operator %s refused a change", operator)
-            raise Rejection(403, "forbidden", f"{operator} has a read-only token: it may look "
-                            "but not change anything")
+            raise Rejection(
+                403,
+                "forbidden",
+                f"{operator} has a read-only token: it may look but not change anything",
+            )
         return operator
 
     def holds_token(self, authorization: str | None) -> bool:
         """Whether the header carries a token this collector knows (an agent's or an
         operator's), without counting anything against anyone."""
         token = bearer_token(authorization)
-        return token is not None and (self.tokens.host_for(token) is not None
-                                      or self.operators.identify(token) is not None)
+        return token is not None and (
+            self.tokens.host_for(token) is not None or self.operators.identify(token) is not None
+        )

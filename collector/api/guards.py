@@ -44,8 +44,11 @@ def read_guard(service: CollectorService) -> Guard:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         tags = getattr(handler, "tags", None) or ()
         if service.config.operators.read_api == "token" and "read" in tags:
-            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
-                                          change=False, client=peer_address(connection.scope))
+            service.authenticate_operator(
+                as_bearer(connection.headers.get("authorization")),
+                change=False,
+                client=peer_address(connection.scope),
+            )
 
     return guard
 
@@ -56,8 +59,11 @@ def metrics_guard(service: CollectorService) -> Guard:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if service.config.operators.metrics == "token":
-            service.authenticate_operator(as_bearer(connection.headers.get("authorization")),
-                                          change=False, client=peer_address(connection.scope))
+            service.authenticate_operator(
+                as_bearer(connection.headers.get("authorization")),
+                change=False,
+                client=peer_address(connection.scope),
+            )
 
     return guard
 
@@ -71,13 +77,19 @@ def host_guard(service: CollectorService) -> Guard:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         host = connection.headers.get("host", "")
-        if handler.opt.get("any_host") or policy.allows(host) \
-                or service.credentials.holds_token(
-                    as_bearer(connection.headers.get("authorization"))):
+        if (
+            handler.opt.get("any_host")
+            or policy.allows(host)
+            or service.credentials.holds_token(as_bearer(connection.headers.get("authorization")))
+        ):
             return
-        log.warning("refused %s %s naming host %r, which is not one of this collector's "
-                    "names (allowed_hosts)", connection.scope.get("method", "?"),
-                    connection.url.path, host[:200])
+        log.warning(
+            "refused %s %s naming host %r, which is not one of this collector's "
+            "names (allowed_hosts)",
+            connection.scope.get("method", "?"),
+            connection.url.path,
+            host[:200],
+        )
         raise Rejection(421, "misdirected", policy.refusal(host[:200]))
 
     return guard

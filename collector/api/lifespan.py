@@ -27,8 +27,9 @@ TICK_SLICE = 0.002
 TICK_PAUSE = 0.002
 
 
-def background(service: CollectorService
-                ) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+def background(
+    service: CollectorService,
+) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """The app's lifespan: evaluation ticks in slices, the event loop's lag sampled, and the
     service's own background work (delivery to help desks) started and stopped with it."""
 

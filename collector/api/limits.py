@@ -35,8 +35,9 @@ class TokenBucketLimiter:
     never the token itself, so no secret is kept in memory longer than the request.
     """
 
-    def __init__(self, rate: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = max(1, burst)
         self._clock = clock
@@ -72,8 +73,9 @@ class TokenBucketLimiter:
 
     def _sweep(self, now: float) -> None:
         refill = self.burst / self.rate
-        self._buckets = {key: value for key, value in self._buckets.items()
-                         if now - value[1] < refill}
+        self._buckets = {
+            key: value for key, value in self._buckets.items() if now - value[1] < refill
+        }
 
 
 @functools.lru_cache(maxsize=4096)
@@ -106,8 +108,9 @@ class FailureThrottle:
     failure's worth has refilled: like fail2ban, but never for good. A rate of 0 switches it off.
     """
 
-    def __init__(self, rate: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._failures = TokenBucketLimiter(rate, burst, clock)
         self._clock = clock
         self._closed: dict[str, float] = {}  # address key -> refused until (clock time)
@@ -149,8 +152,8 @@ class ConcurrencyLimiter:
         self.limit = max(1, limit)
         self.waiting = max(0, waiting)
         self._pool = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix=name)
-        self._pending = 0             # running or in line; changed on the event loop only
-        self._last_seconds = 0.0      # how long the last call took
+        self._pending = 0  # running or in line; changed on the event loop only
+        self._last_seconds = 0.0  # how long the last call took
 
     @property
     def full(self) -> bool:
@@ -161,8 +164,12 @@ class ConcurrencyLimiter:
         """The refusal of a call while full, with when a place should be free."""
         # The calls ahead, `limit` at a time, each as long as the last one took.
         wait = self._pending / self.limit * self._last_seconds
-        return Throttled("busy", wait, "the collector is busy checking passwords; retry after "
-                                       "the Retry-After header's seconds")
+        return Throttled(
+            "busy",
+            wait,
+            "the collector is busy checking passwords; retry after "
+            "the Retry-After header's seconds",
+        )
 
     async def run(self, func: Callable[..., _T], *args: Any) -> _T:
         """`func(*args)` in one of the threads, or Throttled("busy") when the line is full."""
@@ -171,7 +178,8 @@ class ConcurrencyLimiter:
         self._pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(self._timed, func, *args))
+                self._pool, functools.partial(self._timed, func, *args)
+            )
         finally:
             self._pending -= 1
 
@@ -204,32 +212,50 @@ class Throttled(Exception):
 class RequestLimits:
     """The collector's limits, with counters of the requests they refused."""
 
-    def __init__(self, config: LimitsConfig, registry: CollectorRegistry,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: LimitsConfig,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limiters = {
-            "agent": TokenBucketLimiter(config.agent_requests_per_second,
-                                        config.agent_burst_requests, clock),
-            "operator": TokenBucketLimiter(config.operator_requests_per_second,
-                                           config.operator_burst_requests, clock)}
-        self.failures = FailureThrottle(config.address_failures_per_second,
-                                        config.address_burst_failures, clock)
-        self.signins = TokenBucketLimiter(config.signin_attempts_per_second,
-                                          config.signin_burst_attempts, clock)
-        self.password_checks = ConcurrencyLimiter(config.password_checks_at_once,
-                                                  config.password_checks_waiting,
-                                                  "runwatch-password")
-        self.throttled = Counter("runwatch_requests_throttled",
-                                 "Requests refused with 429 by a token's rate limit, by role.",
-                                 ["role"], registry=registry)
+            "agent": TokenBucketLimiter(
+                config.agent_requests_per_second, config.agent_burst_requests, clock
+            ),
+            "operator": TokenBucketLimiter(
+                config.operator_requests_per_second, config.operator_burst_requests, clock
+            ),
+        }
+        self.failures = FailureThrottle(
+            config.address_failures_per_second, config.address_burst_failures, clock
+        )
+        self.signins = TokenBucketLimiter(
+            config.signin_attempts_per_second, config.signin_burst_attempts, clock
+        )
+        self.password_checks = ConcurrencyLimiter(
+            config.password_checks_at_once, config.password_checks_waiting, "runwatch-password"
+        )
+        self.throttled = Counter(
+            "runwatch_requests_throttled",
+            "Requests refused with 429 by a token's rate limit, by role.",
+            ["role"],
+            registry=registry,
+        )
         self.auth_refused = Counter(
             "runwatch_auth_refused",
             "Requests refused with 429 to protect authentication, by reason: address (too "
             "many failed authentications from the address), user (a sign-in name tried too "
-            "often), busy (password checks at their cap).", ["reason"], registry=registry)
+            "often), busy (password checks at their cap).",
+            ["reason"],
+            registry=registry,
+        )
         self.auth_failures = Counter(
             "runwatch_auth_failures",
             "Failed authentications: unknown or revoked bearer tokens (agent, operator) and "
-            "failed console sign-ins (console).", ["via"], registry=registry)
+            "failed console sign-ins (console).",
+            ["via"],
+            registry=registry,
+        )
         # Present from the start, so rate() works at once.
         for role in self._limiters:
             self.throttled.labels(role)
@@ -244,26 +270,37 @@ class RequestLimits:
         wait = limiter.acquire(who)
         if wait > 0:
             self.throttled.labels(role).inc()
-            raise Throttled(role, wait, f"rate limit of {limiter.rate:g} requests/s (bursts of "
-                                        f"{limiter.burst}) for this {role} token exceeded; "
-                                        "retry after the Retry-After header's seconds")
+            raise Throttled(
+                role,
+                wait,
+                f"rate limit of {limiter.rate:g} requests/s (bursts of "
+                f"{limiter.burst}) for this {role} token exceeded; "
+                "retry after the Retry-After header's seconds",
+            )
 
     def check_address(self, address: str) -> None:
         """Raise Throttled while `address` is refused after too many failed authentications."""
         wait = self.failures.refused_for(address)
         if wait > 0:
             self.auth_refused.labels("address").inc()
-            raise Throttled("address", wait, "too many failed authentications from this "
-                                             "address; retry after the Retry-After header's "
-                                             "seconds")
+            raise Throttled(
+                "address",
+                wait,
+                "too many failed authentications from this "
+                "address; retry after the Retry-After header's "
+                "seconds",
+            )
 
     def failed(self, address: str, via: str) -> None:
         """Count a failed authentication (`via` agent, operator or console) from `address`."""
         self.auth_failures.labels(via).inc()
         wait = self.failures.failed(address)
         if wait > 0:
-            log.warning("too many failed authentications from %s: refusing it for %.0f s",
-                        address or "an unknown address", wait)
+            log.warning(
+                "too many failed authentications from %s: refusing it for %.0f s",
+                address or "an unknown address",
+                wait,
+            )
 
     def check_signin(self, name: str) -> None:
         """Refuse a sign-in as `name` before anything is spent on it (Throttled): when the
@@ -275,15 +312,20 @@ class RequestLimits:
         wait = self.signins.acquire(name[:_NAME_KEY_CHARS])
         if wait > 0:
             self.auth_refused.labels("user").inc()
-            raise Throttled("signin", wait, "too many sign-in attempts for this name; retry "
-                                            "after the Retry-After header's seconds")
+            raise Throttled(
+                "signin",
+                wait,
+                "too many sign-in attempts for this name; retry "
+                "after the Retry-After header's seconds",
+            )
 
     def signed_in(self, name: str) -> None:
         """`name` signed in: its earlier typos no longer count."""
         self.signins.forget(name[:_NAME_KEY_CHARS])
 
-    async def check_password(self, verify: Callable[[str, str], bool], password: str,
-                             stored: str) -> bool:
+    async def check_password(
+        self, verify: Callable[[str, str], bool], password: str, stored: str
+    ) -> bool:
         """`verify(password, stored)` off the event loop, within the cap on password checks
         at once; Throttled("busy") when the cap and its line are full."""
         try:

@@ -21,16 +21,25 @@ METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 def ops_routes(service: CollectorService) -> list[Any]:
     """/healthz (any host name), /metrics (gzip when asked) and /openapi.json."""
 
-    @get("/healthz", summary="Liveness; the number of hosts too while the read API is open",
-         tags=["ops"], opt={"any_host": True})
+    @get(
+        "/healthz",
+        summary="Liveness; the number of hosts too while the read API is open",
+        tags=["ops"],
+        opt={"any_host": True},
+    )
     async def healthz() -> dict[str, Any]:
         if service.config.operators.read_api != "open":
             return {"status": "ok", "version": __version__}  # the fleet's size is not public
         return {"status": "ok", "version": __version__, "hosts": len(service.fleet.hosts)}
 
-    @get("/metrics", summary="Prometheus metrics (gzip when the client accepts it); with "
-         "`operators: {metrics: token}` operator tokens only", tags=["ops"],
-         media_type=METRICS_MEDIA_TYPE, guards=[metrics_guard(service)])
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (gzip when the client accepts it); with "
+        "`operators: {metrics: token}` operator tokens only",
+        tags=["ops"],
+        media_type=METRICS_MEDIA_TYPE,
+        guards=[metrics_guard(service)],
+    )
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         # Rendered on the event loop, so the fleet cannot change under it; compressed off it.
         body = service.metrics.render()
@@ -40,8 +49,13 @@ def ops_routes(service: CollectorService) -> list[Any]:
             headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=METRICS_MEDIA_TYPE, headers=headers)
 
-    @get("/openapi.json", summary="This API, described", tags=["ops"], include_in_schema=False,
-         media_type=MediaType.JSON)
+    @get(
+        "/openapi.json",
+        summary="This API, described",
+        tags=["ops"],
+        include_in_schema=False,
+        media_type=MediaType.JSON,
+    )
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return _openapi_document(request.app)
 
@@ -72,7 +86,8 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
     """Litestar's generated document, plus the report body, which is read raw for gzip."""
     document: dict[str, Any] = app.openapi_schema.to_schema()
     (report_schema,), components = msgspec.json.schema_components(
-        [Report], ref_template="#/components/schemas/{name}")
+        [Report], ref_template="#/components/schemas/{name}"
+    )
     document.setdefault("components", {}).setdefault("schemas", {}).update(components)
     operation = document["paths"]["/api/v1/reports"]["post"]
     operation["requestBody"] = {
@@ -80,27 +95,47 @@ def _openapi_document(app: Litestar) -> dict[str, Any]:
         "description": "A report; may be sent with Content-Encoding: gzip.",
         "content": {"application/json": {"schema": report_schema}},
     }
-    error = {"content": {"application/json": {"schema": {
-        "type": "object", "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                       "field": {"type": "string"}}}}}}
+    error = {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
     operation["security"] = [{"bearer": []}]
     document["components"].setdefault("securitySchemes", {})["bearer"] = {
-        "type": "http", "scheme": "bearer"}
+        "type": "http",
+        "scheme": "bearer",
+    }
     operation["responses"] = {
-        "202": {"description": "Accepted. `warnings` (when present) lists what the "
-                "collector did not take: `code` (a limit, or `reserved_name`), `message`, and "
-                "`dropped`, the new series left out"},
+        "202": {
+            "description": "Accepted. `warnings` (when present) lists what the "
+            "collector did not take: `code` (a limit, or `reserved_name`), `message`, and "
+            "`dropped`, the new series left out"
+        },
         "200": {"description": "A duplicate of a report already ingested; no effect"},
         "400": {"description": "Malformed body", **error},
         "401": {"description": "Missing, unknown or revoked token", **error},
         "403": {"description": "The token belongs to another host", **error},
         "413": {"description": "Body too large", **error},
         "422": {"description": "Schema violation; `field` names it", **error},
-        "429": {"description": "Over the token's rate limit, or the address is refused after "
-                "too many failed authentications; retry after Retry-After seconds",
-                **error},
-        "503": {"description": "The store cannot take the report now (disk full, database "
-                "down); retry after Retry-After seconds", **error},
+        "429": {
+            "description": "Over the token's rate limit, or the address is refused after "
+            "too many failed authentications; retry after Retry-After seconds",
+            **error,
+        },
+        "503": {
+            "description": "The store cannot take the report now (disk full, database "
+            "down); retry after Retry-After seconds",
+            **error,
+        },
     }
     return document

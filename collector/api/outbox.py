@@ -20,20 +20,31 @@ def outbox_routes(service: CollectorService) -> list[Any]:
     """The outbox's read endpoint, and its repairs (operators, audited)."""
 
     def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"),
-                                             client=peer_address(request.scope))
+        return service.authenticate_operator(
+            request.headers.get("authorization"), client=peer_address(request.scope)
+        )
 
-    @get("/api/v1/outbox", summary="Call operations for help desks: pending, dead or done",
-         tags=["read"])
-    async def get_outbox(status: FromQuery[Literal["pending", "dead", "done", "all"]] = "all",
-                         limit: FromQuery[int] = 200) -> list[dict[str, Any]]:
+    @get(
+        "/api/v1/outbox",
+        summary="Call operations for help desks: pending, dead or done",
+        tags=["read"],
+    )
+    async def get_outbox(
+        status: FromQuery[Literal["pending", "dead", "done", "all"]] = "all",
+        limit: FromQuery[int] = 200,
+    ) -> list[dict[str, Any]]:
         wanted = None if status == "all" else status
         return [op_json(op) for op in service.store.list_ops(wanted, max(1, min(limit, 5000)))]
 
-    @post("/api/v1/outbox/retry", status_code=200, tags=["admin"],
-          summary="Put dead letters back in line (all, or one by id) (operators)")
-    async def retry_outbox(request: Request[Any, Any, Any], op_id: OptionalQueryId = None
-                           ) -> Response[dict[str, Any]]:
+    @post(
+        "/api/v1/outbox/retry",
+        status_code=200,
+        tags=["admin"],
+        summary="Put dead letters back in line (all, or one by id) (operators)",
+    )
+    async def retry_outbox(
+        request: Request[Any, Any, Any], op_id: OptionalQueryId = None
+    ) -> Response[dict[str, Any]]:
         try:
             who = operator(request)
         except Rejection as rejection:
@@ -48,10 +59,15 @@ def outbox_routes(service: CollectorService) -> list[Any]:
         log.info("operator %s put %d dead letter(s) back in line", who, count)
         return Response({"retried": count})
 
-    @post("/api/v1/outbox/discard", status_code=200, tags=["admin"],
-          summary="Give up on one dead letter so its call's later operations go (operators)")
-    async def discard_outbox(request: Request[Any, Any, Any], op_id: QueryId
-                             ) -> Response[dict[str, Any]]:
+    @post(
+        "/api/v1/outbox/discard",
+        status_code=200,
+        tags=["admin"],
+        summary="Give up on one dead letter so its call's later operations go (operators)",
+    )
+    async def discard_outbox(
+        request: Request[Any, Any, Any], op_id: QueryId
+    ) -> Response[dict[str, Any]]:
         try:
             who = operator(request)
         except Rejection as rejection:

@@ -20,9 +20,11 @@ def read_routes(service: CollectorService) -> list[Any]:
         return service.hosts(host)
 
     @get("/api/v1/calls", summary="Calls in the built-in register", tags=["read"])
-    async def get_calls(status: FromQuery[Literal["open", "resolved", "all"]] = "all",
-                        group: FromQuery[str | None] = None,
-                        limit: FromQuery[int] = 500) -> list[dict[str, Any]]:
+    async def get_calls(
+        status: FromQuery[Literal["open", "resolved", "all"]] = "all",
+        group: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 500,
+    ) -> list[dict[str, Any]]:
         wanted = None if status == "all" else status
         return [call_json(c) for c in service.calls(wanted, group, max(1, min(limit, 5000)))]
 
@@ -30,23 +32,37 @@ def read_routes(service: CollectorService) -> list[Any]:
     async def get_call(call_id: PathId) -> Response[dict[str, Any]]:
         found = service.call_history(call_id)
         if found is None:
-            return Response({"error": "not_found", "message": f"no call {call_id}"},
-                            status_code=404)
+            return Response(
+                {"error": "not_found", "message": f"no call {call_id}"}, status_code=404
+            )
         call, events, link = found
         ticket = None
         if link is not None:
-            ticket = {"sink": link.sink, "id": link.remote_id, "url": link.url,
-                      "state": link.remote_state, "acknowledged_at": link.acknowledged_at}
-        return Response({**call_json(call), "events": [
-            {"at": e.at, "kind": e.kind, "text": e.text} for e in events], "ticket": ticket})
+            ticket = {
+                "sink": link.sink,
+                "id": link.remote_id,
+                "url": link.url,
+                "state": link.remote_state,
+                "acknowledged_at": link.acknowledged_at,
+            }
+        return Response(
+            {
+                **call_json(call),
+                "events": [{"at": e.at, "kind": e.kind, "text": e.text} for e in events],
+                "ticket": ticket,
+            }
+        )
 
-    @get("/api/v1/rules/{rule:str}/explain", summary="Which thresholds apply to a rule on a "
-         "host, and why (host groups, flapping, maintenance, parents)", tags=["read"])
+    @get(
+        "/api/v1/rules/{rule:str}/explain",
+        summary="Which thresholds apply to a rule on a "
+        "host, and why (host groups, flapping, maintenance, parents)",
+        tags=["read"],
+    )
     async def explain(rule: FromPath[str], host: FromQuery[str]) -> Response[Any]:
         found = service.explain(host, rule)
         if found is None:
-            return Response({"error": "not_found", "message": f"no rule {rule!r}"},
-                            status_code=404)
+            return Response({"error": "not_found", "message": f"no rule {rule!r}"}, status_code=404)
         return Response(found)
 
     return [get_hosts, get_calls, get_call, explain]

@@ -34,18 +34,28 @@ def silence_routes(service: CollectorService) -> list[Any]:
     """Maintenance windows: anyone may read them; operators set and end them."""
 
     def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"),
-                                             client=peer_address(request.scope))
+        return service.authenticate_operator(
+            request.headers.get("authorization"), client=peer_address(request.scope)
+        )
 
-    @get("/api/v1/silences", summary="Maintenance windows: operators' silences and the weekly "
-         "windows of the config", tags=["read"])
+    @get(
+        "/api/v1/silences",
+        summary="Maintenance windows: operators' silences and the weekly windows of the config",
+        tags=["read"],
+    )
     async def list_silences(include_ended: FromQuery[bool] = False) -> list[dict[str, Any]]:
         return service.silences(include_ended=include_ended)
 
-    @post("/api/v1/silences", status_code=201, summary="Silence calls for matching hosts and "
-          "rules for a while; records who and why (operators)", tags=["admin"])
-    async def add_silence(request: Request[Any, Any, Any], data: JSONBody[SilenceRequest]
-                          ) -> Response[Any]:
+    @post(
+        "/api/v1/silences",
+        status_code=201,
+        summary="Silence calls for matching hosts and "
+        "rules for a while; records who and why (operators)",
+        tags=["admin"],
+    )
+    async def add_silence(
+        request: Request[Any, Any, Any], data: JSONBody[SilenceRequest]
+    ) -> Response[Any]:
         try:
             who = operator(request)
         except Rejection as rejection:
@@ -55,26 +65,41 @@ def silence_routes(service: CollectorService) -> list[Any]:
         except ValueError as exc:
             return error(Rejection(422, "invalid", str(exc), "duration"))
         if not 0 < duration <= _MAX_SILENCE_SECONDS:
-            return error(Rejection(422, "invalid", "the duration must be more than 0s and at "
-                                    "most ten years", "duration"))
-        silence = service.add_silence(who, host=data.host, rule=data.rule, duration=duration,
-                                      reason=data.reason, starts_at=data.starts_at)
+            return error(
+                Rejection(
+                    422,
+                    "invalid",
+                    "the duration must be more than 0s and at most ten years",
+                    "duration",
+                )
+            )
+        silence = service.add_silence(
+            who,
+            host=data.host,
+            rule=data.rule,
+            duration=duration,
+            reason=data.reason,
+            starts_at=data.starts_at,
+        )
         return Response(silence_json(silence, service.clock()), status_code=201)
 
-    @delete("/api/v1/silences/{silence_id:int}", status_code=200,
-            summary="End a silence now (operators)", tags=["admin"])
-    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId
-                          ) -> Response[Any]:
+    @delete(
+        "/api/v1/silences/{silence_id:int}",
+        status_code=200,
+        summary="End a silence now (operators)",
+        tags=["admin"],
+    )
+    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId) -> Response[Any]:
         try:
             who = operator(request)
         except Rejection as rejection:
             return error(rejection)
         ended = service.end_silence(silence_id, who)
         if ended is None:
-            return Response({"error": "not_found",
-                             "message": f"no silence {silence_id} in force or to come"},
-                            status_code=404)
-        return Response({**silence_json(ended, service.clock()), "ended_by": who,
-                         "active": False})
+            return Response(
+                {"error": "not_found", "message": f"no silence {silence_id} in force or to come"},
+                status_code=404,
+            )
+        return Response({**silence_json(ended, service.clock()), "ended_by": who, "active": False})
 
     return [list_silences, add_silence, end_silence]

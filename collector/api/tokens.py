@@ -38,12 +38,16 @@ def token_routes(service: CollectorService) -> list[Any]:
     path = service.config.tokens_file
 
     def operator(request: Request[Any, Any, Any], change: bool = True) -> str:
-        return service.authenticate_operator(request.headers.get("authorization"),
-                                             change=change, client=peer_address(request.scope))
+        return service.authenticate_operator(
+            request.headers.get("authorization"), change=change, client=peer_address(request.scope)
+        )
 
     def listing(host: str | None) -> list[dict[str, Any]]:
-        return [{"host": e.host, "created_at": e.created_at, "fingerprint": e.fingerprint}
-                for e in read_tokens(path) if host is None or e.host == host]
+        return [
+            {"host": e.host, "created_at": e.created_at, "fingerprint": e.fingerprint}
+            for e in read_tokens(path)
+            if host is None or e.host == host
+        ]
 
     @get("/api/v1/tokens", summary="Hosts with agent tokens (operators)", tags=["admin"])
     async def list_tokens(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -53,8 +57,11 @@ def token_routes(service: CollectorService) -> list[Any]:
         except Rejection as rejection:
             return error(rejection)
 
-    @get("/api/v1/tokens/{host:str}", summary="One host's agent token fingerprint (operators)",
-         tags=["admin"])
+    @get(
+        "/api/v1/tokens/{host:str}",
+        summary="One host's agent token fingerprint (operators)",
+        tags=["admin"],
+    )
     async def get_token(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         try:
             operator(request, change=False)
@@ -62,12 +69,17 @@ def token_routes(service: CollectorService) -> list[Any]:
             return error(rejection)
         found = listing(host)
         if not found:
-            return Response({"error": "not_found", "message": f"{host} has no token"},
-                            status_code=404)
+            return Response(
+                {"error": "not_found", "message": f"{host} has no token"}, status_code=404
+            )
         return Response(found[0])
 
-    @post("/api/v1/tokens", status_code=201, summary="Enrol a host: create its agent token, "
-          "returned once (operators)", tags=["admin"])
+    @post(
+        "/api/v1/tokens",
+        status_code=201,
+        summary="Enrol a host: create its agent token, returned once (operators)",
+        tags=["admin"],
+    )
     async def enrol(request: Request[Any, Any, Any], data: JSONBody[EnrolRequest]) -> Response[Any]:
         try:
             who = operator(request)
@@ -80,24 +92,35 @@ def token_routes(service: CollectorService) -> list[Any]:
             token = add_token(path, data.host, replace=data.replace)
         except TokenExists as exc:
             return Response({"error": "conflict", "message": str(exc)}, status_code=409)
-        log.info("operator %s enrolled host %s%s", who, data.host,
-                 " (token replaced)" if data.replace else "")
-        service.audit(who, "token.enrol", f"host {data.host}",
-                      "token replaced" if data.replace else "")
-        return Response({"host": data.host, "token": token,
-                         "fingerprint": token_fingerprint(token)}, status_code=201)
+        log.info(
+            "operator %s enrolled host %s%s",
+            who,
+            data.host,
+            " (token replaced)" if data.replace else "",
+        )
+        service.audit(
+            who, "token.enrol", f"host {data.host}", "token replaced" if data.replace else ""
+        )
+        return Response(
+            {"host": data.host, "token": token, "fingerprint": token_fingerprint(token)},
+            status_code=201,
+        )
 
-    @delete("/api/v1/tokens/{host:str}", status_code=200,
-            summary="Revoke a host's agent token; its next report gets 401 (operators)",
-            tags=["admin"])
+    @delete(
+        "/api/v1/tokens/{host:str}",
+        status_code=200,
+        summary="Revoke a host's agent token; its next report gets 401 (operators)",
+        tags=["admin"],
+    )
     async def revoke(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         try:
             who = operator(request)
         except Rejection as rejection:
             return error(rejection)
         if not revoke_token(path, host):
-            return Response({"error": "not_found", "message": f"{host} has no token"},
-                            status_code=404)
+            return Response(
+                {"error": "not_found", "message": f"{host} has no token"}, status_code=404
+            )
         log.info("operator %s revoked the token of host %s", who, host)
         service.audit(who, "token.revoke", f"host {host}")
         return Response({"host": host, "revoked": True})

@@ -50,9 +50,16 @@ ProblemFor = Callable[[Severity, RuleState], Problem]
 class RuleEvaluator:
     """Turn fresh values and elapsed time into rule states and call decisions."""
 
-    def __init__(self, config: CollectorConfig, fleet: Fleet, store: Store,
-                 incidents: IncidentManager, *, calendar: MaintenanceCalendar | None = None,
-                 resolver: ThresholdResolver | None = None) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        fleet: Fleet,
+        store: Store,
+        incidents: IncidentManager,
+        *,
+        calendar: MaintenanceCalendar | None = None,
+        resolver: ThresholdResolver | None = None,
+    ) -> None:
         self._config = config
         self._fleet = fleet
         self._store = store
@@ -64,8 +71,9 @@ class RuleEvaluator:
         for rule in config.rules:
             self._rules_by_metric[rule.metric].append(rule)
             if rule.forecast is not None:
-                self._history_for[rule.metric] = max(self._history_for.get(rule.metric, 0.0),
-                                                     float(rule.forecast.over))
+                self._history_for[rule.metric] = max(
+                    self._history_for.get(rule.metric, 0.0), float(rule.forecast.over)
+                )
         self._rules = {rule.name: rule for rule in config.rules}
         self._dirty: dict[StateKey, RuleState] = {}
         self._changes: list[StateChange] = []  # severity changes, for service-level reports
@@ -86,8 +94,14 @@ class RuleEvaluator:
 
     # -- entry points (call inside a store transaction) ----------------------------------------
 
-    def on_report(self, host: str, updated: list[SeriesRecord], failing_checks: dict[str, str],
-                  now: float, checks: list[str] | None = None) -> None:
+    def on_report(
+        self,
+        host: str,
+        updated: list[SeriesRecord],
+        failing_checks: dict[str, str],
+        now: float,
+        checks: list[str] | None = None,
+    ) -> None:
         """Evaluate what one report changed: its series, its failed checks, and staleness."""
         self._down = None
         self._evaluate_stale_rule(host, stale=False, now=now)
@@ -109,8 +123,9 @@ class RuleEvaluator:
         """hosts_due(), parents first, so a child sees its parent's call from the same tick."""
         return _finish(self.due_in_order_steps(now))
 
-    def due_in_order_steps(self, now: float, slice_seconds: float = float("inf")
-                           ) -> Generator[None, None, list[str]]:
+    def due_in_order_steps(
+        self, now: float, slice_seconds: float = float("inf")
+    ) -> Generator[None, None, list[str]]:
         """due_in_order(), yielding every `slice_seconds` of work (its value is the list): a
         pass over every host and rule state of a large fleet takes longer than a report may
         wait."""
@@ -167,8 +182,9 @@ class RuleEvaluator:
         """
         return _finish(self._hosts_due_steps(now, float("inf")))
 
-    def _hosts_due_steps(self, now: float, slice_seconds: float
-                         ) -> Generator[None, None, list[str]]:
+    def _hosts_due_steps(
+        self, now: float, slice_seconds: float
+    ) -> Generator[None, None, list[str]]:
         """hosts_due(), yielding every `slice_seconds`. It walks copies of the fleet's
         tables, so reports ingested between its steps cannot upset the walk (their hosts are
         looked at afresh by tick_host)."""
@@ -179,18 +195,24 @@ class RuleEvaluator:
         # Copies of the keys and the values, not of the items: no tuple per state to allocate.
         states = self._fleet.states
         for count, ((rule, state_host, _), state) in enumerate(
-                zip(list(states), list(states.values()), strict=True)):
-            if (state.severity.is_problem and state.call_id is None) or state.flapping \
-                    or state.silenced or state.absorbed_by is not None \
-                    or (rule in _STALENESS_RULES and (state.severity is not Severity.OK
-                                                      or state.call_id is not None)):
+            zip(list(states), list(states.values()), strict=True)
+        ):
+            if (
+                (state.severity.is_problem and state.call_id is None)
+                or state.flapping
+                or state.silenced
+                or state.absorbed_by is not None
+                or (
+                    rule in _STALENESS_RULES
+                    and (state.severity is not Severity.OK or state.call_id is not None)
+                )
+            ):
                 due.add(state_host)  # a `for`, a calm-down, a window's end, a recovery
             if not count % 1024 and time.perf_counter() - began >= slice_seconds:
                 yield
                 began = time.perf_counter()
         hosts = self._fleet.hosts
-        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()),
-                                                 strict=True)):
+        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()), strict=True)):
             if not count % 256 and time.perf_counter() - began >= slice_seconds:
                 yield
                 began = time.perf_counter()
@@ -201,13 +223,15 @@ class RuleEvaluator:
                 # First seen: a place in the interval by the host's name, so that after a
                 # restart the walks spread over one interval instead of all coming at once.
                 interval = host.record.interval_seconds
-                walked = self._walked_at[name] = now - interval * (
-                    zlib.crc32(name.encode()) % 1024 + 1) / 1024
-            if now - host.record.last_report_at > host.stale_after(factor) \
-                    or now - walked >= host.record.interval_seconds:
+                walked = self._walked_at[name] = (
+                    now - interval * (zlib.crc32(name.encode()) % 1024 + 1) / 1024
+                )
+            if (
+                now - host.record.last_report_at > host.stale_after(factor)
+                or now - walked >= host.record.interval_seconds
+            ):
                 due.add(name)
         return sorted(due)
-
 
     # -- series rules ------------------------------------------------------------------------------
 
@@ -229,9 +253,10 @@ class RuleEvaluator:
         if known is None:
             known = self._walk_limits[series.check] = (
                 self._check_limit(series.host, series.check, factor),
-                status is not None and self._check_silent_for(
-                    series.host, series.check, now) > self._check_limit(
-                    series.host, series.check, factor))
+                status is not None
+                and self._check_silent_for(series.host, series.check, now)
+                > self._check_limit(series.host, series.check, factor),
+            )
         limit, check_silent = known
         if check_silent:
             return  # the whole check is silent: its own call says so, its series wait
@@ -242,8 +267,14 @@ class RuleEvaluator:
             for rule in self._rules_by_metric.get(series.name, ()):
                 state_key = (rule.name, series.host, series.labels_key)
                 if state_key in self._fleet.states:
-                    self._advance(rule, series, state_key, Severity.OK, now,
-                                  reason="the series is no longer reported")
+                    self._advance(
+                        rule,
+                        series,
+                        state_key,
+                        Severity.OK,
+                        now,
+                        reason="the series is no longer reported",
+                    )
                     self._fleet.forget_state(state_key)
             return
         # Pending problems whose `for` may have run out since the last report, flapping that
@@ -251,13 +282,22 @@ class RuleEvaluator:
         for rule in self._rules_by_metric.get(series.name, ()):
             state_key = (rule.name, series.host, series.labels_key)
             state = self._fleet.states.get(state_key)
-            if state is not None and (state.silenced or state.flapping or (
-                    state.severity.is_problem and state.call_id is None)):
-                self._advance(rule, series, state_key, state.severity, now,
-                              detail=state.detail, value=state.value)
+            if state is not None and (
+                state.silenced
+                or state.flapping
+                or (state.severity.is_problem and state.call_id is None)
+            ):
+                self._advance(
+                    rule,
+                    series,
+                    state_key,
+                    state.severity,
+                    now,
+                    detail=state.detail,
+                    value=state.value,
+                )
 
-    def _evaluate_series(self, series: SeriesRecord, now: float, error: str | None = None
-                         ) -> None:
+    def _evaluate_series(self, series: SeriesRecord, now: float, error: str | None = None) -> None:
         remembered = False
         for rule in self._rules_by_metric.get(series.name, ()):
             if not matches(rule, series.labels):
@@ -281,8 +321,9 @@ class RuleEvaluator:
                     continue  # OK and was OK, with nothing pending: the common case, no change
                 self._advance(rule, series, key, observed, now, detail=self._output(series))
 
-    def _evaluate_forecast(self, rule: RuleConfig, series: SeriesRecord, key: StateKey,
-                           previous: RuleState, now: float) -> None:
+    def _evaluate_forecast(
+        self, rule: RuleConfig, series: SeriesRecord, key: StateKey, previous: RuleState, now: float
+    ) -> None:
         forecast = self._forecast(rule, series)
         if forecast is None or forecast.seconds_left is None:
             # Too little history, or not heading for the target: nothing to predict.
@@ -292,23 +333,33 @@ class RuleEvaluator:
             left = forecast.seconds_left
             observed = classify(self._effective(rule, series.host), left, previous.severity)
         assert rule.forecast is not None
-        detail = forecast.describe(series.name, series.unit, rule.forecast.reaches,
-                                   float(rule.forecast.over)) if forecast is not None else ""
-        reason = (f"no longer predicted within the threshold: {detail}" if detail
-                  else "too little history to forecast")
-        self._advance(rule, series, key, observed, now, detail=detail, value=left,
-                      reason=reason)
+        detail = (
+            forecast.describe(
+                series.name, series.unit, rule.forecast.reaches, float(rule.forecast.over)
+            )
+            if forecast is not None
+            else ""
+        )
+        reason = (
+            f"no longer predicted within the threshold: {detail}"
+            if detail
+            else "too little history to forecast"
+        )
+        self._advance(rule, series, key, observed, now, detail=detail, value=left, reason=reason)
 
     def _forecast(self, rule: RuleConfig, series: SeriesRecord) -> Forecast | None:
         assert rule.forecast is not None
         over = float(rule.forecast.over)
-        points = [p for p in self._fleet.history.get(
-            (series.host, series.name, series.labels_key), ())
-            if p[0] >= series.timestamp - over]
+        points = [
+            p
+            for p in self._fleet.history.get((series.host, series.name, series.labels_key), ())
+            if p[0] >= series.timestamp - over
+        ]
         if not points or points[-1][0] < series.timestamp:
             points.append((series.timestamp, series.value))  # the latest value counts too
-        return linear_forecast(points, rule.forecast.reaches, min_points=rule.forecast.min_points,
-                               min_span=over / 2)
+        return linear_forecast(
+            points, rule.forecast.reaches, min_points=rule.forecast.min_points, min_span=over / 2
+        )
 
     def _record_history(self, updated: list[SeriesRecord]) -> None:
         if not self._history_for:
@@ -345,14 +396,25 @@ class RuleEvaluator:
 
     def _policy(self, rule: RuleConfig, host: str, now: float) -> StepPolicy:
         flapping = rule.flapping or self._config.flapping
-        return StepPolicy(hold_for=float(rule.for_),
-                          flap_changes=flapping.changes if flapping.enabled else None,
-                          flap_window=float(flapping.window),
-                          silenced=self.calendar.silenced(host, rule.name, now))
+        return StepPolicy(
+            hold_for=float(rule.for_),
+            flap_changes=flapping.changes if flapping.enabled else None,
+            flap_window=float(flapping.window),
+            silenced=self.calendar.silenced(host, rule.name, now),
+        )
 
-    def _advance(self, rule: RuleConfig, series: SeriesRecord, key: StateKey,
-                 observed: Severity, now: float, *, detail: str = "", reason: str = "",
-                 value: float | None = None) -> None:
+    def _advance(
+        self,
+        rule: RuleConfig,
+        series: SeriesRecord,
+        key: StateKey,
+        observed: Severity,
+        now: float,
+        *,
+        detail: str = "",
+        reason: str = "",
+        value: float | None = None,
+    ) -> None:
         previous = self._fleet.states.get(key, RuleState())
         effective = self._effective(rule, series.host)
         forecasting = rule.forecast is not None
@@ -364,29 +426,49 @@ class RuleEvaluator:
         if not reason and not observed.is_problem and previous.call_id is not None:
             clear = format_value(effective.clear_threshold, series.unit, series.name)
             side = "below" if effective.direction == "above" else "above"
-            reason = (f"{series.name} is {format_value(series.value, series.unit, series.name)}, "
-                      f"{side} the clear threshold {clear}")
-        state, decisions = step(previous, observed, value, now,
-                                self._policy(effective, series.host, now),
-                                detail=detail, reason=reason or "recovered")
+            reason = (
+                f"{series.name} is {format_value(series.value, series.unit, series.name)}, "
+                f"{side} the clear threshold {clear}"
+            )
+        state, decisions = step(
+            previous,
+            observed,
+            value,
+            now,
+            self._policy(effective, series.host, now),
+            detail=detail,
+            reason=reason or "recovered",
+        )
 
         def problem(severity: Severity, current: RuleState) -> Problem:
             return Problem(
-                host=series.host, rule=rule.name, metric=rule.metric, labels=series.labels,
-                severity=severity.name, value=current.value, unit=unit,
-                threshold=threshold_for(effective, severity), direction=effective.direction,
-                group=rule.owner, assign=self._config.groups[rule.owner].assign,
-                first_seen=current.problem_since or now, description=rule.description,
-                runbook=rule.runbook, detail=current.detail,
-                recent=tuple(self._fleet.recent.get(
-                    (series.host, series.name, series.labels_key), ())),
-                recent_unit=series.unit if forecasting else None)
+                host=series.host,
+                rule=rule.name,
+                metric=rule.metric,
+                labels=series.labels,
+                severity=severity.name,
+                value=current.value,
+                unit=unit,
+                threshold=threshold_for(effective, severity),
+                direction=effective.direction,
+                group=rule.owner,
+                assign=self._config.groups[rule.owner].assign,
+                first_seen=current.problem_since or now,
+                description=rule.description,
+                runbook=rule.runbook,
+                detail=current.detail,
+                recent=tuple(
+                    self._fleet.recent.get((series.host, series.name, series.labels_key), ())
+                ),
+                recent_unit=series.unit if forecasting else None,
+            )
 
         state = self._carry_out(state, decisions, problem, now)
         self._remember(key, previous, state)
 
-    def _carry_out(self, state: RuleState, decisions: tuple[CallDecision, ...],
-                   problem: ProblemFor, now: float) -> RuleState:
+    def _carry_out(
+        self, state: RuleState, decisions: tuple[CallDecision, ...], problem: ProblemFor, now: float
+    ) -> RuleState:
         """Apply the state machine's decisions through the incident layer."""
         for decision in decisions:
             match decision:
@@ -398,9 +480,11 @@ class RuleEvaluator:
                     shown = problem(state.severity, state)
             call_id = self._incidents.apply(decision, shown, now)
             if isinstance(decision, OpenCall):
-                state = replace(state, call_id=call_id,
-                                call_severity=decision.severity if call_id is not None
-                                else Severity.OK)
+                state = replace(
+                    state,
+                    call_id=call_id,
+                    call_severity=decision.severity if call_id is not None else Severity.OK,
+                )
         return state
 
     # -- staleness of hosts and of single checks -------------------------------------------
@@ -413,9 +497,9 @@ class RuleEvaluator:
         if silent_for > float(staleness.forget_checks_after):
             self._forget_check(host, check, now)
             return
-        self._evaluate_check_stale(host, check,
-                                   stale=silent_for > self._check_limit(host, check, factor),
-                                   now=now)
+        self._evaluate_check_stale(
+            host, check, stale=silent_for > self._check_limit(host, check, factor), now=now
+        )
 
     def _forget_check(self, host: str, check: str, now: float) -> None:
         """A check silent for very long was most likely removed from the agent's config."""
@@ -423,16 +507,27 @@ class RuleEvaluator:
         state = self._fleet.states.get(key)
         if state is not None and state.call_id is not None:
             self._evaluate_check_stale(
-                host, check, stale=False, now=now,
+                host,
+                check,
+                stale=False,
+                now=now,
                 reason=f"the check has not reported for "
-                       f"{format_duration(float(self._config.staleness.forget_checks_after))} "
-                       "and is forgotten (removed from the agent's config?)")
+                f"{format_duration(float(self._config.staleness.forget_checks_after))} "
+                "and is forgotten (removed from the agent's config?)",
+            )
         self._fleet.forget_state(key)
         self._fleet.forget_check(host, check)
         self._store.delete_check_statuses([(host, check)])
 
-    def _evaluate_check_stale(self, host: str, check: str, *, stale: bool, now: float,
-                              reason: str = "the check reports again") -> None:
+    def _evaluate_check_stale(
+        self,
+        host: str,
+        check: str,
+        *,
+        stale: bool,
+        now: float,
+        reason: str = "the check reports again",
+    ) -> None:
         key = (CHECK_STALE_RULE, host, _check_key(check))
         current = self._fleet.states.get(key)
         if not stale and (current is None or current == RuleState(changed_at=current.changed_at)):
@@ -442,32 +537,53 @@ class RuleEvaluator:
         staleness = self._config.staleness
         state_ = self._fleet.hosts[host]
         status = state_.checks.get(check)
-        interval = max(status.interval_seconds if status else 0.0,
-                       state_.record.interval_seconds)
+        interval = max(status.interval_seconds if status else 0.0, state_.record.interval_seconds)
         silent_for = max(0.0, self._check_silent_for(host, check, now))
-        detail = (f"check {check!r} has sent nothing for {format_duration(silent_for)} "
-                  f"(expected every {format_duration(interval)}) while the host still "
-                  "reports") if stale else ""
+        detail = (
+            (
+                f"check {check!r} has sent nothing for {format_duration(silent_for)} "
+                f"(expected every {format_duration(interval)}) while the host still "
+                "reports"
+            )
+            if stale
+            else ""
+        )
         hold = float(staleness.for_) if staleness.owner else float("inf")
-        policy = StepPolicy(hold_for=hold,
-                            silenced=self.calendar.silenced(host, CHECK_STALE_RULE, now))
+        policy = StepPolicy(
+            hold_for=hold, silenced=self.calendar.silenced(host, CHECK_STALE_RULE, now)
+        )
         observed = Severity.STALE if stale else Severity.OK
-        state, decisions = step(previous, observed, silent_for if stale else None, now, policy,
-                                detail=detail, reason=reason)
+        state, decisions = step(
+            previous,
+            observed,
+            silent_for if stale else None,
+            now,
+            policy,
+            detail=detail,
+            reason=reason,
+        )
         owner = staleness.owner
 
         def problem(severity: Severity, current: RuleState) -> Problem:
             assert owner is not None
             return Problem(
-                host=host, rule=CHECK_STALE_RULE, metric="", labels=labels,
-                severity=severity.name, value=current.value, unit="seconds",
-                threshold=interval * staleness.after_intervals, direction="above",
-                group=owner, assign=self._config.groups[owner].assign,
+                host=host,
+                rule=CHECK_STALE_RULE,
+                metric="",
+                labels=labels,
+                severity=severity.name,
+                value=current.value,
+                unit="seconds",
+                threshold=interval * staleness.after_intervals,
+                direction="above",
+                group=owner,
+                assign=self._config.groups[owner].assign,
                 first_seen=current.problem_since or now,
                 description="One check on this host has stopped reporting, while the agent "
-                            "and its other checks still report. Check the check's config and "
-                            "the agent's log (a hung plugin, a removed backup job).",
-                detail=current.detail)
+                "and its other checks still report. Check the check's config and "
+                "the agent's log (a hung plugin, a removed backup job).",
+                detail=current.detail,
+            )
 
         if owner is not None:
             state = self._carry_out(state, decisions, problem, now)
@@ -482,33 +598,54 @@ class RuleEvaluator:
         record = self._fleet.hosts[host].record
         silent_for = max(0.0, now - record.last_report_at)
         observed = Severity.STALE if stale else Severity.OK
-        detail = (f"no report for {format_duration(silent_for)} (expected every "
-                  f"{format_duration(record.interval_seconds)})") if stale else ""
+        detail = (
+            (
+                f"no report for {format_duration(silent_for)} (expected every "
+                f"{format_duration(record.interval_seconds)})"
+            )
+            if stale
+            else ""
+        )
         hold = float(staleness.for_) if staleness.owner else float("inf")
-        policy = StepPolicy(hold_for=hold,
-                            silenced=self.calendar.silenced(host, STALE_RULE, now))
-        state, decisions = step(previous, observed, silent_for if stale else None, now, policy,
-                                detail=detail, reason="the host reports again")
+        policy = StepPolicy(hold_for=hold, silenced=self.calendar.silenced(host, STALE_RULE, now))
+        state, decisions = step(
+            previous,
+            observed,
+            silent_for if stale else None,
+            now,
+            policy,
+            detail=detail,
+            reason="the host reports again",
+        )
         owner = staleness.owner
         if stale and state.call_id is None:
             state, decisions = self._depend(host, state, decisions, detail, now)
         elif previous.absorbed_by is not None:
-            self._incidents.note(previous.absorbed_by,
-                                 f"{host} reports again (it was listed here as silent).", now)
+            self._incidents.note(
+                previous.absorbed_by, f"{host} reports again (it was listed here as silent).", now
+            )
             state = replace(state, absorbed_by=None)
 
         def problem(severity: Severity, current: RuleState) -> Problem:
             assert owner is not None
             return Problem(
-                host=host, rule=STALE_RULE, metric="", labels={}, severity=severity.name,
-                value=current.value, unit="seconds",
+                host=host,
+                rule=STALE_RULE,
+                metric="",
+                labels={},
+                severity=severity.name,
+                value=current.value,
+                unit="seconds",
                 threshold=record.interval_seconds * staleness.after_intervals,
-                direction="above", group=owner, assign=self._config.groups[owner].assign,
+                direction="above",
+                group=owner,
+                assign=self._config.groups[owner].assign,
                 first_seen=current.problem_since or now,
                 description="The agent on this host has stopped reporting. Check that the "
-                            "host is up, that the runwatch agent runs, and that it can reach "
-                            "the collector.",
-                detail=current.detail)
+                "host is up, that the runwatch agent runs, and that it can reach "
+                "the collector.",
+                detail=current.detail,
+            )
 
         if owner is not None:
             state = self._carry_out(state, decisions, problem, now)
@@ -561,8 +698,14 @@ class RuleEvaluator:
                 down[host] = state.call_id
         return down
 
-    def _depend(self, host: str, state: RuleState, decisions: tuple[CallDecision, ...],
-                detail: str, now: float) -> tuple[RuleState, tuple[CallDecision, ...]]:
+    def _depend(
+        self,
+        host: str,
+        state: RuleState,
+        decisions: tuple[CallDecision, ...],
+        detail: str,
+        now: float,
+    ) -> tuple[RuleState, tuple[CallDecision, ...]]:
         """While a parent is down, a silent child goes into the parent's call, not its own."""
         down = self.parent_down(host)
         if down is None:
@@ -573,9 +716,13 @@ class RuleEvaluator:
             return state, decisions  # not yet due (`for`), or in a maintenance window
         kept = tuple(d for d in decisions if not isinstance(d, OpenCall))
         if call_id is not None and state.absorbed_by != call_id:
-            self._incidents.note(call_id, f"{host} depends on {parent} and is silent too "
-                                          f"({detail}); it gets no call of its own while "
-                                          f"{parent} is down.", now)
+            self._incidents.note(
+                call_id,
+                f"{host} depends on {parent} and is silent too "
+                f"({detail}); it gets no call of its own while "
+                f"{parent} is down.",
+                now,
+            )
             state = replace(state, absorbed_by=call_id)
         return state, kept
 
@@ -590,8 +737,16 @@ class RuleEvaluator:
         if replace(state, value=None) != replace(previous, value=None):
             self._dirty[key] = state
         if state.severity is not previous.severity:
-            self._changes.append(StateChange(state.changed_at, key[1], key[0], key[2],
-                                             self._owners.get(key[0], ""), int(state.severity)))
+            self._changes.append(
+                StateChange(
+                    state.changed_at,
+                    key[1],
+                    key[0],
+                    key[2],
+                    self._owners.get(key[0], ""),
+                    int(state.severity),
+                )
+            )
 
     def _flush(self) -> None:
         if self._changes:
@@ -599,8 +754,11 @@ class RuleEvaluator:
             self._changes = []
         if self._dirty:
             self._store.save_rule_states(
-                [RuleStateRecord(rule, host, labels, state)
-                 for (rule, host, labels), state in self._dirty.items()])
+                [
+                    RuleStateRecord(rule, host, labels, state)
+                    for (rule, host, labels), state in self._dirty.items()
+                ]
+            )
             self._dirty.clear()
 
 
@@ -609,8 +767,14 @@ _STALENESS_RULES = frozenset({STALE_RULE, CHECK_STALE_RULE})
 
 def _settled(state: RuleState) -> bool:
     """OK with nothing pending: no call, no flapping history, no silence, no parent's call."""
-    return (state.severity is Severity.OK and state.call_id is None and not state.changes
-            and not state.flapping and not state.silenced and state.absorbed_by is None)
+    return (
+        state.severity is Severity.OK
+        and state.call_id is None
+        and not state.changes
+        and not state.flapping
+        and not state.silenced
+        and state.absorbed_by is None
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,9 +16,9 @@ from collector.incidents.calls import format_value, iso
 class Forecast:
     """A fitted trend: the value now, its rate, and when it reaches the target (if it does)."""
 
-    value_now: float          # the fitted value at the latest point
+    value_now: float  # the fitted value at the latest point
     rate_per_second: float
-    at: float                 # the latest point's time
+    at: float  # the latest point's time
     seconds_left: float | None  # None: not heading for the target
 
     @property
@@ -30,17 +30,22 @@ class Forecast:
         word = "rises" if self.rate_per_second > 0 else "falls"
         hourly = format_value(abs(self.rate_per_second) * 3600, unit, metric)
         daily = format_value(abs(self.rate_per_second) * 86400, unit, metric)
-        text = (f"{metric} is {format_value(self.value_now, unit, metric)} and {word} by "
-                f"{hourly}/h ({daily}/day), fitted over the last "
-                f"{format_value(span, 'seconds')}")
+        text = (
+            f"{metric} is {format_value(self.value_now, unit, metric)} and {word} by "
+            f"{hourly}/h ({daily}/day), fitted over the last "
+            f"{format_value(span, 'seconds')}"
+        )
         if self.reaches_at is None:
             return text + f"; at that rate it does not reach {format_value(target, unit, metric)}"
-        return (text + f"; at that rate it reaches {format_value(target, unit, metric)} at "
-                f"{iso(self.reaches_at)}")
+        return (
+            text + f"; at that rate it reaches {format_value(target, unit, metric)} at "
+            f"{iso(self.reaches_at)}"
+        )
 
 
-def linear_forecast(points: Iterable[tuple[float, float]], target: float, *, min_points: int,
-                    min_span: float) -> Forecast | None:
+def linear_forecast(
+    points: Iterable[tuple[float, float]], target: float, *, min_points: int, min_span: float
+) -> Forecast | None:
     """Fit (time, value) points; None when there are too few of them, or they span too little."""
     data = list(points)
     if len(data) < min_points:

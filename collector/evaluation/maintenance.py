@@ -22,13 +22,13 @@ from collector.store.records import Silence
 class ActiveWindow:
     """A window in force now: an operator's silence or a weekly window from the config."""
 
-    source: str          # "silence N" or "maintenance NAME"
+    source: str  # "silence N" or "maintenance NAME"
     host_pattern: str
     rule_pattern: str
     starts_at: float
     ends_at: float
     reason: str
-    created_by: str      # the operator, or "config"
+    created_by: str  # the operator, or "config"
 
 
 def weekly_occurrence(window: MaintenanceConfig, now: float) -> tuple[float, float] | None:
@@ -52,8 +52,9 @@ def weekly_occurrence(window: MaintenanceConfig, now: float) -> tuple[float, flo
 class MaintenanceCalendar:
     """Answer "is this (host, rule) in a maintenance window now?" without touching the store."""
 
-    def __init__(self, windows: Sequence[MaintenanceConfig], store: SilenceStore, now: float
-                 ) -> None:
+    def __init__(
+        self, windows: Sequence[MaintenanceConfig], store: SilenceStore, now: float
+    ) -> None:
         self._windows = tuple(windows)
         self._silences: list[Silence] = []
         self.reload(store, now)
@@ -67,29 +68,57 @@ class MaintenanceCalendar:
         if not self._silences and not self._windows:
             return False
         for silence in self._silences:
-            if silence.active(now) and fnmatch.fnmatchcase(host, silence.host_pattern) \
-                    and fnmatch.fnmatchcase(rule, silence.rule_pattern):
+            if (
+                silence.active(now)
+                and fnmatch.fnmatchcase(host, silence.host_pattern)
+                and fnmatch.fnmatchcase(rule, silence.rule_pattern)
+            ):
                 return True
         for window in self._windows:
-            if fnmatch.fnmatchcase(host, window.hosts) and fnmatch.fnmatchcase(
-                    rule, window.rules) and weekly_occurrence(window, now) is not None:
+            if (
+                fnmatch.fnmatchcase(host, window.hosts)
+                and fnmatch.fnmatchcase(rule, window.rules)
+                and weekly_occurrence(window, now) is not None
+            ):
                 return True
         return False
 
     def active(self, now: float) -> list[ActiveWindow]:
         """Every window in force at `now`."""
-        found = [ActiveWindow(f"silence {s.id}", s.host_pattern, s.rule_pattern, s.starts_at,
-                              s.ends_at, s.reason, s.created_by)
-                 for s in self._silences if s.active(now)]
+        found = [
+            ActiveWindow(
+                f"silence {s.id}",
+                s.host_pattern,
+                s.rule_pattern,
+                s.starts_at,
+                s.ends_at,
+                s.reason,
+                s.created_by,
+            )
+            for s in self._silences
+            if s.active(now)
+        ]
         for window in self._windows:
             span = weekly_occurrence(window, now)
             if span is not None:
-                found.append(ActiveWindow(f"maintenance {window.name}", window.hosts,
-                                          window.rules, span[0], span[1], window.reason,
-                                          "config"))
+                found.append(
+                    ActiveWindow(
+                        f"maintenance {window.name}",
+                        window.hosts,
+                        window.rules,
+                        span[0],
+                        span[1],
+                        window.reason,
+                        "config",
+                    )
+                )
         return found
 
     def covering(self, host: str, rule: str, now: float) -> list[ActiveWindow]:
         """The windows in force at `now` that cover this host and rule."""
-        return [w for w in self.active(now) if fnmatch.fnmatchcase(host, w.host_pattern)
-                and fnmatch.fnmatchcase(rule, w.rule_pattern)]
+        return [
+            w
+            for w in self.active(now)
+            if fnmatch.fnmatchcase(host, w.host_pattern)
+            and fnmatch.fnmatchcase(rule, w.rule_pattern)
+        ]

@@ -50,9 +50,9 @@ class GroupVerdict:
 class Explanation:
     """Which thresholds apply to a rule on a host, and why."""
 
-    rule: RuleConfig        # as written
-    effective: RuleConfig   # after overrides
-    source: str             # "rule" or "host_groups -> N (NAME)"
+    rule: RuleConfig  # as written
+    effective: RuleConfig  # after overrides
+    source: str  # "rule" or "host_groups -> N (NAME)"
     groups: tuple[GroupVerdict, ...]
 
 

@@ -22,7 +22,7 @@ class Severity(IntEnum):
     WARNING = 1
     CRITICAL = 2
     UNKNOWN = 3  # the check that feeds the series failed
-    STALE = 4    # nothing from the host for too long
+    STALE = 4  # nothing from the host for too long
 
     @property
     def is_problem(self) -> bool:
@@ -68,26 +68,26 @@ class RuleState:
     severity: Severity = Severity.OK
     value: float | None = None
     problem_since: float | None = None  # first seen, for this episode of the problem
-    call_id: int | None = None          # the open call, if any
+    call_id: int | None = None  # the open call, if any
     call_severity: Severity = Severity.OK
     changed_at: float = 0.0
-    detail: str = ""                    # e.g. the check's error message for UNKNOWN
-    changes: tuple[float, ...] = ()     # when the severity changed, within the flapping window
+    detail: str = ""  # e.g. the check's error message for UNKNOWN
+    changes: tuple[float, ...] = ()  # when the severity changed, within the flapping window
     flapping: bool = False
-    peak: Severity = Severity.OK        # the worst severity seen while flapping
-    call_flapping: bool = False         # the open call has been told that the rule flaps
-    silenced: bool = False              # a maintenance window held back the last step's calls
-    absorbed_by: int | None = None      # a parent's call that lists this problem (dependencies)
+    peak: Severity = Severity.OK  # the worst severity seen while flapping
+    call_flapping: bool = False  # the open call has been told that the rule flaps
+    silenced: bool = False  # a maintenance window held back the last step's calls
+    absorbed_by: int | None = None  # a parent's call that lists this problem (dependencies)
 
 
 @dataclass(frozen=True, slots=True)
 class StepPolicy:
     """How one rule turns severities into calls: `for`, flapping and maintenance."""
 
-    hold_for: float = 0.0                 # a problem must hold this long before a call
-    flap_changes: int | None = None       # more changes than this within the window: flapping
+    hold_for: float = 0.0  # a problem must hold this long before a call
+    flap_changes: int | None = None  # more changes than this within the window: flapping
     flap_window: float = 0.0
-    silenced: bool = False                # in a maintenance window: track, but touch no call
+    silenced: bool = False  # in a maintenance window: track, but touch no call
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +123,9 @@ class NoteFlapping:
 CallDecision = OpenCall | ChangeSeverity | ResolveCall | NoteFlapping
 
 
-def _flapping(state: RuleState, changed: bool, now: float, policy: StepPolicy
-              ) -> tuple[tuple[float, ...], bool]:
+def _flapping(
+    state: RuleState, changed: bool, now: float, policy: StepPolicy
+) -> tuple[tuple[float, ...], bool]:
     """The recent change times and whether the rule flaps after this step."""
     if policy.flap_changes is None:
         return (), False
@@ -132,16 +133,23 @@ def _flapping(state: RuleState, changed: bool, now: float, policy: StepPolicy
     changes = tuple(t for t in state.changes if t > horizon)
     if changed:
         changes += (now,)
-    changes = changes[-(policy.flap_changes + 1):]  # enough to tell; bounded in the store
+    changes = changes[-(policy.flap_changes + 1) :]  # enough to tell; bounded in the store
     if len(changes) > policy.flap_changes:
         return changes, True
     # A flapping rule calms down only after a whole window without a change.
     return changes, state.flapping and bool(changes)
 
 
-def step(state: RuleState, observed: Severity, value: float | None, now: float,
-         policy: StepPolicy, *, detail: str = "", reason: str = "recovered"
-         ) -> tuple[RuleState, tuple[CallDecision, ...]]:
+def step(
+    state: RuleState,
+    observed: Severity,
+    value: float | None,
+    now: float,
+    policy: StepPolicy,
+    *,
+    detail: str = "",
+    reason: str = "recovered",
+) -> tuple[RuleState, tuple[CallDecision, ...]]:
     """Advance one state by one observation; return the new state and what to do with calls.
 
     Invariants: at most one call per state; a silenced step decides nothing; a flapping rule
@@ -153,11 +161,23 @@ def step(state: RuleState, observed: Severity, value: float | None, now: float,
     peak = Severity.OK
     if flapping:
         peak = max(state.peak, observed, state.severity)
-    since = (state.problem_since if state.problem_since is not None else now) \
-        if observed.is_problem else None
-    new = replace(state, severity=observed, value=value, problem_since=since,
-                  changed_at=changed_at, detail=detail if observed.is_problem else "",
-                  changes=changes, flapping=flapping, peak=peak, silenced=policy.silenced)
+    since = (
+        (state.problem_since if state.problem_since is not None else now)
+        if observed.is_problem
+        else None
+    )
+    new = replace(
+        state,
+        severity=observed,
+        value=value,
+        problem_since=since,
+        changed_at=changed_at,
+        detail=detail if observed.is_problem else "",
+        changes=changes,
+        flapping=flapping,
+        peak=peak,
+        silenced=policy.silenced,
+    )
     if policy.silenced:
         return new, ()
     if state.call_id is None:
@@ -170,8 +190,9 @@ def step(state: RuleState, observed: Severity, value: float | None, now: float,
     return _with_call(state, new, observed, policy, reason)
 
 
-def _with_call(state: RuleState, new: RuleState, observed: Severity, policy: StepPolicy,
-               reason: str) -> tuple[RuleState, tuple[CallDecision, ...]]:
+def _with_call(
+    state: RuleState, new: RuleState, observed: Severity, policy: StepPolicy, reason: str
+) -> tuple[RuleState, tuple[CallDecision, ...]]:
     """What to do with the open call of a step that is not silenced."""
     call = state.call_id
     assert call is not None
@@ -186,10 +207,14 @@ def _with_call(state: RuleState, new: RuleState, observed: Severity, policy: Ste
         return new, tuple(decisions)
     if not observed.is_problem:
         if state.call_flapping:
-            reason = (f"stable for {format_duration(policy.flap_window)} after flapping"
-                      if policy.flap_window else reason)
+            reason = (
+                f"stable for {format_duration(policy.flap_window)} after flapping"
+                if policy.flap_window
+                else reason
+            )
         return replace(new, call_id=None, call_severity=Severity.OK, call_flapping=False), (
-            ResolveCall(call, reason),)
+            ResolveCall(call, reason),
+        )
     if state.call_flapping:
         decisions.append(NoteFlapping(call, False, 0, policy.flap_window))
         new = replace(new, call_flapping=False)

@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 class Silences:
     """Maintenance windows operators set; the calendar follows each change at once."""
 
-    def __init__(self, config: CollectorConfig, store: Store, calendar: MaintenanceCalendar,
-                 clock: Callable[[], float], tick: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        store: Store,
+        calendar: MaintenanceCalendar,
+        clock: Callable[[], float],
+        tick: Callable[[], None],
+    ) -> None:
         self.config = config
         self.store = store
         self.calendar = calendar
@@ -27,19 +33,42 @@ class Silences:
         # Evaluate now: a window that ended lets held-back calls open at once.
         self._tick = tick
 
-    def add_silence(self, operator: str, *, host: str, rule: str, duration: float, reason: str,
-                    starts_at: float | None = None, via: str = "api") -> Silence:
+    def add_silence(
+        self,
+        operator: str,
+        *,
+        host: str,
+        rule: str,
+        duration: float,
+        reason: str,
+        starts_at: float | None = None,
+        via: str = "api",
+    ) -> Silence:
         """Hold back calls for matching hosts and rules for `duration` seconds from the start."""
         now = self.clock()
         start = now if starts_at is None else starts_at
         silence = Silence(0, host, rule, start, start + duration, reason, operator, now)
         with self.store.transaction():
             silence.id = self.store.add_silence(silence)
-            self.store.add_audit(AuditEntry(
-                0, now, operator, "silence.add", f"silence {silence.id}",
-                f"host {host} rule {rule} until {iso(silence.ends_at)}: {reason}", via))
-        log.info("operator %s silenced host %r rule %r until %s: %s", operator, host, rule,
-                 iso(silence.ends_at), reason)
+            self.store.add_audit(
+                AuditEntry(
+                    0,
+                    now,
+                    operator,
+                    "silence.add",
+                    f"silence {silence.id}",
+                    f"host {host} rule {rule} until {iso(silence.ends_at)}: {reason}",
+                    via,
+                )
+            )
+        log.info(
+            "operator %s silenced host %r rule %r until %s: %s",
+            operator,
+            host,
+            rule,
+            iso(silence.ends_at),
+            reason,
+        )
         self._silences_changed(now)
         return silence
 
@@ -49,12 +78,25 @@ class Silences:
         with self.store.transaction():
             ended = self.store.end_silence(silence_id, now, operator)
             if ended is not None:
-                self.store.add_audit(AuditEntry(
-                    0, now, operator, "silence.end", f"silence {silence_id}",
-                    f"host {ended.host_pattern} rule {ended.rule_pattern}", via))
+                self.store.add_audit(
+                    AuditEntry(
+                        0,
+                        now,
+                        operator,
+                        "silence.end",
+                        f"silence {silence_id}",
+                        f"host {ended.host_pattern} rule {ended.rule_pattern}",
+                        via,
+                    )
+                )
         if ended is not None:
-            log.info("operator %s ended silence %d (host %r rule %r)", operator, silence_id,
-                     ended.host_pattern, ended.rule_pattern)
+            log.info(
+                "operator %s ended silence %d (host %r rule %r)",
+                operator,
+                silence_id,
+                ended.host_pattern,
+                ended.rule_pattern,
+            )
             self._silences_changed(now)
         return ended
 
@@ -66,19 +108,40 @@ class Silences:
         """Operators' silences (current and future, or all) and the weekly windows."""
         now = self.clock()
         out: list[dict[str, Any]] = [
-            {"id": s.id, "source": "silence", "host": s.host_pattern, "rule": s.rule_pattern,
-             "starts_at": s.starts_at, "ends_at": s.ends_at, "reason": s.reason,
-             "created_by": s.created_by, "created_at": s.created_at, "ended_by": s.ended_by,
-             "active": s.active(now)}
-            for s in self.store.list_silences(None if include_ended else now)]
+            {
+                "id": s.id,
+                "source": "silence",
+                "host": s.host_pattern,
+                "rule": s.rule_pattern,
+                "starts_at": s.starts_at,
+                "ends_at": s.ends_at,
+                "reason": s.reason,
+                "created_by": s.created_by,
+                "created_at": s.created_at,
+                "ended_by": s.ended_by,
+                "active": s.active(now),
+            }
+            for s in self.store.list_silences(None if include_ended else now)
+        ]
         for window in self.config.maintenance:
             span = weekly_occurrence(window, now)
-            out.append({
-                "id": None, "source": "config", "name": window.name, "host": window.hosts,
-                "rule": window.rules, "starts_at": span[0] if span else None,
-                "ends_at": span[1] if span else None, "reason": window.reason,
-                "created_by": "config", "active": span is not None,
-                "weekly": [{"days": list(w.days), "start": w.start,
-                            "duration": float(w.duration)} for w in window.weekly],
-                "timezone": window.timezone})
+            out.append(
+                {
+                    "id": None,
+                    "source": "config",
+                    "name": window.name,
+                    "host": window.hosts,
+                    "rule": window.rules,
+                    "starts_at": span[0] if span else None,
+                    "ends_at": span[1] if span else None,
+                    "reason": window.reason,
+                    "created_by": "config",
+                    "active": span is not None,
+                    "weekly": [
+                        {"days": list(w.days), "start": w.start, "duration": float(w.duration)}
+                        for w in window.weekly
+                    ],
+                    "timezone": window.timezone,
+                }
+            )
         return out

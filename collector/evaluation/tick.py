@@ -47,7 +47,6 @@ _FULL_COLLECTION_EVERY_SECONDS = 3600.0
 _full_collection = {"at": time.monotonic()}  # when everything was last collected
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvaluationTick:
     """Run the evaluator's time-based pass; on failure, count it and rebuild the view."""
@@ -96,8 +95,14 @@ class EvaluationTick:
                 # From this view only the hosts it holds current; the others' silence and
                 # pending problems are read from the database.
                 due = self.replica.current_of(due)
-                due += sorted(set(self.store.hosts_to_tick(
-                    now, self.config.staleness.after_intervals, STALE_RULE)) - set(due))
+                due += sorted(
+                    set(
+                        self.store.hosts_to_tick(
+                            now, self.config.staleness.after_intervals, STALE_RULE
+                        )
+                    )
+                    - set(due)
+                )
             began = time.perf_counter()
             for host in due:
                 with self.replica.hold([host], now) as held:
@@ -123,13 +128,20 @@ class EvaluationTick:
                 continue
             call = self.store.get_call(link.call_id)
             group = self.config.groups.get(call.group) if call else None
-            if call is None or group is None or now - link.desk_closed_at < float(
-                    group.new_call_after):
+            if (
+                call is None
+                or group is None
+                or now - link.desk_closed_at < float(group.new_call_after)
+            ):
                 continue
             self.store.retire_call(call.id, now)
-            self.store.add_call_event(CallEvent(
-                call.id, now, "resolved", "Closed in the help desk while the problem persisted; "
-                "a new call follows."))
+            self.store.add_call_event(
+                CallEvent(
+                    call.id,
+                    now,
+                    "resolved",
+                    "Closed in the help desk while the problem persisted; a new call follows.",
+                )
+            )
             self.store.save_rule_states(self.fleet.release_call(call.id))
-            log.info("call %d closed in %s while failing; a new call follows", call.id,
-                     link.sink)
+            log.info("call %d closed in %s while failing; a new call follows", call.id, link.sink)

@@ -31,8 +31,9 @@ class CallsByHand:
     timings: CallTimings
     clock: Callable[[], float]
 
-    def audit(self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
-              ) -> None:
+    def audit(
+        self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
+    ) -> None:
         """Record a change a person made (call inside the change's transaction when it has one)."""
         with self.store.transaction():
             self.store.add_audit(AuditEntry(0, self.clock(), actor, action, target, detail, via))
@@ -48,8 +49,12 @@ class CallsByHand:
         if call is None:
             raise Rejection(404, "not_found", f"no call {call_id}")
         if not self.is_builtin_call(call):
-            raise Rejection(409, "conflict", f"call {call_id} lives in the help desk "
-                            f"{self.config.groups[call.group].sink}: handle it there")
+            raise Rejection(
+                409,
+                "conflict",
+                f"call {call_id} lives in the help desk "
+                f"{self.config.groups[call.group].sink}: handle it there",
+            )
         return call
 
     def acknowledged_at(self, call: Call) -> float | None:
@@ -72,12 +77,14 @@ class CallsByHand:
         if any(e.kind == "acknowledged" for e in self.store.call_events(call_id)):
             raise Rejection(409, "conflict", f"call {call_id} is already acknowledged")
         with self.store.transaction():
-            self.store.add_call_event(CallEvent(call_id, now, "acknowledged",
-                                                f"Acknowledged by {actor}."))
+            self.store.add_call_event(
+                CallEvent(call_id, now, "acknowledged", f"Acknowledged by {actor}.")
+            )
             call.updated_at = now
             self.store.update_call(call)
-            self.store.add_audit(AuditEntry(0, now, actor, "call.acknowledge",
-                                            f"call {call_id}", call.summary, via))
+            self.store.add_audit(
+                AuditEntry(0, now, actor, "call.acknowledge", f"call {call_id}", call.summary, via)
+            )
         self.timings.acknowledged(call.group, now - call.opened_at)
         log.info("%s acknowledged call %d", actor, call_id)
         return call
@@ -93,8 +100,9 @@ class CallsByHand:
             self.store.add_call_event(CallEvent(call_id, now, "comment", f"{actor}: {text}"))
             call.updated_at = now
             self.store.update_call(call)
-            self.store.add_audit(AuditEntry(0, now, actor, "call.comment", f"call {call_id}",
-                                            text[:500], via))
+            self.store.add_audit(
+                AuditEntry(0, now, actor, "call.comment", f"call {call_id}", text[:500], via)
+            )
         log.info("%s commented on call %d", actor, call_id)
         return call
 
@@ -113,8 +121,11 @@ class CallsByHand:
             released = self.fleet.release_call(call_id)
             self.store.save_rule_states(released)
             held.changed(record.host for record in released)
-            self.store.add_audit(AuditEntry(0, now, actor, "call.resolve", f"call {call_id}",
-                                            note.strip()[:500], via))
+            self.store.add_audit(
+                AuditEntry(
+                    0, now, actor, "call.resolve", f"call {call_id}", note.strip()[:500], via
+                )
+            )
         CallCounters.bump(self.counters.resolved, call.group)
         self.timings.resolved(call.group, now - call.opened_at)
         log.info("%s resolved call %d by hand", actor, call_id)
@@ -122,8 +133,7 @@ class CallsByHand:
         assert resolved is not None
         return resolved
 
-    def call_history(self, call_id: int
-                     ) -> tuple[Call, list[CallEvent], CallLink | None] | None:
+    def call_history(self, call_id: int) -> tuple[Call, list[CallEvent], CallLink | None] | None:
         """A call, its events oldest first, and its ticket in its group's help desk."""
         call = self.store.get_call(call_id)
         if call is None:
@@ -132,6 +142,5 @@ class CallsByHand:
         link = self.store.get_link(call_id, group.sink) if group else None
         return call, self.store.call_events(call_id), link
 
-    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500
-              ) -> list[Call]:
+    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500) -> list[Call]:
         return self.store.list_calls(status, group, limit)

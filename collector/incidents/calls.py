@@ -95,8 +95,11 @@ def format_value(value: float | None, unit: str, metric: str = "") -> str:
         return "no value"
     # The unit decides; the name's suffix only when there is no unit (a forecast's value is
     # in seconds although its metric is fs_free_bytes).
-    kind = unit if unit in ("ratio", "bytes", "seconds") else next(
-        (k for k in ("ratio", "bytes", "seconds") if metric.endswith(f"_{k}")), "")
+    kind = (
+        unit
+        if unit in ("ratio", "bytes", "seconds")
+        else next((k for k in ("ratio", "bytes", "seconds") if metric.endswith(f"_{k}")), "")
+    )
     if kind == "ratio":
         return f"{value * 100:.1f}%"
     if kind == "bytes":

@@ -60,13 +60,18 @@ class IncidentManager:
     each change is also written to the outbox, in the same transaction, for delivery there.
     """
 
-    def __init__(self, store: Store, groups: dict[str, GroupConfig], *,
-                 counters: CallCounters | None = None,
-                 external: Mapping[str, PriorityMap] | None = None,
-                 on_enqueue: Callable[[], None] | None = None,
-                 storm: StormConfig | None = None,
-                 templates: CallTemplates | None = None,
-                 timings: CallTimings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        groups: dict[str, GroupConfig],
+        *,
+        counters: CallCounters | None = None,
+        external: Mapping[str, PriorityMap] | None = None,
+        on_enqueue: Callable[[], None] | None = None,
+        storm: StormConfig | None = None,
+        templates: CallTemplates | None = None,
+        timings: CallTimings | None = None,
+    ) -> None:
         self._store = store
         self._timings = timings or CallTimings()
         self._groups = groups
@@ -85,13 +90,15 @@ class IncidentManager:
                 if flapping and call.rule != STORM_RULE:
                     self._event(call, "comment", _flapping_note(problem.rule), now)
                 return call.id
-            case NoteFlapping(call_id=call_id, flapping=flapping, changes=changes,
-                              window=window):
+            case NoteFlapping(call_id=call_id, flapping=flapping, changes=changes, window=window):
                 found = self._store.get_call(call_id)
                 if found is not None and found.status == "open" and found.rule != STORM_RULE:
-                    text = (_flapping_note(problem.rule, changes, window) if flapping else
-                            f"{problem.rule} has stopped flapping: no change for "
-                            f"{format_duration(window)}. The call follows its state again.")
+                    text = (
+                        _flapping_note(problem.rule, changes, window)
+                        if flapping
+                        else f"{problem.rule} has stopped flapping: no change for "
+                        f"{format_duration(window)}. The call follows its state again."
+                    )
                     self._event(found, "comment", text, now)
                     CallCounters.bump(self.counters.updated, found.group)
                 return call_id
@@ -112,8 +119,9 @@ class IncidentManager:
         self._event(call, "comment", text, now)
         CallCounters.bump(self.counters.updated, call.group)
 
-    def _event(self, call: Call, kind: str, text: str, now: float,
-               payload: dict[str, Any] | None = None) -> None:
+    def _event(
+        self, call: Call, kind: str, text: str, now: float, payload: dict[str, Any] | None = None
+    ) -> None:
         """Record a change in the call's history and, for an external sink, in the outbox."""
         if kind == "comment":
             last = self._store.last_call_event(call.id)
@@ -122,18 +130,30 @@ class IncidentManager:
         self._store.add_call_event(CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
         sink = self._groups[call.group].sink if call.group in self._groups else None
         if sink is not None and sink in self._external:
-            op = {"opened": "open", "comment": "comment", "severity": "update",
-                  "resolved": "resolve", "reopened": "reopen"}[kind]  # every kind used here
+            op = {
+                "opened": "open",
+                "comment": "comment",
+                "severity": "update",
+                "resolved": "resolve",
+                "reopened": "reopen",
+            }[kind]  # every kind used here
             self._store.enqueue(OutboxOp(0, call.id, sink, op, payload or {"text": text}, now))
             self._on_enqueue()
 
     def _ticket(self, call: Call) -> dict[str, Any]:
         group = self._groups[call.group]
         priority = self._external[group.sink](call.severity)
-        return {"fingerprint": call.fingerprint, "summary": call.summary,
-                "description": call.description, "severity": call.severity,
-                "priority": priority, "route": dict(group.route), "host": call.host,
-                "rule": call.rule, "labels": call.labels}
+        return {
+            "fingerprint": call.fingerprint,
+            "summary": call.summary,
+            "description": call.description,
+            "severity": call.severity,
+            "priority": priority,
+            "route": dict(group.route),
+            "host": call.host,
+            "rule": call.rule,
+            "labels": call.labels,
+        }
 
     def _open(self, problem: Problem, now: float) -> Call:
         key = fingerprint(problem.host, problem.rule, problem.labels)
@@ -152,20 +172,34 @@ class IncidentManager:
             recent.status, recent.resolved_at = "open", None
             recent.reopened += 1
             self._store.update_call(recent)
-            self._event(recent, "reopened",
-                        f"The problem came back within {group.reopen_within}: {recent.summary}",
-                        now)
+            self._event(
+                recent,
+                "reopened",
+                f"The problem came back within {group.reopen_within}: {recent.summary}",
+                now,
+            )
             CallCounters.bump(self.counters.reopened, problem.group)
             log.info("call %d reopened: %s", recent.id, recent.summary)
             return recent
         if self._storming(group.sink, now):
             return self._hold_back(problem, key, now)
-        call = Call(id=0, fingerprint=key, host=problem.host, rule=problem.rule,
-                    labels=problem.labels, group=problem.group, assign=group.assign,
-                    severity=problem.severity, priority=PRIORITY.get(problem.severity, "normal"),
-                    status="open", summary=self._templates.summary(problem),
-                    description=self._templates.description(problem),
-                    first_seen=problem.first_seen, opened_at=now, updated_at=now)
+        call = Call(
+            id=0,
+            fingerprint=key,
+            host=problem.host,
+            rule=problem.rule,
+            labels=problem.labels,
+            group=problem.group,
+            assign=group.assign,
+            severity=problem.severity,
+            priority=PRIORITY.get(problem.severity, "normal"),
+            status="open",
+            summary=self._templates.summary(problem),
+            description=self._templates.description(problem),
+            first_seen=problem.first_seen,
+            opened_at=now,
+            updated_at=now,
+        )
         call.id = self._store.insert_call(call)
         ticket = self._ticket(call) if group.sink in self._external else {}
         self._event(call, "opened", call.summary, now, {"ticket": ticket})
@@ -191,44 +225,64 @@ class IncidentManager:
         umbrella_key = fingerprint("*", STORM_RULE, {"group": problem.group})
         umbrella = self._store.find_open_call(umbrella_key)
         if umbrella is None:
-            umbrella = Call(id=0, fingerprint=umbrella_key, host="*", rule=STORM_RULE,
-                            labels={"group": problem.group}, group=problem.group,
-                            assign=group.assign, severity="CRITICAL", priority="high",
-                            status="open", summary="", description="",
-                            first_seen=now, opened_at=now, updated_at=now)
+            umbrella = Call(
+                id=0,
+                fingerprint=umbrella_key,
+                host="*",
+                rule=STORM_RULE,
+                labels={"group": problem.group},
+                group=problem.group,
+                assign=group.assign,
+                severity="CRITICAL",
+                priority="high",
+                status="open",
+                summary="",
+                description="",
+                first_seen=now,
+                opened_at=now,
+                updated_at=now,
+            )
             self._umbrella_text(umbrella, [(key, line)])
             umbrella.id = self._store.insert_call(umbrella)
             self._store.put_storm_member(umbrella.id, key, line)
             ticket = self._ticket(umbrella) if group.sink in self._external else {}
             self._event(umbrella, "opened", umbrella.summary, now, {"ticket": ticket})
             CallCounters.bump(self.counters.opened, problem.group)
-            log.warning("call storm for %s: more than %d new calls within %s; holding back "
-                        "new calls on umbrella call %d", problem.group, self._storm.max_calls,
-                        self._storm.window, umbrella.id)
+            log.warning(
+                "call storm for %s: more than %d new calls within %s; holding back "
+                "new calls on umbrella call %d",
+                problem.group,
+                self._storm.max_calls,
+                self._storm.window,
+                umbrella.id,
+            )
         else:
             self._store.put_storm_member(umbrella.id, key, line)
             self._umbrella_text(umbrella, self._store.storm_members(umbrella.id))
             umbrella.updated_at = now
             self._store.update_call(umbrella)
             # Recorded here, but not sent: a comment per held-back problem is the storm again.
-            self._store.add_call_event(CallEvent(umbrella.id, now, "comment",
-                                                 f"Held back: {line}"))
+            self._store.add_call_event(CallEvent(umbrella.id, now, "comment", f"Held back: {line}"))
         CallCounters.bump(self.counters.suppressed, problem.group)
         return umbrella
 
     def _umbrella_text(self, umbrella: Call, members: list[tuple[str, str]]) -> None:
-        umbrella.summary = (f"[storm] {len(members)} problem(s) for {umbrella.assign} held back: "
-                            f"more than {self._storm.max_calls} new calls within "
-                            f"{self._storm.window}")
+        umbrella.summary = (
+            f"[storm] {len(members)} problem(s) for {umbrella.assign} held back: "
+            f"more than {self._storm.max_calls} new calls within "
+            f"{self._storm.window}"
+        )
         shown = "\n".join(f"- {text}" for _, text in members[:500])
         more = f"\n… and {len(members) - 500} more" if len(members) > 500 else ""
         umbrella.description = (
             "Too many problems at once to open a call for each (a network or power failure "
             "often looks like this). Each one is still watched; this call lists them and "
-            "resolves when the last one has recovered.\n\n" + shown + more)
+            "resolves when the last one has recovered.\n\n" + shown + more
+        )
 
-    def _storm_member_changed(self, umbrella: Call, problem: Problem, recovered: bool,
-                              now: float) -> None:
+    def _storm_member_changed(
+        self, umbrella: Call, problem: Problem, recovered: bool, now: float
+    ) -> None:
         key = fingerprint(problem.host, problem.rule, problem.labels)
         if recovered:
             self._store.drop_storm_member(umbrella.id, key)
@@ -238,8 +292,13 @@ class IncidentManager:
         if recovered and not members:
             umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
             self._store.update_call(umbrella)
-            self._event(umbrella, "resolved", "Recovered: every problem listed here has.", now,
-                        {"text": "Recovered: every problem listed here has.", "close": False})
+            self._event(
+                umbrella,
+                "resolved",
+                "Recovered: every problem listed here has.",
+                now,
+                {"text": "Recovered: every problem listed here has.", "close": False},
+            )
             CallCounters.bump(self.counters.resolved, umbrella.group)
             self._timings.resolved(umbrella.group, now - umbrella.opened_at)
             return
@@ -255,8 +314,9 @@ class IncidentManager:
         call.updated_at = now
         self._store.update_call(call)
 
-    def _change_severity(self, call_id: int, problem: Problem, old: str, new: str,
-                         now: float) -> None:
+    def _change_severity(
+        self, call_id: int, problem: Problem, old: str, new: str, now: float
+    ) -> None:
         call = self._store.get_call(call_id)
         if call is None or call.status != "open":
             log.warning("call %d is gone or closed; cannot record %s -> %s", call_id, old, new)
@@ -265,13 +325,20 @@ class IncidentManager:
             self._storm_member_changed(call, problem, recovered=False, now=now)
             return
         self._refresh(call, problem, now)
-        text = (f"Severity changed from {old} to {new} (priority {call.priority}): "
-                f"{call.summary}")
+        text = f"Severity changed from {old} to {new} (priority {call.priority}): {call.summary}"
         group = self._groups[call.group]
-        priority = (self._external[group.sink](call.severity)
-                    if group.sink in self._external else call.priority)
-        self._event(call, "severity", text, now,
-                    {"priority": priority, "summary": call.summary, "text": text})
+        priority = (
+            self._external[group.sink](call.severity)
+            if group.sink in self._external
+            else call.priority
+        )
+        self._event(
+            call,
+            "severity",
+            text,
+            now,
+            {"priority": priority, "summary": call.summary, "text": text},
+        )
         CallCounters.bump(self.counters.updated, problem.group)
 
     def _resolve(self, call_id: int, problem: Problem, reason: str, now: float) -> None:
@@ -299,7 +366,10 @@ class IncidentManager:
 
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
-    counted = (f" ({changes} state changes within {format_duration(window)})"
-               if changes and window else "")
-    return (f"{rule} is flapping{counted}. This call stays open through the changes and "
-            "resolves only once the rule has been stable for the whole flapping window.")
+    counted = (
+        f" ({changes} state changes within {format_duration(window)})" if changes and window else ""
+    )
+    return (
+        f"{rule} is flapping{counted}. This call stays open through the changes and "
+        "resolves only once the rule has been stable for the whole flapping window."
+    )

@@ -50,11 +50,18 @@ class OutboxWorker:
     it (`runwatch outbox retry`).
     """
 
-    def __init__(self, store: OutboxStore, sinks: Mapping[str, Sink], *,
-                 clock: Callable[[], float] = time.time, policy: RetryPolicy | None = None,
-                 metrics: DeliveryMetrics | None = None, batch: int = 50,
-                 sync: Callable[[float], int] | None = None, sync_interval: float = 60.0
-                 ) -> None:
+    def __init__(
+        self,
+        store: OutboxStore,
+        sinks: Mapping[str, Sink],
+        *,
+        clock: Callable[[], float] = time.time,
+        policy: RetryPolicy | None = None,
+        metrics: DeliveryMetrics | None = None,
+        batch: int = 50,
+        sync: Callable[[float], int] | None = None,
+        sync_interval: float = 60.0,
+    ) -> None:
         self._store = store
         self._sinks = sinks
         self._clock = clock
@@ -125,8 +132,13 @@ class OutboxWorker:
         if sink is None:
             with self._store.transaction():
                 self._store.mark_dead(op.id, f"no sink named {op.sink!r} is configured")
-            log.error("outbox op %d (%s for call %d): no sink %r configured; dead letter",
-                      op.id, op.op, op.call_id, op.sink)
+            log.error(
+                "outbox op %d (%s for call %d): no sink %r configured; dead letter",
+                op.id,
+                op.op,
+                op.call_id,
+                op.sink,
+            )
             self._metrics.delivered(op.sink, op.op, "dead", None)
             return False
         try:
@@ -148,21 +160,23 @@ class OutboxWorker:
         if op.op == "open":
             if link is not None:
                 return None  # delivered before a crash, recorded after: nothing to do
-            ticket = NewTicket(**payload["ticket"],
-                               idempotency_key=f"{payload['ticket']['fingerprint']}-{op.id}")
+            ticket = NewTicket(
+                **payload["ticket"], idempotency_key=f"{payload['ticket']['fingerprint']}-{op.id}"
+            )
             # Idempotent create: a ticket made before a crash carries the fingerprint.
             ref = sink.find(ticket.fingerprint) or sink.open(ticket)
-            return CallLink(op.call_id, op.sink, ref.remote_id, ref.url, "new",
-                            self._clock())
+            return CallLink(op.call_id, op.sink, ref.remote_id, ref.url, "new", self._clock())
         if link is None:
-            raise SinkError(f"call {op.call_id} has no ticket in {op.sink} to {op.op}",
-                            retryable=False)
+            raise SinkError(
+                f"call {op.call_id} has no ticket in {op.sink} to {op.op}", retryable=False
+            )
         ref = TicketRef(link.remote_id, link.url)
         if op.op == "comment":
             sink.comment(ref, payload["text"])
         elif op.op == "update":
-            sink.update(ref, priority=payload["priority"], summary=payload["summary"],
-                        text=payload["text"])
+            sink.update(
+                ref, priority=payload["priority"], summary=payload["summary"], text=payload["text"]
+            )
         elif op.op == "resolve":
             sink.resolve(ref, payload["text"], close=bool(payload.get("close")))
             link.remote_state = "closed" if payload.get("close") else "resolved"
@@ -185,12 +199,26 @@ class OutboxWorker:
             else:
                 self._store.mark_dead(op.id, message)
         if exc.retryable:
-            log.warning("outbox op %d (%s for call %d) failed, retry %d in %.0fs: %s", op.id,
-                        op.op, op.call_id, op.attempts + 1, delay, message)
+            log.warning(
+                "outbox op %d (%s for call %d) failed, retry %d in %.0fs: %s",
+                op.id,
+                op.op,
+                op.call_id,
+                op.attempts + 1,
+                delay,
+                message,
+            )
             self._metrics.delivered(op.sink, op.op, "retry", None)
         else:
-            log.error("outbox op %d (%s for call %d) refused by %s, now a dead letter "
-                      "(runwatch outbox retry %d once fixed): %s", op.id, op.op, op.call_id,
-                      op.sink, op.id, message)
+            log.error(
+                "outbox op %d (%s for call %d) refused by %s, now a dead letter "
+                "(runwatch outbox retry %d once fixed): %s",
+                op.id,
+                op.op,
+                op.call_id,
+                op.sink,
+                op.id,
+                message,
+            )
             self._metrics.delivered(op.sink, op.op, "dead", None)
         return False

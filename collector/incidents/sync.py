@@ -29,10 +29,16 @@ class TicketSync:
     through the outbox like every other call operation.
     """
 
-    def __init__(self, store: Store, sinks: Mapping[str, Sink], groups: Mapping[str, GroupConfig],
-                 priorities: Mapping[str, Callable[[str], str]], *,
-                 timings: CallTimings | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        groups: Mapping[str, GroupConfig],
+        priorities: Mapping[str, Callable[[str], str]],
+        *,
+        timings: CallTimings | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self._store = store
         self._timings = timings or CallTimings()
         self._on_error = on_error or (lambda sink: None)
@@ -54,42 +60,66 @@ class TicketSync:
                 remote = sink.status(TicketRef(link.remote_id, link.url))
             except SinkError as exc:
                 self._on_error(link.sink)
-                log.warning("cannot read the status of %s ticket %s (call %d): %s", link.sink,
-                            link.remote_id, link.call_id, exc)
+                log.warning(
+                    "cannot read the status of %s ticket %s (call %d): %s",
+                    link.sink,
+                    link.remote_id,
+                    link.call_id,
+                    exc,
+                )
                 continue
             group = self._groups.get(call.group)
             link.checked_at = now
             events = self._acknowledge(link, remote, call, now)
             closed_here = remote.state in ("resolved", "closed") and link.remote_state not in (
-                "resolved", "closed")
+                "resolved",
+                "closed",
+            )
             if closed_here and group is not None and group.on_desk_close == "new_call":
                 link.desk_closed_at = now
-                events.append(("comment", f"{remote.raw} in the help desk while the problem "
-                               f"persists; a new call opens if it still holds in "
-                               f"{group.new_call_after}. {call.summary}", {}))
+                events.append(
+                    (
+                        "comment",
+                        f"{remote.raw} in the help desk while the problem "
+                        f"persists; a new call opens if it still holds in "
+                        f"{group.new_call_after}. {call.summary}",
+                        {},
+                    )
+                )
                 remote_state = remote.state
             elif closed_here:
-                text = (f"runwatch reopened this ticket: it was {remote.raw} in the help desk, "
-                        f"but the problem persists. {call.summary}")
+                text = (
+                    f"runwatch reopened this ticket: it was {remote.raw} in the help desk, "
+                    f"but the problem persists. {call.summary}"
+                )
                 events.append(("reopened", text, {"text": text}))
                 remote_state = "open"
             else:
                 remote_state = remote.state
-            if (group is not None and link.acknowledged_at is None
-                    and link.escalated_at is None
-                    and now - call.opened_at > float(group.respond_within)):
+            if (
+                group is not None
+                and link.acknowledged_at is None
+                and link.escalated_at is None
+                and now - call.opened_at > float(group.respond_within)
+            ):
                 link.escalated_at = now
-                text = (f"Not acknowledged within {group.respond_within} "
-                        f"({group.assign}): escalated to high priority. {call.summary}")
+                text = (
+                    f"Not acknowledged within {group.respond_within} "
+                    f"({group.assign}): escalated to high priority. {call.summary}"
+                )
                 priority = self._priorities[link.sink]("CRITICAL")
-                events.append(("severity", text, {"priority": priority,
-                                                  "summary": call.summary, "text": text}))
+                events.append(
+                    (
+                        "severity",
+                        text,
+                        {"priority": priority, "summary": call.summary, "text": text},
+                    )
+                )
             link.remote_state = remote_state
             with self._store.transaction():
                 self._store.save_link(link)
                 for kind, text, payload in events:
-                    self._store.add_call_event(
-                        CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
+                    self._store.add_call_event(CallEvent(call.id, now, kind, text))  # type: ignore[arg-type]
                     op = {"reopened": "reopen", "severity": "update"}.get(kind)
                     op = op if payload else None  # local notes (acknowledged, …) stay here
                     if op is not None:
@@ -99,12 +129,19 @@ class TicketSync:
                 log.info("call %d: %s", call.id, text)
         return actions
 
-    def _acknowledge(self, link: CallLink, remote: RemoteStatus, call: Call, now: float
-                     ) -> list[tuple[str, str, dict[str, object]]]:
+    def _acknowledge(
+        self, link: CallLink, remote: RemoteStatus, call: Call, now: float
+    ) -> list[tuple[str, str, dict[str, object]]]:
         """Record the acknowledgement when the ticket has just left the "new" state."""
         if remote.state == "new" or link.acknowledged_at is not None:
             return []
         link.acknowledged_at = now
         self._timings.acknowledged(call.group, now - call.opened_at)
-        return [("acknowledged", f"Acknowledged in {link.sink} ({remote.raw}) after "
-                 f"{format_duration(now - call.opened_at)}", {})]
+        return [
+            (
+                "acknowledged",
+                f"Acknowledged in {link.sink} ({remote.raw}) after "
+                f"{format_duration(now - call.opened_at)}",
+                {},
+            )
+        ]

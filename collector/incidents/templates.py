@@ -42,8 +42,9 @@ Recent measurements:
 
 _MAX_SUMMARY = 250
 
-_environment = SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined,
-                                    keep_trailing_newline=False)
+_environment = SandboxedEnvironment(
+    autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
+)
 
 
 def compile_template(text: str) -> jinja2.Template:
@@ -54,8 +55,12 @@ def compile_template(text: str) -> jinja2.Template:
 class CallTemplates:
     """Render a call's summary and description, and the dashboard link they carry."""
 
-    def __init__(self, summary: str | None = None, description: str | None = None,
-                 dashboard_url: str | None = None) -> None:
+    def __init__(
+        self,
+        summary: str | None = None,
+        description: str | None = None,
+        dashboard_url: str | None = None,
+    ) -> None:
         self._summary = compile_template(summary or SUMMARY)
         self._description = compile_template(description or DESCRIPTION)
         self._dashboard = compile_template(dashboard_url) if dashboard_url else None
@@ -63,21 +68,40 @@ class CallTemplates:
     def context(self, problem: Problem) -> dict[str, Any]:
         inner = ", ".join(f"{k}={v}" for k, v in sorted(problem.labels.items()))
         op = ">=" if problem.direction == "above" else "<="
-        threshold = (f"{op} {format_value(problem.threshold, problem.unit, problem.metric)}"
-                     if problem.threshold is not None else "")
+        threshold = (
+            f"{op} {format_value(problem.threshold, problem.unit, problem.metric)}"
+            if problem.threshold is not None
+            else ""
+        )
         values: dict[str, Any] = {
-            "host": problem.host, "rule": problem.rule, "metric": problem.metric,
-            "labels": dict(problem.labels), "where": f" {{{inner}}}" if inner else "",
-            "severity": problem.severity, "value": problem.value,
+            "host": problem.host,
+            "rule": problem.rule,
+            "metric": problem.metric,
+            "labels": dict(problem.labels),
+            "where": f" {{{inner}}}" if inner else "",
+            "severity": problem.severity,
+            "value": problem.value,
             "value_text": format_value(problem.value, problem.unit, problem.metric),
-            "threshold": problem.threshold, "threshold_text": threshold,
-            "group": problem.group, "assign": problem.assign,
-            "first_seen": problem.first_seen, "first_seen_text": iso(problem.first_seen),
-            "detail": problem.detail, "description": problem.description,
+            "threshold": problem.threshold,
+            "threshold_text": threshold,
+            "group": problem.group,
+            "assign": problem.assign,
+            "first_seen": problem.first_seen,
+            "first_seen_text": iso(problem.first_seen),
+            "detail": problem.detail,
+            "description": problem.description,
             "runbook": problem.runbook,
-            "recent": [(iso(at), format_value(
-                value, problem.unit if problem.recent_unit is None else problem.recent_unit,
-                problem.metric)) for at, value in problem.recent],
+            "recent": [
+                (
+                    iso(at),
+                    format_value(
+                        value,
+                        problem.unit if problem.recent_unit is None else problem.recent_unit,
+                        problem.metric,
+                    ),
+                )
+                for at, value in problem.recent
+            ],
         }
         values["dashboard"] = self._dashboard.render(values).strip() if self._dashboard else ""
         return values
@@ -85,7 +109,7 @@ class CallTemplates:
     def summary(self, problem: Problem) -> str:
         """One line that says what is wrong and where: `[host] rule: value (threshold)`."""
         line = " ".join(self._summary.render(self.context(problem)).split())
-        return line if len(line) <= _MAX_SUMMARY else line[:_MAX_SUMMARY - 1] + "…"
+        return line if len(line) <= _MAX_SUMMARY else line[: _MAX_SUMMARY - 1] + "…"
 
     def description(self, problem: Problem) -> str:
         """The call's body: everything the help desk needs to route and start work."""

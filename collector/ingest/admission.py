@@ -20,9 +20,14 @@ log = logging.getLogger(__name__)
 class IngestAdmission:
     """Admit reports to the ingestor, and count what came of each."""
 
-    def __init__(self, config: CollectorConfig, ingestor: ReportIngestor,
-                 metrics: CollectorMetrics, clock: Callable[[], float],
-                 reload: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        ingestor: ReportIngestor,
+        metrics: CollectorMetrics,
+        clock: Callable[[], float],
+        reload: Callable[[], None],
+    ) -> None:
         self.config = config
         self.ingestor = ingestor
         self.metrics = metrics
@@ -33,8 +38,7 @@ class IngestAdmission:
         # The warning codes each host was last told about: each is logged once, when it starts.
         self._warned: dict[str, frozenset[str]] = {}
 
-    def ingest(self, token_host: str, report: Report, started: float | None = None
-               ) -> IngestResult:
+    def ingest(self, token_host: str, report: Report, started: float | None = None) -> IngestResult:
         """Ingest a validated report sent with a token for `token_host`.
 
         `started` is the perf_counter() reading when the request arrived, so the latency
@@ -45,8 +49,9 @@ class IngestAdmission:
             raise outcome
         return outcome
 
-    def ingest_many(self, items: Sequence[tuple[str, Report, float | None]]
-                    ) -> list[IngestResult | Exception]:
+    def ingest_many(
+        self, items: Sequence[tuple[str, Report, float | None]]
+    ) -> list[IngestResult | Exception]:
         """Ingest reports of distinct hosts, each `(token_host, report, started)` as for
         ingest(), in one transaction. Each gets its result, or the exception that refused it
         (a Rejection, or the store's error).
@@ -65,13 +70,16 @@ class IngestAdmission:
         if valid:
             self.ingest_metrics.batch_size.observe(len(valid))
             try:
-                results = self.ingestor.ingest_many([report for _, report, _ in valid],
-                                                    self.clock())
+                results = self.ingestor.ingest_many(
+                    [report for _, report, _ in valid], self.clock()
+                )
             except Exception as exc:
                 # The transaction rolled back; rebuild the in-memory view so the two agree.
                 self.ingest_metrics.failed.inc()
-                log.exception("ingest failed for %s; reloading state",
-                              ", ".join(f"host {r.host} seq {r.seq}" for _, r, _ in valid))
+                log.exception(
+                    "ingest failed for %s; reloading state",
+                    ", ".join(f"host {r.host} seq {r.seq}" for _, r, _ in valid),
+                )
                 self._reload()
                 failure = exc if len(valid) == 1 else None
                 for index, report, started in valid:
@@ -92,12 +100,17 @@ class IngestAdmission:
     def _admit(self, token_host: str, report: Report) -> None:
         """Refuse a report its token may not send, or one too large to store."""
         if report.host != token_host:
-            raise Rejection(403, "forbidden",
-                            f"this token may report only for host {token_host!r}", "host")
+            raise Rejection(
+                403, "forbidden", f"this token may report only for host {token_host!r}", "host"
+            )
         if len(report.measurements) > self.config.limits.max_measurements:
-            raise Rejection(413, "too_large",
-                            f"{len(report.measurements)} measurements; the limit is "
-                            f"{self.config.limits.max_measurements}", "measurements")
+            raise Rejection(
+                413,
+                "too_large",
+                f"{len(report.measurements)} measurements; the limit is "
+                f"{self.config.limits.max_measurements}",
+                "measurements",
+            )
 
     def _count(self, host: str, result: IngestResult, started: float) -> IngestResult:
         """Count an ingested report; return its result with every warning for the agent."""
@@ -106,11 +119,19 @@ class IngestAdmission:
             hidden = self.metrics.fleet.hidden_families(host)
             if hidden:
                 names = ", ".join(f"runwatch_{name}" for name in hidden[:5])
-                result = replace(result, warnings=(*result.warnings, IngestWarning(
-                    "reserved_name", f"not exposed on /metrics: {names}: the name is one of "
-                    "the collector's own metric families, or one of their forms (_bucket, "
-                    "_count, _sum, _created, _total, _info). Rename the measurement; it is "
-                    "still stored and evaluated.")))
+                result = replace(
+                    result,
+                    warnings=(
+                        *result.warnings,
+                        IngestWarning(
+                            "reserved_name",
+                            f"not exposed on /metrics: {names}: the name is one of "
+                            "the collector's own metric families, or one of their forms (_bucket, "
+                            "_count, _sum, _created, _total, _info). Rename the measurement; it is "
+                            "still stored and evaluated.",
+                        ),
+                    ),
+                )
         self.ingest_metrics.latency.observe(time.perf_counter() - started)
         if result.status == "duplicate":
             self.ingest_metrics.duplicates.inc()
@@ -126,8 +147,7 @@ class IngestAdmission:
         told = self._warned.get(host, frozenset())
         for warning in warnings:
             if warning.dropped:
-                self.ingest_metrics.series_refused.labels(host, warning.code).inc(
-                    warning.dropped)
+                self.ingest_metrics.series_refused.labels(host, warning.code).inc(warning.dropped)
             if warning.code not in told:
                 log.warning("host %s: %s (%s)", host, warning.message, warning.code)
         if codes != told:

@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from checks.schema import Report
 from collector.ingest.ingestor import IngestResult
 
-IngestMany = Callable[[Sequence[tuple[str, Report, float | None]]],
-                      list[IngestResult | Exception]]
+IngestMany = Callable[[Sequence[tuple[str, Report, float | None]]], list[IngestResult | Exception]]
 # The most reports in one transaction: it bounds how long the event loop is held by one batch.
 MAX_BATCH = 64
 
@@ -69,8 +68,9 @@ class IngestQueue:
         if not batch:
             return
         try:
-            outcomes = self._ingest_many([(host, report, started)
-                                          for host, report, started, _ in batch])
+            outcomes = self._ingest_many(
+                [(host, report, started) for host, report, started, _ in batch]
+            )
         except Exception as exc:  # noqa: BLE001 - every caller in the batch gets it
             outcomes = [exc] * len(batch)
         for (_, _, _, future), outcome in zip(batch, outcomes, strict=True):

@@ -18,8 +18,9 @@ from collector.view.replica import ReplicaSync
 
 # Measurements whose value is the time of the last successful backup of a job (statusfile,
 # restic and borg checks): each new value is kept, for the backup freshness report.
-BACKUP_SUCCESS_METRICS = frozenset({"backup_last_success_timestamp_seconds",
-                                    "backup_last_snapshot_timestamp_seconds"})
+BACKUP_SUCCESS_METRICS = frozenset(
+    {"backup_last_success_timestamp_seconds", "backup_last_snapshot_timestamp_seconds"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,14 @@ class IngestResult:
 class ReportIngestor:
     """Record reports. At-least-once delivery acts exactly once: (host, boot_id, seq) dedups."""
 
-    def __init__(self, fleet: Fleet, store: Store, evaluator: RuleEvaluator,
-                 limits: SeriesLimits, replica: ReplicaSync | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        store: Store,
+        evaluator: RuleEvaluator,
+        limits: SeriesLimits,
+        replica: ReplicaSync | None = None,
+    ) -> None:
         self._fleet = fleet
         self._store = store
         self._replica = replica or ReplicaSync(fleet, store)
@@ -83,15 +90,19 @@ class ReportIngestor:
             room = self._limits.total - len(fleet.series)
             for report in reports:
                 known = fleet.hosts.get(report.host)
-                if known is not None and known.record.boot_id == report.boot_id \
-                        and report.seq <= known.record.last_seq:
+                if (
+                    known is not None
+                    and known.record.boot_id == report.boot_id
+                    and report.seq <= known.record.last_seq
+                ):
                     results.append(IngestResult("duplicate", report.seq, 0))
                     continue
                 prepared = self._prepare(report, known, now, room)
                 room -= prepared.added
                 fresh.append(prepared)
-                results.append(IngestResult("accepted", report.seq, len(prepared.series),
-                                            prepared.warnings))
+                results.append(
+                    IngestResult("accepted", report.seq, len(prepared.series), prepared.warnings)
+                )
             if fresh:
                 self._store.save_hosts([item.record for item in fresh])
                 self._store.save_series([s for item in fresh for s in item.series])
@@ -102,8 +113,7 @@ class ReportIngestor:
                 held.changed(item.record.host for item in fresh)
         return results
 
-    def _prepare(self, report: Report, known: HostState | None, now: float, room: int
-                 ) -> _Prepared:
+    def _prepare(self, report: Report, known: HostState | None, now: float, room: int) -> _Prepared:
         """What the report changes, in the shapes the store takes, within the limits: of its
         new series, at most `room` (the fleet's) and what the host's limit leaves."""
         longest = self._limits.max_interval_seconds
@@ -129,8 +139,13 @@ class ReportIngestor:
             key = labels_key(m.labels)
             previous = known_series.get((host_name, m.name, key))
             if previous is None and (m.name, key) not in latest:
-                over = ("max_series_per_host" if added >= host_room
-                        else "max_series" if added >= room else None)
+                over = (
+                    "max_series_per_host"
+                    if added >= host_room
+                    else "max_series"
+                    if added >= room
+                    else None
+                )
                 if over is not None:
                     refused.setdefault(over, set()).add((m.name, key))
                     continue
@@ -144,12 +159,16 @@ class ReportIngestor:
             else:
                 name, key, labels = intern(m.name), intern(key), dict(m.labels)
                 check, unit = intern(m.check), intern(m.unit)
-            if name in BACKUP_SUCCESS_METRICS and m.value > 0 and (
-                    previous is None or previous.value != m.value):
+            if (
+                name in BACKUP_SUCCESS_METRICS
+                and m.value > 0
+                and (previous is None or previous.value != m.value)
+            ):
                 backups.append(BackupSuccess(host_name, name, key, m.value))
             # A later value of the same series in one report replaces the earlier one.
-            latest[(name, key)] = SeriesRecord(host_name, name, key, labels, check, m.value,
-                                               unit, m.timestamp)
+            latest[(name, key)] = SeriesRecord(
+                host_name, name, key, labels, check, m.value, unit, m.timestamp
+            )
         series = list(latest.values())
         known_checks = known.checks if known is not None else {}
         new_checks: set[str] = set()
@@ -160,55 +179,81 @@ class ReportIngestor:
                     refused.setdefault("max_checks_per_host", set()).add((run.check, "{}"))
                     continue
                 new_checks.add(run.check)
-            statuses.append(CheckStatus(
-                report.host, run.check, run.type, min(run.interval_seconds, longest),
-                run.started_at, run.duration_seconds, run.error.kind if run.error else None,
-                run.error.message if run.error else None, run.output))
+            statuses.append(
+                CheckStatus(
+                    report.host,
+                    run.check,
+                    run.type,
+                    min(run.interval_seconds, longest),
+                    run.started_at,
+                    run.duration_seconds,
+                    run.error.kind if run.error else None,
+                    run.error.message if run.error else None,
+                    run.output,
+                )
+            )
         failing = {s.check: f"{s.error_kind}: {s.error}" for s in statuses if s.error is not None}
         warnings = self._warnings(report, refused, len(known_series) + added)
         return _Prepared(record, series, statuses, backups, failing, added, warnings)
 
-    def _warnings(self, report: Report, refused: dict[str, set[tuple[str, str]]],
-                  fleet_series: int) -> tuple[IngestWarning, ...]:
+    def _warnings(
+        self, report: Report, refused: dict[str, set[tuple[str, str]]], fleet_series: int
+    ) -> tuple[IngestWarning, ...]:
         """What the agent is told about the limits its report ran into."""
         limits = self._limits
         out = []
         held = len(self._fleet.by_host.get(report.host, ()))
         for limit, keys in refused.items():
             if limit == "max_checks_per_host":
-                out.append(IngestWarning(
-                    limit, f"{len(keys)} new checks dropped (such as {min(keys)[0][:200]!r}): "
-                    f"this host's limit of {limits.checks_per_host} checks "
-                    "(limits.max_checks_per_host) is reached. Its known checks are still "
-                    "updated.", len(keys)))
+                out.append(
+                    IngestWarning(
+                        limit,
+                        f"{len(keys)} new checks dropped (such as {min(keys)[0][:200]!r}): "
+                        f"this host's limit of {limits.checks_per_host} checks "
+                        "(limits.max_checks_per_host) is reached. Its known checks are still "
+                        "updated.",
+                        len(keys),
+                    )
+                )
                 continue
             if limit == "max_series_per_host":
-                where = (f"this host's limit of {limits.per_host} series "
-                         f"(limits.max_series_per_host)")
+                where = (
+                    f"this host's limit of {limits.per_host} series (limits.max_series_per_host)"
+                )
             else:
-                where = (f"the collector's limit of {limits.total} series in all "
-                         f"(limits.max_series; {fleet_series} held)")
-            out.append(IngestWarning(
-                limit, f"{len(keys)} new series dropped (such as {_series_name(*min(keys))}): "
-                f"{where} is reached. The host's {held} known series are still updated. "
-                "Look for a label whose value changes on every report (an id, a time).",
-                len(keys)))
+                where = (
+                    f"the collector's limit of {limits.total} series in all "
+                    f"(limits.max_series; {fleet_series} held)"
+                )
+            out.append(
+                IngestWarning(
+                    limit,
+                    f"{len(keys)} new series dropped (such as {_series_name(*min(keys))}): "
+                    f"{where} is reached. The host's {held} known series are still updated. "
+                    "Look for a label whose value changes on every report (an id, a time).",
+                    len(keys),
+                )
+            )
         believed = limits.max_interval_seconds
-        longest = max([report.interval_seconds,
-                       *(run.interval_seconds for run in report.checks)])
+        longest = max([report.interval_seconds, *(run.interval_seconds for run in report.checks)])
         if longest > believed:
-            out.append(IngestWarning(
-                "max_interval", f"interval_seconds {longest:g} is above the collector's "
-                f"limits.max_interval ({believed:g} s): staleness, and the pruning of series "
-                f"no longer reported, go by {believed:g} s"))
+            out.append(
+                IngestWarning(
+                    "max_interval",
+                    f"interval_seconds {longest:g} is above the collector's "
+                    f"limits.max_interval ({believed:g} s): staleness, and the pruning of series "
+                    f"no longer reported, go by {believed:g} s",
+                )
+            )
         return tuple(out)
 
     def _evaluate(self, item: _Prepared, now: float) -> None:
         """Bring this view up to date with a stored report, and evaluate the rules on it."""
         host_name = item.record.host
         self._fleet.take_report(item.record, item.statuses, item.series, now)
-        self._evaluator.on_report(host_name, item.series, item.failing, now,
-                                  [status.check for status in item.statuses])
+        self._evaluator.on_report(
+            host_name, item.series, item.failing, now, [status.check for status in item.statuses]
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,8 +46,9 @@ def reserved_names(families: Iterable[str]) -> frozenset[str]:
     stems = set()
     for name in families:
         stems.add(name)
-        stems.update(name.removesuffix(suffix) for suffix in FAMILY_SUFFIXES
-                     if name.endswith(suffix))
+        stems.update(
+            name.removesuffix(suffix) for suffix in FAMILY_SUFFIXES if name.endswith(suffix)
+        )
     return frozenset(stem + suffix for stem in stems for suffix in ("", *FAMILY_SUFFIXES))
 
 
@@ -74,8 +75,11 @@ def _head(out: list[str], name: str, kind: str, text: str) -> None:
 
 
 _STATE_LINES = {
-    current: "".join(f'{PREFIX}host_state\x00,state="{severity.name}"}} '
-                     f'{"1.0" if severity is current else "0.0"}\n' for severity in Severity)
+    current: "".join(
+        f'{PREFIX}host_state\x00,state="{severity.name}"}} '
+        f"{'1.0' if severity is current else '0.0'}\n"
+        for severity in Severity
+    )
     for current in Severity
 }
 _SEVERITY_TEXT = {severity: _number(float(severity)) for severity in Severity}
@@ -91,9 +95,16 @@ class FleetCollector(Collector):
     `collect()` parses that same text back, for registry users such as tests.
     """
 
-    def __init__(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-                 store: Store, clock: Callable[[], float] = time.time, *,
-                 calendar: MaintenanceCalendar | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        config: CollectorConfig,
+        counters: CallCounters,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        *,
+        calendar: MaintenanceCalendar | None = None,
+    ) -> None:
         self._calendar = calendar
         self._fleet = fleet
         self._config = config
@@ -137,51 +148,88 @@ class FleetCollector(Collector):
         failing: list[str] = []
         for name, host in self._fleet.hosts.items():
             label = f'{{host="{_escape(name)}"'
-            last.append(f"{PREFIX}host_last_report_timestamp_seconds{label}}} "
-                        f"{_number(host.record.last_report_at)}\n")
+            last.append(
+                f"{PREFIX}host_last_report_timestamp_seconds{label}}} "
+                f"{_number(host.record.last_report_at)}\n"
+            )
             stale = self._fleet.is_stale(name, now, factor)
             current = Severity.STALE if stale else worst.get(name, Severity.OK)
             # All five lines of the state set at once: one replace instead of five f-strings.
             state.append(_STATE_LINES[current].replace("\x00", label))
             for check, status in host.checks.items():
-                failing.append(f'{PREFIX}check_failing{label},check="{_escape(check)}"}} '
-                               f'{"0.0" if status.error is None else "1.0"}\n')
-        _head(out, f"{PREFIX}host_last_report_timestamp_seconds", "gauge",
-              "When the host's last report arrived.")
+                failing.append(
+                    f'{PREFIX}check_failing{label},check="{_escape(check)}"}} '
+                    f"{'0.0' if status.error is None else '1.0'}\n"
+                )
+        _head(
+            out,
+            f"{PREFIX}host_last_report_timestamp_seconds",
+            "gauge",
+            "When the host's last report arrived.",
+        )
         out.extend(last)
-        _head(out, f"{PREFIX}host_state", "gauge",
-              "The host's state: 1 for the current one (worst rule, or STALE).")
+        _head(
+            out,
+            f"{PREFIX}host_state",
+            "gauge",
+            "The host's state: 1 for the current one (worst rule, or STALE).",
+        )
         out.extend(state)
-        _head(out, f"{PREFIX}check_failing", "gauge",
-              "1 when the check's last run failed or timed out.")
+        _head(
+            out,
+            f"{PREFIX}check_failing",
+            "gauge",
+            "1 when the check's last run failed or timed out.",
+        )
         out.extend(failing)
         _head(out, f"{PREFIX}build_info", "gauge", "The running runwatch version.")
         out.append(f'{PREFIX}build_info{{version="{_escape(__version__)}"}} 1.0\n')
-        _head(out, f"{PREFIX}series", "gauge",
-              "Series the collector holds now, of all hosts (limits.max_series caps them).")
+        _head(
+            out,
+            f"{PREFIX}series",
+            "gauge",
+            "Series the collector holds now, of all hosts (limits.max_series caps them).",
+        )
         out.append(f"{PREFIX}series {float(len(self._fleet.series))}\n")
 
     def _rules(self, out: list[str]) -> None:
         """What each rule is: its owner group, metric and thresholds (a few lines per rule)."""
-        _head(out, f"{PREFIX}rule_info", "gauge",
-              "Each rule's owner group, metric and direction; join on `rule`.")
+        _head(
+            out,
+            f"{PREFIX}rule_info",
+            "gauge",
+            "Each rule's owner group, metric and direction; join on `rule`.",
+        )
         thresholds: list[str] = []
         for rule in self._config.rules:
             name, metric = _escape(rule.name), _escape(rule.metric)
-            out.append(f'{PREFIX}rule_info{{rule="{name}",metric="{metric}",'
-                       f'group="{_escape(rule.owner)}",direction="{rule.direction}"}} 1.0\n')
-            levels = (("warning", rule.warning), ("critical", rule.critical),
-                      ("clear", rule.clear_threshold))
+            out.append(
+                f'{PREFIX}rule_info{{rule="{name}",metric="{metric}",'
+                f'group="{_escape(rule.owner)}",direction="{rule.direction}"}} 1.0\n'
+            )
+            levels = (
+                ("warning", rule.warning),
+                ("critical", rule.critical),
+                ("clear", rule.clear_threshold),
+            )
             for level, value in levels:
                 if value is not None:
-                    thresholds.append(f'{PREFIX}rule_threshold{{rule="{name}",metric="{metric}",'
-                                      f'level="{level}"}} {_number(float(value))}\n')
+                    thresholds.append(
+                        f'{PREFIX}rule_threshold{{rule="{name}",metric="{metric}",'
+                        f'level="{level}"}} {_number(float(value))}\n'
+                    )
         owner = self._config.staleness.owner
         if owner is not None:
-            out.append(f'{PREFIX}rule_info{{rule="{STALE_RULE}",metric="",'
-                       f'group="{_escape(owner)}",direction="above"}} 1.0\n')
-        _head(out, f"{PREFIX}rule_threshold", "gauge",
-              "Each rule's thresholds (level: warning, critical, clear) in the metric's unit.")
+            out.append(
+                f'{PREFIX}rule_info{{rule="{STALE_RULE}",metric="",'
+                f'group="{_escape(owner)}",direction="above"}} 1.0\n'
+            )
+        _head(
+            out,
+            f"{PREFIX}rule_threshold",
+            "gauge",
+            "Each rule's thresholds (level: warning, critical, clear) in the metric's unit.",
+        )
         out.extend(thresholds)
 
     def _states(self, out: list[str]) -> dict[str, Severity]:
@@ -205,7 +253,8 @@ class FleetCollector(Collector):
             tail = by_key.get(key)
             if tail is None:
                 tail = by_key[key] = (
-                    f'",rule="{_escape(rule)}",series="{_escape(_series_label(key))}"}} ')
+                    f'",rule="{_escape(rule)}",series="{_escape(_series_label(key))}"}} '
+                )
             if host is not last_host:
                 last_host, head = host, _escape(host)
             severity = rule_state.severity
@@ -218,35 +267,63 @@ class FleetCollector(Collector):
                     worst[host] = severity
                 if rule_state.call_id is not None:
                     group = _escape(self._owners.get(rule, ""))
-                    calls.append(f'{PREFIX}open_call_severity{{host="{head}",'
-                                 f'call="{rule_state.call_id}",group="{group}{tail}{text}\n')
+                    calls.append(
+                        f'{PREFIX}open_call_severity{{host="{head}",'
+                        f'call="{rule_state.call_id}",group="{group}{tail}{text}\n'
+                    )
             if rule_state.flapping:
                 flapping.append(f'{PREFIX}rule_flapping{{host="{head}{tail}1.0\n')
             if rule_state.silenced:
                 silenced.append(f'{PREFIX}rule_silenced{{host="{head}{tail}1.0\n')
-        _head(out, f"{PREFIX}rule_severity", "gauge",
-              "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.")
+        _head(
+            out,
+            f"{PREFIX}rule_severity",
+            "gauge",
+            "A rule's state as a number: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 4 STALE.",
+        )
         out.extend(lines)
-        _head(out, f"{PREFIX}open_call_severity", "gauge",
-              "Each rule series that has an open call (`call` is its id), with the rule's "
-              "severity as in runwatch_rule_severity.")
+        _head(
+            out,
+            f"{PREFIX}open_call_severity",
+            "gauge",
+            "Each rule series that has an open call (`call` is its id), with the rule's "
+            "severity as in runwatch_rule_severity.",
+        )
         out.extend(calls)
-        _head(out, f"{PREFIX}rule_flapping", "gauge",
-              "1 for each rule series that is flapping (its one call stays open until stable).")
+        _head(
+            out,
+            f"{PREFIX}rule_flapping",
+            "gauge",
+            "1 for each rule series that is flapping (its one call stays open until stable).",
+        )
         out.extend(flapping)
-        _head(out, f"{PREFIX}rule_silenced", "gauge",
-              "1 for each rule series whose calls a maintenance window holds back.")
+        _head(
+            out,
+            f"{PREFIX}rule_silenced",
+            "gauge",
+            "1 for each rule series whose calls a maintenance window holds back.",
+        )
         out.extend(silenced)
         _head(out, f"{PREFIX}rules_flapping", "gauge", "Rule series that are flapping now.")
         out.append(f"{PREFIX}rules_flapping {float(len(flapping))}\n")
-        _head(out, f"{PREFIX}rules_silenced", "gauge",
-              "Rule series held back by a maintenance window now.")
+        _head(
+            out,
+            f"{PREFIX}rules_silenced",
+            "gauge",
+            "Rule series held back by a maintenance window now.",
+        )
         out.append(f"{PREFIX}rules_silenced {float(len(silenced))}\n")
         if self._calendar is not None:
-            _head(out, f"{PREFIX}maintenance_windows_active", "gauge",
-                  "Silences and weekly maintenance windows in force now.")
-            out.append(f"{PREFIX}maintenance_windows_active "
-                       f"{float(len(self._calendar.active(self._clock())))}\n")
+            _head(
+                out,
+                f"{PREFIX}maintenance_windows_active",
+                "gauge",
+                "Silences and weekly maintenance windows in force now.",
+            )
+            out.append(
+                f"{PREFIX}maintenance_windows_active "
+                f"{float(len(self._calendar.active(self._clock())))}\n"
+            )
         return worst
 
     def _calls(self, out: list[str]) -> None:
@@ -263,28 +340,37 @@ class FleetCollector(Collector):
             _head(out, name, "counter", text)
             counts: dict[str, int] = getattr(self._counters, kind)
             for group in groups:
-                out.append(f'{name}{{group="{_escape(group)}"}} '
-                           f"{_number(float(counts.get(group, 0)))}\n")
+                out.append(
+                    f'{name}{{group="{_escape(group)}"}} {_number(float(counts.get(group, 0)))}\n'
+                )
         _head(out, f"{PREFIX}calls_open", "gauge", "Calls open now, by owner group.")
         counts = self._store.open_calls_by_group()
         for group in sorted(set(groups) | set(counts)):
-            out.append(f'{PREFIX}calls_open{{group="{_escape(group)}"}} '
-                       f"{_number(float(counts.get(group, 0)))}\n")
+            out.append(
+                f'{PREFIX}calls_open{{group="{_escape(group)}"}} '
+                f"{_number(float(counts.get(group, 0)))}\n"
+            )
         outbox = self._store.outbox_counts()
         oldest = self._store.outbox_oldest_pending()
         now = self._clock()
-        external = sorted(name for name, sink in self._config.sinks.items()
-                          if sink_type(sink) != "builtin")
+        external = sorted(
+            name for name, sink in self._config.sinks.items() if sink_type(sink) != "builtin"
+        )
         pending = {sink: float(outbox.get((sink, "pending"), 0)) for sink in external}
         dead = {sink: float(outbox.get((sink, "dead"), 0)) for sink in external}
-        age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0
-               for sink in external}
+        age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0 for sink in external}
         for name, text, values in (
             ("outbox_pending", "Call operations waiting for delivery to a help desk.", pending),
-            ("outbox_dead_letters",
-             "Call operations a help desk refused; see runwatch calls --dead.", dead),
-            ("outbox_oldest_pending_age_seconds",
-             "Age of the oldest call operation waiting for delivery; 0 when none waits.", age),
+            (
+                "outbox_dead_letters",
+                "Call operations a help desk refused; see runwatch calls --dead.",
+                dead,
+            ),
+            (
+                "outbox_oldest_pending_age_seconds",
+                "Age of the oldest call operation waiting for delivery; 0 when none waits.",
+                age,
+            ),
         ):
             _head(out, f"{PREFIX}{name}", "gauge", text)
             for sink, value in values.items():
@@ -351,8 +437,11 @@ class FleetCollector(Collector):
     def hidden_families(self, host: str) -> list[str]:
         """The host's measurement names held back from /metrics (a collector family's name)."""
         entry = self._rendered.get(host)
-        return sorted(name for name in entry[1] if PREFIX + name in self.reserved) \
-            if entry is not None else []
+        return (
+            sorted(name for name in entry[1] if PREFIX + name in self.reserved)
+            if entry is not None
+            else []
+        )
 
     def _forget(self, host: str) -> None:
         entry = self._rendered.pop(host, None)

@@ -37,45 +37,61 @@ class IngestMetrics:
     """Counters and the latency histogram for the report door."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.ingested = Counter("runwatch_reports_ingested", "Reports accepted.",
-                                registry=registry)
-        self.duplicates = Counter("runwatch_reports_duplicate",
-                                  "Reports dropped as duplicates of one already ingested.",
-                                  registry=registry)
-        self.rejected = Counter("runwatch_reports_rejected", "Reports refused, by reason.",
-                                ["reason"], registry=registry)
-        self.failed = Counter("runwatch_reports_failed",
-                              "Reports that failed inside the collector (a store or evaluation "
-                              "error): answered 500 or 503, not ingested; the agent sends them "
-                              "again.",
-                              registry=registry)
+        self.ingested = Counter("runwatch_reports_ingested", "Reports accepted.", registry=registry)
+        self.duplicates = Counter(
+            "runwatch_reports_duplicate",
+            "Reports dropped as duplicates of one already ingested.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "runwatch_reports_rejected",
+            "Reports refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.failed = Counter(
+            "runwatch_reports_failed",
+            "Reports that failed inside the collector (a store or evaluation "
+            "error): answered 500 or 503, not ingested; the agent sends them "
+            "again.",
+            registry=registry,
+        )
         self.evaluation_failures = Counter(
             "runwatch_evaluation_failures",
-            "Timed evaluation passes that failed and were rolled back.", registry=registry)
-        self.measurements = Counter("runwatch_measurements_ingested",
-                                    "Measurements accepted.", registry=registry)
+            "Timed evaluation passes that failed and were rolled back.",
+            registry=registry,
+        )
+        self.measurements = Counter(
+            "runwatch_measurements_ingested", "Measurements accepted.", registry=registry
+        )
         self.series_refused = Counter(
             "runwatch_series_refused",
             "New series dropped from accepted reports, by host and by the limit they were "
             "over (max_series_per_host, max_series; new check names: max_checks_per_host); "
             "the host's known series are kept.",
-            ["host", "limit"], registry=registry)
+            ["host", "limit"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "runwatch_ingest_duration_seconds",
             "Time to read, validate, store and evaluate a report.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=registry)
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "runwatch_ingest_batch_reports",
             "Reports stored in one transaction. Reports that arrive while the collector is "
             "busy wait together and share one: the busier, the cheaper each report.",
-            buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry)
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         self.loop_lag = Histogram(
             "runwatch_event_loop_lag_seconds",
             "How late the collector's event loop ran a timer set every 0.25 s: how long a "
             "report could wait behind other work (a tick, a scrape, a store stall).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=registry)
+            registry=registry,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)  # present from the start, so rate() works at once
 
@@ -84,19 +100,26 @@ class PrometheusDeliveryMetrics(DeliveryMetrics):
     """Outbox deliveries by sink, operation and result, how long delivery took, sink errors."""
 
     def __init__(self, registry: CollectorRegistry, sinks: list[str]) -> None:
-        self.deliveries = Counter("runwatch_outbox_deliveries",
-                                  "Delivery attempts to help desks, by sink, operation and "
-                                  "result (ok, retry, dead).", ["sink", "op", "result"],
-                                  registry=registry)
+        self.deliveries = Counter(
+            "runwatch_outbox_deliveries",
+            "Delivery attempts to help desks, by sink, operation and result (ok, retry, dead).",
+            ["sink", "op", "result"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "runwatch_outbox_delivery_seconds",
-            "Time from a call change to its delivery to the help desk.", ["sink"],
+            "Time from a call change to its delivery to the help desk.",
+            ["sink"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
-            registry=registry)
-        self.errors = Counter("runwatch_sink_errors",
-                              "Failed requests to a help desk, by sink and operation (an outbox "
-                              "operation, or `status` for two-way sync).", ["sink", "operation"],
-                              registry=registry)
+            registry=registry,
+        )
+        self.errors = Counter(
+            "runwatch_sink_errors",
+            "Failed requests to a help desk, by sink and operation (an outbox "
+            "operation, or `status` for two-way sync).",
+            ["sink", "operation"],
+            registry=registry,
+        )
         for sink in sinks:
             for operation in SINK_OPERATIONS:
                 self.errors.labels(sink, operation)
@@ -116,12 +139,18 @@ class PrometheusCallTimings(CallTimings):
     def __init__(self, registry: CollectorRegistry, groups: list[str]) -> None:
         self.acknowledge = Histogram(
             "runwatch_call_acknowledge_seconds",
-            "Time from a call's opening to its acknowledgement in the help desk.", ["group"],
-            buckets=CALL_BUCKETS, registry=registry)
+            "Time from a call's opening to its acknowledgement in the help desk.",
+            ["group"],
+            buckets=CALL_BUCKETS,
+            registry=registry,
+        )
         self.resolve = Histogram(
             "runwatch_call_resolve_seconds",
-            "Time from a call's opening to its resolution.", ["group"],
-            buckets=CALL_BUCKETS, registry=registry)
+            "Time from a call's opening to its resolution.",
+            ["group"],
+            buckets=CALL_BUCKETS,
+            registry=registry,
+        )
         for group in groups:
             self.acknowledge.labels(group)
             self.resolve.labels(group)
@@ -140,10 +169,15 @@ class PrometheusStoreTimings(StoreTimings):
         self._transaction = Histogram(
             "runwatch_store_transaction_seconds",
             "Time of a store write transaction, from BEGIN to the end of COMMIT.",
-            buckets=STORE_BUCKETS, registry=registry)
+            buckets=STORE_BUCKETS,
+            registry=registry,
+        )
         self._commit = Histogram(
-            "runwatch_store_commit_seconds", "Time of a store COMMIT alone.",
-            buckets=STORE_BUCKETS, registry=registry)
+            "runwatch_store_commit_seconds",
+            "Time of a store COMMIT alone.",
+            buckets=STORE_BUCKETS,
+            registry=registry,
+        )
 
     def transaction(self, seconds: float) -> None:
         self._transaction.observe(seconds)
@@ -164,8 +198,9 @@ class CollectorMetrics:
         # The collector process's CPU, memory and open files: runwatch_process_*.
         ProcessCollector(namespace="runwatch", registry=self.own)
         self.ingest = IngestMetrics(self.own)
-        external = sorted(name for name, sink in config.sinks.items()
-                          if sink_type(sink) != "builtin")
+        external = sorted(
+            name for name, sink in config.sinks.items() if sink_type(sink) != "builtin"
+        )
         self.delivery = PrometheusDeliveryMetrics(self.own, external)
         self.calls = PrometheusCallTimings(self.own, sorted(config.groups))
         self.store = PrometheusStoreTimings(self.own)
@@ -175,9 +210,16 @@ class CollectorMetrics:
         self._fleet_families: frozenset[str] = frozenset()
         self._families_held: frozenset[str] = frozenset()
 
-    def watch(self, fleet: Fleet, config: CollectorConfig, counters: CallCounters,
-              store: Store, clock: Callable[[], float] = time.time, *,
-              calendar: MaintenanceCalendar | None = None) -> None:
+    def watch(
+        self,
+        fleet: Fleet,
+        config: CollectorConfig,
+        counters: CallCounters,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        *,
+        calendar: MaintenanceCalendar | None = None,
+    ) -> None:
         """Add the fleet's families, rendered from its state at each scrape."""
         self.fleet = FleetCollector(fleet, config, counters, store, clock, calendar=calendar)
         self.registry.register(self.fleet)
@@ -205,4 +247,3 @@ class CollectorMetrics:
         parts = [own]
         self.fleet.render_into(parts)
         return b"".join(["".join(parts).encode(), *self.fleet.measurement_chunks()])
-

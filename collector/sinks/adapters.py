@@ -30,8 +30,7 @@ def _adapters() -> dict[str, Callable[..., Sink]]:
 
 def build_sinks(configs: Mapping[str, Any]) -> dict[str, Sink]:
     """Build an adapter for every configured sink that is not the built-in register."""
-    external = {name: config for name, config in configs.items()
-                if sink_type(config) != "builtin"}
+    external = {name: config for name, config in configs.items() if sink_type(config) != "builtin"}
     if not external:
         return {}
     adapters = _adapters()
@@ -40,8 +39,9 @@ def build_sinks(configs: Mapping[str, Any]) -> dict[str, Sink]:
 
 def priority_map(config: Any) -> Callable[[str], str]:
     """Severity -> the sink's priority value: its `priorities` option over its defaults."""
-    priorities: Mapping[str, str] = (getattr(config, "priority_values", None)
-                                     or getattr(config, "priorities", None) or {})
+    priorities: Mapping[str, str] = (
+        getattr(config, "priority_values", None) or getattr(config, "priorities", None) or {}
+    )
 
     def lookup(severity: str) -> str:
         return priorities.get(severity, "")

@@ -41,9 +41,9 @@ class NewTicket:
     fingerprint: str
     summary: str
     description: str
-    severity: str               # WARNING, CRITICAL, UNKNOWN, STALE
-    priority: str               # the sink's own priority value, already mapped
-    route: dict[str, str]       # where it goes in this sink (project, queue, group, …)
+    severity: str  # WARNING, CRITICAL, UNKNOWN, STALE
+    priority: str  # the sink's own priority value, already mapped
+    route: dict[str, str]  # where it goes in this sink (project, queue, group, …)
     host: str
     rule: str
     labels: dict[str, str] = field(default_factory=dict)
@@ -57,8 +57,8 @@ class NewTicket:
 class RemoteStatus:
     """Where the help desk says a ticket stands."""
 
-    state: RemoteState          # new: nobody has touched it; open: someone is on it
-    raw: str                    # the help desk's own word for it ("In Progress", "resolved")
+    state: RemoteState  # new: nobody has touched it; open: someone is on it
+    raw: str  # the help desk's own word for it ("In Progress", "resolved")
 
 
 class SinkError(Exception):
@@ -68,8 +68,14 @@ class SinkError(Exception):
     later (after `retry_after` seconds if the server said so). Anything else is a dead letter.
     """
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
@@ -125,8 +131,9 @@ class Secret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         try:
             return Path(self.file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SinkError(f"cannot read secret file {self.file}: {exc.strerror}",
-                            retryable=False) from None
+            raise SinkError(
+                f"cannot read secret file {self.file}: {exc.strerror}", retryable=False
+            ) from None
 
 
 SEVERITIES = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
@@ -153,8 +160,10 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise field_error("url", f"must start with http:// or https://, got {self.url!r}")
         for key in self.priorities:
             if key not in SEVERITIES:
-                raise field_error("priorities", f"unknown severity {key!r}: expected one of "
-                                                f"{', '.join(SEVERITIES)}")
+                raise field_error(
+                    "priorities",
+                    f"unknown severity {key!r}: expected one of {', '.join(SEVERITIES)}",
+                )
 
     @property
     def priority_values(self) -> dict[str, str]:
@@ -176,9 +185,16 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
     return max(0.0, when - (time.time() if now is None else now))
 
 
-def error_for_status(sink: str, method: str, url: str, status: int, body: str, *,
-                     retry_after: str | None = None,
-                     redact: Callable[[str], str] = str) -> SinkError:
+def error_for_status(
+    sink: str,
+    method: str,
+    url: str,
+    status: int,
+    body: str,
+    *,
+    retry_after: str | None = None,
+    redact: Callable[[str], str] = str,
+) -> SinkError:
     """Classify an HTTP error: 429 and 5xx are retried, every other status is final.
 
     `redact` removes the request's credentials from the quoted body, before it is cut (a cut
@@ -186,9 +202,12 @@ def error_for_status(sink: str, method: str, url: str, status: int, body: str, *
     """
     retryable = status == 429 or status >= 500
     text = " ".join(redact(body).split())[:300]
-    return SinkError(redact(f"{sink}: {method} {url} answered {status}: {text}"),
-                     retryable=retryable, status=status,
-                     retry_after=retry_after_seconds(retry_after))
+    return SinkError(
+        redact(f"{sink}: {method} {url} answered {status}: {text}"),
+        retryable=retryable,
+        status=status,
+        retry_after=retry_after_seconds(retry_after),
+    )
 
 
 C = TypeVar("C", bound=HttpSinkConfig)

@@ -65,7 +65,6 @@ class JiraSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type"
             )
 
 
-
 def adf(text: str) -> dict[str, Any]:
     """Plain text as an Atlassian Document: a paragraph per blank-line block, hard breaks within."""
     paragraphs: list[dict[str, Any]] = []

@@ -64,7 +64,6 @@ class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redm
         return {**DEFAULT_STATUSES, **self.statuses}
 
 
-
 # The parts of Redmine's answers this adapter reads; msgspec ignores the rest.
 
 

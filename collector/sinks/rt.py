@@ -74,7 +74,6 @@ class RTSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", 
                     "priorities", f"{severity}: RT priorities are numbers, got {value!r}"
                 )
 
-
     @property
     def type(self) -> str:
         return "rt"

@@ -47,8 +47,9 @@ def urgency_impact(priority: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2) or match.group(1)
 
 
-class ServiceNowSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type",
-                           tag="servicenow"):
+class ServiceNowSinkConfig(
+    HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="servicenow"
+):
     """ServiceNow: the integration user, and how incidents are filled in and closed."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
@@ -70,7 +71,6 @@ class ServiceNowSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field=
                     "priorities",
                     f"{severity}: expected URGENCY,IMPACT such as 1,2 (each 1-3), got {value!r}",
                 )
-
 
 
 class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):

@@ -49,9 +49,14 @@ class Redactor:
         if len(secret) < _MIN_SECRET_CHARS:
             return
         raw = secret.encode()
-        self._forms |= {secret, quote(secret, safe=""), quote_plus(secret),
-                        json.dumps(secret)[1:-1], base64.b64encode(raw).decode(),
-                        base64.urlsafe_b64encode(raw).decode()}
+        self._forms |= {
+            secret,
+            quote(secret, safe=""),
+            quote_plus(secret),
+            json.dumps(secret)[1:-1],
+            base64.b64encode(raw).decode(),
+            base64.urlsafe_b64encode(raw).decode(),
+        }
 
     def add_header(self, value: str) -> None:
         """Redact a credential header's value and the credentials inside it."""
@@ -127,41 +132,63 @@ class HttpClient:
     takes effect).
     """
 
-    def __init__(self, sink: str, config: HttpSinkConfig,
-                 auth: Callable[[], Mapping[str, str]] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        sink: str,
+        config: HttpSinkConfig,
+        auth: Callable[[], Mapping[str, str]] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.sink = sink
         self.base_url = display_url(config.url.rstrip("/"))
         self._auth_headers = auth
         self._url = config.url
         verify: bool | str = config.ca_file or config.verify_tls
         self._client = httpx.Client(
-            base_url=config.url.rstrip("/"), timeout=float(config.timeout), verify=verify,
-            transport=transport, headers={"User-Agent": "runwatch", "Accept": "application/json"},
-            follow_redirects=False)
+            base_url=config.url.rstrip("/"),
+            timeout=float(config.timeout),
+            verify=verify,
+            transport=transport,
+            headers={"User-Agent": "runwatch", "Accept": "application/json"},
+            follow_redirects=False,
+        )
 
-    def request(self, method: str, path: str, *, json: Any = None,
-                params: Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         """Send a request; return a 2xx response or raise SinkError (retryable or final)."""
         auth = dict(self._auth_headers() if self._auth_headers else {})
         merged = {**auth, **(headers or {})}
         url = f"{self.base_url}{path}"
         try:
-            response = self._client.request(method, path, json=json, params=params,
-                                            headers=merged)
+            response = self._client.request(method, path, json=json, params=params, headers=merged)
         except httpx.TimeoutException:
             redact = self._redactor(path, merged, auth)
-            raise SinkError(redact(f"{self.sink}: {method} {url} timed out"),
-                            retryable=True) from None
+            raise SinkError(
+                redact(f"{self.sink}: {method} {url} timed out"), retryable=True
+            ) from None
         except httpx.TransportError as exc:
             redact = self._redactor(path, merged, auth)
-            raise SinkError(redact(f"{self.sink}: {method} {url} failed: "
-                                   f"{type(exc).__name__}: {exc}"), retryable=True) from None
+            raise SinkError(
+                redact(f"{self.sink}: {method} {url} failed: {type(exc).__name__}: {exc}"),
+                retryable=True,
+            ) from None
         if response.status_code >= 300:
-            raise error_for_status(self.sink, method, url, response.status_code, response.text,
-                                   retry_after=response.headers.get("retry-after"),
-                                   redact=self._redactor(path, merged, auth))
+            raise error_for_status(
+                self.sink,
+                method,
+                url,
+                response.status_code,
+                response.text,
+                retry_after=response.headers.get("retry-after"),
+                redact=self._redactor(path, merged, auth),
+            )
         return response
 
     def _redactor(self, path: str, sent: Mapping[str, str], auth: Mapping[str, str]) -> Redactor:

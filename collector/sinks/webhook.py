@@ -224,8 +224,10 @@ class WebhookSink:
                 retryable=False,
             ) from None
 
-    def _send(self, event: str, extra_headers: Mapping[str, str] | None = None,
-              **values: Any) -> httpx.Response:
+    def _send(
+        self, event: str, extra_headers: Mapping[str, str] | None = None, **values: Any
+    ) -> httpx.Response:
         body = self.render(event, **values)
-        return self._http.request("POST", self._path, json=body,
-                                  headers={**self._config.headers, **(extra_headers or {})})
+        return self._http.request(
+            "POST", self._path, json=body, headers={**self._config.headers, **(extra_headers or {})}
+        )

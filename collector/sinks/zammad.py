@@ -55,7 +55,6 @@ class ZammadSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="typ
             raise field_error("group", "give the name of a Zammad group")
 
 
-
 class ZammadSink(HttpSink[ZammadSinkConfig]):
     """Tickets in Zammad, found again by the tag `rw-<fingerprint>`."""
 

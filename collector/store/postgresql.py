@@ -256,8 +256,14 @@ class PostgresStore(SQLStore):
     _LEASE_CLEAR = ", lease_owner=NULL, lease_until=NULL"
     _EVENT_ORDER = "id"
 
-    def __init__(self, dsn: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 owner: str | None = None, timings: StoreTimings | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        owner: str | None = None,
+        timings: StoreTimings | None = None,
+    ) -> None:
         self._dsn = dsn
         self._timings = timings or StoreTimings()
         self._db = psycopg.connect(dsn, autocommit=True)
@@ -274,22 +280,26 @@ class PostgresStore(SQLStore):
 
     def _migrate(self) -> None:
         with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
-                             (_MIGRATION_LOCK,))
-            self._db.execute("CREATE TABLE IF NOT EXISTS runwatch_schema "
-                             "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL "
-                             "DEFAULT now())")
+            self._db.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_MIGRATION_LOCK,)
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS runwatch_schema "
+                "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL "
+                "DEFAULT now())"
+            )
             row = self._db.execute("SELECT max(version) FROM runwatch_schema").fetchone()
             current = row[0] if row and row[0] is not None else 0
             if current > len(MIGRATIONS):
-                raise RuntimeError(f"the database was migrated by a newer runwatch (schema "
-                                   f"{current}, this one knows {len(MIGRATIONS)}); upgrade "
-                                   "runwatch")
+                raise RuntimeError(
+                    f"the database was migrated by a newer runwatch (schema "
+                    f"{current}, this one knows {len(MIGRATIONS)}); upgrade "
+                    "runwatch"
+                )
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 log.info("PostgreSQL store: applying schema migration %d", version)
                 self._db.execute(MIGRATIONS[version - 1].encode())
-                self._db.execute("INSERT INTO runwatch_schema (version) VALUES (%s)",
-                                 (version,))
+                self._db.execute("INSERT INTO runwatch_schema (version) VALUES (%s)", (version,))
 
     @property
     def schema_version(self) -> int:
@@ -329,12 +339,15 @@ class PostgresStore(SQLStore):
         # binary (%b): text arrays in the text format cost a regex escape per element.
         arrays = ", ".join(f"%b::{kind.split(':')[0]}[]" for kind in upsert.types)
         names = ", ".join(upsert.columns)
-        values = ", ".join(f"{name}::{kind.split(':')[1]}" if ":" in kind else name
-                           for name, kind in zip(upsert.columns, upsert.types, strict=True))
+        values = ", ".join(
+            f"{name}::{kind.split(':')[1]}" if ":" in kind else name
+            for name, kind in zip(upsert.columns, upsert.types, strict=True)
+        )
         self._db.execute(
             f"INSERT INTO {upsert.table} ({names}) SELECT {values} "  # noqa: S608 -- constant column lists, values bound  # nosec B608
             f"FROM unnest({arrays}) AS u({names}){upsert.conflict()}",
-            column_arrays(upsert, rows))
+            column_arrays(upsert, rows),
+        )
 
     def _json_in(self, value: Any, *, sort_keys: bool = False) -> Any:
         return Jsonb(value)
@@ -362,18 +375,31 @@ class PostgresStore(SQLStore):
         self._db.execute(
             "SELECT pg_advisory_xact_lock(hashtext(current_schema()), k) FROM "
             "(SELECT DISTINCT hashtext(h) AS k FROM unnest(%s::text[]) AS h) AS keys ORDER BY k",
-            (names,))
-        return {row[0]: (self._host(row), int(row[8])) for row in self._db.execute(
-            f"SELECT {HOST_COLUMNS}, version FROM hosts WHERE host = ANY(%s)", (names,))}  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            (names,),
+        )
+        return {
+            row[0]: (self._host(row), int(row[8]))
+            for row in self._db.execute(
+                f"SELECT {HOST_COLUMNS}, version FROM hosts WHERE host = ANY(%s)",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+                (names,),
+            )
+        }
 
     def bump_host_versions(self, hosts: Sequence[str]) -> dict[str, int]:
-        return {host: int(version) for host, version in self._db.execute(
-            "UPDATE hosts SET version = version + 1 WHERE host = ANY(%s) RETURNING host, version",
-            (list(hosts),))}
+        return {
+            host: int(version)
+            for host, version in self._db.execute(
+                "UPDATE hosts SET version = version + 1 WHERE host = ANY(%s) "
+                "RETURNING host, version",
+                (list(hosts),),
+            )
+        }
 
     def host_versions(self) -> dict[str, int]:
-        return {host: int(version) for host, version in
-                self._db.execute("SELECT host, version FROM hosts")}
+        return {
+            host: int(version)
+            for host, version in self._db.execute("SELECT host, version FROM hosts")
+        }
 
     def hosts_to_tick(self, now: float, after_intervals: float, stale_rule: str) -> list[str]:
         """Hosts whose time-based evaluation may change something, read from the database
@@ -385,8 +411,17 @@ class PostgresStore(SQLStore):
             "UNION SELECT host FROM rule_states WHERE (rule = %s AND (severity <> %s "
             "OR call_id IS NOT NULL)) OR (rule <> %s AND severity IN (%s, %s, %s) "
             "AND call_id IS NULL)",
-            (now, after_intervals, stale_rule, int(Severity.OK), stale_rule,
-             int(Severity.WARNING), int(Severity.CRITICAL), int(Severity.UNKNOWN))).fetchall()
+            (
+                now,
+                after_intervals,
+                stale_rule,
+                int(Severity.OK),
+                stale_rule,
+                int(Severity.WARNING),
+                int(Severity.CRITICAL),
+                int(Severity.UNKNOWN),
+            ),
+        ).fetchall()
         return sorted(row[0] for row in rows)
 
     def try_lead(self, job: str) -> bool:
@@ -399,8 +434,9 @@ class PostgresStore(SQLStore):
             return True
         # Keyed by schema too: advisory locks are per database, and two installations may
         # share one database in different schemas.
-        row = self._db.execute("SELECT pg_try_advisory_lock(%s)",
-                               (_lock_key(f"{self._schema}:{job}"),)).fetchone()
+        row = self._db.execute(
+            "SELECT pg_try_advisory_lock(%s)", (_lock_key(f"{self._schema}:{job}"),)
+        ).fetchone()
         if row and row[0]:
             self._led.add(job)
             log.info("this replica (%s) now runs %s", self.owner, job)
@@ -425,12 +461,15 @@ class PostgresStore(SQLStore):
             "AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) "
             f"AND {FIRST_IN_LINE} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"RETURNING {OP_COLUMNS}",
-            (self.owner, now + self._lease_seconds, now, now, self.owner, limit)).fetchall()
+            (self.owner, now + self._lease_seconds, now, now, self.owner, limit),
+        ).fetchall()
         return sorted((self._op(row) for row in rows), key=lambda op: op.id)
 
     def next_due_at(self) -> float | None:
-        row = self._db.execute("SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0))) "
-                               "FROM outbox WHERE status = 'pending'").fetchone()
+        row = self._db.execute(
+            "SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0))) "
+            "FROM outbox WHERE status = 'pending'"
+        ).fetchone()
         return row[0] if row else None
 
 

@@ -64,12 +64,12 @@ class OutboxOp:
     id: int
     call_id: int
     sink: str
-    op: str                      # open, comment, update, resolve, reopen
+    op: str  # open, comment, update, resolve, reopen
     payload: dict[str, Any]
     created_at: float
     attempts: int = 0
     next_attempt_at: float = 0.0
-    status: str = "pending"      # pending, done, dead
+    status: str = "pending"  # pending, done, dead
     last_error: str | None = None
     delivered_at: float | None = None
 
@@ -91,26 +91,74 @@ class CallLink:
 
 def rule_state_from_row(row: tuple[Any, ...]) -> RuleStateRecord:
     """A rule_states row (in STATE_COLUMNS order) as a record; both stores read it this way."""
-    (rule, host, key, severity, value, since, call_id, call_severity, changed, detail,
-     changes, flapping, peak, call_flapping, silenced, absorbed_by) = row
-    return RuleStateRecord(rule, host, key, RuleState(
-        Severity(severity), value, since, call_id, Severity(call_severity), changed, detail,
-        tuple(float(t) for t in changes.split()) if changes else (), bool(flapping),
-        Severity(peak), bool(call_flapping), bool(silenced), absorbed_by))
+    (
+        rule,
+        host,
+        key,
+        severity,
+        value,
+        since,
+        call_id,
+        call_severity,
+        changed,
+        detail,
+        changes,
+        flapping,
+        peak,
+        call_flapping,
+        silenced,
+        absorbed_by,
+    ) = row
+    return RuleStateRecord(
+        rule,
+        host,
+        key,
+        RuleState(
+            Severity(severity),
+            value,
+            since,
+            call_id,
+            Severity(call_severity),
+            changed,
+            detail,
+            tuple(float(t) for t in changes.split()) if changes else (),
+            bool(flapping),
+            Severity(peak),
+            bool(call_flapping),
+            bool(silenced),
+            absorbed_by,
+        ),
+    )
 
 
 def rule_state_to_row(record: RuleStateRecord) -> tuple[Any, ...]:
     """The row for a record, in STATE_COLUMNS order."""
     state = record.state
-    return (record.rule, record.host, record.labels_key, int(state.severity), state.value,
-            state.problem_since, state.call_id, int(state.call_severity), state.changed_at,
-            state.detail, " ".join(repr(t) for t in state.changes), state.flapping,
-            int(state.peak), state.call_flapping, state.silenced, state.absorbed_by)
+    return (
+        record.rule,
+        record.host,
+        record.labels_key,
+        int(state.severity),
+        state.value,
+        state.problem_since,
+        state.call_id,
+        int(state.call_severity),
+        state.changed_at,
+        state.detail,
+        " ".join(repr(t) for t in state.changes),
+        state.flapping,
+        int(state.peak),
+        state.call_flapping,
+        state.silenced,
+        state.absorbed_by,
+    )
 
 
-STATE_COLUMNS = ("rule, host, labels_key, severity, value, problem_since, call_id, "
-                 "call_severity, changed_at, detail, changes, flapping, peak, "
-                 "call_flapping, silenced, absorbed_by")
+STATE_COLUMNS = (
+    "rule, host, labels_key, severity, value, problem_since, call_id, "
+    "call_severity, changed_at, detail, changes, flapping, peak, "
+    "call_flapping, silenced, absorbed_by"
+)
 
 
 @dataclass(slots=True)
@@ -139,12 +187,12 @@ class Silence:
     """A maintenance window set by an operator: matching calls are held back until it ends."""
 
     id: int
-    host_pattern: str           # glob on the host name
-    rule_pattern: str           # glob on the rule name
+    host_pattern: str  # glob on the host name
+    rule_pattern: str  # glob on the rule name
     starts_at: float
     ends_at: float
     reason: str
-    created_by: str             # the operator token's name
+    created_by: str  # the operator token's name
     created_at: float
     ended_by: str | None = None  # set when an operator ended it early
 
@@ -158,11 +206,11 @@ class AuditEntry:
 
     id: int
     at: float
-    actor: str                  # the operator token's or the user's name
-    action: str                 # e.g. silence.add, call.acknowledge, token.revoke
-    target: str                 # e.g. "silence 3", "call 12", "host web01"
+    actor: str  # the operator token's or the user's name
+    action: str  # e.g. silence.add, call.acknowledge, token.revoke
+    target: str  # e.g. "silence 3", "call 12", "host web01"
     detail: str = ""
-    via: str = "api"            # api, console or cli
+    via: str = "api"  # api, console or cli
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +221,8 @@ class StateChange:
     host: str
     rule: str
     labels_key: str
-    group: str                  # the rule's owner when it changed
-    severity: int               # a Severity value
+    group: str  # the rule's owner when it changed
+    severity: int  # a Severity value
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +230,7 @@ class BackupSuccess:
     """A successful backup an agent reported (its timestamp), once per job and time."""
 
     host: str
-    name: str                   # the measurement it came from
+    name: str  # the measurement it came from
     labels_key: str
     succeeded_at: float
 

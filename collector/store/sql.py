@@ -39,23 +39,35 @@ from collector.store.records import (
     rule_state_to_row,
 )
 
-HOST_COLUMNS = ("host, first_seen, last_report_at, interval_seconds, agent_version, boot_id, "
-                "last_seq, labels")
+HOST_COLUMNS = (
+    "host, first_seen, last_report_at, interval_seconds, agent_version, boot_id, last_seq, labels"
+)
 SERIES_COLUMNS = "host, name, labels_key, check_name, value, unit, timestamp"
-STATUS_COLUMNS = ("host, check_name, type, interval_seconds, last_run_at, duration_seconds, "
-                  "error_kind, error, output")
-CALL_COLUMNS = ("id, fingerprint, host, rule, labels, grp, assign, severity, priority, status, "
-                "summary, description, first_seen, opened_at, updated_at, resolved_at, "
-                "reopened")
-OP_COLUMNS = ("id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, status, "
-              "last_error, delivered_at")
-LINK_COLUMNS = ("call_id, sink, remote_id, url, remote_state, checked_at, acknowledged_at, "
-                "escalated_at, desk_closed_at")
-SILENCE_COLUMNS = ("id, host_pattern, rule_pattern, starts_at, ends_at, reason, created_by, "
-                   "created_at, ended_by")
+STATUS_COLUMNS = (
+    "host, check_name, type, interval_seconds, last_run_at, duration_seconds, "
+    "error_kind, error, output"
+)
+CALL_COLUMNS = (
+    "id, fingerprint, host, rule, labels, grp, assign, severity, priority, status, "
+    "summary, description, first_seen, opened_at, updated_at, resolved_at, "
+    "reopened"
+)
+OP_COLUMNS = (
+    "id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, status, "
+    "last_error, delivered_at"
+)
+LINK_COLUMNS = (
+    "call_id, sink, remote_id, url, remote_state, checked_at, acknowledged_at, "
+    "escalated_at, desk_closed_at"
+)
+SILENCE_COLUMNS = (
+    "id, host_pattern, rule_pattern, starts_at, ends_at, reason, created_by, created_at, ended_by"
+)
 # An outbox operation goes only when nothing before it for the same call and sink is waiting.
-FIRST_IN_LINE = ("NOT EXISTS (SELECT 1 FROM outbox e WHERE e.call_id = o.call_id "
-                 "AND e.sink = o.sink AND e.id < o.id AND e.status IN ('pending', 'dead'))")
+FIRST_IN_LINE = (
+    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.call_id = o.call_id "
+    "AND e.sink = o.sink AND e.id < o.id AND e.status IN ('pending', 'dead'))"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,50 +79,80 @@ class Upsert:
     table: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
-    update: tuple[str, ...]        # set from the new row on conflict; () does nothing
-    types: tuple[str, ...] = ()    # () : one statement per row, even on PostgreSQL
+    update: tuple[str, ...]  # set from the new row on conflict; () does nothing
+    types: tuple[str, ...] = ()  # () : one statement per row, even on PostgreSQL
 
     def conflict(self) -> str:
         if not self.key:
             return ""
         if not self.update:
             return " ON CONFLICT DO NOTHING"
-        return (f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "  # nosec B608 -- constant column names
-                + ", ".join(f"{column}=excluded.{column}" for column in self.update))
+        return (
+            f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "  # nosec B608 -- constant column names
+            + ", ".join(f"{column}=excluded.{column}" for column in self.update)
+        )
 
     def with_values(self) -> str:
         """The statement for one row of `?` placeholders."""
-        return (f"INSERT INTO {self.table} ({', '.join(self.columns)}) "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                f"VALUES ({', '.join('?' for _ in self.columns)}){self.conflict()}")
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            f"VALUES ({', '.join('?' for _ in self.columns)}){self.conflict()}"
+        )
 
 
-def _upsert(table: str, columns: str, key: str, types: str = "", *, keep: str = ""
-            ) -> Upsert:
+def _upsert(table: str, columns: str, key: str, types: str = "", *, keep: str = "") -> Upsert:
     """An Upsert from comma-separated lists; on conflict, every column but the key and
     `keep` (columns the first write sets for good) takes the new row's value."""
     names = tuple(c.strip() for c in columns.split(","))
     keys = tuple(c.strip() for c in key.split(",") if c.strip())
     kept = {c.strip() for c in keep.split(",")}
-    return Upsert(table, names, keys, tuple(c for c in names if c not in keys and c not in kept),
-                  tuple(t.strip() for t in types.split(",") if t.strip()))
+    return Upsert(
+        table,
+        names,
+        keys,
+        tuple(c for c in names if c not in keys and c not in kept),
+        tuple(t.strip() for t in types.split(",") if t.strip()),
+    )
 
 
-HOSTS = _upsert("hosts", HOST_COLUMNS, "host",
-                "text, float8, float8, float8, text, text, int8, text:jsonb", keep="first_seen")
-SERIES = _upsert("series", SERIES_COLUMNS, "host, name, labels_key",
-                 "text, text, text, text, float8, text, float8")
-STATUSES = _upsert("check_status", STATUS_COLUMNS, "host, check_name",
-                   "text, text, text, float8, float8, float8, text, text, text")
-HISTORY = _upsert("history", "host, name, labels_key, timestamp, value",
-                  "host, name, labels_key, timestamp", "text, text, text, float8, float8")
+HOSTS = _upsert(
+    "hosts",
+    HOST_COLUMNS,
+    "host",
+    "text, float8, float8, float8, text, text, int8, text:jsonb",
+    keep="first_seen",
+)
+SERIES = _upsert(
+    "series",
+    SERIES_COLUMNS,
+    "host, name, labels_key",
+    "text, text, text, text, float8, text, float8",
+)
+STATUSES = _upsert(
+    "check_status",
+    STATUS_COLUMNS,
+    "host, check_name",
+    "text, text, text, float8, float8, float8, text, text, text",
+)
+HISTORY = _upsert(
+    "history",
+    "host, name, labels_key, timestamp, value",
+    "host, name, labels_key, timestamp",
+    "text, text, text, float8, float8",
+)
 RULE_STATES = _upsert("rule_states", STATE_COLUMNS, "rule, host, labels_key")
 STATE_CHANGES = _upsert("state_changes", "at, host, rule, labels_key, grp, severity", "")
-BACKUPS = Upsert("backup_successes", ("host", "name", "labels_key", "succeeded_at"),
-                 ("host", "name", "labels_key", "succeeded_at"), ())
+BACKUPS = Upsert(
+    "backup_successes",
+    ("host", "name", "labels_key", "succeeded_at"),
+    ("host", "name", "labels_key", "succeeded_at"),
+    (),
+)
 SESSIONS = _upsert("console_sessions", "key, name, expires_at", "key")
 LINKS = _upsert("call_links", LINK_COLUMNS, "call_id, sink")
-STORM_MEMBERS = _upsert("storm_members", "umbrella_id, fingerprint, summary",
-                        "umbrella_id, fingerprint")
+STORM_MEMBERS = _upsert(
+    "storm_members", "umbrella_id, fingerprint, summary", "umbrella_id, fingerprint"
+)
 
 
 class SQLStore:
@@ -121,9 +163,9 @@ class SQLStore:
     _timings: StoreTimings
     _depth: int = 0
     _BEGIN = "BEGIN"
-    _FOR_UPDATE = ""            # a row lock on a read, where the dialect has one
-    _LEASE_CLEAR = ""           # what ends an outbox operation's lease, where there is one
-    _EVENT_ORDER = "rowid"      # what orders call events written at the same time
+    _FOR_UPDATE = ""  # a row lock on a read, where the dialect has one
+    _LEASE_CLEAR = ""  # what ends an outbox operation's lease, where there is one
+    _EVENT_ORDER = "rowid"  # what orders call events written at the same time
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -218,17 +260,27 @@ class SQLStore:
             record=locked[0] if locked else None,
             version=locked[1] if locked else 0,
             series=list(self._series_where("WHERE host=?", (host,))),
-            statuses=[CheckStatus(*row) for row in self._run(
-                f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host=?", (host,))],  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            states=[rule_state_from_row(row) for row in self._run(
-                f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host=?", (host,))])  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            statuses=[
+                CheckStatus(*row)
+                for row in self._run(
+                    f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+                    (host,),
+                )
+            ],
+            states=[
+                rule_state_from_row(row)
+                for row in self._run(
+                    f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+                    (host,),
+                )
+            ],
+        )
 
     # -- what the agents reported -------------------------------------------------------------
 
     def _host(self, row: Sequence[Any]) -> HostRecord:
         host, first, last, interval, version, boot, seq, labels = row[:8]
-        return HostRecord(host, first, last, interval, version, boot, seq,
-                          self._json_out(labels))
+        return HostRecord(host, first, last, interval, version, boot, seq, self._json_out(labels))
 
     def load_hosts(self) -> Iterator[HostRecord]:
         for row in self._run(f"SELECT {HOST_COLUMNS} FROM hosts"):  # noqa: S608 -- constant column lists  # nosec B608
@@ -238,21 +290,38 @@ class SQLStore:
         self.save_hosts([host])
 
     def save_hosts(self, hosts: list[HostRecord]) -> None:
-        self._upsert(HOSTS, [
-            (h.host, h.first_seen, h.last_report_at, h.interval_seconds, h.agent_version,
-             h.boot_id, h.last_seq, json.dumps(h.labels, sort_keys=True)) for h in hosts])
+        self._upsert(
+            HOSTS,
+            [
+                (
+                    h.host,
+                    h.first_seen,
+                    h.last_report_at,
+                    h.interval_seconds,
+                    h.agent_version,
+                    h.boot_id,
+                    h.last_seq,
+                    json.dumps(h.labels, sort_keys=True),
+                )
+                for h in hosts
+            ],
+        )
 
     def load_series(self) -> Iterator[SeriesRecord]:
         return self._series_where("", ())
 
     def _series_where(self, clause: str, args: tuple[Any, ...]) -> Iterator[SeriesRecord]:
         for host, name, key, check, value, unit, ts in self._run(
-                f"SELECT {SERIES_COLUMNS} FROM series {clause}", args):  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            f"SELECT {SERIES_COLUMNS} FROM series {clause}",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            args,
+        ):
             yield SeriesRecord(host, name, key, json.loads(key), check, value, unit, ts)
 
     def save_series(self, series: list[SeriesRecord]) -> None:
-        self._upsert(SERIES, [(s.host, s.name, s.labels_key, s.check, s.value, s.unit,
-                               s.timestamp) for s in series])
+        self._upsert(
+            SERIES,
+            [(s.host, s.name, s.labels_key, s.check, s.value, s.unit, s.timestamp) for s in series],
+        )
 
     def delete_series(self, keys: list[tuple[str, str, str]]) -> None:
         self._many("DELETE FROM series WHERE host=? AND name=? AND labels_key=?", keys)
@@ -262,9 +331,23 @@ class SQLStore:
             yield CheckStatus(*row)
 
     def save_check_statuses(self, statuses: list[CheckStatus]) -> None:
-        self._upsert(STATUSES, [
-            (s.host, s.check, s.type, s.interval_seconds, s.last_run_at, s.duration_seconds,
-             s.error_kind, s.error, s.output) for s in statuses])
+        self._upsert(
+            STATUSES,
+            [
+                (
+                    s.host,
+                    s.check,
+                    s.type,
+                    s.interval_seconds,
+                    s.last_run_at,
+                    s.duration_seconds,
+                    s.error_kind,
+                    s.error,
+                    s.output,
+                )
+                for s in statuses
+            ],
+        )
 
     def delete_check_statuses(self, keys: list[tuple[str, str]]) -> None:
         self._many("DELETE FROM check_status WHERE host=? AND check_name=?", keys)
@@ -279,12 +362,16 @@ class SQLStore:
     # -- history for forecasts ----------------------------------------------------------------
 
     def add_history(self, points: list[HistoryPoint]) -> None:
-        self._upsert(HISTORY, [(p.host, p.name, p.labels_key, p.timestamp, p.value)
-                               for p in points])
+        self._upsert(
+            HISTORY, [(p.host, p.name, p.labels_key, p.timestamp, p.value) for p in points]
+        )
 
     def load_history(self, since: float) -> Iterator[HistoryPoint]:
-        for row in self._run("SELECT host, name, labels_key, timestamp, value FROM history "
-                             "WHERE timestamp >= ? ORDER BY timestamp", (since,)):
+        for row in self._run(
+            "SELECT host, name, labels_key, timestamp, value FROM history "
+            "WHERE timestamp >= ? ORDER BY timestamp",
+            (since,),
+        ):
             yield HistoryPoint(*row)
 
     def prune_history(self, before: float) -> int:
@@ -296,17 +383,23 @@ class SQLStore:
         return self._insert(
             "INSERT INTO audit_log (at, actor, action, target, detail, via) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.at, entry.actor, entry.action, entry.target, entry.detail, entry.via))
+            (entry.at, entry.actor, entry.action, entry.target, entry.detail, entry.via),
+        )
 
     def list_audit(self, limit: int) -> list[AuditEntry]:
         """The newest `limit` entries, newest first."""
-        rows = self._run("SELECT id, at, actor, action, target, detail, via FROM audit_log "
-                         "ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._run(
+            "SELECT id, at, actor, action, target, detail, via FROM audit_log "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return [AuditEntry(*row) for row in rows]
 
     def add_state_changes(self, changes: list[StateChange]) -> None:
-        self._upsert(STATE_CHANGES, [(c.at, c.host, c.rule, c.labels_key, c.group, c.severity)
-                                     for c in changes])
+        self._upsert(
+            STATE_CHANGES,
+            [(c.at, c.host, c.rule, c.labels_key, c.group, c.severity) for c in changes],
+        )
 
     def state_changes(self, since: float, until: float) -> list[StateChange]:
         """The changes in [since, until), each series' last one before `since` first (where
@@ -317,12 +410,13 @@ class SQLStore:
             "UNION ALL SELECT s.at, s.host, s.rule, s.labels_key, s.grp, s.severity, s.id "
             "FROM state_changes s JOIN (SELECT MAX(id) AS id FROM state_changes WHERE at < ? "
             "GROUP BY host, rule, labels_key) last ON s.id = last.id "
-            "ORDER BY 1, 7", (since, until, since))
+            "ORDER BY 1, 7",
+            (since, until, since),
+        )
         return [StateChange(*row[:6]) for row in rows]
 
     def add_backup_successes(self, successes: list[BackupSuccess]) -> None:
-        self._upsert(BACKUPS, [(b.host, b.name, b.labels_key, b.succeeded_at)
-                               for b in successes])
+        self._upsert(BACKUPS, [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
 
     def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
         """Successes in [since, until), and each job's first one before `since` (to tell
@@ -332,14 +426,18 @@ class SQLStore:
             "WHERE succeeded_at >= ? AND succeeded_at < ? "
             "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
             "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
-            "ORDER BY 1, 2, 3, 4", (since, until, since))
+            "ORDER BY 1, 2, 3, 4",
+            (since, until, since),
+        )
         return [BackupSuccess(*row) for row in rows]
 
     def calls_opened_between(self, since: float, until: float) -> list[Call]:
         """Calls first opened in [since, until), oldest first."""
         rows = self._run(
             f"SELECT {CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            "WHERE opened_at >= ? AND opened_at < ? ORDER BY opened_at, id", (since, until))
+            "WHERE opened_at >= ? AND opened_at < ? ORDER BY opened_at, id",
+            (since, until),
+        )
         return [self._call(row) for row in rows]
 
     # -- console sessions ---------------------------------------------------------------------
@@ -349,8 +447,12 @@ class SQLStore:
 
     def session_live(self, key: str, now: float) -> bool:
         """Whether the session was added, has not ended and has not expired by `now`."""
-        return self._run("SELECT 1 FROM console_sessions WHERE key=? AND expires_at > ?",
-                         (key, now)).fetchone() is not None
+        return (
+            self._run(
+                "SELECT 1 FROM console_sessions WHERE key=? AND expires_at > ?", (key, now)
+            ).fetchone()
+            is not None
+        )
 
     def end_session(self, key: str) -> bool:
         """Forget a session (signed out); return whether it was there."""
@@ -366,8 +468,16 @@ class SQLStore:
         return self._insert(
             "INSERT INTO silences (host_pattern, rule_pattern, starts_at, ends_at, reason, "
             "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (silence.host_pattern, silence.rule_pattern, silence.starts_at, silence.ends_at,
-             silence.reason, silence.created_by, silence.created_at))
+            (
+                silence.host_pattern,
+                silence.rule_pattern,
+                silence.starts_at,
+                silence.ends_at,
+                silence.reason,
+                silence.created_by,
+                silence.created_at,
+            ),
+        )
 
     def list_silences(self, ending_after: float | None) -> list[Silence]:
         """Silences that end after the given time (all when None), oldest first."""
@@ -376,18 +486,24 @@ class SQLStore:
         else:
             rows = self._run(
                 f"SELECT {SILENCE_COLUMNS} FROM silences "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                "WHERE ends_at > ? ORDER BY id", (ending_after,))
+                "WHERE ends_at > ? ORDER BY id",
+                (ending_after,),
+            )
         return [Silence(*row) for row in rows]
 
     def end_silence(self, silence_id: int, now: float, by: str) -> Silence | None:
         """End a silence now; return it as it was, or None if it had already ended."""
         row = self._run(
             f"SELECT {SILENCE_COLUMNS} FROM silences "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            f"WHERE id=? AND ends_at > ?{self._FOR_UPDATE}", (silence_id, now)).fetchone()
+            f"WHERE id=? AND ends_at > ?{self._FOR_UPDATE}",
+            (silence_id, now),
+        ).fetchone()
         if row is None:
             return None
-        self._run("UPDATE silences SET ends_at=?, ended_by=? WHERE id=?",
-                  (max(now, row[3]), by, silence_id))
+        self._run(
+            "UPDATE silences SET ends_at=?, ended_by=? WHERE id=?",
+            (max(now, row[3]), by, silence_id),
+        )
         return Silence(*row)
 
     # -- the built-in call register -----------------------------------------------------------
@@ -402,30 +518,62 @@ class SQLStore:
             "INSERT INTO calls (fingerprint, host, rule, labels, grp, assign, severity, priority, "
             "status, summary, description, first_seen, opened_at, updated_at, resolved_at, "
             "reopened) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (call.fingerprint, call.host, call.rule, self._json_in(call.labels, sort_keys=True),
-             call.group, call.assign, call.severity, call.priority, call.status, call.summary,
-             call.description, call.first_seen, call.opened_at, call.updated_at,
-             call.resolved_at, call.reopened))
+            (
+                call.fingerprint,
+                call.host,
+                call.rule,
+                self._json_in(call.labels, sort_keys=True),
+                call.group,
+                call.assign,
+                call.severity,
+                call.priority,
+                call.status,
+                call.summary,
+                call.description,
+                call.first_seen,
+                call.opened_at,
+                call.updated_at,
+                call.resolved_at,
+                call.reopened,
+            ),
+        )
 
     def update_call(self, call: Call) -> None:
-        self._run("UPDATE calls SET severity=?, priority=?, status=?, summary=?, description=?, "
-                  "updated_at=?, resolved_at=?, reopened=? WHERE id=?",
-                  (call.severity, call.priority, call.status, call.summary, call.description,
-                   call.updated_at, call.resolved_at, call.reopened, call.id))
+        self._run(
+            "UPDATE calls SET severity=?, priority=?, status=?, summary=?, description=?, "
+            "updated_at=?, resolved_at=?, reopened=? WHERE id=?",
+            (
+                call.severity,
+                call.priority,
+                call.status,
+                call.summary,
+                call.description,
+                call.updated_at,
+                call.resolved_at,
+                call.reopened,
+                call.id,
+            ),
+        )
 
     def add_call_event(self, event: CallEvent) -> None:
-        self._run("INSERT INTO call_events (call_id, at, kind, text) VALUES (?, ?, ?, ?)",
-                  (event.call_id, event.at, event.kind, event.text))
+        self._run(
+            "INSERT INTO call_events (call_id, at, kind, text) VALUES (?, ?, ?, ?)",
+            (event.call_id, event.at, event.kind, event.text),
+        )
 
     def get_call(self, call_id: int) -> Call | None:
-        row = self._run(f"SELECT {CALL_COLUMNS} FROM calls WHERE id=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                        (call_id,)).fetchone()
+        row = self._run(
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE id=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            (call_id,),
+        ).fetchone()
         return self._call(row) if row else None
 
     def find_open_call(self, fingerprint: str) -> Call | None:
         row = self._run(
             f"SELECT {CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            "WHERE fingerprint=? AND status='open'", (fingerprint,)).fetchone()
+            "WHERE fingerprint=? AND status='open'",
+            (fingerprint,),
+        ).fetchone()
         return self._call(row) if row else None
 
     def find_resolved_call(self, fingerprint: str, since: float) -> Call | None:
@@ -433,7 +581,8 @@ class SQLStore:
             f"SELECT {CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
             "WHERE fingerprint=? AND status='resolved' AND resolved_at >= ? "
             "AND NOT closed_by_desk ORDER BY resolved_at DESC LIMIT 1",
-            (fingerprint, since)).fetchone()
+            (fingerprint, since),
+        ).fetchone()
         return self._call(row) if row else None
 
     def list_calls(self, status: CallStatus | None, group: str | None, limit: int) -> list[Call]:
@@ -448,18 +597,25 @@ class SQLStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._run(
             f"SELECT {CALL_COLUMNS} FROM calls {clause} "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            "ORDER BY id DESC LIMIT ?", (*args, limit))
+            "ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
         return [self._call(row) for row in rows]
 
     def call_events(self, call_id: int) -> list[CallEvent]:
-        rows = self._run("SELECT call_id, at, kind, text FROM call_events "  # noqa: S608 -- constant column name  # nosec B608
-                         f"WHERE call_id=? ORDER BY at, {self._EVENT_ORDER}", (call_id,))
+        rows = self._run(
+            "SELECT call_id, at, kind, text FROM call_events "  # noqa: S608 -- constant column name  # nosec B608
+            f"WHERE call_id=? ORDER BY at, {self._EVENT_ORDER}",
+            (call_id,),
+        )
         return [CallEvent(*row) for row in rows]
 
     def last_call_event(self, call_id: int) -> CallEvent | None:
-        row = self._run("SELECT call_id, at, kind, text FROM call_events WHERE call_id=? "  # noqa: S608 -- constant column name  # nosec B608
-                        f"ORDER BY at DESC, {self._EVENT_ORDER} DESC LIMIT 1",
-                        (call_id,)).fetchone()
+        row = self._run(
+            "SELECT call_id, at, kind, text FROM call_events WHERE call_id=? "  # noqa: S608 -- constant column name  # nosec B608
+            f"ORDER BY at DESC, {self._EVENT_ORDER} DESC LIMIT 1",
+            (call_id,),
+        ).fetchone()
         return CallEvent(*row) if row else None
 
     def open_calls_by_group(self) -> dict[str, int]:
@@ -468,20 +624,27 @@ class SQLStore:
 
     def retire_call(self, call_id: int, now: float) -> None:
         """Resolve a call the help desk closed, for good: it is never reopened."""
-        self._run("UPDATE calls SET status='resolved', resolved_at=?, updated_at=?, "
-                  "closed_by_desk=TRUE WHERE id=?", (now, now, call_id))
+        self._run(
+            "UPDATE calls SET status='resolved', resolved_at=?, updated_at=?, "
+            "closed_by_desk=TRUE WHERE id=?",
+            (now, now, call_id),
+        )
 
     def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
         self._upsert(STORM_MEMBERS, [(umbrella_id, fingerprint, summary)])
 
     def drop_storm_member(self, umbrella_id: int, fingerprint: str) -> None:
-        self._run("DELETE FROM storm_members WHERE umbrella_id=? AND fingerprint=?",
-                  (umbrella_id, fingerprint))
+        self._run(
+            "DELETE FROM storm_members WHERE umbrella_id=? AND fingerprint=?",
+            (umbrella_id, fingerprint),
+        )
 
     def storm_members(self, umbrella_id: int) -> list[tuple[str, str]]:
         """(fingerprint, summary) of the problems an umbrella call lists."""
-        rows = self._run("SELECT fingerprint, summary FROM storm_members "
-                         "WHERE umbrella_id=? ORDER BY summary", (umbrella_id,))
+        rows = self._run(
+            "SELECT fingerprint, summary FROM storm_members WHERE umbrella_id=? ORDER BY summary",
+            (umbrella_id,),
+        )
         return [(fp, text) for fp, text in rows]
 
     # -- the outbox and links to tickets ------------------------------------------------------
@@ -495,91 +658,132 @@ class SQLStore:
         return self._insert(
             "INSERT INTO outbox (call_id, sink, op, payload, created_at, next_attempt_at, "
             "status) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (op.call_id, op.sink, op.op, self._json_in(op.payload), op.created_at,
-             op.created_at))
+            (op.call_id, op.sink, op.op, self._json_in(op.payload), op.created_at, op.created_at),
+        )
 
     def due_ops(self, now: float, limit: int) -> list[OutboxOp]:
         """Pending operations that are due and first in line for their call."""
         rows = self._run(
             f"SELECT {OP_COLUMNS} FROM outbox o WHERE status = 'pending' "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            f"AND next_attempt_at <= ? AND {FIRST_IN_LINE} ORDER BY id LIMIT ?", (now, limit))
+            f"AND next_attempt_at <= ? AND {FIRST_IN_LINE} ORDER BY id LIMIT ?",
+            (now, limit),
+        )
         return [self._op(row) for row in rows]
 
     def has_undelivered(self, call_id: int, sink: str) -> bool:
-        return self._run("SELECT 1 FROM outbox WHERE call_id=? AND sink=? "
-                         "AND status IN ('pending', 'dead') LIMIT 1",
-                         (call_id, sink)).fetchone() is not None
+        return (
+            self._run(
+                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? "
+                "AND status IN ('pending', 'dead') LIMIT 1",
+                (call_id, sink),
+            ).fetchone()
+            is not None
+        )
 
     def next_due_at(self) -> float | None:
-        row = self._run("SELECT min(next_attempt_at) FROM outbox "
-                        "WHERE status = 'pending'").fetchone()
+        row = self._run(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
         return row[0] if row else None
 
     def mark_done(self, op_id: int, now: float) -> None:
-        self._run("UPDATE outbox SET status='done', delivered_at=?, attempts=attempts+1, "  # noqa: S608 -- constant clause, values bound  # nosec B608
-                  f"last_error=NULL{self._LEASE_CLEAR} WHERE id=?", (now, op_id))
+        self._run(
+            "UPDATE outbox SET status='done', delivered_at=?, attempts=attempts+1, "  # noqa: S608 -- constant clause, values bound  # nosec B608
+            f"last_error=NULL{self._LEASE_CLEAR} WHERE id=?",
+            (now, op_id),
+        )
 
     def mark_retry(self, op_id: int, next_attempt_at: float, error: str) -> None:
-        self._run("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, "  # noqa: S608 -- constant clause, values bound  # nosec B608
-                  f"last_error=?{self._LEASE_CLEAR} WHERE id=?",
-                  (next_attempt_at, error, op_id))
+        self._run(
+            "UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, "  # noqa: S608 -- constant clause, values bound  # nosec B608
+            f"last_error=?{self._LEASE_CLEAR} WHERE id=?",
+            (next_attempt_at, error, op_id),
+        )
 
     def mark_dead(self, op_id: int, error: str) -> None:
-        self._run("UPDATE outbox SET status='dead', attempts=attempts+1, "  # noqa: S608 -- constant clause, values bound  # nosec B608
-                  f"last_error=?{self._LEASE_CLEAR} WHERE id=?", (error, op_id))
+        self._run(
+            "UPDATE outbox SET status='dead', attempts=attempts+1, "  # noqa: S608 -- constant clause, values bound  # nosec B608
+            f"last_error=?{self._LEASE_CLEAR} WHERE id=?",
+            (error, op_id),
+        )
 
     def list_ops(self, status: str | None, limit: int) -> list[OutboxOp]:
         where, args = ("WHERE status=?", [status]) if status else ("", [])
         rows = self._run(
             f"SELECT {OP_COLUMNS} FROM outbox {where} "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-            "ORDER BY id DESC LIMIT ?", (*args, limit))
+            "ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
         return [self._op(row) for row in rows]
 
     def retry_dead(self, op_id: int | None, now: float) -> int:
         """Put dead letters (one, or all) back in line; return how many."""
         if op_id is None:
-            return self._affected("UPDATE outbox SET status='pending', next_attempt_at=? "
-                                  "WHERE status='dead'", (now,))
-        return self._affected("UPDATE outbox SET status='pending', next_attempt_at=? "
-                              "WHERE status='dead' AND id=?", (now, op_id))
+            return self._affected(
+                "UPDATE outbox SET status='pending', next_attempt_at=? WHERE status='dead'", (now,)
+            )
+        return self._affected(
+            "UPDATE outbox SET status='pending', next_attempt_at=? WHERE status='dead' AND id=?",
+            (now, op_id),
+        )
 
     def discard_dead(self, op_id: int, now: float) -> int:
         """Give up on one dead letter, so the call's later operations can go; return 0 or 1."""
         return self._affected(
             "UPDATE outbox SET status='done', delivered_at=?, last_error='discarded by an "
             "operator: ' || coalesce(last_error, '') WHERE status='dead' AND id=?",
-            (now, op_id))
+            (now, op_id),
+        )
 
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         """(sink, status) -> count, for pending and dead operations."""
-        rows = self._run("SELECT sink, status, count(*) FROM outbox "
-                         "WHERE status IN ('pending', 'dead') GROUP BY sink, status")
+        rows = self._run(
+            "SELECT sink, status, count(*) FROM outbox "
+            "WHERE status IN ('pending', 'dead') GROUP BY sink, status"
+        )
         return {(sink, status): int(count) for sink, status, count in rows}
 
     def outbox_oldest_pending(self) -> dict[str, float]:
         """sink -> when its oldest pending operation was written (Unix time)."""
-        rows = self._run("SELECT sink, min(created_at) FROM outbox "
-                         "WHERE status = 'pending' GROUP BY sink")
+        rows = self._run(
+            "SELECT sink, min(created_at) FROM outbox WHERE status = 'pending' GROUP BY sink"
+        )
         return {sink: float(created_at) for sink, created_at in rows}
 
     def get_link(self, call_id: int, sink: str) -> CallLink | None:
-        row = self._run(f"SELECT {LINK_COLUMNS} FROM call_links "  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                        "WHERE call_id=? AND sink=?", (call_id, sink)).fetchone()
+        row = self._run(
+            f"SELECT {LINK_COLUMNS} FROM call_links "  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            "WHERE call_id=? AND sink=?",
+            (call_id, sink),
+        ).fetchone()
         return CallLink(*row) if row else None
 
     def save_link(self, link: CallLink) -> None:
-        self._upsert(LINKS, [(link.call_id, link.sink, link.remote_id, link.url,
-                              link.remote_state, link.checked_at, link.acknowledged_at,
-                              link.escalated_at, link.desk_closed_at)])
+        self._upsert(
+            LINKS,
+            [
+                (
+                    link.call_id,
+                    link.sink,
+                    link.remote_id,
+                    link.url,
+                    link.remote_state,
+                    link.checked_at,
+                    link.acknowledged_at,
+                    link.escalated_at,
+                    link.desk_closed_at,
+                )
+            ],
+        )
 
     def open_links(self) -> list[CallLink]:
         """Links of calls that are open here: the ones two-way sync watches."""
         rows = self._run(
             "SELECT l.call_id, l.sink, l.remote_id, l.url, l.remote_state, l.checked_at, "
             "l.acknowledged_at, l.escalated_at, l.desk_closed_at FROM call_links l "
-            "JOIN calls c ON c.id = l.call_id WHERE c.status = 'open'")
+            "JOIN calls c ON c.id = l.call_id WHERE c.status = 'open'"
+        )
         return [CallLink(*row) for row in rows]
-
 
 
 def column_arrays(upsert: Upsert, rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:

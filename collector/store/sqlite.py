@@ -216,8 +216,14 @@ class SQLiteStore(SQLStore):
     shared = False
     _BEGIN = "BEGIN IMMEDIATE"
 
-    def __init__(self, path: Path, timings: StoreTimings | None = None, *,
-                 checkpoint_in_background: bool = False, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        timings: StoreTimings | None = None,
+        *,
+        checkpoint_in_background: bool = False,
+        max_bytes: int | None = None,
+    ) -> None:
         self._timings = timings or StoreTimings()
         make_private_dir(path.parent)
         # Made 0600 before SQLite opens it: SQLite would make it 0644 (less the umask), and
@@ -239,8 +245,10 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA busy_timeout=5000")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{path} was written by a newer runwatch (schema {version}); "
-                               "upgrade runwatch or point data_dir elsewhere")
+            raise RuntimeError(
+                f"{path} was written by a newer runwatch (schema {version}); "
+                "upgrade runwatch or point data_dir elsewhere"
+            )
         self._db.executescript(SCHEMA)  # version 1, where it is missing
         for target in sorted(MIGRATIONS):
             if version < target:

@@ -19,8 +19,8 @@ from collector.store.records import (
     SeriesRecord,
 )
 
-SeriesKey = tuple[str, str, str]   # host, metric name, labels key
-StateKey = tuple[str, str, str]    # rule, host, labels key
+SeriesKey = tuple[str, str, str]  # host, metric name, labels key
+StateKey = tuple[str, str, str]  # rule, host, labels key
 _MISSING: Any = object()
 
 
@@ -131,8 +131,9 @@ class Fleet:
 
     def reload_host(self, snapshot: HostSnapshot, host: str, now: float) -> None:
         """Replace this view of one host by what the store holds (another replica moved it)."""
-        history = {key: self.history[key] for key in self.by_host.get(host, ())
-                   if key in self.history}
+        history = {
+            key: self.history[key] for key in self.by_host.get(host, ()) if key in self.history
+        }
         for key in list(self.by_host.get(host, ())):
             self.drop_series(key)
         for key in self.states.keys_of(host):
@@ -177,8 +178,13 @@ class Fleet:
                 released.append(RuleStateRecord(key[0], key[1], key[2], freed))
         return released
 
-    def take_report(self, record: HostRecord, statuses: list[CheckStatus],
-                    series: list[SeriesRecord], now: float) -> None:
+    def take_report(
+        self,
+        record: HostRecord,
+        statuses: list[CheckStatus],
+        series: list[SeriesRecord],
+        now: float,
+    ) -> None:
         """Bring the view up to date with a stored report: the host, its checks' last runs
         and the latest value of each series it sent."""
         host = self.hosts.setdefault(record.host, HostState(record))
@@ -222,8 +228,9 @@ class Fleet:
             ring.append((series.timestamp, series.value))
         return tuple(ring)
 
-    def record_history(self, series: SeriesRecord, resolution: float, keep_for: float
-                       ) -> HistoryPoint | None:
+    def record_history(
+        self, series: SeriesRecord, resolution: float, keep_for: float
+    ) -> HistoryPoint | None:
         """Keep the series' value if it opens a new `resolution` step; return the new point."""
         key = (series.host, series.name, series.labels_key)
         points = self.history.get(key)
@@ -234,8 +241,9 @@ class Fleet:
         points.append((series.timestamp, series.value))
         while points and points[0][0] < series.timestamp - keep_for:
             points.popleft()
-        return HistoryPoint(series.host, series.name, series.labels_key, series.timestamp,
-                            series.value)
+        return HistoryPoint(
+            series.host, series.name, series.labels_key, series.timestamp, series.value
+        )
 
     def drop_series(self, key: SeriesKey) -> None:
         self.history.pop(key, None)

@@ -35,42 +35,67 @@ class FleetReader:
         problems: dict[str, list[dict[str, Any]]] = {}
         for (rule, state_host, labels), state in sorted(self.fleet.states.items()):
             if (state.severity is not Severity.OK or state.flapping) and (
-                    only is None or state_host == only):
+                only is None or state_host == only
+            ):
                 problems.setdefault(state_host, []).append(
-                    {"rule": rule, "labels": json.loads(labels), "state": state.severity.name,
-                     "value": state.value, "since": state.changed_at, "call_id": state.call_id,
-                     "flapping": state.flapping, "silenced": state.silenced,
-                     "in_parent_call": state.absorbed_by, "detail": state.detail})
+                    {
+                        "rule": rule,
+                        "labels": json.loads(labels),
+                        "state": state.severity.name,
+                        "value": state.value,
+                        "since": state.changed_at,
+                        "call_id": state.call_id,
+                        "flapping": state.flapping,
+                        "silenced": state.silenced,
+                        "in_parent_call": state.absorbed_by,
+                        "detail": state.detail,
+                    }
+                )
         for name in sorted(self.fleet.hosts):
             if only is not None and name != only:
                 continue
             host = self.fleet.hosts[name]
             stale = self.fleet.is_stale(name, now, factor)
             measurements = [
-                {"check": s.check, "name": s.name, "value": s.value, "unit": s.unit,
-                 "labels": s.labels, "timestamp": s.timestamp}
+                {
+                    "check": s.check,
+                    "name": s.name,
+                    "value": s.value,
+                    "unit": s.unit,
+                    "labels": s.labels,
+                    "timestamp": s.timestamp,
+                }
                 for key in sorted(self.fleet.by_host.get(name, ()))
                 for s in (self.fleet.series[key],)
             ]
-            out.append({
-                "host": name,
-                "state": (Severity.STALE if stale else worst.get(name, Severity.OK)).name,
-                "last_report_at": host.record.last_report_at,
-                "first_seen": host.record.first_seen,
-                "interval_seconds": host.record.interval_seconds,
-                "agent_version": host.record.agent_version,
-                "labels": host.record.labels,
-                "parents": list(self.evaluator.parents_of(name)),
-                "last_seq": host.record.last_seq,
-                "checks": [
-                    {"check": c.check, "type": c.type, "interval_seconds": c.interval_seconds,
-                     "last_run_at": c.last_run_at, "duration_seconds": c.duration_seconds,
-                     "error_kind": c.error_kind, "error": c.error, "output": c.output}
-                    for c in sorted(host.checks.values(), key=lambda c: c.check)
-                ],
-                "problems": problems.get(name, []),
-                "measurements": measurements,
-            })
+            out.append(
+                {
+                    "host": name,
+                    "state": (Severity.STALE if stale else worst.get(name, Severity.OK)).name,
+                    "last_report_at": host.record.last_report_at,
+                    "first_seen": host.record.first_seen,
+                    "interval_seconds": host.record.interval_seconds,
+                    "agent_version": host.record.agent_version,
+                    "labels": host.record.labels,
+                    "parents": list(self.evaluator.parents_of(name)),
+                    "last_seq": host.record.last_seq,
+                    "checks": [
+                        {
+                            "check": c.check,
+                            "type": c.type,
+                            "interval_seconds": c.interval_seconds,
+                            "last_run_at": c.last_run_at,
+                            "duration_seconds": c.duration_seconds,
+                            "error_kind": c.error_kind,
+                            "error": c.error,
+                            "output": c.output,
+                        }
+                        for c in sorted(host.checks.values(), key=lambda c: c.check)
+                    ],
+                    "problems": problems.get(name, []),
+                    "measurements": measurements,
+                }
+            )
         return out
 
     def explain(self, host: str, rule_name: str) -> dict[str, Any] | None:
@@ -84,32 +109,65 @@ class FleetReader:
         found = self.resolver.explain(rule, host, labels)
 
         def thresholds(r: Any) -> dict[str, Any]:
-            return {"direction": r.direction, "warning": r.warning, "critical": r.critical,
-                    "clear": r.clear_threshold, "for": float(r.for_)}
+            return {
+                "direction": r.direction,
+                "warning": r.warning,
+                "critical": r.critical,
+                "clear": r.clear_threshold,
+                "for": float(r.for_),
+            }
 
         flapping = rule.flapping or self.config.flapping
         states = [
-            {"labels": json.loads(key[2]), "state": state.severity.name, "value": state.value,
-             "flapping": state.flapping, "silenced": state.silenced, "call_id": state.call_id}
+            {
+                "labels": json.loads(key[2]),
+                "state": state.severity.name,
+                "value": state.value,
+                "flapping": state.flapping,
+                "silenced": state.silenced,
+                "call_id": state.call_id,
+            }
             for key, state in sorted(self.fleet.states.items())
-            if key[0] == rule_name and key[1] == host]
+            if key[0] == rule_name and key[1] == host
+        ]
         return {
-            "host": host, "rule": rule.name, "metric": rule.metric, "owner": rule.owner,
-            "host_known": known is not None, "host_labels": labels,
+            "host": host,
+            "rule": rule.name,
+            "metric": rule.metric,
+            "owner": rule.owner,
+            "host_known": known is not None,
+            "host_labels": labels,
             "rule_thresholds": thresholds(rule),
             "effective_thresholds": thresholds(found.effective),
             "source": found.source,
-            "forecast": None if rule.forecast is None else {
-                "reaches": rule.forecast.reaches, "over": float(rule.forecast.over)},
-            "host_groups": [{"name": g.group, "member": g.member, "why": g.why,
-                             "overrides_rule": g.overrides_rule, "applies": g.applies}
-                            for g in found.groups],
-            "flapping": {"enabled": flapping.enabled, "changes": flapping.changes,
-                         "window": float(flapping.window),
-                         "source": "rule" if rule.flapping else "collector"},
-            "maintenance": [{"source": w.source, "ends_at": w.ends_at, "reason": w.reason,
-                             "created_by": w.created_by}
-                            for w in self.calendar.covering(host, rule.name, now)],
+            "forecast": None
+            if rule.forecast is None
+            else {"reaches": rule.forecast.reaches, "over": float(rule.forecast.over)},
+            "host_groups": [
+                {
+                    "name": g.group,
+                    "member": g.member,
+                    "why": g.why,
+                    "overrides_rule": g.overrides_rule,
+                    "applies": g.applies,
+                }
+                for g in found.groups
+            ],
+            "flapping": {
+                "enabled": flapping.enabled,
+                "changes": flapping.changes,
+                "window": float(flapping.window),
+                "source": "rule" if rule.flapping else "collector",
+            },
+            "maintenance": [
+                {
+                    "source": w.source,
+                    "ends_at": w.ends_at,
+                    "reason": w.reason,
+                    "created_by": w.created_by,
+                }
+                for w in self.calendar.covering(host, rule.name, now)
+            ],
             "parents": list(self.evaluator.parents_of(host)),
             "states": states,
         }

@@ -8,18 +8,32 @@ from typing import Any
 from collector.config import collector_config_from_dict
 
 GROUPS = {
-    "systems-administration": {"sink": "helpdesk", "assign": "Systems Administration",
-                               "reopen_within": "1h"},
-    "computer-operations": {"sink": "helpdesk", "assign": "Computer Operations",
-                            "on_recovery": "comment"},
+    "systems-administration": {
+        "sink": "helpdesk",
+        "assign": "Systems Administration",
+        "reopen_within": "1h",
+    },
+    "computer-operations": {
+        "sink": "helpdesk",
+        "assign": "Computer Operations",
+        "on_recovery": "comment",
+    },
 }
 
-FS_RULE = {"name": "filesystem_full", "metric": "fs_used_ratio", "warning": 0.85,
-           "critical": 0.95, "clear": 0.80, "for": "5m", "owner": "systems-administration"}
+FS_RULE = {
+    "name": "filesystem_full",
+    "metric": "fs_used_ratio",
+    "warning": 0.85,
+    "critical": 0.95,
+    "clear": 0.80,
+    "for": "5m",
+    "owner": "systems-administration",
+}
 
 
-def collector_config(tmp_path: Path, rules: list[dict[str, Any]] | None = None,
-                     **extra: Any) -> Any:
+def collector_config(
+    tmp_path: Path, rules: list[dict[str, Any]] | None = None, **extra: Any
+) -> Any:
     data: dict[str, Any] = {
         "data_dir": str(tmp_path / "data"),
         "sinks": {"helpdesk": {"type": "builtin"}},

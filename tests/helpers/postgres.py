@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-PG_DSN = os.environ.get("RUNWATCH_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test "
-                                                "user=postgres connect_timeout=5")
+PG_DSN = os.environ.get(
+    "RUNWATCH_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+)
 
 
 def pg_unavailable_reason() -> str | None:
@@ -17,6 +18,8 @@ def pg_unavailable_reason() -> str | None:
     try:
         psycopg.connect(PG_DSN, autocommit=True).close()
     except psycopg.Error as exc:
-        return (f"PostgreSQL not reachable with {PG_DSN!r} (Debian package: postgresql; "
-                f"set RUNWATCH_TEST_PG_DSN): {str(exc).strip()[:200]}")
+        return (
+            f"PostgreSQL not reachable with {PG_DSN!r} (Debian package: postgresql; "
+            f"set RUNWATCH_TEST_PG_DSN): {str(exc).strip()[:200]}"
+        )
     return None

@@ -22,5 +22,10 @@ __all__ = ["COOKIE", "Session", "SessionCodec", "console_routes"]
 def console_routes(service: CollectorService) -> list[Any]:
     """The console's pages and forms, served at / by the collector."""
     console = Console(service)
-    return [*signin_routes(console), *overview_routes(console), *call_routes(console),
-            *silence_page_routes(console), *report_routes(console)]
+    return [
+        *signin_routes(console),
+        *overview_routes(console),
+        *call_routes(console),
+        *silence_page_routes(console),
+        *report_routes(console),
+    ]

@@ -20,8 +20,9 @@ def call_routes(console: Console) -> list[Any]:
     service, config = console.service, console.config
 
     @get("/calls", include_in_schema=False)
-    async def calls_page(request: Request[Any, Any, Any], group: FromQuery[str] = "",
-                         sink: FromQuery[str] = "") -> Response[Any]:
+    async def calls_page(
+        request: Request[Any, Any, Any], group: FromQuery[str] = "", sink: FromQuery[str] = ""
+    ) -> Response[Any]:
         state = request.query_params.get("state", "open")  # `state` is Litestar's own name
         session = console.session_of(request)
         if session is None:
@@ -29,15 +30,22 @@ def call_routes(console: Console) -> list[Any]:
         status = state if state in ("open", "resolved") else None
         calls = service.calls(status, group or None, 1000)  # type: ignore[arg-type]
         if sink:
-            calls = [c for c in calls if c.group in config.groups
-                     and config.groups[c.group].sink == sink]
+            calls = [
+                c for c in calls if c.group in config.groups and config.groups[c.group].sink == sink
+            ]
         rows = [_call_row(service, c) for c in calls]
-        return console.page("calls.html", session, calls=rows, group=group, state=state,
-                            sink=sink, sinks=sorted(config.sinks))
+        return console.page(
+            "calls.html",
+            session,
+            calls=rows,
+            group=group,
+            state=state,
+            sink=sink,
+            sinks=sorted(config.sinks),
+        )
 
     @get("/calls/{call_id:int}", include_in_schema=False)
-    async def call_page(request: Request[Any, Any, Any], call_id: PathId
-                        ) -> Response[Any]:
+    async def call_page(request: Request[Any, Any, Any], call_id: PathId) -> Response[Any]:
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
@@ -47,12 +55,12 @@ def call_routes(console: Console) -> list[Any]:
         events = service.store.call_events(call_id)
         row = _call_row(service, call)
         acked = any(e.kind == "acknowledged" for e in events)
-        return console.page("call.html", session, call=call, row=row, events=events,
-                            acked=acked)
+        return console.page("call.html", session, call=call, row=row, events=events, acked=acked)
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
-    async def call_action(request: Request[Any, Any, Any], call_id: PathId,
-                          action: FromPath[str]) -> Response[Any]:
+    async def call_action(
+        request: Request[Any, Any, Any], call_id: PathId, action: FromPath[str]
+    ) -> Response[Any]:
         session, form, refusal = await console.changing(request)
         if refusal is not None:
             return refusal
@@ -61,11 +69,9 @@ def call_routes(console: Console) -> list[Any]:
             if action == "acknowledge":
                 service.acknowledge_call(call_id, session.name, via="console")
             elif action == "comment":
-                service.comment_call(call_id, session.name, form.get("text", ""),
-                                     via="console")
+                service.comment_call(call_id, session.name, form.get("text", ""), via="console")
             elif action == "resolve":
-                service.resolve_call(call_id, session.name, form.get("text", ""),
-                                     via="console")
+                service.resolve_call(call_id, session.name, form.get("text", ""), via="console")
             else:
                 return console.refused(session, f"No action {action!r} on calls.", 404)
         except Rejection as rejection:
@@ -80,6 +86,10 @@ def _call_row(service: CollectorService, call: Call) -> dict[str, Any]:
     sink = group.sink if group else ""
     builtin = service.is_builtin_call(call)
     link = None if builtin or not sink else service.store.get_link(call.id, sink)
-    return {"call": call, "sink": sink, "builtin": builtin,
-            "ticket_url": link.url if link else None,
-            "ticket_id": link.remote_id if link else None}
+    return {
+        "call": call,
+        "sink": sink,
+        "builtin": builtin,
+        "ticket_url": link.url if link else None,
+        "ticket_id": link.remote_id if link else None,
+    }

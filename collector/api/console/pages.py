@@ -37,16 +37,18 @@ HERE = Path(__file__).parent
 # Everything the console loads comes from the collector itself; no inline script.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; frame-ancestors 'none'; "
-                               "form-action 'self'; base-uri 'none'",
+    "img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
 # A valid hash of a random password: signing in as an unknown user costs the same time.
-_DUMMY_HASH = ("pbkdf2_sha256$600000$00000000000000000000000000000000$"
-               "0000000000000000000000000000000000000000000000000000000000000000")
+_DUMMY_HASH = (
+    "pbkdf2_sha256$600000$00000000000000000000000000000000$"
+    "0000000000000000000000000000000000000000000000000000000000000000"
+)
 
 
 class Console:
@@ -74,8 +76,9 @@ class Console:
             role = service.operators.has_fingerprint(session.name, session.fingerprint)
         else:
             try:
-                user = next((u for u in read_users(self.config.users_file)
-                             if u.name == session.name), None)
+                user = next(
+                    (u for u in read_users(self.config.users_file) if u.name == session.name), None
+                )
             except TokenFileError as exc:
                 log.error("console: cannot read the users file: %s", exc)
                 return None
@@ -87,8 +90,7 @@ class Console:
             return None
         return session
 
-    async def sign_in(self, client: str, token: str, name: str, password: str
-                      ) -> Session | None:
+    async def sign_in(self, client: str, token: str, name: str, password: str) -> Session | None:
         """The session for a token or a name and password, or None; Throttled when a limit
         refuses the attempt (before any password is checked)."""
         service = self.service
@@ -98,9 +100,16 @@ class Console:
             found = service.operators.identify(token)
             if found is None:
                 return None
-            fingerprint = hash_token(token)[len("sha256:"):][:16]
-            return Session("token", found[0], found[1], fingerprint, now + self.lifetime,
-                           secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+            fingerprint = hash_token(token)[len("sha256:") :][:16]
+            return Session(
+                "token",
+                found[0],
+                found[1],
+                fingerprint,
+                now + self.lifetime,
+                secrets.token_urlsafe(24),
+                secrets.token_urlsafe(24),
+            )
         if not name:
             return None
         service.limits.check_signin(name)
@@ -112,22 +121,40 @@ class Console:
         user = next((u for u in users if u.name == name), None)
         # Hash even for an unknown name, so timing does not tell which names exist.
         stored = user.password_hash if user else _DUMMY_HASH
-        if not await service.limits.check_password(verify_password, password, stored) \
-                or user is None:
+        if (
+            not await service.limits.check_password(verify_password, password, stored)
+            or user is None
+        ):
             return None
         service.limits.signed_in(name)
-        return Session("user", user.name, user.role, user.fingerprint,
-                       service.clock() + self.lifetime, secrets.token_urlsafe(24),
-                       secrets.token_urlsafe(24))
+        return Session(
+            "user",
+            user.name,
+            user.role,
+            user.fingerprint,
+            service.clock() + self.lifetime,
+            secrets.token_urlsafe(24),
+            secrets.token_urlsafe(24),
+        )
 
-    def page(self, template: str, session: Session | None, status: int = 200,
-             headers: dict[str, str] | None = None, **context: Any) -> Response[str]:
+    def page(
+        self,
+        template: str,
+        session: Session | None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> Response[str]:
         """A template rendered as an HTML page, with the security headers."""
         body = self.env.get_template(template).render(
-            session=session, now=self.service.clock(), groups=sorted(self.config.groups),
-            **context)
-        return Response(body, status_code=status, media_type=MediaType.HTML,
-                        headers={**SECURITY_HEADERS, **(headers or {})})
+            session=session, now=self.service.clock(), groups=sorted(self.config.groups), **context
+        )
+        return Response(
+            body,
+            status_code=status,
+            media_type=MediaType.HTML,
+            headers={**SECURITY_HEADERS, **(headers or {})},
+        )
 
     @staticmethod
     def to_login(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -139,28 +166,42 @@ class Console:
         """The error page, saying why."""
         return self.page("error.html", session, status=status, message=message)
 
-    async def changing(self, request: Request[Any, Any, Any]
-                       ) -> tuple[Session | None, dict[str, str], Response[Any] | None]:
+    async def changing(
+        self, request: Request[Any, Any, Any]
+    ) -> tuple[Session | None, dict[str, str], Response[Any] | None]:
         """Check a form that changes something: a live session, its CSRF token, its role."""
         session = self.session_of(request)
         form = await form_of(request)
         if not same_origin(request):
-            log.warning("console: refused a form posted from another site (%s)",
-                        request.headers.get("origin"))
-            return session, form, self.refused(session, "The form came from another site.",
-                                               403)
+            log.warning(
+                "console: refused a form posted from another site (%s)",
+                request.headers.get("origin"),
+            )
+            return session, form, self.refused(session, "The form came from another site.", 403)
         if session is None:
-            return None, form, self.refused(None, "Your session has ended: sign in again.",
-                                            401)
+            return None, form, self.refused(None, "Your session has ended: sign in again.", 401)
         if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
             log.warning("console: %s sent a form without a valid CSRF token", session.name)
-            return session, form, self.refused(session, "The form was stale or not from this "
-                                                        "console (CSRF check failed).", 403)
+            return (
+                session,
+                form,
+                self.refused(
+                    session, "The form was stale or not from this console (CSRF check failed).", 403
+                ),
+            )
         if not session.can_change:
-            log.warning("console: read-only %s refused a change at %s", session.name,
-                        request.url.path)
-            return session, form, self.refused(session, "Your role is read-only: you can see "
-                                                        "everything and change nothing.", 403)
+            log.warning(
+                "console: read-only %s refused a change at %s", session.name, request.url.path
+            )
+            return (
+                session,
+                form,
+                self.refused(
+                    session,
+                    "Your role is read-only: you can see everything and change nothing.",
+                    403,
+                ),
+            )
         return session, form, None
 
 
@@ -200,10 +241,12 @@ def _ago(seconds: float) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["when"] = _when
     env.filters["ago"] = _ago
-    env.filters["labels"] = lambda labels: ", ".join(f"{k}={v}" for k, v in
-                                                     sorted(labels.items()))
+    env.filters["labels"] = lambda labels: ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
     return env

@@ -32,28 +32,46 @@ def report_routes(console: Console) -> list[Any]:
         return console.page("audit.html", session, entries=service.store.list_audit(500))
 
     @get("/report", include_in_schema=False)
-    async def report_page(request: Request[Any, Any, Any], period: FromQuery[str] = "",
-                          group: FromQuery[str] = "") -> Response[Any]:
+    async def report_page(
+        request: Request[Any, Any, Any], period: FromQuery[str] = "", group: FromQuery[str] = ""
+    ) -> Response[Any]:
         format_ = request.query_params.get("format", "")
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
         label = period or datetime.fromtimestamp(service.clock(), UTC).strftime("%Y-%m")
         try:
-            report = build_report(service.store, config, parse_period(label), group or None,
-                                  as_of=service.clock())
+            report = build_report(
+                service.store, config, parse_period(label), group or None, as_of=service.clock()
+            )
         except ReportError as exc:
             return console.refused(session, str(exc), 422)
         if format_ in FORMATS:
-            media = {"json": MediaType.JSON, "csv": "text/csv", "md": "text/markdown",
-                     "html": MediaType.HTML}[format_]
+            media = {
+                "json": MediaType.JSON,
+                "csv": "text/csv",
+                "md": "text/markdown",
+                "html": MediaType.HTML,
+            }[format_]
             name = f"runwatch-report-{label}{'-' + group if group else ''}.{format_}"
-            return Response(render(report, format_), media_type=media, headers={
-                **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+            return Response(
+                render(report, format_),
+                media_type=media,
+                headers={
+                    **SECURITY_HEADERS,
+                    "Content-Disposition": f'attachment; filename="{name}"',
+                },
+            )
         query = urlencode({"period": label, **({"group": group} if group else {})})
-        return console.page("report.html", session,
-                            report_html=render_html(report, standalone=False), period=label,
-                            group=group, query=query, formats=FORMATS,
-                            host_groups=sorted(g.name for g in config.host_groups))
+        return console.page(
+            "report.html",
+            session,
+            report_html=render_html(report, standalone=False),
+            period=label,
+            group=group,
+            query=query,
+            formats=FORMATS,
+            host_groups=sorted(g.name for g in config.host_groups),
+        )
 
     return [audit_page, report_page]

@@ -23,13 +23,13 @@ COOKIE = "runwatch_session"
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    kind: str          # "token" or "user"
+    kind: str  # "token" or "user"
     name: str
     role: str
-    fingerprint: str   # of the token or user entry it was made from
+    fingerprint: str  # of the token or user entry it was made from
     expires: float
     csrf: str
-    sid: str           # the session's id: the store keeps the live ones (see session_key)
+    sid: str  # the session's id: the store keeps the live ones (see session_key)
 
     @property
     def can_change(self) -> bool:
@@ -63,9 +63,23 @@ class SessionCodec:
         return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
 
     def encode(self, session: Session) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(
-            [session.kind, session.name, session.role, session.fingerprint, session.expires,
-             session.csrf, session.sid]).encode()).decode().rstrip("=")  # "=" would need quoting
+        body = (
+            base64.urlsafe_b64encode(
+                json.dumps(
+                    [
+                        session.kind,
+                        session.name,
+                        session.role,
+                        session.fingerprint,
+                        session.expires,
+                        session.csrf,
+                        session.sid,
+                    ]
+                ).encode()
+            )
+            .decode()
+            .rstrip("=")
+        )  # "=" would need quoting
         return f"{body}.{self._mac(body)}"
 
     def decode(self, value: str, now: float) -> Session | None:
@@ -74,9 +88,17 @@ class SessionCodec:
             return None
         try:
             kind, name, role, fingerprint, expires, csrf, sid = json.loads(
-                base64.urlsafe_b64decode(body.encode() + b"=" * (-len(body) % 4)))
-            session = Session(str(kind), str(name), str(role), str(fingerprint),
-                              float(expires), str(csrf), str(sid))
+                base64.urlsafe_b64decode(body.encode() + b"=" * (-len(body) % 4))
+            )
+            session = Session(
+                str(kind),
+                str(name),
+                str(role),
+                str(fingerprint),
+                float(expires),
+                str(csrf),
+                str(sid),
+            )
         except (ValueError, TypeError):
             return None
         return session if session.expires > now else None

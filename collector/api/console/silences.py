@@ -21,8 +21,9 @@ def silence_page_routes(console: Console) -> list[Any]:
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
-        return console.page("silences.html", session,
-                            silences=service.silences(include_ended=True), error=None)
+        return console.page(
+            "silences.html", session, silences=service.silences(include_ended=True), error=None
+        )
 
     @post("/silences", include_in_schema=False, status_code=303)
     async def add_silence(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -36,23 +37,31 @@ def silence_page_routes(console: Console) -> list[Any]:
             if duration <= 0 or not reason:
                 raise ValueError("give a reason and a duration of more than 0s")
         except ValueError as exc:
-            return console.page("silences.html", session, status=422,
-                                silences=service.silences(include_ended=True), error=str(exc))
-        service.add_silence(session.name, host=form.get("host", "").strip() or "*",
-                            rule=form.get("rule", "").strip() or "*", duration=duration,
-                            reason=reason[:1000], via="console")
+            return console.page(
+                "silences.html",
+                session,
+                status=422,
+                silences=service.silences(include_ended=True),
+                error=str(exc),
+            )
+        service.add_silence(
+            session.name,
+            host=form.get("host", "").strip() or "*",
+            rule=form.get("rule", "").strip() or "*",
+            duration=duration,
+            reason=reason[:1000],
+            via="console",
+        )
         return Redirect("/silences", status_code=303)
 
     @post("/silences/{silence_id:int}/end", include_in_schema=False, status_code=303)
-    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId
-                          ) -> Response[Any]:
+    async def end_silence(request: Request[Any, Any, Any], silence_id: PathId) -> Response[Any]:
         session, _form, refusal = await console.changing(request)
         if refusal is not None:
             return refusal
         assert session is not None
         if service.end_silence(silence_id, session.name, via="console") is None:
-            return console.refused(session, f"No silence {silence_id} in force or to come.",
-                                   404)
+            return console.refused(session, f"No silence {silence_id} in force or to come.", 404)
         return Redirect("/silences", status_code=303)
 
     return [silences_page, add_silence, end_silence]
