@@ -13,20 +13,21 @@ from typing import Any
 
 from checks.schema import Measurement
 
-# runwatch measurement -> (node_exporter name, label renames)
-NODE_EXPORTER_NAMES: dict[str, tuple[str, dict[str, str]]] = {
-    "load1": ("node_load1", {}),
-    "load5": ("node_load5", {}),
-    "load15": ("node_load15", {}),
-    "memory_total_bytes": ("node_memory_MemTotal_bytes", {}),
-    "memory_available_bytes": ("node_memory_MemAvailable_bytes", {}),
-    "swap_total_bytes": ("node_memory_SwapTotal_bytes", {}),
-    "fs_size_bytes": ("node_filesystem_size_bytes", {}),
-    "fs_free_bytes": ("node_filesystem_avail_bytes", {}),
-    "fs_inodes": ("node_filesystem_files", {}),
-    "fs_inodes_free": ("node_filesystem_files_free", {}),
-    "boot_time_seconds": ("node_boot_time_seconds", {}),
-    "processes": ("node_procs_total", {}),
+# runwatch measurement -> node_exporter name. The labels need no renaming: the filesystem
+# check's mountpoint, device and fstype are node_exporter's label names too.
+NODE_EXPORTER_NAMES: dict[str, str] = {
+    "load1": "node_load1",
+    "load5": "node_load5",
+    "load15": "node_load15",
+    "memory_total_bytes": "node_memory_MemTotal_bytes",
+    "memory_available_bytes": "node_memory_MemAvailable_bytes",
+    "swap_total_bytes": "node_memory_SwapTotal_bytes",
+    "fs_size_bytes": "node_filesystem_size_bytes",
+    "fs_free_bytes": "node_filesystem_avail_bytes",
+    "fs_inodes": "node_filesystem_files",
+    "fs_inodes_free": "node_filesystem_files_free",
+    "boot_time_seconds": "node_boot_time_seconds",
+    "processes": "node_procs_total",
 }
 
 
@@ -60,13 +61,13 @@ class AgentCollector:
 
         families: dict[str, GaugeMetricFamily] = {}
         for m in self._latest.snapshot():
-            name, renames = NODE_EXPORTER_NAMES.get(m.name, (f"runwatch_{m.name}", {}))
+            name = NODE_EXPORTER_NAMES.get(m.name, f"runwatch_{m.name}")
             family = families.get(name)
             if family is None:
                 family = families[name] = GaugeMetricFamily(
                     name, f"{m.name} as measured by the runwatch agent ({m.unit or 'count'})."
                 )
-            labels = {renames.get(k, k): v for k, v in m.labels.items()}
+            labels = dict(m.labels)
             if not name.startswith("node_"):
                 labels["check"] = m.check
             family.samples.append(Sample(name, labels, m.value, None, None))

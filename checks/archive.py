@@ -35,7 +35,7 @@ from typing import Annotated, Any, ClassVar, NamedTuple
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, Clock, ProbeBase
 from checks.command import CommandResult, run_command
 from checks.files import FileStat, PathGlob, regular_files
 from checks.schema import Measurement
@@ -128,33 +128,27 @@ def verify_argvs(path: str) -> list[list[str]] | None:
     return None
 
 
-class ArchiveCheck:
+class ArchiveCheck(ProbeBase[ArchiveOptions]):
     """Report count, size, ages and retention of archive files, and whether they read back."""
-
-    name: ClassVar[str] = "archive"
 
     def __init__(
         self,
         options: ArchiveOptions,
         *,
+        state_dir: Path | None = None,
+        which: Which | None = None,
+        run: Runner = run_command,
         timeout: float | None = None,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
-        state_dir: Path | None = None,
-        run: Runner = run_command,
-        which: Which | None = None,
     ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
+        super().__init__(options, timeout=timeout, clock=clock, monotonic=monotonic)
         self._cache_path = state_dir / _CACHE_NAME if state_dir is not None else None
         self._run = run
         self._which = which or _which
         self._verdicts: dict[str, Verdict] | None = None  # loaded on the first collect
         self._save_failed = False
-        if timeout is None:
-            timeout = options.timeout_seconds()
-        self._verify_budget = timeout * _VERIFY_BUDGET_SHARE
+        self._verify_budget = self._timeout * _VERIFY_BUDGET_SHARE
 
     def collect(self) -> list[Measurement]:
         """Return the archive's figures, verifying new files first when `verify` is on."""
@@ -188,13 +182,7 @@ class ArchiveCheck:
                 ("archive_verify_success", 0 if failures else 1, ""),
             ]
         labels = {"archive": self._options.label or self._options.path}
-        check = self._options.instance
-        return [
-            Measurement(
-                check=check, name=name, value=float(value), unit=unit, labels=labels, timestamp=now
-            )
-            for name, value, unit in figures
-        ]
+        return self._measurements(figures, now, labels)
 
     # --- integrity -------------------------------------------------------------------------
 

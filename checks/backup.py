@@ -1,20 +1,18 @@
-"""What the restic and borg checks share: their commands' time budget and one run's figures."""
+"""What the restic and borg checks share: their own directory, time budget and run figures."""
 
 from __future__ import annotations
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from checks.base import CheckFailed, Clock, OptionsT, ProbeBase, measurements_of
 from checks.schema import Measurement
 
 # The commands of one run end by this share of the runner's timeout, which leaves time to hand
 # in what was measured before the runner gives up.
 _COMMANDS_SHARE = 0.9
-
-
-def commands_budget(options: CheckOptions, timeout: float | None) -> float:
-    """Seconds the commands of one run may take, out of the runner's `timeout` for it."""
-    if timeout is None:
-        timeout = options.timeout_seconds()
-    return timeout * _COMMANDS_SHARE
 
 
 class ProbeRun:
@@ -56,3 +54,50 @@ class ProbeRun:
     def failed(self, exc: CheckFailed) -> CheckFailed:
         """The failure to raise for `exc`, carrying the run's measurements."""
         return CheckFailed(str(exc), measurements=self.finish(False))
+
+
+class BackupProbe(ProbeBase[OptionsT]):
+    """A check that probes a backup repository with the tool's commands (restic, borg).
+
+    `state_dir` is where the agent keeps the tool's cache for it; the check's `_labels`, set
+    in its _prepare, label every figure of a run.
+    """
+
+    def __init__(
+        self,
+        options: OptionsT,
+        *,
+        timeout: float | None = None,
+        state_dir: Path | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self._state_dir = state_dir
+        super().__init__(options, timeout=timeout, clock=clock, monotonic=monotonic)
+
+    def _own_dir(self, configured: str | None, default_name: str) -> Path | None:
+        """The tool's directory: as configured, else `default_name` in the state dir, if any."""
+        if configured is not None:
+            return Path(configured)
+        return self._state_dir / default_name if self._state_dir is not None else None
+
+    @contextmanager
+    def _parsing(self, command: str, expected: str) -> Iterator[None]:
+        """Turn output of `command` that is not as parsed into CheckFailed asking `expected`."""
+        try:
+            yield
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckFailed(
+                f"cannot parse `{command}` for repository {self._labels['repo']}: {exc}; "
+                f"is {expected}?"
+            ) from None
+
+    def _start_run(self) -> ProbeRun:
+        """Begin one run, whose commands end by its deadline."""
+        return ProbeRun(
+            self._options.instance,
+            self._labels,
+            self._timeout * _COMMANDS_SHARE,
+            clock=self._clock,
+            monotonic=self._monotonic,
+        )

@@ -1,11 +1,13 @@
-"""What every check shares: its options base, the check protocol, and counter-to-rate helpers."""
+"""What every check shares: its options base, the check protocol and base classes, and rates."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from fnmatch import fnmatchcase
-from typing import Annotated, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -99,6 +101,113 @@ class Check(Protocol):
 
 Clock = Callable[[], float]
 
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class CheckBase(Generic[OptionsT]):
+    """What every check keeps: its validated options and the wall clock it stamps figures with.
+
+    Not a check by itself (no collect). A check's `name` is its options' type tag, so
+    `class CpuCheck(CheckBase[CpuOptions])` is the "cpu" check. A check that reads the host
+    through functions of its own (tests hand in fakes) takes them as keywords in its __init__.
+    """
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            options = next(iter(get_args(base)), None)
+            if isinstance(options, type) and issubclass(options, CheckOptions):
+                cls.name = str(options.__struct_config__.tag)
+
+    def __init__(self, options: OptionsT, *, clock: Clock = time.time) -> None:
+        self._options = options
+        self._clock = clock
+        self._labels: dict[str, str] = {}  # what every figure carries unless told otherwise
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Derive what the check needs from its options, once, at the end of __init__."""
+
+    def _measurements(
+        self,
+        figures: Iterable[tuple[str, float, str]],
+        now: float,
+        labels: dict[str, str] | None = None,
+    ) -> list[Measurement]:
+        """This check's measurements of (name, value, unit) figures that share their labels."""
+        return measurements_of(
+            self._options.instance, figures, self._labels if labels is None else labels, now
+        )
+
+    def _measurement(
+        self,
+        name: str,
+        value: float,
+        now: float,
+        unit: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> Measurement:
+        return self._measurements([(name, value, unit)], now, labels)[0]
+
+
+class ProbeBase(CheckBase[OptionsT]):
+    """A check that waits on the world (a command, a connection) and must end by a deadline.
+
+    `timeout` is the runner's budget for one run (CheckOptions.timeout_seconds for a check
+    built outside a runner); `monotonic` measures the run against it.
+    """
+
+    def __init__(
+        self,
+        options: OptionsT,
+        *,
+        timeout: float | None = None,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        # Set before CheckBase's __init__, which ends with _prepare (and that may use them).
+        self._monotonic = monotonic
+        self._timeout = timeout if timeout is not None else options.timeout_seconds()
+        super().__init__(options, clock=clock)
+
+
+@contextmanager
+def reading(
+    what: str, source: str, errors: tuple[type[Exception], ...] = (OSError,)
+) -> Iterator[None]:
+    """Turn a failed read of the host into CheckFailed: "cannot <what> (...); ... <source>"."""
+    try:
+        yield
+    except errors as exc:
+        raise CheckFailed(
+            f"cannot {what} ({exc}); the agent needs read access to {source}"
+        ) from exc
+
+
+class OnceWarnings:
+    """Say a lasting problem (a broken file) at WARNING once, then at DEBUG until it clears.
+
+    Each collect gathers the keys of the problems it met in `seen`, and ends with
+    `forget_except(seen)`: a problem that cleared is said at WARNING again when it comes back.
+    """
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._warned: set[Hashable] = set()
+
+    def warn(self, seen: set[Hashable], key: Hashable, message: str, *args: object) -> None:
+        """Log `message` for the problem `key`, and record it in `seen`."""
+        seen.add(key)
+        level = logging.DEBUG if key in self._warned else logging.WARNING
+        self._warned.add(key)
+        self._log.log(level, message, *args)
+
+    def forget_except(self, seen: set[Hashable]) -> None:
+        """Forget the problems not met in this collect."""
+        self._warned &= seen
+
 
 # What a check adds to RateTracker.per_item for one item: (item, counters, labels, seen keys).
 ItemMore = Callable[[str, object, dict[str, str], set[Hashable]], Iterable[Measurement]]
@@ -178,3 +287,14 @@ class RateTracker:
         """Drop state for keys no longer seen (a removed disk or interface)."""
         for key in [k for k in self._last if k not in keys]:
             del self._last[key]
+
+
+class RatesBase(CheckBase[OptionsT]):
+    """A check that turns per-item counters (disks, interfaces) into per-second rates."""
+
+    def __init__(
+        self, options: OptionsT, *, clock: Clock = time.time, monotonic: Clock = time.monotonic
+    ) -> None:
+        self._monotonic = monotonic  # what the rates are per second of
+        self._rates = RateTracker(monotonic)
+        super().__init__(options, clock=clock)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 import msgspec
 
-from checks.backup import ProbeRun, commands_budget
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.backup import BackupProbe
+from checks.base import CheckFailed, CheckOptions
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -121,31 +119,15 @@ def _log_lines(stderr: str) -> list[tuple[str, str, str]]:
     return out
 
 
-class BorgCheck:
+class BorgCheck(BackupProbe[BorgOptions]):
     """Report the newest archive's time and age, archive count, sizes and duration."""
 
-    name: ClassVar[str] = "borg"
-
-    def __init__(
-        self,
-        options: BorgOptions,
-        *,
-        timeout: float | None = None,
-        state_dir: Path | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
-        self._budget = commands_budget(options, timeout)
+    def _prepare(self) -> None:
         from zoneinfo import ZoneInfo  # only for borg checks
 
+        options = self._options
         self._zone = ZoneInfo(options.timezone or "UTC")
-        if options.base_dir is not None:
-            self._base_dir: Path | None = Path(options.base_dir)
-        else:
-            self._base_dir = state_dir / "base" if state_dir is not None else None
+        self._base_dir = self._own_dir(options.base_dir, "base")
         self._labels = {
             "job": options.job or options.instance,
             "tool": "borg",
@@ -159,13 +141,7 @@ class BorgCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        run = ProbeRun(
-            self._options.instance,
-            self._labels,
-            self._budget,
-            clock=self._clock,
-            monotonic=self._monotonic,
-        )
+        run = self._start_run()
         try:
             env, secret = self._env()
             archives = self._archives(env, secret, run.deadline)
@@ -223,18 +199,13 @@ class BorgCheck:
         self._warn_if_warning(result, secret)
         if result.returncode != 0 and result.returncode not in _WARNING_CODES:
             raise CheckFailed(self._explain(result, secret))
-        try:
+        with self._parsing("borg list --json", f"{self._options.borg} borg 1.x"):
             listing = json.loads(result.stdout)["archives"]
             return [
                 (self._timestamp(item["time"]), item["name"])
                 for item in listing
                 if not is_checkpoint(item["name"])  # borg 1.2 hides them; older ones may not
             ]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckFailed(
-                f"cannot parse `borg list --json` for repository {self._options.repository}: "
-                f"{exc}; is {self._options.borg} borg 1.x?"
-            ) from None
 
     def _timestamp(self, text: str) -> float:
         """Return the Unix time of a borg time ("2026-11-22T09:07:38.000000", zone-less)."""

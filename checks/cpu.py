@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Final
+from typing import Final
 
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckBase, CheckOptions, Clock, reading
 from checks.schema import Measurement
 
 _MODES: Final = ("user", "system", "iowait", "idle", "nice", "irq", "softirq", "steal")
@@ -25,31 +25,24 @@ class CpuOptions(CheckOptions, tag="cpu", frozen=True):
     """Options of the cpu check, which has none of its own."""
 
 
-class CpuCheck:
+class CpuCheck(CheckBase[CpuOptions]):
     """Report the busy share of CPU time and the share spent in each mode."""
-
-    name: ClassVar[str] = "cpu"
 
     def __init__(
         self,
         options: CpuOptions,
         *,
-        clock: Clock = time.time,
         cpu_times: Callable[[], Mapping[str, float]] = _read_cpu_times,
+        clock: Clock = time.time,
     ) -> None:
-        self._options = options
-        self._clock = clock
+        super().__init__(options, clock=clock)
         self._cpu_times = cpu_times
         self._previous: Mapping[str, float] | None = None
 
     def collect(self) -> list[Measurement]:
         """Return mode shares since the previous collect; the first collect returns none."""
-        try:
+        with reading("read CPU times", "/proc/stat"):
             sample = self._cpu_times()
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot read CPU times ({exc}); the agent needs read access to /proc/stat"
-            ) from exc
         previous, self._previous = self._previous, sample
         if previous is None:
             return []
@@ -65,26 +58,10 @@ class CpuCheck:
             # No clock tick since the previous collect: any share would be made up.
             return []
         now = self._clock()
-        check = self._options.instance
         idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
-        out = [
-            Measurement(
-                check=check,
-                name="cpu_utilization_ratio",
-                value=1.0 - idle / total,
-                unit="ratio",
-                timestamp=now,
-            )
-        ]
+        out = [self._measurement("cpu_utilization_ratio", 1.0 - idle / total, now, "ratio")]
         out.extend(
-            Measurement(
-                check=check,
-                name="cpu_mode_ratio",
-                value=deltas[mode] / total,
-                unit="ratio",
-                labels={"mode": mode},
-                timestamp=now,
-            )
+            self._measurement("cpu_mode_ratio", deltas[mode] / total, now, "ratio", {"mode": mode})
             for mode in _MODES
             if mode in deltas
         )

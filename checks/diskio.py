@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Mapping
-from typing import ClassVar, Final, Protocol
+from typing import Final
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, Glob, RateTracker
+from checks.base import CheckOptions, Clock, Glob, RatesBase, reading
 from checks.schema import Measurement
 
 # (measurement, counter field, unit)
@@ -30,53 +30,36 @@ class DiskioOptions(CheckOptions, tag="diskio", frozen=True):
     )
 
 
-class DiskCounters(Protocol):
-    """Cumulative counters of one device, as psutil.disk_io_counters returns them."""
-
-    @property
-    def read_bytes(self) -> int: ...
-    @property
-    def write_bytes(self) -> int: ...
-    @property
-    def read_count(self) -> int: ...
-    @property
-    def write_count(self) -> int: ...
+# Each device's cumulative counters: an object with the fields of _RATES (and, on Linux and
+# FreeBSD, busy_time), as psutil.disk_io_counters(perdisk=True) returns them.
+DiskCounters = Mapping[str, object]
 
 
-def _all_disk_counters() -> Mapping[str, DiskCounters] | None:
+def _all_disk_counters() -> DiskCounters | None:
     return psutil.disk_io_counters(perdisk=True)
 
 
-class DiskioCheck:
+class DiskioCheck(RatesBase[DiskioOptions]):
     """Report bytes and operations per second, and the busy share, for each block device."""
-
-    name: ClassVar[str] = "diskio"
 
     def __init__(
         self,
         options: DiskioOptions,
         *,
+        counters: Callable[[], DiskCounters | None] = _all_disk_counters,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
-        counters: Callable[[], Mapping[str, DiskCounters] | None] = _all_disk_counters,
     ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
+        super().__init__(options, clock=clock, monotonic=monotonic)
         self._counters = counters
-        self._rates = RateTracker(monotonic)
 
     def collect(self) -> list[Measurement]:
         """Return rates since the previous collect; a device seen first returns none."""
-        try:
+        where = "/proc/diskstats, or remove the diskio check"
+        with reading("read disk I/O counters", where, (OSError, NotImplementedError)):
             # psutil answers None or {} where no block device is visible, as in many containers:
             # nothing to report is not a failure.
             devices = self._counters() or {}
-        except (OSError, NotImplementedError) as exc:
-            raise CheckFailed(
-                f"cannot read disk I/O counters ({exc}); the agent needs read "
-                "access to /proc/diskstats, or remove the diskio check"
-            ) from exc
         at = self._monotonic()
         now = self._clock()
         check = self._options.instance
@@ -95,14 +78,7 @@ class DiskioCheck:
             # Busy ms per second. The kernel books busy time as I/O starts and ends, so one
             # interval can be charged some of the previous one's: cap at fully busy.
             return [
-                Measurement(
-                    check=check,
-                    name="disk_busy_ratio",
-                    value=min(1.0, rate / 1000),
-                    unit="ratio",
-                    labels=labels,
-                    timestamp=now,
-                )
+                self._measurement("disk_busy_ratio", min(1.0, rate / 1000), now, "ratio", labels)
             ]
 
         return self._rates.per_item(

@@ -11,13 +11,12 @@ import glob
 import logging
 import os
 import stat
-import time
 from pathlib import Path
-from typing import Annotated, ClassVar, NamedTuple
+from typing import Annotated, NamedTuple
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckBase, CheckFailed, CheckOptions
 from checks.schema import Measurement
 
 _log = logging.getLogger(__name__)
@@ -88,14 +87,8 @@ class FilesOptions(CheckOptions, tag="files", frozen=True):
     label: str | None = None
 
 
-class FilesCheck:
+class FilesCheck(CheckBase[FilesOptions]):
     """Report count, total size and newest/oldest age of the regular files a glob matches."""
-
-    name: ClassVar[str] = "files"
-
-    def __init__(self, options: FilesOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
 
     def collect(self) -> list[Measurement]:
         """Return the count and total size, and ages when any file matches."""
@@ -114,10 +107,4 @@ class FilesCheck:
                 ("files_newest_size_bytes", newest.size_bytes, "bytes"),
             ]
         labels = {"files": self._options.label or self._options.path}
-        check = self._options.instance
-        return [
-            Measurement(
-                check=check, name=name, value=float(value), unit=unit, labels=labels, timestamp=now
-            )
-            for name, value, unit in figures
-        ]
+        return self._measurements(figures, now, labels)

@@ -7,12 +7,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, Glob
+from checks.base import CheckBase, CheckOptions, Clock, Glob, reading
 from checks.schema import Measurement
 
 _log = logging.getLogger(__name__)
@@ -64,21 +64,18 @@ def _matches(path: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(path, pattern) for pattern in patterns)
 
 
-class FilesystemCheck:
+class FilesystemCheck(CheckBase[FilesystemOptions]):
     """Report size, free and used space, and inodes, for each selected filesystem."""
-
-    name: ClassVar[str] = "filesystem"
 
     def __init__(
         self,
         options: FilesystemOptions,
         *,
-        clock: Clock = time.time,
         partitions: Callable[[], Sequence[Partition]] = _all_partitions,
         statvfs: Callable[[str], os.statvfs_result] = _statvfs,
+        clock: Clock = time.time,
     ) -> None:
-        self._options = options
-        self._clock = clock
+        super().__init__(options, clock=clock)
         self._partitions = partitions
         self._statvfs = statvfs
         self._include_types = frozenset(options.include_types)
@@ -98,13 +95,8 @@ class FilesystemCheck:
 
     def collect(self) -> list[Measurement]:
         """Return space and inode figures for every selected, readable filesystem."""
-        try:
+        with reading("list mounted filesystems", "/proc/self/mounts"):
             partitions = self._partitions()
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot list mounted filesystems ({exc}); the agent needs read "
-                "access to /proc/self/mounts"
-            ) from exc
         # A later mount on the same mountpoint hides the earlier one, and statvfs sees the top.
         visible = {partition.mountpoint: partition for partition in partitions}
         self._unreadable.intersection_update(visible)
@@ -142,13 +134,7 @@ class FilesystemCheck:
                 ("fs_inodes_used_ratio", (st.f_files - st.f_ffree) / st.f_files, "ratio")
             )
         labels = {"mountpoint": mountpoint, "device": partition.device, "fstype": partition.fstype}
-        check = self._options.instance
-        return [
-            Measurement(
-                check=check, name=name, value=float(value), unit=unit, labels=labels, timestamp=now
-            )
-            for name, value, unit in figures
-        ]
+        return self._measurements(figures, now, labels)
 
     def _warn_unreadable(self, partition: Partition, exc: OSError) -> None:
         # A mount that stays unreadable would log every cycle; say it once until it recovers.

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+from checks.base import CheckFailed, CheckOptions, ProbeBase
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -106,7 +105,7 @@ def certificate_not_after(sock: ssl.SSLSocket, verified: bool) -> float | None:
     return float(certificate.not_valid_after_utc.timestamp())  # cryptography >= 42
 
 
-class HttpCheck:
+class HttpCheck(ProbeBase[HttpOptions]):
     """Request the URL once and report whether it answered as expected, and how fast.
 
     A connection or TLS failure is `http_up 0` with no other series. `http_response_seconds`
@@ -114,27 +113,13 @@ class HttpCheck:
     server certificate's expiry is reported whenever the request succeeded.
     """
 
-    name: ClassVar[str] = "http"
-
-    def __init__(
-        self,
-        options: HttpOptions,
-        *,
-        timeout: float | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
-        self._parts = urlsplit(options.url)
-        self._labels = {"url": options.url}
-        if timeout is None:
-            timeout = options.timeout_seconds()
+    def _prepare(self) -> None:
+        self._parts = urlsplit(self._options.url)
+        self._labels = {"url": self._options.url}
         # The whole request, connect to body, ends a little before the runner gives up, so a
         # slow server reads as down, not hung.
-        self._budget = timeout * 0.9
-        self._headers = {"User-Agent": "runwatch", "Connection": "close", **options.headers}
+        self._budget = self._timeout * 0.9
+        self._headers = {"User-Agent": "runwatch", "Connection": "close", **self._options.headers}
         self._context: ssl.SSLContext | None = None
         self._tls_problem: str | None = None  # warned about once, until it changes or clears
 
@@ -261,6 +246,3 @@ class HttpCheck:
             exc.verify_message,
             f"; {advice}" if advice else "",
         )
-
-    def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

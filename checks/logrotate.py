@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import ClassVar
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, Glob
+from checks.base import CheckBase, CheckFailed, CheckOptions, Glob
 from checks.schema import Measurement
 
 _log = logging.getLogger(__name__)
@@ -60,14 +58,8 @@ class LogrotateOptions(CheckOptions, tag="logrotate", frozen=True):
     include: list[Glob] = msgspec.field(default_factory=list)
 
 
-class LogrotateCheck:
+class LogrotateCheck(CheckBase[LogrotateOptions]):
     """Report the time and age of each log's last rotation."""
-
-    name: ClassVar[str] = "logrotate"
-
-    def __init__(self, options: LogrotateOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
 
     def collect(self) -> list[Measurement]:
         """Return the last rotation time and age of every included log in the state file."""
@@ -95,30 +87,15 @@ class LogrotateCheck:
             )
         include = self._options.include
         now = self._clock()
-        check = self._options.instance
         out: list[Measurement] = []
         for file, rotated in sorted(rotations.items()):
             if include and not any(fnmatchcase(file, pattern) for pattern in include):
                 continue
-            labels = {"file": file}
-            out += [
-                Measurement(
-                    check=check,
-                    name="logrotate_last_rotation_timestamp_seconds",
-                    value=rotated,
-                    unit="seconds",
-                    labels=labels,
-                    timestamp=now,
-                ),
-                Measurement(
-                    check=check,
-                    name="logrotate_last_rotation_age_seconds",
-                    value=now - rotated,
-                    unit="seconds",
-                    labels=labels,
-                    timestamp=now,
-                ),
+            figures = [
+                ("logrotate_last_rotation_timestamp_seconds", rotated, "seconds"),
+                ("logrotate_last_rotation_age_seconds", now - rotated, "seconds"),
             ]
+            out += self._measurements(figures, now, {"file": file})
         if not out:
             why = "matches `include`" if rotations else "is recorded yet (has logrotate run?)"
             raise CheckFailed(f"no log in logrotate status file {path} {why}")

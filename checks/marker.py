@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-from typing import ClassVar
 
-from checks.base import CheckOptions, Clock
+from checks.base import CheckBase, CheckOptions
 from checks.files import PathGlob, matching_paths
 from checks.schema import RESERVED_LABELS, Measurement
 from checks.settings import field_error
@@ -33,14 +31,8 @@ class MarkerOptions(CheckOptions, tag="marker", frozen=True):
             )
 
 
-class MarkerCheck:
+class MarkerCheck(CheckBase[MarkerOptions]):
     """Report presence (1/0) and age of each marker; a glob matching nothing is absent (0)."""
-
-    name: ClassVar[str] = "marker"
-
-    def __init__(self, options: MarkerOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
 
     def collect(self) -> list[Measurement]:
         """Return marker_present and marker_age_seconds for each marker found, else present 0."""
@@ -57,30 +49,12 @@ class MarkerCheck:
                     exc.strerror or exc,
                 )
         now = self._clock()
-        check = self._options.instance
         key = self._options.name_label
         if not found:
             # The series is labelled with the configured path, so "never appeared" has one too.
-            labels = {key: self._options.path}
-            return [
-                Measurement(
-                    check=check, name="marker_present", value=0.0, labels=labels, timestamp=now
-                )
-            ]
+            return [self._measurement("marker_present", 0.0, now, labels={key: self._options.path})]
         out: list[Measurement] = []
         for path, mtime in found:
-            labels = {key: path}
-            out += [
-                Measurement(
-                    check=check, name="marker_present", value=1.0, labels=labels, timestamp=now
-                ),
-                Measurement(
-                    check=check,
-                    name="marker_age_seconds",
-                    value=now - mtime,
-                    unit="seconds",
-                    timestamp=now,
-                    labels=labels,
-                ),
-            ]
+            figures = [("marker_present", 1.0, ""), ("marker_age_seconds", now - mtime, "seconds")]
+            out += self._measurements(figures, now, {key: path})
         return out

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from typing import ClassVar
-
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckBase, CheckOptions, reading
 from checks.schema import Measurement
 
 
@@ -15,26 +12,14 @@ class MemoryOptions(CheckOptions, tag="memory", frozen=True):
     """Options of the memory check, which has none of its own."""
 
 
-class MemoryCheck:
+class MemoryCheck(CheckBase[MemoryOptions]):
     """Report total, available and used memory and swap."""
-
-    name: ClassVar[str] = "memory"
-
-    def __init__(self, options: MemoryOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
 
     def collect(self) -> list[Measurement]:
         """Return memory and swap figures now."""
-        try:
+        with reading("read memory figures", "/proc/meminfo"):
             memory = psutil.virtual_memory()
             swap = psutil.swap_memory()
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot read memory figures ({exc}); the agent needs read access to /proc/meminfo"
-            ) from exc
-        now = self._clock()
-        check = self._options.instance
         # "Used" is what the kernel cannot hand out without swapping: page cache it can drop
         # counts as available, as in free(1)'s "available" column.
         used = memory.total - memory.available
@@ -49,7 +34,4 @@ class MemoryCheck:
             figures.append(("memory_used_ratio", used / memory.total, "ratio"))
         if swap.total > 0:
             figures.append(("swap_used_ratio", swap.used / swap.total, "ratio"))
-        return [
-            Measurement(check=check, name=name, value=float(value), unit=unit, timestamp=now)
-            for name, value, unit in figures
-        ]
+        return self._measurements(figures, self._clock())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Final, Protocol
+from typing import Final
 
 import msgspec
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, Glob, RateTracker
+from checks.base import CheckOptions, Clock, Glob, RatesBase, reading
 from checks.schema import Measurement
 
 # (measurement, counter field, unit)
@@ -31,55 +31,33 @@ class NetworkOptions(CheckOptions, tag="network", frozen=True):
     )
 
 
-class NicCounters(Protocol):
-    """Cumulative counters of one interface, as psutil.net_io_counters returns them."""
-
-    @property
-    def bytes_recv(self) -> int: ...
-    @property
-    def bytes_sent(self) -> int: ...
-    @property
-    def errin(self) -> int: ...
-    @property
-    def errout(self) -> int: ...
-    @property
-    def dropin(self) -> int: ...
-    @property
-    def dropout(self) -> int: ...
+# Each interface's cumulative counters: an object with the fields of _RATES, as
+# psutil.net_io_counters(pernic=True) returns them.
+NicCounters = Mapping[str, object]
 
 
-def _all_nic_counters() -> Mapping[str, NicCounters]:
+def _all_nic_counters() -> NicCounters:
     return psutil.net_io_counters(pernic=True)
 
 
-class NetworkCheck:
+class NetworkCheck(RatesBase[NetworkOptions]):
     """Report bytes, errors and drops per second, each way, for each network interface."""
-
-    name: ClassVar[str] = "network"
 
     def __init__(
         self,
         options: NetworkOptions,
         *,
+        counters: Callable[[], NicCounters] = _all_nic_counters,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
-        counters: Callable[[], Mapping[str, NicCounters]] = _all_nic_counters,
     ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
+        super().__init__(options, clock=clock, monotonic=monotonic)
         self._counters = counters
-        self._rates = RateTracker(monotonic)
 
     def collect(self) -> list[Measurement]:
         """Return rates since the previous collect; an interface seen first returns none."""
-        try:
+        with reading("read network counters", "/proc/net/dev"):
             interfaces = self._counters()
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot read network counters ({exc}); the agent needs read "
-                "access to /proc/net/dev"
-            ) from exc
         return self._rates.per_item(
             interfaces,
             exclude=self._options.exclude_interfaces,

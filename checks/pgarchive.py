@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+from checks.base import CheckFailed, CheckOptions, ProbeBase
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 
@@ -112,7 +111,7 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no output")
 
 
-class PgArchiverCheck:
+class PgArchiverCheck(ProbeBase[PgArchiverOptions]):
     """Report WAL archiving progress, failures and backlog of one PostgreSQL cluster.
 
     `pg_archiver_failing_for_seconds` is now - last_archived_time while failing (else 0).
@@ -122,29 +121,15 @@ class PgArchiverCheck:
     counts from stats_reset, the earliest the statistics can speak for.
     """
 
-    name: ClassVar[str] = "pg_archiver"
-
-    def __init__(
-        self,
-        options: PgArchiverOptions,
-        *,
-        timeout: float | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
-        self._labels = {"cluster": options.cluster or cluster_label(options.dsn)}
+    def _prepare(self) -> None:
+        self._labels = {"cluster": self._options.cluster or cluster_label(self._options.dsn)}
         self._env = {"PGCONNECT_TIMEOUT": "5"}
-        if options.password_file:
-            self._env["PGPASSFILE"] = options.password_file
-        # The runner's budget for the whole run: both psql calls share it.
-        self._timeout = timeout if timeout is not None else options.timeout_seconds()
+        if self._options.password_file:
+            self._env["PGPASSFILE"] = self._options.password_file
 
     def collect(self) -> list[Measurement]:
         """Return the archiver's counters, state and backlog, or raise with probe_success 0."""
-        deadline = self._monotonic() + self._timeout
+        deadline = self._monotonic() + self._timeout  # both psql calls share the runner's budget
         result = self._psql(ARCHIVER_QUERY, deadline)
         now = self._clock()
         if result.returncode != 0:
@@ -190,7 +175,7 @@ class PgArchiverCheck:
             figures.append(
                 ("pg_archiver_last_failed_timestamp_seconds", stats.last_failed, "seconds")
             )
-        return [self._measurement(name, value, now, unit) for name, value, unit in figures]
+        return self._measurements(figures, now)
 
     def _ready_files(self, deadline: float) -> int | None:
         result = self._psql(READY_QUERY, deadline)
@@ -235,6 +220,3 @@ class PgArchiverCheck:
         ]
         timeout = time_left(deadline, self._monotonic(), "psql")
         return run_command(argv, timeout=timeout, env=self._env)
-
-    def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

@@ -11,10 +11,9 @@ import logging
 import os
 import re
 import shlex
-import time
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, ProbeBase
 from checks.command import run_command
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -185,7 +184,7 @@ def resolve_plugin(program: str) -> str:
     return program
 
 
-class PluginCheck:
+class PluginCheck(ProbeBase[PluginOptions]):
     """Run one plugin and report its exit status, its duration and its perfdata.
 
     A WARNING or CRITICAL plugin is a measurement (`plugin_status` 1 or 2), not a failed check;
@@ -193,16 +192,8 @@ class PluginCheck:
     `last_output` after each run, for the runner to pass on with the check run.
     """
 
-    name: ClassVar[str] = "plugin"
-
-    def __init__(
-        self, options: PluginOptions, *, timeout: float | None = None, clock: Clock = time.time
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._labels = {"service": options.service or options.instance}
-        # The runner's budget, whole: the plugin is killed when the runner gives up on it.
-        self._timeout = timeout if timeout is not None else options.timeout_seconds()
+    def _prepare(self) -> None:
+        self._labels = {"service": self._options.service or self._options.instance}
         self.last_output: str | None = None
 
     def collect(self) -> list[Measurement]:
@@ -210,6 +201,7 @@ class PluginCheck:
         self.last_output = None
         argv = self._options.argv
         argv[0] = resolve_plugin(argv[0])
+        # The runner's budget, whole: the plugin is killed when the runner gives up on it.
         result = run_command(argv, timeout=self._timeout)  # raises if missing or hung
         now = self._clock()
         status = result.returncode
@@ -252,20 +244,3 @@ class PluginCheck:
             # check (the collector shows UNKNOWN, in the plugin's own words), with the figures.
             raise CheckFailed(f"plugin reports UNKNOWN: {self.last_output or 'no output'}", out)
         return out
-
-    def _measurement(
-        self,
-        name: str,
-        value: float,
-        now: float,
-        unit: str = "",
-        labels: dict[str, str] | None = None,
-    ) -> Measurement:
-        return Measurement(
-            check=self._options.instance,
-            name=name,
-            value=float(value),
-            unit=unit,
-            labels=labels or self._labels,
-            timestamp=now,
-        )

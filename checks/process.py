@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock, measurements_of
+from checks.base import CheckBase, CheckOptions, Clock, reading
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -42,24 +42,21 @@ def _process_infos() -> Iterable[dict[str, Any]]:
     return (process.info for process in psutil.process_iter(ATTRS))
 
 
-class ProcessCheck:
+class ProcessCheck(CheckBase[ProcessOptions]):
     """Report the count of matching processes, their summed resident memory and CPU time.
 
     A process with no command line (a kernel thread, a zombie) never matches `cmdline`. The
     agent itself is not left out: a `cmdline` regex that matches its own arguments counts it.
     """
 
-    name: ClassVar[str] = "process"
-
     def __init__(
         self,
         options: ProcessOptions,
         *,
-        clock: Clock = time.time,
         processes: Callable[[], Iterable[dict[str, Any]]] = _process_infos,
+        clock: Clock = time.time,
     ) -> None:
-        self._options = options
-        self._clock = clock
+        super().__init__(options, clock=clock)
         self._processes = processes
         self._pattern = re.compile(options.cmdline) if options.cmdline is not None else None
         self._labels = {"process": options.process or options.instance}
@@ -76,7 +73,7 @@ class ProcessCheck:
     def collect(self) -> list[Measurement]:
         """Return the count, running flag, and summed RSS and CPU seconds of the matches."""
         count, rss, cpu = 0, 0, 0.0
-        try:
+        with reading("list processes", "/proc"):
             for info in self._processes():
                 if not self.matches(info):
                     continue
@@ -86,10 +83,6 @@ class ProcessCheck:
                     rss += info["memory_info"].rss
                 if info.get("cpu_times") is not None:
                     cpu += info["cpu_times"].user + info["cpu_times"].system
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot list processes ({exc}); the agent needs read access to /proc"
-            ) from exc
         now = self._clock()
         figures: list[tuple[str, float, str]] = [
             ("process_count", count, ""),
@@ -97,4 +90,4 @@ class ProcessCheck:
             ("process_rss_bytes", rss, "bytes"),
             ("process_cpu_seconds", cpu, "seconds"),
         ]
-        return measurements_of(self._options.instance, figures, self._labels, now)
+        return self._measurements(figures, now)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from typing import ClassVar
-
 import psutil
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckBase, CheckOptions, reading
 from checks.schema import Measurement
 
 
@@ -15,25 +12,11 @@ class ProcessesOptions(CheckOptions, tag="processes", frozen=True):
     """Options of the processes check, which has none of its own."""
 
 
-class ProcessesCheck:
+class ProcessesCheck(CheckBase[ProcessesOptions]):
     """Report the number of processes."""
-
-    name: ClassVar[str] = "processes"
-
-    def __init__(self, options: ProcessesOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
 
     def collect(self) -> list[Measurement]:
         """Return the process count now."""
-        try:
+        with reading("list processes", "/proc"):
             count = len(psutil.pids())
-        except OSError as exc:
-            raise CheckFailed(
-                f"cannot list processes ({exc}); the agent needs read access to /proc"
-            ) from exc
-        return [
-            Measurement(
-                check=self._options.instance, name="processes", value=count, timestamp=self._clock()
-            )
-        ]
+        return [self._measurement("processes", count, self._clock())]

@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from checks.backup import ProbeRun, commands_budget
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.backup import BackupProbe
+from checks.base import CheckFailed, CheckOptions
 from checks.command import CommandResult, run_command, time_left
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -97,28 +95,12 @@ def _stderr_excerpt(stderr: str, lines: int = 2) -> str:
     return redact_url("; ".join(line[:300] for line in kept)) or "no message"
 
 
-class ResticCheck:
+class ResticCheck(BackupProbe[ResticOptions]):
     """Report the newest snapshot's time and age, snapshot count, sizes and lock state."""
 
-    name: ClassVar[str] = "restic"
-
-    def __init__(
-        self,
-        options: ResticOptions,
-        *,
-        timeout: float | None = None,
-        state_dir: Path | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
-        self._budget = commands_budget(options, timeout)
-        if options.cache_dir is not None:
-            self._cache_dir: Path | None = Path(options.cache_dir)
-        else:
-            self._cache_dir = state_dir / "cache" if state_dir is not None else None
+    def _prepare(self) -> None:
+        options = self._options
+        cache_dir = self._own_dir(options.cache_dir, "cache")
         self._labels = {
             "job": options.job or options.instance,
             "tool": "restic",
@@ -131,7 +113,7 @@ class ResticCheck:
             self._env["RESTIC_PASSWORD_COMMAND"] = str(options.password_command)
         # restic writes its cache to ~/.cache/restic unless told otherwise.
         self._cache_args = (
-            ["--cache-dir", str(self._cache_dir)] if self._cache_dir is not None else ["--no-cache"]
+            ["--cache-dir", str(cache_dir)] if cache_dir is not None else ["--no-cache"]
         )
 
     def collect(self) -> list[Measurement]:
@@ -141,13 +123,7 @@ class ResticCheck:
         `backup_snapshots 0` and no timestamp or age series, since there is no time to report;
         the collector alerts on the missing age series.
         """
-        run = ProbeRun(
-            self._options.instance,
-            self._labels,
-            self._budget,
-            clock=self._clock,
-            monotonic=self._monotonic,
-        )
+        run = self._start_run()
         try:
             snapshots = self._snapshots(run.deadline)
         except CheckFailed as exc:
@@ -178,14 +154,9 @@ class ResticCheck:
         result = self._run(args, deadline)
         if result.returncode != 0:
             raise CheckFailed(self._explain(result))
-        try:
+        with self._parsing("restic snapshots --json", f"{self._options.restic} restic >= 0.9"):
             raw = json.loads(result.stdout) or []  # restic may print null for none
             return [(parse_restic_time(item["time"]), item) for item in raw]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckFailed(
-                f"cannot parse `restic snapshots --json` for repository "
-                f"{self._labels['repo']}: {exc}; is {self._options.restic} restic >= 0.9?"
-            ) from None
 
     def _explain(self, result: CommandResult) -> str:
         """Say what failed and what to change, from restic's stderr (never the password)."""

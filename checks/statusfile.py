@@ -20,13 +20,12 @@ import glob
 import json
 import logging
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckBase, CheckFailed, CheckOptions, OnceWarnings
 from checks.files import PathGlob, matching_paths
 from checks.schema import Measurement
 from checks.settings import field_error
@@ -108,15 +107,11 @@ class StatusfileOptions(CheckOptions, tag="statusfile", frozen=True):
             )
 
 
-class StatusfileCheck:
+class StatusfileCheck(CheckBase[StatusfileOptions]):
     """Report the last run, last success, sizes and file age from each job status file."""
 
-    name: ClassVar[str] = "statusfile"
-
-    def __init__(self, options: StatusfileOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
-        self._warned: set[tuple[str, str]] = set()  # (file, problem): said once until it clears
+    def _prepare(self) -> None:
+        self._warnings = OnceWarnings(_log)  # keyed (file, problem)
 
     def collect(self) -> list[Measurement]:
         """Return the figures of every status file; raise when no file could be read."""
@@ -130,7 +125,7 @@ class StatusfileCheck:
         now = self._clock()
         out: list[Measurement] = []
         problems: list[str] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[Hashable] = set()
         readable = 0
         for path in paths:
             figures, problem = self._read(Path(path), now, seen)
@@ -140,14 +135,14 @@ class StatusfileCheck:
             else:
                 problems.append(problem)
                 if len(paths) > 1:
-                    self._warn(seen, path, "file", "statusfile check: %s", problem)
-        self._warned &= seen
+                    self._warnings.warn(seen, (path, "file"), "statusfile check: %s", problem)
+        self._warnings.forget_except(seen)
         if not readable:
             raise CheckFailed("; ".join(problems[:3]), measurements=out)
         return out
 
     def _read(
-        self, path: Path, now: float, seen: set[tuple[str, str]]
+        self, path: Path, now: float, seen: set[Hashable]
     ) -> tuple[list[Measurement], str | None]:
         """Return a file's figures, and what is wrong with it if it could not be read."""
         try:
@@ -169,17 +164,10 @@ class StatusfileCheck:
             else:
                 kind = type(data).__name__
                 problem = f"{path} holds a JSON {kind}, not an object; fix the job that writes it"
-        check = self._options.instance
-        measurements = [
-            Measurement(
-                check=check, name=name, value=float(value), unit=unit, labels=labels, timestamp=now
-            )
-            for name, value, unit in figures
-        ]
-        return measurements, problem
+        return self._measurements(figures, now, labels), problem
 
     def _figures(
-        self, path: Path, data: dict[str, Any], now: float, seen: set[tuple[str, str]]
+        self, path: Path, data: dict[str, Any], now: float, seen: set[Hashable]
     ) -> tuple[dict[str, str], list[tuple[str, float, str]]]:
         """Return the labels and (name, value, unit) figures of one status object."""
         job = self._options.job or (data["job"] if isinstance(data.get("job"), str) else None)
@@ -217,9 +205,7 @@ class StatusfileCheck:
                 figures.append((name, value, unit))
         return labels, figures
 
-    def _fields(
-        self, path: Path, data: dict[str, Any], seen: set[tuple[str, str]]
-    ) -> dict[str, float]:
+    def _fields(self, path: Path, data: dict[str, Any], seen: set[Hashable]) -> dict[str, float]:
         """Return the known keys that hold a usable value; warn about each one that does not."""
         parsers = {
             "start": parse_time,
@@ -238,23 +224,12 @@ class StatusfileCheck:
             try:
                 out[key] = parse(raw)
             except ValueError as exc:
-                self._warn(
+                self._warnings.warn(
                     seen,
-                    str(path),
-                    key,
+                    (str(path), key),
                     "statusfile check: ignoring %r in %s: %s; fix the job that writes it",
                     key,
                     path,
                     exc,
                 )
         return out
-
-    def _warn(
-        self, seen: set[tuple[str, str]], file: str, problem: str, message: str, *args: object
-    ) -> None:
-        # A file that stays broken would log every cycle; say it once until it recovers.
-        key = (file, problem)
-        seen.add(key)
-        level = logging.DEBUG if key in self._warned else logging.WARNING
-        self._warned.add(key)
-        _log.log(level, message, *args)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from typing import ClassVar
 
-from checks.base import CheckOptions, Clock, measurements_of
+from checks.base import CheckOptions, ProbeBase
 from checks.schema import Measurement
 from checks.settings import field_error
 
@@ -44,33 +43,19 @@ class TcpOptions(CheckOptions, tag="tcp", frozen=True):
             raise field_error("address", str(exc)) from None
 
 
-class TcpCheck:
+class TcpCheck(ProbeBase[TcpOptions]):
     """Connect once and report success and, when connected, the time the connect took.
 
     A refused, unreachable or timed-out connection is a measurement (`tcp_connect_success 0`),
     not a failed check: the port being closed is exactly what this check is for.
     """
 
-    name: ClassVar[str] = "tcp"
-
-    def __init__(
-        self,
-        options: TcpOptions,
-        *,
-        timeout: float | None = None,
-        clock: Clock = time.time,
-        monotonic: Clock = time.monotonic,
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        self._monotonic = monotonic
-        self._address = split_address(options.address)
-        self._labels = {"target": options.target or options.address}
-        if timeout is None:
-            timeout = options.timeout_seconds()
+    def _prepare(self) -> None:
+        self._address = split_address(self._options.address)
+        self._labels = {"target": self._options.target or self._options.address}
         # Give up a little before the runner does, so a timeout reads as success 0, not as
         # a check that hung.
-        self._connect_timeout = timeout * 0.9
+        self._connect_timeout = self._timeout * 0.9
 
     def collect(self) -> list[Measurement]:
         """Connect, close, and return success and the connect time."""
@@ -86,6 +71,3 @@ class TcpCheck:
             self._measurement("tcp_connect_success", 1, now),
             self._measurement("tcp_connect_seconds", elapsed, now, "seconds"),
         ]
-
-    def _measurement(self, name: str, value: float, now: float, unit: str = "") -> Measurement:
-        return measurements_of(self._options.instance, [(name, value, unit)], self._labels, now)[0]

@@ -23,13 +23,13 @@ import logging
 import math
 import os
 import re
-import time
+from collections.abc import Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, Glob
+from checks.base import CheckBase, CheckFailed, CheckOptions, Glob, OnceWarnings
 from checks.schema import MAX_LABELS_BYTES, RESERVED_LABELS, Measurement, labels_bytes
 
 if TYPE_CHECKING:
@@ -77,15 +77,11 @@ def _labels(raw: dict[str, str], file: str) -> dict[str, str]:
     return labels
 
 
-class TextfileCheck:
+class TextfileCheck(CheckBase[TextfileOptions]):
     """Report every sample of every matching `.prom` file, and each file's age and health."""
 
-    name: ClassVar[str] = "textfile"
-
-    def __init__(self, options: TextfileOptions, *, clock: Clock = time.time) -> None:
-        self._options = options
-        self._clock = clock
-        self._warned: set[tuple[str, str]] = set()  # (file, problem): said once until it clears
+    def _prepare(self) -> None:
+        self._warnings = OnceWarnings(_log)  # keyed (file, problem)
 
     def collect(self) -> list[Measurement]:
         """Return the samples and per-file figures of every file matching the pattern."""
@@ -113,23 +109,22 @@ class TextfileCheck:
             )
         now = self._clock()
         out: list[Measurement] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[Hashable] = set()
         for path in paths:
             out += self._read(path, now, seen)
-        self._warned &= seen
+        self._warnings.forget_except(seen)
         return out
 
-    def _read(self, path: Path, now: float, seen: set[tuple[str, str]]) -> list[Measurement]:
+    def _read(self, path: Path, now: float, seen: set[Hashable]) -> list[Measurement]:
         file = path.name
         try:
             st = path.stat()
         except FileNotFoundError:
             return []  # replaced or removed since the listing
         except OSError as exc:
-            self._warn(
+            self._warnings.warn(
                 seen,
-                file,
-                "stat",
+                (file, "stat"),
                 "textfile check: cannot stat %s: %s; give the agent access to it",
                 path,
                 exc.strerror or exc,
@@ -146,10 +141,9 @@ class TextfileCheck:
             families = list(text_string_to_metric_families(text))
         except OSError as exc:
             error = 1.0
-            self._warn(
+            self._warnings.warn(
                 seen,
-                file,
-                "read",
+                (file, "read"),
                 "textfile check: cannot read %s: %s; give the agent read access to it",
                 path,
                 exc.strerror or exc,
@@ -157,10 +151,9 @@ class TextfileCheck:
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             # UnicodeDecodeError is a ValueError. The parser raises the others on some garbage.
             error = 1.0
-            self._warn(
+            self._warnings.warn(
                 seen,
-                file,
-                "parse",
+                (file, "parse"),
                 "textfile check: %s is not in the Prometheus text format (%s); fix the job "
                 "that writes it (write a temporary file and rename it into place)",
                 path,
@@ -168,37 +161,18 @@ class TextfileCheck:
             )
         else:
             samples = self._samples(path, families, now, seen)
-        labels = {"file": file}
-        check = self._options.instance
-        return [
-            *samples,
-            Measurement(
-                check=check,
-                name="textfile_mtime_seconds",
-                value=st.st_mtime,
-                unit="seconds",
-                labels=labels,
-                timestamp=now,
-            ),
-            Measurement(
-                check=check,
-                name="textfile_age_seconds",
-                value=now - st.st_mtime,
-                unit="seconds",
-                labels=labels,
-                timestamp=now,
-            ),
-            Measurement(
-                check=check, name="textfile_scrape_error", value=error, labels=labels, timestamp=now
-            ),
+        figures = [
+            ("textfile_mtime_seconds", st.st_mtime, "seconds"),
+            ("textfile_age_seconds", now - st.st_mtime, "seconds"),
+            ("textfile_scrape_error", error, ""),
         ]
+        return [*samples, *self._measurements(figures, now, {"file": file})]
 
     def _samples(
-        self, path: Path, families: list[Metric], now: float, seen: set[tuple[str, str]]
+        self, path: Path, families: list[Metric], now: float, seen: set[Hashable]
     ) -> list[Measurement]:
         out: list[Measurement] = []
         dropped: dict[str, str] = {}  # sample name -> why it was left out
-        check = self._options.instance
         for family in families:
             for sample in family.samples:
                 name = _name(sample.name)
@@ -215,16 +189,11 @@ class TextfileCheck:
                 elif labels_bytes(labels) > MAX_LABELS_BYTES:
                     dropped.setdefault(sample.name, f"labels over {MAX_LABELS_BYTES} bytes")
                 else:
-                    out.append(
-                        Measurement(
-                            check=check, name=name, value=value, labels=labels, timestamp=now
-                        )
-                    )
+                    out.append(self._measurement(name, value, now, labels=labels))
         if dropped:
-            self._warn(
+            self._warnings.warn(
                 seen,
-                path.name,
-                "dropped",
+                (path.name, "dropped"),
                 "textfile check: left out %d sample names of %s that the wire format cannot "
                 "carry (%s); change the job that writes it",
                 len(dropped),
@@ -232,13 +201,3 @@ class TextfileCheck:
                 ", ".join(f"{name}: {why}" for name, why in sorted(dropped.items())[:5]),
             )
         return out
-
-    def _warn(
-        self, seen: set[tuple[str, str]], file: str, problem: str, message: str, *args: object
-    ) -> None:
-        # A file that stays broken would log every cycle; say it once until it recovers.
-        key = (file, problem)
-        seen.add(key)
-        level = logging.DEBUG if key in self._warned else logging.WARNING
-        self._warned.add(key)
-        _log.log(level, message, *args)

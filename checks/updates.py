@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-from checks.base import CheckFailed, CheckOptions, Clock
+from checks.base import CheckFailed, CheckOptions, ProbeBase
 from checks.command import run_command
 from checks.schema import Measurement
 
@@ -52,22 +51,12 @@ def count_pending(simulation: str) -> PendingUpdates:
     return PendingUpdates(total, security)
 
 
-class UpdatesCheck:
+class UpdatesCheck(ProbeBase[UpdatesOptions]):
     """Report pending and security updates from a simulated dist-upgrade, and reboot-required.
 
     The check never runs `apt-get update`: the counts are as fresh as the package lists that
     apt's own timer (or unattended-upgrades) keeps. The simulation needs no root and no lock.
     """
-
-    name: ClassVar[str] = "updates"
-
-    def __init__(
-        self, options: UpdatesOptions, *, timeout: float | None = None, clock: Clock = time.time
-    ) -> None:
-        self._options = options
-        self._clock = clock
-        # The runner's budget, whole: apt-get is killed when the runner gives up on it.
-        self._timeout = timeout if timeout is not None else options.timeout_seconds()
 
     def collect(self) -> list[Measurement]:
         """Return pending update counts (where apt exists) and the reboot-required flags."""
@@ -79,7 +68,8 @@ class UpdatesCheck:
                 "updates check: %s not found; reporting reboot-required only",
                 self._options.apt_get,
             )
-            return self._measurements(reboot)
+            return self._measurements(reboot, self._clock())
+        # The runner's budget, whole: apt-get is killed when the runner gives up on it.
         result = run_command(
             [self._options.apt_get, "-s", "-o", "Debug::NoLocking=1", "dist-upgrade"],
             timeout=self._timeout,
@@ -91,20 +81,19 @@ class UpdatesCheck:
             raise CheckFailed(
                 f"apt-get dist-upgrade simulation exited {result.returncode}: {error}; run "
                 "`apt-get -s dist-upgrade` on the host to see why",
-                measurements=self._measurements(reboot),
+                measurements=self._measurements(reboot, self._clock()),
             )
         pending = count_pending(result.stdout)
-        return self._measurements(
-            [
-                ("updates_pending", pending.total),
-                ("updates_security_pending", pending.security),
-                *reboot,
-            ]
-        )
+        figures = [
+            ("updates_pending", pending.total, ""),
+            ("updates_security_pending", pending.security, ""),
+            *reboot,
+        ]
+        return self._measurements(figures, self._clock())
 
-    def _reboot_figures(self) -> list[tuple[str, float]]:
+    def _reboot_figures(self) -> list[tuple[str, float, str]]:
         flag = Path(self._options.reboot_required_file)
-        figures: list[tuple[str, float]] = [("reboot_required", flag.exists())]
+        figures: list[tuple[str, float, str]] = [("reboot_required", flag.exists(), "")]
         packages = flag.with_name(flag.name + ".pkgs")
         try:
             # Packages append their names on each upgrade, so a name may appear twice.
@@ -114,12 +103,5 @@ class UpdatesCheck:
         except OSError as exc:
             _log.warning("updates check: cannot read %s: %s", packages, exc.strerror or exc)
             return figures
-        figures.append(("reboot_required_packages", len(names)))
+        figures.append(("reboot_required_packages", len(names), ""))
         return figures
-
-    def _measurements(self, figures: list[tuple[str, float]]) -> list[Measurement]:
-        now = self._clock()
-        return [
-            Measurement(check=self._options.instance, name=name, value=float(value), timestamp=now)
-            for name, value in figures
-        ]

@@ -5,61 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class _Under:
+    """A path below the install root, read as an attribute of the layout."""
+
+    def __init__(self, relative: str) -> None:
+        self._relative = relative
+
+    def __get__(self, layout: InstallLayout, owner: object = None) -> str:
+        return f"{layout.root}/{self._relative}"
+
+
 @dataclass(frozen=True)
 class InstallLayout:
     """Paths under the install root. `current` and `previous` are symlinks to releases."""
 
     root: str
 
-    @property
-    def manifest(self) -> str:
-        """deploy.json: proof that the root is ours, and what is installed there."""
-        return f"{self.root}/deploy.json"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
+    manifest = _Under("deploy.json")  # proof that the root is ours, and what is installed there
+    releases = _Under("releases")  # one venv per bundle; see release()
+    current = _Under("current")
+    previous = _Under("previous")
+    runwatch = _Under("current/bin/runwatch")  # the runwatch command of the current release
+    incoming = _Under("incoming")
+    config = _Under("etc/agent.yaml")
+    token = _Under("etc/agent.token")
+    state_dir = _Under("state")
+    pid_file = _Under("run/agent.pid")
+    log_file = _Under("log/agent.log")
 
     def release(self, bundle_id: str) -> str:
         """One venv per bundle; its name is the bundle id."""
         return f"{self.releases}/{bundle_id}"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def previous(self) -> str:
-        return f"{self.root}/previous"
-
-    @property
-    def runwatch(self) -> str:
-        """The runwatch command of the current release."""
-        return f"{self.current}/bin/runwatch"
-
-    @property
-    def incoming(self) -> str:
-        return f"{self.root}/incoming"
-
-    @property
-    def config(self) -> str:
-        return f"{self.root}/etc/agent.yaml"
-
-    @property
-    def token(self) -> str:
-        return f"{self.root}/etc/agent.token"
-
-    @property
-    def state_dir(self) -> str:
-        return f"{self.root}/state"
-
-    @property
-    def pid_file(self) -> str:
-        return f"{self.root}/run/agent.pid"
-
-    @property
-    def log_file(self) -> str:
-        return f"{self.root}/log/agent.log"
 
     @property
     def directories(self) -> tuple[str, ...]:

@@ -34,13 +34,17 @@ class AgentService(Protocol):
         """Take away what `prepare` put in place."""
 
 
-class ProcessService:
-    """`runwatch supervise` with a pid file under the install root, for hosts without systemd."""
-
-    kind = "process"
+class _ServiceBase:
+    """What both managers start from: the install layout the agent runs from."""
 
     def __init__(self, layout: InstallLayout) -> None:
         self.layout = layout
+
+
+class ProcessService(_ServiceBase):
+    """`runwatch supervise` with a pid file under the install root, for hosts without systemd."""
+
+    kind = "process"
 
     def state_dir(self) -> str | None:
         return None
@@ -95,13 +99,10 @@ class ProcessService:
         return None
 
 
-class SystemdService:
+class SystemdService(_ServiceBase):
     """The shipped runwatch-agent.service, pointed at the install root."""
 
     kind = "systemd"
-
-    def __init__(self, layout: InstallLayout) -> None:
-        self.layout = layout
 
     def state_dir(self) -> str | None:
         return SYSTEMD_STATE_DIR
