@@ -614,7 +614,7 @@ class TlsCase(NamedTuple):
         ),
     ],
 )
-def test_https_verification_failure_is_down_and_says_why(
+def test_https_verification_failure_is_down_keeps_expiry_and_says_why(
     trustme: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: TlsCase
 ) -> None:
     other_ca = tmp_path / "other-ca.pem"
@@ -625,14 +625,122 @@ def test_https_verification_failure_is_down_and_says_why(
         check = HttpCheck(HttpOptions(url=url + "/", ca_file=ca_file))
         with caplog.at_level(logging.WARNING, logger="checks.http"):
             out = valid(check.collect())
-        assert [(m.name, m.value) for m in out] == [("http_up", 0.0)]
+        assert find(out, "http_up").value == 0
+        # The certificate was presented: its expiry is measured, verified or not.
+        assert names(out) == {
+            "http_up",
+            "http_tls_cert_days_left",
+            "http_tls_cert_expiry_timestamp_seconds",
+        }
+        days_left = find(out, "http_tls_cert_days_left").value
+        if case.validity:
+            assert days_left == pytest.approx(-1, abs=0.01), "negative once expired"
+        else:
+            assert days_left > 300  # trustme's default validity
         assert case.reason in caplog.text
+        assert check.last_output is not None and case.reason in check.last_output
         if case.reason == "wrong CA":
-            assert "set ca_file" in caplog.text
+            assert "set ca_file" in check.last_output
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="checks.http"):
             check.collect()
         assert caplog.text == "", "the same TLS failure is warned about once"
+        assert case.reason in (check.last_output or ""), "but said in every run's output"
+
+
+def self_signed(tmp_path: Path, not_after: datetime.datetime) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1 (no CA at all)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - datetime.timedelta(days=30))
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def test_https_self_signed_says_so_and_keeps_expiry(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    not_after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=12)
+    for url in serve(self_signed(tmp_path, not_after)):
+        check = HttpCheck(HttpOptions(url=url + "/"))
+        out = valid(check.collect())
+        assert find(out, "http_up").value == 0
+        assert find(out, "http_tls_cert_expiry_timestamp_seconds").value == pytest.approx(
+            not_after.timestamp(), abs=1
+        )
+        assert "self-signed certificate" in (check.last_output or "")
+
+
+def test_der_not_after_reads_both_time_forms(trustme: Any) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from checks.http import der_not_after
+
+    ca = trustme.CA()
+    # RFC 5280: UTCTime up to 2049, GeneralizedTime from 2050.
+    for year in (2049, 2051):
+        not_after = datetime.datetime(year, 6, 7, 8, 9, 10, tzinfo=datetime.UTC)
+        pem = ca.issue_cert("127.0.0.1", not_after=not_after).cert_chain_pems[0].bytes()
+        der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+        assert der_not_after(der) == not_after.timestamp()
+        with pytest.raises(ValueError):
+            der_not_after(der[:200])
+
+
+def test_expired_certificate_keeps_the_shipped_rule_critical(trustme: Any, tmp_path: Path) -> None:
+    """At the moment of expiry the shipped tls_certificate_expiring rule still has its series."""
+    from checks.settings import load_yaml
+    from collector.config import RuleConfig
+    from collector.evaluation.rules import Severity, classify, matches
+
+    rule_file = msgspec.defstruct("RuleFile", [("rules", list[RuleConfig])])
+    shipped = Path(__file__).resolve().parent.parent / "config" / "rules" / "services.yaml"
+    rule = next(
+        r for r in load_yaml(shipped, rule_file).rules if r.name == "tls_certificate_expiring"
+    )
+    validity = {"not_before": days_ago(10), "not_after": days_ago(0.001)}
+    for url, ca_file in tls_server(trustme, tmp_path, "127.0.0.1", **validity):
+        out = HttpCheck(HttpOptions(url=url + "/", ca_file=ca_file)).collect()
+        series = [m for m in out if m.name == rule.metric and matches(rule, m.labels)]
+        assert len(series) == 1
+        assert classify(rule, series[0].value, Severity.OK) is Severity.CRITICAL
+
+
+def test_http_unexpected_status_is_in_the_output(http_url: str) -> None:
+    check = HttpCheck(HttpOptions(url=http_url + "/error"))
+    check.collect()
+    assert check.last_output == f"GET {http_url}/error answered 500"
+    HttpCheck(HttpOptions(url=http_url + "/")).collect()
 
 
 @pytest.mark.parametrize(
