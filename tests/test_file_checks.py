@@ -4,6 +4,7 @@ logrotate."""
 from __future__ import annotations
 
 import calendar
+import datetime
 import gzip
 import json
 import logging
@@ -840,24 +841,60 @@ def test_logrotate_parses_local_times(
     tmp_path: Path, clock: FakeClock, berlin: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     status = write(tmp_path / "status", LOGROTATE_STATUS)
+    check = LogrotateCheck(LogrotateOptions(status_file=str(status)), clock=clock)
     with caplog.at_level(logging.WARNING):
-        out = wire_safe(
-            LogrotateCheck(LogrotateOptions(status_file=str(status)), clock=clock).collect()
-        )
+        out = wire_safe(check.collect())
     assert names(out) == {
         "logrotate_last_rotation_timestamp_seconds",
         "logrotate_last_rotation_age_seconds",
+        "logrotate_never_rotated",
     }
     stamps = {m.labels["file"]: m.value for m in out if m.name.endswith("timestamp_seconds")}
     assert stamps == {
         "/var/log/syslog": calendar.timegm((2026, 11, 22, 8, 16, 42)),  # CET, UTC+1
-        "/var/log/apt/history.log": calendar.timegm((2026, 7, 1, 10, 0, 0)),  # CEST, UTC+2
-        "/var/log/old.log": calendar.timegm((2013, 1, 1, 23, 0, 0)),
-        '/var/log/with "quote".log': calendar.timegm((2026, 11, 21, 23, 0, 0)),
+        "/var/log/old.log": calendar.timegm((2013, 1, 1, 23, 0, 0)),  # old logrotate: date only
     }
     syslog_age = find(out, "logrotate_last_rotation_age_seconds", file="/var/log/syslog")
     assert syslog_age.value == clock.now - stamps["/var/log/syslog"]
+    never = {m.labels["file"]: m.value for m in out if m.name == "logrotate_never_rotated"}
+    # On the hour to the second: logrotate's placeholder for a log it has only seen.
+    assert never == {
+        "/var/log/syslog": 0,
+        "/var/log/old.log": 0,
+        "/var/log/apt/history.log": 1,
+        '/var/log/with "quote".log': 1,
+    }
+    assert check.last_output is not None
+    assert "never rotated: /var/log/apt/history.log (seen since 2026-07-01 12:00)" in (
+        check.last_output
+    )
     assert "left out 1 unreadable lines" in caplog.text
+
+
+def test_logrotate_on_the_hour_with_a_rotated_file_is_a_rotation(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    log = write(tmp_path / "app.log", "")
+    write(tmp_path / "app.log.1.gz", "")
+    status = write(tmp_path / "status", f'"{log}" 2026-11-22-3:0:0\n')
+    out = LogrotateCheck(LogrotateOptions(status_file=str(status)), clock=clock).collect()
+    assert find(out, "logrotate_never_rotated").value == 0
+    assert find(out, "logrotate_last_rotation_timestamp_seconds").value == datetime.datetime(
+        2026, 11, 22, 3
+    ).timestamp()
+
+
+def test_logrotate_log_only_seen_by_real_logrotate_is_never_rotated(tmp_path: Path) -> None:
+    logrotate = shutil.which("logrotate") or tool("/usr/sbin/logrotate", "logrotate")
+    log = write(tmp_path / "logs" / "app.log", "a line\n")
+    config = write(tmp_path / "logrotate.conf", f"{log} {{\n  weekly\n  rotate 2\n}}\n")
+    state = tmp_path / "state"
+    subprocess.run([logrotate, "--state", str(state), str(config)], check=True)
+    assert not (tmp_path / "logs" / "app.log.1").exists()  # seen, not rotated
+    check = LogrotateCheck(LogrotateOptions(status_file=str(state)))
+    out = check.collect()
+    assert [(m.name, m.value) for m in out] == [("logrotate_never_rotated", 1.0)]
+    assert f"never rotated: {log}" in (check.last_output or "")
 
 
 def test_logrotate_include_selects_logs(tmp_path: Path, clock: FakeClock) -> None:
@@ -876,6 +913,7 @@ def test_logrotate_state_written_by_real_logrotate(tmp_path: Path, berlin: None)
     subprocess.run([logrotate, "--state", str(state), "--force", str(config)], check=True)
     out = LogrotateCheck(LogrotateOptions(status_file=str(state))).collect()
     rotated = find(out, "logrotate_last_rotation_timestamp_seconds", file=str(log)).value
+    assert find(out, "logrotate_never_rotated").value == 0
     # logrotate writes whole seconds of local time; read as UTC they would be an hour off.
     assert before - 1 <= rotated <= time.time()
     assert (tmp_path / "logs" / "app.log.1").exists()
