@@ -879,9 +879,10 @@ def test_logrotate_on_the_hour_with_a_rotated_file_is_a_rotation(
     status = write(tmp_path / "status", f'"{log}" 2026-11-22-3:0:0\n')
     out = LogrotateCheck(LogrotateOptions(status_file=str(status)), clock=clock).collect()
     assert find(out, "logrotate_never_rotated").value == 0
-    assert find(out, "logrotate_last_rotation_timestamp_seconds").value == datetime.datetime(
-        2026, 11, 22, 3
-    ).timestamp()
+    assert (
+        find(out, "logrotate_last_rotation_timestamp_seconds").value
+        == datetime.datetime(2026, 11, 22, 3).timestamp()
+    )
 
 
 def test_logrotate_log_only_seen_by_real_logrotate_is_never_rotated(tmp_path: Path) -> None:
