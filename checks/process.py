@@ -15,12 +15,16 @@ from checks.settings import field_error
 
 # What each process is asked for; psutil puts None where it was refused (AccessDenied).
 ATTRS = ["name", "cmdline", "username", "memory_info", "cpu_times"]
+# Linux keeps this many characters of a process name (TASK_COMM_LEN 16, with the NUL).
+COMM_LENGTH = 15
 
 
 class ProcessOptions(CheckOptions, tag="process", frozen=True):
     """Which processes to count: by exact name, or by a regex over the command line."""
 
-    match: str | None = None  # the process name, exactly (as `ps -o comm`, up to psutil)
+    # The process name, exactly: the full name (psutil's, `ps -o args`), or the 15-character
+    # name Linux keeps (`ps -o comm`, `pgrep -x`).
+    match: str | None = None
     cmdline: str | None = None  # a regex searched in the arguments joined by spaces
     user: str | None = None  # only processes of this user
     process: str | None = None  # label; defaults to the instance name
@@ -35,6 +39,19 @@ class ProcessOptions(CheckOptions, tag="process", frozen=True):
                 re.compile(self.cmdline)
             except re.error as exc:
                 raise field_error("cmdline", f"not a valid regular expression: {exc}") from None
+
+
+def same_name(name: str | None, match: str) -> bool:
+    """Whether a process name is `match`: in full, or as the 15 characters Linux keeps.
+
+    psutil gives the full name when it can read the command line, else the 15-character
+    comm; a 15-character `match` is a comm, and finds longer names that start with it.
+    """
+    if name is None:
+        return False
+    if name == match:
+        return True
+    return COMM_LENGTH in (len(name), len(match)) and (name[:COMM_LENGTH] == match[:COMM_LENGTH])
 
 
 def _process_infos() -> Iterable[dict[str, Any]]:
@@ -66,7 +83,7 @@ class ProcessCheck(CheckBase[ProcessOptions]):
         if self._options.user is not None and info.get("username") != self._options.user:
             return False
         if self._pattern is None:
-            return info.get("name") == self._options.match
+            return same_name(info.get("name"), self._options.match or "")
         cmdline: list[str] | None = info.get("cmdline")
         return bool(cmdline) and self._pattern.search(" ".join(cmdline or ())) is not None
 

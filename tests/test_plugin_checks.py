@@ -7,8 +7,10 @@ import http.server
 import logging
 import os
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -350,6 +352,39 @@ def test_process_by_exact_name_and_user() -> None:
     assert find(out, "process_count", process="process").value >= 1
     out = ProcessCheck(ProcessOptions(match=me.name(), user="no-such-user-here")).collect()
     assert find(out, "process_count").value == 0
+
+
+def test_process_match_takes_the_full_name_and_the_15_character_comm(tmp_path: Path) -> None:
+    """Linux keeps 15 characters of a process name (comm); `ps -o comm` and `pgrep -x` show
+    those, psutil the full name. Both find the process; another truncation does not."""
+    program = tmp_path / "runwatch-long-process-name"
+    shutil.copy("/bin/sleep", program)
+    with subprocess.Popen([str(program), "30"]) as child:
+        try:
+            comm = subprocess.run(
+                ["ps", "-o", "comm=", "-p", str(child.pid)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            assert comm == "runwatch-long-p"  # what ps shows, and `pgrep -x` matches
+            for match, count in [
+                (program.name, 1),
+                (comm, 1),
+                ("runwatch-long-", 0),
+                ("runwatch-long-process-nameX", 0),
+            ]:
+                check = ProcessCheck(ProcessOptions(match=match))
+                assert find(check.collect(), "process_count").value == count, match
+        finally:
+            child.kill()
+
+
+def test_process_match_of_a_short_name_is_exact() -> None:
+    infos: list[dict[str, Any]] = [{"name": "postgres", "cmdline": ["postgres"]}]
+    for match in ("postgre", "postgresX"):
+        out = ProcessCheck(ProcessOptions(match=match), processes=lambda: infos).collect()
+        assert find(out, "process_count").value == 0
 
 
 def test_process_that_does_not_exist_counts_zero() -> None:
