@@ -15,6 +15,14 @@ purge does. Integrity: each file is read back once by the tool for its format:
 tar runs with GNU tar's --index-file=/dev/null, so a listing of millions of names never
 reaches the agent's memory.
 
+Gaps: with `expected_interval` (a dump a day: 1d), each gap between consecutive files, and
+the time since the newest, counts the files that should be in it (a gap of 1.5 intervals or
+more lacks one). A file dated in the future (a wrong clock, a copy that kept a bad mtime)
+is named in the output and counts as age 0, never a negative age.
+
+The check's output (which reaches the call) names the files that failed verification, the
+gaps and the files dated in the future.
+
 A verdict is cached per file keyed by (path, size, mtime_ns) in `state_dir/verify-cache.json`,
 so a file is read once, and a failed file stays failed until it changes. Verification goes
 newest first, at most `verify_max_files` files per run, within the check's timeout; the rest
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import json
 import logging
 import os
@@ -35,7 +44,7 @@ from typing import Annotated, Any, ClassVar, NamedTuple
 
 import msgspec
 
-from checks.base import CheckFailed, CheckOptions, Clock, ProbeBase
+from checks.base import CheckFailed, CheckOptions, Clock, OnceWarnings, ProbeBase
 from checks.command import CommandResult, run_command
 from checks.files import FileStat, PathGlob, regular_files
 from checks.schema import Measurement
@@ -50,6 +59,10 @@ _VERIFY_BUDGET_SHARE = 0.8
 _CACHE_NAME = "verify-cache.json"
 _CACHE_VERSION = 1
 _PGDUMP_MAGIC = b"PGDMP"
+# A file this far ahead of the agent's clock is dated in the future (less is clock jitter).
+FUTURE_SLACK_SECONDS = 60.0
+# Gaps named in the output, the newest first; the count covers them all.
+_GAPS_NAMED = 3
 # The Debian package that provides each verifying tool, for the "install it" warning.
 _PACKAGES = {"gzip": "gzip", "tar": "tar", "unzip": "unzip", "pg_restore": "postgresql-client"}
 
@@ -66,6 +79,7 @@ class ArchiveOptions(CheckOptions, tag="archive", frozen=True):
     verify: bool = True
     verify_max_files: Annotated[int, msgspec.Meta(ge=0)] = 20  # per run, newest first
     label: str | None = None  # the `archive` label value; default: the glob
+    expected_interval: Duration | None = None  # a file every ...: count the files missing
 
     default_interval: ClassVar[float | None] = 900.0
     default_timeout: ClassVar[float] = 600.0
@@ -79,6 +93,15 @@ class Verdict(NamedTuple):
     ok: bool
     detail: str  # why it failed, from the tool's stderr
     verified_at: float
+
+
+def _age(now: float, file: FileStat) -> float:
+    """A file's age in seconds; 0 for a file dated in the future."""
+    return max(0.0, now - file.mtime_seconds)
+
+
+def _local(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
 
 def _has_pgdump_magic(path: str) -> bool:
@@ -149,44 +172,97 @@ class ArchiveCheck(ProbeBase[ArchiveOptions]):
         self._verdicts: dict[str, Verdict] | None = None  # loaded on the first collect
         self._save_failed = False
         self._verify_budget = self._timeout * _VERIFY_BUDGET_SHARE
+        self._future_warnings = OnceWarnings(_log)
+        self.last_output: str | None = None
 
     def collect(self) -> list[Measurement]:
         """Return the archive's figures, verifying new files first when `verify` is on."""
         files = regular_files(self._options.path, what="archive")
         now = self._clock()
+        notes: list[str] = []
         retention = float(self._options.retention)
         past_retention = [f for f in files if now - f.mtime_seconds > retention]
+        future = self._in_future(files, now, notes)
         figures: list[tuple[str, float, str]] = [
             ("archive_files", len(files), ""),
             ("archive_bytes", sum(f.size_bytes for f in files), "bytes"),
             ("archive_retention_breached", 1 if past_retention else 0, ""),
             ("archive_files_past_retention", len(past_retention), ""),
+            ("archive_files_in_future", len(future), ""),
         ]
         newest = max(files, key=lambda f: f.mtime_seconds, default=None)
         if newest is not None:
             oldest = min(files, key=lambda f: f.mtime_seconds)
             figures += [
-                ("archive_newest_file_age_seconds", now - newest.mtime_seconds, "seconds"),
-                ("archive_oldest_file_age_seconds", now - oldest.mtime_seconds, "seconds"),
+                ("archive_newest_file_age_seconds", _age(now, newest), "seconds"),
+                ("archive_oldest_file_age_seconds", _age(now, oldest), "seconds"),
             ]
+        figures += self._gaps(files, now, notes)
         if self._options.max_age is not None:
             # No file at all means the job is not running either.
-            too_old = newest is None or now - newest.mtime_seconds > float(self._options.max_age)
+            too_old = newest is None or _age(now, newest) > float(self._options.max_age)
             figures.append(("archive_newest_too_old", 1 if too_old else 0, ""))
         if self._options.verify:
             verdicts = self._verify(files)
-            failures = sum(1 for v in verdicts if not v.ok)
+            failed = {path: v for path, v in verdicts.items() if not v.ok}
             figures += [
                 ("archive_verified_files", len(verdicts), ""),
-                ("archive_verify_failures", failures, ""),
-                ("archive_verify_success", 0 if failures else 1, ""),
+                ("archive_verify_failures", len(failed), ""),
+                ("archive_verify_success", 0 if failed else 1, ""),
             ]
+            notes[:0] = [f"failed verification: {path} ({v.detail})" for path, v in failed.items()]
+        self.last_output = "; ".join(notes) or None
         labels = {"archive": self._options.label or self._options.path}
         return self._measurements(figures, now, labels)
 
+    def _in_future(self, files: Sequence[FileStat], now: float, notes: list[str]) -> list[str]:
+        """The files dated in the future, warned about once each and noted for the output."""
+        seen: set[object] = set()
+        future = sorted(f.path for f in files if f.mtime_seconds > now + FUTURE_SLACK_SECONDS)
+        for path in future:
+            self._future_warnings.warn(
+                seen,
+                path,
+                "archive check: %s is dated in the future; its age counts as 0. Check the "
+                "clock of the host that wrote it, or set its time with touch",
+                path,
+            )
+        self._future_warnings.forget_except(seen)
+        if future:
+            notes.append(f"dated in the future: {', '.join(future)}")
+        return future
+
+    def _gaps(
+        self, files: Sequence[FileStat], now: float, notes: list[str]
+    ) -> list[tuple[str, float, str]]:
+        """The largest gap between files, and with `expected_interval` the files missing."""
+        times = sorted(min(f.mtime_seconds, now) for f in files)
+        gaps = list(itertools.pairwise(times))
+        figures: list[tuple[str, float, str]] = []
+        if gaps:
+            largest = max(later - earlier for earlier, later in gaps)
+            figures.append(("archive_largest_gap_seconds", largest, "seconds"))
+        if self._options.expected_interval is None:
+            return figures
+        interval = float(self._options.expected_interval)
+        if times:
+            gaps.append((times[-1], now))  # since the newest: the files not written yet
+        missing = [
+            (count, earlier, later)
+            for earlier, later in gaps
+            if (count := int((later - earlier) / interval + 0.5) - 1) > 0
+        ]
+        figures.append(("archive_missing_files", sum(count for count, _, _ in missing), ""))
+        for count, earlier, later in reversed(missing[-_GAPS_NAMED:]):
+            notes.append(
+                f"{count} file(s) missing between {_local(earlier)} and "
+                f"{'now' if later == now else _local(later)}"
+            )
+        return figures
+
     # --- integrity -------------------------------------------------------------------------
 
-    def _verify(self, files: Sequence[FileStat]) -> list[Verdict]:
+    def _verify(self, files: Sequence[FileStat]) -> dict[str, Verdict]:
         """Verify what has no verdict yet, within limits; return the verdicts of `files`."""
         verdicts = self._load()
         present = {f.path for f in files}
@@ -237,13 +313,13 @@ class ArchiveCheck(ProbeBase[ArchiveOptions]):
             )
         if gone and not verified:
             self._save()
-        return [
-            verdicts[f.path]
+        return {
+            f.path: verdicts[f.path]
             for f in files
             if f.path in verdicts
             and (verdicts[f.path].size_bytes, verdicts[f.path].mtime_ns)
             == (f.size_bytes, f.mtime_ns)
-        ]
+        }
 
     def _verify_one(
         self, file: FileStat, argvs: list[list[str]], timeout: float, missing_tools: set[str]

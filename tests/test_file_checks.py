@@ -493,6 +493,9 @@ ARCHIVE_NAMES = {
     "archive_verify_failures",
     "archive_verify_success",
     "archive_verified_files",
+    "archive_largest_gap_seconds",
+    "archive_missing_files",
+    "archive_files_in_future",
 }
 
 
@@ -565,7 +568,9 @@ def archive_check(
 def test_archive_reports_every_declared_measurement(
     archive_dir: Path, clock: FakeClock, tmp_path: Path
 ) -> None:
-    check, runner = archive_check(archive_dir, clock, max_age=Duration(2 * DAY))
+    check, runner = archive_check(
+        archive_dir, clock, max_age=Duration(2 * DAY), expected_interval=Duration(DAY)
+    )
     out = wire_safe(check.collect())
     assert names(out) == ARCHIVE_NAMES
     assert all(m.labels == {"archive": str(archive_dir / "*")} for m in out)
@@ -577,12 +582,67 @@ def test_archive_reports_every_declared_measurement(
     assert find(out, "archive_verified_files").value == 3  # the .txt has no verifier
     assert find(out, "archive_verify_failures").value == 1
     assert find(out, "archive_verify_success").value == 0
+    assert find(out, "archive_largest_gap_seconds").value == 30 * DAY
+    assert find(out, "archive_files_in_future").value == 0
+    # The file that failed is named where the call quotes it, not only in the agent's log.
+    assert check.last_output is not None
+    assert f"failed verification: {archive_dir / 'logs-2.gz'} (gzip exit 1" in check.last_output
     assert sorted(runner.calls) == [
         ["gzip", "-t", str(archive_dir / "logs-1.tar.gz")],
         ["gzip", "-t", str(archive_dir / "logs-2.gz")],
         ["tar", "--index-file=/dev/null", "-tzf", str(archive_dir / "logs-1.tar.gz")],
         ["unzip", "-tq", str(archive_dir / "logs-3.zip")],
     ]
+
+
+def daily_dumps(directory: Path, clock: FakeClock, days_old: list[float]) -> None:
+    directory.mkdir()
+    for days in days_old:
+        age(write(directory / f"db-{days:g}.sql", "dump"), clock, days * DAY)
+
+
+@pytest.mark.parametrize(
+    ("days_old", "gap", "missing"),
+    [
+        pytest.param([0.1, 1.1, 2.1, 3.1], 1.0, 0, id="every day"),
+        pytest.param([0.1, 1.1, 3.1, 4.1], 2.0, 1, id="one day missing"),
+        pytest.param([0.1, 4.1, 5.1], 4.0, 3, id="three days missing"),
+        pytest.param([0.1, 1.4, 2.1, 3.3], 1.3, 0, id="late and early runs are no gap"),
+        pytest.param([0.1], None, 0, id="one file: no gap to measure"),
+    ],
+)
+def test_archive_measures_gaps_against_the_expected_interval(
+    tmp_path: Path, clock: FakeClock, days_old: list[float], gap: float | None, missing: int
+) -> None:
+    daily_dumps(tmp_path / "dumps", clock, days_old)
+    check, _ = archive_check(
+        tmp_path / "dumps", clock, verify=False, expected_interval=Duration(DAY)
+    )
+    out = check.collect()
+    assert find(out, "archive_missing_files").value == missing
+    if gap is None:
+        assert "archive_largest_gap_seconds" not in names(out)
+    else:
+        assert find(out, "archive_largest_gap_seconds").value == pytest.approx(gap * DAY)
+    if missing:
+        assert f"{missing} file(s) missing between" in (check.last_output or "")
+    else:
+        assert check.last_output is None
+
+
+def test_archive_file_dated_in_the_future_is_named_and_gives_no_negative_age(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    daily_dumps(tmp_path / "dumps", clock, [-0.5, 1, 2])  # one made "tomorrow": a clock wrong
+    check, _ = archive_check(tmp_path / "dumps", clock, verify=False)
+    with caplog.at_level(logging.WARNING):
+        out = check.collect()
+    assert find(out, "archive_files_in_future").value == 1
+    assert find(out, "archive_newest_file_age_seconds").value == 0
+    assert all(m.value >= 0 for m in out if m.name.endswith("_age_seconds"))
+    future = str(tmp_path / "dumps" / "db--0.5.sql")
+    assert f"dated in the future: {future}" in (check.last_output or "")
+    assert future in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -625,6 +685,7 @@ def test_archive_empty_is_counted_and_too_old(tmp_path: Path, clock: FakeClock) 
         "archive_bytes": 0,
         "archive_retention_breached": 0,
         "archive_files_past_retention": 0,
+        "archive_files_in_future": 0,
         "archive_newest_too_old": 1,
         "archive_verified_files": 0,
         "archive_verify_failures": 0,
