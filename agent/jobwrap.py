@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from checks.statusfile import parse_time
+from checks.statusfile import SHELLS, parse_time, shell_tool_note
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,20 @@ def run_job(
     exit_code and last_success: the end of this run when it exited 0, else the previous file's.
     A job killed by signal N exits 128+N, as in a shell. Raises OSError when the status file
     cannot be written.
+
+    When argv[0] is a shell and no `tool` is given, the job still runs (a backup is never
+    skipped for a missing option), but a warning says to give --tool, and the status file
+    carries that as `note`, which the statusfile check puts into the call when the job fails.
     """
     if not argv:
         raise ValueError("no command to run")
     # Fail before the job, not after an hour of backup, when the status cannot be kept.
     status_file.parent.mkdir(parents=True, exist_ok=True)
     previous = _previous_success(status_file)
+    shell = Path(argv[0]).name
+    note = shell_tool_note(shell, argv[1:]) if tool is None and shell in SHELLS else None
+    if note is not None:
+        log.warning("job %s: %s", name, note)
     start = clock()
     exit_code = _run(argv)
     end = clock()
@@ -57,6 +65,8 @@ def run_job(
         "end": end,
         "exit_code": exit_code,
     }
+    if note is not None:
+        status["note"] = note
     last_success = end if exit_code == 0 else previous
     if last_success is not None:
         status["last_success"] = last_success

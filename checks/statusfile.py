@@ -50,6 +50,40 @@ _WARNING_CODES: dict[str, Callable[[int], bool]] = {
 }
 
 
+# A job run through one of these has the shell's exit code judged as the shell's own: a
+# restic warning (3) inside `sh -c 'restic ...'` counts as a failure unless --tool says restic.
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
+
+
+def tools_named(words: list[str]) -> list[str]:
+    """The tools with warning exit codes (restic, borg, ...) that a shell command names."""
+    import shlex
+
+    found: list[str] = []
+    for word in words:
+        try:
+            parts = shlex.split(word)
+        except ValueError:
+            parts = word.split()
+        for part in parts:
+            name = Path(part).name.lower()
+            if name in _WARNING_CODES and name not in found:
+                found.append(name)
+    return found
+
+
+def shell_tool_note(shell: str, command: list[str]) -> str:
+    """Say that `shell` ran the job, so its exit code is judged without the tool's warnings."""
+    named = tools_named(command)
+    example = named[0] if named else "restic"
+    codes = {"restic": "exit 3", "borg": "exit 1", "rsnapshot": "exit 2"}
+    return (
+        f"the job ran in the shell `{shell}` without --tool, so its exit code is judged as a "
+        f"plain command's: {example}'s warning {codes.get(example, 'code')} counts as a "
+        f"failure; add `--tool {example}` to its `runwatch job run` line"
+    )
+
+
 def backup_status(exit_code: int, tool: str | None) -> int:
     """Map a job's exit code to 0 OK, 1 warning or 2 error, knowing the tool's warning codes."""
     if exit_code == 0:
@@ -112,6 +146,10 @@ class StatusfileCheck(CheckBase[StatusfileOptions]):
 
     def _prepare(self) -> None:
         self._warnings = OnceWarnings(_log)  # keyed (file, problem)
+        # What the calls should say beside the figures: a status file's `note` (from
+        # `runwatch job run`) when its job failed.
+        self.last_output: str | None = None
+        self._notes: list[str] = []
 
     def collect(self) -> list[Measurement]:
         """Return the figures of every status file; raise when no file could be read."""
@@ -123,6 +161,7 @@ class StatusfileCheck(CheckBase[StatusfileOptions]):
                 "that writes it"
             )
         now = self._clock()
+        self._notes = []
         out: list[Measurement] = []
         problems: list[str] = []
         seen: set[Hashable] = set()
@@ -137,6 +176,7 @@ class StatusfileCheck(CheckBase[StatusfileOptions]):
                 if len(paths) > 1:
                     self._warnings.warn(seen, (path, "file"), "statusfile check: %s", problem)
         self._warnings.forget_except(seen)
+        self.last_output = "; ".join(self._notes) or None
         if not readable:
             raise CheckFailed("; ".join(problems[:3]), measurements=out)
         return out
@@ -188,6 +228,9 @@ class StatusfileCheck(CheckBase[StatusfileOptions]):
             code = int(exit_code)
             figures.append(("backup_last_exit_code", code, ""))
             figures.append(("backup_last_status", backup_status(code, tool), ""))
+            note = data.get("note")
+            if code != 0 and isinstance(note, str) and note:
+                self._notes.append(f"job {labels['job']}: {note}")
         last_success = fields.get("last_success")
         if last_success is None and exit_code == 0:
             last_success = last_run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,42 @@ def test_restic_partial_backup_is_a_warning_through_the_statusfile_check(tmp_pat
     assert "backup_last_success_timestamp_seconds" not in figures  # it never succeeded
     assert figures["backup_last_status"].labels == {"job": "restic_data", "tool": "restic"}
     assert os.listdir(status_file.parent) == ["restic_data.json"]  # no temporary file left
+
+
+def test_a_shell_job_without_tool_says_to_give_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`sh -c 'restic ...'` is recorded as sh: restic's warning exit 3 would be a failure."""
+    status_file = tmp_path / "nightly.json"
+    script = "restic backup /srv --exclude-caches; exit 3"
+    with caplog.at_level(logging.WARNING, logger="agent.jobwrap"):
+        rc = run_job("nightly", ["/bin/sh", "-c", script], status_file, clock=ticking(1, 2))
+    assert rc == 3, "the job runs anyway: a missing option never skips a backup"
+    assert "--tool restic" in caplog.text
+    data = read(status_file)
+    assert data["tool"] == "sh"
+    assert "--tool restic" in str(data["note"])
+    check = StatusfileCheck(StatusfileOptions(path=str(status_file)), clock=lambda: 10.0)
+    figures = {m.name: m.value for m in check.collect()}
+    assert figures["backup_last_status"] == 2
+    assert check.last_output is not None
+    assert check.last_output.startswith("job nightly: the job ran in the shell `sh`")
+    assert "restic's warning exit 3 counts as a failure" in check.last_output
+    # Given the tool, exit 3 is restic's warning, and nothing needs saying.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agent.jobwrap"):
+        run_job("nightly", ["sh", "-c", script], status_file, tool="restic", clock=ticking(3, 4))
+    assert caplog.text == ""
+    assert "note" not in read(status_file)
+    assert measure(status_file, now=10.0)["backup_last_status"].value == 1
+
+
+def test_a_shell_job_that_succeeds_has_nothing_in_the_output(tmp_path: Path) -> None:
+    status_file = tmp_path / "dump.json"
+    run_job("dump", ["bash", "-c", "true"], status_file, clock=ticking(1, 2))
+    check = StatusfileCheck(StatusfileOptions(path=str(status_file)), clock=lambda: 10.0)
+    check.collect()
+    assert check.last_output is None
 
 
 def test_success_sets_last_success_and_a_failure_keeps_it(tmp_path: Path) -> None:
