@@ -42,7 +42,11 @@ def build_runner(config: AgentConfig, on_settled: Callable[[], None] | None = No
 
     def build(options: CheckOptions, timeout: float) -> Check:
         return build_check(
-            options, timeout=timeout, state_dir=config.state_dir / "checks" / options.instance
+            options,
+            timeout=timeout,
+            state_dir=config.state_dir / "checks" / options.instance,
+            # Checks of one backup repository share its cache (checks/backup.py).
+            cache_root=config.state_dir / "repos",
         )
 
     return CheckRunner.from_options(

@@ -142,16 +142,17 @@ class BorgCheck(BackupProbe[BorgOptions]):
         the collector alerts on the missing age series.
         """
         run = self._start_run()
-        try:
-            env, secret = self._env()
-            archives = self._archives(env, secret, run.deadline)
-        except CheckFailed as exc:
-            raise run.failed(exc) from None
-        newest_time, newest = max(archives) if archives else (None, None)
-        run.snapshots(len(archives), newest_time)
-        if self._options.info:
-            run.figures.extend(self._info(newest, env, secret, run.deadline))
-        return run.finish(True)
+        with self._turn(run):
+            try:
+                env, secret = self._env()
+                archives = self._archives(env, secret, run.deadline)
+            except CheckFailed as exc:
+                raise run.failed(exc) from None
+            newest_time, newest = max(archives) if archives else (None, None)
+            run.snapshots(len(archives), newest_time)
+            if self._options.info:
+                run.figures.extend(self._info(newest, env, secret, run.deadline))
+            return run.finish(True)
 
     def _env(self) -> tuple[dict[str, str], str | None]:
         """Return borg's environment and the passphrase (to keep out of messages), if read."""

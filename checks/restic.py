@@ -124,19 +124,20 @@ class ResticCheck(BackupProbe[ResticOptions]):
         the collector alerts on the missing age series.
         """
         run = self._start_run()
-        try:
-            snapshots = self._snapshots(run.deadline)
-        except CheckFailed as exc:
-            raise run.failed(exc) from None
-        newest_time, newest = (
-            max(snapshots, key=lambda pair: pair[0]) if snapshots else (None, None)
-        )
-        run.snapshots(len(snapshots), newest_time)
-        if self._options.stats:
-            run.figures.extend(self._stats(newest, run.deadline))
-        if self._options.locks:
-            run.figures.extend(self._locks(run.now, run.deadline))
-        return run.finish(True)
+        with self._turn(run):
+            try:
+                snapshots = self._snapshots(run.deadline)
+            except CheckFailed as exc:
+                raise run.failed(exc) from None
+            newest_time, newest = (
+                max(snapshots, key=lambda pair: pair[0]) if snapshots else (None, None)
+            )
+            run.snapshots(len(snapshots), newest_time)
+            if self._options.stats:
+                run.figures.extend(self._stats(newest, run.deadline))
+            if self._options.locks:
+                run.figures.extend(self._locks(run.now, run.deadline))
+            return run.finish(True)
 
     def _run(self, args: list[str], deadline: float) -> CommandResult:
         remaining = time_left(deadline, self._monotonic(), f"restic {' '.join(args[:2])}")

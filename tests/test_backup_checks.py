@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -635,3 +636,95 @@ def test_backup_probes_are_slow_by_default(
 ) -> None:
     options = make()
     assert (options.default_interval, options.default_timeout) == (interval, timeout)
+
+
+# --- one cache per repository -------------------------------------------------------------------
+
+
+def run_together(checks: list[Any]) -> list[list[Measurement]]:
+    """Collect the checks at the same time, as an agent's workers would; bounded in time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(checks)) as pool:
+        futures = [pool.submit(check.collect) for check in checks]
+        return [future.result(timeout=120) for future in futures]
+
+
+def test_restic_checks_of_one_repository_share_one_cache(
+    restic_repo: Populated, tmp_path: Path
+) -> None:
+    restic = restic_repo.restic
+    root = tmp_path / "repos"
+    checks = [
+        ResticCheck(
+            ResticOptions(
+                name=f"by-{host}",
+                repository=str(restic.repo),
+                password_file=str(restic.password_file),
+                host=host,
+            ),
+            state_dir=tmp_path / "checks" / host,
+            cache_root=root,
+        )
+        for host in ("web01", "db01", "laptop")
+    ]
+    results = run_together(checks)  # at once: they take turns at the cache
+    assert [value(out, "backup_snapshots") for out in results] == [2, 1, 1]
+    [shared] = list(root.iterdir())
+    assert shared.name.startswith("restic-")
+    # restic keys its cache by repository ID inside the directory: one cache was built.
+    repository_id = json.loads(restic("cat", "config"))["id"]
+    assert [p.name for p in (shared / "cache").iterdir() if p.is_dir()] == [repository_id]
+    assert not (tmp_path / "checks").exists(), "no check kept a cache of its own"
+
+
+def test_borg_checks_of_one_repository_share_one_base_dir(
+    borg_repo: BorgRepo, tmp_path: Path
+) -> None:
+    borg = borg_repo.borg
+    root = tmp_path / "repos"
+    checks = [
+        BorgCheck(
+            BorgOptions(
+                name=f"by-{prefix}",
+                repository=str(borg.repo),
+                passphrase_file=str(borg.passphrase_file),
+                prefix=prefix,
+            ),
+            state_dir=tmp_path / "checks" / prefix,
+            cache_root=root,
+        )
+        for prefix in ("web01", "db01", "web01-new")
+    ]
+    results = run_together(checks)  # at once: `borg info` locks the cache, they take turns
+    assert [value(out, "backup_snapshots") for out in results] == [2, 1, 1]
+    [shared] = list(root.iterdir())
+    assert shared.name.startswith("borg-")
+    caches = [p for p in (shared / "base" / ".cache" / "borg").iterdir() if p.is_dir()]
+    assert len(caches) == 1  # one cache, keyed by the repository ID
+    assert not (tmp_path / "checks").exists()
+
+
+def test_a_check_waits_for_its_turn_only_until_its_deadline(
+    restic_repo: Populated, tmp_path: Path
+) -> None:
+    import fcntl
+
+    from checks.backup import repository_dir
+
+    restic = restic_repo.restic
+    shared = repository_dir(tmp_path, "restic", str(restic.repo))
+    shared.mkdir(parents=True)
+    check = ResticCheck(
+        ResticOptions(repository=str(restic.repo), password_file=str(restic.password_file)),
+        cache_root=tmp_path,
+        timeout=1.0,
+    )
+    with open(shared / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another check of this repository is running
+        started = time.monotonic()
+        with pytest.raises(CheckFailed, match="another check of repository") as failed:
+            check.collect()
+        assert time.monotonic() - started < 2
+    assert value(failed.value.measurements, "backup_probe_success") == 0
+    assert value(check.collect(), "backup_snapshots") == 4  # its turn, once the lock is free
