@@ -58,7 +58,7 @@ class BorgOptions(CheckOptions, tag="borg", frozen=True):
     prefix: NonEmpty | None = None  # only archives whose name starts so (a glob: -a 'PREFIX*')
     job: NonEmpty | None = None  # the `job` label; defaults to the instance name
     borg: NonEmpty = "borg"  # the binary, on PATH or as a path
-    base_dir: NonEmpty | None = None  # BORG_BASE_DIR; defaults to <state_dir>/base
+    base_dir: NonEmpty | None = None  # BORG_BASE_DIR; default: the agent's, shared per repository
     # The zone borg prints its zone-less times in. The agent runs borg with TZ set to it, so
     # with borg itself any zone reads right; it matters only for a `borg` wrapper (ssh, sudo -i,
     # a container) that drops TZ: then set the zone that borg runs in.

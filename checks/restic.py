@@ -56,7 +56,7 @@ class ResticOptions(CheckOptions, tag="restic", frozen=True):
     paths: list[NonEmpty] = msgspec.field(default_factory=list)  # absolute, as backed up
     job: NonEmpty | None = None  # the `job` label; defaults to the instance name
     restic: NonEmpty = "restic"  # the binary, on PATH or as a path
-    cache_dir: NonEmpty | None = None  # defaults to <state_dir>/cache, the agent's own cache
+    cache_dir: NonEmpty | None = None  # default: the agent's, shared per repository (backup.py)
     locks: bool = True  # count locks and report the oldest one's age
     stats: bool = True  # sizes of the latest snapshot and of the repository
 
