@@ -28,6 +28,7 @@ from collector.incidents.manager import CallCounters, IncidentManager
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
 from collector.incidents.sync import TicketSync
 from collector.incidents.templates import CallTemplates
+from collector.incidents.writer import DecisionWriter
 from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.instruments import CollectorMetrics
@@ -121,8 +122,7 @@ class CollectorService:
         self.evaluator = RuleEvaluator(
             config,
             self.fleet,
-            self.store,
-            self.incidents,
+            DecisionWriter(self.store, self.incidents),
             calendar=self.calendar,
             resolver=self.resolver,
         )

@@ -1,0 +1,234 @@
+"""Staleness: a host whose agent stopped reporting, and a single check that did while the host
+still reports. Both are rules of their own (`STALE_RULE`, `CHECK_STALE_RULE`) with the
+`staleness` section's owner, `for` and limits."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+from checks.settings import format_duration
+from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
+from collector.evaluation.maintenance import MaintenanceCalendar
+from collector.evaluation.outcome import PassRecorder, ProblemFor
+from collector.evaluation.parents import HostParents
+from collector.evaluation.rules import CallDecision, RuleState, Severity, StepPolicy, step
+from collector.incidents.calls import Problem, labels_key
+from collector.view.fleet import Fleet, StateKey
+
+_HOST_DESCRIPTION = (
+    "The agent on this host has stopped reporting. Check that the host is up, that the runwatch "
+    "agent runs, and that it can reach the collector."
+)
+_CHECK_DESCRIPTION = (
+    "One check on this host has stopped reporting, while the agent and its other checks still "
+    "report. Check the check's config and the agent's log (a hung plugin, a removed backup job)."
+)
+
+
+def check_silent_for(fleet: Fleet, host: str, check: str, now: float) -> float:
+    """How long a check of the host has sent nothing (0 for one never seen)."""
+    return now - fleet.check_seen_at.get((host, check), now)
+
+
+def check_limit(fleet: Fleet, host: str, check: str, factor: float) -> float:
+    """How long a check may be silent before it is stale: `factor` of its interval, and never
+    below the host's."""
+    state = fleet.hosts[host]
+    status = state.checks.get(check)
+    interval = status.interval_seconds if status else state.record.interval_seconds
+    return factor * max(interval, state.record.interval_seconds)
+
+
+class Staleness:
+    """Evaluate the staleness of hosts and of single checks, recording into a pass."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        fleet: Fleet,
+        recorder: PassRecorder,
+        calendar: MaintenanceCalendar,
+        parents: HostParents,
+    ) -> None:
+        self._config = config
+        self._fleet = fleet
+        self._pass = recorder
+        self._calendar = calendar
+        self._parents = parents
+
+    def tick_check(self, host: str, check: str, now: float, factor: float) -> None:
+        """The time-based evaluation of one check of a host that still reports."""
+        staleness = self._config.staleness
+        if not staleness.checks:
+            return
+        silent_for = check_silent_for(self._fleet, host, check, now)
+        if silent_for > float(staleness.forget_checks_after):
+            self._forget_check(host, check, now)
+            return
+        self.check(
+            host,
+            check,
+            stale=silent_for > check_limit(self._fleet, host, check, factor),
+            now=now,
+        )
+
+    def _forget_check(self, host: str, check: str, now: float) -> None:
+        """A check silent for very long was most likely removed from the agent's config."""
+        key = (CHECK_STALE_RULE, host, labels_key({"check": check}))
+        state = self._fleet.states.get(key)
+        if state is not None and state.call_id is not None:
+            self.check(
+                host,
+                check,
+                stale=False,
+                now=now,
+                reason=f"the check has not reported for "
+                f"{format_duration(float(self._config.staleness.forget_checks_after))} "
+                "and is forgotten (removed from the agent's config?)",
+            )
+        self._pass.forget_state(key)
+        self._pass.forget_check(host, check)
+
+    def check(
+        self,
+        host: str,
+        check: str,
+        *,
+        stale: bool,
+        now: float,
+        reason: str = "the check reports again",
+    ) -> None:
+        """Evaluate whether one check of a host is stale."""
+        key = (CHECK_STALE_RULE, host, _check_key(check))
+        previous = self._fleet.states.get(key, _FRESH)
+        if not stale and previous == RuleState(changed_at=previous.changed_at):
+            return  # the common case: a check that reports as it should
+        state_ = self._fleet.hosts[host]
+        status = state_.checks.get(check)
+        interval = max(status.interval_seconds if status else 0.0, state_.record.interval_seconds)
+        silent_for = max(0.0, check_silent_for(self._fleet, host, check, now))
+        detail = (
+            (
+                f"check {check!r} has sent nothing for {format_duration(silent_for)} "
+                f"(expected every {format_duration(interval)}) while the host still "
+                "reports"
+            )
+            if stale
+            else ""
+        )
+        state, decisions = self._step(
+            key, previous, stale=stale, silent_for=silent_for, detail=detail, reason=reason, now=now
+        )
+        problem = self._problem(key, {"check": check}, interval, _CHECK_DESCRIPTION, now)
+        self._carry(key, previous, state, decisions, problem)
+
+    def host(self, host: str, *, stale: bool, now: float) -> None:
+        """Evaluate whether a host is stale: no report for longer than its limit."""
+        key = (STALE_RULE, host, "{}")
+        previous = self._fleet.states.get(key, _FRESH)
+        if not stale and previous == RuleState(changed_at=previous.changed_at):
+            return  # the common case: a healthy host reporting again
+        record = self._fleet.hosts[host].record
+        silent_for = max(0.0, now - record.last_report_at)
+        detail = (
+            (
+                f"no report for {format_duration(silent_for)} (expected every "
+                f"{format_duration(record.interval_seconds)})"
+            )
+            if stale
+            else ""
+        )
+        state, decisions = self._step(
+            key,
+            previous,
+            stale=stale,
+            silent_for=silent_for,
+            detail=detail,
+            reason="the host reports again",
+            now=now,
+        )
+        if stale and state.call_id is None:
+            state, decisions = self._parents.depend(host, state, decisions, detail)
+        elif previous.absorbed_by is not None:
+            self._pass.note(
+                previous.absorbed_by, f"{host} reports again (it was listed here as silent)."
+            )
+            state = replace(state, absorbed_by=None)
+        problem = self._problem(key, {}, record.interval_seconds, _HOST_DESCRIPTION, now)
+        self._carry(key, previous, state, decisions, problem)
+
+    def _step(
+        self,
+        key: StateKey,
+        previous: RuleState,
+        *,
+        stale: bool,
+        silent_for: float,
+        detail: str,
+        reason: str,
+        now: float,
+    ) -> tuple[RuleState, tuple[CallDecision, ...]]:
+        """One step of a staleness rule: held for `staleness.for`, never without an owner."""
+        rule, host, _ = key
+        hold = float(self._config.staleness.for_) if self._config.staleness.owner else float("inf")
+        policy = StepPolicy(hold_for=hold, silenced=self._calendar.silenced(host, rule, now))
+        return step(
+            previous,
+            Severity.STALE if stale else Severity.OK,
+            silent_for if stale else None,
+            now,
+            policy,
+            detail=detail,
+            reason=reason,
+        )
+
+    def _problem(
+        self, key: StateKey, labels: dict[str, str], interval: float, description: str, now: float
+    ) -> ProblemFor:
+        staleness = self._config.staleness
+        rule, host, _ = key
+
+        def problem(severity: Severity, current: RuleState) -> Problem:
+            owner = staleness.owner
+            assert owner is not None
+            return Problem(
+                host=host,
+                rule=rule,
+                metric="",
+                labels=labels,
+                severity=severity.name,
+                value=current.value,
+                unit="seconds",
+                threshold=interval * staleness.after_intervals,
+                direction="above",
+                group=owner,
+                assign=self._config.groups[owner].assign,
+                first_seen=current.problem_since or now,
+                description=description,
+                detail=current.detail,
+            )
+
+        return problem
+
+    def _carry(
+        self,
+        key: StateKey,
+        previous: RuleState,
+        state: RuleState,
+        decisions: tuple[CallDecision, ...],
+        problem: ProblemFor,
+    ) -> None:
+        if self._config.staleness.owner is not None:
+            self._pass.carry(key, previous, state, decisions, problem)
+        else:
+            self._pass.remember(key, previous, state)
+
+
+_FRESH = RuleState()
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_key(check: str) -> str:
+    """The labels key of a check's staleness state (the same few checks, over and over)."""
+    return labels_key({"check": check})
