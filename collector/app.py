@@ -211,12 +211,12 @@ class CollectorService:
 
     # -- the stages, as the API, the console and the CLI call them ------------------------------
 
-    def authenticate(self, authorization: str | None, *, client: str | None = None) -> str:
+    def authenticate(self, authorization: str | None, *, client: str | None) -> str:
         """The host an agent's bearer token names (see Credentials.agent)."""
         return self.credentials.agent(authorization, client=client)
 
     def authenticate_operator(
-        self, authorization: str | None, *, change: bool = True, client: str | None = None
+        self, authorization: str | None, *, change: bool = True, client: str | None
     ) -> str:
         """The operator a bearer token names (see Credentials.operator)."""
         return self.credentials.operator(authorization, change=change, client=client)

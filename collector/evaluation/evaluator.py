@@ -75,23 +75,12 @@ class RuleEvaluator:
     ) -> None:
         """Evaluate what one report changed: its series, its failed checks, and staleness."""
         self._parents.new_evaluation()
-        self._carry_out(self.decide_report(host, updated, failing_checks, now, checks))
-
-    def decide_report(
-        self,
-        host: str,
-        updated: list[SeriesRecord],
-        failing_checks: dict[str, str],
-        now: float,
-        checks: list[str] | None = None,
-    ) -> Outcome:
-        """What one report changes; the view follows at once, the rest is in the outcome."""
         self._staleness.host(host, stale=False, now=now)
         for check in checks or ():
             self._fleet.saw_check(host, check, now)
             self._staleness.check(host, check, stale=False, now=now)
         self._series.on_report(host, updated, failing_checks, now)
-        return self._pass.outcome(now)
+        self._carry_out(self._pass.outcome(now))
 
     def due_in_order(self, now: float) -> list[str]:
         """hosts_due(), parents first, so a child sees its parent's call from the same tick."""

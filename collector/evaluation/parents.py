@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation.outcome import PassRecorder
@@ -11,15 +11,15 @@ from collector.evaluation.rules import CallDecision, OpenCall, RuleState, Severi
 from collector.view.fleet import Fleet
 
 
+@dataclass(slots=True)
 class HostParents:
     """The parents the config names for each host, and which of them are down now."""
 
-    def __init__(self, config: CollectorConfig, fleet: Fleet, recorder: PassRecorder) -> None:
-        self._config = config
-        self._fleet = fleet
-        self._pass = recorder
-        self._parents_of: dict[str, tuple[str, ...]] = {}
-        self._down: dict[str, int | None] | None = None  # parent -> its call, per evaluation
+    config: CollectorConfig
+    fleet: Fleet
+    recorder: PassRecorder
+    _parents_of: dict[str, tuple[str, ...]] = field(init=False, default_factory=dict)
+    _down: dict[str, int | None] | None = field(init=False, default=None)  # parent -> its call
 
     def new_evaluation(self) -> None:
         """Look the parents' calls up afresh from now on."""
@@ -30,7 +30,7 @@ class HostParents:
         found = self._parents_of.get(host)
         if found is None:
             names: list[str] = []
-            for pattern, parents in self._config.parents.items():
+            for pattern, parents in self.config.parents.items():
                 if fnmatch.fnmatchcase(host, pattern):
                     names.extend(p for p in parents if p != host and p not in names)
             found = self._parents_of[host] = tuple(names)
@@ -48,7 +48,7 @@ class HostParents:
 
     def parent_down(self, host: str) -> tuple[str, int | None] | None:
         """A parent that is STALE or CRITICAL, and the call that says so (if one is open)."""
-        if not self._config.parents or not self.parents_of(host):
+        if not self.config.parents or not self.parents_of(host):
             return None
         if self._down is None:
             self._down = self._parents_down()
@@ -59,9 +59,9 @@ class HostParents:
 
     def _parents_down(self) -> dict[str, int | None]:
         """Every parent host that is down now, with the call to note its children in."""
-        parents = {p for names in self._config.parents.values() for p in names}
+        parents = {p for names in self.config.parents.values() for p in names}
         down: dict[str, int | None] = {}
-        for (rule, host, _), state in self._fleet.states.items():
+        for (rule, host, _), state in self.fleet.states.items():
             if host not in parents:
                 continue
             if rule == STALE_RULE and state.severity is Severity.STALE:
@@ -87,7 +87,7 @@ class HostParents:
             return state, decisions  # not yet due (`for`), or in a maintenance window
         kept = tuple(d for d in decisions if not isinstance(d, OpenCall))
         if call_id is not None and state.absorbed_by != call_id:
-            self._pass.note(
+            self.recorder.note(
                 call_id,
                 f"{host} depends on {parent} and is silent too "
                 f"({detail}); it gets no call of its own while "

@@ -7,6 +7,7 @@ A report's fresh values and failed checks, and on the timer the series that vani
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from collector.config import CollectorConfig, RuleConfig
 from collector.evaluation.forecast import Forecast, linear_forecast
@@ -28,31 +29,28 @@ from collector.store.records import HistoryPoint, SeriesRecord
 from collector.view.fleet import Fleet, SeriesKey, StateKey
 
 
+@dataclass(slots=True)
 class SeriesRules:
     """Evaluate the configured rules on series, recording the decisions into a pass."""
 
-    def __init__(
-        self,
-        config: CollectorConfig,
-        fleet: Fleet,
-        recorder: PassRecorder,
-        calendar: MaintenanceCalendar,
-        resolver: ThresholdResolver,
-    ) -> None:
-        self._config = config
-        self._fleet = fleet
-        self._pass = recorder
-        self._calendar = calendar
-        self._resolver = resolver
-        self._by_metric: dict[str, list[RuleConfig]] = defaultdict(list)
-        self.history_for: dict[str, float] = {}  # metric -> the longest span a forecast fits
-        for rule in config.rules:
+    config: CollectorConfig
+    fleet: Fleet
+    recorder: PassRecorder
+    calendar: MaintenanceCalendar
+    resolver: ThresholdResolver
+    history_for: dict[str, float] = field(init=False)  # metric -> the longest forecast span
+    _by_metric: dict[str, list[RuleConfig]] = field(init=False)
+    _walk_limits: dict[str, tuple[float, bool]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_metric = defaultdict(list)
+        self.history_for = {}
+        for rule in self.config.rules:
             self._by_metric[rule.metric].append(rule)
             if rule.forecast is not None:
                 self.history_for[rule.metric] = max(
                     self.history_for.get(rule.metric, 0.0), float(rule.forecast.over)
                 )
-        self._walk_limits: dict[str, tuple[float, bool]] = {}
 
     def on_report(
         self, host: str, updated: list[SeriesRecord], failing_checks: dict[str, str], now: float
@@ -63,40 +61,40 @@ class SeriesRules:
             if series.check not in failing_checks:
                 self._evaluate(series, now)
         if failing_checks:
-            for key in list(self._fleet.by_host.get(host, ())):
-                series = self._fleet.series[key]
+            for key in list(self.fleet.by_host.get(host, ())):
+                series = self.fleet.series[key]
                 if series.check in failing_checks:
                     self._evaluate(series, now, error=failing_checks[series.check])
 
     def walk(self, host: str, now: float, factor: float) -> None:
         """The time-based pass over one host's series."""
         self._walk_limits = {}  # per check, for this host's walk
-        for key in list(self._fleet.by_host.get(host, ())):
-            if key in self._fleet.series:
+        for key in list(self.fleet.by_host.get(host, ())):
+            if key in self.fleet.series:
                 self._tick(key, now, factor)
 
     def _tick(self, key: SeriesKey, now: float, factor: float) -> None:
-        series = self._fleet.series[key]
-        host = self._fleet.hosts[series.host]
+        series = self.fleet.series[key]
+        host = self.fleet.hosts[series.host]
         status = host.checks.get(series.check)
         failing = status is not None and status.error is not None
         known = self._walk_limits.get(series.check)
         if known is None:
-            limit = check_limit(self._fleet, series.host, series.check, factor)
+            limit = check_limit(self.fleet, series.host, series.check, factor)
             known = self._walk_limits[series.check] = (
                 limit,
                 status is not None
-                and check_silent_for(self._fleet, series.host, series.check, now) > limit,
+                and check_silent_for(self.fleet, series.host, series.check, now) > limit,
             )
         limit, check_silent = known
         if check_silent:
             return  # the whole check is silent: its own call says so, its series wait
-        if not failing and now - self._fleet.seen_at[key] > limit:
+        if not failing and now - self.fleet.seen_at[key] > limit:
             # The check runs but no longer reports this series (an unmounted filesystem).
-            self._pass.drop_series(key)
+            self.recorder.drop_series(key)
             for rule in self._by_metric.get(series.name, ()):
                 state_key = (rule.name, series.host, series.labels_key)
-                if state_key in self._fleet.states:
+                if state_key in self.fleet.states:
                     self._advance(
                         rule,
                         series,
@@ -105,13 +103,13 @@ class SeriesRules:
                         now,
                         reason="the series is no longer reported",
                     )
-                    self._pass.forget_state(state_key)
+                    self.recorder.forget_state(state_key)
             return
         # Pending problems whose `for` may have run out since the last report, flapping that
         # may have calmed down, maintenance windows that may have ended.
         for rule in self._by_metric.get(series.name, ()):
             state_key = (rule.name, series.host, series.labels_key)
-            state = self._fleet.states.get(state_key)
+            state = self.fleet.states.get(state_key)
             if state is not None and (
                 state.silenced
                 or state.flapping
@@ -133,10 +131,10 @@ class SeriesRules:
             if not matches(rule, series.labels):
                 continue
             if not remembered and error is None:
-                self._fleet.remember(series)
+                self.fleet.remember(series)
                 remembered = True
             key = (rule.name, series.host, series.labels_key)
-            current = self._fleet.states.get(key)
+            current = self.fleet.states.get(key)
             previous = current if current is not None else RuleState()
             if error is not None:
                 if rule.unknown == "ignore":
@@ -182,7 +180,7 @@ class SeriesRules:
         over = float(rule.forecast.over)
         points = [
             p
-            for p in self._fleet.history.get((series.host, series.name, series.labels_key), ())
+            for p in self.fleet.history.get((series.host, series.name, series.labels_key), ())
             if p[0] >= series.timestamp - over
         ]
         if not points or points[-1][0] < series.timestamp:
@@ -194,33 +192,33 @@ class SeriesRules:
     def _record_history(self, updated: list[SeriesRecord]) -> None:
         if not self.history_for:
             return
-        resolution = float(self._config.history.resolution)
+        resolution = float(self.config.history.resolution)
         points: list[HistoryPoint] = []
         for series in updated:
             span = self.history_for.get(series.name)
             if span is not None:
-                point = self._fleet.record_history(series, resolution, span)
+                point = self.fleet.record_history(series, resolution, span)
                 if point is not None:
                     points.append(point)
         if points:
-            self._pass.add_history(points)
+            self.recorder.add_history(points)
 
     def _effective(self, rule: RuleConfig, host: str) -> RuleConfig:
-        state = self._fleet.hosts.get(host)
-        return self._resolver.effective(rule, host, state.record.labels if state else {})
+        state = self.fleet.hosts.get(host)
+        return self.resolver.effective(rule, host, state.record.labels if state else {})
 
     def _output(self, series: SeriesRecord) -> str:
         """What the series' check last said in words (a plugin's status line), if anything."""
-        status = self._fleet.hosts[series.host].checks.get(series.check)
+        status = self.fleet.hosts[series.host].checks.get(series.check)
         return status.output or "" if status is not None else ""
 
     def _policy(self, rule: RuleConfig, host: str, now: float) -> StepPolicy:
-        flapping = rule.flapping or self._config.flapping
+        flapping = rule.flapping or self.config.flapping
         return StepPolicy(
             hold_for=float(rule.for_),
             flap_changes=flapping.changes if flapping.enabled else None,
             flap_window=float(flapping.window),
-            silenced=self._calendar.silenced(host, rule.name, now),
+            silenced=self.calendar.silenced(host, rule.name, now),
         )
 
     def _advance(
@@ -235,7 +233,7 @@ class SeriesRules:
         reason: str = "",
         value: float | None = None,
     ) -> None:
-        previous = self._fleet.states.get(key, RuleState())
+        previous = self.fleet.states.get(key, RuleState())
         effective = self._effective(rule, series.host)
         forecasting = rule.forecast is not None
         if forecasting:
@@ -272,18 +270,18 @@ class SeriesRules:
                 threshold=threshold_for(effective, severity),
                 direction=effective.direction,
                 group=rule.owner,
-                assign=self._config.groups[rule.owner].assign,
+                assign=self.config.groups[rule.owner].assign,
                 first_seen=current.problem_since or now,
                 description=rule.description,
                 runbook=rule.runbook,
                 detail=current.detail,
                 recent=tuple(
-                    self._fleet.recent.get((series.host, series.name, series.labels_key), ())
+                    self.fleet.recent.get((series.host, series.name, series.labels_key), ())
                 ),
                 recent_unit=series.unit if forecasting else None,
             )
 
-        self._pass.carry(key, previous, state, decisions, problem)
+        self.recorder.carry(key, previous, state, decisions, problem)
 
 
 def _settled(state: RuleState) -> bool:

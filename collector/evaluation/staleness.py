@@ -5,7 +5,7 @@ still reports. Both are rules of their own (`STALE_RULE`, `CHECK_STALE_RULE`) wi
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from checks.settings import format_duration
 from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
@@ -40,43 +40,36 @@ def check_limit(fleet: Fleet, host: str, check: str, factor: float) -> float:
     return factor * max(interval, state.record.interval_seconds)
 
 
+@dataclass(slots=True)
 class Staleness:
     """Evaluate the staleness of hosts and of single checks, recording into a pass."""
 
-    def __init__(
-        self,
-        config: CollectorConfig,
-        fleet: Fleet,
-        recorder: PassRecorder,
-        calendar: MaintenanceCalendar,
-        parents: HostParents,
-    ) -> None:
-        self._config = config
-        self._fleet = fleet
-        self._pass = recorder
-        self._calendar = calendar
-        self._parents = parents
+    config: CollectorConfig
+    fleet: Fleet
+    recorder: PassRecorder
+    calendar: MaintenanceCalendar
+    parents: HostParents
 
     def tick_check(self, host: str, check: str, now: float, factor: float) -> None:
         """The time-based evaluation of one check of a host that still reports."""
-        staleness = self._config.staleness
+        staleness = self.config.staleness
         if not staleness.checks:
             return
-        silent_for = check_silent_for(self._fleet, host, check, now)
+        silent_for = check_silent_for(self.fleet, host, check, now)
         if silent_for > float(staleness.forget_checks_after):
             self._forget_check(host, check, now)
             return
         self.check(
             host,
             check,
-            stale=silent_for > check_limit(self._fleet, host, check, factor),
+            stale=silent_for > check_limit(self.fleet, host, check, factor),
             now=now,
         )
 
     def _forget_check(self, host: str, check: str, now: float) -> None:
         """A check silent for very long was most likely removed from the agent's config."""
         key = (CHECK_STALE_RULE, host, labels_key({"check": check}))
-        state = self._fleet.states.get(key)
+        state = self.fleet.states.get(key)
         if state is not None and state.call_id is not None:
             self.check(
                 host,
@@ -84,11 +77,11 @@ class Staleness:
                 stale=False,
                 now=now,
                 reason=f"the check has not reported for "
-                f"{format_duration(float(self._config.staleness.forget_checks_after))} "
+                f"{format_duration(float(self.config.staleness.forget_checks_after))} "
                 "and is forgotten (removed from the agent's config?)",
             )
-        self._pass.forget_state(key)
-        self._pass.forget_check(host, check)
+        self.recorder.forget_state(key)
+        self.recorder.forget_check(host, check)
 
     def check(
         self,
@@ -101,13 +94,13 @@ class Staleness:
     ) -> None:
         """Evaluate whether one check of a host is stale."""
         key = (CHECK_STALE_RULE, host, _check_key(check))
-        previous = self._fleet.states.get(key, _FRESH)
+        previous = self.fleet.states.get(key, _FRESH)
         if not stale and previous == RuleState(changed_at=previous.changed_at):
             return  # the common case: a check that reports as it should
-        state_ = self._fleet.hosts[host]
+        state_ = self.fleet.hosts[host]
         status = state_.checks.get(check)
         interval = max(status.interval_seconds if status else 0.0, state_.record.interval_seconds)
-        silent_for = max(0.0, check_silent_for(self._fleet, host, check, now))
+        silent_for = max(0.0, check_silent_for(self.fleet, host, check, now))
         detail = (
             (
                 f"check {check!r} has sent nothing for {format_duration(silent_for)} "
@@ -126,10 +119,10 @@ class Staleness:
     def host(self, host: str, *, stale: bool, now: float) -> None:
         """Evaluate whether a host is stale: no report for longer than its limit."""
         key = (STALE_RULE, host, "{}")
-        previous = self._fleet.states.get(key, _FRESH)
+        previous = self.fleet.states.get(key, _FRESH)
         if not stale and previous == RuleState(changed_at=previous.changed_at):
             return  # the common case: a healthy host reporting again
-        record = self._fleet.hosts[host].record
+        record = self.fleet.hosts[host].record
         silent_for = max(0.0, now - record.last_report_at)
         detail = (
             (
@@ -149,9 +142,9 @@ class Staleness:
             now=now,
         )
         if stale and state.call_id is None:
-            state, decisions = self._parents.depend(host, state, decisions, detail)
+            state, decisions = self.parents.depend(host, state, decisions, detail)
         elif previous.absorbed_by is not None:
-            self._pass.note(
+            self.recorder.note(
                 previous.absorbed_by, f"{host} reports again (it was listed here as silent)."
             )
             state = replace(state, absorbed_by=None)
@@ -171,8 +164,8 @@ class Staleness:
     ) -> tuple[RuleState, tuple[CallDecision, ...]]:
         """One step of a staleness rule: held for `staleness.for`, never without an owner."""
         rule, host, _ = key
-        hold = float(self._config.staleness.for_) if self._config.staleness.owner else float("inf")
-        policy = StepPolicy(hold_for=hold, silenced=self._calendar.silenced(host, rule, now))
+        hold = float(self.config.staleness.for_) if self.config.staleness.owner else float("inf")
+        policy = StepPolicy(hold_for=hold, silenced=self.calendar.silenced(host, rule, now))
         return step(
             previous,
             Severity.STALE if stale else Severity.OK,
@@ -186,7 +179,7 @@ class Staleness:
     def _problem(
         self, key: StateKey, labels: dict[str, str], interval: float, description: str, now: float
     ) -> ProblemFor:
-        staleness = self._config.staleness
+        staleness = self.config.staleness
         rule, host, _ = key
 
         def problem(severity: Severity, current: RuleState) -> Problem:
@@ -203,7 +196,7 @@ class Staleness:
                 threshold=interval * staleness.after_intervals,
                 direction="above",
                 group=owner,
-                assign=self._config.groups[owner].assign,
+                assign=self.config.groups[owner].assign,
                 first_seen=current.problem_since or now,
                 description=description,
                 detail=current.detail,
@@ -219,10 +212,10 @@ class Staleness:
         decisions: tuple[CallDecision, ...],
         problem: ProblemFor,
     ) -> None:
-        if self._config.staleness.owner is not None:
-            self._pass.carry(key, previous, state, decisions, problem)
+        if self.config.staleness.owner is not None:
+            self.recorder.carry(key, previous, state, decisions, problem)
         else:
-            self._pass.remember(key, previous, state)
+            self.recorder.remember(key, previous, state)
 
 
 _FRESH = RuleState()
