@@ -114,7 +114,7 @@ class Staleness:
             key, previous, stale=stale, silent_for=silent_for, detail=detail, reason=reason, now=now
         )
         problem = self._problem(key, {"check": check}, interval, _CHECK_DESCRIPTION, now)
-        self._carry(key, previous, state, decisions, problem)
+        self.recorder.carry(key, previous, state, self._owned(decisions), problem)
 
     def host(self, host: str, *, stale: bool, now: float) -> None:
         """Evaluate whether a host is stale: no report for longer than its limit."""
@@ -149,7 +149,11 @@ class Staleness:
             )
             state = replace(state, absorbed_by=None)
         problem = self._problem(key, {}, record.interval_seconds, _HOST_DESCRIPTION, now)
-        self._carry(key, previous, state, decisions, problem)
+        self.recorder.carry(key, previous, state, self._owned(decisions), problem)
+
+    def _owned(self, decisions: tuple[CallDecision, ...]) -> tuple[CallDecision, ...]:
+        """Without an owner, staleness is tracked and shown, and touches no call."""
+        return decisions if self.config.staleness.owner is not None else ()
 
     def _step(
         self,
@@ -203,19 +207,6 @@ class Staleness:
             )
 
         return problem
-
-    def _carry(
-        self,
-        key: StateKey,
-        previous: RuleState,
-        state: RuleState,
-        decisions: tuple[CallDecision, ...],
-        problem: ProblemFor,
-    ) -> None:
-        if self.config.staleness.owner is not None:
-            self.recorder.carry(key, previous, state, decisions, problem)
-        else:
-            self.recorder.remember(key, previous, state)
 
 
 _FRESH = RuleState()
