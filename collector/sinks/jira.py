@@ -19,7 +19,7 @@ from checks.settings import field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
+    pass
 
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,9 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
 
     name = "jira"
 
-    def __init__(
-        self, config: JiraSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        super().__init__(config, transport=transport)
-        self._api = f"/rest/api/{config.api_version}"
+    @property
+    def _api(self) -> str:
+        return f"/rest/api/{self._config.api_version}"
 
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
@@ -235,12 +233,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         )
 
     def _route(self, ticket: contract.NewTicket) -> dict[str, str]:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise contract.SinkError(
-                f"jira: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         return dict(ticket.route)
 
     def _priority(self, ticket: contract.NewTicket) -> str:
@@ -253,17 +246,6 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
     def _ref(self, issue_id: str, key: str) -> contract.TicketRef:
         # The numeric id stays valid when an issue moves to another project; the key does not.
         return contract.TicketRef(issue_id, f"{self._http.base_url}/browse/{key}")
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise contract.SinkError(
-                f"jira: {method} {self._http.base_url}{path} answered "
-                f"{response.status_code} without JSON",
-                retryable=False,
-            ) from None
 
 
 def _label(fingerprint: str) -> str:

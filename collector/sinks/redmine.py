@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
-from checks.settings import field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
@@ -43,12 +42,7 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in self.statuses:
-            if key not in DEFAULT_STATUSES:
-                raise field_error(
-                    "statuses",
-                    f"unknown key {key!r}: expected one of {', '.join(DEFAULT_STATUSES)}",
-                )
+        contract.check_keys("statuses", self.statuses, DEFAULT_STATUSES, "key")
 
     @property
     def status_values(self) -> dict[str, str]:

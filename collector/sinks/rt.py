@@ -15,7 +15,7 @@ from checks.settings import field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
+    pass
 
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,9 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
 
     name = "rt"
 
-    def __init__(
-        self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        super().__init__(config, transport=transport)
-        self._base_url = self._http.base_url  # without user info: it goes into errors and links
+    @property
+    def _base_url(self) -> str:
+        return self._http.base_url  # without user info: it goes into errors and links
 
     def _auth_headers(self) -> dict[str, str]:
         # Read on every request, so a rotated token file takes effect without a restart.

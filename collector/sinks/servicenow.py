@@ -96,12 +96,7 @@ class ServiceNowSink(contract.HttpSink[ServiceNowSinkConfig]):
         return self._ref(_sys_id(records[0]))
 
     def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise contract.SinkError(
-                f"servicenow: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         if not _FINGERPRINT.match(ticket.fingerprint):
             raise contract.SinkError(
                 f"servicenow: fingerprint {ticket.fingerprint!r} cannot be a correlation id",

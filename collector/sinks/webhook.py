@@ -43,23 +43,6 @@ if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the conf
     import httpx
 
 
-DEFAULT_TEMPLATE = """\
-{
-  "event": {{ event | tojson }},
-  "ticket_id": {{ ticket_id | tojson }},
-  "fingerprint": {{ fingerprint | tojson }},
-  "summary": {{ summary | tojson }},
-  "description": {{ description | tojson }},
-  "severity": {{ severity | tojson }},
-  "priority": {{ priority | tojson }},
-  "host": {{ host | tojson }},
-  "rule": {{ rule | tojson }},
-  "labels": {{ labels | tojson }},
-  "route": {{ route | tojson }},
-  "text": {{ text | tojson }},
-  "close": {{ close | tojson }}
-}
-"""
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FIELDS = (
     "ticket_id",
@@ -74,6 +57,12 @@ _FIELDS = (
     "route",
     "text",
     "close",
+)
+# The default body: the event and every value a template gets, as one JSON object.
+DEFAULT_TEMPLATE = (
+    "{\n"
+    + ",\n".join(f'  "{name}": {{{{ {name} | tojson }}}}' for name in ("event", *_FIELDS))
+    + "\n}\n"
 )
 
 
@@ -156,12 +145,7 @@ class WebhookSink:
         return None
 
     def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise contract.SinkError(
-                f"webhook: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         response = self._send(
             "open",
             {"Idempotency-Key": ticket.idempotency_key} if ticket.idempotency_key else {},

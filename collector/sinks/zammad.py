@@ -70,12 +70,7 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
         return self._ref(ids[0]) if ids else None
 
     def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise contract.SinkError(
-                f"zammad: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         tag = _tag(ticket.fingerprint)
         title = _one_line(ticket.summary, _TITLE_CHARS)
         body = {
@@ -152,17 +147,6 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
         ):
             raise contract.SinkError("zammad: unexpected answer: no ticket id", retryable=False)
         return contract.TicketRef(str(ticket_id), f"{self._http.base_url}/#ticket/zoom/{ticket_id}")
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise contract.SinkError(
-                f"zammad: {method} {self._http.base_url}{path} answered "
-                f"{response.status_code} without JSON",
-                retryable=False,
-            ) from None
 
 
 def _note(text: str, subject: str | None = None) -> dict[str, Any]:
