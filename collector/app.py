@@ -9,37 +9,40 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from checks.schema import Report
 from collector.api.credentials import Credentials
 from collector.api.limits import RequestLimits
 from collector.auth import TokenVerifier
 from collector.config import CollectorConfig
-from collector.errors import Rejection
 from collector.evaluation.evaluator import RuleEvaluator
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.overrides import ThresholdResolver
 from collector.evaluation.silences import Silences
 from collector.evaluation.tick import EvaluationTick, settle_garbage_collector
 from collector.incidents.by_hand import CallsByHand
-from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.incidents.manager import CallCounters, IncidentManager
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
 from collector.incidents.sync import TicketSync
 from collector.incidents.templates import CallTemplates
+from collector.incidents.writer import DecisionWriter
 from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
+from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
 from collector.store.protocols import Store
-from collector.store.records import CallLink, Silence
 from collector.view.fleet import Fleet
 from collector.view.reading import FleetReader
 from collector.view.replica import ReplicaSync
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float], int]:
@@ -49,6 +52,20 @@ def _led(job: str, store: Store, run: Callable[[float], int]) -> Callable[[float
         return run(now) if store.try_lead(job) else 0
 
     return led
+
+
+def _handed_to(
+    stage: str, method: Callable[Concatenate[S, P], R]
+) -> Callable[Concatenate[Any, P], R]:
+    """A service method that calls `method` of its stage named `stage` (the one in place at
+    the call: a new config builds new stages) with the same arguments."""
+
+    def handed_on(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(getattr(self, stage), *args, **kwargs)
+
+    handed_on.__name__ = method.__name__
+    handed_on.__doc__ = method.__doc__
+    return handed_on
 
 
 class CollectorService:
@@ -74,7 +91,9 @@ class CollectorService:
         self.counters = CallCounters()
         self.calendar = MaintenanceCalendar(config.maintenance, self.store, clock())
         self.metrics.watch(
-            self.fleet, config, self.counters, self.store, clock, calendar=self.calendar
+            FleetCollector(
+                self.fleet, config, self.counters, self.store, clock, calendar=self.calendar
+            )
         )
         self.registry = self.metrics.registry
         self.ingest_metrics = self.metrics.ingest
@@ -121,8 +140,7 @@ class CollectorService:
         self.evaluator = RuleEvaluator(
             config,
             self.fleet,
-            self.store,
-            self.incidents,
+            DecisionWriter(self.store, self.incidents),
             calendar=self.calendar,
             resolver=self.resolver,
         )
@@ -211,12 +229,12 @@ class CollectorService:
 
     # -- the stages, as the API, the console and the CLI call them ------------------------------
 
-    def authenticate(self, authorization: str | None, *, client: str | None = None) -> str:
+    def authenticate(self, authorization: str | None, *, client: str | None) -> str:
         """The host an agent's bearer token names (see Credentials.agent)."""
         return self.credentials.agent(authorization, client=client)
 
     def authenticate_operator(
-        self, authorization: str | None, *, change: bool = True, client: str | None = None
+        self, authorization: str | None, *, change: bool = True, client: str | None
     ) -> str:
         """The operator a bearer token names (see Credentials.operator)."""
         return self.credentials.operator(authorization, change=change, client=client)
@@ -230,9 +248,6 @@ class CollectorService:
     ) -> list[IngestResult | Exception]:
         """Ingest reports of distinct hosts together (see IngestAdmission.ingest_many)."""
         return self.admission.ingest_many(items)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.admission.reject(rejection)
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -248,56 +263,17 @@ class CollectorService:
         """Record a change a person made (see CallsByHand.audit)."""
         self.by_hand.audit(actor, action, target, detail, via)
 
-    def is_builtin_call(self, call: Call) -> bool:
-        return self.by_hand.is_builtin_call(call)
-
-    def acknowledged_at(self, call: Call) -> float | None:
-        return self.by_hand.acknowledged_at(call)
-
-    def acknowledge_call(self, call_id: int, actor: str, via: str = "api") -> Call:
-        return self.by_hand.acknowledge_call(call_id, actor, via)
-
-    def comment_call(self, call_id: int, actor: str, text: str, via: str = "api") -> Call:
-        return self.by_hand.comment_call(call_id, actor, text, via)
-
-    def resolve_call(self, call_id: int, actor: str, note: str = "", via: str = "api") -> Call:
-        return self.by_hand.resolve_call(call_id, actor, note, via)
-
-    def call_history(self, call_id: int) -> tuple[Call, list[CallEvent], CallLink | None] | None:
-        return self.by_hand.call_history(call_id)
-
-    def calls(self, status: CallStatus | None, group: str | None, limit: int = 500) -> list[Call]:
-        return self.by_hand.calls(status, group, limit)
-
-    def add_silence(
-        self,
-        operator: str,
-        *,
-        host: str,
-        rule: str,
-        duration: float,
-        reason: str,
-        starts_at: float | None = None,
-        via: str = "api",
-    ) -> Silence:
-        return self.silencing.add_silence(
-            operator,
-            host=host,
-            rule=rule,
-            duration=duration,
-            reason=reason,
-            starts_at=starts_at,
-            via=via,
-        )
-
-    def end_silence(self, silence_id: int, operator: str, via: str = "api") -> Silence | None:
-        return self.silencing.end_silence(silence_id, operator, via)
-
-    def silences(self, include_ended: bool = False) -> list[dict[str, Any]]:
-        return self.silencing.silences(include_ended)
-
-    def hosts(self, only: str | None = None) -> list[dict[str, Any]]:
-        return self.reader.hosts(only)
-
-    def explain(self, host: str, rule_name: str) -> dict[str, Any] | None:
-        return self.reader.explain(host, rule_name)
+    # Handed on unchanged to the stage that does the work.
+    reject = _handed_to("admission", IngestAdmission.reject)
+    is_builtin_call = _handed_to("by_hand", CallsByHand.is_builtin_call)
+    acknowledged_at = _handed_to("by_hand", CallsByHand.acknowledged_at)
+    acknowledge_call = _handed_to("by_hand", CallsByHand.acknowledge_call)
+    comment_call = _handed_to("by_hand", CallsByHand.comment_call)
+    resolve_call = _handed_to("by_hand", CallsByHand.resolve_call)
+    call_history = _handed_to("by_hand", CallsByHand.call_history)
+    calls = _handed_to("by_hand", CallsByHand.calls)
+    add_silence = _handed_to("silencing", Silences.add_silence)
+    end_silence = _handed_to("silencing", Silences.end_silence)
+    silences = _handed_to("silencing", Silences.silences)
+    hosts = _handed_to("reader", FleetReader.hosts)
+    explain = _handed_to("reader", FleetReader.explain)

@@ -59,20 +59,23 @@ class TokenFileError(Exception):
     """The tokens file cannot be read or has a bad line."""
 
 
-def read_tokens(path: Path) -> list[TokenEntry]:
-    """Read `HOST sha256:HEX [CREATED_AT [ROLE]]` lines; `#` starts a comment."""
-    entries = []
+def _entry_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """The words of each line that is not blank or a comment, with its number (from 1); none
+    for a missing file."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise TokenFileError(f"{path}: cannot read: {exc.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        parts = text.split()
+    words = ((number, line.split("#", 1)[0].split()) for number, line in enumerate(lines, 1))
+    return [(number, parts) for number, parts in words if parts]
+
+
+def read_tokens(path: Path) -> list[TokenEntry]:
+    """Read `HOST sha256:HEX [CREATED_AT [ROLE]]` lines; `#` starts a comment."""
+    entries = []
+    for number, parts in _entry_lines(path):
         if len(parts) not in (2, 3, 4) or not parts[1].startswith(_HASH_PREFIX):
             raise TokenFileError(f"{path}:{number}: expected 'HOST sha256:HEX [CREATED_AT [ROLE]]'")
         try:
@@ -270,18 +273,8 @@ def verify_password(password: str, stored: str) -> bool:
 
 def read_users(path: Path) -> list[UserEntry]:
     """Read `NAME ROLE pbkdf2_sha256$...` lines; `#` starts a comment."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise TokenFileError(f"{path}: cannot read: {exc.strerror}") from None
     users = []
-    for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        parts = text.split()
+    for number, parts in _entry_lines(path):
         if len(parts) != 3 or parts[1] not in ROLES or not parts[2].startswith("pbkdf2_"):
             raise TokenFileError(
                 f"{path}:{number}: expected 'NAME ROLE pbkdf2_sha256$...' "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ def _duration(text: str) -> Duration:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """Run a collector (SQLite, built-in call register) and an agent for this host, until Ctrl-C."""
     from runwatch.up import UpOptions, default_data_dir, run_up
 
     return run_up(
@@ -65,6 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
+    """Run the collector with a config file. `runwatch collector token ...` manages agent tokens."""
     if args.action == "token":
         return cmd_token(args)
     from collector.app import CollectorService
@@ -87,6 +90,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    """Run the agent: checks on their schedule, a report to the collector every interval. SIGHUP
+    reloads the config (an invalid one is logged and the running one kept); SIGTERM spools a final
+    report and exits within 5 s."""
     from agent.config import load_agent_config
     from agent.notify import SystemdNotifier
     from agent.service import Agent
@@ -115,6 +121,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Run every configured check once, print what it measured; exit 1 if any check failed."""
     from agent.config import load_agent_config
     from agent.service import build_runner
 
@@ -198,22 +205,37 @@ def cmd_calls(args: argparse.Namespace) -> int:
     if args.group:
         params["group"] = args.group
     calls = _get(args.collector, "/api/v1/calls", params)
-    if args.json:
-        print(json.dumps(calls, indent=2))
-        return EXIT_OK
-    if not calls:
-        print("no calls" if not args.open else "no open calls")
-        return EXIT_OK
-    print(f"{'ID':>5}  {'STATUS':8}  {'PRIORITY':8}  {'GROUP':24}  {'OPENED':16}  SUMMARY")
-    for call in calls:
-        print(
-            f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
-            f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}"
-        )
+    empty = "no calls" if not args.open else "no open calls"
+    header = f"{'ID':>5}  {'STATUS':8}  {'PRIORITY':8}  {'GROUP':24}  {'OPENED':16}  SUMMARY"
+    return _print_rows(calls, args.json, empty, header, _call_row)
+
+
+def _call_row(call: dict[str, Any]) -> str:
+    return (
+        f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
+        f"{call['group'][:24]:24}  {_when(call['opened_at']):16}  {call['summary']}"
+    )
+
+
+def _print_rows(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    empty: str,
+    header: str,
+    row: Callable[[dict[str, Any]], str],
+) -> int:
+    """Print a list the collector answered: as JSON, or as a table (a header, a line a row)."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("\n".join([header, *map(row, rows)]) if rows else empty)
     return EXIT_OK
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    """Handle one call of the built-in register by hand, as the console does. Needs an operator
+    token (not a read-only one); each action is recorded with your operator name in the call's
+    history and the audit log. Calls in an external help desk are handled there."""
     token = _operator_token(args)
     action = {"ack": "acknowledge", "comment": "comment", "resolve": "resolve"}[args.call_verb]
     text = getattr(args, "text", None) or ""
@@ -232,13 +254,11 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def _add_call_commands(sub: Any) -> None:
-    call = sub.add_parser(
+    call = _add_command(
+        sub,
         "call",
-        help="acknowledge, comment on or resolve a call in the built-in register",
-        description="Handle one call of the built-in register by hand, as the console does. "
-        "Needs an operator token (not a read-only one); each action is recorded "
-        "with your operator name in the call's history and the audit log. Calls "
-        "in an external help desk are handled there.",
+        cmd_call,
+        "acknowledge, comment on or resolve a call in the built-in register",
         epilog="Exit codes: 0 done, 1 refused or the collector unreachable.",
     )
     verbs = call.add_subparsers(dest="call_verb", required=True, metavar="VERB")
@@ -251,46 +271,41 @@ def _add_call_commands(sub: Any) -> None:
     resolve.add_argument("--text", help="a note that goes with it")
     for command in (ack, comment, resolve):
         command.add_argument("id", type=int, help="the call's number")
-        command.add_argument(
-            "--collector",
-            default=DEFAULT_COLLECTOR,
-            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
-        )
-        command.add_argument(
-            "--token-file",
-            help="file holding an operator token (default: "
-            "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)",
-        )
-        command.add_argument("--json", action="store_true", help="print the call as JSON")
-    call.set_defaults(func=cmd_call)
+        _add_collector_options(command, changes=True, json_help="print the call as JSON")
 
 
 def _print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
     ops = _get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
-    if as_json:
-        print(json.dumps(ops, indent=2))
-        return EXIT_OK
-    if not ops:
-        print(f"no {status} operations" if status != "all" else "the outbox is empty")
-        return EXIT_OK
-    print(f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR")
-    for op in ops:
-        print(
-            f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
-            f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
-        )
-    return EXIT_OK
+    empty = f"no {status} operations" if status != "all" else "the outbox is empty"
+    header = f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR"
+    return _print_rows(ops, as_json, empty, header, _outbox_row)
 
 
-def cmd_outbox(args: argparse.Namespace) -> int:
-    if args.outbox_action == "list":
-        return _print_outbox(args.collector, args.status, args.json, args.limit)
-    if args.outbox_action == "discard":
-        done = _send(
-            args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST", _operator_token(args)
-        )["discarded"]
-        print(f"{done} dead letter(s) discarded")
-        return EXIT_OK if done else EXIT_FAILED
+def _outbox_row(op: dict[str, Any]) -> str:
+    return (
+        f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
+        f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
+    )
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    return _print_outbox(args.collector, args.status, args.json, args.limit)
+
+
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    """Give up on one dead letter (e.g. a reopen the help desk refuses for good), so the call's
+    later operations can go. Exit 1 if it was not dead. Needs an operator token (not a
+    read-only one); recorded in the audit log."""
+    done = _send(
+        args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST", _operator_token(args)
+    )["discarded"]
+    print(f"{done} dead letter(s) discarded")
+    return EXIT_OK if done else EXIT_FAILED
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    """Retry a dead letter by ID, or all of them; exit 1 if none was retried. Needs an operator
+    token (not a read-only one); recorded in the audit log."""
     if args.id is None and not args.all:
         raise CommandError("say which dead letter to retry (an ID) or --all")
     query = f"?op_id={args.id}" if args.id is not None else ""
@@ -415,6 +430,9 @@ def _print_silences(silences: list[dict[str, Any]]) -> None:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
+    """While a silence is in force, matching rules are still evaluated and shown, but no call is
+    opened or changed; when it ends, a problem still there gets its call. Changes need an operator
+    token."""
     if args.silence_action == "list":
         params = {"include_ended": "true"} if args.all else None
         silences = _get(args.collector, "/api/v1/silences", params)
@@ -457,6 +475,9 @@ def cmd_silence(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    """Ask the collector which thresholds of RULE apply to HOST: the rule's own, or a host group's
+    (the first matching group that names the rule wins), and what else governs its calls (flapping,
+    maintenance, parents)."""
     import urllib.parse
 
     path = f"/api/v1/rules/{urllib.parse.quote(args.rule, safe='')}/explain"
@@ -527,6 +548,8 @@ def _explanation_text(found: dict[str, Any]) -> str:
 
 
 def cmd_job_run(args: argparse.Namespace) -> int:
+    """Run COMMAND (no shell), then write its start, end, exit code and last success to the status
+    file atomically. Exits with the command's own code."""
     from agent.jobwrap import run_job
 
     argv = list(args.job_command)
@@ -550,6 +573,7 @@ def _config_kind(path: Path, requested: str | None) -> str:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Validate a config file: exit 0 if valid, 2 with the key path if not."""
     kind = _config_kind(args.file, args.kind)
     if kind == "agent":
         from agent.config import load_agent_config
@@ -582,6 +606,10 @@ def _report_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Compute a month's service levels per run group and host group from the collector's store:
+    availability, hosts up, calls opened, mean and 90th percentile time to acknowledge and to
+    resolve, calls that missed respond_within, recurring problems, and days with a fresh backup per
+    job. The same records give the same report."""
     from collector.service_levels import ReportError, build_report, parse_period, render
     from collector.store.opening import open_store
 
@@ -619,6 +647,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
+    """Console users sign in with a name and password (stored as PBKDF2 hashes in the users
+    file)."""
     import getpass
 
     from collector.auth import (
@@ -645,12 +675,12 @@ def cmd_user(args: argparse.Namespace) -> int:
                 print(f"user {args.name} ({role}) stored in {path}", file=sys.stderr)
                 record("user.add", f"user {args.name}", role)
         elif args.user_verb == "remove":
-            with _audit_trail(config) as record:
-                if not remove_user(path, args.name):
-                    print(f"no user {args.name} in {path}", file=sys.stderr)
-                    return EXIT_FAILED
-                print(f"user {args.name} removed; their console sessions end", file=sys.stderr)
-                record("user.remove", f"user {args.name}")
+            missing = f"no user {args.name} in {path}"
+            done = f"user {args.name} removed; their console sessions end"
+            remove = functools.partial(remove_user, path, args.name)
+            return _remove_recorded(
+                config, remove, missing, done, ("user.remove", f"user {args.name}")
+            )
         else:
             users = read_users(path)
             if args.json:
@@ -694,6 +724,20 @@ def _cli_actor() -> tuple[str, str]:
         name = str(os.geteuid())
     sudo = os.environ.get("SUDO_USER", "")
     return f"cli:{name}", (f"sudo from {sudo}" if sudo and sudo != name else "")
+
+
+def _remove_recorded(
+    config: Any, remove: Callable[[], bool], missing: str, done: str, entry: tuple[str, str]
+) -> int:
+    """Remove a user or a token (`remove()` says whether it was there), say what came of it on
+    stderr, and record the removal (`entry`: action and target) in the audit log."""
+    with _audit_trail(config) as record:
+        if not remove():
+            print(missing, file=sys.stderr)
+            return EXIT_FAILED
+        print(done, file=sys.stderr)
+        record(*entry)
+    return EXIT_OK
 
 
 @contextlib.contextmanager
@@ -790,12 +834,11 @@ def cmd_token(args: argparse.Namespace) -> int:
                 ]
                 record(f"{kind}.add", f"{noun} {args.host}", ", ".join(d for d in details if d))
         elif args.tokens_verb == "revoke":
-            with _audit_trail(config) as record:
-                if not revoke_token(path, args.host):
-                    print(f"{args.host} has no token in {path}", file=sys.stderr)
-                    return EXIT_FAILED
-                print(f"token for {args.host} revoked; its next report gets 401", file=sys.stderr)
-                record(f"{kind}.revoke", f"{noun} {args.host}")
+            missing = f"{args.host} has no token in {path}"
+            done = f"token for {args.host} revoked; its next report gets 401"
+            revoke = functools.partial(revoke_token, path, args.host)
+            audited = (f"{kind}.revoke", f"{noun} {args.host}")
+            return _remove_recorded(config, revoke, missing, done, audited)
         else:
             entries = read_tokens(path)
             if args.json:
@@ -817,6 +860,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy agents over SSH (paramiko) to the hosts of an inventory. Host keys are checked against
+    the inventory's known_hosts; an unknown or changed key is refused. Exit 0 if every host
+    succeeded, 1 if any failed, 2 if the inventory or command line is wrong."""
     from agent.deploy.command import DeployOptions, run_deploy
     from agent.deploy.errors import DeployError
 
@@ -842,6 +888,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
+    """Detach, write a pid file, run COMMAND with its output appended to the log file, and restart
+    it 5 s after it fails. SIGTERM stops it; SIGHUP is passed on. Used by `runwatch deploy` where
+    systemd does not run."""
     from agent.supervisor import SupervisorOptions, supervise
 
     if not args.job_command:
@@ -871,13 +920,8 @@ _DEPLOY_HELP = {
 
 
 def _add_deploy_commands(sub: Any) -> None:
-    deploy = sub.add_parser(
-        "deploy",
-        help="install, upgrade or remove agents over SSH from an inventory",
-        description="Deploy agents over SSH (paramiko) to the hosts of an inventory. Host keys "
-        "are checked against the inventory's known_hosts; an unknown or changed "
-        "key is refused. Exit 0 if every host succeeded, 1 if any failed, 2 if the "
-        "inventory or command line is wrong.",
+    deploy = _add_command(
+        sub, "deploy", cmd_deploy, "install, upgrade or remove agents over SSH from an inventory"
     )
     actions = deploy.add_subparsers(dest="deploy_action", required=True, metavar="ACTION")
     for name, text in _DEPLOY_HELP.items():
@@ -930,17 +974,16 @@ def _add_deploy_commands(sub: Any) -> None:
             )
         action.set_defaults(func=cmd_deploy, source=None, cache_dir=None)
 
-    supervise = sub.add_parser(
+    supervise = _add_command(
+        sub,
         "supervise",
-        help="keep a command running in the background (deploy uses it)",
+        cmd_supervise,
+        "keep a command running in the background (deploy uses it)",
         usage="runwatch supervise --pid-file FILE --log-file FILE -- COMMAND [ARG ...]",
-        description="Detach, write a pid file, run COMMAND with its output appended to the log "
-        "file, and restart it 5 s after it fails. SIGTERM stops it; SIGHUP is "
-        "passed on. Used by `runwatch deploy` where systemd does not run.",
     )
     supervise.add_argument("--pid-file", type=Path, required=True)
     supervise.add_argument("--log-file", type=Path, required=True)
-    supervise.set_defaults(func=cmd_supervise, job_command=[])
+    supervise.set_defaults(job_command=[])
 
 
 class CommandError(Exception):
@@ -948,6 +991,56 @@ class CommandError(Exception):
 
 
 # -- parser -----------------------------------------------------------------------------------
+
+
+def _add_command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], text: str, **extra: Any
+) -> argparse.ArgumentParser:
+    """A sub-command that runs `func`: `text` in the list of commands, `func`'s docstring as
+    its description (argparse folds its lines)."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=func.__doc__, **extra
+    )
+    command.set_defaults(func=func)
+    return command
+
+
+def _add_group(sub: Any, name: str, text: str) -> Any:
+    """A command whose actions are sub-commands (`runwatch NAME ACTION ...`); they are added to
+    what this returns, and the one chosen is in `args.NAME_action`."""
+    command = sub.add_parser(name, help=text)
+    return command.add_subparsers(dest=f"{name}_action", required=True, metavar="ACTION")
+
+
+def _add_collector_options(
+    command: argparse.ArgumentParser, *, changes: bool = False, json_help: str | None = "print JSON"
+) -> None:
+    """The options of a command that asks a running collector: its URL, --json (unless
+    `json_help` is None) and, for a command that changes something, the operator token."""
+    command.add_argument(
+        "--collector",
+        default=DEFAULT_COLLECTOR,
+        help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
+    )
+    if json_help is not None:
+        command.add_argument("--json", action="store_true", help=json_help)
+    if changes:
+        command.add_argument(
+            "--token-file",
+            help="file holding an operator token (default: "
+            "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)",
+        )
+
+
+def _add_config_option(parser: Any, kind: str, naming: str = "") -> None:
+    """--config: the agent's or the collector's config file (`naming`: what the command reads
+    of it)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(f"/etc/runwatch/{kind}.yaml"),
+        help=f"{kind} config{naming} (default: %(default)s)",
+    )
 
 
 def _add_token_commands(parser: argparse.ArgumentParser) -> None:
@@ -974,19 +1067,15 @@ def _add_token_commands(parser: argparse.ArgumentParser) -> None:
             "name",
         )
         where = sub.add_mutually_exclusive_group()
-        where.add_argument(
-            "--config",
-            type=Path,
-            default=Path("/etc/runwatch/collector.yaml"),
-            help="collector config naming the tokens file (default: %(default)s)",
-        )
+        _add_config_option(where, "collector", " naming the tokens file")
         where.add_argument("--tokens-file", help="the tokens file itself")
 
 
 def _add_outbox_commands(sub: Any) -> None:
-    outbox = sub.add_parser("outbox", help="look at and retry deliveries to help desks")
-    outbox_actions = outbox.add_subparsers(dest="outbox_action", required=True, metavar="ACTION")
-    outbox_list = outbox_actions.add_parser("list", help="list call operations in the outbox")
+    outbox_actions = _add_group(sub, "outbox", "look at and retry deliveries to help desks")
+    outbox_list = _add_command(
+        outbox_actions, "list", cmd_outbox_list, "list call operations in the outbox"
+    )
     outbox_list.add_argument(
         "--status",
         choices=["pending", "dead", "done", "all"],
@@ -994,47 +1083,29 @@ def _add_outbox_commands(sub: Any) -> None:
         help="which ones (default: %(default)s)",
     )
     outbox_list.add_argument("--limit", type=int, default=200, help="at most this many")
-    outbox_list.add_argument("--json", action="store_true", help="print JSON")
-    outbox_retry = outbox_actions.add_parser(
+    outbox_retry = _add_command(
+        outbox_actions,
         "retry",
-        help="put dead letters back in line once the cause is fixed",
-        description="Retry a dead letter by ID, or all of them; exit 1 if none was retried. "
-        "Needs an operator token (not a read-only one); recorded in the audit "
-        "log.",
+        cmd_outbox_retry,
+        "put dead letters back in line once the cause is fixed",
     )
     outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
     outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
-    outbox_discard = outbox_actions.add_parser(
+    outbox_discard = _add_command(
+        outbox_actions,
         "discard",
-        help="give up on a dead letter that can never be delivered",
-        description="Give up on one dead letter (e.g. a reopen the help desk refuses for "
-        "good), so the call's later operations can go. Exit 1 if it was not dead. "
-        "Needs an operator token (not a read-only one); recorded in the audit "
-        "log.",
+        cmd_outbox_discard,
+        "give up on a dead letter that can never be delivered",
     )
     outbox_discard.add_argument("id", type=int, help="the operation's ID")
-    for command in (outbox_list, outbox_retry, outbox_discard):
-        command.add_argument(
-            "--collector",
-            default=DEFAULT_COLLECTOR,
-            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
-        )
-        if command is not outbox_list:
-            command.add_argument(
-                "--token-file",
-                help="file holding an operator token (default: "
-                "$RUNWATCH_OPERATOR_TOKEN_FILE, or $RUNWATCH_OPERATOR_TOKEN)",
-            )
-        command.set_defaults(func=cmd_outbox)
+    _add_collector_options(outbox_list)
+    for command in (outbox_retry, outbox_discard):
+        _add_collector_options(command, changes=True, json_help=None)
 
 
 def _add_silence_commands(sub: Any) -> None:
-    silence = sub.add_parser(
-        "silence",
-        help="maintenance windows: hold back calls for hosts and rules",
-        description="While a silence is in force, matching rules are still evaluated and shown, "
-        "but no call is opened or changed; when it ends, a problem still there "
-        "gets its call. Changes need an operator token.",
+    silence = _add_command(
+        sub, "silence", cmd_silence, "maintenance windows: hold back calls for hosts and rules"
     )
     actions = silence.add_subparsers(dest="silence_action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="silence matching hosts and rules for a while")
@@ -1056,50 +1127,26 @@ def _add_silence_commands(sub: Any) -> None:
     remove = actions.add_parser("remove", help="end a silence now")
     remove.add_argument("id", type=int, help="the silence's ID (see silence list)")
     for command in (add, listing, remove):
-        command.add_argument(
-            "--collector",
-            default=DEFAULT_COLLECTOR,
-            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
-        )
-        command.add_argument("--json", action="store_true", help="print JSON")
-        if command is not listing:
-            command.add_argument(
-                "--token-file",
-                help="file holding an operator token (default: "
-                "$RUNWATCH_OPERATOR_TOKEN_FILE, or the token in "
-                "$RUNWATCH_OPERATOR_TOKEN)",
-            )
-        command.set_defaults(func=cmd_silence)
+        _add_collector_options(command, changes=command is not listing)
 
-    rules = sub.add_parser("rules", help="look at rules as the collector applies them")
-    rule_actions = rules.add_subparsers(dest="rules_action", required=True, metavar="ACTION")
-    explain = rule_actions.add_parser(
+    rule_actions = _add_group(sub, "rules", "look at rules as the collector applies them")
+    explain = _add_command(
+        rule_actions,
         "explain",
-        help="show which thresholds apply to a rule on a host, and why",
-        description="Ask the collector which thresholds of RULE apply to HOST: the rule's own, "
-        "or a host group's (the first matching group that names the rule wins), "
-        "and what else governs its calls (flapping, maintenance, parents).",
+        cmd_rules,
+        "show which thresholds apply to a rule on a host, and why",
     )
     explain.add_argument("host")
     explain.add_argument("rule")
-    explain.add_argument(
-        "--collector",
-        default=DEFAULT_COLLECTOR,
-        help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
-    )
-    explain.add_argument("--json", action="store_true", help="print JSON")
-    explain.set_defaults(func=cmd_rules)
+    _add_collector_options(explain)
 
 
 def _add_report_commands(sub: Any) -> None:
-    report = sub.add_parser(
+    report = _add_command(
+        sub,
         "report",
-        help="service-level report for a month: availability, MTTA, MTTR, backups",
-        description="Compute a month's service levels per run group and host group from the "
-        "collector's store: availability, hosts up, calls opened, mean and 90th "
-        "percentile time to acknowledge and to resolve, calls that missed "
-        "respond_within, recurring problems, and days with a fresh backup per "
-        "job. The same records give the same report.",
+        cmd_report,
+        "service-level report for a month: availability, MTTA, MTTR, backups",
         epilog="Exit codes: 0 written, 1 failure, 2 unknown period, group or config.",
     )
     report.add_argument("--period", required=True, help="the month, YYYY-MM (UTC)")
@@ -1118,16 +1165,10 @@ def _add_report_commands(sub: Any) -> None:
         type=Path,
         help="the data dir of `runwatch up` (default: its default, or $RUNWATCH_DATA_DIR)",
     )
-    report.set_defaults(func=cmd_report)
 
 
 def _add_user_commands(sub: Any) -> None:
-    user = sub.add_parser(
-        "user",
-        help="add, list or remove console users",
-        description="Console users sign in with a name and password "
-        "(stored as PBKDF2 hashes in the users file).",
-    )
+    user = _add_command(sub, "user", cmd_user, "add, list or remove console users")
     user_verbs = user.add_subparsers(dest="user_verb", required=True, metavar="VERB")
     user_add = user_verbs.add_parser("add", help="add a user, or change their password/role")
     user_add.add_argument("name")
@@ -1144,16 +1185,10 @@ def _add_user_commands(sub: Any) -> None:
     user_list = user_verbs.add_parser("list", help="list users and their roles")
     user_list.add_argument("--json", action="store_true", help="print JSON")
     for command in (user_add, user_remove, user_list):
-        command.add_argument(
-            "--config",
-            type=Path,
-            default=Path("/etc/runwatch/collector.yaml"),
-            help="collector config naming the users file (default: %(default)s)",
-        )
+        _add_config_option(command, "collector", " naming the users file")
         command.add_argument(
             "--users-file", help="the users file itself (default: from the config, DATA_DIR/users)"
         )
-    user.set_defaults(func=cmd_user)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1172,11 +1207,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser(
-        "up",
-        help="run a collector and a local agent on the embedded defaults",
-        description="Run a collector (SQLite, built-in call register) and an "
-        "agent for this host, until Ctrl-C.",
+    up = _add_command(
+        sub, "up", cmd_up, "run a collector and a local agent on the embedded defaults"
     )
     up.add_argument(
         "--listen",
@@ -1200,23 +1232,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--agent-config", type=Path, help="use this agent config instead of the shipped one"
     )
-    up.set_defaults(func=cmd_up)
 
-    collector = sub.add_parser(
-        "collector",
-        help="run the collector, or manage agent tokens",
-        description="Run the collector with a config file. "
-        "`runwatch collector token ...` manages agent tokens.",
+    collector = _add_command(
+        sub, "collector", cmd_collector, "run the collector, or manage agent tokens"
     )
-    collector.add_argument(
-        "--config",
-        type=Path,
-        default=Path("/etc/runwatch/collector.yaml"),
-        help="collector config (default: %(default)s)",
-    )
+    _add_config_option(collector, "collector")
     actions = collector.add_subparsers(dest="action", metavar="ACTION")
     _add_token_commands(actions.add_parser("token", help="add, list or revoke agent tokens"))
-    collector.set_defaults(func=cmd_collector, action=None)
+    collector.set_defaults(action=None)
 
     token = sub.add_parser(
         "token", help="add, list or revoke agent tokens (same as `collector token`)"
@@ -1224,48 +1247,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_commands(token)
     token.set_defaults(func=cmd_token)
 
-    agent = sub.add_parser(
-        "agent",
-        help="run the agent",
-        description="Run the agent: checks on "
-        "their schedule, a report to the collector every interval. SIGHUP "
-        "reloads the config (an invalid one is logged and the running one "
-        "kept); SIGTERM spools a final report and exits within 5 s.",
-    )
-    agent.add_argument(
-        "--config",
-        type=Path,
-        default=Path("/etc/runwatch/agent.yaml"),
-        help="agent config (default: %(default)s)",
-    )
-    agent.set_defaults(func=cmd_agent)
+    agent = _add_command(sub, "agent", cmd_agent, "run the agent")
+    _add_config_option(agent, "agent")
 
-    check = sub.add_parser(
-        "check",
-        help="run every check once and print the measurements",
-        description="Run every configured check once, print what it "
-        "measured; exit 1 if any check failed.",
-    )
-    check.add_argument(
-        "--config",
-        type=Path,
-        default=Path("/etc/runwatch/agent.yaml"),
-        help="agent config (default: %(default)s)",
-    )
+    check = _add_command(sub, "check", cmd_check, "run every check once and print the measurements")
+    _add_config_option(check, "agent")
     check.add_argument("--json", action="store_true", help="print JSON")
-    check.set_defaults(func=cmd_check)
 
     for name, func, text in (
         ("calls", cmd_calls, "list calls in the built-in register"),
         ("status", cmd_status, "show hosts, their states and problems"),
     ):
         command = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        command.add_argument(
-            "--collector",
-            default=DEFAULT_COLLECTOR,
-            help="collector URL (default: %(default)s, or $RUNWATCH_COLLECTOR)",
-        )
-        command.add_argument("--json", action="store_true", help="print JSON")
+        _add_collector_options(command)
         if name == "calls":
             command.add_argument("--open", action="store_true", help="only open calls")
             command.add_argument(
@@ -1280,14 +1274,13 @@ def build_parser() -> argparse.ArgumentParser:
             )
         command.set_defaults(func=func)
 
-    job = sub.add_parser("job", help="run a backup or archive job and record its outcome")
-    job_actions = job.add_subparsers(dest="job_action", required=True, metavar="ACTION")
-    job_run = job_actions.add_parser(
+    job_actions = _add_group(sub, "job", "run a backup or archive job and record its outcome")
+    job_run = _add_command(
+        job_actions,
         "run",
-        help="run a command and write a JSON status file for the statusfile check",
+        cmd_job_run,
+        "run a command and write a JSON status file for the statusfile check",
         usage="runwatch job run NAME --status-file FILE [--tool TOOL] -- COMMAND [ARG ...]",
-        description="Run COMMAND (no shell), then write its start, end, exit code and last "
-        "success to the status file atomically. Exits with the command's own code.",
         epilog="Example: runwatch job run nightly --status-file /var/lib/runwatch-jobs/"
         "nightly.json -- restic backup /srv",
     )
@@ -1303,7 +1296,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="restic, borg, rsnapshot… (default: the command's name); "
         "decides which exit codes count as warnings",
     )
-    job_run.set_defaults(func=cmd_job_run, job_command=[])
+    job_run.set_defaults(job_command=[])
 
     for add_commands in (
         _add_outbox_commands,
@@ -1315,12 +1308,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add_commands(sub)
 
-    config = sub.add_parser("config", help="work with config files")
-    config_actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
-    validate = config_actions.add_parser(
-        "validate",
-        help="validate an agent or collector config",
-        description="Validate a config file: exit 0 if valid, 2 with the key path if not.",
+    config_actions = _add_group(sub, "config", "work with config files")
+    validate = _add_command(
+        config_actions, "validate", cmd_config_validate, "validate an agent or collector config"
     )
     validate.add_argument("file", type=Path)
     validate.add_argument(
@@ -1328,7 +1318,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["agent", "collector"],
         help="which config it is (default: guessed from its keys)",
     )
-    validate.set_defaults(func=cmd_config_validate)
     return parser
 
 

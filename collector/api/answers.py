@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import fields
 from typing import Annotated, Any
 
 from litestar import Request, Response
@@ -52,53 +54,35 @@ def throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[dict[
     )
 
 
+# What `runwatch outbox` and the API show of an operation, in this order (not its payload).
+_OP_FIELDS = (
+    "id",
+    "call_id",
+    "sink",
+    "op",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+    "delivered_at",
+    "last_error",
+)
+
+
+def _fields(record: object, names: Iterable[str]) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in names}
+
+
 def call_json(call: Call) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "fingerprint": call.fingerprint,
-        "host": call.host,
-        "rule": call.rule,
-        "labels": call.labels,
-        "group": call.group,
-        "assign": call.assign,
-        "severity": call.severity,
-        "priority": call.priority,
-        "status": call.status,
-        "summary": call.summary,
-        "description": call.description,
-        "first_seen": call.first_seen,
-        "opened_at": call.opened_at,
-        "updated_at": call.updated_at,
-        "resolved_at": call.resolved_at,
-        "reopened": call.reopened,
-    }
+    return _fields(call, (f.name for f in fields(call)))
 
 
 def op_json(op: OutboxOp) -> dict[str, Any]:
-    return {
-        "id": op.id,
-        "call_id": op.call_id,
-        "sink": op.sink,
-        "op": op.op,
-        "status": op.status,
-        "attempts": op.attempts,
-        "created_at": op.created_at,
-        "next_attempt_at": op.next_attempt_at,
-        "delivered_at": op.delivered_at,
-        "last_error": op.last_error,
-    }
+    return _fields(op, _OP_FIELDS)
 
 
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at,
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "detail": entry.detail,
-        "via": entry.via,
-    }
+    return _fields(entry, (f.name for f in fields(entry)))
 
 
 def silence_json(silence: Silence, now: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
 from collector.api.answers import NO_NUL, PathId, audit_json, call_json, error
-from collector.api.limits import peer_address
+from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.errors import Rejection
 
@@ -28,9 +28,7 @@ def call_action_routes(service: CollectorService) -> list[Any]:
 
     def act(request: Request[Any, Any, Any], call_id: int, action: str, text: str) -> Response[Any]:
         try:
-            who = service.authenticate_operator(
-                request.headers.get("authorization"), client=peer_address(request.scope)
-            )
+            who = operator_of(service, request)
             if action == "acknowledge":
                 call = service.acknowledge_call(call_id, who)
             elif action == "comment":
@@ -53,27 +51,20 @@ def call_action_routes(service: CollectorService) -> list[Any]:
     async def acknowledge(request: Request[Any, Any, Any], call_id: PathId) -> Response[Any]:
         return act(request, call_id, "acknowledge", "")
 
-    @post(
-        "/api/v1/calls/{call_id:int}/comment",
-        status_code=200,
-        tags=["admin"],
-        summary="Comment on a call in the built-in register (operators)",
-    )
-    async def comment(
-        request: Request[Any, Any, Any], call_id: PathId, data: JSONBody[CommentRequest]
-    ) -> Response[Any]:
-        return act(request, call_id, "comment", data.text)
+    def with_text(action: str, summary: str) -> Any:
+        """The route of an action that takes a text: a comment, or a note to a resolution."""
 
-    @post(
-        "/api/v1/calls/{call_id:int}/resolve",
-        status_code=200,
-        tags=["admin"],
-        summary="Resolve a call in the built-in register by hand (operators)",
-    )
-    async def resolve(
-        request: Request[Any, Any, Any], call_id: PathId, data: JSONBody[CommentRequest]
-    ) -> Response[Any]:
-        return act(request, call_id, "resolve", data.text)
+        async def handler(
+            request: Request[Any, Any, Any], call_id: PathId, data: JSONBody[CommentRequest]
+        ) -> Response[Any]:
+            return act(request, call_id, action, data.text)
+
+        handler.__name__ = action  # the OpenAPI operation id ends with it
+        path = f"/api/v1/calls/{{call_id:int}}/{action}"
+        return post(path, status_code=200, tags=["admin"], summary=summary)(handler)
+
+    comment = with_text("comment", "Comment on a call in the built-in register (operators)")
+    resolve = with_text("resolve", "Resolve a call in the built-in register by hand (operators)")
 
     @get(
         "/api/v1/audit",
@@ -82,11 +73,7 @@ def call_action_routes(service: CollectorService) -> list[Any]:
     )
     async def audit(request: Request[Any, Any, Any], limit: FromQuery[int] = 200) -> Response[Any]:
         try:
-            service.authenticate_operator(
-                request.headers.get("authorization"),
-                change=False,
-                client=peer_address(request.scope),
-            )
+            operator_of(service, request, change=False)
         except Rejection as rejection:
             return error(rejection)
         return Response([audit_json(e) for e in service.store.list_audit(max(1, min(limit, 5000)))])

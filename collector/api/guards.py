@@ -19,7 +19,8 @@ from collector.errors import Rejection
 
 log = logging.getLogger(__name__)
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+Connection = ASGIConnection[Any, Any, Any, Any]
+Guard = Callable[[Connection, BaseRouteHandler], None]
 
 
 def as_bearer(authorization: str | None) -> str | None:
@@ -36,19 +37,30 @@ def as_bearer(authorization: str | None) -> str | None:
     return f"Bearer {password}" if colon and password.strip() else None
 
 
+def operator_of(service: CollectorService, connection: Connection, *, change: bool = True) -> str:
+    """The operator the request's bearer token names (see Credentials.operator)."""
+    authorization = connection.headers.get("authorization")
+    client = peer_address(connection.scope)
+    return service.authenticate_operator(authorization, change=change, client=client)
+
+
+def _read_operator(service: CollectorService, connection: Connection) -> None:
+    """Refuse (401) a request without an operator token, read-only ones included, sent as
+    Bearer or as Basic credentials with the token as password."""
+    authorization = as_bearer(connection.headers.get("authorization"))
+    client = peer_address(connection.scope)
+    service.authenticate_operator(authorization, change=False, client=client)
+
+
 def read_guard(service: CollectorService) -> Guard:
     """With `operators: {read_api: token}`, the read API (routes tagged `read`) answers only
     to operator tokens, read-only ones included (Bearer, or Basic with the token as
     password); 401 for anyone else."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    def guard(connection: Connection, handler: BaseRouteHandler) -> None:
         tags = getattr(handler, "tags", None) or ()
         if service.config.operators.read_api == "token" and "read" in tags:
-            service.authenticate_operator(
-                as_bearer(connection.headers.get("authorization")),
-                change=False,
-                client=peer_address(connection.scope),
-            )
+            _read_operator(service, connection)
 
     return guard
 
@@ -57,13 +69,9 @@ def metrics_guard(service: CollectorService) -> Guard:
     """With `operators: {metrics: token}`, /metrics answers only to operator tokens, as the
     read API does (Prometheus: `authorization` or `basic_auth` with the token as password)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def guard(connection: Connection, _: BaseRouteHandler) -> None:
         if service.config.operators.metrics == "token":
-            service.authenticate_operator(
-                as_bearer(connection.headers.get("authorization")),
-                change=False,
-                client=peer_address(connection.scope),
-            )
+            _read_operator(service, connection)
 
     return guard
 
@@ -75,7 +83,7 @@ def host_guard(service: CollectorService) -> Guard:
     `opt={"any_host": True}` (liveness, which load balancers probe by any name) are exempt."""
     policy = HostPolicy.from_config(service.config)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    def guard(connection: Connection, handler: BaseRouteHandler) -> None:
         host = connection.headers.get("host", "")
         if (
             handler.opt.get("any_host")

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,6 +26,11 @@ _T = TypeVar("_T")
 _IDLE_BUCKETS_SWEEP = 10_000
 # Longer sign-in names are cut to this for their bucket (real names are host-name sized).
 _NAME_KEY_CHARS = 128
+# Why authentication is refused for a while: the Throttled role and what the client is told.
+_REFUSALS = {
+    "address": ("address", "too many failed authentications from this address"),
+    "user": ("signin", "too many sign-in attempts for this name"),
+}
 
 
 class TokenBucketLimiter:
@@ -235,34 +240,35 @@ class RequestLimits:
         self.password_checks = ConcurrencyLimiter(
             config.password_checks_at_once, config.password_checks_waiting, "runwatch-password"
         )
-        self.throttled = Counter(
+
+        def counter(name: str, help_text: str, label: str, values: Iterable[str]) -> Counter:
+            """A counter by one label, its children present from the start (rate() works)."""
+            made = Counter(name, help_text, [label], registry=registry)
+            for value in values:
+                made.labels(value)
+            return made
+
+        self.throttled = counter(
             "runwatch_requests_throttled",
             "Requests refused with 429 by a token's rate limit, by role.",
-            ["role"],
-            registry=registry,
+            "role",
+            self._limiters,
         )
-        self.auth_refused = Counter(
+        self.auth_refused = counter(
             "runwatch_auth_refused",
             "Requests refused with 429 to protect authentication, by reason: address (too "
             "many failed authentications from the address), user (a sign-in name tried too "
             "often), busy (password checks at their cap).",
-            ["reason"],
-            registry=registry,
+            "reason",
+            ("address", "user", "busy"),
         )
-        self.auth_failures = Counter(
+        self.auth_failures = counter(
             "runwatch_auth_failures",
             "Failed authentications: unknown or revoked bearer tokens (agent, operator) and "
             "failed console sign-ins (console).",
-            ["via"],
-            registry=registry,
+            "via",
+            ("agent", "operator", "console"),
         )
-        # Present from the start, so rate() works at once.
-        for role in self._limiters:
-            self.throttled.labels(role)
-        for reason in ("address", "user", "busy"):
-            self.auth_refused.labels(reason)
-        for via in ("agent", "operator", "console"):
-            self.auth_failures.labels(via)
 
     def check(self, role: str, who: str) -> None:
         """Raise Throttled if `who` (a host or an operator) is over its role's rate limit."""
@@ -282,14 +288,7 @@ class RequestLimits:
         """Raise Throttled while `address` is refused after too many failed authentications."""
         wait = self.failures.refused_for(address)
         if wait > 0:
-            self.auth_refused.labels("address").inc()
-            raise Throttled(
-                "address",
-                wait,
-                "too many failed authentications from this "
-                "address; retry after the Retry-After header's "
-                "seconds",
-            )
+            raise self._refused("address", wait)
 
     def failed(self, address: str, via: str) -> None:
         """Count a failed authentication (`via` agent, operator or console) from `address`."""
@@ -311,13 +310,13 @@ class RequestLimits:
             raise self.password_checks.busy()
         wait = self.signins.acquire(name[:_NAME_KEY_CHARS])
         if wait > 0:
-            self.auth_refused.labels("user").inc()
-            raise Throttled(
-                "signin",
-                wait,
-                "too many sign-in attempts for this name; retry "
-                "after the Retry-After header's seconds",
-            )
+            raise self._refused("user", wait)
+
+    def _refused(self, reason: str, wait: float) -> Throttled:
+        """Count an authentication refused for `reason` (address, user), and say why."""
+        self.auth_refused.labels(reason).inc()
+        role, what = _REFUSALS[reason]
+        return Throttled(role, wait, f"{what}; retry after the Retry-After header's seconds")
 
     def signed_in(self, name: str) -> None:
         """`name` signed in: its earlier typos no longer count."""

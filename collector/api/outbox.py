@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromQuery
 
 from collector.api.answers import OptionalQueryId, QueryId, error, op_json
-from collector.api.limits import peer_address
+from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.errors import Rejection
 
@@ -18,11 +18,6 @@ log = logging.getLogger(__name__)
 
 def outbox_routes(service: CollectorService) -> list[Any]:
     """The outbox's read endpoint, and its repairs (operators, audited)."""
-
-    def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(
-            request.headers.get("authorization"), client=peer_address(request.scope)
-        )
 
     @get(
         "/api/v1/outbox",
@@ -46,7 +41,7 @@ def outbox_routes(service: CollectorService) -> list[Any]:
         request: Request[Any, Any, Any], op_id: OptionalQueryId = None
     ) -> Response[dict[str, Any]]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
         except Rejection as rejection:
             return error(rejection)
         target = "every dead letter" if op_id is None else f"outbox operation {op_id}"
@@ -69,7 +64,7 @@ def outbox_routes(service: CollectorService) -> list[Any]:
         request: Request[Any, Any, Any], op_id: QueryId
     ) -> Response[dict[str, Any]]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
         except Rejection as rejection:
             return error(rejection)
         with service.store.transaction():

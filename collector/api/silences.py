@@ -11,7 +11,7 @@ from litestar.params import FromQuery, JSONBody
 from checks.schema import MAX_TIMESTAMP
 from checks.settings import Duration
 from collector.api.answers import NO_NUL, PathId, error, silence_json
-from collector.api.limits import peer_address
+from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.errors import Rejection
 
@@ -33,11 +33,6 @@ class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def silence_routes(service: CollectorService) -> list[Any]:
     """Maintenance windows: anyone may read them; operators set and end them."""
 
-    def operator(request: Request[Any, Any, Any]) -> str:
-        return service.authenticate_operator(
-            request.headers.get("authorization"), client=peer_address(request.scope)
-        )
-
     @get(
         "/api/v1/silences",
         summary="Maintenance windows: operators' silences and the weekly windows of the config",
@@ -57,7 +52,7 @@ def silence_routes(service: CollectorService) -> list[Any]:
         request: Request[Any, Any, Any], data: JSONBody[SilenceRequest]
     ) -> Response[Any]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
         except Rejection as rejection:
             return error(rejection)
         try:
@@ -91,7 +86,7 @@ def silence_routes(service: CollectorService) -> list[Any]:
     )
     async def end_silence(request: Request[Any, Any, Any], silence_id: PathId) -> Response[Any]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
         except Rejection as rejection:
             return error(rejection)
         ended = service.end_silence(silence_id, who)

@@ -10,7 +10,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from collector.api.answers import error
-from collector.api.limits import peer_address
+from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.auth import (
     TokenExists,
@@ -37,11 +37,6 @@ def token_routes(service: CollectorService) -> list[Any]:
     """Agent token enrolment for operators (`runwatch deploy`): list, create, revoke."""
     path = service.config.tokens_file
 
-    def operator(request: Request[Any, Any, Any], change: bool = True) -> str:
-        return service.authenticate_operator(
-            request.headers.get("authorization"), change=change, client=peer_address(request.scope)
-        )
-
     def listing(host: str | None) -> list[dict[str, Any]]:
         return [
             {"host": e.host, "created_at": e.created_at, "fingerprint": e.fingerprint}
@@ -52,7 +47,7 @@ def token_routes(service: CollectorService) -> list[Any]:
     @get("/api/v1/tokens", summary="Hosts with agent tokens (operators)", tags=["admin"])
     async def list_tokens(request: Request[Any, Any, Any]) -> Response[Any]:
         try:
-            operator(request, change=False)
+            operator_of(service, request, change=False)
             return Response(listing(None))
         except Rejection as rejection:
             return error(rejection)
@@ -64,7 +59,7 @@ def token_routes(service: CollectorService) -> list[Any]:
     )
     async def get_token(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         try:
-            operator(request, change=False)
+            operator_of(service, request, change=False)
         except Rejection as rejection:
             return error(rejection)
         found = listing(host)
@@ -82,7 +77,7 @@ def token_routes(service: CollectorService) -> list[Any]:
     )
     async def enrol(request: Request[Any, Any, Any], data: JSONBody[EnrolRequest]) -> Response[Any]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
             check_host_name(data.host)
         except Rejection as rejection:
             return error(rejection)
@@ -114,7 +109,7 @@ def token_routes(service: CollectorService) -> list[Any]:
     )
     async def revoke(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         try:
-            who = operator(request)
+            who = operator_of(service, request)
         except Rejection as rejection:
             return error(rejection)
         if not revoke_token(path, host):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from collector.config import CollectorConfig
@@ -15,23 +16,16 @@ from collector.store.records import AuditEntry, Silence
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Silences:
     """Maintenance windows operators set; the calendar follows each change at once."""
 
-    def __init__(
-        self,
-        config: CollectorConfig,
-        store: Store,
-        calendar: MaintenanceCalendar,
-        clock: Callable[[], float],
-        tick: Callable[[], None],
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.calendar = calendar
-        self.clock = clock
-        # Evaluate now: a window that ended lets held-back calls open at once.
-        self._tick = tick
+    config: CollectorConfig
+    store: Store
+    calendar: MaintenanceCalendar
+    clock: Callable[[], float]
+    # Evaluate now: a window that ended lets held-back calls open at once.
+    tick: Callable[[], None]
 
     def add_silence(
         self,
@@ -102,7 +96,7 @@ class Silences:
 
     def _silences_changed(self, now: float) -> None:
         self.calendar.reload(self.store, now)
-        self._tick()  # a window that ended lets held-back calls open at once
+        self.tick()  # a window that ended lets held-back calls open at once
 
     def silences(self, include_ended: bool = False) -> list[dict[str, Any]]:
         """Operators' silences (current and future, or all) and the weekly windows."""

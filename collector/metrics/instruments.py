@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -15,8 +12,7 @@ from prometheus_client import (
 )
 
 from collector.config import CollectorConfig
-from collector.evaluation.maintenance import MaintenanceCalendar
-from collector.incidents.manager import CallCounters, CallTimings
+from collector.incidents.manager import CallTimings
 from collector.incidents.outbox import DeliveryMetrics
 from collector.metrics.exposition import (
     CALL_BUCKETS,
@@ -28,9 +24,7 @@ from collector.metrics.exposition import (
     reserved_names,
 )
 from collector.sinks.adapters import sink_type
-from collector.store.protocols import Store
 from collector.store.records import StoreTimings
-from collector.view.fleet import Fleet
 
 
 class IngestMetrics:
@@ -210,18 +204,9 @@ class CollectorMetrics:
         self._fleet_families: frozenset[str] = frozenset()
         self._families_held: frozenset[str] = frozenset()
 
-    def watch(
-        self,
-        fleet: Fleet,
-        config: CollectorConfig,
-        counters: CallCounters,
-        store: Store,
-        clock: Callable[[], float] = time.time,
-        *,
-        calendar: MaintenanceCalendar | None = None,
-    ) -> None:
+    def watch(self, fleet: FleetCollector) -> None:
         """Add the fleet's families, rendered from its state at each scrape."""
-        self.fleet = FleetCollector(fleet, config, counters, store, clock, calendar=calendar)
+        self.fleet = fleet
         self.registry.register(self.fleet)
         # The fleet's own families are fixed by the code: read once, from a render now (while
         # the view is empty, that is a few dozen lines). The registry's are read at each scrape.

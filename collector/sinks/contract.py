@@ -11,10 +11,10 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -158,17 +158,28 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise field_error("url", f"must start with http:// or https://, got {self.url!r}")
-        for key in self.priorities:
-            if key not in SEVERITIES:
-                raise field_error(
-                    "priorities",
-                    f"unknown severity {key!r}: expected one of {', '.join(SEVERITIES)}",
-                )
+        check_keys("priorities", self.priorities, SEVERITIES, "severity")
 
     @property
     def priority_values(self) -> dict[str, str]:
         """Severity -> priority value: `priorities` over the adapter's defaults."""
         return {**self.default_priorities, **self.priorities}
+
+
+def check_keys(option: str, given: Iterable[str], known: Collection[str], what: str) -> None:
+    """Refuse a key of `given` that is not one of `known`, naming `option`."""
+    for key in given:
+        if key not in known:
+            raise field_error(option, f"unknown {what} {key!r}: expected one of {', '.join(known)}")
+
+
+def check_route(sink: str, route: Mapping[str, str], known: frozenset[str]) -> None:
+    """Refuse a run group's `route` that sets a key this sink does not know (final)."""
+    if unknown := set(route) - known:
+        raise SinkError(
+            f"{sink}: cannot route by {sorted(unknown)}; known keys: {sorted(known)}",
+            retryable=False,
+        )
 
 
 def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
@@ -232,3 +243,15 @@ class HttpSink(Generic[C]):
     def close(self) -> None:
         """Close the keep-alive connections."""
         self._http.close()
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request and return its decoded JSON body; an answer without JSON is final."""
+        response = self._http.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise SinkError(
+                f"{self.name}: {method} {self._http.base_url}{path} answered "
+                f"{response.status_code} without JSON",
+                retryable=False,
+            ) from None

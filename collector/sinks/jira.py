@@ -16,18 +16,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSink,
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
+    pass
 
 
 log = logging.getLogger(__name__)
@@ -37,14 +29,16 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _SUMMARY_CHARS = 255  # Jira refuses longer summaries
 
 
-class JiraSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="jira"):
+class JiraSinkConfig(
+    contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="jira"
+):
     """Jira Cloud: the account, the project issues go to, and the workflow names to use."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "component"})
 
     email: str
-    api_token: Secret
+    api_token: contract.Secret
     project: str  # project key, e.g. OPS
     issue_type: str = "Task"
     api_version: Literal[2, 3] = 3  # 3 sends text as Atlassian Document Format
@@ -87,16 +81,14 @@ def _one_line(text: str, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class JiraSink(HttpSink[JiraSinkConfig]):
+class JiraSink(contract.HttpSink[JiraSinkConfig]):
     """Issues in Jira Cloud, found again by the label `rw-<fingerprint>`."""
 
     name = "jira"
 
-    def __init__(
-        self, config: JiraSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        super().__init__(config, transport=transport)
-        self._api = f"/rest/api/{config.api_version}"
+    @property
+    def _api(self) -> str:
+        return f"/rest/api/{self._config.api_version}"
 
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
@@ -105,7 +97,7 @@ class JiraSink(HttpSink[JiraSinkConfig]):
 
     # -- the Sink operations ------------------------------------------------------------------
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         jql = f'labels = "{_label(fingerprint)}" AND statusCategory != Done'
         data = self._json(
             "GET",
@@ -118,7 +110,7 @@ class JiraSink(HttpSink[JiraSinkConfig]):
         issue = issues[0]
         return self._ref(_get(issue, "id", str, "search"), _get(issue, "key", str, "search"))
 
-    def open(self, ticket: NewTicket) -> TicketRef:
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
         route = self._route(ticket)
         if self._config.service_desk_id is not None:
             return self._open_request(ticket, route)
@@ -135,19 +127,19 @@ class JiraSink(HttpSink[JiraSinkConfig]):
         data = self._json("POST", f"{self._api}/issue", json={"fields": fields})
         return self._ref(_get(data, "id", str, "create"), _get(data, "key", str, "create"))
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         self._http.request(
             "POST", f"{self._api}/issue/{ref.remote_id}/comment", json={"body": self._text(text)}
         )
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         fields: dict[str, Any] = {"summary": _one_line(summary, _SUMMARY_CHARS)}
         if priority:
             fields["priority"] = {"name": priority}
         self._http.request("PUT", f"{self._api}/issue/{ref.remote_id}", json={"fields": fields})
         self.comment(ref, text)
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         name = self._config.resolve_transition
         if close and self._config.close_transition:
             name = self._config.close_transition
@@ -156,26 +148,28 @@ class JiraSink(HttpSink[JiraSinkConfig]):
         self._transition(ref, name, done=True)
         self.comment(ref, text)
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._transition(ref, self._config.reopen_transition, done=False)
         self.comment(ref, text)
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         data = self._json("GET", f"{self._api}/issue/{ref.remote_id}", params={"fields": "status"})
         status = _get(_get(data, "fields", dict, "issue"), "status", dict, "issue")
         category = _get(status, "statusCategory", dict, "issue").get("key")
         raw = str(status.get("name", category))
         if category == "new":
-            return RemoteStatus("new", raw)
+            return contract.RemoteStatus("new", raw)
         if category == "done":
-            return RemoteStatus("resolved", raw)
-        return RemoteStatus("open", raw)
+            return contract.RemoteStatus("resolved", raw)
+        return contract.RemoteStatus("open", raw)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _open_request(self, ticket: NewTicket, route: dict[str, str]) -> TicketRef:
+    def _open_request(
+        self, ticket: contract.NewTicket, route: dict[str, str]
+    ) -> contract.TicketRef:
         if "project" in route:
-            raise SinkError(
+            raise contract.SinkError(
                 "jira: route key 'project' does not apply to a service desk sink "
                 "(service_desk_id decides the project)",
                 retryable=False,
@@ -201,7 +195,7 @@ class JiraSink(HttpSink[JiraSinkConfig]):
             fields["components"] = [{"name": route["component"]}]
         try:
             self._http.request("PUT", f"{self._api}/issue/{ref.remote_id}", json={"fields": fields})
-        except SinkError as exc:
+        except contract.SinkError as exc:
             # The request exists; failing here would make the outbox raise a second one. Without
             # the label only crash recovery (find before open) cannot see this ticket.
             log.warning(
@@ -214,7 +208,7 @@ class JiraSink(HttpSink[JiraSinkConfig]):
             )
         return ref
 
-    def _transition(self, ref: TicketRef, name: str, *, done: bool) -> None:
+    def _transition(self, ref: contract.TicketRef, name: str, *, done: bool) -> None:
         path = f"{self._api}/issue/{ref.remote_id}/transitions"
         data = self._json("GET", path)
         transitions = _get(data, "transitions", list, "transitions")
@@ -232,47 +226,33 @@ class JiraSink(HttpSink[JiraSinkConfig]):
             return  # already there, e.g. a retry after an answer that got lost
         available = ", ".join(sorted(str(t.get("name")) for t in transitions)) or "none"
         option = "resolve_transition" if done else "reopen_transition"
-        raise SinkError(
+        raise contract.SinkError(
             f"jira: issue {ref.remote_id} has no transition {name!r} "
             f"(available: {available}); set {option} to one of them",
             retryable=False,
         )
 
-    def _route(self, ticket: NewTicket) -> dict[str, str]:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise SinkError(
-                f"jira: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+    def _route(self, ticket: contract.NewTicket) -> dict[str, str]:
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         return dict(ticket.route)
 
-    def _priority(self, ticket: NewTicket) -> str:
+    def _priority(self, ticket: contract.NewTicket) -> str:
         values = self._config.priority_values
         return ticket.priority or values.get(ticket.severity, DEFAULT_PRIORITIES["WARNING"])
 
     def _text(self, text: str) -> Any:
         return adf(text) if self._config.api_version == 3 else text
 
-    def _ref(self, issue_id: str, key: str) -> TicketRef:
+    def _ref(self, issue_id: str, key: str) -> contract.TicketRef:
         # The numeric id stays valid when an issue moves to another project; the key does not.
-        return TicketRef(issue_id, f"{self._http.base_url}/browse/{key}")
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise SinkError(
-                f"jira: {method} {self._http.base_url}{path} answered "
-                f"{response.status_code} without JSON",
-                retryable=False,
-            ) from None
+        return contract.TicketRef(issue_id, f"{self._http.base_url}/browse/{key}")
 
 
 def _label(fingerprint: str) -> str:
     if not _FINGERPRINT.match(fingerprint):
-        raise SinkError(f"jira: fingerprint {fingerprint!r} cannot be a label", retryable=False)
+        raise contract.SinkError(
+            f"jira: fingerprint {fingerprint!r} cannot be a label", retryable=False
+        )
     return f"rw-{fingerprint}"
 
 
@@ -281,5 +261,5 @@ def _get(data: Any, key: str, kind: type, what: str) -> Any:
     if isinstance(value, int) and kind is str:
         value = str(value)
     if not isinstance(value, kind):
-        raise SinkError(f"jira: unexpected {what} answer: no {key!r}", retryable=False)
+        raise contract.SinkError(f"jira: unexpected {what} answer: no {key!r}", retryable=False)
     return value

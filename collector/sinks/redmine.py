@@ -10,16 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
-from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSink,
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
     import httpx
@@ -33,14 +24,14 @@ _FIND_LIMIT = 100
 T = TypeVar("T")
 
 
-class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redmine"):
+class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", tag="redmine"):
     """A Redmine with the REST API on and an issue custom field that holds the fingerprint."""
 
     # What a run group's `route` may set for this sink.
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "tracker", "assignee"})
 
-    api_key: Secret
+    api_key: contract.Secret
     project: str  # identifier (or id) of the default project
     tracker: str | None = None  # name or id; default: the project's first tracker
     fingerprint_field: str = "dedup_key"
@@ -51,12 +42,7 @@ class RedmineSinkConfig(HttpSinkConfig, frozen=True, tag_field="type", tag="redm
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in self.statuses:
-            if key not in DEFAULT_STATUSES:
-                raise field_error(
-                    "statuses",
-                    f"unknown key {key!r}: expected one of {', '.join(DEFAULT_STATUSES)}",
-                )
+        contract.check_keys("statuses", self.statuses, DEFAULT_STATUSES, "key")
 
     @property
     def status_values(self) -> dict[str, str]:
@@ -159,10 +145,10 @@ def _pick(kind: str, wanted: str, options: list[_Ref] | list[_Status] | list[_Tr
         if str(option.id) == wanted.strip() or option.name.casefold() == wanted.casefold():
             return option.id
     known = ", ".join(option.name for option in options) or "none"
-    raise SinkError(f"redmine: no {kind} {wanted!r} (known: {known})", retryable=False)
+    raise contract.SinkError(f"redmine: no {kind} {wanted!r} (known: {known})", retryable=False)
 
 
-class RedmineSink(HttpSink[RedmineSinkConfig]):
+class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
     """Tickets as Redmine issues, found again by the fingerprint custom field."""
 
     name = "redmine"
@@ -181,7 +167,7 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
 
     # --- the Sink operations ---
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         """The newest open, not resolved issue in any project that carries the fingerprint."""
         field = self._fingerprint_field_id()
         resolved = self._status_id("resolved")
@@ -208,7 +194,7 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
                 return self._ref(issue.id)
         return None
 
-    def open(self, ticket: NewTicket) -> TicketRef:
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
         """Create the issue in the routed (or default) project, tracker and assignee."""
         project = ticket.route.get("project") or self._config.project
         tracker = ticket.route.get("tracker") or self._config.tracker
@@ -227,39 +213,39 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
         created = self._call(_OneIssue, "POST", "/issues.json", json={"issue": issue})
         return self._ref(created.issue.id)
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         """Add a note."""
         self._put(ref, {"notes": text})
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         """Change priority and subject, with a note saying why."""
         issue: dict[str, Any] = {"subject": _subject(summary), "notes": text}
         if priority:
             issue["priority_id"] = self._priority_id(priority)
         self._put(ref, issue)
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         """Set the configured resolved (or closed) status, with a note."""
         status = self._status_id("closed" if close else "resolved")
         self._put(ref, {"status_id": status, "notes": text})
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         """Set the configured reopened status, with a note."""
         self._put(ref, {"status_id": self._status_id("reopened"), "notes": text})
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """closed, resolved, new (still in its tracker's initial status) or open."""
         issue = self._call(_OneIssue, "GET", f"/issues/{self._issue_id(ref)}.json").issue
         statuses = self._all_statuses()
         current = next((s for s in statuses if s.id == issue.status.id), None)
         raw = issue.status.name or (current.name if current else str(issue.status.id))
         if issue.status.id == self._status_id("closed") or (current and current.is_closed):
-            return RemoteStatus(state="closed", raw=raw)
+            return contract.RemoteStatus(state="closed", raw=raw)
         if issue.status.id == self._status_id("resolved"):
-            return RemoteStatus(state="resolved", raw=raw)
+            return contract.RemoteStatus(state="resolved", raw=raw)
         if issue.status.id == self._initial_status_id(issue.tracker.id):
-            return RemoteStatus(state="new", raw=raw)
-        return RemoteStatus(state="open", raw=raw)
+            return contract.RemoteStatus(state="new", raw=raw)
+        return contract.RemoteStatus(state="open", raw=raw)
 
     def priority_for(self, severity: str) -> str:
         """This sink's priority value (name or id) for a severity."""
@@ -278,23 +264,25 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
         try:
             return msgspec.json.decode(response.content, type=answer)
         except msgspec.DecodeError as exc:
-            raise SinkError(
+            raise contract.SinkError(
                 f"redmine: {method} {self.base_url}{path} answered "
                 f"{response.status_code} with unexpected content: {exc}",
                 retryable=False,
                 status=response.status_code,
             ) from None
 
-    def _put(self, ref: TicketRef, issue: dict[str, Any]) -> None:
+    def _put(self, ref: contract.TicketRef, issue: dict[str, Any]) -> None:
         self._request("PUT", f"/issues/{self._issue_id(ref)}.json", json={"issue": issue})
 
-    def _ref(self, issue_id: int) -> TicketRef:
-        return TicketRef(remote_id=str(issue_id), url=f"{self.base_url}/issues/{issue_id}")
+    def _ref(self, issue_id: int) -> contract.TicketRef:
+        return contract.TicketRef(remote_id=str(issue_id), url=f"{self.base_url}/issues/{issue_id}")
 
     @staticmethod
-    def _issue_id(ref: TicketRef) -> int:
+    def _issue_id(ref: contract.TicketRef) -> int:
         if not ref.remote_id.isdigit():
-            raise SinkError(f"redmine: {ref.remote_id!r} is not an issue number", retryable=False)
+            raise contract.SinkError(
+                f"redmine: {ref.remote_id!r} is not an issue number", retryable=False
+            )
         return int(ref.remote_id)
 
     # --- names to ids, each looked up once ---
@@ -305,12 +293,12 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
         wanted = self._config.fingerprint_field
         try:
             fields = self._call(_Fields, "GET", "/custom_fields.json").custom_fields
-        except SinkError as exc:
+        except contract.SinkError as exc:
             # Only admins may list custom fields (403 for others; 401 is a bad key).
             if exc.status != 403:
                 raise
             if self._config.fingerprint_field_id is None:
-                raise SinkError(
+                raise contract.SinkError(
                     f"{exc}; listing custom fields needs an admin key: set "
                     f"fingerprint_field_id to the id of {wanted!r}",
                     retryable=False,
@@ -320,9 +308,11 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
             return self._field_id
         field = next((f for f in fields if f.customized_type == "issue" and f.name == wanted), None)
         if field is None:
-            raise SinkError(f"redmine: no issue custom field named {wanted!r}", retryable=False)
+            raise contract.SinkError(
+                f"redmine: no issue custom field named {wanted!r}", retryable=False
+            )
         if not field.is_filter:
-            raise SinkError(
+            raise contract.SinkError(
                 f"redmine: custom field {wanted!r} must be used as a filter, or "
                 f"issues cannot be found by fingerprint",
                 retryable=False,
@@ -366,7 +356,9 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
         trackers = self._trackers[project]
         if tracker is None:
             if not trackers:
-                raise SinkError(f"redmine: project {project!r} has no trackers", retryable=False)
+                raise contract.SinkError(
+                    f"redmine: project {project!r} has no trackers", retryable=False
+                )
             return trackers[0].id
         return _pick(f"tracker in project {project!r}", tracker, trackers)
 
@@ -378,6 +370,8 @@ class RedmineSink(HttpSink[RedmineSinkConfig]):
             users = self._call(_Users, "GET", "/users.json", params={"name": assignee}).users
             match = next((u.id for u in users if u.login == assignee), None)
             if match is None:
-                raise SinkError(f"redmine: no user with login {assignee!r}", retryable=False)
+                raise contract.SinkError(
+                    f"redmine: no user with login {assignee!r}", retryable=False
+                )
             self._users[assignee] = match
         return self._users[assignee]

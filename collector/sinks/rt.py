@@ -12,18 +12,10 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSink,
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
-    import httpx
+    pass
 
 
 log = logging.getLogger(__name__)
@@ -39,14 +31,14 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 
 
-class RTSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="rt"):
+class RTSinkConfig(contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="rt"):
     """Options for a Request Tracker 5 help desk (REST2, token authentication)."""
 
     # A run group routes to a queue, and optionally to an owner (an RT user name).
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"queue", "owner"})
 
-    token: Secret
+    token: contract.Secret
     queue: str  # where tickets go when the group names no queue
     fingerprint_field: str = "DedupKey"  # ticket custom field applied to every routed queue
     resolved_status: str = "resolved"
@@ -84,16 +76,14 @@ def ticketsql_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RTSink(HttpSink[RTSinkConfig]):
+class RTSink(contract.HttpSink[RTSinkConfig]):
     """Tickets in Request Tracker 5, one per incident fingerprint."""
 
     name = "rt"
 
-    def __init__(
-        self, config: RTSinkConfig, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        super().__init__(config, transport=transport)
-        self._base_url = self._http.base_url  # without user info: it goes into errors and links
+    @property
+    def _base_url(self) -> str:
+        return self._http.base_url  # without user info: it goes into errors and links
 
     def _auth_headers(self) -> dict[str, str]:
         # Read on every request, so a rotated token file takes effect without a restart.
@@ -105,7 +95,7 @@ class RTSink(HttpSink[RTSinkConfig]):
         try:
             return response.json()
         except ValueError:
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: {method} {self._base_url}{API}{path} answered "
                 f"{response.status_code} with a body that is not JSON",
                 retryable=response.status_code >= 500,
@@ -115,7 +105,7 @@ class RTSink(HttpSink[RTSinkConfig]):
     def _ticket(self, remote_id: str) -> dict[str, Any]:
         body = self._request("GET", f"/ticket/{_ticket_id(remote_id)}")
         if not isinstance(body, dict):
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: ticket {remote_id}: unexpected answer {body!r:.200}", retryable=False
             )
         return body
@@ -123,7 +113,7 @@ class RTSink(HttpSink[RTSinkConfig]):
     def _url(self, remote_id: str) -> str:
         return f"{self._base_url}/Ticket/Display.html?id={remote_id}"
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         """The newest active, unresolved ticket in any queue that carries this fingerprint."""
         field = self._config.fingerprint_field
         # Not limited to one queue: routing spreads an installation's tickets over queues.
@@ -139,7 +129,7 @@ class RTSink(HttpSink[RTSinkConfig]):
         )
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: ticket search answered without items: {body!r:.200}", retryable=False
             )
         ids = [
@@ -152,9 +142,9 @@ class RTSink(HttpSink[RTSinkConfig]):
         if not ids:
             return None
         newest = str(max(ids))
-        return TicketRef(remote_id=newest, url=self._url(newest))
+        return contract.TicketRef(remote_id=newest, url=self._url(newest))
 
-    def open(self, ticket: NewTicket) -> TicketRef:
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
         """Create a ticket in the routed queue (and owner), carrying the fingerprint."""
         queue = ticket.route.get("queue") or self._config.queue
         owner = ticket.route.get("owner")
@@ -173,7 +163,7 @@ class RTSink(HttpSink[RTSinkConfig]):
         body = self._request("POST", "/ticket", json=data)
         remote_id = str(body.get("id", "")) if isinstance(body, dict) else ""
         if not remote_id.isdigit():
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: creating a ticket in queue {queue!r} answered without an id: {body!r:.200}",
                 retryable=False,
             )
@@ -187,7 +177,7 @@ class RTSink(HttpSink[RTSinkConfig]):
             for value in cf.get("values") or []
         ]
         if ticket.fingerprint not in values:
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: ticket {remote_id} in queue {queue!r} was created without "
                 f"its fingerprint: apply the custom field {field!r} to that queue",
                 retryable=False,
@@ -202,9 +192,9 @@ class RTSink(HttpSink[RTSinkConfig]):
                 got_owner,
                 owner,
             )
-        return TicketRef(remote_id=remote_id, url=self._url(remote_id))
+        return contract.TicketRef(remote_id=remote_id, url=self._url(remote_id))
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         """Add a comment (not a reply: requestors get no mail)."""
         self._request(
             "POST",
@@ -212,7 +202,7 @@ class RTSink(HttpSink[RTSinkConfig]):
             json={"Content": text, "ContentType": "text/plain"},
         )
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         """Change priority and subject, then comment why."""
         changes = {"Subject": summary[:SUBJECT_MAX_CHARS]}
         if priority:
@@ -220,29 +210,29 @@ class RTSink(HttpSink[RTSinkConfig]):
         self._set(ref, changes)
         self.comment(ref, text)
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         """Set the resolved (or closed) status, then comment."""
         status = self._config.closed_status if close else self._config.resolved_status
         self._set(ref, {"Status": status})
         self.comment(ref, text)
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         """Set the reopen status, then comment."""
         self._set(ref, {"Status": self._config.reopen_status})
         self.comment(ref, text)
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """Map RT's status: new, resolved, rejected/deleted (closed), anything else open."""
         raw = str(self._ticket(ref.remote_id).get("Status", ""))
         if raw == "new":
-            return RemoteStatus(state="new", raw=raw)
+            return contract.RemoteStatus(state="new", raw=raw)
         if raw == self._config.resolved_status:
-            return RemoteStatus(state="resolved", raw=raw)
+            return contract.RemoteStatus(state="resolved", raw=raw)
         if raw in CLOSED_STATUSES or raw == self._config.closed_status:
-            return RemoteStatus(state="closed", raw=raw)
-        return RemoteStatus(state="open", raw=raw)
+            return contract.RemoteStatus(state="closed", raw=raw)
+        return contract.RemoteStatus(state="open", raw=raw)
 
-    def _set(self, ref: TicketRef, changes: dict[str, str]) -> None:
+    def _set(self, ref: contract.TicketRef, changes: dict[str, str]) -> None:
         """PUT field changes; unless RT's messages confirm every one, check the ticket itself."""
         remote_id = _ticket_id(ref.remote_id)
         answer = self._request("PUT", f"/ticket/{remote_id}", json=changes)
@@ -258,7 +248,7 @@ class RTSink(HttpSink[RTSinkConfig]):
         ]
         if wrong:
             want = ", ".join(f"{key} {changes[key]!r}" for key in wrong)
-            raise SinkError(
+            raise contract.SinkError(
                 f"rt: ticket {remote_id}: RT did not set {want}; it said: {'; '.join(messages)}",
                 retryable=False,
             )
@@ -272,5 +262,5 @@ def _normal(text: str) -> str:
 def _ticket_id(remote_id: str) -> str:
     """A ticket number, checked so that it cannot change the request path."""
     if not remote_id.isdigit():
-        raise SinkError(f"rt: {remote_id!r} is not an RT ticket number", retryable=False)
+        raise contract.SinkError(f"rt: {remote_id!r} is not an RT ticket number", retryable=False)
     return remote_id

@@ -14,15 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSink,
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 DEFAULT_PRIORITIES = {"CRITICAL": "1,1", "STALE": "1,1", "WARNING": "2,2", "UNKNOWN": "2,2"}
 INCIDENT = "/api/now/table/incident"
@@ -48,7 +40,7 @@ def urgency_impact(priority: str) -> tuple[str, str] | None:
 
 
 class ServiceNowSinkConfig(
-    HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="servicenow"
+    contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="servicenow"
 ):
     """ServiceNow: the integration user, and how incidents are filled in and closed."""
 
@@ -56,7 +48,7 @@ class ServiceNowSinkConfig(
     route_keys: ClassVar[frozenset[str]] = frozenset({"assignment_group"})
 
     user: str
-    password: Secret
+    password: contract.Secret
     caller_id: str | None = None  # sys_id or user name of the caller
     comment_field: Literal["work_notes", "comments"] = "work_notes"  # work notes stay internal
     close_code: str = "Solution provided"  # the Resolution code choice to set
@@ -73,7 +65,7 @@ class ServiceNowSinkConfig(
                 )
 
 
-class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
+class ServiceNowSink(contract.HttpSink[ServiceNowSinkConfig]):
     """Incidents in ServiceNow, found again by `correlation_id`."""
 
     name = "servicenow"
@@ -83,9 +75,9 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
         pair = f"{self._config.user}:{self._config.password.read()}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         if not _FINGERPRINT.match(fingerprint):
-            raise SinkError(
+            raise contract.SinkError(
                 f"servicenow: fingerprint {fingerprint!r} cannot be a correlation id",
                 retryable=False,
             )
@@ -96,22 +88,17 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
         }
         records = self._result("GET", INCIDENT, params=params)
         if not isinstance(records, list):
-            raise SinkError(
+            raise contract.SinkError(
                 "servicenow: unexpected search answer: result is not a list", retryable=False
             )
         if not records:
             return None
         return self._ref(_sys_id(records[0]))
 
-    def open(self, ticket: NewTicket) -> TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise SinkError(
-                f"servicenow: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         if not _FINGERPRINT.match(ticket.fingerprint):
-            raise SinkError(
+            raise contract.SinkError(
                 f"servicenow: fingerprint {ticket.fingerprint!r} cannot be a correlation id",
                 retryable=False,
             )
@@ -134,10 +121,10 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
         )
         return self._ref(_sys_id(record))
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         self._patch(ref, {self._config.comment_field: text})
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         self._patch(
             ref,
             {
@@ -147,7 +134,7 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
             },
         )
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         # Resolution code and notes are mandatory for both states (a data policy in the base
         # system); the notes carry the text, so no separate comment is needed.
         self._patch(
@@ -159,25 +146,25 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
             },
         )
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         # A Closed (7) incident is read-only in the base system; only Resolved can come back.
         self._patch(ref, {"state": "2", self._config.comment_field: text})
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         record = self._result(
             "GET", f"{INCIDENT}/{ref.remote_id}", params={"sysparm_fields": "state,number"}
         )
         state = str(record.get("state", "")) if isinstance(record, dict) else ""
         raw = STATES.get(state, state or "unknown")
         if state == "1":
-            return RemoteStatus("new", raw)
+            return contract.RemoteStatus("new", raw)
         if state == "6":
-            return RemoteStatus("resolved", raw)
+            return contract.RemoteStatus("resolved", raw)
         if state in ("7", "8"):
-            return RemoteStatus("closed", raw)
-        return RemoteStatus("open", raw)
+            return contract.RemoteStatus("closed", raw)
+        return contract.RemoteStatus("open", raw)
 
-    def _patch(self, ref: TicketRef, body: dict[str, str]) -> None:
+    def _patch(self, ref: contract.TicketRef, body: dict[str, str]) -> None:
         self._http.request(
             "PATCH", f"{INCIDENT}/{ref.remote_id}", json=body, params={"sysparm_fields": "sys_id"}
         )
@@ -185,28 +172,28 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
     def _urgency_impact(self, priority: str) -> dict[str, str]:
         pair = urgency_impact(priority)
         if pair is None:
-            raise SinkError(
+            raise contract.SinkError(
                 f"servicenow: priority {priority!r} is not URGENCY,IMPACT such as "
                 "1,2; fix the sink's priorities",
                 retryable=False,
             )
         return {"urgency": pair[0], "impact": pair[1]}
 
-    def _ref(self, sys_id: str) -> TicketRef:
-        return TicketRef(sys_id, f"{self._http.base_url}/incident.do?sys_id={sys_id}")
+    def _ref(self, sys_id: str) -> contract.TicketRef:
+        return contract.TicketRef(sys_id, f"{self._http.base_url}/incident.do?sys_id={sys_id}")
 
     def _result(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         try:
             data = response.json()
         except ValueError:
-            raise SinkError(
+            raise contract.SinkError(
                 f"servicenow: {method} {self._http.base_url}{path} answered "
                 f"{response.status_code} without JSON",
                 retryable=False,
             ) from None
         if not isinstance(data, dict) or "result" not in data:
-            raise SinkError(
+            raise contract.SinkError(
                 f"servicenow: {method} {self._http.base_url}{path}: the answer has no 'result'",
                 retryable=False,
             )
@@ -216,7 +203,7 @@ class ServiceNowSink(HttpSink[ServiceNowSinkConfig]):
 def _sys_id(record: Any) -> str:
     sys_id = record.get("sys_id") if isinstance(record, dict) else None
     if not isinstance(sys_id, str) or not sys_id:
-        raise SinkError("servicenow: unexpected answer: no sys_id", retryable=False)
+        raise contract.SinkError("servicenow: unexpected answer: no sys_id", retryable=False)
     return sys_id
 
 

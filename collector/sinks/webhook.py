@@ -37,36 +37,12 @@ import msgspec
 from jinja2.sandbox import SandboxedEnvironment
 
 from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
     import httpx
 
 
-DEFAULT_TEMPLATE = """\
-{
-  "event": {{ event | tojson }},
-  "ticket_id": {{ ticket_id | tojson }},
-  "fingerprint": {{ fingerprint | tojson }},
-  "summary": {{ summary | tojson }},
-  "description": {{ description | tojson }},
-  "severity": {{ severity | tojson }},
-  "priority": {{ priority | tojson }},
-  "host": {{ host | tojson }},
-  "rule": {{ rule | tojson }},
-  "labels": {{ labels | tojson }},
-  "route": {{ route | tojson }},
-  "text": {{ text | tojson }},
-  "close": {{ close | tojson }}
-}
-"""
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FIELDS = (
     "ticket_id",
@@ -82,6 +58,12 @@ _FIELDS = (
     "text",
     "close",
 )
+# The default body: the event and every value a template gets, as one JSON object.
+DEFAULT_TEMPLATE = (
+    "{\n"
+    + ",\n".join(f'  "{name}": {{{{ {name} | tojson }}}}' for name in ("event", *_FIELDS))
+    + "\n}\n"
+)
 
 
 def _tojson(value: Any) -> str:
@@ -95,14 +77,16 @@ _ENV = SandboxedEnvironment(
 _ENV.filters["tojson"] = _tojson
 
 
-class WebhookSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="webhook"):
+class WebhookSinkConfig(
+    contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="webhook"
+):
     """A URL that receives one JSON event per ticket operation."""
 
     route_keys: ClassVar[frozenset[str]] = frozenset({"channel"})
 
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     secret_header: str | None = None  # e.g. X-Webhook-Token; sent with the secret as value
-    secret: Secret | None = None
+    secret: contract.Secret | None = None
     body_template: str | None = None  # Jinja2 rendering JSON; default: DEFAULT_TEMPLATE
 
     def __post_init__(self) -> None:
@@ -138,7 +122,7 @@ class WebhookSink:
         # HttpClient joins paths onto a base URL, which would add a slash to a bare hook URL.
         parts = urlsplit(config.url)
         self._path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        origin = HttpSinkConfig(
+        origin = contract.HttpSinkConfig(
             url=f"{parts.scheme}://{parts.netloc}",
             timeout=config.timeout,
             ca_file=config.ca_file,
@@ -157,16 +141,11 @@ class WebhookSink:
     def close(self) -> None:
         self._http.close()
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         return None
 
-    def open(self, ticket: NewTicket) -> TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise SinkError(
-                f"webhook: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         response = self._send(
             "open",
             {"Idempotency-Key": ticket.idempotency_key} if ticket.idempotency_key else {},
@@ -187,23 +166,23 @@ class WebhookSink:
             data = None
         remote = data.get("id") if isinstance(data, dict) else None
         if isinstance(remote, bool) or not isinstance(remote, str | int) or remote == "":
-            return TicketRef(ticket.fingerprint)
-        return TicketRef(str(remote))
+            return contract.TicketRef(ticket.fingerprint)
+        return contract.TicketRef(str(remote))
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         self._send("comment", ticket_id=ref.remote_id, text=text)
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         self._send("update", ticket_id=ref.remote_id, priority=priority, summary=summary, text=text)
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         self._send("resolve", ticket_id=ref.remote_id, text=text, close=close)
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._send("reopen", ticket_id=ref.remote_id, text=text)
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
-        return RemoteStatus("open", "unknown")
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
+        return contract.RemoteStatus("open", "unknown")
 
     def render(self, event: str, **values: Any) -> Any:
         """Render the body for one event and parse it; raise SinkError (final) if it is not JSON."""
@@ -211,14 +190,14 @@ class WebhookSink:
         try:
             rendered = self._template.render(context)
         except Exception as exc:  # noqa: BLE001 - a user's template may raise anything
-            raise SinkError(
+            raise contract.SinkError(
                 f"webhook: body_template failed for event {event}: {type(exc).__name__}: {exc}",
                 retryable=False,
             ) from None
         try:
             return json.loads(rendered)
         except json.JSONDecodeError as exc:
-            raise SinkError(
+            raise contract.SinkError(
                 f"webhook: body_template rendered invalid JSON for event {event}: "
                 f"{exc.msg} at line {exc.lineno} column {exc.colno}",
                 retryable=False,

@@ -14,15 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from checks.settings import field_error
-from collector.sinks.contract import (
-    HttpSink,
-    HttpSinkConfig,
-    NewTicket,
-    RemoteStatus,
-    Secret,
-    SinkError,
-    TicketRef,
-)
+from collector.sinks import contract
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +30,15 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _TITLE_CHARS = 250
 
 
-class ZammadSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="zammad"):
+class ZammadSinkConfig(
+    contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="zammad"
+):
     """Zammad: the access token, and the group and customer new tickets get."""
 
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"group"})
 
-    token: Secret  # an agent's access token (ticket.agent)
+    token: contract.Secret  # an agent's access token (ticket.agent)
     group: str  # group name new tickets go to unless a run group routes
     customer: str  # e-mail (or login) of an existing customer user
     # `priorities` (inherited): severity -> value; severities left out keep DEFAULT_PRIORITIES.
@@ -55,7 +49,7 @@ class ZammadSinkConfig(HttpSinkConfig, frozen=True, kw_only=True, tag_field="typ
             raise field_error("group", "give the name of a Zammad group")
 
 
-class ZammadSink(HttpSink[ZammadSinkConfig]):
+class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
     """Tickets in Zammad, found again by the tag `rw-<fingerprint>`."""
 
     name = "zammad"
@@ -64,22 +58,19 @@ class ZammadSink(HttpSink[ZammadSinkConfig]):
         # Read on every request so that a rotated token file takes effect without a restart.
         return {"Authorization": f"Token token={self._config.token.read()}"}
 
-    def find(self, fingerprint: str) -> TicketRef | None:
+    def find(self, fingerprint: str) -> contract.TicketRef | None:
         states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
         query = f'tags:"{_tag(fingerprint)}" AND state.name:({states})'
         data = self._json("GET", "/api/v1/tickets/search", params={"query": query, "limit": "1"})
         ids = data.get("tickets") if isinstance(data, dict) else None
         if not isinstance(ids, list):
-            raise SinkError("zammad: unexpected search answer: no 'tickets' list", retryable=False)
+            raise contract.SinkError(
+                "zammad: unexpected search answer: no 'tickets' list", retryable=False
+            )
         return self._ref(ids[0]) if ids else None
 
-    def open(self, ticket: NewTicket) -> TicketRef:
-        if unknown := set(ticket.route) - self._config.route_keys:
-            raise SinkError(
-                f"zammad: cannot route by {sorted(unknown)}; "
-                f"known keys: {sorted(self._config.route_keys)}",
-                retryable=False,
-            )
+    def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
+        contract.check_route(self.name, ticket.route, self._config.route_keys)
         tag = _tag(ticket.fingerprint)
         title = _one_line(ticket.summary, _TITLE_CHARS)
         body = {
@@ -101,7 +92,7 @@ class ZammadSink(HttpSink[ZammadSinkConfig]):
                 "/api/v1/tags/add",
                 json={"item": tag, "object": "Ticket", "o_id": _ticket_id(ref)},
             )
-        except SinkError as exc:
+        except contract.SinkError as exc:
             # The ticket exists; failing here would make the outbox open a second one.
             log.warning(
                 "zammad: ticket %s was created but tagging it %s failed (check that "
@@ -112,59 +103,50 @@ class ZammadSink(HttpSink[ZammadSinkConfig]):
             )
         return ref
 
-    def comment(self, ref: TicketRef, text: str) -> None:
+    def comment(self, ref: contract.TicketRef, text: str) -> None:
         self._http.request(
             "POST", "/api/v1/ticket_articles", json={"ticket_id": _ticket_id(ref), **_note(text)}
         )
 
-    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
         body: dict[str, Any] = {"title": _one_line(summary, _TITLE_CHARS), "article": _note(text)}
         if priority:
             body["priority"] = priority
         self._put(ref, body)
 
-    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         self._put(ref, {"state": "closed", "article": _note(text)})
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
+    def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._put(ref, {"state": "open", "article": _note(text)})
 
-    def status(self, ref: TicketRef) -> RemoteStatus:
+    def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         data = self._json("GET", f"/api/v1/tickets/{_ticket_id(ref)}", params={"expand": "true"})
         state = data.get("state") if isinstance(data, dict) else None
         if not isinstance(state, str):
-            raise SinkError("zammad: unexpected ticket answer: no state name", retryable=False)
+            raise contract.SinkError(
+                "zammad: unexpected ticket answer: no state name", retryable=False
+            )
         if state == "new":
-            return RemoteStatus("new", state)
+            return contract.RemoteStatus("new", state)
         if state in ("closed", "merged", "removed"):
-            return RemoteStatus("closed", state)
+            return contract.RemoteStatus("closed", state)
         if state == "pending close":
-            return RemoteStatus("resolved", state)
-        return RemoteStatus("open", state)
+            return contract.RemoteStatus("resolved", state)
+        return contract.RemoteStatus("open", state)
 
-    def _put(self, ref: TicketRef, body: dict[str, Any]) -> None:
+    def _put(self, ref: contract.TicketRef, body: dict[str, Any]) -> None:
         # One request changes the ticket and adds the note, so a retry cannot leave half of it.
         self._http.request("PUT", f"/api/v1/tickets/{_ticket_id(ref)}", json=body)
 
-    def _ref(self, ticket_id: Any) -> TicketRef:
+    def _ref(self, ticket_id: Any) -> contract.TicketRef:
         if (
             isinstance(ticket_id, bool)
             or not isinstance(ticket_id, int | str)
             or not str(ticket_id).isdigit()
         ):
-            raise SinkError("zammad: unexpected answer: no ticket id", retryable=False)
-        return TicketRef(str(ticket_id), f"{self._http.base_url}/#ticket/zoom/{ticket_id}")
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise SinkError(
-                f"zammad: {method} {self._http.base_url}{path} answered "
-                f"{response.status_code} without JSON",
-                retryable=False,
-            ) from None
+            raise contract.SinkError("zammad: unexpected answer: no ticket id", retryable=False)
+        return contract.TicketRef(str(ticket_id), f"{self._http.base_url}/#ticket/zoom/{ticket_id}")
 
 
 def _note(text: str, subject: str | None = None) -> dict[str, Any]:
@@ -180,15 +162,17 @@ def _note(text: str, subject: str | None = None) -> dict[str, Any]:
     return article
 
 
-def _ticket_id(ref: TicketRef) -> int:
+def _ticket_id(ref: contract.TicketRef) -> int:
     if not ref.remote_id.isdigit():
-        raise SinkError(f"zammad: {ref.remote_id!r} is not a ticket id", retryable=False)
+        raise contract.SinkError(f"zammad: {ref.remote_id!r} is not a ticket id", retryable=False)
     return int(ref.remote_id)
 
 
 def _tag(fingerprint: str) -> str:
     if not _FINGERPRINT.match(fingerprint):
-        raise SinkError(f"zammad: fingerprint {fingerprint!r} cannot be a tag", retryable=False)
+        raise contract.SinkError(
+            f"zammad: fingerprint {fingerprint!r} cannot be a tag", retryable=False
+        )
     return f"rw-{fingerprint}"
 
 

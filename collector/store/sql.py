@@ -190,6 +190,22 @@ class SQLStore:
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
 
+    def _json_fifth(self, row: Sequence[Any]) -> list[Any]:
+        """A calls or outbox row's values, its JSON column (labels, payload: the fifth) read."""
+        values = list(row)
+        values[4] = self._json_out(values[4])
+        return values
+
+    def _insert_record(self, table: str, columns: str, record: object) -> int:
+        """INSERT the attributes of `record` that `columns` names (as columns of the same names)
+        into `table`; return the new row's id."""
+        names = columns.split(", ")
+        marks = ", ".join("?" * len(names))
+        return self._insert(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 -- constant table and columns, values bound  # nosec B608
+            [getattr(record, name) for name in names],
+        )
+
     def _upsert(self, upsert: Upsert, rows: list[tuple[Any, ...]]) -> None:
         """Write rows (in `upsert.columns` order), each updating the row its key names."""
         self._many(upsert.with_values(), rows)
@@ -380,11 +396,7 @@ class SQLStore:
     # -- the audit log and the records of service-level reports -------------------------------
 
     def add_audit(self, entry: AuditEntry) -> int:
-        return self._insert(
-            "INSERT INTO audit_log (at, actor, action, target, detail, via) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.at, entry.actor, entry.action, entry.target, entry.detail, entry.via),
-        )
+        return self._insert_record("audit_log", "at, actor, action, target, detail, via", entry)
 
     def list_audit(self, limit: int) -> list[AuditEntry]:
         """The newest `limit` entries, newest first."""
@@ -465,19 +477,8 @@ class SQLStore:
     # -- maintenance windows ------------------------------------------------------------------
 
     def add_silence(self, silence: Silence) -> int:
-        return self._insert(
-            "INSERT INTO silences (host_pattern, rule_pattern, starts_at, ends_at, reason, "
-            "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                silence.host_pattern,
-                silence.rule_pattern,
-                silence.starts_at,
-                silence.ends_at,
-                silence.reason,
-                silence.created_by,
-                silence.created_at,
-            ),
-        )
+        columns = "host_pattern, rule_pattern, starts_at, ends_at, reason, created_by, created_at"
+        return self._insert_record("silences", columns, silence)
 
     def list_silences(self, ending_after: float | None) -> list[Silence]:
         """Silences that end after the given time (all when None), oldest first."""
@@ -509,9 +510,7 @@ class SQLStore:
     # -- the built-in call register -----------------------------------------------------------
 
     def _call(self, row: Sequence[Any]) -> Call:
-        values = list(row)
-        values[4] = self._json_out(values[4])
-        return Call(*values)
+        return Call(*self._json_fifth(row))
 
     def insert_call(self, call: Call) -> int:
         return self._insert(
@@ -650,9 +649,7 @@ class SQLStore:
     # -- the outbox and links to tickets ------------------------------------------------------
 
     def _op(self, row: Sequence[Any]) -> OutboxOp:
-        values = list(row)
-        values[4] = self._json_out(values[4])
-        return OutboxOp(*values)
+        return OutboxOp(*self._json_fifth(row))
 
     def enqueue(self, op: OutboxOp) -> int:
         return self._insert(

@@ -10,20 +10,24 @@ from litestar.response import Redirect
 from checks.settings import Duration
 from collector.api.answers import PathId
 from collector.api.console.pages import Console
+from collector.api.console.session import Session
 
 
 def silence_page_routes(console: Console) -> list[Any]:
     """GET and POST /silences, POST /silences/{id}/end."""
     service = console.service
 
+    def page(session: Session, status: int = 200, error: str | None = None) -> Response[str]:
+        """The silences page, every silence listed, ended ones too."""
+        silences = service.silences(include_ended=True)
+        return console.page("silences.html", session, status=status, silences=silences, error=error)
+
     @get("/silences", include_in_schema=False)
     async def silences_page(request: Request[Any, Any, Any]) -> Response[Any]:
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
-        return console.page(
-            "silences.html", session, silences=service.silences(include_ended=True), error=None
-        )
+        return page(session)
 
     @post("/silences", include_in_schema=False, status_code=303)
     async def add_silence(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -37,13 +41,7 @@ def silence_page_routes(console: Console) -> list[Any]:
             if duration <= 0 or not reason:
                 raise ValueError("give a reason and a duration of more than 0s")
         except ValueError as exc:
-            return console.page(
-                "silences.html",
-                session,
-                status=422,
-                silences=service.silences(include_ended=True),
-                error=str(exc),
-            )
+            return page(session, 422, str(exc))
         service.add_silence(
             session.name,
             host=form.get("host", "").strip() or "*",
