@@ -1,0 +1,115 @@
+"""The `runwatch` command: one door for admins, operators and the help desk.
+
+Exit codes: 0 success; 1 the job failed (a check failed, the collector is unreachable);
+2 the command line or a config file is wrong (the key path goes to stderr).
+
+Each command group is one module with `register(sub)`, which adds its sub-commands; COMMANDS
+lists them in the order `runwatch --help` shows them. A command imports what it runs inside
+its function, so `runwatch agent` loads neither the collector nor its HTTP stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from checks.settings import ConfigError
+from runwatch import __version__
+from runwatch.cli import (
+    agent,
+    call,
+    calls,
+    collector,
+    config,
+    deploy,
+    job,
+    outbox,
+    report,
+    rules,
+    silences,
+    status,
+    tokens,
+    up,
+    users,
+)
+from runwatch.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CommandError", "build_parser", "main"]
+
+COMMANDS = (
+    up,
+    collector,
+    tokens,
+    agent,  # agent, check
+    calls,
+    status,
+    job,
+    outbox,
+    silences,
+    rules,
+    deploy,  # deploy, supervise
+    report,
+    users,
+    call,
+    config,
+)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwatch",
+        description="Monitoring agent and collector for the run groups: checks, thresholds, "
+        "help-desk calls and Prometheus metrics.",
+        epilog="Exit codes: 0 success, 1 failure, 2 bad command line or config.",
+    )
+    parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("RUNWATCH_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level for messages on stderr (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `runwatch job run NAME ... -- COMMAND ARGS`: the command is not ours to parse.
+    command: list[str] = []
+    if "--" in words:
+        cut = words.index("--")
+        words, command = words[:cut], words[cut + 1 :]
+    args = build_parser().parse_args(words)
+    if command:
+        if not hasattr(args, "job_command"):
+            build_parser().error("`--` is only for `runwatch job run` and `runwatch supervise`")
+        args.job_command = command
+    _setup_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"runwatch: invalid config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"runwatch: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code

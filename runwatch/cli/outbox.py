@@ -1,0 +1,93 @@
+"""`runwatch outbox list|retry|discard`: look at and retry deliveries to help desks."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from runwatch.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    add_collector_options,
+    add_command,
+    add_group,
+    collector_get,
+    collector_send,
+    operator_token,
+    print_rows,
+)
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    return print_outbox(args.collector, args.status, args.json, args.limit)
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    """Retry a dead letter by ID, or all of them; exit 1 if none was retried. Needs an operator
+    token (not a read-only one); recorded in the audit log."""
+    if args.id is None and not args.all:
+        raise CommandError("say which dead letter to retry (an ID) or --all")
+    query = f"?op_id={args.id}" if args.id is not None else ""
+    retried = collector_send(
+        args.collector, f"/api/v1/outbox/retry{query}", "POST", operator_token(args)
+    )["retried"]
+    print(f"{retried} dead letter(s) put back in line")
+    return EXIT_OK if retried else EXIT_FAILED
+
+
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    """Give up on one dead letter (e.g. a reopen the help desk refuses for good), so the call's
+    later operations can go. Exit 1 if it was not dead. Needs an operator token (not a
+    read-only one); recorded in the audit log."""
+    done = collector_send(
+        args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST", operator_token(args)
+    )["discarded"]
+    print(f"{done} dead letter(s) discarded")
+    return EXIT_OK if done else EXIT_FAILED
+
+
+def print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
+    ops = collector_get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
+    empty = f"no {status} operations" if status != "all" else "the outbox is empty"
+    header = f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR"
+    return print_rows(ops, as_json, empty, header, _outbox_row)
+
+
+def _outbox_row(op: dict[str, Any]) -> str:
+    return (
+        f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
+        f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
+    )
+
+
+def register(sub: Any) -> None:
+    outbox_actions = add_group(sub, "outbox", "look at and retry deliveries to help desks")
+    outbox_list = add_command(
+        outbox_actions, "list", cmd_outbox_list, "list call operations in the outbox"
+    )
+    outbox_list.add_argument(
+        "--status",
+        choices=["pending", "dead", "done", "all"],
+        default="pending",
+        help="which ones (default: %(default)s)",
+    )
+    outbox_list.add_argument("--limit", type=int, default=200, help="at most this many")
+    outbox_retry = add_command(
+        outbox_actions,
+        "retry",
+        cmd_outbox_retry,
+        "put dead letters back in line once the cause is fixed",
+    )
+    outbox_retry.add_argument("id", nargs="?", type=int, help="the operation's ID")
+    outbox_retry.add_argument("--all", action="store_true", help="every dead letter")
+    outbox_discard = add_command(
+        outbox_actions,
+        "discard",
+        cmd_outbox_discard,
+        "give up on a dead letter that can never be delivered",
+    )
+    outbox_discard.add_argument("id", type=int, help="the operation's ID")
+    add_collector_options(outbox_list)
+    for command in (outbox_retry, outbox_discard):
+        add_collector_options(command, changes=True, json_help=None)

@@ -1,0 +1,102 @@
+"""`runwatch rules explain`: which thresholds apply to a rule on a host, and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from runwatch.cli.common import (
+    EXIT_OK,
+    add_collector_options,
+    add_command,
+    add_group,
+    collector_get,
+    when,
+)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Ask the collector which thresholds of RULE apply to HOST: the rule's own, or a host group's
+    (the first matching group that names the rule wins), and what else governs its calls (flapping,
+    maintenance, parents)."""
+    import urllib.parse
+
+    path = f"/api/v1/rules/{urllib.parse.quote(args.rule, safe='')}/explain"
+    found = collector_get(args.collector, path, {"host": args.host})
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    print(_explanation_text(found))
+    return EXIT_OK
+
+
+def _explanation_text(found: dict[str, Any]) -> str:
+    def thresholds(t: dict[str, Any]) -> str:
+        unit = " (seconds left)" if found["forecast"] else ""
+        return (
+            f"warning {t['warning']}, critical {t['critical']}, clear {t['clear']}, "
+            f"for {t['for']:g}s, direction {t['direction']}{unit}"
+        )
+
+    lines = [
+        f"rule {found['rule']} (metric {found['metric']}, owner {found['owner']}) on host "
+        f"{found['host']}" + ("" if found["host_known"] else " (not reported yet)")
+    ]
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(found["host_labels"].items()))
+    lines.append(f"  agent labels: {labels or 'none'}")
+    lines.append(f"  the rule says:     {thresholds(found['rule_thresholds'])}")
+    for group in found["host_groups"]:
+        if group["applies"]:
+            verdict = "APPLIES"
+        elif group["member"] and group["overrides_rule"]:
+            verdict = "member, but an earlier group already decided"
+        elif group["member"]:
+            verdict = "member, sets nothing for this rule"
+        else:
+            verdict = "not a member"
+        lines.append(f"  host group {group['name']}: {verdict} ({group['why']})")
+    lines.append(f"  in force:          {thresholds(found['effective_thresholds'])}")
+    lines.append(f"  decided by:        {found['source']}")
+    if found["forecast"]:
+        lines.append(
+            f"  forecast:          time until {found['metric']} reaches "
+            f"{found['forecast']['reaches']:g}, fitted over "
+            f"{found['forecast']['over']:g}s"
+        )
+    flap = found["flapping"]
+    lines.append(
+        "  flapping:          "
+        + (
+            f"more than {flap['changes']} changes within {flap['window']:g}s "
+            f"(from the {flap['source']})"
+            if flap["enabled"]
+            else "off"
+        )
+    )
+    for window in found["maintenance"]:
+        lines.append(
+            f"  maintenance:       {window['source']} until {when(window['ends_at'])} "
+            f"by {window['created_by']}: {window['reason']}"
+        )
+    if found["parents"]:
+        lines.append(f"  parents:           {', '.join(found['parents'])}")
+    for state in found["states"]:
+        where = ",".join(f"{k}={v}" for k, v in sorted(state["labels"].items()))
+        extra = "".join(f" {word}" for word in ("flapping", "silenced") if state[word])
+        call = f" call {state['call_id']}" if state["call_id"] else ""
+        lines.append(f"  now: {where or '-'} {state['state']}{extra}{call}")
+    return "\n".join(lines)
+
+
+def register(sub: Any) -> None:
+    rule_actions = add_group(sub, "rules", "look at rules as the collector applies them")
+    explain = add_command(
+        rule_actions,
+        "explain",
+        cmd_rules,
+        "show which thresholds apply to a rule on a host, and why",
+    )
+    explain.add_argument("host")
+    explain.add_argument("rule")
+    add_collector_options(explain)

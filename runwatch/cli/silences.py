@@ -1,0 +1,105 @@
+"""`runwatch silence add|list|remove`: maintenance windows that hold back calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from runwatch.cli.common import (
+    EXIT_OK,
+    add_collector_options,
+    add_command,
+    collector_get,
+    collector_send,
+    duration_arg,
+    operator_token,
+    when,
+)
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    """While a silence is in force, matching rules are still evaluated and shown, but no call is
+    opened or changed; when it ends, a problem still there gets its call. Changes need an operator
+    token."""
+    if args.silence_action == "list":
+        params = {"include_ended": "true"} if args.all else None
+        silences = collector_get(args.collector, "/api/v1/silences", params)
+        if args.json:
+            print(json.dumps(silences, indent=2))
+        else:
+            _print_silences(silences)
+        return EXIT_OK
+    token = operator_token(args)
+    if args.silence_action == "add":
+        silence = collector_send(
+            args.collector,
+            "/api/v1/silences",
+            "POST",
+            token,
+            {
+                "host": args.host,
+                "rule": args.rule,
+                "duration": float(args.duration),
+                "reason": args.reason,
+            },
+        )
+        if args.json:
+            print(json.dumps(silence, indent=2))
+        else:
+            print(
+                f"silence {silence['id']}: host {silence['host']} rule {silence['rule']} "
+                f"until {when(silence['ends_at'])} UTC, set by {silence['created_by']}"
+            )
+        return EXIT_OK
+    ended = collector_send(args.collector, f"/api/v1/silences/{args.id}", "DELETE", token)
+    if args.json:
+        print(json.dumps(ended, indent=2))
+    else:
+        print(
+            f"silence {ended['id']} ended by {ended['ended_by']}; problems still there get "
+            "their calls now"
+        )
+    return EXIT_OK
+
+
+def _print_silences(silences: list[dict[str, Any]]) -> None:
+    if not silences:
+        print("no silences or maintenance windows")
+        return
+    print(f"{'ID':>5}  {'ACTIVE':6}  {'HOST':16}  {'RULE':20}  {'UNTIL':16}  {'BY':12}  REASON")
+    for item in silences:
+        ident = str(item["id"]) if item["id"] is not None else item["name"]
+        until = when(item["ends_at"]) if item["ends_at"] is not None else "(weekly)"
+        print(
+            f"{ident:>5}  {'yes' if item['active'] else 'no':6}  {item['host'][:16]:16}  "
+            f"{item['rule'][:20]:20}  {until:16}  {item['created_by'][:12]:12}  "
+            f"{item['reason']}"
+        )
+
+
+def register(sub: Any) -> None:
+    silence = add_command(
+        sub, "silence", cmd_silence, "maintenance windows: hold back calls for hosts and rules"
+    )
+    actions = silence.add_subparsers(dest="silence_action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="silence matching hosts and rules for a while")
+    add.add_argument(
+        "--host", default="*", metavar="PATTERN", help="glob on the host name (default: every host)"
+    )
+    add.add_argument(
+        "--rule",
+        default="*",
+        metavar="PATTERN",
+        help="glob on the rule name, e.g. filesystem_* or host_stale (default: every rule)",
+    )
+    add.add_argument(
+        "--for", dest="duration", type=duration_arg, required=True, help="how long, e.g. 30m or 2h"
+    )
+    add.add_argument("--reason", required=True, help="why: recorded with your operator name")
+    listing = actions.add_parser("list", help="list silences and weekly maintenance windows")
+    listing.add_argument("--all", action="store_true", help="include silences that have ended")
+    remove = actions.add_parser("remove", help="end a silence now")
+    remove.add_argument("id", type=int, help="the silence's ID (see silence list)")
+    for command in (add, listing, remove):
+        add_collector_options(command, changes=command is not listing)
