@@ -25,6 +25,7 @@ from checks.processes import ProcessesCheck, ProcessesOptions
 from checks.registry import CHECK_TYPES, AnyCheckOptions, build_check
 from checks.schema import Measurement
 from checks.uptime import UptimeCheck, UptimeOptions
+from tests.helpers.measurements import find, names
 
 MiB = 1024 * 1024
 
@@ -33,20 +34,6 @@ def stepping_clock(start: float = 1000.0, step: float = 1.0) -> Callable[[], flo
     """Return a clock that moves `step` seconds forward on every call."""
     ticks = itertools.count()
     return lambda: start + step * next(ticks)
-
-
-def names(measurements: list[Measurement]) -> set[str]:
-    return {m.name for m in measurements}
-
-
-def find(measurements: list[Measurement], name: str, **labels: str) -> Measurement:
-    hits = [
-        m
-        for m in measurements
-        if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(hits) == 1, f"expected one {name}{labels}, got {hits}"
-    return hits[0]
 
 
 def root_fstype() -> str:
