@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,21 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
+
+
+def post_report(url: str, token: str, body: bytes, timeout: float = 10) -> int:
+    """POST a report body to the collector at `url` as host `token`; return the HTTP status."""
+    request = urllib.request.Request(
+        f"{url}/api/v1/reports",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def get_text(url: str) -> str:

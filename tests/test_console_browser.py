@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
 from tests.helpers import RUNWATCH
+from tests.helpers.reports import check_run, measurement, wire_report
 from tests.procs import Processes, wait_for
 
 pytestmark = pytest.mark.slow
@@ -156,34 +157,11 @@ def subprocess_stderr(tmp_path: Path) -> Any:
 
 def report_problem(url: str, token: str) -> None:
     now = time.time()
-    report = Report(
-        schema_version=SCHEMA_VERSION,
-        host="web01",
-        agent_version="test",
-        boot_id="b1",
-        seq=1,
-        sent_at=now,
-        interval_seconds=60,
-        measurements=[
-            Measurement(
-                check="disk",
-                name="demo_used_ratio",
-                value=0.97,
-                unit="ratio",
-                labels={"mountpoint": "/data"},
-                timestamp=now,
-            )
-        ],
-        checks=[
-            CheckRun(
-                check="disk",
-                type="filesystem",
-                interval_seconds=60,
-                started_at=now,
-                duration_seconds=0.01,
-            )
-        ],
+    used = measurement(
+        "disk", "demo_used_ratio", 0.97, now, unit="ratio", labels={"mountpoint": "/data"}
     )
+    run = check_run("disk", now, 60, kind="filesystem")
+    report = wire_report("web01", 1, now, [used], [run], interval=60, boot_id="b1")
     request = urllib.request.Request(
         url + "/api/v1/reports",
         data=encode(report),

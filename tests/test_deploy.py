@@ -27,7 +27,7 @@ from agent.deploy.bundle import BundleBuilder, find_source
 from checks.schema import SCHEMA_VERSION
 from runwatch import __version__
 from tests.helpers import RUNWATCH
-from tests.procs import Processes, get_json, read_url, wait_for
+from tests.procs import Processes, get_json, post_report, read_url, wait_for
 from tests.sshd import free_port, keygen, sshd_path, start_sshd
 
 GOOD = ("good1", "good2", "good3")
@@ -221,17 +221,7 @@ def _report_status(url: str, token: str, host: str) -> int:
             "checks": [],
         }
     ).encode()
-    request = urllib.request.Request(
-        f"{url}/api/v1/reports",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return post_report(url, token, body, timeout=5)
 
 
 def _bumped_source(directory: Path, version: str) -> Path:

@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
+from checks.schema import Report
 from collector.app import CollectorService
 from collector.incidents.calls import fingerprint
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.reports import measurement
 
 MakeService = Callable[..., CollectorService]
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -43,30 +44,10 @@ def kinds(service: CollectorService, call_id: int) -> list[str]:
 
 def checks_report(reporter: Reporter, checks: dict[str, float]) -> Report:
     """One report from several checks, each with one measurement."""
-    reporter.seq += 1
     now = reporter.clock()
-    return Report(
-        schema_version=SCHEMA_VERSION,
-        host=reporter.host,
-        agent_version="test",
-        boot_id=reporter.boot_id,
-        seq=reporter.seq,
-        sent_at=now,
-        interval_seconds=reporter.interval,
-        measurements=[
-            Measurement(check=name, name=f"{name}_value", value=value, timestamp=now)
-            for name, value in checks.items()
-        ],
-        checks=[
-            CheckRun(
-                check=name,
-                type=name,
-                interval_seconds=reporter.interval,
-                started_at=now,
-                duration_seconds=0.01,
-            )
-            for name in checks
-        ],
+    return reporter.compose(
+        [measurement(name, f"{name}_value", value, now) for name, value in checks.items()],
+        [reporter.run(name) for name in checks],
     )
 
 

@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report, encode
+from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
 from tests.helpers import RUNWATCH, tool
-from tests.procs import Processes, get_text, promtool_check, read_url, wait_for
+from tests.helpers.reports import check_run, measurement, wire_report
+from tests.procs import Processes, get_text, post_report, promtool_check, read_url, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -85,49 +86,18 @@ class SimulatedAgent:
         self.seq += 1
         now = time.time()
         items = [
-            Measurement(check=check, name=name, value=value, labels=labels, timestamp=now)
+            measurement(check, name, value, now, labels=labels)
             for check, name, value, labels in measurements
         ]
         checks = sorted({check for check, *_ in measurements} | set(failed))
         runs = [
-            CheckRun(
-                check=check,
-                type=check,
-                interval_seconds=self.interval,
-                started_at=now,
-                duration_seconds=0.01,
-                error=CheckError(kind="error", message="simulated failure")
-                if check in failed
-                else None,
+            check_run(
+                check, now, self.interval, error="simulated failure" if check in failed else None
             )
             for check in checks
         ]
-        report = Report(
-            schema_version=SCHEMA_VERSION,
-            host=self.host,
-            agent_version="test",
-            boot_id="boot-1",
-            seq=self.seq,
-            sent_at=now,
-            interval_seconds=self.interval,
-            measurements=items,
-            checks=runs,
-        )
+        report = wire_report(self.host, self.seq, now, items, runs, interval=self.interval)
         return post_report(self.url, self.token, encode(report))
-
-
-def post_report(url: str, token: str, body: bytes) -> int:
-    request = urllib.request.Request(
-        f"{url}/api/v1/reports",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 def system(round_: int, var_used: float) -> list[tuple[str, str, float, dict[str, str]]]:
