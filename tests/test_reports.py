@@ -15,24 +15,13 @@ from collector.incidents.calls import Call, CallEvent, fingerprint
 from collector.service_levels import ReportError, build_report, parse_period, render
 from collector.store.records import BackupSuccess, HostRecord, StateChange
 from runwatch.cli import main
-from tests.helpers import Reporter
+from tests.helpers import TIMED_GROUPS, Reporter
 
 H = 3600.0
 NOV = parse_period("2025-11")
 START = NOV.start
 
-GROUPS = {
-    "systems-administration": {
-        "sink": "helpdesk",
-        "assign": "Systems Administration",
-        "respond_within": "4h",
-    },
-    "computer-operations": {
-        "sink": "helpdesk",
-        "assign": "Computer Operations",
-        "respond_within": "1h",
-    },
-}
+GROUPS = TIMED_GROUPS
 HOST_GROUPS = [{"name": "web", "hosts": ["web*"]}]
 SA, CO = "systems-administration", "computer-operations"
 ROOT, SRV = '{"mountpoint":"/"}', '{"mountpoint":"/srv"}'
