@@ -120,31 +120,14 @@ def test_rules_carry_their_owner_and_thresholds(busy: CollectorService) -> None:
 
 def test_open_calls_are_listed_with_their_id_group_and_severity(busy: CollectorService) -> None:
     calls = {(c.host, c.rule): c.id for c in busy.calls("open", None)}
-    group = "systems-administration"
-    assert (
-        sample(
-            busy,
-            "runwatch_open_call_severity",
-            host="db01",
-            rule="filesystem_full",
-            series="mountpoint=/",
-            group=group,
-            call=str(calls[("db01", "filesystem_full")]),
-        )
-        == 2
-    )
-    assert (
-        sample(
-            busy,
-            "runwatch_open_call_severity",
-            host="db01",
-            rule="host_stale",
-            series="",
-            group=group,
-            call=str(calls[("db01", "host_stale")]),
-        )
-        == 4
-    )
+
+    def severity(rule: str, series: str) -> float | None:
+        call = str(calls[("db01", rule)])
+        labels = {"rule": rule, "series": series, "group": "systems-administration", "call": call}
+        return sample(busy, "runwatch_open_call_severity", host="db01", **labels)
+
+    assert severity("filesystem_full", "mountpoint=/") == 2
+    assert severity("host_stale", "") == 4
     text = busy.metrics.render().decode()
     assert 'runwatch_open_call_severity{host="web01"' not in text, "web01's call is resolved"
 

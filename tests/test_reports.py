@@ -316,45 +316,16 @@ def test_report_command(
             }
         )
     )
-    assert (
-        main(
-            [
-                "report",
-                "--config",
-                str(config),
-                "--period",
-                "2025-11",
-                "--group",
-                CO,
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
+    november = ["report", "--config", str(config), "--period", "2025-11"]
+    assert main([*november, "--group", CO, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["scopes"][0]["missed_response"] == 2
     out = tmp_path / "report.html"
-    assert (
-        main(
-            [
-                "report",
-                "--config",
-                str(config),
-                "--period",
-                "2025-11",
-                "--format",
-                "html",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main([*november, "--format", "html", "--output", str(out)]) == 0
     assert 'id="chart-backups"' in out.read_text()
     assert main(["report", "--config", str(config), "--period", "2026-14"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
-    assert main(["report", "--config", str(config), "--period", "2025-11", "--group", "nope"]) == 2
+    assert main([*november, "--group", "nope"]) == 2
     assert main(["report", "--data-dir", str(tmp_path / "none"), "--period", "2025-11"]) == 1
     assert "no collector store" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
