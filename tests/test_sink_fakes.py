@@ -636,17 +636,14 @@ def test_servicenow_find_ignores_canceled_and_closed(
 
 @pytest.mark.parametrize("priorities", [{"CRITICAL": "1,4"}, {"CRITICAL": "high"}, {"FATAL": "1"}])
 def test_servicenow_priorities_are_checked_at_load(priorities: dict[str, str]) -> None:
+    data = {
+        "type": "servicenow",
+        "url": "https://x.service-now.com",
+        "user": "u",
+        "password": SECRET,
+    }
     with pytest.raises(ConfigError) as caught:
-        convert(
-            {
-                "type": "servicenow",
-                "url": "https://x.service-now.com",
-                "user": "u",
-                "password": {"env": "X"},
-                "priorities": priorities,
-            },
-            ServiceNowSinkConfig,
-        )
+        convert(data | {"priorities": priorities}, ServiceNowSinkConfig)
     assert caught.value.path == "priorities"
 
 
@@ -904,16 +901,7 @@ def test_webhook_config_mistakes_are_named(options: dict[str, Any], path: str) -
 
 
 def test_jira_service_desk_needs_both_ids() -> None:
+    data = {"type": "jira", "url": "https://x.atlassian.net", "email": "a@b", "api_token": SECRET}
     with pytest.raises(ConfigError) as caught:
-        convert(
-            {
-                "type": "jira",
-                "url": "https://x.atlassian.net",
-                "email": "a@b",
-                "api_token": {"env": "X"},
-                "project": "OPS",
-                "service_desk_id": "4",
-            },
-            JiraSinkConfig,
-        )
+        convert(data | {"project": "OPS", "service_desk_id": "4"}, JiraSinkConfig)
     assert caught.value.path == "service_desk_id"
