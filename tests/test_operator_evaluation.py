@@ -51,12 +51,18 @@ def checks_report(reporter: Reporter, checks: dict[str, float]) -> Report:
     )
 
 
+def first_report(service: CollectorService, clock: FakeClock) -> Reporter:
+    """web01, after it sent `service` its first report, from its cpu and backup checks."""
+    web = Reporter("web01", clock)
+    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    return web
+
+
 def test_one_silent_check_opens_its_own_call_while_the_host_reports(
     make_service: MakeService, clock: FakeClock
 ) -> None:
     service = make_service([FAST_FS])
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    web = first_report(service, clock)
     for _ in range(4):  # the backup check hangs; cpu goes on
         clock.advance(60)
         service.ingest("web01", checks_report(web, {"cpu": 0.1}))
@@ -80,8 +86,7 @@ def test_a_silent_host_gets_one_host_call_and_no_call_per_check(
     make_service: MakeService, clock: FakeClock
 ) -> None:
     service = make_service([FAST_FS])
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    first_report(service, clock)
     for _ in range(5):
         clock.advance(60)
         service.tick()
@@ -101,8 +106,7 @@ def test_a_check_silent_for_a_day_is_forgotten_and_its_call_resolved(
             "forget_checks_after": "2h",
         },
     )
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    web = first_report(service, clock)
     for _ in range(130):
         clock.advance(60)
         service.ingest("web01", checks_report(web, {"cpu": 0.1}))
