@@ -28,6 +28,7 @@ from checks.settings import ConfigError, Duration, convert
 from checks.statusfile import StatusfileCheck, StatusfileOptions
 from checks.textfile import TextfileCheck, TextfileOptions
 from tests.helpers import FakeClock, tool
+from tests.helpers.cases import cases
 from tests.helpers.measurements import find, names, wire_safe
 
 DAY = 86400.0
@@ -319,14 +320,10 @@ def test_statusfile_naive_iso_time_is_local(tmp_path: Path, clock: FakeClock, be
     )
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        pytest.param('{"exit_code": 0', id="cut off"),
-        pytest.param("[1, 2]", id="not an object"),
-        pytest.param("", id="empty"),
-    ],
-)
+MALFORMED_STATUS = {"cut off": '{"exit_code": 0', "not an object": "[1, 2]", "empty": ""}
+
+
+@pytest.mark.parametrize("content", cases(MALFORMED_STATUS))
 def test_statusfile_malformed_single_file_fails_with_its_age(
     tmp_path: Path, clock: FakeClock, content: str
 ) -> None:

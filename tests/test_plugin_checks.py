@@ -29,6 +29,7 @@ from checks.schema import Measurement
 from checks.settings import ConfigError, Duration, convert
 from checks.tcp import TcpCheck, TcpOptions
 from checks.updates import UpdatesCheck, UpdatesOptions, count_pending
+from tests.helpers.cases import cases
 from tests.helpers.measurements import find, names, wire_safe
 
 PLUGIN_NAMES = {
@@ -426,16 +427,16 @@ def test_tcp_closed_port_is_success_zero_not_an_error() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        pytest.param("localhost", id="no port"),
-        pytest.param("::1:80", id="bare IPv6"),
-        pytest.param("host:0", id="port 0"),
-        pytest.param("host:70000", id="port too big"),
-        pytest.param(":80", id="no host"),
-    ],
-)
+BAD_TCP_ADDRESSES = {
+    "no port": "localhost",
+    "bare IPv6": "::1:80",
+    "port 0": "host:0",
+    "port too big": "host:70000",
+    "no host": ":80",
+}
+
+
+@pytest.mark.parametrize("address", cases(BAD_TCP_ADDRESSES))
 def test_bad_tcp_address(address: str) -> None:
     with pytest.raises(ConfigError) as error:
         convert({"type": "tcp", "address": address}, TcpOptions)
