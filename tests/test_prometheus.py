@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ import yaml
 
 from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
+from tests.fakes import JSONHandler
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
 from tests.helpers import RUNWATCH, tool
 from tests.helpers.reports import check_run, measurement, wire_report
@@ -43,28 +44,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class HelpDeskHandler(BaseHTTPRequestHandler):
+class HelpDeskHandler(JSONHandler):
     """A webhook receiver: accepts events, except opens for two hosts (503 and 400)."""
 
     events: list[dict[str, Any]]
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
         self.server.events.append(body)  # type: ignore[attr-defined]
         status = 200
         if body.get("event") == "open" and body.get("host") == DESK_RETRY:
             status = 503
         elif body.get("event") == "open" and body.get("host") == DESK_REFUSE:
             status = 400
-        answer = json.dumps({"id": f"W{len(self.server.events)}"}).encode()  # type: ignore[attr-defined]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        return status, json.dumps({"id": f"W{len(self.server.events)}"}).encode()  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from checks.settings import ConfigError
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
+from tests.fakes import JSONHandler
 from tests.helpers import FakeClock, collector_config
 from tests.helpers.reports import check_run, measurement, wire_report
 
@@ -274,17 +275,9 @@ def test_the_agent_reads_warnings_from_the_answer(tmp_path: Path) -> None:
         }
     ).encode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(202)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+    class Handler(JSONHandler):
+        def answer(self, _: bytes) -> tuple[int, bytes]:
+            return 202, body
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

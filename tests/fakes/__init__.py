@@ -7,7 +7,8 @@ shapes and status codes. Where the real service would quietly accept or ignore s
 unknown field, a query it half understands), the fake refuses it, so that drift in an adapter
 fails a test instead of a production ticket.
 
-Shared here: the server (`LoopbackServer`), the request log and the fault knob `fail_next`.
+Shared here: the server (`LoopbackServer`), the request log and the fault knob `fail_next`;
+and `JSONHandler`, for a test's own small HTTP server.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ class BadRequest(Refusal):
 
 
 Handler = Callable[[RecordedRequest, re.Match[str]], Reply]
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """Answers each POST with the JSON `answer` makes of its body, and logs nothing."""
+
+    def answer(self, body: bytes) -> tuple[int, bytes]:
+        """The status and JSON body to answer a POST of `body` with."""
+        raise NotImplementedError
+
+    def do_POST(self) -> None:
+        status, payload = self.answer(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: Any) -> None:
+        pass
 
 
 class LoopbackServer:
