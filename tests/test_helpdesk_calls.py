@@ -41,21 +41,17 @@ rt_server = helpdesk_rt.rt_server
 
 RULES = [
     {
-        "name": "disk_full_system",
+        "name": name,
         "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/sys*"},
+        "match": {"mountpoint": mountpoint},
         "warning": 0.85,
         "critical": 0.95,
-        "owner": "systems-administration",
-    },
-    {
-        "name": "disk_full_data",
-        "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/data*"},
-        "warning": 0.85,
-        "critical": 0.95,
-        "owner": "computer-operations",
-    },
+        "owner": owner,
+    }
+    for name, mountpoint, owner in (
+        ("disk_full_system", "/sys*", "systems-administration"),
+        ("disk_full_data", "/data*", "computer-operations"),
+    )
 ]
 
 

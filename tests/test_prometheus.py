@@ -27,7 +27,7 @@ from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
 from tests.fakes import JSONHandler
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
-from tests.helpers import RUNWATCH, tool
+from tests.helpers import FS_RULE, RUNWATCH, tool
 from tests.helpers.reports import check_run, measurement, wire_report
 from tests.procs import Processes, get_text, post_report, promtool_check, read_url, wait_for
 
@@ -217,15 +217,7 @@ def backups(round_: int, snapshot_age: float) -> list[tuple[str, str, float, dic
 
 INSTANT_RULES = [
     # The shipped rules wait 5 minutes or more; these make calls open within the test.
-    {
-        "name": "test_var_full",
-        "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/var"},
-        "warning": 0.85,
-        "critical": 0.95,
-        "clear": 0.80,
-        "owner": "systems-administration",
-    },
+    {**FS_RULE, "name": "test_var_full", "match": {"mountpoint": "/var"}, "for": "0s"},
     {
         "name": "test_backup_late",
         "metric": "backup_last_snapshot_age_seconds",
