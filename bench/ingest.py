@@ -348,15 +348,13 @@ def host_series() -> list[SeriesSpec]:
             SeriesSpec("filesystem", "fs_free_bytes", "bytes", labels, 5 * gib, 200 * gib),
             SeriesSpec("filesystem", "fs_inodes_used_ratio", "ratio", labels, 0.01, 0.4),
         ]
-    for device in ("sda", "sdb"):
-        labels = {"device": device}
+    for labels in ({"device": "sda"}, {"device": "sdb"}):
         specs += [
             SeriesSpec("diskio", "disk_read_bytes_per_second", "bytes/s", labels, 0, 5e7),
             SeriesSpec("diskio", "disk_written_bytes_per_second", "bytes/s", labels, 0, 5e7),
             SeriesSpec("diskio", "disk_busy_ratio", "ratio", labels, 0.0, 0.5, 0.95),
         ]
-    for interface in ("eth0", "eth1"):
-        labels = {"interface": interface}
+    for labels in ({"interface": "eth0"}, {"interface": "eth1"}):
         specs += [
             SeriesSpec("network", "net_received_bytes_per_second", "bytes/s", labels, 0, 1e8),
             SeriesSpec("network", "net_sent_bytes_per_second", "bytes/s", labels, 0, 1e8),

@@ -7,11 +7,13 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.helpers import tool
+from tests.helpers import RUNWATCH, tool
 
 
 class Processes:
@@ -24,6 +26,44 @@ class Processes:
         process = subprocess.Popen(args, text=True, **kw)
         self.started.append(process)
         return process
+
+    def runwatch(self, command: str, config: Path, **kw: Any) -> subprocess.Popen[str]:
+        """Start `runwatch <command> --config <config>` (collector, agent)."""
+        return self.start(RUNWATCH, command, "--config", str(config), **kw)
+
+    def runwatch_up(
+        self,
+        out: Path,
+        data_dir: Path,
+        config: Path,
+        interval: str,
+        *,
+        stderr: Any = None,
+        timeout: float = 20,
+    ) -> str:
+        """Start `runwatch up` on a free loopback port, its output to `out` (and its stderr, unless
+        given); return the collector URL it announces."""
+        with out.open("w") as stdout:
+            self.start(
+                RUNWATCH,
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(data_dir),
+                "--collector-config",
+                str(config),
+                "--interval",
+                interval,
+                stdout=stdout,
+                stderr=stdout if stderr is None else stderr,
+            )
+        found = wait_for(
+            "the URL",
+            lambda: re.search(r"runwatch up: collector (\S+)", out.read_text()),
+            timeout=timeout,
+        )
+        return str(found[1])
 
     def stop(self, process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
         if process.poll() is None:
@@ -52,6 +92,21 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
+
+
+def post_report(url: str, token: str, body: bytes, timeout: float = 10) -> int:
+    """POST a report body to the collector at `url` as host `token`; return the HTTP status."""
+    request = urllib.request.Request(
+        f"{url}/api/v1/reports",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def get_text(url: str) -> str:

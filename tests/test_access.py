@@ -29,37 +29,37 @@ from collector.server import bind, url_of
 from collector.store.records import OutboxOp
 from runwatch.cli import main
 from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers.cases import cases
 
 # -- defaults: derived from where the collector listens ------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("settings", "read_api", "metrics"),
-    [
-        pytest.param({}, "open", "open", id="default listen: loopback, open"),
-        pytest.param({"listen": "[::1]:9330"}, "open", "open", id="IPv6 loopback: open"),
-        pytest.param({"listen": "localhost:9330"}, "open", "open", id="localhost: open"),
-        pytest.param({"listen": "0.0.0.0:9330"}, "token", "token", id="every address: token"),
-        pytest.param({"listen": "10.0.0.5:9330"}, "token", "token", id="a LAN address: token"),
-        pytest.param(
-            {"external_url": "https://collector.example.org"},
-            "token",
-            "token",
-            id="loopback behind a proxy with external_url: token",
-        ),
-        pytest.param(
-            {"listen": "0.0.0.0:9330", "operators": {"read_api": "open"}},
-            "open",
-            "token",
-            id="explicit open stays open",
-        ),
-        pytest.param(
-            {"operators": {"metrics": "token"}},
-            "open",
-            "token",
-            id="metrics behind a token on loopback",
-        ),
-    ],
+    cases(
+        {
+            "default listen: loopback, open": ({}, "open", "open"),
+            "IPv6 loopback: open": ({"listen": "[::1]:9330"}, "open", "open"),
+            "localhost: open": ({"listen": "localhost:9330"}, "open", "open"),
+            "every address: token": ({"listen": "0.0.0.0:9330"}, "token", "token"),
+            "a LAN address: token": ({"listen": "10.0.0.5:9330"}, "token", "token"),
+            "loopback behind a proxy with external_url: token": (
+                {"external_url": "https://collector.example.org"},
+                "token",
+                "token",
+            ),
+            "explicit open stays open": (
+                {"listen": "0.0.0.0:9330", "operators": {"read_api": "open"}},
+                "open",
+                "token",
+            ),
+            "metrics behind a token on loopback": (
+                {"operators": {"metrics": "token"}},
+                "open",
+                "token",
+            ),
+        }
+    ),
 )
 def test_read_api_and_metrics_default_to_token_beyond_loopback(
     tmp_path: Path, settings: dict[str, Any], read_api: str, metrics: str
@@ -78,20 +78,20 @@ def test_an_external_url_that_is_no_url_is_a_config_error(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("settings", "warned"),
-    [
-        pytest.param({}, [], id="loopback: no warning"),
-        pytest.param({"listen": "0.0.0.0:9330"}, [], id="beyond loopback, defaults: no warning"),
-        pytest.param(
-            {"listen": "0.0.0.0:9330", "operators": {"read_api": "open"}},
-            ["read_api"],
-            id="read API open beyond loopback",
-        ),
-        pytest.param(
-            {"listen": "0.0.0.0:9330", "operators": {"read_api": "open", "metrics": "open"}},
-            ["read_api", "metrics"],
-            id="both open beyond loopback",
-        ),
-    ],
+    cases(
+        {
+            "loopback: no warning": ({}, []),
+            "beyond loopback, defaults: no warning": ({"listen": "0.0.0.0:9330"}, []),
+            "read API open beyond loopback": (
+                {"listen": "0.0.0.0:9330", "operators": {"read_api": "open"}},
+                ["read_api"],
+            ),
+            "both open beyond loopback": (
+                {"listen": "0.0.0.0:9330", "operators": {"read_api": "open", "metrics": "open"}},
+                ["read_api", "metrics"],
+            ),
+        }
+    ),
 )
 def test_a_collector_open_beyond_loopback_warns_at_start(
     make_service: Callable[..., CollectorService],
@@ -141,20 +141,21 @@ def token_service(
 
 @pytest.mark.parametrize(
     ("credentials", "status"),
-    [
-        pytest.param(lambda t: None, 401, id="no credentials"),
-        pytest.param(lambda t: f"Bearer {t['read-only']}", 200, id="Bearer read-only token"),
-        pytest.param(lambda t: f"Bearer {t['operator']}", 200, id="Bearer operator token"),
-        pytest.param(
-            lambda t: basic("prometheus", t["read-only"]),
-            200,
-            id="Basic: any user, the token as password",
-        ),
-        pytest.param(lambda t: basic("", t["read-only"]), 200, id="Basic: empty user name"),
-        pytest.param(lambda t: basic("prometheus", "rwt_wrong"), 401, id="Basic: wrong password"),
-        pytest.param(lambda t: f"Bearer {t['agent']}", 401, id="an agent token"),
-        pytest.param(lambda t: basic(t["read-only"], ""), 401, id="Basic: token as user name"),
-    ],
+    cases(
+        {
+            "no credentials": (lambda t: None, 401),
+            "Bearer read-only token": (lambda t: f"Bearer {t['read-only']}", 200),
+            "Bearer operator token": (lambda t: f"Bearer {t['operator']}", 200),
+            "Basic: any user, the token as password": (
+                lambda t: basic("prometheus", t["read-only"]),
+                200,
+            ),
+            "Basic: empty user name": (lambda t: basic("", t["read-only"]), 200),
+            "Basic: wrong password": (lambda t: basic("prometheus", "rwt_wrong"), 401),
+            "an agent token": (lambda t: f"Bearer {t['agent']}", 401),
+            "Basic: token as user name": (lambda t: basic(t["read-only"], ""), 401),
+        }
+    ),
 )
 def test_metrics_behind_a_token_take_bearer_or_basic(
     token_service: tuple[TestClient[Any], CollectorService, dict[str, str]],
@@ -217,22 +218,24 @@ def test_healthz_shows_the_host_count_while_the_read_api_is_open(
 
 @pytest.mark.parametrize(
     ("header", "allowed"),
-    [
-        pytest.param("127.0.0.1:9330", True, id="IPv4 loopback"),
-        pytest.param("[::1]:9330", True, id="IPv6 loopback"),
-        pytest.param("localhost:9330", True, id="localhost"),
-        pytest.param("LOCALHOST.", True, id="localhost, capitals and a final dot"),
-        pytest.param("grafana.localhost", True, id="a *.localhost name"),
-        pytest.param("10.1.2.3:9330", True, id="an IP literal cannot be rebound"),
-        pytest.param("[fe80::1]", True, id="an IPv6 literal"),
-        pytest.param("collector.example.org:443", True, id="external_url's host"),
-        pytest.param("c7.example.net", True, id="an allowed_hosts glob"),
-        pytest.param("", True, id="no Host header: not a browser"),
-        pytest.param("evil.example", False, id="another site"),
-        pytest.param("127.0.0.1.evil.example", False, id="a name that starts like an address"),
-        pytest.param("localhost.evil.example", False, id="a name that starts like localhost"),
-        pytest.param("example.net", False, id="the glob's parent domain"),
-    ],
+    cases(
+        {
+            "IPv4 loopback": ("127.0.0.1:9330", True),
+            "IPv6 loopback": ("[::1]:9330", True),
+            "localhost": ("localhost:9330", True),
+            "localhost, capitals and a final dot": ("LOCALHOST.", True),
+            "a *.localhost name": ("grafana.localhost", True),
+            "an IP literal cannot be rebound": ("10.1.2.3:9330", True),
+            "an IPv6 literal": ("[fe80::1]", True),
+            "external_url's host": ("collector.example.org:443", True),
+            "an allowed_hosts glob": ("c7.example.net", True),
+            "no Host header: not a browser": ("", True),
+            "another site": ("evil.example", False),
+            "a name that starts like an address": ("127.0.0.1.evil.example", False),
+            "a name that starts like localhost": ("localhost.evil.example", False),
+            "the glob's parent domain": ("example.net", False),
+        }
+    ),
 )
 def test_the_host_check_allows_the_collector_s_own_names(
     tmp_path: Path, header: str, allowed: bool

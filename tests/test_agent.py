@@ -15,6 +15,7 @@ from agent.shipper import ReportShipper, RetryLater, SendResult
 from agent.spool import SEQ_BLOCK, Spool
 from checks.base import CheckFailed, CheckOptions
 from checks.schema import Measurement
+from tests.helpers.runner import run_checks_for
 
 
 class _Options(CheckOptions, frozen=True, tag="test"):
@@ -62,12 +63,7 @@ def test_hung_check_times_out_as_an_error_and_others_keep_their_cadence() -> Non
         default_interval=60,
     )
     try:
-        runner.start_all()
-        deadline = time.monotonic() + 3.2
-        while time.monotonic() < deadline:
-            runner.run_pending()
-            time.sleep(0.05)
-        harvest = runner.drain()
+        harvest = run_checks_for(runner, 3.2)
     finally:
         hung.release.set()
     assert fast.runs >= 3, "the hung check did not hold back the fast one"

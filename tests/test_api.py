@@ -17,6 +17,7 @@ from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.cases import cases
 
 
 @pytest.fixture
@@ -61,10 +62,12 @@ def test_valid_report_is_accepted_and_gzip_works(api: Any, clock: FakeClock) -> 
 
 @pytest.mark.parametrize(
     ("token", "status", "reason"),
-    [
-        pytest.param(None, 401, "missing bearer token", id="no token"),
-        pytest.param("rwt_not-a-real-token", 401, "unknown or revoked token", id="unknown token"),
-    ],
+    cases(
+        {
+            "no token": (None, 401, "missing bearer token"),
+            "unknown token": ("rwt_not-a-real-token", 401, "unknown or revoked token"),
+        }
+    ),
 )
 def test_bad_token_gets_401(
     api: Any, clock: FakeClock, token: str | None, status: int, reason: str
@@ -117,43 +120,40 @@ _DELETE = object()
 
 @pytest.mark.parametrize(
     ("changes", "field", "words"),
-    [
-        pytest.param(
-            {"measurements__0__value": "high"},
-            "measurements -> 1 -> value",
-            "Expected `float`",
-            id="value not a number",
-        ),
-        pytest.param({"seq": -1}, "seq", ">= 0", id="negative seq"),
-        pytest.param({"host": "bad host!"}, "host", "matching regex", id="bad host name"),
-        pytest.param({"schema_version": 7}, "schema_version", "Invalid", id="unknown schema"),
-        pytest.param(
-            {"measurements__0__name": "fs used"},
-            "measurements -> 1 -> name",
-            "matching regex",
-            id="bad metric name",
-        ),
-        pytest.param(
-            {"measurements__0__labels": {"host": "x"}},
-            "measurements -> 1",
-            "reserved",
-            id="reserved label",
-        ),
-        pytest.param(
-            {"measurements__0__name": "errors_total"},
-            "measurements -> 1",
-            "_total",
-            id="counter-style name",
-        ),
-        pytest.param(
-            {"measurements__0__labels": {f"l{i}": "x" * 1000 for i in range(3)}},
-            "measurements -> 1",
-            "the limit is 2048",
-            id="labels too large",
-        ),
-        pytest.param({"boot_id": _DELETE}, "", "boot_id", id="missing field"),
-        pytest.param({"extra": 1}, "", "unknown field `extra`", id="unknown field"),
-    ],
+    cases(
+        {
+            "value not a number": (
+                {"measurements__0__value": "high"},
+                "measurements -> 1 -> value",
+                "Expected `float`",
+            ),
+            "negative seq": ({"seq": -1}, "seq", ">= 0"),
+            "bad host name": ({"host": "bad host!"}, "host", "matching regex"),
+            "unknown schema": ({"schema_version": 7}, "schema_version", "Invalid"),
+            "bad metric name": (
+                {"measurements__0__name": "fs used"},
+                "measurements -> 1 -> name",
+                "matching regex",
+            ),
+            "reserved label": (
+                {"measurements__0__labels": {"host": "x"}},
+                "measurements -> 1",
+                "reserved",
+            ),
+            "counter-style name": (
+                {"measurements__0__name": "errors_total"},
+                "measurements -> 1",
+                "_total",
+            ),
+            "labels too large": (
+                {"measurements__0__labels": {f"l{i}": "x" * 1000 for i in range(3)}},
+                "measurements -> 1",
+                "the limit is 2048",
+            ),
+            "missing field": ({"boot_id": _DELETE}, "", "boot_id"),
+            "unknown field": ({"extra": 1}, "", "unknown field `extra`"),
+        }
+    ),
 )
 def test_schema_violation_gets_422_naming_the_field(
     api: Any, clock: FakeClock, changes: dict[str, Any], field: str, words: str
@@ -170,10 +170,12 @@ def test_schema_violation_gets_422_naming_the_field(
 
 @pytest.mark.parametrize(
     "body",
-    [
-        pytest.param(b"{not json", id="malformed JSON"),
-        pytest.param(b"", id="empty body"),
-    ],
+    cases(
+        {
+            "malformed JSON": b"{not json",
+            "empty body": b"",
+        }
+    ),
 )
 def test_malformed_body_gets_400(api: Any, body: bytes) -> None:
     client, service, token = api
@@ -192,10 +194,12 @@ def test_bad_gzip_gets_400(api: Any) -> None:
 
 @pytest.mark.parametrize(
     "compressed",
-    [
-        pytest.param(False, id="plain body over the limit"),
-        pytest.param(True, id="gzip bomb inflating past the limit"),
-    ],
+    cases(
+        {
+            "plain body over the limit": False,
+            "gzip bomb inflating past the limit": True,
+        }
+    ),
 )
 def test_oversized_body_gets_413(api: Any, clock: FakeClock, compressed: bool) -> None:
     client, service, token = api
@@ -249,10 +253,12 @@ def test_read_side_and_openapi(api: Any, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [
-        pytest.param(sqlite3.OperationalError("database or disk is full"), id="disk full"),
-        pytest.param(OSError(28, "No space left on device"), id="no space"),
-    ],
+    cases(
+        {
+            "disk full": sqlite3.OperationalError("database or disk is full"),
+            "no space": OSError(28, "No space left on device"),
+        }
+    ),
 )
 def test_store_that_cannot_write_gets_503_and_the_agent_sends_again(
     api: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, error: Exception

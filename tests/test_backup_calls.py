@@ -21,6 +21,7 @@ import yaml
 from collector.auth import add_token
 from runwatch.shipped import shipped_file
 from tests.helpers import RUNWATCH, tool
+from tests.helpers.files import private_file
 from tests.procs import Processes, get_json, read_url, wait_for
 
 pytestmark = pytest.mark.slow
@@ -76,11 +77,13 @@ def open_calls(url: str, rule: str) -> list[dict[str, Any]]:
     return [c for c in get_json(f"{url}/api/v1/calls?status=open") if c["rule"] == rule]
 
 
+PASSPHRASE = "correct horse battery staple"
+
+
 def restic_repo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     tool("restic", "restic")
-    repo, password = tmp_path / "restic-repo", tmp_path / "restic.pass"
-    password.write_text("correct horse battery staple\n")
-    password.chmod(0o600)
+    repo = tmp_path / "restic-repo"
+    password = private_file(tmp_path / "restic.pass", f"{PASSPHRASE}\n")
     env = {
         **os.environ,
         "RESTIC_REPOSITORY": str(repo),
@@ -93,12 +96,11 @@ def restic_repo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
 
 def borg_repo(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     tool("borg", "borgbackup")
-    repo, passphrase = tmp_path / "borg-repo", tmp_path / "borg.pass"
-    passphrase.write_text("correct horse battery staple")
-    passphrase.chmod(0o600)
+    repo = tmp_path / "borg-repo"
+    passphrase = private_file(tmp_path / "borg.pass", PASSPHRASE)
     env = {
         **os.environ,
-        "BORG_PASSPHRASE": passphrase.read_text(),
+        "BORG_PASSPHRASE": PASSPHRASE,
         "BORG_BASE_DIR": str(tmp_path / "borg-base"),
     }
     subprocess.run(

@@ -23,6 +23,8 @@ from checks.restic import ResticCheck, ResticOptions, parse_restic_time
 from checks.schema import Measurement
 from checks.settings import ConfigError, convert
 from tests.helpers import tool
+from tests.helpers.files import private_file
+from tests.helpers.measurements import names, value
 
 DAY = 86400
 PASSWORD = "correct-horse-battery"  # the repositories' real password
@@ -43,16 +45,6 @@ BORG_NAMES = COMMON_NAMES | {"backup_last_added_bytes", "backup_last_duration_se
 FRESHNESS = {"backup_last_snapshot_timestamp_seconds", "backup_last_snapshot_age_seconds"}
 
 
-def names(measurements: list[Measurement]) -> set[str]:
-    return {m.name for m in measurements}
-
-
-def value(measurements: list[Measurement], name: str) -> float:
-    hits = [m.value for m in measurements if m.name == name]
-    assert len(hits) == 1, f"expected one {name}, got {hits}"
-    return hits[0]
-
-
 def run(*argv: str | Path, env: dict[str, str]) -> str:
     """Run a backup tool as a backup job would, and return its stdout."""
     done = subprocess.run(
@@ -70,9 +62,33 @@ def make_data(path: Path, size: int = 1000) -> Path:
 
 
 def secret_file(path: Path, text: str) -> Path:
-    path.write_text(text + "\n")
-    path.chmod(0o600)
-    return path
+    return private_file(path, text + "\n")
+
+
+def refused_for_the_wrong_secret(check: Any, words: str, option: str) -> list[Measurement]:
+    """Collect with the WRONG secret: the failure says so and names the option, never a secret,
+    and only the probe's measurements remain (returned)."""
+    with pytest.raises(CheckFailed) as failed:
+        check.collect()
+    message = str(failed.value)
+    assert words in message
+    assert option in message
+    assert WRONG not in message
+    assert PASSWORD not in message
+    out = failed.value.measurements
+    assert names(out) == {"backup_probe_success", "backup_probe_duration_seconds"}
+    assert value(out, "backup_probe_success") == 0
+    return out
+
+
+def assert_snapshots(out: list[Measurement], count: int, age_days: int | None) -> None:
+    """`count` snapshots were seen, the newest `age_days` old a minute after it was made."""
+    assert value(out, "backup_snapshots") == count
+    assert value(out, "backup_probe_success") == 1
+    if age_days is None:
+        assert not names(out) & FRESHNESS
+    else:
+        assert value(out, "backup_last_snapshot_age_seconds") == age_days * DAY + 60
 
 
 # --- restic -------------------------------------------------------------------------------------
@@ -110,12 +126,9 @@ class Restic:
         return Restic(self.binary, to, self.password_file)
 
     def check(self, tmp: Path, clock: Clock = time.time, **options: Any) -> ResticCheck:
-        options.setdefault("password_file", str(self.password_file))
-        return ResticCheck(
-            ResticOptions(name="offsite", repository=str(self.repo), **options),
-            state_dir=tmp / "state",
-            clock=clock,
-        )
+        options = {"password_file": str(self.password_file), **options}
+        settings = ResticOptions(name="offsite", repository=str(self.repo), **options)
+        return ResticCheck(settings, state_dir=tmp / "state", clock=clock)
 
 
 @pytest.fixture(scope="module")
@@ -192,31 +205,15 @@ def test_restic_filters(
     check = restic_repo.restic.check(
         tmp_path, clock=lambda: restic_repo.made_at + 60.0, stats=False, locks=False, **filters
     )
-    out = check.collect()
-    assert value(out, "backup_snapshots") == count
-    assert value(out, "backup_probe_success") == 1
-    if age_days is None:
-        assert not names(out) & FRESHNESS
-    else:
-        assert value(out, "backup_last_snapshot_age_seconds") == age_days * DAY + 60
+    assert_snapshots(check.collect(), count, age_days)
 
 
 def test_restic_wrong_password_fails_with_probe_zero(
     restic_repo: Populated, tmp_path: Path
 ) -> None:
-    check = restic_repo.restic.check(
-        tmp_path, password_file=str(secret_file(tmp_path / "wrong", WRONG))
-    )
-    with pytest.raises(CheckFailed) as failed:
-        check.collect()
-    message = str(failed.value)
-    assert "wrong password" in message
-    assert "password_file" in message
-    assert WRONG not in message
-    assert PASSWORD not in message
-    out = failed.value.measurements
-    assert names(out) == {"backup_probe_success", "backup_probe_duration_seconds"}
-    assert value(out, "backup_probe_success") == 0
+    wrong = str(secret_file(tmp_path / "wrong", WRONG))
+    check = restic_repo.restic.check(tmp_path, password_file=wrong)
+    out = refused_for_the_wrong_secret(check, "wrong password", "password_file")
     assert out[0].labels == {
         "job": "offsite",
         "tool": "restic",
@@ -389,12 +386,9 @@ class Borg:
         self("create", *stamp, f"{self.repo}::{name}", path)
 
     def check(self, tmp: Path, clock: Clock = time.time, **options: Any) -> BorgCheck:
-        options.setdefault("passphrase_file", str(self.passphrase_file))
-        return BorgCheck(
-            BorgOptions(name="archive", repository=str(self.repo), **options),
-            state_dir=tmp / "state",
-            clock=clock,
-        )
+        options = {"passphrase_file": str(self.passphrase_file), **options}
+        settings = BorgOptions(name="archive", repository=str(self.repo), **options)
+        return BorgCheck(settings, state_dir=tmp / "state", clock=clock)
 
 
 class BorgRepo:
@@ -458,13 +452,7 @@ def test_borg_prefix(
     check = borg_repo.borg.check(
         tmp_path, clock=lambda: borg_repo.made_at + 60.0, prefix=prefix, info=False
     )
-    out = check.collect()
-    assert value(out, "backup_snapshots") == count
-    assert value(out, "backup_probe_success") == 1
-    if age_days is None:
-        assert not names(out) & FRESHNESS
-    else:
-        assert value(out, "backup_last_snapshot_age_seconds") == age_days * DAY + 60
+    assert_snapshots(check.collect(), count, age_days)
 
 
 def test_borg_no_archives_still_reports_repository_size(
@@ -477,19 +465,9 @@ def test_borg_no_archives_still_reports_repository_size(
 
 
 def test_borg_wrong_passphrase_fails_with_probe_zero(borg_repo: BorgRepo, tmp_path: Path) -> None:
-    check = borg_repo.borg.check(
-        tmp_path, passphrase_file=str(secret_file(tmp_path / "wrong", WRONG))
-    )
-    with pytest.raises(CheckFailed) as failed:
-        check.collect()
-    message = str(failed.value)
-    assert "wrong passphrase" in message
-    assert "passphrase_file" in message
-    assert WRONG not in message
-    assert PASSWORD not in message
-    out = failed.value.measurements
-    assert names(out) == {"backup_probe_success", "backup_probe_duration_seconds"}
-    assert value(out, "backup_probe_success") == 0
+    wrong = str(secret_file(tmp_path / "wrong", WRONG))
+    check = borg_repo.borg.check(tmp_path, passphrase_file=wrong)
+    out = refused_for_the_wrong_secret(check, "wrong passphrase", "passphrase_file")
     assert out[0].labels == {"job": "archive", "tool": "borg", "repo": str(borg_repo.borg.repo)}
 
 

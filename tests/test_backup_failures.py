@@ -17,6 +17,7 @@ import pytest
 
 from checks.statusfile import StatusfileCheck, StatusfileOptions
 from tests.helpers import RUNWATCH, tool
+from tests.helpers.tools import job_run_args
 
 pytestmark = pytest.mark.slow
 
@@ -45,19 +46,7 @@ def job(base: Path, tool_name: str, argv: list[str], env: dict[str, str]) -> dic
     status_file = base / "status" / f"{tool_name}.json"
     # The wrapper runs as root; the job itself as `nobody`, which cannot read the file.
     result = subprocess.run(
-        [
-            RUNWATCH,
-            "job",
-            "run",
-            "nightly",
-            "--status-file",
-            str(status_file),
-            "--tool",
-            tool_name,
-            "--",
-            *NOBODY,
-            *argv,
-        ],
+        [RUNWATCH, *job_run_args(status_file, tool_name, *NOBODY, *argv)],
         env={**os.environ, **env, "HOME": str(base)},
         capture_output=True,
         text=True,

@@ -14,7 +14,13 @@ from tests.helpers import FS_RULE, FakeClock, Reporter
 MakeService = Callable[..., CollectorService]
 
 
-def feed(service: CollectorService, reporter: Reporter, value: float, **kw: Any) -> None:
+def feed(
+    service: CollectorService, reporter: Reporter, value: float, *, after: float = 0, **kw: Any
+) -> None:
+    """Report `value` as the root filesystem's use, `after` seconds on the reporter's clock."""
+    if after:
+        assert isinstance(reporter.clock, FakeClock)
+        reporter.clock.advance(after)
     service.ingest(reporter.host, reporter.report({"fs_used_ratio": value}, **kw))
 
 
@@ -22,24 +28,31 @@ def calls(service: CollectorService, status: Any = None) -> list[Any]:
     return service.calls(status, None)
 
 
+@pytest.fixture
+def service(make_service: MakeService) -> CollectorService:
+    """A collector with the default rules."""
+    return make_service()
+
+
+@pytest.fixture
+def web(clock: FakeClock) -> Reporter:
+    """web01, reporting on the test's clock."""
+    return Reporter("web01", clock)
+
+
 def events(service: CollectorService, call_id: int) -> list[str]:
     return [e.kind for e in service.store.call_events(call_id)]
 
 
 def test_problem_opens_exactly_one_call_once_it_has_held_for_its_for(
-    make_service: MakeService, clock: FakeClock
+    clock: FakeClock, web: Reporter, service: CollectorService
 ) -> None:
-    service = make_service()
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
-    clock.advance(240)
-    feed(service, web, 0.91)
+    feed(service, web, 0.91, after=240)
     assert calls(service) == [], "4 minutes is inside `for: 5m`: no call yet"
-    clock.advance(60)
-    feed(service, web, 0.92)
+    feed(service, web, 0.92, after=60)
     for _ in range(5):
-        clock.advance(60)
-        feed(service, web, 0.92)
+        feed(service, web, 0.92, after=60)
     (call,) = calls(service)
     assert call.status == "open"
     assert call.severity == "WARNING"
@@ -48,10 +61,8 @@ def test_problem_opens_exactly_one_call_once_it_has_held_for_its_for(
 
 
 def test_for_timer_opens_the_call_on_tick_without_a_new_report(
-    make_service: MakeService, clock: FakeClock
+    clock: FakeClock, web: Reporter, service: CollectorService
 ) -> None:
-    service = make_service()
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
     clock.advance(301)
     service.tick()
@@ -59,15 +70,11 @@ def test_for_timer_opens_the_call_on_tick_without_a_new_report(
 
 
 def test_a_problem_that_clears_before_for_never_opens_a_call(
-    make_service: MakeService, clock: FakeClock
+    clock: FakeClock, web: Reporter, service: CollectorService
 ) -> None:
-    service = make_service()
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
-    clock.advance(120)
-    feed(service, web, 0.50)
-    clock.advance(600)
-    feed(service, web, 0.50)
+    feed(service, web, 0.50, after=120)
+    feed(service, web, 0.50, after=600)
     service.tick()
     assert calls(service) == []
 
@@ -93,35 +100,29 @@ def test_call_text_names_host_rule_value_threshold_owner_and_first_seen(
 
 
 def test_severity_change_comments_and_changes_priority(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter
 ) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
     (call,) = calls(service)
     assert (call.severity, call.priority) == ("WARNING", "normal")
-    clock.advance(60)
-    feed(service, web, 0.97)
+    feed(service, web, 0.97, after=60)
     (call,) = calls(service)
     assert (call.severity, call.priority) == ("CRITICAL", "high")
     assert "97.0% (critical >= 95.0%)" in call.summary
     assert events(service, call.id) == ["opened", "severity"]
-    clock.advance(60)
-    feed(service, web, 0.975)
+    feed(service, web, 0.975, after=60)
     assert events(service, call.id) == ["opened", "severity"], "same severity: no new comment"
 
 
 def test_recovery_needs_the_clear_threshold_then_resolves_with_a_note(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter
 ) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
-    clock.advance(60)
-    feed(service, web, 0.83)  # below warning, above clear: hysteresis keeps it open
+    feed(service, web, 0.83, after=60)  # below warning, above clear: hysteresis keeps it open
     assert calls(service)[0].status == "open"
-    clock.advance(60)
-    feed(service, web, 0.70)
+    feed(service, web, 0.70, after=60)
     (call,) = calls(service)
     assert call.status == "resolved"
     assert call.resolved_at == clock.now
@@ -137,17 +138,14 @@ def test_recovery_needs_the_clear_threshold_then_resolves_with_a_note(
     ],
 )
 def test_recurrence_reopens_within_the_window_only(
-    make_service: MakeService, clock: FakeClock, gap_seconds: int, same_call: bool
+    make_service: MakeService, clock: FakeClock, web: Reporter, gap_seconds: int, same_call: bool
 ) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
-    clock.advance(60)
-    feed(service, web, 0.50)
+    feed(service, web, 0.50, after=60)
     first = calls(service)[0]
     assert first.status == "resolved"
-    clock.advance(gap_seconds)
-    feed(service, web, 0.96)
+    feed(service, web, 0.96, after=gap_seconds)
     open_calls = calls(service, "open")
     assert len(open_calls) == 1
     if same_call:
@@ -161,19 +159,16 @@ def test_recurrence_reopens_within_the_window_only(
 
 
 def test_comment_only_recovery_policy_keeps_the_call_open_and_reuses_it(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter
 ) -> None:
     rule = {**FS_RULE, "for": "0s", "owner": "computer-operations"}
     service = make_service([rule])
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
-    clock.advance(60)
-    feed(service, web, 0.50)
+    feed(service, web, 0.50, after=60)
     (call,) = calls(service)
     assert call.status == "open"
     assert events(service, call.id) == ["opened", "comment"]
-    clock.advance(60)
-    feed(service, web, 0.90)
+    feed(service, web, 0.90, after=60)
     assert [c.id for c in calls(service)] == [call.id], "never a second open call for one key"
 
 
@@ -194,9 +189,8 @@ def test_one_call_per_host_rule_and_labels(make_service: MakeService, clock: Fak
 
 
 def test_silent_host_goes_stale_opens_a_call_and_reporting_again_resolves_it(
-    make_service: MakeService, clock: FakeClock
+    clock: FakeClock, service: CollectorService
 ) -> None:
-    service = make_service()
     web = Reporter("web01", clock, interval=60)
     feed(service, web, 0.5)
     clock.advance(170)
@@ -218,24 +212,23 @@ def test_silent_host_goes_stale_opens_a_call_and_reporting_again_resolves_it(
 
 
 def test_failing_check_makes_its_series_unknown_and_recovery_resolves(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter
 ) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
-    web = Reporter("web01", clock)
     feed(service, web, 0.5)
     clock.advance(60)
     service.ingest("web01", web.report(error="statvfs('/') timed out"))
     (call,) = calls(service)
     assert call.severity == "UNKNOWN"
     assert "statvfs('/') timed out" in call.summary
-    clock.advance(60)
-    feed(service, web, 0.5)
+    feed(service, web, 0.5, after=60)
     assert calls(service)[0].status == "resolved"
 
 
-def test_rule_can_ignore_unknown(make_service: MakeService, clock: FakeClock) -> None:
+def test_rule_can_ignore_unknown(
+    make_service: MakeService, clock: FakeClock, web: Reporter
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s", "unknown": "ignore"}])
-    web = Reporter("web01", clock)
     feed(service, web, 0.5)
     service.ingest("web01", web.report(error="boom"))
     assert calls(service) == []
@@ -249,15 +242,14 @@ def test_series_that_is_no_longer_reported_resolves_its_call(
     feed(service, web, 0.96, labels={"mountpoint": "/mnt/usb"})
     assert calls(service, "open")
     for _ in range(4):  # the host keeps reporting, the mount is gone
-        clock.advance(60)
-        feed(service, web, 0.5, labels={"mountpoint": "/"})
+        feed(service, web, 0.5, labels={"mountpoint": "/"}, after=60)
         service.tick()
     (call,) = [c for c in calls(service) if c.labels == {"mountpoint": "/mnt/usb"}]
     assert call.status == "resolved"
     assert "no longer reported" in service.store.call_events(call.id)[-1].text
 
 
-def test_direction_below(make_service: MakeService, clock: FakeClock) -> None:
+def test_direction_below(make_service: MakeService, clock: FakeClock, web: Reporter) -> None:
     rule = {
         "name": "free_space_low",
         "metric": "fs_free_ratio",
@@ -268,7 +260,6 @@ def test_direction_below(make_service: MakeService, clock: FakeClock) -> None:
         "owner": "systems-administration",
     }
     service = make_service([rule])
-    web = Reporter("web01", clock)
     service.ingest("web01", web.report({"fs_free_ratio": 0.04}))
     (call,) = calls(service)
     assert call.severity == "CRITICAL"
@@ -279,40 +270,38 @@ def test_direction_below(make_service: MakeService, clock: FakeClock) -> None:
     assert calls(service)[0].status == "resolved"
 
 
-def test_duplicate_report_has_no_effect(make_service: MakeService, clock: FakeClock) -> None:
+def test_duplicate_report_has_no_effect(
+    make_service: MakeService, clock: FakeClock, web: Reporter
+) -> None:
     service = make_service([{**FS_RULE, "for": "0s"}])
-    web = Reporter("web01", clock)
     report = web.report({"fs_used_ratio": 0.97})
     assert service.ingest("web01", report).status == "accepted"
-    clock.advance(60)
-    feed(service, web, 0.5)  # resolves
+    feed(service, web, 0.5, after=60)  # resolves
     assert service.ingest("web01", report).status == "duplicate"
     (call,) = calls(service)
     assert call.status == "resolved", "the replayed old report changed nothing"
 
 
 def test_state_and_calls_survive_a_collector_restart(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter, service: CollectorService
 ) -> None:
-    service = make_service()
-    web = Reporter("web01", clock)
     feed(service, web, 0.90)
     clock.advance(200)
     service.close()
     restarted = make_service()
-    clock.advance(101)
-    feed(restarted, web, 0.90)
+    feed(restarted, web, 0.90, after=101)
     (call,) = calls(restarted)
     assert call.first_seen == clock.now - 301, "`for` counted across the restart"
     restarted.close()
     again = make_service()
-    clock.advance(60)
-    feed(again, web, 0.50)
+    feed(again, web, 0.50, after=60)
     (call,) = calls(again)
     assert call.status == "resolved", "the open call was found again after restart"
 
 
-def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: FakeClock) -> None:
+def test_the_checks_own_words_reach_the_call(
+    make_service: MakeService, clock: FakeClock, web: Reporter
+) -> None:
     rule = {
         "name": "plugin_critical",
         "metric": "plugin_status",
@@ -321,7 +310,6 @@ def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: F
         "owner": "systems-administration",
     }
     service = make_service([rule])
-    web = Reporter("web01", clock)
     service.ingest(
         "web01",
         web.report(
@@ -337,12 +325,11 @@ def test_the_checks_own_words_reach_the_call(make_service: MakeService, clock: F
 
 
 def test_call_text_carries_dashboard_link_and_recent_measurements(
-    make_service: MakeService, clock: FakeClock
+    make_service: MakeService, clock: FakeClock, web: Reporter
 ) -> None:
     service = make_service(
         [FS_RULE], dashboard_url="https://grafana.example/d/rw?var-host={{ host }}"
     )
-    web = Reporter("web01", clock)
     for value in (0.86, 0.88, 0.90, 0.91, 0.92, 0.93):
         feed(service, web, value)
         clock.advance(60)
@@ -374,24 +361,19 @@ def test_custom_templates_shape_the_call(make_service: MakeService, clock: FakeC
 
 
 @pytest.mark.parametrize(
-    ("extra", "path"),
+    ("path", "template"),
     [
-        pytest.param(
-            {"templates": {"summary": "{{ host "}},
-            "templates -> summary",
-            id="unclosed tag in summary",
-        ),
-        pytest.param(
-            {"dashboard_url": "https://g/{% if %}"}, "dashboard_url", id="bad dashboard template"
-        ),
+        pytest.param("templates -> summary", "{{ host ", id="unclosed tag in summary"),
+        pytest.param("dashboard_url", "https://g/{% if %}", id="bad dashboard template"),
     ],
 )
-def test_template_mistakes_are_refused_at_load(
-    tmp_path: Any, extra: dict[str, Any], path: str
-) -> None:
+def test_template_mistakes_are_refused_at_load(tmp_path: Any, path: str, template: str) -> None:
     from checks.settings import ConfigError
     from tests.helpers import collector_config
 
+    extra: Any = template  # the setting at `path`, nested as in collector.yaml
+    for key in reversed(path.split(" -> ")):
+        extra = {key: extra}
     with pytest.raises(ConfigError) as error:
         collector_config(tmp_path, None, **extra)
     assert error.value.path == path

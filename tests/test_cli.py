@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import runwatch
+from tests.helpers.tools import job_run_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Nothing listens on port 1 here: a connection is refused at once.
@@ -336,19 +337,7 @@ def test_job_run_passes_the_exit_code_through_and_records_it(
     from checks.statusfile import StatusfileCheck, StatusfileOptions
 
     status_file = tmp_path / "jobs" / "nightly.json"
-    result = run(
-        "job",
-        "run",
-        "nightly",
-        "--status-file",
-        str(status_file),
-        "--tool",
-        tool,
-        "--",
-        "sh",
-        "-c",
-        script,
-    )
+    result = run(*job_run_args(status_file, tool, "sh", "-c", script))
     assert result.returncode == int(script.split()[1])
     recorded = json.loads(status_file.read_text())
     assert (recorded["job"], recorded["tool"]) == ("nightly", tool)

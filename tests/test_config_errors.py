@@ -13,6 +13,7 @@ import yaml
 from agent.config import agent_config_from_dict, load_agent_config
 from checks.settings import ConfigError
 from collector.config import collector_config_from_dict, load_collector_config
+from tests.helpers.cases import cases
 
 REPO = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -74,234 +75,209 @@ def rules(*lines: str) -> dict[str, str]:
     return collector("rules:\n" + "".join(lines))
 
 
-BAD_CONFIGS = [
-    # -- collector ------------------------------------------------------------------------------
-    pytest.param(
-        collector("retention: 30d\n"),
-        (),
-        "retention",
-        ["unknown key"],
-        id="collector: unknown top-level key",
-    ),
-    pytest.param(
-        rules(
-            GOOD_RULE,
-            "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: 0.9, "
-            "severity: high}\n",
+BAD_CONFIGS = cases(
+    {
+        # -- collector -----------------------------------------------------------------------------
+        "collector: unknown top-level key": (
+            collector("retention: 30d\n"),
+            (),
+            "retention",
+            ["unknown key"],
         ),
-        (),
-        "rules -> 2 -> severity",
-        ["unknown key"],
-        id="collector: unknown key inside a rule",
-    ),
-    pytest.param(
-        rules(
-            GOOD_RULE, "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: high}\n"
+        "collector: unknown key inside a rule": (
+            rules(
+                GOOD_RULE,
+                "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: 0.9, "
+                "severity: high}\n",
+            ),
+            (),
+            "rules -> 2 -> severity",
+            ["unknown key"],
         ),
-        (),
-        "rules -> 2 -> warning",
-        ["float"],
-        id="collector: warning of the wrong type",
-    ),
-    pytest.param(
-        rules(
-            "  - {name: disk_full, metric: fs_used_ratio, owner: ops, "
-            "warning: 0.95, critical: 0.85}\n"
+        "collector: warning of the wrong type": (
+            rules(
+                GOOD_RULE,
+                "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: high}\n",
+            ),
+            (),
+            "rules -> 2 -> warning",
+            ["float"],
         ),
-        (),
-        "rules -> 1 -> warning",
-        ["must be below critical", "0.85"],
-        id="collector: warning not below critical, direction above",
-    ),
-    pytest.param(
-        rules(
-            "  - {name: memory_low, metric: memory_available_bytes, owner: ops, "
-            "direction: below, warning: 100, critical: 200}\n"
+        "collector: warning not below critical, direction above": (
+            rules(
+                "  - {name: disk_full, metric: fs_used_ratio, owner: ops, "
+                "warning: 0.95, critical: 0.85}\n"
+            ),
+            (),
+            "rules -> 1 -> warning",
+            ["must be below critical", "0.85"],
         ),
-        (),
-        "rules -> 1 -> warning",
-        ["must be above critical", "200"],
-        id="collector: warning not above critical, direction below",
-    ),
-    pytest.param(
-        rules(
-            "  - {name: disk_full, metric: fs_used_ratio, owner: ops, "
-            "warning: 0.85, critical: 0.95, clear: 0.9}\n"
+        "collector: warning not above critical, direction below": (
+            rules(
+                "  - {name: memory_low, metric: memory_available_bytes, owner: ops, "
+                "direction: below, warning: 100, critical: 200}\n"
+            ),
+            (),
+            "rules -> 1 -> warning",
+            ["must be above critical", "200"],
         ),
-        (),
-        "rules -> 1 -> clear",
-        ["must not be past the first threshold", "0.85", "0.9"],
-        id="collector: clear past the warning threshold",
-    ),
-    pytest.param(
-        rules(GOOD_RULE, "  - {name: disk_full, metric: fs_used_ratio, warning: 0.9}\n"),
-        (),
-        "rules -> 2 -> owner",
-        ["required key is missing"],
-        id="collector: rule without an owner",
-    ),
-    pytest.param(
-        rules(
-            GOOD_RULE, "  - {name: disk_full, metric: fs_used_ratio, owner: dba, warning: 0.9}\n"
+        "collector: clear past the warning threshold": (
+            rules(
+                "  - {name: disk_full, metric: fs_used_ratio, owner: ops, "
+                "warning: 0.85, critical: 0.95, clear: 0.9}\n"
+            ),
+            (),
+            "rules -> 1 -> clear",
+            ["must not be past the first threshold", "0.85", "0.9"],
         ),
-        (),
-        "rules -> 2 -> owner",
-        ["unknown group 'dba'", "ops"],
-        id="collector: rule owner is not a known group",
-    ),
-    pytest.param(
-        rules(GOOD_RULE, GOOD_RULE),
-        (),
-        "rules -> 2 -> name",
-        ["'load_high' is already defined", "rules -> 1"],
-        id="collector: two rules with the same name",
-    ),
-    pytest.param(
-        collector("  dba: {sink: jira, assign: Databases}\n"),
-        (),
-        "groups -> dba -> sink",
-        ["unknown sink 'jira'", "helpdesk"],
-        id="collector: group with an unknown sink",
-    ),
-    pytest.param(
-        rules(
-            "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: 0.9, "
-            "for: 5 minutes}\n"
+        "collector: rule without an owner": (
+            rules(GOOD_RULE, "  - {name: disk_full, metric: fs_used_ratio, warning: 0.9}\n"),
+            (),
+            "rules -> 2 -> owner",
+            ["required key is missing"],
         ),
-        (),
-        "rules -> 1 -> for",
-        ["expected a duration", "5 minutes"],
-        id="collector: bad duration",
-    ),
-    pytest.param(
-        {"collector.yaml": "listen: '127.0.0.1:9330'\ngroups: ops: {sink: helpdesk}\n"},
-        (),
-        None,
-        ["not valid YAML at line 2, column 12"],
-        id="collector: malformed YAML gives line and column",
-    ),
-    pytest.param(
-        {"collector.yaml": "- listen: '127.0.0.1:9330'\n- groups: {}\n"},
-        (),
-        None,
-        ["top level must be a mapping"],
-        id="collector: top level is a list",
-    ),
-    pytest.param(
-        {"collector.yaml": COLLECTOR_BASE.replace('"127.0.0.1:9330"', "localhost")},
-        (),
-        "listen",
-        ["expected HOST:PORT", "localhost"],
-        id="collector: listen without a port",
-    ),
-    pytest.param(
-        {"collector.yaml": COLLECTOR_BASE.replace("9330", "99999")},
-        (),
-        "listen",
-        ["expected HOST:PORT", "99999"],
-        id="collector: listen port out of range",
-    ),
-    pytest.param(
-        collector("rule_files: [rules/*.yaml, missing/*.yaml]\n")
-        | {"rules/system.yaml": "rules: []\n"},
-        (),
-        "rule_files -> 2",
-        ["no file matches 'missing/*.yaml'"],
-        id="collector: rule file glob matches nothing",
-    ),
-    pytest.param(
-        collector("  Databases: {sink: helpdesk, assign: Databases}\n"),
-        (),
-        "groups -> Databases",
-        ["names here use lowercase"],
-        id="collector: group name not allowed",
-    ),
-    pytest.param(
-        collector("  dba: {sink: helpdesk, assign: Databases, escalate: yes}\n"),
-        (),
-        "groups -> dba -> escalate",
-        ["unknown key"],
-        id="collector: unknown key inside a group",
-    ),
-    pytest.param(
-        collector("evaluation_interval: 0s\n"),
-        (),
-        "evaluation_interval",
-        ["must be at least"],
-        id="collector: evaluation interval of 0",
-    ),
-    # -- agent ------------------------------------------------------------------------------------
-    pytest.param(
-        agent("checks:\n  - {type: load}\n  - {type: smart}\n"),
-        (),
-        "checks -> 2 -> type",
-        ["'smart'"],
-        id="agent: unknown check type",
-    ),
-    pytest.param(
-        agent("checks:\n  - {type: load}\n  - {type: filesystem, include_mountpoint: [/]}\n"),
-        (),
-        "checks -> 2 -> include_mountpoint",
-        ["unknown key"],
-        id="agent: unknown option key in a check",
-    ),
-    pytest.param(
-        agent("checks:\n  - {type: filesystem}\n  - {type: filesystem}\n"),
-        (),
-        "checks -> 2 -> name",
-        ["'filesystem' is already used by checks -> 1", "distinct"],
-        id="agent: two checks with the same name",
-    ),
-    pytest.param(
-        agent("checks:\n  - {type: load}\n  - {type: memory, name: load}\n"),
-        (),
-        "checks -> 2 -> name",
-        ["'load' is already used by checks -> 1"],
-        id="agent: check named like another check's type",
-    ),
-    pytest.param(
-        {"agent.yaml": "collector: {url: '127.0.0.1:9330'}\n"},
-        (),
-        "collector -> url",
-        ["must start with http:// or https://", "127.0.0.1:9330"],
-        id="agent: collector url without a scheme",
-    ),
-    pytest.param(
-        {"agent.yaml": "collector: {url: 'ftp://collector:9330'}\n"},
-        (),
-        "collector -> url",
-        ["must start with http:// or https://", "ftp://"],
-        id="agent: collector url with another scheme",
-    ),
-    pytest.param(
-        agent("interval: 500ms\n"),
-        (),
-        "interval",
-        ["must be at least 1s"],
-        id="agent: interval below 1s",
-    ),
-    pytest.param(
-        agent("checks:\n  - {type: load, interval: 0.5s}\n"),
-        (),
-        "checks -> 1 -> interval",
-        ["at least 1s"],
-        id="agent: check interval below 1s",
-    ),
-    pytest.param(
-        {"agent.yaml": "interval: 60s\nchecks:\n  - {type: load}\n"},
-        (),
-        "collector",
-        ["required key is missing"],
-        id="agent: missing collector section",
-    ),
-    pytest.param(
-        {"agent.yaml": "interval: 60s\n"},
-        ("--kind", "agent"),
-        "collector",
-        ["required key is missing"],
-        id="agent: missing collector section, --kind agent",
-    ),
-]
+        "collector: rule owner is not a known group": (
+            rules(
+                GOOD_RULE,
+                "  - {name: disk_full, metric: fs_used_ratio, owner: dba, warning: 0.9}\n",
+            ),
+            (),
+            "rules -> 2 -> owner",
+            ["unknown group 'dba'", "ops"],
+        ),
+        "collector: two rules with the same name": (
+            rules(GOOD_RULE, GOOD_RULE),
+            (),
+            "rules -> 2 -> name",
+            ["'load_high' is already defined", "rules -> 1"],
+        ),
+        "collector: group with an unknown sink": (
+            collector("  dba: {sink: jira, assign: Databases}\n"),
+            (),
+            "groups -> dba -> sink",
+            ["unknown sink 'jira'", "helpdesk"],
+        ),
+        "collector: bad duration": (
+            rules(
+                "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warning: 0.9, "
+                "for: 5 minutes}\n"
+            ),
+            (),
+            "rules -> 1 -> for",
+            ["expected a duration", "5 minutes"],
+        ),
+        "collector: malformed YAML gives line and column": (
+            {"collector.yaml": "listen: '127.0.0.1:9330'\ngroups: ops: {sink: helpdesk}\n"},
+            (),
+            None,
+            ["not valid YAML at line 2, column 12"],
+        ),
+        "collector: top level is a list": (
+            {"collector.yaml": "- listen: '127.0.0.1:9330'\n- groups: {}\n"},
+            (),
+            None,
+            ["top level must be a mapping"],
+        ),
+        "collector: listen without a port": (
+            {"collector.yaml": COLLECTOR_BASE.replace('"127.0.0.1:9330"', "localhost")},
+            (),
+            "listen",
+            ["expected HOST:PORT", "localhost"],
+        ),
+        "collector: listen port out of range": (
+            {"collector.yaml": COLLECTOR_BASE.replace("9330", "99999")},
+            (),
+            "listen",
+            ["expected HOST:PORT", "99999"],
+        ),
+        "collector: rule file glob matches nothing": (
+            collector("rule_files: [rules/*.yaml, missing/*.yaml]\n")
+            | {"rules/system.yaml": "rules: []\n"},
+            (),
+            "rule_files -> 2",
+            ["no file matches 'missing/*.yaml'"],
+        ),
+        "collector: group name not allowed": (
+            collector("  Databases: {sink: helpdesk, assign: Databases}\n"),
+            (),
+            "groups -> Databases",
+            ["names here use lowercase"],
+        ),
+        "collector: unknown key inside a group": (
+            collector("  dba: {sink: helpdesk, assign: Databases, escalate: yes}\n"),
+            (),
+            "groups -> dba -> escalate",
+            ["unknown key"],
+        ),
+        "collector: evaluation interval of 0": (
+            collector("evaluation_interval: 0s\n"),
+            (),
+            "evaluation_interval",
+            ["must be at least"],
+        ),
+        # -- agent ---------------------------------------------------------------------------------
+        "agent: unknown check type": (
+            agent("checks:\n  - {type: load}\n  - {type: smart}\n"),
+            (),
+            "checks -> 2 -> type",
+            ["'smart'"],
+        ),
+        "agent: unknown option key in a check": (
+            agent("checks:\n  - {type: load}\n  - {type: filesystem, include_mountpoint: [/]}\n"),
+            (),
+            "checks -> 2 -> include_mountpoint",
+            ["unknown key"],
+        ),
+        "agent: two checks with the same name": (
+            agent("checks:\n  - {type: filesystem}\n  - {type: filesystem}\n"),
+            (),
+            "checks -> 2 -> name",
+            ["'filesystem' is already used by checks -> 1", "distinct"],
+        ),
+        "agent: check named like another check's type": (
+            agent("checks:\n  - {type: load}\n  - {type: memory, name: load}\n"),
+            (),
+            "checks -> 2 -> name",
+            ["'load' is already used by checks -> 1"],
+        ),
+        "agent: collector url without a scheme": (
+            {"agent.yaml": "collector: {url: '127.0.0.1:9330'}\n"},
+            (),
+            "collector -> url",
+            ["must start with http:// or https://", "127.0.0.1:9330"],
+        ),
+        "agent: collector url with another scheme": (
+            {"agent.yaml": "collector: {url: 'ftp://collector:9330'}\n"},
+            (),
+            "collector -> url",
+            ["must start with http:// or https://", "ftp://"],
+        ),
+        "agent: interval below 1s": (
+            agent("interval: 500ms\n"),
+            (),
+            "interval",
+            ["must be at least 1s"],
+        ),
+        "agent: check interval below 1s": (
+            agent("checks:\n  - {type: load, interval: 0.5s}\n"),
+            (),
+            "checks -> 1 -> interval",
+            ["at least 1s"],
+        ),
+        "agent: missing collector section": (
+            {"agent.yaml": "interval: 60s\nchecks:\n  - {type: load}\n"},
+            (),
+            "collector",
+            ["required key is missing"],
+        ),
+        "agent: missing collector section, --kind agent": (
+            {"agent.yaml": "interval: 60s\n"},
+            ("--kind", "agent"),
+            "collector",
+            ["required key is missing"],
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize(("files", "extra", "key_path", "words"), BAD_CONFIGS)
@@ -325,31 +301,30 @@ def test_validate_refuses_bad_config(
     assert "Traceback" not in result.stderr
 
 
-RULE_FILE_MISTAKES = [
-    pytest.param(
-        "rules:\n"
-        + GOOD_RULE
-        + "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warn: 0.9}\n",
-        "rules -> 2 -> warn",
-        "unknown key",
-        id="unknown key in a rule file",
-    ),
-    pytest.param(
-        "rules:\n"
-        + GOOD_RULE
-        + "  - {name: disk_full, metric: fs_used_ratio, owner: storage, warning: 0.9}\n",
-        "rules -> 2 -> owner",
-        "unknown group 'storage'",
-        id="unknown owner in a rule file",
-    ),
-    pytest.param(
-        "rules:\n" + GOOD_RULE + "  - {name: swap_full, metric: swap_used_ratio, owner: ops, "
-        "warning: 0.9, for: soon}\n",
-        "rules -> 2 -> for",
-        "expected a duration",
-        id="bad duration in a rule file",
-    ),
-]
+RULE_FILE_MISTAKES = cases(
+    {
+        "unknown key in a rule file": (
+            "rules:\n"
+            + GOOD_RULE
+            + "  - {name: disk_full, metric: fs_used_ratio, owner: ops, warn: 0.9}\n",
+            "rules -> 2 -> warn",
+            "unknown key",
+        ),
+        "unknown owner in a rule file": (
+            "rules:\n"
+            + GOOD_RULE
+            + "  - {name: disk_full, metric: fs_used_ratio, owner: storage, warning: 0.9}\n",
+            "rules -> 2 -> owner",
+            "unknown group 'storage'",
+        ),
+        "bad duration in a rule file": (
+            "rules:\n" + GOOD_RULE + "  - {name: swap_full, metric: swap_used_ratio, owner: ops, "
+            "warning: 0.9, for: soon}\n",
+            "rules -> 2 -> for",
+            "expected a duration",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize(("rule_file", "key_path", "word"), RULE_FILE_MISTAKES)
@@ -386,28 +361,26 @@ def test_duplicate_rule_across_files_names_both(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("files", "key_path"),
-    [
-        pytest.param(
-            rules(GOOD_RULE, "  - {name: x, metric: m, owner: ops, warning: high}\n"),
-            "rules -> 2 -> warning",
-            id="collector: structural mistake",
-        ),
-        pytest.param(
-            collector("  dba: {sink: jira, assign: Databases}\n"),
-            "groups -> dba -> sink",
-            id="collector: reference mistake",
-        ),
-        pytest.param(
-            agent("checks:\n  - {type: load}\n  - {type: load}\n"),
-            "checks -> 2 -> name",
-            id="agent: duplicate check",
-        ),
-        pytest.param(
-            {"collector.yaml": COLLECTOR_BASE.replace('"127.0.0.1:9330"', "localhost")},
-            "listen",
-            id="collector: bad listen address",
-        ),
-    ],
+    cases(
+        {
+            "collector: structural mistake": (
+                rules(GOOD_RULE, "  - {name: x, metric: m, owner: ops, warning: high}\n"),
+                "rules -> 2 -> warning",
+            ),
+            "collector: reference mistake": (
+                collector("  dba: {sink: jira, assign: Databases}\n"),
+                "groups -> dba -> sink",
+            ),
+            "agent: duplicate check": (
+                agent("checks:\n  - {type: load}\n  - {type: load}\n"),
+                "checks -> 2 -> name",
+            ),
+            "collector: bad listen address": (
+                {"collector.yaml": COLLECTOR_BASE.replace('"127.0.0.1:9330"', "localhost")},
+                "listen",
+            ),
+        }
+    ),
 )
 def test_error_names_the_config_file(tmp_path: Path, files: dict[str, str], key_path: str) -> None:
     config = write(tmp_path, files)
@@ -438,14 +411,15 @@ SHIPPED_RULE_COUNT = sum(
 
 @pytest.mark.parametrize(
     ("name", "summary"),
-    [
-        pytest.param(
-            "collector.yaml",
-            f"collector config: 2 groups, {SHIPPED_RULE_COUNT} rules, 1 sink(s)",
-            id="shipped collector config",
-        ),
-        pytest.param("agent.yaml", "8 checks", id="shipped agent config"),
-    ],
+    cases(
+        {
+            "shipped collector config": (
+                "collector.yaml",
+                f"collector config: 2 groups, {SHIPPED_RULE_COUNT} rules, 1 sink(s)",
+            ),
+            "shipped agent config": ("agent.yaml", "8 checks"),
+        }
+    ),
 )
 def test_shipped_configs_validate(name: str, summary: str) -> None:
     result = validate(REPO / "config" / name)
@@ -464,29 +438,28 @@ def test_missing_file_cannot_be_read(tmp_path: Path) -> None:
     assert f"{missing}: cannot read the file" in result.stderr
 
 
-# -- the library entry points -----------------------------------------------------------------
+# -- the library entry points --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("files", "key_path"),
-    [
-        pytest.param(
-            rules(GOOD_RULE, "  - {name: x, metric: m, owner: ops, warning: high}\n"),
-            "rules -> 2 -> warning",
-            id="wrong type",
-        ),
-        pytest.param(
-            rules(GOOD_RULE, "  - {name: x, metric: m, warning: 1}\n"),
-            "rules -> 2 -> owner",
-            id="missing owner",
-        ),
-        pytest.param(
-            collector("  dba: {sink: jira, assign: Databases}\n"),
-            "groups -> dba -> sink",
-            id="unknown sink",
-        ),
-        pytest.param(collector("retention: 30d\n"), "retention", id="unknown top-level key"),
-    ],
+    cases(
+        {
+            "wrong type": (
+                rules(GOOD_RULE, "  - {name: x, metric: m, owner: ops, warning: high}\n"),
+                "rules -> 2 -> warning",
+            ),
+            "missing owner": (
+                rules(GOOD_RULE, "  - {name: x, metric: m, warning: 1}\n"),
+                "rules -> 2 -> owner",
+            ),
+            "unknown sink": (
+                collector("  dba: {sink: jira, assign: Databases}\n"),
+                "groups -> dba -> sink",
+            ),
+            "unknown top-level key": (collector("retention: 30d\n"), "retention"),
+        }
+    ),
 )
 def test_load_collector_config_raises_with_path(
     tmp_path: Path, files: dict[str, str], key_path: str

@@ -116,32 +116,23 @@ def test_calls_handled_by_hand_are_audited(api: Any, clock: FakeClock) -> None:
     client, service, tokens = api
     call_id = open_call(service, clock)
     alice = bearer(tokens["alice"])
+
+    def act(action: str, **body: Any) -> Any:
+        """Alice takes `action` on the call; a body is sent with every action but acknowledge."""
+        sent = None if action == "acknowledge" else body
+        return client.post(f"/api/v1/calls/{call_id}/{action}", json=sent, headers=alice)
+
     clock.advance(120)
-    acked = client.post(f"/api/v1/calls/{call_id}/acknowledge", headers=alice)
-    assert acked.status_code == 200
-    again = client.post(f"/api/v1/calls/{call_id}/acknowledge", headers=alice)
+    assert act("acknowledge").status_code == 200
+    again = act("acknowledge")
     assert again.status_code == 409 and "already acknowledged" in again.json()["message"]
-    assert (
-        client.post(
-            f"/api/v1/calls/{call_id}/comment", json={"text": "  "}, headers=alice
-        ).status_code
-        == 422
-    )
+    assert act("comment", text="  ").status_code == 422
     clock.advance(60)
-    assert (
-        client.post(
-            f"/api/v1/calls/{call_id}/comment", json={"text": "swapping disk"}, headers=alice
-        ).status_code
-        == 200
-    )
+    assert act("comment", text="swapping disk").status_code == 200
     clock.advance(60)
-    resolved = client.post(
-        f"/api/v1/calls/{call_id}/resolve", json={"text": "fixed"}, headers=alice
-    )
+    resolved = act("resolve", text="fixed")
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
-    assert (
-        client.post(f"/api/v1/calls/{call_id}/resolve", json={}, headers=alice).status_code == 409
-    )
+    assert act("resolve").status_code == 409
     assert client.post("/api/v1/calls/999/acknowledge", headers=alice).status_code == 404
     events = client.get(f"/api/v1/calls/{call_id}").json()["events"]
     assert [(e["kind"], e["text"]) for e in events][1:] == [

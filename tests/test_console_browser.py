@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
-from tests.helpers import RUNWATCH
+from tests.helpers import RUNWATCH, TIMED_GROUPS
+from tests.helpers.reports import check_run, measurement, wire_report
 from tests.procs import Processes, wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,18 +37,7 @@ ARTIFACTS = Path(os.environ.get("RUNWATCH_TEST_ARTIFACTS", Path(__file__).parent
 
 COLLECTOR = {
     "sinks": {"helpdesk": {"type": "builtin"}},
-    "groups": {
-        "systems-administration": {
-            "sink": "helpdesk",
-            "assign": "Systems Administration",
-            "respond_within": "4h",
-        },
-        "computer-operations": {
-            "sink": "helpdesk",
-            "assign": "Computer Operations",
-            "respond_within": "1h",
-        },
-    },
+    "groups": TIMED_GROUPS,
     "rules": [
         {
             "name": "data_disk_full",
@@ -124,26 +114,9 @@ def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
         "alice": add_token(data / "operators.tokens", "alice"),
         "rob": add_token(data / "operators.tokens", "rob", role=ROLE_READ_ONLY),
     }
-    out = tmp_path / "up.out"
-    with out.open("w") as stdout:
-        processes.start(
-            RUNWATCH,
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data),
-            "--collector-config",
-            str(config),
-            "--interval",
-            "60s",
-            stdout=stdout,
-            stderr=subprocess_stderr(tmp_path),
-        )
-    found = wait_for(
-        "the URL", lambda: re.search(r"runwatch up: collector (\S+)", out.read_text()), timeout=20
+    url = processes.runwatch_up(
+        tmp_path / "up.out", data, config, "60s", stderr=subprocess_stderr(tmp_path)
     )
-    url = found[1]
     wait_for(
         "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
     )
@@ -156,34 +129,11 @@ def subprocess_stderr(tmp_path: Path) -> Any:
 
 def report_problem(url: str, token: str) -> None:
     now = time.time()
-    report = Report(
-        schema_version=SCHEMA_VERSION,
-        host="web01",
-        agent_version="test",
-        boot_id="b1",
-        seq=1,
-        sent_at=now,
-        interval_seconds=60,
-        measurements=[
-            Measurement(
-                check="disk",
-                name="demo_used_ratio",
-                value=0.97,
-                unit="ratio",
-                labels={"mountpoint": "/data"},
-                timestamp=now,
-            )
-        ],
-        checks=[
-            CheckRun(
-                check="disk",
-                type="filesystem",
-                interval_seconds=60,
-                started_at=now,
-                duration_seconds=0.01,
-            )
-        ],
+    used = measurement(
+        "disk", "demo_used_ratio", 0.97, now, unit="ratio", labels={"mountpoint": "/data"}
     )
+    run = check_run("disk", now, 60, kind="filesystem")
+    report = wire_report("web01", 1, now, [used], [run], interval=60, boot_id="b1")
     request = urllib.request.Request(
         url + "/api/v1/reports",
         data=encode(report),

@@ -26,8 +26,8 @@ import yaml
 from agent.deploy.bundle import BundleBuilder, find_source
 from checks.schema import SCHEMA_VERSION
 from runwatch import __version__
-from tests.helpers import RUNWATCH
-from tests.procs import Processes, get_json, read_url, wait_for
+from tests.helpers import RUNWATCH, write_collector_yaml
+from tests.procs import Processes, get_json, post_report, read_url, wait_for
 from tests.sshd import free_port, keygen, sshd_path, start_sshd
 
 GOOD = ("good1", "good2", "good3")
@@ -131,17 +131,11 @@ def _make_fleet(directory: Path, processes: Processes, sshd: str, roots: dict[st
     lines.append(f"[{changed.address}]:{changed.port} {impostor}")
     (directory / "known_hosts").write_text("\n".join(lines) + "\n")
 
-    collector_yaml = directory / "collector.yaml"
-    collector_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "data_dir": str(directory / "collector"),
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": {"ops": {"sink": "helpdesk", "assign": "Ops"}},
-                "evaluation_interval": "1s",
-            }
-        )
+    collector_yaml = write_collector_yaml(
+        directory / "collector.yaml",
+        directory / "collector",
+        {"ops": {"sink": "helpdesk", "assign": "Ops"}},
+        evaluation_interval="1s",
     )
     operator = subprocess.run(
         [RUNWATCH, "token", "add", "deployer", "--operator", "--config", str(collector_yaml)],
@@ -152,9 +146,7 @@ def _make_fleet(directory: Path, processes: Processes, sshd: str, roots: dict[st
     token_file = directory / "operator.token"
     token_file.write_text(operator + "\n")
     token_file.chmod(0o600)
-    collector = processes.start(
-        RUNWATCH, "collector", "--config", str(collector_yaml), stderr=subprocess.PIPE
-    )
+    collector = processes.runwatch("collector", collector_yaml, stderr=subprocess.PIPE)
     url = read_url(collector)
 
     entries: dict[str, dict[str, Any]] = {}
@@ -221,17 +213,7 @@ def _report_status(url: str, token: str, host: str) -> int:
             "checks": [],
         }
     ).encode()
-    request = urllib.request.Request(
-        f"{url}/api/v1/reports",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return post_report(url, token, body, timeout=5)
 
 
 def _bumped_source(directory: Path, version: str) -> Path:

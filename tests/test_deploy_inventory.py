@@ -13,6 +13,7 @@ from agent.deploy.agentconfig import AgentConfigRenderer
 from agent.deploy.inventory import load_inventory
 from checks.settings import ConfigError
 from tests.helpers import RUNWATCH
+from tests.helpers.cases import cases
 
 
 def inventory(tmp_path: Path, **changes: Any) -> Path:
@@ -52,75 +53,64 @@ def test_hosts_inherit_their_groups_defaults(tmp_path: Path) -> None:
     assert [t.name for t in loaded.select("nothing,web1")] == ["web1"]
 
 
-BAD = [
-    pytest.param(
-        {"hosts": {"web1": {"address": "10.0.0.1"}}},
-        "hosts -> web1 -> key",
-        "required key is missing",
-        id="no key on host nor group",
-    ),
-    pytest.param(
-        {"hosts": {"web1": {"address": "10.0.0.1", "groups": ["web", "db"], "key": "k"}}},
-        "hosts -> web1 -> groups -> 2",
-        "unknown group 'db'",
-        id="unknown group",
-    ),
-    pytest.param(
-        {"hosts": {"web1": {"adress": "10.0.0.1", "key": "k"}}},
-        "hosts -> web1 -> adress",
-        "unknown key",
-        id="misspelt key",
-    ),
-    pytest.param(
-        {"hosts": {"web1": {"address": "10.0.0.1", "key": "k", "port": 70000}}},
-        "hosts -> web1 -> port",
-        "<= 65535",
-        id="port out of range",
-    ),
-    pytest.param(
-        {"groups": {"web": {"port": "ssh"}}, "hosts": {"a": {"address": "x", "key": "k"}}},
-        "groups -> web -> port",
-        "Expected `int",
-        id="group port not a number",
-    ),
-    pytest.param(
-        {"hosts": {"web1": {"address": "10.0.0.1", "key": "k", "install_root": "opt/rw"}}},
-        "hosts -> web1 -> install_root",
-        "absolute path",
-        id="relative install root",
-    ),
-    pytest.param(
-        {"hosts": {"web1": {"address": "10.0.0.1", "key": "k", "service": "upstart"}}},
-        "hosts -> web1 -> service",
-        "Invalid enum value 'upstart'",
-        id="unknown service kind",
-    ),
-    pytest.param(
-        {
-            "hosts": {
-                "a": {"address": "127.0.0.2", "key": "k", "install_root": "/srv/rw"},
-                "b": {"address": "127.0.0.2", "key": "k", "install_root": "/srv/rw"},
-            }
-        },
-        "hosts -> b -> install_root",
-        "already the install root of hosts -> a",
-        id="two hosts, one machine, one root",
-    ),
-    pytest.param(
-        {"hosts": {"web 1": {"address": "x", "key": "k"}}},
-        "hosts -> web 1",
-        "names here use",
-        id="host name with a space",
-    ),
-    pytest.param({"hosts": {}}, "hosts", "at least one host", id="no hosts"),
-    pytest.param({"collector": None}, "collector", "required key is missing", id="no collector"),
-    pytest.param(
-        {"collector": {"url": "127.0.0.1:9330", "operator_token_file": "t"}},
-        "collector -> url",
-        "must start with http://",
-        id="collector url without scheme",
-    ),
-]
+def web1(**settings: Any) -> dict[str, Any]:
+    """Inventory changes: the one host web1, at 10.0.0.1, with `settings`."""
+    return {"hosts": {"web1": {"address": "10.0.0.1", **settings}}}
+
+
+BAD = cases(
+    {
+        "no key on host nor group": (web1(), "hosts -> web1 -> key", "required key is missing"),
+        "unknown group": (
+            web1(groups=["web", "db"], key="k"),
+            "hosts -> web1 -> groups -> 2",
+            "unknown group 'db'",
+        ),
+        "misspelt key": (
+            {"hosts": {"web1": {"adress": "10.0.0.1", "key": "k"}}},
+            "hosts -> web1 -> adress",
+            "unknown key",
+        ),
+        "port out of range": (web1(key="k", port=70000), "hosts -> web1 -> port", "<= 65535"),
+        "group port not a number": (
+            {"groups": {"web": {"port": "ssh"}}, "hosts": {"a": {"address": "x", "key": "k"}}},
+            "groups -> web -> port",
+            "Expected `int",
+        ),
+        "relative install root": (
+            web1(key="k", install_root="opt/rw"),
+            "hosts -> web1 -> install_root",
+            "absolute path",
+        ),
+        "unknown service kind": (
+            web1(key="k", service="upstart"),
+            "hosts -> web1 -> service",
+            "Invalid enum value 'upstart'",
+        ),
+        "two hosts, one machine, one root": (
+            {
+                "hosts": {
+                    "a": {"address": "127.0.0.2", "key": "k", "install_root": "/srv/rw"},
+                    "b": {"address": "127.0.0.2", "key": "k", "install_root": "/srv/rw"},
+                }
+            },
+            "hosts -> b -> install_root",
+            "already the install root of hosts -> a",
+        ),
+        "host name with a space": (
+            {"hosts": {"web 1": {"address": "x", "key": "k"}}},
+            "hosts -> web 1",
+            "names here use",
+        ),
+        "no hosts": ({"hosts": {}}, "hosts", "at least one host"),
+        "no collector": ({"collector": None}, "collector", "required key is missing"),
+        "collector url without scheme": (
+            {"collector": {"url": "127.0.0.1:9330", "operator_token_file": "t"}},
+            "collector -> url",
+            "must start with http://",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize(("changes", "path", "message"), BAD)
@@ -135,23 +125,21 @@ def test_mistakes_name_their_key_path(
 
 @pytest.mark.parametrize(
     ("variables", "path", "message"),
-    [
-        pytest.param(
-            {"checks": [{"type": "cpu"}, {"type": "nope"}]},
-            "hosts -> web1 -> (agent config) -> checks -> 2 -> type",
-            "known check types",
-            id="unknown check type",
-        ),
-        pytest.param(
-            {"interval": "soon"},
-            "hosts -> web1 -> (agent config) -> interval",
-            "expected a duration",
-            id="bad interval",
-        ),
-        pytest.param(
-            {"host": "other"}, "hosts -> web1 -> vars -> host", "deploy sets this", id="reserved"
-        ),
-    ],
+    cases(
+        {
+            "unknown check type": (
+                {"checks": [{"type": "cpu"}, {"type": "nope"}]},
+                "hosts -> web1 -> (agent config) -> checks -> 2 -> type",
+                "known check types",
+            ),
+            "bad interval": (
+                {"interval": "soon"},
+                "hosts -> web1 -> (agent config) -> interval",
+                "expected a duration",
+            ),
+            "reserved": ({"host": "other"}, "hosts -> web1 -> vars -> host", "deploy sets this"),
+        }
+    ),
 )
 def test_agent_config_is_rendered_and_validated_before_any_host_is_touched(
     tmp_path: Path, variables: dict[str, Any], path: str, message: str

@@ -13,7 +13,7 @@ import psutil
 import yaml
 
 from collector.auth import add_token
-from tests.helpers import RUNWATCH
+from tests.helpers import RUNWATCH, write_collector_yaml
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 
@@ -21,38 +21,24 @@ def test_agent_and_collector_processes_open_resolve_reopen_and_go_stale(
     tmp_path: Path, processes: Processes
 ) -> None:
     baseline = len(psutil.pids())
-    collector_yaml = tmp_path / "collector.yaml"
-    collector_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "data_dir": str(tmp_path / "data"),
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": {
-                    "systems-administration": {
-                        "sink": "helpdesk",
-                        "assign": "Systems Administration",
-                    }
-                },
-                "staleness": {"after_intervals": 3, "owner": "systems-administration"},
-                "evaluation_interval": "0.5s",
-                "rules": [
-                    {
-                        "name": "too_many_processes",
-                        "metric": "processes",
-                        "warning": baseline + 100,
-                        "clear": baseline + 50,
-                        "owner": "systems-administration",
-                    }
-                ],
-            }
-        )
+    too_many_processes = {
+        "name": "too_many_processes",
+        "metric": "processes",
+        "warning": baseline + 100,
+        "clear": baseline + 50,
+        "owner": "systems-administration",
+    }
+    collector_yaml = write_collector_yaml(
+        tmp_path / "collector.yaml",
+        tmp_path / "data",
+        {"systems-administration": {"sink": "helpdesk", "assign": "Systems Administration"}},
+        staleness={"after_intervals": 3, "owner": "systems-administration"},
+        evaluation_interval="0.5s",
+        rules=[too_many_processes],
     )
     token = add_token(tmp_path / "data" / "agents.tokens", "e2e-host")
     (tmp_path / "agent.token").write_text(token)
-    collector = processes.start(
-        RUNWATCH, "collector", "--config", str(collector_yaml), stderr=subprocess.PIPE
-    )
+    collector = processes.runwatch("collector", collector_yaml, stderr=subprocess.PIPE)
     url = read_url(collector)
     agent_yaml = tmp_path / "agent.yaml"
     agent_yaml.write_text(

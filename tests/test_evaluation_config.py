@@ -14,6 +14,7 @@ from collector.config import collector_config_from_dict
 from collector.evaluation.rules import Severity
 from collector.store.records import Silence
 from collector.store.sqlite import SCHEMA, SCHEMA_VERSION, SQLiteStore
+from tests.helpers.cases import cases
 
 BASE: dict[str, Any] = {
     "sinks": {"helpdesk": {"type": "builtin"}},
@@ -32,110 +33,110 @@ BASE: dict[str, Any] = {
 
 @pytest.mark.parametrize(
     ("extra", "path", "words"),
-    [
-        pytest.param(
-            {"flapping": {"changes": 0}}, "flapping -> changes", ">= 1", id="flap changes"
-        ),
-        pytest.param(
-            {"host_groups": [{"name": "db", "thresholds": {}}]},
-            "host_groups -> 1",
-            "needs `hosts`",
-            id="host group without a selector",
-        ),
-        pytest.param(
-            {
-                "host_groups": [
-                    {"name": "db", "hosts": ["db*"], "thresholds": {"nope": {"warning": 1}}}
-                ]
-            },
-            "host_groups -> 1 -> thresholds -> nope",
-            "unknown rule",
-            id="unknown rule",
-        ),
-        pytest.param(
-            {
-                "host_groups": [
-                    {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": 0.95}}}
-                ]
-            },
-            "host_groups -> 1 -> thresholds -> fs -> warning",
-            "below critical",
-            id="override past critical",
-        ),
-        pytest.param(
-            {
-                "host_groups": [
-                    {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": "2d"}}}
-                ]
-            },
-            "host_groups -> 1 -> thresholds -> fs -> warning",
-            "expected a number",
-            id="time for a plain rule",
-        ),
-        pytest.param(
-            {
-                "host_groups": [
-                    {"name": "db", "hosts": ["db*"], "thresholds": {"fills": {"critical": "soon"}}}
-                ]
-            },
-            "host_groups -> 1 -> thresholds -> fills -> critical",
-            "duration",
-            id="not a time for a forecast",
-        ),
-        pytest.param(
-            {
-                "maintenance": [
-                    {
-                        "name": "w",
-                        "weekly": [{"days": ["funday"], "start": "02:00", "duration": "1h"}],
-                    }
-                ]
-            },
-            "maintenance -> 1 -> weekly -> 1 -> days -> 1",
-            "",
-            id="bad weekday",
-        ),
-        pytest.param(
-            {
-                "maintenance": [
-                    {"name": "w", "weekly": [{"days": ["sun"], "start": "25:00", "duration": "1h"}]}
-                ]
-            },
-            "maintenance -> 1 -> weekly -> 1 -> start",
-            "",
-            id="bad start",
-        ),
-        pytest.param(
-            {
-                "maintenance": [
-                    {
-                        "name": "w",
-                        "timezone": "Mars/Olympus",
-                        "weekly": [{"days": ["sun"], "start": "02:00", "duration": "1h"}],
-                    }
-                ]
-            },
-            "maintenance -> 1 -> timezone",
-            "unknown time zone",
-            id="bad time zone",
-        ),
-        pytest.param(
-            {
-                "maintenance": [
-                    {"name": "w", "weekly": [{"days": ["sun"], "start": "02:00", "duration": "8d"}]}
-                ]
-            },
-            "maintenance -> 1 -> weekly -> 1 -> duration",
-            "at most 1w",
-            id="too long",
-        ),
-        pytest.param(
-            {"history": {"retention": "1h"}},
-            "rules -> 2 -> forecast -> over",
-            "history -> retention",
-            id="forecast beyond retention",
-        ),
-    ],
+    cases(
+        {
+            "flap changes": ({"flapping": {"changes": 0}}, "flapping -> changes", ">= 1"),
+            "host group without a selector": (
+                {"host_groups": [{"name": "db", "thresholds": {}}]},
+                "host_groups -> 1",
+                "needs `hosts`",
+            ),
+            "unknown rule": (
+                {
+                    "host_groups": [
+                        {"name": "db", "hosts": ["db*"], "thresholds": {"nope": {"warning": 1}}}
+                    ]
+                },
+                "host_groups -> 1 -> thresholds -> nope",
+                "unknown rule",
+            ),
+            "override past critical": (
+                {
+                    "host_groups": [
+                        {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": 0.95}}}
+                    ]
+                },
+                "host_groups -> 1 -> thresholds -> fs -> warning",
+                "below critical",
+            ),
+            "time for a plain rule": (
+                {
+                    "host_groups": [
+                        {"name": "db", "hosts": ["db*"], "thresholds": {"fs": {"warning": "2d"}}}
+                    ]
+                },
+                "host_groups -> 1 -> thresholds -> fs -> warning",
+                "expected a number",
+            ),
+            "not a time for a forecast": (
+                {
+                    "host_groups": [
+                        {
+                            "name": "db",
+                            "hosts": ["db*"],
+                            "thresholds": {"fills": {"critical": "soon"}},
+                        }
+                    ]
+                },
+                "host_groups -> 1 -> thresholds -> fills -> critical",
+                "duration",
+            ),
+            "bad weekday": (
+                {
+                    "maintenance": [
+                        {
+                            "name": "w",
+                            "weekly": [{"days": ["funday"], "start": "02:00", "duration": "1h"}],
+                        }
+                    ]
+                },
+                "maintenance -> 1 -> weekly -> 1 -> days -> 1",
+                "",
+            ),
+            "bad start": (
+                {
+                    "maintenance": [
+                        {
+                            "name": "w",
+                            "weekly": [{"days": ["sun"], "start": "25:00", "duration": "1h"}],
+                        }
+                    ]
+                },
+                "maintenance -> 1 -> weekly -> 1 -> start",
+                "",
+            ),
+            "bad time zone": (
+                {
+                    "maintenance": [
+                        {
+                            "name": "w",
+                            "timezone": "Mars/Olympus",
+                            "weekly": [{"days": ["sun"], "start": "02:00", "duration": "1h"}],
+                        }
+                    ]
+                },
+                "maintenance -> 1 -> timezone",
+                "unknown time zone",
+            ),
+            "too long": (
+                {
+                    "maintenance": [
+                        {
+                            "name": "w",
+                            "weekly": [{"days": ["sun"], "start": "02:00", "duration": "8d"}],
+                        }
+                    ]
+                },
+                "maintenance -> 1 -> weekly -> 1 -> duration",
+                "at most 1w",
+            ),
+            "forecast beyond retention": (
+                {"history": {"retention": "1h"}},
+                "rules -> 2 -> forecast -> over",
+                "history -> retention",
+            ),
+        }
+    ),
 )
 def test_bad_evaluation_config_names_the_key(extra: dict[str, Any], path: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -146,19 +147,19 @@ def test_bad_evaluation_config_names_the_key(extra: dict[str, Any], path: str, w
 
 @pytest.mark.parametrize(
     ("rule", "path"),
-    [
-        pytest.param(
-            {"forecast": {"warning": "1d", "critical": "3d"}},
-            "rules -> 3 -> forecast",
-            id="critical after warning",
-        ),
-        pytest.param({"forecast": {}}, "rules -> 3 -> forecast", id="no time"),
-        pytest.param(
-            {"forecast": {"warning": "1d"}, "warning": 5},
-            "rules -> 3 -> warning",
-            id="plain threshold on a forecast",
-        ),
-    ],
+    cases(
+        {
+            "critical after warning": (
+                {"forecast": {"warning": "1d", "critical": "3d"}},
+                "rules -> 3 -> forecast",
+            ),
+            "no time": ({"forecast": {}}, "rules -> 3 -> forecast"),
+            "plain threshold on a forecast": (
+                {"forecast": {"warning": "1d"}, "warning": 5},
+                "rules -> 3 -> warning",
+            ),
+        }
+    ),
 )
 def test_bad_forecast_rule(rule: dict[str, Any], path: str) -> None:
     bad = {"name": "x", "metric": "fs_free_bytes", "owner": "ops", **rule}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,30 +40,28 @@ KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Report:
+# The actions a property test takes, one after another.
+
+
+class Report(NamedTuple):
     after: float
     value: float
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     after: float
 
 
-@dataclass(frozen=True)
-class SilenceOn:
+class SilenceOn(NamedTuple):
     seconds: float
     rule: str
 
 
-@dataclass(frozen=True)
-class SilenceOff:
+class SilenceOff(NamedTuple):
     pass
 
 
-@dataclass(frozen=True)
-class Burst:
+class Burst(NamedTuple):
     """Values a minute apart: a see-saw makes the rule flap."""
 
     values: tuple[float, ...]

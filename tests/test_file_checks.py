@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from checks.archive import ArchiveCheck, ArchiveOptions
@@ -26,11 +25,12 @@ from checks.command import CommandResult, run_command
 from checks.files import FilesCheck, FilesOptions
 from checks.logrotate import LogrotateCheck, LogrotateOptions
 from checks.marker import MarkerCheck, MarkerOptions
-from checks.schema import Measurement, encode
 from checks.settings import ConfigError, Duration, convert
 from checks.statusfile import StatusfileCheck, StatusfileOptions
 from checks.textfile import TextfileCheck, TextfileOptions
 from tests.helpers import FakeClock, tool
+from tests.helpers.cases import cases
+from tests.helpers.measurements import find, names, wire_safe
 
 DAY = 86400.0
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
@@ -48,27 +48,6 @@ backup_last_errors{job="restic_data",tool="restic"} 0
 backup_last_processed_bytes{job="restic_data",tool="restic"} 0
 backup_last_added_bytes{job="restic_data",tool="restic"} 0
 """
-
-
-def names(measurements: list[Measurement]) -> set[str]:
-    return {m.name for m in measurements}
-
-
-def find(measurements: list[Measurement], name: str, **labels: str) -> Measurement:
-    hits = [
-        m
-        for m in measurements
-        if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(hits) == 1, f"expected one {name}{labels}, got {hits}"
-    return hits[0]
-
-
-def wire_safe(measurements: list[Measurement]) -> list[Measurement]:
-    """Round-trip through the wire schema, as the collector validates it, and return them."""
-    for m in measurements:
-        assert msgspec.json.decode(encode(m), type=Measurement) == m
-    return measurements
 
 
 def write(path: Path, content: str | bytes, mtime: float | None = None) -> Path:
@@ -342,14 +321,10 @@ def test_statusfile_naive_iso_time_is_local(tmp_path: Path, clock: FakeClock, be
     )
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        pytest.param('{"exit_code": 0', id="cut off"),
-        pytest.param("[1, 2]", id="not an object"),
-        pytest.param("", id="empty"),
-    ],
-)
+MALFORMED_STATUS = {"cut off": '{"exit_code": 0', "not an object": "[1, 2]", "empty": ""}
+
+
+@pytest.mark.parametrize("content", cases(MALFORMED_STATUS))
 def test_statusfile_malformed_single_file_fails_with_its_age(
     tmp_path: Path, clock: FakeClock, content: str
 ) -> None:

@@ -10,15 +10,17 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from agent.spool import Spool
-from tests.helpers import FS_RULE, GROUPS, RUNWATCH
+from tests.helpers import FS_RULE, GROUPS, RUNWATCH, write_collector_yaml
 from tests.procs import Processes, get_json, read_url, wait_for
 
 UMASK = 0o022
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+UNDER_UMASK: dict[str, Any] = {"env": ENV, "umask": UMASK}  # for processes.start
 
 
 def open_to_others(top: Path) -> list[str]:
@@ -79,28 +81,10 @@ def test_runwatch_collector_keeps_its_data_dir_private(
     tmp_path: Path, processes: Processes
 ) -> None:
     data = tmp_path / "var" / "runwatch"
-    config = tmp_path / "collector.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "data_dir": str(data),
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": GROUPS,
-                "rules": [FS_RULE],
-            }
-        )
-    )
+    config = write_collector_yaml(tmp_path / "collector.yaml", data, GROUPS, rules=[FS_RULE])
     with (tmp_path / "collector.log").open("w+") as log:
-        collector = processes.start(
-            RUNWATCH,
-            "collector",
-            "--config",
-            str(config),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=ENV,
-            umask=UMASK,
+        collector = processes.runwatch(
+            "collector", config, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **UNDER_UMASK
         )
         url = read_url(collector)
         get_json(f"{url}/api/v1/hosts")
@@ -123,15 +107,8 @@ def test_the_agent_keeps_its_state_dir_private(tmp_path: Path, processes: Proces
             }
         )
     )
-    agent = processes.start(
-        RUNWATCH,
-        "agent",
-        "--config",
-        str(config),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-        umask=UMASK,
+    agent = processes.runwatch(
+        "agent", config, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **UNDER_UMASK
     )
     wait_for("a spooled report", lambda: list((state / "spool").glob("*.report")))
     processes.stop(agent)

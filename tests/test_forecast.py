@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
+from checks.schema import Report
 from collector.app import CollectorService
 from collector.evaluation.forecast import linear_forecast
 from tests.helpers import FakeClock
+from tests.helpers.reports import check_run, measurement, wire_report
 
 MakeService = Callable[..., CollectorService]
 GIB = 1024**3
@@ -55,40 +56,14 @@ class FillingDisk:
         self.seq += 1
         now = self.clock()
         labels = {"mountpoint": "/srv"}
-        return Report(
-            schema_version=SCHEMA_VERSION,
-            host="db01",
-            agent_version="test",
-            boot_id="b",
-            seq=self.seq,
-            sent_at=now,
-            interval_seconds=self.interval,
-            measurements=[
-                Measurement(
-                    check="filesystem",
-                    name="fs_free_bytes",
-                    value=self.free_at(now),
-                    unit="bytes",
-                    labels=labels,
-                    timestamp=now,
-                ),
-                Measurement(
-                    check="filesystem",
-                    name="fs_inodes_free",
-                    value=self.free_at(now) / 65536,
-                    labels=labels,
-                    timestamp=now,
-                ),
-            ],
-            checks=[
-                CheckRun(
-                    check="filesystem",
-                    type="filesystem",
-                    interval_seconds=self.interval,
-                    started_at=now,
-                    duration_seconds=0.01,
-                )
-            ],
+        free = self.free_at(now)
+        measurements = [
+            measurement("filesystem", "fs_free_bytes", free, now, unit="bytes", labels=labels),
+            measurement("filesystem", "fs_inodes_free", free / 65536, now, labels=labels),
+        ]
+        runs = [check_run("filesystem", now, self.interval)]
+        return wire_report(
+            "db01", self.seq, now, measurements, runs, interval=self.interval, boot_id="b"
         )
 
 

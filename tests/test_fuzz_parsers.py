@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,15 @@ def wire_safe(measurements: list[Measurement]) -> None:
     for m in measurements:
         if math.isfinite(m.value):  # the agent drops non-finite values before sending
             assert msgspec.json.decode(encode(m), type=Measurement) == m
+
+
+def collects_or_fails_with_check_failed(check: Any) -> None:
+    """The check returns valid measurements, or raises CheckFailed with a message and valid ones."""
+    try:
+        wire_safe(check.collect())
+    except CheckFailed as exc:
+        assert str(exc)
+        wire_safe(exc.measurements)
 
 
 # -- Nagios plugin output and perfdata ---------------------------------------------------------
@@ -148,33 +158,27 @@ def test_textfile_reads_or_fails_with_check_failed(content: str | bytes) -> None
         else:
             path.write_bytes(content)
         check = TextfileCheck(TextfileOptions(directory=folder), clock=lambda: 1.8e9)
-        try:
-            wire_safe(check.collect())
-        except CheckFailed as exc:
-            assert str(exc)
-            wire_safe(exc.measurements)
+        collects_or_fails_with_check_failed(check)
+
+
+def scalars(*samples: str) -> st.SearchStrategy[Any]:
+    """Any JSON or YAML scalar, or one of `samples` (values the parser is known to look for)."""
+    return st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), text, st.sampled_from(samples)
+    )
 
 
 # -- restic and borg JSON ----------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(),
-        st.floats(),
-        text,
-        st.sampled_from(
-            [
-                "2024-01-02T03:04:05Z",
-                "2024-01-02T03:04:05.123456789+02:00",
-                "2024-01-02T03:04:05.000000",
-                "9999-12-31T23:59:59Z",
-                "0001-01-01T00:00:00Z",
-                "not a time",
-                "2024-13-45T99:99:99Z",
-            ]
-        ),
+    scalars(
+        "2024-01-02T03:04:05Z",
+        "2024-01-02T03:04:05.123456789+02:00",
+        "2024-01-02T03:04:05.000000",
+        "9999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "not a time",
+        "2024-13-45T99:99:99Z",
     ),
     lambda children: st.one_of(
         st.lists(children, max_size=4),
@@ -234,63 +238,54 @@ outputs = st.lists(
 )
 
 
+@pytest.mark.parametrize(
+    ("runner", "make_check"),
+    [
+        pytest.param(
+            "checks.restic.run_command",
+            lambda: ResticCheck(
+                ResticOptions(repository="/srv/restic", password_file="/etc/pass"),
+                clock=lambda: 1.8e9,
+            ),
+            id="restic",
+        ),
+        pytest.param(
+            "checks.borg.run_command",
+            lambda: BorgCheck(
+                BorgOptions(repository="/srv/borg", passcommand="echo x"), clock=lambda: 1.8e9
+            ),
+            id="borg",
+        ),
+    ],
+)
 @FUZZ
 @given(answers=outputs)
-def test_restic_json_parses_or_fails_with_check_failed(
-    answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch
+def test_backup_json_parses_or_fails_with_check_failed(
+    answers: list[tuple[int, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    runner: str,
+    make_check: Callable[[], Any],
 ) -> None:
-    monkeypatch.setattr("checks.restic.run_command", FakeCommands(answers))
-    check = ResticCheck(
-        ResticOptions(repository="/srv/restic", password_file="/etc/pass"), clock=lambda: 1.8e9
-    )
-    try:
-        wire_safe(check.collect())
-    except CheckFailed as exc:
-        assert str(exc)
-        wire_safe(exc.measurements)
-
-
-@FUZZ
-@given(answers=outputs)
-def test_borg_json_parses_or_fails_with_check_failed(
-    answers: list[tuple[int, str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("checks.borg.run_command", FakeCommands(answers))
-    check = BorgCheck(
-        BorgOptions(repository="/srv/borg", passcommand="echo x"), clock=lambda: 1.8e9
-    )
-    try:
-        wire_safe(check.collect())
-    except CheckFailed as exc:
-        assert str(exc)
-        wire_safe(exc.measurements)
+    monkeypatch.setattr(runner, FakeCommands(answers))
+    collects_or_fails_with_check_failed(make_check())
 
 
 # -- config YAML and the deploy inventory ------------------------------------------------------
 
-yaml_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(),
-    text,
-    st.sampled_from(
-        [
-            "5m",
-            "1h",
-            "-1s",
-            "0",
-            "1e999",
-            "*",
-            "",
-            "yes",
-            "127.0.0.1:9330",
-            "[",
-            "{{ host",
-            "~",
-            "/tmp",
-        ]
-    ),
+yaml_scalars = scalars(
+    "5m",
+    "1h",
+    "-1s",
+    "0",
+    "1e999",
+    "*",
+    "",
+    "yes",
+    "127.0.0.1:9330",
+    "[",
+    "{{ host",
+    "~",
+    "/tmp",
 )
 collector_keys = [
     "listen",

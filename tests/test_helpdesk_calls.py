@@ -27,10 +27,11 @@ import httpx
 import pytest
 import yaml
 
-from checks.schema import SCHEMA_VERSION, Measurement, Report, encode
+from checks.schema import encode
 from collector.auth import add_token
 from tests import helpdesk_rt, helpdesks
 from tests.helpers import RUNWATCH
+from tests.helpers.reports import measurement, wire_report
 from tests.procs import Processes, get_json, read_url, wait_for
 
 pytestmark = pytest.mark.slow
@@ -40,21 +41,17 @@ rt_server = helpdesk_rt.rt_server
 
 RULES = [
     {
-        "name": "disk_full_system",
+        "name": name,
         "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/sys*"},
+        "match": {"mountpoint": mountpoint},
         "warning": 0.85,
         "critical": 0.95,
-        "owner": "systems-administration",
-    },
-    {
-        "name": "disk_full_data",
-        "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/data*"},
-        "warning": 0.85,
-        "critical": 0.95,
-        "owner": "computer-operations",
-    },
+        "owner": owner,
+    }
+    for name, mountpoint, owner in (
+        ("disk_full_system", "/sys*", "systems-administration"),
+        ("disk_full_data", "/data*", "computer-operations"),
+    )
 ]
 
 
@@ -215,28 +212,13 @@ class Fleet:
     def report(self, host: str, values: dict[str, float]) -> None:
         self.seq += 1
         now = time.time()
-        body = encode(
-            Report(
-                schema_version=SCHEMA_VERSION,
-                host=host,
-                agent_version="test",
-                boot_id="b",
-                seq=self.seq,
-                sent_at=now,
-                interval_seconds=60,
-                measurements=[
-                    Measurement(
-                        check="filesystem",
-                        name="fs_used_ratio",
-                        value=v,
-                        unit="ratio",
-                        labels={"mountpoint": m},
-                        timestamp=now,
-                    )
-                    for m, v in values.items()
-                ],
+        measurements = [
+            measurement(
+                "filesystem", "fs_used_ratio", v, now, unit="ratio", labels={"mountpoint": m}
             )
-        )
+            for m, v in values.items()
+        ]
+        body = encode(wire_report(host, self.seq, now, measurements, interval=60, boot_id="b"))
         request = urllib.request.Request(
             f"{self.url}/api/v1/reports",
             data=body,

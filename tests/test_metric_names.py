@@ -18,6 +18,7 @@ from checks.schema import SCHEMA_VERSION, Report, decode_report
 from collector.app import CollectorService
 from collector.metrics.exposition import FAMILY_SUFFIXES
 from tests.helpers import FakeClock, collector_config, tool
+from tests.helpers.cases import cases
 from tests.procs import promtool_check
 
 MakeService = Callable[..., CollectorService]
@@ -54,22 +55,22 @@ def own_families(service: CollectorService) -> list[str]:
     return [name for name in families(text) if name.startswith("runwatch_")]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param("ingest_duration_seconds_bucket", id="a histogram's buckets"),
-        pytest.param("ingest_duration_seconds_count", id="a histogram's count"),
-        pytest.param("ingest_duration_seconds", id="a histogram's own name"),
-        pytest.param("reports_ingested_created", id="a counter's _created"),
-        pytest.param("reports_ingested", id="a counter without _total"),
-        pytest.param("build_info", id="an info gauge"),
-        pytest.param("build", id="an info gauge's stem"),
-        pytest.param("calls_opened", id="a fleet counter's stem"),
-        pytest.param("host_state", id="a fleet gauge"),
-        pytest.param("process_cpu_seconds", id="the process collector"),
-        pytest.param("series_refused", id="a counter added with the series limits"),
-    ],
-)
+COLLECTOR_FAMILY_NAMES = {
+    "a histogram's buckets": "ingest_duration_seconds_bucket",
+    "a histogram's count": "ingest_duration_seconds_count",
+    "a histogram's own name": "ingest_duration_seconds",
+    "a counter's _created": "reports_ingested_created",
+    "a counter without _total": "reports_ingested",
+    "an info gauge": "build_info",
+    "an info gauge's stem": "build",
+    "a fleet counter's stem": "calls_opened",
+    "a fleet gauge": "host_state",
+    "the process collector": "process_cpu_seconds",
+    "a counter added with the series limits": "series_refused",
+}
+
+
+@pytest.mark.parametrize("name", cases(COLLECTOR_FAMILY_NAMES))
 def test_a_measurement_named_like_a_collector_family_is_not_exposed_and_the_agent_is_told(
     make_service: MakeService, clock: FakeClock, name: str
 ) -> None:

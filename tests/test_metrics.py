@@ -9,6 +9,7 @@ import pytest
 
 from collector.app import CollectorService
 from tests.helpers import FS_RULE, FakeClock, Reporter, tool
+from tests.helpers.cases import cases
 from tests.procs import promtool_check
 
 MakeService = Callable[..., CollectorService]
@@ -120,31 +121,14 @@ def test_rules_carry_their_owner_and_thresholds(busy: CollectorService) -> None:
 
 def test_open_calls_are_listed_with_their_id_group_and_severity(busy: CollectorService) -> None:
     calls = {(c.host, c.rule): c.id for c in busy.calls("open", None)}
-    group = "systems-administration"
-    assert (
-        sample(
-            busy,
-            "runwatch_open_call_severity",
-            host="db01",
-            rule="filesystem_full",
-            series="mountpoint=/",
-            group=group,
-            call=str(calls[("db01", "filesystem_full")]),
-        )
-        == 2
-    )
-    assert (
-        sample(
-            busy,
-            "runwatch_open_call_severity",
-            host="db01",
-            rule="host_stale",
-            series="",
-            group=group,
-            call=str(calls[("db01", "host_stale")]),
-        )
-        == 4
-    )
+
+    def severity(rule: str, series: str) -> float | None:
+        call = str(calls[("db01", rule)])
+        labels = {"rule": rule, "series": series, "group": "systems-administration", "call": call}
+        return sample(busy, "runwatch_open_call_severity", host="db01", **labels)
+
+    assert severity("filesystem_full", "mountpoint=/") == 2
+    assert severity("host_stale", "") == 4
     text = busy.metrics.render().decode()
     assert 'runwatch_open_call_severity{host="web01"' not in text, "web01's call is resolved"
 
@@ -339,15 +323,17 @@ def test_metrics_endpoint_serves_gzip_to_clients_that_accept_it(busy: CollectorS
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [
-        pytest.param("gzip", True, id="gzip"),
-        pytest.param("br, gzip;q=0.5", True, id="among others, with a weight"),
-        pytest.param("GZIP", True, id="any case"),
-        pytest.param("gzip;q=0", False, id="refused with q=0"),
-        pytest.param("identity", False, id="identity only"),
-        pytest.param("", False, id="no header"),
-        pytest.param("deflate, br", False, id="other codings only"),
-    ],
+    cases(
+        {
+            "gzip": ("gzip", True),
+            "among others, with a weight": ("br, gzip;q=0.5", True),
+            "any case": ("GZIP", True),
+            "refused with q=0": ("gzip;q=0", False),
+            "identity only": ("identity", False),
+            "no header": ("", False),
+            "other codings only": ("deflate, br", False),
+        }
+    ),
 )
 def test_accept_encoding_is_read_as_http_says(header: str, expected: bool) -> None:
     from collector.api.ops import accepts_gzip

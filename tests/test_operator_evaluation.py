@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report
+from checks.schema import Report
 from collector.app import CollectorService
 from collector.incidents.calls import fingerprint
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.reports import measurement
 
 MakeService = Callable[..., CollectorService]
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -43,39 +44,25 @@ def kinds(service: CollectorService, call_id: int) -> list[str]:
 
 def checks_report(reporter: Reporter, checks: dict[str, float]) -> Report:
     """One report from several checks, each with one measurement."""
-    reporter.seq += 1
     now = reporter.clock()
-    return Report(
-        schema_version=SCHEMA_VERSION,
-        host=reporter.host,
-        agent_version="test",
-        boot_id=reporter.boot_id,
-        seq=reporter.seq,
-        sent_at=now,
-        interval_seconds=reporter.interval,
-        measurements=[
-            Measurement(check=name, name=f"{name}_value", value=value, timestamp=now)
-            for name, value in checks.items()
-        ],
-        checks=[
-            CheckRun(
-                check=name,
-                type=name,
-                interval_seconds=reporter.interval,
-                started_at=now,
-                duration_seconds=0.01,
-            )
-            for name in checks
-        ],
+    return reporter.compose(
+        [measurement(name, f"{name}_value", value, now) for name, value in checks.items()],
+        [reporter.run(name) for name in checks],
     )
+
+
+def first_report(service: CollectorService, clock: FakeClock) -> Reporter:
+    """web01, after it sent `service` its first report, from its cpu and backup checks."""
+    web = Reporter("web01", clock)
+    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    return web
 
 
 def test_one_silent_check_opens_its_own_call_while_the_host_reports(
     make_service: MakeService, clock: FakeClock
 ) -> None:
     service = make_service([FAST_FS])
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    web = first_report(service, clock)
     for _ in range(4):  # the backup check hangs; cpu goes on
         clock.advance(60)
         service.ingest("web01", checks_report(web, {"cpu": 0.1}))
@@ -99,8 +86,7 @@ def test_a_silent_host_gets_one_host_call_and_no_call_per_check(
     make_service: MakeService, clock: FakeClock
 ) -> None:
     service = make_service([FAST_FS])
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    first_report(service, clock)
     for _ in range(5):
         clock.advance(60)
         service.tick()
@@ -120,8 +106,7 @@ def test_a_check_silent_for_a_day_is_forgotten_and_its_call_resolved(
             "forget_checks_after": "2h",
         },
     )
-    web = Reporter("web01", clock)
-    service.ingest("web01", checks_report(web, {"cpu": 0.1, "backup": 1.0}))
+    web = first_report(service, clock)
     for _ in range(130):
         clock.advance(60)
         service.ingest("web01", checks_report(web, {"cpu": 0.1}))

@@ -32,6 +32,8 @@ from checks.schema import Measurement
 from checks.settings import ConfigError, Duration, convert
 from checks.tcp import TcpCheck, TcpOptions
 from checks.updates import UpdatesCheck, UpdatesOptions, count_pending
+from tests.helpers.cases import cases
+from tests.helpers.measurements import find, names, wire_safe
 
 PLUGIN_NAMES = {
     "plugin_status",
@@ -57,27 +59,6 @@ UPDATES_NAMES = {
 }
 
 
-def names(measurements: list[Measurement]) -> set[str]:
-    return {m.name for m in measurements}
-
-
-def find(measurements: list[Measurement], name: str, **labels: str) -> Measurement:
-    hits = [
-        m
-        for m in measurements
-        if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(hits) == 1, f"expected one {name}{labels}, got {hits}"
-    return hits[0]
-
-
-def valid(measurements: list[Measurement]) -> list[Measurement]:
-    """Return the measurements after checking each survives the wire schema."""
-    for m in measurements:
-        assert msgspec.json.decode(msgspec.json.encode(m), type=Measurement) == m
-    return measurements
-
-
 def plugin(name: str) -> str:
     for directory in PLUGIN_DIRS:
         path = os.path.join(directory, name)
@@ -95,7 +76,7 @@ def script(tmp_path: Path, body: str, name: str = "check_fake") -> str:
 
 def run_plugin(*command: str, **options: Any) -> tuple[PluginCheck, list[Measurement]]:
     check = PluginCheck(PluginOptions(command=list(command), **options))
-    return check, valid(check.collect())
+    return check, wire_safe(check.collect())
 
 
 # --- plugin: real monitoring-plugins ----------------------------------------------------------
@@ -154,7 +135,7 @@ def test_command_as_a_string_and_a_bare_plugin_name() -> None:
     check = PluginCheck(
         PluginOptions(command="check_load -w '50,50,50' -c 100,100,100", service="load")
     )
-    out = valid(check.collect())
+    out = wire_safe(check.collect())
     assert find(out, "plugin_status", service="load").value == 0
 
 
@@ -188,7 +169,7 @@ def unknown_plugin(*command: str, **options: Any) -> tuple[PluginCheck, CheckFai
     check = PluginCheck(PluginOptions(command=list(command), **options))
     with pytest.raises(CheckFailed, match="plugin reports UNKNOWN") as failed:
         check.collect()
-    valid(failed.value.measurements)
+    wire_safe(failed.value.measurements)
     return check, failed.value
 
 
@@ -334,7 +315,7 @@ def test_repeated_perf_label_keeps_the_first(tmp_path: Path) -> None:
 def test_process_finds_this_test_by_its_command_line() -> None:
     me = psutil.Process()
     pattern = "^" + re.escape(" ".join(me.cmdline())) + "$"
-    out = valid(ProcessCheck(ProcessOptions(cmdline=pattern, process="pytest")).collect())
+    out = wire_safe(ProcessCheck(ProcessOptions(cmdline=pattern, process="pytest")).collect())
     assert names(out) == PROCESS_NAMES
     assert {m.labels["process"] for m in out} == {"pytest"}
     # Another run of the same command line may be going on: at least this one is there.
@@ -388,7 +369,9 @@ def test_process_match_of_a_short_name_is_exact() -> None:
 
 
 def test_process_that_does_not_exist_counts_zero() -> None:
-    out = valid(ProcessCheck(ProcessOptions(match="no-such-process-rw", name="ghost")).collect())
+    out = wire_safe(
+        ProcessCheck(ProcessOptions(match="no-such-process-rw", name="ghost")).collect()
+    )
     assert {m.name: m.value for m in out} == dict.fromkeys(PROCESS_NAMES, 0.0)
     assert {m.labels["process"] for m in out} == {"ghost"}
 
@@ -464,7 +447,7 @@ def listener() -> Iterator[socket.socket]:
 
 def test_tcp_connects_to_a_listening_port(listener: socket.socket) -> None:
     address = f"127.0.0.1:{listener.getsockname()[1]}"
-    out = valid(TcpCheck(TcpOptions(address=address)).collect())
+    out = wire_safe(TcpCheck(TcpOptions(address=address)).collect())
     assert names(out) == TCP_NAMES
     assert find(out, "tcp_connect_success", target=address).value == 1
     assert 0 <= find(out, "tcp_connect_seconds").value < 1
@@ -474,22 +457,22 @@ def test_tcp_closed_port_is_success_zero_not_an_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    out = valid(TcpCheck(TcpOptions(address=f"127.0.0.1:{port}", target="gone")).collect())
+    out = wire_safe(TcpCheck(TcpOptions(address=f"127.0.0.1:{port}", target="gone")).collect())
     assert [(m.name, m.value, m.labels) for m in out] == [
         ("tcp_connect_success", 0.0, {"target": "gone"})
     ]
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        pytest.param("localhost", id="no port"),
-        pytest.param("::1:80", id="bare IPv6"),
-        pytest.param("host:0", id="port 0"),
-        pytest.param("host:70000", id="port too big"),
-        pytest.param(":80", id="no host"),
-    ],
-)
+BAD_TCP_ADDRESSES = {
+    "no port": "localhost",
+    "bare IPv6": "::1:80",
+    "port 0": "host:0",
+    "port too big": "host:70000",
+    "no host": ":80",
+}
+
+
+@pytest.mark.parametrize("address", cases(BAD_TCP_ADDRESSES))
 def test_bad_tcp_address(address: str) -> None:
     with pytest.raises(ConfigError) as error:
         convert({"type": "tcp", "address": address}, TcpOptions)
@@ -573,7 +556,7 @@ def tls_server(
 
 
 def test_http_200(http_url: str) -> None:
-    out = valid(HttpCheck(HttpOptions(url=http_url + "/")).collect())
+    out = wire_safe(HttpCheck(HttpOptions(url=http_url + "/")).collect())
     assert find(out, "http_up", url=http_url + "/").value == 1
     assert find(out, "http_status_code").value == 200
     assert 0 < find(out, "http_response_seconds").value < 2
@@ -600,13 +583,13 @@ def test_http_refused_is_down_with_no_other_series() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    out = valid(HttpCheck(HttpOptions(url=f"http://127.0.0.1:{port}/")).collect())
+    out = wire_safe(HttpCheck(HttpOptions(url=f"http://127.0.0.1:{port}/")).collect())
     assert [(m.name, m.value) for m in out] == [("http_up", 0.0)]
 
 
 def test_https_certificate_expiry(tls: tuple[str, str]) -> None:
     url, ca_file = tls
-    out = valid(HttpCheck(HttpOptions(url=url + "/", ca_file=ca_file)).collect())
+    out = wire_safe(HttpCheck(HttpOptions(url=url + "/", ca_file=ca_file)).collect())
     assert names(out) == HTTP_NAMES
     assert find(out, "http_up").value == 1
     assert find(out, "http_tls_cert_days_left").value == pytest.approx(CERT_DAYS, abs=1)
@@ -659,7 +642,7 @@ def test_https_verification_failure_is_down_keeps_expiry_and_says_why(
         ca_file = server_ca if case.trust_server_ca else str(other_ca)
         check = HttpCheck(HttpOptions(url=url + "/", ca_file=ca_file))
         with caplog.at_level(logging.WARNING, logger="checks.http"):
-            out = valid(check.collect())
+            out = wire_safe(check.collect())
         assert find(out, "http_up").value == 0
         # The certificate was presented: its expiry is measured, verified or not.
         assert names(out) == {
@@ -727,7 +710,7 @@ def test_https_self_signed_says_so_and_keeps_expiry(tmp_path: Path) -> None:
     not_after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=12)
     for url in serve(self_signed(tmp_path, not_after)):
         check = HttpCheck(HttpOptions(url=url + "/"))
-        out = valid(check.collect())
+        out = wire_safe(check.collect())
         assert find(out, "http_up").value == 0
         assert find(out, "http_tls_cert_expiry_timestamp_seconds").value == pytest.approx(
             not_after.timestamp(), abs=1
@@ -823,7 +806,7 @@ def test_updates_real_apt_simulation(tmp_path: Path) -> None:
     if not any(os.access(os.path.join(d, "apt-get"), os.X_OK) for d in ("/usr/bin", "/bin")):
         pytest.skip("apt-get not installed (Debian package: apt)")
     flag = tmp_path / "reboot-required"
-    out = valid(UpdatesCheck(UpdatesOptions(reboot_required_file=str(flag))).collect())
+    out = wire_safe(UpdatesCheck(UpdatesOptions(reboot_required_file=str(flag))).collect())
     values = {m.name: m.value for m in out}
     assert set(values) == {"updates_pending", "updates_security_pending", "reboot_required"}
     assert values["updates_pending"] >= values["updates_security_pending"] >= 0
@@ -836,7 +819,7 @@ def test_reboot_required_and_its_packages(tmp_path: Path) -> None:
     flag.write_text("*** System restart required ***\n")
     (tmp_path / "reboot-required.pkgs").write_text("linux-image-amd64\nlibc6\nlibc6\n\n")
     options = UpdatesOptions(reboot_required_file=str(flag), apt_get="/nonexistent/apt-get")
-    out = valid(UpdatesCheck(options).collect())
+    out = wire_safe(UpdatesCheck(options).collect())
     assert {m.name: m.value for m in out} == {"reboot_required": 1, "reboot_required_packages": 2}
 
 

@@ -17,17 +17,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
 
-from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report, encode
+from checks.schema import encode
 from collector.auth import ROLE_READ_ONLY, add_token
+from tests.fakes import JSONHandler
 from tests.grafana import REPO, dashboards, fill, panels, resolve_variables
-from tests.helpers import RUNWATCH, tool
-from tests.procs import Processes, get_text, promtool_check, read_url, wait_for
+from tests.helpers import FS_RULE, RUNWATCH, tool
+from tests.helpers.reports import check_run, measurement, wire_report
+from tests.procs import Processes, get_text, post_report, promtool_check, read_url, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,28 +44,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class HelpDeskHandler(BaseHTTPRequestHandler):
+class HelpDeskHandler(JSONHandler):
     """A webhook receiver: accepts events, except opens for two hosts (503 and 400)."""
 
     events: list[dict[str, Any]]
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw)
         self.server.events.append(body)  # type: ignore[attr-defined]
         status = 200
         if body.get("event") == "open" and body.get("host") == DESK_RETRY:
             status = 503
         elif body.get("event") == "open" and body.get("host") == DESK_REFUSE:
             status = 400
-        answer = json.dumps({"id": f"W{len(self.server.events)}"}).encode()  # type: ignore[attr-defined]
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        return status, json.dumps({"id": f"W{len(self.server.events)}"}).encode()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -85,49 +79,18 @@ class SimulatedAgent:
         self.seq += 1
         now = time.time()
         items = [
-            Measurement(check=check, name=name, value=value, labels=labels, timestamp=now)
+            measurement(check, name, value, now, labels=labels)
             for check, name, value, labels in measurements
         ]
         checks = sorted({check for check, *_ in measurements} | set(failed))
         runs = [
-            CheckRun(
-                check=check,
-                type=check,
-                interval_seconds=self.interval,
-                started_at=now,
-                duration_seconds=0.01,
-                error=CheckError(kind="error", message="simulated failure")
-                if check in failed
-                else None,
+            check_run(
+                check, now, self.interval, error="simulated failure" if check in failed else None
             )
             for check in checks
         ]
-        report = Report(
-            schema_version=SCHEMA_VERSION,
-            host=self.host,
-            agent_version="test",
-            boot_id="boot-1",
-            seq=self.seq,
-            sent_at=now,
-            interval_seconds=self.interval,
-            measurements=items,
-            checks=runs,
-        )
+        report = wire_report(self.host, self.seq, now, items, runs, interval=self.interval)
         return post_report(self.url, self.token, encode(report))
-
-
-def post_report(url: str, token: str, body: bytes) -> int:
-    request = urllib.request.Request(
-        f"{url}/api/v1/reports",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 def system(round_: int, var_used: float) -> list[tuple[str, str, float, dict[str, str]]]:
@@ -254,15 +217,7 @@ def backups(round_: int, snapshot_age: float) -> list[tuple[str, str, float, dic
 
 INSTANT_RULES = [
     # The shipped rules wait 5 minutes or more; these make calls open within the test.
-    {
-        "name": "test_var_full",
-        "metric": "fs_used_ratio",
-        "match": {"mountpoint": "/var"},
-        "warning": 0.85,
-        "critical": 0.95,
-        "clear": 0.80,
-        "owner": "systems-administration",
-    },
+    {**FS_RULE, "name": "test_var_full", "match": {"mountpoint": "/var"}, "for": "0s"},
     {
         "name": "test_backup_late",
         "metric": "backup_last_snapshot_age_seconds",

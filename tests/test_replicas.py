@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from checks.schema import encode
 from collector.app import CollectorService
 from collector.auth import add_token
 from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter, collector_config
-from tests.procs import Processes, get_json, wait_for
+from tests.procs import Processes, get_json, post_report, wait_for
 
 PG = {"backend": "postgresql"}
 
@@ -197,17 +196,7 @@ class Site:
 
 
 def post(url: str, token: str, body: bytes) -> int:
-    request = urllib.request.Request(
-        f"{url}/api/v1/reports",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    return post_report(url, token, body, timeout=30)
 
 
 @pytest.mark.slow

@@ -15,24 +15,13 @@ from collector.incidents.calls import Call, CallEvent, fingerprint
 from collector.service_levels import ReportError, build_report, parse_period, render
 from collector.store.records import BackupSuccess, HostRecord, StateChange
 from runwatch.cli import main
-from tests.helpers import Reporter
+from tests.helpers import TIMED_GROUPS, Reporter
 
 H = 3600.0
 NOV = parse_period("2025-11")
 START = NOV.start
 
-GROUPS = {
-    "systems-administration": {
-        "sink": "helpdesk",
-        "assign": "Systems Administration",
-        "respond_within": "4h",
-    },
-    "computer-operations": {
-        "sink": "helpdesk",
-        "assign": "Computer Operations",
-        "respond_within": "1h",
-    },
-}
+GROUPS = TIMED_GROUPS
 HOST_GROUPS = [{"name": "web", "hosts": ["web*"]}]
 SA, CO = "systems-administration", "computer-operations"
 ROOT, SRV = '{"mountpoint":"/"}', '{"mountpoint":"/srv"}'
@@ -327,45 +316,16 @@ def test_report_command(
             }
         )
     )
-    assert (
-        main(
-            [
-                "report",
-                "--config",
-                str(config),
-                "--period",
-                "2025-11",
-                "--group",
-                CO,
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
+    november = ["report", "--config", str(config), "--period", "2025-11"]
+    assert main([*november, "--group", CO, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["scopes"][0]["missed_response"] == 2
     out = tmp_path / "report.html"
-    assert (
-        main(
-            [
-                "report",
-                "--config",
-                str(config),
-                "--period",
-                "2025-11",
-                "--format",
-                "html",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main([*november, "--format", "html", "--output", str(out)]) == 0
     assert 'id="chart-backups"' in out.read_text()
     assert main(["report", "--config", str(config), "--period", "2026-14"]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
-    assert main(["report", "--config", str(config), "--period", "2025-11", "--group", "nope"]) == 2
+    assert main([*november, "--group", "nope"]) == 2
     assert main(["report", "--data-dir", str(tmp_path / "none"), "--period", "2025-11"]) == 1
     assert "no collector store" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()

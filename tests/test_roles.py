@@ -41,6 +41,8 @@ PROFILES: dict[str, tuple[dict[str, Any], str]] = {
 # (method, path template): who may call it, when the read API and /metrics are open and when
 # they need a token.
 READ = {"open": EVERYONE, "token": OPERATORS}
+OPERATORS_ONLY = {"open": OPERATORS, "token": OPERATORS}
+CHANGES = {"open": CHANGERS, "token": CHANGERS}
 MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/reports"): {"open": AGENTS, "token": AGENTS},
     ("GET", "/api/v1/hosts"): READ,
@@ -50,18 +52,18 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/api/v1/silences"): READ,
     ("GET", "/api/v1/rules/{rule}/explain"): READ,
     # Outbox repairs are changes: operators only, wherever they come from.
-    ("POST", "/api/v1/outbox/retry"): {"open": CHANGERS, "token": CHANGERS},
-    ("POST", "/api/v1/outbox/discard"): {"open": CHANGERS, "token": CHANGERS},
-    ("GET", "/api/v1/tokens"): {"open": OPERATORS, "token": OPERATORS},
-    ("GET", "/api/v1/tokens/{host}"): {"open": OPERATORS, "token": OPERATORS},
-    ("POST", "/api/v1/tokens"): {"open": CHANGERS, "token": CHANGERS},
-    ("DELETE", "/api/v1/tokens/{host}"): {"open": CHANGERS, "token": CHANGERS},
-    ("GET", "/api/v1/audit"): {"open": OPERATORS, "token": OPERATORS},
-    ("POST", "/api/v1/silences"): {"open": CHANGERS, "token": CHANGERS},
-    ("DELETE", "/api/v1/silences/{silence_id}"): {"open": CHANGERS, "token": CHANGERS},
-    ("POST", "/api/v1/calls/{call_id}/acknowledge"): {"open": CHANGERS, "token": CHANGERS},
-    ("POST", "/api/v1/calls/{call_id}/comment"): {"open": CHANGERS, "token": CHANGERS},
-    ("POST", "/api/v1/calls/{call_id}/resolve"): {"open": CHANGERS, "token": CHANGERS},
+    ("POST", "/api/v1/outbox/retry"): CHANGES,
+    ("POST", "/api/v1/outbox/discard"): CHANGES,
+    ("GET", "/api/v1/tokens"): OPERATORS_ONLY,
+    ("GET", "/api/v1/tokens/{host}"): OPERATORS_ONLY,
+    ("POST", "/api/v1/tokens"): CHANGES,
+    ("DELETE", "/api/v1/tokens/{host}"): CHANGES,
+    ("GET", "/api/v1/audit"): OPERATORS_ONLY,
+    ("POST", "/api/v1/silences"): CHANGES,
+    ("DELETE", "/api/v1/silences/{silence_id}"): CHANGES,
+    ("POST", "/api/v1/calls/{call_id}/acknowledge"): CHANGES,
+    ("POST", "/api/v1/calls/{call_id}/comment"): CHANGES,
+    ("POST", "/api/v1/calls/{call_id}/resolve"): CHANGES,
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
     ("GET", "/metrics"): READ,
 }

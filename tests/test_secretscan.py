@@ -66,14 +66,22 @@ def pytest_sessionfinish(session):
 
 
 def run_inner(
-    pytester: pytest.Pytester, source: str, *args: str, conftest: str = ""
+    pytester: pytest.Pytester,
+    source: str,
+    *args: str,
+    conftest: str = "",
+    exit_code: pytest.ExitCode | None = None,
 ) -> pytest.RunResult:
+    """Run `source` as a test file in an inner session; check its exit code, if given."""
     pytester.makeconftest('import pytest\n\npytest_plugins = ["tests.secretscan"]\n' + conftest)
     pytester.makepyfile(test_inner=source)
     with pytest.MonkeyPatch.context() as env:
         # Loading every installed plugin costs seconds in each process (xdist starts three).
         env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    if exit_code is not None:
+        assert result.ret == exit_code
+    return result
 
 
 # Each worker scans what its tests logged; the controller gathers the finds and fails the run.
@@ -84,8 +92,7 @@ XDIST = pytest.param(("-p", "xdist.plugin", "-n", "2", "--dist", "load"), id="xd
 def test_secret_scan_fails_a_session_that_leaks(
     pytester: pytest.Pytester, args: tuple[str, ...]
 ) -> None:
-    result = run_inner(pytester, LEAKS, *args)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result = run_inner(pytester, LEAKS, *args, exit_code=pytest.ExitCode.TESTS_FAILED)
     report = result.stdout.str().split("secret scan: FAILED")[-1]
     for test in (
         "test_warning",
@@ -103,8 +110,7 @@ def test_secret_scan_fails_a_session_that_leaks(
 def test_secret_scan_passes_a_session_that_only_prints_a_token(
     pytester: pytest.Pytester, args: tuple[str, ...]
 ) -> None:
-    result = run_inner(pytester, CLEAN, *args)
-    assert result.ret == pytest.ExitCode.OK
+    result = run_inner(pytester, CLEAN, *args, exit_code=pytest.ExitCode.OK)
     result.stdout.fnmatch_lines(["*secret scan: no token*"])
 
 

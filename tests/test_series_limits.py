@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,14 @@ from litestar.testing import TestClient
 
 from agent.shipper import ReportSender, ReportShipper, SendResult
 from agent.spool import Spool
-from checks.schema import SCHEMA_VERSION, CheckRun, Measurement, Report, encode
+from checks.schema import SCHEMA_VERSION, CheckRun, Report, encode
 from checks.settings import ConfigError
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
+from tests.fakes import JSONHandler
 from tests.helpers import FakeClock, collector_config
+from tests.helpers.reports import check_run, measurement, wire_report
 
 MakeService = Callable[..., CollectorService]
 DAY = 86400.0
@@ -31,34 +33,12 @@ def report(
     host: str, seq: int, now: float, values: dict[str, float], *, interval: float = 60.0
 ) -> Report:
     """A report of `disk_free_bytes` series, one per label value in `values`."""
-    return Report(
-        schema_version=SCHEMA_VERSION,
-        host=host,
-        agent_version="test",
-        boot_id="boot-1",
-        seq=seq,
-        sent_at=now,
-        interval_seconds=interval,
-        measurements=[
-            Measurement(
-                check="disk",
-                name="disk_free_bytes",
-                value=value,
-                unit="bytes",
-                labels={"device": device},
-                timestamp=now,
-            )
-            for device, value in values.items()
-        ],
-        checks=[
-            CheckRun(
-                check="disk",
-                type="disk",
-                interval_seconds=interval,
-                started_at=now,
-                duration_seconds=0.01,
-            )
-        ],
+    measurements = [
+        measurement("disk", "disk_free_bytes", value, now, unit="bytes", labels={"device": device})
+        for device, value in values.items()
+    ]
+    return wire_report(
+        host, seq, now, measurements, [check_run("disk", now, interval)], interval=interval
     )
 
 
@@ -295,17 +275,9 @@ def test_the_agent_reads_warnings_from_the_answer(tmp_path: Path) -> None:
         }
     ).encode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(202)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+    class Handler(JSONHandler):
+        def answer(self, _: bytes) -> tuple[int, bytes]:
+            return 202, body
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

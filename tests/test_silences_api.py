@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from litestar.testing import TestClient
 
 from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter
+from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter, write_collector_yaml
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -133,33 +132,21 @@ def runwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Processes) -> None:
-    config = tmp_path / "collector.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "data_dir": str(tmp_path / "data"),
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": {"systems-administration": {"sink": "helpdesk", "assign": "SA"}},
-                "evaluation_interval": "0.2s",
-                "rules": [FAST_FS],
-                "host_groups": HOST_GROUPS,
-                "flapping": {"changes": 2, "window": "1h"},
-                "maintenance": [
-                    {
-                        "name": "never",
-                        "weekly": [{"days": ["sun"], "start": "03:00", "duration": "1m"}],
-                    }
-                ],
-            }
-        )
+    never = {"name": "never", "weekly": [{"days": ["sun"], "start": "03:00", "duration": "1m"}]}
+    config = write_collector_yaml(
+        tmp_path / "collector.yaml",
+        tmp_path / "data",
+        {"systems-administration": {"sink": "helpdesk", "assign": "SA"}},
+        evaluation_interval="0.2s",
+        rules=[FAST_FS],
+        host_groups=HOST_GROUPS,
+        flapping={"changes": 2, "window": "1h"},
+        maintenance=[never],
     )
     agent_token = add_token(tmp_path / "data" / "agents.tokens", "db01")
     operator = tmp_path / "operator.token"
     operator.write_text(add_token(tmp_path / "data" / "operators.tokens", "ops-alice"))
-    collector = processes.start(
-        RUNWATCH, "collector", "--config", str(config), stderr=subprocess.PIPE
-    )
+    collector = processes.runwatch("collector", config, stderr=subprocess.PIPE)
     url = read_url(collector)
     base = ["--collector", url]
 

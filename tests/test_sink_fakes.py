@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,10 +26,14 @@ from tests.fakes import FakeHelpDesk, WebhookReceiver
 from tests.fakes.jira import FakeJira, JiraIssue, adf_text
 from tests.fakes.servicenow import FakeServiceNow
 from tests.fakes.zammad import FakeZammad
+from tests.helpers.sinks import assert_refused_for_credentials
 
 FP = "5f0c1d2e3a4b5c6d7e8f"
 SECRET_ENV = "RUNWATCH_TEST_SINK_SECRET"
 WRONG_SECRET = "not-the-right-secret-3141"
+SECRET = {"env": SECRET_ENV}
+F = TypeVar("F")
+S = TypeVar("S")
 
 
 def new_ticket(priority: str, route: dict[str, str] | None = None) -> NewTicket:
@@ -184,6 +188,25 @@ DESKS: dict[str, tuple[Callable[[], Any], Callable[[Any], Desk]]] = {
 }
 
 
+def serving(name: str, make: Callable[[], F], secret: Callable[[F], str]) -> Any:
+    """A fixture `name`: the fake `make()` builds, running, with its secret in SECRET_ENV."""
+
+    @pytest.fixture(name=name)
+    def fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[F]:
+        with make() as fake:  # type: ignore[attr-defined]
+            monkeypatch.setenv(SECRET_ENV, secret(fake))
+            yield fake
+
+    return fixture
+
+
+def built(sinks: list[Any], sink_class: Callable[[Any], S], config_class: type, data: Any) -> S:
+    """A sink of `sink_class` configured from `data`, closed after the test."""
+    sink = sink_class(convert(data, config_class))
+    sinks.append(sink)
+    return sink
+
+
 @pytest.fixture
 def sinks() -> Iterator[list[Any]]:
     """Sinks made by a test, closed after it."""
@@ -327,12 +350,7 @@ def test_bad_credentials_are_final_and_never_echo_a_secret(
         lambda: sink.find(FP),
         lambda: sink.open(new_ticket(desk.low)),
     ]
-    for attempt in attempts:
-        with pytest.raises(SinkError) as caught:
-            attempt()
-        assert (caught.value.retryable, caught.value.status) == (False, 401)
-        assert WRONG_SECRET not in str(caught.value)
-        assert desk.secret not in str(caught.value)
+    assert_refused_for_credentials(attempts, WRONG_SECRET, desk.secret)
     assert desk.count() == 0
     assert WRONG_SECRET not in caplog.text
 
@@ -427,25 +445,12 @@ def test_a_timeout_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- Jira -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jira(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
-    with FakeJira() as fake:
-        monkeypatch.setenv(SECRET_ENV, fake.api_token)
-        yield fake
+jira = serving("jira", FakeJira, lambda fake: fake.api_token)
 
 
 def jira_sink(fake: FakeJira, sinks: list[Any], **options: Any) -> JiraSink:
-    data = {
-        "type": "jira",
-        "url": fake.url,
-        "email": fake.email,
-        "api_token": {"env": SECRET_ENV},
-        "project": "OPS",
-        **options,
-    }
-    sink = JiraSink(convert(data, JiraSinkConfig))
-    sinks.append(sink)
-    return sink
+    options = {"email": fake.email, "api_token": SECRET, "project": "OPS", **options}
+    return built(sinks, JiraSink, JiraSinkConfig, {"type": "jira", "url": fake.url, **options})
 
 
 @pytest.mark.parametrize("version", [3, 2])
@@ -561,24 +566,12 @@ def test_jira_long_or_multiline_summaries_are_made_acceptable(
 # -- ServiceNow -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServiceNow]:
-    with FakeServiceNow() as fake:
-        monkeypatch.setenv(SECRET_ENV, fake.password)
-        yield fake
+snow = serving("snow", FakeServiceNow, lambda fake: fake.password)
 
 
 def snow_sink(fake: FakeServiceNow, sinks: list[Any], **options: Any) -> ServiceNowSink:
-    data = {
-        "type": "servicenow",
-        "url": fake.url,
-        "user": fake.user,
-        "password": {"env": SECRET_ENV},
-        **options,
-    }
-    sink = ServiceNowSink(convert(data, ServiceNowSinkConfig))
-    sinks.append(sink)
-    return sink
+    data = {"type": "servicenow", "url": fake.url, "user": fake.user, "password": SECRET}
+    return built(sinks, ServiceNowSink, ServiceNowSinkConfig, data | options)
 
 
 def test_servicenow_incident_fields(snow: FakeServiceNow, sinks: list[Any]) -> None:
@@ -643,41 +636,28 @@ def test_servicenow_find_ignores_canceled_and_closed(
 
 @pytest.mark.parametrize("priorities", [{"CRITICAL": "1,4"}, {"CRITICAL": "high"}, {"FATAL": "1"}])
 def test_servicenow_priorities_are_checked_at_load(priorities: dict[str, str]) -> None:
+    data = {
+        "type": "servicenow",
+        "url": "https://x.service-now.com",
+        "user": "u",
+        "password": SECRET,
+    }
     with pytest.raises(ConfigError) as caught:
-        convert(
-            {
-                "type": "servicenow",
-                "url": "https://x.service-now.com",
-                "user": "u",
-                "password": {"env": "X"},
-                "priorities": priorities,
-            },
-            ServiceNowSinkConfig,
-        )
+        convert(data | {"priorities": priorities}, ServiceNowSinkConfig)
     assert caught.value.path == "priorities"
 
 
 # -- Zammad -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def zammad(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZammad]:
-    with FakeZammad() as fake:
-        monkeypatch.setenv(SECRET_ENV, fake.token)
-        yield fake
+zammad = serving("zammad", FakeZammad, lambda fake: fake.token)
 
 
 def zammad_sink(fake: FakeZammad, sinks: list[Any]) -> ZammadSink:
-    data = {
-        "type": "zammad",
-        "url": fake.url,
-        "token": {"env": SECRET_ENV},
-        "group": "Users",
-        "customer": "monitoring@example.com",
-    }
-    sink = ZammadSink(convert(data, ZammadSinkConfig))
-    sinks.append(sink)
-    return sink
+    options = {"token": SECRET, "group": "Users", "customer": "monitoring@example.com"}
+    return built(
+        sinks, ZammadSink, ZammadSinkConfig, {"type": "zammad", "url": fake.url, **options}
+    )
 
 
 def test_zammad_ticket_group_tag_and_internal_notes(zammad: FakeZammad, sinks: list[Any]) -> None:
@@ -771,12 +751,10 @@ def webhook_sink(fake: WebhookReceiver, sinks: list[Any], **options: Any) -> Web
         "url": f"{fake.url}/hooks/runwatch?source=rw",
         "headers": {"X-Team": "ops"},
         "secret_header": "X-Runwatch-Token",
-        "secret": {"env": SECRET_ENV},
+        "secret": SECRET,
         **options,
     }
-    sink = WebhookSink(convert(data, WebhookSinkConfig))
-    sinks.append(sink)
-    return sink
+    return built(sinks, WebhookSink, WebhookSinkConfig, data)
 
 
 def test_webhook_default_body_has_the_documented_fields(
@@ -923,16 +901,7 @@ def test_webhook_config_mistakes_are_named(options: dict[str, Any], path: str) -
 
 
 def test_jira_service_desk_needs_both_ids() -> None:
+    data = {"type": "jira", "url": "https://x.atlassian.net", "email": "a@b", "api_token": SECRET}
     with pytest.raises(ConfigError) as caught:
-        convert(
-            {
-                "type": "jira",
-                "url": "https://x.atlassian.net",
-                "email": "a@b",
-                "api_token": {"env": "X"},
-                "project": "OPS",
-                "service_desk_id": "4",
-            },
-            JiraSinkConfig,
-        )
+        convert(data | {"project": "OPS", "service_desk_id": "4"}, JiraSinkConfig)
     assert caught.value.path == "service_desk_id"

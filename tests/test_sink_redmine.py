@@ -13,12 +13,22 @@ import pytest
 from collector.sinks.contract import NewTicket, Secret, SinkError, TicketRef
 from collector.sinks.redmine import SUBJECT_MAX_CHARS, RedmineSink, RedmineSinkConfig
 from tests.helpdesks import RedmineServer, redmine_server
+from tests.helpers.cases import cases
 
 pytestmark = pytest.mark.slow
 
 __all__ = ["redmine_server"]  # the session fixture, imported so that pytest finds it here
 
 MakeSink = Callable[..., RedmineSink]
+
+
+# Characters Redmine reads as operators in a filter value, by what they mean to it.
+REDMINE_OPERATORS = {
+    "leading ! (Redmine's 'is not')": "!",
+    "leading ~ (Redmine's 'contains')": "~",
+    "leading * (Redmine's 'any')": "*",
+    "| (Redmine's value separator)": "a|b",
+}
 
 
 @pytest.fixture
@@ -118,15 +128,7 @@ def test_find_ignores_other_fingerprints(sink: RedmineSink, fingerprint: str) ->
     assert sink.find(fingerprint) == ref
 
 
-@pytest.mark.parametrize(
-    "prefix",
-    [
-        pytest.param("!", id="leading ! (Redmine's 'is not')"),
-        pytest.param("~", id="leading ~ (Redmine's 'contains')"),
-        pytest.param("*", id="leading * (Redmine's 'any')"),
-        pytest.param("a|b", id="| (Redmine's value separator)"),
-    ],
-)
+@pytest.mark.parametrize("prefix", cases(REDMINE_OPERATORS))
 def test_find_takes_operator_characters_literally(
     sink: RedmineSink, fingerprint: str, prefix: str
 ) -> None:

@@ -15,6 +15,7 @@ from collector.sinks.contract import NewTicket, SinkError, TicketRef
 from collector.sinks.rt import RTSink, RTSinkConfig
 from tests import helpdesk_rt
 from tests.helpdesk_rt import RTServer, free_port
+from tests.helpers.sinks import assert_refused_for_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -136,13 +137,23 @@ def test_update_changes_priority_and_subject(sink: RTSink, rt_api: httpx.Client)
     sink.update(ref, priority="50", summary=data["Subject"], text="unchanged: 88% full")
 
 
-def test_resolve_then_reopen(sink: RTSink, rt_api: httpx.Client) -> None:
+def open_then_resolve(
+    sink: RTSink, text: str, *, close: bool, state: tuple[str, str]
+) -> tuple[str, TicketRef]:
+    """Open a ticket and resolve it; it then has `state` (ours, RT's) and is no longer found."""
     fp = fingerprint()
     ref = sink.open(new_ticket(fp))
-    sink.resolve(ref, "recovered: 70% full", close=False)
+    sink.resolve(ref, text, close=close)
     status = sink.status(ref)
-    assert (status.state, status.raw) == ("resolved", "resolved")
+    assert (status.state, status.raw) == state
     assert sink.find(fp) is None
+    return fp, ref
+
+
+def test_resolve_then_reopen(sink: RTSink, rt_api: httpx.Client) -> None:
+    fp, ref = open_then_resolve(
+        sink, "recovered: 70% full", close=False, state=("resolved", "resolved")
+    )
     sink.resolve(ref, "recovered again", close=False)  # a retry after a lost answer is harmless
     sink.reopen(ref, "back at 96% full")
     assert sink.status(ref).state == "open"
@@ -153,12 +164,7 @@ def test_resolve_then_reopen(sink: RTSink, rt_api: httpx.Client) -> None:
 
 def test_close_with_its_own_status(make_sink: MakeSink) -> None:
     sink = make_sink(closed_status="rejected")
-    fp = fingerprint()
-    ref = sink.open(new_ticket(fp))
-    sink.resolve(ref, "host decommissioned", close=True)
-    status = sink.status(ref)
-    assert (status.state, status.raw) == ("closed", "rejected")
-    assert sink.find(fp) is None
+    open_then_resolve(sink, "host decommissioned", close=True, state=("closed", "rejected"))
 
 
 def test_refused_status_change_is_an_error(make_sink: MakeSink) -> None:
@@ -233,12 +239,7 @@ def test_bad_token_is_final_and_secret(
         lambda: sink.find(fingerprint()),
         lambda: sink.open(new_ticket(fingerprint())),
     ]
-    for call in calls:
-        with pytest.raises(SinkError) as caught:
-            call()
-        assert (caught.value.retryable, caught.value.status) == (False, 401)
-        assert bad not in str(caught.value)
-        assert rt_server.token not in str(caught.value)
+    assert_refused_for_credentials(calls, bad, rt_server.token)
 
 
 def test_errors_never_carry_the_token(sink: RTSink, rt_server: RTServer) -> None:

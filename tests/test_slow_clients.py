@@ -12,9 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
-from tests.helpers import FS_RULE, GROUPS, RUNWATCH
+from tests.helpers import FS_RULE, GROUPS, write_collector_yaml
 from tests.procs import Processes, read_url
 
 HEADER_TIMEOUT = 1.0
@@ -25,24 +23,12 @@ SLOW_BODIES = 20
 
 
 def start_collector(tmp_path: Path, processes: Processes, **limits: object) -> tuple[str, int]:
-    config = tmp_path / "collector.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "data_dir": str(tmp_path / "data"),
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": GROUPS,
-                "rules": [FS_RULE],
-                "limits": limits,
-            }
-        )
+    config = write_collector_yaml(
+        tmp_path / "collector.yaml", tmp_path / "data", GROUPS, rules=[FS_RULE], limits=limits
     )
-    process = processes.start(
-        RUNWATCH,
+    process = processes.runwatch(
         "collector",
-        "--config",
-        str(config),
+        config,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -13,6 +12,7 @@ import yaml
 from agent.config import agent_config_from_dict
 from agent.service import build_runner
 from tests.helpers import RUNWATCH
+from tests.helpers.runner import run_checks_for
 from tests.test_backup_calls import borg_repo, days_ago, restic_repo
 
 
@@ -40,12 +40,7 @@ def test_hung_restic_does_not_move_the_cadence_of_cpu_or_filesystem(tmp_path: Pa
         }
     )
     runner = build_runner(config)
-    runner.start_all()
-    deadline = time.monotonic() + 4.5
-    while time.monotonic() < deadline:
-        runner.run_pending()
-        time.sleep(0.05)
-    harvest = runner.drain()
+    harvest = run_checks_for(runner, 4.5)
 
     def runs(check: str) -> list[float]:
         return [r.started_at for r in harvest.runs if r.check == check and r.error is None]

@@ -25,6 +25,8 @@ from checks.processes import ProcessesCheck, ProcessesOptions
 from checks.registry import CHECK_TYPES, AnyCheckOptions, build_check
 from checks.schema import Measurement
 from checks.uptime import UptimeCheck, UptimeOptions
+from tests.helpers.cases import cases
+from tests.helpers.measurements import find, names
 
 MiB = 1024 * 1024
 
@@ -33,20 +35,6 @@ def stepping_clock(start: float = 1000.0, step: float = 1.0) -> Callable[[], flo
     """Return a clock that moves `step` seconds forward on every call."""
     ticks = itertools.count()
     return lambda: start + step * next(ticks)
-
-
-def names(measurements: list[Measurement]) -> set[str]:
-    return {m.name for m in measurements}
-
-
-def find(measurements: list[Measurement], name: str, **labels: str) -> Measurement:
-    hits = [
-        m
-        for m in measurements
-        if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())
-    ]
-    assert len(hits) == 1, f"expected one {name}{labels}, got {hits}"
-    return hits[0]
 
 
 def root_fstype() -> str:
@@ -134,29 +122,28 @@ def memory_names() -> set[str]:
 
 @pytest.mark.parametrize(
     ("make", "expected"),
-    [
-        pytest.param(
-            lambda: CpuCheck(CpuOptions()), {"cpu_utilization_ratio", "cpu_mode_ratio"}, id="cpu"
-        ),
-        pytest.param(
-            lambda: LoadCheck(LoadOptions()),
-            {"load1", "load5", "load15", "load1_per_core", "load5_per_core", "load15_per_core"},
-            id="load",
-        ),
-        pytest.param(lambda: MemoryCheck(MemoryOptions()), None, id="memory"),
-        pytest.param(lambda: FilesystemCheck(root_only()), FS_NAMES, id="filesystem: /"),
-        pytest.param(
-            lambda: NetworkCheck(NetworkOptions(exclude_interfaces=[]), monotonic=stepping_clock()),
-            NET_NAMES,
-            id="network: loopback included",
-        ),
-        pytest.param(lambda: ProcessesCheck(ProcessesOptions()), {"processes"}, id="processes"),
-        pytest.param(
-            lambda: UptimeCheck(UptimeOptions()),
-            {"uptime_seconds", "boot_time_seconds"},
-            id="uptime",
-        ),
-    ],
+    cases(
+        {
+            "cpu": (lambda: CpuCheck(CpuOptions()), {"cpu_utilization_ratio", "cpu_mode_ratio"}),
+            "load": (
+                lambda: LoadCheck(LoadOptions()),
+                {"load1", "load5", "load15", "load1_per_core", "load5_per_core", "load15_per_core"},
+            ),
+            "memory": (lambda: MemoryCheck(MemoryOptions()), None),
+            "filesystem: /": (lambda: FilesystemCheck(root_only()), FS_NAMES),
+            "network: loopback included": (
+                lambda: NetworkCheck(
+                    NetworkOptions(exclude_interfaces=[]), monotonic=stepping_clock()
+                ),
+                NET_NAMES,
+            ),
+            "processes": (lambda: ProcessesCheck(ProcessesOptions()), {"processes"}),
+            "uptime": (
+                lambda: UptimeCheck(UptimeOptions()),
+                {"uptime_seconds", "boot_time_seconds"},
+            ),
+        }
+    ),
 )
 def test_every_declared_measurement_is_emitted(
     make: Callable[[], Check], expected: set[str] | None
@@ -331,10 +318,12 @@ def test_network_interface_that_returns_starts_over() -> None:
 
 @pytest.mark.parametrize(
     ("counters", "expected"),
-    [
-        pytest.param(None, [], id="psutil returns None"),
-        pytest.param({}, [], id="psutil returns no disks"),
-    ],
+    cases(
+        {
+            "psutil returns None": (None, []),
+            "psutil returns no disks": ({}, []),
+        }
+    ),
 )
 def test_diskio_without_disks_is_empty_not_an_error(counters: Any, expected: list[Any]) -> None:
     check = DiskioCheck(DiskioOptions(), counters=lambda: counters)
@@ -395,40 +384,38 @@ def test_filesystem_defaults_leave_out_pseudo_and_system_mounts() -> None:
 
 @pytest.mark.parametrize(
     ("options", "wanted", "unwanted"),
-    [
-        pytest.param(
-            FilesystemOptions(include_types=[root_fstype()]),
-            {"/"},
-            {"/proc", "/sys"},
-            id="include type of /",
-        ),
-        pytest.param(
-            FilesystemOptions(include_types=[root_fstype()], exclude_mountpoints=["/"]),
-            set(),
-            {"/"},
-            id="exclude mountpoint /",
-        ),
-        pytest.param(
-            FilesystemOptions(
-                include_types=[root_fstype(), "proc", "sysfs"], include_mountpoints=["/", "/pro?"]
+    cases(
+        {
+            "include type of /": (
+                FilesystemOptions(include_types=[root_fstype()]),
+                {"/"},
+                {"/proc", "/sys"},
             ),
-            {"/", "/proc"},
-            {"/sys"},
-            id="include mountpoint globs",
-        ),
-        pytest.param(
-            FilesystemOptions(include_types=["proc"], exclude_mountpoints=[]),
-            {"/proc"},
-            {"/"},
-            id="include type brings an excluded type back",
-        ),
-        pytest.param(
-            FilesystemOptions(exclude_types=[root_fstype()], include_mountpoints=["/"]),
-            set(),
-            {"/"},
-            id="exclude type of /",
-        ),
-    ],
+            "exclude mountpoint /": (
+                FilesystemOptions(include_types=[root_fstype()], exclude_mountpoints=["/"]),
+                set(),
+                {"/"},
+            ),
+            "include mountpoint globs": (
+                FilesystemOptions(
+                    include_types=[root_fstype(), "proc", "sysfs"],
+                    include_mountpoints=["/", "/pro?"],
+                ),
+                {"/", "/proc"},
+                {"/sys"},
+            ),
+            "include type brings an excluded type back": (
+                FilesystemOptions(include_types=["proc"], exclude_mountpoints=[]),
+                {"/proc"},
+                {"/"},
+            ),
+            "exclude type of /": (
+                FilesystemOptions(exclude_types=[root_fstype()], include_mountpoints=["/"]),
+                set(),
+                {"/"},
+            ),
+        }
+    ),
 )
 def test_filesystem_selection(
     options: FilesystemOptions, wanted: set[str], unwanted: set[str]
@@ -473,20 +460,19 @@ def test_filesystem_reports_the_top_mount_of_a_stacked_mountpoint() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "typ"),
-    [
-        pytest.param({"type": "filesystem", "bogus": 1}, FilesystemOptions, id="unknown key"),
-        pytest.param(
-            {"type": "filesystem", "exclude_types": "tmpfs"},
-            FilesystemOptions,
-            id="string for a list",
-        ),
-        pytest.param(
-            {"type": "filesystem", "include_mountpoints": [""]}, FilesystemOptions, id="empty glob"
-        ),
-        pytest.param({"type": "network", "exclude_interfaces": [1]}, NetworkOptions, id="number"),
-        pytest.param({"type": "cpu", "bogus": 1}, AnyCheckOptions, id="unknown key via union"),
-        pytest.param({"type": "nosuch"}, AnyCheckOptions, id="unknown type"),
-    ],
+    cases(
+        {
+            "unknown key": ({"type": "filesystem", "bogus": 1}, FilesystemOptions),
+            "string for a list": (
+                {"type": "filesystem", "exclude_types": "tmpfs"},
+                FilesystemOptions,
+            ),
+            "empty glob": ({"type": "filesystem", "include_mountpoints": [""]}, FilesystemOptions),
+            "number": ({"type": "network", "exclude_interfaces": [1]}, NetworkOptions),
+            "unknown key via union": ({"type": "cpu", "bogus": 1}, AnyCheckOptions),
+            "unknown type": ({"type": "nosuch"}, AnyCheckOptions),
+        }
+    ),
 )
 def test_bad_options_are_rejected(raw: dict[str, Any], typ: Any) -> None:
     with pytest.raises(msgspec.ValidationError):

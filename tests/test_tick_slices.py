@@ -9,13 +9,20 @@ from collector.app import CollectorService
 from tests.helpers import FS_RULE, FakeClock, Reporter
 
 
+def fleet(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hosts: list[str]
+) -> CollectorService:
+    """A collector whose filesystem rule needs no `for`, after each host reported once."""
+    service = make_service([{**FS_RULE, "for": "0s"}])
+    for reporter in [Reporter(host, clock) for host in hosts]:
+        service.ingest(reporter.host, reporter.report({"fs_used_ratio": 0.5}))
+    return service
+
+
 def test_finding_the_hosts_due_yields_and_survives_reports_in_between(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([{**FS_RULE, "for": "0s"}])
-    reporters = [Reporter(f"web{n:04d}", clock) for n in range(3000)]
-    for reporter in reporters:
-        service.ingest(reporter.host, reporter.report({"fs_used_ratio": 0.5}))
+    service = fleet(make_service, clock, [f"web{n:04d}" for n in range(3000)])
     clock.advance(61)  # every host is due for its walk
     expected = service.evaluator.due_in_order(clock.now)
     steps = service.evaluator.due_in_order_steps(clock.now, slice_seconds=0.0)
@@ -39,10 +46,7 @@ def test_finding_the_hosts_due_yields_and_survives_reports_in_between(
 def test_a_tick_in_slices_evaluates_what_a_whole_tick_does(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([{**FS_RULE, "for": "0s"}])
-    reporters = [Reporter(f"web{n:03d}", clock) for n in range(300)]
-    for reporter in reporters:
-        service.ingest(reporter.host, reporter.report({"fs_used_ratio": 0.5}))
+    service = fleet(make_service, clock, [f"web{n:03d}" for n in range(300)])
     clock.advance(1000)  # all silent: every host goes STALE
     slices = sum(1 for _ in service.tick_slices(slice_seconds=0.0))
     assert slices > 300

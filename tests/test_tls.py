@@ -365,26 +365,7 @@ def test_runwatch_up_with_tls_announces_https_and_its_agent_reports(
     write_cert(ca, tmp_path / "tls", "127.0.0.1")
     config = tmp_path / "collector.yaml"
     config.write_text("tls: {cert_file: tls/server.pem, key_file: tls/server.key}\n")
-    out = tmp_path / "up.out"
-    with out.open("w") as stdout:
-        processes.start(
-            RUNWATCH,
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--interval",
-            "1s",
-            "--collector-config",
-            str(config),
-            stdout=stdout,
-            stderr=stdout,
-        )
-    url = wait_for(
-        "the URL", lambda: re.search(r"runwatch up: collector (\S+)", out.read_text()), timeout=10
-    )
-    url = url.group(1)
+    url = processes.runwatch_up(tmp_path / "up.out", tmp_path / "data", config, "1s", timeout=10)
     assert url.startswith("https://127.0.0.1:")
     hosts = wait_for(
         "this host over https",

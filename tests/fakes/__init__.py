@@ -7,11 +7,13 @@ shapes and status codes. Where the real service would quietly accept or ignore s
 unknown field, a query it half understands), the fake refuses it, so that drift in an adapter
 fails a test instead of a production ticket.
 
-Shared here: the server, the request log and the fault knob `fail_next`.
+Shared here: the server (`LoopbackServer`), the request log and the fault knob `fail_next`;
+and `JSONHandler`, for a test's own small HTTP server.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -59,34 +61,36 @@ class BadRequest(Refusal):
 Handler = Callable[[RecordedRequest, re.Match[str]], Reply]
 
 
-class FakeHelpDesk:
-    """A threaded HTTP server with routes, a request log and injectable faults."""
+class JSONHandler(BaseHTTPRequestHandler):
+    """Answers each POST with the JSON `answer` makes of its body, and logs nothing."""
+
+    def answer(self, body: bytes) -> tuple[int, bytes]:
+        """The status and JSON body to answer a POST of `body` with."""
+        raise NotImplementedError
+
+    def do_POST(self) -> None:
+        status, payload = self.answer(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 for a fake; subclasses give the handler class."""
 
     vendor = "fake"
 
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
-        self._lock = threading.Lock()
-        self._failures: list[tuple[int, float | None]] = []
-        self.requests: list[RecordedRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- for subclasses -----------------------------------------------------------------------
-
-    def route(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append((method, re.compile(f"^{pattern}$"), handler))
-
-    def authorized(self, request: RecordedRequest) -> bool:
-        return True
-
-    def error_body(
-        self, request: RecordedRequest, status: int, message: str, details: dict[str, Any]
-    ) -> Any:
-        """The vendor's error body for a refusal."""
-        return {"error": message}
-
-    # -- for tests ----------------------------------------------------------------------------
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
@@ -96,22 +100,7 @@ class FakeHelpDesk:
 
     def start(self, port: int = 0) -> Self:
         """Serve on 127.0.0.1:`port` (0: a free one; the old port again to come back up)."""
-        fake = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; Nagle would hold the body ~40 ms.
-            disable_nagle_algorithm = True
-
-            def handle_one(self) -> None:
-                fake._handle(self)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output clean; the request log has everything
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self.handler_class())
         self._server.daemon_threads = True
         # A short poll keeps stop() quick; shutdown() waits for the loop to notice.
         self._thread = threading.Thread(
@@ -134,6 +123,59 @@ class FakeHelpDesk:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeHelpDesk(LoopbackServer):
+    """A threaded HTTP server with routes, a request log and injectable faults."""
+
+    vendor = "fake"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._lock = threading.Lock()
+        self._failures: list[tuple[int, float | None]] = []
+        self.requests: list[RecordedRequest] = []
+
+    # -- for subclasses -----------------------------------------------------------------------
+
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    def authorized(self, request: RecordedRequest) -> bool:
+        return True
+
+    @staticmethod
+    def has_basic_auth(request: RecordedRequest, user: str, secret: str) -> bool:
+        """Whether the request carries HTTP Basic credentials for `user`:`secret`."""
+        pair = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        return request.headers.get("authorization") == f"Basic {pair}"
+
+    def error_body(
+        self, request: RecordedRequest, status: int, message: str, details: dict[str, Any]
+    ) -> Any:
+        """The vendor's error body for a refusal."""
+        return {"error": message}
+
+    # -- for tests ----------------------------------------------------------------------------
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; Nagle would hold the body ~40 ms.
+            disable_nagle_algorithm = True
+
+            def handle_one(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean; the request log has everything
+
+        return RequestHandler
 
     def fail_next(
         self, n: int = 1, status: int = 503, retry_after: float | str | None = None

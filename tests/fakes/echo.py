@@ -7,14 +7,15 @@ way, so a test can check that none of it reaches a log line, an error or the out
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.fakes import LoopbackServer
 
 TRUNCATE_AT = 300  # where SinkError cuts a quoted error body (collector/sinks/base.py)
 
 
-class EchoDesk:
+class EchoDesk(LoopbackServer):
     """Answer every request with `status` and a text body echoing its request line and headers.
 
     `straddle` names a header whose echoed value is placed so that it begins just before the
@@ -22,18 +23,13 @@ class EchoDesk:
     start of the value behind.
     """
 
+    vendor = "echo"
+
     def __init__(self, status: int = 502, straddle: str | None = None) -> None:
+        super().__init__()
         self.status = status
         self.straddle = straddle
         self.requests = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def body(self, request_line: str, headers: list[tuple[str, str]]) -> str:
         lines = [f"{name}: {value}" for name, value in headers]
@@ -46,7 +42,7 @@ class EchoDesk:
             pad = max(0, TRUNCATE_AT - 12 - (len(self.straddle) + 2))
         return f"{'.' * pad}{echo}"
 
-    def start(self) -> Self:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         desk = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,25 +65,4 @@ class EchoDesk:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="fake-echo", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler

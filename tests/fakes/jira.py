@@ -19,7 +19,6 @@ desk API. Auth is Basic `email:api_token`. Errors are `{"errorMessages": [...], 
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,8 +191,7 @@ class FakeJira(FakeHelpDesk):
     # -- protocol -----------------------------------------------------------------------------
 
     def authorized(self, request: RecordedRequest) -> bool:
-        pair = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
-        return request.headers.get("authorization") == f"Basic {pair}"
+        return self.has_basic_auth(request, self.email, self.api_token)
 
     def error_body(
         self, request: RecordedRequest, status: int, message: str, details: dict[str, Any]
@@ -237,24 +235,25 @@ class FakeJira(FakeHelpDesk):
             ):
                 if name not in fields:
                     errors[name] = message
+        # Fields that name one of a known set: {"key": ...} or {"name": ...}.
+        references: dict[str, tuple[str, Any, str]] = {
+            "project": ("key", self.projects, "valid project is required"),
+            "issuetype": ("name", ISSUE_TYPES, "Specify a valid issue type"),
+            "priority": ("name", PRIORITIES, "The priority selected is invalid."),
+        }
         for name, value in fields.items():
             if name not in settable:
                 errors[name] = (
                     f"Field '{name}' cannot be set. It is not on the appropriate "
                     "screen, or unknown."
                 )
-            elif name == "project":
-                key = value.get("key") if isinstance(value, dict) else None
-                if key not in self.projects:
-                    errors[name] = "valid project is required"
+            elif name in references:
+                attribute, known, message = references[name]
+                chosen = value.get(attribute) if isinstance(value, dict) else None
+                if chosen not in known:
+                    errors[name] = message
                 else:
-                    values[name] = key
-            elif name == "issuetype":
-                type_name = value.get("name") if isinstance(value, dict) else None
-                if type_name not in ISSUE_TYPES:
-                    errors[name] = "Specify a valid issue type"
-                else:
-                    values[name] = type_name
+                    values[name] = chosen
             elif name == "summary":
                 if not isinstance(value, str) or not value.strip():
                     errors[name] = "You must specify a summary of the issue."
@@ -274,12 +273,6 @@ class FakeJira(FakeHelpDesk):
                     errors[name] = problem
                 else:
                     values[name] = value
-            elif name == "priority":
-                priority = value.get("name") if isinstance(value, dict) else None
-                if priority not in PRIORITIES:
-                    errors[name] = "The priority selected is invalid."
-                else:
-                    values[name] = priority
             elif name == "labels":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     errors[name] = "labels must be a list of strings"

@@ -18,7 +18,6 @@ and an ignored query condition matches every incident).
 
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from typing import Any
@@ -106,8 +105,7 @@ class FakeServiceNow(FakeHelpDesk):
     # -- protocol -----------------------------------------------------------------------------
 
     def authorized(self, request: RecordedRequest) -> bool:
-        pair = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-        return request.headers.get("authorization") == f"Basic {pair}"
+        return self.has_basic_auth(request, self.user, self.password)
 
     def error_body(
         self, request: RecordedRequest, status: int, message: str, details: dict[str, Any]

@@ -48,6 +48,17 @@ class Unprocessable(Refusal):
         super().__init__(422, message)
 
 
+# The ticket attributes Zammad's controller takes on create and on update.
+_TICKET_ATTRIBUTES = {"title", "group", "state", "state_id", "priority", "priority_id", "article"}
+CREATE_ATTRIBUTES = frozenset(_TICKET_ATTRIBUTES | {"customer", "tags", "note"})
+UPDATE_ATTRIBUTES = frozenset(_TICKET_ATTRIBUTES | {"id"})
+
+
+def _expect_attributes(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    if unknown := set(body) - allowed:
+        raise Unprocessable(f"unknown ticket attributes {sorted(unknown)}")
+
+
 @dataclass
 class ZammadTicket:
     id: int
@@ -246,20 +257,7 @@ class FakeZammad(FakeHelpDesk):
         body = request.body
         if not isinstance(body, dict):
             raise Unprocessable("the body must be an object")
-        allowed = {
-            "title",
-            "group",
-            "customer",
-            "article",
-            "priority",
-            "priority_id",
-            "state",
-            "state_id",
-            "tags",
-            "note",
-        }
-        if unknown := set(body) - allowed:
-            raise Unprocessable(f"unknown ticket attributes {sorted(unknown)}")
+        _expect_attributes(body, CREATE_ATTRIBUTES)
         for name in ("title", "group", "customer", "article"):
             if name not in body:
                 raise Unprocessable(f"Missing required attribute '{name}'")
@@ -295,18 +293,7 @@ class FakeZammad(FakeHelpDesk):
         body = request.body
         if not isinstance(body, dict) or not body:
             raise Unprocessable("the body must be a non-empty object")
-        allowed = {
-            "id",
-            "title",
-            "group",
-            "state",
-            "state_id",
-            "priority",
-            "priority_id",
-            "article",
-        }
-        if unknown := set(body) - allowed:
-            raise Unprocessable(f"unknown ticket attributes {sorted(unknown)}")
+        _expect_attributes(body, UPDATE_ATTRIBUTES)
         if "id" in body and body["id"] != ticket.id:
             raise Unprocessable("id does not match the ticket")
         self._set_relations(ticket, body)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from collector.config import collector_config_from_dict
 
 GROUPS = {
@@ -17,6 +19,20 @@ GROUPS = {
         "sink": "helpdesk",
         "assign": "Computer Operations",
         "on_recovery": "comment",
+    },
+}
+
+# The same two groups with response targets, for the service-level reports and the console.
+TIMED_GROUPS = {
+    "systems-administration": {
+        "sink": "helpdesk",
+        "assign": "Systems Administration",
+        "respond_within": "4h",
+    },
+    "computer-operations": {
+        "sink": "helpdesk",
+        "assign": "Computer Operations",
+        "respond_within": "1h",
     },
 }
 
@@ -45,3 +61,19 @@ def collector_config(
     }
     data.update(extra)
     return collector_config_from_dict(data)
+
+
+def write_collector_yaml(
+    path: Path, data_dir: Path, groups: dict[str, Any], **settings: Any
+) -> Path:
+    """Write a config for a `runwatch collector` process: a free loopback port, the built-in
+    help desk for `groups`, and `settings`."""
+    data = {
+        "listen": "127.0.0.1:0",
+        "data_dir": str(data_dir),
+        "sinks": {"helpdesk": {"type": "builtin"}},
+        "groups": groups,
+        **settings,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -11,6 +11,21 @@ import pytest
 RUNWATCH = str(Path(sys.executable).with_name("runwatch"))
 
 
+def job_run_args(status_file: Path, tool_name: str, *command: str) -> list[str]:
+    """The arguments of `runwatch job run nightly` wrapping `command` as `tool_name`."""
+    return [
+        "job",
+        "run",
+        "nightly",
+        "--status-file",
+        str(status_file),
+        "--tool",
+        tool_name,
+        "--",
+        *command,
+    ]
+
+
 def tool(name: str, package: str) -> str:
     """Path of an external tool, or skip the test naming the Debian package that provides it."""
     path = shutil.which(name)
