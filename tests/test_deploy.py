@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -421,3 +421,94 @@ def test_a_failed_upgrade_and_a_failed_install_put_the_host_back(fleet: Fleet) -
     assert not fleet.roots["broken"].exists()
     assert fleet.api("GET", "/api/v1/tokens/broken")[0] == 404
     assert "broken" not in fleet.hosts()
+
+
+def _slow_python(fleet: Fleet) -> tuple[Path, Path]:
+    """A host python3 that sleeps before making a venv; returns it and the file of its PID."""
+    wrapper = fleet.directory / "slow-python3"
+    pid_file = fleet.directory / "slow-python3.pid"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        '# The host\'s python3, slow at "-m venv" as on a loaded host; the probe runs at speed.\n'
+        'if [ "$1 $2" = "-m venv" ]; then\n'
+        f"  echo $$ > {pid_file}\n"
+        "  sleep 60\n"
+        "fi\n"
+        'exec python3 "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, pid_file
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "inherit",
+    [
+        pytest.param(None, id="run from a terminal"),
+        # `runwatch deploy install &` in a script: sh starts it with SIGINT ignored.
+        pytest.param(_ignore_sigint, id="a script's background job: SIGINT ignored at start"),
+    ],
+)
+def test_ctrl_c_in_the_venv_step_puts_the_host_back_and_exits_130(
+    fleet: Fleet, inherit: Callable[[], None] | None
+) -> None:
+    cache = ["--cache-dir", str(fleet.cache_dir)]
+    wrapper, pid_file = _slow_python(fleet)
+    slow = _inventory_with(fleet, "slow", "slow.yaml", python=str(wrapper))
+    root = fleet.roots["slow"]
+    # Its own session, so that SIGINT goes to its whole process group, as a terminal's Ctrl-C.
+    deploy = subprocess.Popen(
+        [RUNWATCH, "deploy", "install", "--inventory", str(slow), "--json", *cache],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=inherit,  # noqa: PLW1509 -- one signal call, in a single-threaded test
+    )
+    try:
+        wait_for("deploy to reach the venv step", pid_file.exists, timeout=120)
+        remote_pid = int(wait_for("the PID", lambda: pid_file.read_text().strip(), timeout=5))
+        os.killpg(deploy.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        stdout, stderr = deploy.communicate(timeout=30)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate()
+    seconds = time.monotonic() - interrupted_at
+    assert deploy.returncode == 130, stderr
+    assert seconds < 10, f"deploy took {seconds:.1f}s to stop after Ctrl-C"
+    (row,) = json.loads(stdout)
+    assert row["result"] == "interrupted", row
+    assert "interrupted while creating the venv" in row["error"]
+    assert "the host was put back as it was" in row["error"]
+    assert "slow: install interrupted" in stderr
+    # Nothing keeps running on the host, and nothing of the install is left there.
+    wait_for("the host's venv step to be stopped", lambda: _gone(remote_pid), timeout=5)
+    assert not root.exists()
+    assert fleet.api("GET", "/api/v1/tokens/slow")[0] == 404
+    code, row, stderr = _deploy(slow, "status")
+    assert (code, row["result"]) == (1, "failed"), row
+    assert row["error"] == f"runwatch is not installed here (install root {root})"
+
+    # A second run, with the host's python3 at its usual speed, completes the install.
+    pid_file.unlink()
+    at_speed = _inventory_with(fleet, "slow", "slow-at-speed.yaml")
+    code, row, stderr = _deploy(at_speed, "install", *cache)
+    assert (code, row["result"]) == (0, "changed"), (row, stderr)
+    code, row, stderr = _deploy(at_speed, "status")
+    assert (code, row["result"]) == (0, "ok"), row
+    code, row, stderr = _deploy(at_speed, "remove")
+    assert (code, row["result"]) == (0, "changed"), row

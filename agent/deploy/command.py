@@ -21,9 +21,12 @@ from agent.deploy.errors import DeployError
 from agent.deploy.inventory import DeployTarget, load_inventory
 from agent.deploy.runner import DeployRunner, results_table
 from agent.deploy.ssh import RemoteHost
+from agent.deploy.stop import StopRequest
 from checks.settings import ConfigError
 
 log = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class DeployOptions:
 
 
 def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
-    """Run the action on the selected hosts; 0 if every host succeeded, else 1."""
+    """Run the action on the selected hosts: 0 if every host succeeded, 130 if Ctrl-C stopped
+    the run, else 1."""
     inventory = load_inventory(options.inventory)
     targets = inventory.select(options.hosts)
     if not targets:
@@ -70,21 +74,31 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
                 )
             bundle = BundleBuilder(options.cache_dir or default_cache_dir()).build(source)
         lock = threading.Lock()
+        stop = StopRequest()
 
         def connect(target: DeployTarget) -> RemoteHost:
             return RemoteHost.connect(
-                target, inventory.known_hosts, accept_new=options.accept_new_host_keys, lock=lock
+                target,
+                inventory.known_hosts,
+                accept_new=options.accept_new_host_keys,
+                lock=lock,
+                stop=stop,
             )
 
         context = DeployContext(
-            connect=connect, collector=collector, renderer=renderer, bundle=bundle
+            connect=connect, collector=collector, renderer=renderer, bundle=bundle, stop=stop
         )
 
         def work(target: DeployTarget, progress: Callable[[str], None]) -> HostResult:
             return HostDeployer(target, context, progress).run(options.action)
 
         runner = DeployRunner(
-            targets, options.action, work, parallel=options.parallel, console=Console(stderr=True)
+            targets,
+            options.action,
+            work,
+            parallel=options.parallel,
+            console=Console(stderr=True),
+            stop=stop,
         )
         results = runner.run()
     finally:
@@ -96,4 +110,6 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
         Console(file=stream, width=200 if not stream.isatty() else None).print(
             results_table(results, options.action)
         )
+    if stop.is_set():
+        return EXIT_INTERRUPTED
     return 1 if any(r.result == "failed" for r in results) else 0
