@@ -29,6 +29,7 @@ from runwatch import __version__
 from tests.helpers import RUNWATCH
 from tests.procs import Processes, get_json, read_url, wait_for
 from tests.sshd import free_port, keygen, sshd_path, start_sshd
+from tests.test_packaging import _build_wheel, _fresh_venv, _pip_install
 
 GOOD = ("good1", "good2", "good3")
 BAD = ("nobody-listens", "changed-key", "refuses-key")
@@ -260,6 +261,8 @@ def test_install_again_upgrade_rollback_status_remove(fleet: Fleet) -> None:
     code, rows, stderr = fleet.deploy("install", *cache)
     install_seconds = time.monotonic() - started
     assert code == 1, stderr
+    # Run from a checkout without --source: that checkout is bundled, and the output says so.
+    assert f"from the checkout runwatch runs from ({find_source()})" in stderr
     results = _by_host(rows)
     assert set(results) == set(GOOD + BAD)
     for name in GOOD:
@@ -511,4 +514,34 @@ def test_ctrl_c_in_the_venv_step_puts_the_host_back_and_exits_130(
     code, row, stderr = _deploy(at_speed, "status")
     assert (code, row["result"]) == (0, "ok"), row
     code, row, stderr = _deploy(at_speed, "remove")
+    assert (code, row["result"]) == (0, "changed"), row
+
+
+@pytest.mark.slow
+def test_deploy_run_from_an_installed_wheel_bundles_that_install(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    built = _build_wheel(tmp_path / "dist")
+    python, _ = _fresh_venv(tmp_path / "venv")
+    _pip_install(python, "--no-index", str(built))
+    inventory = _inventory_with(fleet, "from-wheel", "from-wheel.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no checkout in sight
+    deploy = [str(python.with_name("runwatch")), "deploy"]
+    where = ["--inventory", str(inventory), "--json"]
+    result = subprocess.run(
+        [*deploy, "install", *where, "--cache-dir", str(tmp_path / "bundles")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert (row["result"], row["version"]) == ("changed", __version__), row
+    packed = tmp_path / "bundles" / "installed" / built.name
+    assert f"from the installed runwatch, packed as {packed}" in result.stderr
+    assert packed.exists()
+    code, row, _ = _deploy(inventory, "remove")
     assert (code, row["result"]) == (0, "changed"), row

@@ -213,12 +213,10 @@ class HostDeployer:
                 log.exception("%s on %s failed unexpectedly", action, self.target.name)
                 error = f"{type(exc).__name__}: {error}"
         if not undo:
-            if outcome == "interrupted":
-                error += (
-                    "; nothing was changed"
-                    if not self._changes
-                    else (f"; done before that: {'; '.join(self._changes)}")
-                )
+            if outcome == "interrupted" and not self._changes:
+                error += "; nothing was changed"
+            elif outcome == "interrupted":
+                error += f"; done before that: {'; '.join(self._changes)}"
             return outcome, error
         self._progress("undoing")
         with remote.uninterruptible():  # a half-undone host is worse than a late stop

@@ -15,9 +15,8 @@ from rich.console import Console
 
 from agent.deploy.actions import Action, DeployContext, HostDeployer, HostResult
 from agent.deploy.agentconfig import AgentConfigRenderer
-from agent.deploy.bundle import BundleBuilder, default_cache_dir, find_source
+from agent.deploy.bundle import BundleBuilder, bundle_source, default_cache_dir
 from agent.deploy.enrolment import CollectorClient, read_operator_token
-from agent.deploy.errors import DeployError
 from agent.deploy.inventory import DeployTarget, load_inventory
 from agent.deploy.runner import DeployRunner, results_table
 from agent.deploy.ssh import RemoteHost
@@ -37,7 +36,7 @@ class DeployOptions:
     parallel: int = 10
     json: bool = False
     accept_new_host_keys: bool = False
-    source: Path | None = None  # runwatch source tree to bundle (default: the one running)
+    source: Path | None = None  # runwatch source tree to bundle (default: see bundle_source)
     cache_dir: Path | None = None
 
 
@@ -65,14 +64,16 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
     try:
         collector.check_operator()
         bundle = None
+        console = Console(stderr=True)
         if options.action in ("install", "upgrade"):
-            source = options.source or find_source()
-            if source is None:
-                raise DeployError(
-                    "no runwatch source tree to build the bundle from: run "
-                    "deploy from a checkout, or pass --source DIR"
-                )
-            bundle = BundleBuilder(options.cache_dir or default_cache_dir()).build(source)
+            cache_dir = options.cache_dir or default_cache_dir()
+            source = bundle_source(options.source, cache_dir / "installed")
+            bundle = BundleBuilder(cache_dir).build(source.path)
+            console.print(
+                f"bundle {bundle.id} ({bundle.target}) from {source.description}",
+                highlight=False,
+                soft_wrap=True,
+            )
         lock = threading.Lock()
         stop = StopRequest()
 
@@ -97,7 +98,7 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
             options.action,
             work,
             parallel=options.parallel,
-            console=Console(stderr=True),
+            console=console,
             stop=stop,
         )
         results = runner.run()
