@@ -14,6 +14,7 @@ from collector.service_levels import (
     FORMATS,
     ReportError,
     build_report,
+    host_retirements,
     parse_period,
     render,
     render_html,
@@ -42,7 +43,12 @@ def report_routes(console: Console) -> list[Any]:
         label = period or datetime.fromtimestamp(service.clock(), UTC).strftime("%Y-%m")
         try:
             report = build_report(
-                service.store, config, parse_period(label), group or None, as_of=service.clock()
+                service.store,
+                config,
+                parse_period(label),
+                group or None,
+                as_of=service.clock(),
+                retired=host_retirements(service.store),
             )
         except ReportError as exc:
             return console.refused(session, str(exc), 422)
