@@ -524,6 +524,32 @@ def test_an_automatic_recovery_is_not_a_response(
     assert (co.resolved, co.ttr_mean_seconds, co.missed_response) == (2, 1500.0, 0)
 
 
+def test_what_people_did_in_the_help_desk_is_a_response(
+    make_service: Callable[..., CollectorService],
+) -> None:
+    service = make_service(groups=TIMED_GROUPS)
+    with service.store.transaction():
+        # A note written in the desk after 5 min; a close there, reopened by runwatch; the
+        # problem clears after 2 h.
+        _call(
+            service.store,
+            ("db01", "backup_age", CO),
+            day(3),
+            [(day(3) + 300, "desk_comment"), (day(3, 1), "desk_reopened"), (day(3, 2), "resolved")],
+        )
+        # Closed in the desk after 40 min and left closed by the policy; cleared at 1 h.
+        _call(
+            service.store,
+            ("db01", "job_failed", CO),
+            day(4),
+            [(day(4) + 2400, "desk_closed"), (day(4, 1), "resolved")],
+        )
+    (co,) = build_report(service.store, service.config, NOV, CO).scopes
+    assert (co.responded, co.tta_mean_seconds, co.recovered_unanswered) == (2, 1350.0, 0)
+    assert (co.calls_reopened, co.desk_reopened, co.recurring) == (0, 1, [])
+    assert co.missed_response == 0  # both answered inside the 1 h target
+
+
 def test_the_collector_records_when_it_evaluated(
     make_service: Callable[..., CollectorService], clock: Any
 ) -> None:

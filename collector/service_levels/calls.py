@@ -13,6 +13,9 @@ from collector.store.records import CallLink
 
 # What a person does to a call through the API, the console or the CLI (all audited).
 PERSON_ACTIONS = ("call.acknowledge", "call.comment", "call.resolve")
+# Events that are a person's doing in the help desk: an acknowledgement seen there, a note
+# written there, a close there (left closed by the group's policy, or reopened by runwatch).
+DESK_ACTIONS = ("acknowledged", "desk_comment", "desk_closed", "desk_reopened")
 # A desk-closed call is followed by its successor at the same evaluation; look that far back
 # for the call a new one continues.
 CONTINUATION_LOOKBACK = 31 * DAY
@@ -57,17 +60,20 @@ def call_facts(store: Store, config: CollectorConfig, period: Period) -> list[Ca
         for event in store.call_events(call.id):
             if event.at >= last:
                 break
-            if event.kind == "acknowledged":
+            kind: str = event.kind  # desk_* kinds come with the two-way sync of issue 19
+            if kind in DESK_ACTIONS:
                 responses.append(event.at)
-            elif event.kind == "resolved":
+                desk_reopened += kind == "desk_reopened"
+            elif kind == "resolved":
                 is_open, final = False, event.at
                 first_resolved = event.at if first_resolved is None else first_resolved
-            elif event.kind == "reopened" and is_open:
+            elif kind == "reopened" and is_open:
                 # Reopened while open here: the help desk closed it (a person did), and
-                # runwatch reopened the ticket because the problem persisted.
+                # runwatch reopened the ticket because the problem persisted (recorded so
+                # before desk_reopened events existed).
                 desk_reopened += 1
                 responses.append(event.at)
-            elif event.kind == "reopened":
+            elif kind == "reopened":
                 reopened += 1
                 is_open, final = True, None
         out.append(
