@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -582,3 +583,36 @@ def test_a_stale_span_starts_at_the_last_report(
         if c.rule == "host_stale"
     ]
     assert stale == [(last, "STALE")]
+
+
+def test_a_silent_host_and_a_stopped_collector_through_the_pipeline(
+    make_service: Callable[..., CollectorService], clock: Any
+) -> None:
+    """Reports and ticks through the collector: silence from the last report, and the hour the
+    collector was down counted neither up nor down."""
+    service = make_service()
+    web = Reporter("web01", clock)
+    first = clock()
+    for _ in range(11):  # reports and evaluations every minute for 10 min
+        service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
+        service.tick()
+        clock.advance(60)
+    for _ in range(10):  # silent for 10 min: stale from its last report, 10 min ago
+        service.tick()
+        clock.advance(60)
+    service.tick()  # first + 1260
+    clock.advance(3600)  # the collector is down for an hour
+    service.tick()  # first + 4860: still stale, then it reports again
+    service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
+    clock.advance(60)
+    service.tick()
+    period = parse_period(datetime.fromtimestamp(first, UTC).strftime("%Y-%m"))
+    report = build_report(service.store, service.config, period, as_of=clock())
+    fleet = report.scopes[0]
+    watched = 1260 + 60
+    assert fleet.watched_host_seconds == watched
+    assert report.unwatched_seconds == clock() - period.start - watched
+    # Silent from its last report (first + 600) to the collector's stop (first + 1260), and
+    # not again once it reported at first + 4860.
+    assert fleet.hosts_up == pytest.approx(1 - 660 / watched)
+    assert fleet.availability == 1.0

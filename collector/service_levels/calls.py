@@ -38,8 +38,8 @@ def call_facts(store: Store, config: CollectorConfig, period: Period) -> list[Ca
     """The facts of every call opened in [start, last)."""
     last = period.last
     audited: dict[str, list[float]] = defaultdict(list)
-    for entry in store.list_audit(1 << 62):
-        if entry.action in PERSON_ACTIONS and entry.at < last:
+    for entry in store.audit_between(period.start, last, "call."):
+        if entry.action in PERSON_ACTIONS:
             audited[entry.target].append(entry.at)
     earlier = store.calls_opened_between(period.start - CONTINUATION_LOOKBACK, last)
     ended_by_desk: set[tuple[str, float]] = set()

@@ -408,6 +408,16 @@ class SQLStore:
         )
         return [AuditEntry(*row) for row in rows]
 
+    def audit_between(self, since: float, until: float, prefix: str) -> list[AuditEntry]:
+        """Entries in [since, until) whose action begins with `prefix` (e.g. "call."), oldest
+        first."""
+        rows = self._run(
+            "SELECT id, at, actor, action, target, detail, via FROM audit_log "
+            "WHERE at >= ? AND at < ? AND action LIKE ? ORDER BY at, id",
+            (since, until, f"{prefix}%"),
+        )
+        return [AuditEntry(*row) for row in rows]
+
     def add_state_changes(self, changes: list[StateChange]) -> None:
         self._upsert(
             STATE_CHANGES,
