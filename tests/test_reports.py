@@ -616,3 +616,27 @@ def test_a_silent_host_and_a_stopped_collector_through_the_pipeline(
     # not again once it reported at first + 4860.
     assert fleet.hosts_up == pytest.approx(1 - 660 / watched)
     assert fleet.availability == 1.0
+
+
+def test_a_retired_host_the_store_no_longer_lists_counts_to_its_retirement(
+    make_service: Callable[..., CollectorService],
+) -> None:
+    service = make_service(groups=GROUPS)
+    with service.store.transaction():
+        service.store.save_host(HostRecord("web01", START - H, day(30), 60, "t", "b", 1))
+        service.store.add_state_changes(
+            [StateChange(day(10), "gone01", "filesystem_full", ROOT, SA, int(Severity.CRITICAL))]
+        )
+    gone = HostRecord("gone01", day(6), day(11), 60, "t", "b", 1)  # listed by retirements only
+    report = build_report(
+        service.store,
+        service.config,
+        NOV,
+        retired={"gone01": day(11)},
+        retired_hosts=[gone],
+        as_of=NOV.end,
+    )
+    fleet = report.scopes[0]
+    # gone01: 5 days watched from its first report, the last of them down; web01: 720 h.
+    assert (fleet.hosts, fleet.watched_host_seconds) == (2, (720 + 120) * H)
+    assert fleet.availability == pytest.approx(1 - 24 / 840)

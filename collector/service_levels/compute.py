@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,14 +40,20 @@ def p90(values: list[float]) -> float | None:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def host_retirements(store: Store) -> dict[str, float]:
-    """When each retired host was retired (Unix time).
+def host_retirements(store: Store) -> tuple[list[HostRecord], dict[str, float]]:
+    """The retired hosts' records and when each was retired (Unix time), for build_report's
+    `retired_hosts` and `retired`: a retired host counts from its first report to then.
 
-    COORDINATOR: connect host retirement (issue 19, section 1) here: return the store's
-    `retired_at` of every retired host. Until then no host is retired.
+    COORDINATOR: connect host retirement (issue 19, section 1) here. With the store's
+    `retirements()` (a store's load_hosts() then lists only hosts in service):
+
+        found = store.retirements()
+        return [r.record for r in found if r.record], {r.host: r.retired_at for r in found}
+
+    Until then no host is retired.
     """
     del store
-    return {}
+    return [], {}
 
 
 def watched_spans(recorded: list[Span], period: Period) -> list[Span] | None:
@@ -139,12 +145,14 @@ def build_report(
     *,
     as_of: float | None = None,
     retired: Mapping[str, float] | None = None,
+    retired_hosts: Iterable[HostRecord] = (),
 ) -> ServiceReport:
     """Compute the report for `period`, for every group or just `group` (run or host group).
 
     `as_of`: the caller's clock: a month still running counts up to it, a month that has not
     begun is refused, and a month that is over is the same whatever it says. `retired`: when
-    each retired host was retired."""
+    each retired host was retired; `retired_hosts`: the records of retired hosts the store no
+    longer lists with the hosts in service (see host_retirements)."""
     if as_of is not None:
         refuse_future(period, as_of)
         if as_of < period.end:
@@ -157,6 +165,8 @@ def build_report(
             f"{', '.join(sorted(host_groups)) or 'none'})"
         )
     hosts = {h.host: h for h in store.load_hosts()}
+    for record in retired_hosts:
+        hosts.setdefault(record.host, record)
     recorded = watched_spans(store.evaluation_spans(), period)
     watched = recorded if recorded is not None else [(period.start, period.last)]
     times = host_times(

@@ -42,6 +42,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     store = open_store(config)
     try:
+        retired_hosts, retired = host_retirements(store)
         # A month still running is reported up to now; one that is over never changes; one
         # that has not begun is refused.
         report = build_report(
@@ -50,7 +51,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             period,
             args.group,
             as_of=time.time(),
-            retired=host_retirements(store),
+            retired=retired,
+            retired_hosts=retired_hosts,
         )
     except ReportError as exc:
         log.error("report refused: %s", exc)

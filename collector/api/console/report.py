@@ -41,6 +41,7 @@ def report_routes(console: Console) -> list[Any]:
         if session is None:
             return console.to_login(request)
         label = period or datetime.fromtimestamp(service.clock(), UTC).strftime("%Y-%m")
+        retired_hosts, retired = host_retirements(service.store)
         try:
             report = build_report(
                 service.store,
@@ -48,7 +49,8 @@ def report_routes(console: Console) -> list[Any]:
                 parse_period(label),
                 group or None,
                 as_of=service.clock(),
-                retired=host_retirements(service.store),
+                retired=retired,
+                retired_hosts=retired_hosts,
             )
         except ReportError as exc:
             return console.refused(session, str(exc), 422)
