@@ -402,6 +402,9 @@ def test_every_format_shows_the_same_numbers(service: CollectorService) -> None:
         "<td>db01</td><td>nightly</td><td>restic</td><td>/srv/restic</td><td>repository</td>",
         "<td>db01</td><td>nightly</td><td>restic</td><td>-</td><td>status file</td>",
         "Not watched (no collector evaluating): 1 d, counted neither up nor down.",
+        ">db01 nightly restic status file</text>",  # the calendar's rows, told apart too
+        ">db01 nightly restic /srv/restic</text>",
+        "<th>time to resolve (p90)</th><th>still open</th>",
     ):
         assert cells in html
     assert "0m" not in md and "h0" not in md

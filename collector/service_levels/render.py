@@ -106,9 +106,9 @@ SCOPE_TABLE: tuple[tuple[str, Callable[[ScopeReport], str]], ...] = (
     ("reopened", lambda s: str(s.calls_reopened)),
     ("reopened after a desk close", lambda s: str(s.desk_reopened)),
     ("time to respond (mean)", lambda s: _dur(s.tta_mean_seconds)),
-    ("p90", lambda s: _dur(s.tta_p90_seconds)),
+    ("time to respond (p90)", lambda s: _dur(s.tta_p90_seconds)),
     ("time to resolve (mean)", lambda s: _dur(s.ttr_mean_seconds)),
-    ("p90", _ttr_p90),
+    ("time to resolve (p90)", _ttr_p90),
     ("still open", _still_open),
     ("recovered before anyone responded", lambda s: str(s.recovered_unanswered)),
     ("missed respond_within", lambda s: str(s.missed_response)),
@@ -251,7 +251,7 @@ def _ttr_chart(report: ServiceReport) -> str:
     """Mean and 90th-percentile time to resolve per run group, as bars."""
     groups = [s for s in report.scopes if s.kind == "run group"]
     top = max([s.ttr_p90_seconds or 0 for s in groups] + [1.0])
-    row, width, left = 26, 640, 190
+    row, width, left, label = 26, 760, 190, 210  # label: room for "7 h 54 min / at least 6 d 8 h"
     height = row * max(len(groups), 1) + 20
     parts = [
         f'<svg class="chart" id="chart-ttr" viewBox="0 0 {width} {height}" '
@@ -267,13 +267,13 @@ def _ttr_chart(report: ServiceReport) -> str:
         ):
             if value is None:
                 continue
-            bar = max(1.0, value / top * (width - left - 90))
+            bar = max(1.0, value / top * (width - left - label))
             parts.append(
                 f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" '
                 f'height="{18 - 2 * offset}" fill="{colour}"/>'
             )
         parts.append(
-            f'<text x="{width - 85}" y="{y + 14}" font-size="11">'
+            f'<text x="{width - label + 5}" y="{y + 14}" font-size="11">'
             f"{_dur(scope.ttr_mean_seconds)} / {_ttr_p90(scope)}</text>"
         )
     parts.append(
@@ -289,7 +289,7 @@ _MARK_COLOURS = {None: "#ccc", "fresh": "#3a9a5b", "late": "#b5412f", "pending":
 def _backup_calendar(report: ServiceReport) -> str:
     """One row per backup job, one square per day: green fresh, red late, blue pending (the day
     still running), grey not known or to come."""
-    cell, left = 16, 230
+    cell, left = 16, 260
     height = cell * max(len(report.backups), 1) + 24
     width = left + cell * report.period.days + 10
     parts = [
@@ -301,7 +301,8 @@ def _backup_calendar(report: ServiceReport) -> str:
         parts.append(f'<text x="{left + day * cell}" y="10" font-size="10">{day + 1}</text>')
     for i, job in enumerate(report.backups):
         y = 14 + i * cell
-        name = " ".join(c for c in (job.host, job.job, job.tool, job.repository) if c)
+        where = job.repository if job.source == "repository" else job.source
+        name = " ".join(c for c in (job.host, job.job, job.tool, where) if c)
         parts.append(f'<text x="0" y="{y + 12}" font-size="11">{escape(name)}</text>')
         for day, mark in enumerate(job.calendar):
             parts.append(
