@@ -271,7 +271,8 @@ def test_hosts_up_counts_from_first_report_to_retirement(service: CollectorServi
 
 def test_time_nobody_watched_is_neither_up_nor_down(service: CollectorService) -> None:
     report = _report(service)
-    assert report.unwatched_seconds == 24 * H and report.watch_recorded
+    assert report.unwatched_seconds == 24 * H
+    assert report.watch_recorded_from == START - 10 * 24 * H
     assert "Not watched (no collector evaluating): 1 d, counted neither up nor down." in render(
         report, "md"
     )
@@ -614,7 +615,7 @@ def test_a_silent_host_and_a_stopped_collector_through_the_pipeline(
     fleet = report.scopes[0]
     watched = 1260 + 60
     assert fleet.watched_host_seconds == watched
-    assert report.unwatched_seconds == clock() - period.start - watched
+    assert report.unwatched_seconds == 3600  # before the first evaluation counts as watched
     # Silent from its last report (first + 600) to the collector's stop (first + 1260), and
     # not again once it reported at first + 4860.
     assert fleet.hosts_up == pytest.approx(1 - 660 / watched)
@@ -643,3 +644,22 @@ def test_a_retired_host_the_store_no_longer_lists_counts_to_its_retirement(
     # gone01: 5 days watched from its first report, the last of them down; web01: 720 h.
     assert (fleet.hosts, fleet.watched_host_seconds) == (2, (720 + 120) * H)
     assert fleet.availability == pytest.approx(1 - 24 / 840)
+
+
+def test_time_before_evaluations_were_recorded_counts_as_watched(
+    make_service: Callable[..., CollectorService],
+) -> None:
+    """A store upgraded on the 16th: the first half of the month counts as before."""
+    service = make_service(groups=GROUPS)
+    with service.store.transaction():
+        service.store.save_host(HostRecord("web01", START - H, day(30), 60, "t", "b", 1))
+        service.store.record_evaluation(day(16), 60)
+        service.store.record_evaluation(day(21), 5 * 24 * H)  # then down from the 21st
+    report = build_report(service.store, service.config, NOV, as_of=NOV.end)
+    assert report.unwatched_seconds == 10 * 24 * H
+    assert report.scopes[0].watched_host_seconds == 20 * 24 * H
+    assert report.watch_recorded_from == day(16)
+    assert (
+        "Not watched (no collector evaluating): 10 d, counted neither up nor down. Before "
+        "2025-11-16 00:00:00 UTC, when recording began, counted as watched."
+    ) in render(report, "md")

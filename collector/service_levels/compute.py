@@ -56,11 +56,11 @@ def host_retirements(store: Store) -> tuple[list[HostRecord], dict[str, float]]:
     return [], {}
 
 
-def watched_spans(recorded: list[Span], period: Period) -> list[Span] | None:
-    """When a collector evaluated within the period; None when nothing was ever recorded."""
-    if not recorded:
-        return None
-    return intersect(recorded, [(period.start, period.last)])
+def watched_spans(recorded: list[Span], period: Period) -> list[Span]:
+    """When a collector evaluated within the period. Before the first evaluation ever recorded
+    (a store from an older runwatch), time counts as watched, as it did then."""
+    before = [(-math.inf, recorded[0][0])] if recorded else [(-math.inf, math.inf)]
+    return intersect(before + recorded, [(period.start, period.last)])
 
 
 def _severity_spans(changes: list[StateChange], period: Period, wanted: int) -> list[Span]:
@@ -167,8 +167,8 @@ def build_report(
     hosts = {h.host: h for h in store.load_hosts()}
     for record in retired_hosts:
         hosts.setdefault(record.host, record)
-    recorded = watched_spans(store.evaluation_spans(), period)
-    watched = recorded if recorded is not None else [(period.start, period.last)]
+    recorded = store.evaluation_spans()
+    watched = watched_spans(recorded, period)
     times = host_times(
         hosts, store.state_changes(period.start, period.last), period, watched, retired or {}
     )
@@ -198,7 +198,7 @@ def build_report(
         scopes,
         backup_jobs(store, config, period, backup_hosts),
         unwatched_seconds=period.last - period.start - length(watched),
-        watch_recorded=recorded is not None,
+        watch_recorded_from=recorded[0][0] if recorded else None,
     )
 
 

@@ -70,7 +70,9 @@ class ServiceReport:
     scopes: list[ScopeReport]
     backups: list[BackupJob]
     unwatched_seconds: float  # of the period so far, no collector evaluated
-    watch_recorded: bool  # False: a store from before evaluations were recorded
+    # When the collector first recorded an evaluation (None: never); time before counts as
+    # watched.
+    watch_recorded_from: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +82,7 @@ class ServiceReport:
             "until": self.period.last,
             "group": self.group,
             "unwatched_seconds": self.unwatched_seconds,
-            "watch_recorded": self.watch_recorded,
+            "watch_recorded_from": self.watch_recorded_from,
             "scopes": [asdict(s) for s in self.scopes],
             "backups": [asdict(b) for b in self.backups],
         }

@@ -38,12 +38,16 @@ def _still_open(scope: ScopeReport) -> str:
 
 def _unwatched(report: ServiceReport) -> str:
     """The line that says how much of the period nobody watched."""
-    if not report.watch_recorded:
-        return "Watched time: not recorded by this collector's store (counted as watched)."
-    return (
+    since = report.watch_recorded_from
+    if since is None:
+        return "Watched time: not recorded by this collector's store (all counted as watched)."
+    text = (
         f"Not watched (no collector evaluating): {_dur(report.unwatched_seconds)}, "
         "counted neither up nor down."
     )
+    if since > report.period.start:
+        text += f" Before {units.timestamp(since)}, when recording began, counted as watched."
+    return text
 
 
 def _backup_cells(b: BackupJob) -> list[str]:
