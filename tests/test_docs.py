@@ -352,6 +352,8 @@ def shell_lines(markdown: str) -> Iterator[tuple[int, str]]:
 
 def runwatch_argvs(line: str) -> Iterator[list[str]]:
     """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value)."""
+    if not re.search(r"(^|[\s;|&])runwatch\s", line):
+        return  # other lines of a block may be anything: a here-document, a multi-line quote
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     command: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
@@ -20,11 +21,18 @@ def recipe(page: str, name: str) -> str:
     return match["script"]
 
 
-def run_recipe(page: str, name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run a recipe with bash (stopping at the first failing step) and the given variables."""
+def run_recipe(
+    page: str,
+    name: str,
+    env: dict[str, str],
+    wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
+) -> subprocess.CompletedProcess[str]:
+    """Run a recipe with bash (stopping at the first failing step) and the given variables;
+    `wrap` puts what runs it as another user in front (the variables go through `env`)."""
+    variables = [f"{key}={value}" for key, value in env.items()]
     return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", recipe(page, name)],
-        env={"PATH": os.environ["PATH"], **env},
+        wrap(["env", *variables, "bash", "-euo", "pipefail", "-c", recipe(page, name)]),
+        env={"PATH": os.environ["PATH"]},
         capture_output=True,
         text=True,
         timeout=60,
