@@ -130,7 +130,7 @@ def _item_of(parts: Parts) -> Parts | None:
 def every_mistake(
     path: Path, load: Callable[[Callable[[dict[str, Any]], None]], object]
 ) -> list[Mistake]:
-    """Every mistake `load` finds in the file at `path`, in the order found; [] if it is valid.
+    """Every mistake `load` finds in the file at `path`, by line; [] if it is valid.
 
     `load(edit)` loads the file, calling `edit` on the parsed data before validating it.
     """
@@ -161,4 +161,5 @@ def every_mistake(
             left_out.keys.append(parts)
         else:
             break
-    return mistakes
+    # As a person reads the file; a mistake without a line (another file's) last.
+    return sorted(mistakes, key=lambda m: (m.line is None, m.line or 0))

@@ -444,6 +444,8 @@ def test_validate_reports_every_mistake_with_its_line(tmp_path: Path) -> None:
         "rules -> 3 -> owner": "9)",
         "rules -> 5 -> owner": "15)",
     }
+    numbers = [int(line.rsplit("(line ", 1)[1].rstrip(")")) for line in said]
+    assert numbers == sorted(numbers), "as a person reads the file"
     assert f"runwatch: 5 mistakes in {config}" in result.stderr
     assert "Traceback" not in result.stderr
 
