@@ -300,3 +300,18 @@ def problem_for(error: SinkError, *, doing: str, credential: str) -> Problem:
             "check `url`, the network path and the help desk's status",
         )
     return Problem(f"{doing}: {error}", "check the sink's config against the help desk")
+
+
+def run_checks(
+    steps: Iterable[tuple[str, Callable[[], object]]], *, credential: str
+) -> list[Problem]:
+    """Run each read-only step; a SinkError becomes a Problem. Stop after an auth failure."""
+    problems: list[Problem] = []
+    for doing, step in steps:
+        try:
+            step()
+        except SinkError as exc:
+            problems.append(problem_for(exc, doing=doing, credential=credential))
+            if exc.status == 401 or (exc.retryable and exc.status is None):
+                break  # nothing further can pass
+    return problems
