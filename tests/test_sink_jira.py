@@ -13,23 +13,13 @@ import httpx
 import pytest
 
 from checks.settings import convert
-from collector.sinks.contract import NewTicket, SinkError
+from collector.sinks.contract import SinkError
 from collector.sinks.jira import JiraSink, JiraSinkConfig
-from tests.fakes.jira import PERMISSIONS, FakeJira
+from tests.fakes.jira import PERMISSIONS, RESOLUTION_SCREEN, FakeJira
+from tests.helpers.desks import FP, made, new_ticket
 
-FP = "5f0c1d2e3a4b5c6d7e8f"
+__all__ = ["made"]  # the fixture, imported so that pytest finds it here
 ENV = "RUNWATCH_TEST_JIRA_TOKEN"
-RESOLUTION = {
-    "resolution": {
-        "key": "resolution",
-        "name": "Resolution",
-        "required": True,
-        "operations": ["set"],
-        "schema": {"type": "resolution", "system": "resolution"},
-        "hasDefaultValue": False,
-        "allowedValues": [{"id": "1", "name": "Done"}, {"id": "2", "name": "Won't Do"}],
-    }
-}
 
 
 class Clock:
@@ -38,27 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def ticket() -> NewTicket:
-    return NewTicket(
-        fingerprint=FP,
-        summary="db1: /var 97% full",
-        description="Used 97% of /var.",
-        severity="CRITICAL",
-        priority="",
-        route={},
-        host="db1",
-        rule="filesystem_full",
-    )
-
-
-@pytest.fixture
-def made() -> Iterator[list[JiraSink]]:
-    sinks: list[JiraSink] = []
-    yield sinks
-    for sink in sinks:
-        sink.close()
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, fake: FakeJira, secret: str | None = None) -> FakeJira:
@@ -96,7 +65,7 @@ def test_a_conflicting_update_is_retried_not_a_dead_letter(
     jira: FakeJira, made: list[JiraSink]
 ) -> None:
     sink = sink_for(made, jira)
-    ref = sink.open(ticket())
+    ref = sink.open(new_ticket())
     jira.conflicts = 1
     with pytest.raises(SinkError) as caught:
         sink.update(ref, priority="Highest", summary="s", text="worse")
@@ -116,7 +85,7 @@ def test_search_lagging_writes_neither_duplicates_nor_finds_a_resolved_issue(
     fake = serve(monkeypatch, FakeJira(search_lag_seconds=5, clock=clock))
     try:
         sink = sink_for(made, fake, clock, trust_window="60s")
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         assert sink.find(FP) == ref  # search does not see it yet; the stored reference does
         clock.now += 6
         sink.resolve(ref, "Recovered.", close=False)
@@ -136,7 +105,7 @@ def test_the_fake_search_lags_writes(monkeypatch: pytest.MonkeyPatch, made: list
     fake = serve(monkeypatch, FakeJira(search_lag_seconds=5, clock=clock))
     try:
         writer, reader = sink_for(made, fake, clock), sink_for(made, fake, clock)
-        ref = writer.open(ticket())
+        ref = writer.open(new_ticket())
         assert reader.find(FP) is None
         clock.now += 5
         assert reader.find(FP) == ref
@@ -147,10 +116,10 @@ def test_the_fake_search_lags_writes(monkeypatch: pytest.MonkeyPatch, made: list
 def test_a_transition_screen_field_comes_from_the_config(
     monkeypatch: pytest.MonkeyPatch, made: list[JiraSink]
 ) -> None:
-    fake = serve(monkeypatch, FakeJira(screens={"Done": RESOLUTION}))
+    fake = serve(monkeypatch, FakeJira(screens={"Done": RESOLUTION_SCREEN}))
     try:
         bare = sink_for(made, fake)
-        ref = bare.open(ticket())
+        ref = bare.open(new_ticket())
         with pytest.raises(SinkError, match="transition_fields") as caught:
             bare.resolve(ref, "Recovered.", close=False)
         assert not caught.value.retryable
@@ -175,7 +144,7 @@ def test_a_scoped_token_works_through_the_gateway_and_links_go_to_the_site(
     try:
         site = "https://example.atlassian.net"
         sink = sink_for(made, fake, url=f"{fake.url}/ex/jira/0f6a2b1c", browse_url=site)
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         assert ref.url == f"{site}/browse/{fake.issue(ref.remote_id).key}"
         assert sink.check() == []
         on_site = sink_for(made, fake)
@@ -197,7 +166,7 @@ def test_service_management_comments_are_internal_unless_configured(
     jira: FakeJira, made: list[JiraSink], options: dict[str, Any], public: bool
 ) -> None:
     sink = sink_for(made, jira, service_desk_id="4", request_type_id="12", **options)
-    ref = sink.open(ticket())
+    ref = sink.open(new_ticket())
     sink.comment(ref, "Seen again.")
     sink.resolve(ref, "Recovered.", close=False)
     assert jira.issue(ref.remote_id).public == [public, public]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from checks.settings import convert
-from collector.sinks.contract import NewTicket, SinkError
+from collector.sinks.contract import SinkError
 from collector.sinks.jira import JiraSink, JiraSinkConfig
 from tests.contracts.jira_cloud_v3 import (
     DOCUMENT,
@@ -27,19 +27,10 @@ from tests.contracts.jira_cloud_v3 import (
     Type,
 )
 from tests.fakes import RecordedRequest, Reply
-from tests.fakes.jira import FakeJira
+from tests.fakes.jira import RESOLUTION_SCREEN, FakeJira
+from tests.helpers.desks import new_ticket
 
 ENV = "RUNWATCH_TEST_JIRA_CONTRACT_TOKEN"
-SCREEN = {
-    "resolution": {
-        "key": "resolution",
-        "name": "Resolution",
-        "required": True,
-        "operations": ["set"],
-        "schema": {"type": "resolution", "system": "resolution"},
-        "hasDefaultValue": False,
-    }
-}
 
 
 def operation_for(method: str, path: str) -> Operation | None:
@@ -124,22 +115,9 @@ def exchange_problems(request: RecordedRequest, reply: Reply) -> list[str]:
     return problems
 
 
-def ticket(fingerprint: str, route: dict[str, str] | None = None) -> NewTicket:
-    return NewTicket(
-        fingerprint=fingerprint,
-        summary="db1: /var 97% full",
-        description="Used 97% of /var.\n\nRunbook: wiki/fs-full",
-        severity="CRITICAL",
-        priority="",
-        route=route or {},
-        host="db1",
-        rule="filesystem_full",
-    )
-
-
 @pytest.fixture
 def jira(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
-    with FakeJira(screens={"Done": SCREEN}) as fake:
+    with FakeJira(screens={"Done": RESOLUTION_SCREEN}) as fake:
         monkeypatch.setenv(ENV, fake.api_token)
         yield fake
 
@@ -165,7 +143,7 @@ def exercise(fake: FakeJira) -> None:
     try:
         assert sink.check() == []
         assert sink.find("fp-1") is None
-        ref = sink.open(ticket("fp-1", {"project": "DB", "component": "PostgreSQL"}))
+        ref = sink.open(new_ticket("fp-1", {"project": "DB", "component": "PostgreSQL"}))
         assert sink.find("fp-1") == ref
         sink.comment(ref, "Seen again.")
         fake.conflicts = 1
@@ -175,9 +153,9 @@ def exercise(fake: FakeJira) -> None:
         sink.status(ref)
         sink.resolve(ref, "Recovered.", close=False)
         sink.reopen(ref, "Back.")
-        service_desk.open(ticket("fp-2", {"component": "Database"}))
+        service_desk.open(new_ticket("fp-2", {"component": "Database"}))
         with pytest.raises(SinkError):
-            sink.open(ticket("fp-3", {"project": "NOPE"}))
+            sink.open(new_ticket("fp-3", {"project": "NOPE"}))
         assert sink_for(fake, project="NOPE").check()
     finally:
         sink.close()

@@ -13,33 +13,13 @@ from typing import Any
 import pytest
 
 from checks.settings import convert
-from collector.sinks.contract import NewTicket, SinkError
+from collector.sinks.contract import SinkError
 from collector.sinks.servicenow import ServiceNowSink, ServiceNowSinkConfig
 from tests.fakes.servicenow import FakeServiceNow
+from tests.helpers.desks import FP, made, new_ticket
 
-FP = "5f0c1d2e3a4b5c6d7e8f"
+__all__ = ["made"]  # the fixture, imported so that pytest finds it here
 ENV = "RUNWATCH_TEST_SNOW_PASSWORD"
-
-
-def ticket(route: dict[str, str] | None = None) -> NewTicket:
-    return NewTicket(
-        fingerprint=FP,
-        summary="db1: /var 97% full",
-        description="Used 97% of /var.",
-        severity="CRITICAL",
-        priority="",
-        route=route or {},
-        host="db1",
-        rule="filesystem_full",
-    )
-
-
-@pytest.fixture
-def made() -> Iterator[list[ServiceNowSink]]:
-    sinks: list[ServiceNowSink] = []
-    yield sinks
-    for sink in sinks:
-        sink.close()
 
 
 def start(monkeypatch: pytest.MonkeyPatch, fake: FakeServiceNow, secret: str | None = None) -> None:
@@ -73,7 +53,7 @@ def test_a_close_resolves_by_default_for_a_plain_itil_user(
     snow: FakeServiceNow, made: list[ServiceNowSink]
 ) -> None:
     sink = sink_for(made, snow)
-    ref = sink.open(ticket())
+    ref = sink.open(new_ticket())
     sink.resolve(ref, "Recovered.", close=True)
     record = snow.incident(ref.remote_id)
     assert (record["state"], record["close_code"], record["close_notes"]) == (
@@ -93,7 +73,7 @@ def test_closing_without_itil_admin_is_a_final_error_naming_the_role(
     start(monkeypatch, fake)
     try:
         sink = sink_for(made, fake, close_state="closed")
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         with pytest.raises(SinkError) as caught:
             sink.resolve(ref, "Recovered.", close=True)
         assert not caught.value.retryable
@@ -111,7 +91,7 @@ def test_closing_with_itil_admin_resolves_then_closes(
     start(monkeypatch, fake)
     try:
         sink = sink_for(made, fake, close_state="closed")
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         sink.resolve(ref, "Recovered.", close=True)
         states = [r.body.get("state") for r in fake.requests_to("PATCH", ".*")]
         assert states == ["6", "7"]
@@ -126,11 +106,11 @@ def test_a_caller_given_by_user_name_is_stored_as_its_sys_id(
     snow: FakeServiceNow, made: list[ServiceNowSink]
 ) -> None:
     sink = sink_for(made, snow, caller_id="monitoring")
-    ref = sink.open(ticket({"assignment_group": "Database Administration"}))
+    ref = sink.open(new_ticket(route={"assignment_group": "Database Administration"}))
     record = snow.incident(ref.remote_id)
     assert snow.user_name(record["caller_id"]) == "monitoring"
     assert snow.group_name(record["assignment_group"]) == "Database Administration"
-    sink.open(ticket())
+    sink.open(new_ticket())
     assert len(snow.requests_to("GET", "/api/now/table/sys_user")) == 1  # looked up once
 
 
@@ -139,7 +119,7 @@ def test_a_caller_given_as_sys_id_is_sent_as_is(
 ) -> None:
     sys_id = snow.users["monitoring"]
     sink = sink_for(made, snow, caller_id=sys_id)
-    ref = sink.open(ticket())
+    ref = sink.open(new_ticket())
     assert snow.incident(ref.remote_id)["caller_id"] == sys_id
     assert not snow.requests_to("GET", "/api/now/table/sys_user")
 
@@ -149,7 +129,7 @@ def test_an_unknown_caller_is_final_and_named(
 ) -> None:
     sink = sink_for(made, snow, caller_id="nobody")
     with pytest.raises(SinkError, match="caller_id") as caught:
-        sink.open(ticket())
+        sink.open(new_ticket())
     assert not caught.value.retryable
     assert snow.incidents == {}
 
@@ -174,7 +154,7 @@ def test_the_close_code_must_be_a_choice_of_the_release(
     try:
         sink = sink_for(made, fake, close_code=close_code)
         problems = sink.check()
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         if works:
             assert problems == []
             sink.resolve(ref, "Recovered.", close=False)

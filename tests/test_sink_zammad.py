@@ -14,25 +14,12 @@ from typing import Any
 import pytest
 
 from checks.settings import convert
-from collector.sinks.contract import NewTicket, SinkError
+from collector.sinks.contract import SinkError
 from collector.sinks.zammad import ZammadSink, ZammadSinkConfig, search_ids
 from tests.fakes.zammad import VERSIONS, FakeZammad
+from tests.helpers.desks import FP, new_ticket
 
-FP = "5f0c1d2e3a4b5c6d7e8f"
 ENV = "RUNWATCH_TEST_ZAMMAD_TOKEN"
-
-
-def ticket(route: dict[str, str] | None = None) -> NewTicket:
-    return NewTicket(
-        fingerprint=FP,
-        summary="db1: /var 97% full",
-        description="Used 97% of /var.",
-        severity="CRITICAL",
-        priority="",
-        route=route or {},
-        host="db1",
-        rule="filesystem_full",
-    )
 
 
 def sink_for(fake: FakeZammad, **options: Any) -> ZammadSink:
@@ -59,7 +46,7 @@ def test_open_then_find_in_every_versions_search_shape(zammad: FakeZammad) -> No
     sink = sink_for(zammad)
     try:
         assert sink.find(FP) is None
-        ref = sink.open(ticket())
+        ref = sink.open(new_ticket())
         assert sink.find(FP) == ref
         sink.resolve(ref, "Recovered.", close=False)
         assert sink.find(FP) is None
@@ -116,7 +103,7 @@ def test_a_tag_zammad_may_not_create_is_logged_as_an_error_and_the_check_warns(
         monkeypatch.setenv(ENV, fake.token)
         sink = sink_for(fake)
         try:
-            ref = sink.open(ticket())
+            ref = sink.open(new_ticket())
             assert fake.ticket(ref.remote_id).tags == []  # create skipped it silently
             assert fake.requests_to("POST", "/api/v1/tags/add")
             assert "tag_new" in caplog.text and "admin.tag" in caplog.text
@@ -133,7 +120,7 @@ def test_with_admin_tag_the_tag_is_created_without_tag_new(monkeypatch: pytest.M
         monkeypatch.setenv(ENV, fake.token)
         sink = sink_for(fake)
         try:
-            ref = sink.open(ticket())
+            ref = sink.open(new_ticket())
             assert sink.find(FP) == ref
             assert sink.check() == []
         finally:

@@ -74,6 +74,18 @@ PERMISSIONS = (
     "ADD_COMMENTS",
     "RESOLVE_ISSUES",
 )
+# A transition screen's required Resolution field, as getTransitions describes it (FieldMetadata).
+RESOLUTION_SCREEN = {
+    "resolution": {
+        "key": "resolution",
+        "name": "Resolution",
+        "required": True,
+        "operations": ["set"],
+        "schema": {"type": "resolution", "system": "resolution"},
+        "hasDefaultValue": False,
+        "allowedValues": [{"id": "1", "name": "Done"}, {"id": "2", "name": "Won't Do"}],
+    }
+}
 ISSUE_TYPES = {"Task": "10001", "Bug": "10002", "[System] Incident": "10003"}
 _JQL = re.compile(r'^labels\s*=\s*"(?P<label>[^"\\]+)"\s+AND\s+statusCategory\s*!=\s*Done$')
 _API = r"/rest/api/(?P<v>[23])"
