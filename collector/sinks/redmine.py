@@ -6,6 +6,8 @@ custom field, assignee logins) are resolved to ids on first use and cached for t
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
@@ -375,3 +377,23 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
                 )
             self._users[assignee] = match
         return self._users[assignee]
+
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: the key, project and tracker, field, statuses, priorities."""
+        config = self._config
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (
+                f"project {config.project!r} and its tracker",
+                lambda: self._tracker_id(config.project, config.tracker),
+            ),
+            (f"custom field {config.fingerprint_field!r}", self._fingerprint_field_id),
+        ]
+        steps += [
+            (f"status for {role}", functools.partial(self._status_id, role))
+            for role in sorted(config.status_values)
+        ]
+        steps += [
+            (f"priority for {severity}", functools.partial(self._priority_id, value))
+            for severity, value in sorted(config.priority_values.items())
+        ]
+        return contract.run_checks(steps, credential="`api_key`")

@@ -253,6 +253,26 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
                 retryable=False,
             )
 
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: the token, and the queue tickets go to."""
+        from urllib.parse import quote
+
+        queue = self._config.queue
+        problems = contract.run_checks(
+            [(f"queue {queue!r}", lambda: self._request("GET", f"/queue/{quote(queue, safe='')}"))],
+            credential="`token`",
+        )
+        return [
+            contract.Problem(
+                f"queue {queue!r} does not exist or the token's user may not see it",
+                "set `queue` to an RT queue, and grant the user ShowTicket, SeeQueue, "
+                "CreateTicket, ModifyTicket and CommentOnTicket on it",
+            )
+            if "404" in p.what
+            else p
+            for p in problems
+        ]
+
 
 def _normal(text: str) -> str:
     # RT may trim a subject; only a real difference should count as a refusal.
