@@ -30,6 +30,7 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
     # What a run group's `route` may set for this sink.
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "tracker", "assignee"})
+    subject_max_chars: ClassVar[int] = SUBJECT_MAX_CHARS
 
     api_key: contract.Secret
     project: str  # identifier (or id) of the default project
@@ -152,6 +153,7 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
     """Tickets as Redmine issues, found again by the fingerprint custom field."""
 
     name = "redmine"
+    keeps_description: ClassVar[bool] = True
 
     def __init__(
         self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None
@@ -217,17 +219,32 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
         """Add a note."""
         self._put(ref, {"notes": text})
 
-    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
-        """Change priority and subject, with a note saying why."""
+    def update(
+        self,
+        ref: contract.TicketRef,
+        *,
+        priority: str,
+        summary: str,
+        text: str,
+        description: str | None = None,
+    ) -> None:
+        """Change priority, subject and (when given) description, with a note saying why."""
         issue: dict[str, Any] = {"subject": _subject(summary), "notes": text}
         if priority:
             issue["priority_id"] = self._priority_id(priority)
+        if description:
+            issue["description"] = description
         self._put(ref, issue)
 
-    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
-        """Set the configured resolved (or closed) status, with a note."""
+    def resolve(
+        self, ref: contract.TicketRef, text: str, *, close: bool, description: str | None = None
+    ) -> None:
+        """Set the configured resolved (or closed) status and the description, with a note."""
         status = self._status_id("closed" if close else "resolved")
-        self._put(ref, {"status_id": status, "notes": text})
+        issue: dict[str, Any] = {"status_id": status, "notes": text}
+        if description:
+            issue["description"] = description
+        self._put(ref, issue)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         """Set the configured reopened status, with a note."""
