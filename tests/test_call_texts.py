@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from checks.settings import ConfigError
 from collector.app import CollectorService
+from collector.config import collector_config_from_dict
 from collector.incidents.calls import Problem
 from collector.incidents.outbox import OutboxWorker
 from collector.incidents.templates import CallTemplates
@@ -249,3 +251,23 @@ def test_a_call_summary_fits_its_desk_subject_limit(
     (call,) = service.calls(None, None)
     assert len(call.summary) <= 120
     assert call.summary.endswith(": 97.0% (critical >= 95.0%)")
+
+
+REDMINE_SINK = {"type": "redmine", "url": "http://127.0.0.1:9", "project": "monitoring"}
+
+
+def redmine_config(tmp_path: Any, **sink: Any) -> Any:
+    return collector_config_from_dict(
+        {
+            "data_dir": str(tmp_path),
+            "sinks": {"desk": {**REDMINE_SINK, "api_key": {"env": "KEY"}, **sink}},
+            "groups": {"ops": {"sink": "desk", "assign": "Operations"}},
+        }
+    )
+
+
+def test_redmine_tracker_is_a_setting_with_a_support_default(tmp_path: Any) -> None:
+    assert redmine_config(tmp_path).sinks["desk"].tracker == "Support"
+    assert redmine_config(tmp_path, tracker="Incident").sinks["desk"].tracker == "Incident"
+    with pytest.raises(ConfigError, match=r"sinks -> desk -> tracker.*must name a Redmine tracker"):
+        redmine_config(tmp_path, tracker=" ")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
+from checks.settings import field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the conf
 
 
 SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
+# Redmine's default data has Bug, Feature and Support; a monitoring call is no bug report.
+DEFAULT_TRACKER = "Support"
 DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}
 DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Normal", "UNKNOWN": "Normal"}
 _FIND_LIMIT = 100
@@ -34,7 +37,7 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
 
     api_key: contract.Secret
     project: str  # identifier (or id) of the default project
-    tracker: str | None = None  # name or id; default: the project's first tracker
+    tracker: str = DEFAULT_TRACKER  # name or id; must be enabled in every routed project
     fingerprint_field: str = "dedup_key"
     # Used only when GET /custom_fields.json is refused, as it is for a key without admin.
     fingerprint_field_id: int | None = None
@@ -44,6 +47,8 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
     def __post_init__(self) -> None:
         super().__post_init__()
         contract.check_keys("statuses", self.statuses, DEFAULT_STATUSES, "key")
+        if not self.tracker.strip():
+            raise field_error("tracker", "must name a Redmine tracker (or give its id)")
 
     @property
     def status_values(self) -> dict[str, str]:
@@ -363,21 +368,14 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
             ).issue_priorities
         return _pick("issue priority", priority, self._priorities)
 
-    def _tracker_id(self, project: str, tracker: str | None) -> int:
+    def _tracker_id(self, project: str, tracker: str) -> int:
         # Checked against the project: Redmine silently files an issue with a tracker
         # it does not know under the project's default tracker.
         if project not in self._trackers:
             self._trackers[project] = self._call(
                 _OneProject, "GET", f"/projects/{project}.json", params={"include": "trackers"}
             ).project.trackers
-        trackers = self._trackers[project]
-        if tracker is None:
-            if not trackers:
-                raise contract.SinkError(
-                    f"redmine: project {project!r} has no trackers", retryable=False
-                )
-            return trackers[0].id
-        return _pick(f"tracker in project {project!r}", tracker, trackers)
+        return _pick(f"tracker in project {project!r}", tracker, self._trackers[project])
 
     def _user_id(self, assignee: str) -> int:
         if assignee.strip().isdigit():
