@@ -271,3 +271,19 @@ def test_redmine_tracker_is_a_setting_with_a_support_default(tmp_path: Any) -> N
     assert redmine_config(tmp_path, tracker="Incident").sinks["desk"].tracker == "Incident"
     with pytest.raises(ConfigError, match=r"sinks -> desk -> tracker.*must name a Redmine tracker"):
         redmine_config(tmp_path, tracker=" ")
+
+
+def test_a_recovered_host_shows_its_report_time_without_a_silence(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    service = make_service()
+    web = Reporter("web01", clock, interval=60)
+    feed(service, web, 0.5)
+    clock.advance(190)
+    service.tick()
+    feed(service, web, 0.5, after=600)
+    (call,) = service.calls(None, None)
+    assert call.status == "resolved"
+    text = lines(call.description)
+    assert "Last report: 2027-01-15 08:13:10 UTC" in text, "no 'silent for 0 s'"
+    assert "Severity: OK (was STALE)" in text

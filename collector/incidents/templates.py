@@ -124,7 +124,7 @@ class CallTemplates:
         last_report = ""
         if problem.last_report_at is not None:
             last_report = units.timestamp(problem.last_report_at)
-            if facts.as_of is not None:
+            if facts.as_of is not None and facts.recovered_at is None:
                 silent = units.duration(max(0.0, facts.as_of - problem.last_report_at))
                 last_report += f" (silent for {silent} when this was written)"
         values: dict[str, Any] = {
