@@ -161,7 +161,7 @@ def test_a_flapping_rule_keeps_one_call_open_and_resolves_after_a_stable_window(
         service.tick()
         clock.advance(60)
     assert service.store.get_call(call.id).status == "resolved"
-    assert "stable for 10m after flapping" in texts(service, call.id)[-1]
+    assert "stable for 10 min after flapping" in texts(service, call.id)[-1]
     assert service.registry.get_sample_value("runwatch_rules_flapping") == 0
     assert len(service.calls(None, None)) == 1
 

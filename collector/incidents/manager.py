@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from checks.settings import format_duration
 from collector.config import STORM_RULE, GroupConfig, StormConfig
 from collector.evaluation.rules import (
     CallDecision,
@@ -100,7 +99,7 @@ class IncidentManager:
                         _flapping_note(problem.rule, changes, window)
                         if flapping
                         else f"{problem.rule} has stopped flapping: no change for "
-                        f"{format_duration(window)}. The call follows its state again."
+                        f"{units.duration(window)}. The call follows its state again."
                     )
                     self._event(found, "comment", text, now)
                     CallCounters.bump(self.counters.updated, found.group)
@@ -416,7 +415,7 @@ class IncidentManager:
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
     counted = (
-        f" ({changes} state changes within {format_duration(window)})" if changes and window else ""
+        f" ({changes} state changes within {units.duration(window)})" if changes and window else ""
     )
     return (
         f"{rule} is flapping{counted}. This call stays open through the changes and "
