@@ -133,9 +133,17 @@ class CollectorService:
             on_enqueue=self.outbox.notify if self.outbox else None,
             storm=config.storm,
             templates=CallTemplates(
-                config.templates.summary, config.templates.description, config.dashboard_url
+                config.templates.summary,
+                config.templates.description,
+                config.dashboard_url,
+                console_url=config.external_url,
             ),
             timings=self.metrics.calls,
+            subject_limits={
+                name: sink.subject_max_chars
+                for name, sink in config.sinks.items()
+                if hasattr(sink, "subject_max_chars")
+            },
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(

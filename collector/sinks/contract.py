@@ -14,7 +14,16 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    TypeGuard,
+    TypeVar,
+)
 
 import msgspec
 
@@ -110,6 +119,33 @@ class Sink(Protocol):
     def status(self, ref: TicketRef) -> RemoteStatus: ...
 
 
+class DescribingSink(Sink, Protocol):
+    """A help desk that keeps each ticket's current state: `update` and `resolve` also take the
+    call's description as it reads now (Redmine rewrites the issue's description; RT, which
+    cannot edit a ticket's first message, puts it in the comment and an optional field)."""
+
+    keeps_description: ClassVar[bool]
+
+    def update(
+        self,
+        ref: TicketRef,
+        *,
+        priority: str,
+        summary: str,
+        text: str,
+        description: str | None = None,
+    ) -> None: ...
+
+    def resolve(
+        self, ref: TicketRef, text: str, *, close: bool, description: str | None = None
+    ) -> None: ...
+
+
+def keeps_description(sink: Sink) -> TypeGuard[DescribingSink]:
+    """Whether the sink takes the call's current description with `update` and `resolve`."""
+    return getattr(sink, "keeps_description", False) is True
+
+
 class Secret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A secret named by where it lives, never written in the config itself."""
 
@@ -147,6 +183,9 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     # Each adapter's own severity -> priority map; `priorities` overrides it per severity.
     default_priorities: ClassVar[dict[str, str]] = {}
+    # The longest subject (title, summary) the help desk keeps; a call's summary is fitted to
+    # it by shortening label values, never the host or the rule.
+    subject_max_chars: ClassVar[int] = 250
 
     url: str
     timeout: Duration = Duration(10)
