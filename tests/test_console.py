@@ -423,10 +423,10 @@ def test_a_store_of_the_previous_schema_gains_the_sessions_table(
             store.add_session("d" * 64, "carol", 2e9)
         assert store.session_live("d" * 64, 1e9)
         if backend == "postgresql":
-            assert store.schema_version == len(pg_store.MIGRATIONS) == 5
+            assert store.schema_version == len(pg_store.MIGRATIONS) >= 5
     finally:
         store.close()
     if backend == "sqlite":
         check = sqlite3.connect(tmp_path / "runwatch.db")
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
         check.close()

@@ -364,6 +364,20 @@ class IncidentManager:
         self._timings.resolved(call.group, now - call.opened_at)
         log.info("call %d resolved: %s", call.id, note)
 
+    def resolve_retired(self, call: Call, text: str, now: float) -> None:
+        """Resolve an open call of a host an operator retired, with `text` (who and why), in
+        the register and, through the outbox, in its help desk."""
+        if call.status != "open":
+            return
+        group = self._groups.get(call.group)
+        call.status, call.resolved_at, call.updated_at = "resolved", now, now
+        self._store.update_call(call)
+        close = group is not None and group.on_recovery == "close"
+        self._event(call, "resolved", text, now, {"text": text, "close": close})
+        CallCounters.bump(self.counters.resolved, call.group)
+        self._timings.resolved(call.group, now - call.opened_at)
+        log.info("call %d resolved: %s", call.id, text)
+
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
     counted = (

@@ -206,6 +206,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at)",
     ),
+    5: (
+        # Retired hosts (runwatch host retire): the row stays for the reports.
+        "ALTER TABLE hosts ADD COLUMN retired_at REAL",
+        "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
+        "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -24,6 +24,7 @@ from runwatch.cli import (
     collector,
     config,
     deploy,
+    hosts,
     job,
     outbox,
     report,
@@ -54,6 +55,7 @@ COMMANDS = (
     users,
     call,
     config,
+    hosts,
 )
 
 
