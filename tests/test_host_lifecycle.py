@@ -4,10 +4,16 @@ stores, through the service, the API and between replicas."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -17,7 +23,15 @@ from collector.app import CollectorService
 from collector.auth import ROLE_READ_ONLY, add_token
 from collector.config import CHECK_STALE_RULE, STALE_RULE
 from collector.errors import Rejection
-from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers import (
+    FS_RULE,
+    RUNWATCH,
+    FakeClock,
+    Reporter,
+    collector_config,
+    write_collector_yaml,
+)
+from tests.procs import Processes, get_json, post_report, read_url
 
 FAST_FS = {**FS_RULE, "for": "0s"}
 
@@ -406,3 +420,139 @@ def test_a_store_of_the_previous_schema_keeps_its_hosts_and_can_retire_them(
         assert back.last_report_at == 400.0 and back.first_seen == 100.0
     finally:
         store.close()
+
+
+# -- the CLI against a real collector process ---------------------------------------------------
+
+
+def runwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUNWATCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_host_list_retire_and_restore_commands(tmp_path: Path, processes: Processes) -> None:
+    config = write_collector_yaml(
+        tmp_path / "collector.yaml",
+        tmp_path / "data",
+        {"systems-administration": {"sink": "helpdesk", "assign": "SA"}},
+        rules=[FAST_FS],
+        staleness={"after_intervals": 3, "owner": "systems-administration"},
+    )
+    agents = {
+        name: add_token(tmp_path / "data" / "agents.tokens", name) for name in ("web01", "web02")
+    }
+    operator = tmp_path / "operator.token"
+    operator.write_text(add_token(tmp_path / "data" / "operators.tokens", "ops-alice"))
+    url = read_url(processes.runwatch("collector", config, stderr=subprocess.PIPE))
+    base = ["--collector", url]
+    as_alice = {"RUNWATCH_OPERATOR_TOKEN_FILE": str(operator)}
+    clock = FakeClock(time.time())
+    reporters = {name: Reporter(name, clock) for name in agents}
+
+    def send(name: str, value: float) -> int:
+        report = msgspec.structs.replace(
+            reporters[name].report({"fs_used_ratio": value}), labels={"role": "web"}
+        )
+        return post_report(url, agents[name], encode(report))
+
+    assert send("web01", 0.99) == 202 and send("web02", 0.5) == 202
+    listed = runwatch("host", "list", *base)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["HOST", "STATE", "LAST", "REPORT", "AGENT", "LABELS"]
+    assert re.match(r"web01\s+CRITICAL\s+(just now|\d+ s ago)\s+test\s+role=web$", lines[1])
+    assert re.match(r"web02\s+OK\s+", lines[2])
+    as_json = json.loads(runwatch("host", "list", "--json", *base).stdout)
+    assert [(h["host"], h["state"], h["problems"]) for h in as_json] == [
+        ("web01", "CRITICAL", 1),
+        ("web02", "OK", 0),
+    ]
+    assert as_json[0]["labels"] == {"role": "web"} and as_json[0]["agent_version"] == "test"
+
+    refused = runwatch(
+        "host",
+        "retire",
+        "web01",
+        *base,
+        env={"RUNWATCH_OPERATOR_TOKEN": "", "RUNWATCH_OPERATOR_TOKEN_FILE": ""},
+    )
+    assert refused.returncode == 1 and "operator token" in refused.stderr
+    unknown = runwatch("host", "retire", "nosuch", *base, env=as_alice)
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
+    retired = runwatch("host", "retire", "web01", "--reason", "decommissioned", *base, env=as_alice)
+    assert retired.returncode == 0, retired.stderr
+    assert retired.stdout.startswith("host web01 retired by ops-alice: on ")
+    assert "(decommissioned); its open calls are resolved" in retired.stdout
+    assert get_json(f"{url}/api/v1/calls?status=open") == []
+
+    current = runwatch("host", "list", *base).stdout
+    assert "web01" not in current and "web02" in current
+    everything = runwatch("host", "list", "--all", *base).stdout
+    assert re.search(
+        r"web01\s+RETIRED .* retired (just now|\d+ s ago) by ops-alice \(decommissioned\)",
+        everything,
+    )
+    (gone,) = [
+        h
+        for h in json.loads(runwatch("host", "list", "--all", "--json", *base).stdout)
+        if h["host"] == "web01"
+    ]
+    assert gone["retired"]["by"] == "ops-alice" and gone["state"] == "RETIRED"
+    assert send("web01", 0.99) == 409
+
+    restored = runwatch("host", "restore", "web01", *base, env=as_alice)
+    assert restored.returncode == 0, restored.stderr
+    assert "host web01 restored" in restored.stdout
+    assert send("web01", 0.5) == 202
+    again = runwatch("host", "restore", "web01", *base, env=as_alice)
+    assert again.returncode == 1 and "HTTP 409" in again.stderr and "not retired" in again.stderr
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found[1]
+
+
+def test_the_console_retires_and_restores_a_host_with_a_csrf_checked_form(
+    api: Any, clock: FakeClock
+) -> None:
+    client, service, tokens = api
+    breached(service, clock)
+    viewer = client.post("/login", data={"next": "/", "token": tokens["viewer"]})
+    assert viewer.status_code == 200
+    assert 'id="retire"' not in client.get("/hosts/web01").text, "read-only: no button"
+    token = csrf_of(client.get("/hosts/web01").text)
+    as_viewer = client.post("/hosts/web01/retire", data={"csrf": token})
+    assert as_viewer.status_code == 403 and "web01" not in service.fleet.retired
+
+    client.cookies.clear()
+    client.post("/login", data={"next": "/", "token": tokens["alice"]})
+    page = client.get("/hosts/web01").text
+    assert 'id="retire"' in page
+    forged = client.post("/hosts/web01/retire", data={"csrf": "forged", "reason": "x"})
+    assert forged.status_code == 403 and "web01" not in service.fleet.retired
+    done = client.post(
+        "/hosts/web01/retire",
+        data={"csrf": csrf_of(page), "reason": "decommissioned"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/hosts/web01"
+    retired_page = client.get("/hosts/web01").text
+    assert "RETIRED" in retired_page and "by alice (decommissioned)" in retired_page
+    assert 'id="restore"' in retired_page and 'id="retire"' not in retired_page
+    assert "web01" not in client.get("/").text.split('id="hosts"')[1]
+    again = client.post("/hosts/web01/retire", data={"csrf": csrf_of(page)})
+    assert again.status_code == 409 and "already retired" in again.text
+    back = client.post("/hosts/web01/restore", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert back.status_code == 303 and "web01" not in service.fleet.retired
+    assert [(a.actor, a.action, a.via) for a in service.store.list_audit(2)] == [
+        ("alice", "host.restore", "console"),
+        ("alice", "host.retire", "console"),
+    ]
