@@ -466,7 +466,7 @@ def test_host_list_retire_and_restore_commands(tmp_path: Path, processes: Proces
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split() == ["HOST", "STATE", "LAST", "REPORT", "AGENT", "LABELS"]
-    assert re.match(r"web01\s+CRITICAL\s+(just now|\d+ s ago)\s+test\s+role=web$", lines[1])
+    assert re.match(r"web01\s+CRITICAL\s+(just now|[\d.]+ s ago)\s+test\s+role=web$", lines[1])
     assert re.match(r"web02\s+OK\s+", lines[2])
     as_json = json.loads(runwatch("host", "list", "--json", *base).stdout)
     assert [(h["host"], h["state"], h["problems"]) for h in as_json] == [
@@ -495,7 +495,7 @@ def test_host_list_retire_and_restore_commands(tmp_path: Path, processes: Proces
     assert "web01" not in current and "web02" in current
     everything = runwatch("host", "list", "--all", *base).stdout
     assert re.search(
-        r"web01\s+RETIRED .* retired (just now|\d+ s ago) by ops-alice \(decommissioned\)",
+        r"web01\s+RETIRED .* retired (just now|[\d.]+ s ago) by ops-alice \(decommissioned\)",
         everything,
     )
     (gone,) = [
@@ -556,3 +556,20 @@ def test_the_console_retires_and_restores_a_host_with_a_csrf_checked_form(
         ("alice", "host.restore", "console"),
         ("alice", "host.retire", "console"),
     ]
+
+
+def test_retiring_the_hosts_held_back_in_a_storm_empties_and_resolves_the_umbrella(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    service = make_service([FAST_FS], storm={"max_calls": 2, "window": "5m"})
+    for name in ("db0", "db1", "db2", "db3"):
+        breached(service, clock, name)
+    (umbrella,) = [c for c in service.calls("open", None) if c.rule == "call_storm"]
+    assert umbrella.summary.startswith("[storm] 2 problem(s)")
+    service.retire_host("db2", "alice", "gone")
+    umbrella_now = service.store.get_call(umbrella.id)
+    assert umbrella_now is not None and umbrella_now.status == "open"
+    assert umbrella_now.summary.startswith("[storm] 1 problem(s)")
+    service.retire_host("db3", "alice", "gone")
+    assert service.store.get_call(umbrella.id).status == "resolved"  # type: ignore[union-attr]
+    assert {c.host for c in service.calls("open", None)} == {"db0", "db1"}

@@ -288,6 +288,19 @@ class IncidentManager:
             self._store.drop_storm_member(umbrella.id, key)
         else:
             self._store.put_storm_member(umbrella.id, key, self._templates.summary(problem))
+        self._storm_members_left(umbrella, recovered, now)
+
+    def drop_retired_member(self, umbrella_id: int, member: str, now: float) -> None:
+        """Take a retired host's problem off its storm umbrella (resolved once none is left)."""
+        umbrella = self._store.get_call(umbrella_id)
+        if umbrella is None or umbrella.status != "open" or umbrella.rule != STORM_RULE:
+            return
+        self._store.drop_storm_member(umbrella.id, member)
+        self._storm_members_left(umbrella, True, now)
+
+    def _storm_members_left(self, umbrella: Call, recovered: bool, now: float) -> None:
+        """An umbrella after a member changed: resolved when the last one recovered, else
+        its list brought up to date."""
         members = self._store.storm_members(umbrella.id)
         if recovered and not members:
             umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now

@@ -3,12 +3,13 @@ series gone from the view and /metrics, its reports refused), and brought back b
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from collector.errors import Rejection
-from collector.incidents.calls import Call
+from collector.incidents.calls import Call, fingerprint
 from collector.incidents.manager import IncidentManager
 from collector.store.protocols import Store
 from collector.store.records import AuditEntry, HostRetirement
@@ -71,6 +72,7 @@ class HostRetirements:
                 calls = self.store.open_calls_of(host)
                 for call in calls:
                     self.incidents.resolve_retired(call, note, now)
+                self._leave_umbrellas(host, now)
                 self.fleet.retire(retirement)
                 for call in calls:
                     # Other hosts' states in these calls (a child silent behind its parent).
@@ -90,6 +92,15 @@ class HostRetirements:
             len(calls),
         )
         return retirement
+
+    def _leave_umbrellas(self, host: str, now: float) -> None:
+        """Take the host's problems held back in a storm off their umbrella calls."""
+        own = {call.id for call in self.store.open_calls_of(host)}
+        for rule, _, key in self.fleet.states.keys_of(host):
+            call_id = self.fleet.states[(rule, host, key)].call_id
+            if call_id is not None and call_id not in own:
+                member = fingerprint(host, rule, json.loads(key))
+                self.incidents.drop_retired_member(call_id, member, now)
 
     def restore(self, host: str, actor: str, reason: str = "", via: str = "api") -> HostRetirement:
         """Bring a retired host back: its reports are taken again, and it has its staleness
