@@ -24,6 +24,7 @@ from collector.evaluation.tick import EvaluationTick, settle_garbage_collector
 from collector.incidents.by_hand import CallsByHand
 from collector.incidents.manager import CallCounters, IncidentManager
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.incidents.retirement import HostRetirements
 from collector.incidents.sync import TicketSync
 from collector.incidents.templates import CallTemplates
 from collector.incidents.writer import DecisionWriter
@@ -204,6 +205,14 @@ class CollectorService:
             timings=self.metrics.calls,
             clock=self.clock,
         )
+        self.retiring = HostRetirements(
+            store=self.store,
+            fleet=self.fleet,
+            replica=self.replica,
+            incidents=self.incidents,
+            clock=self.clock,
+            forget_metrics=self._forget_metrics,
+        )
         self.silencing = Silences(self._config, self.store, self.calendar, self.clock, self.tick)
         self.reader = FleetReader(
             config=self._config,
@@ -245,6 +254,11 @@ class CollectorService:
         if self.metrics.fleet is not None:
             self.metrics.fleet.warm()  # the first scrape after a start only joins text
         settle_garbage_collector()
+
+    def _forget_metrics(self, host: str) -> None:
+        """Drop a retired host's lines from /metrics now, not at the next scrape."""
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.refresh(host)
 
     # -- the stages, as the API, the console and the CLI call them ------------------------------
 
@@ -295,4 +309,8 @@ class CollectorService:
     end_silence = _handed_to("silencing", Silences.end_silence)
     silences = _handed_to("silencing", Silences.silences)
     hosts = _handed_to("reader", FleetReader.hosts)
+    retired_hosts = _handed_to("reader", FleetReader.retired_hosts)
+    retire_host = _handed_to("retiring", HostRetirements.retire)
+    restore_host = _handed_to("retiring", HostRetirements.restore)
+    retirements = _handed_to("retiring", HostRetirements.retirements)
     explain = _handed_to("reader", FleetReader.explain)

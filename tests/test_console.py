@@ -425,7 +425,7 @@ def test_a_store_of_the_previous_schema_gains_the_sessions_table(
             store.add_session("d" * 64, "carol", 2e9)
         assert store.session_live("d" * 64, 1e9)
         if backend == "postgresql":
-            assert store.schema_version == len(pg_store.MIGRATIONS)
+            assert store.schema_version == len(pg_store.MIGRATIONS) >= 5
     finally:
         store.close()
     if backend == "sqlite":

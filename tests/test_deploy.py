@@ -527,3 +527,97 @@ def test_deploy_run_from_an_installed_wheel_bundles_that_install(
     assert packed.exists()
     code, row, _ = _deploy(inventory, "remove")
     assert (code, row["result"]) == (0, "changed"), row
+
+
+@pytest.mark.slow
+def test_remove_retires_the_hosts_and_opens_no_stale_calls(
+    fleet: Fleet, processes: Processes
+) -> None:
+    """Three hosts deployed and removed, at a collector whose staleness has an owner: the
+    retirement resolves the calls they had, and nothing else opens (no host_stale, no
+    check_stale for their checks)."""
+    directory = fleet.directory / "lifecycle"
+    directory.mkdir(exist_ok=True)
+    collector_yaml = write_collector_yaml(
+        directory / "collector.yaml",
+        directory / "collector",
+        {"ops": {"sink": "helpdesk", "assign": "Ops"}},
+        evaluation_interval="0.5s",
+        staleness={"after_intervals": 3, "owner": "ops", "for": "0s"},
+        rules=[
+            {
+                "name": "memory_in_use",
+                "metric": "memory_used_ratio",
+                "warning": 0.000001,
+                "critical": 0.999999,
+                "for": "0s",
+                "owner": "ops",
+            }
+        ],
+    )
+    operator = subprocess.run(
+        [RUNWATCH, "token", "add", "remover", "--operator", "--config", str(collector_yaml)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (directory / "operator.token").write_text(operator + "\n")
+    (directory / "operator.token").chmod(0o600)
+    url = read_url(processes.runwatch("collector", collector_yaml, stderr=subprocess.PIPE))
+    data = yaml.safe_load(fleet.inventory.read_text())
+    data["collector"] = {"url": url, "operator_token_file": str(directory / "operator.token")}
+    data["known_hosts"] = str(fleet.directory / "known_hosts")
+    data["groups"]["fleet"]["key"] = str(fleet.directory / "id_ed25519")
+    names = {f"life{n}": good for n, good in enumerate(GOOD, 1)}
+    for name in names:
+        fleet.roots[name] = directory / "roots" / name  # stopped at the end if still there
+    data["hosts"] = {
+        name: {**data["hosts"][good], "install_root": str(fleet.roots[name])}
+        for name, good in names.items()
+    }
+    inventory = directory / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+
+    def deploy(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+        result = subprocess.run(
+            [RUNWATCH, "deploy", *args, "--inventory", str(inventory), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        return result.returncode, json.loads(result.stdout or "[]"), result.stderr
+
+    def calls() -> list[dict[str, Any]]:
+        return list(get_json(f"{url}/api/v1/calls"))
+
+    code, _, stderr = deploy("install", "--cache-dir", str(fleet.cache_dir))
+    assert code == 0, stderr
+    wait_for(
+        "a call per host",
+        lambda: sorted(c["host"] for c in calls() if c["status"] == "open") == sorted(names),
+        timeout=30,
+    )
+    before = {c["id"] for c in calls()}
+
+    code, rows, stderr = deploy("remove")
+    assert code == 0, stderr
+    for row in rows:
+        assert "retired the host at the collector" in row["changes"], row
+        assert "revoked the token" in row["changes"], row
+    assert get_json(f"{url}/api/v1/hosts") == []
+    retired = get_json(f"{url}/api/v1/hosts?all=true")
+    assert {(h["host"], h["state"], h["retired"]["by"]) for h in retired} == {
+        (name, "RETIRED", "remover") for name in names
+    }
+    # Three intervals (2 s) of silence make a host stale: wait five, and look again.
+    time.sleep(12)
+    after = calls()
+    assert {c["id"] for c in after} == before, [(c["host"], c["rule"]) for c in after]
+    for call in after:
+        assert call["status"] == "resolved"
+        events = get_json(f"{url}/api/v1/calls/{call['id']}")["events"]
+        assert events[-1]["text"] == (
+            f"Resolved: host {call['host']} was retired by remover: removed by runwatch deploy "
+            "remove"
+        )

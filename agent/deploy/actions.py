@@ -544,6 +544,11 @@ class HostDeployer:
             and token_fingerprint(state.token) == known
         ):
             return
+        if collector.restore(name, "deployed again"):  # a removed host comes back
+            undo.push(
+                "retire the host again", lambda: collector.retire(name, "deploy install undone")
+            )
+            self._changes.append("restored the retired host at the collector")
         token = collector.enrol(name, replace=known is not None)
         # A replaced token was not the host's anyway (its fingerprint differed), so revoking
         # the new one is as close to the earlier state as the API allows.
@@ -645,6 +650,13 @@ class HostDeployer:
                 f"rm -rf {q(aside)} && mv -T {q(layout.root)} {q(aside)}",
                 "move the install root aside",
             )
+        self._progress("retiring the host at the collector")
+        if collector.retire(self.target.name, "removed by runwatch deploy remove"):
+            undo.push(
+                "restore the host at the collector",
+                lambda: collector.restore(self.target.name, "deploy remove undone"),
+            )
+            self._changes.append("retired the host at the collector")
         self._progress("revoking the token")
         if collector.revoke(self.target.name):
             self._changes.append("revoked the token")

@@ -32,6 +32,14 @@ def check_silent_for(fleet: Fleet, host: str, check: str, now: float) -> float:
     return now - fleet.check_seen_at.get((host, check), now)
 
 
+def host_heard_after(fleet: Fleet, host: str, check: str) -> bool:
+    """Whether the host still reports without the check: its last report came a whole
+    interval or more after the check's last run was seen."""
+    record = fleet.hosts[host].record
+    seen = fleet.check_seen_at.get((host, check), record.last_report_at)
+    return record.last_report_at - seen >= record.interval_seconds
+
+
 def check_limit(fleet: Fleet, host: str, check: str, factor: float) -> float:
     """How long a check may be silent before it is stale: `factor` of its interval, and never
     below the host's."""
@@ -60,12 +68,12 @@ class Staleness:
         if silent_for > float(staleness.forget_checks_after):
             self._forget_check(host, check, now)
             return
-        self.check(
-            host,
-            check,
-            stale=silent_for > check_limit(self.fleet, host, check, factor),
-            now=now,
-        )
+        stale = silent_for > check_limit(self.fleet, host, check, factor)
+        if stale and not host_heard_after(self.fleet, host, check):
+            # The check fell silent with the whole host (an agent stopped just after a report
+            # without check runs): that is host_stale's to say, a moment later, not this one's.
+            return
+        self.check(host, check, stale=stale, now=now)
 
     def _forget_check(self, host: str, check: str, now: float) -> None:
         """A check silent for very long was most likely removed from the agent's config."""
@@ -102,12 +110,14 @@ class Staleness:
         status = state_.checks.get(check)
         interval = max(status.interval_seconds if status else 0.0, state_.record.interval_seconds)
         silent_for = max(0.0, check_silent_for(self.fleet, host, check, now))
+        reporting = (
+            " while the host still reports"
+            if host_heard_after(self.fleet, host, check)
+            else "; the host has sent nothing since either"
+        )
         detail = (
-            (
-                f"check {check!r} has sent nothing for {format_duration(silent_for)} "
-                f"(expected every {format_duration(interval)}) while the host still "
-                "reports"
-            )
+            f"check {check!r} has sent nothing for {format_duration(silent_for)} "
+            f"(expected every {format_duration(interval)}){reporting}"
             if stale
             else ""
         )

@@ -293,6 +293,19 @@ class IncidentManager:
             self._store.drop_storm_member(umbrella.id, key)
         else:
             self._store.put_storm_member(umbrella.id, key, self._templates.summary(problem))
+        self._storm_members_left(umbrella, recovered, now)
+
+    def drop_retired_member(self, umbrella_id: int, member: str, now: float) -> None:
+        """Take a retired host's problem off its storm umbrella (resolved once none is left)."""
+        umbrella = self._store.get_call(umbrella_id)
+        if umbrella is None or umbrella.status != "open" or umbrella.rule != STORM_RULE:
+            return
+        self._store.drop_storm_member(umbrella.id, member)
+        self._storm_members_left(umbrella, True, now)
+
+    def _storm_members_left(self, umbrella: Call, recovered: bool, now: float) -> None:
+        """An umbrella after a member changed: resolved when the last one recovered, else
+        its list brought up to date."""
         members = self._store.storm_members(umbrella.id)
         if recovered and not members:
             umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
@@ -411,6 +424,20 @@ class IncidentManager:
             return call.first_seen
         reopened = [e.at for e in self._store.call_events(call.id) if e.kind == "reopened"]
         return max([call.first_seen, *reopened])
+
+    def resolve_retired(self, call: Call, text: str, now: float) -> None:
+        """Resolve an open call of a host an operator retired, with `text` (who and why), in
+        the register and, through the outbox, in its help desk."""
+        if call.status != "open":
+            return
+        group = self._groups.get(call.group)
+        call.status, call.resolved_at, call.updated_at = "resolved", now, now
+        self._store.update_call(call)
+        close = group is not None and group.on_recovery == "close"
+        self._event(call, "resolved", text, now, {"text": text, "close": close})
+        CallCounters.bump(self.counters.resolved, call.group)
+        self._timings.resolved(call.group, now - call.opened_at)
+        log.info("call %d resolved: %s", call.id, text)
 
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:

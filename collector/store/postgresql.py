@@ -241,6 +241,12 @@ MIGRATIONS: list[str] = [
         last_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # Retired hosts (runwatch host retire): the row stays for the reports.
+    """
+    ALTER TABLE hosts ADD COLUMN retired_at DOUBLE PRECISION;
+    ALTER TABLE hosts ADD COLUMN retired_by TEXT;
+    ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -415,6 +421,7 @@ class PostgresStore(SQLStore):
         waiting for its `for`."""
         rows = self._db.execute(
             "SELECT host FROM hosts WHERE %s - last_report_at > %s * interval_seconds "
+            "AND retired_at IS NULL "
             "UNION SELECT host FROM rule_states WHERE (rule = %s AND (severity <> %s "
             "OR call_id IS NOT NULL)) OR (rule <> %s AND severity IN (%s, %s, %s) "
             "AND call_id IS NULL)",

@@ -28,6 +28,7 @@ from collector.store.records import (
     CheckStatus,
     HistoryPoint,
     HostRecord,
+    HostRetirement,
     HostSnapshot,
     OutboxOp,
     RuleStateRecord,
@@ -273,8 +274,10 @@ class SQLStore:
 
     def load_host_snapshot(self, host: str) -> HostSnapshot:
         locked = self.lock_host(host)
+        retirement = self.retirement_of(host) if locked else None
         return HostSnapshot(
-            record=locked[0] if locked else None,
+            record=locked[0] if locked and retirement is None else None,
+            retirement=retirement,
             version=locked[1] if locked else 0,
             series=list(self._series_where("WHERE host=?", (host,))),
             statuses=[
@@ -300,8 +303,54 @@ class SQLStore:
         return HostRecord(host, first, last, interval, version, boot, seq, self._json_out(labels))
 
     def load_hosts(self) -> Iterator[HostRecord]:
-        for row in self._run(f"SELECT {HOST_COLUMNS} FROM hosts"):  # noqa: S608 -- constant column lists  # nosec B608
+        """The hosts that are not retired."""
+        for row in self._run(f"SELECT {HOST_COLUMNS} FROM hosts WHERE retired_at IS NULL"):  # noqa: S608 -- constant column lists  # nosec B608
             yield self._host(row)
+
+    # -- retired hosts: the row stays (first_seen, last report) for the reports ----------------
+
+    def _retirements_where(self, clause: str, args: tuple[Any, ...]) -> list[HostRetirement]:
+        rows = self._run(
+            f"SELECT {HOST_COLUMNS}, retired_at, retired_by, retire_reason FROM hosts "  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            f"WHERE retired_at IS NOT NULL{clause} ORDER BY host",
+            args,
+        )
+        return [HostRetirement(row[0], row[8], row[9], row[10], self._host(row)) for row in rows]
+
+    def retirements(self) -> list[HostRetirement]:
+        """Every retired host, by name: when, by whom and why, and its last record."""
+        return self._retirements_where("", ())
+
+    def retirement_of(self, host: str) -> HostRetirement | None:
+        """The host's retirement, if it is retired."""
+        found = self._retirements_where(" AND host=?", (host,))
+        return found[0] if found else None
+
+    def retire_host(self, host: str, at: float, by: str, reason: str) -> HostRetirement | None:
+        """Mark a known host retired and drop its series, checks and rule states (its calls,
+        state changes and history stay); None when no such host reports, or it is retired."""
+        if not self._affected(
+            "UPDATE hosts SET retired_at=?, retired_by=?, retire_reason=? "
+            "WHERE host=? AND retired_at IS NULL",
+            (at, by, reason, host),
+        ):
+            return None
+        for table in ("series", "check_status", "rule_states"):
+            self._run(f"DELETE FROM {table} WHERE host=?", (host,))  # noqa: S608 -- constant table names  # nosec B608
+        return self.retirement_of(host)
+
+    def restore_host(self, host: str, now: float) -> HostRetirement | None:
+        """Bring a retired host back: it counts as heard from `now`, so it has its staleness
+        limit to report again. Returns the retirement that ended (None if it was not retired)."""
+        ended = self.retirement_of(host)
+        if ended is None:
+            return None
+        self._run(
+            "UPDATE hosts SET retired_at=NULL, retired_by=NULL, retire_reason=NULL, "
+            "last_report_at=? WHERE host=?",
+            (now, host),
+        )
+        return ended
 
     def save_host(self, host: HostRecord) -> None:
         self.save_hosts([host])
@@ -645,6 +694,14 @@ class SQLStore:
             (call_id,),
         ).fetchone()
         return CallEvent(*row) if row else None
+
+    def open_calls_of(self, host: str) -> list[Call]:
+        """The host's open calls, oldest first."""
+        rows = self._run(
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE host=? AND status='open' ORDER BY id",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            (host,),
+        )
+        return [self._call(row) for row in rows]
 
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._run("SELECT grp, count(*) FROM calls WHERE status='open' GROUP BY grp")

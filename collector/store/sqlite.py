@@ -214,6 +214,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             last_at REAL NOT NULL
         )""",
     ),
+    6: (
+        # Retired hosts (runwatch host retire): the row stays for the reports.
+        "ALTER TABLE hosts ADD COLUMN retired_at REAL",
+        "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
+        "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
