@@ -13,7 +13,13 @@ import pytest
 from collector.app import CollectorService
 from collector.evaluation.rules import Severity
 from collector.incidents.calls import Call, CallEvent, fingerprint
-from collector.service_levels import ReportError, build_report, parse_period, render
+from collector.service_levels import (
+    ReportError,
+    build_report,
+    host_retirements,
+    parse_period,
+    render,
+)
 from collector.store.records import AuditEntry, BackupSuccess, CallLink, HostRecord, StateChange
 from runwatch.cli import main
 from tests.helpers import FS_RULE, TIMED_GROUPS, Reporter
@@ -663,3 +669,36 @@ def test_time_before_evaluations_were_recorded_counts_as_watched(
         "Not watched (no collector evaluating): 10 d, counted neither up nor down. Before "
         "2025-11-16 00:00:00 UTC, when recording began, counted as watched."
     ) in render(report, "md")
+
+
+def test_hosts_retired_in_the_store_count_to_their_retirement(
+    tmp_path: Path, service: CollectorService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = render(_report(service), "json")  # the retirement given to the computation
+    with service.store.transaction():
+        assert service.store.retire_host("old01", day(21), "ann", "decommissioned")
+    assert "old01" not in {h.host for h in service.store.load_hosts()}
+    records, retired = host_retirements(service.store)
+    assert ([r.host for r in records], retired) == (["old01"], {"old01": day(21)})
+    report = build_report(
+        service.store, service.config, NOV, retired=retired, retired_hosts=records
+    )
+    assert render(report, "json") == before
+    # `runwatch report` reads them the same way.
+    config = tmp_path / "collector.yaml"
+    store = service.config.store
+    backend = {"backend": store.backend, **({"dsn": store.dsn} if store.dsn else {})}
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(service.config.data_dir),
+                "store": backend,
+                "sinks": {"helpdesk": {"type": "builtin"}},
+                "groups": GROUPS,
+                "host_groups": HOST_GROUPS,
+            }
+        )
+    )
+    assert main(["report", "--config", str(config), "--period", "2025-11", "--format", "json"]) == 0
+    fleet = json.loads(capsys.readouterr().out)["scopes"][0]
+    assert (fleet["hosts"], fleet["availability"]) == (3, pytest.approx(1 - 62 / WATCHED))

@@ -42,18 +42,10 @@ def p90(values: list[float]) -> float | None:
 
 def host_retirements(store: Store) -> tuple[list[HostRecord], dict[str, float]]:
     """The retired hosts' records and when each was retired (Unix time), for build_report's
-    `retired_hosts` and `retired`: a retired host counts from its first report to then.
-
-    COORDINATOR: connect host retirement (issue 19, section 1) here. With the store's
-    `retirements()` (a store's load_hosts() then lists only hosts in service):
-
-        found = store.retirements()
-        return [r.record for r in found if r.record], {r.host: r.retired_at for r in found}
-
-    Until then no host is retired.
-    """
-    del store
-    return [], {}
+    `retired_hosts` and `retired`: a retired host counts from its first report to then (the
+    store's load_hosts() lists only the hosts in service)."""
+    found = store.retirements()
+    return [r.record for r in found if r.record], {r.host: r.retired_at for r in found}
 
 
 def watched_spans(recorded: list[Span], period: Period) -> list[Span]:
