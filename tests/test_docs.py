@@ -351,8 +351,9 @@ def shell_lines(markdown: str) -> Iterator[tuple[int, str]]:
 
 
 def runwatch_argvs(line: str) -> Iterator[list[str]]:
-    """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value)."""
-    if not re.search(r"(^|[\s;|&])runwatch\s", line):
+    """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value;
+    `.venv/bin/runwatch` too)."""
+    if not re.search(r"(^|[\s;|&/])runwatch\s", line):
         return  # other lines of a block may be anything: a here-document, a multi-line quote
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
@@ -362,7 +363,7 @@ def runwatch_argvs(line: str) -> Iterator[list[str]]:
         if word in _SEPARATORS:
             while command and (command[0] in ("sudo", "env") or "=" in command[0]):
                 del command[0]
-            if command[:1] == ["runwatch"]:
+            if command and command[0].rsplit("/", 1)[-1] == "runwatch":
                 yield command[1:]
             command = []
         elif word in _REDIRECTIONS:
@@ -397,7 +398,8 @@ def parse_error(argv: list[str]) -> str | None:
 def test_the_line_reader_finds_commands_in_every_kind_of_block() -> None:
     page = (
         "```sh\nexport X=1\nrunwatch status --json   # hosts\nsudo runwatch calls \\\n"
-        "  --open | head\nRUNWATCH_COLLECTOR=u runwatch token add a > a.token && runwatch x\n```\n"
+        "  --open | head\nRUNWATCH_COLLECTOR=u runwatch token add a > a.token && runwatch x\n"
+        "pip install . && .venv/bin/runwatch up\n```\n"
         "!!! note\n    ```console\n    $ runwatch config validate f.yaml\n    f.yaml: valid\n"
         "    ```\n```yaml\nrunwatch: not a command\n```\n"
     )
@@ -407,6 +409,7 @@ def test_the_line_reader_finds_commands_in_every_kind_of_block() -> None:
         ["calls", "--open"],
         ["token", "add", "a"],
         ["x"],
+        ["up"],
         ["config", "validate", "f.yaml"],
     ]
     assert parse_error(["x"]) and "invalid choice" in str(parse_error(["x"]))
