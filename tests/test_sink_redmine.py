@@ -114,7 +114,7 @@ def test_open_then_find_returns_the_same_issue(
     assert sink.find(fingerprint) == ref  # asking again changes nothing
     data = issue(redmine_server, ref)
     assert data["project"]["id"] == redmine_server.projects["monitoring"]
-    assert data["tracker"]["name"] == "Bug"  # the project's first tracker
+    assert data["tracker"]["name"] == "Support"  # the shipped default, not the first (Bug)
     assert data["subject"] == "filesystem_full on web1: / at 97%"
     assert data["description"].startswith("Used ratio 0.97")
     assert data["priority"]["name"] == "High"  # CRITICAL's default

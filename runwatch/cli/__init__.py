@@ -27,6 +27,7 @@ from runwatch.cli import (
     collector,
     config,
     deploy,
+    hosts,
     job,
     outbox,
     report,
@@ -69,6 +70,7 @@ COMMANDS = (
     users,
     call,
     config,
+    hosts,
 )
 
 
