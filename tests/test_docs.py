@@ -19,6 +19,7 @@ pages (docs/configuration/ and docs/helpdesks/); fenced examples do not count.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import itertools
@@ -351,8 +352,9 @@ def shell_lines(markdown: str) -> Iterator[tuple[int, str]]:
 
 
 def runwatch_argvs(line: str) -> Iterator[list[str]]:
-    """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value)."""
-    if not re.search(r"(^|[\s;|&])runwatch\s", line):
+    """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value;
+    `.venv/bin/runwatch` too)."""
+    if not re.search(r"(^|[\s;|&/])runwatch\s", line):
         return  # other lines of a block may be anything: a here-document, a multi-line quote
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
@@ -362,7 +364,7 @@ def runwatch_argvs(line: str) -> Iterator[list[str]]:
         if word in _SEPARATORS:
             while command and (command[0] in ("sudo", "env") or "=" in command[0]):
                 del command[0]
-            if command[:1] == ["runwatch"]:
+            if command and command[0].rsplit("/", 1)[-1] == "runwatch":
                 yield command[1:]
             command = []
         elif word in _REDIRECTIONS:
@@ -397,7 +399,8 @@ def parse_error(argv: list[str]) -> str | None:
 def test_the_line_reader_finds_commands_in_every_kind_of_block() -> None:
     page = (
         "```sh\nexport X=1\nrunwatch status --json   # hosts\nsudo runwatch calls \\\n"
-        "  --open | head\nRUNWATCH_COLLECTOR=u runwatch token add a > a.token && runwatch x\n```\n"
+        "  --open | head\nRUNWATCH_COLLECTOR=u runwatch token add a > a.token && runwatch x\n"
+        "pip install . && .venv/bin/runwatch up\n```\n"
         "!!! note\n    ```console\n    $ runwatch config validate f.yaml\n    f.yaml: valid\n"
         "    ```\n```yaml\nrunwatch: not a command\n```\n"
     )
@@ -407,6 +410,7 @@ def test_the_line_reader_finds_commands_in_every_kind_of_block() -> None:
         ["calls", "--open"],
         ["token", "add", "a"],
         ["x"],
+        ["up"],
         ["config", "validate", "f.yaml"],
     ]
     assert parse_error(["x"]) and "invalid choice" in str(parse_error(["x"]))
@@ -423,17 +427,17 @@ def test_every_command_line_in_the_docs_parses(argv: list[str]) -> None:
     assert parse_error(argv) is None, parse_error(argv)
 
 
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """A parser's sub-commands by name (argparse has no public way to list them)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def synopsis_problems(span: str) -> list[str]:
     """Options a synopsis names that one of its commands does not take; `a|b` means either."""
-    import argparse
-
     from runwatch.cli import build_parser
-
-    def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return dict(action.choices)
-        return {}
 
     words = span.replace("\\|", "|").split()[1:]
     parsers = {"runwatch": build_parser()}
@@ -459,12 +463,24 @@ def synopsis_problems(span: str) -> list[str]:
     ]
 
 
+def is_synopsis(span: str) -> bool:
+    """Whether a code span shows a command line: `runwatch` and a command or an option (not a
+    name that starts with the word, such as a help-desk role called `runwatch tags`)."""
+    from runwatch.cli import build_parser
+
+    words = span.replace("\\|", "|").split()
+    if words[:1] != ["runwatch"] or len(words) < 2:
+        return False
+    known = commands(build_parser())
+    return "-" in span or any(word in known for word in words[1].split("|"))
+
+
 def documented_synopses() -> list[Any]:
     spans = []
     for page in doc_pages():
         text = _FENCE.sub("", page.read_text(encoding="utf-8"))
         for match in _CODE_SPAN.finditer(text):
-            if match.group(2).startswith("runwatch "):
+            if is_synopsis(match.group(2)):
                 where = page.relative_to(ROOT)
                 spans.append(pytest.param(match.group(2), id=f"{where}: {match.group(2)}"))
     return spans
@@ -477,7 +493,9 @@ def test_the_synopsis_checker_reads_alternatives() -> None:
     assert synopsis_problems("runwatch calls [--open] [--frob]") == [
         "`runwatch calls` takes no --frob"
     ]
-    assert synopsis_problems("runwatch frob") == ["`frob` is no runwatch command"]
+    assert synopsis_problems("runwatch frob --now") == ["`frob` is no runwatch command"]
+    assert is_synopsis("runwatch frob --now") and is_synopsis("runwatch call ack\\|comment ID")
+    assert not is_synopsis("runwatch tags") and not is_synopsis("runwatch")
     assert synopsis_problems("runwatch outbox retry ID|--all") == []
 
 

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,9 +257,21 @@ def label_values(prometheus: str, metric: str, label: str) -> list[str]:
         return list(json.load(response)["data"])
 
 
+def start_prometheus(started: Processes, tmp: Path, port: int) -> None:
+    """Start Prometheus on 127.0.0.1:PORT with TMP/prometheus.yml, its data in TMP/tsdb."""
+    started.start(
+        tool("prometheus", "prometheus"),
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        "--log.level=warn",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    prometheus_bin = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-stack")
     started = Processes()
     desk = ThreadingHTTPServer(("127.0.0.1", 0), HelpDeskHandler)
@@ -353,15 +366,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 }
             )
         )
-        started.start(
-            prometheus_bin,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--log.level=warn",
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_prometheus(started, tmp, port)
 
         def scraped() -> bool:
             try:
@@ -514,7 +519,6 @@ SINK_PANELS = [
 def quiet_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prometheus scraping a collector whose only sink is the built-in register, with no
     delivery ever made: the outbox is quiet."""
-    prometheus_bin = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-quiet")
     started = Processes()
     try:
@@ -545,15 +549,7 @@ def quiet_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 }
             )
         )
-        started.start(
-            prometheus_bin,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--log.level=warn",
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_prometheus(started, tmp, port)
         url = f"http://127.0.0.1:{port}"
 
         def scraped_twice() -> bool:
