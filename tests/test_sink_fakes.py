@@ -113,7 +113,7 @@ def jira_desk(fake: FakeJira, *, version: int, service_desk: bool = False) -> De
     )
 
 
-def servicenow_desk(fake: FakeServiceNow) -> Desk:
+def servicenow_desk(fake: FakeServiceNow, close_code: str | None = None) -> Desk:
     data = {
         "type": "servicenow",
         "url": fake.url,
@@ -121,6 +121,7 @@ def servicenow_desk(fake: FakeServiceNow) -> Desk:
         "user": fake.user,
         "password": {"env": SECRET_ENV},
         "caller_id": "monitoring",
+        **({"close_code": close_code} if close_code else {}),
     }
 
     def view(ref: TicketRef) -> View:
@@ -188,6 +189,10 @@ DESKS: dict[str, tuple[Callable[[], Any], Callable[[Any], Desk]]] = {
         lambda fake: jira_desk(fake, version=3, service_desk=True),
     ),
     "servicenow": (FakeServiceNow, servicenow_desk),
+    "servicenow, older release": (
+        lambda: FakeServiceNow(release="old"),
+        lambda fake: servicenow_desk(fake, close_code="Solved (Permanently)"),
+    ),
     "zammad": (FakeZammad, zammad_desk),
     "zammad 6.4": (lambda: FakeZammad(version="6.4"), zammad_desk),
 }

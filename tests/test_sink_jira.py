@@ -100,6 +100,22 @@ def test_search_lagging_writes_neither_duplicates_nor_finds_a_resolved_issue(
         fake.stop()
 
 
+def test_a_reopen_soon_after_the_open_is_trusted_over_search(
+    monkeypatch: pytest.MonkeyPatch, made: list[JiraSink]
+) -> None:
+    clock = Clock()
+    fake = serve(monkeypatch, FakeJira(search_lag_seconds=5, clock=clock))
+    try:
+        sink = sink_for(made, fake, clock, trust_window="60s")
+        ref = sink.open(new_ticket())
+        sink.resolve(ref, "Recovered.", close=False)
+        assert sink.find(FP) is None
+        sink.reopen(ref, "Back.")
+        assert sink.find(FP) == ref  # search still shows it done
+    finally:
+        fake.stop()
+
+
 def test_the_fake_search_lags_writes(monkeypatch: pytest.MonkeyPatch, made: list[JiraSink]) -> None:
     clock = Clock()
     fake = serve(monkeypatch, FakeJira(search_lag_seconds=5, clock=clock))

@@ -108,6 +108,9 @@ def test_a_tag_zammad_may_not_create_is_logged_as_an_error_and_the_check_warns(
             assert fake.requests_to("POST", "/api/v1/tags/add")
             assert "tag_new" in caplog.text and "admin.tag" in caplog.text
             assert any(r.levelno == logging.ERROR for r in caplog.records)
+            assert sink.find(FP) == ref  # not by its tag: by the id this sink kept
+            sink.resolve(ref, "Recovered.", close=False)
+            assert sink.find(FP) is None
             problems = sink.check()
             assert [p.severity for p in problems] == ["warning"]
             assert "admin.tag" in problems[0].fix

@@ -202,12 +202,18 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         # Transition first, then comment: a retry after a lost answer finds the issue already
         # done and only adds the comment, instead of commenting twice.
         self._transition(ref, name, done=True)
-        self._resolved[ref.remote_id] = self._clock() + float(self._config.trust_window)
+        now = self._clock()
+        for issue_id in [i for i, until in self._resolved.items() if until <= now]:
+            del self._resolved[issue_id]
+        self._resolved[ref.remote_id] = now + float(self._config.trust_window)
         self.comment(ref, text)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._transition(ref, self._config.reopen_transition, done=False)
         self._resolved.pop(ref.remote_id, None)
+        for fingerprint, (_, opened) in list(self._opened.items()):
+            if opened.remote_id == ref.remote_id:  # trust the reopen over a stale search too
+                self._remember(fingerprint, ref)
         self.comment(ref, text)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:

@@ -59,6 +59,12 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
 
     name = "zammad"
 
+    def __init__(self, config: ZammadSinkConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        # Tickets this sink made but could not tag: search cannot find them, so `find`
+        # asks for them by id (for the life of the process).
+        self._untagged: dict[str, contract.TicketRef] = {}
+
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
         return {"Authorization": f"Token token={self._config.token.read()}"}
@@ -66,6 +72,11 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
     def find(self, fingerprint: str) -> contract.TicketRef | None:
         states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
         query = f'tags:"{_tag(fingerprint)}" AND state.name:({states})'
+        untagged = self._untagged.get(fingerprint)
+        if untagged is not None:
+            if self.status(untagged).raw in OPEN_STATES:
+                return untagged
+            del self._untagged[fingerprint]
         data = self._json("GET", "/api/v1/tickets/search", params={"query": query, "limit": "1"})
         ids = search_ids(data)
         return self._ref(ids[0]) if ids else None
@@ -106,6 +117,7 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
                 tag,
                 exc,
             )
+            self._untagged[ticket.fingerprint] = ref
         return ref
 
     def comment(self, ref: contract.TicketRef, text: str) -> None:
