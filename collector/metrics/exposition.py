@@ -28,7 +28,7 @@ PREFIX = "runwatch_"
 CALL_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SINK_OPERATIONS = ("open", "comment", "update", "resolve", "reopen", "status")
-REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large")
+REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large", "retired")
 # The names a family's samples take, in the text format, OpenMetrics and client libraries: a
 # measurement may use none of them for a family of the collector's own.
 FAMILY_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum")
