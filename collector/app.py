@@ -101,6 +101,7 @@ class CollectorService:
         delivery_metrics = self.metrics.delivery
         self.sinks = build_sinks(config.sinks)
         self.outbox: OutboxWorker | None = None
+        self.sink_check: Any = None  # the start-up self-check's thread, once started
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
@@ -133,9 +134,17 @@ class CollectorService:
             on_enqueue=self.outbox.notify if self.outbox else None,
             storm=config.storm,
             templates=CallTemplates(
-                config.templates.summary, config.templates.description, config.dashboard_url
+                config.templates.summary,
+                config.templates.description,
+                config.dashboard_url,
+                console_url=config.external_url,
             ),
             timings=self.metrics.calls,
+            subject_limits={
+                name: sink.subject_max_chars
+                for name, sink in config.sinks.items()
+                if hasattr(sink, "subject_max_chars")
+            },
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
@@ -218,6 +227,16 @@ class CollectorService:
         """Start background delivery to help desks (when any are configured)."""
         if self.outbox is not None:
             self.outbox.start()
+            # Probe the help desks read-only and log what is wrong (issue 20), off the
+            # start path: a slow desk must not hold the collector up.
+            import threading
+
+            from collector.sinks.selfcheck import check_and_log
+
+            self.sink_check = threading.Thread(
+                target=check_and_log, args=(self.sinks,), name="sink-self-check", daemon=True
+            )
+            self.sink_check.start()
 
     def close(self) -> None:
         self.limits.close()

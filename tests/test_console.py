@@ -289,6 +289,8 @@ def test_console_pages_render(api: Any, clock: FakeClock) -> None:
     assert f"#{call_id}" in client.get("/calls?state=open&group=systems-administration").text
     assert "No calls match" in client.get("/calls?state=resolved").text
     assert client.get("/report?period=2026-13").status_code == 422
+    future = client.get("/report?period=2099-01")
+    assert future.status_code == 422 and "period 2099-01 has not begun" in future.text
     assert client.get("/static/console.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/../api.py").status_code == 404
     assert client.get("/login?next=//evil.example/").text.count('value="/"') == 2

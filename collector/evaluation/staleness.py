@@ -15,6 +15,7 @@ from collector.evaluation.parents import HostParents
 from collector.evaluation.rules import CallDecision, RuleState, Severity, StepPolicy, step
 from collector.incidents.calls import Problem, labels_key
 from collector.view.fleet import Fleet, StateKey
+from runwatch import units
 
 _HOST_DESCRIPTION = (
     "The agent on this host has stopped reporting. Check that the host is up, that the runwatch "
@@ -136,8 +137,9 @@ class Staleness:
         silent_for = max(0.0, now - record.last_report_at)
         detail = (
             (
-                f"no report for {format_duration(silent_for)} (expected every "
-                f"{format_duration(record.interval_seconds)})"
+                # A time, not a duration: the call's subject stays true while it waits.
+                f"no report since {units.timestamp(record.last_report_at)} (expected every "
+                f"{units.duration(record.interval_seconds)})"
             )
             if stale
             else ""
@@ -158,7 +160,10 @@ class Staleness:
                 previous.absorbed_by, f"{host} reports again (it was listed here as silent)."
             )
             state = replace(state, absorbed_by=None)
-        problem = self._problem(key, {}, record.interval_seconds, _HOST_DESCRIPTION, now)
+        last = record.last_report_at
+        problem = self._problem(
+            key, {}, record.interval_seconds, _HOST_DESCRIPTION, now, last_report_at=last
+        )
         self.recorder.carry(key, previous, state, self._owned(decisions), problem)
 
     def _owned(self, decisions: tuple[CallDecision, ...]) -> tuple[CallDecision, ...]:
@@ -191,7 +196,14 @@ class Staleness:
         )
 
     def _problem(
-        self, key: StateKey, labels: dict[str, str], interval: float, description: str, now: float
+        self,
+        key: StateKey,
+        labels: dict[str, str],
+        interval: float,
+        description: str,
+        now: float,
+        *,
+        last_report_at: float | None = None,
     ) -> ProblemFor:
         staleness = self.config.staleness
         rule, host, _ = key
@@ -214,6 +226,7 @@ class Staleness:
                 first_seen=current.problem_since or now,
                 description=description,
                 detail=current.detail,
+                last_report_at=last_report_at,
             )
 
         return problem

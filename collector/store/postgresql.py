@@ -234,6 +234,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
     """,
+    # When the collector was evaluating (one row per unbroken run), for service-level reports.
+    """
+    CREATE TABLE evaluation_spans (
+        started_at DOUBLE PRECISION PRIMARY KEY,
+        last_at DOUBLE PRECISION NOT NULL
+    );
+    """,
     # Retired hosts (runwatch host retire): the row stays for the reports.
     """
     ALTER TABLE hosts ADD COLUMN retired_at DOUBLE PRECISION;

@@ -150,6 +150,7 @@ BACKUPS = Upsert(
     (),
 )
 SESSIONS = _upsert("console_sessions", "key, name, expires_at", "key")
+EVALUATION_SPANS = _upsert("evaluation_spans", "started_at, last_at", "started_at")
 LINKS = _upsert("call_links", LINK_COLUMNS, "call_id, sink")
 STORM_MEMBERS = _upsert(
     "storm_members", "umbrella_id, fingerprint, summary", "umbrella_id, fingerprint"
@@ -456,6 +457,16 @@ class SQLStore:
         )
         return [AuditEntry(*row) for row in rows]
 
+    def audit_between(self, since: float, until: float, prefix: str) -> list[AuditEntry]:
+        """Entries in [since, until) whose action begins with `prefix` (e.g. "call."), oldest
+        first."""
+        rows = self._run(
+            "SELECT id, at, actor, action, target, detail, via FROM audit_log "
+            "WHERE at >= ? AND at < ? AND action LIKE ? ORDER BY at, id",
+            (since, until, f"{prefix}%"),
+        )
+        return [AuditEntry(*row) for row in rows]
+
     def add_state_changes(self, changes: list[StateChange]) -> None:
         self._upsert(
             STATE_CHANGES,
@@ -480,15 +491,17 @@ class SQLStore:
         self._upsert(BACKUPS, [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
 
     def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
-        """Successes in [since, until), and each job's first one before `since` (to tell
-        that the job already ran before the period)."""
+        """Successes in [since, until), and each job's first and newest one before `since`
+        (that the job already ran before the period, and how old its backup was then)."""
         rows = self._run(
             "SELECT host, name, labels_key, succeeded_at FROM backup_successes "
             "WHERE succeeded_at >= ? AND succeeded_at < ? "
             "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
             "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
+            "UNION SELECT host, name, labels_key, MAX(succeeded_at) FROM backup_successes "
+            "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
             "ORDER BY 1, 2, 3, 4",
-            (since, until, since),
+            (since, until, since, since),
         )
         return [BackupSuccess(*row) for row in rows]
 
@@ -500,6 +513,22 @@ class SQLStore:
             (since, until),
         )
         return [self._call(row) for row in rows]
+
+    def record_evaluation(self, now: float, gap: float) -> None:
+        """Extend the collector's current run of evaluations to `now`, or begin a new one
+        when the last evaluation is more than `gap` seconds old (the collector was down)."""
+        extended = self._affected(
+            "UPDATE evaluation_spans SET last_at=? WHERE started_at="
+            "(SELECT MAX(started_at) FROM evaluation_spans) AND last_at >= ? AND last_at <= ?",
+            (now, now - gap, now),
+        )
+        if not extended:
+            self._upsert(EVALUATION_SPANS, [(now, now)])
+
+    def evaluation_spans(self) -> list[tuple[float, float]]:
+        """Every run of evaluations: (first, last evaluation), oldest first."""
+        rows = self._run("SELECT started_at, last_at FROM evaluation_spans ORDER BY started_at")
+        return [(float(a), float(b)) for a, b in rows]
 
     # -- console sessions ---------------------------------------------------------------------
 
