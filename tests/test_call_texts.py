@@ -49,8 +49,8 @@ class DescribingDesk:
     def resolve(self, ref: TicketRef, text: str, **change: Any) -> None:
         self.log.append(("resolve", {"text": text, **change}))
 
-    def reopen(self, ref: TicketRef, text: str) -> None:
-        self.log.append(("reopen", {"text": text}))
+    def reopen(self, ref: TicketRef, text: str, **change: Any) -> None:
+        self.log.append(("reopen", {"text": text, **change}))
 
     def status(self, ref: TicketRef) -> RemoteStatus:
         return RemoteStatus("new", "new")
@@ -148,6 +148,22 @@ def test_a_reopened_call_counts_its_duration_from_the_reopening(
     notes = [e.text for e in service.store.call_events(call.id) if e.kind == "resolved"]
     assert "after 10 min:" in notes[0]
     assert "after 5 min:" in notes[1]
+
+
+def test_a_reopened_ticket_gets_the_current_description_back(desk: Any, clock: FakeClock) -> None:
+    service, sink, worker = desk
+    web = Reporter("web01", clock)
+    feed(service, web, 0.97)
+    feed(service, web, 0.50, after=600)
+    feed(service, web, 0.90, after=600)  # within reopen_within: the same call again
+    worker.deliver_due()
+    (kind, reopen) = sink.log[-1]
+    assert kind == "reopen"
+    (call,) = service.calls(None, None)
+    assert reopen["description"] == call.description, "not the text of its recovery"
+    now = lines(call.description)
+    assert "Severity: WARNING" in now and "Value: 90.0%" in now
+    assert not any(line.startswith("Recovered:") for line in now)
 
 
 def test_stale_host_names_its_last_report_and_its_subject_stays_true(

@@ -188,6 +188,17 @@ def test_ticket_holds_the_current_facts_after_a_severity_change_and_after_recove
     ):
         assert fact in lines(current), fact
 
+    clock.advance(600)  # back within reopen_within: the same ticket, its text current again
+    service.ingest(host, web.report({"fs_used_ratio": 0.96}))
+    deliver(service)
+    ticket = real_desk.read(remote_id)
+    print(f"\n--- reopened ---\n{ticket}")
+    assert lines(ticket.notes[-1])[0].startswith("The problem came back within 1 h")
+    current = ticket.notes[-1] if real_desk.sink["type"] == "rt" else ticket.description
+    assert "Severity: CRITICAL" in lines(current)
+    assert "Value: 96.0%" in lines(current)
+    assert not lines(current)[-1].startswith("Recovered:")
+
 
 def test_stale_host_ticket_names_the_last_report_and_its_recovery(
     service: CollectorService, real_desk: RealDesk, clock: FakeClock

@@ -34,4 +34,9 @@ def test_the_suites_help_desk_files_are_the_ones_that_start_them(
         for p in (root / "tests").glob("test_*.py")
         if scope_of(f"tests/{p.name}::t", root) == HELPDESKS
     }
-    assert grouped == {"test_helpdesk_calls.py", "test_sink_redmine.py", "test_sink_rt.py"}
+    assert grouped == {
+        "test_helpdesk_calls.py",
+        "test_sink_redmine.py",
+        "test_sink_rt.py",
+        "test_ticket_texts.py",
+    }

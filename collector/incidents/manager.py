@@ -174,11 +174,10 @@ class IncidentManager:
             recent.status, recent.resolved_at = "open", None
             recent.reopened += 1
             self._store.update_call(recent)
+            within = units.duration(float(group.reopen_within))
+            text = f"The problem came back within {within}: {recent.summary}"
             self._event(
-                recent,
-                "reopened",
-                f"The problem came back within {group.reopen_within}: {recent.summary}",
-                now,
+                recent, "reopened", text, now, {"text": text, "description": recent.description}
             )
             CallCounters.bump(self.counters.reopened, problem.group)
             log.info("call %d reopened: %s", recent.id, recent.summary)
@@ -385,16 +384,11 @@ class IncidentManager:
             self._storm_member_changed(call, problem, recovered=True, now=now)
             return
         group = self._groups.get(call.group)
+        start = self._episode_start(call)
         facts = CallFacts(
-            call.id,
-            as_of=now,
-            recovered_at=now,
-            opened_at=self._episode_start(call),
-            was=call.severity,
-            reason=reason,
+            call.id, as_of=now, recovered_at=now, opened_at=start, was=call.severity, reason=reason
         )
-        assert facts.opened_at is not None
-        lasted = units.duration(max(0.0, now - facts.opened_at))
+        lasted = units.duration(max(0.0, now - start))
         note = f"Recovered at {units.timestamp(now)}, after {lasted}" + (
             f": {reason}." if reason else "."
         )

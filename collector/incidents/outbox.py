@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef, keeps_description
 from collector.store.protocols import OutboxStore
@@ -175,20 +176,14 @@ class OutboxWorker:
             sink.comment(ref, payload["text"])
         elif op.op == "update":
             change = {k: payload[k] for k in ("priority", "summary", "text")}
-            if keeps_description(sink) and payload.get("description"):
-                sink.update(ref, **change, description=payload["description"])
-            else:
-                sink.update(ref, **change)
+            sink.update(ref, **change, **_described(sink, payload))
         elif op.op == "resolve":
             close = bool(payload.get("close"))
-            if keeps_description(sink) and payload.get("description"):
-                sink.resolve(ref, payload["text"], close=close, description=payload["description"])
-            else:
-                sink.resolve(ref, payload["text"], close=close)
-            link.remote_state = "closed" if payload.get("close") else "resolved"
+            sink.resolve(ref, payload["text"], close=close, **_described(sink, payload))
+            link.remote_state = "closed" if close else "resolved"
             return link
         elif op.op == "reopen":
-            sink.reopen(ref, payload["text"])
+            sink.reopen(ref, payload["text"], **_described(sink, payload))
             link.remote_state = "open"
             return link
         else:
@@ -228,3 +223,10 @@ class OutboxWorker:
             )
             self._metrics.delivered(op.sink, op.op, "dead", None)
         return False
+
+
+def _described(sink: Sink, payload: dict[str, Any]) -> dict[str, str]:
+    """The call's current description, for a sink that keeps it (Redmine, RT); else nothing."""
+    if keeps_description(sink) and payload.get("description"):
+        return {"description": str(payload["description"])}
+    return {}

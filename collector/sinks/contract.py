@@ -120,8 +120,8 @@ class Sink(Protocol):
 
 
 class DescribingSink(Sink, Protocol):
-    """A help desk that keeps each ticket's current state: `update` and `resolve` also take the
-    call's description as it reads now (Redmine rewrites the issue's description; RT, which
+    """A help desk that keeps each ticket's current state: `update`, `resolve` and `reopen` also
+    take the call's description as it reads now (Redmine rewrites the issue's description; RT, which
     cannot edit a ticket's first message, puts it in the comment and an optional field)."""
 
     keeps_description: ClassVar[bool]
@@ -140,9 +140,11 @@ class DescribingSink(Sink, Protocol):
         self, ref: TicketRef, text: str, *, close: bool, description: str | None = None
     ) -> None: ...
 
+    def reopen(self, ref: TicketRef, text: str, *, description: str | None = None) -> None: ...
+
 
 def keeps_description(sink: Sink) -> TypeGuard[DescribingSink]:
-    """Whether the sink takes the call's current description with `update` and `resolve`."""
+    """Whether the sink takes the call's current description with update, resolve and reopen."""
     return getattr(sink, "keeps_description", False) is True
 
 

@@ -253,9 +253,12 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
             issue["description"] = description
         self._put(ref, issue)
 
-    def reopen(self, ref: contract.TicketRef, text: str) -> None:
-        """Set the configured reopened status, with a note."""
-        self._put(ref, {"status_id": self._status_id("reopened"), "notes": text})
+    def reopen(self, ref: contract.TicketRef, text: str, *, description: str | None = None) -> None:
+        """Set the configured reopened status and the description, with a note."""
+        issue: dict[str, Any] = {"status_id": self._status_id("reopened"), "notes": text}
+        if description:
+            issue["description"] = description
+        self._put(ref, issue)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """closed, resolved, new (still in its tracker's initial status) or open."""

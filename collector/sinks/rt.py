@@ -237,10 +237,10 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
         self._set(ref, {"Status": status})
         self.comment(ref, text + CURRENT_STATE + description if description else text)
 
-    def reopen(self, ref: contract.TicketRef, text: str) -> None:
-        """Set the reopen status, then comment."""
+    def reopen(self, ref: contract.TicketRef, text: str, *, description: str | None = None) -> None:
+        """Set the reopen status, then comment, with the current state."""
         self._set(ref, {"Status": self._config.reopen_status})
-        self.comment(ref, text)
+        self.comment(ref, text + CURRENT_STATE + description if description else text)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """Map RT's status: new, resolved, rejected/deleted (closed), anything else open."""
