@@ -38,5 +38,6 @@ def test_the_suites_help_desk_files_are_the_ones_that_start_them(
         "test_helpdesk_calls.py",
         "test_sink_redmine.py",
         "test_sink_rt.py",
+        "test_sink_selfcheck.py",
         "test_ticket_texts.py",
     }
