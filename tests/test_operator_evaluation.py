@@ -70,7 +70,7 @@ def test_one_silent_check_opens_its_own_call_while_the_host_reports(
     (call,) = open_calls(service)
     assert call.rule == "check_stale"
     assert call.labels == {"check": "backup"}
-    assert "check 'backup' has sent nothing for 4m" in call.summary
+    assert "check 'backup' has sent nothing for 4 min" in call.summary
     assert "while the host still reports" in call.summary
     assert "no report since" not in call.summary, "not the words of a silent host"
     assert "One check on this host has stopped reporting" in call.description

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-from checks.settings import format_duration
 from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.outcome import PassRecorder, ProblemFor
@@ -86,7 +85,7 @@ class Staleness:
                 stale=False,
                 now=now,
                 reason=f"the check has not reported for "
-                f"{format_duration(float(self.config.staleness.forget_checks_after))} "
+                f"{units.duration(float(self.config.staleness.forget_checks_after))} "
                 "and is forgotten (removed from the agent's config?)",
             )
         self.recorder.forget_state(key)
@@ -116,8 +115,8 @@ class Staleness:
             else "; the host has sent nothing since either"
         )
         detail = (
-            f"check {check!r} has sent nothing for {format_duration(silent_for)} "
-            f"(expected every {format_duration(interval)}){reporting}"
+            f"check {check!r} has sent nothing for {units.duration(silent_for)} "
+            f"(expected every {units.duration(interval)}){reporting}"
             if stale
             else ""
         )
