@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -289,3 +290,32 @@ def test_unreachable_is_retryable(tmp_path: Path) -> None:
     assert caught.value.retryable is True
     assert caught.value.status is None
     assert "secretsecret" not in str(caught.value)
+
+
+def test_read_ticket_shows_what_people_did_and_not_runwatch(
+    sink: RTSink, rt_server: RTServer
+) -> None:
+    ref = sink.open(new_ticket(fingerprint()))
+    sink.comment(ref, "runwatch's own note")
+    with httpx.Client(
+        base_url=f"{rt_server.url}/REST/2.0",
+        timeout=10,
+        headers={"Authorization": f"token {rt_server.owner_token}"},  # a person, not runwatch
+    ) as person:
+        person.post(
+            f"/ticket/{ref.remote_id}/comment",
+            json={"Content": "Looking at the disk now", "ContentType": "text/plain"},
+        ).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Owner": "opsuser"}).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Status": "open"}).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Status": "resolved"}).raise_for_status()
+    reading = sink.read_ticket(ref)
+    assert (reading.status.state, reading.status.raw) == ("resolved", "resolved")
+    done = [(a.kind, a.author, a.text) for a in reading.activity]
+    assert done == [
+        ("comment", "opsuser", "Looking at the disk now"),
+        ("assign", "opsuser", "opsuser"),
+        ("status", "opsuser", "open"),
+        ("close", "opsuser", "resolved"),
+    ]
+    assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"

@@ -7,8 +7,6 @@ that does not read as done is checked against the ticket itself before it counts
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from datetime import datetime
@@ -273,7 +271,7 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
             txn = _user(item.get("TransactionId"))
             content = item.get("Content")
             if item.get("ContentType") == "text/plain" and isinstance(content, str) and txn:
-                notes.setdefault(txn, _decoded(content))
+                notes.setdefault(txn, content)  # as text, when selected by `fields`
         return notes
 
     def _pages(self, path: str, fields: str) -> list[dict[str, Any]]:
@@ -339,14 +337,6 @@ def _timestamp(text: str) -> float:
         raise contract.SinkError(
             f"rt: unexpected time {text!r} in a transaction", retryable=False
         ) from None
-
-
-def _decoded(content: str) -> str:
-    """An attachment's content: REST2 sends it base64-encoded, older versions as text."""
-    try:
-        return base64.b64decode(content, validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return content
 
 
 def _normal(text: str) -> str:
