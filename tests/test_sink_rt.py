@@ -308,6 +308,10 @@ def test_read_ticket_shows_what_people_did_and_not_runwatch(
         ).raise_for_status()
         person.put(f"/ticket/{ref.remote_id}", json={"Owner": "opsuser"}).raise_for_status()
         person.put(f"/ticket/{ref.remote_id}", json={"Status": "open"}).raise_for_status()
+        person.post(  # as RT's web UI writes it, with rich text on
+            f"/ticket/{ref.remote_id}/comment",
+            json={"Content": "<p>Freed <b>20 GiB</b> &amp; done</p>", "ContentType": "text/html"},
+        ).raise_for_status()
         person.put(f"/ticket/{ref.remote_id}", json={"Status": "resolved"}).raise_for_status()
     reading = sink.read_ticket(ref)
     assert (reading.status.state, reading.status.raw) == ("resolved", "resolved")
@@ -316,6 +320,7 @@ def test_read_ticket_shows_what_people_did_and_not_runwatch(
         ("comment", "opsuser", "Looking at the disk now"),
         ("assign", "opsuser", "opsuser"),
         ("status", "opsuser", "open"),
+        ("comment", "opsuser", "Freed 20 GiB & done"),
         ("close", "opsuser", "resolved"),
     ]
     assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"

@@ -7,6 +7,7 @@ that does not read as done is checked against the ticket itself before it counts
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from datetime import datetime
@@ -264,15 +265,20 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
 
     def _notes(self, remote_id: str) -> dict[str, str]:
         """Transaction id -> the plain text of what it said, for the ticket's attachments."""
-        notes: dict[str, str] = {}
+        plain: dict[str, str] = {}
+        rich: dict[str, str] = {}  # RT's web UI writes HTML only, with rich text on
         for item in self._pages(
             f"/ticket/{remote_id}/attachments", "TransactionId,ContentType,Content"
         ):
             txn = _user(item.get("TransactionId"))
-            content = item.get("Content")
-            if item.get("ContentType") == "text/plain" and isinstance(content, str) and txn:
-                notes.setdefault(txn, content)  # as text, when selected by `fields`
-        return notes
+            content = item.get("Content")  # as text, when selected by `fields`
+            if not txn or not isinstance(content, str):
+                continue
+            if item.get("ContentType") == "text/plain":
+                plain.setdefault(txn, content)
+            elif item.get("ContentType") == "text/html":
+                rich.setdefault(txn, _html_text(content))
+        return {**rich, **plain}
 
     def _pages(self, path: str, fields: str) -> list[dict[str, Any]]:
         """Every item of a REST2 collection, page by page (at most _MAX_PAGES of 100)."""
@@ -337,6 +343,13 @@ def _timestamp(text: str) -> float:
         raise contract.SinkError(
             f"rt: unexpected time {text!r} in a transaction", retryable=False
         ) from None
+
+
+def _html_text(markup: str) -> str:
+    """The words of an HTML note, one paragraph or line break per line."""
+    broken = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", markup)
+    text = html.unescape(re.sub(r"<[^>]*>", "", broken))
+    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
 
 
 def _normal(text: str) -> str:
