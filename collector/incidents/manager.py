@@ -354,6 +354,11 @@ class IncidentManager:
             self._store.put_storm_member(umbrella.id, key, line)
         tally.dirty = True
         if recovered and not tally.active:
+            # Another replica may have held problems back on it since: the store decides.
+            self._storms.pop(umbrella.id, None)
+            tally = self._tally(umbrella.id, now)
+            tally.dirty = True
+        if recovered and not tally.active:
             self._flush_storm(umbrella, tally, now, force=True)  # the final list first
             self._storms.pop(umbrella.id, None)
             umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
