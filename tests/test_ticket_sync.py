@@ -165,21 +165,26 @@ def test_a_close_in_the_desk_is_no_acknowledgement_so_the_reopened_call_escalate
     assert service.store.get_call(1).reopened == 0
 
 
-def close_twice(desk: Any, sink: PeopleSink, sync: TicketSync, clock: FakeClock) -> None:
+def closed_twice(
+    desk: Any, clock: FakeClock, **policy: Any
+) -> tuple[PeopleSink, TicketSync, Reporter]:
+    """A call whose ticket a person closes twice while the disk stays full, under `policy`."""
+    service, _, worker = desk
+    sink = PeopleSink()
+    sync = wire(desk, sink, **policy)
+    web = Reporter("web01", clock)
+    feed(service, web, 0.97)
+    worker.deliver_due()
     for _ in range(2):
         sink.person("close", clock() + 1)
         clock.advance(60)
         sync.run_once(clock())
-        desk[2].deliver_due()
+        worker.deliver_due()
+    return sink, sync, web
 
 
 def test_a_second_close_keep_reopening(desk: Any, clock: FakeClock) -> None:
-    service, _, worker = desk
-    sink = PeopleSink()
-    sync = wire(desk, sink, on_repeated_close="keep_reopening")
-    feed(service, Reporter("web01", clock), 0.97)
-    worker.deliver_due()
-    close_twice(desk, sink, sync, clock)
+    sink, _, _ = closed_twice(desk, clock, on_repeated_close="keep_reopening")
     assert kinds(desk) == ["opened", "desk_reopened", "desk_reopened"]
     assert sink.tickets["T1"]["state"] == "open"
     assert "(on_repeated_close: keep_reopening)" in sink.texts[-1][1]
@@ -189,12 +194,7 @@ def test_a_second_close_open_new_leaves_the_ticket_closed_and_opens_a_new_call(
     desk: Any, clock: FakeClock
 ) -> None:
     service, _, worker = desk
-    sink = PeopleSink()
-    sync = wire(desk, sink, on_repeated_close="open_new", new_call_after=600)
-    web = Reporter("web01", clock)
-    feed(service, web, 0.97)
-    worker.deliver_due()
-    close_twice(desk, sink, sync, clock)
+    sink, sync, web = closed_twice(desk, clock, on_repeated_close="open_new", new_call_after=600)
     assert kinds(desk) == ["opened", "desk_reopened", "desk_closed"]
     assert sink.tickets["T1"]["state"] == "closed"
     op, text = sink.texts[-1]
@@ -214,12 +214,9 @@ def test_a_second_close_open_new_leaves_the_ticket_closed_and_opens_a_new_call(
 
 def test_a_second_close_leave_closed_keeps_the_call_open_here(desk: Any, clock: FakeClock) -> None:
     service, _, worker = desk
-    sink = PeopleSink()
-    sync = wire(desk, sink, on_repeated_close="leave_closed", respond_within=600)
-    web = Reporter("web01", clock)
-    feed(service, web, 0.97)
-    worker.deliver_due()
-    close_twice(desk, sink, sync, clock)
+    sink, sync, web = closed_twice(
+        desk, clock, on_repeated_close="leave_closed", respond_within=600
+    )
     assert kinds(desk) == ["opened", "desk_reopened", "desk_closed"]
     assert "will not reopen it (on_repeated_close: leave_closed)" in sink.texts[-1][1]
     clock.advance(3600)

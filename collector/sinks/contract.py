@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -209,6 +210,16 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def priority_values(self) -> dict[str, str]:
         """Severity -> priority value: `priorities` over the adapter's defaults."""
         return {**self.default_priorities, **self.priorities}
+
+
+def desk_time(sink: str, text: str) -> float:
+    """Seconds since the epoch of a help desk's ISO 8601 time (`2026-12-02T05:00:00Z`)."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise SinkError(
+            f"{sink}: unexpected time {text!r} in a ticket's history", retryable=False
+        ) from None
 
 
 def check_keys(option: str, given: Iterable[str], known: Collection[str], what: str) -> None:

@@ -6,7 +6,6 @@ custom field, assignee logins) are resolved to ids on first use and cached for t
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
@@ -157,16 +156,6 @@ def _subject(summary: str) -> str:
     return line[: SUBJECT_MAX_CHARS - 1].rstrip() + "…"
 
 
-def _timestamp(text: str) -> float:
-    """Seconds since the epoch of Redmine's `2026-12-02T05:00:00Z`."""
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise contract.SinkError(
-            f"redmine: unexpected time {text!r} in a journal", retryable=False
-        ) from None
-
-
 def _pick(kind: str, wanted: str, options: list[_Ref] | list[_Status] | list[_Tracker]) -> int:
     """The id of the option named (case-insensitively) or numbered `wanted`."""
     for option in options:
@@ -281,7 +270,7 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
         for journal in issue.journals:
             if journal.user is None or journal.user.id == own:
                 continue
-            at = _timestamp(journal.created_on)
+            at = contract.desk_time("redmine", journal.created_on)
             author = journal.user.name or f"user {journal.user.id}"
             if journal.notes and journal.notes.strip():
                 activity.append(contract.DeskActivity(at, "comment", author, journal.notes))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from checks.settings import field_error
@@ -245,7 +244,7 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
             kind = str(item.get("Type", ""))
             if not author or author in (own, "RT_System"):
                 continue
-            at = _timestamp(str(item.get("Created", "")))
+            at = contract.desk_time("rt", str(item.get("Created", "")))
             new = str(item.get("NewValue") or "")
             if kind in ("Comment", "Correspond"):
                 text = notes.get(str(item.get("id", "")), "")
@@ -333,16 +332,6 @@ def _user(value: object) -> str:
     if isinstance(value, dict):
         value = value.get("id")
     return "" if value is None else str(value)
-
-
-def _timestamp(text: str) -> float:
-    """Seconds since the epoch of RT's `2026-12-02T05:00:00Z`."""
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise contract.SinkError(
-            f"rt: unexpected time {text!r} in a transaction", retryable=False
-        ) from None
 
 
 def _html_text(markup: str) -> str:
