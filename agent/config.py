@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,8 +110,14 @@ def _validate(config: AgentConfig, source: str | None) -> AgentConfig:
     return config
 
 
-def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> AgentConfig:
-    """Load and validate an agent config; relative paths are relative to the file."""
+def load_agent_config(
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> AgentConfig:
+    """Load and validate an agent config; relative paths are relative to the file (`edit`: see
+    checks.settings.load_yaml)."""
     base = path.parent.resolve()
 
     def prepare(data: dict[str, Any]) -> None:
@@ -119,7 +126,7 @@ def load_agent_config(path: Path, overrides: dict[str, Any] | None = None) -> Ag
         resolve_paths(base, data.get("collector"), "token_file", "ca_file")
 
     try:
-        config = load_yaml(path, AgentConfig, defaults=prepare)
+        config = load_yaml(path, AgentConfig, defaults=prepare, edit=edit)
     except ConfigError as exc:
         raise _with_known_types(exc) from None
     return _validate(config, str(path))

@@ -42,6 +42,16 @@ class SendResult:
         """The collector will never take this report as it is (not auth: that can be fixed)."""
         return self.status in (400, 413, 415, 422)
 
+    @property
+    def retired(self) -> bool:
+        """The collector refuses every report of this host: an operator retired it."""
+        if self.status != 409:
+            return False
+        try:
+            return bool(json.loads(self.detail).get("error") == "retired")
+        except (ValueError, AttributeError):
+            return False
+
 
 class ReportSender:
     """POST one report body to the collector with the agent's token."""
@@ -344,6 +354,7 @@ class ReportShipper:
         self._outage = False  # a send failed, and none has succeeded since
         self.last_error: str = ""
         self._warned: frozenset[str] = frozenset()  # the collector's warning codes, as logged
+        self._retired = False  # the collector said this host is retired; not logged again
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="shipper", daemon=True)
@@ -374,10 +385,25 @@ class ReportShipper:
             seq, body = item
             result = self._send(body)
             if result.delivered:
+                if self._retired:
+                    log.info("the collector takes this host's reports again (report %d)", seq)
+                    self._retired = False
                 self._spool.ack(seq)
                 delivered += 1
                 self._note_warnings(seq, result.warnings)
                 self._pace()
+                continue
+            if result.retired:
+                # Neither spooled nor retried: each new report asks again, so the host comes
+                # back by itself once an operator restores it (or a deploy does).
+                if not self._retired:
+                    log.error(
+                        "the collector refuses this host's reports: %s. Reports are dropped "
+                        "until the host is restored (logged once)",
+                        _message(result.detail),
+                    )
+                    self._retired = True
+                self._spool.ack(seq)
                 continue
             if result.permanent:
                 log.error(
@@ -466,6 +492,14 @@ class ReportShipper:
                 return
             self._wake.wait()
             self._wake.clear()
+
+
+def _message(detail: str) -> str:
+    """The `message` of the collector's JSON error, else the answer itself (cut short)."""
+    try:
+        return str(json.loads(detail)["message"])[:500]
+    except (ValueError, KeyError, TypeError):
+        return detail[:300]
 
 
 class RetryLater(Exception):

@@ -167,8 +167,12 @@ def load_yaml(
     *,
     defaults: Callable[[dict[str, Any]], None] | None = None,
     prevalidate: Callable[[dict[str, Any], str | None], None] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> T:
-    """Read a YAML file and validate it into `typ`. Raises ConfigError naming the key path."""
+    """Read a YAML file and validate it into `typ`. Raises ConfigError naming the key path.
+
+    `edit` changes the parsed data first (checks/mistakes.py leaves out what it has reported).
+    """
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -187,6 +191,8 @@ def load_yaml(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("", "the top level must be a mapping of keys", source=source)
+    if edit is not None:
+        edit(data)
     if defaults is not None:
         defaults(data)
     if prevalidate is not None:

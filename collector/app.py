@@ -24,6 +24,7 @@ from collector.evaluation.tick import EvaluationTick, settle_garbage_collector
 from collector.incidents.by_hand import CallsByHand
 from collector.incidents.manager import CallCounters, IncidentManager
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
+from collector.incidents.retirement import HostRetirements
 from collector.incidents.sync import TicketSync
 from collector.incidents.templates import CallTemplates
 from collector.incidents.writer import DecisionWriter
@@ -100,6 +101,7 @@ class CollectorService:
         delivery_metrics = self.metrics.delivery
         self.sinks = build_sinks(config.sinks)
         self.outbox: OutboxWorker | None = None
+        self.sink_check: Any = None  # the start-up self-check's thread, once started
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         if self.sinks:
@@ -132,9 +134,17 @@ class CollectorService:
             on_enqueue=self.outbox.notify if self.outbox else None,
             storm=config.storm,
             templates=CallTemplates(
-                config.templates.summary, config.templates.description, config.dashboard_url
+                config.templates.summary,
+                config.templates.description,
+                config.dashboard_url,
+                console_url=config.external_url,
             ),
             timings=self.metrics.calls,
+            subject_limits={
+                name: sink.subject_max_chars
+                for name, sink in config.sinks.items()
+                if hasattr(sink, "subject_max_chars")
+            },
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
@@ -196,6 +206,14 @@ class CollectorService:
             timings=self.metrics.calls,
             clock=self.clock,
         )
+        self.retiring = HostRetirements(
+            store=self.store,
+            fleet=self.fleet,
+            replica=self.replica,
+            incidents=self.incidents,
+            clock=self.clock,
+            forget_metrics=self._forget_metrics,
+        )
         self.silencing = Silences(self._config, self.store, self.calendar, self.clock, self.tick)
         self.reader = FleetReader(
             config=self._config,
@@ -210,6 +228,16 @@ class CollectorService:
         """Start background delivery to help desks (when any are configured)."""
         if self.outbox is not None:
             self.outbox.start()
+            # Probe the help desks read-only and log what is wrong (issue 20), off the
+            # start path: a slow desk must not hold the collector up.
+            import threading
+
+            from collector.sinks.selfcheck import check_and_log
+
+            self.sink_check = threading.Thread(
+                target=check_and_log, args=(self.sinks,), name="sink-self-check", daemon=True
+            )
+            self.sink_check.start()
 
     def close(self) -> None:
         self.limits.close()
@@ -227,6 +255,11 @@ class CollectorService:
         if self.metrics.fleet is not None:
             self.metrics.fleet.warm()  # the first scrape after a start only joins text
         settle_garbage_collector()
+
+    def _forget_metrics(self, host: str) -> None:
+        """Drop a retired host's lines from /metrics now, not at the next scrape."""
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.refresh(host)
 
     # -- the stages, as the API, the console and the CLI call them ------------------------------
 
@@ -277,4 +310,8 @@ class CollectorService:
     end_silence = _handed_to("silencing", Silences.end_silence)
     silences = _handed_to("silencing", Silences.silences)
     hosts = _handed_to("reader", FleetReader.hosts)
+    retired_hosts = _handed_to("reader", FleetReader.retired_hosts)
+    retire_host = _handed_to("retiring", HostRetirements.retire)
+    restore_host = _handed_to("retiring", HostRetirements.restore)
+    retirements = _handed_to("retiring", HostRetirements.retirements)
     explain = _handed_to("reader", FleetReader.explain)

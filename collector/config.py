@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -763,8 +764,14 @@ def apply_override(rule: RuleConfig, override: ThresholdOverride) -> RuleConfig:
     return merged
 
 
-def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -> CollectorConfig:
-    """Load and validate a collector config; relative paths are relative to the file."""
+def load_collector_config(
+    path: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> CollectorConfig:
+    """Load and validate a collector config; relative paths are relative to the file (`edit`:
+    see checks.settings.load_yaml)."""
     base = path.parent.resolve()
 
     def prepare(data: dict[str, Any]) -> None:
@@ -783,7 +790,7 @@ def load_collector_config(path: Path, overrides: dict[str, Any] | None = None) -
         resolve_paths(base, data.get("operators"), "tokens_file", "users_file")
         resolve_paths(base, data.get("tls"), "cert_file", "key_file")
 
-    config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate)
+    config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate, edit=edit)
     source = str(path)
     rule_sources = [(source, f"rules -> {i}") for i in range(1, len(config.rules) + 1)]
     rules = list(config.rules)

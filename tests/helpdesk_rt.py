@@ -147,7 +147,8 @@ class RTServer:
         assert self._owner_token is not None, "RTServer.start() first"
         return self._owner_token
 
-    def _as_www_data(self, *argv: str) -> list[str]:
+    def as_www_data(self, *argv: str) -> list[str]:
+        """A command line that runs `argv` as RT's user, with this server's HOME and port."""
         assert self._home is not None
         env = [f"HOME={self._home}", f"PATH={os.environ.get('PATH', '/usr/bin:/bin')}"]
         if self.port is not None:
@@ -176,7 +177,7 @@ class RTServer:
         self._token, self._owner_token = self.provision()
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
-                self._as_www_data(
+                self.as_www_data(
                     str(RT_SERVER), "--host", "127.0.0.1", "--port", str(port), "--max-workers", "2"
                 ),
                 stdin=subprocess.DEVNULL,
@@ -197,7 +198,7 @@ class RTServer:
         }
         script = PROVISION_PL.replace("@LIB@", RT_LIB).replace("@WANT@", json.dumps(want))
         result = subprocess.run(
-            self._as_www_data("perl", "-"),
+            self.as_www_data("perl", "-"),
             input=script,
             text=True,
             capture_output=True,

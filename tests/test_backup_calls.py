@@ -165,8 +165,8 @@ def test_old_restic_and_borg_backups_open_critical_calls_and_fresh_ones_resolve_
         assert call["severity"] == "CRITICAL"
         assert call["group"] == "computer-operations"
         assert call["assign"] == "Computer Operations"
-        assert "3d" in call["summary"], call["summary"]
-        assert "Value:       3d" in call["description"]
+        assert "3 d" in call["summary"], call["summary"]
+        assert "Value:       3 d" in call["description"]
     assert {c["labels"]["tool"] for c in calls} == {"restic", "borg"}
 
     subprocess.run(["restic", "backup", str(data)], env=r_env, check=True, capture_output=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 
 import runwatch
+from runwatch import units
+from tests.helpers import FS_RULE, GROUPS, write_collector_yaml
 from tests.helpers.tools import job_run_args
+from tests.procs import Processes, read_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Nothing listens on port 1 here: a connection is refused at once.
@@ -134,6 +138,70 @@ def test_collector_url_without_scheme() -> None:
     assert "must be an http:// or https:// URL" in result.stderr
 
 
+# -- a reader that leaves: `runwatch status | head` ---------------------------------------------
+
+# The status of a command that SIGPIPE ended, as `head` and the shell expect it.
+EXIT_PIPE_CLOSED = 141
+
+
+def run_into_closed_pipe(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run `runwatch ARGS...` with a stdout whose reader has already gone; its status, stderr."""
+    with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr:
+        process = subprocess.Popen([*runwatch_argv(), *args], stdout=subprocess.PIPE, stderr=stderr)
+        # Closed long before the command has imported what it needs and writes its first line.
+        assert process.stdout is not None
+        process.stdout.close()
+        code = process.wait(timeout=60)
+        stderr.seek(0)
+        return code, stderr.read()
+
+
+@pytest.mark.parametrize("command", [["--help"], ["check", "--help"]], ids=" ".join)
+def test_help_into_a_closed_stdout_is_quiet(tmp_path: Path, command: list[str]) -> None:
+    # argparse drops a failed write of its help (OSError) and exits 0: quiet is what counts.
+    code, stderr = run_into_closed_pipe(tmp_path, *command)
+
+    assert (code, stderr) in ((EXIT_OK, ""), (EXIT_PIPE_CLOSED, ""))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["check", "--config", "AGENT"], id="check"),
+        pytest.param(["check", "--config", "AGENT", "--json"], id="check --json"),
+        pytest.param(["token", "list", "--tokens-file", "TOKENS"], id="token list"),
+    ],
+)
+def test_a_closed_stdout_ends_the_command_quietly(
+    tmp_path: Path, agent_config: Path, command: list[str]
+) -> None:
+    tokens = tmp_path / "agents.tokens"
+    assert run("token", "add", "web01", "--tokens-file", str(tokens)).returncode == EXIT_OK
+    files = {"AGENT": str(agent_config), "TOKENS": str(tokens)}
+
+    code, stderr = run_into_closed_pipe(tmp_path, *[files.get(word, word) for word in command])
+
+    assert (code, stderr) == (EXIT_PIPE_CLOSED, "")
+
+
+def test_status_into_head_is_quiet(tmp_path: Path, processes: Processes) -> None:
+    """`runwatch status | head` and `runwatch calls | head` against a real collector."""
+    config = write_collector_yaml(
+        tmp_path / "collector.yaml", tmp_path / "data", GROUPS, rules=[FS_RULE]
+    )
+    collector = processes.runwatch(
+        "collector", config, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = read_url(collector)
+
+    for command in (["status"], ["status", "--json"], ["calls"]):
+        code, stderr = run_into_closed_pipe(tmp_path, *command, "--collector", url)
+        assert (code, stderr) == (EXIT_PIPE_CLOSED, ""), command
+    # A pipe that closes is the reader's business; an unreachable collector still speaks.
+    code, stderr = run_into_closed_pipe(tmp_path, "status", "--collector", UNREACHABLE)
+    assert code == EXIT_FAILED and "cannot reach the collector" in stderr
+
+
 # -- check -------------------------------------------------------------------------------------
 
 AGENT_CONFIG = """\
@@ -179,6 +247,24 @@ def test_check_text(agent_config: Path) -> None:
     lines = result.stdout.splitlines()
     assert any(line.split()[:2] == ["memory", "memory_total_bytes"] for line in lines)
     assert any(line.split()[:2] == ["load", "load1"] for line in lines)
+
+
+def test_check_text_reads_values_in_human_units(agent_config: Path) -> None:
+    """Bytes with binary prefixes and durations as people write them, never `2.5276e+10`."""
+    result = run("check", "--config", str(agent_config), "--json")
+    measured = {m["name"]: m for m in json.loads(result.stdout)["measurements"]}
+
+    result = run("check", "--config", str(agent_config))
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "e+" not in result.stdout
+    shown = {line.split()[1]: line.split(None, 2)[2] for line in result.stdout.splitlines()}
+    total = measured["memory_total_bytes"]
+    assert shown["memory_total_bytes"] == units.size(total["value"])
+    assert shown["memory_total_bytes"].endswith(("MiB", "GiB", "TiB"))
+    # Uptime and load move between the two runs; their form is what must hold.
+    assert re.fullmatch(r"[\d.]+ (y|d|h|min|s)( \d+ (d|h|min|s))?", shown["uptime_seconds"])
+    assert re.fullmatch(r"\d+(\.\d+)?", shown["load1"])
 
 
 def test_check_that_cannot_measure_fails(agent_config: Path) -> None:

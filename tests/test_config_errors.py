@@ -391,6 +391,101 @@ def test_error_names_the_config_file(tmp_path: Path, files: dict[str, str], key_
     assert f"runwatch: invalid config: {config}: {key_path}: " in result.stderr
 
 
+# -- every mistake at once -----------------------------------------------------------------------
+
+MANY_MISTAKES = """\
+listen: localhost
+sinks:
+  helpdesk: {type: builtin}
+groups:
+  ops: {sink: helpdesk, assign: Operations}
+rules:
+  - {name: load_high, metric: load5_per_core, owner: ops, warning: 2}
+  - {name: disk_full, metric: fs_used_ratio, owner: ops, warn: 0.9}
+  - {name: swap_full, metric: swap_used_ratio, owner: storage, warning: 0.9}
+  - name: memory_full
+    metric: memory_used_ratio
+    owner: ops
+    warning: 0.9
+    for: soon
+  - {name: inodes_full, metric: fs_inodes_used_ratio, owner: dba, warning: 0.9}
+"""
+
+
+def mistakes_said(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("runwatch: invalid config: ")]
+
+
+def test_validate_reports_every_mistake_with_its_line(tmp_path: Path) -> None:
+    """Structural mistakes, a bad listen address and references to unknown groups: all of them,
+    each with its key path as the file numbers it and its line, in one run."""
+    config = write(tmp_path, {"collector.yaml": MANY_MISTAKES})
+
+    result = validate(config)
+
+    assert result.returncode == EXIT_USAGE, result.stderr
+    said = mistakes_said(result.stderr)
+    expected = {
+        "rules -> 2 -> warn: unknown key (line 8)",
+        "rules -> 4 -> for: ",
+        "listen: ",
+        "rules -> 3 -> owner: unknown group 'storage'",
+        # Rule 3 was left out to look further: rule 5 keeps its number.
+        "rules -> 5 -> owner: unknown group 'dba'",
+    }
+    for words in expected:
+        assert any(f"{config}: {words}" in line for line in said), (words, result.stderr)
+    assert len(said) == len(expected), result.stderr
+    lines = {line.split(": ")[3]: line.rsplit("(line ", 1)[-1] for line in said}
+    assert lines == {
+        "rules -> 2 -> warn": "8)",
+        "rules -> 4 -> for": "14)",
+        "listen": "1)",
+        "rules -> 3 -> owner": "9)",
+        "rules -> 5 -> owner": "15)",
+    }
+    numbers = [int(line.rsplit("(line ", 1)[1].rstrip(")")) for line in said]
+    assert numbers == sorted(numbers), "as a person reads the file"
+    assert f"runwatch: 5 mistakes in {config}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_every_mistaken_check(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        agent(
+            "checks:\n"
+            "  - {type: smart}\n"
+            "  - {type: load}\n"
+            "  - type: memory\n"
+            "    interval: soon\n"
+            "  - {type: load}\n"
+        ),
+    )
+
+    result = validate(config)
+
+    assert result.returncode == EXIT_USAGE, result.stderr
+    said = mistakes_said(result.stderr)
+    assert len(said) == 3, result.stderr
+    assert f"{config}: checks -> 1 -> type: " in said[0]
+    assert "known check types" in said[0] and said[0].endswith("(line 3)")
+    assert f"{config}: checks -> 3 -> interval: " in said[1] and said[1].endswith("(line 6)")
+    # The second load check repeats the first, which was not left out: it is named too.
+    assert f"{config}: checks -> 4 -> name: " in said[2] and said[2].endswith("(line 7)")
+
+
+def test_a_mistake_that_hides_the_rest_ends_the_list(tmp_path: Path) -> None:
+    """A group whose sink is unknown: what rests on it is not guessed at, only it is named."""
+    config = write(tmp_path, collector("  dba: {sink: jira, assign: Databases}\n"))
+
+    result = validate(config)
+
+    assert result.returncode == EXIT_USAGE
+    (said,) = mistakes_said(result.stderr)
+    assert said.endswith("groups -> dba -> sink: unknown sink 'jira' (sinks: helpdesk) (line 6)")
+
+
 def test_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "collector.yaml"
     config.write_bytes(b"groups:\n  ops: {sink: helpdesk, assign: Op\xe9rations}\n")

@@ -289,6 +289,8 @@ def test_console_pages_render(api: Any, clock: FakeClock) -> None:
     assert f"#{call_id}" in client.get("/calls?state=open&group=systems-administration").text
     assert "No calls match" in client.get("/calls?state=resolved").text
     assert client.get("/report?period=2026-13").status_code == 422
+    future = client.get("/report?period=2099-01")
+    assert future.status_code == 422 and "period 2099-01 has not begun" in future.text
     assert client.get("/static/console.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/../api.py").status_code == 404
     assert client.get("/login?next=//evil.example/").text.count('value="/"') == 2
@@ -423,10 +425,10 @@ def test_a_store_of_the_previous_schema_gains_the_sessions_table(
             store.add_session("d" * 64, "carol", 2e9)
         assert store.session_live("d" * 64, 1e9)
         if backend == "postgresql":
-            assert store.schema_version == len(pg_store.MIGRATIONS) == 5
+            assert store.schema_version == len(pg_store.MIGRATIONS) >= 5
     finally:
         store.close()
     if backend == "sqlite":
         check = sqlite3.connect(tmp_path / "runwatch.db")
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
         check.close()

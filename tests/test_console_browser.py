@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -348,3 +349,36 @@ def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Pa
     assert resolved.returncode == 0 and json.loads(resolved.stdout)["status"] == "resolved"
     again = run("resolve", "--token-file", str(files["alice"]))
     assert again.returncode == 1 and "already resolved" in again.stderr
+
+
+def test_operator_retires_a_host_from_its_page(browser: Any, collector: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, tokens = collector["url"], collector["tokens"]
+    report_problem(url, tokens["web01"])
+    sign_in(browser, url, tokens["alice"])
+    browser.find_element(By.LINK_TEXT, "web01").click()
+    until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
+    browser.find_element(By.ID, "retire-reason").send_keys("decommissioned")
+    browser.find_element(By.ID, "retire").click()
+    browser.switch_to.alert.accept()  # console.js asks first
+    retired = until("the retirement", lambda: browser.find_element(By.ID, "retired").text)
+    assert "by alice (decommissioned)" in retired
+    assert browser.find_element(By.ID, "host-state").text == "RETIRED"
+    statuses = browser.find_elements(By.CSS_SELECTOR, "#host-calls tbody td:nth-child(2)")
+    assert [cell.text for cell in statuses] == ["resolved"]
+    shot(browser, "console-host-retired")
+
+    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    events = browser.find_element(By.ID, "events").text
+    assert "Resolved: host web01 was retired by alice: decommissioned" in events
+    browser.get(url + "/")
+    assert "web01" not in browser.find_element(By.ID, "hosts").text
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    assert "host.retire" in until(
+        "the audit log", lambda: browser.find_element(By.ID, "audit").text
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        report_problem(url, tokens["web01"])
+    assert refused.value.code == 409
+    assert js_errors(browser) == []

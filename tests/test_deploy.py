@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from runwatch import __version__
 from tests.helpers import RUNWATCH, write_collector_yaml
 from tests.procs import Processes, get_json, post_report, read_url, wait_for
 from tests.sshd import free_port, keygen, sshd_path, start_sshd
+from tests.test_packaging import _build_wheel, _fresh_venv, _pip_install
 
 GOOD = ("good1", "good2", "good3")
 BAD = ("nobody-listens", "changed-key", "refuses-key")
@@ -242,6 +243,8 @@ def test_install_again_upgrade_rollback_status_remove(fleet: Fleet) -> None:
     code, rows, stderr = fleet.deploy("install", *cache)
     install_seconds = time.monotonic() - started
     assert code == 1, stderr
+    # Run from a checkout without --source: that checkout is bundled, and the output says so.
+    assert f"from the checkout runwatch runs from ({find_source()})" in stderr
     results = _by_host(rows)
     assert set(results) == set(GOOD + BAD)
     for name in GOOD:
@@ -403,3 +406,218 @@ def test_a_failed_upgrade_and_a_failed_install_put_the_host_back(fleet: Fleet) -
     assert not fleet.roots["broken"].exists()
     assert fleet.api("GET", "/api/v1/tokens/broken")[0] == 404
     assert "broken" not in fleet.hosts()
+
+
+def _slow_python(fleet: Fleet) -> tuple[Path, Path]:
+    """A host python3 that sleeps before making a venv; returns it and the file of its PID."""
+    wrapper = fleet.directory / "slow-python3"
+    pid_file = fleet.directory / "slow-python3.pid"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        '# The host\'s python3, slow at "-m venv" as on a loaded host; the probe runs at speed.\n'
+        'if [ "$1 $2" = "-m venv" ]; then\n'
+        f"  echo $$ > {pid_file}\n"
+        "  sleep 60\n"
+        "fi\n"
+        'exec python3 "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, pid_file
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "inherit",
+    [
+        pytest.param(None, id="run from a terminal"),
+        # `runwatch deploy install &` in a script: sh starts it with SIGINT ignored.
+        pytest.param(_ignore_sigint, id="a script's background job: SIGINT ignored at start"),
+    ],
+)
+def test_ctrl_c_in_the_venv_step_puts_the_host_back_and_exits_130(
+    fleet: Fleet, inherit: Callable[[], None] | None
+) -> None:
+    cache = ["--cache-dir", str(fleet.cache_dir)]
+    wrapper, pid_file = _slow_python(fleet)
+    slow = _inventory_with(fleet, "slow", "slow.yaml", python=str(wrapper))
+    root = fleet.roots["slow"]
+    # Its own session, so that SIGINT goes to its whole process group, as a terminal's Ctrl-C.
+    deploy = subprocess.Popen(
+        [RUNWATCH, "deploy", "install", "--inventory", str(slow), "--json", *cache],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=inherit,  # noqa: PLW1509 -- one signal call, in a single-threaded test
+    )
+    try:
+        wait_for("deploy to reach the venv step", pid_file.exists, timeout=120)
+        remote_pid = int(wait_for("the PID", lambda: pid_file.read_text().strip(), timeout=5))
+        os.killpg(deploy.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        stdout, stderr = deploy.communicate(timeout=30)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate()
+    seconds = time.monotonic() - interrupted_at
+    assert deploy.returncode == 130, stderr
+    assert seconds < 10, f"deploy took {seconds:.1f}s to stop after Ctrl-C"
+    (row,) = json.loads(stdout)
+    assert row["result"] == "interrupted", row
+    assert "interrupted while creating the venv" in row["error"]
+    assert "the host was put back as it was" in row["error"]
+    assert "slow: install interrupted" in stderr
+    # Nothing keeps running on the host, and nothing of the install is left there.
+    wait_for("the host's venv step to be stopped", lambda: _gone(remote_pid), timeout=5)
+    assert not root.exists()
+    assert fleet.api("GET", "/api/v1/tokens/slow")[0] == 404
+    code, row, stderr = _deploy(slow, "status")
+    assert (code, row["result"]) == (1, "failed"), row
+    assert row["error"] == f"runwatch is not installed here (install root {root})"
+
+    # A second run, with the host's python3 at its usual speed, completes the install.
+    pid_file.unlink()
+    at_speed = _inventory_with(fleet, "slow", "slow-at-speed.yaml")
+    code, row, stderr = _deploy(at_speed, "install", *cache)
+    assert (code, row["result"]) == (0, "changed"), (row, stderr)
+    code, row, stderr = _deploy(at_speed, "status")
+    assert (code, row["result"]) == (0, "ok"), row
+    code, row, stderr = _deploy(at_speed, "remove")
+    assert (code, row["result"]) == (0, "changed"), row
+
+
+@pytest.mark.slow
+def test_deploy_run_from_an_installed_wheel_bundles_that_install(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    built = _build_wheel(tmp_path / "dist")
+    python, _ = _fresh_venv(tmp_path / "venv")
+    _pip_install(python, "--no-index", str(built))
+    inventory = _inventory_with(fleet, "from-wheel", "from-wheel.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no checkout in sight
+    deploy = [str(python.with_name("runwatch")), "deploy"]
+    where = ["--inventory", str(inventory), "--json"]
+    result = subprocess.run(
+        [*deploy, "install", *where, "--cache-dir", str(tmp_path / "bundles")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert (row["result"], row["version"]) == ("changed", __version__), row
+    packed = tmp_path / "bundles" / "installed" / built.name
+    assert f"from the installed runwatch, packed as {packed}" in result.stderr
+    assert packed.exists()
+    code, row, _ = _deploy(inventory, "remove")
+    assert (code, row["result"]) == (0, "changed"), row
+
+
+@pytest.mark.slow
+def test_remove_retires_the_hosts_and_opens_no_stale_calls(
+    fleet: Fleet, processes: Processes
+) -> None:
+    """Three hosts deployed and removed, at a collector whose staleness has an owner: the
+    retirement resolves the calls they had, and nothing else opens (no host_stale, no
+    check_stale for their checks)."""
+    directory = fleet.directory / "lifecycle"
+    directory.mkdir(exist_ok=True)
+    collector_yaml = write_collector_yaml(
+        directory / "collector.yaml",
+        directory / "collector",
+        {"ops": {"sink": "helpdesk", "assign": "Ops"}},
+        evaluation_interval="0.5s",
+        staleness={"after_intervals": 3, "owner": "ops", "for": "0s"},
+        rules=[
+            {
+                "name": "memory_in_use",
+                "metric": "memory_used_ratio",
+                "warning": 0.000001,
+                "critical": 0.999999,
+                "for": "0s",
+                "owner": "ops",
+            }
+        ],
+    )
+    operator = subprocess.run(
+        [RUNWATCH, "token", "add", "remover", "--operator", "--config", str(collector_yaml)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (directory / "operator.token").write_text(operator + "\n")
+    (directory / "operator.token").chmod(0o600)
+    url = read_url(processes.runwatch("collector", collector_yaml, stderr=subprocess.PIPE))
+    data = yaml.safe_load(fleet.inventory.read_text())
+    data["collector"] = {"url": url, "operator_token_file": str(directory / "operator.token")}
+    data["known_hosts"] = str(fleet.directory / "known_hosts")
+    data["groups"]["fleet"]["key"] = str(fleet.directory / "id_ed25519")
+    names = {f"life{n}": good for n, good in enumerate(GOOD, 1)}
+    for name in names:
+        fleet.roots[name] = directory / "roots" / name  # stopped at the end if still there
+    data["hosts"] = {
+        name: {**data["hosts"][good], "install_root": str(fleet.roots[name])}
+        for name, good in names.items()
+    }
+    inventory = directory / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+
+    def deploy(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+        result = subprocess.run(
+            [RUNWATCH, "deploy", *args, "--inventory", str(inventory), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        return result.returncode, json.loads(result.stdout or "[]"), result.stderr
+
+    def calls() -> list[dict[str, Any]]:
+        return list(get_json(f"{url}/api/v1/calls"))
+
+    code, _, stderr = deploy("install", "--cache-dir", str(fleet.cache_dir))
+    assert code == 0, stderr
+    wait_for(
+        "a call per host",
+        lambda: sorted(c["host"] for c in calls() if c["status"] == "open") == sorted(names),
+        timeout=30,
+    )
+    before = {c["id"] for c in calls()}
+
+    code, rows, stderr = deploy("remove")
+    assert code == 0, stderr
+    for row in rows:
+        assert "retired the host at the collector" in row["changes"], row
+        assert "revoked the token" in row["changes"], row
+    assert get_json(f"{url}/api/v1/hosts") == []
+    retired = get_json(f"{url}/api/v1/hosts?all=true")
+    assert {(h["host"], h["state"], h["retired"]["by"]) for h in retired} == {
+        (name, "RETIRED", "remover") for name in names
+    }
+    # Three intervals (2 s) of silence make a host stale: wait five, and look again.
+    time.sleep(12)
+    after = calls()
+    assert {c["id"] for c in after} == before, [(c["host"], c["rule"]) for c in after]
+    for call in after:
+        assert call["status"] == "resolved"
+        events = get_json(f"{url}/api/v1/calls/{call['id']}")["events"]
+        assert events[-1]["text"] == (
+            f"Resolved: host {call['host']} was retired by remover: removed by runwatch deploy "
+            "remove"
+        )

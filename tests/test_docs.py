@@ -19,8 +19,12 @@ pages (docs/configuration/ and docs/helpdesks/); fenced examples do not count.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import itertools
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,3 +297,238 @@ def _slug(heading: str) -> str:
     """The anchor Python-Markdown's toc gives a heading (as mkdocs does)."""
     text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
     return re.sub(r"[-\s]+", "-", text)
+
+
+# -- command lines ------------------------------------------------------------------------------
+# Every `runwatch ...` line in a shell block of the README and docs/ goes through the real parser
+# (parse only, nothing runs), and every option a synopsis in running text names (`runwatch call
+# ack|comment|resolve ID [--text T]`) is one each of its commands accepts.
+
+_BLOCK_START = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+) *(?P<info>[\w-]*)")
+SHELL_BLOCKS = {"", "sh", "bash", "shell", "console"}
+# Words that end one simple command of a shell line, and redirections that take the next word.
+_SEPARATORS = {"|", "||", "&&", ";", "&"}
+_REDIRECTIONS = {">", ">>", "<", "<<", "2>", ">&", "&>"}
+
+
+def doc_pages() -> list[Path]:
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def shell_lines(markdown: str) -> Iterator[tuple[int, str]]:
+    """The command lines of a page's shell blocks, with their line numbers; a `console` block's
+    commands are its `$ ` lines (the rest is output), a block without a language has only its
+    `runwatch` lines taken, continuation lines are joined."""
+    lines = markdown.splitlines()
+    index = 0
+    while index < len(lines):
+        start = _BLOCK_START.match(lines[index])
+        index += 1
+        if not start:
+            continue
+        indent, fence, info = len(start["indent"]), start["fence"], start["info"]
+        body: list[tuple[int, str]] = []
+        while index < len(lines) and not lines[index].strip().startswith(fence):
+            body.append((index + 1, lines[index][indent:]))
+            index += 1
+        index += 1
+        if info not in SHELL_BLOCKS:
+            continue
+        pending: tuple[int, str] | None = None
+        for number, raw in body:
+            line = raw
+            if pending is None:
+                if info == "console":
+                    if not line.startswith("$ "):
+                        continue
+                    line = line[2:]
+                elif not info and not line.startswith("runwatch "):
+                    continue  # a block without a language: only the lines that run runwatch
+                pending = (number, "")
+            pending = (pending[0], pending[1] + line.removesuffix("\\"))
+            if not line.endswith("\\"):
+                yield pending
+                pending = None
+
+
+def runwatch_argvs(line: str) -> Iterator[list[str]]:
+    """The arguments of each `runwatch` a shell line runs (after `sudo`, `env` or VAR=value;
+    `.venv/bin/runwatch` too)."""
+    if not re.search(r"(^|[\s;|&/])runwatch\s", line):
+        return  # other lines of a block may be anything: a here-document, a multi-line quote
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    command: list[str] = []
+    words = iter([*lexer, ";"])
+    for word in words:
+        if word in _SEPARATORS:
+            while command and (command[0] in ("sudo", "env") or "=" in command[0]):
+                del command[0]
+            if command and command[0].rsplit("/", 1)[-1] == "runwatch":
+                yield command[1:]
+            command = []
+        elif word in _REDIRECTIONS:
+            next(words, None)
+        else:
+            command.append(word)
+
+
+def documented_command_lines() -> list[Any]:
+    cases = []
+    for page in doc_pages():
+        for number, line in shell_lines(page.read_text(encoding="utf-8")):
+            for argv in runwatch_argvs(line):
+                where = f"{page.relative_to(ROOT)}:{number}"
+                cases.append(pytest.param(argv, id=f"{where}: runwatch {' '.join(argv)}"))
+    return cases
+
+
+def parse_error(argv: list[str]) -> str | None:
+    """What the real parser says against a command line, or None if it takes it."""
+    from runwatch.cli import parse
+
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            parse(argv)
+    except SystemExit as exc:
+        return stderr.getvalue().strip() if exc.code else None
+    return None
+
+
+def test_the_line_reader_finds_commands_in_every_kind_of_block() -> None:
+    page = (
+        "```sh\nexport X=1\nrunwatch status --json   # hosts\nsudo runwatch calls \\\n"
+        "  --open | head\nRUNWATCH_COLLECTOR=u runwatch token add a > a.token && runwatch x\n"
+        "pip install . && .venv/bin/runwatch up\n```\n"
+        "!!! note\n    ```console\n    $ runwatch config validate f.yaml\n    f.yaml: valid\n"
+        "    ```\n```yaml\nrunwatch: not a command\n```\n"
+    )
+    argvs = [argv for _, line in shell_lines(page) for argv in runwatch_argvs(line)]
+    assert argvs == [
+        ["status", "--json"],
+        ["calls", "--open"],
+        ["token", "add", "a"],
+        ["x"],
+        ["up"],
+        ["config", "validate", "f.yaml"],
+    ]
+    assert parse_error(["x"]) and "invalid choice" in str(parse_error(["x"]))
+    assert parse_error(["call", "ack", "12", "--text", "on it"]) is not None
+    assert parse_error(["status", "--json"]) is None
+
+
+def test_the_docs_show_command_lines() -> None:
+    assert len(documented_command_lines()) > 30
+
+
+@pytest.mark.parametrize("argv", documented_command_lines())
+def test_every_command_line_in_the_docs_parses(argv: list[str]) -> None:
+    assert parse_error(argv) is None, parse_error(argv)
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """A parser's sub-commands by name (argparse has no public way to list them)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def synopsis_problems(span: str) -> list[str]:
+    """Options a synopsis names that one of its commands does not take; `a|b` means either."""
+    from runwatch.cli import build_parser
+
+    words = span.replace("\\|", "|").split()[1:]
+    parsers = {"runwatch": build_parser()}
+    while words:
+        choices = [word.strip("[]") for word in words[0].split("|")]
+        found = {
+            f"{name} {choice}": commands(parser)[choice]
+            for name, parser in parsers.items()
+            for choice in choices
+            if choice in commands(parser)
+        }
+        if len(found) != len(choices) * len(parsers):
+            break
+        parsers, words = found, words[1:]
+    if list(parsers) == ["runwatch"] and words and not words[0].startswith("-"):
+        return [f"`{words[0]}` is no runwatch command"]
+    options = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", " ".join(words))
+    return [
+        f"`{name}` takes no {option}"
+        for name, parser in parsers.items()
+        for option in options
+        if option not in parser._option_string_actions
+    ]
+
+
+def is_synopsis(span: str) -> bool:
+    """Whether a code span shows a command line: `runwatch` and a command or an option (not a
+    name that starts with the word, such as a help-desk role called `runwatch tags`)."""
+    from runwatch.cli import build_parser
+
+    words = span.replace("\\|", "|").split()
+    if words[:1] != ["runwatch"] or len(words) < 2:
+        return False
+    known = commands(build_parser())
+    return "-" in span or any(word in known for word in words[1].split("|"))
+
+
+def documented_synopses() -> list[Any]:
+    spans = []
+    for page in doc_pages():
+        text = _FENCE.sub("", page.read_text(encoding="utf-8"))
+        for match in _CODE_SPAN.finditer(text):
+            if is_synopsis(match.group(2)):
+                where = page.relative_to(ROOT)
+                spans.append(pytest.param(match.group(2), id=f"{where}: {match.group(2)}"))
+    return spans
+
+
+def test_the_synopsis_checker_reads_alternatives() -> None:
+    assert synopsis_problems("runwatch call ack\\|comment\\|resolve ID [--text T]") == [
+        "`runwatch call ack` takes no --text"
+    ]
+    assert synopsis_problems("runwatch calls [--open] [--frob]") == [
+        "`runwatch calls` takes no --frob"
+    ]
+    assert synopsis_problems("runwatch frob --now") == ["`frob` is no runwatch command"]
+    assert is_synopsis("runwatch frob --now") and is_synopsis("runwatch call ack\\|comment ID")
+    assert not is_synopsis("runwatch tags") and not is_synopsis("runwatch")
+    assert synopsis_problems("runwatch outbox retry ID|--all") == []
+
+
+@pytest.mark.parametrize("span", documented_synopses())
+def test_every_option_a_synopsis_names_exists(span: str) -> None:
+    assert synopsis_problems(span) == []
+
+
+# -- the call summary ---------------------------------------------------------------------------
+
+SUMMARY_EXAMPLE = "[web01] filesystem_full {mountpoint=/var}: 93.1% (warning >= 90.0%)"
+
+
+def test_the_documented_call_summary_is_what_the_default_template_writes() -> None:
+    from collector.incidents.calls import Problem
+    from collector.incidents.templates import CallTemplates
+
+    problem = Problem(
+        host="web01",
+        rule="filesystem_full",
+        metric="fs_used_ratio",
+        labels={"mountpoint": "/var"},
+        severity="WARNING",
+        value=0.931,
+        unit="ratio",
+        threshold=0.9,
+        direction="above",
+        group="ops",
+        assign="Operations",
+        first_seen=0.0,
+    )
+    assert CallTemplates().summary(problem) == SUMMARY_EXAMPLE
+    for page in (DOCS / "helpdesks" / "call-texts.md", DOCS / "configuration" / "collector.md"):
+        text = page.read_text(encoding="utf-8")
+        assert SUMMARY_EXAMPLE in code_spans(text), page
+        assert "`[host] rule {labels}: value (severity >= threshold)`" in text, page

@@ -89,7 +89,7 @@ def test_a_steadily_filling_filesystem_gets_a_call_with_the_right_time(
     call = calls["filesystem_fills_up"]
     assert call.severity == "WARNING"
     assert call.labels == {"mountpoint": "/srv"}
-    assert "(warning <= 3d)" in call.summary
+    assert "(warning <= 3 d)" in call.summary
 
     # The predicted time, as the call states it, within 10 % of the true time left.
     stated = re.search(r"reaches 0 B at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", call.description)

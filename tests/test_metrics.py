@@ -222,6 +222,50 @@ def test_special_values_are_written_as_prometheus_reads_them(
     ), "full precision"
 
 
+def test_a_quiet_outbox_reads_zero_for_every_sink_the_built_in_register_too(
+    make_service: MakeService,
+) -> None:
+    """The outbox and sink panels have series from the start, with only the built-in register
+    as with a help desk besides it; none is left out, none is made up."""
+    from collector.metrics.exposition import OUTBOX_OPERATIONS, SINK_OPERATIONS
+
+    groups = {
+        "systems-administration": {"sink": "helpdesk", "assign": "Systems Administration"},
+        "computer-operations": {"sink": "desk", "assign": "Computer Operations"},
+    }
+    sinks = {
+        "helpdesk": {"type": "builtin"},
+        "desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+    }
+    for configured in ({"helpdesk": sinks["helpdesk"]}, sinks):
+        in_use = {k: v for k, v in groups.items() if v["sink"] in configured}
+        service = make_service([], groups=in_use, sinks=configured)
+        for sink in configured:
+            for family in (
+                "runwatch_outbox_pending",
+                "runwatch_outbox_dead_letters",
+                "runwatch_outbox_oldest_pending_age_seconds",
+                "runwatch_outbox_delivery_seconds_count",
+            ):
+                assert sample(service, family, sink=sink) == 0, (family, sink)
+            for operation in SINK_OPERATIONS:
+                assert (
+                    sample(service, "runwatch_sink_errors_total", sink=sink, operation=operation)
+                    == 0
+                )
+            for operation in OUTBOX_OPERATIONS:
+                for result in ("ok", "retry", "dead"):
+                    labels = {"sink": sink, "op": operation, "result": result}
+                    assert sample(service, "runwatch_outbox_deliveries_total", **labels) == 0
+        pending = [
+            s.labels["sink"]
+            for metric in service.registry.collect()
+            if metric.name == "runwatch_outbox_pending"
+            for s in metric.samples
+        ]
+        assert sorted(pending) == sorted(configured)
+
+
 @pytest.fixture
 def desk_service(make_service: MakeService) -> CollectorService:
     """A collector whose group has an external help desk (never reached in these tests)."""

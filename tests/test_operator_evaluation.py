@@ -72,7 +72,7 @@ def test_one_silent_check_opens_its_own_call_while_the_host_reports(
     assert call.labels == {"check": "backup"}
     assert "check 'backup' has sent nothing for 4m" in call.summary
     assert "while the host still reports" in call.summary
-    assert "no report for" not in call.summary, "not the words of a silent host"
+    assert "no report since" not in call.summary, "not the words of a silent host"
     assert "One check on this host has stopped reporting" in call.description
     assert service.hosts()[0]["state"] == "UNKNOWN", "the host reports; one check is silent"
 
@@ -92,7 +92,7 @@ def test_a_silent_host_gets_one_host_call_and_no_call_per_check(
         service.tick()
     (call,) = open_calls(service)
     assert call.rule == "host_stale"
-    assert "no report for" in call.summary
+    assert "no report since" in call.summary
 
 
 def test_a_check_silent_for_a_day_is_forgotten_and_its_call_resolved(
@@ -161,7 +161,7 @@ def test_a_flapping_rule_keeps_one_call_open_and_resolves_after_a_stable_window(
         service.tick()
         clock.advance(60)
     assert service.store.get_call(call.id).status == "resolved"
-    assert "stable for 10m after flapping" in texts(service, call.id)[-1]
+    assert "stable for 10 min after flapping" in texts(service, call.id)[-1]
     assert service.registry.get_sample_value("runwatch_rules_flapping") == 0
     assert len(service.calls(None, None)) == 1
 

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,9 +257,21 @@ def label_values(prometheus: str, metric: str, label: str) -> list[str]:
         return list(json.load(response)["data"])
 
 
+def start_prometheus(started: Processes, tmp: Path, port: int) -> None:
+    """Start Prometheus on 127.0.0.1:PORT with TMP/prometheus.yml, its data in TMP/tsdb."""
+    started.start(
+        tool("prometheus", "prometheus"),
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        "--log.level=warn",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    prometheus_bin = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-stack")
     started = Processes()
     desk = ThreadingHTTPServer(("127.0.0.1", 0), HelpDeskHandler)
@@ -353,15 +366,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 }
             )
         )
-        started.start(
-            prometheus_bin,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            "--log.level=warn",
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_prometheus(started, tmp, port)
 
         def scraped() -> bool:
             try:
@@ -498,3 +503,87 @@ def test_the_help_desk_saw_the_calls(stack: Stack) -> None:
     opens = [e for e in stack.desk_events if e["event"] == "open"]
     assert {e["host"] for e in opens} == {SHOWCASE, DESK_RETRY, DESK_REFUSE}
     assert sum(1 for e in opens if e["host"] == DESK_RETRY) >= 2, "retried after 503"
+
+
+# -- the default setup: only the built-in register ------------------------------------------------
+
+SINK_FAMILIES = ("runwatch_outbox_", "runwatch_sink_")
+SINK_PANELS = [
+    (name, panel)
+    for name, panel in PANELS
+    if any(family in t["expr"] for t in panel["targets"] for family in SINK_FAMILIES)
+]
+
+
+@pytest.fixture(scope="module")
+def quiet_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus scraping a collector whose only sink is the built-in register, with no
+    delivery ever made: the outbox is quiet."""
+    tmp = tmp_path_factory.mktemp("prometheus-quiet")
+    started = Processes()
+    try:
+        (tmp / "collector.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "listen": "127.0.0.1:0",
+                    "data_dir": str(tmp / "data"),
+                    "sinks": {"helpdesk": {"type": "builtin"}},
+                    "groups": {"ops": {"sink": "helpdesk", "assign": "Operations"}},
+                    "staleness": {"owner": "ops"},
+                }
+            )
+        )
+        collector = started.start(
+            RUNWATCH, "collector", "--config", str(tmp / "collector.yaml"), stderr=subprocess.PIPE
+        )
+        target = read_url(collector).removeprefix("http://")
+        threading.Thread(target=collector.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        port = free_port()
+        (tmp / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s"},
+                    "scrape_configs": [
+                        {"job_name": "runwatch", "static_configs": [{"targets": [target]}]}
+                    ],
+                }
+            )
+        )
+        start_prometheus(started, tmp, port)
+        url = f"http://127.0.0.1:{port}"
+
+        def scraped_twice() -> bool:
+            try:
+                expr = "count_over_time(up{job='runwatch'}[1m]) >= 3"
+                return bool(query(url, expr)["result"])
+            except OSError:
+                return False
+
+        wait_for("Prometheus to scrape the quiet collector three times", scraped_twice, timeout=60)
+        yield url
+    finally:
+        started.stop_all()
+
+
+def test_the_sink_panels_have_panels_to_check() -> None:
+    assert len(SINK_PANELS) >= 5, [panel["title"] for _, panel in SINK_PANELS]
+
+
+@pytest.mark.parametrize(
+    ("name", "panel"), SINK_PANELS, ids=[f"{name}: {panel['title']}" for name, panel in SINK_PANELS]
+)
+def test_a_quiet_outbox_reads_zero_in_every_sink_panel(
+    quiet_prometheus: str, name: str, panel: dict[str, Any]
+) -> None:
+    values = resolve_variables(
+        BOARDS[name],
+        lambda metric, label: label_values(quiet_prometheus, metric, label),
+        preferred={},
+    )
+    for target in panel["targets"]:
+        expr = fill(target["expr"], values)
+        series = query(quiet_prometheus, expr)["result"]
+        assert [s["metric"].get("sink") for s in series] and all(
+            float(s["value"][1]) == 0 for s in series
+        ), f"[{target['refId']}] {expr}\nreturned {series}"
+        assert {s["metric"].get("sink") for s in series} == {"helpdesk"}, series

@@ -113,7 +113,7 @@ def jira_desk(fake: FakeJira, *, version: int, service_desk: bool = False) -> De
     )
 
 
-def servicenow_desk(fake: FakeServiceNow) -> Desk:
+def servicenow_desk(fake: FakeServiceNow, close_code: str | None = None) -> Desk:
     data = {
         "type": "servicenow",
         "url": fake.url,
@@ -121,6 +121,7 @@ def servicenow_desk(fake: FakeServiceNow) -> Desk:
         "user": fake.user,
         "password": {"env": SECRET_ENV},
         "caller_id": "monitoring",
+        **({"close_code": close_code} if close_code else {}),
     }
 
     def view(ref: TicketRef) -> View:
@@ -144,7 +145,11 @@ def servicenow_desk(fake: FakeServiceNow) -> Desk:
         "1,1",
         "resolved",
         {"assignment_group": "Database Administration"},
-        lambda ref: {"assignment_group": fake.incident(ref.remote_id)["assignment_group"]},
+        lambda ref: {
+            "assignment_group": str(
+                fake.group_name(fake.incident(ref.remote_id)["assignment_group"])
+            )
+        },
     )
 
 
@@ -184,7 +189,12 @@ DESKS: dict[str, tuple[Callable[[], Any], Callable[[Any], Desk]]] = {
         lambda fake: jira_desk(fake, version=3, service_desk=True),
     ),
     "servicenow": (FakeServiceNow, servicenow_desk),
+    "servicenow, older release": (
+        lambda: FakeServiceNow(release="old"),
+        lambda fake: servicenow_desk(fake, close_code="Solved (Permanently)"),
+    ),
     "zammad": (FakeZammad, zammad_desk),
+    "zammad 6.4": (lambda: FakeZammad(version="6.4"), zammad_desk),
 }
 
 
@@ -476,7 +486,8 @@ def test_jira_issue_carries_route_label_and_text_in_the_versions_format(
 def test_jira_find_ignores_done_issues_and_other_fingerprints(
     jira: FakeJira, sinks: list[Any]
 ) -> None:
-    sink = jira_sink(jira, sinks)
+    # No trust window: find searches every time (within one, it trusts the issue it opened).
+    sink = jira_sink(jira, sinks, trust_window="0s")
     ref = sink.open(new_ticket("High"))
     jira.set_status(ref.remote_id, "In Progress")  # someone picked it up
     assert sink.find(FP) == ref
@@ -580,8 +591,8 @@ def test_servicenow_incident_fields(snow: FakeServiceNow, sinks: list[Any]) -> N
     record = snow.incident(ref.remote_id)
     assert record["correlation_id"] == FP
     assert record["correlation_display"] == "runwatch"
-    assert record["assignment_group"] == "Database Administration"
-    assert record["caller_id"] == "monitoring"
+    assert snow.group_name(record["assignment_group"]) == "Database Administration"
+    assert snow.user_name(record["caller_id"]) == "monitoring"
     assert (record["urgency"], record["impact"], record["priority"]) == ("1", "2", "2")
     assert ref.url == f"{snow.url}/incident.do?sys_id={ref.remote_id}"
     sent = snow.requests_to("POST", "/api/now/table/incident")[0].body
@@ -605,7 +616,8 @@ def test_servicenow_comments_go_to_work_notes_unless_configured(
 def test_servicenow_resolve_sets_code_and_notes_and_close_is_final(
     snow: FakeServiceNow, sinks: list[Any]
 ) -> None:
-    sink = snow_sink(snow, sinks, close_code="Workaround provided")
+    snow.roles.add("itil_admin")
+    sink = snow_sink(snow, sinks, close_code="Workaround provided", close_state="closed")
     ref = sink.open(new_ticket("2,2"))
     sink.resolve(ref, "Recovered.", close=True)
     record = snow.incident(ref.remote_id)

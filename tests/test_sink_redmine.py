@@ -15,6 +15,7 @@ from collector.sinks.contract import NewTicket, Secret, SinkError, TicketRef
 from collector.sinks.redmine import SUBJECT_MAX_CHARS, RedmineSink, RedmineSinkConfig
 from tests.helpdesks import RedmineServer, redmine_server
 from tests.helpers.cases import cases
+from tests.helpers.recipes import run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,7 @@ def test_open_then_find_returns_the_same_issue(
     assert sink.find(fingerprint) == ref  # asking again changes nothing
     data = issue(redmine_server, ref)
     assert data["project"]["id"] == redmine_server.projects["monitoring"]
-    assert data["tracker"]["name"] == "Bug"  # the project's first tracker
+    assert data["tracker"]["name"] == "Support"  # the shipped default, not the first (Bug)
     assert data["subject"] == "filesystem_full on web1: / at 97%"
     assert data["description"].startswith("Used ratio 0.97")
     assert data["priority"]["name"] == "High"  # CRITICAL's default
@@ -394,3 +395,47 @@ def test_read_ticket_shows_what_people_did_and_not_runwatch(
     ]
     assert done[3:] == [("close", "Ops User", "Closed")]
     assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"
+
+
+# -- the recipe in docs/helpdesks/redmine.md, run as written ------------------------------------
+
+
+def test_the_key_recipe_tells_an_admin_key_from_another(redmine_server: RedmineServer) -> None:
+    admin = run_recipe(
+        "helpdesks/redmine.md",
+        "redmine key",
+        {"REDMINE": redmine_server.url, "REDMINE_KEY": redmine_server.api_key},
+    )
+    assert admin.returncode == 0, admin.stderr
+    assert admin.stdout.strip() == "this key may look users up by login"
+    other = run_recipe(
+        "helpdesks/redmine.md",
+        "redmine key",
+        {"REDMINE": redmine_server.url, "REDMINE_KEY": redmine_server.setup.opsuser_api_key},
+    )
+    assert other.returncode != 0 and "403" in other.stderr, other
+
+
+def test_the_assignee_recipe_makes_a_user_runwatch_assigns_to(
+    make_sink: MakeSink, redmine_server: RedmineServer, fingerprint: str
+) -> None:
+    login = f"desk{uuid.uuid4().hex[:8]}"
+    made = run_recipe(
+        "helpdesks/redmine.md",
+        "redmine assignee",
+        {
+            "REDMINE": redmine_server.url,
+            "REDMINE_KEY": redmine_server.api_key,
+            "LOGIN": login,
+            "PROJECT": "ops",
+            "ROLE": "Developer",
+        },
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith(f"{login} (user ") and made.stdout.strip().endswith("in ops")
+
+    ref = make_sink().open(new_ticket(fingerprint, route={"project": "ops", "assignee": login}))
+
+    data = issue(redmine_server, ref)
+    assert data["project"]["id"] == redmine_server.projects["ops"]
+    assert data["assigned_to"]["name"] == "Operations Desk"

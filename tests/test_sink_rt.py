@@ -16,6 +16,7 @@ from collector.sinks.contract import NewTicket, SinkError, TicketRef
 from collector.sinks.rt import RTSink, RTSinkConfig
 from tests import helpdesk_rt
 from tests.helpdesk_rt import RTServer, free_port
+from tests.helpers.recipes import run_recipe
 from tests.helpers.sinks import assert_refused_for_credentials
 
 pytestmark = pytest.mark.slow
@@ -324,3 +325,24 @@ def test_read_ticket_shows_what_people_did_and_not_runwatch(
         ("close", "opsuser", "resolved"),
     ]
     assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"
+
+
+def test_the_owner_recipe_makes_a_user_runwatch_gives_tickets_to(
+    rt_server: RTServer, sink: RTSink, rt_api: httpx.Client
+) -> None:
+    """The recipe in docs/helpdesks/rt.md, run as written, as the user RT runs as."""
+    login = f"desk{uuid.uuid4().hex[:8]}"
+    made = run_recipe(
+        "helpdesks/rt.md",
+        "rt owner",
+        {"LOGIN": login, "QUEUES": "Operations Monitoring"},
+        wrap=lambda argv: rt_server.as_www_data(*argv),
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+
+    fp = fingerprint()
+    ref = sink.open(new_ticket(fp, queue="Operations", owner=login))
+
+    assert ticket(rt_api, ref)["Owner"]["id"] == login
+    user = rt_api.get(f"/user/{login}").json()
+    assert user["Privileged"] == 1 and user["EmailAddress"] == f"{login}@example.com"

@@ -17,17 +17,18 @@ from typing import Any, Literal
 from agent.deploy.agentconfig import AgentConfigRenderer
 from agent.deploy.bundle import Bundle
 from agent.deploy.enrolment import CollectorClient, token_fingerprint
-from agent.deploy.errors import DeployError
+from agent.deploy.errors import DeployError, Interrupted
 from agent.deploy.inventory import DeployTarget
 from agent.deploy.layout import InstallLayout, release_version
 from agent.deploy.service import AgentService, service_for
 from agent.deploy.ssh import RemoteHost
+from agent.deploy.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
 Action = Literal["install", "upgrade", "rollback", "status", "remove"]
 ACTIONS: tuple[Action, ...] = ("install", "upgrade", "rollback", "status", "remove")
-Outcome = Literal["changed", "unchanged", "ok", "failed"]
+Outcome = Literal["changed", "unchanged", "ok", "failed", "interrupted"]
 
 MIN_PYTHON = (3, 11)
 _REPORT_POLL_SECONDS = 0.5
@@ -143,8 +144,8 @@ class DeployContext:
     renderer: AgentConfigRenderer
     bundle: Bundle | None  # None for status, rollback and remove
     clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
     wall: Callable[[], float] = time.time
+    stop: StopRequest = field(default_factory=StopRequest)  # set by Ctrl-C
 
 
 class HostDeployer:
@@ -159,7 +160,8 @@ class HostDeployer:
         self.target = target
         self.context = context
         self.layout = InstallLayout(target.install_root)
-        self._progress = progress
+        self._report_progress = progress
+        self._step = "waiting"
         self._changes: list[str] = []
         self._detail = ""
         self._version: str | None = None
@@ -170,26 +172,18 @@ class HostDeployer:
         outcome: Outcome
         error = None
         try:
+            self.context.stop.check("waiting")
             self._progress("connecting")
             remote = self.context.connect(self.target)
             try:
+                remote.check_stop("connecting")
                 outcome = getattr(self, f"_{action}")(remote, undo)
-            except Exception as exc:
-                error = str(exc) or type(exc).__name__
-                if not isinstance(exc, DeployError):
-                    log.exception("%s on %s failed unexpectedly", action, self.target.name)
-                    error = f"{type(exc).__name__}: {error}"
-                if undo:
-                    self._progress("undoing")
-                    problems = undo.run()
-                    error += (
-                        "; the host was put back as it was"
-                        if not problems
-                        else f"; undoing failed too: {'; '.join(problems)}"
-                    )
-                outcome = "failed"
+            except Exception as exc:  # noqa: BLE001 -- undone, logged if unexpected, reported
+                outcome, error = self._failed(exc, action, remote, undo)
             finally:
                 remote.close()
+        except Interrupted:
+            outcome, error = "interrupted", "interrupted before its turn; nothing was changed"
         except DeployError as exc:
             outcome, error = "failed", str(exc)
         except Exception as exc:  # one host's surprise must not stop the others
@@ -201,10 +195,45 @@ class HostDeployer:
             outcome,
             self.context.clock() - started,
             error,
-            [] if outcome == "failed" else self._changes,
+            [] if outcome in ("failed", "interrupted") else self._changes,
             self._detail,
             self._version,
         )
+
+    def _failed(
+        self, exc: Exception, action: Action, remote: RemoteHost, undo: UndoLog
+    ) -> tuple[Outcome, str]:
+        """Undo what the action did; say what went wrong and what state the host is in."""
+        outcome: Outcome = "failed"
+        if isinstance(exc, Interrupted):
+            outcome, error = "interrupted", f"interrupted while {self._step}"
+        else:
+            error = str(exc) or type(exc).__name__
+            if not isinstance(exc, DeployError):
+                log.exception("%s on %s failed unexpectedly", action, self.target.name)
+                error = f"{type(exc).__name__}: {error}"
+        if not undo:
+            if outcome == "interrupted" and not self._changes:
+                error += "; nothing was changed"
+            elif outcome == "interrupted":
+                error += f"; done before that: {'; '.join(self._changes)}"
+            return outcome, error
+        self._progress("undoing")
+        with remote.uninterruptible():  # a half-undone host is worse than a late stop
+            problems = undo.run()
+        if problems:
+            error += (
+                f"; undoing failed too: {'; '.join(problems)}; `runwatch deploy status` "
+                "shows what is on the host"
+            )
+        else:
+            error += "; the host was put back as it was"
+        return outcome, error
+
+    def _progress(self, step: str) -> None:
+        if step != "undoing":
+            self._step = step
+        self._report_progress(step)
 
     # -- the host's state -----------------------------------------------------------------
 
@@ -327,7 +356,7 @@ class HostDeployer:
                 return
             if self.context.clock() >= deadline:
                 break
-            self.context.sleep(_REPORT_POLL_SECONDS)
+            remote.pause(_REPORT_POLL_SECONDS, "waiting for its first report")
         tail = self._log_tail(remote, service)
         raise DeployError(
             f"no report from {name} (runwatch {version}) reached the collector "
@@ -515,6 +544,11 @@ class HostDeployer:
             and token_fingerprint(state.token) == known
         ):
             return
+        if collector.restore(name, "deployed again"):  # a removed host comes back
+            undo.push(
+                "retire the host again", lambda: collector.retire(name, "deploy install undone")
+            )
+            self._changes.append("restored the retired host at the collector")
         token = collector.enrol(name, replace=known is not None)
         # A replaced token was not the host's anyway (its fingerprint differed), so revoking
         # the new one is as close to the earlier state as the API allows.
@@ -616,13 +650,21 @@ class HostDeployer:
                 f"rm -rf {q(aside)} && mv -T {q(layout.root)} {q(aside)}",
                 "move the install root aside",
             )
+        self._progress("retiring the host at the collector")
+        if collector.retire(self.target.name, "removed by runwatch deploy remove"):
+            undo.push(
+                "restore the host at the collector",
+                lambda: collector.restore(self.target.name, "deploy remove undone"),
+            )
+            self._changes.append("retired the host at the collector")
         self._progress("revoking the token")
         if collector.revoke(self.target.name):
             self._changes.append("revoked the token")
-        undo.clear()  # the token is gone: from here on, only forward
+        undo.clear()  # the token is gone: from here on, only forward (Ctrl-C or not)
         if state.root_exists:
-            service.remove(remote)
-            self._sh(remote, f"rm -rf {q(layout.root)}.removing", "delete the files")
+            with remote.uninterruptible():
+                service.remove(remote)
+                self._sh(remote, f"rm -rf {q(layout.root)}.removing", "delete the files")
             self._changes.append(f"deleted {layout.root}")
         self._detail = "removed" if self._changes else "nothing installed"
         return "changed" if self._changes else "unchanged"

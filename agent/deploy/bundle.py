@@ -7,7 +7,9 @@ compiled parts (msgspec, pyyaml, psutil…) fit one Python version and machine: 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,14 @@ class Bundle:
     wheels: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class BundleSource:
+    """What the bundle's runwatch is built from: a source tree, or a wheel file."""
+
+    path: Path  # a directory with pyproject.toml, or a .whl
+    description: str  # for the admin: "the checkout at ...", "the installed runwatch ..."
+
+
 def find_source() -> Path | None:
     """The runwatch source tree this program runs from, if it runs from one."""
     here = Path(__file__).resolve().parents[2]
@@ -63,13 +74,89 @@ def find_source() -> Path | None:
     return None
 
 
+def bundle_source(given: Path | None, work_dir: Path) -> BundleSource:
+    """The source to bundle: `given`, else the checkout runwatch runs from, else its install.
+
+    An installed runwatch is packed back into a wheel under `work_dir` (its files as installed,
+    with a fresh RECORD), so deploy works from a plain `pip install` too.
+    """
+    if given is not None:
+        return BundleSource(given, f"the source given with --source ({given})")
+    checkout = find_source()
+    if checkout is not None:
+        return BundleSource(checkout, f"the checkout runwatch runs from ({checkout})")
+    wheel = wheel_of_installed(work_dir)
+    if wheel is not None:
+        return BundleSource(wheel, f"the installed runwatch, packed as {wheel}")
+    raise DeployError(
+        "runwatch runs neither from a source checkout nor from an installed distribution, "
+        "so there is nothing to bundle: pass --source DIR (a runwatch checkout)"
+    )
+
+
+_WHEEL_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so that the same files give the same wheel
+_NOT_PACKED = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}  # written by the installer
+
+
+def wheel_of_installed(directory: Path, name: str = "runwatch") -> Path | None:
+    """Pack the installed distribution this code runs from into a wheel in `directory`.
+
+    None if `name` is not installed, or if the code running is not its files (an editable
+    install, or a checkout on sys.path).
+    """
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    here = Path(__file__).resolve()
+    files = [f for f in dist.files or [] if not f.parts or f.parts[0] != ".."]  # not bin/
+    if not any(Path(str(dist.locate_file(f))).resolve() == here for f in files):
+        return None
+    info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    wheel_text = Path(str(dist.locate_file(f"{info}/WHEEL"))).read_text(encoding="utf-8")
+    tags = [
+        line.split(":", 1)[1].strip() for line in wheel_text.splitlines() if line.startswith("Tag:")
+    ]
+    normalized = re.sub(r"[-_.]+", "_", dist.metadata["Name"]).lower()
+    target = directory / f"{normalized}-{dist.version}-{tags[0] if tags else 'py3-none-any'}.whl"
+    members = sorted(
+        str(f)
+        for f in files
+        if f.suffix != ".pyc"
+        and "__pycache__" not in f.parts
+        and not (f.parts[0] == info and f.name in _NOT_PACKED)
+    )
+    record = []
+    directory.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member in members:
+            data = Path(str(dist.locate_file(member))).read_bytes()
+            _add(archive, member, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{member},sha256={digest.decode()},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        _add(archive, f"{info}/RECORD", ("\n".join(record) + "\n").encode())
+    part.replace(target)
+    return target
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    entry = zipfile.ZipInfo(name, date_time=_WHEEL_DATE)
+    entry.external_attr = 0o644 << 16
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    archive.writestr(entry, data)
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "runwatch" / "bundles"
 
 
 def source_version(source: Path) -> str:
-    """The version a source tree builds, from runwatch/__init__.py."""
+    """The version a source tree (or a wheel file) builds, from runwatch/__init__.py."""
+    if source.suffix == ".whl":
+        return source.name.split("-")[1]
     text = (source / "runwatch" / "__init__.py").read_text(encoding="utf-8")
     match = _VERSION.search(text)
     if match is None:
@@ -79,6 +166,9 @@ def source_version(source: Path) -> str:
 
 def _source_digest(source: Path, target: BundleTarget) -> str:
     digest = hashlib.sha256(f"{target.python} {target.machine}\n".encode())
+    if source.suffix == ".whl":
+        digest.update(hashlib.sha256(source.read_bytes()).digest())
+        return digest.hexdigest()[:12]
     files = [source / "pyproject.toml"]
     for folder in _SOURCES:
         files += [

@@ -15,15 +15,17 @@ from rich.console import Console
 
 from agent.deploy.actions import Action, DeployContext, HostDeployer, HostResult
 from agent.deploy.agentconfig import AgentConfigRenderer
-from agent.deploy.bundle import BundleBuilder, default_cache_dir, find_source
+from agent.deploy.bundle import BundleBuilder, bundle_source, default_cache_dir
 from agent.deploy.enrolment import CollectorClient, read_operator_token
-from agent.deploy.errors import DeployError
 from agent.deploy.inventory import DeployTarget, load_inventory
 from agent.deploy.runner import DeployRunner, results_table
 from agent.deploy.ssh import RemoteHost
+from agent.deploy.stop import StopRequest
 from checks.settings import ConfigError
 
 log = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,13 @@ class DeployOptions:
     parallel: int = 10
     json: bool = False
     accept_new_host_keys: bool = False
-    source: Path | None = None  # runwatch source tree to bundle (default: the one running)
+    source: Path | None = None  # runwatch source tree to bundle (default: see bundle_source)
     cache_dir: Path | None = None
 
 
 def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
-    """Run the action on the selected hosts; 0 if every host succeeded, else 1."""
+    """Run the action on the selected hosts: 0 if every host succeeded, 130 if Ctrl-C stopped
+    the run, else 1."""
     inventory = load_inventory(options.inventory)
     targets = inventory.select(options.hosts)
     if not targets:
@@ -61,30 +64,42 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
     try:
         collector.check_operator()
         bundle = None
+        console = Console(stderr=True)
         if options.action in ("install", "upgrade"):
-            source = options.source or find_source()
-            if source is None:
-                raise DeployError(
-                    "no runwatch source tree to build the bundle from: run "
-                    "deploy from a checkout, or pass --source DIR"
-                )
-            bundle = BundleBuilder(options.cache_dir or default_cache_dir()).build(source)
+            cache_dir = options.cache_dir or default_cache_dir()
+            source = bundle_source(options.source, cache_dir / "installed")
+            bundle = BundleBuilder(cache_dir).build(source.path)
+            console.print(
+                f"bundle {bundle.id} ({bundle.target}) from {source.description}",
+                highlight=False,
+                soft_wrap=True,
+            )
         lock = threading.Lock()
+        stop = StopRequest()
 
         def connect(target: DeployTarget) -> RemoteHost:
             return RemoteHost.connect(
-                target, inventory.known_hosts, accept_new=options.accept_new_host_keys, lock=lock
+                target,
+                inventory.known_hosts,
+                accept_new=options.accept_new_host_keys,
+                lock=lock,
+                stop=stop,
             )
 
         context = DeployContext(
-            connect=connect, collector=collector, renderer=renderer, bundle=bundle
+            connect=connect, collector=collector, renderer=renderer, bundle=bundle, stop=stop
         )
 
         def work(target: DeployTarget, progress: Callable[[str], None]) -> HostResult:
             return HostDeployer(target, context, progress).run(options.action)
 
         runner = DeployRunner(
-            targets, options.action, work, parallel=options.parallel, console=Console(stderr=True)
+            targets,
+            options.action,
+            work,
+            parallel=options.parallel,
+            console=console,
+            stop=stop,
         )
         results = runner.run()
     finally:
@@ -96,4 +111,6 @@ def run_deploy(options: DeployOptions, out: TextIO | None = None) -> int:
         Console(file=stream, width=200 if not stream.isatty() else None).print(
             results_table(results, options.action)
         )
+    if stop.is_set():
+        return EXIT_INTERRUPTED
     return 1 if any(r.result == "failed" for r in results) else 0

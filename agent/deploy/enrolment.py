@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -105,6 +106,27 @@ class CollectorClient:
     def revoke(self, host: str) -> bool:
         """Revoke the host's token; return whether it had one."""
         return self._call("DELETE", f"/api/v1/tokens/{host}", ok=(200, 404)).status_code == 200
+
+    def retire(self, host: str, reason: str) -> bool:
+        """Retire the host at the collector (its calls resolved, its reports refused); return
+        whether it did now (False: it never reported, or was retired already)."""
+        response = self._call(
+            "POST",
+            f"/api/v1/hosts/{quote(host, safe='')}/retire",
+            ok=(200, 404, 409),
+            json={"reason": reason},
+        )
+        return response.status_code == 200
+
+    def restore(self, host: str, reason: str) -> bool:
+        """Take a retired host back at the collector; return whether it was retired."""
+        response = self._call(
+            "POST",
+            f"/api/v1/hosts/{quote(host, safe='')}/restore",
+            ok=(200, 409),
+            json={"reason": reason},
+        )
+        return response.status_code == 200
 
     def host_record(self, host: str) -> dict[str, Any] | None:
         """What the collector knows of the host (last report, agent version), or None."""

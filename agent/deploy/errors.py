@@ -38,3 +38,11 @@ class CollectorError(DeployError):
         super().__init__(message)
         self.url = url
         self.status = status
+
+
+class Interrupted(DeployError):
+    """The operator stopped the run (Ctrl-C) while this host was running `what`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"interrupted while running: {what}")
+        self.what = what

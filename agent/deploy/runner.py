@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import signal
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -14,8 +17,15 @@ from rich.table import Table
 
 from agent.deploy.actions import Action, HostResult
 from agent.deploy.inventory import DeployTarget
+from agent.deploy.stop import StopRequest
 
-_STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "failed": "bold red"}
+_STYLE = {
+    "changed": "yellow",
+    "unchanged": "green",
+    "ok": "green",
+    "failed": "bold red",
+    "interrupted": "bold magenta",
+}
 
 
 @dataclass
@@ -47,6 +57,20 @@ class ProgressBoard:
         with self._lock:
             self._rows[result.host].result = result
 
+    def abandoned(self, host: str) -> HostResult:
+        """The result of a host deploy stopped waiting for: interrupted, its state unknown."""
+        with self._lock:
+            row = self._rows[host]
+            step, seconds = row.step, self._clock() - row.started
+        return HostResult(
+            host,
+            self._action,
+            "interrupted",
+            seconds,
+            f"interrupted while {step}, and deploy stopped waiting for it to be put back: "
+            f"`runwatch deploy status --hosts {host}` shows what is on the host",
+        )
+
     def __rich__(self) -> RenderableType:
         table = Table(title=f"runwatch deploy {self._action}", title_justify="left")
         for column in ("host", "step", "seconds"):
@@ -69,7 +93,12 @@ class ProgressBoard:
 
 
 class DeployRunner:
-    """Run one action on every target, at most `parallel` at a time; a failure stops no other."""
+    """Run one action on every target, at most `parallel` at a time; a failure stops no other.
+
+    Ctrl-C (SIGINT) asks every host to stop: a host in the middle of its action is put back as
+    it was, one not started is left alone. A second Ctrl-C stops waiting for that, and the hosts
+    still busy are reported as interrupted in an unknown state.
+    """
 
     def __init__(
         self,
@@ -79,36 +108,100 @@ class DeployRunner:
         *,
         parallel: int,
         console: Console,
+        stop: StopRequest,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.targets = targets
         self.action = action
         self._work = work
         self._parallel = max(1, parallel)
         self._console = console
+        self._stop = stop
+        self._clock = clock
 
     def run(self) -> list[HostResult]:
-        board = ProgressBoard(self.targets, self.action)
+        board = ProgressBoard(self.targets, self.action, self._clock)
+        results: dict[str, HostResult] = {}
+        queue = list(reversed(self.targets))
+        lock = threading.Lock()
+        all_done = threading.Event()
 
-        def one(target: DeployTarget) -> HostResult:
-            result = self._work(target, lambda step: board.step(target.name, step))
-            board.done(result)
-            if not self._console.is_terminal:
-                line = (
-                    f"{result.host}: {result.action} {result.result} in "
-                    f"{result.duration_seconds:.1f}s"
-                )
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    target = queue.pop()
+                result = self._work(target, functools.partial(board.step, target.name))
+                board.done(result)
+                self._say(result)
+                with lock:
+                    results[target.name] = result
+                    if len(results) == len(self.targets):
+                        all_done.set()
+
+        # Daemon threads: after a second Ctrl-C the process may exit while one still waits on a
+        # host. A ThreadPoolExecutor would hold the exit until every host's step had ended.
+        for n in range(min(self._parallel, len(self.targets))):
+            threading.Thread(target=worker, name=f"deploy-{n}", daemon=True).start()
+        with self._sigint_handled():
+            try:
+                if self._console.is_terminal:
+                    with Live(board, console=self._console, refresh_per_second=4, transient=True):
+                        self._wait(all_done)
+                else:
+                    self._wait(all_done)
+            except KeyboardInterrupt:
                 self._console.print(
-                    line + (f": {result.error}" if result.error else ""),
+                    "Ctrl-C again: no longer waiting for the hosts still busy", highlight=False
+                )
+        with lock:
+            return [results.get(t.name) or board.abandoned(t.name) for t in self.targets]
+
+    def _wait(self, all_done: threading.Event) -> None:
+        announced = False
+        while not all_done.wait(0.2):
+            if self._stop.is_set() and not announced:
+                announced = True
+                self._console.print(
+                    "Ctrl-C: stopping. Hosts in the middle of a step are put back as they "
+                    "were (Ctrl-C again to stop waiting for that)",
                     highlight=False,
                     soft_wrap=True,
                 )
-            return result
 
-        with ThreadPoolExecutor(self._parallel, thread_name_prefix="deploy") as pool:
-            if self._console.is_terminal:
-                with Live(board, console=self._console, refresh_per_second=4, transient=True):
-                    return list(pool.map(one, self.targets))
-            return list(pool.map(one, self.targets))
+    @contextlib.contextmanager
+    def _sigint_handled(self) -> Iterator[None]:
+        """Turn the first SIGINT into a stop request and the next into KeyboardInterrupt.
+
+        Installed even where SIGINT was inherited as ignored (a job a script put in the
+        background): whoever sends deploy SIGINT wants it to stop.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+            self._stop.set()
+
+        before = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, before)
+
+    def _say(self, result: HostResult) -> None:
+        """One line per finished host when no live display shows it."""
+        if self._console.is_terminal:
+            return
+        line = f"{result.host}: {result.action} {result.result} in {result.duration_seconds:.1f}s"
+        self._console.print(
+            line + (f": {result.error}" if result.error else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def results_table(results: list[HostResult], action: Action) -> Table:
@@ -131,5 +224,8 @@ def results_table(results: list[HostResult], action: Action) -> Table:
             detail,
         )
     failed = sum(r.result == "failed" for r in results)
-    table.caption = f"{len(results)} host(s), {failed} failed"
+    interrupted = sum(r.result == "interrupted" for r in results)
+    table.caption = f"{len(results)} host(s), {failed} failed" + (
+        f", {interrupted} interrupted" if interrupted else ""
+    )
     return table

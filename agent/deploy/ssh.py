@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
+import select
 import shlex
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
-from agent.deploy.errors import ConnectError, HostKeyError, RemoteCommandError
+from agent.deploy.errors import ConnectError, HostKeyError, Interrupted, RemoteCommandError
 from agent.deploy.inventory import DeployTarget
+from agent.deploy.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+_POLL_SECONDS = 0.2  # how soon a running command notices a stop request
+
+# Put before every command: tells us (first line of stderr) the process group the command runs
+# in, so that a stop request or a timeout can end all of it, children included. Closing the
+# channel would not: without a terminal, sshd leaves the command running.
+_PGID_MARK = "runwatch-deploy-pgid "
+_PGID_PREFIX = (
+    f'read -r _ _ _ _ _rw_pgid _ < /proc/$$/stat 2>/dev/null && echo "{_PGID_MARK}$_rw_pgid" >&2\n'
+)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -83,11 +97,36 @@ class CommandResult:
 class RemoteHost:
     """One SSH connection. Commands run under `sh -c`, through `sudo -n` when not root."""
 
-    def __init__(self, client: paramiko.SSHClient, target: DeployTarget) -> None:
+    def __init__(
+        self, client: paramiko.SSHClient, target: DeployTarget, stop: StopRequest | None = None
+    ) -> None:
         self._client = client
         self.target = target
         self.sudo = target.user != "root"
         self._sftp: paramiko.SFTPClient | None = None
+        self._stop = stop or StopRequest()
+        self._interruptible = True
+
+    @contextlib.contextmanager
+    def uninterruptible(self) -> Iterator[None]:
+        """Run what is inside to its end even after a stop request (undo, finishing a remove)."""
+        before, self._interruptible = self._interruptible, False
+        try:
+            yield
+        finally:
+            self._interruptible = before
+
+    def check_stop(self, what: str) -> None:
+        """Raise Interrupted if a stop was asked for and this connection may be interrupted."""
+        if self._interruptible:
+            self._stop.check(what)
+
+    def pause(self, seconds: float, what: str) -> None:
+        """Sleep `seconds`, or raise Interrupted as soon as a stop is asked for."""
+        if self._interruptible:
+            self._stop.sleep(seconds, what)
+        else:
+            time.sleep(seconds)
 
     @classmethod
     def connect(
@@ -98,6 +137,7 @@ class RemoteHost:
         accept_new: bool,
         lock: threading.Lock,
         timeout: float = CONNECT_TIMEOUT_SECONDS,
+        stop: StopRequest | None = None,
     ) -> RemoteHost:
         """Connect with the target's key, checking the host key against `known_hosts`."""
         client = paramiko.SSHClient()
@@ -161,7 +201,7 @@ class RemoteHost:
             if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
                 reason = "connection refused (nothing listens there)"
             raise ConnectError(f"cannot connect to {where}: {reason}") from None
-        return cls(client, target)
+        return cls(client, target, stop)
 
     def run(
         self,
@@ -172,20 +212,25 @@ class RemoteHost:
         timeout: float = 600.0,
         check: bool = True,
     ) -> CommandResult:
-        """Run a shell command; raise RemoteCommandError (naming `what`) on a non-zero exit."""
-        wrapped = f"sh -c {shlex.quote(command)}"
+        """Run a shell command; raise RemoteCommandError (naming `what`) on a non-zero exit.
+
+        A stop request (unless `uninterruptible`) or `timeout` seconds end the command's whole
+        process group on the host and raise Interrupted or RemoteCommandError.
+        """
+        wrapped = f"sh -c {shlex.quote(_PGID_PREFIX + command)}"
         if self.sudo:
             wrapped = f"sudo -n -- {wrapped}"
+        self.check_stop(what)
         # The command runs under `sh -c`, quoted with shlex.quote above.
-        stdin_file, stdout_file, stderr_file = self._client.exec_command(  # nosec B601
-            wrapped, timeout=timeout
-        )
-        if stdin is not None:
-            stdin_file.write(stdin)
-        stdin_file.channel.shutdown_write()
-        out = stdout_file.read().decode(errors="replace")
-        err = stderr_file.read().decode(errors="replace")
-        status = stdout_file.channel.recv_exit_status()
+        stdin_file, stdout_file, _ = self._client.exec_command(wrapped)  # nosec B601
+        channel = stdout_file.channel
+        try:
+            if stdin is not None:
+                stdin_file.write(stdin)
+            channel.shutdown_write()
+            status, out, err = self._collect(channel, what, timeout)
+        finally:
+            channel.close()
         if check and status != 0:
             tail = err.strip().splitlines()[-5:] or out.strip().splitlines()[-5:]
             detail = " / ".join(tail) or "no output"
@@ -198,6 +243,56 @@ class RemoteHost:
                 stderr=err,
             )
         return CommandResult(status, out, err)
+
+    def _collect(
+        self, channel: paramiko.Channel, what: str, timeout: float
+    ) -> tuple[int, str, str]:
+        """Read the command's output until it exits, giving way to a stop request or timeout."""
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while (
+            not channel.exit_status_ready() or channel.recv_ready() or channel.recv_stderr_ready()
+        ):
+            if channel.recv_ready():
+                out += channel.recv(1 << 16)
+            elif channel.recv_stderr_ready():
+                err += channel.recv_stderr(1 << 16)
+            elif self._interruptible and self._stop.is_set():
+                self._end(err, what)
+                raise Interrupted(what)
+            elif time.monotonic() > deadline:
+                self._end(err, what)
+                raise RemoteCommandError(
+                    f"{what} did not finish within {timeout:g}s; it was stopped",
+                    what=what,
+                    exit_status=-1,
+                    stderr=_without_mark(err),
+                )
+            elif channel.eof_received:
+                channel.status_event.wait(_POLL_SECONDS)
+            else:
+                # The channel is readable once either stream has data or is closed.
+                select.select([channel], [], [], _POLL_SECONDS)
+        status = channel.recv_exit_status()
+        return status, out.decode(errors="replace"), _without_mark(err)
+
+    def _end(self, err: bytearray, what: str) -> None:
+        """Stop a running command's whole process group on the host."""
+        lines = err.decode(errors="replace").splitlines()
+        marks = [line[len(_PGID_MARK) :] for line in lines if line.startswith(_PGID_MARK)]
+        if not marks or not marks[0].strip().isdigit():
+            log.warning(
+                "%s on %s: cannot stop it on the host (no process group seen)",
+                what,
+                self.target.name,
+            )
+            return
+        with self.uninterruptible():
+            self.run(
+                f"kill -s TERM -- -{int(marks[0])} 2>/dev/null; true",
+                what=f"stop: {what}",
+                timeout=30,
+            )
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -226,6 +321,7 @@ class RemoteHost:
             else:
                 with local.open("rb") as source:
                     while chunk := source.read(1 << 20):
+                        self.check_stop(f"upload {remote}")
                         handle.write(chunk)
         finally:
             handle.close()
@@ -254,3 +350,11 @@ class RemoteHost:
         if self._sftp is not None:
             self._sftp.close()
         self._client.close()
+
+
+def _without_mark(err: bytearray) -> str:
+    """stderr as the command wrote it, without the line that names its process group."""
+    text = err.decode(errors="replace")
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(_PGID_MARK)
+    )

@@ -14,6 +14,7 @@ from collector.api.answers import error, throttled
 from collector.api.call_actions import call_action_routes
 from collector.api.console import console_routes
 from collector.api.guards import host_guard, read_guard
+from collector.api.hosts import host_routes
 from collector.api.lifespan import background
 from collector.api.limits import Throttled
 from collector.api.ops import ops_routes
@@ -38,6 +39,7 @@ def create_app(service: CollectorService) -> Litestar:
             *token_routes(service),
             *silence_routes(service),
             *call_action_routes(service),
+            *host_routes(service),
             *console_routes(service),
             *ops_routes(service),
         ],

@@ -3,10 +3,10 @@ a rule's thresholds are what they are on a host."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Response, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from collector.api.answers import PathId, call_json
 from collector.app import CollectorService
@@ -15,9 +15,19 @@ from collector.app import CollectorService
 def read_routes(service: CollectorService) -> list[Any]:
     """GET routes tagged `read` (behind operator tokens with `operators: {read_api: token}`)."""
 
-    @get("/api/v1/hosts", summary="Hosts, their states and latest measurements", tags=["read"])
-    async def get_hosts(host: FromQuery[str | None] = None) -> list[dict[str, Any]]:
-        return service.hosts(host)
+    @get(
+        "/api/v1/hosts",
+        summary="Hosts, their states and latest measurements; retired ones too with all=true",
+        tags=["read"],
+    )
+    async def get_hosts(
+        host: FromQuery[str | None] = None,
+        all_hosts: Annotated[bool, QueryParameter(query="all")] = False,
+    ) -> list[dict[str, Any]]:
+        hosts = service.hosts(host)
+        if all_hosts:
+            hosts = sorted([*hosts, *service.retired_hosts(host)], key=lambda h: h["host"])
+        return hosts
 
     @get("/api/v1/calls", summary="Calls in the built-in register", tags=["read"])
     async def get_calls(

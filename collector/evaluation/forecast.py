@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.incidents.calls import format_value, iso
+from runwatch import units
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +28,18 @@ class Forecast:
     def describe(self, metric: str, unit: str, target: float, span: float) -> str:
         """The trend in words for a call: rate, and the predicted time."""
         word = "rises" if self.rate_per_second > 0 else "falls"
-        hourly = format_value(abs(self.rate_per_second) * 3600, unit, metric)
-        daily = format_value(abs(self.rate_per_second) * 86400, unit, metric)
+        hourly = units.value(abs(self.rate_per_second) * 3600, unit, metric)
+        daily = units.value(abs(self.rate_per_second) * 86400, unit, metric)
         text = (
-            f"{metric} is {format_value(self.value_now, unit, metric)} and {word} by "
+            f"{metric} is {units.value(self.value_now, unit, metric)} and {word} by "
             f"{hourly}/h ({daily}/day), fitted over the last "
-            f"{format_value(span, 'seconds')}"
+            f"{units.value(span, 'seconds')}"
         )
         if self.reaches_at is None:
-            return text + f"; at that rate it does not reach {format_value(target, unit, metric)}"
+            return text + f"; at that rate it does not reach {units.value(target, unit, metric)}"
         return (
-            text + f"; at that rate it reaches {format_value(target, unit, metric)} at "
-            f"{iso(self.reaches_at)}"
+            text + f"; at that rate it reaches {units.value(target, unit, metric)} at "
+            f"{units.timestamp(self.reaches_at)}"
         )
 
 

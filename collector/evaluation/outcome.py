@@ -151,9 +151,12 @@ class PassRecorder:
         if replace(state, value=None) != replace(previous, value=None):
             self._dirty[key] = state
         if state.severity is not previous.severity:
+            at = state.changed_at
+            if state.severity is Severity.STALE and state.value is not None:
+                at -= state.value  # silence starts at the last report, not at its detection
             self._changes.append(
                 StateChange(
-                    state.changed_at,
+                    at,
                     key[1],
                     key[0],
                     key[2],

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from checks.settings import format_duration
 from collector.config import RuleConfig
+from runwatch import units
 
 
 class Severity(IntEnum):
@@ -208,7 +208,7 @@ def _with_call(
     if not observed.is_problem:
         if state.call_flapping:
             reason = (
-                f"stable for {format_duration(policy.flap_window)} after flapping"
+                f"stable for {units.duration(policy.flap_window)} after flapping"
                 if policy.flap_window
                 else reason
             )

@@ -24,9 +24,10 @@ from collector.evaluation.rules import (
     threshold_for,
 )
 from collector.evaluation.staleness import check_limit, check_silent_for
-from collector.incidents.calls import Problem, format_value
+from collector.incidents.calls import Problem
 from collector.store.records import HistoryPoint, SeriesRecord
 from collector.view.fleet import Fleet, SeriesKey, StateKey
+from runwatch import units
 
 
 @dataclass(slots=True)
@@ -242,10 +243,10 @@ class SeriesRules:
             unit = series.unit
             value = series.value if observed is not Severity.UNKNOWN else previous.value
         if not reason and not observed.is_problem and previous.call_id is not None:
-            clear = format_value(effective.clear_threshold, series.unit, series.name)
+            clear = units.value(effective.clear_threshold, series.unit, series.name)
             side = "below" if effective.direction == "above" else "above"
             reason = (
-                f"{series.name} is {format_value(series.value, series.unit, series.name)}, "
+                f"{series.name} is {units.value(series.value, series.unit, series.name)}, "
                 f"{side} the clear threshold {clear}"
             )
         state, decisions = step(

@@ -9,9 +9,9 @@ from typing import Any
 
 from collector.config import CollectorConfig
 from collector.evaluation.maintenance import MaintenanceCalendar, weekly_occurrence
-from collector.incidents.calls import iso
 from collector.store.protocols import Store
 from collector.store.records import AuditEntry, Silence
+from runwatch import units
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Silences:
                     operator,
                     "silence.add",
                     f"silence {silence.id}",
-                    f"host {host} rule {rule} until {iso(silence.ends_at)}: {reason}",
+                    f"host {host} rule {rule} until {units.timestamp(silence.ends_at)}: {reason}",
                     via,
                 )
             )
@@ -60,7 +60,7 @@ class Silences:
             operator,
             host,
             rule,
-            iso(silence.ends_at),
+            units.timestamp(silence.ends_at),
             reason,
         )
         self._silences_changed(now)

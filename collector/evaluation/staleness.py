@@ -15,6 +15,7 @@ from collector.evaluation.parents import HostParents
 from collector.evaluation.rules import CallDecision, RuleState, Severity, StepPolicy, step
 from collector.incidents.calls import Problem, labels_key
 from collector.view.fleet import Fleet, StateKey
+from runwatch import units
 
 _HOST_DESCRIPTION = (
     "The agent on this host has stopped reporting. Check that the host is up, that the runwatch "
@@ -29,6 +30,14 @@ _CHECK_DESCRIPTION = (
 def check_silent_for(fleet: Fleet, host: str, check: str, now: float) -> float:
     """How long a check of the host has sent nothing (0 for one never seen)."""
     return now - fleet.check_seen_at.get((host, check), now)
+
+
+def host_heard_after(fleet: Fleet, host: str, check: str) -> bool:
+    """Whether the host still reports without the check: its last report came a whole
+    interval or more after the check's last run was seen."""
+    record = fleet.hosts[host].record
+    seen = fleet.check_seen_at.get((host, check), record.last_report_at)
+    return record.last_report_at - seen >= record.interval_seconds
 
 
 def check_limit(fleet: Fleet, host: str, check: str, factor: float) -> float:
@@ -59,12 +68,12 @@ class Staleness:
         if silent_for > float(staleness.forget_checks_after):
             self._forget_check(host, check, now)
             return
-        self.check(
-            host,
-            check,
-            stale=silent_for > check_limit(self.fleet, host, check, factor),
-            now=now,
-        )
+        stale = silent_for > check_limit(self.fleet, host, check, factor)
+        if stale and not host_heard_after(self.fleet, host, check):
+            # The check fell silent with the whole host (an agent stopped just after a report
+            # without check runs): that is host_stale's to say, a moment later, not this one's.
+            return
+        self.check(host, check, stale=stale, now=now)
 
     def _forget_check(self, host: str, check: str, now: float) -> None:
         """A check silent for very long was most likely removed from the agent's config."""
@@ -101,12 +110,14 @@ class Staleness:
         status = state_.checks.get(check)
         interval = max(status.interval_seconds if status else 0.0, state_.record.interval_seconds)
         silent_for = max(0.0, check_silent_for(self.fleet, host, check, now))
+        reporting = (
+            " while the host still reports"
+            if host_heard_after(self.fleet, host, check)
+            else "; the host has sent nothing since either"
+        )
         detail = (
-            (
-                f"check {check!r} has sent nothing for {format_duration(silent_for)} "
-                f"(expected every {format_duration(interval)}) while the host still "
-                "reports"
-            )
+            f"check {check!r} has sent nothing for {format_duration(silent_for)} "
+            f"(expected every {format_duration(interval)}){reporting}"
             if stale
             else ""
         )
@@ -126,8 +137,9 @@ class Staleness:
         silent_for = max(0.0, now - record.last_report_at)
         detail = (
             (
-                f"no report for {format_duration(silent_for)} (expected every "
-                f"{format_duration(record.interval_seconds)})"
+                # A time, not a duration: the call's subject stays true while it waits.
+                f"no report since {units.timestamp(record.last_report_at)} (expected every "
+                f"{units.duration(record.interval_seconds)})"
             )
             if stale
             else ""
@@ -148,7 +160,10 @@ class Staleness:
                 previous.absorbed_by, f"{host} reports again (it was listed here as silent)."
             )
             state = replace(state, absorbed_by=None)
-        problem = self._problem(key, {}, record.interval_seconds, _HOST_DESCRIPTION, now)
+        last = record.last_report_at
+        problem = self._problem(
+            key, {}, record.interval_seconds, _HOST_DESCRIPTION, now, last_report_at=last
+        )
         self.recorder.carry(key, previous, state, self._owned(decisions), problem)
 
     def _owned(self, decisions: tuple[CallDecision, ...]) -> tuple[CallDecision, ...]:
@@ -181,7 +196,14 @@ class Staleness:
         )
 
     def _problem(
-        self, key: StateKey, labels: dict[str, str], interval: float, description: str, now: float
+        self,
+        key: StateKey,
+        labels: dict[str, str],
+        interval: float,
+        description: str,
+        now: float,
+        *,
+        last_report_at: float | None = None,
     ) -> ProblemFor:
         staleness = self.config.staleness
         rule, host, _ = key
@@ -204,6 +226,7 @@ class Staleness:
                 first_seen=current.problem_since or now,
                 description=description,
                 detail=current.detail,
+                last_report_at=last_report_at,
             )
 
         return problem

@@ -46,6 +46,9 @@ _FULL_COLLECTION_EVERY_SECONDS = 3600.0
 
 _full_collection = {"at": time.monotonic()}  # when everything was last collected
 
+# A tick held up by a busy event loop is still a watching collector; a longer pause is not.
+WATCH_GAP_SECONDS = 60.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvaluationTick:
@@ -87,6 +90,8 @@ class EvaluationTick:
                 settle_garbage_collector()
                 return
             with self.store.transaction():
+                # What the service-level report counts as watched time (see service_levels).
+                self.store.record_evaluation(now, self._watch_gap())
                 self._follow_desk_closures(now)
                 self.evaluator.prune_history(now)
             yield
@@ -122,6 +127,10 @@ class EvaluationTick:
             self.failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self.reload()
+
+    def _watch_gap(self) -> float:
+        """A pause between evaluations longer than this is time nobody watched."""
+        return max(WATCH_GAP_SECONDS, 3 * float(self.config.evaluation_interval))
 
     def _follow_desk_closures(self, now: float) -> None:
         """Calls the help desk closed while failing, under the `new_call` policy: once the

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
-
-from checks.settings import format_duration
 
 CallStatus = Literal["open", "resolved"]
 
@@ -101,31 +98,4 @@ class Problem:
     detail: str = ""
     recent: tuple[tuple[float, float], ...] = ()  # (time, value), oldest first
     recent_unit: str | None = None  # when it differs from `unit` (a forecast's series)
-
-
-def format_value(value: float | None, unit: str, metric: str = "") -> str:
-    """Render a value the way a person reads it: 93.1%, 12.0 GiB, 3d 2h."""
-    if value is None:
-        return "no value"
-    # The unit decides; the name's suffix only when there is no unit (a forecast's value is
-    # in seconds although its metric is fs_free_bytes).
-    kind = (
-        unit
-        if unit in ("ratio", "bytes", "seconds")
-        else next((k for k in ("ratio", "bytes", "seconds") if metric.endswith(f"_{k}")), "")
-    )
-    if kind == "ratio":
-        return f"{value * 100:.1f}%"
-    if kind == "bytes":
-        size = float(value)
-        for suffix in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-            if abs(size) < 1024 or suffix == "PiB":
-                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-            size /= 1024
-    if kind == "seconds":
-        return format_duration(value)
-    return f"{value:.4g}{' ' + unit if unit else ''}"
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    last_report_at: float | None = None  # a silent host's or check's last report

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from checks.settings import format_duration
 from collector.config import STORM_RULE, GroupConfig, StormConfig
 from collector.evaluation.rules import (
     CallDecision,
@@ -18,9 +17,10 @@ from collector.evaluation.rules import (
     ResolveCall,
 )
 from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
-from collector.incidents.templates import CallTemplates
+from collector.incidents.templates import MAX_SUMMARY, CallFacts, CallTemplates
 from collector.store.protocols import Store
 from collector.store.records import OutboxOp
+from runwatch import units
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class IncidentManager:
         storm: StormConfig | None = None,
         templates: CallTemplates | None = None,
         timings: CallTimings | None = None,
+        subject_limits: Mapping[str, int] | None = None,
     ) -> None:
         self._store = store
         self._timings = timings or CallTimings()
@@ -80,6 +81,7 @@ class IncidentManager:
         self._on_enqueue = on_enqueue or (lambda: None)
         self._storm = storm or StormConfig()
         self._templates = templates or CallTemplates()
+        self._subject_limits = subject_limits or {}  # sink -> its longest subject
         self._recent_opens: dict[str, deque[float]] = {}  # sink -> times of new calls
         self._storms: dict[int, _StormTally] = {}  # umbrella call id -> its members here
 
@@ -98,7 +100,7 @@ class IncidentManager:
                         _flapping_note(problem.rule, changes, window)
                         if flapping
                         else f"{problem.rule} has stopped flapping: no change for "
-                        f"{format_duration(window)}. The call follows its state again."
+                        f"{units.duration(window)}. The call follows its state again."
                     )
                     self._event(found, "comment", text, now)
                     CallCounters.bump(self.counters.updated, found.group)
@@ -195,13 +197,16 @@ class IncidentManager:
             severity=problem.severity,
             priority=PRIORITY.get(problem.severity, "normal"),
             status="open",
-            summary=self._templates.summary(problem),
-            description=self._templates.description(problem),
+            summary=self._summary(problem),
+            description="",
             first_seen=problem.first_seen,
             opened_at=now,
             updated_at=now,
         )
         call.id = self._store.insert_call(call)
+        # Rendered once the call has its id, for the console link it carries.
+        call.description = self._templates.description(problem, CallFacts(call.id, as_of=now))
+        self._store.update_call(call)
         ticket = self._ticket(call) if group.sink in self._external else {}
         self._event(call, "opened", call.summary, now, {"ticket": ticket})
         CallCounters.bump(self.counters.opened, problem.group)
@@ -320,6 +325,7 @@ class IncidentManager:
                 "priority": self._external[sink](umbrella.severity),
                 "summary": umbrella.summary,
                 "text": text,
+                "brief": f"{umbrella.summary}. The list below is current.",
                 "description": umbrella.description,
             }
             self._store.enqueue(OutboxOp(0, umbrella.id, sink, "update", payload, now))
@@ -352,6 +358,24 @@ class IncidentManager:
             tally.recovered.add(key)
         else:
             self._store.put_storm_member(umbrella.id, key, line)
+        self._storm_members_left(umbrella, tally, recovered, now)
+
+    def drop_retired_member(self, umbrella_id: int, member: str, now: float) -> None:
+        """Take a retired host's problem off its storm umbrella (resolved once none is left)."""
+        umbrella = self._store.get_call(umbrella_id)
+        if umbrella is None or umbrella.status != "open" or umbrella.rule != STORM_RULE:
+            return
+        self._store.drop_storm_member(umbrella.id, member)
+        tally = self._tally(umbrella.id, now)
+        tally.active.discard(member)
+        tally.recovered.discard(member)
+        self._storm_members_left(umbrella, tally, True, now)
+
+    def _storm_members_left(
+        self, umbrella: Call, tally: _StormTally, recovered: bool, now: float
+    ) -> None:
+        """An umbrella after a member changed: resolved when none still fails, else its list
+        and ticket brought up to date (batched)."""
         tally.dirty = True
         if recovered and not tally.active:
             # Another replica may have held problems back on it since: the store decides.
@@ -375,11 +399,21 @@ class IncidentManager:
             return
         self._flush_storm(umbrella, tally, now)
 
+    def _summary(self, problem: Problem) -> str:
+        """The summary, within the subject limit of the group's help desk."""
+        group = self._groups.get(problem.group)
+        limit = self._subject_limits.get(group.sink, MAX_SUMMARY) if group else MAX_SUMMARY
+        return self._templates.summary(problem, min(limit, MAX_SUMMARY))
+
+    def _console_line(self, call: Call) -> str:
+        url = self._templates.call_url(call.id)
+        return f"\nConsole: {url}" if url else ""
+
     def _refresh(self, call: Call, problem: Problem, now: float) -> None:
         call.severity = problem.severity
         call.priority = PRIORITY.get(problem.severity, "normal")
-        call.summary = self._templates.summary(problem)
-        call.description = self._templates.description(problem)
+        call.summary = self._summary(problem)
+        call.description = self._templates.description(problem, CallFacts(call.id, as_of=now))
         call.updated_at = now
         self._store.update_call(call)
 
@@ -394,7 +428,10 @@ class IncidentManager:
             self._storm_member_changed(call, problem, recovered=False, now=now)
             return
         self._refresh(call, problem, now)
-        text = f"Severity changed from {old} to {new} (priority {call.priority}): {call.summary}"
+        text = (
+            f"Severity changed from {old} to {new} (priority {call.priority}): {call.summary}"
+            + self._console_line(call)
+        )
         group = self._groups[call.group]
         priority = (
             self._external[group.sink](call.severity)
@@ -406,7 +443,12 @@ class IncidentManager:
             "severity",
             text,
             now,
-            {"priority": priority, "summary": call.summary, "text": text},
+            {
+                "priority": priority,
+                "summary": call.summary,
+                "text": text,
+                "description": call.description,
+            },
         )
         CallCounters.bump(self.counters.updated, problem.group)
 
@@ -418,20 +460,59 @@ class IncidentManager:
             self._storm_member_changed(call, problem, recovered=True, now=now)
             return
         group = self._groups.get(call.group)
-        note = f"Recovered: {reason}." if reason else "Recovered."
+        facts = CallFacts(
+            call.id,
+            as_of=now,
+            recovered_at=now,
+            opened_at=self._episode_start(call),
+            was=call.severity,
+            reason=reason,
+        )
+        assert facts.opened_at is not None
+        lasted = units.duration(max(0.0, now - facts.opened_at))
+        note = f"Recovered at {units.timestamp(now)}, after {lasted}" + (
+            f": {reason}." if reason else "."
+        )
         if group is not None and group.on_recovery == "comment":
             call.updated_at = now
             self._store.update_call(call)
-            self._event(call, "comment", f"{note} Left open by the group's policy.", now)
+            text = f"{note} Left open by the group's policy.{self._console_line(call)}"
+            self._event(call, "comment", text, now)
             CallCounters.bump(self.counters.updated, call.group)
             return
+        call.description = self._templates.description(
+            replace(problem, first_seen=call.first_seen), facts
+        )
         call.status, call.resolved_at, call.updated_at = "resolved", now, now
         self._store.update_call(call)
         close = group is not None and group.on_recovery == "close"
-        self._event(call, "resolved", note, now, {"text": note, "close": close})
+        note += self._console_line(call)
+        payload = {"text": note, "close": close, "description": call.description}
+        self._event(call, "resolved", note, now, payload)
         CallCounters.bump(self.counters.resolved, call.group)
         self._timings.resolved(call.group, now - call.opened_at)
         log.info("call %d resolved: %s", call.id, note)
+
+    def _episode_start(self, call: Call) -> float:
+        """When the problem the call now stands for began: first seen, or its last reopening."""
+        if not call.reopened:
+            return call.first_seen
+        reopened = [e.at for e in self._store.call_events(call.id) if e.kind == "reopened"]
+        return max([call.first_seen, *reopened])
+
+    def resolve_retired(self, call: Call, text: str, now: float) -> None:
+        """Resolve an open call of a host an operator retired, with `text` (who and why), in
+        the register and, through the outbox, in its help desk."""
+        if call.status != "open":
+            return
+        group = self._groups.get(call.group)
+        call.status, call.resolved_at, call.updated_at = "resolved", now, now
+        self._store.update_call(call)
+        close = group is not None and group.on_recovery == "close"
+        self._event(call, "resolved", text, now, {"text": text, "close": close})
+        CallCounters.bump(self.counters.resolved, call.group)
+        self._timings.resolved(call.group, now - call.opened_at)
+        log.info("call %d resolved: %s", call.id, text)
 
 
 # How a held-back problem that has recovered is listed on its umbrella.
@@ -459,7 +540,7 @@ def _member_lines(members: list[tuple[str, str]]) -> str:
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:
     counted = (
-        f" ({changes} state changes within {format_duration(window)})" if changes and window else ""
+        f" ({changes} state changes within {units.duration(window)})" if changes and window else ""
     )
     return (
         f"{rule} is flapping{counted}. This call stays open through the changes and "

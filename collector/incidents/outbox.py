@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef
+from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef, keeps_description
 from collector.store.protocols import OutboxStore
 from collector.store.records import CallLink, OutboxOp
 
@@ -174,11 +174,20 @@ class OutboxWorker:
         if op.op == "comment":
             sink.comment(ref, payload["text"])
         elif op.op == "update":
-            sink.update(
-                ref, priority=payload["priority"], summary=payload["summary"], text=payload["text"]
-            )
+            change = {k: payload[k] for k in ("priority", "summary", "text")}
+            if keeps_description(sink) and payload.get("description"):
+                # `brief`: the note to send when the description carries the rest (a storm
+                # umbrella's list, which would otherwise be in the ticket twice).
+                change["text"] = payload.get("brief", change["text"])
+                sink.update(ref, **change, description=payload["description"])
+            else:
+                sink.update(ref, **change)
         elif op.op == "resolve":
-            sink.resolve(ref, payload["text"], close=bool(payload.get("close")))
+            close = bool(payload.get("close"))
+            if keeps_description(sink) and payload.get("description"):
+                sink.resolve(ref, payload["text"], close=close, description=payload["description"])
+            else:
+                sink.resolve(ref, payload["text"], close=close)
             link.remote_state = "closed" if payload.get("close") else "resolved"
             return link
         elif op.op == "reopen":

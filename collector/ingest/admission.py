@@ -11,6 +11,7 @@ from dataclasses import replace
 from checks.schema import Report
 from collector.config import CollectorConfig
 from collector.errors import Rejection, store_unavailable
+from collector.incidents.retirement import refusal
 from collector.ingest.ingestor import IngestResult, IngestWarning, ReportIngestor
 from collector.metrics.instruments import CollectorMetrics
 
@@ -94,6 +95,10 @@ class IngestAdmission:
                             failure = alone  # the rest would fail the same way
             else:
                 for (index, report, started), result in zip(valid, results, strict=True):
+                    retired = self.ingestor.retired(report.host)
+                    if result.status == "retired" and retired is not None:
+                        outcomes[index] = refusal(retired)  # retired at another replica
+                        continue
                     outcomes[index] = self._count(report.host, result, started)
         return [outcomes[index] for index in range(len(items))]
 
@@ -103,6 +108,9 @@ class IngestAdmission:
             raise Rejection(
                 403, "forbidden", f"this token may report only for host {token_host!r}", "host"
             )
+        retired = self.ingestor.surely_retired(report.host)
+        if retired is not None:  # a lookup in memory: this runs for every report
+            raise refusal(retired)
         if len(report.measurements) > self.config.limits.max_measurements:
             raise Rejection(
                 413,

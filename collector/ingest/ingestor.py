@@ -12,7 +12,13 @@ from checks.schema import Report
 from collector.evaluation.evaluator import RuleEvaluator
 from collector.incidents.calls import labels_key
 from collector.store.protocols import Store
-from collector.store.records import BackupSuccess, CheckStatus, HostRecord, SeriesRecord
+from collector.store.records import (
+    BackupSuccess,
+    CheckStatus,
+    HostRecord,
+    HostRetirement,
+    SeriesRecord,
+)
 from collector.view.fleet import Fleet, HostState
 from collector.view.replica import ReplicaSync
 
@@ -48,7 +54,7 @@ class IngestWarning:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    status: Literal["accepted", "duplicate"]
+    status: Literal["accepted", "duplicate", "retired"]
     seq: int
     measurements: int
     warnings: tuple[IngestWarning, ...] = ()
@@ -89,6 +95,9 @@ class ReportIngestor:
             # New series the fleet has room for, shared by the batch's reports in order.
             room = self._limits.total - len(fleet.series)
             for report in reports:
+                if report.host in fleet.retired:  # another replica retired it meanwhile
+                    results.append(IngestResult("retired", report.seq, 0))
+                    continue
                 known = fleet.hosts.get(report.host)
                 if (
                     known is not None
@@ -112,6 +121,16 @@ class ReportIngestor:
                     self._evaluate(item, now)
                 held.changed(item.record.host for item in fresh)
         return results
+
+    def retired(self, host: str) -> HostRetirement | None:
+        """The host's retirement, if an operator retired it (a lookup in the view)."""
+        return self._fleet.retired.get(host)
+
+    def surely_retired(self, host: str) -> HostRetirement | None:
+        """retired(), where this view is sure of it: on a store no other replica shares. With
+        replicas, the host is checked inside ingest_many, once this view of it is current
+        (another replica may have restored it)."""
+        return None if self._store.shared else self._fleet.retired.get(host)
 
     def _prepare(self, report: Report, known: HostState | None, now: float, room: int) -> _Prepared:
         """What the report changes, in the shapes the store takes, within the limits: of its

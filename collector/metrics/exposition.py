@@ -17,7 +17,6 @@ from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.rules import Severity
 from collector.incidents.manager import CallCounters
-from collector.sinks.adapters import sink_type
 from collector.store.protocols import Store
 from collector.view.fleet import Fleet, SeriesKey
 from runwatch import __version__
@@ -27,7 +26,11 @@ PREFIX = "runwatch_"
 # How long calls take, in seconds: from a minute to a week.
 CALL_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-SINK_OPERATIONS = ("open", "comment", "update", "resolve", "reopen", "status")
+# What the outbox delivers; a sink's requests are those and `status` (two-way sync).
+OUTBOX_OPERATIONS = ("open", "comment", "update", "resolve", "reopen")
+SINK_OPERATIONS = (*OUTBOX_OPERATIONS, "status")
+# What an outbox delivery attempt comes to (collector/incidents/outbox.py).
+DELIVERY_RESULTS = ("ok", "retry", "dead")
 REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large")
 # The names a family's samples take, in the text format, OpenMetrics and client libraries: a
 # measurement may use none of them for a family of the collector's own.
@@ -353,12 +356,11 @@ class FleetCollector(Collector):
         outbox = self._store.outbox_counts()
         oldest = self._store.outbox_oldest_pending()
         now = self._clock()
-        external = sorted(
-            name for name, sink in self._config.sinks.items() if sink_type(sink) != "builtin"
-        )
-        pending = {sink: float(outbox.get((sink, "pending"), 0)) for sink in external}
-        dead = {sink: float(outbox.get((sink, "dead"), 0)) for sink in external}
-        age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0 for sink in external}
+        # Every configured sink, the built-in register too, so a quiet outbox reads 0.
+        sinks = sorted(self._config.sinks)
+        pending = {sink: float(outbox.get((sink, "pending"), 0)) for sink in sinks}
+        dead = {sink: float(outbox.get((sink, "dead"), 0)) for sink in sinks}
+        age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0 for sink in sinks}
         for name, text, values in (
             ("outbox_pending", "Call operations waiting for delivery to a help desk.", pending),
             (

@@ -16,6 +16,8 @@ from collector.incidents.manager import CallTimings
 from collector.incidents.outbox import DeliveryMetrics
 from collector.metrics.exposition import (
     CALL_BUCKETS,
+    DELIVERY_RESULTS,
+    OUTBOX_OPERATIONS,
     REJECT_REASONS,
     SINK_OPERATIONS,
     STORE_BUCKETS,
@@ -23,7 +25,6 @@ from collector.metrics.exposition import (
     family_names,
     reserved_names,
 )
-from collector.sinks.adapters import sink_type
 from collector.store.records import StoreTimings
 
 
@@ -114,9 +115,14 @@ class PrometheusDeliveryMetrics(DeliveryMetrics):
             ["sink", "operation"],
             registry=registry,
         )
+        # Present from the start for every sink, so a quiet outbox reads 0 and rate() works.
         for sink in sinks:
             for operation in SINK_OPERATIONS:
                 self.errors.labels(sink, operation)
+            for operation in OUTBOX_OPERATIONS:
+                for result in DELIVERY_RESULTS:
+                    self.deliveries.labels(sink, operation, result)
+            self.latency.labels(sink)
 
     def delivered(self, sink: str, op: str, result: str, latency: float | None) -> None:
         self.deliveries.labels(sink, op, result).inc()
@@ -192,10 +198,7 @@ class CollectorMetrics:
         # The collector process's CPU, memory and open files: runwatch_process_*.
         ProcessCollector(namespace="runwatch", registry=self.own)
         self.ingest = IngestMetrics(self.own)
-        external = sorted(
-            name for name, sink in config.sinks.items() if sink_type(sink) != "builtin"
-        )
-        self.delivery = PrometheusDeliveryMetrics(self.own, external)
+        self.delivery = PrometheusDeliveryMetrics(self.own, sorted(config.sinks))
         self.calls = PrometheusCallTimings(self.own, sorted(config.groups))
         self.store = PrometheusStoreTimings(self.own)
         self.registry = CollectorRegistry(auto_describe=False)

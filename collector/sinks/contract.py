@@ -22,6 +22,7 @@ from typing import (
     Generic,
     Literal,
     Protocol,
+    TypeGuard,
     TypeVar,
     runtime_checkable,
 )
@@ -153,6 +154,33 @@ class Sink(Protocol):
     def status(self, ref: TicketRef) -> RemoteStatus: ...
 
 
+class DescribingSink(Sink, Protocol):
+    """A help desk that keeps each ticket's current state: `update` and `resolve` also take the
+    call's description as it reads now (Redmine rewrites the issue's description; RT, which
+    cannot edit a ticket's first message, puts it in the comment and an optional field)."""
+
+    keeps_description: ClassVar[bool]
+
+    def update(
+        self,
+        ref: TicketRef,
+        *,
+        priority: str,
+        summary: str,
+        text: str,
+        description: str | None = None,
+    ) -> None: ...
+
+    def resolve(
+        self, ref: TicketRef, text: str, *, close: bool, description: str | None = None
+    ) -> None: ...
+
+
+def keeps_description(sink: Sink) -> TypeGuard[DescribingSink]:
+    """Whether the sink takes the call's current description with `update` and `resolve`."""
+    return getattr(sink, "keeps_description", False) is True
+
+
 class Secret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A secret named by where it lives, never written in the config itself."""
 
@@ -190,6 +218,9 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     # Each adapter's own severity -> priority map; `priorities` overrides it per severity.
     default_priorities: ClassVar[dict[str, str]] = {}
+    # The longest subject (title, summary) the help desk keeps; a call's summary is fitted to
+    # it by shortening label values, never the host or the rule.
+    subject_max_chars: ClassVar[int] = 250
 
     url: str
     timeout: Duration = Duration(10)
@@ -261,13 +292,14 @@ def error_for_status(
     *,
     retry_after: str | None = None,
     redact: Callable[[str], str] = str,
+    retry_statuses: Collection[int] = (),
 ) -> SinkError:
-    """Classify an HTTP error: 429 and 5xx are retried, every other status is final.
+    """Classify an HTTP error: 429, 5xx and `retry_statuses` are retried, the rest is final.
 
     `redact` removes the request's credentials from the quoted body, before it is cut (a cut
     credential would no longer match) and again from the whole message.
     """
-    retryable = status == 429 or status >= 500
+    retryable = status == 429 or status >= 500 or status in retry_statuses
     text = " ".join(redact(body).split())[:300]
     return SinkError(
         redact(f"{sink}: {method} {url} answered {status}: {text}"),
@@ -286,12 +318,20 @@ class HttpSink(Generic[C]):
     secret file takes effect without a restart."""
 
     name: str
+    # Statuses besides 429 and 5xx that this help desk documents as passing (Jira: 409).
+    retry_statuses: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, config: C, *, transport: httpx.BaseTransport | None = None) -> None:
         self._config = config
         from collector.sinks.transport import HttpClient
 
-        self._http = HttpClient(self.name, config, auth=self._auth_headers, transport=transport)
+        self._http = HttpClient(
+            self.name,
+            config,
+            auth=self._auth_headers,
+            transport=transport,
+            retry_statuses=self.retry_statuses,
+        )
 
     def _auth_headers(self) -> Mapping[str, str]:
         raise NotImplementedError
@@ -316,3 +356,54 @@ class HttpSink(Generic[C]):
                 f"{response.status_code} without JSON",
                 retryable=False,
             ) from None
+
+
+# -- the self-check -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing a help desk's self-check found wrong, and how to fix it.
+
+    An `error` will make deliveries fail; a `warning` may, depending on a setting the
+    integration user cannot read.
+    """
+
+    what: str
+    fix: str
+    severity: Literal["error", "warning"] = "error"
+
+
+def problem_for(error: SinkError, *, doing: str, credential: str) -> Problem:
+    """A Problem for a request of the self-check that failed, with the usual fixes."""
+    if error.status == 401:
+        return Problem(
+            f"{doing}: authentication failed ({error})",
+            f"check {credential}: the secret must be current and belong to the integration user",
+        )
+    if error.status == 403:
+        return Problem(
+            f"{doing}: the integration user is not allowed ({error})",
+            "give the integration user the permissions listed in the help desk's page of the docs",
+        )
+    if error.retryable:
+        return Problem(
+            f"{doing}: the help desk did not answer ({error})",
+            "check `url`, the network path and the help desk's status",
+        )
+    return Problem(f"{doing}: {error}", "check the sink's config against the help desk")
+
+
+def run_checks(
+    steps: Iterable[tuple[str, Callable[[], object]]], *, credential: str
+) -> list[Problem]:
+    """Run each read-only step; a SinkError becomes a Problem. Stop after an auth failure."""
+    problems: list[Problem] = []
+    for doing, step in steps:
+        try:
+            step()
+        except SinkError as exc:
+            problems.append(problem_for(exc, doing=doing, credential=credential))
+            if exc.status == 401 or (exc.retryable and exc.status is None):
+                break  # nothing further can pass
+    return problems

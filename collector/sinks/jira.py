@@ -5,6 +5,18 @@ status category is not Done. Resolving and reopening run workflow transitions lo
 (the transition's own name or the name of the status it leads to), so the project keeps its own
 workflow. With `service_desk_id` and `request_type_id` the ticket is raised as a customer request
 and the label, priority and component are set on the issue right after.
+
+What Jira Cloud documents and the adapter follows (issue 20):
+- 409 "conflicting update" on editIssue and doTransition is retried like 429 and 5xx.
+- Search is eventually consistent ("recent updates might not be immediately visible"), so for
+  `trust_window` after a confirmed open the stored reference is trusted instead of searching,
+  and an issue this sink resolved is not taken for open from a stale search.
+- Transition screens: required fields are read with `expand=transitions.fields` and filled
+  from `transition_fields`; a required field without a value is a final error naming it.
+- `url` is the API base (for scoped tokens `https://api.atlassian.com/ex/jira/<cloudId>`);
+  links for people use `browse_url` (the site), which defaults to `url`.
+- On Jira Service Management platform comments are public (jsdPublic defaults to true), so a
+  service desk sink comments through the JSM API as internal unless `public_comments`.
 """
 
 from __future__ import annotations
@@ -12,10 +24,13 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from checks.settings import field_error
+import msgspec
+
+from checks.settings import Duration, field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
@@ -47,12 +62,21 @@ class JiraSinkConfig(
     reopen_transition: str = "To Do"
     service_desk_id: str | None = None  # JSM: raise customer requests instead
     request_type_id: str | None = None
+    # The site people open links on; `url` may be the API gateway for scoped tokens.
+    browse_url: str | None = None
+    # Transition name -> fields its screen needs, e.g. {"Done": {"resolution": {"name": "Done"}}}.
+    transition_fields: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # How long a confirmed open or resolve is trusted over search (which lags writes).
+    trust_window: Duration = Duration(60)
+    public_comments: bool = False  # JSM: comments visible to customers
     # `priorities` (inherited): severity -> value; severities left out keep DEFAULT_PRIORITIES.
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.project.strip():
             raise field_error("project", "give the project key, e.g. OPS")
+        if self.browse_url is not None and not self.browse_url.startswith(("http://", "https://")):
+            raise field_error("browse_url", "must start with http:// or https://")
         if (self.service_desk_id is None) != (self.request_type_id is None):
             raise field_error(
                 "service_desk_id", "give both service_desk_id and request_type_id, or neither"
@@ -85,6 +109,21 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
     """Issues in Jira Cloud, found again by the label `rw-<fingerprint>`."""
 
     name = "jira"
+    retry_statuses: ClassVar[frozenset[int]] = frozenset({409})  # "conflicting update"
+
+    def __init__(
+        self,
+        config: JiraSinkConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, **kwargs)
+        self._clock = clock
+        # Written by this sink and not yet trusted to search: fingerprint -> (until, ref), and
+        # issue id -> until for issues it resolved.
+        self._opened: dict[str, tuple[float, contract.TicketRef]] = {}
+        self._resolved: dict[str, float] = {}
 
     @property
     def _api(self) -> str:
@@ -98,13 +137,21 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
     # -- the Sink operations ------------------------------------------------------------------
 
     def find(self, fingerprint: str) -> contract.TicketRef | None:
+        now = self._clock()
+        opened = self._opened.get(fingerprint)
+        if opened is not None and opened[0] > now and opened[1].remote_id not in self._resolved:
+            return opened[1]
         jql = f'labels = "{_label(fingerprint)}" AND statusCategory != Done'
         data = self._json(
             "GET",
             f"{self._api}/search/jql",
             params={"jql": jql, "fields": "key", "maxResults": "1"},
         )
-        issues = _get(data, "issues", list, "search")
+        issues = [
+            issue
+            for issue in _get(data, "issues", list, "search")
+            if self._resolved.get(_get(issue, "id", str, "search"), 0.0) <= now
+        ]
         if not issues:
             return None
         issue = issues[0]
@@ -125,9 +172,18 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         if "component" in route:
             fields["components"] = [{"name": route["component"]}]
         data = self._json("POST", f"{self._api}/issue", json={"fields": fields})
-        return self._ref(_get(data, "id", str, "create"), _get(data, "key", str, "create"))
+        ref = self._ref(_get(data, "id", str, "create"), _get(data, "key", str, "create"))
+        return self._remember(ticket.fingerprint, ref)
 
     def comment(self, ref: contract.TicketRef, text: str) -> None:
+        if self._config.service_desk_id is not None and not self._config.public_comments:
+            # A platform comment on a JSM issue is public; the JSM API can make it internal.
+            self._http.request(
+                "POST",
+                f"/rest/servicedeskapi/request/{ref.remote_id}/comment",
+                json={"body": text, "public": False},
+            )
+            return
         self._http.request(
             "POST", f"{self._api}/issue/{ref.remote_id}/comment", json={"body": self._text(text)}
         )
@@ -146,10 +202,18 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         # Transition first, then comment: a retry after a lost answer finds the issue already
         # done and only adds the comment, instead of commenting twice.
         self._transition(ref, name, done=True)
+        now = self._clock()
+        for issue_id in [i for i, until in self._resolved.items() if until <= now]:
+            del self._resolved[issue_id]
+        self._resolved[ref.remote_id] = now + float(self._config.trust_window)
         self.comment(ref, text)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._transition(ref, self._config.reopen_transition, done=False)
+        self._resolved.pop(ref.remote_id, None)
+        for fingerprint, (_, opened) in list(self._opened.items()):
+            if opened.remote_id == ref.remote_id:  # trust the reopen over a stale search too
+                self._remember(fingerprint, ref)
         self.comment(ref, text)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
@@ -162,6 +226,115 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         if category == "done":
             return contract.RemoteStatus("resolved", raw)
         return contract.RemoteStatus("open", raw)
+
+    # -- the self-check -----------------------------------------------------------------------
+
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: auth, project, permissions, priorities, transitions."""
+        try:
+            self._json("GET", f"{self._api}/myself")
+        except contract.SinkError as exc:
+            problem = contract.problem_for(
+                exc, doing=f"GET {self._api}/myself", credential="`email` and `api_token`"
+            )
+            if exc.status == 401:
+                problem = contract.Problem(
+                    problem.what,
+                    f"{problem.fix}; a scoped API token (service accounts have only these) "
+                    "needs url: https://api.atlassian.com/ex/jira/<cloudId> and browse_url: "
+                    "the site URL",
+                )
+            return [problem]
+        project = self._config.project
+        try:
+            self._json("GET", f"{self._api}/project/{project}")
+        except contract.SinkError as exc:
+            if exc.status == 404:
+                return [
+                    contract.Problem(
+                        f"project {project!r} does not exist or the user may not browse it",
+                        "set `project` to a project key, and give the user Browse projects "
+                        "in it (a project role in its permission scheme)",
+                    )
+                ]
+            return [
+                contract.problem_for(exc, doing="reading the project", credential="`api_token`")
+            ]
+        problems = self._check_permissions(project)
+        problems += self._check_names(project)
+        return problems
+
+    def _check_permissions(self, project: str) -> list[contract.Problem]:
+        needed = {
+            "BROWSE_PROJECTS": "find issues",
+            "CREATE_ISSUES": "open issues",
+            "EDIT_ISSUES": "change priority, summary and labels",
+            "TRANSITION_ISSUES": "resolve and reopen",
+            "ADD_COMMENTS": "comment",
+        }
+        if any("resolution" in f for f in self._config.transition_fields.values()):
+            needed["RESOLVE_ISSUES"] = "set the resolution on the transition screen"
+        data = self._json(
+            "GET",
+            f"{self._api}/mypermissions",
+            params={"projectKey": project, "permissions": ",".join(needed)},
+        )
+        granted = data.get("permissions", {}) if isinstance(data, dict) else {}
+        return [
+            contract.Problem(
+                f"the user lacks {key} in project {project!r}: it cannot {why}",
+                f"grant {key} to a project role of the user in the project's permission scheme",
+            )
+            for key, why in needed.items()
+            if not (granted.get(key) or {}).get("havePermission")
+        ]
+
+    def _check_names(self, project: str) -> list[contract.Problem]:
+        problems: list[contract.Problem] = []
+        priorities = {str(p.get("name")) for p in self._json("GET", f"{self._api}/priority")}
+        for severity, value in sorted(self._config.priority_values.items()):
+            if value not in priorities:
+                problems.append(
+                    contract.Problem(
+                        f"priority {value!r} (for {severity}) is not a Jira priority",
+                        f"set priorities.{severity} to one of {sorted(priorities)}",
+                    )
+                )
+        types = self._json("GET", f"{self._api}/project/{project}/statuses")
+        kind = next(
+            (t for t in types if isinstance(t, dict) and t.get("name") == self._config.issue_type),
+            None,
+        )
+        if kind is None:
+            names = sorted(str(t.get("name")) for t in types if isinstance(t, dict))
+            return [
+                *problems,
+                contract.Problem(
+                    f"issue type {self._config.issue_type!r} is not used in project {project!r}",
+                    f"set issue_type to one of {names}",
+                ),
+            ]
+        statuses = {str(s.get("name")).casefold() for s in kind.get("statuses", [])}
+        wanted = {
+            "resolve_transition": self._config.resolve_transition,
+            "reopen_transition": self._config.reopen_transition,
+        }
+        if self._config.close_transition:
+            wanted["close_transition"] = self._config.close_transition
+        for option, name in wanted.items():
+            if name.casefold() not in statuses:
+                problems.append(
+                    contract.Problem(
+                        f"{option} {name!r}: issue type {self._config.issue_type!r} in "
+                        f"{project!r} has no status of that name (transitions are matched by "
+                        "their name or their target status)",
+                        f"set {option} to the transition's name or one of "
+                        f"{sorted(s.get('name') for s in kind.get('statuses', []))}",
+                        # A transition may carry a name no status has: not certain.
+                        "warning",
+                    )
+                )
+        return problems
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -187,6 +360,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         ref = self._ref(
             _get(data, "issueId", str, "request"), _get(data, "issueKey", str, "request")
         )
+        self._remember(ticket.fingerprint, ref)
         fields: dict[str, Any] = {
             "labels": [_label(ticket.fingerprint)],
             "priority": {"name": self._priority(ticket)},
@@ -210,7 +384,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
 
     def _transition(self, ref: contract.TicketRef, name: str, *, done: bool) -> None:
         path = f"{self._api}/issue/{ref.remote_id}/transitions"
-        data = self._json("GET", path)
+        data = self._json("GET", path, params={"expand": "transitions.fields"})
         transitions = _get(data, "transitions", list, "transitions")
         wanted = name.casefold()
         for transition in transitions:
@@ -220,7 +394,12 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
                 str(target.get("name", "")).casefold(),
             ):
                 transition_id = _get(transition, "id", str, "transitions")
-                self._http.request("POST", path, json={"transition": {"id": transition_id}})
+                given = self._config.transition_fields.get(name, {})
+                self._check_screen(ref, name, transition, given)
+                body: dict[str, Any] = {"transition": {"id": transition_id}}
+                if given:
+                    body["fields"] = given
+                self._http.request("POST", path, json=body)
                 return
         if (self.status(ref).state == "resolved") == done:
             return  # already there, e.g. a retry after an answer that got lost
@@ -231,6 +410,37 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
             f"(available: {available}); set {option} to one of them",
             retryable=False,
         )
+
+    def _check_screen(
+        self, ref: contract.TicketRef, name: str, transition: Any, given: Mapping[str, Any]
+    ) -> None:
+        """Refuse, naming the option, a transition whose screen needs a field not configured."""
+        fields = transition.get("fields") if isinstance(transition, dict) else None
+        if not isinstance(fields, dict):
+            return
+        missing = sorted(
+            key
+            for key, meta in fields.items()
+            if isinstance(meta, dict)
+            and meta.get("required")
+            and not meta.get("hasDefaultValue")
+            and key not in given
+        )
+        if missing:
+            raise contract.SinkError(
+                f"jira: transition {name!r} of issue {ref.remote_id} needs the screen fields "
+                f"{missing}; set transition_fields.{name} (e.g. "
+                f'{{"resolution": {{"name": "Done"}}}})',
+                retryable=False,
+            )
+
+    def _remember(self, fingerprint: str, ref: contract.TicketRef) -> contract.TicketRef:
+        now = self._clock()
+        for old in [fp for fp, (until, _) in self._opened.items() if until <= now]:
+            del self._opened[old]
+        self._opened[fingerprint] = (now + float(self._config.trust_window), ref)
+        self._resolved.pop(ref.remote_id, None)
+        return ref
 
     def _route(self, ticket: contract.NewTicket) -> dict[str, str]:
         contract.check_route(self.name, ticket.route, self._config.route_keys)
@@ -245,7 +455,8 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
 
     def _ref(self, issue_id: str, key: str) -> contract.TicketRef:
         # The numeric id stays valid when an issue moves to another project; the key does not.
-        return contract.TicketRef(issue_id, f"{self._http.base_url}/browse/{key}")
+        site = (self._config.browse_url or self._http.base_url).rstrip("/")
+        return contract.TicketRef(issue_id, f"{site}/browse/{key}")
 
 
 def _label(fingerprint: str) -> str:

@@ -6,10 +6,13 @@ custom field, assignee logins) are resolved to ids on first use and cached for t
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
+from checks.settings import field_error
 from collector.sinks import contract
 
 if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the config
@@ -17,6 +20,8 @@ if TYPE_CHECKING:  # httpx loads with the first adapter built, not with the conf
 
 
 SUBJECT_MAX_CHARS = 255  # Redmine rejects longer subjects with a 422
+# Redmine's default data has Bug, Feature and Support; a monitoring call is no bug report.
+DEFAULT_TRACKER = "Support"
 DEFAULT_STATUSES = {"resolved": "Resolved", "closed": "Closed", "reopened": "New"}
 DEFAULT_PRIORITIES = {"CRITICAL": "High", "STALE": "High", "WARNING": "Normal", "UNKNOWN": "Normal"}
 _FIND_LIMIT = 100
@@ -30,10 +35,11 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
     # What a run group's `route` may set for this sink.
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"project", "tracker", "assignee"})
+    subject_max_chars: ClassVar[int] = SUBJECT_MAX_CHARS
 
     api_key: contract.Secret
     project: str  # identifier (or id) of the default project
-    tracker: str | None = None  # name or id; default: the project's first tracker
+    tracker: str = DEFAULT_TRACKER  # name or id; must be enabled in every routed project
     fingerprint_field: str = "dedup_key"
     # Used only when GET /custom_fields.json is refused, as it is for a key without admin.
     fingerprint_field_id: int | None = None
@@ -43,6 +49,8 @@ class RedmineSinkConfig(contract.HttpSinkConfig, frozen=True, tag_field="type", 
     def __post_init__(self) -> None:
         super().__post_init__()
         contract.check_keys("statuses", self.statuses, DEFAULT_STATUSES, "key")
+        if not self.tracker.strip():
+            raise field_error("tracker", "must name a Redmine tracker (or give its id)")
 
     @property
     def status_values(self) -> dict[str, str]:
@@ -169,6 +177,7 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
     """Tickets as Redmine issues, found again by the fingerprint custom field."""
 
     name = "redmine"
+    keeps_description: ClassVar[bool] = True
 
     def __init__(
         self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None
@@ -234,17 +243,32 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
         """Add a note."""
         self._put(ref, {"notes": text})
 
-    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
-        """Change priority and subject, with a note saying why."""
+    def update(
+        self,
+        ref: contract.TicketRef,
+        *,
+        priority: str,
+        summary: str,
+        text: str,
+        description: str | None = None,
+    ) -> None:
+        """Change priority, subject and (when given) description, with a note saying why."""
         issue: dict[str, Any] = {"subject": _subject(summary), "notes": text}
         if priority:
             issue["priority_id"] = self._priority_id(priority)
+        if description:
+            issue["description"] = description
         self._put(ref, issue)
 
-    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
-        """Set the configured resolved (or closed) status, with a note."""
+    def resolve(
+        self, ref: contract.TicketRef, text: str, *, close: bool, description: str | None = None
+    ) -> None:
+        """Set the configured resolved (or closed) status and the description, with a note."""
         status = self._status_id("closed" if close else "resolved")
-        self._put(ref, {"status_id": status, "notes": text})
+        issue: dict[str, Any] = {"status_id": status, "notes": text}
+        if description:
+            issue["description"] = description
+        self._put(ref, issue)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         """Set the configured reopened status, with a note."""
@@ -406,21 +430,14 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
             ).issue_priorities
         return _pick("issue priority", priority, self._priorities)
 
-    def _tracker_id(self, project: str, tracker: str | None) -> int:
+    def _tracker_id(self, project: str, tracker: str) -> int:
         # Checked against the project: Redmine silently files an issue with a tracker
         # it does not know under the project's default tracker.
         if project not in self._trackers:
             self._trackers[project] = self._call(
                 _OneProject, "GET", f"/projects/{project}.json", params={"include": "trackers"}
             ).project.trackers
-        trackers = self._trackers[project]
-        if tracker is None:
-            if not trackers:
-                raise contract.SinkError(
-                    f"redmine: project {project!r} has no trackers", retryable=False
-                )
-            return trackers[0].id
-        return _pick(f"tracker in project {project!r}", tracker, trackers)
+        return _pick(f"tracker in project {project!r}", tracker, self._trackers[project])
 
     def _user_id(self, assignee: str) -> int:
         if assignee.strip().isdigit():
@@ -435,3 +452,23 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
                 )
             self._users[assignee] = match
         return self._users[assignee]
+
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: the key, project and tracker, field, statuses, priorities."""
+        config = self._config
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (
+                f"project {config.project!r} and its tracker",
+                lambda: self._tracker_id(config.project, config.tracker),
+            ),
+            (f"custom field {config.fingerprint_field!r}", self._fingerprint_field_id),
+        ]
+        steps += [
+            (f"status for {role}", functools.partial(self._status_id, role))
+            for role in sorted(config.status_values)
+        ]
+        steps += [
+            (f"priority for {severity}", functools.partial(self._priority_id, value))
+            for severity, value in sorted(config.priority_values.items())
+        ]
+        return contract.run_checks(steps, credential="`api_key`")

@@ -31,6 +31,13 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 # Characters that would end the quoted `'CF.{NAME}'` in TicketSQL.
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 _MAX_PAGES = 20  # of 100 transactions or attachments: a ticket's history read back
+# RT 5 cannot edit a ticket's first message (REST2 transactions and attachments are read-only),
+# so the description says it is the first sight, and later comments carry the current state.
+FIRST_SEEN_NOTE = (
+    "As first seen. runwatch keeps the subject and priority current and adds the current "
+    "state to each of its later comments.\n\n"
+)
+CURRENT_STATE = "\n\nThe call as it stands now:\n\n"
 
 
 class RTSinkConfig(contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field="type", tag="rt"):
@@ -39,6 +46,7 @@ class RTSinkConfig(contract.HttpSinkConfig, frozen=True, kw_only=True, tag_field
     # A run group routes to a queue, and optionally to an owner (an RT user name).
     default_priorities: ClassVar[dict[str, str]] = DEFAULT_PRIORITIES
     route_keys: ClassVar[frozenset[str]] = frozenset({"queue", "owner"})
+    subject_max_chars: ClassVar[int] = SUBJECT_MAX_CHARS
 
     token: contract.Secret
     queue: str  # where tickets go when the group names no queue
@@ -82,6 +90,7 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
     """Tickets in Request Tracker 5, one per incident fingerprint."""
 
     name = "rt"
+    keeps_description: ClassVar[bool] = True
 
     @property
     def _base_url(self) -> str:
@@ -153,8 +162,8 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
         field = self._config.fingerprint_field
         data: dict[str, Any] = {
             "Queue": queue,
-            "Subject": ticket.summary[:SUBJECT_MAX_CHARS],
-            "Content": ticket.description,
+            "Subject": _subject(ticket.summary),
+            "Content": FIRST_SEEN_NOTE + ticket.description,
             "ContentType": "text/plain",
             "CustomFields": {field: ticket.fingerprint},
         }
@@ -204,19 +213,29 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
             json={"Content": text, "ContentType": "text/plain"},
         )
 
-    def update(self, ref: contract.TicketRef, *, priority: str, summary: str, text: str) -> None:
-        """Change priority and subject, then comment why."""
-        changes = {"Subject": summary[:SUBJECT_MAX_CHARS]}
+    def update(
+        self,
+        ref: contract.TicketRef,
+        *,
+        priority: str,
+        summary: str,
+        text: str,
+        description: str | None = None,
+    ) -> None:
+        """Change priority and subject, then comment why, with the current state."""
+        changes = {"Subject": _subject(summary)}
         if priority:
             changes["Priority"] = priority
         self._set(ref, changes)
-        self.comment(ref, text)
+        self.comment(ref, text + CURRENT_STATE + description if description else text)
 
-    def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
-        """Set the resolved (or closed) status, then comment."""
+    def resolve(
+        self, ref: contract.TicketRef, text: str, *, close: bool, description: str | None = None
+    ) -> None:
+        """Set the resolved (or closed) status, then comment, with the state at recovery."""
         status = self._config.closed_status if close else self._config.resolved_status
         self._set(ref, {"Status": status})
-        self.comment(ref, text)
+        self.comment(ref, text + CURRENT_STATE + description if description else text)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         """Set the reopen status, then comment."""
@@ -325,6 +344,32 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
                 f"rt: ticket {remote_id}: RT did not set {want}; it said: {'; '.join(messages)}",
                 retryable=False,
             )
+
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: the token, and the queue tickets go to."""
+        from urllib.parse import quote
+
+        queue = self._config.queue
+        problems = contract.run_checks(
+            [(f"queue {queue!r}", lambda: self._request("GET", f"/queue/{quote(queue, safe='')}"))],
+            credential="`token`",
+        )
+        return [
+            contract.Problem(
+                f"queue {queue!r} does not exist or the token's user may not see it",
+                "set `queue` to an RT queue, and grant the user ShowTicket, SeeQueue, "
+                "CreateTicket, ModifyTicket and CommentOnTicket on it",
+            )
+            if "404" in p.what
+            else p
+            for p in problems
+        ]
+
+
+def _subject(summary: str) -> str:
+    """One line, at most SUBJECT_MAX_CHARS (RT cuts longer ones silently), with an ellipsis."""
+    line = " ".join(summary.split())
+    return line if len(line) <= SUBJECT_MAX_CHARS else line[: SUBJECT_MAX_CHARS - 1] + "…"
 
 
 def _user(value: object) -> str:

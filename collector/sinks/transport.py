@@ -138,8 +138,10 @@ class HttpClient:
         config: HttpSinkConfig,
         auth: Callable[[], Mapping[str, str]] | None = None,
         transport: httpx.BaseTransport | None = None,
+        retry_statuses: frozenset[int] = frozenset(),
     ) -> None:
         self.sink = sink
+        self._retry_statuses = retry_statuses
         self.base_url = display_url(config.url.rstrip("/"))
         self._auth_headers = auth
         self._url = config.url
@@ -188,6 +190,7 @@ class HttpClient:
                 response.text,
                 retry_after=response.headers.get("retry-after"),
                 redact=self._redactor(path, merged, auth),
+                retry_statuses=self._retry_statuses,
             )
         return response
 

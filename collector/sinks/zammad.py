@@ -4,6 +4,11 @@ The fingerprint is the tag `rw-<fingerprint>`; `find` uses the ticket search wit
 `tags:"rw-…" AND state.name:(…)`, which needs Zammad's Elasticsearch (the plain database search
 does not understand field queries) and sees a new ticket only after the index refresh (about a
 second). Texts become internal notes. Zammad has no resolved state: resolving closes.
+
+The search answers in the shape of the Zammad release (docs archive-6.4 §Search; docs 6.5 and
+later, api/intro.rst "Search via API"): up to 6.4 `{tickets: [ids], tickets_count, assets}`,
+from 6.5 a JSON array of tickets, with `full=true` `{record_ids, assets, total_count}`, with
+`with_total_count=true` `{records, total_count}`. `find` reads all of them.
 """
 
 from __future__ import annotations
@@ -54,6 +59,12 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
 
     name = "zammad"
 
+    def __init__(self, config: ZammadSinkConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        # Tickets this sink made but could not tag: search cannot find them, so `find`
+        # asks for them by id (for the life of the process).
+        self._untagged: dict[str, contract.TicketRef] = {}
+
     def _auth_headers(self) -> Mapping[str, str]:
         # Read on every request so that a rotated token file takes effect without a restart.
         return {"Authorization": f"Token token={self._config.token.read()}"}
@@ -61,12 +72,13 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
     def find(self, fingerprint: str) -> contract.TicketRef | None:
         states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
         query = f'tags:"{_tag(fingerprint)}" AND state.name:({states})'
+        untagged = self._untagged.get(fingerprint)
+        if untagged is not None:
+            if self.status(untagged).raw in OPEN_STATES:
+                return untagged
+            del self._untagged[fingerprint]
         data = self._json("GET", "/api/v1/tickets/search", params={"query": query, "limit": "1"})
-        ids = data.get("tickets") if isinstance(data, dict) else None
-        if not isinstance(ids, list):
-            raise contract.SinkError(
-                "zammad: unexpected search answer: no 'tickets' list", retryable=False
-            )
+        ids = search_ids(data)
         return self._ref(ids[0]) if ids else None
 
     def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
@@ -93,14 +105,19 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
                 json={"item": tag, "object": "Ticket", "o_id": _ticket_id(ref)},
             )
         except contract.SinkError as exc:
-            # The ticket exists; failing here would make the outbox open a second one.
-            log.warning(
-                "zammad: ticket %s was created but tagging it %s failed (check that "
-                "the token has ticket.agent or admin.tag): %s",
+            # The ticket exists; failing here would make the outbox open a second one. Without
+            # the tag `find` cannot see it, so say loudly what to change (the self-check says
+            # it before the first ticket: `runwatch outbox check-sinks`).
+            log.error(
+                "zammad: ticket %s was created but tagging it %s failed, so runwatch cannot "
+                "find it again and may open another: Zammad creates a new tag only when "
+                "Manage > Tags 'new tags' (tag_new) is on or the token's user has admin.tag; "
+                "the user also needs change access to the ticket's group: %s",
                 ref.remote_id,
                 tag,
                 exc,
             )
+            self._untagged[ticket.fingerprint] = ref
         return ref
 
     def comment(self, ref: contract.TicketRef, text: str) -> None:
@@ -135,6 +152,57 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
             return contract.RemoteStatus("resolved", state)
         return contract.RemoteStatus("open", state)
 
+    def check(self) -> list[contract.Problem]:
+        """Probe with read-only calls: the token, its permissions, the group, the priorities."""
+        try:
+            me = self._json("GET", "/api/v1/users/me", params={"expand": "true"})
+        except contract.SinkError as exc:
+            return [contract.problem_for(exc, doing="GET /api/v1/users/me", credential="`token`")]
+        problems: list[contract.Problem] = []
+        permissions = me.get("permissions") if isinstance(me, dict) else None
+        if isinstance(permissions, list):
+            if "ticket.agent" not in permissions:
+                problems.append(
+                    contract.Problem(
+                        "the token's user lacks ticket.agent: it cannot create tickets",
+                        "give the user the Agent role and create the token with ticket.agent",
+                    )
+                )
+            if "admin.tag" not in permissions:
+                problems.append(
+                    contract.Problem(
+                        "the token's user lacks admin.tag: the tag rw-<fingerprint> is created "
+                        "only if Manage > Tags 'new tags' (tag_new) is on, otherwise runwatch "
+                        "cannot find its tickets again",
+                        "give the user admin.tag (a role with Admin > Tags), or keep tag_new on",
+                        "warning",
+                    )
+                )
+        try:
+            groups = self._json("GET", "/api/v1/groups")
+            names = {g.get("name") for g in groups if isinstance(g, dict)}
+            if self._config.group not in names:
+                problems.append(
+                    contract.Problem(
+                        f"group {self._config.group!r} is unknown or not visible to the user",
+                        f"set `group` to one of {sorted(map(str, names))}, or give the user "
+                        "create and change access to that group",
+                    )
+                )
+            priorities = self._json("GET", "/api/v1/ticket_priorities")
+            known = {p.get("name") for p in priorities if isinstance(p, dict)}
+            for severity, value in sorted(self._config.priority_values.items()):
+                if value not in known:
+                    problems.append(
+                        contract.Problem(
+                            f"priority {value!r} (for {severity}) is not a Zammad priority",
+                            f"set priorities.{severity} to one of {sorted(map(str, known))}",
+                        )
+                    )
+        except contract.SinkError as exc:
+            problems.append(contract.problem_for(exc, doing="reading groups", credential="`token`"))
+        return problems
+
     def _put(self, ref: contract.TicketRef, body: dict[str, Any]) -> None:
         # One request changes the ticket and adds the note, so a retry cannot leave half of it.
         self._http.request("PUT", f"/api/v1/tickets/{_ticket_id(ref)}", json=body)
@@ -147,6 +215,30 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
         ):
             raise contract.SinkError("zammad: unexpected answer: no ticket id", retryable=False)
         return contract.TicketRef(str(ticket_id), f"{self._http.base_url}/#ticket/zoom/{ticket_id}")
+
+
+def search_ids(data: Any) -> list[Any]:
+    """The ticket ids of a search answer, in any shape a Zammad release answers with."""
+    if isinstance(data, list):  # 6.5 and later, and expand=true
+        records: Any = data
+    elif isinstance(data, dict) and isinstance(data.get("records"), list):
+        records = data["records"]  # with_total_count=true
+    elif isinstance(data, dict) and isinstance(data.get("record_ids"), list):
+        return list(data["record_ids"])  # full=true
+    elif isinstance(data, dict) and isinstance(data.get("tickets"), list):
+        return list(data["tickets"])  # 6.4 and older
+    else:
+        raise contract.SinkError(
+            "zammad: unexpected search answer: neither a list of tickets nor "
+            "tickets/record_ids/records",
+            retryable=False,
+        )
+    ids = [record.get("id") if isinstance(record, dict) else None for record in records]
+    if None in ids:
+        raise contract.SinkError(
+            "zammad: unexpected search answer: a ticket without id", retryable=False
+        )
+    return ids
 
 
 def _note(text: str, subject: str | None = None) -> dict[str, Any]:

@@ -234,6 +234,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
     """,
+    # When the collector was evaluating (one row per unbroken run), for service-level reports.
+    """
+    CREATE TABLE evaluation_spans (
+        started_at DOUBLE PRECISION PRIMARY KEY,
+        last_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # Retired hosts (runwatch host retire): the row stays for the reports.
+    """
+    ALTER TABLE hosts ADD COLUMN retired_at DOUBLE PRECISION;
+    ALTER TABLE hosts ADD COLUMN retired_by TEXT;
+    ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -408,6 +421,7 @@ class PostgresStore(SQLStore):
         waiting for its `for`."""
         rows = self._db.execute(
             "SELECT host FROM hosts WHERE %s - last_report_at > %s * interval_seconds "
+            "AND retired_at IS NULL "
             "UNION SELECT host FROM rule_states WHERE (rule = %s AND (severity <> %s "
             "OR call_id IS NOT NULL)) OR (rule <> %s AND severity IN (%s, %s, %s) "
             "AND call_id IS NULL)",

@@ -170,6 +170,20 @@ class HostSnapshot:
     series: list[SeriesRecord]
     statuses: list[CheckStatus]
     states: list[RuleStateRecord]
+    retirement: HostRetirement | None = None  # set when the host is retired (record is None)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRetirement:
+    """A host an operator retired: who, when (epoch seconds) and why, and its last record.
+
+    Its history stays for the reports, up to `retired_at`; its series and states are gone."""
+
+    host: str
+    retired_at: float
+    retired_by: str
+    reason: str
+    record: HostRecord | None = None
 
 
 class StoreTimings:

@@ -28,6 +28,7 @@ from collector.store.records import (
     CheckStatus,
     HistoryPoint,
     HostRecord,
+    HostRetirement,
     HostSnapshot,
     OutboxOp,
     RuleStateRecord,
@@ -149,6 +150,7 @@ BACKUPS = Upsert(
     (),
 )
 SESSIONS = _upsert("console_sessions", "key, name, expires_at", "key")
+EVALUATION_SPANS = _upsert("evaluation_spans", "started_at, last_at", "started_at")
 LINKS = _upsert("call_links", LINK_COLUMNS, "call_id, sink")
 STORM_MEMBERS = _upsert(
     "storm_members", "umbrella_id, fingerprint, summary", "umbrella_id, fingerprint"
@@ -272,8 +274,10 @@ class SQLStore:
 
     def load_host_snapshot(self, host: str) -> HostSnapshot:
         locked = self.lock_host(host)
+        retirement = self.retirement_of(host) if locked else None
         return HostSnapshot(
-            record=locked[0] if locked else None,
+            record=locked[0] if locked and retirement is None else None,
+            retirement=retirement,
             version=locked[1] if locked else 0,
             series=list(self._series_where("WHERE host=?", (host,))),
             statuses=[
@@ -299,8 +303,54 @@ class SQLStore:
         return HostRecord(host, first, last, interval, version, boot, seq, self._json_out(labels))
 
     def load_hosts(self) -> Iterator[HostRecord]:
-        for row in self._run(f"SELECT {HOST_COLUMNS} FROM hosts"):  # noqa: S608 -- constant column lists  # nosec B608
+        """The hosts that are not retired."""
+        for row in self._run(f"SELECT {HOST_COLUMNS} FROM hosts WHERE retired_at IS NULL"):  # noqa: S608 -- constant column lists  # nosec B608
             yield self._host(row)
+
+    # -- retired hosts: the row stays (first_seen, last report) for the reports ----------------
+
+    def _retirements_where(self, clause: str, args: tuple[Any, ...]) -> list[HostRetirement]:
+        rows = self._run(
+            f"SELECT {HOST_COLUMNS}, retired_at, retired_by, retire_reason FROM hosts "  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            f"WHERE retired_at IS NOT NULL{clause} ORDER BY host",
+            args,
+        )
+        return [HostRetirement(row[0], row[8], row[9], row[10], self._host(row)) for row in rows]
+
+    def retirements(self) -> list[HostRetirement]:
+        """Every retired host, by name: when, by whom and why, and its last record."""
+        return self._retirements_where("", ())
+
+    def retirement_of(self, host: str) -> HostRetirement | None:
+        """The host's retirement, if it is retired."""
+        found = self._retirements_where(" AND host=?", (host,))
+        return found[0] if found else None
+
+    def retire_host(self, host: str, at: float, by: str, reason: str) -> HostRetirement | None:
+        """Mark a known host retired and drop its series, checks and rule states (its calls,
+        state changes and history stay); None when no such host reports, or it is retired."""
+        if not self._affected(
+            "UPDATE hosts SET retired_at=?, retired_by=?, retire_reason=? "
+            "WHERE host=? AND retired_at IS NULL",
+            (at, by, reason, host),
+        ):
+            return None
+        for table in ("series", "check_status", "rule_states"):
+            self._run(f"DELETE FROM {table} WHERE host=?", (host,))  # noqa: S608 -- constant table names  # nosec B608
+        return self.retirement_of(host)
+
+    def restore_host(self, host: str, now: float) -> HostRetirement | None:
+        """Bring a retired host back: it counts as heard from `now`, so it has its staleness
+        limit to report again. Returns the retirement that ended (None if it was not retired)."""
+        ended = self.retirement_of(host)
+        if ended is None:
+            return None
+        self._run(
+            "UPDATE hosts SET retired_at=NULL, retired_by=NULL, retire_reason=NULL, "
+            "last_report_at=? WHERE host=?",
+            (now, host),
+        )
+        return ended
 
     def save_host(self, host: HostRecord) -> None:
         self.save_hosts([host])
@@ -407,6 +457,16 @@ class SQLStore:
         )
         return [AuditEntry(*row) for row in rows]
 
+    def audit_between(self, since: float, until: float, prefix: str) -> list[AuditEntry]:
+        """Entries in [since, until) whose action begins with `prefix` (e.g. "call."), oldest
+        first."""
+        rows = self._run(
+            "SELECT id, at, actor, action, target, detail, via FROM audit_log "
+            "WHERE at >= ? AND at < ? AND action LIKE ? ORDER BY at, id",
+            (since, until, f"{prefix}%"),
+        )
+        return [AuditEntry(*row) for row in rows]
+
     def add_state_changes(self, changes: list[StateChange]) -> None:
         self._upsert(
             STATE_CHANGES,
@@ -431,15 +491,17 @@ class SQLStore:
         self._upsert(BACKUPS, [(b.host, b.name, b.labels_key, b.succeeded_at) for b in successes])
 
     def backup_successes(self, since: float, until: float) -> list[BackupSuccess]:
-        """Successes in [since, until), and each job's first one before `since` (to tell
-        that the job already ran before the period)."""
+        """Successes in [since, until), and each job's first and newest one before `since`
+        (that the job already ran before the period, and how old its backup was then)."""
         rows = self._run(
             "SELECT host, name, labels_key, succeeded_at FROM backup_successes "
             "WHERE succeeded_at >= ? AND succeeded_at < ? "
             "UNION SELECT host, name, labels_key, MIN(succeeded_at) FROM backup_successes "
             "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
+            "UNION SELECT host, name, labels_key, MAX(succeeded_at) FROM backup_successes "
+            "WHERE succeeded_at < ? GROUP BY host, name, labels_key "
             "ORDER BY 1, 2, 3, 4",
-            (since, until, since),
+            (since, until, since, since),
         )
         return [BackupSuccess(*row) for row in rows]
 
@@ -451,6 +513,22 @@ class SQLStore:
             (since, until),
         )
         return [self._call(row) for row in rows]
+
+    def record_evaluation(self, now: float, gap: float) -> None:
+        """Extend the collector's current run of evaluations to `now`, or begin a new one
+        when the last evaluation is more than `gap` seconds old (the collector was down)."""
+        extended = self._affected(
+            "UPDATE evaluation_spans SET last_at=? WHERE started_at="
+            "(SELECT MAX(started_at) FROM evaluation_spans) AND last_at >= ? AND last_at <= ?",
+            (now, now - gap, now),
+        )
+        if not extended:
+            self._upsert(EVALUATION_SPANS, [(now, now)])
+
+    def evaluation_spans(self) -> list[tuple[float, float]]:
+        """Every run of evaluations: (first, last evaluation), oldest first."""
+        rows = self._run("SELECT started_at, last_at FROM evaluation_spans ORDER BY started_at")
+        return [(float(a), float(b)) for a, b in rows]
 
     # -- console sessions ---------------------------------------------------------------------
 
@@ -616,6 +694,14 @@ class SQLStore:
             (call_id,),
         ).fetchone()
         return CallEvent(*row) if row else None
+
+    def open_calls_of(self, host: str) -> list[Call]:
+        """The host's open calls, oldest first."""
+        rows = self._run(
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE host=? AND status='open' ORDER BY id",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            (host,),
+        )
+        return [self._call(row) for row in rows]
 
     def open_calls_by_group(self) -> dict[str, int]:
         rows = self._run("SELECT grp, count(*) FROM calls WHERE status='open' GROUP BY grp")

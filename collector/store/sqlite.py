@@ -206,6 +206,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at)",
     ),
+    5: (
+        # When the collector was evaluating (one row per unbroken run), so that service-level
+        # reports can tell time nobody watched from time that was up or down.
+        """CREATE TABLE evaluation_spans (
+            started_at REAL PRIMARY KEY,
+            last_at REAL NOT NULL
+        )""",
+    ),
+    6: (
+        # Retired hosts (runwatch host retire): the row stays for the reports.
+        "ALTER TABLE hosts ADD COLUMN retired_at REAL",
+        "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
+        "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -14,6 +14,7 @@ from collector.store.records import (
     CheckStatus,
     HistoryPoint,
     HostRecord,
+    HostRetirement,
     HostSnapshot,
     RuleStateRecord,
     SeriesRecord,
@@ -102,6 +103,8 @@ class Fleet:
         # Stamps come from one counter, so a host removed and seen again never repeats one.
         self.series_stamps: dict[str, int] = {}
         self._stamps = itertools.count(1)
+        # Hosts an operator retired: their reports are refused by a lookup here, not a query.
+        self.retired: dict[str, HostRetirement] = {}
 
     def reload(self, store: Store, now: float, history_since: float | None = None) -> None:
         """Rebuild the view from the store. Series count as seen now: a restart is no outage."""
@@ -114,6 +117,7 @@ class Fleet:
         self.history.clear()
         self.series_stamps.clear()
         self.versions = store.host_versions()
+        self.retired = {retirement.host: retirement for retirement in store.retirements()}
         for host in store.load_hosts():
             self.hosts[host.host] = HostState(host)
         for status in store.load_check_statuses():
@@ -142,6 +146,10 @@ class Fleet:
         for check in known.checks if known is not None else ():
             self.check_seen_at.pop((host, check), None)
         self.versions[host] = snapshot.version
+        if snapshot.retirement is not None:
+            self.retired[host] = snapshot.retirement
+        else:
+            self.retired.pop(host, None)
         if snapshot.record is None:
             return
         state = self.hosts[host] = HostState(snapshot.record)
@@ -155,6 +163,24 @@ class Fleet:
         self.history.update(history)
         for record in snapshot.states:
             self.states[(record.rule, record.host, record.labels_key)] = record.state
+
+    def retire(self, retirement: HostRetirement) -> None:
+        """Forget a retired host's series, checks and states, and refuse its reports."""
+        host = retirement.host
+        for key in list(self.by_host.get(host, ())):
+            self.drop_series(key)
+        self.by_host.pop(host, None)
+        for key in self.states.keys_of(host):
+            del self.states[key]
+        known = self.hosts.pop(host, None)
+        for check in known.checks if known is not None else ():
+            self.check_seen_at.pop((host, check), None)
+        self.retired[host] = retirement
+
+    def restore(self, record: HostRecord) -> None:
+        """Take a retired host back: it reports again (within its staleness limit)."""
+        self.retired.pop(record.host, None)
+        self.hosts[record.host] = HostState(record)
 
     def is_current(self, host: str, version: int) -> bool:
         """Whether this view holds the host at the stored `version` (see view/replica.py)."""

@@ -98,6 +98,37 @@ class FleetReader:
             )
         return out
 
+    def retired_hosts(self, only: str | None = None) -> list[dict[str, Any]]:
+        """Retired hosts, by name, in the shape of hosts() with their retirement: when, by
+        whom, why (`state` is RETIRED; they have no checks, problems or measurements)."""
+        out: list[dict[str, Any]] = []
+        for name, retirement in sorted(self.fleet.retired.items()):
+            if only is not None and name != only:
+                continue
+            record = retirement.record
+            out.append(
+                {
+                    "host": name,
+                    "state": "RETIRED",
+                    "last_report_at": record.last_report_at if record else None,
+                    "first_seen": record.first_seen if record else None,
+                    "interval_seconds": record.interval_seconds if record else None,
+                    "agent_version": record.agent_version if record else "",
+                    "labels": record.labels if record else {},
+                    "parents": [],
+                    "last_seq": record.last_seq if record else None,
+                    "checks": [],
+                    "problems": [],
+                    "measurements": [],
+                    "retired": {
+                        "at": retirement.retired_at,
+                        "by": retirement.retired_by,
+                        "reason": retirement.reason,
+                    },
+                }
+            )
+        return out
+
     def explain(self, host: str, rule_name: str) -> dict[str, Any] | None:
         """Which thresholds apply to a rule on a host and why; None for an unknown rule."""
         rule = next((r for r in self.config.rules if r.name == rule_name), None)

@@ -77,10 +77,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
+        from runwatch import units
+
         for m in harvest.measurements:
             labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
             where = f"{{{labels}}}" if labels else ""
-            print(f"{m.check:12} {m.name}{where} {m.value:g} {m.unit}".rstrip())
+            print(f"{m.check:12} {m.name}{where} {units.value(m.value, m.unit, m.name)}")
         for run in failed:
             assert run.error is not None
             print(f"{run.check:12} {run.error.kind.upper()}: {run.error.message}", file=sys.stderr)

@@ -46,7 +46,9 @@ def register(sub: Any) -> None:
         epilog="Exit codes: 0 done, 1 refused or the collector unreachable.",
     )
     verbs = call.add_subparsers(dest="call_verb", required=True, metavar="VERB")
-    ack = verbs.add_parser("ack", help="acknowledge: someone is on it")
+    ack = verbs.add_parser(
+        "ack", help="acknowledge: someone is on it (say more with `runwatch call comment`)"
+    )
     comment = verbs.add_parser("comment", help="add a comment")
     comment.add_argument("--text", required=True, help="the comment")
     resolve = verbs.add_parser(

@@ -3,31 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from runwatch.cli.common import EXIT_OK, add_command, add_group
+from runwatch.cli.common import EXIT_OK, EXIT_USAGE, add_command, add_group
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    """Validate a config file: exit 0 if valid, 2 with the key path if not."""
-    kind = _config_kind(args.file, args.kind)
+    """Validate a config file: exit 0 if valid, 2 if not, with every mistake found on stderr,
+    each with its key path and line."""
+    from checks.mistakes import every_mistake
+
+    path: Path = args.file
+    kind = _config_kind(path, args.kind)
     if kind == "agent":
         from agent.config import load_agent_config
 
-        agent = load_agent_config(args.file)
-        summary = f"agent config for {agent.host_name}: {len(agent.checks)} checks"
+        mistakes = every_mistake(path, lambda edit: load_agent_config(path, edit=edit))
+        if not mistakes:
+            agent = load_agent_config(path)
+            summary = f"agent config for {agent.host_name}: {len(agent.checks)} checks"
     else:
         from collector.config import load_collector_config
 
-        collector = load_collector_config(args.file)
-        summary = (
-            f"collector config: {len(collector.groups)} groups, "
-            f"{len(collector.rules)} rules, {len(collector.sinks)} sink(s)"
-        )
-    print(f"{args.file}: valid {summary}")
+        mistakes = every_mistake(path, lambda edit: load_collector_config(path, edit=edit))
+        if not mistakes:
+            collector = load_collector_config(path)
+            summary = (
+                f"collector config: {len(collector.groups)} groups, "
+                f"{len(collector.rules)} rules, {len(collector.sinks)} sink(s)"
+            )
+    if mistakes:
+        for mistake in mistakes:
+            print(f"runwatch: invalid config: {mistake}", file=sys.stderr)
+        if len(mistakes) > 1:
+            print(f"runwatch: {len(mistakes)} mistakes in {path}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: valid {summary}")
     return EXIT_OK
 
 

@@ -14,7 +14,8 @@ from runwatch.cli.common import CommandError, add_command
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy agents over SSH (paramiko) to the hosts of an inventory. Host keys are checked against
     the inventory's known_hosts; an unknown or changed key is refused. Exit 0 if every host
-    succeeded, 1 if any failed, 2 if the inventory or command line is wrong."""
+    succeeded, 1 if any failed, 2 if the inventory or command line is wrong, 130 if Ctrl-C
+    stopped the run."""
     from agent.deploy.command import DeployOptions, run_deploy
     from agent.deploy.errors import DeployError
 
@@ -116,8 +117,8 @@ def register(sub: Any) -> None:
             action.add_argument(
                 "--source",
                 type=Path,
-                help="runwatch source tree to build the bundle from (default: "
-                "the one this command runs from)",
+                help="runwatch source tree to build the bundle from (default: the checkout "
+                "this runwatch runs from, else the installed runwatch packed as a wheel)",
             )
             action.add_argument(
                 "--cache-dir",

@@ -1,8 +1,10 @@
-"""`runwatch outbox list|retry|discard`: look at and retry deliveries to help desks."""
+"""`runwatch outbox list|retry|discard|check-sinks`: look at and retry deliveries to help
+desks, and check the help desks' setup."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from runwatch.cli.common import (
@@ -11,6 +13,7 @@ from runwatch.cli.common import (
     CommandError,
     add_collector_options,
     add_command,
+    add_config_option,
     add_group,
     collector_get,
     collector_send,
@@ -45,6 +48,36 @@ def cmd_outbox_discard(args: argparse.Namespace) -> int:
     )["discarded"]
     print(f"{done} dead letter(s) discarded")
     return EXIT_OK if done else EXIT_FAILED
+
+
+def cmd_outbox_check_sinks(args: argparse.Namespace) -> int:
+    """Probe each configured help desk with read-only calls; print each problem with its fix.
+    Exit 1 if one has an error (or, with --strict, a warning)."""
+    from collector.config import load_collector_config
+    from collector.sinks.adapters import build_sinks
+    from collector.sinks.selfcheck import as_json, check_sinks
+
+    config = load_collector_config(args.config)
+    sinks = build_sinks(config.sinks)
+    try:
+        found = check_sinks(sinks)
+    finally:
+        for sink in sinks.values():
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+    if args.json:
+        print(json.dumps(as_json(found), indent=2))
+    elif not found:
+        print("no help desk is configured")
+    for name, problems in found.items() if not args.json else ():
+        print(f"{name}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        for problem in problems:
+            print(f"  {problem.severity.upper()}: {problem.what}")
+            print(f"    fix: {problem.fix}")
+    failing = {"error", "warning"} if args.strict else {"error"}
+    bad = any(p.severity in failing for problems in found.values() for p in problems)
+    return EXIT_FAILED if bad else EXIT_OK
 
 
 def print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
@@ -88,6 +121,17 @@ def register(sub: Any) -> None:
         "give up on a dead letter that can never be delivered",
     )
     outbox_discard.add_argument("id", type=int, help="the operation's ID")
+    check_sinks = add_command(
+        outbox_actions,
+        "check-sinks",
+        cmd_outbox_check_sinks,
+        "probe each configured help desk read-only: access, queue or project, permissions",
+    )
+    add_config_option(check_sinks, "collector", " (its sinks)")
+    check_sinks.add_argument("--json", action="store_true", help="print JSON")
+    check_sinks.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings too, not only on errors"
+    )
     add_collector_options(outbox_list)
     for command in (outbox_retry, outbox_discard):
         add_collector_options(command, changes=True, json_help=None)

@@ -13,10 +13,17 @@ from runwatch.cli.common import EXIT_OK, EXIT_USAGE, CommandError, add_command, 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Compute a month's service levels per run group and host group from the collector's store:
-    availability, hosts up, calls opened, mean and 90th percentile time to acknowledge and to
-    resolve, calls that missed respond_within, recurring problems, and days with a fresh backup per
-    job. The same records give the same report."""
-    from collector.service_levels import ReportError, build_report, parse_period, render
+    availability, hosts up, calls opened, mean and 90th percentile time to respond and to resolve,
+    calls that missed respond_within, recurring problems, and how long each backup job's newest
+    backup was within the age its rule allows. The same records give the same report; a month
+    that has not begun is refused (exit 2)."""
+    from collector.service_levels import (
+        ReportError,
+        build_report,
+        host_retirements,
+        parse_period,
+        render,
+    )
     from collector.store.opening import open_store
 
     try:
@@ -35,8 +42,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     store = open_store(config)
     try:
-        # A month still running is reported up to now; one that is over never changes.
-        report = build_report(store, config, period, args.group, as_of=time.time())
+        retired_hosts, retired = host_retirements(store)
+        # A month still running is reported up to now; one that is over never changes; one
+        # that has not begun is refused.
+        report = build_report(
+            store,
+            config,
+            period,
+            args.group,
+            as_of=time.time(),
+            retired=retired,
+            retired_hosts=retired_hosts,
+        )
     except ReportError as exc:
         log.error("report refused: %s", exc)
         print(f"runwatch: {exc}", file=sys.stderr)
@@ -71,7 +88,8 @@ def register(sub: Any) -> None:
         "report",
         cmd_report,
         "service-level report for a month: availability, MTTA, MTTR, backups",
-        epilog="Exit codes: 0 written, 1 failure, 2 unknown period, group or config.",
+        epilog="Exit codes: 0 written, 1 failure, 2 unknown or future period, unknown group or "
+        "config.",
     )
     report.add_argument("--period", required=True, help="the month, YYYY-MM (UTC)")
     report.add_argument("--group", help="only this run group or host group")

@@ -136,6 +136,8 @@ class FakeHelpDesk(LoopbackServer):
         self._lock = threading.Lock()
         self._failures: list[tuple[int, float | None]] = []
         self.requests: list[RecordedRequest] = []
+        # Each request with the reply it got, for contract tests.
+        self.exchanges: list[tuple[RecordedRequest, Reply]] = []
 
     # -- for subclasses -----------------------------------------------------------------------
 
@@ -209,6 +211,8 @@ class FakeHelpDesk(LoopbackServer):
             self.requests.append(request)
             failure = self._failures.pop(0) if self._failures else None
         reply = self._answer(request, raw, bad_json, failure)
+        with self._lock:
+            self.exchanges.append((request, reply))
         payload = b"" if reply.body is None else json.dumps(reply.body).encode()
         http.send_response(reply.status)
         for name, value in reply.headers.items():

@@ -10,6 +10,17 @@ Only what the runwatch adapter uses, in the documented shapes:
     GET  /rest/api/{2,3}/issue/{idOrKey}/transitions  -> 200 {transitions: [...]}
     POST /rest/api/{2,3}/issue/{idOrKey}/transitions  {"transition": {"id"}} -> 204
     POST /rest/servicedeskapi/request                 -> 201 customer request
+    POST /rest/servicedeskapi/request/{idOrKey}/comment {"body": text, "public": bool} -> 201
+    GET  /rest/api/{2,3}/myself, /project/{key}, /project/{key}/statuses, /priority,
+         /mypermissions?projectKey&permissions       -> 200 (the self-check's reads)
+
+As Jira Cloud documents (issue 20): editIssue and doTransition answer 409 "conflicting update"
+(`conflicts`: how many writes to refuse so); search lags writes by `search_lag_seconds` (as
+told by `clock`); a transition of `screens` has screen fields (FieldMetadata, shown with
+expand=transitions.fields) and refuses with 400 a required one left out; without
+TRANSITION_ISSUES in `permissions` the transition list is empty; with `cloud_id` the API is
+also served under /ex/jira/{cloudId} and a `scoped` token gets 401 on the site URL;
+platform comments are public on service desk projects (jsdPublic true).
 
 Text fields are Atlassian Document Format in v3 (`{"type": "doc", "version": 1, "content": [...]}`,
 of which the fake knows paragraph, text and hardBreak) and plain strings in v2 and in the service
@@ -19,7 +30,10 @@ desk API. Auth is Basic `email:api_token`. Errors are `{"errorMessages": [...], 
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +66,26 @@ STATUSES = {
 # A simplified workflow: every status can be reached from every other one.
 TRANSITIONS = {"11": "To Do", "21": "In Progress", "31": "Done"}
 PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
+PERMISSIONS = (
+    "BROWSE_PROJECTS",
+    "CREATE_ISSUES",
+    "EDIT_ISSUES",
+    "TRANSITION_ISSUES",
+    "ADD_COMMENTS",
+    "RESOLVE_ISSUES",
+)
+# A transition screen's required Resolution field, as getTransitions describes it (FieldMetadata).
+RESOLUTION_SCREEN = {
+    "resolution": {
+        "key": "resolution",
+        "name": "Resolution",
+        "required": True,
+        "operations": ["set"],
+        "schema": {"type": "resolution", "system": "resolution"},
+        "hasDefaultValue": False,
+        "allowedValues": [{"id": "1", "name": "Done"}, {"id": "2", "name": "Won't Do"}],
+    }
+}
 ISSUE_TYPES = {"Task": "10001", "Bug": "10002", "[System] Incident": "10003"}
 _JQL = re.compile(r'^labels\s*=\s*"(?P<label>[^"\\]+)"\s+AND\s+statusCategory\s*!=\s*Done$')
 _API = r"/rest/api/(?P<v>[23])"
@@ -72,6 +106,7 @@ class JiraIssue:
     status: str = "To Do"
     comments: list[Any] = field(default_factory=list)
     request_type: str | None = None  # set when raised through the service desk
+    public: list[bool] = field(default_factory=list)  # per comment: visible to customers
 
 
 def adf_problem(doc: Any) -> str | None:
@@ -148,8 +183,25 @@ class FakeJira(FakeHelpDesk):
         api_token: str = "jira-secret-0451",
         projects: dict[str, set[str]] | None = None,
         service_desks: dict[str, tuple[str, dict[str, str]]] | None = None,
+        *,
+        search_lag_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        screens: dict[str, dict[str, dict[str, Any]]] | None = None,
+        permissions: set[str] | None = None,
+        cloud_id: str | None = None,
+        scoped: bool = False,
     ) -> None:
         super().__init__()
+        self.search_lag_seconds = search_lag_seconds
+        self.clock = clock
+        # transition name -> field key -> FieldMetadata (required, name, schema, …)
+        self.screens = screens or {}
+        self.permissions = set(PERMISSIONS) if permissions is None else permissions
+        self.cloud_id = cloud_id
+        self.scoped = scoped
+        self.conflicts = 0
+        # issue id -> [(when, labels, status category)]: what search sees, after the lag
+        self._index: dict[str, list[tuple[float, tuple[str, ...], str]]] = {}
         self.email = email
         self.api_token = api_token
         # project key -> component names
@@ -174,6 +226,16 @@ class FakeJira(FakeHelpDesk):
         self.route("GET", _ISSUE + "/transitions", self._transitions)
         self.route("POST", _ISSUE + "/transitions", self._transition)
         self.route("POST", "/rest/servicedeskapi/request", self._create_request)
+        self.route(
+            "POST",
+            r"/rest/servicedeskapi/request/(?P<issue>[A-Z][A-Z0-9_]*-\d+|\d+)/comment",
+            self._request_comment,
+        )
+        self.route("GET", _API + "/myself", self._myself)
+        self.route("GET", _API + r"/project/(?P<key>[^/]+)", self._project)
+        self.route("GET", _API + r"/project/(?P<key>[^/]+)/statuses", self._statuses)
+        self.route("GET", _API + "/priority", self._priorities)
+        self.route("GET", _API + "/mypermissions", self._mypermissions)
 
     # -- for tests ----------------------------------------------------------------------------
 
@@ -187,6 +249,31 @@ class FakeJira(FakeHelpDesk):
         """What a person in the Jira UI would do."""
         assert status in STATUSES
         self.issue(id_or_key).status = status
+        self._reindex(self.issue(id_or_key))
+
+    def _reindex(self, issue: JiraIssue) -> None:
+        entry = (self.clock(), tuple(issue.labels), STATUSES[issue.status][1])
+        self._index.setdefault(issue.id, []).append(entry)
+
+    def _searchable(self, issue: JiraIssue) -> tuple[tuple[str, ...], str] | None:
+        """What search sees of an issue: its last state indexed before the lag, if any."""
+        seen = self.clock() - self.search_lag_seconds
+        entries = [e for e in self._index.get(issue.id, []) if e[0] <= seen]
+        return (entries[-1][1], entries[-1][2]) if entries else None
+
+    def _answer(self, request: RecordedRequest, raw: bytes, bad_json: bool, failure: Any) -> Reply:
+        prefix = f"/ex/jira/{self.cloud_id}"
+        if self.cloud_id and request.path.startswith(prefix + "/"):
+            request = dataclasses.replace(request, path=request.path.removeprefix(prefix))
+        elif self.scoped and failure is None:
+            # Scoped tokens work only through api.atlassian.com/ex/jira/{cloudId} (KB 401).
+            return Reply(401, self.error_body(request, 401, "scoped token on the site URL", {}))
+        return super()._answer(request, raw, bad_json, failure)
+
+    def _conflict(self) -> None:
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            raise Refusal(409, "The issue could not be updated due to a conflicting update.")
 
     # -- protocol -----------------------------------------------------------------------------
 
@@ -355,6 +442,7 @@ class FakeJira(FakeHelpDesk):
         issue.priority = values.get("priority", "Medium")
         issue.labels = values.get("labels", [])
         issue.components = values.get("components", [])
+        self._reindex(issue)
         return Reply(
             201,
             {
@@ -380,7 +468,9 @@ class FakeJira(FakeHelpDesk):
         found = [
             i
             for i in self.issues.values()
-            if query["label"] in i.labels and STATUSES[i.status][1] != "done"
+            if (seen := self._searchable(i)) is not None
+            and query["label"] in seen[0]
+            and seen[1] != "done"
         ][: int(limit)]
         return Reply(
             200,
@@ -400,6 +490,7 @@ class FakeJira(FakeHelpDesk):
     def _edit(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         expect_query(request, allowed={"notifyUsers"})
         issue = self._find(match)
+        self._conflict()
         body = expect_object(request.body, "body")
         expect_keys(body, "body", required={"fields"}, allowed=set())
         values = self._fields(
@@ -410,6 +501,7 @@ class FakeJira(FakeHelpDesk):
         )
         for name, value in values.items():
             setattr(issue, name, value)
+        self._reindex(issue)
         return Reply(204)
 
     def _comment(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
@@ -425,6 +517,7 @@ class FakeJira(FakeHelpDesk):
                 errors={"comment": "Comment body can not be empty!"},
             )
         issue.comments.append(body["body"])
+        issue.public.append(True)  # jsdPublic: true for platform comments
         comment_id = str(len(issue.comments) + 10000)
         return Reply(
             201,
@@ -439,17 +532,22 @@ class FakeJira(FakeHelpDesk):
             },
         )
 
-    def _available(self, issue: JiraIssue, version: int) -> list[dict[str, Any]]:
+    def _available(
+        self, issue: JiraIssue, version: int, *, fields: bool = False
+    ) -> list[dict[str, Any]]:
+        if "TRANSITION_ISSUES" not in self.permissions:
+            return []  # "the response will not list any transitions"
         out = []
         for transition_id, target in TRANSITIONS.items():
             if target == issue.status:
                 continue
             status_id, category = STATUSES[target]
+            screen = self.screens.get(target, {})
             out.append(
                 {
                     "id": transition_id,
                     "name": target,
-                    "hasScreen": False,
+                    "hasScreen": bool(screen),
                     "isGlobal": True,
                     "isInitial": False,
                     "isAvailable": True,
@@ -460,6 +558,7 @@ class FakeJira(FakeHelpDesk):
                         "self": f"{self.url}/rest/api/{version}/status/{status_id}",
                         "statusCategory": CATEGORIES[category],
                     },
+                    **({"fields": screen} if fields and screen else {}),
                 }
             )
         return out
@@ -467,9 +566,11 @@ class FakeJira(FakeHelpDesk):
     def _transitions(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         expect_query(request, allowed={"expand", "transitionId"})
         issue = self._find(match)
-        return Reply(
-            200, {"expand": "transitions", "transitions": self._available(issue, int(match["v"]))}
-        )
+        expand = request.query.get("expand", "")
+        if expand not in ("", "transitions.fields"):
+            raise BadRequest(f"the fake expands only transitions.fields, got {expand!r}")
+        transitions = self._available(issue, int(match["v"]), fields=bool(expand))
+        return Reply(200, {"expand": "transitions", "transitions": transitions})
 
     def _transition(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         issue = self._find(match)
@@ -480,7 +581,24 @@ class FakeJira(FakeHelpDesk):
         choices = {t["id"]: t["name"] for t in self._available(issue, int(match["v"]))}
         if not isinstance(wanted, str) or wanted not in choices:
             raise BadRequest(f"Transition id '{wanted}' is not valid for this issue.")
+        given = expect_object(body.get("fields", {}), "fields")
+        screen = self.screens.get(choices[wanted], {})
+        if unknown := set(given) - set(screen):
+            key = sorted(unknown)[0]
+            raise BadRequest(
+                "invalid fields",
+                errors={key: f"Field '{key}' cannot be set. It is not on the appropriate screen."},
+            )
+        missing = {
+            key: f"{meta.get('name', key)} is required."
+            for key, meta in screen.items()
+            if meta.get("required") and not meta.get("hasDefaultValue") and key not in given
+        }
+        if missing:
+            raise BadRequest("invalid fields", errors=missing)
+        self._conflict()
         issue.status = choices[wanted]
+        self._reindex(issue)
         return Reply(204)
 
     # -- Jira Service Management --------------------------------------------------------------
@@ -513,6 +631,7 @@ class FakeJira(FakeHelpDesk):
         issue = self._new_issue(project, request_types[type_id], summary)
         issue.description = description
         issue.request_type = type_id
+        self._reindex(issue)
         date = {
             "iso8601": "2026-01-01T00:00:00+0000",
             "jira": "2026-01-01T00:00:00.000+0000",
@@ -558,5 +677,110 @@ class FakeJira(FakeHelpDesk):
                     "web": f"{self.url}/servicedesk/customer/portal/{desk_id}/{issue.key}",
                     "self": f"{self.url}/rest/servicedeskapi/request/{issue.id}",
                 },
+            },
+        )
+
+    def _request_comment(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        issue = self._find(match)
+        if issue.request_type is None:
+            raise Refusal(404, "The request does not exist or is not a customer request.")
+        body = expect_object(request.body, "body")
+        expect_keys(body, "body", required={"body"}, allowed={"public"})
+        text, public = body["body"], body.get("public", True)
+        if not isinstance(text, str) or not text or not isinstance(public, bool):
+            raise BadRequest("body must be non-empty text and public true or false")
+        issue.comments.append(text)  # the JSM API takes plain text
+        issue.public.append(public)
+        return Reply(
+            201,
+            {
+                "id": str(len(issue.comments) + 20000),
+                "body": text,
+                "public": public,
+                "author": {"accountId": "5b10a2844c20165700ede21g", "displayName": "runwatch"},
+                "created": {"iso8601": "2026-01-01T00:00:00+0000"},
+            },
+        )
+
+    # -- the self-check's reads ---------------------------------------------------------------
+
+    def _myself(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand"})
+        return Reply(
+            200,
+            {
+                "accountId": "5b10a2844c20165700ede21g",
+                "emailAddress": self.email,
+                "displayName": "runwatch",
+                "active": True,
+                "accountType": "atlassian",
+            },
+        )
+
+    def _project_key(self, key: str) -> str:
+        if key not in self.projects or "BROWSE_PROJECTS" not in self.permissions:
+            raise Refusal(404, f"No project could be found with key '{key}'.")
+        return key
+
+    def _project(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand", "properties"})
+        key = self._project_key(match["key"])
+        return Reply(
+            200,
+            {
+                "id": str(10000 + sorted(self.projects).index(key)),
+                "key": key,
+                "name": key,
+                "components": [{"name": c} for c in sorted(self.projects[key])],
+                "issueTypes": [{"id": i, "name": n} for n, i in ISSUE_TYPES.items()],
+            },
+        )
+
+    def _statuses(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed=set())
+        self._project_key(match["key"])
+        statuses = [
+            {"id": i, "name": n, "statusCategory": CATEGORIES[c]} for n, (i, c) in STATUSES.items()
+        ]
+        return Reply(
+            200,
+            [
+                {
+                    "id": i,
+                    "name": n,
+                    "self": f"{self.url}/rest/api/{match['v']}/issuetype/{i}",
+                    "subtask": False,
+                    "statuses": statuses,
+                }
+                for n, i in ISSUE_TYPES.items()
+            ],
+        )
+
+    def _priorities(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed=set())
+        return Reply(200, [{"id": i, "name": n} for n, i in PRIORITIES.items()])
+
+    def _mypermissions(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(
+            request, allowed={"projectKey", "projectId", "permissions", "issueKey", "issueId"}
+        )
+        wanted = [p for p in request.query.get("permissions", "").split(",") if p]
+        if not wanted:
+            raise BadRequest("The permissions parameter is required.")
+        if "projectKey" in request.query:
+            self._project_key(request.query["projectKey"])
+        return Reply(
+            200,
+            {
+                "permissions": {
+                    key: {
+                        "id": str(n),
+                        "key": key,
+                        "name": key.replace("_", " ").title(),
+                        "type": "PROJECT",
+                        "havePermission": key in self.permissions,
+                    }
+                    for n, key in enumerate(wanted, start=10)
+                }
             },
         )

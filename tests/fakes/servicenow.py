@@ -6,6 +6,18 @@ Only what the runwatch adapter uses, in the documented shapes:
     GET   /api/now/table/incident?sysparm_query=…  -> 200 {"result": [...]}
     GET   /api/now/table/incident/{sys_id}         -> 200 {"result": {...}}
     PATCH /api/now/table/incident/{sys_id}         {flat strings} -> 200 {"result": {...}}
+    GET   /api/now/table/sys_user?sysparm_query=user_name=…           -> 200 {"result": [...]}
+    GET   /api/now/table/sys_user_group?sysparm_query=name=…          -> 200 {"result": [...]}
+    GET   /api/now/table/sys_user_has_role?sysparm_query=user=…       -> 200 {"result": [...]}
+    GET   /api/now/table/sys_choice?sysparm_query=name=incident^element=…^inactive=false
+
+Reference fields (caller_id, assignment_group) are stored as given, as the Table API does
+without sysparm_input_display_value=true (a user name in caller_id is a broken reference);
+with it, a display value (a user's or group's name) is stored as its sys_id. Closing (7) needs
+itil_admin or admin ("Resolve and close an incident"): for other users the fake answers 403
+(`close_refusal="acl"`) or, as some instances do, 200 with the state left as it was
+(`close_refusal="silent"`). The close_code choices are those of `release`: "old" (Solved
+(Permanently) …) or "new" (Utah and later: Solution provided …).
 
 Every value in and out is a string; reference fields come back as {"link", "value"} unless
 sysparm_exclude_reference_link=true. Errors are {"error": {"message", "detail"}, "status":
@@ -44,6 +56,15 @@ COLUMNS = {
 }
 JOURNALS = {"work_notes", "comments"}
 REFERENCES = {"assignment_group": "sys_user_group", "caller_id": "sys_user"}
+OLD_CLOSE_CODES = (
+    "Solved (Work Around)",
+    "Solved (Permanently)",
+    "Solved Remotely (Work Around)",
+    "Solved Remotely (Permanently)",
+    "Not Solved (Not Reproducible)",
+    "Not Solved (Too Costly)",
+    "Closed/Resolved by Caller",
+)
 CLOSE_CODES = {
     "Duplicate",
     "Known error",
@@ -71,7 +92,15 @@ PRIORITY = {
 }
 _INCIDENT = "/api/now/table/incident"
 _ONE = _INCIDENT + r"/(?P<sys_id>[^/]+)"
-_QUERY_PARAMS = {"sysparm_fields", "sysparm_exclude_reference_link", "sysparm_display_value"}
+_QUERY_PARAMS = {
+    "sysparm_fields",
+    "sysparm_exclude_reference_link",
+    "sysparm_display_value",
+    "sysparm_input_display_value",
+}
+USERS = {"monitoring": "Monitoring System", "runwatch.integration": "runwatch integration"}
+GROUPS = ("Database Administration", "Service Desk", "Network")
+_CLOSERS = {"itil_admin", "admin"}
 
 
 class FakeServiceNow(FakeHelpDesk):
@@ -80,22 +109,46 @@ class FakeServiceNow(FakeHelpDesk):
     vendor = "servicenow"
 
     def __init__(
-        self, user: str = "runwatch.integration", password: str = "snow-secret-8812"
+        self,
+        user: str = "runwatch.integration",
+        password: str = "snow-secret-8812",
+        *,
+        roles: tuple[str, ...] = ("itil",),
+        close_refusal: str = "acl",
+        release: str = "new",
     ) -> None:
         super().__init__()
+        assert close_refusal in ("acl", "silent") and release in ("old", "new")
         self.user = user
         self.password = password
+        self.roles = set(roles)
+        self.close_refusal = close_refusal
+        self.close_codes = set(OLD_CLOSE_CODES) if release == "old" else set(CLOSE_CODES)
+        self.users = {name: uuid.uuid5(uuid.NAMESPACE_DNS, name).hex for name in USERS}
+        self.groups = {name: uuid.uuid5(uuid.NAMESPACE_URL, name).hex for name in GROUPS}
         self.incidents: dict[str, dict[str, str]] = {}
         self.journal: dict[str, list[tuple[str, str]]] = {}
         self.route("POST", _INCIDENT, self._create)
         self.route("GET", _INCIDENT, self._list)
         self.route("GET", _ONE, self._get)
         self.route("PATCH", _ONE, self._patch)
+        self.route("GET", "/api/now/table/sys_user", self._users)
+        self.route("GET", "/api/now/table/sys_user_group", self._groups)
+        self.route("GET", "/api/now/table/sys_user_has_role", self._user_roles)
+        self.route("GET", "/api/now/table/sys_choice", self._choices)
 
     # -- for tests ----------------------------------------------------------------------------
 
     def incident(self, sys_id: str) -> dict[str, str]:
         return self.incidents[sys_id]
+
+    def group_name(self, sys_id: str) -> str | None:
+        """The group a stored assignment_group points at; None for a broken reference."""
+        return next((n for n, i in self.groups.items() if i == sys_id), None)
+
+    def user_name(self, sys_id: str) -> str | None:
+        """The user a stored caller_id points at; None for a broken reference."""
+        return next((n for n, i in self.users.items() if i == sys_id), None)
 
     def set_state(self, sys_id: str, state: str) -> None:
         """What an agent in the ServiceNow UI would do."""
@@ -173,9 +226,19 @@ class FakeServiceNow(FakeHelpDesk):
             raise BadRequest("short_description holds 160 characters", title="Invalid value")
         if len(body.get("correlation_id", "")) > 100:
             raise BadRequest("correlation_id holds 100 characters", title="Invalid value")
+        body = dict(body)
+        if request.query.get("sysparm_input_display_value") == "true":
+            # Display values in: a reference given by its display name is stored as its sys_id.
+            names = {
+                "caller_id": {USERS[n]: i for n, i in self.users.items()},
+                "assignment_group": self.groups,
+            }
+            for name, table in names.items():
+                if name in body and body[name] in table:
+                    body[name] = table[body[name]]
         merged = {**(current or {}), **body}
         if body.get("state") in ("6", "7") and (
-            merged.get("close_code") not in CLOSE_CODES or not merged.get("close_notes")
+            merged.get("close_code") not in self.close_codes or not merged.get("close_notes")
         ):
             raise Refusal(
                 403,
@@ -222,7 +285,8 @@ class FakeServiceNow(FakeHelpDesk):
     def _list(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         expect_query(request, allowed=_QUERY_PARAMS | {"sysparm_query", "sysparm_limit"})
         conditions = []
-        for part in request.query.get("sysparm_query", "").split("^"):
+        query = request.query.get("sysparm_query")
+        for part in query.split("^") if query is not None else []:
             if m := re.fullmatch(r"correlation_id=([^^=]+)", part):
                 conditions.append(("correlation_id", {m[1]}, True))
             elif m := re.fullmatch(r"stateNOT IN(\d+(?:,\d+)*)", part):
@@ -254,5 +318,61 @@ class FakeServiceNow(FakeHelpDesk):
                 "ACL Exception Update Failed due to security constraints",
                 title="Operation Failed",
             )
-        self._apply(match["sys_id"], record, self._values(request, record))
+        values = self._values(request, record)
+        if values.get("state") == "7" and not self.roles & _CLOSERS:
+            if self.close_refusal == "acl":
+                raise Refusal(
+                    403,
+                    "ACL Exception Update Failed due to security constraints",
+                    title="Operation Failed",
+                )
+            values.pop("state")  # a field the user may not write is silently left as it was
+        self._apply(match["sys_id"], record, values)
         return Reply(200, {"result": self._render(request, record)})
+
+    # -- the tables the self-check and the caller lookup read ------------------------------------
+
+    def _table(self, request: RecordedRequest, rows: list[dict[str, str]], *keys: str) -> Reply:
+        expect_query(request, allowed=_QUERY_PARAMS | {"sysparm_query", "sysparm_limit"})
+        conditions = {}
+        for part in request.query.get("sysparm_query", "").split("^"):
+            name, equals, value = part.partition("=")
+            if not equals or name not in keys:
+                raise BadRequest(f"the fake does not understand {part!r}", title="Invalid query")
+            conditions[name] = value
+        found = [r for r in rows if all(r.get(k) == v for k, v in conditions.items())]
+        fields = request.query.get("sysparm_fields")
+        if fields:
+            found = [{f: r.get(f, "") for f in fields.split(",")} for r in found]
+        limit = int(request.query.get("sysparm_limit", "10000"))
+        return Reply(200, {"result": found[:limit]})
+
+    def _users(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        rows = [
+            {"sys_id": i, "user_name": n, "name": USERS[n], "active": "true"}
+            for n, i in self.users.items()
+        ]
+        return self._table(request, rows, "user_name", "sys_id")
+
+    def _groups(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        rows = [{"sys_id": i, "name": n, "active": "true"} for n, i in self.groups.items()]
+        return self._table(request, rows, "name", "sys_id")
+
+    def _user_roles(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        me = self.users.get(self.user, "")
+        rows = [{"user": me, "role.name": role, "state": "active"} for role in sorted(self.roles)]
+        return self._table(request, rows, "user")
+
+    def _choices(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        rows = [
+            {
+                "name": "incident",
+                "element": "close_code",
+                "inactive": "false",
+                "value": code,
+                "label": code,
+                "language": "en",
+            }
+            for code in sorted(self.close_codes)
+        ]
+        return self._table(request, rows, "name", "element", "inactive")

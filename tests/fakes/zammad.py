@@ -7,14 +7,23 @@ Only what the runwatch adapter uses, in the documented shapes:
     PUT  /api/v1/tickets/{id}            {title?, state?, priority?, article?} -> 200 ticket
     POST /api/v1/ticket_articles         {ticket_id, body, type, internal, …}  -> 201 article
     POST /api/v1/tags/add                {item, object: "Ticket", o_id}        -> 201 true
-    GET  /api/v1/tickets/search?query=…&limit=…  -> 200 {tickets, tickets_count, assets}
+    GET  /api/v1/tickets/search?query=…&limit=…  -> 200, in the shape of `version`:
+         6.4 and older: {tickets: [ids], tickets_count, assets}   (docs archive-6.4, §Search)
+         6.5 and newer: [ticket, …]; full=true: {record_ids, assets, total_count}
+                        (docs 6.5/main, api/intro.rst "Search via API")
+         expand=true, any version: [ticket with names, …]
+    GET  /api/v1/users/me                -> 200 the token's user, with its permissions
+    GET  /api/v1/groups                  -> 200 [group, …]
+    GET  /api/v1/ticket_priorities       -> 200 [priority, …]
 
 Relations are given by name (group, customer e-mail, state, priority "2 normal") as the docs
 show; answers carry ids, and names too with expand=true. Auth is `Authorization: Token
 token=<token>`. Errors are {"error", "error_human"}; lookups and validation fail with 422 as
 Zammad's do. Search understands only `tags:"…" AND state.name:(a OR "b c" …)`; anything else is
 refused with 400. `tags` on create is accepted as Zammad's ticket controller takes it (a comma
-separated string).
+separated string), and as in Zammad since 2024 a tag that does not exist yet is only created
+when the setting `tag_new` is on or the user has `admin.tag`: tags/add answers 403 otherwise,
+create skips the tag silently (`Tag.tag_allowed?`).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ PRIORITIES = {1: "1 low", 2: "2 normal", 3: "3 high"}
 ARTICLE_TYPES = {"email": 1, "phone": 5, "note": 10, "web": 11}
 SENDERS = {"Agent": 1, "Customer": 2, "System": 3}
 AGENT_ID = 3
+VERSIONS = ("6.4", "6.5", "7.0")
 _SEARCH = re.compile(r'^tags:"(?P<tag>[^"]+)" AND state\.name:\((?P<states>[^()]+)\)$')
 _STATE_TERM = re.compile(r'^(?:"(?P<quoted>[^"]+)"|(?P<bare>[A-Za-z]+))$')
 _NOW = "2026-01-01T00:00:00.000Z"
@@ -90,9 +100,18 @@ class FakeZammad(FakeHelpDesk):
         token: str = "zammad-secret-77aa",
         groups: tuple[str, ...] = ("Users", "Systems Administration", "Computer Operations"),
         customers: tuple[str, ...] = ("monitoring@example.com",),
+        *,
+        version: str = VERSIONS[-1],
+        permissions: tuple[str, ...] = ("ticket.agent",),
+        tag_new: bool = True,
     ) -> None:
         super().__init__()
+        assert version in VERSIONS, version
         self.token = token
+        self.version = version
+        self.permissions = set(permissions)
+        self.tag_new = tag_new  # Manage > Tags: "new tags can be created by agents"
+        self.known_tags: set[str] = set()
         self.groups = {name: number for number, name in enumerate(groups, start=1)}
         self.customers = {email: number for number, email in enumerate(customers, start=10)}
         self.tickets: dict[int, ZammadTicket] = {}
@@ -103,6 +122,9 @@ class FakeZammad(FakeHelpDesk):
         self.route("PUT", r"/api/v1/tickets/(?P<id>\d+)", self._update)
         self.route("POST", "/api/v1/ticket_articles", self._create_article)
         self.route("POST", "/api/v1/tags/add", self._add_tag)
+        self.route("GET", "/api/v1/users/me", self._me)
+        self.route("GET", "/api/v1/groups", self._groups)
+        self.route("GET", "/api/v1/ticket_priorities", self._priorities)
 
     # -- for tests ----------------------------------------------------------------------------
 
@@ -278,7 +300,9 @@ class FakeZammad(FakeHelpDesk):
         )
         self._set_relations(ticket, body)
         self._article(ticket, body["article"], standalone=False)
-        ticket.tags = [t.strip() for t in tags.split(",") if t.strip()]
+        # Zammad's controller skips a tag it may not create, without an error.
+        ticket.tags = [t.strip() for t in tags.split(",") if self._tag_allowed(t.strip())]
+        self.known_tags.update(ticket.tags)
         self.tickets[ticket.id] = ticket
         return Reply(201, self._ticket_json(ticket))
 
@@ -317,13 +341,57 @@ class FakeZammad(FakeHelpDesk):
             raise Unprocessable(f"No lookup value found for 'object': {body['object']!r}")
         if not isinstance(body["item"], str) or not body["item"].strip():
             raise Unprocessable("item must be a tag name")
+        if not self.permissions & {"ticket.agent", "admin.tag"}:
+            raise Refusal(403, "Not authorized (user)!")
         ticket = self._ticket(body["o_id"])
+        if not self._tag_allowed(body["item"]):
+            raise Refusal(403, "Not authorized")  # Exceptions::Forbidden, tags_controller.rb
         if body["item"] not in ticket.tags:
             ticket.tags.append(body["item"])
+        self.known_tags.add(body["item"])
         return Reply(201, True)
 
+    def _tag_allowed(self, name: str) -> bool:
+        """Tag.tag_allowed?: new tags need the setting tag_new or admin.tag."""
+        return bool(name) and (
+            self.tag_new or "admin.tag" in self.permissions or name in self.known_tags
+        )
+
+    def _me(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand", "full"})
+        return Reply(
+            200,
+            {
+                "id": AGENT_ID,
+                "login": "runwatch@example.com",
+                "email": "runwatch@example.com",
+                "active": True,
+                "role_ids": [2],
+                "group_ids": {str(n): ["full"] for n in self.groups.values()},
+                # With expand=true Zammad answers the names of roles and the permissions.
+                "permissions": sorted(self.permissions),
+            },
+        )
+
+    def _groups(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand", "per_page", "page"})
+        return Reply(
+            200, [{"id": n, "name": name, "active": True} for name, n in self.groups.items()]
+        )
+
+    def _priorities(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        expect_query(request, allowed={"expand", "per_page", "page"})
+        return Reply(
+            200, [{"id": n, "name": name, "active": True} for n, name in PRIORITIES.items()]
+        )
+
     def _search(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
-        expect_query(request, allowed={"query", "limit"})
+        expect_query(
+            request,
+            allowed={"query", "limit", "per_page", "page", "expand", "full", "with_total_count"},
+        )
+        if "term" in request.query or "label" in request.query:
+            raise BadRequest("term/label answer the autocomplete shape; the fake does not")
         query = _SEARCH.match(request.query.get("query", ""))
         if query is None:
             raise BadRequest(
@@ -342,14 +410,16 @@ class FakeZammad(FakeHelpDesk):
         found = [t for t in self.tickets.values() if query["tag"] in t.tags and t.state in states][
             : int(limit)
         ]
-        return Reply(
-            200,
-            {
-                "tickets": [t.id for t in found],
-                "tickets_count": len(found),
-                "assets": {"Ticket": {str(t.id): self._ticket_json(t) for t in found}},
-            },
-        )
+        assets = {"Ticket": {str(t.id): self._ticket_json(t) for t in found}}
+        if request.query.get("expand") == "true":
+            return Reply(200, [self._ticket_json(t, expand=True) for t in found])
+        if self.version == "6.4":
+            ids = [t.id for t in found]
+            return Reply(200, {"tickets": ids, "tickets_count": len(found), "assets": assets})
+        if request.query.get("full") == "true":
+            ids = [t.id for t in found]
+            return Reply(200, {"record_ids": ids, "assets": assets, "total_count": len(found)})
+        return Reply(200, [self._ticket_json(t) for t in found])
 
 
 def _lookup(table: dict[int, str], name: Any, attribute: str) -> int:

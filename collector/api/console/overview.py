@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.params import FromPath
+from litestar.response import Redirect
 
 from collector.api.console.pages import Console
+from collector.errors import Rejection
 from collector.incidents.calls import Call
 
 
 def overview_routes(console: Console) -> list[Any]:
-    """GET / and GET /hosts/{host}."""
+    """GET /, GET /hosts/{host} and POST /hosts/{host}/{retire, restore}."""
     service = console.service
 
     @get("/", include_in_schema=False)
@@ -45,7 +48,7 @@ def overview_routes(console: Console) -> list[Any]:
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
-        found = service.hosts(host)
+        found = service.hosts(host) or service.retired_hosts(host)
         if not found:
             return console.refused(session, f"No host {host} has reported.", 404)
         states = [
@@ -65,4 +68,24 @@ def overview_routes(console: Console) -> list[Any]:
         calls = [c for c in service.calls(None, None, 5000) if c.host == host]
         return console.page("host.html", session, host=found[0], states=states, calls=calls)
 
-    return [overview, host_page]
+    @post("/hosts/{host:str}/{action:str}", include_in_schema=False, status_code=303)
+    async def host_action(
+        request: Request[Any, Any, Any], host: FromPath[str], action: FromPath[str]
+    ) -> Response[Any]:
+        session, form, refusal = await console.changing(request)
+        if refusal is not None:
+            return refusal
+        assert session is not None
+        reason = form.get("reason", "")
+        try:
+            if action == "retire":
+                service.retire_host(host, session.name, reason, via="console")
+            elif action == "restore":
+                service.restore_host(host, session.name, reason, via="console")
+            else:
+                return console.refused(session, f"No action {action!r} on hosts.", 404)
+        except Rejection as rejection:
+            return console.refused(session, rejection.message, rejection.status)
+        return Redirect(f"/hosts/{quote(host, safe='')}", status_code=303)
+
+    return [overview, host_page, host_action]

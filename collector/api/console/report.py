@@ -14,6 +14,7 @@ from collector.service_levels import (
     FORMATS,
     ReportError,
     build_report,
+    host_retirements,
     parse_period,
     render,
     render_html,
@@ -40,9 +41,16 @@ def report_routes(console: Console) -> list[Any]:
         if session is None:
             return console.to_login(request)
         label = period or datetime.fromtimestamp(service.clock(), UTC).strftime("%Y-%m")
+        retired_hosts, retired = host_retirements(service.store)
         try:
             report = build_report(
-                service.store, config, parse_period(label), group or None, as_of=service.clock()
+                service.store,
+                config,
+                parse_period(label),
+                group or None,
+                as_of=service.clock(),
+                retired=retired,
+                retired_hosts=retired_hosts,
             )
         except ReportError as exc:
             return console.refused(session, str(exc), 422)

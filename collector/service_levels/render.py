@@ -1,0 +1,357 @@
+"""Rendering a report: json, csv, md and html (a page with inline SVG charts, or a fragment)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from html import escape
+
+from collector.service_levels.model import BackupJob, ScopeReport, ServiceReport
+from collector.service_levels.period import ReportError
+from runwatch import units
+
+FORMATS = ("json", "csv", "md", "html")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.3f}%"
+
+
+def _dur(seconds: float | None) -> str:
+    return "-" if seconds is None else units.duration(seconds)
+
+
+def _ttr_p90(scope: ScopeReport) -> str:
+    """The 90th percentile to resolve; "at least" when it fell on a call still open."""
+    text = _dur(scope.ttr_p90_seconds)
+    return f"at least {text}" if scope.ttr_p90_at_least else text
+
+
+def _still_open(scope: ScopeReport) -> str:
+    if not scope.still_open:
+        return "-"
+    return f"{scope.still_open} still open, {_dur(scope.still_open_oldest_seconds)} so far"
+
+
+def _unwatched(report: ServiceReport) -> str:
+    """The line that says how much of the period nobody watched."""
+    since = report.watch_recorded_from
+    if since is None:
+        return "Watched time: not recorded by this collector's store (all counted as watched)."
+    text = (
+        f"Not watched (no collector evaluating): {_dur(report.unwatched_seconds)}, "
+        "counted neither up nor down."
+    )
+    if since > report.period.start:
+        text += f" Before {units.timestamp(since)}, when recording began, counted as watched."
+    return text
+
+
+def _backup_cells(b: BackupJob) -> list[str]:
+    """A backup job's row, as every format shows it."""
+    return [
+        b.host,
+        b.job,
+        b.tool or "-",
+        b.repository or "-",
+        b.source,
+        _dur(b.allowed_age_seconds),
+        _pct(b.share),
+        str(b.late_days),
+    ]
+
+
+BACKUP_HEADINGS = (
+    "host",
+    "job",
+    "tool",
+    "repository",
+    "source",
+    "allowed age",
+    "fresh",
+    "late days",
+)
+
+
+COLUMNS = (
+    "kind",
+    "name",
+    "availability",
+    "all_clear",
+    "hosts_up",
+    "hosts",
+    "calls_opened",
+    "calls_reopened",
+    "desk_reopened",
+    "responded",
+    "tta_mean_seconds",
+    "tta_p90_seconds",
+    "resolved",
+    "ttr_mean_seconds",
+    "ttr_p90_seconds",
+    "ttr_p90_at_least",
+    "still_open",
+    "still_open_oldest_seconds",
+    "recovered_unanswered",
+    "missed_response",
+    "recurring",
+    "unwatched_seconds",
+)
+# The scope table as md and html show it: heading, and the cell of a scope.
+SCOPE_TABLE: tuple[tuple[str, Callable[[ScopeReport], str]], ...] = (
+    ("scope", lambda s: f"{s.kind} {s.name}"),
+    ("availability", lambda s: _pct(s.availability)),
+    ("all clear", lambda s: _pct(s.all_clear)),
+    ("hosts up", lambda s: _pct(s.hosts_up)),
+    ("calls", lambda s: str(s.calls_opened)),
+    ("reopened", lambda s: str(s.calls_reopened)),
+    ("reopened after a desk close", lambda s: str(s.desk_reopened)),
+    ("time to respond (mean)", lambda s: _dur(s.tta_mean_seconds)),
+    ("time to respond (p90)", lambda s: _dur(s.tta_p90_seconds)),
+    ("time to resolve (mean)", lambda s: _dur(s.ttr_mean_seconds)),
+    ("time to resolve (p90)", _ttr_p90),
+    ("still open", _still_open),
+    ("recovered before anyone responded", lambda s: str(s.recovered_unanswered)),
+    ("missed respond_within", lambda s: str(s.missed_response)),
+    ("recurring problems", lambda s: _recurring_text(s) or "-"),
+)
+
+
+def render(report: ServiceReport, fmt: str) -> str:
+    """The report as json, csv, md or html (a self-contained page with inline SVG charts)."""
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n"
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "md":
+        return _markdown(report)
+    if fmt == "html":
+        return render_html(report, standalone=True)
+    raise ReportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def _recurring_text(scope: ScopeReport) -> str:
+    return "; ".join(f"{r.rule} on {r.host} x{r.calls}" for r in scope.recurring)
+
+
+def _cells(scope: ScopeReport) -> list[str]:
+    return [cell(scope) for _, cell in SCOPE_TABLE]
+
+
+def _csv(report: ServiceReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["period", *COLUMNS])
+    for s in report.scopes:
+        row = asdict(s)
+        row["recurring"] = _recurring_text(s)
+        row["unwatched_seconds"] = report.unwatched_seconds
+        writer.writerow([report.period.label, *("" if row[c] is None else row[c] for c in COLUMNS)])
+    writer.writerow([])
+    writer.writerow(
+        [
+            "period",
+            "host",
+            "backup_job",
+            "tool",
+            "repository",
+            "source",
+            "allowed_age_seconds",
+            "fresh_seconds",
+            "known_seconds",
+            "share",
+            "late_days",
+        ]
+    )
+    for b in report.backups:
+        writer.writerow(
+            [
+                report.period.label,
+                b.host,
+                b.job,
+                b.tool,
+                b.repository,
+                b.source,
+                b.allowed_age_seconds,
+                b.fresh_seconds,
+                b.known_seconds,
+                "" if b.share is None else b.share,
+                b.late_days,
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _markdown(report: ServiceReport) -> str:
+    headings = [h for h, _ in SCOPE_TABLE]
+    lines = [
+        f"# Service levels, {report.period.label}",
+        "",
+        _unwatched(report),
+        "",
+        _md_row(headings),
+        "|" + "---|" * len(headings),
+    ]
+    lines += [_md_row(_cells(s)) for s in report.scopes]
+    lines += ["", "## Backups: time the newest backup was younger than its rule allows", ""]
+    if not report.backups:
+        lines.append("No backup jobs reported.")
+    else:
+        lines += [_md_row(list(BACKUP_HEADINGS)), "|" + "---|" * len(BACKUP_HEADINGS)]
+        lines += [_md_row(_backup_cells(b)) for b in report.backups]
+    return "\n".join(lines) + "\n"
+
+
+_PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#b5412f", "#7a5cb8", "#5b8a9a", "#a0862f")
+
+
+def _calls_chart(report: ServiceReport) -> str:
+    """Calls opened per day, one line per run group."""
+    groups = [s for s in report.scopes if s.kind == "run group"]
+    days = report.period.days
+    top = max([max(s.calls_per_day, default=0) for s in groups] + [1])
+    width, height, left, bottom = 640, 200, 30, 20
+    step = (width - left - 10) / max(days - 1, 1)
+    parts = [
+        f'<svg class="chart" id="chart-calls" viewBox="0 0 {width} {height + 30}" '
+        f'width="{width}" height="{height + 30}" role="img" '
+        'aria-label="Calls opened per day per run group">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
+        f'y2="{height - bottom}" stroke="#888"/>',
+        f'<text x="2" y="14" font-size="10">{top}</text>',
+        f'<text x="2" y="{height - bottom}" font-size="10">0</text>',
+    ]
+    for day in range(0, days, 5):
+        parts.append(
+            f'<text x="{left + day * step:.1f}" y="{height - 4}" font-size="10">{day + 1}</text>'
+        )
+    for i, scope in enumerate(groups):
+        colour = _PALETTE[i % len(_PALETTE)]
+        points = " ".join(
+            f"{left + d * step:.1f},{(height - bottom) - n / top * (height - bottom - 10):.1f}"
+            for d, n in enumerate(scope.calls_per_day)
+        )
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+            f'points="{points}"><title>{escape(scope.name)}</title></polyline>'
+        )
+        parts.append(
+            f'<rect x="{left + i * 150}" y="{height + 10}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{left + i * 150 + 14}" y="{height + 19}" '
+            f'font-size="11">{escape(scope.name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ttr_chart(report: ServiceReport) -> str:
+    """Mean and 90th-percentile time to resolve per run group, as bars."""
+    groups = [s for s in report.scopes if s.kind == "run group"]
+    top = max([s.ttr_p90_seconds or 0 for s in groups] + [1.0])
+    row, width, left, label = 26, 760, 190, 210  # label: room for "7 h 54 min / at least 6 d 8 h"
+    height = row * max(len(groups), 1) + 20
+    parts = [
+        f'<svg class="chart" id="chart-ttr" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        'aria-label="Time to resolve per run group">'
+    ]
+    for i, scope in enumerate(groups):
+        y = i * row + 4
+        parts.append(f'<text x="0" y="{y + 14}" font-size="11">{escape(scope.name)}</text>')
+        for value, colour, offset in (
+            (scope.ttr_p90_seconds, "#9dbbe0", 0),
+            (scope.ttr_mean_seconds, "#2f6db5", 6),
+        ):
+            if value is None:
+                continue
+            bar = max(1.0, value / top * (width - left - label))
+            parts.append(
+                f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" '
+                f'height="{18 - 2 * offset}" fill="{colour}"/>'
+            )
+        parts.append(
+            f'<text x="{width - label + 5}" y="{y + 14}" font-size="11">'
+            f"{_dur(scope.ttr_mean_seconds)} / {_ttr_p90(scope)}</text>"
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 4}" font-size="10">dark: mean, light: 90th '
+        "percentile</text></svg>"
+    )
+    return "".join(parts)
+
+
+_MARK_COLOURS = {None: "#ccc", "fresh": "#3a9a5b", "late": "#b5412f", "pending": "#9dbbe0"}
+
+
+def _backup_calendar(report: ServiceReport) -> str:
+    """One row per backup job, one square per day: green fresh, red late, blue pending (the day
+    still running), grey not known or to come."""
+    cell, left = 16, 260
+    height = cell * max(len(report.backups), 1) + 24
+    width = left + cell * report.period.days + 10
+    parts = [
+        f'<svg class="chart" id="chart-backups" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" '
+        'aria-label="Backup freshness calendar">'
+    ]
+    for day in range(0, report.period.days, 5):
+        parts.append(f'<text x="{left + day * cell}" y="10" font-size="10">{day + 1}</text>')
+    for i, job in enumerate(report.backups):
+        y = 14 + i * cell
+        where = job.repository if job.source == "repository" else job.source
+        name = " ".join(c for c in (job.host, job.job, job.tool, where) if c)
+        parts.append(f'<text x="0" y="{y + 12}" font-size="11">{escape(name)}</text>')
+        for day, mark in enumerate(job.calendar):
+            parts.append(
+                f'<rect x="{left + day * cell}" y="{y}" width="{cell - 2}" '
+                f'height="{cell - 2}" fill="{_MARK_COLOURS[mark]}"><title>day {day + 1}: '
+                f"{mark or 'not known'}</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: ServiceReport, *, standalone: bool) -> str:
+    """The report as HTML: a whole page (standalone, to mail) or a fragment for the console."""
+
+    def row(cells: list[str]) -> str:
+        return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
+
+    def head(names: tuple[str, ...] | list[str]) -> str:
+        return "<thead><tr>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr></thead>"
+
+    rows = "".join(row(_cells(s)) for s in report.scopes)
+    backups = "".join(row(_backup_cells(b)) for b in report.backups) or (
+        f'<tr><td colspan="{len(BACKUP_HEADINGS)}">No backup jobs reported.</td></tr>'
+    )
+    scope = f" - {escape(report.group)}" if report.group else ""
+    body = (
+        f'<section class="report"><h1>Service levels, {report.period.label}{scope}</h1>'
+        f'<p class="watched">{escape(_unwatched(report))}</p>'
+        f'<table class="levels">{head([h for h, _ in SCOPE_TABLE])}<tbody>{rows}</tbody></table>'
+        f"<h2>Calls opened per day</h2>{_calls_chart(report)}"
+        f"<h2>Time to resolve</h2>{_ttr_chart(report)}"
+        "<h2>Backups: time the newest backup was younger than its rule allows</h2>"
+        f'<table class="backups">{head(BACKUP_HEADINGS)}<tbody>{backups}</tbody></table>'
+        f"{_backup_calendar(report)}"
+        '<p class="note">Times in UTC. Computed from the collector\'s records up to the end '
+        "of the period; the same records give the same report.</p></section>"
+    )
+    if not standalone:
+        return body
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>runwatch service levels {report.period.label}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
+        "th{background:#f0f3f7}.chart{display:block;margin:1em 0}"
+        f"</style></head><body>{body}</body></html>\n"
+    )

@@ -1,0 +1,1 @@
+"""Facts recorded from vendors' published API documents, for contract tests (not copies)."""
