@@ -106,6 +106,33 @@ check('auth token for ' . $want{owner}, $pid, $pmsg);
 print "RUNWATCH " . encode_json({ token => $secret, owner_token => $psecret }) . "\n";
 """
 
+# What a user may do, one line per right: the object's type and name, and the right.
+RIGHTS_PL = r"""
+my $user = RT::User->new(RT->SystemUser);
+$user->Load($ARGV[0]) or die "no user $ARGV[0]\n";
+my $equivalence = RT::Group->new(RT->SystemUser);
+$equivalence->LoadACLEquivalenceGroup($user->PrincipalObj);
+my $aces = RT::ACL->new(RT->SystemUser);
+$aces->LimitToPrincipal(Type => 'Group', Id => $equivalence->PrincipalId);
+while (my $ace = $aces->Next) {
+    my $object = $ace->ObjectType->new(RT->SystemUser);
+    $object->Load($ace->ObjectId);
+    print "RUNWATCH ", join("\t", $ace->ObjectType, $object->Name, $ace->RightName), "\n";
+}
+"""
+
+# Takes one right on a queue from a user.
+REVOKE_PL = r"""
+my ($login, $right, $name) = @ARGV;
+my $user = RT::User->new(RT->SystemUser);
+$user->Load($login) or die "no user $login\n";
+my $queue = RT::Queue->new(RT->SystemUser);
+$queue->Load($name) or die "no queue $name\n";
+my ($ok, $msg) = $user->PrincipalObj->RevokeRight(Right => $right, Object => $queue);
+die "$msg\n" unless $ok;
+print "RUNWATCH revoked\n";
+"""
+
 
 def installed() -> bool:
     """Whether rt.sh has installed RT here."""
@@ -213,6 +240,35 @@ class RTServer:
         raise AssertionError(
             f"RT provisioning failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
+
+    def perl(self, script: str, *args: str) -> list[str]:
+        """Run `script` with RT loaded, as www-data; return the lines it printed after RUNWATCH."""
+        prelude = f"use strict;\nuse warnings;\nuse lib '{RT_LIB}';\nuse RT;\n"
+        prelude += "RT::LoadConfig();\nRT::Init();\n"
+        result = subprocess.run(
+            self.as_www_data("perl", "-", *args),
+            input=prelude + script,
+            text=True,
+            capture_output=True,
+            cwd=self._home,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"perl failed:\n{result.stdout}\n{result.stderr}"
+        return [
+            line.removeprefix("RUNWATCH ")
+            for line in result.stdout.splitlines()
+            if line.startswith("RUNWATCH ")
+        ]
+
+    def rights(self, login: str) -> set[tuple[str, str, str]]:
+        """The rights granted to the user itself: (object type, object name, right)."""
+        lines = self.perl(RIGHTS_PL, login)
+        return {(kind, name, right) for kind, name, right in (x.split("\t") for x in lines)}
+
+    def revoke(self, login: str, right: str, queue: str) -> None:
+        """Take `right` on `queue` from the user (RT reads rights afresh on every request)."""
+        assert self.perl(REVOKE_PL, login, right, queue) == ["revoked"]
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._process is not None

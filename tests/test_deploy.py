@@ -621,3 +621,15 @@ def test_remove_retires_the_hosts_and_opens_no_stale_calls(
             f"Resolved: host {call['host']} was retired by remover: removed by runwatch deploy "
             "remove"
         )
+
+    # A new deploy brings a removed host back: restored, enrolled again, reporting.
+    code, rows, stderr = deploy("install", "--hosts", "life1", "--cache-dir", str(fleet.cache_dir))
+    assert code == 0, stderr
+    assert "restored the retired host at the collector" in rows[0]["changes"], rows[0]
+    wait_for(
+        "life1 reporting again",
+        lambda: [h["host"] for h in get_json(f"{url}/api/v1/hosts")] == ["life1"],
+        timeout=30,
+    )
+    code, rows, stderr = deploy("remove", "--hosts", "life1")
+    assert code == 0, stderr

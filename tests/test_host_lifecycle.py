@@ -193,7 +193,7 @@ def api(
 
 
 def test_retire_and_restore_through_the_api(api: Any, clock: FakeClock) -> None:
-    client, _, tokens = api
+    client, service, tokens = api
     web = Reporter("web01", clock)
     sent = client.post(
         "/api/v1/reports",
@@ -236,6 +236,10 @@ def test_retire_and_restore_through_the_api(api: Any, clock: FakeClock) -> None:
     )
     assert refused.status_code == 409
     assert refused.json()["error"] == "retired"
+    rejected = service.registry.get_sample_value(
+        "runwatch_reports_rejected_total", {"reason": "retired"}
+    )
+    assert rejected == 1
     assert "runwatch host restore web01" in refused.json()["message"]
 
     restored = client.post(

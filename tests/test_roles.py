@@ -64,6 +64,8 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/calls/{call_id}/acknowledge"): CHANGES,
     ("POST", "/api/v1/calls/{call_id}/comment"): CHANGES,
     ("POST", "/api/v1/calls/{call_id}/resolve"): CHANGES,
+    ("POST", "/api/v1/hosts/{name}/retire"): CHANGES,
+    ("POST", "/api/v1/hosts/{name}/restore"): CHANGES,
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
     ("GET", "/metrics"): READ,
 }
@@ -72,7 +74,13 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 # rebinding attack: no host count unless the read API is open anyway).
 ANY_HOST = {("GET", "/healthz")}
 
-PATH_VALUES = {"call_id": "1", "rule": "filesystem_full", "host": "web02", "silence_id": "1"}
+PATH_VALUES = {
+    "call_id": "1",
+    "rule": "filesystem_full",
+    "host": "web02",
+    "silence_id": "1",
+    "name": "web02",
+}
 QUERY_VALUES = {("POST", "/api/v1/outbox/discard"): {"op_id": "1"}}
 
 
@@ -85,6 +93,8 @@ def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
         ("POST", "/api/v1/silences"): {"host": "web*", "duration": "1h", "reason": "role matrix"},
         ("POST", "/api/v1/calls/{call_id}/comment"): {"text": "role matrix"},
         ("POST", "/api/v1/calls/{call_id}/resolve"): {"text": "role matrix"},
+        ("POST", "/api/v1/hosts/{name}/retire"): {"reason": "role matrix"},
+        ("POST", "/api/v1/hosts/{name}/restore"): {"reason": "role matrix"},
     }
     body = bodies.get((method, path))
     return json.dumps(body).encode() if body is not None else None

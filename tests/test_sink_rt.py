@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from checks.settings import ConfigError, convert
 from collector.sinks.contract import NewTicket, SinkError, TicketRef
 from collector.sinks.rt import RTSink, RTSinkConfig
+from runwatch.cli import main
 from tests import helpdesk_rt
 from tests.helpdesk_rt import RTServer, free_port
-from tests.helpers.recipes import run_recipe
+from tests.helpers.recipes import DOCS, run_recipe
 from tests.helpers.sinks import assert_refused_for_credentials
 
 pytestmark = pytest.mark.slow
@@ -176,6 +181,7 @@ def test_refused_status_change_is_an_error(make_sink: MakeSink) -> None:
     with pytest.raises(SinkError, match="did not set Status 'fixed'") as caught:
         sink.resolve(ref, "recovered", close=False)
     assert caught.value.retryable is False
+    assert "ModifyTicket" not in str(caught.value), "a refusal that is not about rights"
 
 
 def test_routes_to_queue_and_owner(sink: RTSink, rt_api: httpx.Client) -> None:
@@ -346,3 +352,107 @@ def test_the_owner_recipe_makes_a_user_runwatch_gives_tickets_to(
     assert ticket(rt_api, ref)["Owner"]["id"] == login
     user = rt_api.get(f"/user/{login}").json()
     assert user["Privileged"] == 1 and user["EmailAddress"] == f"{login}@example.com"
+
+
+def documented_rights() -> tuple[set[str], set[str]]:
+    """The rights in the table of docs/helpdesks/rt.md: on the queue, and on the custom field."""
+    text = (DOCS / "helpdesks" / "rt.md").read_text(encoding="utf-8")
+    section = text.split("## Permissions of the integration user", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    names = {name for row in rows for name in re.findall(r"`(\w+)`", row)} - {"DedupKey"}
+    field = {name for name in names if name.endswith("CustomField")}
+    return names - field, field
+
+
+@pytest.fixture
+def www_data_dir() -> Iterator[Path]:
+    """A directory www-data may write to (pytest's tmp_path is closed to it)."""
+    path = Path(tempfile.mkdtemp(prefix="runwatch-rt-user-"))
+    shutil.chown(path, helpdesk_rt.RUN_AS, helpdesk_rt.RUN_AS)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_integration_user_recipe_makes_a_least_privileged_user_that_works(
+    rt_server: RTServer,
+    rt_api: httpx.Client,
+    www_data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The recipe in docs/helpdesks/rt.md, run as written; then the sink with that user's token."""
+    login = f"runwatch{uuid.uuid4().hex[:8]}"  # the doc's `runwatch`, one per run of the test
+    token_file = www_data_dir / "rt.token"
+    made = run_recipe(
+        "helpdesks/rt.md",
+        "rt integration user",
+        {"LOGIN": login, "QUEUES": "Monitoring Operations", "TOKEN_FILE": str(token_file)},
+        wrap=lambda argv: rt_server.as_www_data(*argv),
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert token_file.stat().st_mode & 0o077 == 0, "only its owner may read the token"
+    token = token_file.read_text().strip()
+    assert token and token != rt_server.token
+
+    # Exactly the rights the doc's table lists, on both queues and on the custom field.
+    queue_rights, field_rights = documented_rights()
+    assert {"ModifyTicket", "CreateTicket"} <= queue_rights and "SeeCustomField" in field_rights
+    assert rt_server.rights(login) == {
+        *(
+            ("RT::Queue", queue, right)
+            for queue in ("Monitoring", "Operations")
+            for right in queue_rights
+        ),
+        *(("RT::CustomField", "DedupKey", right) for right in field_rights),
+    }
+
+    # The self-check, as people run it, with that token.
+    config = tmp_path / "collector.yaml"
+    sink_data = {"type": "rt", "url": rt_server.url, "token": {"file": str(token_file)}}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "sinks": {"rt": {**sink_data, "queue": "Monitoring", "timeout": "10s"}},
+                "groups": {"ops": {"sink": "rt", "assign": "ops"}},
+                "rules": [],
+            }
+        )
+    )
+    assert main(["outbox", "check-sinks", "--config", str(config), "--strict"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["rt: OK"]
+
+    # Every call runwatch makes, as that user.
+    sink = RTSink(convert({**sink_data, "queue": "Monitoring", "timeout": "10s"}, RTSinkConfig))
+    try:
+        fp = fingerprint()
+        assert sink.find(fp) is None
+        ref = sink.open(new_ticket(fp))
+        assert ticket(rt_api, ref)["Creator"]["id"] == login
+        assert sink.find(fp) == ref
+        sink.comment(ref, "still 97% full after 1h")
+        sink.update(ref, priority="50", summary=f"WARNING filesystem_full ({fp[:8]})", text="88%")
+        assert ticket(rt_api, ref)["Priority"] == "50"
+        sink.resolve(ref, "recovered: 70% full", close=False)
+        assert sink.status(ref).state == "resolved" and sink.find(fp) is None
+        sink.reopen(ref, "back at 96% full")
+        assert sink.status(ref).state == "open" and sink.find(fp) == ref
+        routed = sink.open(new_ticket(fingerprint(), queue="Operations"))
+        assert sink.status(routed).state == "new"
+        assert {"still 97% full after 1h", "88%", "recovered: 70% full", "back at 96% full"} <= set(
+            comments(rt_api, ref)
+        )
+
+        # One right less, and the change it is needed for fails, naming the right.
+        rt_server.revoke(login, "ModifyTicket", "Monitoring")
+        with pytest.raises(SinkError, match="ModifyTicket") as caught:
+            sink.resolve(ref, "recovered", close=False)
+        assert caught.value.retryable is False
+        assert ticket(rt_api, ref)["Status"] == "open"
+        # And without seeing the queue, the self-check names the rights it takes.
+        rt_server.revoke(login, "SeeQueue", "Monitoring")
+        problems = sink.check()
+        assert len(problems) == 1 and "queue 'Monitoring'" in problems[0].what, problems
+        assert "SeeQueue" in problems[0].fix
+    finally:
+        sink.close()

@@ -31,7 +31,7 @@ OUTBOX_OPERATIONS = ("open", "comment", "update", "resolve", "reopen")
 SINK_OPERATIONS = (*OUTBOX_OPERATIONS, "status")
 # What an outbox delivery attempt comes to (collector/incidents/outbox.py).
 DELIVERY_RESULTS = ("ok", "retry", "dead")
-REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large")
+REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_large", "retired")
 # The names a family's samples take, in the text format, OpenMetrics and client libraries: a
 # measurement may use none of them for a family of the collector's own.
 FAMILY_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum")

@@ -28,6 +28,8 @@ CLOSED_STATUSES = frozenset({"rejected", "deleted"})
 SUBJECT_MAX_CHARS = 200  # RT's Tickets.Subject column; RT cuts longer subjects silently
 # "Ticket 5: Status changed from 'open' to 'resolved'": the one message that says a change took.
 _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
+# What RT says, with 200, to a change the user has no right to make.
+_DENIED = re.compile(r"\bPermission Denied\b", re.I)
 # Characters that would end the quoted `'CF.{NAME}'` in TicketSQL.
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
 _MAX_PAGES = 20  # of 100 transactions or attachments: a ticket's history read back
@@ -340,8 +342,15 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
         ]
         if wrong:
             want = ", ".join(f"{key} {changes[key]!r}" for key in wrong)
+            said = "; ".join(messages)
+            # RT's answer names no right; every field runwatch changes needs the same one.
+            fix = (
+                ": grant the token's user ModifyTicket on the ticket's queue"
+                if _DENIED.search(said)
+                else ""
+            )
             raise contract.SinkError(
-                f"rt: ticket {remote_id}: RT did not set {want}; it said: {'; '.join(messages)}",
+                f"rt: ticket {remote_id}: RT did not set {want}; it said: {said}{fix}",
                 retryable=False,
             )
 
@@ -354,13 +363,19 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
             [(f"queue {queue!r}", lambda: self._request("GET", f"/queue/{quote(queue, safe='')}"))],
             credential="`token`",
         )
+        rights = (
+            "grant the token's user SeeQueue, ShowTicket, CreateTicket, ModifyTicket and "
+            "CommentOnTicket on the queue, and SeeCustomField and ModifyCustomField on the "
+            f"custom field {self._config.fingerprint_field!r}"
+        )
         return [
             contract.Problem(
                 f"queue {queue!r} does not exist or the token's user may not see it",
-                "set `queue` to an RT queue, and grant the user ShowTicket, SeeQueue, "
-                "CreateTicket, ModifyTicket and CommentOnTicket on it",
+                f"set `queue` to an RT queue, and {rights}",
             )
             if "404" in p.what
+            else contract.Problem(p.what, rights)
+            if "is not allowed" in p.what
             else p
             for p in problems
         ]
