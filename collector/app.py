@@ -195,6 +195,7 @@ class CollectorService:
             failures=self.ingest_metrics.evaluation_failures,
             clock=self.clock,
             reload=self._reload,
+            flush_storms=self.incidents.flush_storms,
         )
         self.by_hand = CallsByHand(
             config=self._config,

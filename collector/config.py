@@ -50,6 +50,10 @@ class GroupConfig(_Config, frozen=True):
     # closed and open a new call if the problem still holds `new_call_after` later.
     on_desk_close: Literal["reopen", "new_call"] = "reopen"
     new_call_after: Duration = Duration(1800)
+    # With `on_desk_close: reopen`, a second close in the desk in one problem's life: reopen
+    # again, leave the ticket closed and open a new call after `new_call_after` if the problem
+    # still holds, or leave it closed (the call stays open here until the problem clears).
+    on_repeated_close: Literal["keep_reopening", "open_new", "leave_closed"] = "open_new"
     # Where calls go in the group's sink: project, tracker, assignee (Redmine), queue, owner
     # (RT), project, component (Jira), assignment_group (ServiceNow), group (Zammad).
     route: dict[str, str] = {}
@@ -316,6 +320,8 @@ class StormConfig(_Config, frozen=True):
 
     max_calls: Annotated[int, msgspec.Meta(ge=1)] = 50
     window: Duration = Duration(300)
+    # The umbrella's ticket is brought up to date (count, list) at most this often.
+    update_every: Duration = Duration(5)
 
 
 class TemplatesConfig(_Config, frozen=True):

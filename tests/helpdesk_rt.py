@@ -99,7 +99,11 @@ $root->Load('root');
 my $token = RT::AuthToken->new(RT::CurrentUser->new($root));
 my ($id, $msg, $secret) = $token->Create(Owner => $root->id, Description => 'runwatch tests');
 check('auth token', $id, $msg);
-print "RUNWATCH " . encode_json({ token => $secret }) . "\n";
+# A person in the help desk (tests of two-way sync): root makes a token for the owner.
+my $person = RT::AuthToken->new(RT::CurrentUser->new($root));
+my ($pid, $pmsg, $psecret) = $person->Create(Owner => $user->id, Description => 'runwatch tests');
+check('auth token for ' . $want{owner}, $pid, $pmsg);
+print "RUNWATCH " . encode_json({ token => $secret, owner_token => $psecret }) . "\n";
 """
 
 # What a user may do, one line per right: the object's type and name, and the right.
@@ -148,6 +152,7 @@ class RTServer:
     def __init__(self) -> None:
         self.port: int | None = None
         self._token: str | None = None
+        self._owner_token: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._home: Path | None = None
         self._log: Path | None = None
@@ -162,6 +167,12 @@ class RTServer:
         """An auth token for root (RT stores only its hash; this is the only copy)."""
         assert self._token is not None, "RTServer.start() first"
         return self._token
+
+    @property
+    def owner_token(self) -> str:
+        """An auth token for OWNER: a person working tickets, not runwatch."""
+        assert self._owner_token is not None, "RTServer.start() first"
+        return self._owner_token
 
     def as_www_data(self, *argv: str) -> list[str]:
         """A command line that runs `argv` as RT's user, with this server's HOME and port."""
@@ -190,7 +201,7 @@ class RTServer:
         self._home = Path(tempfile.mkdtemp(prefix="runwatch-rt-"))
         shutil.chown(self._home, RUN_AS, RUN_AS)
         self._log = self._home / "rt-server.log"
-        self._token = self.provision()
+        self._token, self._owner_token = self.provision()
         with self._log.open("wb") as log:
             self._process = subprocess.Popen(
                 self.as_www_data(
@@ -203,8 +214,9 @@ class RTServer:
             )
         self._wait_ready(timeout)
 
-    def provision(self) -> str:
-        """Create what the sink tests need (idempotently) and return a new token for root."""
+    def provision(self) -> tuple[str, str]:
+        """Create what the sink tests need (idempotently); return new tokens for root and
+        for OWNER."""
         want = {
             "queues": list(QUEUES),
             "field": FINGERPRINT_FIELD,
@@ -223,7 +235,8 @@ class RTServer:
         )
         for line in result.stdout.splitlines():
             if line.startswith("RUNWATCH "):
-                return str(json.loads(line.removeprefix("RUNWATCH "))["token"])
+                made = json.loads(line.removeprefix("RUNWATCH "))
+                return str(made["token"]), str(made["owner_token"])
         raise AssertionError(
             f"RT provisioning failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
         )

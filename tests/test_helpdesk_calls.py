@@ -67,6 +67,15 @@ class Desk:
     tickets: Callable[[str], list[dict[str, str]]]
     close: Callable[[str], None]  # what a help-desk agent does: close the ticket by hand
     priority: Callable[[str], str]
+    # A person (not runwatch's user) at work: a note, and a close; and what the ticket says.
+    person: str
+    note: Callable[[str, str], None]
+    person_close: Callable[[str], None]
+    subject: Callable[[str], str]
+    texts: Callable[[str], list[str]]  # the ticket's notes or comments, oldest first
+    # What the ticket says the call is now: Redmine's description; RT, which cannot edit its
+    # first message, its newest comment.
+    current: Callable[[str], str]
 
 
 def redmine_desk(server: Any, url: str | None = None) -> Desk:
@@ -97,6 +106,26 @@ def redmine_desk(server: Any, url: str | None = None) -> Desk:
     def priority(ticket: str) -> str:
         return str(client.get(f"/issues/{ticket}.json").json()["issue"]["priority"]["name"])
 
+    person = httpx.Client(
+        base_url=server.url, headers={"X-Redmine-API-Key": server.setup.opsuser_api_key}
+    )
+
+    def note(ticket: str, text: str) -> None:
+        person.put(f"/issues/{ticket}.json", json={"issue": {"notes": text}}).raise_for_status()
+
+    def person_close(ticket: str) -> None:
+        person.put(f"/issues/{ticket}.json", json={"issue": {"status_id": 5}}).raise_for_status()
+
+    def subject(ticket: str) -> str:
+        return str(client.get(f"/issues/{ticket}.json").json()["issue"]["subject"])
+
+    def texts(ticket: str) -> list[str]:
+        issue = client.get(f"/issues/{ticket}.json", params={"include": "journals"}).json()
+        return [j["notes"] for j in issue["issue"]["journals"] if j.get("notes")]
+
+    def current(ticket: str) -> str:
+        return str(client.get(f"/issues/{ticket}.json").json()["issue"]["description"])
+
     return Desk(
         "redmine",
         server.url,
@@ -114,6 +143,12 @@ def redmine_desk(server: Any, url: str | None = None) -> Desk:
         tickets,
         close,
         priority,
+        "Ops User",
+        note,
+        person_close,
+        subject,
+        texts,
+        current,
     )
 
 
@@ -139,6 +174,40 @@ def rt_desk(server: Any) -> Desk:
     def priority(ticket: str) -> str:
         return str(client.get(f"/REST/2.0/ticket/{ticket}").json()["Priority"])
 
+    person = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"token {server.owner_token}"}
+    )
+
+    def note(ticket: str, text: str) -> None:
+        person.post(
+            f"/REST/2.0/ticket/{ticket}/comment",
+            json={"Content": text, "ContentType": "text/plain"},
+        ).raise_for_status()
+
+    def person_close(ticket: str) -> None:
+        person.put(f"/REST/2.0/ticket/{ticket}", json={"Status": "resolved"}).raise_for_status()
+
+    def subject(ticket: str) -> str:
+        return str(client.get(f"/REST/2.0/ticket/{ticket}").json()["Subject"])
+
+    def texts(ticket: str) -> list[str]:
+        history = client.get(
+            f"/REST/2.0/ticket/{ticket}/history", params={"fields": "Type", "per_page": 100}
+        ).json()["items"]
+        said = {str(item["id"]) for item in history if item["Type"] in ("Comment", "Correspond")}
+        attachments = client.get(
+            f"/REST/2.0/ticket/{ticket}/attachments",
+            params={"fields": "Content,TransactionId,ContentType", "per_page": 100},
+        ).json()["items"]
+        return [
+            str(item["Content"])
+            for item in attachments
+            if str(item["TransactionId"]) in said and item.get("ContentType") == "text/plain"
+        ]
+
+    def current(ticket: str) -> str:
+        return (texts(ticket) or [""])[-1]
+
     return Desk(
         "rt",
         server.url,
@@ -151,6 +220,12 @@ def rt_desk(server: Any) -> Desk:
         tickets,
         close,
         priority,
+        "opsuser",
+        note,
+        person_close,
+        subject,
+        texts,
+        current,
     )
 
 
@@ -166,6 +241,8 @@ class Fleet:
         *,
         sink_url: str | None = None,
         sync_interval: str = "1h",
+        storm: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> None:
         self.tmp, self.processes, self.desk = tmp, processes, desk
         self.run_id = uuid.uuid4().hex[:6]
@@ -182,7 +259,7 @@ class Fleet:
                     "data_dir": str(tmp / "data"),
                     "sinks": {"desk": sink},
                     "groups": {
-                        g: {"sink": "desk", "assign": g.title(), "route": route}
+                        g: {"sink": "desk", "assign": g.title(), "route": route, **(policy or {})}
                         for g, route in desk.routes.items()
                     },
                     "rules": RULES,
@@ -190,7 +267,7 @@ class Fleet:
                     "sync_interval": sync_interval,
                     "outbox": {"first_retry": "1s", "max_retry": "5s"},
                     # 50 problems at once are the scenario here, not a storm to hold back.
-                    "storm": {"max_calls": 100, "window": "5m"},
+                    "storm": storm or {"max_calls": 100, "window": "5m"},
                 }
             )
         )
@@ -446,3 +523,100 @@ def test_kill_9_right_after_a_create_never_duplicates_a_ticket(
     for call in calls:
         assert len(fleet.desk.tickets(call["fingerprint"])) == 1, call["summary"]
     assert proxy.creates == 2, "one create per problem, the first one never repeated"
+
+
+def call_ticket(fleet: Fleet, call_id: int) -> str | None:
+    """The id of the call's ticket in the desk, once the open has been delivered."""
+    ticket = get_json(f"{fleet.url}/api/v1/calls/{call_id}")["ticket"]
+    return str(ticket["id"]) if ticket else None
+
+
+def test_storm_of_forty_hosts_the_umbrella_lists_every_held_back_problem(
+    tmp_path: Path, processes: Processes, desk: Desk
+) -> None:
+    fleet = Fleet(
+        tmp_path, processes, desk, hosts=42, storm={"max_calls": 2, "window": "5m"}
+    )  # storm.update_every: the default, 5 s
+    for host in fleet.hosts:
+        fleet.report(host, {"/sys1": 0.97})
+    reported = time.monotonic()
+    calls = get_json(f"{fleet.url}/api/v1/calls?limit=1000")
+    (umbrella,) = (c for c in calls if c["rule"] == "call_storm" and c["status"] == "open")
+    own = {c["host"] for c in fleet.calls()}
+    held = [host for host in fleet.hosts if host not in own]
+    assert len(held) == 40
+    ticket = ""
+
+    def listed() -> bool:
+        nonlocal ticket
+        ticket = ticket or call_ticket(fleet, umbrella["id"]) or ""
+        if not ticket or not desk.subject(ticket).startswith("[storm] 40 problem(s)"):
+            return False
+        # The subject changes a moment before the comment lands (RT: two requests).
+        now = desk.current(ticket)
+        return all(f"[{host}]" in now for host in held)
+
+    wait_for("the umbrella to list all 40 in the desk", listed, timeout=30)
+    took = time.monotonic() - reported
+    print(f"{desk.kind}: the umbrella listed all 40 held-back problems {took:.1f} s after them")
+    assert took < 15, f"{took:.1f} s"
+    # The umbrella's fingerprint is the group's: an earlier run's open umbrella is reused.
+    ops = get_json(f"{fleet.url}/api/v1/outbox?status=all&limit=1000")
+    updates = [op for op in ops if op["call_id"] == umbrella["id"] and op["op"] == "update"]
+    assert len(updates) <= 2, "batched: not an update per problem"
+
+    for host in held[:3]:
+        fleet.report(host, {"/sys1": 0.40})
+    wait_for(
+        "the recovered ones to be marked in the desk",
+        lambda: desk.current(ticket).count("[recovered]") == 3,
+        timeout=30,
+    )
+
+
+def test_people_in_the_desk_engage_and_the_close_loop_ends(
+    tmp_path: Path, processes: Processes, desk: Desk
+) -> None:
+    fleet = Fleet(
+        tmp_path, processes, desk, hosts=1, sync_interval="1s", policy={"respond_within": "8s"}
+    )
+    (host,) = fleet.hosts
+    fleet.report(host, {"/sys1": 0.97})
+    wait_for("the ticket", fleet.drained, timeout=60)
+    (call,) = fleet.calls()
+    ticket = call_ticket(fleet, call["id"])
+    assert ticket is not None
+
+    def kinds() -> list[str]:
+        return [e["kind"] for e in get_json(f"{fleet.url}/api/v1/calls/{call['id']}")["events"]]
+
+    def said(kind: str) -> list[str]:
+        events = get_json(f"{fleet.url}/api/v1/calls/{call['id']}")["events"]
+        return [e["text"] for e in events if e["kind"] == kind]
+
+    desk.person_close(ticket)  # a close is not an acknowledgement
+    wait_for("runwatch to reopen it", lambda: "desk_reopened" in kinds(), timeout=30)
+    wait_for("the reopen to reach the desk", fleet.drained, timeout=30)
+    reopen_note = desk.texts(ticket)[-1]
+    assert "the problem persists" in reopen_note
+    assert "If it is closed again while the problem persists" in reopen_note
+    assert "(on_repeated_close: open_new)" in reopen_note
+    wait_for("the escalation", lambda: "severity" in kinds(), timeout=30)
+    assert "acknowledged" not in kinds()
+    assert "reopened" not in kinds(), "a close in the desk is not a recurrence"
+
+    desk.note(ticket, "Looking at the disk now")
+    wait_for("the note in the call's history", lambda: said("desk_comment"), timeout=30)
+    assert said("desk_comment") == [f"{desk.person} in desk: Looking at the disk now"]
+    wait_for("the acknowledgement", lambda: said("acknowledged"), timeout=30)
+    assert said("acknowledged")[0].startswith(f"Acknowledged in desk: a note by {desk.person}")
+    assert not [t for t in said("desk_comment") if "runwatch" in t], "its own notes stay out"
+
+    desk.person_close(ticket)  # the second close in this problem's life
+    wait_for("the policy's answer", lambda: "desk_closed" in kinds(), timeout=30)
+    wait_for("its comment to reach the desk", fleet.drained, timeout=30)
+    assert "leaves this ticket closed" in desk.texts(ticket)[-1]
+    time.sleep(3)  # three more syncs: it stays closed
+    assert kinds().count("desk_reopened") == 1
+    (only,) = desk.tickets(call["fingerprint"])
+    assert only["status"] in ("Closed", "resolved")

@@ -232,7 +232,7 @@ def test_two_way_sync_acknowledges_reopens_and_escalates(desk: Any, clock: FakeC
     worker.deliver_due()
     assert ticket["state"] == "open"
     kinds = [e.kind for e in service.store.call_events(1)]
-    assert kinds == ["opened", "severity", "acknowledged", "reopened"]
+    assert kinds == ["opened", "severity", "acknowledged", "desk_reopened"]
     assert "the problem persists" in service.store.call_events(1)[-1].text
     assert len(sink.tickets) == 1
 
@@ -275,7 +275,10 @@ def test_desk_closure_under_new_call_policy_opens_a_new_call_later(
     feed(service, web, 0.90)
     worker.deliver_due()
     sink.tickets["T1"]["state"] = "closed"  # the help desk closes it; disk still full
-    assert sync.run_once(clock()) == 0, "no reopen under this policy"
+    assert sync.run_once(clock()) == 1, "a comment, no reopen, under this policy"
+    worker.deliver_due()
+    assert sink.log[-1] == ("comment", "T1")
+    assert sink.tickets["T1"]["state"] == "closed"
     for _ in range(5):
         clock.advance(60)
         feed(service, web, 0.90)

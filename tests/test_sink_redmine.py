@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -365,6 +366,35 @@ def test_key_never_appears_in_errors(
             attempt()
         assert key not in str(caught.value)
         assert key not in repr(caught.value.args)
+
+
+def test_read_ticket_shows_what_people_did_and_not_runwatch(
+    sink: RedmineSink, redmine_server: RedmineServer, fingerprint: str
+) -> None:
+    ref = sink.open(new_ticket(fingerprint))
+    sink.comment(ref, "runwatch's own note")
+    setup = redmine_server.setup
+    with httpx.Client(
+        base_url=redmine_server.url,
+        headers={"X-Redmine-API-Key": setup.opsuser_api_key},  # a person, not runwatch
+        timeout=10,
+    ) as person:
+        for change in (
+            {"notes": "Looking at the disk now"},
+            {"assigned_to_id": setup.opsuser_id, "status_id": 2},  # takes it: In Progress
+            {"status_id": 5},  # Closed
+        ):
+            person.put(f"/issues/{ref.remote_id}.json", json={"issue": change}).raise_for_status()
+    reading = sink.read_ticket(ref)
+    assert (reading.status.state, reading.status.raw) == ("closed", "Closed")
+    done = [(a.kind, a.author, a.text) for a in reading.activity]
+    assert done[0] == ("comment", "Ops User", "Looking at the disk now")
+    assert sorted(done[1:3]) == [
+        ("assign", "Ops User", "Ops User"),
+        ("status", "Ops User", "In Progress"),
+    ]
+    assert done[3:] == [("close", "Ops User", "Closed")]
+    assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"
 
 
 # -- the recipe in docs/helpdesks/redmine.md, run as written ------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -296,6 +297,40 @@ def test_unreachable_is_retryable(tmp_path: Path) -> None:
     assert caught.value.retryable is True
     assert caught.value.status is None
     assert "secretsecret" not in str(caught.value)
+
+
+def test_read_ticket_shows_what_people_did_and_not_runwatch(
+    sink: RTSink, rt_server: RTServer
+) -> None:
+    ref = sink.open(new_ticket(fingerprint()))
+    sink.comment(ref, "runwatch's own note")
+    with httpx.Client(
+        base_url=f"{rt_server.url}/REST/2.0",
+        timeout=10,
+        headers={"Authorization": f"token {rt_server.owner_token}"},  # a person, not runwatch
+    ) as person:
+        person.post(
+            f"/ticket/{ref.remote_id}/comment",
+            json={"Content": "Looking at the disk now", "ContentType": "text/plain"},
+        ).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Owner": "opsuser"}).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Status": "open"}).raise_for_status()
+        person.post(  # as RT's web UI writes it, with rich text on
+            f"/ticket/{ref.remote_id}/comment",
+            json={"Content": "<p>Freed <b>20 GiB</b> &amp; done</p>", "ContentType": "text/html"},
+        ).raise_for_status()
+        person.put(f"/ticket/{ref.remote_id}", json={"Status": "resolved"}).raise_for_status()
+    reading = sink.read_ticket(ref)
+    assert (reading.status.state, reading.status.raw) == ("resolved", "resolved")
+    done = [(a.kind, a.author, a.text) for a in reading.activity]
+    assert done == [
+        ("comment", "opsuser", "Looking at the disk now"),
+        ("assign", "opsuser", "opsuser"),
+        ("status", "opsuser", "open"),
+        ("comment", "opsuser", "Freed 20 GiB & done"),
+        ("close", "opsuser", "resolved"),
+    ]
+    assert all(abs(a.at - time.time()) < 300 for a in reading.activity), "the desk's own times"
 
 
 def test_the_owner_recipe_makes_a_user_runwatch_gives_tickets_to(

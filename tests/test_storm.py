@@ -3,9 +3,15 @@ umbrella call listing the rest, never 200 calls; every host is still watched."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 from collector.app import CollectorService
+from collector.incidents.outbox import OutboxWorker
+from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef
+from collector.store.opening import open_store
 from tests.helpers import FS_RULE, FakeClock, Reporter
 
 MakeService = Callable[..., CollectorService]
@@ -19,6 +25,8 @@ def test_two_hundred_stale_hosts_make_twenty_calls_and_one_umbrella(
     for host in hosts:
         service.ingest(host.host, host.report({"fs_used_ratio": 0.5}))
     clock.advance(200)  # the switch is down: nothing arrives for 3+ intervals
+    service.tick()
+    clock.advance(5)  # storm.update_every: the umbrella's texts catch up in one batch
     service.tick()
 
     open_calls = service.calls("open", None)
@@ -57,3 +65,112 @@ def test_new_problems_open_calls_again_once_the_window_has_passed(
     late = Reporter("db9", clock)
     service.ingest(late.host, late.report({"fs_used_ratio": 0.97}))
     assert any(c.host == "db9" and c.rule == "filesystem_full" for c in service.calls("open", None))
+
+
+class UmbrellaDesk:
+    """A help desk in memory that keeps what runwatch sent to each ticket."""
+
+    name = "desk"
+
+    def __init__(self) -> None:
+        self.tickets: dict[str, dict[str, Any]] = {}
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        return None
+
+    def open(self, ticket: NewTicket) -> TicketRef:
+        key = f"T{len(self.tickets) + 1}"
+        self.tickets[key] = {"summary": ticket.summary, "rule": ticket.rule, "sent": []}
+        return TicketRef(key)
+
+    def comment(self, ref: TicketRef, text: str) -> None:
+        self.tickets[ref.remote_id]["sent"].append(("comment", text))
+
+    def update(self, ref: TicketRef, *, priority: str, summary: str, text: str) -> None:
+        self.tickets[ref.remote_id]["summary"] = summary
+        self.tickets[ref.remote_id]["sent"].append(("update", text))
+
+    def resolve(self, ref: TicketRef, text: str, *, close: bool) -> None:
+        self.tickets[ref.remote_id]["sent"].append(("resolve", text))
+
+    def reopen(self, ref: TicketRef, text: str) -> None:
+        self.tickets[ref.remote_id]["sent"].append(("reopen", text))
+
+    def status(self, ref: TicketRef) -> RemoteStatus:
+        return RemoteStatus("new", "new")
+
+
+@pytest.fixture
+def stormy(
+    make_service: MakeService, clock: FakeClock
+) -> Iterator[tuple[CollectorService, UmbrellaDesk, OutboxWorker]]:
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}], storm={"max_calls": 2, "window": "5m", "update_every": "5s"}
+    )
+    service.incidents._external = {"helpdesk": lambda severity: severity}
+    desk = UmbrellaDesk()
+    worker_store = open_store(service.config)
+    yield service, desk, OutboxWorker(worker_store, {"helpdesk": desk}, clock=clock)
+    worker_store.close()
+
+
+def umbrella_ticket(desk: UmbrellaDesk) -> dict[str, Any]:
+    (ticket,) = (t for t in desk.tickets.values() if t["rule"] == "call_storm")
+    return ticket
+
+
+def test_the_umbrella_ticket_lists_every_held_back_problem_in_one_batched_update(
+    stormy: Any, clock: FakeClock
+) -> None:
+    service, desk, worker = stormy
+    hosts = [Reporter(f"db{i:02d}", clock) for i in range(42)]
+    counted = {"storm_members": 0}
+    real = service.store.storm_members
+
+    def storm_members(umbrella_id: int) -> list[tuple[str, str]]:
+        counted["storm_members"] += 1
+        return real(umbrella_id)
+
+    service.store.storm_members = storm_members  # type: ignore[method-assign]
+    for host in hosts:
+        service.ingest(host.host, host.report({"fs_used_ratio": 0.97}))
+    assert counted["storm_members"] == 0, "no list is rebuilt per held-back problem"
+    worker.deliver_due()
+    ticket = umbrella_ticket(desk)
+    assert ticket["summary"].startswith("[storm] 1 problem(s)"), "opened with the first"
+    assert ticket["sent"] == []
+
+    clock.advance(4)
+    service.tick()
+    assert worker.deliver_due() == 0, "at most one update every storm.update_every"
+    clock.advance(1)
+    service.tick()
+    assert worker.deliver_due() == 1
+    assert counted["storm_members"] == 1, "the list is read once per update"
+    assert ticket["summary"].startswith("[storm] 40 problem(s)")
+    ((op, text),) = ticket["sent"]
+    assert op == "update"
+    assert all(f"[db{i:02d}]" in text for i in range(2, 42)), text
+    clock.advance(60)
+    service.tick()
+    assert worker.deliver_due() == 0, "nothing new, nothing sent"
+
+    for host in hosts[2:5]:  # three held-back problems recover
+        service.ingest(host.host, host.report({"fs_used_ratio": 0.50}))
+    clock.advance(5)
+    service.tick()
+    worker.deliver_due()
+    assert (
+        "40 problem(s) for Systems Administration held back, 3 of them recovered"
+        in (ticket["summary"])
+    )
+    text = ticket["sent"][-1][1]
+    assert text.count("[recovered]") == 3
+    assert all(f"- [recovered] [db{i:02d}]" in text for i in (2, 3, 4))
+
+    for host in hosts:
+        service.ingest(host.host, host.report({"fs_used_ratio": 0.50}))
+    worker.deliver_due()
+    assert [op for op, _ in ticket["sent"]][-2:] == ["update", "resolve"]
+    assert ticket["sent"][-2][1].count("[recovered]") == 40, "the final list, then the resolve"
+    assert service.calls("open", None) == []

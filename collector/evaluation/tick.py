@@ -63,6 +63,8 @@ class EvaluationTick:
     failures: Counter
     clock: Callable[[], float]
     reload: Callable[[], None]  # rebuild the view from the store (after a failure)
+    # Bring storm umbrellas with news up to date (every replica: each holds its own news).
+    flush_storms: Callable[[float], int] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -79,6 +81,8 @@ class EvaluationTick:
         """
         now = self.clock()
         try:
+            if self.flush_storms is not None:
+                self.flush_storms(now)
             if not self.store.try_lead("evaluation"):
                 # Its view of each host catches up when the host reports through it. Its
                 # view grows with those reports all the same: without this, full collections

@@ -59,7 +59,21 @@ class CallEvent:
 
     call_id: int
     at: float
-    kind: Literal["opened", "comment", "severity", "resolved", "reopened", "acknowledged"]
+    # reopened: the problem came back after a recovery. desk_reopened: runwatch reopened a
+    # ticket the help desk closed while the problem persisted (not a new problem);
+    # desk_closed: such a close left closed by the group's policy; desk_comment: a note a
+    # person wrote in the help desk ("AUTHOR in SINK: TEXT").
+    kind: Literal[
+        "opened",
+        "comment",
+        "severity",
+        "resolved",
+        "reopened",
+        "acknowledged",
+        "desk_reopened",
+        "desk_closed",
+        "desk_comment",
+    ]
     text: str
 
 

@@ -176,7 +176,12 @@ class OutboxWorker:
             sink.comment(ref, payload["text"])
         elif op.op == "update":
             change = {k: payload[k] for k in ("priority", "summary", "text")}
-            sink.update(ref, **change, **_described(sink, payload))
+            described = _described(sink, payload)
+            if described:
+                # `brief`: the note to send when the description carries the rest (a storm
+                # umbrella's list, which would otherwise be in the ticket twice).
+                change["text"] = payload.get("brief", change["text"])
+            sink.update(ref, **change, **described)
         elif op.op == "resolve":
             close = bool(payload.get("close"))
             sink.resolve(ref, payload["text"], close=close, **_described(sink, payload))

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -23,6 +24,7 @@ from typing import (
     Protocol,
     TypeGuard,
     TypeVar,
+    runtime_checkable,
 )
 
 import msgspec
@@ -68,6 +70,39 @@ class RemoteStatus:
 
     state: RemoteState  # new: nobody has touched it; open: someone is on it
     raw: str  # the help desk's own word for it ("In Progress", "resolved")
+
+
+# What may count as a person engaging with a ticket (`acknowledge_on`); a close never does.
+Engagement = Literal["comment", "assign", "status"]
+ActivityKind = Literal[Engagement, "close"]
+ACKNOWLEDGING: tuple[Engagement, ...] = ("comment", "assign", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class DeskActivity:
+    """One thing a person did to a ticket in the help desk (never runwatch's own changes)."""
+
+    at: float  # when, by the help desk's clock (seconds since the epoch)
+    kind: ActivityKind  # a note; a new assignee or owner; a new status; a resolve or close
+    author: str  # the person, as the help desk names them
+    text: str = ""  # the note; the new assignee's name; the new status's name
+
+
+@dataclass(frozen=True, slots=True)
+class TicketReading:
+    """A ticket's status and what people did to it, read in one go."""
+
+    status: RemoteStatus
+    activity: tuple[DeskActivity, ...] = ()
+
+
+@runtime_checkable
+class ActivityReader(Protocol):
+    """A sink that can also read a ticket's history (Redmine's journals, RT's transactions)."""
+
+    def read_ticket(self, ref: TicketRef) -> TicketReading:
+        """The ticket's status and what people other than runwatch did to it, oldest first."""
+        ...
 
 
 class SinkError(Exception):
@@ -195,6 +230,9 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     verify_tls: bool = True
     # Severity -> this help desk's priority value (name or id, as its API wants it).
     priorities: dict[str, str] = {}
+    # What a person does to a ticket that counts as acknowledging its call; where a desk's
+    # history cannot be read, only a status change out of "new" is seen.
+    acknowledge_on: list[Engagement] = msgspec.field(default_factory=lambda: list(ACKNOWLEDGING))
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -205,6 +243,16 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def priority_values(self) -> dict[str, str]:
         """Severity -> priority value: `priorities` over the adapter's defaults."""
         return {**self.default_priorities, **self.priorities}
+
+
+def desk_time(sink: str, text: str) -> float:
+    """Seconds since the epoch of a help desk's ISO 8601 time (`2026-12-02T05:00:00Z`)."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise SinkError(
+            f"{sink}: unexpected time {text!r} in a ticket's history", retryable=False
+        ) from None
 
 
 def check_keys(option: str, given: Iterable[str], known: Collection[str], what: str) -> None:
@@ -289,6 +337,11 @@ class HttpSink(Generic[C]):
 
     def _auth_headers(self) -> Mapping[str, str]:
         raise NotImplementedError
+
+    @property
+    def acknowledge_on(self) -> frozenset[str]:
+        """What a person does to a ticket that counts as acknowledging its call."""
+        return frozenset(self._config.acknowledge_on)
 
     def close(self) -> None:
         """Close the keep-alive connections."""

@@ -95,11 +95,28 @@ class _FieldValue(msgspec.Struct):
     value: str | list[str] | None = None
 
 
+class _Detail(msgspec.Struct):
+    property: str
+    name: str
+    new_value: str | None = None
+
+
+class _Journal(msgspec.Struct):
+    id: int
+    created_on: str
+    user: _Ref | None = None
+    notes: str | None = None
+    details: list[_Detail] = []
+
+
 class _Issue(msgspec.Struct):
     id: int
     status: _Ref
     tracker: _Ref
     custom_fields: list[_FieldValue] = []
+    author: _Ref | None = None
+    assigned_to: _Ref | None = None
+    journals: list[_Journal] = []
 
 
 class _Project(msgspec.Struct):
@@ -263,14 +280,57 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """closed, resolved, new (still in its tracker's initial status) or open."""
         issue = self._call(_OneIssue, "GET", f"/issues/{self._issue_id(ref)}.json").issue
+        return self._remote_status(issue.status.id, issue.status.name, issue.tracker.id)
+
+    def read_ticket(self, ref: contract.TicketRef) -> contract.TicketReading:
+        """The status, and the journals of people other than the issue's author (runwatch's
+        own user, which created it): notes, new assignees, status changes."""
+        issue = self._call(
+            _OneIssue,
+            "GET",
+            f"/issues/{self._issue_id(ref)}.json",
+            params={"include": "journals"},
+        ).issue
+        status = self._remote_status(issue.status.id, issue.status.name, issue.tracker.id)
+        own = issue.author.id if issue.author else None
+        activity: list[contract.DeskActivity] = []
+        for journal in issue.journals:
+            if journal.user is None or journal.user.id == own:
+                continue
+            at = contract.desk_time("redmine", journal.created_on)
+            author = journal.user.name or f"user {journal.user.id}"
+            if journal.notes and journal.notes.strip():
+                activity.append(contract.DeskActivity(at, "comment", author, journal.notes))
+            for detail in journal.details:
+                if detail.property != "attr" or not detail.new_value:
+                    continue
+                if detail.name == "assigned_to_id":
+                    named = issue.assigned_to
+                    who = (
+                        named.name
+                        if named and str(named.id) == detail.new_value
+                        else f"user {detail.new_value}"
+                    )
+                    activity.append(contract.DeskActivity(at, "assign", author, who))
+                elif detail.name == "status_id" and detail.new_value.isdigit():
+                    changed = self._remote_status(int(detail.new_value), "", issue.tracker.id)
+                    closing = changed.state in ("resolved", "closed")
+                    activity.append(
+                        contract.DeskActivity(
+                            at, "close" if closing else "status", author, changed.raw
+                        )
+                    )
+        return contract.TicketReading(status, tuple(activity))
+
+    def _remote_status(self, status_id: int, name: str, tracker_id: int) -> contract.RemoteStatus:
         statuses = self._all_statuses()
-        current = next((s for s in statuses if s.id == issue.status.id), None)
-        raw = issue.status.name or (current.name if current else str(issue.status.id))
-        if issue.status.id == self._status_id("closed") or (current and current.is_closed):
+        current = next((s for s in statuses if s.id == status_id), None)
+        raw = name or (current.name if current else str(status_id))
+        if status_id == self._status_id("closed") or (current and current.is_closed):
             return contract.RemoteStatus(state="closed", raw=raw)
-        if issue.status.id == self._status_id("resolved"):
+        if status_id == self._status_id("resolved"):
             return contract.RemoteStatus(state="resolved", raw=raw)
-        if issue.status.id == self._initial_status_id(issue.tracker.id):
+        if status_id == self._initial_status_id(tracker_id):
             return contract.RemoteStatus(state="new", raw=raw)
         return contract.RemoteStatus(state="open", raw=raw)
 

@@ -7,6 +7,7 @@ that does not read as done is checked against the ticket itself before it counts
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +32,7 @@ _CHANGED = re.compile(r"\b\w+ changed from '.*' to '.*'$", re.S)
 _DENIED = re.compile(r"\bPermission Denied\b", re.I)
 # Characters that would end the quoted `'CF.{NAME}'` in TicketSQL.
 _BAD_FIELD_CHARS = frozenset("'\"\\{}")
+_MAX_PAGES = 20  # of 100 transactions or attachments: a ticket's history read back
 # RT 5 cannot edit a ticket's first message (REST2 transactions and attachments are read-only),
 # so the description says it is the first sight, and later comments carry the current state.
 FIRST_SEEN_NOTE = (
@@ -244,7 +246,78 @@ class RTSink(contract.HttpSink[RTSinkConfig]):
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         """Map RT's status: new, resolved, rejected/deleted (closed), anything else open."""
-        raw = str(self._ticket(ref.remote_id).get("Status", ""))
+        return self._remote_status(str(self._ticket(ref.remote_id).get("Status", "")))
+
+    def read_ticket(self, ref: contract.TicketRef) -> contract.TicketReading:
+        """The status, and the transactions of people other than the ticket's creator
+        (runwatch's own user): comments and replies, owner changes, status changes."""
+        remote_id = _ticket_id(ref.remote_id)
+        ticket = self._ticket(remote_id)
+        status = self._remote_status(str(ticket.get("Status", "")))
+        own = _user(ticket.get("Creator"))
+        owner = _user(ticket.get("Owner"))
+        notes = self._notes(remote_id)
+        activity: list[contract.DeskActivity] = []
+        for item in self._pages(
+            f"/ticket/{remote_id}/history", "Type,Creator,Created,Field,NewValue"
+        ):
+            author = _user(item.get("Creator"))
+            kind = str(item.get("Type", ""))
+            if not author or author in (own, "RT_System"):
+                continue
+            at = contract.desk_time("rt", str(item.get("Created", "")))
+            new = str(item.get("NewValue") or "")
+            if kind in ("Comment", "Correspond"):
+                text = notes.get(str(item.get("id", "")), "")
+                activity.append(contract.DeskActivity(at, "comment", author, text))
+            elif kind in ("Take", "Steal", "Give") or (
+                kind == "Set" and item.get("Field") == "Owner"
+            ):
+                activity.append(contract.DeskActivity(at, "assign", author, owner or new))
+            elif kind == "Status" and new:
+                state = self._remote_status(new).state
+                activity.append(
+                    contract.DeskActivity(
+                        at, "close" if state in ("resolved", "closed") else "status", author, new
+                    )
+                )
+        return contract.TicketReading(status, tuple(activity))
+
+    def _notes(self, remote_id: str) -> dict[str, str]:
+        """Transaction id -> the plain text of what it said, for the ticket's attachments."""
+        plain: dict[str, str] = {}
+        rich: dict[str, str] = {}  # RT's web UI writes HTML only, with rich text on
+        for item in self._pages(
+            f"/ticket/{remote_id}/attachments", "TransactionId,ContentType,Content"
+        ):
+            txn = _user(item.get("TransactionId"))
+            content = item.get("Content")  # as text, when selected by `fields`
+            if not txn or not isinstance(content, str):
+                continue
+            if item.get("ContentType") == "text/plain":
+                plain.setdefault(txn, content)
+            elif item.get("ContentType") == "text/html":
+                rich.setdefault(txn, _html_text(content))
+        return {**rich, **plain}
+
+    def _pages(self, path: str, fields: str) -> list[dict[str, Any]]:
+        """Every item of a REST2 collection, page by page (at most _MAX_PAGES of 100)."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, _MAX_PAGES + 1):
+            body = self._request(
+                "GET", path, params={"fields": fields, "per_page": 100, "page": page}
+            )
+            found = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(found, list):
+                raise contract.SinkError(
+                    f"rt: {path} answered without items: {body!r:.200}", retryable=False
+                )
+            items.extend(item for item in found if isinstance(item, dict))
+            if len(found) < 100:
+                break
+        return items
+
+    def _remote_status(self, raw: str) -> contract.RemoteStatus:
         if raw == "new":
             return contract.RemoteStatus(state="new", raw=raw)
         if raw == self._config.resolved_status:
@@ -312,6 +385,20 @@ def _subject(summary: str) -> str:
     """One line, at most SUBJECT_MAX_CHARS (RT cuts longer ones silently), with an ellipsis."""
     line = " ".join(summary.split())
     return line if len(line) <= SUBJECT_MAX_CHARS else line[: SUBJECT_MAX_CHARS - 1] + "…"
+
+
+def _user(value: object) -> str:
+    """The id of a REST2 object reference (`{"id": "root", "type": "user", ...}`) or value."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return "" if value is None else str(value)
+
+
+def _html_text(markup: str) -> str:
+    """The words of an HTML note, one paragraph or line break per line."""
+    broken = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", markup)
+    text = html.unescape(re.sub(r"<[^>]*>", "", broken))
+    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
 
 
 def _normal(text: str) -> str:
