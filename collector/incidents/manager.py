@@ -262,7 +262,7 @@ class IncidentManager:
                 "new calls on umbrella call %d",
                 problem.group,
                 self._storm.max_calls,
-                self._storm.window,
+                units.duration(float(self._storm.window)),
                 umbrella.id,
             )
         else:
@@ -337,7 +337,7 @@ class IncidentManager:
         umbrella.summary = (
             f"[storm] {len(members)} problem(s) for {umbrella.assign} held back{still}: "
             f"more than {self._storm.max_calls} new calls within "
-            f"{self._storm.window}"
+            f"{units.duration(float(self._storm.window))}"
         )
         umbrella.description = (
             "Too many problems at once to open a call for each (a network or power failure "

@@ -125,7 +125,7 @@ class TicketSync:
         ):
             link.escalated_at = now
             text = (
-                f"Not acknowledged within {group.respond_within} "
+                f"Not acknowledged within {units.duration(float(group.respond_within))} "
                 f"({group.assign}): escalated to high priority. {call.summary}"
             )
             priority = self._priorities[link.sink]("CRITICAL")
