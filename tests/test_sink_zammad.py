@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from checks.settings import convert
+from checks.settings import ConfigError, convert
 from collector.sinks.contract import SinkError
 from collector.sinks.zammad import ZammadSink, ZammadSinkConfig, search_ids
 from tests.fakes.zammad import VERSIONS, FakeZammad
+from tests.helpers.clock import FakeClock
 from tests.helpers.desks import FP, new_ticket
 
 ENV = "RUNWATCH_TEST_ZAMMAD_TOKEN"
 
 
-def sink_for(fake: FakeZammad, **options: Any) -> ZammadSink:
+def sink_for(fake: FakeZammad, clock: FakeClock | None = None, **options: Any) -> ZammadSink:
     data = {
         "type": "zammad",
         "url": fake.url,
@@ -32,7 +33,8 @@ def sink_for(fake: FakeZammad, **options: Any) -> ZammadSink:
         "customer": "monitoring@example.com",
         **options,
     }
-    return ZammadSink(convert(data, ZammadSinkConfig))
+    extra = {"clock": clock} if clock is not None else {}
+    return ZammadSink(convert(data, ZammadSinkConfig), **extra)
 
 
 @pytest.fixture(params=VERSIONS, ids=[f"zammad {v}" for v in VERSIONS])
@@ -166,3 +168,92 @@ def test_the_self_check_finds_a_token_without_ticket_agent(monkeypatch: pytest.M
             sink.close()
     assert [p.severity for p in problems] == ["error", "warning"]
     assert "ticket.agent" in problems[0].what
+
+
+class Lagging:
+    """A Zammad whose search lags writes by a second, on a clock the test moves."""
+
+    def __init__(self, fake: FakeZammad, clock: FakeClock) -> None:
+        self.fake, self.clock = fake, clock
+        self.made: list[ZammadSink] = []
+
+    def sink(self, **options: Any) -> ZammadSink:
+        self.made.append(sink_for(self.fake, self.clock, **options))
+        return self.made[-1]
+
+
+@pytest.fixture(params=VERSIONS, ids=[f"zammad {v}" for v in VERSIONS])
+def lagging(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lagging]:
+    clock = FakeClock()
+    with FakeZammad(version=request.param, search_lag_seconds=1, clock=clock) as fake:
+        monkeypatch.setenv(ENV, fake.token)
+        desk = Lagging(fake, clock)
+        try:
+            yield desk
+        finally:
+            for sink in desk.made:
+                sink.close()
+
+
+def test_the_fake_search_lags_writes(lagging: Lagging) -> None:
+    writer, reader = lagging.sink(), lagging.sink()
+    ref = writer.open(new_ticket())
+    assert reader.find(FP) is None  # the index has not seen the new ticket
+    lagging.clock.advance(1)
+    assert reader.find(FP) == ref
+    lagging.fake.set_state(ref.remote_id, "closed")
+    assert reader.find(FP) == ref  # the index still shows it open
+    lagging.clock.advance(1)
+    assert reader.find(FP) is None
+
+
+def test_search_lagging_writes_neither_duplicates_nor_finds_a_closed_ticket(
+    lagging: Lagging,
+) -> None:
+    sink = lagging.sink()
+    ref = sink.open(new_ticket())
+    assert sink.find(FP) == ref  # search does not see it yet; the stored reference does
+    lagging.clock.advance(2)
+    sink.resolve(ref, "Recovered.", close=False)
+    assert sink.find(FP) is None  # search still shows it open
+    sink.reopen(ref, "Back.")
+    assert sink.find(FP) == ref  # search still shows it closed
+    lagging.clock.advance(120)
+    assert sink.find(FP) == ref  # now search agrees
+    assert len(lagging.fake.tickets) == 1
+
+
+def test_an_open_right_after_an_open_makes_no_second_ticket(lagging: Lagging) -> None:
+    """What the outbox does: find, and open only if nothing is found."""
+    sink = lagging.sink()
+    for _ in range(2):
+        if sink.find(FP) is None:
+            sink.open(new_ticket())
+    assert len(lagging.fake.tickets) == 1
+
+
+def test_a_person_closing_the_ticket_is_seen_once_the_trust_window_passes(
+    lagging: Lagging,
+) -> None:
+    sink = lagging.sink(trust_window="30s")
+    ref = sink.open(new_ticket())
+    lagging.fake.set_state(ref.remote_id, "closed")
+    assert sink.find(FP) == ref  # trusted: no search inside the window
+    lagging.clock.advance(31)
+    assert sink.find(FP) is None
+
+
+@pytest.mark.parametrize("value", ["-1s", "soon"])
+def test_a_bad_trust_window_is_refused_naming_the_key(value: str) -> None:
+    with pytest.raises(ConfigError, match="trust_window: expected a duration"):
+        convert(
+            {
+                "type": "zammad",
+                "url": "https://zammad.example.com",
+                "token": {"env": ENV},
+                "group": "Users",
+                "customer": "monitoring@example.com",
+                "trust_window": value,
+            },
+            ZammadSinkConfig,
+        )

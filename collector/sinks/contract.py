@@ -245,6 +245,53 @@ class HttpSinkConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return {**self.default_priorities, **self.priorities}
 
 
+class TrustedWrites:
+    """What a sink wrote lately, trusted over a search that lags writes (issue 20).
+
+    For `window` seconds after a confirmed open or reopen, `find` answers the stored reference
+    instead of searching, and a ticket the sink resolved is not taken for open from a search
+    that still shows it so. A person's change within the window is seen once it passes.
+    """
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        # fingerprint -> (until, ref), and remote id -> until for tickets resolved
+        self._opened: dict[str, tuple[float, TicketRef]] = {}
+        self._resolved: dict[str, float] = {}
+
+    def find(self, fingerprint: str) -> TicketRef | None:
+        """The ticket this sink opened for the fingerprint within the window, if still open."""
+        opened = self._opened.get(fingerprint)
+        if opened is None or opened[0] <= self._clock() or self.resolved(opened[1].remote_id):
+            return None
+        return opened[1]
+
+    def resolved(self, remote_id: str) -> bool:
+        """Whether this sink resolved the ticket within the window."""
+        return self._resolved.get(remote_id, 0.0) > self._clock()
+
+    def opened(self, fingerprint: str, ref: TicketRef) -> TicketRef:
+        now = self._clock()
+        for old in [fp for fp, (until, _) in self._opened.items() if until <= now]:
+            del self._opened[old]
+        self._opened[fingerprint] = (now + self._window, ref)
+        self._resolved.pop(ref.remote_id, None)
+        return ref
+
+    def resolve(self, ref: TicketRef) -> None:
+        now = self._clock()
+        for remote_id in [i for i, until in self._resolved.items() if until <= now]:
+            del self._resolved[remote_id]
+        self._resolved[ref.remote_id] = now + self._window
+
+    def reopen(self, ref: TicketRef) -> None:
+        self._resolved.pop(ref.remote_id, None)
+        for fingerprint, (_, opened) in list(self._opened.items()):
+            if opened.remote_id == ref.remote_id:  # trust the reopen over a stale search too
+                self.opened(fingerprint, ref)
+
+
 def desk_time(sink: str, text: str) -> float:
     """Seconds since the epoch of a help desk's ISO 8601 time (`2026-12-02T05:00:00Z`)."""
     try:

@@ -119,11 +119,8 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
-        self._clock = clock
-        # Written by this sink and not yet trusted to search: fingerprint -> (until, ref), and
-        # issue id -> until for issues it resolved.
-        self._opened: dict[str, tuple[float, contract.TicketRef]] = {}
-        self._resolved: dict[str, float] = {}
+        # Written by this sink and not yet trusted to search.
+        self._trusted = contract.TrustedWrites(float(config.trust_window), clock)
 
     @property
     def _api(self) -> str:
@@ -137,10 +134,9 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
     # -- the Sink operations ------------------------------------------------------------------
 
     def find(self, fingerprint: str) -> contract.TicketRef | None:
-        now = self._clock()
-        opened = self._opened.get(fingerprint)
-        if opened is not None and opened[0] > now and opened[1].remote_id not in self._resolved:
-            return opened[1]
+        trusted = self._trusted.find(fingerprint)
+        if trusted is not None:
+            return trusted
         jql = f'labels = "{_label(fingerprint)}" AND statusCategory != Done'
         data = self._json(
             "GET",
@@ -150,7 +146,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         issues = [
             issue
             for issue in _get(data, "issues", list, "search")
-            if self._resolved.get(_get(issue, "id", str, "search"), 0.0) <= now
+            if not self._trusted.resolved(_get(issue, "id", str, "search"))
         ]
         if not issues:
             return None
@@ -173,7 +169,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
             fields["components"] = [{"name": route["component"]}]
         data = self._json("POST", f"{self._api}/issue", json={"fields": fields})
         ref = self._ref(_get(data, "id", str, "create"), _get(data, "key", str, "create"))
-        return self._remember(ticket.fingerprint, ref)
+        return self._trusted.opened(ticket.fingerprint, ref)
 
     def comment(self, ref: contract.TicketRef, text: str) -> None:
         if self._config.service_desk_id is not None and not self._config.public_comments:
@@ -202,18 +198,12 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         # Transition first, then comment: a retry after a lost answer finds the issue already
         # done and only adds the comment, instead of commenting twice.
         self._transition(ref, name, done=True)
-        now = self._clock()
-        for issue_id in [i for i, until in self._resolved.items() if until <= now]:
-            del self._resolved[issue_id]
-        self._resolved[ref.remote_id] = now + float(self._config.trust_window)
+        self._trusted.resolve(ref)
         self.comment(ref, text)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._transition(ref, self._config.reopen_transition, done=False)
-        self._resolved.pop(ref.remote_id, None)
-        for fingerprint, (_, opened) in list(self._opened.items()):
-            if opened.remote_id == ref.remote_id:  # trust the reopen over a stale search too
-                self._remember(fingerprint, ref)
+        self._trusted.reopen(ref)
         self.comment(ref, text)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
@@ -360,7 +350,7 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
         ref = self._ref(
             _get(data, "issueId", str, "request"), _get(data, "issueKey", str, "request")
         )
-        self._remember(ticket.fingerprint, ref)
+        self._trusted.opened(ticket.fingerprint, ref)
         fields: dict[str, Any] = {
             "labels": [_label(ticket.fingerprint)],
             "priority": {"name": self._priority(ticket)},
@@ -433,14 +423,6 @@ class JiraSink(contract.HttpSink[JiraSinkConfig]):
                 f'{{"resolution": {{"name": "Done"}}}})',
                 retryable=False,
             )
-
-    def _remember(self, fingerprint: str, ref: contract.TicketRef) -> contract.TicketRef:
-        now = self._clock()
-        for old in [fp for fp, (until, _) in self._opened.items() if until <= now]:
-            del self._opened[old]
-        self._opened[fingerprint] = (now + float(self._config.trust_window), ref)
-        self._resolved.pop(ref.remote_id, None)
-        return ref
 
     def _route(self, ticket: contract.NewTicket) -> dict[str, str]:
         contract.check_route(self.name, ticket.route, self._config.route_keys)

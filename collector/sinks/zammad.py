@@ -2,8 +2,10 @@
 
 The fingerprint is the tag `rw-<fingerprint>`; `find` uses the ticket search with
 `tags:"rw-…" AND state.name:(…)`, which needs Zammad's Elasticsearch (the plain database search
-does not understand field queries) and sees a new ticket only after the index refresh (about a
-second). Texts become internal notes. Zammad has no resolved state: resolving closes.
+does not understand field queries) and sees a write only after the index refresh (about a
+second), so for `trust_window` after a confirmed open or reopen the stored reference is trusted
+instead of searching, and a ticket this sink closed is not taken for open from a stale search.
+Texts become internal notes. Zammad has no resolved state: resolving closes.
 
 The search answers in the shape of the Zammad release (docs archive-6.4 §Search; docs 6.5 and
 later, api/intro.rst "Search via API"): up to 6.4 `{tickets: [ids], tickets_count, assets}`,
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from checks.settings import field_error
+from checks.settings import Duration, field_error
 from collector.sinks import contract
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class ZammadSinkConfig(
     token: contract.Secret  # an agent's access token (ticket.agent)
     group: str  # group name new tickets go to unless a run group routes
     customer: str  # e-mail (or login) of an existing customer user
+    # How long a confirmed open, resolve or reopen is trusted over search (which lags writes).
+    trust_window: Duration = Duration(60)
     # `priorities` (inherited): severity -> value; severities left out keep DEFAULT_PRIORITIES.
 
     def __post_init__(self) -> None:
@@ -59,8 +64,16 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
 
     name = "zammad"
 
-    def __init__(self, config: ZammadSinkConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: ZammadSinkConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(config, **kwargs)
+        # Written by this sink and not yet trusted to search.
+        self._trusted = contract.TrustedWrites(float(config.trust_window), clock)
         # Tickets this sink made but could not tag: search cannot find them, so `find`
         # asks for them by id (for the life of the process).
         self._untagged: dict[str, contract.TicketRef] = {}
@@ -72,13 +85,16 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
     def find(self, fingerprint: str) -> contract.TicketRef | None:
         states = " OR ".join(f'"{s}"' if " " in s else s for s in OPEN_STATES)
         query = f'tags:"{_tag(fingerprint)}" AND state.name:({states})'
+        trusted = self._trusted.find(fingerprint)
+        if trusted is not None:
+            return trusted
         untagged = self._untagged.get(fingerprint)
         if untagged is not None:
             if self.status(untagged).raw in OPEN_STATES:
                 return untagged
             del self._untagged[fingerprint]
         data = self._json("GET", "/api/v1/tickets/search", params={"query": query, "limit": "1"})
-        ids = search_ids(data)
+        ids = [i for i in search_ids(data) if not self._trusted.resolved(str(i))]
         return self._ref(ids[0]) if ids else None
 
     def open(self, ticket: contract.NewTicket) -> contract.TicketRef:
@@ -118,7 +134,7 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
                 exc,
             )
             self._untagged[ticket.fingerprint] = ref
-        return ref
+        return self._trusted.opened(ticket.fingerprint, ref)
 
     def comment(self, ref: contract.TicketRef, text: str) -> None:
         self._http.request(
@@ -133,9 +149,11 @@ class ZammadSink(contract.HttpSink[ZammadSinkConfig]):
 
     def resolve(self, ref: contract.TicketRef, text: str, *, close: bool) -> None:
         self._put(ref, {"state": "closed", "article": _note(text)})
+        self._trusted.resolve(ref)
 
     def reopen(self, ref: contract.TicketRef, text: str) -> None:
         self._put(ref, {"state": "open", "article": _note(text)})
+        self._trusted.reopen(ref)
 
     def status(self, ref: contract.TicketRef) -> contract.RemoteStatus:
         data = self._json("GET", f"/api/v1/tickets/{_ticket_id(ref)}", params={"expand": "true"})

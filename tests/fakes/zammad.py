@@ -24,11 +24,18 @@ refused with 400. `tags` on create is accepted as Zammad's ticket controller tak
 separated string), and as in Zammad since 2024 a tag that does not exist yet is only created
 when the setting `tag_new` is on or the user has `admin.tag`: tags/add answers 403 otherwise,
 create skips the tag silently (`Tag.tag_allowed?`).
+
+Search runs on Elasticsearch, whose index refresh makes it lag writes (about a second): it
+matches tags and state as indexed `search_lag_seconds` ago (as told by `clock`), so a new ticket
+is not found at first and a closed one is still found. The tickets it answers are read from
+the database, current, as Zammad loads them by the ids the index returns.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +111,8 @@ class FakeZammad(FakeHelpDesk):
         version: str = VERSIONS[-1],
         permissions: tuple[str, ...] = ("ticket.agent",),
         tag_new: bool = True,
+        search_lag_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         assert version in VERSIONS, version
@@ -115,6 +124,10 @@ class FakeZammad(FakeHelpDesk):
         self.groups = {name: number for number, name in enumerate(groups, start=1)}
         self.customers = {email: number for number, email in enumerate(customers, start=10)}
         self.tickets: dict[int, ZammadTicket] = {}
+        self.search_lag_seconds = search_lag_seconds
+        self.clock = clock
+        # ticket id -> [(when, tags, state)]: what search sees, after the lag
+        self._index: dict[int, list[tuple[float, tuple[str, ...], str]]] = {}
         self._article_ids = 0
         self.route("POST", "/api/v1/tickets", self._create)
         self.route("GET", "/api/v1/tickets/search", self._search)
@@ -137,6 +150,17 @@ class FakeZammad(FakeHelpDesk):
     def set_state(self, ticket_id: int | str, state: str) -> None:
         """What an agent in the Zammad UI would do."""
         self.ticket(ticket_id).state_id = _lookup(STATES, state, "state")
+        self._reindex(self.ticket(ticket_id))
+
+    def _reindex(self, ticket: ZammadTicket) -> None:
+        entry = (self.clock(), tuple(ticket.tags), ticket.state)
+        self._index.setdefault(ticket.id, []).append(entry)
+
+    def _searchable(self, ticket: ZammadTicket) -> tuple[tuple[str, ...], str] | None:
+        """What search sees of a ticket: its last state indexed before the lag, if any."""
+        seen = self.clock() - self.search_lag_seconds
+        entries = [e for e in self._index.get(ticket.id, []) if e[0] <= seen]
+        return (entries[-1][1], entries[-1][2]) if entries else None
 
     # -- protocol -----------------------------------------------------------------------------
 
@@ -304,6 +328,7 @@ class FakeZammad(FakeHelpDesk):
         ticket.tags = [t.strip() for t in tags.split(",") if self._tag_allowed(t.strip())]
         self.known_tags.update(ticket.tags)
         self.tickets[ticket.id] = ticket
+        self._reindex(ticket)
         return Reply(201, self._ticket_json(ticket))
 
     def _get(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
@@ -323,6 +348,7 @@ class FakeZammad(FakeHelpDesk):
         self._set_relations(ticket, body)
         if "article" in body:
             self._article(ticket, body["article"], standalone=False)
+        self._reindex(ticket)
         return Reply(200, self._ticket_json(ticket))
 
     def _create_article(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
@@ -348,6 +374,7 @@ class FakeZammad(FakeHelpDesk):
             raise Refusal(403, "Not authorized")  # Exceptions::Forbidden, tags_controller.rb
         if body["item"] not in ticket.tags:
             ticket.tags.append(body["item"])
+            self._reindex(ticket)
         self.known_tags.add(body["item"])
         return Reply(201, True)
 
@@ -407,9 +434,13 @@ class FakeZammad(FakeHelpDesk):
         limit = request.query.get("limit", "10")
         if not limit.isdigit():
             raise BadRequest(f"limit must be a number, got {limit!r}")
-        found = [t for t in self.tickets.values() if query["tag"] in t.tags and t.state in states][
-            : int(limit)
-        ]
+        found = [
+            t
+            for t in self.tickets.values()
+            if (seen := self._searchable(t)) is not None
+            and query["tag"] in seen[0]
+            and seen[1] in states
+        ][: int(limit)]
         assets = {"Ticket": {str(t.id): self._ticket_json(t) for t in found}}
         if request.query.get("expand") == "true":
             return Reply(200, [self._ticket_json(t, expand=True) for t in found])
