@@ -71,6 +71,12 @@ def desk(
     worker_store.close()
 
 
+@pytest.fixture
+def web(clock: FakeClock) -> Reporter:
+    """web01, reporting on the test's clock."""
+    return Reporter("web01", clock)
+
+
 def feed(service: CollectorService, reporter: Reporter, value: float, after: float = 0) -> None:
     if after:
         assert isinstance(reporter.clock, FakeClock)
@@ -83,10 +89,9 @@ def lines(text: str) -> list[str]:
 
 
 def test_severity_change_rewrites_the_description_and_sends_it_with_the_update(
-    desk: Any, clock: FakeClock
+    desk: Any, web: Reporter
 ) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.88)
     (call,) = service.calls(None, None)
     link = f"Console: {CONSOLE}/calls/{call.id}"
@@ -109,10 +114,9 @@ def test_severity_change_rewrites_the_description_and_sends_it_with_the_update(
 
 
 def test_recovery_note_and_description_say_when_it_recovered_and_after_how_long(
-    desk: Any, clock: FakeClock
+    desk: Any, web: Reporter
 ) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=80 * 60)
     (call,) = service.calls(None, None)
@@ -134,11 +138,8 @@ def test_recovery_note_and_description_say_when_it_recovered_and_after_how_long(
     assert (resolve["text"], resolve["description"]) == (note, call.description)
 
 
-def test_a_reopened_call_counts_its_duration_from_the_reopening(
-    desk: Any, clock: FakeClock
-) -> None:
+def test_a_reopened_call_counts_its_duration_from_the_reopening(desk: Any, web: Reporter) -> None:
     service, _, _ = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=600)
     feed(service, web, 0.97, after=1200)  # within reopen_within: the same call again
@@ -150,9 +151,8 @@ def test_a_reopened_call_counts_its_duration_from_the_reopening(
     assert "after 5 min:" in notes[1]
 
 
-def test_a_reopened_ticket_gets_the_current_description_back(desk: Any, clock: FakeClock) -> None:
+def test_a_reopened_ticket_gets_the_current_description_back(desk: Any, web: Reporter) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=600)
     feed(service, web, 0.90, after=600)  # within reopen_within: the same call again

@@ -109,7 +109,7 @@ def test_retiring_resolves_the_calls_with_who_and_why_and_drops_the_series(
 def test_a_retired_host_stays_retired_after_a_restart(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service, web = retired_after_a_breach(make_service, clock, "gone")
+    _, web = retired_after_a_breach(make_service, clock, "gone")
     again = make_service([FAST_FS])  # the same store, read afresh
     assert "web01" in again.fleet.retired and "web01" not in again.fleet.hosts
     with pytest.raises(Rejection) as refused:

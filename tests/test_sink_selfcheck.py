@@ -37,22 +37,26 @@ rt_server = helpdesk_rt.rt_server  # the session fixture, under its own name
 ENV = "RUNWATCH_TEST_CHECK_SECRET"
 
 
-def desk_sink(kind: str, fake: FakeHelpDesk, secret: str, **options: Any) -> dict[str, Any]:
-    """The sink options of a `kind` desk at `fake`, its `secret` read from ENV."""
-    return {"type": kind, "url": fake.url, secret: {"env": ENV}, **options}
+def desk_sink(
+    kind: str, fake: FakeHelpDesk, secret: str, settings: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The sink options of a `kind` desk at `fake`: its `secret` read from ENV, then its
+    `settings`, then the test's own `options` over them."""
+    return {"type": kind, "url": fake.url, secret: {"env": ENV}, **settings, **options}
 
 
 def jira_sink(fake: FakeJira, **options: Any) -> dict[str, Any]:
-    return desk_sink("jira", fake, "api_token", email=fake.email, project="OPS", **options)
+    settings = {"email": fake.email, "project": "OPS"}
+    return desk_sink("jira", fake, "api_token", settings, options)
 
 
 def snow_sink(fake: FakeServiceNow, **options: Any) -> dict[str, Any]:
-    return desk_sink("servicenow", fake, "password", user=fake.user, **options)
+    return desk_sink("servicenow", fake, "password", {"user": fake.user}, options)
 
 
 def zammad_sink(fake: FakeZammad, **options: Any) -> dict[str, Any]:
-    customer = "monitoring@example.com"
-    return desk_sink("zammad", fake, "token", group="Users", customer=customer, **options)
+    settings = {"group": "Users", "customer": "monitoring@example.com"}
+    return desk_sink("zammad", fake, "token", settings, options)
 
 
 Case = tuple[Callable[[], FakeHelpDesk], Callable[..., dict[str, Any]], dict[str, Any], str]
