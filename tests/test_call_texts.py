@@ -16,8 +16,8 @@ from collector.incidents.calls import Problem
 from collector.incidents.outbox import OutboxWorker
 from collector.incidents.templates import CallTemplates
 from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef, keeps_description
-from collector.store.opening import open_store
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.sinks import outbox_worker
 
 MakeService = Callable[..., CollectorService]
 CONSOLE = "https://runwatch.example.org"
@@ -65,10 +65,8 @@ def desk(
     sink = DescribingDesk()
     assert keeps_description(sink)  # type: ignore[arg-type]
     service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
-    worker_store = open_store(service.config)
-    worker = OutboxWorker(worker_store, {"helpdesk": sink}, clock=clock)  # type: ignore[dict-item]
-    yield service, sink, worker
-    worker_store.close()
+    with outbox_worker(service, {"helpdesk": sink}, clock=clock) as worker:
+        yield service, sink, worker
 
 
 @pytest.fixture
