@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,16 +293,21 @@ def leave_stale_lock(restic: Restic) -> None:
     pytest.fail("could not catch `restic check` holding its lock")
 
 
-def blocks(restic: Restic) -> bool:
-    """Whether the lock left behind is one a locking command stops at (under load, the kill
-    can land before restic has written the whole lock file)."""
-    probe = subprocess.run(
+def list_snapshots(restic: Restic) -> subprocess.CompletedProcess[str]:
+    """Run `restic snapshots`, a command that stops at an exclusive lock."""
+    return subprocess.run(
         [restic.binary, "snapshots", "--no-cache"],
         check=False,
         env=restic.env,
         capture_output=True,
         text=True,
     )
+
+
+def blocks(restic: Restic) -> bool:
+    """Whether the lock left behind is one a locking command stops at (under load, the kill
+    can land before restic has written the whole lock file)."""
+    probe = list_snapshots(restic)
     return probe.returncode != 0 and "locked exclusively" in probe.stderr
 
 
@@ -310,13 +316,7 @@ def test_restic_stale_exclusive_lock_is_reported_and_does_not_block(
 ) -> None:
     restic = empty_restic.copy(tmp_path / "repo")
     leave_stale_lock(restic)
-    locked = subprocess.run(
-        [restic.binary, "snapshots", "--no-cache"],
-        check=False,
-        env=restic.env,
-        capture_output=True,
-        text=True,
-    )
+    locked = list_snapshots(restic)
     assert locked.returncode != 0, "a locking command should fail on the stale lock"
     assert "locked exclusively" in locked.stderr
     later = time.time() + 300
@@ -643,59 +643,49 @@ def run_together(checks: list[Any]) -> list[list[Measurement]]:
         return [future.result(timeout=120) for future in futures]
 
 
-def test_restic_checks_of_one_repository_share_one_cache(
-    restic_repo: Populated, tmp_path: Path
-) -> None:
-    restic = restic_repo.restic
+def run_sharing(
+    tmp_path: Path, check: Callable[..., Any], options: Callable[..., Any], scope: str, kind: str
+) -> Path:
+    """Run three checks of one repository at once; return the one cache they shared."""
     root = tmp_path / "repos"
+    scopes = {"host": ("web01", "db01", "laptop"), "prefix": ("web01", "db01", "web01-new")}
     checks = [
-        ResticCheck(
-            ResticOptions(
-                name=f"by-{host}",
-                repository=str(restic.repo),
-                password_file=str(restic.password_file),
-                host=host,
-            ),
-            state_dir=tmp_path / "checks" / host,
+        check(
+            options(name=f"by-{value}", **{scope: value}),
+            state_dir=tmp_path / "checks" / value,
             cache_root=root,
         )
-        for host in ("web01", "db01", "laptop")
+        for value in scopes[scope]
     ]
-    results = run_together(checks)  # at once: they take turns at the cache
+    results = run_together(checks)  # at once: they take turns at the cache (`borg info` locks it)
     assert [value(out, "backup_snapshots") for out in results] == [2, 1, 1]
     [shared] = list(root.iterdir())
-    assert shared.name.startswith("restic-")
-    # restic keys its cache by repository ID inside the directory: one cache was built.
-    repository_id = json.loads(restic("cat", "config"))["id"]
-    assert [p.name for p in (shared / "cache").iterdir() if p.is_dir()] == [repository_id]
+    assert shared.name.startswith(f"{kind}-")
     assert not (tmp_path / "checks").exists(), "no check kept a cache of its own"
+    return shared
 
 
-def test_borg_checks_of_one_repository_share_one_base_dir(
-    borg_repo: BorgRepo, tmp_path: Path
+@pytest.mark.parametrize("kind", ["restic", "borg"])
+def test_checks_of_one_repository_share_one_cache(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    borg = borg_repo.borg
-    root = tmp_path / "repos"
-    checks = [
-        BorgCheck(
-            BorgOptions(
-                name=f"by-{prefix}",
-                repository=str(borg.repo),
-                passphrase_file=str(borg.passphrase_file),
-                prefix=prefix,
-            ),
-            state_dir=tmp_path / "checks" / prefix,
-            cache_root=root,
+    if kind == "restic":
+        restic = request.getfixturevalue("restic_repo").restic
+        options = partial(
+            ResticOptions, repository=str(restic.repo), password_file=str(restic.password_file)
         )
-        for prefix in ("web01", "db01", "web01-new")
-    ]
-    results = run_together(checks)  # at once: `borg info` locks the cache, they take turns
-    assert [value(out, "backup_snapshots") for out in results] == [2, 1, 1]
-    [shared] = list(root.iterdir())
-    assert shared.name.startswith("borg-")
-    caches = [p for p in (shared / "base" / ".cache" / "borg").iterdir() if p.is_dir()]
-    assert len(caches) == 1  # one cache, keyed by the repository ID
-    assert not (tmp_path / "checks").exists()
+        shared = run_sharing(tmp_path, ResticCheck, options, "host", kind)
+        # restic keys its cache by repository ID inside the directory: one cache was built.
+        repository_id = json.loads(restic("cat", "config"))["id"]
+        assert [p.name for p in (shared / "cache").iterdir() if p.is_dir()] == [repository_id]
+    else:
+        borg = request.getfixturevalue("borg_repo").borg
+        options = partial(
+            BorgOptions, repository=str(borg.repo), passphrase_file=str(borg.passphrase_file)
+        )
+        shared = run_sharing(tmp_path, BorgCheck, options, "prefix", kind)
+        caches = [p for p in (shared / "base" / ".cache" / "borg").iterdir() if p.is_dir()]
+        assert len(caches) == 1  # one cache, keyed by the repository ID
 
 
 def test_a_check_waits_for_its_turn_only_until_its_deadline(

@@ -16,8 +16,8 @@ from collector.incidents.calls import Problem
 from collector.incidents.outbox import OutboxWorker
 from collector.incidents.templates import CallTemplates
 from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef, keeps_description
-from collector.store.opening import open_store
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.sinks import outbox_worker
 
 MakeService = Callable[..., CollectorService]
 CONSOLE = "https://runwatch.example.org"
@@ -65,10 +65,14 @@ def desk(
     sink = DescribingDesk()
     assert keeps_description(sink)  # type: ignore[arg-type]
     service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
-    worker_store = open_store(service.config)
-    worker = OutboxWorker(worker_store, {"helpdesk": sink}, clock=clock)  # type: ignore[dict-item]
-    yield service, sink, worker
-    worker_store.close()
+    with outbox_worker(service, {"helpdesk": sink}, clock=clock) as worker:
+        yield service, sink, worker
+
+
+@pytest.fixture
+def web(clock: FakeClock) -> Reporter:
+    """web01, reporting on the test's clock."""
+    return Reporter("web01", clock)
 
 
 def feed(service: CollectorService, reporter: Reporter, value: float, after: float = 0) -> None:
@@ -83,10 +87,9 @@ def lines(text: str) -> list[str]:
 
 
 def test_severity_change_rewrites_the_description_and_sends_it_with_the_update(
-    desk: Any, clock: FakeClock
+    desk: Any, web: Reporter
 ) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.88)
     (call,) = service.calls(None, None)
     link = f"Console: {CONSOLE}/calls/{call.id}"
@@ -109,10 +112,9 @@ def test_severity_change_rewrites_the_description_and_sends_it_with_the_update(
 
 
 def test_recovery_note_and_description_say_when_it_recovered_and_after_how_long(
-    desk: Any, clock: FakeClock
+    desk: Any, web: Reporter
 ) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=80 * 60)
     (call,) = service.calls(None, None)
@@ -134,11 +136,8 @@ def test_recovery_note_and_description_say_when_it_recovered_and_after_how_long(
     assert (resolve["text"], resolve["description"]) == (note, call.description)
 
 
-def test_a_reopened_call_counts_its_duration_from_the_reopening(
-    desk: Any, clock: FakeClock
-) -> None:
+def test_a_reopened_call_counts_its_duration_from_the_reopening(desk: Any, web: Reporter) -> None:
     service, _, _ = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=600)
     feed(service, web, 0.97, after=1200)  # within reopen_within: the same call again
@@ -150,9 +149,8 @@ def test_a_reopened_call_counts_its_duration_from_the_reopening(
     assert "after 5 min:" in notes[1]
 
 
-def test_a_reopened_ticket_gets_the_current_description_back(desk: Any, clock: FakeClock) -> None:
+def test_a_reopened_ticket_gets_the_current_description_back(desk: Any, web: Reporter) -> None:
     service, sink, worker = desk
-    web = Reporter("web01", clock)
     feed(service, web, 0.97)
     feed(service, web, 0.50, after=600)
     feed(service, web, 0.90, after=600)  # within reopen_within: the same call again

@@ -31,12 +31,20 @@ class RecordingWriter:
         raise AssertionError("no forecast rule: no history to prune")
 
 
-def test_a_silent_host_opens_its_call_through_the_writer_and_learns_its_id(
+def web01_reported_once(
     make_service: Callable[..., CollectorService], clock: FakeClock
-) -> None:
+) -> CollectorService:
+    """A collector with the filesystem rule (no delay) that heard from web01 once, at 50%."""
     service = make_service([{**FS_RULE, "for": "0s"}])
     reporter = Reporter("web01", clock)
     service.ingest(reporter.host, reporter.report({"fs_used_ratio": 0.5}))
+    return service
+
+
+def test_a_silent_host_opens_its_call_through_the_writer_and_learns_its_id(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    service = web01_reported_once(make_service, clock)
     writer = RecordingWriter()
     evaluator = RuleEvaluator(service.config, service.fleet, writer, calendar=service.calendar)
     clock.advance(1000)
@@ -67,9 +75,7 @@ def test_a_silent_host_opens_its_call_through_the_writer_and_learns_its_id(
 def test_a_held_back_call_leaves_the_state_without_one(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([{**FS_RULE, "for": "0s"}])
-    reporter = Reporter("web01", clock)
-    service.ingest(reporter.host, reporter.report({"fs_used_ratio": 0.5}))
+    service = web01_reported_once(make_service, clock)
     evaluator = RuleEvaluator(
         service.config, service.fleet, RecordingWriter(), calendar=service.calendar
     )

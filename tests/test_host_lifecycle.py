@@ -5,7 +5,6 @@ stores, through the service, the API and between replicas."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -25,12 +24,12 @@ from collector.config import CHECK_STALE_RULE, STALE_RULE
 from collector.errors import Rejection
 from tests.helpers import (
     FS_RULE,
-    RUNWATCH,
     FakeClock,
     Reporter,
     collector_config,
     write_collector_yaml,
 )
+from tests.helpers.tools import runwatch
 from tests.procs import Processes, get_json, post_report, read_url
 
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -45,6 +44,16 @@ def breached(service: CollectorService, clock: FakeClock, host: str = "web01") -
     reporter = Reporter(host, clock)
     service.ingest(host, reporter.report({"fs_used_ratio": 0.97}))
     return reporter
+
+
+def retired_after_a_breach(
+    make_service: Callable[..., CollectorService], clock: FakeClock, *reason: str
+) -> tuple[CollectorService, Reporter]:
+    """A collector whose web01 reported a full disk and was then retired by alice."""
+    service = make_service([FAST_FS])
+    web = breached(service, clock)
+    service.retire_host("web01", "alice", *reason)
+    return service, web
 
 
 def test_retiring_resolves_the_calls_with_who_and_why_and_drops_the_series(
@@ -100,9 +109,7 @@ def test_retiring_resolves_the_calls_with_who_and_why_and_drops_the_series(
 def test_a_retired_host_stays_retired_after_a_restart(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([FAST_FS])
-    web = breached(service, clock)
-    service.retire_host("web01", "alice", "gone")
+    _, web = retired_after_a_breach(make_service, clock, "gone")
     again = make_service([FAST_FS])  # the same store, read afresh
     assert "web01" in again.fleet.retired and "web01" not in again.fleet.hosts
     with pytest.raises(Rejection) as refused:
@@ -114,9 +121,7 @@ def test_a_retired_host_stays_retired_after_a_restart(
 def test_a_retired_hosts_report_is_refused_until_it_is_restored(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([FAST_FS])
-    web = breached(service, clock)
-    service.retire_host("web01", "alice", "moved to the new rack")
+    service, web = retired_after_a_breach(make_service, clock, "moved to the new rack")
     clock.advance(60)
     with pytest.raises(Rejection) as refused:
         service.ingest("web01", web.report({"fs_used_ratio": 0.5}))
@@ -149,9 +154,7 @@ def test_a_retired_hosts_report_is_refused_until_it_is_restored(
 def test_a_restored_host_that_stays_silent_goes_stale_after_its_limit(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
-    service = make_service([FAST_FS])
-    breached(service, clock)
-    service.retire_host("web01", "alice")
+    service, _ = retired_after_a_breach(make_service, clock)
     clock.advance(3600)
     service.restore_host("web01", "alice")
     clock.advance(150)  # within 3 intervals of the restore
@@ -427,17 +430,6 @@ def test_a_store_of_the_previous_schema_keeps_its_hosts_and_can_retire_them(
 
 
 # -- the CLI against a real collector process ---------------------------------------------------
-
-
-def runwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNWATCH, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_host_list_retire_and_restore_commands(tmp_path: Path, processes: Processes) -> None:

@@ -12,9 +12,9 @@ import pytest
 from collector.app import CollectorService
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
 from collector.sinks.contract import NewTicket, RemoteStatus, SinkError, TicketRef
-from collector.store.opening import open_store
 from collector.store.postgresql import DEFAULT_LEASE_SECONDS
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.sinks import outbox_worker
 
 
 class RecordingSink:
@@ -86,15 +86,9 @@ def desk(
     sink = RecordingSink()
     # The group's sink is external: wire the incident layer to enqueue for it.
     service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
-    worker_store = open_store(service.config)  # its own connection, as in the service
-    worker = OutboxWorker(
-        worker_store,
-        {"helpdesk": sink},
-        clock=clock,
-        policy=RetryPolicy(base_seconds=10, max_seconds=100),
-    )
-    yield service, sink, worker
-    worker_store.close()
+    policy = RetryPolicy(base_seconds=10, max_seconds=100)
+    with outbox_worker(service, {"helpdesk": sink}, clock=clock, policy=policy) as worker:
+        yield service, sink, worker
 
 
 def feed(service: CollectorService, reporter: Reporter, value: float) -> None:

@@ -452,9 +452,8 @@ def test_evaluation_records_state_changes_and_backups(
     assert [b.succeeded_at for b in service.store.backup_successes(0, clock())] == [1000.0, 2000.0]
 
 
-def test_report_command(
-    tmp_path: Path, service: CollectorService, capsys: pytest.CaptureFixture[str]
-) -> None:
+def write_collector_config(tmp_path: Path, service: CollectorService) -> Path:
+    """Write a collector config for `runwatch report` that reads the service's store."""
     config = tmp_path / "collector.yaml"
     store = service.config.store
     backend = {"backend": store.backend, **({"dsn": store.dsn} if store.dsn else {})}
@@ -469,6 +468,13 @@ def test_report_command(
             }
         )
     )
+    return config
+
+
+def test_report_command(
+    tmp_path: Path, service: CollectorService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_collector_config(tmp_path, service)
     november = ["report", "--config", str(config), "--period", "2025-11"]
     assert main([*november, "--group", CO, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -685,20 +691,7 @@ def test_hosts_retired_in_the_store_count_to_their_retirement(
     )
     assert render(report, "json") == before
     # `runwatch report` reads them the same way.
-    config = tmp_path / "collector.yaml"
-    store = service.config.store
-    backend = {"backend": store.backend, **({"dsn": store.dsn} if store.dsn else {})}
-    config.write_text(
-        json.dumps(
-            {
-                "data_dir": str(service.config.data_dir),
-                "store": backend,
-                "sinks": {"helpdesk": {"type": "builtin"}},
-                "groups": GROUPS,
-                "host_groups": HOST_GROUPS,
-            }
-        )
-    )
+    config = write_collector_config(tmp_path, service)
     assert main(["report", "--config", str(config), "--period", "2025-11", "--format", "json"]) == 0
     fleet = json.loads(capsys.readouterr().out)["scopes"][0]
     assert (fleet["hosts"], fleet["availability"]) == (3, pytest.approx(1 - 62 / WATCHED))

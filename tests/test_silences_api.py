@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -19,7 +18,8 @@ from checks.schema import encode
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
-from tests.helpers import FS_RULE, RUNWATCH, FakeClock, Reporter, write_collector_yaml
+from tests.helpers import FS_RULE, FakeClock, Reporter, write_collector_yaml
+from tests.helpers.tools import runwatch
 from tests.procs import Processes, get_json, get_text, promtool_check, read_url, wait_for
 
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -118,17 +118,6 @@ def test_the_openapi_document_lists_the_new_endpoints(api: Any) -> None:
 
 
 # -- the CLI against a real collector process ---------------------------------------------------
-
-
-def runwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNWATCH, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Processes) -> None:

@@ -30,42 +30,33 @@ from tests.fakes.zammad import FakeZammad
 from tests.helpdesk_rt import RTServer
 from tests.helpdesks import RedmineServer, redmine_server
 from tests.helpers.config import collector_config
+from tests.helpers.desks import ended_after
 
 __all__ = ["redmine_server"]  # the session fixture, imported so that pytest finds it here
 rt_server = helpdesk_rt.rt_server  # the session fixture, under its own name
 ENV = "RUNWATCH_TEST_CHECK_SECRET"
 
 
+def desk_sink(
+    kind: str, fake: FakeHelpDesk, secret: str, settings: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The sink options of a `kind` desk at `fake`: its `secret` read from ENV, then its
+    `settings`, then the test's own `options` over them."""
+    return {"type": kind, "url": fake.url, secret: {"env": ENV}, **settings, **options}
+
+
 def jira_sink(fake: FakeJira, **options: Any) -> dict[str, Any]:
-    return {
-        "type": "jira",
-        "url": fake.url,
-        "email": fake.email,
-        "api_token": {"env": ENV},
-        "project": "OPS",
-        **options,
-    }
+    settings = {"email": fake.email, "project": "OPS"}
+    return desk_sink("jira", fake, "api_token", settings, options)
 
 
 def snow_sink(fake: FakeServiceNow, **options: Any) -> dict[str, Any]:
-    return {
-        "type": "servicenow",
-        "url": fake.url,
-        "user": fake.user,
-        "password": {"env": ENV},
-        **options,
-    }
+    return desk_sink("servicenow", fake, "password", {"user": fake.user}, options)
 
 
 def zammad_sink(fake: FakeZammad, **options: Any) -> dict[str, Any]:
-    return {
-        "type": "zammad",
-        "url": fake.url,
-        "token": {"env": ENV},
-        "group": "Users",
-        "customer": "monitoring@example.com",
-        **options,
-    }
+    settings = {"group": "Users", "customer": "monitoring@example.com"}
+    return desk_sink("zammad", fake, "token", settings, options)
 
 
 Case = tuple[Callable[[], FakeHelpDesk], Callable[..., dict[str, Any]], dict[str, Any], str]
@@ -128,10 +119,7 @@ def write_config(tmp_path: Path, sinks: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def fakes() -> Iterator[list[FakeHelpDesk]]:
-    started: list[FakeHelpDesk] = []
-    yield started
-    for fake in started:
-        fake.stop()
+    yield from ended_after(FakeHelpDesk.stop)
 
 
 @pytest.mark.parametrize("case", list(WRONG))

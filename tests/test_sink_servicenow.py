@@ -8,6 +8,7 @@ between releases.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -22,20 +23,22 @@ __all__ = ["made"]  # the fixture, imported so that pytest finds it here
 ENV = "RUNWATCH_TEST_SNOW_PASSWORD"
 
 
-def start(monkeypatch: pytest.MonkeyPatch, fake: FakeServiceNow, secret: str | None = None) -> None:
+@contextmanager
+def running(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeServiceNow, secret: str | None = None
+) -> Iterator[FakeServiceNow]:
+    """The fake, started with the sink's password (or `secret`) in ENV, stopped after."""
     fake.start()
-    monkeypatch.setenv(ENV, secret or fake.password)
+    try:
+        monkeypatch.setenv(ENV, secret or fake.password)
+        yield fake
+    finally:
+        fake.stop()
 
 
 def sink_for(made: list[ServiceNowSink], fake: FakeServiceNow, **options: Any) -> ServiceNowSink:
-    data = {
-        "type": "servicenow",
-        "url": fake.url,
-        "timeout": "5s",
-        "user": fake.user,
-        "password": {"env": ENV},
-        **options,
-    }
+    desk = {"type": "servicenow", "url": fake.url, "timeout": "5s"}
+    data = {**desk, "user": fake.user, "password": {"env": ENV}, **options}
     sink = ServiceNowSink(convert(data, ServiceNowSinkConfig))
     made.append(sink)
     return sink
@@ -43,10 +46,8 @@ def sink_for(made: list[ServiceNowSink], fake: FakeServiceNow, **options: Any) -
 
 @pytest.fixture
 def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServiceNow]:
-    fake = FakeServiceNow()
-    start(monkeypatch, fake)
-    yield fake
-    fake.stop()
+    with running(monkeypatch, FakeServiceNow()) as fake:
+        yield fake
 
 
 def test_a_close_resolves_by_default_for_a_plain_itil_user(
@@ -70,8 +71,7 @@ def test_closing_without_itil_admin_is_a_final_error_naming_the_role(
     monkeypatch: pytest.MonkeyPatch, made: list[ServiceNowSink], refusal: str
 ) -> None:
     fake = FakeServiceNow(close_refusal=refusal)
-    start(monkeypatch, fake)
-    try:
+    with running(monkeypatch, fake):
         sink = sink_for(made, fake, close_state="closed")
         ref = sink.open(new_ticket())
         with pytest.raises(SinkError) as caught:
@@ -80,16 +80,13 @@ def test_closing_without_itil_admin_is_a_final_error_naming_the_role(
         assert "itil_admin" in str(caught.value)
         assert fake.incident(ref.remote_id)["state"] == "6"  # resolved at least
         assert any("itil_admin" in p.what for p in sink.check())
-    finally:
-        fake.stop()
 
 
 def test_closing_with_itil_admin_resolves_then_closes(
     monkeypatch: pytest.MonkeyPatch, made: list[ServiceNowSink]
 ) -> None:
     fake = FakeServiceNow(roles=("itil", "itil_admin"))
-    start(monkeypatch, fake)
-    try:
+    with running(monkeypatch, fake):
         sink = sink_for(made, fake, close_state="closed")
         ref = sink.open(new_ticket())
         sink.resolve(ref, "Recovered.", close=True)
@@ -98,8 +95,6 @@ def test_closing_with_itil_admin_resolves_then_closes(
         assert sink.status(ref).state == "closed"
         sink.resolve(ref, "Recovered.", close=True)  # a retry after a lost answer: no-op
         assert sink.check() == []
-    finally:
-        fake.stop()
 
 
 def test_a_caller_given_by_user_name_is_stored_as_its_sys_id(
@@ -150,8 +145,7 @@ def test_the_close_code_must_be_a_choice_of_the_release(
     works: bool,
 ) -> None:
     fake = FakeServiceNow(release=release)
-    start(monkeypatch, fake)
-    try:
+    with running(monkeypatch, fake):
         sink = sink_for(made, fake, close_code=close_code)
         problems = sink.check()
         ref = sink.open(new_ticket())
@@ -165,8 +159,6 @@ def test_the_close_code_must_be_a_choice_of_the_release(
         with pytest.raises(SinkError) as caught:
             sink.resolve(ref, "Recovered.", close=False)
         assert caught.value.status == 403
-    finally:
-        fake.stop()
 
 
 @pytest.mark.parametrize(
@@ -187,11 +179,8 @@ def test_the_self_check_names_each_mistake(  # noqa: PLR0917 - pytest fixtures
     expected: str,
 ) -> None:
     fake = FakeServiceNow(**fake_options)
-    start(monkeypatch, fake, secret)
-    try:
+    with running(monkeypatch, fake, secret):
         problems = sink_for(made, fake, **options).check()
-    finally:
-        fake.stop()
     assert len(problems) == 1
     assert expected in problems[0].what
     assert problems[0].fix

@@ -11,8 +11,8 @@ import pytest
 from collector.app import CollectorService
 from collector.incidents.outbox import OutboxWorker
 from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef
-from collector.store.opening import open_store
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.sinks import outbox_worker
 
 MakeService = Callable[..., CollectorService]
 
@@ -104,14 +104,14 @@ class UmbrellaDesk:
 def stormy(
     make_service: MakeService, clock: FakeClock
 ) -> Iterator[tuple[CollectorService, UmbrellaDesk, OutboxWorker]]:
+    """A collector that holds calls back past 2 in 5 min, its calls going to an umbrella desk."""
     service = make_service(
         [{**FS_RULE, "for": "0s"}], storm={"max_calls": 2, "window": "5m", "update_every": "5s"}
     )
     service.incidents._external = {"helpdesk": lambda severity: severity}
     desk = UmbrellaDesk()
-    worker_store = open_store(service.config)
-    yield service, desk, OutboxWorker(worker_store, {"helpdesk": desk}, clock=clock)
-    worker_store.close()
+    with outbox_worker(service, {"helpdesk": desk}, clock=clock) as worker:
+        yield service, desk, worker
 
 
 def umbrella_ticket(desk: UmbrellaDesk) -> dict[str, Any]:

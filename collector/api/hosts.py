@@ -25,13 +25,8 @@ class HostChangeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
 
 
 def retirement_json(retirement: HostRetirement) -> dict[str, Any]:
-    """A retirement as the API and the CLI show it."""
-    return {
-        "host": retirement.host,
-        "retired_at": retirement.retired_at,
-        "retired_by": retirement.retired_by,
-        "reason": retirement.reason,
-    }
+    """A retirement as the API and the CLI show it (without the host's last record)."""
+    return {key: getattr(retirement, key) for key in ("host", "retired_at", "retired_by", "reason")}
 
 
 def host_routes(service: CollectorService) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +16,7 @@ from collector.evaluation.rules import (
     ResolveCall,
 )
 from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
+from collector.incidents.storm import StormUmbrellas
 from collector.incidents.templates import MAX_SUMMARY, CallFacts, CallTemplates
 from collector.store.protocols import Store
 from collector.store.records import OutboxOp
@@ -53,8 +53,10 @@ class CallTimings:
 PriorityMap = Callable[[str], str]  # severity -> the sink's priority value
 
 
-class IncidentManager:
+class IncidentManager(StormUmbrellas):
     """Open, update, resolve and reopen calls. Call only inside a store transaction.
+
+    In a call storm, new problems go on an umbrella call instead (`collector.incidents.storm`).
 
     The built-in register is always the record. When a group's sink is an external help desk,
     each change is also written to the outbox, in the same transaction, for delivery there.
@@ -82,8 +84,8 @@ class IncidentManager:
         self._storm = storm or StormConfig()
         self._templates = templates or CallTemplates()
         self._subject_limits = subject_limits or {}  # sink -> its longest subject
-        self._recent_opens: dict[str, deque[float]] = {}  # sink -> times of new calls
-        self._storms: dict[int, _StormTally] = {}  # umbrella call id -> its members here
+        self._recent_opens = {}
+        self._storms = {}
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
@@ -212,192 +214,6 @@ class IncidentManager:
         log.info("call %d opened for %s: %s", call.id, problem.group, call.summary)
         return call
 
-    def _storming(self, sink: str, now: float) -> bool:
-        """Whether a new call on this sink would pass the storm limit; if not, count it."""
-        opens = self._recent_opens.setdefault(sink, deque())
-        window = float(self._storm.window)
-        while opens and opens[0] <= now - window:
-            opens.popleft()
-        if len(opens) >= self._storm.max_calls:
-            return True
-        opens.append(now)
-        return False
-
-    def _hold_back(self, problem: Problem, key: str, now: float) -> Call:
-        """List the problem on its group's umbrella call instead of opening a call of its own.
-
-        Each held-back problem costs a row and a history entry; the umbrella's texts and its
-        ticket are brought up to date at most every `storm.update_every` (`flush_storms`)."""
-        group = self._groups[problem.group]
-        line = self._templates.summary(problem)
-        umbrella_key = fingerprint("*", STORM_RULE, {"group": problem.group})
-        umbrella = self._store.find_open_call(umbrella_key)
-        if umbrella is None:
-            umbrella = Call(
-                id=0,
-                fingerprint=umbrella_key,
-                host="*",
-                rule=STORM_RULE,
-                labels={"group": problem.group},
-                group=problem.group,
-                assign=group.assign,
-                severity="CRITICAL",
-                priority="high",
-                status="open",
-                summary="",
-                description="",
-                first_seen=now,
-                opened_at=now,
-                updated_at=now,
-            )
-            self._umbrella_text(umbrella, [(key, line)])
-            umbrella.id = self._store.insert_call(umbrella)
-            self._store.put_storm_member(umbrella.id, key, line)
-            self._storms[umbrella.id] = _StormTally({key}, set(), sent_at=now)
-            ticket = self._ticket(umbrella) if group.sink in self._external else {}
-            self._event(umbrella, "opened", umbrella.summary, now, {"ticket": ticket})
-            CallCounters.bump(self.counters.opened, problem.group)
-            log.warning(
-                "call storm for %s: more than %d new calls within %s; holding back "
-                "new calls on umbrella call %d",
-                problem.group,
-                self._storm.max_calls,
-                units.duration(float(self._storm.window)),
-                umbrella.id,
-            )
-        else:
-            self._store.put_storm_member(umbrella.id, key, line)
-            tally = self._tally(umbrella.id, now)
-            tally.active.add(key)
-            tally.recovered.discard(key)
-            tally.dirty = True
-            # Recorded here; the desk hears of it with the next update of the umbrella.
-            self._store.add_call_event(CallEvent(umbrella.id, now, "comment", f"Held back: {line}"))
-            self._flush_storm(umbrella, tally, now)
-        CallCounters.bump(self.counters.suppressed, problem.group)
-        return umbrella
-
-    def flush_storms(self, now: float) -> int:
-        """Bring every umbrella with news up to date, in the register and in its help desk,
-        where the last update is `storm.update_every` old; return how many were."""
-        due = [
-            umbrella_id
-            for umbrella_id, tally in self._storms.items()
-            if tally.dirty and now - tally.sent_at >= float(self._storm.update_every)
-        ]
-        flushed = 0
-        for umbrella_id in due:
-            with self._store.transaction():
-                umbrella = self._store.get_call(umbrella_id)
-                if umbrella is None or umbrella.status != "open":
-                    self._storms.pop(umbrella_id, None)
-                    continue
-                flushed += self._flush_storm(umbrella, self._storms[umbrella_id], now)
-        return flushed
-
-    def _tally(self, umbrella_id: int, now: float) -> _StormTally:
-        """The umbrella's members, read once per process (then kept up to date here)."""
-        tally = self._storms.get(umbrella_id)
-        if tally is None:
-            members = self._store.storm_members(umbrella_id)
-            recovered = {key for key, line in members if line.startswith(RECOVERED)}
-            active = {key for key, _ in members} - recovered
-            tally = self._storms[umbrella_id] = _StormTally(active, recovered, sent_at=now)
-        return tally
-
-    def _flush_storm(
-        self, umbrella: Call, tally: _StormTally, now: float, *, force: bool = False
-    ) -> int:
-        """Write the umbrella's count and list, and send them to its ticket as one update,
-        unless the last update is younger than `storm.update_every` (or nothing changed)."""
-        if not tally.dirty or (not force and now - tally.sent_at < float(self._storm.update_every)):
-            return 0
-        tally.dirty, tally.sent_at = False, now
-        members = self._store.storm_members(umbrella.id)
-        self._umbrella_text(umbrella, members)
-        umbrella.updated_at = now
-        self._store.update_call(umbrella)
-        sink = self._groups[umbrella.group].sink if umbrella.group in self._groups else None
-        if sink is not None and sink in self._external:
-            text = f"{umbrella.summary}. Every problem held back now:\n\n" + _member_lines(members)
-            payload = {
-                "priority": self._external[sink](umbrella.severity),
-                "summary": umbrella.summary,
-                "text": text,
-                "brief": f"{umbrella.summary}. The list below is current.",
-                "description": umbrella.description,
-            }
-            self._store.enqueue(OutboxOp(0, umbrella.id, sink, "update", payload, now))
-            self._on_enqueue()
-        return 1
-
-    def _umbrella_text(self, umbrella: Call, members: list[tuple[str, str]]) -> None:
-        recovered = sum(1 for _, line in members if line.startswith(RECOVERED))
-        still = f", {recovered} of them recovered" if recovered else ""
-        umbrella.summary = (
-            f"[storm] {len(members)} problem(s) for {umbrella.assign} held back{still}: "
-            f"more than {self._storm.max_calls} new calls within "
-            f"{units.duration(float(self._storm.window))}"
-        )
-        umbrella.description = (
-            "Too many problems at once to open a call for each (a network or power failure "
-            "often looks like this). Each one is still watched; this call lists them and "
-            "resolves when the last one has recovered.\n\n" + _member_lines(members)
-        )
-
-    def _storm_member_changed(
-        self, umbrella: Call, problem: Problem, recovered: bool, now: float
-    ) -> None:
-        key = fingerprint(problem.host, problem.rule, problem.labels)
-        line = self._templates.summary(problem)
-        tally = self._tally(umbrella.id, now)
-        if recovered:
-            self._store.put_storm_member(umbrella.id, key, f"{RECOVERED}{line}")
-            tally.active.discard(key)
-            tally.recovered.add(key)
-        else:
-            self._store.put_storm_member(umbrella.id, key, line)
-        self._storm_members_left(umbrella, tally, recovered, now)
-
-    def drop_retired_member(self, umbrella_id: int, member: str, now: float) -> None:
-        """Take a retired host's problem off its storm umbrella (resolved once none is left)."""
-        umbrella = self._store.get_call(umbrella_id)
-        if umbrella is None or umbrella.status != "open" or umbrella.rule != STORM_RULE:
-            return
-        self._store.drop_storm_member(umbrella.id, member)
-        tally = self._tally(umbrella.id, now)
-        tally.active.discard(member)
-        tally.recovered.discard(member)
-        self._storm_members_left(umbrella, tally, True, now)
-
-    def _storm_members_left(
-        self, umbrella: Call, tally: _StormTally, recovered: bool, now: float
-    ) -> None:
-        """An umbrella after a member changed: resolved when none still fails, else its list
-        and ticket brought up to date (batched)."""
-        tally.dirty = True
-        if recovered and not tally.active:
-            # Another replica may have held problems back on it since: the store decides.
-            self._storms.pop(umbrella.id, None)
-            tally = self._tally(umbrella.id, now)
-            tally.dirty = True
-        if recovered and not tally.active:
-            self._flush_storm(umbrella, tally, now, force=True)  # the final list first
-            self._storms.pop(umbrella.id, None)
-            umbrella.status, umbrella.resolved_at, umbrella.updated_at = "resolved", now, now
-            self._store.update_call(umbrella)
-            self._event(
-                umbrella,
-                "resolved",
-                "Recovered: every problem listed here has.",
-                now,
-                {"text": "Recovered: every problem listed here has.", "close": False},
-            )
-            CallCounters.bump(self.counters.resolved, umbrella.group)
-            self._timings.resolved(umbrella.group, now - umbrella.opened_at)
-            return
-        self._flush_storm(umbrella, tally, now)
-
     def _summary(self, problem: Problem) -> str:
         """The summary, within the subject limit of the group's help desk."""
         group = self._groups.get(problem.group)
@@ -507,29 +323,6 @@ class IncidentManager:
         CallCounters.bump(self.counters.resolved, call.group)
         self._timings.resolved(call.group, now - call.opened_at)
         log.info("call %d resolved: %s", call.id, text)
-
-
-# How a held-back problem that has recovered is listed on its umbrella.
-RECOVERED = "[recovered] "
-_SHOWN_MEMBERS = 500
-
-
-@dataclass(slots=True)
-class _StormTally:
-    """An umbrella's members as this process knows them, and when its ticket last heard."""
-
-    active: set[str]  # fingerprints of the problems still held back
-    recovered: set[str]
-    sent_at: float
-    dirty: bool = False  # members changed since the last update
-
-
-def _member_lines(members: list[tuple[str, str]]) -> str:
-    """One line per member, those still failing first, recovered ones marked."""
-    ordered = sorted(members, key=lambda m: (m[1].startswith(RECOVERED), m[1]))
-    shown = "\n".join(f"- {text}" for _, text in ordered[:_SHOWN_MEMBERS])
-    more = len(ordered) - _SHOWN_MEMBERS
-    return shown + (f"\n… and {more} more" if more > 0 else "")
 
 
 def _flapping_note(rule: str, changes: int = 0, window: float = 0.0) -> str:

@@ -32,22 +32,23 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     if args.id is None and not args.all:
         raise CommandError("say which dead letter to retry (an ID) or --all")
     query = f"?op_id={args.id}" if args.id is not None else ""
-    retried = collector_send(
-        args.collector, f"/api/v1/outbox/retry{query}", "POST", operator_token(args)
-    )["retried"]
-    print(f"{retried} dead letter(s) put back in line")
-    return EXIT_OK if retried else EXIT_FAILED
+    return _on_dead_letters(args, f"/api/v1/outbox/retry{query}", "retried", "put back in line")
 
 
 def cmd_outbox_discard(args: argparse.Namespace) -> int:
     """Give up on one dead letter (e.g. a reopen the help desk refuses for good), so the call's
     later operations can go. Exit 1 if it was not dead. Needs an operator token (not a
     read-only one); recorded in the audit log."""
-    done = collector_send(
-        args.collector, f"/api/v1/outbox/discard?op_id={args.id}", "POST", operator_token(args)
-    )["discarded"]
-    print(f"{done} dead letter(s) discarded")
-    return EXIT_OK if done else EXIT_FAILED
+    path = f"/api/v1/outbox/discard?op_id={args.id}"
+    return _on_dead_letters(args, path, "discarded", "discarded")
+
+
+def _on_dead_letters(args: argparse.Namespace, path: str, key: str, done: str) -> int:
+    """POST `path` as an operator; say how many dead letters it changed (the answer's `key`),
+    exit 1 if none."""
+    count = collector_send(args.collector, path, "POST", operator_token(args))[key]
+    print(f"{count} dead letter(s) {done}")
+    return EXIT_OK if count else EXIT_FAILED
 
 
 def cmd_outbox_check_sinks(args: argparse.Namespace) -> int:

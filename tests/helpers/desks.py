@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from collector.sinks.contract import NewTicket
 
 FP = "5f0c1d2e3a4b5c6d7e8f"
+T = TypeVar("T")
 
 
 def new_ticket(fingerprint: str = FP, route: dict[str, str] | None = None) -> NewTicket:
@@ -26,10 +27,15 @@ def new_ticket(fingerprint: str = FP, route: dict[str, str] | None = None) -> Ne
     )
 
 
+def ended_after(end: Callable[[T], object]) -> Iterator[list[T]]:
+    """A list a test fills, each item handed to `end` after the test (a fixture's body)."""
+    items: list[T] = []
+    yield items
+    for item in items:
+        end(item)
+
+
 @pytest.fixture
 def made() -> Iterator[list[Any]]:
     """Sinks a test builds, closed after it."""
-    sinks: list[Any] = []
-    yield sinks
-    for sink in sinks:
-        sink.close()
+    yield from ended_after(lambda sink: sink.close())

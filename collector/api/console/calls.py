@@ -6,12 +6,10 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery
-from litestar.response import Redirect
 
 from collector.api.answers import PathId
 from collector.api.console.pages import Console
 from collector.app import CollectorService
-from collector.errors import Rejection
 from collector.incidents.calls import Call
 
 
@@ -61,22 +59,16 @@ def call_routes(console: Console) -> list[Any]:
     async def call_action(
         request: Request[Any, Any, Any], call_id: PathId, action: FromPath[str]
     ) -> Response[Any]:
-        session, form, refusal = await console.changing(request)
-        if refusal is not None:
-            return refusal
-        assert session is not None
-        try:
-            if action == "acknowledge":
-                service.acknowledge_call(call_id, session.name, via="console")
-            elif action == "comment":
-                service.comment_call(call_id, session.name, form.get("text", ""), via="console")
-            elif action == "resolve":
-                service.resolve_call(call_id, session.name, form.get("text", ""), via="console")
-            else:
-                return console.refused(session, f"No action {action!r} on calls.", 404)
-        except Rejection as rejection:
-            return console.refused(session, rejection.message, rejection.status)
-        return Redirect(f"/calls/{call_id}", status_code=303)
+        actions = {
+            "acknowledge": lambda who, form: service.acknowledge_call(call_id, who, via="console"),
+            "comment": lambda who, form: service.comment_call(
+                call_id, who, form.get("text", ""), via="console"
+            ),
+            "resolve": lambda who, form: service.resolve_call(
+                call_id, who, form.get("text", ""), via="console"
+            ),
+        }
+        return await console.act(request, action, actions, "calls", f"/calls/{call_id}")
 
     return [calls_page, call_page, call_action]
 

@@ -8,10 +8,8 @@ from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
-from litestar.response import Redirect
 
 from collector.api.console.pages import Console
-from collector.errors import Rejection
 from collector.incidents.calls import Call
 
 
@@ -72,20 +70,15 @@ def overview_routes(console: Console) -> list[Any]:
     async def host_action(
         request: Request[Any, Any, Any], host: FromPath[str], action: FromPath[str]
     ) -> Response[Any]:
-        session, form, refusal = await console.changing(request)
-        if refusal is not None:
-            return refusal
-        assert session is not None
-        reason = form.get("reason", "")
-        try:
-            if action == "retire":
-                service.retire_host(host, session.name, reason, via="console")
-            elif action == "restore":
-                service.restore_host(host, session.name, reason, via="console")
-            else:
-                return console.refused(session, f"No action {action!r} on hosts.", 404)
-        except Rejection as rejection:
-            return console.refused(session, rejection.message, rejection.status)
-        return Redirect(f"/hosts/{quote(host, safe='')}", status_code=303)
+        def retire(who: str, form: dict[str, str]) -> None:
+            service.retire_host(host, who, form.get("reason", ""), via="console")
+
+        def restore(who: str, form: dict[str, str]) -> None:
+            service.restore_host(host, who, form.get("reason", ""), via="console")
+
+        actions = {"retire": retire, "restore": restore}
+        return await console.act(
+            request, action, actions, "hosts", f"/hosts/{quote(host, safe='')}"
+        )
 
     return [overview, host_page, host_action]

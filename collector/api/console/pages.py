@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from litestar.response import Redirect
 from collector.api.console.session import COOKIE, Session, SessionCodec, session_key
 from collector.app import CollectorService
 from collector.auth import TokenFileError, hash_token, read_users, verify_password
+from collector.errors import Rejection
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,29 @@ class Console:
     def refused(self, session: Session | None, message: str, status: int) -> Response[str]:
         """The error page, saying why."""
         return self.page("error.html", session, status=status, message=message)
+
+    async def act(
+        self,
+        request: Request[Any, Any, Any],
+        action: str,
+        actions: Mapping[str, Callable[[str, dict[str, str]], object]],
+        noun: str,
+        then: str,
+    ) -> Response[Any]:
+        """Do the named action for the session's user with the posted form, then show `then`;
+        the error page when the form or the action is refused."""
+        session, form, refusal = await self.changing(request)
+        if refusal is not None:
+            return refusal
+        assert session is not None
+        do = actions.get(action)
+        if do is None:
+            return self.refused(session, f"No action {action!r} on {noun}.", 404)
+        try:
+            do(session.name, form)
+        except Rejection as rejection:
+            return self.refused(session, rejection.message, rejection.status)
+        return Redirect(then, status_code=303)
 
     async def changing(
         self, request: Request[Any, Any, Any]
