@@ -202,11 +202,9 @@ class BorgCheck(BackupProbe[BorgOptions]):
             raise CheckFailed(self._explain(result, secret))
         with self._parsing("borg list --json", f"{self._options.borg} borg 1.x"):
             listing = json.loads(result.stdout)["archives"]
-            return [
-                (self._timestamp(item["time"]), item["name"])
-                for item in listing
-                if not is_checkpoint(item["name"])  # borg 1.2 hides them; older ones may not
-            ]
+            archives = [(self._timestamp(item["time"]), _archive_name(item)) for item in listing]
+            # borg 1.2 hides checkpoints; older ones may not
+            return [(when, name) for when, name in archives if not is_checkpoint(name)]
 
     def _timestamp(self, text: str) -> float:
         """Return the Unix time of a borg time ("2026-11-22T09:07:38.000000", zone-less)."""
@@ -299,3 +297,11 @@ class BorgCheck(BackupProbe[BorgOptions]):
         return (
             f"borg {result.argv[1]} failed for repository {repo} (exit {result.returncode}): {said}"
         )
+
+
+def _archive_name(item: dict[str, object]) -> str:
+    """An archive's name from `borg list --json`, which must be a string."""
+    name = item["name"]
+    if not isinstance(name, str):
+        raise TypeError(f"archive name {name!r} is not a string")
+    return name

@@ -270,6 +270,19 @@ def test_backup_json_parses_or_fails_with_check_failed(
     collects_or_fails_with_check_failed(make_check())
 
 
+def test_a_borg_archive_without_a_name_fails_with_check_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the fuzz run above: `"name": null` in `borg list --json` crashed the check."""
+    listing = '{"archives": [{"name": null, "time": "2026-11-22T09:07:38.000000"}]}'
+    monkeypatch.setattr("checks.borg.run_command", FakeCommands([(0, listing)]))
+    check = BorgCheck(
+        BorgOptions(repository="/srv/borg", passcommand="echo x"), clock=lambda: 1.8e9
+    )
+    with pytest.raises(CheckFailed, match="archive name None is not a string"):
+        check.collect()
+
+
 # -- config YAML and the deploy inventory ------------------------------------------------------
 
 yaml_scalars = scalars(
