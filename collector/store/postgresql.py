@@ -247,6 +247,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN retired_by TEXT;
     ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
     """,
+    # The console's call lists: one page by status, group, host or rule, newest first.
+    """
+    CREATE INDEX calls_by_status ON calls (status, id);
+    CREATE INDEX calls_by_group ON calls (grp, status, id);
+    CREATE INDEX calls_by_host ON calls (host, status, id);
+    CREATE INDEX calls_by_rule ON calls (rule, status, id);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -268,6 +275,7 @@ class PostgresStore(SQLStore):
     _FOR_UPDATE = " FOR UPDATE"
     _LEASE_CLEAR = ", lease_owner=NULL, lease_until=NULL"
     _EVENT_ORDER = "id"
+    _LIKE = "ILIKE"
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
+from collector.store.call_search import CallPage, CallSearch, search_sql
 from collector.store.records import (
     STATE_COLUMNS,
     AuditEntry,
@@ -168,6 +169,7 @@ class SQLStore:
     _FOR_UPDATE = ""  # a row lock on a read, where the dialect has one
     _LEASE_CLEAR = ""  # what ends an outbox operation's lease, where there is one
     _EVENT_ORDER = "rowid"  # what orders call events written at the same time
+    _LIKE = "LIKE"  # a LIKE blind to case (SQLite's is, for ASCII)
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -678,6 +680,18 @@ class SQLStore:
             (*args, limit),
         )
         return [self._call(row) for row in rows]
+
+    def search_calls(self, search: CallSearch) -> CallPage:
+        """One page of the calls that match, sorted, and how many match in all."""
+        clause, args, order = search_sql(search, self._LIKE)
+        total = self._run(f"SELECT count(*) FROM calls {clause}", args).fetchone()[0]  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
+        if not total or search.offset >= total:
+            return CallPage([], int(total))
+        rows = self._run(
+            f"SELECT {CALL_COLUMNS} FROM calls {clause} {order} LIMIT ? OFFSET ?",  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
+            (*args, search.limit, search.offset),
+        )
+        return CallPage([self._call(row) for row in rows], int(total))
 
     def call_events(self, call_id: int) -> list[CallEvent]:
         rows = self._run(

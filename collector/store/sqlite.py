@@ -220,6 +220,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
         "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
     ),
+    7: (
+        # The console's call lists: one page by status, group, host or rule, newest first.
+        "CREATE INDEX calls_by_status ON calls (status, id)",
+        "CREATE INDEX calls_by_group ON calls (grp, status, id)",
+        "CREATE INDEX calls_by_host ON calls (host, status, id)",
+        "CREATE INDEX calls_by_rule ON calls (rule, status, id)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
