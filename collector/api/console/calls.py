@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 
 from collector.api.answers import PathId
+from collector.api.console.live import live_page, signed_out
 from collector.api.console.pages import Console
+from collector.api.console.paging import PAGE_SIZES, Paging
 from collector.app import CollectorService
 from collector.incidents.calls import Call
+from collector.store.call_search import SEVERITY_ORDER, SORTS, CallPage, CallSearch
+
+# Sorts whose first click shows the newest, latest or worst first.
+CALLS_DESCENDING_FIRST = ("id", "opened", "updated", "resolved", "severity")
 
 
 def call_routes(console: Console) -> list[Any]:
@@ -18,28 +24,73 @@ def call_routes(console: Console) -> list[Any]:
     service, config = console.service, console.config
 
     @get("/calls", include_in_schema=False)
-    async def calls_page(
-        request: Request[Any, Any, Any], group: FromQuery[str] = "", sink: FromQuery[str] = ""
-    ) -> Response[Any]:
-        state = request.query_params.get("state", "open")  # `state` is Litestar's own name
+    async def calls_page(request: Request[Any, Any, Any]) -> Response[Any]:
         session = console.session_of(request)
         if session is None:
-            return console.to_login(request)
-        status = state if state in ("open", "resolved") else None
-        calls = service.calls(status, group or None, 1000)  # type: ignore[arg-type]
-        if sink:
-            calls = [
-                c for c in calls if c.group in config.groups and config.groups[c.group].sink == sink
-            ]
-        rows = [_call_row(service, c) for c in calls]
-        return console.page(
+            return signed_out(request, console)
+        query = request.query_params  # `state` is Litestar's own name: read them all here
+        state = query.get("state", "open")
+        state = state if state in ("open", "resolved", "all") else "open"
+        severity = query.get("severity", "")
+        filters = {
+            "q": query.get("q", "").strip(),
+            "host": query.get("host", "").strip(),
+            "rule": query.get("rule", "").strip(),
+            "group": query.get("group", ""),
+            "state": state,
+            "severity": severity if severity in SEVERITY_ORDER else "",
+            "sink": query.get("sink", ""),
+        }
+        paging = Paging.from_query(
+            "/calls",
+            query,
+            filters,
+            tuple(SORTS),
+            "id",
+            descending_first=CALLS_DESCENDING_FIRST,
+            anchor="calls",
+        )
+        # "open" is the list's default: a link that names it keeps it, one without it too.
+        paging.filters["state"] = state
+        groups: tuple[str, ...] | None = None
+        if filters["group"]:
+            groups = (filters["group"],)
+        if filters["sink"]:
+            of_sink = {g for g, c in config.groups.items() if c.sink == filters["sink"]}
+            groups = tuple(sorted(of_sink & set(groups) if groups is not None else of_sink))
+
+        def page() -> CallPage:
+            return service.store.search_calls(
+                CallSearch(
+                    status=None if state == "all" else state,  # type: ignore[arg-type]
+                    groups=groups,
+                    host=filters["host"],
+                    rule=filters["rule"],
+                    severity=filters["severity"],
+                    text=filters["q"],
+                    sort=paging.sort,
+                    descending=paging.descending,
+                    offset=paging.offset,
+                    limit=paging.per,
+                )
+            )
+
+        found = page()
+        if paging.settle(found.total):
+            found = page()
+        return live_page(
+            console,
+            request,
             "calls.html",
             session,
-            calls=rows,
-            group=group,
+            calls=[_call_row(service, c) for c in found.calls],
+            paging=paging,
+            filters=filters,
             state=state,
-            sink=sink,
+            severities=SEVERITY_ORDER[:-1],
+            page_sizes=PAGE_SIZES,
             sinks=sorted(config.sinks),
+            rules=sorted(r.name for r in config.rules),
         )
 
     @get("/calls/{call_id:int}", include_in_schema=False)

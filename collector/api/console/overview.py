@@ -9,35 +9,91 @@ from urllib.parse import quote
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from collector.api.console.calls import CALLS_DESCENDING_FIRST
+from collector.api.console.live import live_page, signed_out
 from collector.api.console.pages import Console
-from collector.incidents.calls import Call
+from collector.api.console.paging import PAGE_SIZES, Paging
+from collector.store.call_search import SEVERITY_ORDER, CallPage, CallSearch
+from collector.store.call_search import SORTS as CALL_SORTS
+from collector.view.host_list import SORTS, HostList, HostPage, HostSearch
+
+PROBLEMS_PER_GROUP = 10  # the rest are a link away, in the calls list
+STALE_SHOWN = 20
 
 
 def overview_routes(console: Console) -> list[Any]:
     """GET /, GET /hosts/{host} and POST /hosts/{host}/{retire, restore}."""
-    service = console.service
+    service, config = console.service, console.config
 
     @get("/", include_in_schema=False)
     async def overview(request: Request[Any, Any, Any]) -> Response[Any]:
         session = console.session_of(request)
         if session is None:
-            return console.to_login(request)
-        hosts = service.hosts()
-        by_state: dict[str, list[str]] = {}
-        for host in hosts:
-            by_state.setdefault(host["state"], []).append(host["host"])
-        open_calls = service.calls("open", None, 5000)
-        by_group: dict[str, list[Call]] = {}
-        for call in open_calls:
-            by_group.setdefault(call.group, []).append(call)
+            return signed_out(request, console)
+        query = request.query_params
+        listing = HostList(service.fleet, service.clock(), config.staleness.after_intervals)
+        state = query.get("state", "")
+        state = state if state in SEVERITY_ORDER else ""
+        paging = Paging.from_query(
+            "/",
+            query,
+            {"q": query.get("q", "").strip(), "state": state},
+            SORTS,
+            "state",
+            descending_first=("state",),
+            anchor="hosts",
+        )
+
+        def hosts_page() -> HostPage:
+            return listing.page(
+                HostSearch(
+                    text=paging.filters.get("q", ""),
+                    state=state,
+                    sort=paging.sort,
+                    descending=paging.descending,
+                    offset=paging.offset,
+                    limit=paging.per,
+                )
+            )
+
+        hosts = hosts_page()
+        if paging.settle(hosts.total):
+            hosts = hosts_page()
+        open_counts = service.store.open_calls_by_group()
+        problems = [
+            (
+                group,
+                service.store.search_calls(
+                    CallSearch(
+                        status="open", groups=(group,), sort="severity", limit=PROBLEMS_PER_GROUP
+                    )
+                ).calls
+                if open_counts.get(group)
+                else [],
+            )
+            for group in sorted(set(config.groups) | set(open_counts))
+        ]
+        stale = listing.page(
+            HostSearch(state="STALE", sort="last_report", descending=False, limit=STALE_SHOWN)
+        )
         silences = [s for s in service.silences() if s["active"]]
-        return console.page(
+        return live_page(
+            console,
+            request,
             "overview.html",
             session,
-            hosts=hosts,
-            by_state=by_state,
-            by_group=by_group,
-            stale=[h for h in hosts if h["state"] == "STALE"],
+            hosts=hosts.hosts,
+            counts=hosts.counts,
+            paging=paging,
+            query_text=query.get("q", ""),
+            state=state,
+            states=SEVERITY_ORDER,
+            page_sizes=PAGE_SIZES,
+            problems=problems,
+            open_counts=open_counts,
+            open_total=sum(open_counts.values()),
+            stale=stale.hosts,
+            stale_total=stale.total,
             silences=silences,
         )
 
@@ -45,10 +101,11 @@ def overview_routes(console: Console) -> list[Any]:
     async def host_page(request: Request[Any, Any, Any], host: FromPath[str]) -> Response[Any]:
         session = console.session_of(request)
         if session is None:
-            return console.to_login(request)
+            return signed_out(request, console)
         found = service.hosts(host) or service.retired_hosts(host)
         if not found:
             return console.refused(session, f"No host {host} has reported.", 404)
+        fleet = service.fleet
         states = [
             {
                 "rule": rule,
@@ -60,11 +117,44 @@ def overview_routes(console: Console) -> list[Any]:
                 "silenced": state.silenced,
                 "flapping": state.flapping,
             }
-            for (rule, name, key), state in sorted(service.fleet.states.items())
-            if name == host
+            for rule, _, key in sorted(fleet.states.keys_of(host))
+            for state in (fleet.states[(rule, host, key)],)
         ]
-        calls = [c for c in service.calls(None, None, 5000) if c.host == host]
-        return console.page("host.html", session, host=found[0], states=states, calls=calls)
+        query = request.query_params
+        paging = Paging.from_query(
+            f"/hosts/{quote(host, safe='')}",
+            query,
+            {},
+            tuple(CALL_SORTS),
+            "id",
+            descending_first=CALLS_DESCENDING_FIRST,
+            anchor="host-calls",
+        )
+
+        def calls_page() -> CallPage:
+            return service.store.search_calls(
+                CallSearch(
+                    host=host,
+                    sort=paging.sort,
+                    descending=paging.descending,
+                    offset=paging.offset,
+                    limit=paging.per,
+                )
+            )
+
+        calls = calls_page()
+        if paging.settle(calls.total):
+            calls = calls_page()
+        return live_page(
+            console,
+            request,
+            "host.html",
+            session,
+            host=found[0],
+            states=states,
+            calls=calls.calls,
+            paging=paging,
+        )
 
     @post("/hosts/{host:str}/{action:str}", include_in_schema=False, status_code=303)
     async def host_action(

@@ -148,15 +148,28 @@ class Console:
         **context: Any,
     ) -> Response[str]:
         """A template rendered as an HTML page, with the security headers."""
-        body = self.env.get_template(template).render(
-            session=session, now=self.service.clock(), groups=sorted(self.config.groups), **context
-        )
+        body = self.render(template, session, **context)
         return Response(
             body,
             status_code=status,
             media_type=MediaType.HTML,
             headers={**SECURITY_HEADERS, **(headers or {})},
         )
+
+    def render(
+        self, template: str, session: Session | None, block: str | None = None, **context: Any
+    ) -> str:
+        """A template as text: the whole page, or only one of its blocks (live.py)."""
+        page = self.env.get_template(template)
+        values = {
+            "session": session,
+            "now": self.service.clock(),
+            "groups": sorted(self.config.groups),
+            **context,
+        }
+        if block is None:
+            return page.render(values)
+        return "".join(page.blocks[block](page.new_context(values)))
 
     @staticmethod
     def to_login(request: Request[Any, Any, Any]) -> Response[Any]:

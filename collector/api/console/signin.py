@@ -20,6 +20,8 @@ _STATIC = {
     "console.css": "text/css",
     "console.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
+    "live.js": "text/javascript",
+    "lists.css": "text/css",
 }
 
 # What a sign-in refused with 429 says, by the limit that refused it.
