@@ -47,3 +47,42 @@ def test_the_index_cannot_be_bypassed() -> None:
         table.update({("disk", "a", "{}"): STATE})
     with pytest.raises(NotImplementedError):
         table.setdefault(("disk", "a", "{}"), STATE)
+
+
+WORST_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "del", "clear", "ask"]),
+        KEYS,
+        st.sampled_from(list(Severity)),
+    ),
+    max_size=60,
+)
+
+
+@given(WORST_OPERATIONS)
+def test_the_worst_state_kept_between_calls_is_the_worst_state_now(
+    operations: list[tuple[str, tuple[str, str, str], Severity]],
+) -> None:
+    """worst_by_host reads again only the hosts whose states changed: it must still agree
+    with a walk over every state."""
+    from collector.config import CHECK_STALE_RULE
+    from collector.view.fleet import Fleet
+
+    fleet = Fleet()
+    for operation, key, severity in operations:
+        if operation == "set":
+            fleet.states[key] = RuleState(severity=severity)
+        elif operation == "del" and key in fleet.states:
+            del fleet.states[key]
+        elif operation == "clear":
+            fleet.states.clear()
+        else:
+            fleet.worst_by_host()
+        expected: dict[str, Severity] = {}
+        for (rule, host, _), state in fleet.states.items():
+            worst = state.severity
+            if rule == CHECK_STALE_RULE and worst is Severity.STALE:
+                worst = Severity.UNKNOWN
+            if worst > expected.get(host, Severity.OK):
+                expected[host] = worst
+        assert fleet.worst_by_host() == expected

@@ -60,33 +60,45 @@ def _matcher(text: str) -> Any:
         else:
             names.append(word.lower())
 
-    def name_matches(name: str, word: str) -> bool:
-        return fnmatchcase(name, word) if "*" in word else word in name
+    globs = [word for word in names if "*" in word]
+    parts = [word for word in names if "*" not in word]
+    exact = [(key, value) for key, value in labels if "*" not in value]
+    patterns = [(key, value) for key, value in labels if "*" in value]
 
     def matches(name: str, host_labels: dict[str, str]) -> bool:
-        lowered = name.lower()
-        if not all(name_matches(lowered, word) for word in names):
-            return False
-        for key, value in labels:
-            have = host_labels.get(key)
-            if have is None or not (fnmatchcase(have, value) if "*" in value else have == value):
+        for key, value in exact:
+            if host_labels.get(key) != value:
                 return False
+        for key, value in patterns:
+            have = host_labels.get(key)
+            if have is None or not fnmatchcase(have, value):
+                return False
+        if parts or globs:
+            lowered = name.lower()
+            for word in parts:
+                if word not in lowered:
+                    return False
+            for word in globs:
+                if not fnmatchcase(lowered, word):
+                    return False
         return True
 
     return matches
 
 
 def host_states(fleet: Fleet, now: float, stale_factor: float) -> dict[str, str]:
-    """Every host's state by name: STALE when it stopped reporting, else its worst rule state."""
-    worst = fleet.worst_by_host()
-    return {
-        name: (
-            Severity.STALE
-            if fleet.is_stale(name, now, stale_factor)
-            else worst.get(name, Severity.OK)
-        ).name
-        for name in fleet.hosts
-    }
+    """Every host's state by name: STALE when it stopped reporting (Fleet.is_stale), else its
+    worst rule state."""
+    worst = {host: severity.name for host, severity in fleet.worst_by_host().items()}
+    stale, ok = Severity.STALE.name, Severity.OK.name
+    out = {}
+    for name, host in fleet.hosts.items():
+        record = host.record
+        if now - record.last_report_at > stale_factor * record.interval_seconds:
+            out[name] = stale
+        else:
+            out[name] = worst.get(name, ok)
+    return out
 
 
 def problems_of(fleet: Fleet, host: str) -> list[dict[str, Any]]:

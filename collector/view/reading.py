@@ -33,10 +33,12 @@ class FleetReader:
         out = []
         worst = self.fleet.worst_by_host()
         problems: dict[str, list[dict[str, Any]]] = {}
-        for (rule, state_host, labels), state in sorted(self.fleet.states.items()):
-            if (state.severity is not Severity.OK or state.flapping) and (
-                only is None or state_host == only
-            ):
+        states = self.fleet.states
+        # One host's page reads that host's states only, not the fleet's (180,000 at 10,000).
+        keys = states.keys() if only is None else states.keys_of(only)
+        for rule, state_host, labels in sorted(keys):
+            state = states[(rule, state_host, labels)]
+            if state.severity is not Severity.OK or state.flapping:
                 problems.setdefault(state_host, []).append(
                     {
                         "rule": rule,
