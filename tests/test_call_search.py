@@ -147,3 +147,28 @@ def test_the_store_uses_an_index_for_one_hosts_open_calls(store: Store) -> None:
             rows = db.execute("EXPLAIN " + query.replace("?", "%s"), args).fetchall()
         plan = " ".join(row[0] for row in rows)
         assert "calls_by_host" in plan, plan
+
+
+def test_the_audit_log_is_paged_and_searched(store: Store) -> None:
+    from collector.store.records import AuditEntry
+
+    with store.transaction():
+        for n in range(1, 61):
+            actor = "alice" if n % 2 else "bob"
+            store.add_audit(
+                AuditEntry(0, 1000.0 + n, actor, "call.acknowledge", f"call {n}", "", "console")
+            )
+        store.add_audit(
+            AuditEntry(0, 2000.0, "carol", "silence.add", "silence 1", "50%_off", "api")
+        )
+    entries, total = store.audit_page("", 0, 25)
+    assert total == 61 and len(entries) == 25 and entries[0].actor == "carol"
+    assert [e.at for e in entries] == sorted((e.at for e in entries), reverse=True)
+    rest, _ = store.audit_page("", 50, 25)
+    assert len(rest) == 11
+    bobs, total = store.audit_page("BOB ACKNOWLEDGE", 0, 100)
+    assert total == 30 and {e.actor for e in bobs} == {"bob"}
+    sevens, _ = store.audit_page("call 7", 0, 100)
+    assert {e.target for e in sevens} == {f"call {n}" for n in (7, 17, 27, 37, 47, 57)}
+    assert store.audit_page("50%_off", 0, 100)[1] == 1
+    assert store.audit_page("5%", 0, 100)[1] == 0

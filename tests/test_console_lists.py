@@ -179,6 +179,17 @@ def test_a_refresh_without_a_session_is_told_so(console: Any) -> None:
     assert plain.status_code == 303 and plain.headers["location"].startswith("/login")
 
 
+def test_the_audit_log_is_paged_and_searched(console: Any) -> None:
+    client, service = console
+    for n in range(60):
+        service.audit("alice" if n % 2 else "bob", "token.enrol", f"host h{n}", via="api")
+    page = client.get("/audit?per=25").text
+    assert shown(1, 25, 60, "entries") in page and 'href="/audit?per=25&amp;page=3#audit"' in page
+    searched = client.get("/audit?q=bob").text
+    assert shown(1, 30, 30, "entries") in searched and ">alice<" not in searched
+    assert "No entry matches." in client.get("/audit?q=nobody").text
+
+
 def test_paging_links() -> None:
     paging = Paging.from_query("/calls", {"page": "7", "per": "25"}, {"q": "disk"}, ["id"], "id")
     paging.settle(1000)

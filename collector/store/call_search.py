@@ -69,7 +69,7 @@ class CallPage:
     total: int = 0
 
 
-def _like(text: str, *, glob: bool) -> str:
+def like_pattern(text: str, *, glob: bool) -> str:
     """A LIKE pattern (escape `\\`) for text: `%`, `_` and `\\` in it match themselves; with
     `glob`, `*` matches anything, else the text is matched anywhere."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -95,7 +95,7 @@ def search_sql(search: CallSearch, like: str) -> tuple[str, list[Any], str]:
             continue
         if "*" in value:
             where.append(f"{column} {like} ? ESCAPE '\\'")
-            args.append(_like(value, glob=True))
+            args.append(like_pattern(value, glob=True))
         else:
             where.append(f"{column}=?")
             args.append(value)
@@ -103,7 +103,7 @@ def search_sql(search: CallSearch, like: str) -> tuple[str, list[Any], str]:
         where.append("severity=?")
         args.append(search.severity)
     for word in search.text.split():
-        pattern = _like(word, glob=False)
+        pattern = like_pattern(word, glob=False)
         where.append(
             f"(summary {like} ? ESCAPE '\\' OR host {like} ? ESCAPE '\\' "
             f"OR rule {like} ? ESCAPE '\\')"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
-from collector.store.call_search import CallPage, CallSearch, search_sql
+from collector.store.call_search import CallPage, CallSearch, like_pattern, search_sql
 from collector.store.records import (
     STATE_COLUMNS,
     AuditEntry,
@@ -458,6 +458,31 @@ class SQLStore:
             (limit,),
         )
         return [AuditEntry(*row) for row in rows]
+
+    def audit_page(self, text: str, offset: int, limit: int) -> tuple[list[AuditEntry], int]:
+        """One page of the entries, newest first, whose who, action, target or detail hold
+        every word of `text` (in any case), and how many do in all."""
+        where: list[str] = []
+        args: list[Any] = []
+        for word in text.split():
+            pattern = like_pattern(word, glob=False)
+            where.append(
+                "("
+                + " OR ".join(
+                    f"{column} {self._LIKE} ? ESCAPE '\\'"
+                    for column in ("actor", "action", "target", "detail")
+                )
+                + ")"
+            )
+            args.extend([pattern] * 4)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = int(self._run(f"SELECT count(*) FROM audit_log {clause}", args).fetchone()[0])  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
+        rows = self._run(
+            "SELECT id, at, actor, action, target, detail, via FROM audit_log "  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
+            f"{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [AuditEntry(*row) for row in rows], total
 
     def audit_between(self, since: float, until: float, prefix: str) -> list[AuditEntry]:
         """Entries in [since, until) whose action begins with `prefix` (e.g. "call."), oldest

@@ -10,6 +10,7 @@ from litestar import MediaType, Request, Response, get
 from litestar.params import FromQuery
 
 from collector.api.console.pages import SECURITY_HEADERS, Console
+from collector.api.console.paging import PAGE_SIZES, Paging
 from collector.service_levels import (
     FORMATS,
     ReportError,
@@ -30,7 +31,22 @@ def report_routes(console: Console) -> list[Any]:
         session = console.session_of(request)
         if session is None:
             return console.to_login(request)
-        return console.page("audit.html", session, entries=service.store.list_audit(500))
+        query = request.query_params
+        text = query.get("q", "").strip()
+        paging = Paging.from_query(
+            "/audit", query, {"q": text}, ("id",), "id", descending_first=("id",), anchor="audit"
+        )
+        entries, total = service.store.audit_page(text, paging.offset, paging.per)
+        if paging.settle(total):
+            entries, total = service.store.audit_page(text, paging.offset, paging.per)
+        return console.page(
+            "audit.html",
+            session,
+            entries=entries,
+            paging=paging,
+            query_text=text,
+            page_sizes=PAGE_SIZES,
+        )
 
     @get("/report", include_in_schema=False)
     async def report_page(
