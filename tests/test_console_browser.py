@@ -208,7 +208,7 @@ def test_operator_handles_a_call_and_adds_a_silence(
     until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
     assert "data_disk_full" in browser.find_element(By.ID, "rule-states").text
     shot(browser, "console-host")
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     browser.find_element(By.ID, "acknowledge").click()
     until("the acknowledgement", lambda: browser.find_elements(By.ID, "call-acked"))
     assert "Acknowledged by alice." in browser.find_element(By.ID, "events").text
@@ -253,7 +253,7 @@ def test_read_only_operator_changes_nothing(browser: Any, collector: dict[str, A
     sign_in(browser, url, tokens["rob"])
     assert browser.find_element(By.ID, "who").text == "rob (read-only)"
     browser.find_element(By.LINK_TEXT, "web01").click()
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     assert browser.find_elements(By.ID, "read-only-note")
     assert absent(browser, "acknowledge") and absent(browser, "resolve")
     call_url = browser.current_url
@@ -369,7 +369,7 @@ def test_operator_retires_a_host_from_its_page(browser: Any, collector: dict[str
     assert [cell.text for cell in statuses] == ["resolved"]
     shot(browser, "console-host-retired")
 
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     events = browser.find_element(By.ID, "events").text
     assert "Resolved: host web01 was retired by alice: decommissioned" in events
     browser.get(url + "/")
