@@ -185,9 +185,27 @@ def test_a_new_problem_arrives_without_a_reload_and_typing_survives(
     browser.get(url + "/hosts/web02")
     assert browser.find_element(By.ID, "host-state").text == "CRITICAL"
     browser.execute_script("window.stillHere = 'the host page';")
+    # Someone keyboard-focused a call's link and is selecting the rule states to copy them.
+    link = browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a")
+    href = link.get_attribute("href")
+    browser.execute_script("arguments[0].focus();", link)
+    browser.execute_script(
+        "const range = document.createRange();"
+        "range.selectNodeContents(document.getElementById('rule-states'));"
+        "getSelection().removeAllRanges(); getSelection().addRange(range);"
+    )
     report_as(url, "web02", tokens["web02"], 0.5)
     until("web02 OK again", lambda: browser.find_element(By.ID, "host-state").text == "OK")
     assert browser.execute_script("return window.stillHere") == "the host page"
+    assert "CRITICAL" in browser.find_element(By.ID, "rule-states").text, "the selection waits"
+    status = browser.find_element(By.ID, "live-status")
+    assert status.get_attribute("data-live-waiting") is not None
+    assert browser.switch_to.active_element.get_attribute("href") == href, "focus moved along"
+    browser.execute_script("getSelection().removeAllRanges();")
+    until(
+        "the rule states once the selection is gone",
+        lambda: "CRITICAL" not in browser.find_element(By.ID, "rule-states").text,
+    )
     assert js_errors(browser) == []
 
     # A collector that stops answering: the page says since when it is not updating.

@@ -122,9 +122,10 @@
       failingSince = new Date();
     }
     status.classList.add("is-stale");
-    if (stale) {
+    const message = `Not updating since ${clock(failingSince)} UTC: ${why}`;
+    if (stale && (stale.hidden || stale.textContent !== message)) {
       stale.hidden = false;
-      stale.textContent = `Not updating since ${clock(failingSince)} UTC: ${why}`;
+      stale.textContent = message; // an alert: said once, not at every failed try
     }
   };
 
