@@ -258,6 +258,7 @@ def test_search_finds_hosts_by_name_and_label_and_calls_by_text(
     until("the call search", lambda: "q=DATA_DISK" in browser.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#calls tbody tr[data-call]")
     assert len(rows) == 1 and "web01" in rows[0].text
+    shot(browser, "console-call-search")
     calls = browser.find_element(By.ID, "call-q")
     calls.clear()
     calls.send_keys("node00001", Keys.ENTER)
