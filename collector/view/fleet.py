@@ -25,6 +25,24 @@ StateKey = tuple[str, str, str]  # rule, host, labels key
 _MISSING: Any = object()
 
 
+def problem_severity(rule: str, state: RuleState) -> Severity:
+    """How much one rule state weighs in its host's state: a host's state is its worst open
+    problem (or STALE when it stopped reporting, which the caller decides).
+
+    A problem is the rule's severity now, or its open call's when that is worse: a flapping
+    rule's call keeps the worst severity seen, and a silenced step leaves its call as it was,
+    so a host never reads WARNING next to its own CRITICAL call. Silenced, flapping and
+    absorbed problems count as any other: the host page lists them with their marks. One
+    silent check counts as UNKNOWN: the host itself still reports.
+    """
+    severity = state.severity
+    if state.call_id is not None and state.call_severity > severity:
+        severity = state.call_severity
+    if rule == CHECK_STALE_RULE and severity is Severity.STALE:
+        severity = Severity.UNKNOWN
+    return severity
+
+
 class StateTable(dict[StateKey, RuleState]):
     """Rule states by (rule, host, labels key), with each host's keys at hand: one host is
     reloaded without a walk over every state of the fleet (180,000 at 10,000 hosts)."""
@@ -280,12 +298,10 @@ class Fleet:
         self.series_stamps[key[0]] = next(self._stamps)
 
     def worst_by_host(self) -> dict[str, Severity]:
-        """The worst rule state of each host, in one pass over all states."""
+        """Each host's state: its worst open problem (problem_severity), in one pass."""
         worst: dict[str, Severity] = {}
         for (rule, host, _), state in self.states.items():
-            severity = state.severity
-            if rule == CHECK_STALE_RULE and severity is Severity.STALE:
-                severity = Severity.UNKNOWN  # one silent check: the host itself still reports
+            severity = problem_severity(rule, state)
             if severity > worst.get(host, Severity.OK):
                 worst[host] = severity
         return worst

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, RuleConfig
 from collector.evaluation.evaluator import RuleEvaluator
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.overrides import ThresholdResolver
-from collector.evaluation.rules import Severity
-from collector.view.fleet import Fleet
+from collector.evaluation.rules import RuleState, Severity
+from collector.view.fleet import Fleet, StateKey, problem_severity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,24 +33,12 @@ class FleetReader:
         out = []
         worst = self.fleet.worst_by_host()
         problems: dict[str, list[dict[str, Any]]] = {}
-        for (rule, state_host, labels), state in sorted(self.fleet.states.items()):
-            if (state.severity is not Severity.OK or state.flapping) and (
-                only is None or state_host == only
-            ):
-                problems.setdefault(state_host, []).append(
-                    {
-                        "rule": rule,
-                        "labels": json.loads(labels),
-                        "state": state.severity.name,
-                        "value": state.value,
-                        "since": state.changed_at,
-                        "call_id": state.call_id,
-                        "flapping": state.flapping,
-                        "silenced": state.silenced,
-                        "in_parent_call": state.absorbed_by,
-                        "detail": state.detail,
-                    }
-                )
+        rules = self._rules()
+        keys = self.fleet.states if only is None else self.fleet.states.keys_of(only)
+        for key in sorted(keys):
+            state = self.fleet.states[key]
+            if state.severity is not Severity.OK or state.flapping or state.call_id is not None:
+                problems.setdefault(key[1], []).append(self._state_row(key, state, rules))
         for name in sorted(self.fleet.hosts):
             if only is not None and name != only:
                 continue
@@ -97,6 +85,71 @@ class FleetReader:
                 }
             )
         return out
+
+    def rule_states(self, host: str) -> list[dict[str, Any]]:
+        """Every rule state of a host, OK ones too, by rule and labels (the host page)."""
+        rules = self._rules()
+        return [
+            self._state_row(key, self.fleet.states[key], rules)
+            for key in sorted(self.fleet.states.keys_of(host))
+        ]
+
+    def _state_row(
+        self, key: StateKey, state: RuleState, rules: dict[str, RuleConfig]
+    ) -> dict[str, Any]:
+        """One rule state as the API, the console and the CLI show it.
+
+        `state` is the rule's severity now; `severity` what it weighs in the host's state (its
+        open call's when worse, see problem_severity); `unit` and `metric` say how to read
+        `value` (runwatch/units.py); `since` is when the state last changed, and
+        `since_first_report` says it has held since its host's first report.
+        """
+        rule, host, labels = key
+        metric, unit, latest = self._reading_of(rules.get(rule), host, labels)
+        known = self.fleet.hosts.get(host)
+        first_seen = known.record.first_seen if known is not None else None
+        since = state.changed_at or first_seen
+        return {
+            "rule": rule,
+            "labels": json.loads(labels),
+            "state": state.severity.name,
+            "severity": problem_severity(rule, state).name,
+            # A settled OK state keeps the value it was last stepped with: the series has the
+            # latest (except for UNKNOWN, whose check failed to measure).
+            "value": latest
+            if latest is not None and state.severity is not Severity.UNKNOWN
+            else state.value,
+            "unit": unit,
+            "metric": metric,
+            "since": since,
+            "since_first_report": since is not None
+            and first_seen is not None
+            and since <= first_seen,
+            "call_id": state.call_id,
+            "call_state": state.call_severity.name if state.call_id is not None else None,
+            "flapping": state.flapping,
+            "silenced": state.silenced,
+            "in_parent_call": state.absorbed_by,
+            "detail": state.detail,
+        }
+
+    def _reading_of(
+        self, rule: RuleConfig | None, host: str, labels: str
+    ) -> tuple[str, str, float | None]:
+        """The metric a rule state's value measures, its unit, and the series' latest value
+        when that is what the state shows: a forecast's value is the time left, a staleness
+        state's the time without a report."""
+        if rule is None:  # host_stale, check_stale: seconds without a report
+            return "", "seconds", None
+        if rule.forecast is not None:
+            return rule.metric, "seconds", None
+        series = self.fleet.series.get((host, rule.metric, labels))
+        if series is None:
+            return rule.metric, "", None
+        return rule.metric, series.unit, series.value
+
+    def _rules(self) -> dict[str, RuleConfig]:
+        return {rule.name: rule for rule in self.config.rules}
 
     def retired_hosts(self, only: str | None = None) -> list[dict[str, Any]]:
         """Retired hosts, by name, in the shape of hosts() with their retirement: when, by

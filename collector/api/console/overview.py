@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -49,20 +48,7 @@ def overview_routes(console: Console) -> list[Any]:
         found = service.hosts(host) or service.retired_hosts(host)
         if not found:
             return console.refused(session, f"No host {host} has reported.", 404)
-        states = [
-            {
-                "rule": rule,
-                "labels": json.loads(key),
-                "state": state.severity.name,
-                "value": state.value,
-                "since": state.changed_at,
-                "call_id": state.call_id,
-                "silenced": state.silenced,
-                "flapping": state.flapping,
-            }
-            for (rule, name, key), state in sorted(service.fleet.states.items())
-            if name == host
-        ]
+        states = service.reader.rule_states(host)
         calls = [c for c in service.calls(None, None, 5000) if c.host == host]
         return console.page("host.html", session, host=found[0], states=states, calls=calls)
 
