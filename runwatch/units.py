@@ -122,11 +122,12 @@ def number(value: float, unit: str = "") -> str:
     return f"{text} {unit}" if unit else text
 
 
-def percent(ratio: float) -> str:
-    """A ratio as a percentage with one decimal: 0.851 is `85.1%`."""
+def percent(ratio: float, decimals: int = 1) -> str:
+    """A ratio as a percentage with one decimal: 0.851 is `85.1%`; more `decimals` where a
+    tenth of a percent matters (availability: `99.957%`)."""
     if (special := _special(ratio)) is not None:
         return f"{special}%"
-    return f"{ratio * 100:.1f}%"
+    return f"{ratio * 100:.{decimals}f}%"
 
 
 def duration(seconds: float) -> str:

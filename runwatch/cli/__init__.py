@@ -22,6 +22,7 @@ from checks.settings import ConfigError
 from runwatch import __version__
 from runwatch.cli import (
     agent,
+    audit,
     call,
     calls,
     collector,
@@ -71,6 +72,7 @@ COMMANDS = (
     call,
     config,
     hosts,
+    audit,
 )
 
 

@@ -32,11 +32,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _explanation_text(found: dict[str, Any]) -> str:
+    from runwatch import units
+
+    # A forecast's thresholds are times left; otherwise the metric's name says its unit.
+    unit = "seconds" if found["forecast"] else ""
+
+    def read(value: float | None) -> str:
+        return "-" if value is None else units.value(value, unit, found["metric"])
+
     def thresholds(t: dict[str, Any]) -> str:
-        unit = " (seconds left)" if found["forecast"] else ""
+        left = " (time left)" if found["forecast"] else ""
         return (
-            f"warning {t['warning']}, critical {t['critical']}, clear {t['clear']}, "
-            f"for {t['for']:g}s, direction {t['direction']}{unit}"
+            f"warning {read(t['warning'])}, critical {read(t['critical'])}, "
+            f"clear {read(t['clear'])}, for {units.duration(t['for'])}, "
+            f"direction {t['direction']}{left}"
         )
 
     lines = [
@@ -61,14 +70,14 @@ def _explanation_text(found: dict[str, Any]) -> str:
     if found["forecast"]:
         lines.append(
             f"  forecast:          time until {found['metric']} reaches "
-            f"{found['forecast']['reaches']:g}, fitted over "
-            f"{found['forecast']['over']:g}s"
+            f"{units.value(found['forecast']['reaches'], '', found['metric'])}, fitted over "
+            f"{units.duration(found['forecast']['over'])}"
         )
     flap = found["flapping"]
     lines.append(
         "  flapping:          "
         + (
-            f"more than {flap['changes']} changes within {flap['window']:g}s "
+            f"more than {flap['changes']} changes within {units.duration(flap['window'])} "
             f"(from the {flap['source']})"
             if flap["enabled"]
             else "off"
@@ -85,7 +94,8 @@ def _explanation_text(found: dict[str, Any]) -> str:
         where = ",".join(f"{k}={v}" for k, v in sorted(state["labels"].items()))
         extra = "".join(f" {word}" for word in ("flapping", "silenced") if state[word])
         call = f" call {state['call_id']}" if state["call_id"] else ""
-        lines.append(f"  now: {where or '-'} {state['state']}{extra}{call}")
+        value = f" at {read(state['value'])}" if state.get("value") is not None else ""
+        lines.append(f"  now: {where or '-'} {state['state']}{value}{extra}{call}")
     return "\n".join(lines)
 
 
