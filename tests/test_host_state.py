@@ -243,3 +243,26 @@ def assert_host_reads(service: CollectorService, client: TestClient[Any], expect
 
 SEVERITY_ORDER = ["OK", "WARNING", "CRITICAL", "UNKNOWN", "STALE"]
 SEVERITY = {name: index for index, name in enumerate(SEVERITY_ORDER)}
+
+
+def test_a_call_page_says_where_its_rule_stands_now(
+    make_service: MakeService, clock: FakeClock, console: Any
+) -> None:
+    service = make_service([FLAPPING_FS])
+    web = Reporter("web01", clock)
+    for value in (0.9, 0.5, 0.9, 0.5, 0.97, 0.5, 0.9):
+        feed(service, web, value)
+        clock.advance(60)
+    (call,) = service.calls("open", None)
+
+    page = console(service).get(f"/calls/{call.id}").text
+
+    now = re.search(r'<p id="call-now">(.*?)</p>', page, re.DOTALL)
+    assert now, page
+    assert re.fullmatch(
+        r'Now: <span class="badge state-warning">WARNING</span> at 90\.0%, changed '
+        r'<time datetime="\S+Z" title="\S+ \S+ UTC">1 min ago</time>, flapping\.',
+        now[1],
+    ), now[1]
+    opened = re.search(r"opened (<time [^>]*>[^<]*</time>)", page)
+    assert opened and "7 min ago" in opened[1], "the call opened at the first report"

@@ -94,6 +94,16 @@ class FleetReader:
             for key in sorted(self.fleet.states.keys_of(host))
         ]
 
+    def call_state(self, host: str, call_id: int) -> dict[str, Any] | None:
+        """The rule state that holds an open call, as rule_states() shows it; None when no
+        state holds it (the call is over, or a parent's call took the problem)."""
+        rules = self._rules()
+        for key in sorted(self.fleet.states.keys_of(host)):
+            state = self.fleet.states[key]
+            if state.call_id == call_id:
+                return self._state_row(key, state, rules)
+        return None
+
     def _state_row(
         self, key: StateKey, state: RuleState, rules: dict[str, RuleConfig]
     ) -> dict[str, Any]:
