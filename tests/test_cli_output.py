@@ -249,7 +249,14 @@ def test_host_list_into_head_is_quiet(fleet: dict[str, Any]) -> None:
     )
     assert shell.stdout.split() == ["HOST", "STATE", "LAST", "REPORT", "AGENT", "LABELS"]
     assert shell.stderr == ""
-    for command in (["host", "list"], ["status"], ["silence", "list"], ["audit"]):
+    for command in (
+        ["host", "list"],
+        ["status"],
+        ["status", "--watch"],
+        ["silence", "list"],
+        ["audit"],
+        ["calls"],
+    ):
         process = subprocess.Popen(
             [RUNWATCH, *command, "--collector", fleet["url"]],
             stdout=subprocess.PIPE,
@@ -325,6 +332,18 @@ def test_status_watch_piped_prints_one_picture_after_another(fleet: dict[str, An
     assert sum("Ctrl-C to stop" in line for line in lines) == 2
     assert code in (0, 130) and process.stderr.read() == ""
     assert ESCAPE not in "".join(lines)
+
+
+def test_status_watch_fits_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runwatch.cli.status import _fit
+
+    lines = [f"line {i}" for i in range(30)]
+    monkeypatch.setenv("LINES", "10")
+    fitted = _fit(lines)
+    assert fitted[:8] == lines[:8] and len(fitted) == 9
+    assert fitted[-1].startswith("... 22 more line(s)")
+    monkeypatch.setenv("LINES", "40")
+    assert _fit(lines) == lines
 
 
 def test_status_watch_and_json_are_not_together() -> None:

@@ -154,7 +154,7 @@ def _watch(args: argparse.Namespace) -> int:
                 f"every {units.duration(every)} (Ctrl-C to stop)"
             )
             if terminal:
-                lines = [heading, "", *picture.splitlines()]
+                lines = _fit([heading, "", *picture.splitlines()])
                 out.write(HOME + "".join(f"{line}{CLEAR_LINE}\n" for line in lines) + CLEAR_BELOW)
             else:
                 out.write(f"{heading}\n\n{picture}\n\n")
@@ -166,6 +166,19 @@ def _watch(args: argparse.Namespace) -> int:
         if terminal:
             out.write(SHOW_CURSOR + "\n")
             out.flush()
+
+
+def _fit(lines: list[str]) -> list[str]:
+    """The lines that fit the terminal's height, the last one saying how many did not: a
+    picture taller than the window would scroll, and the next one be drawn over the middle."""
+    import shutil
+
+    rows = shutil.get_terminal_size().lines
+    if len(lines) < rows:
+        return lines
+    keep = max(1, rows - 2)
+    hidden = len(lines) - keep
+    return [*lines[:keep], f"... {hidden} more line(s): a taller window, or without --watch"]
 
 
 def register(sub: Any) -> None:
