@@ -161,6 +161,27 @@ def test_status_reads_values_in_their_units(fleet: dict[str, Any]) -> None:
     assert status.stdout.rstrip().endswith("1 open call(s)")
 
 
+def test_rules_list_reads_thresholds_in_their_units(fleet: dict[str, Any]) -> None:
+    listed = runwatch("rules", "list", "--collector", fleet["url"])
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == [
+        "RULE",
+        "METRIC",
+        "OWNER",
+        "WARNING",
+        "CRITICAL",
+        "FOR",
+        "PROBLEMS",
+        "NOW",
+    ]
+    assert re.fullmatch(
+        r"filesystem_full\s+fs_used_ratio\s+systems-administration\s+>= 85\.0%\s+>= 95\.0%"
+        r"\s+0 s\s+1 CRITICAL, 1 WARNING",
+        row,
+    ), row
+
+
 def test_rules_explain_reads_thresholds_in_their_units(fleet: dict[str, Any]) -> None:
     explained = runwatch(
         "rules", "explain", "web01", "filesystem_full", "--collector", fleet["url"]
@@ -198,6 +219,7 @@ LISTS = [
     ["audit"],
     ["status"],
     ["rules", "explain", "web01", "filesystem_full"],
+    ["rules", "list"],
 ]
 
 

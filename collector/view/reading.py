@@ -161,6 +161,36 @@ class FleetReader:
     def _rules(self) -> dict[str, RuleConfig]:
         return {rule.name: rule for rule in self.config.rules}
 
+    def rules(self) -> list[dict[str, Any]]:
+        """The configured rules, by name, with their thresholds and how many of their states
+        are problems now (by severity)."""
+        counts: dict[str, dict[str, int]] = {}
+        for (rule, _, _), state in self.fleet.states.items():
+            if state.severity is not Severity.OK:
+                by_severity = counts.setdefault(rule, {})
+                by_severity[state.severity.name] = by_severity.get(state.severity.name, 0) + 1
+        return [
+            {
+                "name": rule.name,
+                "metric": rule.metric,
+                "owner": rule.owner,
+                "match": rule.match,
+                "direction": rule.direction,
+                "warning": rule.warning,
+                "critical": rule.critical,
+                "clear": rule.clear_threshold,
+                "for": float(rule.for_),
+                # A forecast's thresholds are times left, in seconds.
+                "unit": "seconds" if rule.forecast is not None else "",
+                "forecast": None
+                if rule.forecast is None
+                else {"reaches": rule.forecast.reaches, "over": float(rule.forecast.over)},
+                "description": rule.description,
+                "problems": counts.get(rule.name, {}),
+            }
+            for rule in sorted(self.config.rules, key=lambda r: r.name)
+        ]
+
     def retired_hosts(self, only: str | None = None) -> list[dict[str, Any]]:
         """Retired hosts, by name, in the shape of hosts() with their retirement: when, by
         whom, why (`state` is RETIRED; they have no checks, problems or measurements)."""

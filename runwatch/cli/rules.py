@@ -1,4 +1,5 @@
-"""`runwatch rules explain`: which thresholds apply to a rule on a host, and why."""
+"""`runwatch rules list|explain`: the rules the collector applies, and which thresholds of one
+apply to a host, and why."""
 
 from __future__ import annotations
 
@@ -99,8 +100,49 @@ def _explanation_text(found: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    """List the rules a collector applies: metric, owner group, thresholds in the metric's unit
+    (a forecast's as time left), `for`, and how many of their series are problems now."""
+    from runwatch import units
+    from runwatch.cli.output import Column, print_json, print_table
+
+    rules = collector_get(args.collector, "/api/v1/rules")
+    if args.json:
+        return print_json(rules)
+
+    def read(rule: dict[str, Any], key: str) -> str:
+        value = rule.get(key)
+        if value is None:
+            return "-"
+        op = ">=" if rule["direction"] == "above" else "<="
+        return f"{op} {units.value(value, rule.get('unit', ''), rule['metric'])}"
+
+    def problems(rule: dict[str, Any]) -> str:
+        found = rule.get("problems") or {}
+        return ", ".join(f"{n} {s}" for s, n in sorted(found.items())) or "-"
+
+    columns = [
+        Column("rule", lambda r: r["name"]),
+        Column("metric", lambda r: r["metric"]),
+        Column("owner", lambda r: r["owner"]),
+        Column("warning", lambda r: read(r, "warning")),
+        Column("critical", lambda r: read(r, "critical")),
+        Column("for", lambda r: units.duration(r["for"])),
+        Column("problems now", problems),
+    ]
+    print_table(rules, columns, empty="no rules are configured")
+    return EXIT_OK
+
+
 def register(sub: Any) -> None:
     rule_actions = add_group(sub, "rules", "look at rules as the collector applies them")
+    listing = add_command(
+        rule_actions,
+        "list",
+        cmd_rules_list,
+        "list the rules: metric, owner, thresholds, and their problems now",
+    )
+    add_collector_options(listing)
     explain = add_command(
         rule_actions,
         "explain",
