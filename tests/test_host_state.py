@@ -236,7 +236,9 @@ def assert_host_reads(service: CollectorService, client: TestClient[Any], expect
     assert max(open_severities, default="OK", key=SEVERITY_ORDER.index) == expected
     assert set(open_severities) <= set(calls)
     assert service.hosts("web01")[0]["state"] == expected
-    assert service.fleet.worst_by_host().get("web01", "OK") in (expected, SEVERITY[expected])
+    assert service.fleet.worst_by_host().get("web01", 0) == SEVERITY[expected]
+    assert service.fleet.worst_of("web01") == SEVERITY[expected]
+    assert service.hosts()[0]["state"] == expected
     text = service.metrics.render().decode()
     assert f'runwatch_host_state{{host="web01",state="{expected}"}} 1.0' in text
 

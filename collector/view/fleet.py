@@ -301,10 +301,19 @@ class Fleet:
         """Each host's state: its worst open problem (problem_severity), in one pass."""
         worst: dict[str, Severity] = {}
         for (rule, host, _), state in self.states.items():
+            if not state.severity and state.call_id is None:
+                continue  # OK without a call: most states, nothing to weigh
             severity = problem_severity(rule, state)
             if severity > worst.get(host, Severity.OK):
                 worst[host] = severity
         return worst
+
+    def worst_of(self, host: str) -> Severity:
+        """One host's state from its rule states (as worst_by_host, without a fleet-wide pass)."""
+        return max(
+            (problem_severity(key[0], self.states[key]) for key in self.states.keys_of(host)),
+            default=Severity.OK,
+        )
 
     def is_stale(self, host: str, now: float, factor: float) -> bool:
         state = self.hosts[host]

@@ -31,7 +31,11 @@ class FleetReader:
         now = self.clock()
         factor = self.config.staleness.after_intervals
         out = []
-        worst = self.fleet.worst_by_host()
+        worst = (
+            self.fleet.worst_by_host()
+            if only is None
+            else {only: self.fleet.worst_of(only)}  # the host page: one host's states only
+        )
         problems: dict[str, list[dict[str, Any]]] = {}
         rules = self._rules()
         keys = self.fleet.states if only is None else self.fleet.states.keys_of(only)

@@ -4,7 +4,7 @@ On a terminal a list is a rich table, with its states in colour (CRITICAL red, W
 and so on); rich fits it to the terminal's width. Piped or redirected, it is plain text: a
 header line and a line a row, columns padded to their widest cell and two spaces apart, never
 cut or wrapped, no escape codes, so `grep`, `awk` and `cut` see the same columns every time.
-`NO_COLOR` (any value) keeps a terminal plain too; `--json` prints the rows as the collector
+`NO_COLOR` (set, not empty) keeps a terminal plain too; `--json` prints the rows as the collector
 answered them.
 
 Values and times are the callers' to format, with runwatch/units.py.
@@ -55,7 +55,7 @@ def is_terminal(stream: TextIO | None = None) -> bool:
         tty = stream.isatty()
     except (AttributeError, ValueError):  # replaced by an object without a file, or closed
         return False
-    return tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def print_json(value: Any) -> int:
