@@ -16,7 +16,10 @@ from litestar.testing import TestClient
 from collector.api.application import create_app
 from collector.app import CollectorService
 from collector.auth import add_token
+from collector.evaluation.rules import Severity
+from collector.view.fleet import HOST_RANK
 from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers.reports import measurement
 
 MakeService = Callable[..., CollectorService]
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -217,6 +220,38 @@ def test_a_silenced_step_keeps_the_host_at_its_calls_severity(
     assert_host_reads(service, console(service), "CRITICAL")
 
 
+def test_a_critical_problem_outweighs_a_check_that_cannot_measure(
+    make_service: MakeService, clock: FakeClock, console: Any
+) -> None:
+    """The overview ranks CRITICAL above UNKNOWN: so does the host's state."""
+    load = {"name": "load_high", "metric": "load1", "warning": 4, "critical": 8, "for": "0s",
+            "owner": "systems-administration"}  # fmt: skip
+    service = make_service([FAST_FS, load])
+    web = Reporter("web01", clock)
+    now = clock()
+    service.ingest(
+        "web01",
+        web.compose(
+            [measurement("load", "load1", 0.5, now), measurement("filesystem", "fs_used_ratio",
+             0.97, now, unit="ratio", labels={"mountpoint": "/"})],
+            [web.run("load"), web.run("filesystem")],
+        ),
+    )  # fmt: skip
+    clock.advance(60)
+    service.ingest(
+        "web01",
+        web.compose(
+            [measurement("filesystem", "fs_used_ratio", 0.97, clock(), unit="ratio",
+             labels={"mountpoint": "/"})],
+            [web.run("load", error="permission denied"), web.run("filesystem")],
+        ),
+    )  # fmt: skip
+    states = {key[0]: state.severity.name for key, state in service.fleet.states.items()}
+    assert states == {"filesystem_full": "CRITICAL", "load_high": "UNKNOWN"}
+
+    assert_host_reads(service, console(service), "CRITICAL")
+
+
 def test_an_ok_host_without_open_calls_reads_ok(
     make_service: MakeService, clock: FakeClock, console: Any
 ) -> None:
@@ -233,18 +268,15 @@ def assert_host_reads(service: CollectorService, client: TestClient[Any], expect
     overview, page, calls = host_badges(client)
     assert (overview, page) == (expected, expected)
     open_severities = [c.severity for c in service.calls("open", None) if c.host == "web01"]
-    assert max(open_severities, default="OK", key=SEVERITY_ORDER.index) == expected
+    worst_call = max(open_severities, default="OK", key=lambda name: HOST_RANK[Severity[name]])
+    assert HOST_RANK[Severity[worst_call]] <= HOST_RANK[Severity[expected]]
     assert set(open_severities) <= set(calls)
     assert service.hosts("web01")[0]["state"] == expected
-    assert service.fleet.worst_by_host().get("web01", 0) == SEVERITY[expected]
-    assert service.fleet.worst_of("web01") == SEVERITY[expected]
+    assert service.fleet.worst_by_host().get("web01", Severity.OK).name == expected
+    assert service.fleet.worst_of("web01").name == expected
     assert service.hosts()[0]["state"] == expected
     text = service.metrics.render().decode()
     assert f'runwatch_host_state{{host="web01",state="{expected}"}} 1.0' in text
-
-
-SEVERITY_ORDER = ["OK", "WARNING", "CRITICAL", "UNKNOWN", "STALE"]
-SEVERITY = {name: index for index, name in enumerate(SEVERITY_ORDER)}
 
 
 def test_a_call_page_says_where_its_rule_stands_now(

@@ -18,7 +18,7 @@ from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.rules import Severity
 from collector.incidents.manager import CallCounters
 from collector.store.protocols import Store
-from collector.view.fleet import Fleet, SeriesKey, problem_severity
+from collector.view.fleet import HOST_RANK, Fleet, SeriesKey, problem_severity
 from runwatch import __version__
 
 PREFIX = "runwatch_"
@@ -265,7 +265,7 @@ class FleetCollector(Collector):
             lines.append(f'{PREFIX}rule_severity{{host="{head}{tail}{text}\n')
             if severity or rule_state.call_id is not None:
                 weight = problem_severity(rule, rule_state)  # the host's state, defined once
-                if weight > worst.get(host, Severity.OK):
+                if HOST_RANK[weight] > HOST_RANK[worst.get(host, Severity.OK)]:
                     worst[host] = weight
                 if rule_state.call_id is not None:
                     group = _escape(self._owners.get(rule, ""))

@@ -25,6 +25,22 @@ StateKey = tuple[str, str, str]  # rule, host, labels key
 _MISSING: Any = object()
 
 
+# How bad each severity is for a host, worst last: a CRITICAL problem outweighs a check that
+# cannot measure (UNKNOWN), as the overview ranks them; STALE (the host is silent) outweighs all.
+HOST_RANK: dict[Severity, int] = {
+    Severity.OK: 0,
+    Severity.WARNING: 1,
+    Severity.UNKNOWN: 2,
+    Severity.CRITICAL: 3,
+    Severity.STALE: 4,
+}
+
+
+def worse(a: Severity, b: Severity) -> Severity:
+    """The worse of two severities for a host (HOST_RANK)."""
+    return a if HOST_RANK[a] >= HOST_RANK[b] else b
+
+
 def problem_severity(rule: str, state: RuleState) -> Severity:
     """How much one rule state weighs in its host's state: a host's state is its worst open
     problem (or STALE when it stopped reporting, which the caller decides).
@@ -33,11 +49,11 @@ def problem_severity(rule: str, state: RuleState) -> Severity:
     rule's call keeps the worst severity seen, and a silenced step leaves its call as it was,
     so a host never reads WARNING next to its own CRITICAL call. Silenced, flapping and
     absorbed problems count as any other: the host page lists them with their marks. One
-    silent check counts as UNKNOWN: the host itself still reports.
+    silent check counts as UNKNOWN: the host itself still reports. Which is worse: HOST_RANK.
     """
     severity = state.severity
-    if state.call_id is not None and state.call_severity > severity:
-        severity = state.call_severity
+    if state.call_id is not None:
+        severity = worse(severity, state.call_severity)
     if rule == CHECK_STALE_RULE and severity is Severity.STALE:
         severity = Severity.UNKNOWN
     return severity
@@ -304,7 +320,7 @@ class Fleet:
             if not state.severity and state.call_id is None:
                 continue  # OK without a call: most states, nothing to weigh
             severity = problem_severity(rule, state)
-            if severity > worst.get(host, Severity.OK):
+            if HOST_RANK[severity] > HOST_RANK[worst.get(host, Severity.OK)]:
                 worst[host] = severity
         return worst
 
@@ -313,6 +329,7 @@ class Fleet:
         return max(
             (problem_severity(key[0], self.states[key]) for key in self.states.keys_of(host)),
             default=Severity.OK,
+            key=HOST_RANK.__getitem__,
         )
 
     def is_stale(self, host: str, now: float, factor: float) -> bool:
