@@ -183,7 +183,8 @@ def ago(ts: float, now: float) -> str:
     delta = now - ts
     if abs(delta) < 1:
         return "just now"
-    text = duration(abs(delta))
+    # Whole seconds within the first minute ("4 s ago", not "4.3 s ago"), whole minutes after.
+    text = duration(round(abs(delta)))
     if abs(delta) >= 60:  # seconds matter only within the first minute
         text = duration(round(abs(delta) / 60) * 60)
     return f"{text} ago" if delta > 0 else f"in {text}"
