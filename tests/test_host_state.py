@@ -102,7 +102,11 @@ def test_a_rule_that_changed_says_when(
     (row,) = service.hosts("web01")[0]["problems"]
     assert (row["state"], row["since"], row["since_first_report"]) == ("WARNING", changed, False)
     assert row["unit"] == "ratio" and row["metric"] == "fs_used_ratio"
-    cells = rule_state_row(console(service).get("/hosts/web01").text, "filesystem_full")
+    client = console(service)
+    assert re.search(
+        r'state-warning" title="WARNING">filesystem_full 91\.0%</span>', client.get("/").text
+    )
+    cells = rule_state_row(client.get("/hosts/web01").text, "filesystem_full")
     assert re.search(r'<time datetime="[^"]+" title="[^"]+ UTC">3 min ago</time>', cells), cells
     assert "91.0%" in cells
 
