@@ -315,3 +315,4 @@ class CollectorService:
     restore_host = _handed_to("retiring", HostRetirements.restore)
     retirements = _handed_to("retiring", HostRetirements.retirements)
     explain = _handed_to("reader", FleetReader.explain)
+    rules = _handed_to("reader", FleetReader.rules)

@@ -122,11 +122,12 @@ def number(value: float, unit: str = "") -> str:
     return f"{text} {unit}" if unit else text
 
 
-def percent(ratio: float) -> str:
-    """A ratio as a percentage with one decimal: 0.851 is `85.1%`."""
+def percent(ratio: float, decimals: int = 1) -> str:
+    """A ratio as a percentage with one decimal: 0.851 is `85.1%`; more `decimals` where a
+    tenth of a percent matters (availability: `99.957%`)."""
     if (special := _special(ratio)) is not None:
         return f"{special}%"
-    return f"{ratio * 100:.1f}%"
+    return f"{ratio * 100:.{decimals}f}%"
 
 
 def duration(seconds: float) -> str:
@@ -182,7 +183,8 @@ def ago(ts: float, now: float) -> str:
     delta = now - ts
     if abs(delta) < 1:
         return "just now"
-    text = duration(abs(delta))
+    # Whole seconds within the first minute ("4 s ago", not "4.3 s ago"), whole minutes after.
+    text = duration(round(abs(delta)))
     if abs(delta) >= 60:  # seconds matter only within the first minute
         text = duration(round(abs(delta) / 60) * 60)
     return f"{text} ago" if delta > 0 else f"in {text}"

@@ -373,8 +373,9 @@ def test_token_list_text(tmp_path: Path) -> None:
     listed = run("token", "list", *where)
 
     assert listed.returncode == EXIT_OK, listed.stderr
-    hosts = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert hosts == ["web01", "db01"]
+    header, *lines = listed.stdout.splitlines()
+    assert header.split() == ["HOST", "CREATED"]
+    assert [line.split()[0] for line in lines] == ["web01", "db01"]
 
 
 def test_token_file_from_collector_config(tmp_path: Path) -> None:

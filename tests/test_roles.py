@@ -51,6 +51,7 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/api/v1/outbox"): READ,
     ("GET", "/api/v1/silences"): READ,
     ("GET", "/api/v1/rules/{rule}/explain"): READ,
+    ("GET", "/api/v1/rules"): READ,
     # Outbox repairs are changes: operators only, wherever they come from.
     ("POST", "/api/v1/outbox/retry"): CHANGES,
     ("POST", "/api/v1/outbox/discard"): CHANGES,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -192,7 +193,11 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
     send(0.99)
     assert get_json(f"{url}/api/v1/calls") == []
     status = runwatch("status", *base)
-    assert "CRITICAL  filesystem_full mountpoint=/  (silenced)" in status.stdout, status.stdout
+    assert re.search(
+        r"db01\s+filesystem_full\s+mountpoint=/\s+CRITICAL\s+99\.0%\s+.*\s+silenced$",
+        status.stdout,
+        re.MULTILINE,
+    ), status.stdout
     removed = runwatch(
         "silence",
         "remove",
@@ -217,7 +222,7 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
     assert explained.returncode == 0, explained.stderr
     assert "decided by:        host_groups -> 1 (databases)" in explained.stdout
     assert "host group databases: APPLIES (the host name matches 'db*')" in explained.stdout
-    assert "warning 0.92" in explained.stdout
+    assert "warning 92.0%, critical 98.0%, clear 90.0%" in explained.stdout
     as_json = json.loads(
         runwatch("rules", "explain", "web01", "filesystem_full", "--json", *base).stdout
     )

@@ -98,10 +98,19 @@ def test_nan_and_infinities_say_so_in_every_unit(formatter: object) -> None:
     assert "-∞" in formatter(-math.inf)
 
 
+def test_percentages_keep_more_decimals_where_asked() -> None:
+    assert units.percent(0.9995712) == "100.0%"
+    assert units.percent(0.9995712, decimals=3) == "99.957%"
+    assert units.percent(-0.0123, decimals=2) == "-1.23%"
+    assert units.percent(float("nan"), decimals=3) == "NaN%"
+
+
 def test_relative_times_say_ago_or_in_and_round_past_the_first_minute() -> None:
     now = 1_000_000.0
     assert units.ago(now - 0.4, now) == "just now"
     assert units.ago(now - 42, now) == "42 s ago"
+    assert units.ago(now - 4.3, now) == "4 s ago", "whole seconds: a time, not a measurement"
+    assert units.ago(now - 59.4, now) == "59 s ago"
     assert units.ago(now - 185, now) == "3 min ago"
     assert units.ago(now + 7200, now) == "in 2 h"
     assert units.ago(now - 86400 - 4 * 3600 - 59, now) == "1 d 4 h ago"

@@ -75,4 +75,13 @@ def read_routes(service: CollectorService) -> list[Any]:
             return Response({"error": "not_found", "message": f"no rule {rule!r}"}, status_code=404)
         return Response(found)
 
-    return [get_hosts, get_calls, get_call, explain]
+    @get(
+        "/api/v1/rules",
+        summary="The configured rules with their thresholds, and how many of their series are "
+        "problems now",
+        tags=["read"],
+    )
+    async def get_rules() -> Response[Any]:
+        return Response(service.rules())
+
+    return [get_hosts, get_calls, get_call, explain, get_rules]

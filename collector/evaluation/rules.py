@@ -70,7 +70,7 @@ class RuleState:
     problem_since: float | None = None  # first seen, for this episode of the problem
     call_id: int | None = None  # the open call, if any
     call_severity: Severity = Severity.OK
-    changed_at: float = 0.0
+    changed_at: float = 0.0  # when the severity last changed; its first step for a new state
     detail: str = ""  # e.g. the check's error message for UNKNOWN
     changes: tuple[float, ...] = ()  # when the severity changed, within the flapping window
     flapping: bool = False
@@ -156,7 +156,9 @@ def step(
     keeps its one call open and resolves it only after a whole window without a change.
     """
     changed = observed is not state.severity
-    changed_at = now if changed else state.changed_at
+    # A new state (never stepped: changed_at 0) starts now, OK or not: its "since" is its
+    # first report, never the epoch.
+    changed_at = now if changed or not state.changed_at else state.changed_at
     changes, flapping = _flapping(state, changed, now, policy)
     peak = Severity.OK
     if flapping:

@@ -13,12 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.config import CHECK_STALE_RULE, STALE_RULE, CollectorConfig
+from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.rules import Severity
 from collector.incidents.manager import CallCounters
 from collector.store.protocols import Store
-from collector.view.fleet import Fleet, SeriesKey
+from collector.view.fleet import HOST_RANK, Fleet, SeriesKey, problem_severity
 from runwatch import __version__
 
 PREFIX = "runwatch_"
@@ -263,11 +263,10 @@ class FleetCollector(Collector):
             severity = rule_state.severity
             text = _SEVERITY_TEXT[severity]
             lines.append(f'{PREFIX}rule_severity{{host="{head}{tail}{text}\n')
-            if severity:
-                if rule == CHECK_STALE_RULE and severity is Severity.STALE:
-                    severity = Severity.UNKNOWN  # one silent check: the host still reports
-                if severity > worst.get(host, Severity.OK):
-                    worst[host] = severity
+            if severity or rule_state.call_id is not None:
+                weight = problem_severity(rule, rule_state)  # the host's state, defined once
+                if HOST_RANK[weight] > HOST_RANK[worst.get(host, Severity.OK)]:
+                    worst[host] = weight
                 if rule_state.call_id is not None:
                     group = _escape(self._owners.get(rule, ""))
                     calls.append(

@@ -17,7 +17,7 @@ FORMATS = ("json", "csv", "md", "html")
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.3f}%"
+    return "-" if value is None else units.percent(value, decimals=3)
 
 
 def _dur(seconds: float | None) -> str:

@@ -254,6 +254,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX calls_by_host ON calls (host, status, id);
     CREATE INDEX calls_by_rule ON calls (rule, status, id);
     """,
+    # A rule state that never changed was kept with changed_at 0 (shown "since 1970"): it has
+    # held since its host's first report.
+    """
+    UPDATE rule_states SET changed_at = COALESCE(
+        (SELECT first_seen FROM hosts WHERE hosts.host = rule_states.host), changed_at)
+    WHERE changed_at = 0;
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

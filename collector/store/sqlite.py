@@ -129,6 +129,12 @@ CREATE TABLE IF NOT EXISTS call_links (
 ) WITHOUT ROWID;
 """
 
+_SINCE_FIRST_REPORT = (
+    "UPDATE rule_states SET changed_at = COALESCE("
+    "(SELECT first_seen FROM hosts WHERE hosts.host = rule_states.host), changed_at) "
+    "WHERE changed_at = 0"
+)
+
 # Each step brings a store of the previous version up to the next; a new store runs them all.
 # Keep the SQL plain, so the PostgreSQL backend can follow step by step.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -226,6 +232,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX calls_by_group ON calls (grp, status, id)",
         "CREATE INDEX calls_by_host ON calls (host, status, id)",
         "CREATE INDEX calls_by_rule ON calls (rule, status, id)",
+    ),
+    8: (
+        # A rule state that never changed was kept with changed_at 0 (shown "since 1970"): it
+        # has held since its host's first report.
+        _SINCE_FIRST_REPORT,
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -25,6 +25,40 @@ StateKey = tuple[str, str, str]  # rule, host, labels key
 _MISSING: Any = object()
 
 
+# How bad each severity is for a host, worst last: a CRITICAL problem outweighs a check that
+# cannot measure (UNKNOWN), as the overview ranks them; STALE (the host is silent) outweighs all.
+HOST_RANK: dict[Severity, int] = {
+    Severity.OK: 0,
+    Severity.WARNING: 1,
+    Severity.UNKNOWN: 2,
+    Severity.CRITICAL: 3,
+    Severity.STALE: 4,
+}
+
+
+def worse(a: Severity, b: Severity) -> Severity:
+    """The worse of two severities for a host (HOST_RANK)."""
+    return a if HOST_RANK[a] >= HOST_RANK[b] else b
+
+
+def problem_severity(rule: str, state: RuleState) -> Severity:
+    """How much one rule state weighs in its host's state: a host's state is its worst open
+    problem (or STALE when it stopped reporting, which the caller decides).
+
+    A problem is the rule's severity now, or its open call's when that is worse: a flapping
+    rule's call keeps the worst severity seen, and a silenced step leaves its call as it was,
+    so a host never reads WARNING next to its own CRITICAL call. Silenced, flapping and
+    absorbed problems count as any other: the host page lists them with their marks. One
+    silent check counts as UNKNOWN: the host itself still reports. Which is worse: HOST_RANK.
+    """
+    severity = state.severity
+    if state.call_id is not None:
+        severity = worse(severity, state.call_severity)
+    if rule == CHECK_STALE_RULE and severity is Severity.STALE:
+        severity = Severity.UNKNOWN
+    return severity
+
+
 class StateTable(dict[StateKey, RuleState]):
     """Rule states by (rule, host, labels key), with each host's keys at hand: one host is
     reloaded without a walk over every state of the fleet (180,000 at 10,000 hosts)."""
@@ -299,18 +333,15 @@ class Fleet:
         self.series_stamps[key[0]] = next(self._stamps)
 
     def worst_of(self, host: str) -> Severity:
-        """The worst rule state of one host."""
-        worst = Severity.OK
-        states = self.states
-        for key in states.keys_of(host):
-            severity = states[key].severity
-            if key[0] == CHECK_STALE_RULE and severity is Severity.STALE:
-                severity = Severity.UNKNOWN  # one silent check: the host itself still reports
-            worst = max(worst, severity)
-        return worst
+        """One host's state from its rule states: its worst open problem (problem_severity)."""
+        return max(
+            (problem_severity(key[0], self.states[key]) for key in self.states.keys_of(host)),
+            default=Severity.OK,
+            key=HOST_RANK.__getitem__,
+        )
 
     def worst_by_host(self) -> dict[str, Severity]:
-        """The worst rule state of each host that has a problem (the others are OK). Kept
+        """Each host's state with a problem (the others are OK): its worst open problem. Kept
         between calls: only hosts whose states changed since are read again, so the console
         asking every few seconds does not walk all the fleet's states (180,000 at 10,000)."""
         changed = self.states.take_changed()

@@ -9,7 +9,7 @@ must match. A host's state is STALE when it stopped reporting, else its worst ru
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -101,34 +101,18 @@ def host_states(fleet: Fleet, now: float, stale_factor: float) -> dict[str, str]
     return out
 
 
-def problems_of(fleet: Fleet, host: str) -> list[dict[str, Any]]:
-    """The host's rule states that are not OK (or flap), by rule: as FleetReader.hosts lists
-    them, read from the host's own states only."""
-    out = []
-    for key in sorted(fleet.states.keys_of(host)):
-        state = fleet.states[key]
-        if state.severity is Severity.OK and not state.flapping:
-            continue
-        out.append(
-            {
-                "rule": key[0],
-                "labels": json.loads(key[2]),
-                "state": state.severity.name,
-                "value": state.value,
-                "since": state.changed_at,
-                "call_id": state.call_id,
-                "flapping": state.flapping,
-                "silenced": state.silenced,
-            }
-        )
-    return out
-
-
 class HostList:
     """The fleet's hosts with their states, read once per request, for one or more pages."""
 
-    def __init__(self, fleet: Fleet, now: float, stale_factor: float) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        now: float,
+        stale_factor: float,
+        problems: Callable[[str], list[dict[str, Any]]],
+    ) -> None:
         self.fleet = fleet
+        self.problems = problems  # a host's open problems, as FleetReader.problems lists them
         self.states = host_states(fleet, now, stale_factor)
         self.counts = dict.fromkeys(SEVERITY_ORDER, 0)
         for state in self.states.values():
@@ -164,7 +148,7 @@ class HostList:
                     "last_report_at": record.last_report_at,
                     "labels": record.labels,
                     "agent_version": record.agent_version,
-                    "problems": problems_of(fleet, name),
+                    "problems": self.problems(name),
                 }
             )
         return HostPage(rows, len(found), self.counts)

@@ -22,6 +22,7 @@ from checks.settings import ConfigError
 from runwatch import __version__
 from runwatch.cli import (
     agent,
+    audit,
     call,
     calls,
     collector,
@@ -71,6 +72,7 @@ COMMANDS = (
     call,
     config,
     hosts,
+    audit,
 )
 
 
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             # A reader that left (`runwatch status | head`) is noticed here, not as a
             # traceback when the interpreter flushes stdout on its way out.
             sys.stdout.flush()
+    except KeyboardInterrupt:  # Ctrl-C before the command ran (while parsing, importing)
+        return 130
     except BrokenPipeError as exc:
         if not _stdout_closed():
             print(f"runwatch: {exc.strerror or exc}", file=sys.stderr)

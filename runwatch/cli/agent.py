@@ -78,11 +78,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         from runwatch import units
+        from runwatch.cli.output import Column, print_table
 
-        for m in harvest.measurements:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
-            where = f"{{{labels}}}" if labels else ""
-            print(f"{m.check:12} {m.name}{where} {units.value(m.value, m.unit, m.name)}")
+        def measured(m: Any) -> str:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(m["m"].labels.items()))
+            return f"{m['m'].name}{{{labels}}}" if labels else m["m"].name
+
+        now = time.time()
+        print_table(
+            [{"m": m} for m in harvest.measurements],
+            [
+                Column("check", lambda r: r["m"].check),
+                Column("measurement", measured),
+                Column(
+                    "value", lambda r: units.value(r["m"].value, r["m"].unit, r["m"].name, now=now)
+                ),
+            ],
+            empty="no measurements",
+        )
         for run in failed:
             assert run.error is not None
             print(f"{run.check:12} {run.error.kind.upper()}: {run.error.message}", file=sys.stderr)

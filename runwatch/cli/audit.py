@@ -1,8 +1,10 @@
-"""The audit trail of changes made on the collector's host (tokens, users), recorded in the
-collector's store as changes through the API are."""
+"""The audit log: `runwatch audit` lists it (from a running collector), and the audit trail of
+changes made on the collector's host (tokens, users) is recorded in the collector's store as
+changes through the API are."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -10,7 +12,47 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from runwatch.cli.common import EXIT_FAILED, EXIT_OK, CommandError
+from runwatch.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    add_collector_options,
+    add_command,
+    ago,
+    collector_get,
+)
+from runwatch.cli.output import Column, print_json, print_table
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """List the changes people made (through the API, the console or this command on the
+    collector's host), newest first: when, who, how, what and on what. Needs an operator token,
+    a read-only one will do: $RUNWATCH_OPERATOR_TOKEN_FILE or $RUNWATCH_OPERATOR_TOKEN."""
+    entries = collector_get(args.collector, "/api/v1/audit", {"limit": str(args.limit)})
+    if args.json:
+        return print_json(entries)
+    now = time.time()
+    columns = [
+        Column("when", lambda e: ago(e["at"], now)),
+        Column("who", lambda e: e["actor"]),
+        Column("via", lambda e: e["via"]),
+        Column("action", lambda e: e["action"]),
+        Column("target", lambda e: e["target"]),
+        Column("detail", lambda e: e.get("detail") or ""),
+    ]
+    print_table(entries, columns, empty="nothing has been changed yet")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    command = add_command(sub, "audit", cmd_audit, "list the audit log: who changed what, when")
+    command.add_argument(
+        "--limit",
+        type=int,
+        default=200,
+        help="at most this many, newest first (default: %(default)s)",
+    )
+    add_collector_options(command)
 
 
 @contextlib.contextmanager

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
-from runwatch.cli.common import add_collector_options, collector_get, print_rows, when
+from runwatch.cli.common import EXIT_OK, add_collector_options, ago, collector_get
 from runwatch.cli.outbox import print_outbox
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
@@ -16,16 +18,21 @@ def cmd_calls(args: argparse.Namespace) -> int:
     if args.group:
         params["group"] = args.group
     calls = collector_get(args.collector, "/api/v1/calls", params)
-    empty = "no calls" if not args.open else "no open calls"
-    header = f"{'ID':>5}  {'STATUS':8}  {'PRIORITY':8}  {'GROUP':24}  {'OPENED':16}  SUMMARY"
-    return print_rows(calls, args.json, empty, header, _call_row)
-
-
-def _call_row(call: dict[str, Any]) -> str:
-    return (
-        f"{call['id']:>5}  {call['status']:8}  {call['priority']:8}  "
-        f"{call['group'][:24]:24}  {when(call['opened_at']):16}  {call['summary']}"
-    )
+    if args.json:
+        return print_json(calls)
+    now = time.time()
+    columns = [
+        Column("id", lambda c: str(c["id"]), right=True),
+        Column("status", lambda c: c["status"], coloured=True),
+        Column("severity", lambda c: c["severity"], coloured=True),
+        Column("priority", lambda c: c["priority"]),
+        Column("group", lambda c: c["group"]),
+        Column("host", lambda c: c["host"]),
+        Column("opened", lambda c: ago(c["opened_at"], now)),
+        Column("summary", lambda c: c["summary"]),
+    ]
+    print_table(calls, columns, empty="no calls" if not args.open else "no open calls")
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:

@@ -1,5 +1,6 @@
 """What the command modules share: exit codes, the one-line error, the options of commands that
-ask a running collector, its client (reads and operator changes), and the table printer."""
+ask a running collector, its client (reads and operator changes), and how times read (lists
+are printed by output.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,21 +193,14 @@ def operator_token(args: argparse.Namespace) -> str:
 
 
 def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    """An absolute time in UTC, to the second (runwatch/units.py), or `-`."""
+    from runwatch import units
+
+    return "-" if ts is None else units.timestamp(ts)
 
 
-def print_rows(
-    rows: list[dict[str, Any]],
-    as_json: bool,
-    empty: str,
-    header: str,
-    row: Callable[[dict[str, Any]], str],
-) -> int:
-    """Print a list the collector answered: as JSON, or as a table (a header, a line a row)."""
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("\n".join([header, *map(row, rows)]) if rows else empty)
-    return EXIT_OK
+def ago(ts: float | None, now: float) -> str:
+    """A time relative to `now` (`3 min ago`, `in 2 h`), or `-`."""
+    from runwatch import units
+
+    return "-" if ts is None else units.ago(ts, now)

@@ -11,10 +11,12 @@ from runwatch.cli.common import (
     EXIT_OK,
     add_collector_options,
     add_command,
+    ago,
     collector_get,
     collector_send,
     operator_token,
 )
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_host(args: argparse.Namespace) -> int:
@@ -26,9 +28,8 @@ def cmd_host(args: argparse.Namespace) -> int:
         params = {"all": "true"} if args.all else None
         hosts = collector_get(args.collector, "/api/v1/hosts", params)
         if args.json:
-            print(json.dumps([_summary(h) for h in hosts], indent=2))
-        else:
-            _print_hosts(hosts, time.time())
+            return print_json([_summary(h) for h in hosts])
+        _print_hosts(hosts, time.time())
         return EXIT_OK
     token = operator_token(args)
     from urllib.parse import quote
@@ -62,25 +63,26 @@ def _summary(host: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_hosts(hosts: list[dict[str, Any]], now: float) -> None:
-    from runwatch import units
+    def labels(host: dict[str, Any]) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted((host.get("labels") or {}).items())) or "-"
 
-    if not hosts:
-        print("no hosts have reported")
-        return
-    print(f"{'HOST':24}  {'STATE':8}  {'LAST REPORT':14}  {'AGENT':10}  LABELS")
-    for host in hosts:
-        last = host.get("last_report_at")
-        labels = ",".join(f"{k}={v}" for k, v in sorted((host.get("labels") or {}).items()))
-        line = (
-            f"{host['host'][:24]:24}  {host['state']:8}  "
-            f"{units.ago(last, now) if last is not None else '-':14}  "
-            f"{(host.get('agent_version') or '-')[:10]:10}  {labels or '-'}"
-        )
-        retired = host.get("retired")
-        if retired:
-            why = f" ({retired['reason']})" if retired.get("reason") else ""
-            line += f"  retired {units.ago(retired['at'], now)} by {retired['by']}{why}"
-        print(line)
+    def retired(host: dict[str, Any]) -> str:
+        gone = host.get("retired")
+        if not gone:
+            return ""
+        why = f" ({gone['reason']})" if gone.get("reason") else ""
+        return f"retired {ago(gone['at'], now)} by {gone['by']}{why}"
+
+    columns = [
+        Column("host", lambda h: h["host"]),
+        Column("state", lambda h: h["state"], coloured=True),
+        Column("last report", lambda h: ago(h.get("last_report_at"), now)),
+        Column("agent", lambda h: h.get("agent_version") or "-"),
+        Column("labels", labels),
+    ]
+    if any(host.get("retired") for host in hosts):
+        columns.append(Column("retired", retired))
+    print_table(hosts, columns, empty="no hosts have reported")
 
 
 def register(sub: Any) -> None:

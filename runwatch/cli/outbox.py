@@ -18,8 +18,8 @@ from runwatch.cli.common import (
     collector_get,
     collector_send,
     operator_token,
-    print_rows,
 )
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
@@ -83,16 +83,20 @@ def cmd_outbox_check_sinks(args: argparse.Namespace) -> int:
 
 def print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
     ops = collector_get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
+    if as_json:
+        return print_json(ops)
+    columns = [
+        Column("id", lambda o: str(o["id"]), right=True),
+        Column("call", lambda o: str(o["call_id"]), right=True),
+        Column("sink", lambda o: o["sink"]),
+        Column("op", lambda o: o["op"]),
+        Column("status", lambda o: o["status"], coloured=True),
+        Column("tries", lambda o: str(o["attempts"]), right=True),
+        Column("error", lambda o: o["last_error"] or ""),
+    ]
     empty = f"no {status} operations" if status != "all" else "the outbox is empty"
-    header = f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR"
-    return print_rows(ops, as_json, empty, header, _outbox_row)
-
-
-def _outbox_row(op: dict[str, Any]) -> str:
-    return (
-        f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
-        f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
-    )
+    print_table(ops, columns, empty=empty)
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:

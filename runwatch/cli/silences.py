@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from runwatch.cli.common import (
     EXIT_OK,
     add_collector_options,
     add_command,
+    ago,
     collector_get,
     collector_send,
     duration_arg,
     operator_token,
     when,
 )
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -26,9 +29,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
         params = {"include_ended": "true"} if args.all else None
         silences = collector_get(args.collector, "/api/v1/silences", params)
         if args.json:
-            print(json.dumps(silences, indent=2))
-        else:
-            _print_silences(silences)
+            return print_json(silences)
+        _print_silences(silences, time.time())
         return EXIT_OK
     token = operator_token(args)
     if args.silence_action == "add":
@@ -49,7 +51,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
         else:
             print(
                 f"silence {silence['id']}: host {silence['host']} rule {silence['rule']} "
-                f"until {when(silence['ends_at'])} UTC, set by {silence['created_by']}"
+                f"until {when(silence['ends_at'])}, set by {silence['created_by']}"
             )
         return EXIT_OK
     ended = collector_send(args.collector, f"/api/v1/silences/{args.id}", "DELETE", token)
@@ -63,19 +65,25 @@ def cmd_silence(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_silences(silences: list[dict[str, Any]]) -> None:
-    if not silences:
-        print("no silences or maintenance windows")
-        return
-    print(f"{'ID':>5}  {'ACTIVE':6}  {'HOST':16}  {'RULE':20}  {'UNTIL':16}  {'BY':12}  REASON")
-    for item in silences:
-        ident = str(item["id"]) if item["id"] is not None else item["name"]
-        until = when(item["ends_at"]) if item["ends_at"] is not None else "(weekly)"
-        print(
-            f"{ident:>5}  {'yes' if item['active'] else 'no':6}  {item['host'][:16]:16}  "
-            f"{item['rule'][:20]:20}  {until:16}  {item['created_by'][:12]:12}  "
-            f"{item['reason']}"
-        )
+def _print_silences(silences: list[dict[str, Any]], now: float) -> None:
+    def until(item: dict[str, Any]) -> str:
+        return ago(item["ends_at"], now) if item["ends_at"] is not None else "(weekly)"
+
+    def by(item: dict[str, Any]) -> str:
+        ended = f", ended by {item['ended_by']}" if item.get("ended_by") else ""
+        return f"{item['created_by']}{ended}"
+
+    columns = [
+        Column("id", lambda i: str(i["id"]) if i["id"] is not None else i["name"], right=True),
+        Column("active", lambda i: "yes" if i["active"] else "no"),
+        Column("host", lambda i: i["host"]),
+        Column("rule", lambda i: i["rule"]),
+        Column("from", lambda i: ago(i.get("starts_at"), now)),
+        Column("until", until),
+        Column("by", by),
+        Column("reason", lambda i: i["reason"]),
+    ]
+    print_table(silences, columns, empty="no silences or maintenance windows")
 
 
 def register(sub: Any) -> None:

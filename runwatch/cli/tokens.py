@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from runwatch.cli.audit import audit_trail, remove_recorded
-from runwatch.cli.common import EXIT_OK, CommandError, add_config_option, when
+from runwatch.cli.common import EXIT_OK, CommandError, add_config_option, ago
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -52,19 +53,18 @@ def cmd_token(args: argparse.Namespace) -> int:
             return remove_recorded(config, revoke, missing, done, audited)
         else:
             entries = read_tokens(path)
+            rows = [{"host": e.host, "created_at": e.created_at, "role": e.role} for e in entries]
             if args.json:
-                print(
-                    json.dumps(
-                        [
-                            {"host": e.host, "created_at": e.created_at, "role": e.role}
-                            for e in entries
-                        ],
-                        indent=2,
-                    )
-                )
-            for entry in [] if args.json else entries:
-                role = f"  {entry.role}" if args.operator else ""
-                print(f"{entry.host:40} created {when(entry.created_at)}{role}")
+                return print_json(rows)
+            now = time.time()
+            columns = [
+                Column("operator" if args.operator else "host", lambda r: r["host"]),
+                Column("created", lambda r: ago(r["created_at"], now)),
+            ]
+            if args.operator:
+                columns.append(Column("role", lambda r: r["role"]))
+            what = "operator tokens" if args.operator else "agent tokens"
+            print_table(rows, columns, empty=f"no {what} in {path}")
     except TokenFileError as exc:
         raise CommandError(str(exc)) from None
     return EXIT_OK

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from runwatch.cli.audit import audit_trail, remove_recorded
 from runwatch.cli.common import EXIT_OK, CommandError, add_command, add_config_option, log
+from runwatch.cli.output import Column, print_json, print_table
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -49,11 +49,11 @@ def cmd_user(args: argparse.Namespace) -> int:
                 config, remove, missing, done, ("user.remove", f"user {args.name}")
             )
         else:
-            users = read_users(path)
+            rows = [{"name": u.name, "role": u.role} for u in read_users(path)]
             if args.json:
-                print(json.dumps([{"name": u.name, "role": u.role} for u in users], indent=2))
-            for user in [] if args.json else users:
-                print(f"{user.name:40} {user.role}")
+                return print_json(rows)
+            columns = [Column("name", lambda r: r["name"]), Column("role", lambda r: r["role"])]
+            print_table(rows, columns, empty=f"no users in {path}")
     except TokenFileError as exc:
         log.error("user %s failed: %s", args.user_verb, exc)
         raise CommandError(str(exc)) from None

@@ -104,7 +104,10 @@ def call_routes(console: Console) -> list[Any]:
         events = service.store.call_events(call_id)
         row = _call_row(service, call)
         acked = any(e.kind == "acknowledged" for e in events)
-        return console.page("call.html", session, call=call, row=row, events=events, acked=acked)
+        now_state = service.reader.call_state(call.host, call.id)
+        return console.page(
+            "call.html", session, call=call, row=row, events=events, acked=acked, state=now_state
+        )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
     async def call_action(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +30,12 @@ def overview_routes(console: Console) -> list[Any]:
         if session is None:
             return signed_out(request, console)
         query = request.query_params
-        listing = HostList(service.fleet, service.clock(), config.staleness.after_intervals)
+        listing = HostList(
+            service.fleet,
+            service.clock(),
+            config.staleness.after_intervals,
+            service.reader.problems,
+        )
         state = query.get("state", "")
         state = state if state in SEVERITY_ORDER else ""
         paging = Paging.from_query(
@@ -105,21 +109,7 @@ def overview_routes(console: Console) -> list[Any]:
         found = service.hosts(host) or service.retired_hosts(host)
         if not found:
             return console.refused(session, f"No host {host} has reported.", 404)
-        fleet = service.fleet
-        states = [
-            {
-                "rule": rule,
-                "labels": json.loads(key),
-                "state": state.severity.name,
-                "value": state.value,
-                "since": state.changed_at,
-                "call_id": state.call_id,
-                "silenced": state.silenced,
-                "flapping": state.flapping,
-            }
-            for rule, _, key in sorted(fleet.states.keys_of(host))
-            for state in (fleet.states[(rule, host, key)],)
-        ]
+        states = service.reader.rule_states(host)
         query = request.query_params
         paging = Paging.from_query(
             f"/hosts/{quote(host, safe='')}",

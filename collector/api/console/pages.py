@@ -19,7 +19,6 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -28,6 +27,7 @@ import jinja2
 from litestar import MediaType, Request, Response
 from litestar.response import Redirect
 
+from collector.api.console.filters import FILTERS
 from collector.api.console.session import COOKIE, Session, SessionCodec, session_key
 from collector.app import CollectorService
 from collector.auth import TokenFileError, hash_token, read_users, verify_password
@@ -264,27 +264,12 @@ def safe_next(target: str) -> str:
     return target
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["when"] = _when
-    env.filters["ago"] = _ago
+    env.filters.update(FILTERS)  # values and times in human units (filters.py)
     env.filters["labels"] = lambda labels: ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
     return env

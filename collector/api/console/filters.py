@@ -1,0 +1,75 @@
+"""How values and times read on a console page: the Jinja filters, all through runwatch/units.py.
+
+A time reads relative to the page's `now` ("3 min ago", "in 2 h") inside a `<time>` element
+whose `datetime` is the absolute instant and whose `title` shows it in UTC on hover. A value
+reads in its unit ("85.1%", "23.5 GiB", "1 h 20 min"); a timestamp value reads as a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from runwatch import units
+
+
+def time_element(ts: float | None, now: float, text: str | None = None) -> Markup:
+    """`<time datetime="ISO" title="absolute UTC">3 min ago</time>`, or `-` without a time."""
+    if ts is None or not math.isfinite(ts):
+        return Markup("-")
+    iso = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    shown = units.ago(ts, now) if text is None else text
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        iso, units.timestamp(ts), shown
+    )
+
+
+@jinja2.pass_context
+def when(context: Mapping[str, Any], ts: float | None) -> Markup:
+    """A time relative to the page's `now`, absolute on hover."""
+    return time_element(ts, float(context["now"]))
+
+
+@jinja2.pass_context
+def value(
+    context: Mapping[str, Any], measured: float | None, unit: str = "", metric: str = ""
+) -> Markup:
+    """A measured value in its unit; a timestamp reads as a time (relative, absolute on hover)."""
+    if measured is not None and units.kind_of(unit, metric) == "timestamp":
+        return time_element(measured, float(context["now"]))
+    return escape(units.value(measured, unit, metric))
+
+
+@jinja2.pass_context
+def since(context: Mapping[str, Any], row: Mapping[str, Any]) -> Markup:
+    """When a rule state last changed, or that it has held since its host's first report."""
+    at = row.get("since")
+    if row.get("since_first_report"):
+        return time_element(at, float(context["now"]), "since the first report")
+    if not at:
+        return Markup("since the first report")
+    return time_element(at, float(context["now"]))
+
+
+def duration(seconds: float | None) -> str:
+    """A length of time: `48 s`, `1 h 20 min`."""
+    return "-" if seconds is None else units.duration(seconds)
+
+
+def ago(seconds: float) -> str:
+    """A number of seconds past, as `3 min ago` (prefer `when` on the time itself)."""
+    return units.ago(0.0, max(0.0, seconds))
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "when": when,
+    "value": value,
+    "since": since,
+    "duration": duration,
+    "ago": ago,
+}
