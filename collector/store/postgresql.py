@@ -247,6 +247,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN retired_by TEXT;
     ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
     """,
+    # Every ruled series, one row per resolution step, for the console's graphs; a host's
+    # steps lie together in time order in the key.
+    """
+    CREATE TABLE series_history (
+        host TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        series BIGINT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        low DOUBLE PRECISION,
+        high DOUBLE PRECISION,
+        PRIMARY KEY (host, at, series)
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

@@ -258,3 +258,17 @@ class HistoryPoint:
     labels_key: str
     timestamp: float
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStep:
+    """One resolution step of one ruled series, for the console's graphs: the mean of the
+    values reported in the step, and the lowest and highest of them (None where they equal
+    the mean: one value in the step, or all the same)."""
+
+    host: str
+    series: int  # collector.view.history.series_id(name, labels_key)
+    at: int  # the step's start, in whole seconds
+    value: float
+    low: float | None = None
+    high: float | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -27,6 +28,7 @@ from collector.store.records import (
     CallLink,
     CheckStatus,
     HistoryPoint,
+    HistoryStep,
     HostRecord,
     HostRetirement,
     HostSnapshot,
@@ -140,6 +142,13 @@ HISTORY = _upsert(
     "host, name, labels_key, timestamp, value",
     "host, name, labels_key, timestamp",
     "text, text, text, float8, float8",
+)
+# Replicas that both saw a host within one step both write it: the later write wins.
+SERIES_HISTORY = _upsert(
+    "series_history",
+    "host, at, series, value, low, high",
+    "host, at, series",
+    "text, int8, int8, float8, float8, float8",
 )
 RULE_STATES = _upsert("rule_states", STATE_COLUMNS, "rule, host, labels_key")
 STATE_CHANGES = _upsert("state_changes", "at, host, rule, labels_key, grp, severity", "")
@@ -442,6 +451,52 @@ class SQLStore:
 
     def prune_history(self, before: float) -> int:
         return self._affected("DELETE FROM history WHERE timestamp < ?", (before,))
+
+    # -- history of every ruled series, for the console's graphs --------------------------------
+    # Keyed by (host, at, series): a host's steps lie together in time order, so a step's
+    # writes for one host land on one page, a host page reads one range, and pruning a host
+    # deletes the front of its range.
+
+    def add_steps(self, steps: list[HistoryStep]) -> None:
+        self._upsert(
+            SERIES_HISTORY, [(s.host, s.at, s.series, s.value, s.low, s.high) for s in steps]
+        )
+
+    def read_steps(
+        self, host: str, since: float, until: float, series: int | None = None
+    ) -> list[HistoryStep]:
+        """The host's steps that start within [since, until], oldest first; of one series
+        only, with `series`."""
+        query = (
+            "SELECT host, series, at, value, low, high FROM series_history "
+            "WHERE host=? AND at>=? AND at<=?"
+        )
+        params: list[Any] = [host, math.floor(since), math.floor(until)]
+        if series is not None:
+            query += " AND series=?"
+            params.append(series)
+        return [HistoryStep(*row) for row in self._run(query + " ORDER BY at", params)]
+
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
+        """Drop the steps older than `before` of the next `hosts` hosts after `after`, in
+        name order (a walk over the key's first column, one index probe per host). Return the
+        last host pruned, to go on from; None when the walk reached the end."""
+        found = [
+            row[0]
+            for row in self._run(
+                "WITH RECURSIVE walk(host, n) AS ("
+                " SELECT (SELECT host FROM series_history WHERE host>? ORDER BY host LIMIT 1), 1"
+                " UNION ALL"
+                " SELECT (SELECT s.host FROM series_history s WHERE s.host>walk.host"
+                " ORDER BY s.host LIMIT 1), n+1 FROM walk"
+                " WHERE walk.host IS NOT NULL AND n<?"
+                ") SELECT host FROM walk WHERE host IS NOT NULL",
+                (after, hosts),
+            )
+        ]
+        cutoff = math.floor(before)
+        self._many("DELETE FROM series_history WHERE host=? AND at<?", [(h, cutoff) for h in found])
+        return found[-1] if len(found) == hosts else None
 
     # -- the audit log and the records of service-level reports -------------------------------
 

@@ -220,6 +220,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
         "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
     ),
+    7: (
+        # Every ruled series, one row per resolution step, for the console's graphs. No
+        # rowid: the key is the row, stored once; a host's steps lie together in time order.
+        """CREATE TABLE series_history (
+            host TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            series INTEGER NOT NULL,
+            value REAL NOT NULL,
+            low REAL,
+            high REAL,
+            PRIMARY KEY (host, at, series)
+        ) WITHOUT ROWID""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -19,6 +19,7 @@ from collector.store.records import (
     RuleStateRecord,
     SeriesRecord,
 )
+from collector.view.history import StepKeeper
 
 SeriesKey = tuple[str, str, str]  # host, metric name, labels key
 StateKey = tuple[str, str, str]  # rule, host, labels key
@@ -98,6 +99,8 @@ class Fleet:
         self.check_seen_at: dict[tuple[str, str], float] = {}
         # Downsampled points of the series that forecasts watch, oldest first.
         self.history: dict[SeriesKey, deque[tuple[float, float]]] = {}
+        # The step in progress of every ruled series, for the console's graphs (history.py).
+        self.steps = StepKeeper()
         # A stamp per host, new whenever one of its series is put or dropped: what was derived
         # from a host's series (its /metrics text) is current while the stamp is unchanged.
         # Stamps come from one counter, so a host removed and seen again never repeats one.
@@ -272,6 +275,7 @@ class Fleet:
         )
 
     def drop_series(self, key: SeriesKey) -> None:
+        self.steps.close(key)
         self.history.pop(key, None)
         self.recent.pop(key, None)
         self.series.pop(key, None)
