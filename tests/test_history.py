@@ -56,7 +56,9 @@ def test_each_step_keeps_its_mean_lowest_and_highest_value(
     ), "the step in progress stays in memory"
 
 
-def test_steps_are_read_by_host_time_and_series(make_service: MakeService, clock: FakeClock) -> None:
+def test_steps_are_read_by_host_time_and_series(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     service = make_service(
         [FS_RULE, {**FS_RULE, "name": "memory_full", "metric": "memory_used_ratio"}],
         history={"resolution": "1m", "retention": "1d"},
