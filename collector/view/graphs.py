@@ -114,21 +114,37 @@ def _merge(bucket: list[HistoryStep]) -> HistoryStep:
 
 
 def _value_range(
-    steps: Sequence[HistoryStep], thresholds: Sequence[Threshold]
-) -> tuple[float, float]:
+    steps: Sequence[HistoryStep], thresholds: Sequence[Threshold], binary: bool
+) -> tuple[float, float, float]:
+    """The values the plot spans, and the step between its axis labels: round numbers
+    (1, 2, 2.5 or 5 times a power of ten; of 1024 for bytes) that take in every value and
+    threshold, from zero where the values are all positive."""
     values = [s.value for s in steps]
     values += [s.low for s in steps if s.low is not None]
     values += [s.high for s in steps if s.high is not None]
     values += [t.value for t in thresholds]
     if not values:
-        return 0.0, 1.0
+        return 0.0, 1.0, 0.25
     low, high = min(values), max(values)
     if low >= 0 and (high == 0 or low / high < 0.5 or high <= 1):
         low = 0.0  # counts, bytes and ratios read best from zero
     if high == low:
         pad = abs(high) * 0.1 or 1.0
-        return low - (pad if low < 0 else 0), high + pad
-    return low, high + (high - low) * 0.05
+        low, high = (low - pad if low < 0 else low), high + pad
+    every = _nice((high - low) / 4, binary)
+    return math.floor(low / every) * every, math.ceil(high / every) * every, every
+
+
+def _nice(raw: float, binary: bool) -> float:
+    scale = 1.0
+    if binary:
+        while raw >= 1024 * scale:
+            scale *= 1024
+    power = 10.0 ** math.floor(math.log10(raw / scale))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * power * scale >= raw:
+            return factor * power * scale
+    return 10 * power * scale
 
 
 def _time_step(span: float) -> int:
@@ -176,9 +192,10 @@ def draw(graph: Graph, width: int = WIDTH, height: int = HEIGHT) -> str:
     per_column = max(graph.end - graph.start, 1.0) / columns
     if len(steps) > columns:
         steps = _merged(steps, graph.start, per_column)
-    low, high = _value_range(steps, graph.thresholds)
+    binary = units.kind_of(graph.unit, graph.metric) in ("bytes", "bytes_rate")
+    low, high, every = _value_range(steps, graph.thresholds, binary)
     frame = _Frame(graph, _LEFT, width - _RIGHT, height - _BOTTOM, _TOP, low, high)
-    _axes(svg, frame, height)
+    _axes(svg, frame, height, every)
     if steps:
         # Further apart than two steps (or two merged columns): a gap, drawn as one.
         _series(svg, frame, steps, 2 * max(graph.resolution, per_column))
@@ -195,11 +212,12 @@ def draw(graph: Graph, width: int = WIDTH, height: int = HEIGHT) -> str:
     return svg.markup()
 
 
-def _axes(svg: Svg, frame: _Frame, height: int) -> None:
+def _axes(svg: Svg, frame: _Frame, height: int, every_value: float) -> None:
     graph = frame.graph
     svg.rect(frame.x0, frame.y1, frame.x1 - frame.x0, frame.y0 - frame.y1, class_="plot")
-    for tick in range(4):  # values: four labels, bottom to top
-        value = frame.low + (frame.high - frame.low) * tick / 3
+    ticks = round((frame.high - frame.low) / every_value)
+    for tick in range(ticks + 1):  # values, bottom to top
+        value = frame.low + every_value * tick
         level = frame.y(value)
         svg.line(frame.x0, level, frame.x1, level, class_="grid")
         svg.text(
@@ -249,11 +267,10 @@ def _thresholds(svg: Svg, frame: _Frame) -> None:
             data_threshold=threshold.severity,
         )
         svg.text(
-            frame.x1 - 2,
+            frame.x0 + 3,
             level - 2,
             text,
             class_=f"threshold-label threshold-{threshold.severity}",
-            text_anchor="end",
         )
 
 
@@ -273,7 +290,15 @@ def _marks(svg: Svg, frame: _Frame) -> None:
             class_=f"mark mark-{mark.kind}",
             data_mark=mark.kind,
         )
-        svg.text(at + 2, frame.y1 + 9, mark.kind, class_=f"mark-label mark-{mark.kind}")
+        # Its name beside it, on the side with room (a call opened now is at the right edge).
+        right = at > (frame.x0 + frame.x1) / 2
+        svg.text(
+            at - 3 if right else at + 3,
+            frame.y1 + 10 + 11 * graph.marks.index(mark),
+            mark.kind,
+            class_=f"mark-label mark-{mark.kind}",
+            text_anchor="end" if right else None,
+        )
 
 
 def _runs(steps: list[HistoryStep], gap: float) -> list[list[HistoryStep]]:

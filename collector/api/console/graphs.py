@@ -26,6 +26,7 @@ from collector.view.graph_data import BEFORE_CALL, GraphReader
 from collector.view.graphs import draw
 
 log = logging.getLogger(__name__)
+CALL_WIDTH, CALL_HEIGHT = 880, 220  # the call's graph, wider: one series, the page's subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,8 @@ class ConsoleGraphs:
         graph = self._reader.call(call, events, acknowledged)
         if graph is None:
             return None
-        return ShownGraph(graph.title, Markup(draw(graph)), len(graph.thresholds))  # noqa: S704 -- escaped by svg.py
+        drawn = draw(graph, width=CALL_WIDTH, height=CALL_HEIGHT)
+        return ShownGraph(graph.title, Markup(drawn), len(graph.thresholds))  # noqa: S704 -- escaped by svg.py
 
     def dashboard(self, host: str, call: Call | None = None) -> str | None:
         """The link to the host dashboard, from `dashboard_url`; None when it is not set or
