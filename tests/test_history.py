@@ -153,3 +153,18 @@ def test_series_ids_are_stable_and_distinct() -> None:
     assert series_id("fs_used_ratio", '{"mountpoint":"/"}') == -7064169593755718110
     assert series_id("fs_used_ratio", labels_key({"mountpoint": "/var"})) != FS
     assert series_id("fs_used_ratio", ROOT) != series_id("fs_used_ratiox", ROOT)
+
+
+def test_the_steps_in_progress_are_stored_when_the_collector_stops(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    history = {"resolution": "5m", "retention": "1d"}
+    service = make_service(history=history)
+    start = clock.now
+    report_values(service, Reporter("web01", clock), clock, [0.5, 0.7])
+    assert service.store.read_steps("web01", start, clock.now) == []
+    service.close()
+
+    again = make_service(history=history)
+    [step] = again.store.read_steps("web01", start, clock.now)
+    assert (step.at, step.value, step.low, step.high) == (start, 0.6, 0.5, 0.7)
