@@ -22,6 +22,7 @@ from tests.helpers import TIMED_GROUPS
 from tests.helpers.reports import check_run, measurement, wire_report
 from tests.procs import Processes, wait_for
 from tests.test_console_browser import (  # the console's browser harness
+    ARTIFACTS,
     browser,  # noqa: F401 -- a fixture
     quiet_webdriver,  # noqa: F401 -- a fixture
     shot,
@@ -130,7 +131,11 @@ def test_host_and_call_pages_show_graphs_with_thresholds_under_the_csp(
     link = browser.find_element(By.ID, "host-dashboard").get_attribute("href")
     assert link == "https://grafana.example/d/runwatch-host?var-host=web01"
     browser.execute_script("arguments[0].scrollIntoView()", graph)
-    shot(browser, "console-host-graphs")
+    shot(browser, "console-host-graphs-page")
+    # The figure alone, as docs/console-host-graphs.png shows it.
+    browser.find_element(By.CSS_SELECTOR, "#host-graphs figure").screenshot(
+        str(ARTIFACTS / "console-host-graphs.png")
+    )
 
     browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
     call_graph = until("the call graph", lambda: browser.find_element(By.ID, "call-graph"))
