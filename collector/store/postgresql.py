@@ -247,17 +247,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN retired_by TEXT;
     ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
     """,
-    # Every ruled series, one row per resolution step, for the console's graphs; a host's
-    # steps lie together in time order in the key.
+    # Every ruled series for the console's graphs: one row per host per resolution step, its
+    # series' points packed (records.pack_steps).
     """
     CREATE TABLE series_history (
         host TEXT NOT NULL,
         at BIGINT NOT NULL,
-        series BIGINT NOT NULL,
-        value DOUBLE PRECISION NOT NULL,
-        low DOUBLE PRECISION,
-        high DOUBLE PRECISION,
-        PRIMARY KEY (host, at, series)
+        points BYTEA NOT NULL,
+        PRIMARY KEY (host, at)
     );
     """,
 ]
@@ -281,6 +278,7 @@ class PostgresStore(SQLStore):
     _FOR_UPDATE = " FOR UPDATE"
     _LEASE_CLEAR = ", lease_owner=NULL, lease_until=NULL"
     _EVENT_ORDER = "id"
+    _APPEND_POINTS = "series_history.points || excluded.points"
 
     def __init__(
         self,

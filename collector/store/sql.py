@@ -38,8 +38,10 @@ from collector.store.records import (
     Silence,
     StateChange,
     StoreTimings,
+    pack_steps,
     rule_state_from_row,
     rule_state_to_row,
+    unpack_steps,
 )
 
 HOST_COLUMNS = (
@@ -143,13 +145,6 @@ HISTORY = _upsert(
     "host, name, labels_key, timestamp",
     "text, text, text, float8, float8",
 )
-# Replicas that both saw a host within one step both write it: the later write wins.
-SERIES_HISTORY = _upsert(
-    "series_history",
-    "host, at, series, value, low, high",
-    "host, at, series",
-    "text, int8, int8, float8, float8, float8",
-)
 RULE_STATES = _upsert("rule_states", STATE_COLUMNS, "rule, host, labels_key")
 STATE_CHANGES = _upsert("state_changes", "at, host, rule, labels_key, grp, severity", "")
 BACKUPS = Upsert(
@@ -177,6 +172,9 @@ class SQLStore:
     _FOR_UPDATE = ""  # a row lock on a read, where the dialect has one
     _LEASE_CLEAR = ""  # what ends an outbox operation's lease, where there is one
     _EVENT_ORDER = "rowid"  # what orders call events written at the same time
+    # A step's points written after others of the same host and step: appended (SQLite's ||
+    # makes text of two blobs; the cast takes the bytes back as they are).
+    _APPEND_POINTS = "CAST(series_history.points || excluded.points AS BLOB)"
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -453,13 +451,18 @@ class SQLStore:
         return self._affected("DELETE FROM history WHERE timestamp < ?", (before,))
 
     # -- history of every ruled series, for the console's graphs --------------------------------
-    # Keyed by (host, at, series): a host's steps lie together in time order, so a step's
-    # writes for one host land on one page, a host page reads one range, and pruning a host
-    # deletes the front of its range.
+    # One row per host per step, keyed by (host, at), holding the points of the host's series
+    # in that step (records.pack_steps): a host page reads one range of a few hundred rows,
+    # pruning a host deletes the front of its range, and each row carries its host and time
+    # once, not once per series. Points written later for the same step (a check that reports
+    # apart, another replica) are appended to the row; reading, the last point of a series in
+    # a row wins.
 
     def add_steps(self, steps: list[HistoryStep]) -> None:
-        self._upsert(
-            SERIES_HISTORY, [(s.host, s.at, s.series, s.value, s.low, s.high) for s in steps]
+        self._many(
+            "INSERT INTO series_history (host, at, points) VALUES (?, ?, ?) "  # noqa: S608 -- the dialect's constant SQL  # nosec B608
+            f"ON CONFLICT (host, at) DO UPDATE SET points = {self._APPEND_POINTS}",
+            pack_steps(steps),
         )
 
     def read_steps(
@@ -467,15 +470,16 @@ class SQLStore:
     ) -> list[HistoryStep]:
         """The host's steps that start within [since, until], oldest first; of one series
         only, with `series`."""
-        query = (
-            "SELECT host, series, at, value, low, high FROM series_history "
-            "WHERE host=? AND at>=? AND at<=?"
+        rows = self._run(
+            "SELECT at, points FROM series_history WHERE host=? AND at>=? AND at<=? ORDER BY at",
+            (host, math.floor(since), math.floor(until)),
         )
-        params: list[Any] = [host, math.floor(since), math.floor(until)]
-        if series is not None:
-            query += " AND series=?"
-            params.append(series)
-        return [HistoryStep(*row) for row in self._run(query + " ORDER BY at", params)]
+        return [
+            step
+            for at, points in rows
+            for step in unpack_steps(host, at, bytes(points))
+            if series is None or step.series == series
+        ]
 
     def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
         """Drop the steps older than `before` of the next `hosts` hosts after `after`, in

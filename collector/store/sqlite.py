@@ -221,16 +221,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
     ),
     7: (
-        # Every ruled series, one row per resolution step, for the console's graphs. No
-        # rowid: the key is the row, stored once; a host's steps lie together in time order.
+        # Every ruled series for the console's graphs: one row per host per resolution step,
+        # its series' points packed (records.pack_steps). No rowid: the key is the row.
         """CREATE TABLE series_history (
             host TEXT NOT NULL,
             at INTEGER NOT NULL,
-            series INTEGER NOT NULL,
-            value REAL NOT NULL,
-            low REAL,
-            high REAL,
-            PRIMARY KEY (host, at, series)
+            points BLOB NOT NULL,
+            PRIMARY KEY (host, at)
         ) WITHOUT ROWID""",
     ),
 }
