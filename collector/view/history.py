@@ -3,11 +3,12 @@
 A ruled series (one that some rule evaluates) counts each value it reports into the step in
 progress (mean, lowest, highest), in memory: one small record per series, never the points of
 a day. The first value of a later step closes the step; the closed step goes to the store in
-the same batch as the report that closed it (`series_history`, keyed by host, step and series
-id). Graphs read the store when a page is drawn, and add the step in progress from memory.
+the same batch as the report that closed it (`series_history`: one row per host and step,
+holding that step's points of the host's series). Graphs read the store when a page is drawn,
+and add the step in progress from memory.
 
 A series is named in the store by a 64-bit hash of its metric name and labels (`series_id`):
-the rows stay small, and a reader always knows which series it wants.
+the points stay small, and a reader always knows which series it wants.
 """
 
 from __future__ import annotations
