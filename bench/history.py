@@ -66,6 +66,7 @@ def collector_part(hosts: int, rounds: int, graphs: bool, seed: int) -> dict[str
     from checks.schema import decode_report
     from collector.app import CollectorService
     from collector.config import load_collector_config
+    from collector.store.records import unpack_steps
 
     ingest = load_ingest_module()
     with tempfile.TemporaryDirectory(prefix="runwatch-bench-history-") as tmp:
@@ -102,10 +103,15 @@ def collector_part(hosts: int, rounds: int, graphs: bool, seed: int) -> dict[str
                     )
                 service.tick()
                 log(f"history {'on' if graphs else 'off'}: round {round_ + 1} of {rounds} done")
-            rows = service.store._run("SELECT count(*) FROM series_history").fetchone()[0]
-            ranged = service.store._run(
-                "SELECT count(*) FROM series_history WHERE low IS NOT NULL"
-            ).fetchone()[0]
+            points = [
+                step
+                for host, at, packed in service.store._run(
+                    "SELECT host, at, points FROM series_history"
+                )
+                for step in unpack_steps(host, at, bytes(packed))
+            ]
+            rows = len(points)
+            ranged = sum(1 for p in points if p.low is not None)
             status = Path("/proc/self/status").read_text().splitlines()
 
             def field(name: str) -> int:
@@ -120,8 +126,8 @@ def collector_part(hosts: int, rounds: int, graphs: bool, seed: int) -> dict[str
                 "peak_rss_bytes": field("VmHWM"),
                 "steps_in_memory": len(service.fleet.steps),
                 "ruled_series_per_host": len(service.fleet.steps) / hosts,
-                "rows_written": rows,
-                "rows_with_range": ranged,
+                "points_written": rows,
+                "points_with_range": ranged,
                 "ingest": _times(plain),
                 "ingest_writing_steps": _times(writing),
             }
@@ -181,11 +187,11 @@ def store_part(
                 "backend": backend,
                 "hosts": hosts,
                 "series_per_host": series,
-                "rows": hosts * series * STEPS_PER_DAY,
+                "points": hosts * series * STEPS_PER_DAY,
                 "write_seconds": write_seconds,
-                "rows_per_second": hosts * series * STEPS_PER_DAY / write_seconds,
+                "points_per_second": hosts * series * STEPS_PER_DAY / write_seconds,
                 "table_bytes": size,
-                "bytes_per_row": size / (hosts * series * STEPS_PER_DAY),
+                "bytes_per_point": size / (hosts * series * STEPS_PER_DAY),
                 "bytes_per_host_per_day": size / hosts,
             }
             figures.update(_reads(store, names, ids, start, end))
@@ -265,7 +271,7 @@ def _reads(
         "host_page_ms_max": max(host_page) * 1000,
         "call_page_ms_median": statistics.median(call_page) * 1000,
         "prune_slice_ms": prune * 1000,
-        "prune_slice_rows": min(100, len(names)) * 2 * len(ids),
+        "prune_slice_rows": min(100, len(names)) * 2,
     }
 
 
@@ -302,7 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     off = worker(["collector", "off", *common])
     figures["collector"] = {"on": on, "off": off}
     series = max(1, round(on["ruled_series_per_host"]))
-    ranged = on["rows_with_range"] / on["rows_written"] if on["rows_written"] else 1.0
+    ranged = on["points_with_range"] / on["points_written"] if on["points_written"] else 1.0
     figures["store"] = []
     backends = ["sqlite"] + (["postgresql"] if pg_answers(args.dsn) else [])
     if "postgresql" not in backends:
@@ -341,7 +347,7 @@ def print_figures(f: dict[str, Any]) -> None:
         print(
             f"  {name}: RSS {part['rss_bytes'] / mib:.1f} MiB"
             f" (peak {part['peak_rss_bytes'] / mib:.1f}),"
-            f" steps in memory {part['steps_in_memory']}, rows written {part['rows_written']};"
+            f" steps in memory {part['steps_in_memory']}, points written {part['points_written']};"
             f" ingest mean {plain['mean_ms']:.2f} ms, p99 {plain['p99_ms']:.2f} ms;"
             f" reports that wrote steps: mean {writing['mean_ms']:.2f} ms,"
             f" p99 {writing['p99_ms']:.2f} ms, max {writing['max_ms']:.2f} ms"
@@ -355,19 +361,20 @@ def print_figures(f: dict[str, Any]) -> None:
         per_host = store["bytes_per_host_per_day"]
         print(
             f"store {store['backend']}: {store['hosts']} hosts x {store['series_per_host']} series"
-            f" x {STEPS_PER_DAY} steps = {store['rows']} rows in {store['write_seconds']:.1f} s"
-            f" ({store['rows_per_second']:.0f} rows/s)"
+            f" x {STEPS_PER_DAY} steps = {store['points']} points ({store['hosts'] * STEPS_PER_DAY}"
+            f" rows) in {store['write_seconds']:.1f} s ({store['points_per_second']:.0f} points/s)"
         )
         print(
-            f"  {store['bytes_per_row']:.1f} bytes per row, {per_host / 1024:.1f} KiB per host per"
-            f" day; 10,000 hosts: {per_host * FLEET / 1024**3:.2f} GiB per day,"
+            f"  {store['bytes_per_point']:.1f} bytes per point,"
+            f" {per_host / 1024:.1f} KiB per host per day;"
+            f" 10,000 hosts: {per_host * FLEET / 1024**3:.2f} GiB per day,"
             f" {per_host * FLEET * 7 / 1024**3:.1f} GiB for the default 7 days"
         )
         print(
             f"  host page (24 h, every ruled series, read and drawn): median"
             f" {store['host_page_ms_median']:.1f} ms, max {store['host_page_ms_max']:.1f} ms;"
             f" call page (2 h of one series): {store['call_page_ms_median']:.1f} ms;"
-            f" a prune slice (100 hosts, {store['prune_slice_rows']} rows):"
+            f" a prune slice ({store['prune_slice_rows']} rows of 100 hosts):"
             f" {store['prune_slice_ms']:.1f} ms"
         )
 

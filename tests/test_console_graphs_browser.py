@@ -8,22 +8,20 @@ logs nothing: no error, no Content-Security-Policy refusal. Screenshots go to te
 
 from __future__ import annotations
 
+import http.client
 import time
-import urllib.request
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from checks.schema import encode
-from collector.auth import add_token
-from tests.helpers import TIMED_GROUPS
+from tests import test_console_browser as console_browser
 from tests.helpers.reports import check_run, measurement, wire_report
-from tests.procs import Processes, wait_for
 from tests.test_console_browser import (  # the console's browser harness
     ARTIFACTS,
     browser,  # noqa: F401 -- a fixture
+    collector,  # noqa: F401 -- a fixture
     quiet_webdriver,  # noqa: F401 -- a fixture
     shot,
     sign_in,
@@ -32,67 +30,46 @@ from tests.test_console_browser import (  # the console's browser harness
 
 pytestmark = pytest.mark.slow
 
+# The console tests' collector, with a host group's own warning threshold, graph history and
+# the Grafana link.
 COLLECTOR = {
-    "sinks": {"helpdesk": {"type": "builtin"}},
-    "groups": TIMED_GROUPS,
-    "rules": [
-        {
-            "name": "data_disk_full",
-            "metric": "demo_used_ratio",
-            "warning": 0.85,
-            "critical": 0.95,
-            "for": "0s",
-            "owner": "systems-administration",
-        }
-    ],
+    **console_browser.COLLECTOR,
     "host_groups": [
         {"name": "web", "hosts": ["web*"], "thresholds": {"data_disk_full": {"warning": 0.8}}}
     ],
-    "staleness": {"after_intervals": 3, "owner": "systems-administration"},
-    "evaluation_interval": "1s",
     "history": {"resolution": "5m", "retention": "2d"},
     "dashboard_url": "https://grafana.example/d/runwatch-host?var-host={{ host }}",
 }
 
 
-@pytest.fixture
-def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
-    data = tmp_path / "data"
-    config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump(COLLECTOR))
-    tokens = {
-        "web01": add_token(data / "agents.tokens", "web01"),
-        "alice": add_token(data / "operators.tokens", "alice"),
-    }
-    url = processes.runwatch_up(
-        tmp_path / "up.out", data, config, "60s", stderr=(tmp_path / "up.err").open("w")
-    )
-    wait_for(
-        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
-    )
-    return {"url": url, "tokens": tokens}
+@pytest.fixture(autouse=True)
+def graph_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `collector` fixture of the console's browser tests starts this config."""
+    monkeypatch.setattr(console_browser, "COLLECTOR", COLLECTOR)
 
 
 def report_filling_disk(url: str, token: str) -> None:
     """Three hours of a disk filling from 60 % to 97 %, one report every 5 minutes, the
-    last one now: 36 closed steps and one in progress."""
+    last one now: 36 closed steps and one in progress (on one kept-alive connection)."""
     now = time.time()
     count = 37
-    for index in range(count):
-        at = now - (count - 1 - index) * 300
-        value = 0.6 + 0.37 * index / (count - 1)
-        used = measurement(
-            "disk", "demo_used_ratio", value, at, unit="ratio", labels={"mountpoint": "/data"}
-        )
-        run = check_run("disk", at, 300, kind="filesystem")
-        report = wire_report("web01", index + 1, at, [used], [run], interval=300, boot_id="b1")
-        request = urllib.request.Request(
-            url + "/api/v1/reports",
-            data=encode(report),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            assert answer.status == 202
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=5)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        for index in range(count):
+            at = now - (count - 1 - index) * 300
+            value = 0.6 + 0.37 * index / (count - 1)
+            labels = {"mountpoint": "/data"}
+            used = measurement("disk", "demo_used_ratio", value, at, unit="ratio", labels=labels)
+            runs = [check_run("disk", at, 300, kind="filesystem")]
+            report = wire_report("web01", index + 1, at, [used], runs, interval=300, boot_id="b")
+            connection.request("POST", "/api/v1/reports", body=encode(report), headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 202, answer.status
+    finally:
+        connection.close()
 
 
 def console_problems(driver: Any) -> list[str]:
@@ -103,7 +80,7 @@ def console_problems(driver: Any) -> list[str]:
 
 def test_host_and_call_pages_show_graphs_with_thresholds_under_the_csp(
     browser: Any,  # noqa: F811 -- the fixture imported above
-    collector: dict[str, Any],
+    collector: dict[str, Any],  # noqa: F811 -- the fixture imported above
 ) -> None:
     from selenium.webdriver.common.by import By
 
