@@ -146,6 +146,8 @@ def test_the_keeper_ignores_a_value_from_an_earlier_step() -> None:
     assert keeper.add(key, 299, 0.9, 300) is None, "a clock stepped back"
     closed = keeper.add(key, 900, 0.6, 300)
     assert closed == HistoryStep("web01", FS, 600, 0.5)
+    keeper.add(("db01", "fs_used_ratio", ROOT), 900, 0.1, 300)
+    keeper.keep_only({key})
     assert keeper.close_all() == [HistoryStep("web01", FS, 900, 0.6)]
     assert len(keeper) == 0
 

@@ -133,6 +133,7 @@ class Fleet:
                 self.history.setdefault(key, deque()).append((point.timestamp, point.value))
         for series in store.load_series():
             self.put_series(series, now)
+        self.steps.keep_only(self.series)  # steps in progress survive a reload, not old series
         for record in store.load_rule_states():
             self.states[(record.rule, record.host, record.labels_key)] = record.state
 

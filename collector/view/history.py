@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 
 from collector.store.records import HistoryStep
@@ -84,6 +85,11 @@ class StepKeeper:
         """Forget a series (it is gone); return its step in progress, to be stored."""
         step = self._steps.pop(key, None)
         return step.record(key[0], series_id(key[1], key[2])) if step else None
+
+    def keep_only(self, keys: Container[SeriesKey]) -> None:
+        """Forget the steps of series not among `keys` (the view was rebuilt without them)."""
+        for key in [k for k in self._steps if k not in keys]:
+            del self._steps[key]
 
     def close_all(self) -> list[HistoryStep]:
         """Every step in progress, to be stored (the collector stops); forget them."""
