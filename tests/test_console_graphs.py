@@ -275,3 +275,18 @@ def test_the_documented_dashboard_url_names_the_shipped_host_dashboard_and_varia
     [url] = re.findall(r'dashboard_url: "([^"]+)"', docs)
     assert urlsplit(url).path == f"/d/{dashboard['uid']}"
     assert "host" in variables and "var-host={{ host }}" in url
+
+
+def test_a_dashboard_template_that_needs_a_calls_facts_gives_no_link_on_a_host_page(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    from collector.api.console.graphs import ConsoleGraphs
+
+    service = make_service(dashboard_url="https://g.example/d/x?since={{ first_seen_text }}")
+    assert ConsoleGraphs(service).dashboard("web01") is None
+    service.config = make_service(
+        dashboard_url="https://g.example/d/runwatch-host?var-host={{ host }}&from=now-6h"
+    ).config
+    assert ConsoleGraphs(service).dashboard("web01") == (
+        "https://g.example/d/runwatch-host?var-host=web01&from=now-6h"
+    ), "a template's own time range stays"
