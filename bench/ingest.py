@@ -385,12 +385,13 @@ class ReportFactory:
         self._specs = specs
         self._rng = rng
 
-    def next_body(self) -> bytes:
-        """Encode the next report as JSON (msgspec, as the agent does)."""
+    def next_body(self, now: float | None = None) -> bytes:
+        """Encode the next report as JSON (msgspec, as the agent does), taken `now` (default:
+        the time now; bench/history.py runs simulated time)."""
         from checks.schema import SCHEMA_VERSION, CheckError, CheckRun, Measurement, Report, encode
 
         self.seq += 1
-        now = time.time()
+        now = time.time() if now is None else now
         rng = self._rng
         failed = "diskio" if rng.random() < CHECK_ERROR_PROBABILITY else None
         measurements = []

@@ -241,11 +241,23 @@ class CollectorService:
 
     def close(self) -> None:
         self.limits.close()
+        self._keep_steps_in_progress()
         if self.outbox is not None:
             self.outbox.stop()
             if self._outbox_store is not self.store and self._outbox_store is not None:
                 self._outbox_store.close()
         self.store.close()
+
+    def _keep_steps_in_progress(self) -> None:
+        """Store the graph history's steps in progress: a restart loses no step."""
+        steps = self.fleet.steps.close_all()
+        if not steps:
+            return
+        try:
+            with self.store.transaction():
+                self.store.add_steps(steps)
+        except Exception:  # the store may be what failed: stopping goes on
+            log.exception("could not store %d steps of graph history at stop", len(steps))
 
     def _reload(self) -> None:
         """Rebuild the in-memory view from the store: at start, and after a failure."""

@@ -233,10 +233,16 @@ class MaintenanceConfig(_Config, frozen=True):
 
 
 class HistoryConfig(_Config, frozen=True):
-    """History kept for forecasts: one point per series per `resolution`, for `retention`."""
+    """History the collector keeps: one point per series per `resolution`, for `retention`.
+
+    Forecasts keep the series they watch. With `graphs` (the default), every ruled series
+    (one that some rule evaluates) is kept too, for the console's graphs: each step's mean,
+    lowest and highest value.
+    """
 
     resolution: Duration = Duration(300)
     retention: Duration = Duration(7 * 86400)
+    graphs: bool = True
 
     def __post_init__(self) -> None:
         if float(self.resolution) < 1:

@@ -30,6 +30,9 @@ class RecordingWriter:
     def prune_history(self, before: float) -> None:
         raise AssertionError("no forecast rule: no history to prune")
 
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
+        return None
+
 
 def web01_reported_once(
     make_service: Callable[..., CollectorService], clock: FakeClock

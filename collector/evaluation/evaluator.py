@@ -56,6 +56,8 @@ class RuleEvaluator:
         self._series = SeriesRules(config, fleet, self._pass, self.calendar, self.resolver)
         self._staleness = Staleness(config, fleet, self._pass, self.calendar, self._parents)
         self._pruned_at = float("-inf")
+        self._steps_walk: str | None = None  # the last host pruned in the walk under way
+        self._steps_walked_at = float("-inf")
         self._walked_at: dict[str, float] = {}  # host -> when tick last walked its series
 
     @property
@@ -212,12 +214,26 @@ class RuleEvaluator:
         return self._parents.parents_of(host)
 
     def prune_history(self, now: float) -> None:
-        """Drop forecast history past its retention (at most once per resolution step)."""
-        resolution = float(self._config.history.resolution)
+        """Drop history past its retention: forecasts' at most once per resolution step;
+        the graphs' a few hosts per tick, a walk over all of them once per resolution step
+        (so that no tick holds reports up for a large delete)."""
+        history = self._config.history
+        resolution = float(history.resolution)
+        before = now - float(history.retention)
         if self._series.history_for and now - self._pruned_at >= resolution:
             self._pruned_at = now
-            self._writer.prune_history(now - float(self._config.history.retention))
+            self._writer.prune_history(before)
+        if not history.graphs:
+            return
+        if self._steps_walk is None:
+            if now - self._steps_walked_at < resolution:
+                return
+            self._steps_walk, self._steps_walked_at = "", now
+        self._steps_walk = self._writer.prune_steps(before, self._steps_walk, PRUNE_HOSTS)
 
+
+# Hosts whose graph history one tick prunes: 10,000 hosts in 100 ticks (8 min at 5 s).
+PRUNE_HOSTS = 100
 
 _STALENESS_RULES = frozenset({STALE_RULE, CHECK_STALE_RULE})
 

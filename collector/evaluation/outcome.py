@@ -15,7 +15,7 @@ from typing import Protocol
 
 from collector.evaluation.rules import CallDecision, ChangeSeverity, OpenCall, RuleState, Severity
 from collector.incidents.calls import Problem
-from collector.store.records import HistoryPoint, RuleStateRecord, StateChange
+from collector.store.records import HistoryPoint, HistoryStep, RuleStateRecord, StateChange
 from collector.view.fleet import Fleet, SeriesKey, StateKey
 
 ProblemFor = Callable[[Severity, RuleState], Problem]
@@ -45,6 +45,7 @@ class Outcome:
     now: float
     calls: tuple[Decision | Note, ...] = ()
     history: tuple[HistoryPoint, ...] = ()
+    steps: tuple[HistoryStep, ...] = ()
     dropped_series: tuple[SeriesKey, ...] = ()
     forgotten_checks: tuple[tuple[str, str], ...] = ()
 
@@ -72,6 +73,11 @@ class OutcomeWriter(Protocol):
         """Drop forecast history older than `before`."""
         ...
 
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
+        """Drop graph history older than `before` of the `hosts` hosts after `after`; return
+        the last host pruned (None: no more hosts)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Opening:
@@ -90,6 +96,7 @@ class PassRecorder:
     owners: dict[str, str]  # rule -> the group its state changes count for
     _calls: list[Decision | Note] = field(default_factory=list)
     _history: list[HistoryPoint] = field(default_factory=list)
+    _steps: list[HistoryStep] = field(default_factory=list)
     _dropped: list[SeriesKey] = field(default_factory=list)
     _forgotten: list[tuple[str, str]] = field(default_factory=list)
     _openings: list[_Opening] = field(default_factory=list)
@@ -126,7 +133,13 @@ class PassRecorder:
     def add_history(self, points: list[HistoryPoint]) -> None:
         self._history.extend(points)
 
+    def add_step(self, step: HistoryStep) -> None:
+        self._steps.append(step)
+
     def drop_series(self, key: SeriesKey) -> None:
+        step = self.fleet.steps.close(key)
+        if step is not None:
+            self._steps.append(step)  # its last step, kept
         self.fleet.drop_series(key)
         self._dropped.append(key)
 
@@ -167,17 +180,19 @@ class PassRecorder:
 
     def outcome(self, now: float) -> Outcome:
         """What this pass asks of the incident manager and the store."""
-        if not (self._calls or self._history or self._dropped or self._forgotten):
+        if not (self._calls or self._history or self._steps or self._dropped or self._forgotten):
             return Outcome(now)
         outcome = Outcome(
             now,
             tuple(self._calls),
             tuple(self._history),
+            tuple(self._steps),
             tuple(self._dropped),
             tuple(self._forgotten),
         )
         self._calls.clear()
         self._history.clear()
+        self._steps.clear()
         self._dropped.clear()
         self._forgotten.clear()
         return outcome

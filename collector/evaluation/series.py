@@ -133,6 +133,7 @@ class SeriesRules:
                 continue
             if not remembered and error is None:
                 self.fleet.remember(series)
+                self._keep_step(series)
                 remembered = True
             key = (rule.name, series.host, series.labels_key)
             current = self.fleet.states.get(key)
@@ -203,6 +204,19 @@ class SeriesRules:
                     points.append(point)
         if points:
             self.recorder.add_history(points)
+
+    def _keep_step(self, series: SeriesRecord) -> None:
+        """Count a ruled series' value into its graph history step (history.py)."""
+        history = self.config.history
+        if history.graphs:
+            closed = self.fleet.steps.add(
+                (series.host, series.name, series.labels_key),
+                series.timestamp,
+                series.value,
+                float(history.resolution),
+            )
+            if closed is not None:
+                self.recorder.add_step(closed)
 
     def _effective(self, rule: RuleConfig, host: str) -> RuleConfig:
         state = self.fleet.hosts.get(host)

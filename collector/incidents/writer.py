@@ -30,6 +30,8 @@ class DecisionWriter:
         store = self._store
         if outcome.history:
             store.add_history(list(outcome.history))
+        if outcome.steps:
+            store.add_steps(list(outcome.steps))
         if outcome.dropped_series:
             store.delete_series(list(outcome.dropped_series))
         if outcome.forgotten_checks:
@@ -55,3 +57,7 @@ class DecisionWriter:
     def prune_history(self, before: float) -> None:
         """Drop forecast history older than `before`."""
         self._store.prune_history(before)
+
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
+        """Drop graph history older than `before` of the `hosts` hosts after `after`."""
+        return self._store.prune_steps(before, after, hosts)

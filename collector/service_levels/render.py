@@ -11,6 +11,7 @@ from html import escape
 
 from collector.service_levels.model import BackupJob, ScopeReport, ServiceReport
 from collector.service_levels.period import ReportError
+from collector.view.svg import Svg
 from runwatch import units
 
 FORMATS = ("json", "csv", "md", "html")
@@ -219,36 +220,34 @@ def _calls_chart(report: ServiceReport) -> str:
     top = max([max(s.calls_per_day, default=0) for s in groups] + [1])
     width, height, left, bottom = 640, 200, 30, 20
     step = (width - left - 10) / max(days - 1, 1)
-    parts = [
-        f'<svg class="chart" id="chart-calls" viewBox="0 0 {width} {height + 30}" '
-        f'width="{width}" height="{height + 30}" role="img" '
-        'aria-label="Calls opened per day per run group">',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
-        f'y2="{height - bottom}" stroke="#888"/>',
-        f'<text x="2" y="14" font-size="10">{top}</text>',
-        f'<text x="2" y="{height - bottom}" font-size="10">0</text>',
-    ]
+    svg = Svg(
+        width,
+        height + 30,
+        label="Calls opened per day per run group",
+        class_="chart",
+        id="chart-calls",
+    )
+    svg.line(left, height - bottom, width - 10, height - bottom, stroke="#888")
+    svg.text(2, 14, str(top), font_size=10)
+    svg.text(2, height - bottom, "0", font_size=10)
     for day in range(0, days, 5):
-        parts.append(
-            f'<text x="{left + day * step:.1f}" y="{height - 4}" font-size="10">{day + 1}</text>'
-        )
+        svg.text(left + day * step, height - 4, str(day + 1), font_size=10)
     for i, scope in enumerate(groups):
         colour = _PALETTE[i % len(_PALETTE)]
-        points = " ".join(
-            f"{left + d * step:.1f},{(height - bottom) - n / top * (height - bottom - 10):.1f}"
-            for d, n in enumerate(scope.calls_per_day)
+        svg.add(
+            "polyline",
+            scope.name,
+            fill="none",
+            stroke=colour,
+            stroke_width=2,
+            points=" ".join(
+                f"{left + d * step:.1f},{(height - bottom) - n / top * (height - bottom - 10):.1f}"
+                for d, n in enumerate(scope.calls_per_day)
+            ),
         )
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-            f'points="{points}"><title>{escape(scope.name)}</title></polyline>'
-        )
-        parts.append(
-            f'<rect x="{left + i * 150}" y="{height + 10}" width="10" height="10" '
-            f'fill="{colour}"/><text x="{left + i * 150 + 14}" y="{height + 19}" '
-            f'font-size="11">{escape(scope.name)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+        svg.rect(left + i * 150, height + 10, 10, 10, fill=colour)
+        svg.text(left + i * 150 + 14, height + 19, scope.name, font_size=11)
+    return svg.markup()
 
 
 def _ttr_chart(report: ServiceReport) -> str:
@@ -257,14 +256,10 @@ def _ttr_chart(report: ServiceReport) -> str:
     top = max([s.ttr_p90_seconds or 0 for s in groups] + [1.0])
     row, width, left, label = 26, 760, 190, 210  # label: room for "7 h 54 min / at least 6 d 8 h"
     height = row * max(len(groups), 1) + 20
-    parts = [
-        f'<svg class="chart" id="chart-ttr" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" '
-        'aria-label="Time to resolve per run group">'
-    ]
+    svg = Svg(width, height, label="Time to resolve per run group", class_="chart", id="chart-ttr")
     for i, scope in enumerate(groups):
         y = i * row + 4
-        parts.append(f'<text x="0" y="{y + 14}" font-size="11">{escape(scope.name)}</text>')
+        svg.text(0, y + 14, scope.name, font_size=11)
         for value, colour, offset in (
             (scope.ttr_p90_seconds, "#9dbbe0", 0),
             (scope.ttr_mean_seconds, "#2f6db5", 6),
@@ -272,19 +267,15 @@ def _ttr_chart(report: ServiceReport) -> str:
             if value is None:
                 continue
             bar = max(1.0, value / top * (width - left - label))
-            parts.append(
-                f'<rect x="{left}" y="{y + offset}" width="{bar:.1f}" '
-                f'height="{18 - 2 * offset}" fill="{colour}"/>'
-            )
-        parts.append(
-            f'<text x="{width - label + 5}" y="{y + 14}" font-size="11">'
-            f"{_dur(scope.ttr_mean_seconds)} / {_ttr_p90(scope)}</text>"
+            svg.rect(left, y + offset, bar, 18 - 2 * offset, fill=colour)
+        svg.text(
+            width - label + 5,
+            y + 14,
+            f"{_dur(scope.ttr_mean_seconds)} / {_ttr_p90(scope)}",
+            font_size=11,
         )
-    parts.append(
-        f'<text x="{left}" y="{height - 4}" font-size="10">dark: mean, light: 90th '
-        "percentile</text></svg>"
-    )
-    return "".join(parts)
+    svg.text(left, height - 4, "dark: mean, light: 90th percentile", font_size=10)
+    return svg.markup()
 
 
 _MARK_COLOURS = {None: "#ccc", "fresh": "#3a9a5b", "late": "#b5412f", "pending": "#9dbbe0"}
@@ -296,26 +287,26 @@ def _backup_calendar(report: ServiceReport) -> str:
     cell, left = 16, 260
     height = cell * max(len(report.backups), 1) + 24
     width = left + cell * report.period.days + 10
-    parts = [
-        f'<svg class="chart" id="chart-backups" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" '
-        'aria-label="Backup freshness calendar">'
-    ]
+    svg = Svg(width, height, label="Backup freshness calendar", class_="chart", id="chart-backups")
     for day in range(0, report.period.days, 5):
-        parts.append(f'<text x="{left + day * cell}" y="10" font-size="10">{day + 1}</text>')
+        svg.text(left + day * cell, 10, str(day + 1), font_size=10)
     for i, job in enumerate(report.backups):
         y = 14 + i * cell
         where = job.repository if job.source == "repository" else job.source
-        name = " ".join(c for c in (job.host, job.job, job.tool, where) if c)
-        parts.append(f'<text x="0" y="{y + 12}" font-size="11">{escape(name)}</text>')
+        svg.text(
+            0, y + 12, " ".join(c for c in (job.host, job.job, job.tool, where) if c), font_size=11
+        )
         for day, mark in enumerate(job.calendar):
-            parts.append(
-                f'<rect x="{left + day * cell}" y="{y}" width="{cell - 2}" '
-                f'height="{cell - 2}" fill="{_MARK_COLOURS[mark]}"><title>day {day + 1}: '
-                f"{mark or 'not known'}</title></rect>"
+            svg.add(
+                "rect",
+                f"day {day + 1}: {mark or 'not known'}",
+                x=float(left + day * cell),
+                y=float(y),
+                width=cell - 2,
+                height=cell - 2,
+                fill=_MARK_COLOURS[mark],
             )
-    parts.append("</svg>")
-    return "".join(parts)
+    return svg.markup()
 
 
 def render_html(report: ServiceReport, *, standalone: bool) -> str:

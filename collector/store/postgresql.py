@@ -261,6 +261,16 @@ MIGRATIONS: list[str] = [
         (SELECT first_seen FROM hosts WHERE hosts.host = rule_states.host), changed_at)
     WHERE changed_at = 0;
     """,
+    # Every ruled series for the console's graphs: one row per host per resolution step, its
+    # series' points packed (records.pack_steps).
+    """
+    CREATE TABLE series_history (
+        host TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        points BYTEA NOT NULL,
+        PRIMARY KEY (host, at)
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -283,6 +293,7 @@ class PostgresStore(SQLStore):
     _LEASE_CLEAR = ", lease_owner=NULL, lease_until=NULL"
     _EVENT_ORDER = "id"
     _LIKE = "ILIKE"
+    _APPEND_POINTS = "series_history.points || excluded.points"
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from collector.store.records import (
     CallLink,
     CheckStatus,
     HistoryPoint,
+    HistoryStep,
     HostRecord,
     HostRetirement,
     HostSnapshot,
@@ -82,11 +83,17 @@ class ReportedStore(Transactional, Protocol):
 
 
 class HistoryStore(Transactional, Protocol):
-    """Downsampled history of the series that forecasts watch."""
+    """Downsampled history: of the series forecasts watch, and of every ruled series."""
 
     def add_history(self, points: list[HistoryPoint]) -> None: ...
     def load_history(self, since: float) -> Iterator[HistoryPoint]: ...
     def prune_history(self, before: float) -> int: ...
+    # Every ruled series, one step per resolution, for the console's graphs.
+    def add_steps(self, steps: list[HistoryStep]) -> None: ...
+    def read_steps(
+        self, host: str, since: float, until: float, series: int | None = None
+    ) -> list[HistoryStep]: ...
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None: ...
 
 
 class SilenceStore(Transactional, Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,3 +260,48 @@ class HistoryPoint:
     labels_key: str
     timestamp: float
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStep:
+    """One resolution step of one ruled series, for the console's graphs: the mean of the
+    values reported in the step, and the lowest and highest of them (None where they equal
+    the mean: one value in the step, or all the same)."""
+
+    host: str
+    series: int  # collector.view.history.series_id(name, labels_key)
+    at: int  # the step's start, in whole seconds
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+# A point in a stored row: series id, mean (8-byte float), lowest and highest (4-byte floats:
+# they draw a band; NaN where there is none). 24 bytes.
+_POINT = struct.Struct("<qdff")
+
+
+def pack_steps(steps: list[HistoryStep]) -> list[tuple[str, int, bytes]]:
+    """Steps as stored: one (host, at, points) row per host and step, in the order given."""
+    rows: dict[tuple[str, int], bytearray] = {}
+    nan = math.nan
+    for step in steps:
+        packed = rows.setdefault((step.host, step.at), bytearray())
+        packed += _POINT.pack(
+            step.series,
+            step.value,
+            nan if step.low is None else step.low,
+            nan if step.high is None else step.high,
+        )
+    return [(host, at, bytes(points)) for (host, at), points in rows.items()]
+
+
+def unpack_steps(host: str, at: int, points: bytes) -> list[HistoryStep]:
+    """A stored row's steps, one per series (the last written where a series is twice)."""
+    found: dict[int, HistoryStep] = {}
+    for series, value, low, high in _POINT.iter_unpack(points):
+        ranged = not math.isnan(low)
+        found[series] = HistoryStep(
+            host, series, at, value, low if ranged else None, high if ranged else None
+        )
+    return list(found.values())

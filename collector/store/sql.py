@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -28,6 +29,7 @@ from collector.store.records import (
     CallLink,
     CheckStatus,
     HistoryPoint,
+    HistoryStep,
     HostRecord,
     HostRetirement,
     HostSnapshot,
@@ -37,8 +39,10 @@ from collector.store.records import (
     Silence,
     StateChange,
     StoreTimings,
+    pack_steps,
     rule_state_from_row,
     rule_state_to_row,
+    unpack_steps,
 )
 
 HOST_COLUMNS = (
@@ -170,6 +174,9 @@ class SQLStore:
     _LEASE_CLEAR = ""  # what ends an outbox operation's lease, where there is one
     _EVENT_ORDER = "rowid"  # what orders call events written at the same time
     _LIKE = "LIKE"  # a LIKE blind to case (SQLite's is, for ASCII)
+    # A step's points written after others of the same host and step: appended (SQLite's ||
+    # makes text of two blobs; the cast takes the bytes back as they are).
+    _APPEND_POINTS = "CAST(series_history.points || excluded.points AS BLOB)"
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -444,6 +451,58 @@ class SQLStore:
 
     def prune_history(self, before: float) -> int:
         return self._affected("DELETE FROM history WHERE timestamp < ?", (before,))
+
+    # -- history of every ruled series, for the console's graphs --------------------------------
+    # One row per host per step, keyed by (host, at), holding the points of the host's series
+    # in that step (records.pack_steps): a host page reads one range of a few hundred rows,
+    # pruning a host deletes the front of its range, and each row carries its host and time
+    # once, not once per series. Points written later for the same step (a check that reports
+    # apart, another replica) are appended to the row; reading, the last point of a series in
+    # a row wins.
+
+    def add_steps(self, steps: list[HistoryStep]) -> None:
+        self._many(
+            "INSERT INTO series_history (host, at, points) VALUES (?, ?, ?) "  # noqa: S608 -- the dialect's constant SQL  # nosec B608
+            f"ON CONFLICT (host, at) DO UPDATE SET points = {self._APPEND_POINTS}",
+            pack_steps(steps),
+        )
+
+    def read_steps(
+        self, host: str, since: float, until: float, series: int | None = None
+    ) -> list[HistoryStep]:
+        """The host's steps that start within [since, until], oldest first; of one series
+        only, with `series`."""
+        rows = self._run(
+            "SELECT at, points FROM series_history WHERE host=? AND at>=? AND at<=? ORDER BY at",
+            (host, math.floor(since), math.floor(until)),
+        )
+        return [
+            step
+            for at, points in rows
+            for step in unpack_steps(host, at, bytes(points))
+            if series is None or step.series == series
+        ]
+
+    def prune_steps(self, before: float, after: str, hosts: int) -> str | None:
+        """Drop the steps older than `before` of the next `hosts` hosts after `after`, in
+        name order (a walk over the key's first column, one index probe per host). Return the
+        last host pruned, to go on from; None when the walk reached the end."""
+        found = [
+            row[0]
+            for row in self._run(
+                "WITH RECURSIVE walk(host, n) AS ("
+                " SELECT (SELECT host FROM series_history WHERE host>? ORDER BY host LIMIT 1), 1"
+                " UNION ALL"
+                " SELECT (SELECT s.host FROM series_history s WHERE s.host>walk.host"
+                " ORDER BY s.host LIMIT 1), n+1 FROM walk"
+                " WHERE walk.host IS NOT NULL AND n<?"
+                ") SELECT host FROM walk WHERE host IS NOT NULL",
+                (after, hosts),
+            )
+        ]
+        cutoff = math.floor(before)
+        self._many("DELETE FROM series_history WHERE host=? AND at<?", [(h, cutoff) for h in found])
+        return found[-1] if len(found) == hosts else None
 
     # -- the audit log and the records of service-level reports -------------------------------
 

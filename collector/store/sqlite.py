@@ -238,6 +238,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # has held since its host's first report.
         _SINCE_FIRST_REPORT,
     ),
+    9: (
+        # Every ruled series for the console's graphs: one row per host per resolution step,
+        # its series' points packed (records.pack_steps). No rowid: the key is the row.
+        """CREATE TABLE series_history (
+            host TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            points BLOB NOT NULL,
+            PRIMARY KEY (host, at)
+        ) WITHOUT ROWID""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

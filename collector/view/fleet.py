@@ -19,6 +19,7 @@ from collector.store.records import (
     RuleStateRecord,
     SeriesRecord,
 )
+from collector.view.history import StepKeeper
 
 SeriesKey = tuple[str, str, str]  # host, metric name, labels key
 StateKey = tuple[str, str, str]  # rule, host, labels key
@@ -149,6 +150,8 @@ class Fleet:
         self.check_seen_at: dict[tuple[str, str], float] = {}
         # Downsampled points of the series that forecasts watch, oldest first.
         self.history: dict[SeriesKey, deque[tuple[float, float]]] = {}
+        # The step in progress of every ruled series, for the console's graphs (history.py).
+        self.steps = StepKeeper()
         # A stamp per host, new whenever one of its series is put or dropped: what was derived
         # from a host's series (its /metrics text) is current while the stamp is unchanged.
         # Stamps come from one counter, so a host removed and seen again never repeats one.
@@ -183,6 +186,7 @@ class Fleet:
                 self.history.setdefault(key, deque()).append((point.timestamp, point.value))
         for series in store.load_series():
             self.put_series(series, now)
+        self.steps.keep_only(self.series)  # steps in progress survive a reload, not old series
         for record in store.load_rule_states():
             self.states[(record.rule, record.host, record.labels_key)] = record.state
 
@@ -325,6 +329,7 @@ class Fleet:
         )
 
     def drop_series(self, key: SeriesKey) -> None:
+        self.steps.close(key)
         self.history.pop(key, None)
         self.recent.pop(key, None)
         self.series.pop(key, None)

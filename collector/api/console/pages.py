@@ -28,6 +28,7 @@ from litestar import MediaType, Request, Response
 from litestar.response import Redirect
 
 from collector.api.console.filters import FILTERS
+from collector.api.console.graphs import ConsoleGraphs
 from collector.api.console.session import COOKIE, Session, SessionCodec, session_key
 from collector.app import CollectorService
 from collector.auth import TokenFileError, hash_token, read_users, verify_password
@@ -61,6 +62,7 @@ class Console:
         self.config = service.config
         self.codec = SessionCodec.from_file(self.config.data_dir / "console.secret")
         self.env = _environment()
+        self.env.globals["graphs"] = ConsoleGraphs(service)
         self.secure = self.config.tls is not None
         self.lifetime = float(self.config.operators.session_hours) * 3600
 
