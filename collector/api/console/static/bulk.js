@@ -1,0 +1,49 @@
+// runwatch console: the calls list's selection ("all on this page" and one box per call) and
+// its bulk bar. Without script the form works too: "all on this page" is sent as all=page.
+"use strict";
+(() => {
+  const form = document.getElementById("calls-bulk");
+  const all = document.getElementById("select-page");
+  if (!form || !all) {
+    return;
+  }
+  const boxes = () => Array.from(document.querySelectorAll("input.select-call"));
+  const count = document.getElementById("bulk-count");
+  const selected = () => boxes().filter((box) => box.checked).length;
+  const show = () => {
+    const ticked = selected();
+    const total = boxes().length;
+    all.checked = total > 0 && ticked === total;
+    all.indeterminate = ticked > 0 && ticked < total;
+    count.textContent = ticked ? `${ticked} selected` : "";
+  };
+  all.addEventListener("change", () => {
+    for (const box of boxes()) {
+      box.checked = all.checked;
+    }
+    show();
+  });
+  document.addEventListener("change", (event) => {
+    if (event.target.classList && event.target.classList.contains("select-call")) {
+      show();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    const ticked = selected();
+    if (!ticked) {
+      event.preventDefault();
+      count.textContent = "Select one or more calls first.";
+      return;
+    }
+    // The boxes say which calls: all=page would add the page's calls again (harmless, but
+    // a box unticked after "all" must stay unticked).
+    all.checked = false;
+    const action = document.getElementById("bulk-action").value;
+    if ((action === "resolve" || action === "silence") && !window.confirm(
+      `${action === "resolve" ? "Resolve" : "Silence"} ${ticked} call${ticked === 1 ? "" : "s"}?`)) {
+      event.preventDefault();
+      show();
+    }
+  });
+  show();
+})();
