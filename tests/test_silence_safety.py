@@ -82,7 +82,8 @@ def test_the_reach_of_a_silence(api: Any) -> None:
     assert (web.fleet_size, web.share, web.needs_confirmation) == (10, 0.5, True)
     assert web.summary() == "5 of 10 hosts (50.0% of the fleet) and 1 rule"
     three = service.silence_reach("web0[123]", "*")
-    assert three.rules == ["call_storm", "check_stale", "filesystem_full", "host_stale", "load_high"]
+    builtin = ["call_storm", "check_stale", "host_stale"]
+    assert three.rules == sorted([*builtin, "filesystem_full", "load_high"])
     assert (three.share, three.needs_confirmation) == (0.3, False), "at the share: no question"
     nothing = service.silence_reach("*", "no_such_rule")
     assert (len(nothing.hosts), nothing.rules, nothing.share) == (10, [], 0.0)
@@ -137,7 +138,8 @@ def test_preview_without_script_then_the_second_confirmation(api: Any, clock: Fa
     saved = client.post("/silences", data={**form, **confirmed}, follow_redirects=False)
     assert saved.status_code == 303
     (silence,) = service.store.list_silences(None)
-    assert (silence.host_pattern, silence.rule_pattern, silence.created_by) == ("web*", "*", "carol")
+    assert (silence.host_pattern, silence.rule_pattern) == ("web*", "*")
+    assert silence.created_by == "carol"
     assert silence.ends_at - silence.starts_at == 7200
 
     narrow = {**form, "host": "db01", "rule": "filesystem_full"}
