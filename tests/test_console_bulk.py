@@ -112,6 +112,7 @@ def test_bulk_acknowledge_audits_each_call_and_says_what_was_refused(
     assert answer.status_code == 200
     page = answer.text
     assert "2 done, 3 refused." in page
+    assert 'href="/calls" id="bulk-back"' in page
     assert f"call {ids[1]} is already acknowledged" in page
     assert f"call {ids[3]} is resolved" in page
     assert "no call 999" in page
@@ -149,6 +150,18 @@ def test_bulk_comment_and_resolve_each_call_once(api: Any, clock: FakeClock) -> 
     for call_id in ids:
         comments = [e.text for e in service.store.call_events(call_id) if e.kind == "comment"]
         assert comments == ["carol: looking"]
+    back = client.post(
+        "/calls/bulk",
+        data={"csrf": csrf, "action": "comment", "text": "again", "call": ids[:1]},
+        headers={"Referer": "http://testserver.local/calls?state=all&group=systems-administration"},
+    )
+    assert 'href="/calls?state=all&amp;group=systems-administration"' in back.text
+    elsewhere = client.post(
+        "/calls/bulk",
+        data={"csrf": csrf, "action": "comment", "text": "again", "call": ids[:1]},
+        headers={"Referer": "https://evil.example/calls?x=1"},
+    )
+    assert 'href="/calls" id="bulk-back"' in elsewhere.text
     resolved = client.post(
         "/calls/bulk",
         data={"csrf": csrf, "action": "resolve", "text": "disks swapped", "call": ids[:2]},

@@ -10,6 +10,7 @@ comes back with the selection kept and a box to tick that confirms it.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response, post
 
@@ -34,7 +35,7 @@ def bulk_routes(console: Console) -> list[Any]:
         if form.get("all") == "page":
             chosen = form.get("page", "").split() + chosen
         action = form.get("action", "")
-        back = safe_next(form.get("back", "/calls"))
+        back = _back(request, form)
         context: dict[str, Any] = {
             "action": action,
             "back": back,
@@ -82,6 +83,17 @@ def bulk_routes(console: Console) -> list[Any]:
         return console.page("calls_bulk.html", session, **context)
 
     return [bulk]
+
+
+def _back(request: Request[Any, Any, Any], form: dict[str, str]) -> str:
+    """Where "Back to the calls" goes: the list as it was (its filters, its page), told by the
+    form or by the Referer of this site's calls list; else the open calls."""
+    back = form.get("back", "")
+    if not back:
+        referer = urlsplit(request.headers.get("referer", ""))
+        if referer.netloc == request.headers.get("host", "") and referer.path == "/calls":
+            back = f"/calls?{referer.query}" if referer.query else "/calls"
+    return safe_next(back) if back.startswith("/calls") else "/calls"
 
 
 def _call_id(value: str) -> int:
