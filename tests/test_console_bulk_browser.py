@@ -96,6 +96,7 @@ def fleet(tmp_path: Path, processes: Processes) -> dict[str, Any]:
 def test_operator_acknowledges_several_calls_at_once(browser: Any, fleet: dict[str, Any]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
     url = fleet["url"]
     by_host = {c["host"]: c["id"] for c in fleet["calls"]}
@@ -118,6 +119,13 @@ def test_operator_acknowledges_several_calls_at_once(browser: Any, fleet: dict[s
     assert browser.find_element(By.ID, "bulk-count").text == "2 selected"
     action = browser.find_element(By.ID, "bulk-action")
     assert action.get_attribute("value") == "acknowledge"
+    # The bar shows the fields of the chosen action only.
+    duration = browser.find_element(By.ID, "bulk-duration")
+    assert not duration.is_displayed()
+    assert not browser.find_element(By.ID, "bulk-text").is_displayed()
+    Select(action).select_by_value("silence")
+    assert duration.is_displayed() and duration.get_attribute("required") == "true"
+    Select(action).select_by_value("acknowledge")
     shot(browser, "console-calls-selected")
     browser.find_element(By.ID, "bulk-apply").click()
 

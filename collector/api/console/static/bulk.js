@@ -38,12 +38,29 @@
     // The boxes say which calls: all=page would add the page's calls again (harmless, but
     // a box unticked after "all" must stay unticked).
     all.checked = false;
-    const action = document.getElementById("bulk-action").value;
-    if ((action === "resolve" || action === "silence") && !window.confirm(
-      `${action === "resolve" ? "Resolve" : "Silence"} ${ticked} call${ticked === 1 ? "" : "s"}?`)) {
+    const chosen = document.getElementById("bulk-action").value;
+    if ((chosen === "resolve" || chosen === "silence") && !window.confirm(
+      `${chosen === "resolve" ? "Resolve" : "Silence"} ${ticked} call${ticked === 1 ? "" : "s"}?`)) {
       event.preventDefault();
       show();
     }
   });
+  // Only the fields the chosen action takes, and those it needs are required.
+  const action = document.getElementById("bulk-action");
+  const fields = {
+    text: ["comment", "resolve"],
+    duration: ["silence"],
+    reason: ["silence"],
+  };
+  const needed = { text: ["comment"], duration: ["silence"], reason: ["silence"] };
+  const fit = () => {
+    for (const [name, actions] of Object.entries(fields)) {
+      const input = document.getElementById(`bulk-${name}`);
+      input.closest("label").hidden = !actions.includes(action.value);
+      input.required = needed[name].includes(action.value);
+    }
+  };
+  action.addEventListener("change", fit);
+  fit();
   show();
 })();
