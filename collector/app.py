@@ -305,8 +305,11 @@ class CollectorService:
         """Record a change a person made (see CallsByHand.audit)."""
         self.by_hand.audit(actor, action, target, detail, via)
 
-    def work_calls(self, request: BulkRequest, actor: str, via: str = "api") -> list[BulkOutcome]:
-        """Many calls at once, each its own audited action (see collector/incidents/bulk.py)."""
+    def work_calls(
+        self, request: BulkRequest, actor: str, via: str = "api"
+    ) -> Iterator[BulkOutcome]:
+        """Many calls at once, each its own audited action, one outcome after the other (see
+        collector/incidents/bulk.py)."""
         return work_calls(self.by_hand, self.silencing, request, actor, via)
 
     # Handed on unchanged to the stage that does the work.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any, Literal
 
@@ -14,7 +15,7 @@ from collector.api.answers import NO_NUL, PathId, audit_json, call_json, error
 from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.errors import Rejection
-from collector.incidents.bulk import MAX_BULK, BulkRequest
+from collector.incidents.bulk import MAX_BULK, BulkOutcome, BulkRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ class BulkCallRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     duration: str | float | None = None
     reason: Annotated[str, msgspec.Meta(max_length=1000, pattern=NO_NUL)] = ""
     confirm_fleet_share: bool = False
+
+
+async def bulk_outcomes(
+    service: CollectorService, request: BulkRequest, actor: str, via: str
+) -> list[BulkOutcome]:
+    """Every call's outcome, letting the event loop serve other requests (agents' reports)
+    between two calls: a batch of hundreds of calls holds nobody up."""
+    outcomes = []
+    for outcome in service.work_calls(request, actor, via):
+        outcomes.append(outcome)
+        await asyncio.sleep(0)
+    return outcomes
 
 
 def call_action_routes(service: CollectorService) -> list[Any]:
@@ -100,7 +113,8 @@ def call_action_routes(service: CollectorService) -> list[Any]:
                     duration = float(Duration.parse(data.duration or ""))
                 except ValueError as exc:
                     raise Rejection(422, "invalid", str(exc), "duration") from None
-            outcomes = service.work_calls(
+            outcomes = await bulk_outcomes(
+                service,
                 BulkRequest(
                     action=data.action,
                     call_ids=tuple(data.ids),
@@ -110,6 +124,7 @@ def call_action_routes(service: CollectorService) -> list[Any]:
                     confirmed=data.confirm_fleet_share,
                 ),
                 who,
+                "api",
             )
         except Rejection as rejection:
             return error(rejection)

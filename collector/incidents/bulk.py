@@ -12,6 +12,7 @@ confirmation, as one wide silence does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,15 +96,16 @@ def check_bulk(request: BulkRequest) -> None:
 
 def work_calls(
     by_hand: CallsByHand, silencing: Silences, request: BulkRequest, actor: str, via: str
-) -> list[BulkOutcome]:
-    """Do `request.action` to each call, one by one; every call's outcome, in the given order.
-    Raises Rejection only for the request as a whole (see check_bulk; 409 `confirm` for a
-    silence over the fleet share that was not confirmed)."""
+) -> Iterator[BulkOutcome]:
+    """Do `request.action` to each call, one by one, yielding each call's outcome in the given
+    order (callers may serve other requests between two calls). Raises Rejection, before the
+    first call, only for the request as a whole (see check_bulk; 409 `confirm` for a silence
+    over the fleet share that was not confirmed)."""
     check_bulk(request)
     ids = tuple(dict.fromkeys(request.call_ids))  # each call once, in the order given
     if request.action == "silence":
-        return _silence(by_hand, silencing, request, ids=ids, actor=actor, via=via)
-    outcomes = []
+        yield from _silence(by_hand, silencing, request, ids=ids, actor=actor, via=via)
+        return
     for call_id in ids:
         try:
             if request.action == "acknowledge":
@@ -113,10 +115,9 @@ def work_calls(
             else:
                 call = by_hand.resolve_call(call_id, actor, request.text, via=via)
         except Rejection as rejection:
-            outcomes.append(BulkOutcome(call_id, False, rejection.message, rejection.status))
+            yield BulkOutcome(call_id, False, rejection.message, rejection.status)
             continue
-        outcomes.append(BulkOutcome(call_id, True, f"{_DONE[request.action]}: {call.summary}"))
-    return outcomes
+        yield BulkOutcome(call_id, True, f"{_DONE[request.action]}: {call.summary}")
 
 
 def _silence(
@@ -127,7 +128,7 @@ def _silence(
     ids: tuple[int, ...],
     actor: str,
     via: str,
-) -> list[BulkOutcome]:
+) -> Iterator[BulkOutcome]:
     calls = {call_id: by_hand.store.get_call(call_id) for call_id in ids}
     hosts = {c.host for c in calls.values() if c is not None and c.rule != STORM_RULE}
     fleet = len(silencing.fleet_hosts())
@@ -142,16 +143,15 @@ def _silence(
             "a second confirmation.",
             "confirm_fleet_share",
         )
-    outcomes: list[BulkOutcome] = []
     set_for: dict[tuple[str, str], tuple[int, int]] = {}  # (host, rule) -> (silence, call)
     try:
         for call_id in ids:
             call = calls[call_id]
             if call is None:
-                outcomes.append(BulkOutcome(call_id, False, f"no call {call_id}", 404))
+                yield BulkOutcome(call_id, False, f"no call {call_id}", 404)
                 continue
             if call.rule == STORM_RULE:
-                outcomes.append(
+                yield (
                     BulkOutcome(
                         call_id,
                         False,
@@ -164,7 +164,7 @@ def _silence(
             key = (call.host, call.rule)
             if key in set_for:
                 silence_id, first = set_for[key]
-                outcomes.append(
+                yield (
                     BulkOutcome(
                         call_id,
                         True,
@@ -184,7 +184,7 @@ def _silence(
                 settle=False,
             )
             set_for[key] = (silence.id, call_id)
-            outcomes.append(
+            yield (
                 BulkOutcome(
                     call_id,
                     True,
@@ -196,4 +196,3 @@ def _silence(
     finally:
         if set_for:  # the calendar follows once, after the last
             silencing.settle()
-    return outcomes

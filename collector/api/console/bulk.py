@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from litestar import Request, Response, post
 
 from checks.settings import Duration
+from collector.api.call_actions import bulk_outcomes
 from collector.api.console.pages import Console, safe_next
 from collector.errors import Rejection
 from collector.incidents.bulk import BULK_ACTIONS, BulkRequest
@@ -57,7 +58,8 @@ def bulk_routes(console: Console) -> list[Any]:
                     duration = float(Duration.parse(form.get("duration", "").strip()))
                 except ValueError as exc:
                     raise Rejection(422, "invalid", f"For how long? {exc}", "duration") from None
-            outcomes = service.work_calls(
+            outcomes = await bulk_outcomes(
+                service,
                 BulkRequest(
                     action=action,  # checked above
                     call_ids=ids,
@@ -67,7 +69,7 @@ def bulk_routes(console: Console) -> list[Any]:
                     confirmed=form.get("confirm_fleet_share") == "yes",
                 ),
                 session.name,
-                via="console",
+                "console",
             )
         except Rejection as rejection:
             if rejection.reason == "confirm":
