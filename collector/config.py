@@ -248,7 +248,7 @@ class HistoryConfig(_Config, frozen=True):
 class SilencesConfig(_Config, frozen=True):
     """Operators' silences: a silence whose host glob matches more than `confirm_over` of the
     fleet's hosts (a share, 0.2 = 20 %) is saved only with a second confirmation. 0: every
-    silence asks; 1: none does."""
+    silence that matches a host asks; 1: none does."""
 
     confirm_over: float = 0.2
 
