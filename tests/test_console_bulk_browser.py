@@ -3,7 +3,8 @@
 `runwatch up` serves the console to a fleet of five reporting hosts (and the machine's own
 agent); three have a full disk. An operator selects calls with the keyboard and acknowledges
 them together; then previews a silence in place, is asked for a second confirmation because it
-covers more than `silences.confirm_over` of the fleet, and saves it once confirmed.
+covers more than `silences.confirm_over` of the fleet, and saves it once confirmed. With script
+turned off, both forms work the same.
 """
 
 from __future__ import annotations
@@ -213,3 +214,37 @@ def test_silence_preview_and_its_second_confirmation(browser: Any, fleet: dict[s
     until("the second silence", lambda: "one disk" in browser.find_element(By.ID, "silences").text)
     # The refusal above came with its HTTP status (409), which the browser logs: no script error.
     assert [e for e in js_errors(browser) if "status of 409" not in e] == []
+
+
+def test_without_script_the_forms_work_the_same(browser: Any, fleet: dict[str, Any]) -> None:
+    """Script off: "all on this page" is sent as all=page, and "Preview" sends the form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    url = fleet["url"]
+    sign_in(browser, url, fleet["alice"])
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    browser.get(url + "/calls")
+    browser.find_element(By.ID, "select-page").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, ".select-call")
+    assert not any(box.is_selected() for box in rows), "no script ticks the rows"
+    browser.find_element(By.ID, "bulk-text").send_keys("on it")
+    Select(browser.find_element(By.ID, "bulk-action")).select_by_value("comment")
+    browser.find_element(By.ID, "bulk-apply").click()
+    summary = until("the outcome", lambda: browser.find_element(By.ID, "bulk-summary").text)
+    assert summary == "3 done, 0 refused."
+
+    browser.get(url + "/silences")
+    browser.find_element(By.ID, "silence-host").send_keys("*")
+    browser.find_element(By.ID, "silence-rule").send_keys("host_stale")
+    browser.find_element(By.ID, "preview-silence").click()  # a submit, without script
+    summary = until("the preview", lambda: browser.find_element(By.ID, "reach-summary").text)
+    assert summary.startswith(f"Matches {len(fleet['hosts'])} of {len(fleet['hosts'])} hosts")
+    assert browser.find_element(By.ID, "silence-host").get_attribute("value") == "*"
+    browser.find_element(By.ID, "silence-duration").send_keys("10m")
+    browser.find_element(By.ID, "silence-reason").send_keys("collector move")
+    browser.find_element(By.ID, "confirm-fleet-share").click()
+    browser.find_element(By.ID, "add-silence").click()
+    until("the silence", lambda: "collector move" in browser.find_element(By.ID, "silences").text)
+    (silence,) = get_json(url + "/api/v1/silences", fleet["alice"])
+    assert (silence["host"], silence["rule"]) == ("*", "host_stale")
