@@ -10,6 +10,7 @@ turned off, both forms work the same.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,7 @@ import yaml
 
 from checks.schema import encode
 from collector.auth import add_token
+from tests.helpers import RUNWATCH
 from tests.helpers.reports import check_run, measurement, wire_report
 from tests.procs import Processes, wait_for
 from tests.test_console_browser import (
@@ -248,3 +250,44 @@ def test_without_script_the_forms_work_the_same(browser: Any, fleet: dict[str, A
     until("the silence", lambda: "collector move" in browser.find_element(By.ID, "silences").text)
     (silence,) = get_json(url + "/api/v1/silences", fleet["alice"])
     assert (silence["host"], silence["rule"]) == ("*", "host_stale")
+
+
+def test_call_commands_work_several_calls(fleet: dict[str, Any], tmp_path: Path) -> None:
+    """`runwatch call ack ID ID…` and `call silence` against the running collector."""
+    url = fleet["url"]
+    ids = sorted(c["id"] for c in fleet["calls"])
+    token = tmp_path / "alice.token"
+    token.write_text(fleet["alice"])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RUNWATCH, "call", *args, "--collector", url, "--token-file", str(token)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    acked = run("ack", *map(str, ids[:2]))
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.splitlines()[-1] == "2 done, 0 refused"
+    again = run("ack", *map(str, ids))
+    assert again.returncode == 1, "two were acknowledged already"
+    assert f"call {ids[0]} refused: call {ids[0]} is already acknowledged" in again.stdout
+    assert again.stdout.splitlines()[-1] == "1 done, 2 refused"
+    wide = run("silence", "--for", "1h", "--reason", "rack move", *map(str, ids))
+    assert wide.returncode == 1 and "add --confirm-fleet-share" in wide.stderr
+    silenced = run(
+        "silence",
+        "--for",
+        "1h",
+        "--reason",
+        "rack move",
+        "--confirm-fleet-share",
+        "--json",
+        *map(str, ids),
+    )
+    assert silenced.returncode == 0, silenced.stderr
+    assert json.loads(silenced.stdout)["done"] == 3
+    hosts = sorted(s["host"] for s in get_json(url + "/api/v1/silences", fleet["alice"]))
+    assert hosts == list(FULL)
