@@ -21,6 +21,7 @@ from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.evaluation.overrides import ThresholdResolver
 from collector.evaluation.silences import Silences
 from collector.evaluation.tick import EvaluationTick, settle_garbage_collector
+from collector.incidents.bulk import BulkOutcome, BulkRequest, work_calls
 from collector.incidents.by_hand import CallsByHand
 from collector.incidents.manager import CallCounters, IncidentManager
 from collector.incidents.outbox import OutboxWorker, RetryPolicy
@@ -214,7 +215,14 @@ class CollectorService:
             clock=self.clock,
             forget_metrics=self._forget_metrics,
         )
-        self.silencing = Silences(self._config, self.store, self.calendar, self.clock, self.tick)
+        self.silencing = Silences(
+            self._config,
+            self.store,
+            self.calendar,
+            self.clock,
+            self.tick,
+            self.fleet.hosts.keys,
+        )
         self.reader = FleetReader(
             config=self._config,
             fleet=self.fleet,
@@ -309,6 +317,13 @@ class CollectorService:
         """Record a change a person made (see CallsByHand.audit)."""
         self.by_hand.audit(actor, action, target, detail, via)
 
+    def work_calls(
+        self, request: BulkRequest, actor: str, via: str = "api"
+    ) -> Iterator[BulkOutcome]:
+        """Many calls at once, each its own audited action, one outcome after the other (see
+        collector/incidents/bulk.py)."""
+        return work_calls(self.by_hand, self.silencing, request, actor, via)
+
     # Handed on unchanged to the stage that does the work.
     reject = _handed_to("admission", IngestAdmission.reject)
     is_builtin_call = _handed_to("by_hand", CallsByHand.is_builtin_call)
@@ -321,6 +336,8 @@ class CollectorService:
     add_silence = _handed_to("silencing", Silences.add_silence)
     end_silence = _handed_to("silencing", Silences.end_silence)
     silences = _handed_to("silencing", Silences.silences)
+    silence_reach = _handed_to("silencing", Silences.reach)
+    add_confirmed_silence = _handed_to("silencing", Silences.add_confirmed_silence)
     hosts = _handed_to("reader", FleetReader.hosts)
     retired_hosts = _handed_to("reader", FleetReader.retired_hosts)
     retire_host = _handed_to("retiring", HostRetirements.retire)

@@ -251,6 +251,20 @@ class HistoryConfig(_Config, frozen=True):
             raise field_error("retention", "must be at least the resolution")
 
 
+class SilencesConfig(_Config, frozen=True):
+    """Operators' silences: a silence whose host glob matches more than `confirm_over` of the
+    fleet's hosts (a share, 0.2 = 20 %) is saved only with a second confirmation. 0: every
+    silence that matches a host asks; 1: none does."""
+
+    confirm_over: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.confirm_over <= 1:
+            raise field_error(
+                "confirm_over", f"must be a share from 0 to 1 (0.2 = 20 %), got {self.confirm_over}"
+            )
+
+
 class BuiltinSinkConfig(_Config, frozen=True, tag_field="type", tag="builtin"):
     """The built-in call register in the collector's own store."""
 
@@ -472,6 +486,7 @@ class CollectorConfig(_Config, frozen=True):
     parents: dict[str, list[str]] = {}  # host glob -> parent hosts (dependencies)
     maintenance: list[MaintenanceConfig] = []  # recurring weekly windows
     history: HistoryConfig = HistoryConfig()
+    silences: SilencesConfig = SilencesConfig()
 
     @property
     def tokens_file(self) -> Path:

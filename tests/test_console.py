@@ -150,7 +150,15 @@ def test_calls_handled_by_hand_are_audited(api: Any, clock: FakeClock) -> None:
     assert new.id != call_id
 
     client.post(
-        "/api/v1/silences", json={"host": "web*", "duration": "1h", "reason": "swap"}, headers=alice
+        "/api/v1/silences",
+        json={
+            "host": "web*",
+            "rule": "*",
+            "duration": "1h",
+            "reason": "swap",
+            "confirm_fleet_share": True,  # web01 is the whole fleet
+        },
+        headers=alice,
     )
     client.post("/api/v1/tokens", json={"host": "db01"}, headers=alice)
     client.delete("/api/v1/tokens/db01", headers=alice)
@@ -201,7 +209,17 @@ def test_console_sign_in_sessions_and_csrf(api: Any, clock: FakeClock) -> None:
     assert done.status_code == 303
     added = client.post(
         "/silences",
-        data={"csrf": token, "host": "web*", "rule": "*", "duration": "30m", "reason": "disk swap"},
+        data={
+            "csrf": token,
+            "host": "web*",
+            "rule": "*",
+            "duration": "30m",
+            "reason": "disk swap",
+            # web01 is the whole fleet: confirmed as the preview asks (tests/test_silence_safety.py)
+            "confirm_fleet_share": "yes",
+            "confirmed_host": "web*",
+            "confirmed_rule": "*",
+        },
         follow_redirects=False,
     )
     assert added.status_code == 303

@@ -50,6 +50,7 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/api/v1/calls/{call_id}"): READ,
     ("GET", "/api/v1/outbox"): READ,
     ("GET", "/api/v1/silences"): READ,
+    ("GET", "/api/v1/silences/preview"): READ,
     ("GET", "/api/v1/rules/{rule}/explain"): READ,
     ("GET", "/api/v1/rules"): READ,
     # Outbox repairs are changes: operators only, wherever they come from.
@@ -65,6 +66,7 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/calls/{call_id}/acknowledge"): CHANGES,
     ("POST", "/api/v1/calls/{call_id}/comment"): CHANGES,
     ("POST", "/api/v1/calls/{call_id}/resolve"): CHANGES,
+    ("POST", "/api/v1/calls/bulk"): CHANGES,
     ("POST", "/api/v1/hosts/{name}/retire"): CHANGES,
     ("POST", "/api/v1/hosts/{name}/restore"): CHANGES,
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
@@ -82,7 +84,10 @@ PATH_VALUES = {
     "silence_id": "1",
     "name": "web02",
 }
-QUERY_VALUES = {("POST", "/api/v1/outbox/discard"): {"op_id": "1"}}
+QUERY_VALUES = {
+    ("POST", "/api/v1/outbox/discard"): {"op_id": "1"},
+    ("GET", "/api/v1/silences/preview"): {"host": "web*", "rule": "*"},
+}
 
 
 def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
@@ -91,7 +96,14 @@ def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
         return encode(Reporter("web01", clock).report({"fs_used_ratio": 0.5}))
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/tokens"): {"host": "web02"},
-        ("POST", "/api/v1/silences"): {"host": "web*", "duration": "1h", "reason": "role matrix"},
+        ("POST", "/api/v1/silences"): {
+            "host": "web*",
+            "rule": "*",
+            "duration": "1h",
+            "reason": "role matrix",
+            "confirm_fleet_share": True,
+        },
+        ("POST", "/api/v1/calls/bulk"): {"action": "acknowledge", "ids": [1]},
         ("POST", "/api/v1/calls/{call_id}/comment"): {"text": "role matrix"},
         ("POST", "/api/v1/calls/{call_id}/resolve"): {"text": "role matrix"},
         ("POST", "/api/v1/hosts/{name}/retire"): {"reason": "role matrix"},

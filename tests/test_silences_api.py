@@ -145,6 +145,8 @@ def test_silence_and_explain_commands_end_to_end(tmp_path: Path, processes: Proc
         "add",
         "--host",
         "db*",
+        "--rule",
+        "*",
         "--for",
         "1h",
         "--reason",

@@ -14,20 +14,23 @@ from collector.api.answers import NO_NUL, PathId, error, silence_json
 from collector.api.guards import operator_of
 from collector.app import CollectorService
 from collector.errors import Rejection
-
-# The longest silence: ten years.
-_MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
+from collector.evaluation.silences import MAX_SILENCE_SECONDS, check_pattern
 
 
 class SilenceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Silence calls for hosts and rules matching these globs, for `duration` (e.g. "2h")."""
+    """Silence calls for hosts and rules matching these globs, for `duration` (e.g. "2h").
+
+    `host` and `rule` have no default: "*" (every host, every rule) is said, never assumed. A
+    silence over `silences.confirm_over` of the fleet's hosts needs `confirm_fleet_share`
+    (409 `confirm` otherwise; GET /api/v1/silences/preview shows what a silence matches)."""
 
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=NO_NUL)]
     duration: str | float
-    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)] = "*"
-    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)] = "*"
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
+    rule: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
     # Unix time; default: now
     starts_at: Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)] | None = None
+    confirm_fleet_share: bool = False
 
 
 def silence_routes(service: CollectorService) -> list[Any]:
@@ -40,6 +43,19 @@ def silence_routes(service: CollectorService) -> list[Any]:
     )
     async def list_silences(include_ended: FromQuery[bool] = False) -> list[dict[str, Any]]:
         return service.silences(include_ended=include_ended)
+
+    @get(
+        "/api/v1/silences/preview",
+        summary="The hosts and rules a silence with these globs would match now, and whether "
+        "it needs confirm_fleet_share",
+        tags=["read"],
+    )
+    async def preview_silence(host: FromQuery[str], rule: FromQuery[str]) -> Response[Any]:
+        try:
+            reach = service.silence_reach(check_pattern(host, "host"), check_pattern(rule, "rule"))
+        except Rejection as rejection:
+            return error(rejection)
+        return Response(reach.as_json())
 
     @post(
         "/api/v1/silences",
@@ -59,7 +75,7 @@ def silence_routes(service: CollectorService) -> list[Any]:
             duration = float(Duration.parse(data.duration))
         except ValueError as exc:
             return error(Rejection(422, "invalid", str(exc), "duration"))
-        if not 0 < duration <= _MAX_SILENCE_SECONDS:
+        if not 0 < duration <= MAX_SILENCE_SECONDS:
             return error(
                 Rejection(
                     422,
@@ -68,14 +84,18 @@ def silence_routes(service: CollectorService) -> list[Any]:
                     "duration",
                 )
             )
-        silence = service.add_silence(
-            who,
-            host=data.host,
-            rule=data.rule,
-            duration=duration,
-            reason=data.reason,
-            starts_at=data.starts_at,
-        )
+        try:
+            silence = service.add_confirmed_silence(
+                who,
+                host=data.host,
+                rule=data.rule,
+                duration=duration,
+                reason=data.reason,
+                starts_at=data.starts_at,
+                confirmed=data.confirm_fleet_share,
+            )
+        except Rejection as rejection:
+            return error(rejection)
         return Response(silence_json(silence, service.clock()), status_code=201)
 
     @delete(
@@ -97,4 +117,4 @@ def silence_routes(service: CollectorService) -> list[Any]:
             )
         return Response({**silence_json(ended, service.clock()), "ended_by": who, "active": False})
 
-    return [list_silences, add_silence, end_silence]
+    return [list_silences, preview_silence, add_silence, end_silence]

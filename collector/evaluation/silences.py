@@ -1,19 +1,98 @@
-"""Operators' silences: set, ended (both audited) and listed with the config's weekly windows."""
+"""Operators' silences: set, ended (both audited) and listed with the config's weekly windows.
+
+Before a silence is saved, its reach can be previewed: the hosts and rules its globs match now,
+and the share of the fleet's hosts that is. A silence over `silences.confirm_over` of the fleet
+is saved only when the operator confirmed that share (`add_confirmed_silence`).
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from collector.config import CollectorConfig
+from collector.config import BUILTIN_RULES, CollectorConfig
+from collector.errors import Rejection
 from collector.evaluation.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.store.protocols import Store
 from collector.store.records import AuditEntry, Silence
 from runwatch import units
 
 log = logging.getLogger(__name__)
+
+# A preview names at most this many hosts (the counts are always whole).
+PREVIEW_HOSTS = 200
+# The longest silence: ten years.
+MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceReach:
+    """What a silence's globs match now: hosts of the fleet, rules of the config."""
+
+    host_pattern: str
+    rule_pattern: str
+    hosts: list[str]  # every matched host, by name
+    fleet_size: int
+    rules: list[str]  # every matched rule, by name
+    confirm_over: float
+
+    @property
+    def share(self) -> float:
+        """The share of the fleet's hosts the silence holds back (none when no rule matches)."""
+        if not self.fleet_size or not self.rules:
+            return 0.0
+        return len(self.hosts) / self.fleet_size
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return bool(self.hosts and self.rules) and self.share > self.confirm_over
+
+    def summary(self) -> str:
+        """One line: `3 of 20 hosts (15.0%) and 2 rules`."""
+        hosts = f"{len(self.hosts)} of {self.fleet_size} host{'s' if self.fleet_size != 1 else ''}"
+        rules = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        return f"{hosts} ({units.percent(self.share)} of the fleet) and {rules}"
+
+    def confirmation(self) -> str:
+        """Why a second confirmation is asked."""
+        return (
+            f"This silence matches {self.summary()}: more than the "
+            f"{units.percent(self.confirm_over)} of the fleet (silences.confirm_over) "
+            "a silence may hold back without a second confirmation."
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host_pattern,
+            "rule": self.rule_pattern,
+            "host_count": len(self.hosts),
+            "fleet_size": self.fleet_size,
+            "share": self.share,
+            "confirm_over": self.confirm_over,
+            "needs_confirmation": self.needs_confirmation,
+            "hosts": self.hosts[:PREVIEW_HOSTS],
+            "hosts_not_listed": max(0, len(self.hosts) - PREVIEW_HOSTS),
+            "rules": self.rules,
+        }
+
+
+def check_pattern(value: str, what: str) -> str:
+    """A host or rule glob as given, stripped; a Rejection naming the field when it is empty."""
+    value = value.strip()
+    if not value:
+        raise Rejection(
+            422,
+            "invalid",
+            f"give the {what}s to silence: a name, or a glob such as "
+            f"{'web*' if what == 'host' else 'filesystem_*'} (* is every {what})",
+            what,
+        )
+    if len(value) > 255 or "\x00" in value:
+        raise Rejection(422, "invalid", f"the {what} glob is too long or holds a NUL", what)
+    return value
 
 
 @dataclass(eq=False)
@@ -26,6 +105,48 @@ class Silences:
     clock: Callable[[], float]
     # Evaluate now: a window that ended lets held-back calls open at once.
     tick: Callable[[], None]
+    # The names of the fleet's hosts now (retired ones not among them).
+    fleet_hosts: Callable[[], Collection[str]] = tuple
+
+    def reach(self, host: str, rule: str) -> SilenceReach:
+        """The hosts and rules a silence with these globs would match now."""
+        known_rules = sorted({r.name for r in self.config.rules} | set(BUILTIN_RULES))
+        return SilenceReach(
+            host,
+            rule,
+            sorted(h for h in self.fleet_hosts() if fnmatch.fnmatchcase(h, host)),
+            len(self.fleet_hosts()),
+            [r for r in known_rules if fnmatch.fnmatchcase(r, rule)],
+            self.config.silences.confirm_over,
+        )
+
+    def add_confirmed_silence(
+        self,
+        operator: str,
+        *,
+        host: str,
+        rule: str,
+        duration: float,
+        reason: str,
+        confirmed: bool,
+        starts_at: float | None = None,
+        via: str = "api",
+    ) -> Silence:
+        """add_silence for a person: empty globs are refused, and a silence over
+        `silences.confirm_over` of the fleet needs `confirmed` (409 `confirm` otherwise)."""
+        host, rule = check_pattern(host, "host"), check_pattern(rule, "rule")
+        reach = self.reach(host, rule)
+        if reach.needs_confirmation and not confirmed:
+            raise Rejection(409, "confirm", reach.confirmation(), "confirm_fleet_share")
+        return self.add_silence(
+            operator,
+            host=host,
+            rule=rule,
+            duration=duration,
+            reason=reason,
+            starts_at=starts_at,
+            via=via,
+        )
 
     def add_silence(
         self,
@@ -37,8 +158,10 @@ class Silences:
         reason: str,
         starts_at: float | None = None,
         via: str = "api",
+        settle: bool = True,
     ) -> Silence:
-        """Hold back calls for matching hosts and rules for `duration` seconds from the start."""
+        """Hold back calls for matching hosts and rules for `duration` seconds from the start.
+        With `settle` false the calendar follows only at the next `settle()` (many at once)."""
         now = self.clock()
         start = now if starts_at is None else starts_at
         silence = Silence(0, host, rule, start, start + duration, reason, operator, now)
@@ -63,8 +186,13 @@ class Silences:
             units.timestamp(silence.ends_at),
             reason,
         )
-        self._silences_changed(now)
+        if settle:
+            self._silences_changed(now)
         return silence
+
+    def settle(self) -> None:
+        """Let the calendar follow silences added with `settle=False`, and evaluate."""
+        self._silences_changed(self.clock())
 
     def end_silence(self, silence_id: int, operator: str, via: str = "api") -> Silence | None:
         """End a silence now; the next evaluation opens calls for problems still there."""

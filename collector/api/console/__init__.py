@@ -2,11 +2,12 @@
 
 `session.py` is the signed session cookie; `pages.py` what every page shares (the session of a
 request, the checks of a form that changes something, rendering); the routes are in
-`signin.py`, `overview.py`, `calls.py`, `silences.py` and `report.py`.
+`signin.py`, `overview.py`, `calls.py`, `bulk.py`, `silences.py` and `report.py`.
 """
 
 from typing import Any
 
+from collector.api.console.bulk import bulk_routes
 from collector.api.console.calls import call_routes
 from collector.api.console.overview import overview_routes
 from collector.api.console.pages import Console
@@ -25,6 +26,7 @@ def console_routes(service: CollectorService) -> list[Any]:
     return [
         *signin_routes(console),
         *overview_routes(console),
+        *bulk_routes(console),
         *call_routes(console),
         *silence_page_routes(console),
         *report_routes(console),

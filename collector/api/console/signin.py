@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 _STATIC = {
     "console.css": "text/css",
     "console.js": "text/javascript",
+    "bulk.js": "text/javascript",
+    "silences.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
     "live.js": "text/javascript",
     "lists.css": "text/css",
