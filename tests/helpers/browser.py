@@ -200,6 +200,12 @@ def seed_fleet(console: Console) -> list[dict[str, Any]]:
         ]
         console.report(host, items, sorted({_check_of(name) for name, *_ in figures}))
 
+    def all_in() -> bool:
+        with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
+            return {h["host"] for h in json.load(answer)} >= {*FLEET_STATE, "mon01"}
+
+    wait_for("every host's first report, the local agent's (mon01) too", all_in)
+
     def both_open() -> list[dict[str, Any]] | None:
         calls = console.open_calls()
         return calls if {c["host"] for c in calls} >= {"db01", "web02"} else None
