@@ -421,3 +421,14 @@ def describe(violations: list[dict[str, Any]]) -> str:
         lines.append(f"{v['impact']}: {v['id']}: {v['help']}")
         lines.extend(f"    {node}" for node in v["nodes"][:5])
     return "\n".join(lines)
+
+
+def assert_accessible(driver: Any, page: str) -> list[dict[str, Any]]:
+    """Fail on any serious or critical axe-core finding on the page now (name it `page` in the
+    message); the lesser findings are returned. For any browser test that reaches a page or a
+    state of one (a search result, a preview, a confirmation) the page list of
+    tests/test_console_a11y_browser.py does not."""
+    found = axe_violations(driver)
+    failing = [v for v in found if v["impact"] in FAILING]
+    assert not failing, f"axe-core on {page} ({driver.current_url}):\n{describe(failing)}"
+    return [v for v in found if v["impact"] not in FAILING]
