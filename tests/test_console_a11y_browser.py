@@ -153,7 +153,7 @@ def test_keyboard_alone_signs_in_and_acknowledges_a_call(browser: Any, console: 
     press(browser, Keys.ENTER)
     until("db01's page", lambda: "db01" in browser.find_element(By.TAG_NAME, "h1").text)
 
-    tab_to(browser, "#host-calls a")
+    tab_to(browser, '#host-calls tbody a[href^="/calls/"]')
     assert focus_visible(browser)
     press(browser, Keys.ENTER)
     until("the call page", lambda: browser.find_elements(By.ID, "acknowledge"))
