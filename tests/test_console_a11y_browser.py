@@ -147,6 +147,7 @@ def test_keyboard_alone_signs_in_and_acknowledges_a_call(browser: Any, console: 
     assert focus_visible(browser)
     press(browser, console.tokens["alice"], Keys.ENTER)
     until("the overview", lambda: browser.find_element(By.ID, "who").text == "alice (operator)")
+    assert _current_page(browser) == "Overview"
 
     tab_to(browser, 'a[href="/hosts/db01"]')
     assert focus_visible(browser)
@@ -157,6 +158,7 @@ def test_keyboard_alone_signs_in_and_acknowledges_a_call(browser: Any, console: 
     assert focus_visible(browser)
     press(browser, Keys.ENTER)
     until("the call page", lambda: browser.find_elements(By.ID, "acknowledge"))
+    assert _current_page(browser) == "Calls"  # a call belongs to the Calls section
 
     tab_to(browser, "#acknowledge")
     assert focus_visible(browser)
@@ -172,6 +174,14 @@ def test_keyboard_alone_signs_in_and_acknowledges_a_call(browser: Any, console: 
         lambda: "freeing space on /srv" in browser.find_element(By.ID, "events").text,
     )
     assert js_errors(browser) == []
+
+
+def _current_page(browser: Any) -> str:
+    """The navigation link marked as the page shown (aria-current)."""
+    from selenium.webdriver.common.by import By
+
+    marked = browser.find_elements(By.CSS_SELECTOR, 'header nav a[aria-current="page"]')
+    return " ".join(link.text for link in marked)
 
 
 def test_screenshots_for_the_docs(browser: Any, console: Console) -> None:
