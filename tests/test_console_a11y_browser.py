@@ -1,8 +1,8 @@
 """The console for everyone, in a real headless chromium: axe-core (from the npm registry,
 tests/browser) finds no serious or critical accessibility problem on any page, for an operator
-and for a read-only one; the main controls work by keyboard alone (Tab and Enter); and the
-screenshots the docs show (docs/img/) are made here, from a small realistic fleet, so that they
-stay current.
+and for a read-only one; the main controls work by keyboard alone (Tab and Enter); every page
+fits a phone's width; and the screenshots the docs show (docs/img/) are made here, from a small
+realistic fleet, so that they stay current.
 """
 
 from __future__ import annotations
@@ -174,6 +174,34 @@ def test_keyboard_alone_signs_in_and_acknowledges_a_call(browser: Any, console: 
         lambda: "freeing space on /srv" in browser.find_element(By.ID, "events").text,
     )
     assert js_errors(browser) == []
+
+
+def test_pages_fit_a_phone(browser: Any, console: Console) -> None:
+    """At 320 CSS pixels wide (WCAG's reflow width) nothing but a data table, preformatted text
+    or a graph runs past the right edge: the header and navigation, the state boxes and the
+    forms wrap."""
+    calls = seed_fleet(console)
+    critical = next(c for c in calls if c["host"] == "db01")
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": True},
+    )
+    overflowing = {}
+    for name, path in {"sign-in": "/login", **_pages(critical["id"])}.items():
+        if name == "overview":
+            sign_in(browser, console.url, console.tokens["alice"])
+        browser.get(console.url + path)
+        shot(browser, f"phone-{name}")
+        found = browser.execute_script("""
+            const edge = document.documentElement.clientWidth + 1;
+            return [...document.querySelectorAll('body *')]
+                .filter((e) => !e.closest('table, pre, svg, .visually-hidden, .skip-link'))
+                .filter((e) => e.getBoundingClientRect().right > edge)
+                .map((e) => e.outerHTML.slice(0, 120));
+        """)
+        if found:
+            overflowing[name] = found
+    assert overflowing == {}
 
 
 def _current_page(browser: Any) -> str:
