@@ -3,7 +3,8 @@ Selenium, a collector served by `runwatch up`, signing in, reports sent as agent
 small realistic fleet, axe-core's accessibility check, keyboard steps and screenshots.
 
 Fixtures (tests/conftest.py registers this module as a plugin, so any test file can ask for
-them): `browser` (a headless chromium, quit after the test), `console_config` (the collector
+them without importing them): `browser` (a headless chromium, quit after the test, with
+Selenium's own log kept quiet by `quiet_webdriver`), `console_config` (the collector
 config; a test file overrides it by defining its own fixture of that name) and `console` (that
 collector under `runwatch up`, with agent tokens for the FLEET hosts and two operators: alice,
 an operator, and rob, read-only). Everything else is a plain function.
@@ -254,21 +255,25 @@ def new_browser() -> Any:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    """A headless chromium for one test.
-
-    Selenium logs every WebDriver command at DEBUG, keys typed into the sign-in form included:
-    the test's own token would land in the logs the secret scan reads. That log is the browser
-    driver's, not runwatch's; it stays at INFO while the browser runs."""
+def quiet_webdriver() -> Iterator[None]:
+    """Selenium logs every WebDriver command at DEBUG, keys typed into the sign-in form
+    included: the test's own token would land in the logs the secret scan reads. That log is
+    the browser driver's, not runwatch's; it stays at INFO while a browser runs."""
     logger = logging.getLogger("selenium")
     level = logger.level
     logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def browser(quiet_webdriver: None) -> Iterator[Any]:
+    """A headless chromium for one test, quit after it."""
     driver = new_browser()
     try:
         yield driver
     finally:
         driver.quit()
-        logger.setLevel(level)
 
 
 @pytest.fixture
