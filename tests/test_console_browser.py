@@ -30,6 +30,7 @@ from tests.helpers.browser import (
     sign_in,
     until,
 )
+from tests.procs import Processes
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +41,14 @@ ARTIFACTS = harness.ARTIFACTS
 COLLECTOR = harness.COLLECTOR
 browser = harness.browser
 quiet_webdriver = harness.quiet_webdriver
+
+
+@pytest.fixture
+def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
+    """What `console` gives, as the dict those files use (url, tokens, data), started with this
+    module's COLLECTOR at the time (a file may patch it for its own config)."""
+    started = harness.start_console(tmp_path, processes, COLLECTOR)
+    return {"url": started.url, "tokens": started.tokens, "data": started.data}
 
 
 def test_operator_handles_a_call_and_adds_a_silence(browser: Any, console: Console) -> None:
@@ -57,7 +66,7 @@ def test_operator_handles_a_call_and_adds_a_silence(browser: Any, console: Conso
     until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
     assert "data_disk_full" in browser.find_element(By.ID, "rule-states").text
     shot(browser, "console-host")
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     browser.find_element(By.ID, "acknowledge").click()
     until("the acknowledgement", lambda: browser.find_elements(By.ID, "call-acked"))
     assert "Acknowledged by alice." in browser.find_element(By.ID, "events").text
@@ -102,7 +111,7 @@ def test_read_only_operator_changes_nothing(browser: Any, console: Console) -> N
     sign_in(browser, url, tokens["rob"])
     assert browser.find_element(By.ID, "who").text == "rob (read-only)"
     browser.find_element(By.LINK_TEXT, "web01").click()
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     assert browser.find_elements(By.ID, "read-only-note")
     assert absent(browser, "acknowledge") and absent(browser, "resolve")
     call_url = browser.current_url
@@ -216,7 +225,7 @@ def test_operator_retires_a_host_from_its_page(browser: Any, console: Console) -
     assert [cell.text for cell in statuses] == ["resolved"]
     shot(browser, "console-host-retired")
 
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     events = browser.find_element(By.ID, "events").text
     assert "Resolved: host web01 was retired by alice: decommissioned" in events
     browser.get(url + "/")

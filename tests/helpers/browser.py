@@ -284,12 +284,17 @@ def console_config() -> dict[str, Any]:
 
 @pytest.fixture
 def console(tmp_path: Path, processes: Processes, console_config: dict[str, Any]) -> Console:
-    """`runwatch up` on a free port, with agent tokens for the FLEET hosts, operators alice and
-    rob (read-only), and a local agent that reports as mon01 (uptime only, so that this
-    machine's own disks and load never open a call)."""
+    """`runwatch up` on a free port with `console_config` (see start_console)."""
+    return start_console(tmp_path, processes, console_config)
+
+
+def start_console(tmp_path: Path, processes: Processes, config: dict[str, Any]) -> Console:
+    """`runwatch up` on a free port with this collector config, agent tokens for the FLEET
+    hosts, operators alice and rob (read-only), and a local agent that reports as mon01 (uptime
+    only, so that this machine's own disks and load never open a call)."""
     data = tmp_path / "data"
-    config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump(console_config))
+    config_file = tmp_path / "collector.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     agent = tmp_path / "agent.yaml"
     agent.write_text(yaml.safe_dump({"host": "mon01", "checks": [{"type": "uptime"}]}))
     tokens = {host: add_token(data / "agents.tokens", host) for host in FLEET}
@@ -297,7 +302,7 @@ def console(tmp_path: Path, processes: Processes, console_config: dict[str, Any]
         tokens[name] = add_token(data / "operators.tokens", name, role=role)
     with (tmp_path / "up.err").open("w") as stderr:
         url = processes.runwatch_up(
-            tmp_path / "up.out", data, config, "60s", stderr=stderr, agent_config=agent
+            tmp_path / "up.out", data, config_file, "60s", stderr=stderr, agent_config=agent
         )
     wait_for(
         "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
