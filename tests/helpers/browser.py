@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
+import runwatch
 from checks.schema import Measurement, encode
 from collector.auth import ROLE_READ_ONLY, add_token
 from tests.helpers.config import TIMED_GROUPS
@@ -139,6 +141,15 @@ FLEET_STATE = {
 }
 
 
+# The agents' own labels (agent config `labels:`), as host groups and the search use them.
+FLEET_LABELS = {
+    "web01": {"role": "web", "site": "fra"},
+    "web02": {"role": "web", "site": "ber"},
+    "db01": {"role": "db", "site": "fra"},
+    "backup01": {"role": "backup", "site": "ber"},
+}
+
+
 @dataclass
 class Console:
     """A collector served by `runwatch up`, as a browser test uses it."""
@@ -148,13 +159,22 @@ class Console:
     data: Path
     seqs: dict[str, int] = field(default_factory=dict)
 
-    def report(self, host: str, measurements: list[Measurement], checks: list[str]) -> None:
-        """One report from `host`'s agent with these measurements, now."""
+    def report(
+        self,
+        host: str,
+        measurements: list[Measurement],
+        checks: list[str],
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """One report from `host`'s agent (this runwatch's version, with the host's `labels`)
+        with these measurements, now."""
         now = time.time()
         self.seqs[host] = self.seqs.get(host, 0) + 1
         runs = [check_run(check, now, 60) for check in checks]
-        report = wire_report(
-            host, self.seqs[host], now, measurements, runs, interval=60, boot_id="b1"
+        report = msgspec.structs.replace(
+            wire_report(host, self.seqs[host], now, measurements, runs, interval=60, boot_id="b1"),
+            agent_version=runwatch.__version__,
+            labels=labels or {},
         )
         request = urllib.request.Request(
             self.url + "/api/v1/reports",
@@ -199,7 +219,8 @@ def seed_fleet(console: Console) -> list[dict[str, Any]]:
             measurement(_check_of(name), name, value, now, unit=unit, labels=labels)
             for name, value, unit, labels in figures
         ]
-        console.report(host, items, sorted({_check_of(name) for name, *_ in figures}))
+        checks = sorted({_check_of(name) for name, *_ in figures})
+        console.report(host, items, checks, FLEET_LABELS[host])
 
     def all_in() -> bool:
         with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
@@ -296,7 +317,8 @@ def start_console(tmp_path: Path, processes: Processes, config: dict[str, Any]) 
     config_file = tmp_path / "collector.yaml"
     config_file.write_text(yaml.safe_dump(config))
     agent = tmp_path / "agent.yaml"
-    agent.write_text(yaml.safe_dump({"host": "mon01", "checks": [{"type": "uptime"}]}))
+    local = {"host": "mon01", "labels": {"role": "monitoring"}, "checks": [{"type": "uptime"}]}
+    agent.write_text(yaml.safe_dump(local))
     tokens = {host: add_token(data / "agents.tokens", host) for host in FLEET}
     for name, role in OPERATORS.items():
         tokens[name] = add_token(data / "operators.tokens", name, role=role)
