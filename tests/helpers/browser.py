@@ -226,13 +226,14 @@ def seed_fleet(console: Console) -> list[dict[str, Any]]:
         with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
             return {h["host"] for h in json.load(answer)} >= {*FLEET_STATE, "mon01"}
 
-    wait_for("every host's first report, the local agent's (mon01) too", all_in)
+    # Generous bounds: on a loaded machine the local agent's first checks take a while.
+    wait_for("every host's first report, the local agent's (mon01) too", all_in, timeout=60)
 
     def both_open() -> list[dict[str, Any]] | None:
         calls = console.open_calls()
         return calls if {c["host"] for c in calls} >= {"db01", "web02"} else None
 
-    calls: list[dict[str, Any]] = wait_for("the fleet's calls", both_open)
+    calls: list[dict[str, Any]] = wait_for("the fleet's calls", both_open, timeout=60)
     return calls
 
 
