@@ -15,8 +15,9 @@ from collector.app import CollectorService
 from tests.helpers import PG_DSN, FakeClock, collector_config, pg_unavailable_reason
 
 # The whole suite's logs are scanned for tokens and test secrets (tests/secretscan.py);
-# pytester runs inner sessions in the plugin's own test.
-pytest_plugins = ["tests.secretscan", "pytester"]
+# pytester runs inner sessions in the plugin's own test; tests.helpers.browser holds the
+# browser tests' fixtures (browser, console).
+pytest_plugins = ["tests.secretscan", "pytester", "tests.helpers.browser"]
 
 
 @pytest.hookimpl(optionalhook=True)

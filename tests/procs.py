@@ -40,9 +40,12 @@ class Processes:
         *,
         stderr: Any = None,
         timeout: float = 20,
+        agent_config: Path | None = None,
     ) -> str:
         """Start `runwatch up` on a free loopback port, its output to `out` (and its stderr, unless
-        given); return the collector URL it announces."""
+        given), with the shipped agent config or `agent_config`; return the collector URL it
+        announces."""
+        extra = ("--agent-config", str(agent_config)) if agent_config else ()
         with out.open("w") as stdout:
             self.start(
                 RUNWATCH,
@@ -55,6 +58,7 @@ class Processes:
                 str(config),
                 "--interval",
                 interval,
+                *extra,
                 stdout=stdout,
                 stderr=stdout if stderr is None else stderr,
             )

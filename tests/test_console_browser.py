@@ -3,200 +3,58 @@
 `runwatch up` serves the console; an operator signs in, sees a host with a problem,
 acknowledges and resolves its call and adds a silence; a read-only operator can change
 nothing; no page logs a JavaScript error. Screenshots go to tests/artifacts/ (or
-$RUNWATCH_TEST_ARTIFACTS).
+$RUNWATCH_TEST_ARTIFACTS). The fixtures (browser, console) are in tests/helpers/browser.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from checks.schema import encode
-from collector.auth import ROLE_READ_ONLY, add_token
-from tests.helpers import RUNWATCH, TIMED_GROUPS
-from tests.helpers.reports import check_run, measurement, wire_report
-from tests.procs import Processes, wait_for
+import tests.helpers.browser as harness
+from tests.helpers import RUNWATCH
+from tests.helpers.browser import (
+    Console,
+    absent,
+    js_errors,
+    report_problem,
+    shot,
+    sign_in,
+    until,
+)
+from tests.procs import Processes
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(os.environ.get("RUNWATCH_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
-
-COLLECTOR = {
-    "sinks": {"helpdesk": {"type": "builtin"}},
-    "groups": TIMED_GROUPS,
-    "rules": [
-        {
-            "name": "data_disk_full",
-            "metric": "demo_used_ratio",
-            "warning": 0.85,
-            "critical": 0.95,
-            "for": "0s",
-            "owner": "systems-administration",
-            "description": "The data disk is almost full.",
-        }
-    ],
-    "staleness": {"after_intervals": 3, "owner": "systems-administration"},
-    "evaluation_interval": "1s",
-}
-
-
-def _browser() -> Any:
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip("chromium not installed (Debian package: chromium)")
-    if not os.path.exists(CHROMEDRIVER):
-        pytest.skip("chromedriver not installed (Debian package: chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium not installed (pip install 'runwatch[test]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,900",
-        "--disable-extensions",
-        "--no-first-run",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.implicitly_wait(5)  # a click that navigates returns before the next page is there
-    return driver
-
-
-@pytest.fixture(autouse=True)
-def quiet_webdriver() -> Iterator[None]:
-    """Selenium logs every WebDriver command at DEBUG, keys typed into the sign-in form
-    included: the test's own token would land in the logs the secret scan reads. That log is
-    the browser driver's, not runwatch's; keep it at INFO for these tests."""
-    logger = logging.getLogger("selenium")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield
-    logger.setLevel(level)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    driver = _browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
+# Browser test files written before tests/helpers/browser.py imported the harness from here;
+# these names keep them working. New files import from tests.helpers.browser (or, for the
+# fixtures, nothing: tests/conftest.py makes them available everywhere).
+ARTIFACTS = harness.ARTIFACTS
+COLLECTOR = harness.COLLECTOR
+browser = harness.browser
+quiet_webdriver = harness.quiet_webdriver
 
 
 @pytest.fixture
 def collector(tmp_path: Path, processes: Processes) -> dict[str, Any]:
-    """`runwatch up` on a free port, with an agent token for web01 and two operators."""
-    data = tmp_path / "data"
-    config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump(COLLECTOR))
-    tokens = {
-        "web01": add_token(data / "agents.tokens", "web01"),
-        "alice": add_token(data / "operators.tokens", "alice"),
-        "rob": add_token(data / "operators.tokens", "rob", role=ROLE_READ_ONLY),
-    }
-    url = processes.runwatch_up(
-        tmp_path / "up.out", data, config, "60s", stderr=subprocess_stderr(tmp_path)
-    )
-    wait_for(
-        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
-    )
-    return {"url": url, "tokens": tokens, "data": data}
+    """What `console` gives, as the dict those files use (url, tokens, data), started with this
+    module's COLLECTOR at the time (a file may patch it for its own config)."""
+    started = harness.start_console(tmp_path, processes, COLLECTOR)
+    return {"url": started.url, "tokens": started.tokens, "data": started.data}
 
 
-def subprocess_stderr(tmp_path: Path) -> Any:
-    return (tmp_path / "up.err").open("w")
-
-
-def report_problem(url: str, token: str) -> None:
-    now = time.time()
-    used = measurement(
-        "disk", "demo_used_ratio", 0.97, now, unit="ratio", labels={"mountpoint": "/data"}
-    )
-    run = check_run("disk", now, 60, kind="filesystem")
-    report = wire_report("web01", 1, now, [used], [run], interval=60, boot_id="b1")
-    request = urllib.request.Request(
-        url + "/api/v1/reports",
-        data=encode(report),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        assert answer.status == 202
-
-
-def until(what: str, probe: Any) -> Any:
-    """wait_for, riding out elements that go stale while the page changes under them."""
-    from selenium.common.exceptions import WebDriverException
-
-    def safe() -> Any:
-        try:
-            return probe()
-        except WebDriverException:
-            return None
-
-    return wait_for(what, safe, timeout=15)
-
-
-def absent(driver: Any, element_id: str) -> bool:
-    """No such element on the page now (without the implicit wait for it to appear)."""
+def test_operator_handles_a_call_and_adds_a_silence(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.implicitly_wait(0)
-    try:
-        return not driver.find_elements(By.ID, element_id)
-    finally:
-        driver.implicitly_wait(5)
-
-
-def shot(driver: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    print(f"screenshot: {path}")
-    return path
-
-
-def js_errors(driver: Any) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def sign_in(driver: Any, url: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.delete_all_cookies()
-    driver.get(url + "/")
-    assert "/login" in driver.current_url
-    driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
-    until("the overview", lambda: driver.find_elements(By.ID, "who"))
-
-
-def test_operator_handles_a_call_and_adds_a_silence(
-    browser: Any, collector: dict[str, Any]
-) -> None:
-    from selenium.webdriver.common.by import By
-
-    url, tokens = collector["url"], collector["tokens"]
+    url, tokens = console.url, console.tokens
     report_problem(url, tokens["web01"])
     sign_in(browser, url, tokens["alice"])
     assert browser.find_element(By.ID, "who").text == "alice (operator)"
@@ -249,10 +107,10 @@ def test_operator_handles_a_call_and_adds_a_silence(
     assert js_errors(browser) == []
 
 
-def test_read_only_operator_changes_nothing(browser: Any, collector: dict[str, Any]) -> None:
+def test_read_only_operator_changes_nothing(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.by import By
 
-    url, tokens = collector["url"], collector["tokens"]
+    url, tokens = console.url, console.tokens
     report_problem(url, tokens["web01"])
     sign_in(browser, url, tokens["rob"])
     assert browser.find_element(By.ID, "who").text == "rob (read-only)"
@@ -289,12 +147,10 @@ def test_read_only_operator_changes_nothing(browser: Any, collector: dict[str, A
         assert json.load(answer) == []
 
 
-def test_html_report_renders_with_charts(
-    browser: Any, collector: dict[str, Any], tmp_path: Path
-) -> None:
+def test_html_report_renders_with_charts(browser: Any, console: Console, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    url, tokens = collector["url"], collector["tokens"]
+    url, tokens = console.url, console.tokens
     report_problem(url, tokens["web01"])
     period = datetime.now(UTC).strftime("%Y-%m")
     out = tmp_path / "report.html"
@@ -303,7 +159,7 @@ def test_html_report_renders_with_charts(
             RUNWATCH,
             "report",
             "--data-dir",
-            str(collector["data"]),
+            str(console.data),
             "--period",
             period,
             "--format",
@@ -324,9 +180,9 @@ def test_html_report_renders_with_charts(
     assert "availability" in browser.find_element(By.CSS_SELECTOR, "table.levels").text
 
 
-def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Path) -> None:
+def test_call_commands_use_the_same_path(console: Console, tmp_path: Path) -> None:
     """`runwatch call` acknowledges and resolves through the API, under the same roles."""
-    url, tokens = collector["url"], collector["tokens"]
+    url, tokens = console.url, console.tokens
     report_problem(url, tokens["web01"])
     with urllib.request.urlopen(url + "/api/v1/calls?status=open", timeout=5) as answer:
         (call,) = json.load(answer)
@@ -355,10 +211,10 @@ def test_call_commands_use_the_same_path(collector: dict[str, Any], tmp_path: Pa
     assert again.returncode == 1 and "already resolved" in again.stderr
 
 
-def test_operator_retires_a_host_from_its_page(browser: Any, collector: dict[str, Any]) -> None:
+def test_operator_retires_a_host_from_its_page(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.by import By
 
-    url, tokens = collector["url"], collector["tokens"]
+    url, tokens = console.url, console.tokens
     report_problem(url, tokens["web01"])
     sign_in(browser, url, tokens["alice"])
     browser.find_element(By.LINK_TEXT, "web01").click()

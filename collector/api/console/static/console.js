@@ -7,3 +7,13 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// The navigation link of the page shown is marked as the current one, for screen readers
+// (aria-current) and the eye (console.css).
+for (const link of document.querySelectorAll("header nav a")) {
+  const target = link.getAttribute("href");
+  const here = location.pathname;
+  if (target === "/" ? here === "/" : here === target || here.startsWith(target + "/")) {
+    link.setAttribute("aria-current", "page");
+  }
+}
