@@ -32,6 +32,7 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
+from collector.services.watch import ServiceWatch
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
 from collector.store.protocols import Store
@@ -185,6 +186,11 @@ class CollectorService:
 
     def _build_stages(self) -> None:
         """The stages that read the service's config at each call."""
+        self.service_watch = ServiceWatch(
+            self._config, self.fleet, self.calendar.silenced, self.clock
+        )
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.services = self.service_watch
         self.ticker = EvaluationTick(
             config=self._config,
             store=self.store,
@@ -196,6 +202,7 @@ class CollectorService:
             clock=self.clock,
             reload=self._reload,
             flush_storms=self.incidents.flush_storms,
+            services=self.service_watch,
         )
         self.by_hand = CallsByHand(
             config=self._config,
@@ -315,3 +322,4 @@ class CollectorService:
     restore_host = _handed_to("retiring", HostRetirements.restore)
     retirements = _handed_to("retiring", HostRetirements.retirements)
     explain = _handed_to("reader", FleetReader.explain)
+    services = _handed_to("service_watch", ServiceWatch.services)

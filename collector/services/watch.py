@@ -1,0 +1,191 @@
+"""The services stage: every service's state, worked out once per evaluation tick from the view.
+
+A tick costs a pass over the hosts (only a host that is new or whose agent labels changed is
+matched against the components again, through the model's index) and a pass over the rule
+states that skips the OK ones; what is left is small and goes to the pure functions in
+`state.py`. Both passes yield every `slice_seconds`, like the rest of the tick, so reports are
+served between the slices.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from collector.config import CollectorConfig
+from collector.evaluation.rules import Severity
+from collector.services.model import Component, Service, ServiceModel
+from collector.services.state import (
+    ProblemFact,
+    ServiceState,
+    ServiceStatus,
+    evaluate,
+    tally,
+)
+from collector.view.fleet import Fleet
+
+Silenced = Callable[[str, str, float], bool]  # (host, rule, now): a window covers it
+
+
+class ServiceWatch:
+    """The latest state of every service, and since when it holds."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        fleet: Fleet,
+        silenced: Silenced,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = ServiceModel.build(config.services)
+        self._fleet = fleet
+        self._clock = clock
+        self._silenced = silenced
+        self._labels: dict[str, dict[str, str]] = {}
+        self._member_of: dict[str, tuple[int, ...]] = {}
+        self._totals: Counter[int] = Counter()
+        self.statuses: dict[str, ServiceStatus] = {}
+        self.since: dict[str, float] = {}
+        self.evaluated_at: float | None = None
+
+    def evaluate(self, now: float) -> dict[str, ServiceStatus]:
+        """Work out every service's state now, all at once (tests and tools)."""
+        for _ in self.steps(now):
+            pass
+        return self.statuses
+
+    def steps(self, now: float, slice_seconds: float = float("inf")) -> Iterator[None]:
+        """Work out every service's state, yielding every `slice_seconds` of work."""
+        if not self.model.services:
+            return
+        began = time.perf_counter()
+        fleet = self._fleet
+        hosts = fleet.hosts
+        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()), strict=True)):
+            labels = host.record.labels
+            known = self._labels.get(name)
+            if known is None or (known is not labels and known != labels):
+                self._join(name, labels)
+            if not count % 256 and time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
+        if len(self._labels) != len(hosts):  # every host now known is in _labels
+            for gone in [h for h in self._labels if h not in hosts]:
+                self._leave(gone)  # retired, or forgotten
+        problems: list[ProblemFact] = []
+        member_of = self._member_of
+        silenced = self._silenced
+        states = fleet.states
+        for count, ((rule, state_host, labels_key), state) in enumerate(
+            zip(list(states), list(states.values()), strict=True)
+        ):
+            if not count % 1024 and time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
+            if state.severity is Severity.OK or not member_of.get(state_host):
+                continue
+            planned = silenced(state_host, rule, now)
+            problems.append(ProblemFact(state_host, rule, labels_key, state.severity, planned))
+        statuses = evaluate(
+            self.model, self._totals, tally(self.model.host_components, member_of, problems)
+        )
+        for name, status in statuses.items():
+            old = self.statuses.get(name)
+            if old is None or old.state is not status.state:
+                self.since[name] = now
+        self.statuses = statuses
+        self.evaluated_at = now
+
+    def _join(self, host: str, labels: dict[str, str]) -> None:
+        self._leave(host)
+        ids = self.model.memberships(host, labels)
+        self._labels[host] = labels
+        if ids:
+            self._member_of[host] = ids
+            self._totals.update(ids)
+
+    def _leave(self, host: str) -> None:
+        self._labels.pop(host, None)
+        ids = self._member_of.pop(host, ())
+        self._totals.subtract(ids)
+
+    def members(self, component: Component) -> list[str]:
+        """The hosts that are members of a component now, by name."""
+        return sorted(h for h, ids in self._member_of.items() if component.id in ids)
+
+    def affected(self, host: str, rule: str) -> list[str]:
+        """The services a rule on a host bears on: those with a component the host is a member
+        of that watches the rule, and every service resting on one of them, in model order."""
+        ids = set(self._member_of.get(host, ()))
+        hit: set[str] = set()
+        for service in self.model.services:
+            for component in service.components:
+                if (component.id in ids and component.watches(rule)) or component.other in hit:
+                    hit.add(service.name)
+            if any(other in hit for other in service.depends_on):
+                hit.add(service.name)
+        return [s.name for s in self.model.services if s.name in hit]
+
+    # -- as the API and the CLI show them -------------------------------------------------------
+
+    def services(self, only: str | None = None) -> list[dict[str, Any]]:
+        """Every service (or the one named `only`) with its state, components and what is wrong,
+        worked out now if no tick has yet."""
+        if self.evaluated_at is None:
+            self.evaluate(self._clock())
+        return [
+            self._service_json(service)
+            for service in sorted(self.model.services, key=lambda s: s.name)
+            if only is None or service.name == only
+        ]
+
+    def _service_json(self, service: Service) -> dict[str, Any]:
+        status = self.statuses[service.name]
+        return {
+            "service": service.name,
+            "title": service.title,
+            "owner": service.owner,
+            "description": service.description,
+            "public": service.public,
+            "state": status.state.word,
+            "since": self.since.get(service.name),
+            "evaluated_at": self.evaluated_at,
+            "need": _need(service.required),
+            "depends_on": [
+                {"service": name, "state": state.word} for name, state in status.dependencies
+            ],
+            "components": [
+                {
+                    "index": part.component.index,
+                    "name": part.component.title,
+                    "service": part.component.other,
+                    "need": _need(part.component.required),
+                    "state": part.verdict.state.word,
+                    "members": part.total,
+                    "down": part.down,
+                    "degraded": part.degraded,
+                    "problems": [
+                        {
+                            "host": fact.host,
+                            "rule": fact.rule,
+                            "labels": json.loads(fact.labels_key),
+                            "state": fact.severity.name,
+                            "planned": fact.planned,
+                        }
+                        for host in sorted(part.members)
+                        for fact in part.members[host].problems
+                    ],
+                }
+                for part in status.components
+            ],
+        }
+
+
+def _need(required: int | None) -> str | int:
+    return "all" if required is None else required
+
+
+STATES = tuple(state.word for state in ServiceState)
