@@ -32,6 +32,7 @@ from runwatch.cli import (
     outbox,
     report,
     rules,
+    services,
     silences,
     status,
     tokens,
@@ -71,6 +72,7 @@ COMMANDS = (
     call,
     config,
     hosts,
+    services,
 )
 
 
