@@ -109,7 +109,7 @@ def problem(host: str, severity: Severity, rule: str = "disk_full", planned: boo
 TWO_OF_THREE = ServiceModel.build(
     {"files": service(component(hosts=["fs1", "fs2", "fs3"], need=2), title="File shares")}
 )
-FILE_SERVERS = dict.fromkeys(("fs1", "fs2", "fs3"), {})
+FILE_SERVERS: dict[str, dict[str, str]] = {host: {} for host in ("fs1", "fs2", "fs3")}
 
 
 @pytest.mark.parametrize(
