@@ -98,7 +98,7 @@ def states(
     for ids in memberships.values():
         for i in ids:
             totals[i] = totals.get(i, 0) + 1
-    found = evaluate(model, totals, tally(model.host_components, memberships, problems))
+    found = evaluate(model, totals, tally(model.by_id, memberships, problems))
     return {name: status.state for name, status in found.items()}
 
 
@@ -328,3 +328,38 @@ def test_the_index_finds_what_matching_every_component_finds(
     for c in model.host_components:  # and matching is fnmatch's, case and all
         if c.hosts and not c.labels:
             assert c.matches(host, labels) == any(fnmatch.fnmatchcase(host, p) for p in c.hosts)
+
+
+# -- the view's index of problem states, which the services pass walks --------------------------
+
+STATE_KEYS = st.tuples(
+    st.sampled_from(["disk", "load"]), st.sampled_from(["a", "b"]), st.sampled_from(["{}", "x"])
+)
+TABLE_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "del", "pop", "clear"]), STATE_KEYS, st.sampled_from(list(Severity))
+    ),
+    max_size=60,
+)
+
+
+@given(TABLE_OPERATIONS)
+def test_the_problem_keys_are_the_states_not_ok(
+    operations: list[tuple[str, tuple[str, str, str], Severity]],
+) -> None:
+    from collector.evaluation.rules import RuleState
+    from collector.view.fleet import StateTable
+
+    table = StateTable()
+    for operation, key, severity in operations:
+        if operation == "set":
+            table[key] = RuleState(severity=severity)
+        elif operation == "del" and key in table:
+            del table[key]
+        elif operation == "pop":
+            table.pop(key, None)
+        elif operation == "clear":
+            table.clear()
+        assert sorted(table.problem_keys()) == sorted(
+            k for k, state in table.items() if state.severity is not Severity.OK
+        )

@@ -120,6 +120,7 @@ class ServiceModel:
     services: tuple[Service, ...]  # each after the services it rests on
     host_components: tuple[Component, ...]  # the components made of hosts, by id
     index: MembershipIndex
+    by_id: dict[int, Component]  # the components made of hosts
 
     @classmethod
     def build(cls, services: Mapping[str, ServiceConfig]) -> ServiceModel:
@@ -157,7 +158,12 @@ class ServiceModel:
                     components=tuple(components),
                 )
             )
-        return cls(tuple(built), tuple(hosts), MembershipIndex.build(tuple(hosts)))
+        return cls(
+            tuple(built),
+            tuple(hosts),
+            MembershipIndex.build(tuple(hosts)),
+            {c.id: c for c in hosts},
+        )
 
     def memberships(self, host: str, labels: Mapping[str, str]) -> tuple[int, ...]:
         """The ids of the components a host is a member of, in order."""

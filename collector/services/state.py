@@ -23,7 +23,7 @@ from enum import IntEnum
 
 from collector.config import STALE_RULE
 from collector.evaluation.rules import Severity
-from collector.services.model import Component, ServiceModel
+from collector.services.model import Component, Service, ServiceModel
 
 
 class Health(IntEnum):
@@ -112,13 +112,15 @@ MAX_PROBLEMS_PER_MEMBER = 5  # the problems kept for showing; the verdict counts
 
 
 def tally(
-    components: Iterable[Component],
+    components: Mapping[int, Component],
     memberships: Mapping[str, tuple[int, ...]],
     problems: Iterable[ProblemFact],
+    into: dict[int, dict[str, MemberFacts]] | None = None,
 ) -> dict[int, dict[str, MemberFacts]]:
-    """The members that are not UP, by component id and host."""
-    by_id = {c.id: c for c in components}
-    out: dict[int, dict[str, MemberFacts]] = {}
+    """The members that are not UP, by component id and host (added to `into`, if given: the
+    problems may come in parts)."""
+    by_id = components
+    out: dict[int, dict[str, MemberFacts]] = {} if into is None else into
     for problem in problems:
         health = member_health(problem.rule, problem.severity)
         for cid in memberships.get(problem.host, ()):
@@ -167,38 +169,48 @@ def evaluate(
     """Every service's status, from each component's member count and its members not UP."""
     out: dict[str, ServiceStatus] = {}
     for service in model.services:
-        parts: list[ComponentStatus] = []
-        for component in service.components:
-            if component.other is not None:
-                verdict = out[component.other].verdict
-                live_down = int(verdict.live is Health.DOWN)
-                live_degraded = int(verdict.live is Health.DEGRADED)
-                parts.append(ComponentStatus(component, verdict, 1, live_down, live_degraded, {}))
-                continue
-            total = totals.get(component.id, 0)
-            found = members.get(component.id, {})
-            counts = [0, 0, 0, 0]  # live down, live degraded, overall down, overall degraded
-            for facts in found.values():
-                counts[0] += facts.verdict.live is Health.DOWN
-                counts[1] += facts.verdict.live is Health.DEGRADED
-                counts[2] += facts.verdict.overall is Health.DOWN
-                counts[3] += facts.verdict.overall is Health.DEGRADED
-            verdict = Verdict(
-                combine(component.required, total, counts[0], counts[1]),
-                combine(component.required, total, counts[2], counts[3]),
-            )
-            parts.append(ComponentStatus(component, verdict, total, counts[0], counts[1], found))
-        verdict = Verdict(
-            _combine_verdicts(service.required, [p.verdict for p in parts], live=True),
-            _combine_verdicts(service.required, [p.verdict for p in parts], live=False),
-        )
-        dependencies = []
-        for other in service.depends_on:
-            theirs = out[other]
-            verdict = verdict.worst(theirs.verdict)
-            dependencies.append((other, theirs.state))
-        out[service.name] = ServiceStatus(service.name, verdict, tuple(parts), tuple(dependencies))
+        out[service.name] = evaluate_service(service, totals, members, out)
     return out
+
+
+def evaluate_service(
+    service: Service,
+    totals: Mapping[int, int],
+    members: Mapping[int, Mapping[str, MemberFacts]],
+    done: Mapping[str, ServiceStatus],
+) -> ServiceStatus:
+    """One service's status; `done` holds the statuses of the services it rests on."""
+    parts: list[ComponentStatus] = []
+    for component in service.components:
+        if component.other is not None:
+            verdict = done[component.other].verdict
+            live_down = int(verdict.live is Health.DOWN)
+            live_degraded = int(verdict.live is Health.DEGRADED)
+            parts.append(ComponentStatus(component, verdict, 1, live_down, live_degraded, {}))
+            continue
+        total = totals.get(component.id, 0)
+        found = members.get(component.id, {})
+        counts = [0, 0, 0, 0]  # live down, live degraded, overall down, overall degraded
+        for facts in found.values():
+            counts[0] += facts.verdict.live is Health.DOWN
+            counts[1] += facts.verdict.live is Health.DEGRADED
+            counts[2] += facts.verdict.overall is Health.DOWN
+            counts[3] += facts.verdict.overall is Health.DEGRADED
+        verdict = Verdict(
+            combine(component.required, total, counts[0], counts[1]),
+            combine(component.required, total, counts[2], counts[3]),
+        )
+        parts.append(ComponentStatus(component, verdict, total, counts[0], counts[1], found))
+    verdict = Verdict(
+        _combine_verdicts(service.required, [p.verdict for p in parts], live=True),
+        _combine_verdicts(service.required, [p.verdict for p in parts], live=False),
+    )
+    dependencies = []
+    for other in service.depends_on:
+        theirs = done[other]
+        verdict = verdict.worst(theirs.verdict)
+        dependencies.append((other, theirs.state))
+    return ServiceStatus(service.name, verdict, tuple(parts), tuple(dependencies))
 
 
 def _combine_verdicts(required: int | None, verdicts: list[Verdict], *, live: bool) -> Health:

@@ -2,9 +2,9 @@
 
 A tick costs a pass over the hosts (only a host that is new or whose agent labels changed is
 matched against the components again, through the model's index) and a pass over the rule
-states that skips the OK ones; what is left is small and goes to the pure functions in
-`state.py`. Both passes yield every `slice_seconds`, like the rest of the tick, so reports are
-served between the slices.
+states that are not OK (the view keeps their keys at hand); what is left is small and goes to
+the pure functions in `state.py`. Every part yields every `slice_seconds`, like the rest of the
+tick, so reports are served between the slices.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collector.config import CollectorConfig
-from collector.evaluation.rules import Severity
 from collector.services.model import Component, Service, ServiceModel
 from collector.services.state import (
+    MemberFacts,
     ProblemFact,
     ServiceState,
     ServiceStatus,
-    evaluate,
+    evaluate_service,
     tally,
 )
 from collector.view.fleet import Fleet
@@ -61,43 +61,57 @@ class ServiceWatch:
         """Work out every service's state, yielding every `slice_seconds` of work."""
         if not self.model.services:
             return
-        began = time.perf_counter()
-        fleet = self._fleet
-        hosts = fleet.hosts
-        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()), strict=True)):
-            labels = host.record.labels
-            known = self._labels.get(name)
-            if known is None or (known is not labels and known != labels):
-                self._join(name, labels)
-            if not count % 256 and time.perf_counter() - began >= slice_seconds:
+        clock = _Slices(slice_seconds)
+        yield from self._follow_hosts(clock)
+        members: dict[int, dict[str, MemberFacts]] = {}
+        yield from self._gather(now, members, clock)
+        statuses: dict[str, ServiceStatus] = {}
+        for service in self.model.services:
+            statuses[service.name] = evaluate_service(service, self._totals, members, statuses)
+            if clock.due():
                 yield
-                began = time.perf_counter()
-        if len(self._labels) != len(hosts):  # every host now known is in _labels
-            for gone in [h for h in self._labels if h not in hosts]:
-                self._leave(gone)  # retired, or forgotten
-        problems: list[ProblemFact] = []
-        member_of = self._member_of
-        silenced = self._silenced
-        states = fleet.states
-        for count, ((rule, state_host, labels_key), state) in enumerate(
-            zip(list(states), list(states.values()), strict=True)
-        ):
-            if not count % 1024 and time.perf_counter() - began >= slice_seconds:
-                yield
-                began = time.perf_counter()
-            if state.severity is Severity.OK or not member_of.get(state_host):
-                continue
-            planned = silenced(state_host, rule, now)
-            problems.append(ProblemFact(state_host, rule, labels_key, state.severity, planned))
-        statuses = evaluate(
-            self.model, self._totals, tally(self.model.host_components, member_of, problems)
-        )
         for name, status in statuses.items():
             old = self.statuses.get(name)
             if old is None or old.state is not status.state:
                 self.since[name] = now
         self.statuses = statuses
         self.evaluated_at = now
+
+    def _follow_hosts(self, clock: _Slices) -> Iterator[None]:
+        """Match the hosts that are new or whose labels changed; forget the hosts gone."""
+        hosts = self._fleet.hosts
+        for count, (name, host) in enumerate(zip(list(hosts), list(hosts.values()), strict=True)):
+            labels = host.record.labels
+            known = self._labels.get(name)
+            if known is None or (known is not labels and known != labels):
+                self._join(name, labels)
+            if not count % 64 and clock.due():
+                yield
+        if len(self._labels) != len(hosts):  # every host now known is in _labels
+            for gone in [h for h in self._labels if h not in hosts]:
+                self._leave(gone)  # retired, or forgotten
+
+    def _gather(
+        self, now: float, members: dict[int, dict[str, MemberFacts]], clock: _Slices
+    ) -> Iterator[None]:
+        """Tally the rule states that are not OK on members of components into `members`."""
+        problems: list[ProblemFact] = []
+        member_of = self._member_of
+        states = self._fleet.states
+        by_id = self.model.by_id
+        for count, key in enumerate(states.problem_keys(), start=1):
+            rule, state_host, labels_key = key
+            state = states.get(key)
+            if state is None or not state.severity or not member_of.get(state_host):
+                continue  # gone or recovered since the copy, or no member of any component
+            planned = self._silenced(state_host, rule, now)
+            problems.append(ProblemFact(state_host, rule, labels_key, state.severity, planned))
+            if not count % 64:
+                tally(by_id, member_of, problems, into=members)
+                problems.clear()
+                if clock.due():
+                    yield
+        tally(by_id, member_of, problems, into=members)
 
     def _join(self, host: str, labels: dict[str, str]) -> None:
         self._leave(host)
@@ -182,6 +196,21 @@ class ServiceWatch:
                 for part in status.components
             ],
         }
+
+
+class _Slices:
+    """Says when a slice of work is over (and starts the next one)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.began = time.perf_counter()
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self.began < self.seconds:
+            return False
+        self.began = now
+        return True
 
 
 def _need(required: int | None) -> str | int:

@@ -32,14 +32,21 @@ class StateTable(dict[StateKey, RuleState]):
     def __init__(self) -> None:
         super().__init__()
         self._by_host: dict[str, set[StateKey]] = {}
+        # The keys of the states that are not OK: few, even in a large fleet (services/).
+        self._problems: set[StateKey] = set()
 
     def __setitem__(self, key: StateKey, value: RuleState) -> None:
         if key not in self:
             self._by_host.setdefault(key[1], set()).add(key)
         super().__setitem__(key, value)
+        if value.severity:
+            self._problems.add(key)
+        else:
+            self._problems.discard(key)
 
     def __delitem__(self, key: StateKey) -> None:
         super().__delitem__(key)
+        self._problems.discard(key)
         keys = self._by_host[key[1]]
         keys.discard(key)
         if not keys:
@@ -57,10 +64,15 @@ class StateTable(dict[StateKey, RuleState]):
     def clear(self) -> None:
         super().clear()
         self._by_host.clear()
+        self._problems.clear()
 
     def keys_of(self, host: str) -> list[StateKey]:
         """The keys of one host's states."""
         return list(self._by_host.get(host, ()))
+
+    def problem_keys(self) -> list[StateKey]:
+        """The keys of the states that are not OK (a copy)."""
+        return list(self._problems)
 
     def setdefault(self, *args: Any) -> Any:
         raise NotImplementedError("StateTable keeps an index: set items one by one")
