@@ -191,6 +191,8 @@ class CollectorService:
         )
         if self.metrics.fleet is not None:
             self.metrics.fleet.services = self.service_watch
+        if self._config.services:
+            self.incidents.services_of = self.service_watch.call_services
         self.ticker = EvaluationTick(
             config=self._config,
             store=self.store,

@@ -304,3 +304,62 @@ def test_services_before_the_first_tick_are_worked_out_on_demand(fleet: Fleet) -
 
 def services_json(service: CollectorService) -> list[dict[str, Any]]:
     return json.loads(json.dumps(service.services()))
+
+
+# -- calls carry their services -----------------------------------------------------------------
+
+
+def open_call(service: CollectorService, host: str, rule: str) -> Any:
+    (call,) = [c for c in service.calls("open", None) if c.host == host and c.rule == rule]
+    return call
+
+
+def test_a_call_names_the_services_it_affects_and_says_so_first(fleet: Fleet) -> None:
+    """The state is the one the problem brings, even before the next tick sees it."""
+    fleet.states()
+    fleet.set("web01", http=0.9)
+    web = open_call(fleet.service, "web01", "http_failing")
+    assert web.services == ["web-shop"]
+    assert web.description.startswith("Web shop: degraded\n\nHost:        web01\n")
+
+    fleet.set("db01", disk=0.99)
+    db = open_call(fleet.service, "db01", "filesystem_full")
+    assert db.services == ["database", "web-shop"]
+    assert db.description.startswith("Database: outage\nWeb shop: outage\n\n")
+
+    with TestClient(app=create_app(fleet.service)) as client:
+        shown = client.get(f"/api/v1/calls/{db.id}").json()
+    assert shown["services"] == ["database", "web-shop"]
+
+
+def test_a_call_of_no_service_says_nothing_of_services(fleet: Fleet) -> None:
+    fleet.set("web01", disk=0.99)  # the web servers' component does not watch the disk
+    call = open_call(fleet.service, "web01", "filesystem_full")
+    assert call.services == []
+    assert call.description.startswith("Host:        web01\n")
+
+
+def test_a_resolved_call_keeps_its_services_and_says_how_they_are(fleet: Fleet) -> None:
+    """Even when the call opens before any tick has worked the services out."""
+    fleet.set("db01", disk=0.99)
+    call = open_call(fleet.service, "db01", "filesystem_full")
+    assert call.services == ["database", "web-shop"]
+    fleet.states()
+    fleet.set("db01", disk=0.5)
+    resolved = fleet.service.store.get_call(call.id)
+    assert resolved is not None and resolved.status == "resolved"
+    assert resolved.services == ["database", "web-shop"]
+    assert resolved.description.startswith(
+        "Database: operational\nWeb shop: operational\n\nRecovered:"
+    )
+
+
+def test_no_services_configured_leaves_calls_as_they_were(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    service = make_service([FAST_FS])
+    reporter = Reporter("web01", clock)
+    service.ingest("web01", reporter.report({"fs_used_ratio": 0.99}))
+    (call,) = service.calls("open", None)
+    assert call.services == []
+    assert call.description.startswith("Host:        web01\n")

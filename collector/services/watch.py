@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collector.config import CollectorConfig
+from collector.evaluation.rules import Severity
+from collector.incidents.calls import Problem, labels_key
 from collector.services.model import Component, Service, ServiceModel
 from collector.services.state import (
     MemberFacts,
@@ -142,6 +144,59 @@ class ServiceWatch:
             if any(other in hit for other in service.depends_on):
                 hit.add(service.name)
         return [s.name for s in self.model.services if s.name in hit]
+
+    def impact(
+        self, host: str, rule: str, labels_key: str, severity: Severity
+    ) -> list[tuple[Service, ServiceState]]:
+        """The services a rule state on a host bears on, each with its state with the rule state
+        at `severity`: the last tick's tally with this host's members worked out again from its
+        rule states in the view and this one (a call opens or resolves between ticks, before
+        the view holds the state that opened it, and says what that does to the services)."""
+        now = self._clock()
+        if self.evaluated_at is None:
+            self.evaluate(now)
+        affected = set(self.affected(host, rule))
+        if not affected:
+            return []
+        ids = self._member_of.get(host, ())
+        states = self._fleet.states
+        problems = []
+        this = (rule, host, labels_key)
+        for key in states.keys_of(host):
+            state = states.get(key)
+            if state is not None and state.severity and key != this:
+                planned = self._silenced(host, key[0], now)
+                problems.append(ProblemFact(host, key[0], key[2], state.severity, planned))
+        if severity:
+            problems.append(
+                ProblemFact(host, rule, labels_key, severity, self._silenced(host, rule, now))
+            )
+        fresh = tally(self.model.by_id, {host: ids}, problems)
+        statuses = dict(self.statuses)
+        for service in self.model.services:
+            if service.name not in affected:
+                continue
+            members: dict[int, dict[str, MemberFacts]] = {}
+            for part in statuses[service.name].components:
+                found = dict(part.members)
+                if part.component.id in ids:
+                    found.pop(host, None)
+                    if host in fresh.get(part.component.id, {}):
+                        found[host] = fresh[part.component.id][host]
+                members[part.component.id] = found
+            statuses[service.name] = evaluate_service(service, self._totals, members, statuses)
+        return [(s, statuses[s.name].state) for s in self.model.services if s.name in affected]
+
+    def call_services(
+        self, problem: Problem, over: bool = False
+    ) -> tuple[tuple[str, str, str], ...]:
+        """What a call's problem does to services: (name, title, state word) for each service it
+        bears on, with the problem counted, or without it once it is `over`."""
+        if not self.model.services:
+            return ()
+        severity = Severity.OK if over else Severity[problem.severity]
+        found = self.impact(problem.host, problem.rule, labels_key(problem.labels), severity)
+        return tuple((service.name, service.title, state.word) for service, state in found)
 
     # -- as the API and the CLI show them -------------------------------------------------------
 

@@ -247,6 +247,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN retired_by TEXT;
     ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
     """,
+    # The services a call affects (issue 24), by name.
+    """
+    ALTER TABLE calls ADD COLUMN services JSONB NOT NULL DEFAULT '[]';
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

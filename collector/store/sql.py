@@ -51,7 +51,7 @@ STATUS_COLUMNS = (
 CALL_COLUMNS = (
     "id, fingerprint, host, rule, labels, grp, assign, severity, priority, status, "
     "summary, description, first_seen, opened_at, updated_at, resolved_at, "
-    "reopened"
+    "reopened, services"
 )
 OP_COLUMNS = (
     "id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, status, "
@@ -588,13 +588,15 @@ class SQLStore:
     # -- the built-in call register -----------------------------------------------------------
 
     def _call(self, row: Sequence[Any]) -> Call:
-        return Call(*self._json_fifth(row))
+        values = self._json_fifth(row)
+        values[-1] = self._json_out(values[-1])  # services
+        return Call(*values)
 
     def insert_call(self, call: Call) -> int:
         return self._insert(
             "INSERT INTO calls (fingerprint, host, rule, labels, grp, assign, severity, priority, "
             "status, summary, description, first_seen, opened_at, updated_at, resolved_at, "
-            "reopened) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reopened, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 call.fingerprint,
                 call.host,
@@ -612,13 +614,14 @@ class SQLStore:
                 call.updated_at,
                 call.resolved_at,
                 call.reopened,
+                self._json_in(call.services),
             ),
         )
 
     def update_call(self, call: Call) -> None:
         self._run(
             "UPDATE calls SET severity=?, priority=?, status=?, summary=?, description=?, "
-            "updated_at=?, resolved_at=?, reopened=? WHERE id=?",
+            "updated_at=?, resolved_at=?, reopened=?, services=? WHERE id=?",
             (
                 call.severity,
                 call.priority,
@@ -628,6 +631,7 @@ class SQLStore:
                 call.updated_at,
                 call.resolved_at,
                 call.reopened,
+                self._json_in(call.services),
                 call.id,
             ),
         )

@@ -220,6 +220,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
         "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
     ),
+    7: (
+        # The services a call affects (issue 24), by name: a JSON list.
+        "ALTER TABLE calls ADD COLUMN services TEXT NOT NULL DEFAULT '[]'",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
