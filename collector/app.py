@@ -81,6 +81,7 @@ class CollectorService:
     ) -> None:
         self._config = config
         self.clock = clock
+        self.status_page: Any = None  # the status page's renderer, once the app is built
         self.metrics = CollectorMetrics(config)
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)

@@ -14,7 +14,7 @@ import msgspec
 from checks.schema import MetricName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 from collector.access import beyond_loopback, url_host
-from collector.services.config import ServiceConfig, check_services
+from collector.services.config import ServiceConfig, StatusPageConfig, check_services
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
 from collector.sinks.rt import RTSinkConfig
@@ -468,6 +468,7 @@ class CollectorConfig(_Config, frozen=True):
     maintenance: list[MaintenanceConfig] = []  # recurring weekly windows
     history: HistoryConfig = HistoryConfig()
     services: dict[str, ServiceConfig] = {}  # what users know; see collector/services/
+    status_page: StatusPageConfig = StatusPageConfig()  # the public services, for users
 
     @property
     def tokens_file(self) -> Path:

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from checks.settings import ConfigError, field_error
+from checks.settings import ConfigError, Duration, field_error
 
 ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_length=100)]
 NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter"
@@ -106,6 +106,20 @@ class ComponentConfig(_Config, frozen=True):
         return 1 if self.need == "any" else int(self.need)
 
 
+class StatusPageConfig(_Config, frozen=True):
+    """The status page for users (/status, /status.json, /status.atom): the public services and
+    their states, with no sign-in. It shows no host or rule names unless a service opts in."""
+
+    enabled: bool = True
+    title: str = "Service status"
+    # One render serves every visitor for this long (and browsers may keep it as long).
+    cache: Duration = Duration(5)
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.cache) <= 300:
+            raise field_error("cache", "must be more than 0s and at most 5m")
+
+
 class ServiceConfig(_Config, frozen=True):
     """A service as its users know it."""
 
@@ -114,6 +128,8 @@ class ServiceConfig(_Config, frozen=True):
     title: str = ""  # the users' name for it ("Payroll"); default: the service's key
     description: str = ""  # what it is, for its users
     public: bool = False  # listed on the status page
+    # The status page shows its components, and the hosts and rules of their problems.
+    status_details: bool = False
     need: Need = "all"  # how many of its components must serve
     depends_on: list[str] = []  # services it cannot work without
 

@@ -49,6 +49,7 @@ class Service:
     owner: str
     description: str
     public: bool
+    status_details: bool
     required: int | None
     depends_on: tuple[str, ...]
     components: tuple[Component, ...]
@@ -153,6 +154,7 @@ class ServiceModel:
                     owner=config.owner,
                     description=config.description,
                     public=config.public,
+                    status_details=config.status_details,
                     required=config.required,
                     depends_on=tuple(config.depends_on),
                     components=tuple(components),
