@@ -190,6 +190,8 @@ class CollectorService:
         self.service_watch = ServiceWatch(
             self._config, self.fleet, self.calendar.silenced, self.clock
         )
+        if self._config.services:
+            self.service_watch.restore(self.store.last_service_states())
         if self.metrics.fleet is not None:
             self.metrics.fleet.services = self.service_watch
         if self._config.services:

@@ -363,3 +363,52 @@ def test_no_services_configured_leaves_calls_as_they_were(
     (call,) = service.calls("open", None)
     assert call.services == []
     assert call.description.startswith("Host:        web01\n")
+
+
+# -- each service's state changes are stored -----------------------------------------------------
+
+
+def test_state_changes_are_stored_once_each(fleet: Fleet, clock: FakeClock) -> None:
+    began = clock()
+    fleet.states()
+    fleet.states()  # nothing changed: nothing more stored
+    clock.advance(60)
+    fleet.all_report()
+    fleet.set("web01", http=0.9)
+    fleet.states()
+    store = fleet.service.store
+    assert store.service_changes(0, clock() + 1) == [
+        ("database", began, 0),
+        ("payroll", began, 0),
+        ("web-shop", began, 0),
+        ("web-shop", clock(), 2),
+    ]
+    assert store.last_service_states() == {
+        "database": (began, 0),
+        "payroll": (began, 0),
+        "web-shop": (clock(), 2),
+    }
+    assert store.last_service_states(before=clock())["web-shop"] == (began, 0)
+
+
+def test_a_state_that_holds_across_a_restart_keeps_its_since(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    first = make_service([FAST_FS, HTTP_RULE], services=SERVICES)
+    fleet = Fleet(first, clock)
+    fleet.all_report()
+    fleet.set("web01", http=0.9)
+    began = clock()
+    fleet.states()
+    first.close()
+    clock.advance(120)
+    again = make_service([FAST_FS, HTTP_RULE], services=SERVICES)
+    fleet.service = again
+    fleet.all_report()
+    again.tick()
+    by_name = {s["service"]: s for s in again.services()}
+    assert by_name["web-shop"]["state"] == "degraded"
+    assert by_name["web-shop"]["since"] == began
+    assert [c for c in again.store.service_changes(0, clock() + 1) if c[0] == "web-shop"] == [
+        ("web-shop", began, 2)
+    ]

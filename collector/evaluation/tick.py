@@ -92,6 +92,8 @@ class EvaluationTick:
                 # over it stalled a follower for 200-400 ms every half minute.
                 settle_garbage_collector()
                 yield from self._services(slice_seconds)
+                if self.services is not None:
+                    self.services.take_changes()  # the replica with the lead stores them
                 return
             with self.store.transaction():
                 # What the service-level report counts as watched time (see service_levels).
@@ -127,6 +129,11 @@ class EvaluationTick:
                     yield
                     began = time.perf_counter()
             yield from self._services(slice_seconds)
+            if self.services is not None:
+                changes = self.services.take_changes()
+                if changes:
+                    with self.store.transaction():
+                        self.store.add_service_changes(changes)
             settle_garbage_collector()
         except Exception:
             self.failures.inc()

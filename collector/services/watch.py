@@ -52,15 +52,36 @@ class ServiceWatch:
         self.statuses: dict[str, ServiceStatus] = {}
         self.since: dict[str, float] = {}
         self.evaluated_at: float | None = None
+        # The state each service was last known in (from the store after a restart), and the
+        # changes not stored yet: (service, when, state).
+        self._known: dict[str, ServiceState] = {}
+        self._changes: list[tuple[str, float, int]] = []
 
-    def evaluate(self, now: float) -> dict[str, ServiceStatus]:
+    def restore(self, last: dict[str, tuple[float, int]]) -> None:
+        """Take each service's last stored state change: a state that holds on after a restart
+        keeps its `since`."""
+        for name, (at, state) in last.items():
+            if self.model.service(name) is not None:
+                self._known[name] = ServiceState(state)
+                self.since[name] = at
+
+    def take_changes(self) -> list[tuple[str, float, int]]:
+        """The state changes since the last call, to store: (service, when, state)."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def evaluate(self, now: float, *, record: bool = True) -> dict[str, ServiceStatus]:
         """Work out every service's state now, all at once (tests and tools)."""
-        for _ in self.steps(now):
+        for _ in self.steps(now, record=record):
             pass
         return self.statuses
 
-    def steps(self, now: float, slice_seconds: float = float("inf")) -> Iterator[None]:
-        """Work out every service's state, yielding every `slice_seconds` of work."""
+    def steps(
+        self, now: float, slice_seconds: float = float("inf"), *, record: bool = True
+    ) -> Iterator[None]:
+        """Work out every service's state, yielding every `slice_seconds` of work. Without
+        `record`, the states are not taken as changes (a call opening in the middle of a pass,
+        before the view holds its state, asks for them)."""
         if not self.model.services:
             return
         clock = _Slices(slice_seconds)
@@ -73,9 +94,10 @@ class ServiceWatch:
             if clock.due():
                 yield
         for name, status in statuses.items():
-            old = self.statuses.get(name)
-            if old is None or old.state is not status.state:
+            if record and self._known.get(name) is not status.state:
+                self._known[name] = status.state
                 self.since[name] = now
+                self._changes.append((name, now, int(status.state)))
         self.statuses = statuses
         self.evaluated_at = now
 
@@ -154,7 +176,7 @@ class ServiceWatch:
         the view holds the state that opened it, and says what that does to the services)."""
         now = self._clock()
         if self.evaluated_at is None:
-            self.evaluate(now)
+            self.evaluate(now, record=False)
         affected = set(self.affected(host, rule))
         if not affected:
             return []

@@ -530,6 +530,30 @@ class SQLStore:
         rows = self._run("SELECT started_at, last_at FROM evaluation_spans ORDER BY started_at")
         return [(float(a), float(b)) for a, b in rows]
 
+    def add_service_changes(self, changes: list[tuple[str, float, int]]) -> None:
+        """Services whose state changed: (service, when, state as ServiceState's number)."""
+        if changes:
+            self._many("INSERT INTO service_changes (service, at, state) VALUES (?, ?, ?)", changes)
+
+    def service_changes(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        """The services' state changes in [since, until), oldest first."""
+        rows = self._run(
+            "SELECT service, at, state FROM service_changes WHERE at >= ? AND at < ? "
+            "ORDER BY at, service",
+            (since, until),
+        )
+        return [(str(name), float(at), int(state)) for name, at, state in rows]
+
+    def last_service_states(self, before: float | None = None) -> dict[str, tuple[float, int]]:
+        """Each service's last state change (before `before`, if given): (when, state)."""
+        rows = self._run(
+            "SELECT c.service, c.at, c.state FROM service_changes c JOIN "
+            "(SELECT service, MAX(at) AS at FROM service_changes WHERE at < ? GROUP BY service) "
+            "l ON c.service = l.service AND c.at = l.at",
+            (float("inf") if before is None else before,),
+        )
+        return {str(name): (float(at), int(state)) for name, at, state in rows}
+
     # -- console sessions ---------------------------------------------------------------------
 
     def add_session(self, key: str, name: str, expires_at: float) -> None:
