@@ -50,6 +50,10 @@ def test_the_status_page_shows_public_services_and_nothing_internal(
     assert "default-src 'self'" in html.headers["content-security-policy"]
 
     data = listed.json()
+    days = data["services"][0].pop("days")
+    assert len(days) == 90
+    assert days[-1] == {"date": "2027-01-15", "state": "degraded"}  # today: degraded at worst
+    assert {d["state"] for d in days[:-1]} == {None}  # nothing was watched before
     assert data == {
         "title": "Example & Co status",
         "updated": clock(),
@@ -85,6 +89,7 @@ def test_a_service_may_opt_in_to_details(
         data = client.get("/status.json").json()
         html = client.get("/status").text
     (shown,) = data["services"]
+    assert "days" in shown
     assert shown["components"] == [
         {
             "name": "web servers",
@@ -139,3 +144,32 @@ def test_without_public_services_the_page_says_so(
     assert "No services are listed here." in html
     assert data["services"] == []
     assert json.dumps(data)
+
+
+def test_each_day_shows_its_worst_state() -> None:
+    """Hand-worked: the day began operational, went degraded and back, then an outage from
+    the evening of day 2 into day 3; day 4 in maintenance only; day 5 unchanged."""
+    from collector.services.status import DAY, daily_worst
+
+    first = 1_800_000_000.0 - 1_800_000_000.0 % DAY
+    changes = [
+        (first + 3600, 2),  # day 1: degraded at 01:00
+        (first + 7200, 0),  # and back at 02:00
+        (first + DAY + 20 * 3600, 3),  # day 2: outage at 20:00
+        (first + 2 * DAY + 3600, 0),  # day 3: back at 01:00
+        (first + 3 * DAY + 3600, 1),  # day 4: maintenance
+        (first + 3 * DAY + 7200, 0),
+    ]
+    assert daily_worst(changes, 0, first, 5) == [2, 3, 3, 1, 0]
+    assert daily_worst(changes, None, first - DAY, 2) == [None, 2]
+    assert daily_worst([], None, first, 2) == [None, None]
+
+
+def test_the_status_page_draws_the_days(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    service = degraded_shop(make_service, clock)
+    with TestClient(app=create_app(service)) as client:
+        html = client.get("/status").text
+    assert html.count('class="day service-unknown"') == 89
+    assert '<span class="day service-degraded" title="2027-01-15: degraded"></span>' in html

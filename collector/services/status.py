@@ -1,8 +1,9 @@
 """The status page's content: the public services and their states, as JSON, Atom and the
 context of the HTML page, rendered once per `status_page.cache` for every visitor.
 
-What it shows of a service is its title, description, state and since when; its components,
-and the hosts and rules of their problems, only for a service with `status_details: true`.
+What it shows of a service is its title, description, state, since when and its last 90 days
+(the worst state of each day, from the stored state changes); its components, and the hosts and
+rules of their problems, only for a service with `status_details: true`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,65 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from collector.services.config import StatusPageConfig
+from collector.services.state import ServiceState
 from collector.services.watch import ServiceWatch
 
 FORMATS = ("html", "json", "atom")
+DAY = 86400
+HISTORY_DAYS = 90
+
+# The services' stored state changes in [since, until), and each one's last state before
+# `since`: what the page's history is made of.
+History = Callable[[float, float], tuple[list[tuple[str, float, int]], dict[str, int]]]
 
 
-def status_snapshot(watch: ServiceWatch, title: str) -> dict[str, Any]:
-    """What users may see: the public services, by title."""
+def daily_worst(
+    changes: list[tuple[float, int]], before: int | None, first_day: float, days: int
+) -> list[int | None]:
+    """The worst state of each UTC day from `first_day` (a midnight) on: the state held when
+    the day began and every state it changed to in it; None for a day before anything was
+    known. `changes` are (when, state), oldest first; `before` the state held at the start."""
+    out: list[int | None] = []
+    current = before
+    index = 0
+    for day in range(days):
+        start, end = first_day + day * DAY, first_day + (day + 1) * DAY
+        while index < len(changes) and changes[index][0] < start:
+            current = changes[index][1]
+            index += 1
+        worst = current
+        while index < len(changes) and changes[index][0] < end:
+            current = changes[index][1]
+            worst = current if worst is None else max(worst, current)
+            index += 1
+        out.append(worst)
+    return out
+
+
+def status_snapshot(
+    watch: ServiceWatch, title: str, history: History | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """What users may see: the public services, by title, each with its last 90 days (when
+    `history` is given): the worst state of each day."""
+    days_of: dict[str, list[dict[str, Any]]] = {}
+    if history is not None and now is not None:
+        today = now - now % DAY
+        first = today - (HISTORY_DAYS - 1) * DAY
+        changes, before = history(first, now + 1)
+        by_service: dict[str, list[tuple[float, int]]] = {}
+        for name, at, state in changes:
+            by_service.setdefault(name, []).append((at, state))
+        for known in watch.model.services:
+            worst = daily_worst(
+                by_service.get(known.name, []), before.get(known.name), first, HISTORY_DAYS
+            )
+            days_of[known.name] = [
+                {
+                    "date": datetime.fromtimestamp(first + i * DAY, UTC).strftime("%Y-%m-%d"),
+                    "state": ServiceState(state).word if state is not None else None,
+                }
+                for i, state in enumerate(worst)
+            ]
     out = []
     for service in watch.services():
         shown = next(s for s in watch.model.services if s.name == service["service"])
@@ -34,6 +87,8 @@ def status_snapshot(watch: ServiceWatch, title: str) -> dict[str, Any]:
             "state": service["state"],
             "since": service["since"],
         }
+        if service["service"] in days_of:
+            item["days"] = days_of[service["service"]]
         if shown.status_details:
             item["components"] = [
                 {
@@ -92,9 +147,11 @@ class StatusPage:
         watch: Callable[[], ServiceWatch],
         clock: Callable[[], float],
         base_url: str = "",
+        history: History | None = None,
     ) -> None:
         self.config = config
         self._watch = watch
+        self._history = history
         self._clock = clock
         self._base_url = base_url.rstrip("/")
         self._cache: dict[str, tuple[float, bytes]] = {}
@@ -108,7 +165,7 @@ class StatusPage:
             cached = self._cache.get(fmt)
             if cached is not None and cached[0] > now:
                 return cached[1]
-            snapshot = status_snapshot(self._watch(), self.config.title)
+            snapshot = status_snapshot(self._watch(), self.config.title, self._history, now)
             if fmt == "json":
                 text = json.dumps(snapshot, indent=1)
             elif fmt == "atom":

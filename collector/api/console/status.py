@@ -30,6 +30,10 @@ def status_page_routes(console: Console) -> list[Any]:
         lambda: service.service_watch,
         service.clock,
         base_url=config.external_url or "",
+        history=lambda since, until: (
+            service.store.service_changes(since, until),
+            {name: state for name, (_, state) in service.store.last_service_states(since).items()},
+        ),
     )
     service.status_page = page  # for tests and tools: how often it rendered
 
