@@ -134,3 +134,27 @@ def _table(services: list[dict[str, Any]], now: float) -> str:
     with contextlib.redirect_stdout(out):
         _print_services(services, now)
     return out.getvalue()
+
+
+def test_the_shipped_configs_services_example_loads(tmp_path: Path) -> None:
+    """The commented `services:` and `status_page:` of config/collector.yaml, uncommented, load
+    with the shipped config and rules."""
+    shipped = (ROOT / "config" / "collector.yaml").read_text(encoding="utf-8")
+    lines = shipped.splitlines()
+    start = lines.index("# services:")
+    example = []
+    for line in lines[start:]:
+        body = line[2:]
+        if line.startswith("# ") and (
+            body[:1].isspace() or body.startswith(("services:", "status_page:"))
+        ):
+            example.append(body)
+    assert example[0] == "services:" and example[-1].startswith("status_page:")
+    shutil.copytree(ROOT / "config" / "rules", tmp_path / "rules")
+    path = tmp_path / "collector.yaml"
+    path.write_text(shipped + "\n" + "\n".join(example) + "\n", encoding="utf-8")
+
+    config = load_collector_config(path, {"data_dir": str(tmp_path / "data")})
+
+    assert set(config.services) == {"web-shop", "database"}
+    assert config.status_page.enabled
