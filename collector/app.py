@@ -33,6 +33,7 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
+from collector.services.watch import ServiceWatch
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
 from collector.store.protocols import Store
@@ -81,6 +82,7 @@ class CollectorService:
     ) -> None:
         self._config = config
         self.clock = clock
+        self.status_page: Any = None  # the status page's renderer, once the app is built
         self.metrics = CollectorMetrics(config)
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)
@@ -186,6 +188,15 @@ class CollectorService:
 
     def _build_stages(self) -> None:
         """The stages that read the service's config at each call."""
+        self.service_watch = ServiceWatch(
+            self._config, self.fleet, self.calendar.silenced, self.clock
+        )
+        if self._config.services:
+            self.service_watch.restore(self.store.last_service_states())
+        if self.metrics.fleet is not None:
+            self.metrics.fleet.services = self.service_watch
+        if self._config.services:
+            self.incidents.services_of = self.service_watch.call_services
         self.ticker = EvaluationTick(
             config=self._config,
             store=self.store,
@@ -197,6 +208,7 @@ class CollectorService:
             clock=self.clock,
             reload=self._reload,
             flush_storms=self.incidents.flush_storms,
+            services=self.service_watch,
         )
         self.by_hand = CallsByHand(
             config=self._config,
@@ -345,3 +357,4 @@ class CollectorService:
     retirements = _handed_to("retiring", HostRetirements.retirements)
     explain = _handed_to("reader", FleetReader.explain)
     rules = _handed_to("reader", FleetReader.rules)
+    services = _handed_to("service_watch", ServiceWatch.services)

@@ -14,6 +14,7 @@ import msgspec
 from checks.schema import MetricName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 from collector.access import beyond_loopback, url_host
+from collector.services.config import ServiceConfig, StatusPageConfig, check_services
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
 from collector.sinks.rt import RTSinkConfig
@@ -487,6 +488,8 @@ class CollectorConfig(_Config, frozen=True):
     maintenance: list[MaintenanceConfig] = []  # recurring weekly windows
     history: HistoryConfig = HistoryConfig()
     silences: SilencesConfig = SilencesConfig()
+    services: dict[str, ServiceConfig] = {}  # what users know; see collector/services/
+    status_page: StatusPageConfig = StatusPageConfig()  # the public services, for users
 
     @property
     def tokens_file(self) -> Path:
@@ -513,6 +516,7 @@ class _RuleFile(_Config, frozen=True):
 _NAME_RULE = {
     "groups": "lowercase letters, digits, '-' and '_', starting with a letter",
     "sinks": "letters, digits, '-' and '_'",
+    "services": "lowercase letters, digits, '-' and '_', starting with a letter",
 }
 
 
@@ -521,6 +525,7 @@ def _prevalidate(data: dict[str, Any], source: str | None) -> None:
     sections: tuple[tuple[str, Any, str], ...] = (
         ("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
         ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"),
+        ("services", ServiceConfig, r"^[a-z][a-z0-9_-]*$"),
     )
     for section, typ, pattern in sections:
         entries = data.get(section)
@@ -731,6 +736,7 @@ def _validate_evaluation(
                 f"maintenance window {window.name!r} is defined twice",
                 source=source,
             )
+    check_services(config.services, config.groups, [*rules, STALE_RULE, CHECK_STALE_RULE], source)
     return msgspec.structs.replace(config, rules=list(rules.values()))
 
 

@@ -318,6 +318,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "rule_files": [str(REPO / "config" / "rules" / "*.yaml")],
                     "rules": INSTANT_RULES,
                     "operators": {"metrics": "token"},
+                    # For the services panels: the web servers (need one) rest on the database.
+                    "services": {
+                        "database": {
+                            "owner": "systems-administration",
+                            "components": [{"hosts": [SHOWCASE]}],
+                        },
+                        "web-shop": {
+                            "owner": "computer-operations",
+                            "title": "Web shop",
+                            "components": [{"hosts": ["web0*.example.net"], "need": "any"}],
+                            "depends_on": ["database"],
+                        },
+                    },
                 }
             )
         )

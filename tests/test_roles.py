@@ -71,6 +71,9 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("POST", "/api/v1/hosts/{name}/restore"): CHANGES,
     ("GET", "/healthz"): {"open": EVERYONE, "token": EVERYONE},
     ("GET", "/metrics"): READ,
+    ("GET", "/api/v1/services"): READ,
+    ("GET", "/api/v1/services/{name}"): READ,
+    ("GET", "/status.json"): {"open": EVERYONE, "token": EVERYONE},  # the status page, for users
 }
 
 # Liveness answers whatever name a load balancer probes it by (nothing in it is worth a

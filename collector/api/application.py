@@ -20,6 +20,7 @@ from collector.api.limits import Throttled
 from collector.api.ops import ops_routes
 from collector.api.outbox import outbox_routes
 from collector.api.read import read_routes
+from collector.api.services import service_routes
 from collector.api.silences import silence_routes
 from collector.api.tokens import token_routes
 from collector.app import CollectorService
@@ -35,6 +36,7 @@ def create_app(service: CollectorService) -> Litestar:
         route_handlers=[
             *report_routes(service),
             *read_routes(service),
+            *service_routes(service),
             *outbox_routes(service),
             *token_routes(service),
             *silence_routes(service),

@@ -15,6 +15,7 @@ from collector.config import STALE_RULE, CollectorConfig
 from collector.evaluation.evaluator import RuleEvaluator
 from collector.evaluation.maintenance import MaintenanceCalendar
 from collector.incidents.calls import CallEvent
+from collector.services.watch import ServiceWatch
 from collector.store.protocols import Store
 from collector.view.fleet import Fleet
 from collector.view.replica import ReplicaSync
@@ -65,6 +66,8 @@ class EvaluationTick:
     reload: Callable[[], None]  # rebuild the view from the store (after a failure)
     # Bring storm umbrellas with news up to date (every replica: each holds its own news).
     flush_storms: Callable[[float], int] | None = None
+    # Services' states, worked out from the view at the end of each tick (every replica).
+    services: ServiceWatch | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -88,6 +91,9 @@ class EvaluationTick:
                 # view grows with those reports all the same: without this, full collections
                 # over it stalled a follower for 200-400 ms every half minute.
                 settle_garbage_collector()
+                yield from self._services(slice_seconds)
+                if self.services is not None:
+                    self.services.take_changes()  # the replica with the lead stores them
                 return
             with self.store.transaction():
                 # What the service-level report counts as watched time (see service_levels).
@@ -122,11 +128,22 @@ class EvaluationTick:
                 if time.perf_counter() - began >= slice_seconds:
                     yield
                     began = time.perf_counter()
+            yield from self._services(slice_seconds)
+            if self.services is not None:
+                changes = self.services.take_changes()
+                if changes:
+                    with self.store.transaction():
+                        self.store.add_service_changes(changes)
             settle_garbage_collector()
         except Exception:
             self.failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self.reload()
+
+    def _services(self, slice_seconds: float) -> Iterator[None]:
+        """Every service's state from the view as this tick left it."""
+        if self.services is not None:
+            yield from self.services.steps(self.clock(), slice_seconds)
 
     def _watch_gap(self) -> float:
         """A pause between evaluations longer than this is time nobody watched."""

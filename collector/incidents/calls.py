@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import msgspec
@@ -51,6 +51,7 @@ class Call:
     updated_at: float
     resolved_at: float | None = None
     reopened: int = 0
+    services: list[str] = field(default_factory=list)  # the services it affects, by name
 
 
 @dataclass(slots=True)
@@ -99,3 +100,6 @@ class Problem:
     recent: tuple[tuple[float, float], ...] = ()  # (time, value), oldest first
     recent_unit: str | None = None  # when it differs from `unit` (a forecast's series)
     last_report_at: float | None = None  # a silent host's or check's last report
+    # The services it affects and the state it puts each in: (name, title, state), e.g.
+    # ("payroll", "Payroll", "degraded"); set by the incident manager (collector/services/).
+    services: tuple[tuple[str, str, str], ...] = ()

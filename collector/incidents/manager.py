@@ -86,9 +86,16 @@ class IncidentManager(StormUmbrellas):
         self._subject_limits = subject_limits or {}  # sink -> its longest subject
         self._recent_opens = {}
         self._storms = {}
+        # The services a problem affects, with the state it puts them in (collector/services/
+        # watch.py, wired by app.py): calls name them, and their texts say so first.
+        # The flag: the problem is over (a resolution).
+        self.services_of: Callable[[Problem, bool], tuple[tuple[str, str, str], ...]] | None = None
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
+        if self.services_of is not None:
+            over = isinstance(decision, ResolveCall)
+            problem = replace(problem, services=self.services_of(problem, over))
         match decision:
             case OpenCall(flapping=flapping):
                 call = self._open(problem, now)
@@ -203,6 +210,7 @@ class IncidentManager(StormUmbrellas):
             first_seen=problem.first_seen,
             opened_at=now,
             updated_at=now,
+            services=[name for name, _, _ in problem.services],
         )
         call.id = self._store.insert_call(call)
         # Rendered once the call has its id, for the console link it carries.
@@ -230,6 +238,8 @@ class IncidentManager(StormUmbrellas):
         call.summary = self._summary(problem)
         call.description = self._templates.description(problem, CallFacts(call.id, as_of=now))
         call.updated_at = now
+        if problem.services:
+            call.services = [name for name, _, _ in problem.services]
         self._store.update_call(call)
 
     def _change_severity(

@@ -26,7 +26,9 @@ SUMMARY = (
 )
 
 DESCRIPTION = """\
-{% if recovered_text %}Recovered:   {{ recovered_text }}
+{% for service in services %}{{ service.title }}: {{ service.state }}
+{% endfor %}{% if services %}
+{% endif %}{% if recovered_text %}Recovered:   {{ recovered_text }}
 {% endif %}Host:        {{ host }}
 Rule:        {{ rule_text }}
 Severity:    {{ severity_text }}
@@ -157,6 +159,11 @@ class CallTemplates:
             "detail": problem.detail,
             "description": problem.description,
             "runbook": problem.runbook,
+            # The services it affects, in the users' words: {name, title, state}.
+            "services": [
+                {"name": name, "title": title, "state": state}
+                for name, title, state in problem.services
+            ],
             "recent": [
                 (
                     units.timestamp(at),

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +21,9 @@ from collector.incidents.manager import CallCounters
 from collector.store.protocols import Store
 from collector.view.fleet import HOST_RANK, Fleet, SeriesKey, problem_severity
 from runwatch import __version__
+
+if TYPE_CHECKING:
+    from collector.services.watch import ServiceWatch
 
 PREFIX = "runwatch_"
 
@@ -123,6 +127,7 @@ class FleetCollector(Collector):
         # Names of the collector's own families in all their forms (CollectorMetrics keeps it
         # current): measurement families by these names are held back.
         self.reserved: frozenset[str] = frozenset()
+        self.services: ServiceWatch | None = None  # set by the app once built
         if config.staleness.owner is not None:
             self._owners[STALE_RULE] = config.staleness.owner
 
@@ -142,6 +147,9 @@ class FleetCollector(Collector):
         self._hosts(out, worst)
         self._rules(out)
         self._calls(out)
+        from collector.metrics.services import render_service_states  # it imports this module
+
+        render_service_states(out, self.services)
 
     def _hosts(self, out: list[str], worst: dict[str, Severity]) -> None:
         now = self._clock()

@@ -271,6 +271,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (host, at)
     );
     """,
+    # The services a call affects (issue 24), by name.
+    """
+    ALTER TABLE calls ADD COLUMN services JSONB NOT NULL DEFAULT '[]';
+    """,
+    # Each service's state changes (issue 24): its history on the status page, its since.
+    """
+    CREATE TABLE service_changes (
+        service TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        state INTEGER NOT NULL
+    );
+    CREATE INDEX service_changes_by_service ON service_changes (service, at);
+    CREATE INDEX service_changes_by_time ON service_changes (at);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

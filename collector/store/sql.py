@@ -56,7 +56,7 @@ STATUS_COLUMNS = (
 CALL_COLUMNS = (
     "id, fingerprint, host, rule, labels, grp, assign, severity, priority, status, "
     "summary, description, first_seen, opened_at, updated_at, resolved_at, "
-    "reopened"
+    "reopened, services"
 )
 OP_COLUMNS = (
     "id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, status, "
@@ -616,6 +616,30 @@ class SQLStore:
         rows = self._run("SELECT started_at, last_at FROM evaluation_spans ORDER BY started_at")
         return [(float(a), float(b)) for a, b in rows]
 
+    def add_service_changes(self, changes: list[tuple[str, float, int]]) -> None:
+        """Services whose state changed: (service, when, state as ServiceState's number)."""
+        if changes:
+            self._many("INSERT INTO service_changes (service, at, state) VALUES (?, ?, ?)", changes)
+
+    def service_changes(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        """The services' state changes in [since, until), oldest first."""
+        rows = self._run(
+            "SELECT service, at, state FROM service_changes WHERE at >= ? AND at < ? "
+            "ORDER BY at, service",
+            (since, until),
+        )
+        return [(str(name), float(at), int(state)) for name, at, state in rows]
+
+    def last_service_states(self, before: float | None = None) -> dict[str, tuple[float, int]]:
+        """Each service's last state change (before `before`, if given): (when, state)."""
+        rows = self._run(
+            "SELECT c.service, c.at, c.state FROM service_changes c JOIN "
+            "(SELECT service, MAX(at) AS at FROM service_changes WHERE at < ? GROUP BY service) "
+            "l ON c.service = l.service AND c.at = l.at",
+            (float("inf") if before is None else before,),
+        )
+        return {str(name): (float(at), int(state)) for name, at, state in rows}
+
     # -- console sessions ---------------------------------------------------------------------
 
     def add_session(self, key: str, name: str, expires_at: float) -> None:
@@ -674,13 +698,15 @@ class SQLStore:
     # -- the built-in call register -----------------------------------------------------------
 
     def _call(self, row: Sequence[Any]) -> Call:
-        return Call(*self._json_fifth(row))
+        values = self._json_fifth(row)
+        values[-1] = self._json_out(values[-1])  # services
+        return Call(*values)
 
     def insert_call(self, call: Call) -> int:
         return self._insert(
             "INSERT INTO calls (fingerprint, host, rule, labels, grp, assign, severity, priority, "
             "status, summary, description, first_seen, opened_at, updated_at, resolved_at, "
-            "reopened) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reopened, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 call.fingerprint,
                 call.host,
@@ -698,13 +724,14 @@ class SQLStore:
                 call.updated_at,
                 call.resolved_at,
                 call.reopened,
+                self._json_in(call.services),
             ),
         )
 
     def update_call(self, call: Call) -> None:
         self._run(
             "UPDATE calls SET severity=?, priority=?, status=?, summary=?, description=?, "
-            "updated_at=?, resolved_at=?, reopened=? WHERE id=?",
+            "updated_at=?, resolved_at=?, reopened=?, services=? WHERE id=?",
             (
                 call.severity,
                 call.priority,
@@ -714,6 +741,7 @@ class SQLStore:
                 call.updated_at,
                 call.resolved_at,
                 call.reopened,
+                self._json_in(call.services),
                 call.id,
             ),
         )

@@ -248,6 +248,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (host, at)
         ) WITHOUT ROWID""",
     ),
+    10: (
+        # The services a call affects (issue 24), by name: a JSON list.
+        "ALTER TABLE calls ADD COLUMN services TEXT NOT NULL DEFAULT '[]'",
+    ),
+    11: (
+        # Each service's state changes (issue 24): its history on the status page, its since.
+        """CREATE TABLE service_changes (
+            service TEXT NOT NULL,
+            at REAL NOT NULL,
+            state INTEGER NOT NULL
+        )""",
+        "CREATE INDEX service_changes_by_service ON service_changes (service, at)",
+        "CREATE INDEX service_changes_by_time ON service_changes (at)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

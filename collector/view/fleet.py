@@ -69,6 +69,8 @@ class StateTable(dict[StateKey, RuleState]):
         self._by_host: dict[str, set[StateKey]] = {}
         # Hosts whose states changed since take_changed() last asked (None: every host).
         self._changed: set[str] | None = None
+        # The keys of the states that are not OK: few, even in a large fleet (services/).
+        self._problems: set[StateKey] = set()
 
     def __setitem__(self, key: StateKey, value: RuleState) -> None:
         if key not in self:
@@ -76,11 +78,16 @@ class StateTable(dict[StateKey, RuleState]):
         if self._changed is not None:
             self._changed.add(key[1])
         super().__setitem__(key, value)
+        if value.severity:
+            self._problems.add(key)
+        else:
+            self._problems.discard(key)
 
     def __delitem__(self, key: StateKey) -> None:
         super().__delitem__(key)
         if self._changed is not None:
             self._changed.add(key[1])
+        self._problems.discard(key)
         keys = self._by_host[key[1]]
         keys.discard(key)
         if not keys:
@@ -98,6 +105,7 @@ class StateTable(dict[StateKey, RuleState]):
     def clear(self) -> None:
         super().clear()
         self._by_host.clear()
+        self._problems.clear()
         self._changed = None
 
     def take_changed(self) -> set[str] | None:
@@ -113,6 +121,10 @@ class StateTable(dict[StateKey, RuleState]):
     def keys_of(self, host: str) -> list[StateKey]:
         """The keys of one host's states."""
         return list(self._by_host.get(host, ()))
+
+    def problem_keys(self) -> list[StateKey]:
+        """The keys of the states that are not OK (a copy)."""
+        return list(self._problems)
 
     def setdefault(self, *args: Any) -> Any:
         raise NotImplementedError("StateTable keeps an index: set items one by one")

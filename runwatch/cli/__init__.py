@@ -33,6 +33,7 @@ from runwatch.cli import (
     outbox,
     report,
     rules,
+    services,
     silences,
     status,
     tokens,
@@ -73,6 +74,7 @@ COMMANDS = (
     config,
     hosts,
     audit,
+    services,
 )
 
 

@@ -2,7 +2,8 @@
 
 `session.py` is the signed session cookie; `pages.py` what every page shares (the session of a
 request, the checks of a form that changes something, rendering); the routes are in
-`signin.py`, `overview.py`, `calls.py`, `bulk.py`, `silences.py` and `report.py`.
+`signin.py`, `overview.py`, `calls.py`, `bulk.py`, `silences.py`, `report.py` and
+`services.py`; the status page for users, which needs no sign-in, is `status.py`.
 """
 
 from typing import Any
@@ -12,9 +13,11 @@ from collector.api.console.calls import call_routes
 from collector.api.console.overview import overview_routes
 from collector.api.console.pages import Console
 from collector.api.console.report import report_routes
+from collector.api.console.services import service_page_routes
 from collector.api.console.session import COOKIE, Session, SessionCodec
 from collector.api.console.signin import signin_routes
 from collector.api.console.silences import silence_page_routes
+from collector.api.console.status import status_page_routes
 from collector.app import CollectorService
 
 __all__ = ["COOKIE", "Session", "SessionCodec", "console_routes"]
@@ -30,4 +33,6 @@ def console_routes(service: CollectorService) -> list[Any]:
         *call_routes(console),
         *silence_page_routes(console),
         *report_routes(console),
+        *service_page_routes(console),
+        *status_page_routes(console),
     ]

@@ -56,6 +56,14 @@ def since(context: Mapping[str, Any], row: Mapping[str, Any]) -> Markup:
     return time_element(at, float(context["now"]))
 
 
+def at(ts: float | None) -> Markup:
+    """An absolute time in UTC, for pages that are cached or read later (the status page)."""
+    if ts is None or not math.isfinite(ts):
+        return Markup("-")
+    iso = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return Markup('<time datetime="{}">{}</time>').format(iso, units.timestamp(ts))
+
+
 def duration(seconds: float | None) -> str:
     """A length of time: `48 s`, `1 h 20 min`."""
     return "-" if seconds is None else units.duration(seconds)
@@ -68,6 +76,7 @@ def ago(seconds: float) -> str:
 
 FILTERS: dict[str, Callable[..., Any]] = {
     "when": when,
+    "at": at,
     "value": value,
     "since": since,
     "duration": duration,
