@@ -125,12 +125,21 @@ def test_a_stored_state_that_never_changed_gets_its_hosts_first_report(
         return pg_store.PostgresStore(dsn)
 
     dsn = request.getfixturevalue("pg_dsn") if backend == "postgresql" else ""
+    # The collector before the fix: every migration up to the one that fixes such states.
+    sqlite_step = next(
+        k
+        for k, steps in sqlite_store.MIGRATIONS.items()
+        if sqlite_store._SINCE_FIRST_REPORT in steps
+    )
+    pg_step = next(i for i, sql in enumerate(pg_store.MIGRATIONS) if "changed_at = 0" in sql)
     with monkeypatch.context() as older:
         older.setattr(
-            sqlite_store, "MIGRATIONS", {k: v for k, v in sqlite_store.MIGRATIONS.items() if k <= 6}
+            sqlite_store,
+            "MIGRATIONS",
+            {k: v for k, v in sqlite_store.MIGRATIONS.items() if k < sqlite_step},
         )
-        older.setattr(sqlite_store, "SCHEMA_VERSION", 6)
-        older.setattr(pg_store, "MIGRATIONS", pg_store.MIGRATIONS[:-1])
+        older.setattr(sqlite_store, "SCHEMA_VERSION", sqlite_step - 1)
+        older.setattr(pg_store, "MIGRATIONS", pg_store.MIGRATIONS[:pg_step])
         store = open_store()
         rows = [
             (

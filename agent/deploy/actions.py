@@ -23,6 +23,7 @@ from agent.deploy.layout import InstallLayout, release_version
 from agent.deploy.service import AgentService, service_for
 from agent.deploy.ssh import RemoteHost
 from agent.deploy.stop import StopRequest
+from runwatch import units
 
 log = logging.getLogger(__name__)
 
@@ -612,8 +613,7 @@ class HostDeployer:
             problems.append("the collector has no report from it")
             last = "no report yet"
         else:
-            age = self.context.wall() - record["last_report_at"]
-            last = f"last report {age:.0f}s ago"
+            last = f"last report {units.ago(record['last_report_at'], self.context.wall())}"
             if record["state"] == "STALE":
                 problems.append(f"it is STALE at the collector ({last})")
         running = f"pid {pid}" if pid is not None else "not running"

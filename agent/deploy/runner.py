@@ -18,6 +18,7 @@ from rich.table import Table
 from agent.deploy.actions import Action, HostResult
 from agent.deploy.inventory import DeployTarget
 from agent.deploy.stop import StopRequest
+from runwatch import units
 
 _STYLE = {
     "changed": "yellow",
@@ -196,7 +197,8 @@ class DeployRunner:
         """One line per finished host when no live display shows it."""
         if self._console.is_terminal:
             return
-        line = f"{result.host}: {result.action} {result.result} in {result.duration_seconds:.1f}s"
+        took = units.duration(result.duration_seconds)
+        line = f"{result.host}: {result.action} {result.result} in {took}"
         self._console.print(
             line + (f": {result.error}" if result.error else ""),
             highlight=False,
@@ -219,7 +221,7 @@ def results_table(results: list[HostResult], action: Action) -> Table:
             r.host,
             r.action,
             f"[{_STYLE[r.result]}]{r.result}[/]",
-            f"{r.duration_seconds:.1f}s",
+            units.duration(r.duration_seconds),
             r.error or "",
             detail,
         )

@@ -8,6 +8,7 @@ reads in its unit ("85.1%", "23.5 GiB", "1 h 20 min"); a timestamp value reads a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +30,16 @@ def time_element(ts: float | None, now: float, text: str | None = None) -> Marku
     )
 
 
+def _now(context: Mapping[str, Any]) -> float:
+    """The page's `now` (the collector's clock, as every page is rendered with), else the time."""
+    now = context.get("now")
+    return float(now) if isinstance(now, int | float) else time.time()
+
+
 @jinja2.pass_context
 def when(context: Mapping[str, Any], ts: float | None) -> Markup:
     """A time relative to the page's `now`, absolute on hover."""
-    return time_element(ts, float(context["now"]))
+    return time_element(ts, _now(context))
 
 
 @jinja2.pass_context
@@ -41,7 +48,7 @@ def value(
 ) -> Markup:
     """A measured value in its unit; a timestamp reads as a time (relative, absolute on hover)."""
     if measured is not None and units.kind_of(unit, metric) == "timestamp":
-        return time_element(measured, float(context["now"]))
+        return time_element(measured, _now(context))
     return escape(units.value(measured, unit, metric))
 
 
@@ -50,10 +57,10 @@ def since(context: Mapping[str, Any], row: Mapping[str, Any]) -> Markup:
     """When a rule state last changed, or that it has held since its host's first report."""
     at = row.get("since")
     if row.get("since_first_report"):
-        return time_element(at, float(context["now"]), "since the first report")
+        return time_element(at, _now(context), "since the first report")
     if not at:
         return Markup("since the first report")
-    return time_element(at, float(context["now"]))
+    return time_element(at, _now(context))
 
 
 def at(ts: float | None) -> Markup:
