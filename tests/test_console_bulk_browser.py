@@ -65,8 +65,20 @@ def loaded(driver: Any) -> None:
 
 def get_json(url: str, token: str) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
+    with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
+
+
+def patiently(probe: Any) -> Any:
+    """A wait_for probe that counts a slow or refused answer (a loaded machine) as not yet."""
+
+    def tried() -> Any:
+        try:
+            return probe()
+        except OSError:
+            return None
+
+    return tried
 
 
 @pytest.fixture
@@ -81,17 +93,25 @@ def fleet(tmp_path: Path, processes: Processes) -> dict[str, Any]:
         tmp_path / "up.out", data, config, "60s", stderr=subprocess_stderr(tmp_path)
     )
     wait_for(
-        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
+        "the collector",
+        patiently(lambda: urllib.request.urlopen(url + "/healthz", timeout=5).status == 200),
+        timeout=60,
     )
     for host in FULL + FINE:
         report(url, host, tokens[host], 0.97 if host in FULL else 0.40)
     calls = wait_for(
         "three open calls",
-        lambda: (c := get_json(url + "/api/v1/calls?status=open", alice)) and len(c) == 3 and c,
+        patiently(
+            lambda: (c := get_json(url + "/api/v1/calls?status=open", alice)) and len(c) == 3 and c
+        ),
+        timeout=60,
     )
     hosts = wait_for(
         "the machine's own agent too",
-        lambda: len(h := [h["host"] for h in get_json(url + "/api/v1/hosts", alice)]) > 5 and h,
+        patiently(
+            lambda: len(h := [h["host"] for h in get_json(url + "/api/v1/hosts", alice)]) > 5 and h
+        ),
+        timeout=60,
     )
     return {"url": url, "alice": alice, "calls": calls, "hosts": hosts}
 
