@@ -84,7 +84,6 @@ class IncidentManager(StormUmbrellas):
         self._storm = storm or StormConfig()
         self._templates = templates or CallTemplates()
         self._subject_limits = subject_limits or {}  # sink -> its longest subject
-        self._recent_opens = {}
         self._storms = {}
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:

@@ -6,7 +6,6 @@ member has recovered."""
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,6 @@ class StormUmbrellas:
     _templates: CallTemplates
     _timings: CallTimings
     counters: CallCounters
-    _recent_opens: dict[str, deque[float]]  # sink -> times of new calls
     _storms: dict[int, _StormTally]  # umbrella call id -> its members here
 
     def _event(
@@ -49,15 +47,11 @@ class StormUmbrellas:
         raise NotImplementedError
 
     def _storming(self, sink: str, now: float) -> bool:
-        """Whether a new call on this sink would pass the storm limit; if not, count it."""
-        opens = self._recent_opens.setdefault(sink, deque())
-        window = float(self._storm.window)
-        while opens and opens[0] <= now - window:
-            opens.popleft()
-        if len(opens) >= self._storm.max_calls:
-            return True
-        opens.append(now)
-        return False
+        """Whether a new call on this sink would pass the storm limit; if not, count it (in
+        the store: replicas sharing it count against one limit)."""
+        return not self._store.claim_storm_slot(
+            sink, now, float(self._storm.window), self._storm.max_calls
+        )
 
     def _hold_back(self, problem: Problem, key: str, now: float) -> Call:
         """List the problem on its group's umbrella call instead of opening a call of its own.

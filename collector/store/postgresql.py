@@ -247,6 +247,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN retired_by TEXT;
     ALTER TABLE hosts ADD COLUMN retire_reason TEXT;
     """,
+    # Storm control's count of new calls per help desk, shared by every replica.
+    """
+    CREATE TABLE storm_opens (
+        sink TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -288,6 +296,7 @@ class PostgresStore(SQLStore):
         self._migrate()
         row = self._db.execute("SELECT current_schema()").fetchone()
         self._schema = str(row[0]) if row else "public"
+        self._storm_lock = _lock_key(f"{self._schema}:storm control")
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -459,6 +468,12 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         self._db.close()
+
+    def _lock_storm(self) -> None:
+        """Storm control's count is read and written by one replica at a time: the lock is
+        the transaction's. One lock for every help desk, so no two replicas can wait for each
+        other's (and a transaction takes it after its hosts' locks, as every one does)."""
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._storm_lock,))
 
     # -- the outbox: operations claimed under a lease ---------------------------------------------
 

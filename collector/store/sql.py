@@ -715,6 +715,27 @@ class SQLStore:
             (now, now, call_id),
         )
 
+    def _lock_storm(self) -> None:
+        """Keep other writers off storm control's count until the transaction ends (a store
+        with one writer has nothing to do)."""
+
+    def claim_storm_slot(self, sink: str, now: float, window: float, limit: int) -> bool:
+        """Count a new call on `sink` for storm control, if fewer than `limit` were counted
+        within the `window` seconds before `now`; return whether it was (False: a storm).
+
+        The count is in the store, so every replica sharing it counts against one limit;
+        a transaction that rolls back takes its count back with it."""
+        self._lock_storm()
+        since = now - window
+        self._run("DELETE FROM storm_opens WHERE sink=? AND at <= ?", (sink, since))
+        row = self._run(
+            "SELECT count(*) FROM storm_opens WHERE sink=? AND at > ?", (sink, since)
+        ).fetchone()
+        if row is not None and int(row[0]) >= limit:
+            return False
+        self._run("INSERT INTO storm_opens (sink, at) VALUES (?, ?)", (sink, now))
+        return True
+
     def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
         self._upsert(STORM_MEMBERS, [(umbrella_id, fingerprint, summary)])
 

@@ -220,6 +220,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE hosts ADD COLUMN retired_by TEXT",
         "ALTER TABLE hosts ADD COLUMN retire_reason TEXT",
     ),
+    7: (
+        # Storm control's count of new calls per help desk (kept across restarts).
+        "CREATE TABLE storm_opens (sink TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
