@@ -13,6 +13,7 @@ from collector.app import CollectorService
 from collector.incidents.outbox import OutboxWorker
 from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef
 from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers.counting import Counts, counting
 from tests.helpers.sinks import outbox_worker
 
 MakeService = Callable[..., CollectorService]
@@ -126,13 +127,13 @@ def test_the_umbrella_ticket_lists_every_held_back_problem_in_one_batched_update
     service, desk, worker = stormy
     hosts = [Reporter(f"db{i:02d}", clock) for i in range(42)]
     counted = {"storm_members": 0}
-    real = service.store.storm_members
+    real = service.store.storm_list
 
-    def storm_members(umbrella_id: int) -> list[tuple[str, str]]:
+    def storm_list(*args: Any) -> tuple[int, int, list[str]]:
         counted["storm_members"] += 1
-        return real(umbrella_id)
+        return real(*args)
 
-    service.store.storm_members = storm_members  # type: ignore[method-assign]
+    service.store.storm_list = storm_list  # type: ignore[method-assign]
     for host in hosts:
         service.ingest(host.host, host.report({"fs_used_ratio": 0.97}))
     assert counted["storm_members"] == 0, "no list is rebuilt per held-back problem"
@@ -269,3 +270,36 @@ def test_replicas_breached_at_the_same_moment_still_open_max_calls(
     assert [c.rule for c in calls].count("filesystem_full") == 5
     (umbrella,) = [c for c in calls if c.rule == "call_storm"]
     assert len(two_replicas[1].store.storm_members(umbrella.id)) == 25
+
+
+def storm_cost(make_service: MakeService, clock: FakeClock, problems: int) -> Counts:
+    """What the store is sent while `problems` hosts breach one after another, 0.1 s apart
+    (past the first two, every one held back), and then recover the same way."""
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}], storm={"max_calls": 2, "window": "1h", "update_every": "5s"}
+    )
+    service.incidents._external = {"helpdesk": lambda severity: severity}  # ticket updates too
+    # Agents that report hourly: none goes stale while the others breach.
+    hosts = [Reporter(f"db{i:05d}", clock, interval=3600) for i in range(problems + 2)]
+    with counting(service.store) as counts:
+        for value in (0.97, 0.50):
+            for host in hosts:
+                service.ingest(host.host, host.report({"fs_used_ratio": value}))
+                clock.advance(0.1)
+            clock.advance(60)
+            service.tick()
+    assert service.calls("open", None) == []
+    return counts
+
+
+def test_a_storm_costs_the_store_the_same_per_held_back_problem_however_large_it_grows(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    """Four times the problems, four times the rows and bytes written and read, not sixteen:
+    each held-back problem costs its own row and history entry, and the umbrella's list is
+    rewritten less often as it grows (a storm that rewrote its whole list at every update,
+    and read the umbrella's texts at every recovery, grew as the square)."""
+    small, large = (storm_cost(make_service, clock, n) for n in (200, 800))
+    for name in ("statements", "writes", "written_bytes", "read_rows", "read_bytes"):
+        ratio = getattr(large, name) / getattr(small, name)
+        assert ratio < 4.4, f"{name}: {getattr(small, name)} -> {getattr(large, name)}"

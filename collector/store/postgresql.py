@@ -276,6 +276,7 @@ class PostgresStore(SQLStore):
     _FOR_UPDATE = " FOR UPDATE"
     _LEASE_CLEAR = ", lease_owner=NULL, lease_until=NULL"
     _EVENT_ORDER = "id"
+    _BINARY = ' COLLATE "C"'
 
     def __init__(
         self,

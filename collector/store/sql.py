@@ -168,6 +168,7 @@ class SQLStore:
     _FOR_UPDATE = ""  # a row lock on a read, where the dialect has one
     _LEASE_CLEAR = ""  # what ends an outbox operation's lease, where there is one
     _EVENT_ORDER = "rowid"  # what orders call events written at the same time
+    _BINARY = ""  # what orders text by code point, as Python does (SQLite's default)
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -653,6 +654,18 @@ class SQLStore:
         ).fetchone()
         return self._call(row) if row else None
 
+    def find_open_call_id(self, fingerprint: str) -> int | None:
+        """The id of the open call with this key, without reading the call."""
+        row = self._run(
+            "SELECT id FROM calls WHERE fingerprint=? AND status='open'", (fingerprint,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def call_rule(self, call_id: int) -> tuple[str, str] | None:
+        """A call's rule and status, without its texts."""
+        row = self._run("SELECT rule, status FROM calls WHERE id=?", (call_id,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
     def find_resolved_call(self, fingerprint: str, since: float) -> Call | None:
         row = self._run(
             f"SELECT {CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
@@ -752,6 +765,26 @@ class SQLStore:
             (umbrella_id,),
         )
         return [(fp, text) for fp, text in rows]
+
+    def storm_list(
+        self, umbrella_id: int, limit: int, recovered_prefix: str
+    ) -> tuple[int, int, list[str]]:
+        """How many problems an umbrella call lists, how many of them have recovered (their
+        summary starts with `recovered_prefix`), and the first `limit` summaries: those still
+        failing first, each part in the order of its text. Costs the same whatever the count."""
+        marked = f"substr(summary, 1, {len(recovered_prefix)}) = ?"
+        row = self._run(
+            f"SELECT count(*), coalesce(sum(CASE WHEN {marked} THEN 1 ELSE 0 END), 0) "  # noqa: S608 -- a constant length, values bound  # nosec B608
+            "FROM storm_members WHERE umbrella_id=?",
+            (recovered_prefix, umbrella_id),
+        ).fetchone()
+        shown = self._run(
+            f"SELECT summary FROM storm_members WHERE umbrella_id=? "  # noqa: S608 -- a constant length and collation, values bound  # nosec B608
+            f"ORDER BY {marked}, summary{self._BINARY} LIMIT ?",
+            (umbrella_id, recovered_prefix, limit),
+        )
+        total, recovered = (int(row[0]), int(row[1])) if row else (0, 0)
+        return total, recovered, [str(text) for (text,) in shown]
 
     # -- the outbox and links to tickets ------------------------------------------------------
 
