@@ -38,6 +38,7 @@ from collector.store.protocols import Store
 from collector.view.fleet import Fleet
 from collector.view.reading import FleetReader
 from collector.view.replica import ReplicaSync
+from collector.view.takeover import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class CollectorService:
         )
         self._reload()
         self.replica = ReplicaSync(self.fleet, self.store)
+        self.takeover = Takeover(self.fleet, self.store, self.replica)
         self.ingestor = ReportIngestor(
             self.fleet,
             self.store,
@@ -196,6 +198,7 @@ class CollectorService:
             clock=self.clock,
             reload=self._reload,
             flush_storms=self.incidents.flush_storms,
+            take_over=self.takeover.slices,
         )
         self.by_hand = CallsByHand(
             config=self._config,

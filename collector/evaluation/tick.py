@@ -65,6 +65,8 @@ class EvaluationTick:
     reload: Callable[[], None]  # rebuild the view from the store (after a failure)
     # Bring storm umbrellas with news up to date (every replica: each holds its own news).
     flush_storms: Callable[[float], int] | None = None
+    # Load the hosts of replicas that died, in bulk and in slices (view/takeover.py).
+    take_over: Callable[[float], Iterator[None]] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -83,6 +85,8 @@ class EvaluationTick:
         try:
             if self.flush_storms is not None:
                 self.flush_storms(now)
+            if self.take_over is not None:
+                yield from self.take_over(now)
             if not self.store.try_lead("evaluation"):
                 # Its view of each host catches up when the host reports through it. Its
                 # view grows with those reports all the same: without this, full collections

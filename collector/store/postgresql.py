@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -255,6 +255,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at);
     """,
+    # Which replica last moved each host on: when it dies, another loads its hosts in bulk.
+    """
+    ALTER TABLE hosts ADD COLUMN owner TEXT;
+    CREATE INDEX hosts_by_owner ON hosts (owner);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -298,6 +303,8 @@ class PostgresStore(SQLStore):
         row = self._db.execute("SELECT current_schema()").fetchone()
         self._schema = str(row[0]) if row else "public"
         self._storm_lock = _lock_key(f"{self._schema}:storm control")
+        # Held while this connection lives: other replicas tell from it that this one is up.
+        self._db.execute("SELECT pg_try_advisory_lock(%s)", (self._replica_key(self.owner),))
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -372,6 +379,9 @@ class PostgresStore(SQLStore):
             column_arrays(upsert, rows),
         )
 
+    def _among(self, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        return "= ANY(?)", (list(values),)
+
     def _json_in(self, value: Any, *, sort_keys: bool = False) -> Any:
         return Jsonb(value)
 
@@ -409,14 +419,62 @@ class PostgresStore(SQLStore):
         }
 
     def bump_host_versions(self, hosts: Sequence[str]) -> dict[str, int]:
+        """Move the hosts' versions on, and note this replica as the one that did."""
         return {
             host: int(version)
             for host, version in self._db.execute(
-                "UPDATE hosts SET version = version + 1 WHERE host = ANY(%s) "
+                "UPDATE hosts SET version = version + 1, owner = %s WHERE host = ANY(%s) "
                 "RETURNING host, version",
-                (list(hosts),),
+                (self.owner, list(hosts)),
             )
         }
+
+    def _replica_key(self, owner: str) -> int:
+        return _lock_key(f"{self._schema}:replica:{owner}")
+
+    def orphaned_hosts(self) -> dict[str, int]:
+        """The hosts (and their versions) last moved on by replicas that are gone: those
+        whose connection, and with it their lock, has ended."""
+        owners = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT owner FROM hosts WHERE owner IS NOT NULL AND owner <> %s",
+                (self.owner,),
+            )
+        ]
+        if not owners:
+            return {}
+        keys = {self._replica_key(owner): owner for owner in owners}
+        live = {
+            int(row[0])
+            for row in self._db.execute(
+                "SELECT (l.classid::int8 << 32) | l.objid::int8 FROM pg_locks l "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) "
+                "AND ((l.classid::int8 << 32) | l.objid::int8) = ANY(%s)",
+                (list(keys),),
+            )
+        }
+        gone = [owner for key, owner in keys.items() if key not in live]
+        if not gone:
+            return {}
+        return {
+            host: int(version)
+            for host, version in self._db.execute(
+                "SELECT host, version FROM hosts WHERE owner = ANY(%s)", (gone,)
+            )
+        }
+
+    def adopt_hosts(self, versions: Mapping[str, int]) -> None:
+        """Note this replica as the one holding these hosts now, those still at the given
+        versions (no other replica moved them on meanwhile), without moving them on: its
+        view of them is current."""
+        self._db.execute(
+            "UPDATE hosts SET owner = %s FROM unnest(%s::text[], %s::int8[]) AS u(host, version) "
+            "WHERE hosts.host = u.host AND hosts.version = u.version",
+            (self.owner, list(versions), list(versions.values())),
+        )
 
     def host_versions(self) -> dict[str, int]:
         return {

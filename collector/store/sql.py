@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -274,28 +274,57 @@ class SQLStore:
         raise NotImplementedError
 
     def load_host_snapshot(self, host: str) -> HostSnapshot:
-        locked = self.lock_host(host)
-        retirement = self.retirement_of(host) if locked else None
-        return HostSnapshot(
-            record=locked[0] if locked and retirement is None else None,
-            retirement=retirement,
-            version=locked[1] if locked else 0,
-            series=list(self._series_where("WHERE host=?", (host,))),
-            statuses=[
-                CheckStatus(*row)
-                for row in self._run(
-                    f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                    (host,),
-                )
-            ],
-            states=[
-                rule_state_from_row(row)
-                for row in self._run(
-                    f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                    (host,),
-                )
-            ],
-        )
+        return self.load_host_snapshots([host])[host]
+
+    def load_host_snapshots(
+        self,
+        hosts: Sequence[str],
+        locked: Mapping[str, tuple[HostRecord, int]] | None = None,
+    ) -> dict[str, HostSnapshot]:
+        """Everything stored about each of `hosts`, in one query per table for all of them
+        (a replica taking over many hosts at once). `locked`: what lock_hosts() gave for
+        them in this transaction, if the caller has it (else they are locked here)."""
+        names = list(dict.fromkeys(hosts))
+        if not names:
+            return {}
+        if locked is None:
+            locked = self.lock_hosts(names)
+        among, args = self._among(names)
+        retired = {r.host: r for r in self._retirements_where(f" AND host {among}", args)}
+        series: dict[str, list[SeriesRecord]] = {}
+        for record in self._series_where(f"WHERE host {among}", args):
+            series.setdefault(record.host, []).append(record)
+        statuses: dict[str, list[CheckStatus]] = {}
+        for row in self._run(
+            f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host {among}",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            args,
+        ):
+            status = CheckStatus(*row)
+            statuses.setdefault(status.host, []).append(status)
+        states: dict[str, list[RuleStateRecord]] = {}
+        for row in self._run(
+            f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host {among}",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            args,
+        ):
+            state = rule_state_from_row(row)
+            states.setdefault(state.host, []).append(state)
+        snapshots = {}
+        for host in names:
+            found = locked.get(host)
+            retirement = retired.get(host) if found else None
+            snapshots[host] = HostSnapshot(
+                record=found[0] if found and retirement is None else None,
+                retirement=retirement,
+                version=found[1] if found else 0,
+                series=series.get(host, []),
+                statuses=statuses.get(host, []),
+                states=states.get(host, []),
+            )
+        return snapshots
+
+    def _among(self, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """A condition that a column is one of `values`, and its parameters."""
+        return f"IN ({', '.join('?' for _ in values)})", tuple(values)
 
     # -- what the agents reported -------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from checks.filemodes import create_private_file, make_private_dir
@@ -312,6 +312,12 @@ class SQLiteStore(SQLStore):
 
     def try_lead(self, job: str) -> bool:
         return True
+
+    def orphaned_hosts(self) -> dict[str, int]:
+        return {}  # no other replica to lose
+
+    def adopt_hosts(self, versions: Mapping[str, int]) -> None:
+        pass
 
     def hosts_to_tick(self, now: float, after_intervals: float, stale_rule: str) -> list[str]:
         return []  # not shared: the collector's own view is complete
