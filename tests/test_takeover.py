@@ -4,15 +4,21 @@ gone. The bulk read gives what the read of one host gives, on both stores."""
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from checks.schema import encode
 from collector.app import CollectorService
+from collector.auth import add_token
 from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
 from tests.helpers.counting import counting
+from tests.procs import Processes, get_json, wait_for
+from tests.test_replicas import Site, post
 
 MakeService = Callable[..., CollectorService]
 FAST_FS = {**FS_RULE, "for": "0s"}
@@ -135,3 +141,33 @@ def test_a_report_batch_reloads_its_hosts_together(
     assert a.replica.reloaded == 40
     # One query per table for the 40 hosts, not one per table and host.
     assert counts.by_kind.get("SELECT", 0) <= 12, counts.by_kind
+
+
+@pytest.mark.slow
+def test_after_kill_9_of_a_replica_the_other_takes_its_hosts_over_at_once(
+    tmp_path: Path, processes: Processes, pg_dsn: str
+) -> None:
+    """Real collector processes: PostgreSQL ends the killed one's connection, and with it its
+    lock; the first of its agents to reach the survivor sets the takeover going."""
+    site = Site(tmp_path, processes, pg_dsn)
+    hosts = [f"web{i:03d}" for i in range(200)]
+    tokens = {host: add_token(site.tokens, host) for host in hosts}
+    reporters = {host: Reporter(host, time.time) for host in hosts}  # type: ignore[arg-type]
+    _, url_a = site.start("a")
+    b, url_b = site.start("b")
+    for host in hosts:
+        assert post(url_b, tokens[host], encode(reporters[host].report({"fs_used_ratio": 0.5})))
+    processes.stop(b, signal.SIGKILL)
+    first = hosts[0]
+    body = encode(reporters[first].report({"fs_used_ratio": 0.5}))
+    assert post(url_a, tokens[first], body) == 202
+    wait_for(
+        "a to take over b's other hosts",
+        lambda: "took over 199 host(s)" in site.log("a"),
+        timeout=30,
+    )
+    for host in hosts[1:]:
+        body = encode(reporters[host].report({"fs_used_ratio": 0.5}))
+        assert post(url_a, tokens[host], body) == 202
+    states = {h["host"]: h["state"] for h in get_json(f"{url_a}/api/v1/hosts")}
+    assert all(states.get(host) == "OK" for host in hosts), states
