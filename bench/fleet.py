@@ -639,6 +639,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 figures["kill"] = after_kill(
                     args, figures.pop("_kill"), figures.pop("_acked"), store, desk
                 )
+                # What the survivors logged of taking the dead replica's hosts over.
+                figures["kill"]["takeovers"] = [
+                    "took over" + line.split("took over", 1)[1]
+                    for collector in collectors[:-1]
+                    for line in collector.log_problems()
+                    if "took over" in line
+                ]
             if args.breach:
                 figures["breach"] = breach(ingest, args, collectors, hosts[: args.breach], tokens)
             figures["collector_exits"] = [c.stop() for c in collectors]
@@ -1172,6 +1179,8 @@ def print_figures(f: dict[str, Any]) -> None:
             f"{k['tickets_opened']} ({k['opens_sent_again']} opens sent again, answered by "
             "their Idempotency-Key)"
         )
+        for line in k.get("takeovers") or ["no takeover logged by the survivors"]:
+            print(f"                  takeover: {line}")
         print(
             f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
             f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
