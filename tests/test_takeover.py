@@ -97,6 +97,7 @@ def test_a_survivor_takes_over_five_hundred_hosts_in_a_few_queries(
     names = [r.host for r in left]
     assert a.replica.current_of(names) == names, "every host of b's is current at a"
     assert not any(r.host in a.fleet.hosts for r in alive), "c is alive: its hosts stay c's"
+    assert a.replica.current_of([r.host for r in alive]) == []
     calls = {call.host for call in a.calls("open", None)}
     assert calls == {r.host for r in left[:10]}
 
@@ -107,6 +108,26 @@ def test_a_survivor_takes_over_five_hundred_hosts_in_a_few_queries(
     with counting(a.store) as quiet:
         assert list(a.takeover.slices(clock())) == []
     assert quiet.statements == 0, "no reload since: nothing asked"
+
+
+def test_reports_are_taken_between_the_chunks_of_a_takeover(
+    replicas: Callable[[], CollectorService], clock: FakeClock
+) -> None:
+    a, b = replicas(), replicas()
+    left = [Reporter(f"b{i:03d}", clock) for i in range(300)]
+    report_all(b, left, 0.5)
+    die(b)
+    a.ingest(left[0].host, left[0].report({"fs_used_ratio": 0.5}))
+    slices = a.takeover.slices(clock())
+    next(slices)  # the first chunk of 100 is in
+    late = left[250]  # its agent reports before the chunk that holds it
+    a.ingest(late.host, late.report({"fs_used_ratio": 0.97}))
+    assert a.replica.reloaded == 2
+    assert list(slices) == [None, None]
+    names = [r.host for r in left]
+    assert a.replica.current_of(names) == names
+    (call,) = a.calls("open", None)
+    assert call.host == late.host, "the report taken meanwhile kept its call"
 
 
 def test_the_tick_takes_over_and_a_second_survivor_finds_nothing_left(
