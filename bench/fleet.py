@@ -556,6 +556,59 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
         return int(row[0]) if row else 0
 
 
+def pg_counters(store: dict[str, Any]) -> dict[str, float] | None:
+    """What PostgreSQL counts of the writes so far: rows inserted, updated (HOT among them)
+    and deleted in the run's schema, and the WAL the whole server wrote (pg_stat_wal:
+    server-wide, so exact only while nothing else writes to that server). None on SQLite."""
+    if store["backend"] != "postgresql":
+        return None
+    import psycopg
+
+    with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), "
+            "coalesce(sum(n_tup_hot_upd), 0), coalesce(sum(n_tup_del), 0) "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        wal = conn.execute("SELECT wal_bytes, wal_records FROM pg_stat_wal").fetchone()
+    assert rows is not None and wal is not None
+    names = ("inserted", "updated", "hot_updated", "deleted", "wal_bytes", "wal_records")
+    return dict(zip(names, (float(v) for v in (*rows, *wal)), strict=True))
+
+
+def own_commits(ingest: ModuleType, collector: Any) -> float:
+    """How many transactions the collector has committed (its own store histogram)."""
+    _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
+    prefix = "runwatch_store_commit_seconds_count"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith(prefix) and line[len(prefix)] in " {"
+    )
+
+
+def pg_per_report(
+    start: dict[str, float], end: dict[str, float], commits: float, reports: int
+) -> dict[str, float | None]:
+    """What one report cost PostgreSQL over the window, from two pg_counters() readings
+    (PostgreSQL's statistics lag by up to a second: a long window evens that out)."""
+    if reports <= 0:
+        return {}
+    delta = {name: end[name] - start[name] for name in start}
+    return {
+        "reports": reports,
+        "rows_inserted": round(delta["inserted"] / reports, 2),
+        "rows_updated": round(delta["updated"] / reports, 2),
+        "hot_share": round(delta["hot_updated"] / delta["updated"], 3)
+        if delta["updated"]
+        else None,
+        "rows_deleted": round(delta["deleted"] / reports, 2),
+        "commits": round(commits / reports, 3),
+        "wal_bytes_server_wide": round(delta["wal_bytes"] / reports),
+        "wal_records_server_wide": round(delta["wal_records"] / reports, 1),
+    }
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -716,6 +769,8 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     time.sleep(max(0.0, steady_from - time.time()))
     cpu_start = [ingest.cpu_seconds(c.pid) for c in collectors]
     bytes_start = store_bytes(store, workdir)
+    pg_start = pg_counters(store)
+    commits_start = [own_commits(ingest, c) for c in collectors]
     steady_started = time.time()
     rss: list[list[int]] = [[] for _ in collectors]
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
@@ -735,6 +790,8 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     steady_seconds = time.time() - steady_started
     own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
+    pg_end = pg_counters(store)
+    commits_end = [own_commits(ingest, c) for c in live]
     results: list[tuple[float, float, float, int]] = []
     acked: dict[str, int] = {}
     try:
@@ -812,6 +869,16 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         "series": series_figures(ingest, collectors[0]),
         "hostile": hostile_figures,
         "store_bytes": bytes_end,
+        "postgresql_per_report": (
+            pg_per_report(
+                pg_start,
+                pg_end,
+                sum(commits_end) - sum(commits_start),
+                ok,
+            )
+            if pg_start and pg_end and not kill
+            else None
+        ),
         "store_growth_bytes_per_host_per_day": (
             round(per_host_day) if per_host_day is not None else None
         ),
@@ -1149,6 +1216,16 @@ def print_figures(f: dict[str, Any]) -> None:
         f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
         f"{f['store_growth_bytes_per_host_per_day']} bytes per host per day"
     )
+    pg = f.get("postgresql_per_report")
+    if pg:
+        hot = f"{pg['hot_share']:.0%} HOT" if pg["hot_share"] is not None else "none HOT"
+        print(
+            f"  PostgreSQL      per report: {pg['rows_updated']} rows updated ({hot}), "
+            f"{pg['rows_inserted']} inserted, {pg['rows_deleted']} deleted; "
+            f"{pg['commits']} commits; WAL {pg['wal_bytes_server_wide']} bytes in "
+            f"{pg['wal_records_server_wide']} records (the whole server's: exact only when "
+            "nothing else writes to it)"
+        )
     if "breach" in f:
         b = f["breach"]
         print(

@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from checks.schema import decode_report
+from tests.helpers import PG_DSN
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -87,3 +88,43 @@ def test_a_short_realistic_fleet_run_is_answered_in_full(tmp_path: Path) -> None
     due, sent = figures["latency_from_schedule_ms"], figures["latency_ms"]
     assert due["max"] >= sent["max"] > 0, "counted from the schedule, a report waits no less"
     assert figures["collector_exits"] == [0]
+
+
+@pytest.mark.slow
+def test_a_short_fleet_run_on_postgresql_counts_what_a_report_costs_it(
+    pg_unavailable: str | None,
+) -> None:
+    if pg_unavailable:
+        pytest.skip(pg_unavailable)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "fleet.py"),
+            "--realistic",
+            "--store",
+            "postgresql",
+            "--dsn",
+            PG_DSN,
+            "--agents",
+            "20",
+            "--interval",
+            "2",
+            "--seconds",
+            "8",
+            "--senders",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["errors"] == 0
+    cost = figures["postgresql_per_report"]
+    # Each report rewrites its series' latest values: about one row per measurement.
+    assert cost["rows_updated"] >= 40, cost
+    assert cost["commits"] > 0, cost
+    assert cost["wal_bytes_server_wide"] > 0, cost
