@@ -15,6 +15,10 @@ that each replica always holds outbox leases. Afterwards it counts acknowledged 
 store does not have, open calls with two tickets, tickets opened twice, and whether the dead
 replica's leased entries were delivered once their leases ran out.
 
+With `--realistic`, the reports are those of issue 22's independent generator: 55 labelled
+measurements and 8 check runs, every value changing on every report, 64 kept-alive
+connections, and the target judged on the latency from each report's scheduled send time.
+
 With `--hostile N`, one more agent token sends N distinct series over the run (new label
 values in every report, and `interval_seconds: 1e8`), beside the honest fleet: the collector's
 series limits must keep its memory where a quiet run's is, and the honest agents' latency too.
@@ -25,6 +29,7 @@ Run from the repo root:
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --breach 1000
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
     python bench/fleet.py --agents 1000 --seconds 600 --hostile 1000000
+    python bench/fleet.py --realistic --agents 10000 --interval 60 --seconds 150
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
@@ -37,6 +42,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import queue
 import random
 import signal
 import sys
@@ -75,6 +81,80 @@ def log(message: str) -> None:
 
 # -- the simulated agents (sender processes) ---------------------------------------------------
 
+# With --realistic: what issue 22's independent generator sent, per report.
+REALISTIC_MEASUREMENTS = 55
+REALISTIC_CONNECTIONS = 64
+
+
+def realistic_series(ingest: ModuleType, troubled: bool) -> list[Any]:
+    """The 55 series of a --realistic report, every one of which changes on every report
+    (no constant totals): CPU by mode, load, memory, one filesystem with its labels, I/O of
+    two disks, three network devices. A troubled host's filesystem hovers around the
+    thresholds of the shipped rules; on the others every value stays healthy but moves."""
+    spec = ingest.SeriesSpec
+    gib = 1024**3
+    specs = [spec("cpu", "cpu_utilization_ratio", "ratio", {}, 0.02, 0.6, 0.97)]
+    specs += [
+        spec("cpu", "cpu_mode_ratio", "ratio", {"mode": mode}, 0.001, 0.3)
+        for mode in ("user", "system", "iowait", "idle", "nice", "irq", "softirq", "steal")
+    ]
+    specs += [
+        spec("load", name, "", {}, 0.01, 1.5, 4.5 if "per_core" in name else None)
+        for name in (
+            "load1",
+            "load5",
+            "load15",
+            "load1_per_core",
+            "load5_per_core",
+            "load15_per_core",
+        )
+    ]
+    specs.append(spec("cpu", "cpu_context_switches_per_second", "1/s", {}, 100, 5e4))
+    specs += [
+        spec("memory", "memory_available_bytes", "bytes", {}, 1 * gib, 12 * gib),
+        spec("memory", "memory_used_bytes", "bytes", {}, 2 * gib, 14 * gib),
+        spec("memory", "memory_used_ratio", "ratio", {}, 0.3, 0.85, 0.95),
+        spec("memory", "swap_used_bytes", "bytes", {}, 1e6, 0.5 * gib),
+        spec("memory", "swap_used_ratio", "ratio", {}, 0.001, 0.3, 0.6),
+    ]
+    labels = {"mountpoint": "/", "device": "/dev/sda1", "fstype": "ext4"}
+    used = (0.78, 0.9, 0.97) if troubled else (0.2, 0.7, None)
+    specs += [
+        spec("filesystem", "fs_used_ratio", "ratio", labels, *used),
+        spec("filesystem", "fs_free_bytes", "bytes", labels, 20 * gib, 200 * gib),
+        spec("filesystem", "fs_inodes_used_ratio", "ratio", labels, 0.01, 0.4),
+        spec("filesystem", "fs_inodes_free", "", labels, 1e6, 5e6),
+    ]
+    for device in ("sda", "sdb"):
+        specs += [
+            spec("diskio", name, unit, {"device": device}, low, high, spike)
+            for name, unit, low, high, spike in (
+                ("disk_read_bytes_per_second", "bytes/s", 1e3, 5e7, None),
+                ("disk_written_bytes_per_second", "bytes/s", 1e3, 5e7, None),
+                ("disk_reads_per_second", "1/s", 1, 500, None),
+                ("disk_writes_per_second", "1/s", 1, 500, None),
+                ("disk_busy_ratio", "ratio", 0.001, 0.5, 0.95),
+            )
+        ]
+    for interface in ("eth0", "eth1", "lo"):
+        specs += [
+            spec("network", name, unit, {"interface": interface}, low, high, spike)
+            for name, unit, low, high, spike in (
+                ("net_received_bytes_per_second", "bytes/s", 1e3, 1e8, None),
+                ("net_sent_bytes_per_second", "bytes/s", 1e3, 1e8, None),
+                ("net_received_packets_per_second", "1/s", 10, 1e5, None),
+                ("net_sent_packets_per_second", "1/s", 10, 1e5, None),
+                ("net_receive_errors_per_second", "1/s", 0.0001, 0.05, 12),
+                ("net_transmit_errors_per_second", "1/s", 0.0001, 0.05, None),
+            )
+        ]
+    specs += [
+        spec("processes", "processes", "", {}, 150, 400),
+        spec("uptime", "uptime_seconds", "seconds", {}, 1e5, 1e7),
+    ]
+    assert len(specs) == REALISTIC_MEASUREMENTS, len(specs)
+    return specs
+
 
 def sender(  # noqa: PLR0917 - the arguments of a spawned process
     index: int,
@@ -88,17 +168,21 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     out: Any,
     problem_share: float,
     spikes: float,
+    realistic: bool,
 ) -> None:
     """Send the given agents' reports on schedule over keep-alive connections; put results."""
     ingest = load_ingest_module()
     ingest.SPIKE_PROBABILITY = spikes
-    troubled = ingest.host_series()  # /var hovers around its thresholds
-    healthy = [
-        spec
-        if spec.labels.get("mountpoint") != "/var" or spec.name != "fs_used_ratio"
-        else dataclasses.replace(spec, low=0.2, high=0.7, spike=0.9)
-        for spec in troubled
-    ]
+    if realistic:
+        troubled, healthy = realistic_series(ingest, True), realistic_series(ingest, False)
+    else:
+        troubled = ingest.host_series()  # /var hovers around its thresholds
+        healthy = [
+            spec
+            if spec.labels.get("mountpoint") != "/var" or spec.name != "fs_used_ratio"
+            else dataclasses.replace(spec, low=0.2, high=0.7, spike=0.9)
+            for spec in troubled
+        ]
     rng = random.Random(index)
     lanes: list[list[tuple[int, str, str]]] = [agents[i::threads] for i in range(threads)]
     results: list[list[tuple[float, float, float, int]]] = [[] for _ in lanes]
@@ -472,6 +556,59 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
         return int(row[0]) if row else 0
 
 
+def pg_counters(store: dict[str, Any]) -> dict[str, float] | None:
+    """What PostgreSQL counts of the writes so far: rows inserted, updated (HOT among them)
+    and deleted in the run's schema, and the WAL the whole server wrote (pg_stat_wal:
+    server-wide, so exact only while nothing else writes to that server). None on SQLite."""
+    if store["backend"] != "postgresql":
+        return None
+    import psycopg
+
+    with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), "
+            "coalesce(sum(n_tup_hot_upd), 0), coalesce(sum(n_tup_del), 0) "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        wal = conn.execute("SELECT wal_bytes, wal_records FROM pg_stat_wal").fetchone()
+    assert rows is not None and wal is not None
+    names = ("inserted", "updated", "hot_updated", "deleted", "wal_bytes", "wal_records")
+    return dict(zip(names, (float(v) for v in (*rows, *wal)), strict=True))
+
+
+def own_commits(ingest: ModuleType, collector: Any) -> float:
+    """How many transactions the collector has committed (its own store histogram)."""
+    _, body = ingest.http_get(collector.port, "/metrics", timeout=60)
+    prefix = "runwatch_store_commit_seconds_count"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith(prefix) and line[len(prefix)] in " {"
+    )
+
+
+def pg_per_report(
+    start: dict[str, float], end: dict[str, float], commits: float, reports: int
+) -> dict[str, float | None]:
+    """What one report cost PostgreSQL over the window, from two pg_counters() readings
+    (PostgreSQL's statistics lag by up to a second: a long window evens that out)."""
+    if reports <= 0:
+        return {}
+    delta = {name: end[name] - start[name] for name in start}
+    return {
+        "reports": reports,
+        "rows_inserted": round(delta["inserted"] / reports, 2),
+        "rows_updated": round(delta["updated"] / reports, 2),
+        "hot_share": round(delta["hot_updated"] / delta["updated"], 3)
+        if delta["updated"]
+        else None,
+        "rows_deleted": round(delta["deleted"] / reports, 2),
+        "commits": round(commits / reports, 3),
+        "wal_bytes_server_wide": round(delta["wal_bytes"] / reports),
+        "wal_records_server_wide": round(delta["wal_records"] / reports, 1),
+    }
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -555,6 +692,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 figures["kill"] = after_kill(
                     args, figures.pop("_kill"), figures.pop("_acked"), store, desk
                 )
+                # What the survivors logged of taking the dead replica's hosts over.
+                figures["kill"]["takeovers"] = [
+                    "took over" + line.split("took over", 1)[1]
+                    for collector in collectors[:-1]
+                    for line in collector.log_problems()
+                    if "took over" in line
+                ]
             if args.breach:
                 figures["breach"] = breach(ingest, args, collectors, hosts[: args.breach], tokens)
             figures["collector_exits"] = [c.stop() for c in collectors]
@@ -606,6 +750,7 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
                 out,
                 args.problem_share,
                 args.spikes,
+                args.realistic,
             ),
         )
         for n in range(args.senders)
@@ -624,6 +769,8 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     time.sleep(max(0.0, steady_from - time.time()))
     cpu_start = [ingest.cpu_seconds(c.pid) for c in collectors]
     bytes_start = store_bytes(store, workdir)
+    pg_start = pg_counters(store)
+    commits_start = [own_commits(ingest, c) for c in collectors]
     steady_started = time.time()
     rss: list[list[int]] = [[] for _ in collectors]
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
@@ -643,11 +790,13 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     steady_seconds = time.time() - steady_started
     own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
+    pg_end = pg_counters(store)
+    commits_end = [own_commits(ingest, c) for c in live]
     results: list[tuple[float, float, float, int]] = []
     acked: dict[str, int] = {}
     try:
         for _ in range(args.senders):
-            part, seqs = out.get(timeout=LATE_STOP + 90)
+            part, seqs = sender_result(out, procs)
             results.extend(part)
             acked.update(seqs)
         hostile_figures = hostile.result()
@@ -659,8 +808,12 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     steady = [r for r in results if steady_started <= r[0] < steady_started + steady_seconds]
     latencies = sorted(r[1] for r in steady)
     lags = sorted(r[2] for r in steady)
+    # From the time each report was due, not the time it went: a sender held up by a slow
+    # collector does not hide the wait (no coordinated omission).
+    scheduled = sorted(r[1] + r[2] for r in steady)
     ok = sum(1 for r in steady if r[3] in (200, 202))
     errors = sum(1 for r in steady if r[3] not in (200, 202))
+    per_report = REALISTIC_MEASUREMENTS if args.realistic else ingest.MEASUREMENTS_PER_REPORT
     per_host_day = (
         (bytes_end - bytes_start) / len(hosts) / steady_seconds * 86400
         if steady_seconds > 0
@@ -676,12 +829,20 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         "planned_reports_per_second": round(args.agents / args.interval, 1),
         "steady_seconds": round(steady_seconds, 1),
         "reports_per_second": round(ok / steady_seconds, 1),
-        "measurements_per_second": round(ok * ingest.MEASUREMENTS_PER_REPORT / steady_seconds),
+        "realistic": args.realistic,
+        "connections": args.senders * args.threads,
+        "measurements_per_report": per_report,
+        "measurements_per_second": round(ok * per_report / steady_seconds),
         "errors": errors,
         "latency_ms": {
             "p50": ms(percentile(latencies, 0.50)),
             "p99": ms(percentile(latencies, 0.99)),
             "max": ms(latencies[-1] if latencies else None),
+        },
+        "latency_from_schedule_ms": {
+            "p50": ms(percentile(scheduled, 0.50)),
+            "p99": ms(percentile(scheduled, 0.99)),
+            "max": ms(scheduled[-1] if scheduled else None),
         },
         "collector_side_ms": [
             bucket_quantiles(before[HISTOGRAMS[0]], after[HISTOGRAMS[0]])
@@ -708,6 +869,16 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         "series": series_figures(ingest, collectors[0]),
         "hostile": hostile_figures,
         "store_bytes": bytes_end,
+        "postgresql_per_report": (
+            pg_per_report(
+                pg_start,
+                pg_end,
+                sum(commits_end) - sum(commits_start),
+                ok,
+            )
+            if pg_start and pg_end and not kill
+            else None
+        ),
         "store_growth_bytes_per_host_per_day": (
             round(per_host_day) if per_host_day is not None else None
         ),
@@ -720,6 +891,20 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         else None,
         "_acked": acked,
     }
+
+
+def sender_result(out: Any, procs: list[Any]) -> Any:
+    """The next sender's results; fails at once if a sender process died without them."""
+    deadline = time.time() + LATE_STOP + 90
+    while True:
+        try:
+            return out.get(timeout=1.0)
+        except queue.Empty:
+            failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if failed or time.time() > deadline:
+                raise RuntimeError(
+                    f"a sender process ended without its results (exit codes {failed})"
+                ) from None
 
 
 class Killer:
@@ -987,7 +1172,16 @@ def print_figures(f: dict[str, Any]) -> None:
         f"(planned {f['planned_reports_per_second']}), {f['measurements_per_second']} "
         f"measurements/s over {f['steady_seconds']} s; {f['errors']} errors"
     )
-    lat, lag = f["latency_ms"], f["schedule_lag_ms"]
+    lat, lag, due = f["latency_ms"], f["schedule_lag_ms"], f["latency_from_schedule_ms"]
+    print(
+        f"  reports         {f['measurements_per_report']} measurements each"
+        + (", every value changing (--realistic)" if f["realistic"] else "")
+        + f"; {f['connections']} kept-alive connections"
+    )
+    print(
+        f"  from schedule   p50 {due['p50']} ms, p99 {due['p99']} ms, max {due['max']} ms "
+        "(each report's latency counted from the time it was due)"
+    )
     print(
         f"  latency         p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
         f"at the agents (schedule lag p99 {lag['p99']} ms); inside each collector "
@@ -1022,6 +1216,16 @@ def print_figures(f: dict[str, Any]) -> None:
         f"  store           {f['store_bytes'] / 1048576:.1f} MiB; growth "
         f"{f['store_growth_bytes_per_host_per_day']} bytes per host per day"
     )
+    pg = f.get("postgresql_per_report")
+    if pg:
+        hot = f"{pg['hot_share']:.0%} HOT" if pg["hot_share"] is not None else "none HOT"
+        print(
+            f"  PostgreSQL      per report: {pg['rows_updated']} rows updated ({hot}), "
+            f"{pg['rows_inserted']} inserted, {pg['rows_deleted']} deleted; "
+            f"{pg['commits']} commits; WAL {pg['wal_bytes_server_wide']} bytes in "
+            f"{pg['wal_records_server_wide']} records (the whole server's: exact only when "
+            "nothing else writes to it)"
+        )
     if "breach" in f:
         b = f["breach"]
         print(
@@ -1052,6 +1256,8 @@ def print_figures(f: dict[str, Any]) -> None:
             f"{k['tickets_opened']} ({k['opens_sent_again']} opens sent again, answered by "
             "their Idempotency-Key)"
         )
+        for line in k.get("takeovers") or ["no takeover logged by the survivors"]:
+            print(f"                  takeover: {line}")
         print(
             f"                  the dead replica's leased entries: {k['leased_by_dead']}, "
             f"delivered {k['leased_delivered']} ({k['leased_delivered_before_expiry']} before "
@@ -1065,9 +1271,11 @@ def print_figures(f: dict[str, Any]) -> None:
     )
     for line in f.get("collector_log_sample", []):
         print(f"                  {line[:300]}")
+    # A --realistic run is judged as issue 22's generator judged it: from the schedule.
+    judged = due if f["realistic"] else lat
     target = (
         f["reports_per_second"] >= 0.98 * f["planned_reports_per_second"]
-        and (lat["p99"] or 1e9) < 100
+        and (judged["p99"] or 1e9) < 100
         and f["errors"] == 0
     )
     print(f"  target          sustained with p99 < 100 ms: {'met' if target else 'NOT met'}")
@@ -1091,7 +1299,20 @@ def main() -> int:
         help="PostgreSQL to use (a fresh schema is made and dropped)",
     )
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
-    parser.add_argument("--threads", type=int, default=16, help="connections per sender")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="connections per sender (default 16; with --realistic, 64 in all)",
+    )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="reports as issue 22's generator sent them: 55 labelled measurements (CPU "
+        "modes, three network devices, two disks' I/O, a filesystem), 8 check runs, every "
+        "value changing on every report, 64 kept-alive connections; the target is judged "
+        "on the latency from each report's scheduled time",
+    )
     parser.add_argument(
         "--problem-share",
         type=float,
@@ -1161,6 +1382,8 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.threads is None:
+        args.threads = max(1, REALISTIC_CONNECTIONS // args.senders) if args.realistic else 16
     if args.store == "sqlite" and args.collectors > 1:
         parser.error("several collectors need --store postgresql (SQLite has one writer)")
     if args.kill_after is not None and (args.collectors < 2 or args.store != "postgresql"):

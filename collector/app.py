@@ -40,6 +40,7 @@ from collector.store.protocols import Store
 from collector.view.fleet import Fleet
 from collector.view.reading import FleetReader
 from collector.view.replica import ReplicaSync
+from collector.view.takeover import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class CollectorService:
         )
         self._reload()
         self.replica = ReplicaSync(self.fleet, self.store)
+        self.takeover = Takeover(self.fleet, self.store, self.replica)
         self.ingestor = ReportIngestor(
             self.fleet,
             self.store,
@@ -209,6 +211,7 @@ class CollectorService:
             reload=self._reload,
             flush_storms=self.incidents.flush_storms,
             services=self.service_watch,
+            take_over=self.takeover.slices,
         )
         self.by_hand = CallsByHand(
             config=self._config,

@@ -3,6 +3,7 @@ umbrella call listing the rest, never 200 calls; every host is still watched."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from collector.app import CollectorService
 from collector.incidents.outbox import OutboxWorker
 from collector.sinks.contract import NewTicket, RemoteStatus, TicketRef
-from tests.helpers import FS_RULE, FakeClock, Reporter
+from tests.helpers import FS_RULE, FakeClock, Reporter, collector_config
+from tests.helpers.counting import Counts, counting
 from tests.helpers.sinks import outbox_worker
 
 MakeService = Callable[..., CollectorService]
@@ -125,13 +127,13 @@ def test_the_umbrella_ticket_lists_every_held_back_problem_in_one_batched_update
     service, desk, worker = stormy
     hosts = [Reporter(f"db{i:02d}", clock) for i in range(42)]
     counted = {"storm_members": 0}
-    real = service.store.storm_members
+    real = service.store.storm_list
 
-    def storm_members(umbrella_id: int) -> list[tuple[str, str]]:
+    def storm_list(*args: Any) -> tuple[int, int, list[str]]:
         counted["storm_members"] += 1
-        return real(umbrella_id)
+        return real(*args)
 
-    service.store.storm_members = storm_members  # type: ignore[method-assign]
+    service.store.storm_list = storm_list  # type: ignore[method-assign]
     for host in hosts:
         service.ingest(host.host, host.report({"fs_used_ratio": 0.97}))
     assert counted["storm_members"] == 0, "no list is rebuilt per held-back problem"
@@ -174,3 +176,130 @@ def test_the_umbrella_ticket_lists_every_held_back_problem_in_one_batched_update
     assert [op for op, _ in ticket["sent"]][-2:] == ["update", "resolve"]
     assert ticket["sent"][-2][1].count("[recovered]") == 40, "the final list, then the resolve"
     assert service.calls("open", None) == []
+
+
+def test_the_count_of_new_calls_outlives_a_restart(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    """The count is in the store: a collector restarted within the window does not start
+    over, and the storm goes on where it stood."""
+    storm = {"max_calls": 2, "window": "5m"}
+    first = make_service([{**FS_RULE, "for": "0s"}], storm=storm)
+    for i in range(2):
+        host = Reporter(f"db{i}", clock)
+        first.ingest(host.host, host.report({"fs_used_ratio": 0.97}))
+    first.close()
+    clock.advance(60)
+    again = make_service([{**FS_RULE, "for": "0s"}], storm=storm)
+    late = Reporter("db2", clock)
+    again.ingest(late.host, late.report({"fs_used_ratio": 0.97}))
+    rules = sorted(c.rule for c in again.calls("open", None))
+    assert rules == ["call_storm", "filesystem_full", "filesystem_full"]
+
+
+@pytest.fixture
+def two_replicas(
+    tmp_path: Any, clock: FakeClock, pg_dsn: str
+) -> Iterator[tuple[CollectorService, CollectorService]]:
+    """Two collector services sharing one PostgreSQL database, as two replicas do."""
+    rules = [{**FS_RULE, "for": "0s"}]
+    services = tuple(
+        CollectorService(
+            collector_config(
+                tmp_path / f"replica{n}",
+                rules,
+                store={"backend": "postgresql", "dsn": pg_dsn},
+                storm={"max_calls": 5, "window": "5m"},
+            ),
+            clock=clock,
+        )
+        for n in range(2)
+    )
+    yield services  # type: ignore[misc]
+    for service in services:
+        service.close()
+
+
+def test_replicas_count_new_calls_together(
+    two_replicas: tuple[CollectorService, CollectorService], clock: FakeClock
+) -> None:
+    """Twenty hosts breach, half through each replica: five calls and one umbrella, as one
+    collector would give, not five through each."""
+    a, b = two_replicas
+    for i in range(20):
+        host = Reporter(f"db{i:02d}", clock)
+        (a if i % 2 else b).ingest(host.host, host.report({"fs_used_ratio": 0.97}))
+    calls = a.calls("open", None)
+    assert sorted(c.rule for c in calls).count("filesystem_full") == 5
+    (umbrella,) = [c for c in calls if c.rule == "call_storm"]
+    assert len(a.store.storm_members(umbrella.id)) == 15
+    clock.advance(301)  # the window has passed, for both
+    late = Reporter("db99", clock)
+    b.ingest(late.host, late.report({"fs_used_ratio": 0.97}))
+    assert any(c.host == "db99" and c.rule == "filesystem_full" for c in a.calls("open", None))
+
+
+def test_replicas_breached_at_the_same_moment_still_open_max_calls(
+    two_replicas: tuple[CollectorService, CollectorService], clock: FakeClock
+) -> None:
+    """Both replicas open calls at once, from two threads on their own connections: the
+    store's lock makes them count one after the other, and there is one umbrella."""
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def breach(service: CollectorService, prefix: str) -> None:
+        reporters = [Reporter(f"{prefix}{i:02d}", clock) for i in range(15)]
+        reports = [(r.host, r.report({"fs_used_ratio": 0.97})) for r in reporters]
+        try:
+            barrier.wait(30)
+            for host, report in reports:
+                service.ingest(host, report)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=breach, args=(service, prefix))
+        for service, prefix in zip(two_replicas, ("a", "b"), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    calls = two_replicas[0].calls("open", None)
+    assert [c.rule for c in calls].count("filesystem_full") == 5
+    (umbrella,) = [c for c in calls if c.rule == "call_storm"]
+    assert len(two_replicas[1].store.storm_members(umbrella.id)) == 25
+
+
+def storm_cost(make_service: MakeService, clock: FakeClock, problems: int) -> Counts:
+    """What the store is sent while `problems` hosts breach one after another, 0.1 s apart
+    (past the first two, every one held back), and then recover the same way."""
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}], storm={"max_calls": 2, "window": "1h", "update_every": "5s"}
+    )
+    service.incidents._external = {"helpdesk": lambda severity: severity}  # ticket updates too
+    # Agents that report hourly: none goes stale while the others breach.
+    hosts = [Reporter(f"db{i:05d}", clock, interval=3600) for i in range(problems + 2)]
+    with counting(service.store) as counts:
+        for value in (0.97, 0.50):
+            for host in hosts:
+                service.ingest(host.host, host.report({"fs_used_ratio": value}))
+                clock.advance(0.1)
+            clock.advance(60)
+            service.tick()
+    assert service.calls("open", None) == []
+    return counts
+
+
+def test_a_storm_costs_the_store_the_same_per_held_back_problem_however_large_it_grows(
+    make_service: MakeService, clock: FakeClock
+) -> None:
+    """Four times the problems, four times the rows and bytes written and read, not sixteen:
+    each held-back problem costs its own row and history entry, and the umbrella's list is
+    rewritten less often as it grows (a storm that rewrote its whole list at every update,
+    and read the umbrella's texts at every recovery, grew as the square)."""
+    small, large = (storm_cost(make_service, clock, n) for n in (200, 800))
+    for name in ("statements", "writes", "written_bytes", "read_rows", "read_bytes"):
+        ratio = getattr(large, name) / getattr(small, name)
+        assert ratio < 4.4, f"{name}: {getattr(small, name)} -> {getattr(large, name)}"

@@ -68,6 +68,8 @@ class EvaluationTick:
     flush_storms: Callable[[float], int] | None = None
     # Services' states, worked out from the view at the end of each tick (every replica).
     services: ServiceWatch | None = None
+    # Load the hosts of replicas that died, in bulk and in slices (view/takeover.py).
+    take_over: Callable[[float], Iterator[None]] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -86,6 +88,8 @@ class EvaluationTick:
         try:
             if self.flush_storms is not None:
                 self.flush_storms(now)
+            if self.take_over is not None:
+                yield from self.take_over(now)
             if not self.store.try_lead("evaluation"):
                 # Its view of each host catches up when the host reports through it. Its
                 # view grows with those reports all the same: without this, full collections

@@ -84,7 +84,6 @@ class IncidentManager(StormUmbrellas):
         self._storm = storm or StormConfig()
         self._templates = templates or CallTemplates()
         self._subject_limits = subject_limits or {}  # sink -> its longest subject
-        self._recent_opens = {}
         self._storms = {}
         # The services a problem affects, with the state it puts them in (collector/services/
         # watch.py, wired by app.py): calls name them, and their texts say so first.
@@ -99,7 +98,9 @@ class IncidentManager(StormUmbrellas):
         match decision:
             case OpenCall(flapping=flapping):
                 call = self._open(problem, now)
-                if flapping and call.rule != STORM_RULE:
+                if isinstance(call, int):  # held back on a storm umbrella: its id
+                    return call
+                if flapping:
                     self._event(call, "comment", _flapping_note(problem.rule), now)
                 return call.id
             case NoteFlapping(call_id=call_id, flapping=flapping, changes=changes, window=window):
@@ -167,7 +168,7 @@ class IncidentManager(StormUmbrellas):
             "labels": call.labels,
         }
 
-    def _open(self, problem: Problem, now: float) -> Call:
+    def _open(self, problem: Problem, now: float) -> Call | int:
         key = fingerprint(problem.host, problem.rule, problem.labels)
         group = self._groups[problem.group]
         existing = self._store.find_open_call(key)
@@ -245,12 +246,12 @@ class IncidentManager(StormUmbrellas):
     def _change_severity(
         self, call_id: int, problem: Problem, old: str, new: str, now: float
     ) -> None:
+        if self._umbrella_of(call_id, problem):
+            self._storm_member_changed(call_id, problem, recovered=False, now=now)
+            return
         call = self._store.get_call(call_id)
         if call is None or call.status != "open":
             log.warning("call %d is gone or closed; cannot record %s -> %s", call_id, old, new)
-            return
-        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
-            self._storm_member_changed(call, problem, recovered=False, now=now)
             return
         self._refresh(call, problem, now)
         text = (
@@ -278,11 +279,11 @@ class IncidentManager(StormUmbrellas):
         CallCounters.bump(self.counters.updated, problem.group)
 
     def _resolve(self, call_id: int, problem: Problem, reason: str, now: float) -> None:
+        if self._umbrella_of(call_id, problem):
+            self._storm_member_changed(call_id, problem, recovered=True, now=now)
+            return
         call = self._store.get_call(call_id)
         if call is None or call.status != "open":
-            return
-        if call.rule == STORM_RULE and problem.rule != STORM_RULE:
-            self._storm_member_changed(call, problem, recovered=True, now=now)
             return
         group = self._groups.get(call.group)
         start = self._episode_start(call)

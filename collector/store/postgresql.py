@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -285,6 +285,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX service_changes_by_service ON service_changes (service, at);
     CREATE INDEX service_changes_by_time ON service_changes (at);
     """,
+    # Storm control's count of new calls per help desk, shared by every replica.
+    """
+    CREATE TABLE storm_opens (
+        sink TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at);
+    """,
+    # Which replica last moved each host on: when it dies, another loads its hosts in bulk.
+    """
+    ALTER TABLE hosts ADD COLUMN owner TEXT;
+    CREATE INDEX hosts_by_owner ON hosts (owner);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).
@@ -308,6 +321,7 @@ class PostgresStore(SQLStore):
     _EVENT_ORDER = "id"
     _LIKE = "ILIKE"
     _APPEND_POINTS = "series_history.points || excluded.points"
+    _BINARY = ' COLLATE "C"'
 
     def __init__(
         self,
@@ -328,6 +342,9 @@ class PostgresStore(SQLStore):
         self._migrate()
         row = self._db.execute("SELECT current_schema()").fetchone()
         self._schema = str(row[0]) if row else "public"
+        self._storm_lock = _lock_key(f"{self._schema}:storm control")
+        # Held while this connection lives: other replicas tell from it that this one is up.
+        self._db.execute("SELECT pg_try_advisory_lock(%s)", (self._replica_key(self.owner),))
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -402,6 +419,9 @@ class PostgresStore(SQLStore):
             column_arrays(upsert, rows),
         )
 
+    def _among(self, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        return "= ANY(?)", (list(values),)
+
     def _json_in(self, value: Any, *, sort_keys: bool = False) -> Any:
         return Jsonb(value)
 
@@ -439,14 +459,62 @@ class PostgresStore(SQLStore):
         }
 
     def bump_host_versions(self, hosts: Sequence[str]) -> dict[str, int]:
+        """Move the hosts' versions on, and note this replica as the one that did."""
         return {
             host: int(version)
             for host, version in self._db.execute(
-                "UPDATE hosts SET version = version + 1 WHERE host = ANY(%s) "
+                "UPDATE hosts SET version = version + 1, owner = %s WHERE host = ANY(%s) "
                 "RETURNING host, version",
-                (list(hosts),),
+                (self.owner, list(hosts)),
             )
         }
+
+    def _replica_key(self, owner: str) -> int:
+        return _lock_key(f"{self._schema}:replica:{owner}")
+
+    def orphaned_hosts(self) -> dict[str, int]:
+        """The hosts (and their versions) last moved on by replicas that are gone: those
+        whose connection, and with it their lock, has ended."""
+        owners = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT owner FROM hosts WHERE owner IS NOT NULL AND owner <> %s",
+                (self.owner,),
+            )
+        ]
+        if not owners:
+            return {}
+        keys = {self._replica_key(owner): owner for owner in owners}
+        live = {
+            int(row[0])
+            for row in self._db.execute(
+                "SELECT (l.classid::int8 << 32) | l.objid::int8 FROM pg_locks l "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database()) "
+                "AND ((l.classid::int8 << 32) | l.objid::int8) = ANY(%s)",
+                (list(keys),),
+            )
+        }
+        gone = [owner for key, owner in keys.items() if key not in live]
+        if not gone:
+            return {}
+        return {
+            host: int(version)
+            for host, version in self._db.execute(
+                "SELECT host, version FROM hosts WHERE owner = ANY(%s)", (gone,)
+            )
+        }
+
+    def adopt_hosts(self, versions: Mapping[str, int]) -> None:
+        """Note this replica as the one holding these hosts now, those still at the given
+        versions (no other replica moved them on meanwhile), without moving them on: its
+        view of them is current."""
+        self._db.execute(
+            "UPDATE hosts SET owner = %s FROM unnest(%s::text[], %s::int8[]) AS u(host, version) "
+            "WHERE hosts.host = u.host AND hosts.version = u.version",
+            (self.owner, list(versions), list(versions.values())),
+        )
 
     def host_versions(self) -> dict[str, int]:
         return {
@@ -499,6 +567,12 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         self._db.close()
+
+    def _lock_storm(self) -> None:
+        """Storm control's count is read and written by one replica at a time: the lock is
+        the transaction's. One lock for every help desk, so no two replicas can wait for each
+        other's (and a transaction takes it after its hosts' locks, as every one does)."""
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._storm_lock,))
 
     # -- the outbox: operations claimed under a lease ---------------------------------------------
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +177,7 @@ class SQLStore:
     # A step's points written after others of the same host and step: appended (SQLite's ||
     # makes text of two blobs; the cast takes the bytes back as they are).
     _APPEND_POINTS = "CAST(series_history.points || excluded.points AS BLOB)"
+    _BINARY = ""  # what orders text by code point, as Python does (SQLite's default)
 
     # -- dialect hooks ----------------------------------------------------------------------
 
@@ -282,28 +283,57 @@ class SQLStore:
         raise NotImplementedError
 
     def load_host_snapshot(self, host: str) -> HostSnapshot:
-        locked = self.lock_host(host)
-        retirement = self.retirement_of(host) if locked else None
-        return HostSnapshot(
-            record=locked[0] if locked and retirement is None else None,
-            retirement=retirement,
-            version=locked[1] if locked else 0,
-            series=list(self._series_where("WHERE host=?", (host,))),
-            statuses=[
-                CheckStatus(*row)
-                for row in self._run(
-                    f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                    (host,),
-                )
-            ],
-            states=[
-                rule_state_from_row(row)
-                for row in self._run(
-                    f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
-                    (host,),
-                )
-            ],
-        )
+        return self.load_host_snapshots([host])[host]
+
+    def load_host_snapshots(
+        self,
+        hosts: Sequence[str],
+        locked: Mapping[str, tuple[HostRecord, int]] | None = None,
+    ) -> dict[str, HostSnapshot]:
+        """Everything stored about each of `hosts`, in one query per table for all of them
+        (a replica taking over many hosts at once). `locked`: what lock_hosts() gave for
+        them in this transaction, if the caller has it (else they are locked here)."""
+        names = list(dict.fromkeys(hosts))
+        if not names:
+            return {}
+        if locked is None:
+            locked = self.lock_hosts(names)
+        among, args = self._among(names)
+        retired = {r.host: r for r in self._retirements_where(f" AND host {among}", args)}
+        series: dict[str, list[SeriesRecord]] = {}
+        for record in self._series_where(f"WHERE host {among}", args):
+            series.setdefault(record.host, []).append(record)
+        statuses: dict[str, list[CheckStatus]] = {}
+        for row in self._run(
+            f"SELECT {STATUS_COLUMNS} FROM check_status WHERE host {among}",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            args,
+        ):
+            status = CheckStatus(*row)
+            statuses.setdefault(status.host, []).append(status)
+        states: dict[str, list[RuleStateRecord]] = {}
+        for row in self._run(
+            f"SELECT {STATE_COLUMNS} FROM rule_states WHERE host {among}",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            args,
+        ):
+            state = rule_state_from_row(row)
+            states.setdefault(state.host, []).append(state)
+        snapshots = {}
+        for host in names:
+            found = locked.get(host)
+            retirement = retired.get(host) if found else None
+            snapshots[host] = HostSnapshot(
+                record=found[0] if found and retirement is None else None,
+                retirement=retirement,
+                version=found[1] if found else 0,
+                series=series.get(host, []),
+                statuses=statuses.get(host, []),
+                states=states.get(host, []),
+            )
+        return snapshots
+
+    def _among(self, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """A condition that a column is one of `values`, and its parameters."""
+        return f"IN ({', '.join('?' for _ in values)})", tuple(values)
 
     # -- what the agents reported -------------------------------------------------------------
 
@@ -767,6 +797,18 @@ class SQLStore:
         ).fetchone()
         return self._call(row) if row else None
 
+    def find_open_call_id(self, fingerprint: str) -> int | None:
+        """The id of the open call with this key, without reading the call."""
+        row = self._run(
+            "SELECT id FROM calls WHERE fingerprint=? AND status='open'", (fingerprint,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def call_rule(self, call_id: int) -> tuple[str, str] | None:
+        """A call's rule and status, without its texts."""
+        row = self._run("SELECT rule, status FROM calls WHERE id=?", (call_id,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
     def find_resolved_call(self, fingerprint: str, since: float) -> Call | None:
         row = self._run(
             f"SELECT {CALL_COLUMNS} FROM calls "  # noqa: S608 -- constant column lists, values bound  # nosec B608
@@ -841,6 +883,27 @@ class SQLStore:
             (now, now, call_id),
         )
 
+    def _lock_storm(self) -> None:
+        """Keep other writers off storm control's count until the transaction ends (a store
+        with one writer has nothing to do)."""
+
+    def claim_storm_slot(self, sink: str, now: float, window: float, limit: int) -> bool:
+        """Count a new call on `sink` for storm control, if fewer than `limit` were counted
+        within the `window` seconds before `now`; return whether it was (False: a storm).
+
+        The count is in the store, so every replica sharing it counts against one limit;
+        a transaction that rolls back takes its count back with it."""
+        self._lock_storm()
+        since = now - window
+        self._run("DELETE FROM storm_opens WHERE sink=? AND at <= ?", (sink, since))
+        row = self._run(
+            "SELECT count(*) FROM storm_opens WHERE sink=? AND at > ?", (sink, since)
+        ).fetchone()
+        if row is not None and int(row[0]) >= limit:
+            return False
+        self._run("INSERT INTO storm_opens (sink, at) VALUES (?, ?)", (sink, now))
+        return True
+
     def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
         self._upsert(STORM_MEMBERS, [(umbrella_id, fingerprint, summary)])
 
@@ -857,6 +920,26 @@ class SQLStore:
             (umbrella_id,),
         )
         return [(fp, text) for fp, text in rows]
+
+    def storm_list(
+        self, umbrella_id: int, limit: int, recovered_prefix: str
+    ) -> tuple[int, int, list[str]]:
+        """How many problems an umbrella call lists, how many of them have recovered (their
+        summary starts with `recovered_prefix`), and the first `limit` summaries: those still
+        failing first, each part in the order of its text. Costs the same whatever the count."""
+        marked = f"substr(summary, 1, {len(recovered_prefix)}) = ?"
+        row = self._run(
+            f"SELECT count(*), coalesce(sum(CASE WHEN {marked} THEN 1 ELSE 0 END), 0) "  # noqa: S608 -- a constant length, values bound  # nosec B608
+            "FROM storm_members WHERE umbrella_id=?",
+            (recovered_prefix, umbrella_id),
+        ).fetchone()
+        shown = self._run(
+            f"SELECT summary FROM storm_members WHERE umbrella_id=? "  # noqa: S608 -- a constant length and collation, values bound  # nosec B608
+            f"ORDER BY {marked}, summary{self._BINARY} LIMIT ?",
+            (umbrella_id, recovered_prefix, limit),
+        )
+        total, recovered = (int(row[0]), int(row[1])) if row else (0, 0)
+        return total, recovered, [str(text) for (text,) in shown]
 
     # -- the outbox and links to tickets ------------------------------------------------------
 

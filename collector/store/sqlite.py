@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from checks.filemodes import create_private_file, make_private_dir
@@ -262,6 +262,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX service_changes_by_service ON service_changes (service, at)",
         "CREATE INDEX service_changes_by_time ON service_changes (at)",
     ),
+    12: (
+        # Storm control's count of new calls per help desk (kept across restarts).
+        "CREATE TABLE storm_opens (sink TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -349,6 +354,12 @@ class SQLiteStore(SQLStore):
 
     def try_lead(self, job: str) -> bool:
         return True
+
+    def orphaned_hosts(self) -> dict[str, int]:
+        return {}  # no other replica to lose
+
+    def adopt_hosts(self, versions: Mapping[str, int]) -> None:
+        pass
 
     def hosts_to_tick(self, now: float, after_intervals: float, stale_rule: str) -> list[str]:
         return []  # not shared: the collector's own view is complete

@@ -42,6 +42,9 @@ class ReplicaSync:
     def __init__(self, fleet: Fleet, store: ReplicaStore) -> None:
         self._fleet = fleet
         self._store = store
+        # Hosts this view reloaded because another replica had moved them on: when it
+        # grows, a replica may have died and left its hosts to this one (view/takeover.py).
+        self.reloaded = 0
 
     @contextmanager
     def hold(self, hosts: Sequence[str], now: float) -> Iterator[HeldHosts]:
@@ -54,9 +57,15 @@ class ReplicaSync:
                 yield HeldHosts(False, ())
                 return
             locked = store.lock_hosts(hosts)
-            for host, (_, version) in locked.items():
-                if not self._fleet.is_current(host, version):
-                    self._fleet.reload_host(store.load_host_snapshot(host), host, now)
+            behind = [
+                host
+                for host, (_, version) in locked.items()
+                if not self._fleet.is_current(host, version)
+            ]
+            if behind:  # all of them in a few queries, not a few each
+                self.reloaded += len(behind)
+                for host, snapshot in store.load_host_snapshots(behind, locked).items():
+                    self._fleet.reload_host(snapshot, host, now)
             held = HeldHosts(True, locked)
             yield held
             if held._changed:
