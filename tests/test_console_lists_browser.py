@@ -237,7 +237,20 @@ def test_search_finds_hosts_by_name_and_label_and_calls_by_text(
 
     url = fleet["url"]
     sign_in(browser, url, fleet["tokens"]["alice"])
+    # Results come as the typing stops, on the same page; the address follows.
+    browser.execute_script("window.stillHere = 'the same page';")
+    browser.find_element(By.ID, "host-q").send_keys("NODE0999")
+    until(
+        "the hosts as typed",
+        lambda: host_names(browser) == [f"node{n:05d}" for n in range(9990, 10000)],
+    )
+    assert "q=NODE0999" in browser.current_url
+    assert browser.execute_script("return window.stillHere") == "the same page"
+    assert browser.find_element(By.ID, "host-q").get_attribute("value") == "NODE0999"
+    assert browser.switch_to.active_element == browser.find_element(By.ID, "host-q")
+
     search = browser.find_element(By.ID, "host-q")
+    search.clear()
     search.send_keys("node0012", Keys.ENTER)
     until("the search", lambda: "q=node0012" in browser.current_url)
     assert host_names(browser) == [f"node{n:05d}" for n in range(120, 130)]
