@@ -69,6 +69,9 @@ def test_overview_pages_hosts_worst_first_with_a_count(console: Any) -> None:
     last = client.get("/?page=3").text
     assert hosts_on(last) == sorted(f"web{n:03d}" for n in range(30, 120) if n % 10)[-20:]
     assert shown(101, 120, 120, "hosts") in last
+    for huge in ("99999999999999999999999", "-3", "x"):
+        for path in ("/", "/calls", "/audit", "/hosts/db01"):
+            assert client.get(f"{path}?page={huge}").status_code == 200, (path, huge)
     beyond = client.get("/?page=99").text
     assert hosts_on(beyond) == hosts_on(last), "a page past the end shows the last one"
     assert "130" not in re.findall(r'class="count">(\d+)', page)
