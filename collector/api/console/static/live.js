@@ -157,7 +157,7 @@
     const abort = new AbortController();
     const limit = setTimeout(() => abort.abort(), Math.max(every * 2, 10000));
     try {
-      const answer = await fetch(window.location.href, {
+      const answer = await fetch(asked, {
         headers: { "X-Runwatch-Live": "1" },
         credentials: "same-origin",
         cache: "no-store",
