@@ -171,6 +171,10 @@ def test_live_refresh_sends_the_main_part_only(console: Any) -> None:
         assert regions and regions == re.findall(r'id="(live-[\w-]+)" data-live', live.text)
         assert live.headers["content-security-policy"].startswith("default-src 'self'")
     assert 'id="live-status" data-every="5"' in client.get("/").text
+    page = client.get("/").text
+    for name, kind in (("live.js", "text/javascript"), ("lists.css", "text/css")):
+        assert f'"/static/{name}"' in page
+        assert client.get(f"/static/{name}").headers["content-type"].startswith(kind)
 
 
 def test_a_refresh_without_a_session_is_told_so(console: Any) -> None:
