@@ -69,6 +69,9 @@ def test_overview_pages_hosts_worst_first_with_a_count(console: Any) -> None:
     last = client.get("/?page=3").text
     assert hosts_on(last) == sorted(f"web{n:03d}" for n in range(30, 120) if n % 10)[-20:]
     assert shown(101, 120, 120, "hosts") in last
+    for huge in ("99999999999999999999999", "-3", "x"):
+        for path in ("/", "/calls", "/audit", "/hosts/db01"):
+            assert client.get(f"{path}?page={huge}").status_code == 200, (path, huge)
     beyond = client.get("/?page=99").text
     assert hosts_on(beyond) == hosts_on(last), "a page past the end shows the last one"
     assert "130" not in re.findall(r'class="count">(\d+)', page)
@@ -152,7 +155,7 @@ def test_calls_are_searched_sorted_and_paged(console: Any) -> None:
 def test_host_page_pages_its_calls(console: Any) -> None:
     client, _service = console
     page = client.get("/hosts/db03").text
-    assert shown(1, 1, 1, "calls") in page and 'id="live-host-calls" data-live' in page
+    assert "1 call<" in page and 'id="live-host-calls" data-live' in page
     assert client.get("/hosts/db03?page=5&sort=severity").status_code == 200
 
 
@@ -168,6 +171,10 @@ def test_live_refresh_sends_the_main_part_only(console: Any) -> None:
         assert regions and regions == re.findall(r'id="(live-[\w-]+)" data-live', live.text)
         assert live.headers["content-security-policy"].startswith("default-src 'self'")
     assert 'id="live-status" data-every="5"' in client.get("/").text
+    page = client.get("/").text
+    for name, kind in (("live.js", "text/javascript"), ("lists.css", "text/css")):
+        assert f'"/static/{name}"' in page
+        assert client.get(f"/static/{name}").headers["content-type"].startswith(kind)
 
 
 def test_a_refresh_without_a_session_is_told_so(console: Any) -> None:

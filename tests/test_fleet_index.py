@@ -64,8 +64,7 @@ def test_the_worst_state_kept_between_calls_is_the_worst_state_now(
     operations: list[tuple[str, tuple[str, str, str], Severity]],
 ) -> None:
     """worst_by_host reads again only the hosts whose states changed: it must still agree
-    with a walk over every state."""
-    from collector.config import CHECK_STALE_RULE
+    with reading every host's states afresh (worst_of, the one rule of a host's state)."""
     from collector.view.fleet import Fleet
 
     fleet = Fleet()
@@ -78,11 +77,7 @@ def test_the_worst_state_kept_between_calls_is_the_worst_state_now(
             fleet.states.clear()
         else:
             fleet.worst_by_host()
-        expected: dict[str, Severity] = {}
-        for (rule, host, _), state in fleet.states.items():
-            worst = state.severity
-            if rule == CHECK_STALE_RULE and worst is Severity.STALE:
-                worst = Severity.UNKNOWN
-            if worst > expected.get(host, Severity.OK):
-                expected[host] = worst
-        assert fleet.worst_by_host() == expected
+        afresh = {host: fleet.worst_of(host) for host in {k[1] for k in fleet.states}}
+        assert fleet.worst_by_host() == {
+            host: worst for host, worst in afresh.items() if worst is not Severity.OK
+        }

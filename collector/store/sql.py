@@ -566,6 +566,8 @@ class SQLStore:
             args.extend([pattern] * 4)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         total = int(self._run(f"SELECT count(*) FROM audit_log {clause}", args).fetchone()[0])  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
+        if offset >= total:
+            return [], total
         rows = self._run(
             "SELECT id, at, actor, action, target, detail, via FROM audit_log "  # noqa: S608 -- clauses of constant text, values bound  # nosec B608
             f"{clause} ORDER BY id DESC LIMIT ? OFFSET ?",

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
+MAX_PAGE = 10_000_000  # past any list's end: settle() moves it to the last page
 
 
 def _int(text: str | None, default: int) -> int:
@@ -64,7 +65,7 @@ class Paging:
             {k: v for k, v in filters.items() if v},
             sort,
             descending,
-            max(1, _int(query.get("page"), 1)),
+            min(max(1, _int(query.get("page"), 1)), MAX_PAGE),
             per,
             anchor=anchor,
             default_sort=default_sort,

@@ -17,6 +17,7 @@
   let failingSince = null;
   let timer = null;
   let running = false;
+  let again = false;
 
   const clock = (date) => date.toISOString().slice(11, 19);
 
@@ -144,14 +145,19 @@
   };
 
   async function refresh() {
-    if (document.hidden || running) {
+    if (document.hidden) {
       return; // visibilitychange starts again
     }
+    if (running) {
+      again = true; // the address changed under a refresh: ask again when it is back
+      return;
+    }
     running = true;
+    const asked = window.location.href;
     const abort = new AbortController();
     const limit = setTimeout(() => abort.abort(), Math.max(every * 2, 10000));
     try {
-      const answer = await fetch(window.location.href, {
+      const answer = await fetch(asked, {
         headers: { "X-Runwatch-Live": "1" },
         credentials: "same-origin",
         cache: "no-store",
@@ -164,7 +170,9 @@
         fail(`the collector answered ${answer.status}.`);
       } else {
         const doc = new DOMParser().parseFromString(await answer.text(), "text/html");
-        swap(doc);
+        if (asked === window.location.href) {
+          swap(doc); // else the answer is to an older search: the next one follows at once
+        }
         recover();
       }
     } catch (error) {
@@ -176,8 +184,48 @@
     } finally {
       clearTimeout(limit);
       running = false;
-      schedule();
+      if (again || asked !== window.location.href) {
+        again = false;
+        schedule(0);
+      } else {
+        schedule();
+      }
     }
+  }
+
+  // Search as you type: a form marked data-live-search shows its results a moment after
+  // the typing stops, in the page's live regions, and the address follows (without a new
+  // history entry), so the next refresh, a reload or a bookmark keep the search. Enter and
+  // the form's button still load the page as without script.
+  for (const form of document.querySelectorAll("form[data-live-search]")) {
+    let pause = null;
+    const search = () => {
+      const target = new URL(form.getAttribute("action") || "", window.location.href);
+      const params = new URLSearchParams();
+      for (const [name, value] of new FormData(form)) {
+        if (String(value).trim() !== "") {
+          params.append(name, String(value));
+        }
+      }
+      target.search = params.toString();
+      target.hash = window.location.hash;
+      if (target.href !== window.location.href) {
+        window.history.replaceState(window.history.state, "", target.href);
+        schedule(0);
+      }
+    };
+    form.addEventListener("input", (event) => {
+      if (event.target.tagName === "INPUT") {
+        clearTimeout(pause);
+        pause = setTimeout(search, 400);
+      }
+    });
+    form.addEventListener("change", (event) => {
+      if (event.target.tagName === "SELECT") {
+        clearTimeout(pause);
+        search();
+      }
+    });
   }
 
   document.addEventListener("visibilitychange", () => {
