@@ -32,6 +32,8 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
+from collector.notify.delivery import Notifications, build_channels
+from collector.notify.plan import NotificationPlanner
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
 from collector.store.protocols import Store
@@ -104,7 +106,10 @@ class CollectorService:
         self.sink_check: Any = None  # the start-up self-check's thread, once started
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
-        if self.sinks:
+        notify = config.notifications
+        # group -> its help desk, for the ticket link in notifications
+        ticket_sinks = {name: g.sink for name, g in config.groups.items() if g.sink in self.sinks}
+        if self.sinks or notify.channels:
             # The worker talks to help desks from its own thread, with its own connection.
             worker_store: Store = open_store(config, self.metrics.store) if store is None else store
             self._outbox_store = worker_store
@@ -115,6 +120,7 @@ class CollectorService:
                 external,
                 timings=self.metrics.calls,
                 on_error=lambda sink: delivery_metrics.sink_error(sink, "status"),
+                notifications=NotificationPlanner(notify, worker_store, ticket_sinks=ticket_sinks),
             )
             policy = RetryPolicy(float(config.outbox.first_retry), float(config.outbox.max_retry))
             self.outbox = OutboxWorker(
@@ -125,6 +131,9 @@ class CollectorService:
                 metrics=delivery_metrics,
                 sync=_led("sync", worker_store, sync.run_once),
                 sync_interval=float(config.sync_interval),
+                notifications=Notifications(
+                    build_channels(notify), console_url=config.external_url
+                ),
             )
         self.incidents = IncidentManager(
             self.store,
@@ -145,6 +154,14 @@ class CollectorService:
                 for name, sink in config.sinks.items()
                 if hasattr(sink, "subject_max_chars")
             },
+            notifications=NotificationPlanner(
+                notify,
+                self.store,
+                ticket_sinks=ticket_sinks,
+                on_enqueue=self.outbox.notify if self.outbox else None,
+            )
+            if notify.rules
+            else None,
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
