@@ -64,7 +64,10 @@ def parse_url(url: str) -> str | None:
 
 def _quiet_apprise() -> None:
     """apprise logs what it sends and why it failed, URLs included: keep it to our own words."""
-    logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("apprise")
+    logger.propagate = False  # its records stay with the result; our error is redacted
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 _TYPES = {"open": "failure", "severity": "warning", "escalation": "failure", "resolve": "success"}

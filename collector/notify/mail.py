@@ -22,6 +22,9 @@ from collector.sinks.contract import SinkError
 from collector.sinks.transport import Redactor
 
 log = logging.getLogger(__name__)
+# Headers unfolded up to RFC 5322's hard limit: Python folds a long subject right after
+# `Subject:`, which some clients show with a leading space.
+_POLICY = SMTP.clone(max_line_length=998)
 
 
 def thread_id(message: Message, domain: str) -> str:
@@ -38,7 +41,7 @@ def message_id(message: Message, domain: str) -> str:
 
 def build(message: Message, config: EmailChannelConfig) -> EmailMessage:
     """The mail for one notification."""
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=_POLICY)
     mail["From"] = config.from_
     mail["To"] = ", ".join(config.to)
     mail["Subject"] = message.subject
