@@ -63,11 +63,29 @@ def parse_url(url: str) -> str | None:
 
 
 def _quiet_apprise() -> None:
-    """apprise logs what it sends and why it failed, URLs included: keep it to our own words."""
+    """apprise logs what it sends (at DEBUG, with the tokens in the headers) and why it failed:
+    its records are never made below WARNING, and those stay with the result it returns, whose
+    words go into our (redacted) error."""
     logger = logging.getLogger("apprise")
-    logger.propagate = False  # its records stay with the result; our error is redacted
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
+    pool = logging.getLogger("urllib3.connectionpool")  # what apprise's requests log at DEBUG
+    if not any(isinstance(f, _NoQuery) for f in pool.filters):
+        pool.addFilter(_NoQuery())
+
+
+class _NoQuery(logging.Filter):
+    """urllib3's request lines without their query strings, where tokens travel."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                f"{a.partition('?')[0]}?…" if isinstance(a, str) and "?" in a else a
+                for a in record.args
+            )
+        return True
 
 
 _TYPES = {"open": "failure", "severity": "warning", "escalation": "failure", "resolve": "success"}
