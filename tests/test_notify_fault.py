@@ -155,6 +155,16 @@ def run_the_fault(
         )
         pending = collector.outbox("pending")
         assert {o["sink"] for o in pending} == {"notify:ops-mail"}
+        listed = subprocess.run(
+            [RUNWATCH, "outbox", "list", "--status", "pending", "--collector", collector.url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        rows = [line for line in listed.splitlines() if "notify:ops-mail" in line]
+        assert len(rows) == 50 and all(" notify " in r for r in rows), listed
+        assert "ConnectionRefusedError" in rows[0], "why it waits, in `runwatch outbox`"
         collector.kill()  # kill -9 with 50 mails undelivered
         collector.start()
         time.sleep(max(0.0, down_for - (time.monotonic() - down_since)))

@@ -84,13 +84,13 @@ def cmd_outbox_check_sinks(args: argparse.Namespace) -> int:
 def print_outbox(url: str, status: str, as_json: bool, limit: int) -> int:
     ops = collector_get(url, "/api/v1/outbox", {"status": status, "limit": str(limit)})
     empty = f"no {status} operations" if status != "all" else "the outbox is empty"
-    header = f"{'ID':>6}  {'CALL':>5}  {'SINK':12}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR"
+    header = f"{'ID':>6}  {'CALL':>5}  {'SINK':20}  {'OP':8}  {'STATUS':8}  {'TRIES':>5}  ERROR"
     return print_rows(ops, as_json, empty, header, _outbox_row)
 
 
 def _outbox_row(op: dict[str, Any]) -> str:
     return (
-        f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:12]:12}  {op['op']:8}  "
+        f"{op['id']:>6}  {op['call_id']:>5}  {op['sink'][:20]:20}  {op['op']:8}  "
         f"{op['status']:8}  {op['attempts']:>5}  {op['last_error'] or ''}"
     )
 
