@@ -222,6 +222,7 @@ class CollectorService:
             counters=self.counters,
             timings=self.metrics.calls,
             clock=self.clock,
+            notifications=self.incidents.notifications,
         )
         self.retiring = HostRetirements(
             store=self.store,

@@ -90,6 +90,11 @@ class IncidentManager(StormUmbrellas):
         self._recent_opens = {}
         self._storms = {}
 
+    @property
+    def notifications(self) -> NotificationPlanner | None:
+        """What queues notifications for people, when rules are configured."""
+        return self._notifications
+
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
         match decision:
