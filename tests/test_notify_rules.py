@@ -54,6 +54,7 @@ def what(service: CollectorService) -> list[tuple[str, str, str]]:
     return [
         (op.sink.removeprefix("notify:"), op.payload["event"], op.payload["call"]["host"])
         for op in queued(service)
+        if op.sink.startswith("notify:")
     ]
 
 
@@ -183,3 +184,44 @@ def test_quiet_hours_within_a_day_and_their_urgent_list() -> None:
     assert lunch.release_at("WARNING", noon) == noon + 75 * 60
     assert lunch.release_at("STALE", noon) == noon
     assert lunch.release_at("WARNING", noon + 2 * 3600) == noon + 2 * 3600
+
+
+def test_an_escalation_by_the_sync_is_told_with_the_ticket_link(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    from collector.incidents.sync import TicketSync
+    from collector.notify.delivery import Notifications
+    from collector.notify.plan import NotificationPlanner
+    from tests.helpers.sinks import outbox_worker
+    from tests.test_outbox import PRIORITY, RecordingSink
+
+    service = make(make_service, [{"channels": ["lead"], "events": ["escalation"]}])
+    sink = RecordingSink()
+    service.incidents._external = {"helpdesk": PRIORITY.__getitem__}
+    with outbox_worker(service, {"helpdesk": sink}, clock=clock) as worker:
+        feed(service, "web01", clock, 0.90)
+        worker.deliver_due()  # the ticket; nothing for `lead`, which wants escalations only
+        assert what(service) == []
+        planner = NotificationPlanner(
+            service.config.notifications,
+            worker._store,
+            ticket_sinks={"systems-administration": "helpdesk"},
+        )
+        sync = TicketSync(
+            worker._store,
+            {"helpdesk": sink},
+            service.config.groups,
+            {"helpdesk": PRIORITY.__getitem__},
+            notifications=planner,
+        )
+        clock.advance(4 * 3600 + 1)  # nobody acknowledged it within respond_within (4 h)
+        sync.run_once(clock())
+        assert what(service) == [("lead", "escalation", "web01")]
+        (op,) = [op for op in queued(service) if op.sink == "notify:lead"]
+        message = Notifications({}, console_url="https://rw.example.org").message(op, worker._store)
+        assert "Not acknowledged within 4 h" in message.body
+        assert message.subject.endswith("WARNING, not acknowledged: escalated")
+        assert "Ticket:    T1" in message.body
+        assert "Console:   https://rw.example.org/calls/" in message.body
+        sync.run_once(clock())
+        assert len(what(service)) == 1, "escalated, and told, once"
