@@ -10,7 +10,6 @@ a restart.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -32,6 +31,24 @@ Clock = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 OUTBOX_PREFIX = "notify:"
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+def _zone(name: str) -> Any:
+    """The time zone `name` (zoneinfo loads here, not with the config: the agent shares it)."""
+    import zoneinfo
+
+    return zoneinfo.ZoneInfo(name)
+
+
+def _check_zone(name: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise field_error(
+            "timezone", f"unknown time zone {name!r} (use a name such as Europe/Berlin)"
+        ) from None
 
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -147,20 +164,14 @@ class QuietHours(_Config, frozen=True):
     def __post_init__(self) -> None:
         if self.start == self.end:
             raise field_error("end", "must differ from start")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise field_error(
-                "timezone",
-                f"unknown time zone {self.timezone!r} (use a name such as Europe/Berlin)",
-            ) from None
+        _check_zone(self.timezone)
 
     def release_at(self, severity: str, now: float) -> float:
         """When a message of `severity` written at `now` may go: `now`, or the end of the quiet
         period `now` falls in."""
         if severity in self.urgent:
             return now
-        zone = zoneinfo.ZoneInfo(self.timezone)
+        zone = _zone(self.timezone)
         local = datetime.fromtimestamp(now, zone)
         minute = local.hour * 60 + local.minute
         start, end = _minutes(self.start), _minutes(self.end)
@@ -181,9 +192,11 @@ def _minutes(clock: str) -> int:
 
 
 class NotifyRule(_Config, frozen=True):
-    """Who hears of what: the calls of `groups` (all when empty) reach `channels`."""
+    """Who hears of what: the calls of `groups` (all when empty) reach `channels`, and with
+    `oncall` also the channels of the person on call for the call's group."""
 
-    channels: Annotated[list[ChannelName], msgspec.Meta(min_length=1)]
+    channels: list[ChannelName] = []
+    oncall: bool = False
     groups: list[str] = []
     events: list[Event] = msgspec.field(default_factory=lambda: list(EVENTS))
     severities: list[SeverityName] = msgspec.field(
@@ -192,10 +205,54 @@ class NotifyRule(_Config, frozen=True):
     quiet_hours: QuietHours | None = None
 
     def __post_init__(self) -> None:
+        if not self.channels and not self.oncall:
+            raise field_error("channels", "name at least one channel, or set oncall: true")
         if not self.events:
             raise field_error("events", f"name at least one of {', '.join(EVENTS)}")
         if not self.severities:
             raise field_error("severities", f"name at least one of {', '.join(SEVERITIES)}")
+
+
+LocalTime = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]([01][0-9]|2[0-3]):[0-5][0-9]$")
+]
+PersonName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)]
+
+
+def local_time(text: str, zone: str) -> datetime:
+    """`2027-01-04 09:00` in the time zone `zone`."""
+    return datetime.fromisoformat(text.replace(" ", "T")).replace(tzinfo=_zone(zone))
+
+
+class Person(_Config, frozen=True):
+    """Someone who can be on call, and the channels that reach them."""
+
+    channels: Annotated[list[ChannelName], msgspec.Meta(min_length=1)]
+
+
+class RotaOverride(_Config, frozen=True):
+    """Someone else on call from `start` to `end` (the rota's time zone): a holiday, a swap."""
+
+    start: LocalTime
+    end: LocalTime
+    person: PersonName
+    reason: str = ""
+
+
+class Rota(_Config, frozen=True):
+    """A run group's weekly rotation: `people` take over in turn, a week each, the first at
+    `starts` and the next one a week later at the same local time."""
+
+    people: Annotated[list[PersonName], msgspec.Meta(min_length=1)]
+    starts: LocalTime
+    timezone: str = "UTC"
+    overrides: list[RotaOverride] = []
+
+    def __post_init__(self) -> None:
+        _check_zone(self.timezone)
+        for override in self.overrides:
+            if local_time(override.end, "UTC") <= local_time(override.start, "UTC"):
+                raise field_error("overrides", f"{override.start} to {override.end}: ends first")
 
 
 class NotifyConfig(_Config, frozen=True):
@@ -203,6 +260,8 @@ class NotifyConfig(_Config, frozen=True):
 
     channels: dict[str, ChannelConfig] = {}
     rules: list[NotifyRule] = []
+    people: dict[PersonName, Person] = {}
+    rotas: dict[str, Rota] = {}  # run group -> its rota
 
 
 # -- the hooks collector/config.py calls ------------------------------------------------------
@@ -224,7 +283,13 @@ def resolve_notify_paths(base: Path, data: dict[str, Any]) -> None:
 def prevalidate_notify(data: dict[str, Any], source: str | None) -> None:
     """Validate each channel on its own, so an error names the channel that holds it."""
     section = data.get("notifications")
-    channels = section.get("channels") if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        return
+    for key, typ in (("rotas", Rota), ("people", Person)):
+        entries = section.get(key)
+        for name, value in entries.items() if isinstance(entries, dict) else ():
+            convert(value, typ, source=source, prefix=f"notifications -> {key} -> {name}")
+    channels = section.get("channels")
     if not isinstance(channels, dict):
         return
     for name, value in channels.items():
@@ -264,6 +329,7 @@ def validate_notify(config: CollectorConfig, source: str | None) -> None:
                     f"unknown channel {chosen!r} (channels: {known})",
                     source=source,
                 )
+    _validate_rotas(config, source)
     for name, channel in notify.channels.items():
         where = f"notifications -> channels -> {name}"
         for key, secret in channel.secrets():
@@ -283,3 +349,40 @@ def validate_notify(config: CollectorConfig, source: str | None) -> None:
             if problem:
                 # Never the URL itself: it may carry the token.
                 raise ConfigError(f"{where} -> url", problem, source=source)
+
+
+def _validate_rotas(config: CollectorConfig, source: str | None) -> None:
+    """People name known channels; rotas belong to known groups and name known people; a rule
+    with `oncall` names only groups that have a rota."""
+    notify = config.notifications
+    for name, someone in notify.people.items():
+        for chosen in someone.channels:
+            if chosen not in notify.channels:
+                known = ", ".join(sorted(notify.channels)) or "none"
+                raise ConfigError(
+                    f"notifications -> people -> {name} -> channels",
+                    f"unknown channel {chosen!r} (channels: {known})",
+                    source=source,
+                )
+    for group, rota in notify.rotas.items():
+        where = f"notifications -> rotas -> {group}"
+        if group not in config.groups:
+            known = ", ".join(sorted(config.groups)) or "none"
+            raise ConfigError(where, f"unknown group {group!r} (groups: {known})", source=source)
+        named = [(f"{where} -> people", p) for p in rota.people] + [
+            (f"{where} -> overrides -> {i} -> person", o.person)
+            for i, o in enumerate(rota.overrides, start=1)
+        ]
+        for path, name in named:
+            if name not in notify.people:
+                known = ", ".join(sorted(notify.people)) or "none"
+                raise ConfigError(path, f"unknown person {name!r} (people: {known})", source=source)
+    for i, rule in enumerate(notify.rules, start=1):
+        if rule.oncall:
+            for group in rule.groups:
+                if group not in notify.rotas:
+                    raise ConfigError(
+                        f"notifications -> rules -> {i} -> groups",
+                        f"oncall: true, but group {group!r} has no rota (notifications -> rotas)",
+                        source=source,
+                    )

@@ -97,7 +97,10 @@ def render(
         links.append(f"  Dashboard: {found.group(1)}")
     if links:
         lines += ["", "Links:", *links]
-    lines += ["", f"-- runwatch, run group {call['group']} ({call['assign']})"]
+    footer = f"-- runwatch, run group {call['group']} ({call['assign']})"
+    if payload.get("oncall"):
+        footer += f"; on call: {payload['oncall']}"
+    lines += ["", footer]
     return Message(
         event=payload["event"],
         severity=call["severity"],

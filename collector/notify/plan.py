@@ -15,6 +15,7 @@ from typing import Any
 
 from collector.incidents.calls import Call
 from collector.notify.config import OUTBOX_PREFIX, NotifyConfig
+from collector.notify.oncall import on_call
 from collector.store.protocols import OutboxStore
 from collector.store.records import OutboxOp
 
@@ -101,10 +102,16 @@ class NotificationPlanner:
     def _targets(self, call: Call, event: str, now: float) -> dict[str, float]:
         """Channel -> when its message may go, by every rule that matches."""
         targets: dict[str, float] = {}
+        duty = on_call(self._config, call.group, now)
         for rule in self._config.rules:
             if (rule.groups and call.group not in rule.groups) or event not in rule.events:
                 continue
-            for channel in rule.channels:
+            chosen = list(rule.channels)
+            if rule.oncall and duty is not None:
+                # Whoever was told of the call hears the rest of it, after a handover too.
+                told = [] if event == "open" else self._told_on_call(call)
+                chosen += [c for c in [*told, *duty.channels] if c not in chosen]
+            for channel in chosen:
                 if call.severity not in rule.severities and (
                     event == "open" or not self._store.has_ops(call.id, OUTBOX_PREFIX + channel)
                 ):
@@ -115,6 +122,20 @@ class NotificationPlanner:
                 )
                 targets[channel] = min(targets.get(channel, release), release)
         return targets
+
+    def _told_on_call(self, call: Call) -> list[str]:
+        """The channels of the people in the group's rota that were told of this call."""
+        rota = self._config.rotas.get(call.group)
+        if rota is None:
+            return []
+        names = dict.fromkeys([*rota.people, *(o.person for o in rota.overrides)])
+        people = [self._config.people[name] for name in names if name in self._config.people]
+        return [
+            channel
+            for person in people
+            for channel in person.channels
+            if self._store.has_ops(call.id, OUTBOX_PREFIX + channel)
+        ]
 
     def _payload(
         self, call: Call, event: str, text: str, now: float, *, kind: str, was: str | None
@@ -128,6 +149,7 @@ class NotificationPlanner:
             # Unique per notification and kept with it: the mail's Message-ID at every attempt.
             "key": uuid.uuid4().hex[:16],
             "ticket_sink": self._ticket_sinks.get(call.group),
+            "oncall": duty.person if (duty := on_call(self._config, call.group, now)) else None,
             "call": {
                 "id": call.id,
                 "fingerprint": call.fingerprint,

@@ -29,6 +29,7 @@ from runwatch.cli import (
     deploy,
     hosts,
     job,
+    oncall,
     outbox,
     report,
     rules,
@@ -63,6 +64,7 @@ COMMANDS = (
     status,
     job,
     outbox,
+    oncall,
     silences,
     rules,
     deploy,  # deploy, supervise
