@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from collector.config import load_collector_config
 from collector.notify.delivery import Notifications, build_channels
 from tests import mailserver
 from tests.fakes.ntfy import HookReceiver, NtfyServer
-from tests.helpers import FakeClock, Reporter
+from tests.helpers import RUNWATCH, FakeClock, Reporter
 from tests.helpers.sinks import outbox_worker
 from tests.procs import Processes
 
@@ -151,3 +153,39 @@ def test_the_quiet_hours_example(
     due = service.store.due_ops(clock(), 10)
     assert [op.payload["event"] for op in due] == ["open"], "the WARNING first, then the rest"
     assert all(op.next_attempt_at == clock() for op in service.store.list_ops("pending", 10))
+
+
+def test_the_rota_example_and_its_oncall_show(
+    tmp_path: Path,
+    services: list[CollectorService],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for person in ("ALICE", "BOB", "CAROL"):
+        monkeypatch.setenv(f"RUNWATCH_{person}_NTFY", f"ntfy://127.0.0.1:9/{person.lower()}")
+    berlin = ZoneInfo("Europe/Berlin")
+    clock.now = datetime(2027, 1, 13, 15, 0, tzinfo=berlin).timestamp()  # bob's Wednesday
+    service = collector(tmp_path, services, example("rota"), clock)
+    web = Reporter("web01", clock)
+    service.ingest("web01", web.report({"fs_used_ratio": 0.90}))
+    clock.now = datetime(2027, 1, 14, 10, 0, tzinfo=berlin).timestamp()  # carol stands in
+    service.ingest("web01", web.report({"fs_used_ratio": 0.40}))
+    ops = sorted(service.store.list_ops(None, 20), key=lambda op: op.id)
+    assert [(op.payload["event"], op.sink) for op in ops] == [
+        ("open", "notify:team"),
+        ("open", "notify:bob-phone"),
+        ("resolve", "notify:team"),
+        ("resolve", "notify:bob-phone"),
+        ("resolve", "notify:carol-phone"),
+    ]
+    # The command and its output, as the page shows them.
+    page = PAGE.read_text(encoding="utf-8")
+    shown = re.search(r"```console\n\$ (runwatch oncall show .*?)\n(.*?)```", page, re.S)
+    assert shown
+    argv = shlex.split(shown.group(1))
+    argv[argv.index("--config") + 1] = str(tmp_path / "collector.yaml")
+    result = subprocess.run(
+        [RUNWATCH, *argv[1:]], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown.group(2)
