@@ -225,3 +225,23 @@ def test_an_escalation_by_the_sync_is_told_with_the_ticket_link(
         assert "Console:   https://rw.example.org/calls/" in message.body
         sync.run_once(clock())
         assert len(what(service)) == 1, "escalated, and told, once"
+
+
+def test_notifications_in_the_outbox_metrics_and_a_held_one_is_not_late(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    quiet = {"start": "22:00", "end": "07:30", "timezone": "Europe/Berlin"}
+    service = make(make_service, [{"channels": ["sys"], "quiet_hours": quiet}])
+
+    def sample(name: str) -> float | None:
+        return service.registry.get_sample_value(f"runwatch_outbox_{name}", {"sink": "notify:sys"})
+
+    assert (sample("pending"), sample("oldest_pending_age_seconds")) == (0, 0)
+    at_berlin(clock, 15, 23, 10)
+    feed(service, "web01", clock, 0.90)  # held until 07:30
+    clock.advance(3 * 3600)
+    assert sample("pending") == 1
+    assert sample("oldest_pending_age_seconds") == 0, "waiting for the morning is not late"
+    at_berlin(clock, 16, 7, 45)
+    assert sample("oldest_pending_age_seconds") == 15 * 60, "due since 07:30, not sent"
+    assert sample("dead_letters") == 0

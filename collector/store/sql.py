@@ -852,9 +852,12 @@ class SQLStore:
         return {(sink, status): int(count) for sink, status, count in rows}
 
     def outbox_oldest_pending(self) -> dict[str, float]:
-        """sink -> when its oldest pending operation was written (Unix time)."""
+        """sink -> since when its oldest pending operation has been due (Unix time): when it
+        was written, or for one held back (a notification in quiet hours) when it falls due."""
         rows = self._run(
-            "SELECT sink, min(created_at) FROM outbox WHERE status = 'pending' GROUP BY sink"
+            "SELECT sink, min(CASE WHEN attempts = 0 AND next_attempt_at > created_at "
+            "THEN next_attempt_at ELSE created_at END) FROM outbox WHERE status = 'pending' "
+            "GROUP BY sink"
         )
         return {sink: float(created_at) for sink, created_at in rows}
 
