@@ -107,6 +107,7 @@ class CollectorService:
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         notify = config.notifications
+        self.channels = build_channels(notify)  # notification channels, by name
         # group -> its help desk, for the ticket link in notifications
         ticket_sinks = {name: g.sink for name, g in config.groups.items() if g.sink in self.sinks}
         if self.sinks or notify.channels:
@@ -131,9 +132,7 @@ class CollectorService:
                 metrics=delivery_metrics,
                 sync=_led("sync", worker_store, sync.run_once),
                 sync_interval=float(config.sync_interval),
-                notifications=Notifications(
-                    build_channels(notify), console_url=config.external_url
-                ),
+                notifications=Notifications(self.channels, console_url=config.external_url),
             )
         self.incidents = IncidentManager(
             self.store,
@@ -253,7 +252,20 @@ class CollectorService:
             from collector.sinks.selfcheck import check_and_log
 
             self.sink_check = threading.Thread(
-                target=check_and_log, args=(self.sinks,), name="sink-self-check", daemon=True
+                target=check_and_log,
+                # The mail servers of notification channels too (log in, send nothing).
+                args=(
+                    {
+                        **self.sinks,
+                        **{
+                            f"notify:{n}": c
+                            for n, c in self.channels.items()
+                            if hasattr(c, "check")
+                        },
+                    },
+                ),
+                name="sink-self-check",
+                daemon=True,
             )
             self.sink_check.start()
 

@@ -236,3 +236,92 @@ def test_a_mail_server_down_is_retried_and_the_mail_arrives_once(
     assert "WARNING" not in str(opened["Subject"]) and "CRITICAL" in str(opened["Subject"])
     assert resolved["In-Reply-To"] == opened["Message-ID"]
     assert len(ops_box.wait_for(3, timeout=2)) == 2, "each mail once"
+
+
+def test_the_self_check_logs_in_and_sends_nothing(
+    mail_system: mailserver.MailSystem,
+    ops_box: mailserver.Mailbox,
+    tmp_path: Path,
+) -> None:
+    from checks.settings import convert
+    from collector.notify.config import EmailChannelConfig
+    from collector.notify.mail import EmailChannel
+
+    password = tmp_path / "smtp.password"
+
+    def channel(**smtp: Any) -> EmailChannel:
+        settings = {
+            "security": "starttls",
+            "username": "ops",
+            "password": {"file": str(password)},
+            "ca_file": str(mail_system.ca_file),
+            **smtp,
+        }
+        data = email_channel(mail_system, **settings)
+        data.pop("type")
+        return EmailChannel("ops-mail", convert(data, EmailChannelConfig))
+
+    password.write_text(mailserver.PASSWORD)
+    assert channel().check() == []
+    password.write_text("wrong-password-1234")
+    (problem,) = channel().check()
+    assert "535" in problem.what and "smtp.password" in problem.fix
+    assert "wrong-password-1234" not in problem.what
+    password.write_text(mailserver.PASSWORD)
+    (untrusted,) = channel(ca_file=None).check()
+    assert "not trusted" in untrusted.what and "smtp.ca_file" in untrusted.fix
+    mail_system.stop_smtp()
+    try:
+        (away,) = channel().check()
+        assert "ConnectionRefusedError" in away.what and "smtp.host" in away.fix
+    finally:
+        mail_system.start_smtp()
+    assert ops_box.messages() == [], "nothing sent"
+
+
+def test_check_sinks_names_the_mail_channel(
+    mail_system: mailserver.MailSystem, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+
+    import yaml
+
+    from tests.helpers import RUNWATCH
+
+    (tmp_path / "smtp.password").write_text("wrong-password-5678\n")
+    config = tmp_path / "collector.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "sinks": {"register": {"type": "builtin"}},
+                "groups": {"ops": {"sink": "register", "assign": "Ops"}},
+                "notifications": {
+                    "channels": {
+                        "ops-mail": email_channel(
+                            mail_system,
+                            security="starttls",
+                            username="ops",
+                            password={"file": "smtp.password"},
+                            ca_file=str(mail_system.ca_file),
+                        ),
+                        "hook": {"type": "apprise", "url": "json://127.0.0.1:9/h"},
+                    },
+                },
+            }
+        )
+    )
+    result = subprocess.run(
+        [RUNWATCH, "outbox", "check-sinks", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    found = json.loads(result.stdout)
+    assert set(found) == {"notify:ops-mail"}, "apprise has nothing to probe, the register neither"
+    assert found["notify:ops-mail"]["ok"] is False
+    assert "535" in found["notify:ops-mail"]["problems"][0]["what"]
+    assert "wrong-password-5678" not in result.stdout + result.stderr

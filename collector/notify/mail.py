@@ -13,15 +13,18 @@ import logging
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import TypeVar
 
 from collector.notify.config import EmailChannelConfig
 from collector.notify.message import Message
-from collector.sinks.contract import SinkError
+from collector.sinks.contract import Problem, SinkError
 from collector.sinks.transport import Redactor
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 # Headers unfolded up to RFC 5322's hard limit: Python folds a long subject right after
 # `Subject:`, which some clients show with a leading space.
 _POLICY = SMTP.clone(max_line_length=998)
@@ -80,6 +83,38 @@ class EmailChannel:
 
     def send(self, message: Message) -> None:
         mail = build(message, self._config)
+        refused = self._session(lambda client: client.send_message(mail))
+        if refused:
+            # The others have it: sending again would give them a second copy.
+            log.warning(
+                "%s: mail %s not accepted for %s",
+                self.name,
+                mail["Message-ID"],
+                ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items()),
+            )
+
+    def check(self) -> list[Problem]:
+        """The self-check (`runwatch outbox check-sinks`, and at start): connect, TLS, log in
+        and leave, sending nothing; each problem with its fix."""
+        smtp = self._config.smtp
+        try:
+            self._session(lambda client: client.noop())
+        except SinkError as exc:
+            doing = f"SMTP {smtp.host}:{smtp.effective_port}"
+            if exc.status in (530, 534, 535, 538):
+                fix = "check smtp.username and the secret in smtp.password"
+            elif exc.retryable:
+                fix = "check smtp.host, smtp.port, smtp.security and the network path"
+            elif "certificate" in str(exc):
+                fix = "give the CA that signed the server's certificate in smtp.ca_file"
+            else:
+                fix = "check the smtp settings against the mail server's"
+            return [Problem(f"{doing}: {exc}", fix)]
+        return []
+
+    def _session(self, action: Callable[[smtplib.SMTP], _T]) -> _T:
+        """Connect, secure, log in, do `action` and leave; any failure as a SinkError (the
+        password redacted), retryable for what may pass: 4xx, timeouts, a server away."""
         redact = Redactor()
         smtp = self._config.smtp
         where = f"{self.name}: SMTP {smtp.host}:{smtp.effective_port}"
@@ -87,7 +122,7 @@ class EmailChannel:
             password = smtp.password.read() if smtp.password is not None else None
             if password:
                 redact.add(password)
-            refused = self._transmit(mail, password)
+            return self._transmit(action, password)
         except SinkError as exc:
             raise SinkError(redact(f"{self.name}: {exc}"), retryable=exc.retryable) from None
         except smtplib.SMTPRecipientsRefused as exc:
@@ -116,16 +151,8 @@ class EmailChannel:
             raise SinkError(
                 redact(f"{where}: {type(exc).__name__}: {exc}"), retryable=True
             ) from None
-        if refused:
-            # The others have it: sending again would give them a second copy.
-            log.warning(
-                "%s: mail %s not accepted for %s",
-                self.name,
-                mail["Message-ID"],
-                ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items()),
-            )
 
-    def _transmit(self, mail: EmailMessage, password: str | None) -> dict[str, tuple[int, bytes]]:
+    def _transmit(self, action: Callable[[smtplib.SMTP], _T], password: str | None) -> _T:
         smtp = self._config.smtp
         timeout = float(smtp.timeout)
         local = socket.gethostname()  # not getfqdn(): no reverse lookup that could hang
@@ -153,7 +180,7 @@ class EmailChannel:
                 client.ehlo()
             if smtp.username is not None and password is not None:
                 client.login(smtp.username, password)
-            return client.send_message(mail)
+            return action(client)
         finally:
             try:
                 client.quit()
