@@ -272,3 +272,45 @@ def test_oncall_show_refuses_a_group_without_rota_and_a_bad_time(tmp_path: Path)
     assert bad.returncode != 0 and "--at 'tomorrow'" in bad.stderr
     now = oncall("--config", str(path))
     assert now.returncode == 0 and now.stdout.startswith("GROUP")
+
+
+def test_the_call_page_says_who_is_on_call(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    from litestar.testing import TestClient
+
+    from collector.api.application import create_app
+    from collector.auth import add_token
+
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        notifications=notify(rules=[{"channels": ["team"], "oncall": True}]),
+    )
+    clock.now = berlin(25, 3)  # carol stands in for bob
+    service.ingest("web01", Reporter("web01", clock).report({"fs_used_ratio": 0.97}))
+    (call,) = service.calls("open", None)
+    token = add_token(service.config.operator_tokens_file, "alice")
+    with TestClient(create_app(service)) as client:
+        signed = client.post("/login", data={"next": "/", "token": token}, follow_redirects=False)
+        assert signed.status_code == 303
+        page = client.get(f"/calls/{call.id}").text
+        assert (
+            '<p id="call-oncall">On call for systems-administration: <strong>carol</strong> '
+            "until 2027-03-26 08:00 (swap with bob).</p>"
+        ) in page
+        clock.now = berlin(29, 10)  # a new week, and a new session: the old one expired
+        client.post("/login", data={"next": "/", "token": token}, follow_redirects=False)
+        assert (
+            "<strong>carol</strong> until 2027-04-05 07:00." in client.get(f"/calls/{call.id}").text
+        )
+    service.config = config_without_rotas(service)
+    with TestClient(create_app(service)) as client:
+        client.post("/login", data={"next": "/", "token": token}, follow_redirects=False)
+        assert 'id="call-oncall"' not in client.get(f"/calls/{call.id}").text
+
+
+def config_without_rotas(service: CollectorService) -> Any:
+    import msgspec
+
+    notifications = msgspec.structs.replace(service.config.notifications, rotas={}, rules=[])
+    return msgspec.structs.replace(service.config, notifications=notifications)

@@ -11,6 +11,7 @@ from collector.api.answers import PathId
 from collector.api.console.pages import Console
 from collector.app import CollectorService
 from collector.incidents.calls import Call
+from collector.notify.oncall import on_call
 
 
 def call_routes(console: Console) -> list[Any]:
@@ -53,7 +54,10 @@ def call_routes(console: Console) -> list[Any]:
         events = service.store.call_events(call_id)
         row = _call_row(service, call)
         acked = any(e.kind == "acknowledged" for e in events)
-        return console.page("call.html", session, call=call, row=row, events=events, acked=acked)
+        oncall = on_call(service.config.notifications, call.group, service.clock())  # its rota
+        return console.page(
+            "call.html", session, call=call, row=row, events=events, acked=acked, oncall=oncall
+        )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
     async def call_action(
