@@ -65,6 +65,13 @@ class MailSystem:
         if self.master is not None:
             self.processes.stop(self.master)
             self.master = None
+        # postfix's smtpd processes hold the listening socket until they notice the master
+        # is gone: wait until the port refuses, so "down" means down.
+        deadline = time.monotonic() + 20
+        while self.smtp_up():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"127.0.0.1:{self.smtp_port} still answers after the stop")
+            time.sleep(0.1)
 
     def start_smtp(self) -> None:
         """Start postfix's master in the foreground (held by PID) and wait for its port."""
