@@ -33,6 +33,8 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
+from collector.notify.delivery import Notifications, build_channels
+from collector.notify.plan import NotificationPlanner
 from collector.services.watch import ServiceWatch
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
@@ -108,7 +110,11 @@ class CollectorService:
         self.sink_check: Any = None  # the start-up self-check's thread, once started
         self._outbox_store: Store | None = None
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
-        if self.sinks:
+        notify = config.notifications
+        self.channels = build_channels(notify)  # notification channels, by name
+        # group -> its help desk, for the ticket link in notifications
+        ticket_sinks = {name: g.sink for name, g in config.groups.items() if g.sink in self.sinks}
+        if self.sinks or notify.channels:
             # The worker talks to help desks from its own thread, with its own connection.
             worker_store: Store = open_store(config, self.metrics.store) if store is None else store
             self._outbox_store = worker_store
@@ -119,6 +125,7 @@ class CollectorService:
                 external,
                 timings=self.metrics.calls,
                 on_error=lambda sink: delivery_metrics.sink_error(sink, "status"),
+                notifications=NotificationPlanner(notify, worker_store, ticket_sinks=ticket_sinks),
             )
             policy = RetryPolicy(float(config.outbox.first_retry), float(config.outbox.max_retry))
             self.outbox = OutboxWorker(
@@ -129,6 +136,7 @@ class CollectorService:
                 metrics=delivery_metrics,
                 sync=_led("sync", worker_store, sync.run_once),
                 sync_interval=float(config.sync_interval),
+                notifications=Notifications(self.channels, console_url=config.external_url),
             )
         self.incidents = IncidentManager(
             self.store,
@@ -149,6 +157,14 @@ class CollectorService:
                 for name, sink in config.sinks.items()
                 if hasattr(sink, "subject_max_chars")
             },
+            notifications=NotificationPlanner(
+                notify,
+                self.store,
+                ticket_sinks=ticket_sinks,
+                on_enqueue=self.outbox.notify if self.outbox else None,
+            )
+            if notify.rules
+            else None,
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
@@ -221,6 +237,7 @@ class CollectorService:
             counters=self.counters,
             timings=self.metrics.calls,
             clock=self.clock,
+            notifications=self.incidents.notifications,
         )
         self.retiring = HostRetirements(
             store=self.store,
@@ -258,7 +275,20 @@ class CollectorService:
             from collector.sinks.selfcheck import check_and_log
 
             self.sink_check = threading.Thread(
-                target=check_and_log, args=(self.sinks,), name="sink-self-check", daemon=True
+                target=check_and_log,
+                # The mail servers of notification channels too (log in, send nothing).
+                args=(
+                    {
+                        **self.sinks,
+                        **{
+                            f"notify:{n}": c
+                            for n, c in self.channels.items()
+                            if hasattr(c, "check")
+                        },
+                    },
+                ),
+                name="sink-self-check",
+                daemon=True,
             )
             self.sink_check.start()
 

@@ -14,6 +14,12 @@ import msgspec
 from checks.schema import MetricName
 from checks.settings import ConfigError, Duration, convert, field_error, load_yaml, resolve_paths
 from collector.access import beyond_loopback, url_host
+from collector.notify.config import (
+    NotifyConfig,
+    prevalidate_notify,
+    resolve_notify_paths,
+    validate_notify,
+)
 from collector.services.config import ServiceConfig, StatusPageConfig, check_services
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
@@ -490,6 +496,7 @@ class CollectorConfig(_Config, frozen=True):
     silences: SilencesConfig = SilencesConfig()
     services: dict[str, ServiceConfig] = {}  # what users know; see collector/services/
     status_page: StatusPageConfig = StatusPageConfig()  # the public services, for users
+    notifications: NotifyConfig = NotifyConfig()  # collector/notify/config.py
 
     @property
     def tokens_file(self) -> Path:
@@ -522,6 +529,7 @@ _NAME_RULE = {
 
 def _prevalidate(data: dict[str, Any], source: str | None) -> None:
     """Validate named sections key by key, so an error names the group or sink that holds it."""
+    prevalidate_notify(data, source)
     sections: tuple[tuple[str, Any, str], ...] = (
         ("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
         ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"),
@@ -682,6 +690,7 @@ def _validate(
     owner = config.staleness.owner
     if owner is not None and owner not in config.groups:
         raise ConfigError("staleness -> owner", f"unknown group {owner!r}", source=source)
+    validate_notify(config, source)
     return _validate_evaluation(config, source, rule_sources)
 
 
@@ -816,6 +825,7 @@ def load_collector_config(
         resolve_paths(base, data.get("agents"), "tokens_file")
         resolve_paths(base, data.get("operators"), "tokens_file", "users_file")
         resolve_paths(base, data.get("tls"), "cert_file", "key_file")
+        resolve_notify_paths(base, data)
 
     config = load_yaml(path, CollectorConfig, defaults=prepare, prevalidate=_prevalidate, edit=edit)
     source = str(path)

@@ -11,6 +11,7 @@ from collector.config import BuiltinSinkConfig, CollectorConfig
 from collector.errors import Rejection
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.incidents.manager import CallCounters, CallTimings
+from collector.notify.plan import NotificationPlanner
 from collector.store.protocols import Store
 from collector.store.records import AuditEntry, CallLink
 from collector.view.fleet import Fleet
@@ -30,6 +31,7 @@ class CallsByHand:
     counters: CallCounters
     timings: CallTimings
     clock: Callable[[], float]
+    notifications: NotificationPlanner | None = None  # people hear of a call resolved by hand
 
     def audit(
         self, actor: str, action: str, target: str, detail: str = "", via: str = "api"
@@ -118,6 +120,8 @@ class CallsByHand:
             self.store.retire_call(call_id, now)
             text = f"Resolved by {actor}" + (f": {note.strip()}" if note.strip() else ".")
             self.store.add_call_event(CallEvent(call_id, now, "resolved", text))
+            if self.notifications is not None:
+                self.notifications.call_event(call, "resolved", text, now)
             released = self.fleet.release_call(call_id)
             self.store.save_rule_states(released)
             held.changed(record.host for record in released)

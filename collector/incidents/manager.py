@@ -18,6 +18,7 @@ from collector.evaluation.rules import (
 from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
 from collector.incidents.storm import StormUmbrellas
 from collector.incidents.templates import MAX_SUMMARY, CallFacts, CallTemplates
+from collector.notify.plan import NotificationPlanner
 from collector.store.protocols import Store
 from collector.store.records import OutboxOp
 from runwatch import units
@@ -74,8 +75,10 @@ class IncidentManager(StormUmbrellas):
         templates: CallTemplates | None = None,
         timings: CallTimings | None = None,
         subject_limits: Mapping[str, int] | None = None,
+        notifications: NotificationPlanner | None = None,
     ) -> None:
         self._store = store
+        self._notifications = notifications
         self._timings = timings or CallTimings()
         self._groups = groups
         self.counters = counters or CallCounters()
@@ -89,6 +92,11 @@ class IncidentManager(StormUmbrellas):
         # watch.py, wired by app.py): calls name them, and their texts say so first.
         # The flag: the problem is over (a resolution).
         self.services_of: Callable[[Problem, bool], tuple[tuple[str, str, str], ...]] | None = None
+
+    @property
+    def notifications(self) -> NotificationPlanner | None:
+        """What queues notifications for people, when rules are configured."""
+        return self._notifications
 
     def apply(self, decision: CallDecision, problem: Problem, now: float) -> int | None:
         """Carry out one decision; return the id of the call that stays open, if any."""
@@ -133,7 +141,14 @@ class IncidentManager(StormUmbrellas):
         CallCounters.bump(self.counters.updated, call.group)
 
     def _event(
-        self, call: Call, kind: str, text: str, now: float, payload: dict[str, Any] | None = None
+        self,
+        call: Call,
+        kind: str,
+        text: str,
+        now: float,
+        payload: dict[str, Any] | None = None,
+        *,
+        was: str | None = None,
     ) -> None:
         """Record a change in the call's history and, for an external sink, in the outbox."""
         if kind == "comment":
@@ -152,6 +167,8 @@ class IncidentManager(StormUmbrellas):
             }[kind]  # every kind used here
             self._store.enqueue(OutboxOp(0, call.id, sink, op, payload or {"text": text}, now))
             self._on_enqueue()
+        if self._notifications is not None:
+            self._notifications.call_event(call, kind, text, now, was=was)
 
     def _ticket(self, call: Call) -> dict[str, Any]:
         group = self._groups[call.group]
@@ -275,6 +292,7 @@ class IncidentManager(StormUmbrellas):
                 "text": text,
                 "description": call.description,
             },
+            was=old,
         )
         CallCounters.bump(self.counters.updated, problem.group)
 

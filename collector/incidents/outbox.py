@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collector.notify.config import OUTBOX_PREFIX
+from collector.notify.delivery import Notifications
 from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef, keeps_description
 from collector.store.protocols import OutboxStore
 from collector.store.records import CallLink, OutboxOp
@@ -62,8 +64,10 @@ class OutboxWorker:
         batch: int = 50,
         sync: Callable[[float], int] | None = None,
         sync_interval: float = 60.0,
+        notifications: Notifications | None = None,
     ) -> None:
         self._store = store
+        self._notifications = notifications
         self._sinks = sinks
         self._clock = clock
         self._policy = policy or RetryPolicy()
@@ -129,6 +133,8 @@ class OutboxWorker:
         return delivered
 
     def _deliver(self, op: OutboxOp) -> bool:
+        if op.sink.startswith(OUTBOX_PREFIX):
+            return self._notify(op)
         sink = self._sinks.get(op.sink)
         if sink is None:
             with self._store.transaction():
@@ -153,6 +159,21 @@ class OutboxWorker:
             self._store.mark_done(op.id, now)
         self._metrics.delivered(op.sink, op.op, "ok", now - op.created_at)
         log.info("delivered %s for call %d to %s", op.op, op.call_id, op.sink)
+        return True
+
+    def _notify(self, op: OutboxOp) -> bool:
+        """Send one notification to a person's channel (collector/notify/)."""
+        try:
+            if self._notifications is None:
+                raise SinkError("no notification channels are configured", retryable=False)
+            self._notifications.deliver(op, self._store)
+        except SinkError as exc:
+            return self._failed(op, exc)
+        now = self._clock()
+        with self._store.transaction():
+            self._store.mark_done(op.id, now)
+        self._metrics.delivered(op.sink, op.op, "ok", now - op.created_at)
+        log.info("notified %s of call %d on %s", op.payload.get("event"), op.call_id, op.sink)
         return True
 
     def _apply(self, sink: Sink, op: OutboxOp) -> CallLink | None:

@@ -10,6 +10,7 @@ from typing import Any
 from collector.config import GroupConfig
 from collector.incidents.calls import Call, CallEvent
 from collector.incidents.manager import CallTimings
+from collector.notify.plan import NotificationPlanner
 from collector.sinks.contract import (
     ACKNOWLEDGING,
     ActivityReader,
@@ -68,8 +69,10 @@ class TicketSync:
         *,
         timings: CallTimings | None = None,
         on_error: Callable[[str], None] | None = None,
+        notifications: NotificationPlanner | None = None,
     ) -> None:
         self._store = store
+        self._notifications = notifications
         self._timings = timings or CallTimings()
         self._on_error = on_error or (lambda sink: None)
         self._sinks = sinks
@@ -112,6 +115,7 @@ class TicketSync:
         events = _desk_comments(link.sink, reading.activity, history)
         events += self._acknowledge(sink, link, call, reading, now)
         remote_state = remote.state
+        escalation = ""
         if remote.state in _CLOSED and link.remote_state not in _CLOSED:
             closed = _desk_closed(link, call, group, remote, history, now)
             events.append(closed)
@@ -131,9 +135,12 @@ class TicketSync:
             priority = self._priorities[link.sink]("CRITICAL")
             payload = {"priority": priority, "summary": call.summary, "text": text}
             events.append(_Event("severity", text, now, "update", payload))
+            escalation = text
         link.remote_state = remote_state
         actions = 0
         with self._store.transaction():
+            if escalation and self._notifications is not None:
+                self._notifications.notify(call, "escalation", escalation, now)
             self._store.save_link(link)
             for event in events:
                 self._store.add_call_event(CallEvent(call.id, event.at, event.kind, event.text))  # type: ignore[arg-type]

@@ -363,8 +363,10 @@ class FleetCollector(Collector):
         outbox = self._store.outbox_counts()
         oldest = self._store.outbox_oldest_pending()
         now = self._clock()
-        # Every configured sink, the built-in register too, so a quiet outbox reads 0.
-        sinks = sorted(self._config.sinks)
+        # Every configured sink, the built-in register too, so a quiet outbox reads 0; and
+        # every notification channel, as the outbox names it (notify:<channel>).
+        channels = self._config.notifications.channels
+        sinks = sorted(self._config.sinks) + sorted(f"notify:{name}" for name in channels)
         pending = {sink: float(outbox.get((sink, "pending"), 0)) for sink in sinks}
         dead = {sink: float(outbox.get((sink, "dead"), 0)) for sink in sinks}
         age = {sink: max(0.0, now - oldest[sink]) if sink in oldest else 0.0 for sink in sinks}

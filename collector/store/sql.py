@@ -952,7 +952,32 @@ class SQLStore:
         return self._insert(
             "INSERT INTO outbox (call_id, sink, op, payload, created_at, next_attempt_at, "
             "status) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (op.call_id, op.sink, op.op, self._json_in(op.payload), op.created_at, op.created_at),
+            (
+                op.call_id,
+                op.sink,
+                op.op,
+                self._json_in(op.payload),
+                op.created_at,
+                max(op.created_at, op.next_attempt_at),  # later: held back (quiet hours)
+            ),
+        )
+
+    def has_ops(self, call_id: int, sink: str) -> bool:
+        """Whether anything for this call was ever queued for `sink`, delivered or not."""
+        return (
+            self._run(
+                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? LIMIT 1", (call_id, sink)
+            ).fetchone()
+            is not None
+        )
+
+    def release_held(self, call_id: int, sink: str, now: float) -> int:
+        """Make this call's operations for `sink` that wait for a later time due now (an
+        urgent notification must not wait behind a quiet-hours one); return how many."""
+        return self._affected(
+            "UPDATE outbox SET next_attempt_at=? WHERE call_id=? AND sink=? "
+            "AND status='pending' AND next_attempt_at>? AND attempts=0",
+            (now, call_id, sink, now),
         )
 
     def due_ops(self, now: float, limit: int) -> list[OutboxOp]:
@@ -1038,9 +1063,12 @@ class SQLStore:
         return {(sink, status): int(count) for sink, status, count in rows}
 
     def outbox_oldest_pending(self) -> dict[str, float]:
-        """sink -> when its oldest pending operation was written (Unix time)."""
+        """sink -> since when its oldest pending operation has been due (Unix time): when it
+        was written, or for one held back (a notification in quiet hours) when it falls due."""
         rows = self._run(
-            "SELECT sink, min(created_at) FROM outbox WHERE status = 'pending' GROUP BY sink"
+            "SELECT sink, min(CASE WHEN attempts = 0 AND next_attempt_at > created_at "
+            "THEN next_attempt_at ELSE created_at END) FROM outbox WHERE status = 'pending' "
+            "GROUP BY sink"
         )
         return {sink: float(created_at) for sink, created_at in rows}
 

@@ -30,6 +30,7 @@ from runwatch.cli import (
     deploy,
     hosts,
     job,
+    oncall,
     outbox,
     report,
     rules,
@@ -65,6 +66,7 @@ COMMANDS = (
     status,
     job,
     outbox,
+    oncall,
     silences,
     rules,
     deploy,  # deploy, supervise

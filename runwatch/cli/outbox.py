@@ -52,16 +52,24 @@ def _on_dead_letters(args: argparse.Namespace, path: str, key: str, done: str) -
 
 
 def cmd_outbox_check_sinks(args: argparse.Namespace) -> int:
-    """Probe each configured help desk with read-only calls; print each problem with its fix.
-    Exit 1 if one has an error (or, with --strict, a warning)."""
+    """Probe each configured help desk with read-only calls, and the mail server of each e-mail
+    notification channel (log in, send nothing); print each problem with its fix. Exit 1 if one
+    has an error (or, with --strict, a warning)."""
     from collector.config import load_collector_config
+    from collector.notify.delivery import build_channels
     from collector.sinks.adapters import build_sinks
     from collector.sinks.selfcheck import as_json, check_sinks
 
     config = load_collector_config(args.config)
     sinks = build_sinks(config.sinks)
+    # Notification channels too: an e-mail channel logs in to its server and sends nothing.
+    channels = build_channels(config.notifications)
+    checked = {
+        **sinks,
+        **{f"notify:{name}": c for name, c in channels.items() if hasattr(c, "check")},
+    }
     try:
-        found = check_sinks(sinks)
+        found = check_sinks(checked)
     finally:
         for sink in sinks.values():
             close = getattr(sink, "close", None)

@@ -13,6 +13,7 @@ from collector.api.console.pages import Console
 from collector.api.console.paging import PAGE_SIZES, Paging
 from collector.app import CollectorService
 from collector.incidents.calls import Call
+from collector.notify.oncall import on_call
 from collector.store.call_search import SEVERITY_ORDER, SORTS, CallPage, CallSearch
 
 # Sorts whose first click shows the newest, latest or worst first.
@@ -105,8 +106,16 @@ def call_routes(console: Console) -> list[Any]:
         row = _call_row(service, call)
         acked = any(e.kind == "acknowledged" for e in events)
         now_state = service.reader.call_state(call.host, call.id)
+        oncall = on_call(service.config.notifications, call.group, service.clock())  # its rota
         return console.page(
-            "call.html", session, call=call, row=row, events=events, acked=acked, state=now_state
+            "call.html",
+            session,
+            call=call,
+            row=row,
+            events=events,
+            acked=acked,
+            state=now_state,
+            oncall=oncall,
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
