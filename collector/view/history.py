@@ -34,6 +34,9 @@ class StepKeeper:
     object per series: at 10,000 hosts there are some 220,000 of them)."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._slots: dict[SeriesKey, int] = {}
         self._free: list[int] = []
         self._at = array("q")  # the step's start
@@ -90,7 +93,7 @@ class StepKeeper:
     def close_all(self) -> list[HistoryStep]:
         """Every step in progress, to be stored (the collector stops); forget them."""
         steps = [self._record(key, slot) for key, slot in self._slots.items()]
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         return steps
 
     def _new(self, key: SeriesKey) -> int:
