@@ -290,3 +290,19 @@ def test_a_dashboard_template_that_needs_a_calls_facts_gives_no_link_on_a_host_p
     assert ConsoleGraphs(service).dashboard("web01") == (
         "https://g.example/d/runwatch-host?var-host=web01&from=now-6h"
     ), "a template's own time range stays"
+
+
+def test_a_hosts_graphs_are_drawn_again_only_after_it_reports(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    from collector.api.console.graphs import ConsoleGraphs
+
+    service = make_service()
+    graphs = ConsoleGraphs(service)
+    report_for(service, "web01", clock, [0.5, 0.6])
+    first = graphs.host("web01")
+    clock.advance(30)
+    assert graphs.host("web01") is first, "nothing new: the same drawing"
+    report_for(service, "web01", clock, [0.9])
+    again = graphs.host("web01")
+    assert again is not first and "90.0%" in again[0].svg

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from collections.abc import Container
-from dataclasses import dataclass
 
 from collector.store.records import HistoryStep
 
@@ -29,34 +29,24 @@ def series_id(name: str, labels_key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-@dataclass(slots=True)
-class _Step:
-    at: int  # the step's start
-    count: int
-    mean: float
-    low: float
-    high: float
-
-    def record(self, host: str, series: int) -> HistoryStep:
-        same = self.low == self.high
-        return HistoryStep(
-            host,
-            series,
-            self.at,
-            self.mean,
-            None if same else self.low,
-            None if same else self.high,
-        )
-
-
 class StepKeeper:
-    """The step in progress of each ruled series."""
+    """The step in progress of each ruled series: five numbers a series, kept in arrays (no
+    object per series: at 10,000 hosts there are some 220,000 of them)."""
 
     def __init__(self) -> None:
-        self._steps: dict[SeriesKey, _Step] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._slots: dict[SeriesKey, int] = {}
+        self._free: list[int] = []
+        self._at = array("q")  # the step's start
+        self._count = array("q")
+        self._mean = array("d")
+        self._low = array("d")
+        self._high = array("d")
 
     def __len__(self) -> int:
-        return len(self._steps)
+        return len(self._slots)
 
     def add(self, key: SeriesKey, at: float, value: float, resolution: float) -> HistoryStep | None:
         """Count a value reported at `at` into its series' step. Return the step it closes
@@ -64,35 +54,72 @@ class StepKeeper:
         if not math.isfinite(value):
             return None
         start = math.floor(at // resolution * resolution)
-        step = self._steps.get(key)
-        if step is None or start > step.at:
-            self._steps[key] = _Step(start, 1, value, value, value)
-            return step.record(key[0], series_id(key[1], key[2])) if step else None
-        if start < step.at:
+        slot = self._slots.get(key)
+        if slot is None:
+            self._start(self._new(key), start, value)
+            return None
+        began = self._at[slot]
+        if start > began:
+            closed = self._record(key, slot)
+            self._start(slot, start, value)
+            return closed
+        if start < began:
             return None  # an older value (a clock stepped back): the step moved on
-        step.count += 1
-        step.mean += (value - step.mean) / step.count
-        step.low = min(step.low, value)
-        step.high = max(step.high, value)
+        count = self._count[slot] + 1
+        self._count[slot] = count
+        self._mean[slot] += (value - self._mean[slot]) / count
+        self._low[slot] = min(self._low[slot], value)
+        self._high[slot] = max(self._high[slot], value)
         return None
 
     def current(self, key: SeriesKey) -> HistoryStep | None:
         """The step in progress of a series, if it has one."""
-        step = self._steps.get(key)
-        return step.record(key[0], series_id(key[1], key[2])) if step else None
+        slot = self._slots.get(key)
+        return None if slot is None else self._record(key, slot)
 
     def close(self, key: SeriesKey) -> HistoryStep | None:
         """Forget a series (it is gone); return its step in progress, to be stored."""
-        step = self._steps.pop(key, None)
-        return step.record(key[0], series_id(key[1], key[2])) if step else None
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return None
+        self._free.append(slot)
+        return self._record(key, slot)
 
     def keep_only(self, keys: Container[SeriesKey]) -> None:
         """Forget the steps of series not among `keys` (the view was rebuilt without them)."""
-        for key in [k for k in self._steps if k not in keys]:
-            del self._steps[key]
+        for key in [k for k in self._slots if k not in keys]:
+            self._free.append(self._slots.pop(key))
 
     def close_all(self) -> list[HistoryStep]:
         """Every step in progress, to be stored (the collector stops); forget them."""
-        steps = [s.record(k[0], series_id(k[1], k[2])) for k, s in self._steps.items()]
-        self._steps.clear()
+        steps = [self._record(key, slot) for key, slot in self._slots.items()]
+        self._reset()
         return steps
+
+    def _new(self, key: SeriesKey) -> int:
+        if self._free:
+            slot = self._slots[key] = self._free.pop()
+            return slot
+        slot = self._slots[key] = len(self._at)
+        for column in (self._at, self._count):
+            column.append(0)
+        for floats in (self._mean, self._low, self._high):
+            floats.append(0.0)
+        return slot
+
+    def _start(self, slot: int, start: int, value: float) -> None:
+        self._at[slot] = start
+        self._count[slot] = 1
+        self._mean[slot] = self._low[slot] = self._high[slot] = value
+
+    def _record(self, key: SeriesKey, slot: int) -> HistoryStep:
+        low, high = self._low[slot], self._high[slot]
+        same = low == high
+        return HistoryStep(
+            key[0],
+            series_id(key[1], key[2]),
+            self._at[slot],
+            self._mean[slot],
+            None if same else low,
+            None if same else high,
+        )

@@ -20,8 +20,10 @@ def _attrs(attrs: dict[str, object]) -> str:
         if value is None:
             continue
         key = "class" if name == "class_" else name.replace("_", "-")
-        text = f"{value:.1f}" if isinstance(value, float) else str(value)
-        parts.append(f' {key}="{escape(text)}"')
+        if isinstance(value, float):
+            parts.append(f' {key}="{value:.1f}"')
+        else:
+            parts.append(f' {key}="{escape(str(value))}"')
     return "".join(parts)
 
 

@@ -12,6 +12,7 @@ each page links to it; a call's link also carries the call's time (`from`, `to`)
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from collector.view.graph_data import BEFORE_CALL, GraphReader
 from collector.view.graphs import draw
 
 log = logging.getLogger(__name__)
+DRAWN_HOSTS = 64  # hosts whose graphs are kept drawn
 CALL_WIDTH, CALL_HEIGHT = 880, 220  # the call's graph, wider: one series, the page's subject
 
 
@@ -44,13 +46,29 @@ class ConsoleGraphs:
     def __init__(self, service: CollectorService) -> None:
         self._service = service
         self._reader = GraphReader(service)
+        # The latest drawings of recently shown hosts, by what they were drawn from.
+        self._drawn: OrderedDict[str, tuple[tuple[float | None, int], list[ShownGraph]]] = (
+            OrderedDict()
+        )
 
     def host(self, host: str) -> list[ShownGraph]:
-        """A graph per ruled series of the host, over the last 24 hours."""
-        return [
+        """A graph per ruled series of the host, over the last 24 hours. Drawn again only
+        once the host has reported since (or the config changed): a live page that reloads
+        every few seconds does not redraw two dozen graphs each time."""
+        known = self._service.fleet.hosts.get(host)
+        stamp = (known.record.last_report_at if known else None, id(self._service.config))
+        cached = self._drawn.get(host)
+        if cached is not None and cached[0] == stamp:
+            self._drawn.move_to_end(host)
+            return cached[1]
+        shown = [
             ShownGraph(g.title, Markup(draw(g)), len(g.thresholds))  # noqa: S704 -- escaped by svg.py
             for g in self._reader.host(host)
         ]
+        self._drawn[host] = (stamp, shown)
+        if len(self._drawn) > DRAWN_HOSTS:
+            self._drawn.popitem(last=False)
+        return shown
 
     def call(self, call: Call, events: list[CallEvent]) -> ShownGraph | None:
         """The graph of the series that opened the call, with its moments marked."""
