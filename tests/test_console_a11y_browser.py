@@ -217,7 +217,7 @@ def test_screenshots_for_the_docs(browser: Any, console: Console) -> None:
     and the README show."""
     from selenium.webdriver.common.by import By
 
-    calls = seed_fleet(console)
+    calls = seed_fleet(console, hours=24)  # a day of history for the graphs
     critical = next(c for c in calls if c["host"] == "db01")
     sign_in(browser, console.url, console.tokens["alice"])
     hosts = browser.find_element(By.ID, "hosts").text

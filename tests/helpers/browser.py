@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -165,10 +167,11 @@ class Console:
         measurements: list[Measurement],
         checks: list[str],
         labels: dict[str, str] | None = None,
+        at: float | None = None,
     ) -> None:
         """One report from `host`'s agent (this runwatch's version, with the host's `labels`)
-        with these measurements, now."""
-        now = time.time()
+        with these measurements, sent `at` (now by default)."""
+        now = time.time() if at is None else at
         self.seqs[host] = self.seqs.get(host, 0) + 1
         runs = [check_run(check, now, 60) for check in checks]
         report = msgspec.structs.replace(
@@ -210,17 +213,27 @@ def report_problem(url: str, token: str, host: str = "web01") -> None:
         assert answer.status == 202
 
 
-def seed_fleet(console: Console) -> list[dict[str, Any]]:
-    """Reports from every FLEET host (FLEET_STATE), under FLEET_CONFIG's rules; returns the open
-    calls once db01's critical and web02's warning are open."""
+def seed_fleet(console: Console, hours: int = 0) -> list[dict[str, Any]]:
+    """Reports from every FLEET host (FLEET_STATE), under FLEET_CONFIG's rules, after `hours`
+    of past reports every 5 minutes (for the history graphs); returns the open calls once
+    db01's critical and web02's warning are open."""
+    now = time.time()
     for host, figures in FLEET_STATE.items():
-        now = time.time()
-        items = [
-            measurement(_check_of(name), name, value, now, unit=unit, labels=labels)
-            for name, value, unit, labels in figures
-        ]
         checks = sorted({_check_of(name) for name, *_ in figures})
-        console.report(host, items, checks, FLEET_LABELS[host])
+        for step in range(hours * 12, -1, -1):
+            at = now - step * 300
+            items = [
+                measurement(
+                    _check_of(name),
+                    name,
+                    _past_value(host, name, unit, labels, value, hours_ago=step / 12),
+                    at,
+                    unit=unit,
+                    labels=labels,
+                )
+                for name, value, unit, labels in figures
+            ]
+            console.report(host, items, checks, FLEET_LABELS[host], at=at)
 
     def all_in() -> bool:
         with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
@@ -235,6 +248,33 @@ def seed_fleet(console: Console) -> list[dict[str, Any]]:
 
     calls: list[dict[str, Any]] = wait_for("the fleet's calls", both_open, timeout=60)
     return calls
+
+
+# Problems that grew lately: (host, metric, mountpoint) -> (the value before, over how many
+# hours it rose to its value now). db01's /srv filled in the last 90 minutes; web02's memory
+# grew over the last 3 hours.
+RISES = {
+    ("db01", "fs_used_ratio", "/srv"): (0.78, 1.5),
+    ("web02", "memory_used_ratio", ""): (0.72, 3.0),
+}
+
+
+def _past_value(
+    host: str, name: str, unit: str, labels: dict[str, str], now: float, *, hours_ago: float
+) -> float:
+    """What a series measured `hours_ago`, ending at its value `now`: filesystems grow slowly,
+    memory, CPU and load swing with the working day, a problem rose lately (RISES)."""
+    if hours_ago == 0 or unit not in ("ratio", ""):
+        return now
+    before, rise = RISES.get((host, name, labels.get("mountpoint", "")), (now, 0.0))
+    if hours_ago < rise:
+        return now + (before - now) * hours_ago / rise
+    if name.startswith("fs_"):
+        return before * (1 - 0.003 * hours_ago)
+    swing = 0.08 * math.sin(2 * math.pi * (hours_ago - 8) / 24)
+    jitter = random.Random(f"{host} {name} {hours_ago}").uniform(-0.02, 0.02)
+    value = before * (1 + swing + jitter)
+    return min(value, 1.0) if unit == "ratio" else value
 
 
 def _check_of(metric: str) -> str:
