@@ -187,11 +187,11 @@ class Console:
                 "Content-Type": "application/json",
             },
         )
-        with urllib.request.urlopen(request, timeout=5) as answer:
+        with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 202
 
     def open_calls(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.url + "/api/v1/calls?status=open", timeout=5) as answer:
+        with urllib.request.urlopen(self.url + "/api/v1/calls?status=open", timeout=30) as answer:
             calls: list[dict[str, Any]] = json.load(answer)
         return calls
 
@@ -209,7 +209,7 @@ def report_problem(url: str, token: str, host: str = "web01") -> None:
         data=encode(report),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5) as answer:
+    with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 202
 
 
@@ -236,7 +236,7 @@ def seed_fleet(console: Console, hours: int = 0) -> list[dict[str, Any]]:
             console.report(host, items, checks, FLEET_LABELS[host], at=at)
 
     def all_in() -> bool:
-        with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
+        with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=30) as answer:
             return {h["host"] for h in json.load(answer)} >= {*FLEET_STATE, "mon01"}
 
     # Generous bounds: on a loaded machine the local agent's first checks take a while.
@@ -365,12 +365,25 @@ def start_console(tmp_path: Path, processes: Processes, config: dict[str, Any]) 
         tokens[name] = add_token(data / "operators.tokens", name, role=role)
     with (tmp_path / "up.err").open("w") as stderr:
         url = processes.runwatch_up(
-            tmp_path / "up.out", data, config_file, "60s", stderr=stderr, agent_config=agent
+            tmp_path / "up.out",
+            data,
+            config_file,
+            "60s",
+            stderr=stderr,
+            agent_config=agent,
+            timeout=60,  # a loaded machine starts it slowly
         )
-    wait_for(
-        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
-    )
+    wait_for("the collector", lambda: _healthy(url), timeout=60)
     return Console(url, tokens, data)
+
+
+def _healthy(url: str) -> bool:
+    """Whether the collector answers /healthz; a refused or slow answer is a no, for now."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # refused, reset, timed out: still starting on a loaded machine
+        return False
 
 
 def until(what: str, probe: Callable[[], Any], timeout: float = 15) -> Any:
