@@ -16,7 +16,6 @@ import pytest
 from tests.helpers.browser import (
     ARTIFACTS,
     FAILING,
-    FLEET_CONFIG,
     Console,
     assert_accessible,
     axe_violations,
@@ -24,12 +23,12 @@ from tests.helpers.browser import (
     focus_visible,
     js_errors,
     press,
-    seed_fleet,
     shot,
     sign_in,
     tab_to,
     until,
 )
+from tests.helpers.fleet import FLEET_CONFIG, seed_fleet
 
 pytestmark = pytest.mark.slow
 
