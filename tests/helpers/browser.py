@@ -1,6 +1,7 @@
 """The console in a real browser, for every browser test file: Debian's chromium driven by
-Selenium, a collector served by `runwatch up`, signing in, reports sent as agents send them, a
-small realistic fleet, axe-core's accessibility check, keyboard steps and screenshots.
+Selenium, a collector served by `runwatch up`, signing in, reports sent as agents send them,
+axe-core's accessibility check, keyboard steps and screenshots. The small realistic fleet the
+tests and the docs' screenshots use is in tests/helpers/fleet.py.
 
 Fixtures (tests/conftest.py registers this module as a plugin, so any test file can ask for
 them without importing them): `browser` (a headless chromium, quit after the test, with
@@ -62,92 +63,9 @@ COLLECTOR: dict[str, Any] = {
     "evaluation_interval": "1s",
 }
 
-# The hosts that get agent tokens; seed_fleet reports for all of them.
+# The hosts that get agent tokens; tests/helpers/fleet.py's seed_fleet reports for all of them.
 FLEET = ("web01", "web02", "db01", "backup01")
 OPERATORS = {"alice": "operator", "rob": ROLE_READ_ONLY}
-
-
-def _fleet_rule(
-    name: str, metric: str, warning: float, critical: float, text: str
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "metric": metric,
-        "warning": warning,
-        "critical": critical,
-        "for": "0s",  # the shipped rules wait minutes; a test cannot
-        "owner": "systems-administration",
-        "description": text,
-    }
-
-
-# The shipped system rules' thresholds (config/rules/system.yaml), opening calls at once.
-FLEET_CONFIG: dict[str, Any] = {
-    **COLLECTOR,
-    "rules": [
-        _fleet_rule(
-            "filesystem_full",
-            "fs_used_ratio",
-            0.85,
-            0.95,
-            "The filesystem is filling up. Free space or grow the volume before writes fail.",
-        ),
-        _fleet_rule(
-            "memory_pressure",
-            "memory_used_ratio",
-            0.90,
-            0.97,
-            "Little memory is available; the OOM killer may start ending processes.",
-        ),
-        _fleet_rule(
-            "load_high",
-            "load5_per_core",
-            2.0,
-            4.0,
-            "More runnable tasks than CPUs can serve, for a sustained period.",
-        ),
-    ],
-}
-
-GIB = 1024**3
-
-
-def _host_figures(
-    root: float, data: float, memory: float, load: float, cpu: float
-) -> list[tuple[str, float, str, dict[str, str]]]:
-    """What an agent's system checks report for a host: (metric, value, unit, labels)."""
-    size = 200 * GIB
-    return [
-        ("fs_used_ratio", root, "ratio", {"mountpoint": "/"}),
-        ("fs_free_bytes", (1 - root) * 40 * GIB, "bytes", {"mountpoint": "/"}),
-        ("fs_used_ratio", data, "ratio", {"mountpoint": "/srv"}),
-        ("fs_free_bytes", (1 - data) * size, "bytes", {"mountpoint": "/srv"}),
-        ("fs_size_bytes", size, "bytes", {"mountpoint": "/srv"}),
-        ("memory_used_ratio", memory, "ratio", {}),
-        ("memory_total_bytes", 16 * GIB, "bytes", {}),
-        ("cpu_utilization_ratio", cpu, "ratio", {}),
-        ("load5_per_core", load, "", {}),
-        ("uptime_seconds", 23 * 86400 + 4 * 3600, "seconds", {}),
-    ]
-
-
-# A small fleet as a help desk sees it on a normal day: db01's data disk is critical, web02
-# runs short of memory (warning), the rest are fine.
-FLEET_STATE = {
-    "web01": _host_figures(0.41, 0.37, 0.52, 0.31, 0.18),
-    "web02": _host_figures(0.44, 0.39, 0.934, 0.62, 0.41),
-    "db01": _host_figures(0.58, 0.967, 0.71, 0.85, 0.36),
-    "backup01": _host_figures(0.33, 0.78, 0.22, 0.12, 0.05),
-}
-
-
-# The agents' own labels (agent config `labels:`), as host groups and the search use them.
-FLEET_LABELS = {
-    "web01": {"role": "web", "site": "fra"},
-    "web02": {"role": "web", "site": "ber"},
-    "db01": {"role": "db", "site": "fra"},
-    "backup01": {"role": "backup", "site": "ber"},
-}
 
 
 @dataclass
@@ -165,10 +83,11 @@ class Console:
         measurements: list[Measurement],
         checks: list[str],
         labels: dict[str, str] | None = None,
+        at: float | None = None,
     ) -> None:
         """One report from `host`'s agent (this runwatch's version, with the host's `labels`)
-        with these measurements, now."""
-        now = time.time()
+        with these measurements, sent `at` (now by default)."""
+        now = time.time() if at is None else at
         self.seqs[host] = self.seqs.get(host, 0) + 1
         runs = [check_run(check, now, 60) for check in checks]
         report = msgspec.structs.replace(
@@ -184,11 +103,11 @@ class Console:
                 "Content-Type": "application/json",
             },
         )
-        with urllib.request.urlopen(request, timeout=5) as answer:
+        with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 202
 
     def open_calls(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.url + "/api/v1/calls?status=open", timeout=5) as answer:
+        with urllib.request.urlopen(self.url + "/api/v1/calls?status=open", timeout=30) as answer:
             calls: list[dict[str, Any]] = json.load(answer)
         return calls
 
@@ -206,40 +125,8 @@ def report_problem(url: str, token: str, host: str = "web01") -> None:
         data=encode(report),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5) as answer:
+    with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 202
-
-
-def seed_fleet(console: Console) -> list[dict[str, Any]]:
-    """Reports from every FLEET host (FLEET_STATE), under FLEET_CONFIG's rules; returns the open
-    calls once db01's critical and web02's warning are open."""
-    for host, figures in FLEET_STATE.items():
-        now = time.time()
-        items = [
-            measurement(_check_of(name), name, value, now, unit=unit, labels=labels)
-            for name, value, unit, labels in figures
-        ]
-        checks = sorted({_check_of(name) for name, *_ in figures})
-        console.report(host, items, checks, FLEET_LABELS[host])
-
-    def all_in() -> bool:
-        with urllib.request.urlopen(console.url + "/api/v1/hosts", timeout=5) as answer:
-            return {h["host"] for h in json.load(answer)} >= {*FLEET_STATE, "mon01"}
-
-    # Generous bounds: on a loaded machine the local agent's first checks take a while.
-    wait_for("every host's first report, the local agent's (mon01) too", all_in, timeout=60)
-
-    def both_open() -> list[dict[str, Any]] | None:
-        calls = console.open_calls()
-        return calls if {c["host"] for c in calls} >= {"db01", "web02"} else None
-
-    calls: list[dict[str, Any]] = wait_for("the fleet's calls", both_open, timeout=60)
-    return calls
-
-
-def _check_of(metric: str) -> str:
-    prefix = metric.split("_", maxsplit=1)[0]
-    return {"fs": "filesystem", "cpu": "cpu", "load5": "load"}.get(prefix, prefix)
 
 
 # --- the browser ---------------------------------------------------------------------------
@@ -325,12 +212,25 @@ def start_console(tmp_path: Path, processes: Processes, config: dict[str, Any]) 
         tokens[name] = add_token(data / "operators.tokens", name, role=role)
     with (tmp_path / "up.err").open("w") as stderr:
         url = processes.runwatch_up(
-            tmp_path / "up.out", data, config_file, "60s", stderr=stderr, agent_config=agent
+            tmp_path / "up.out",
+            data,
+            config_file,
+            "60s",
+            stderr=stderr,
+            agent_config=agent,
+            timeout=60,  # a loaded machine starts it slowly
         )
-    wait_for(
-        "the collector", lambda: urllib.request.urlopen(url + "/healthz", timeout=2).status == 200
-    )
+    wait_for("the collector", lambda: _healthy(url), timeout=60)
     return Console(url, tokens, data)
+
+
+def _healthy(url: str) -> bool:
+    """Whether the collector answers /healthz; a refused or slow answer is a no, for now."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # refused, reset, timed out: still starting on a loaded machine
+        return False
 
 
 def until(what: str, probe: Callable[[], Any], timeout: float = 15) -> Any:
