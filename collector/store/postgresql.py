@@ -261,6 +261,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX service_changes_by_service ON service_changes (service, at);
     CREATE INDEX service_changes_by_time ON service_changes (at);
     """,
+    # Operators' messages on the status page (issue 24).
+    """
+    CREATE TABLE status_messages (
+        id BIGSERIAL PRIMARY KEY,
+        service TEXT NOT NULL,
+        text TEXT NOT NULL,
+        posted_by TEXT NOT NULL,
+        posted_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        updated_by TEXT NOT NULL,
+        ended_at DOUBLE PRECISION,
+        ended_by TEXT
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

@@ -234,6 +234,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX service_changes_by_service ON service_changes (service, at)",
         "CREATE INDEX service_changes_by_time ON service_changes (at)",
     ),
+    9: (
+        # Operators' messages on the status page (issue 24).
+        """CREATE TABLE status_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            service TEXT NOT NULL,
+            text TEXT NOT NULL,
+            posted_by TEXT NOT NULL,
+            posted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL,
+            ended_at REAL,
+            ended_by TEXT
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
