@@ -29,6 +29,7 @@ from runwatch.cli import (
     deploy,
     hosts,
     job,
+    messages,
     outbox,
     report,
     rules,
@@ -73,6 +74,7 @@ COMMANDS = (
     config,
     hosts,
     services,
+    messages,
 )
 
 
