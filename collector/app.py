@@ -35,6 +35,7 @@ from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
 from collector.notify.delivery import Notifications, build_channels
 from collector.notify.plan import NotificationPlanner
+from collector.services.messages import StatusMessages
 from collector.services.watch import ServiceWatch
 from collector.sinks.adapters import build_sinks, priority_map
 from collector.store.opening import open_store
@@ -211,6 +212,12 @@ class CollectorService:
         )
         if self._config.services:
             self.service_watch.restore(self.store.last_service_states())
+        self.status_messages = StatusMessages(
+            self.store,
+            frozenset(self._config.services),
+            self.clock,
+            changed=lambda: self.status_page.clear() if self.status_page is not None else None,
+        )
         if self.metrics.fleet is not None:
             self.metrics.fleet.services = self.service_watch
         if self._config.services:

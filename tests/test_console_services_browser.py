@@ -1,6 +1,6 @@
 """Services in a real headless browser: an operator finds a service's problem on the Services
-page and from the call; the status page, with no sign-in, shows the public service's state and
-nothing internal."""
+page and from the call, and posts a message for users; the status page, with no sign-in, shows
+the public service's state and the message, and nothing internal."""
 
 from __future__ import annotations
 
@@ -70,18 +70,29 @@ def test_services_page_and_status_page(browser: Any, collector: dict[str, Any]) 
     report_problem(url, tokens["web01"])
     sign_in(browser, url, tokens["alice"])
     browser.find_element(By.LINK_TEXT, "Services").click()
-    shop = until(
-        "the web shop's outage",
-        lambda: (
-            "outage" in browser.find_element(By.ID, "service-web-shop").text
-            and browser.find_element(By.ID, "service-web-shop")
-        ),
-    )
+
+    def web_server_down() -> Any:
+        browser.refresh()  # the states are worked out at each tick (every second here)
+        shop = browser.find_element(By.ID, "service-web-shop")
+        return shop if "web01: data_disk_full CRITICAL" in shop.text else None
+
+    shop = until("the web server's problem on the web shop", web_server_down)
+    assert "outage" in shop.text
     text = shop.text
     assert "Where customers order." in text
     assert "web01: data_disk_full CRITICAL" in text
     assert "matches no host" in browser.find_element(By.ID, "service-database").text
     shot(browser, "console-services")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "message-service")).select_by_value("web-shop")
+    browser.find_element(By.ID, "message-text").send_keys("We are on it; back by 14:00.")
+    browser.find_element(By.ID, "post-message").click()
+    until(
+        "the posted message",
+        lambda: "web-shop: We are on it" in browser.find_element(By.ID, "message-list").text,
+    )
+    assert "alice" in browser.find_element(By.ID, "message-list").text
     browser.find_element(By.CSS_SELECTOR, "#service-web-shop a[href='/hosts/web01']").click()
     until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
     browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
@@ -97,6 +108,7 @@ def test_services_page_and_status_page(browser: Any, collector: dict[str, Any]) 
     for internal in ("web01", "data_disk_full", "Database", "database", "alice"):
         assert internal not in page, internal
     assert "1 of 1 services are not fully operational." in page
+    assert "Web shop: We are on it; back by 14:00." in page  # posted by an operator
     shot(browser, "status-page")
     assert js_errors(browser) == []
 

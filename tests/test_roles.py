@@ -74,6 +74,10 @@ MATRIX: dict[tuple[str, str], dict[str, frozenset[str]]] = {
     ("GET", "/api/v1/services"): READ,
     ("GET", "/api/v1/services/{name}"): READ,
     ("GET", "/status.json"): {"open": EVERYONE, "token": EVERYONE},  # the status page, for users
+    ("GET", "/api/v1/status/messages"): READ,
+    ("POST", "/api/v1/status/messages"): CHANGES,
+    ("PUT", "/api/v1/status/messages/{message_id}"): CHANGES,
+    ("DELETE", "/api/v1/status/messages/{message_id}"): CHANGES,
 }
 
 # Liveness answers whatever name a load balancer probes it by (nothing in it is worth a
@@ -86,6 +90,7 @@ PATH_VALUES = {
     "host": "web02",
     "silence_id": "1",
     "name": "web02",
+    "message_id": "1",
 }
 QUERY_VALUES = {
     ("POST", "/api/v1/outbox/discard"): {"op_id": "1"},
@@ -111,6 +116,8 @@ def request_body(method: str, path: str, clock: FakeClock) -> bytes | None:
         ("POST", "/api/v1/calls/{call_id}/resolve"): {"text": "role matrix"},
         ("POST", "/api/v1/hosts/{name}/retire"): {"reason": "role matrix"},
         ("POST", "/api/v1/hosts/{name}/restore"): {"reason": "role matrix"},
+        ("POST", "/api/v1/status/messages"): {"text": "role matrix"},
+        ("PUT", "/api/v1/status/messages/{message_id}"): {"text": "role matrix"},
     }
     body = bodies.get((method, path))
     return json.dumps(body).encode() if body is not None else None

@@ -144,3 +144,48 @@ def test_table_lines_up_and_continues_causes_below(capsys: pytest.CaptureFixture
         " " * 62 + "pay02: r CRITICAL",
         "e-mail   operational  -               ops                     -",
     ]
+
+
+@pytest.mark.slow
+def test_status_messages_from_the_command_line(tmp_path: Path, processes: Processes) -> None:
+    from collector.auth import add_token
+
+    config = write_collector_yaml(
+        tmp_path / "collector.yaml",
+        tmp_path / "data",
+        GROUPS,
+        rules=[FS_RULE],
+        services={**SERVICES, "web-shop": {**SERVICES["web-shop"], "public": True}},
+    )
+    token_file = tmp_path / "operator.token"
+    token_file.write_text(add_token(tmp_path / "data" / "operators.tokens", "alice") + "\n")
+    collector = processes.runwatch(
+        "collector", config, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = read_url(collector)
+    opts = ("--collector", url, "--token-file", str(token_file))
+
+    posted = run("status-message", "post", "Back by 14:00.", "--service", "web-shop", *opts)
+    bad = run("status-message", "post", "x", "--service", "mail", *opts)
+    updated = run("status-message", "update", "1", "Back by 13:30.", *opts)
+    listed = run("status-message", "list", "--collector", url)
+    ended = run("status-message", "end", "1", "--json", *opts)
+    again = run("status-message", "end", "1", *opts)
+    after = run("status-message", "list", "--all", "--json", "--collector", url)
+
+    assert posted.returncode == EXIT_OK, posted.stderr
+    assert posted.stdout.strip() == "message 1 posted: Back by 14:00."
+    assert bad.returncode == 1 and "unknown service 'mail'" in bad.stderr
+    assert updated.stdout.strip() == "message 1 updated: Back by 13:30."
+    assert listed.stdout.splitlines()[0].split() == [
+        "ID",
+        "SERVICE",
+        "POSTED",
+        "BY",
+        "ENDED",
+        "TEXT",
+    ]
+    assert "web-shop" in listed.stdout and "alice" in listed.stdout
+    assert json.loads(ended.stdout)["ended_by"] == "alice"
+    assert again.returncode == 1 and "HTTP 404" in again.stderr
+    assert [m["ended_at"] is not None for m in json.loads(after.stdout)] == [True]

@@ -71,3 +71,47 @@ def test_services_page_without_services(
 def _section(text: str, name: str) -> Any:
     start = text.index(f'id="service-{name}"')
     return text[start : text.index("</section>", start)]
+
+
+def test_operators_post_and_end_messages_from_the_services_page(
+    make_service: Callable[..., CollectorService],
+) -> None:
+    from tests.test_console import csrf_of
+
+    service = make_service([FAST_FS, HTTP_RULE], services=SERVICES)
+    operators = service.config.operator_tokens_file
+    alice = add_token(operators, "alice")
+    rob = add_token(operators, "rob", role=ROLE_READ_ONLY)
+    with TestClient(create_app(service)) as client:
+        client.post("/login", data={"next": "/", "token": rob}, follow_redirects=False)
+        read_only = client.get("/services").text
+        client.post("/login", data={"next": "/", "token": alice}, follow_redirects=False)
+        token = csrf_of(client.get("/services").text)
+        forged = client.post("/services/messages", data={"csrf": "x", "text": "hi"})
+        empty = client.post("/services/messages", data={"csrf": token, "text": " "})
+        posted = client.post(
+            "/services/messages",
+            data={"csrf": token, "service": "payroll", "text": "Payslips are late."},
+            follow_redirects=False,
+        )
+        listed = client.get("/services").text
+        (message,) = service.status_messages.listed()
+        ended = client.post(
+            f"/services/messages/{message['id']}/end",
+            data={"csrf": token},
+            follow_redirects=False,
+        )
+        again = client.post(f"/services/messages/{message['id']}/end", data={"csrf": token})
+
+    assert 'id="message-form"' not in read_only and 'id="no-messages"' in read_only
+    assert forged.status_code == 403
+    assert empty.status_code == 422 and "at most 1,000 characters" in empty.text
+    assert posted.status_code == 303
+    assert "<strong>payroll:</strong> Payslips are late." in listed
+    assert message["posted_by"] == "alice"
+    assert ended.status_code == 303 and service.status_messages.listed() == []
+    assert again.status_code == 404
+    assert [e.via for e in service.store.list_audit(5) if e.action.startswith("status.")] == [
+        "console",
+        "console",
+    ]

@@ -55,6 +55,7 @@ def test_the_status_page_shows_public_services_and_nothing_internal(
     assert days[-1] == {"date": "2027-01-15", "state": "degraded"}  # today: degraded at worst
     assert {d["state"] for d in days[:-1]} == {None}  # nothing was watched before
     assert data == {
+        "messages": [],
         "title": "Example & Co status",
         "updated": clock(),
         "services": [
@@ -173,3 +174,78 @@ def test_the_status_page_draws_the_days(
         html = client.get("/status").text
     assert html.count('class="day service-unknown"') == 89
     assert '<span class="day service-degraded" title="2027-01-15: degraded"></span>' in html
+
+
+# -- operators' messages -------------------------------------------------------------------------
+
+
+def test_operators_post_change_and_end_messages_audited_and_shown_at_once(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    from collector.auth import ROLE_READ_ONLY, add_token
+
+    service = degraded_shop(make_service, clock)
+    operators = service.config.operator_tokens_file
+    alice = {"Authorization": f"Bearer {add_token(operators, 'alice')}"}
+    rob = {"Authorization": f"Bearer {add_token(operators, 'rob', role=ROLE_READ_ONLY)}"}
+    with TestClient(app=create_app(service)) as client:
+        assert client.get("/status.json").json()["messages"] == []  # cached from here on
+        posted = client.post(
+            "/api/v1/status/messages",
+            json={"service": "web-shop", "text": "We are on it; back by 14:00."},
+            headers=alice,
+        )
+        general = client.post(
+            "/api/v1/status/messages", json={"text": "Phones are busy."}, headers=alice
+        )
+        internal = client.post(
+            "/api/v1/status/messages",
+            json={"service": "database", "text": "db01 is being restored."},
+            headers=alice,
+        )
+        unknown = client.post(
+            "/api/v1/status/messages", json={"service": "mail", "text": "x"}, headers=alice
+        )
+        refused = client.post("/api/v1/status/messages", json={"text": "x"}, headers=rob)
+        shown = client.get("/status.json").json()["messages"]  # at once: the cache was dropped
+        clock.advance(60)
+        message_id = posted.json()["id"]
+        changed = client.put(
+            f"/api/v1/status/messages/{message_id}",
+            json={"text": "Fixed the cause; back by 13:30."},
+            headers=alice,
+        )
+        html = client.get("/status").text
+        feed = client.get("/status.atom").content
+        ended = client.delete(f"/api/v1/status/messages/{message_id}", headers=alice)
+        again = client.delete(f"/api/v1/status/messages/{message_id}", headers=alice)
+        after = client.get("/status.json").json()["messages"]
+        listed = client.get("/api/v1/status/messages", params={"all_messages": "true"}, headers=rob)
+
+    assert posted.status_code == 201 and general.status_code == 201
+    assert internal.status_code == 201  # about a service that is not public: not shown
+    assert unknown.status_code == 422 and "unknown service 'mail'" in unknown.json()["message"]
+    assert refused.status_code == 403
+    assert [(m["service"], m["text"]) for m in shown] == [
+        (None, "Phones are busy."),
+        ("Web shop", "We are on it; back by 14:00."),
+    ]
+    assert "posted_by" not in shown[0] and "alice" not in json.dumps(shown)
+    assert changed.status_code == 200
+    assert changed.json()["text"] == "Fixed the cause; back by 13:30."
+    assert changed.json()["updated_by"] == "alice"
+    assert "<strong>Web shop:</strong> Fixed the cause; back by 13:30." in html
+    assert "db01" not in html
+    titles = [e.findtext(f"{ATOM}title") for e in ET.fromstring(feed).findall(f"{ATOM}entry")]
+    assert "Web shop: Fixed the cause; back by 13:30." in titles
+    assert ended.status_code == 200 and ended.json()["ended_by"] == "alice"
+    assert again.status_code == 404
+    assert [m["text"] for m in after] == ["Phones are busy."]
+    assert {m["id"]: m["ended_at"] is not None for m in listed.json()} == {
+        message_id: True,
+        general.json()["id"]: False,
+        internal.json()["id"]: False,
+    }
+    audit = [(e.action, e.target, e.actor) for e in service.store.list_audit(20)]
+    for action in ("status.post", "status.update", "status.end"):
+        assert (action, f"status message {message_id}", "alice") in audit

@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 from collector.services.config import StatusPageConfig
 from collector.services.state import ServiceState
 from collector.services.watch import ServiceWatch
+from collector.store.records import StatusMessage
 
 FORMATS = ("html", "json", "atom")
 DAY = 86400
@@ -127,6 +128,17 @@ def atom_feed(snapshot: dict[str, Any], base_url: str) -> str:
             f"<summary>{escape(service['description'] or text)}</summary>"
             "</entry>"
         )
+    for message in snapshot.get("messages", []):
+        about = f"{message['service']}: " if message["service"] else ""
+        entries.append(
+            "<entry>"
+            f"<id>urn:runwatch:status:message:{message['id']}</id>"
+            f"<title>{escape(about + message['text'][:80])}</title>"
+            f"<updated>{_rfc3339(message['updated_at'])}</updated>"
+            f'<link href="{escape(link)}"/>'
+            f"<summary>{escape(message['text'])}</summary>"
+            "</entry>"
+        )
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         '<feed xmlns="http://www.w3.org/2005/Atom">'
@@ -138,6 +150,22 @@ def atom_feed(snapshot: dict[str, Any], base_url: str) -> str:
     )
 
 
+def public_messages(messages: list[StatusMessage], titles: dict[str, str]) -> list[dict[str, Any]]:
+    """The messages users may see: about every service, or about a public one (by its title);
+    not who posted them."""
+    return [
+        {
+            "id": m.id,
+            "service": titles[m.service] if m.service else None,
+            "text": m.text,
+            "posted_at": m.posted_at,
+            "updated_at": m.updated_at,
+        }
+        for m in messages
+        if not m.service or m.service in titles
+    ]
+
+
 class StatusPage:
     """Each format of the page rendered at most once per `cache` seconds, whoever asks."""
 
@@ -146,17 +174,25 @@ class StatusPage:
         config: StatusPageConfig,
         watch: Callable[[], ServiceWatch],
         clock: Callable[[], float],
+        *,
         base_url: str = "",
         history: History | None = None,
+        messages: Callable[[], list[StatusMessage]] | None = None,
     ) -> None:
         self.config = config
         self._watch = watch
         self._history = history
+        self._messages = messages
         self._clock = clock
         self._base_url = base_url.rstrip("/")
         self._cache: dict[str, tuple[float, bytes]] = {}
         self._lock = threading.Lock()
         self.renders = 0  # how many times a format was rendered (the cache's misses)
+
+    def clear(self) -> None:
+        """Render afresh at the next request (an operator's message changed)."""
+        with self._lock:
+            self._cache.clear()
 
     def body(self, fmt: str, html: Callable[[dict[str, Any]], str]) -> bytes:
         """The page in `fmt` (html, json or atom), from the cache while it is fresh."""
@@ -166,6 +202,7 @@ class StatusPage:
             if cached is not None and cached[0] > now:
                 return cached[1]
             snapshot = status_snapshot(self._watch(), self.config.title, self._history, now)
+            snapshot["messages"] = self._public_messages(snapshot) if self._messages else []
             if fmt == "json":
                 text = json.dumps(snapshot, indent=1)
             elif fmt == "atom":
@@ -176,3 +213,8 @@ class StatusPage:
             self._cache[fmt] = (now + float(self.config.cache), body)
             self.renders += 1
             return body
+
+    def _public_messages(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self._messages is not None
+        titles = {s["service"]: s["title"] for s in snapshot["services"]}
+        return public_messages(self._messages(), titles)

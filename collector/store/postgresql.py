@@ -298,6 +298,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE hosts ADD COLUMN owner TEXT;
     CREATE INDEX hosts_by_owner ON hosts (owner);
     """,
+    # Operators' messages on the status page (issue 24).
+    """
+    CREATE TABLE status_messages (
+        id BIGSERIAL PRIMARY KEY,
+        service TEXT NOT NULL,
+        text TEXT NOT NULL,
+        posted_by TEXT NOT NULL,
+        posted_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        updated_by TEXT NOT NULL,
+        ended_at DOUBLE PRECISION,
+        ended_by TEXT
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

@@ -30,6 +30,7 @@ from collector.store.records import (
     SeriesRecord,
     Silence,
     StateChange,
+    StatusMessage,
 )
 
 
@@ -134,6 +135,12 @@ class AuditStore(Transactional, Protocol):
     def add_service_changes(self, changes: list[tuple[str, float, int]]) -> None: ...
     def service_changes(self, since: float, until: float) -> list[tuple[str, float, int]]: ...
     def last_service_states(self, before: float | None = None) -> dict[str, tuple[float, int]]: ...
+    # The status page's messages: added, changed (new text) or ended (text None), listed.
+    def add_status_message(self, message: StatusMessage) -> int: ...
+    def change_status_message(
+        self, message_id: int, text: str | None, by: str, now: float
+    ) -> StatusMessage | None: ...
+    def status_messages(self, include_ended: bool = False) -> list[StatusMessage]: ...
 
 
 class SessionStore(Transactional, Protocol):

@@ -305,3 +305,18 @@ def unpack_steps(host: str, at: int, points: bytes) -> list[HistoryStep]:
             host, series, at, value, low if ranged else None, high if ranged else None
         )
     return list(found.values())
+
+
+@dataclass(slots=True)
+class StatusMessage:
+    """An operator's message on the status page about an ongoing problem (issue 24)."""
+
+    id: int
+    service: str  # the service it is about, or "" for every service
+    text: str
+    posted_by: str
+    posted_at: float
+    updated_at: float
+    updated_by: str
+    ended_at: float | None = None
+    ended_by: str | None = None

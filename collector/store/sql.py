@@ -38,6 +38,7 @@ from collector.store.records import (
     SeriesRecord,
     Silence,
     StateChange,
+    StatusMessage,
     StoreTimings,
     pack_steps,
     rule_state_from_row,
@@ -57,6 +58,9 @@ CALL_COLUMNS = (
     "id, fingerprint, host, rule, labels, grp, assign, severity, priority, status, "
     "summary, description, first_seen, opened_at, updated_at, resolved_at, "
     "reopened, services"
+)
+MESSAGE_COLUMNS = (
+    "id, service, text, posted_by, posted_at, updated_at, updated_by, ended_at, ended_by"
 )
 OP_COLUMNS = (
     "id, call_id, sink, op, payload, created_at, attempts, next_attempt_at, status, "
@@ -671,6 +675,43 @@ class SQLStore:
             (float("inf") if before is None else before,),
         )
         return {str(name): (float(at), int(state)) for name, at, state in rows}
+
+    # -- the status page's messages -----------------------------------------------------------
+
+    def add_status_message(self, message: StatusMessage) -> int:
+        columns = "service, text, posted_by, posted_at, updated_at, updated_by"
+        return self._insert_record("status_messages", columns, message)
+
+    def change_status_message(
+        self, message_id: int, text: str | None, by: str, now: float
+    ) -> StatusMessage | None:
+        """A message's new text (`text`), or its end (None); None if it has ended already."""
+        if text is None:
+            changed = self._affected(
+                "UPDATE status_messages SET ended_at=?, ended_by=? WHERE id=? AND ended_at IS NULL",
+                (now, by, message_id),
+            )
+        else:
+            changed = self._affected(
+                "UPDATE status_messages SET text=?, updated_at=?, updated_by=? "
+                "WHERE id=? AND ended_at IS NULL",
+                (text, now, by, message_id),
+            )
+        if not changed:
+            return None
+        row = self._run(
+            f"SELECT {MESSAGE_COLUMNS} FROM status_messages WHERE id=?",  # noqa: S608 -- constant column lists, values bound  # nosec B608
+            (message_id,),
+        ).fetchone()
+        return StatusMessage(*row)
+
+    def status_messages(self, include_ended: bool = False) -> list[StatusMessage]:
+        """The messages not ended (or all), newest first."""
+        where = "" if include_ended else "WHERE ended_at IS NULL "
+        rows = self._run(
+            f"SELECT {MESSAGE_COLUMNS} FROM status_messages {where}ORDER BY id DESC"  # noqa: S608 -- constant column lists and clause  # nosec B608
+        )
+        return [StatusMessage(*row) for row in rows]
 
     # -- console sessions ---------------------------------------------------------------------
 

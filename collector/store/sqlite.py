@@ -267,6 +267,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE storm_opens (sink TEXT NOT NULL, at REAL NOT NULL)",
         "CREATE INDEX storm_opens_by_sink ON storm_opens (sink, at)",
     ),
+    13: (
+        # Operators' messages on the status page (issue 24).
+        """CREATE TABLE status_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            service TEXT NOT NULL,
+            text TEXT NOT NULL,
+            posted_by TEXT NOT NULL,
+            posted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL,
+            ended_at REAL,
+            ended_by TEXT
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

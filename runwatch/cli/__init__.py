@@ -30,6 +30,7 @@ from runwatch.cli import (
     deploy,
     hosts,
     job,
+    messages,
     oncall,
     outbox,
     report,
@@ -77,6 +78,7 @@ COMMANDS = (
     hosts,
     audit,
     services,
+    messages,
 )
 
 

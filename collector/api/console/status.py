@@ -34,6 +34,7 @@ def status_page_routes(console: Console) -> list[Any]:
             service.store.service_changes(since, until),
             {name: state for name, (_, state) in service.store.last_service_states(since).items()},
         ),
+        messages=service.store.status_messages,
     )
     service.status_page = page  # for tests and tools: how often it rendered
 
