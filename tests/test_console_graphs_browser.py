@@ -114,7 +114,7 @@ def test_host_and_call_pages_show_graphs_with_thresholds_under_the_csp(
         str(ARTIFACTS / "console-host-graphs.png")
     )
 
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     call_graph = until("the call graph", lambda: browser.find_element(By.ID, "call-graph"))
     assert call_graph.find_elements(By.CSS_SELECTOR, "line.mark-opened")
     assert len(call_graph.find_elements(By.CSS_SELECTOR, "line.threshold")) == 2

@@ -95,7 +95,7 @@ def test_services_page_and_status_page(browser: Any, collector: dict[str, Any]) 
     assert "alice" in browser.find_element(By.ID, "message-list").text
     browser.find_element(By.CSS_SELECTOR, "#service-web-shop a[href='/hosts/web01']").click()
     until("the host page", lambda: browser.find_element(By.ID, "host-state").text == "CRITICAL")
-    browser.find_element(By.CSS_SELECTOR, "#host-calls a").click()
+    browser.find_element(By.CSS_SELECTOR, "#host-calls tbody a").click()
     affects = browser.find_element(By.ID, "call-services").text
     assert affects == "Affects web-shop."
     assert js_errors(browser) == []
