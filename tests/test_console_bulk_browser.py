@@ -31,11 +31,17 @@ from tests.test_console_browser import (
     quiet_webdriver,
     shot,
     sign_in,
-    subprocess_stderr,
     until,
 )
 
 pytestmark = pytest.mark.slow
+
+
+def subprocess_stderr(tmp_path: Path) -> Any:
+    """Where `runwatch up` writes its log, for the test's failure message."""
+    return (tmp_path / "up.err").open("w")
+
+
 __all__ = ["browser", "quiet_webdriver"]  # fixtures shared with test_console_browser.py
 
 FULL = ("web01", "web02", "web03")
