@@ -12,8 +12,8 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from html import escape  # quote=True: also safe inside the attributes (href="…")
 from typing import Any
-from xml.sax.saxutils import escape
 
 from collector.services.config import StatusPageConfig
 from collector.services.state import ServiceState

@@ -62,7 +62,7 @@ class ConsoleGraphs:
             self._drawn.move_to_end(host)
             return cached[1]
         shown = [
-            ShownGraph(g.title, Markup(draw(g)), len(g.thresholds))  # noqa: S704 -- escaped by svg.py
+            ShownGraph(g.title, Markup(draw(g)), len(g.thresholds))  # noqa: S704 -- escaped by svg.py  # nosec B704
             for g in self._reader.host(host)
         ]
         self._drawn[host] = (stamp, shown)
@@ -81,7 +81,7 @@ class ConsoleGraphs:
         if graph is None:
             return None
         drawn = draw(graph, width=CALL_WIDTH, height=CALL_HEIGHT)
-        return ShownGraph(graph.title, Markup(drawn), len(graph.thresholds))  # noqa: S704 -- escaped by svg.py
+        return ShownGraph(graph.title, Markup(drawn), len(graph.thresholds))  # noqa: S704 -- escaped by svg.py  # nosec B704
 
     def dashboard(self, host: str, call: Call | None = None) -> str | None:
         """The link to the host dashboard, from `dashboard_url`; None when it is not set or
