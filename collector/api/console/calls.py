@@ -76,9 +76,7 @@ def call_routes(console: Console) -> list[Any]:
                 )
             )
 
-        found = page()
-        if paging.settle(found.total):
-            found = page()
+        found = paging.fetch(page, lambda calls: calls.total)
         return live_page(
             console,
             request,

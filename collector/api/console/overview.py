@@ -60,9 +60,7 @@ def overview_routes(console: Console) -> list[Any]:
                 )
             )
 
-        hosts = hosts_page()
-        if paging.settle(hosts.total):
-            hosts = hosts_page()
+        hosts = paging.fetch(hosts_page, lambda page: page.total)
         open_counts = service.store.open_calls_by_group()
         problems = [
             (
@@ -132,9 +130,7 @@ def overview_routes(console: Console) -> list[Any]:
                 )
             )
 
-        calls = calls_page()
-        if paging.settle(calls.total):
-            calls = calls_page()
+        calls = paging.fetch(calls_page, lambda page: page.total)
         return live_page(
             console,
             request,

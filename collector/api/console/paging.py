@@ -7,9 +7,12 @@ keyboard, in a new tab and without script.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlencode
+
+_Page = TypeVar("_Page")
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -79,6 +82,14 @@ class Paging:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per))
+
+    def fetch(self, read: Callable[[], _Page], total: Callable[[_Page], int]) -> _Page:
+        """The page asked for, read by `read` (it uses offset and per); read once more from the
+        last page when the one asked for lies past the end."""
+        found = read()
+        if self.settle(total(found)):
+            found = read()
+        return found
 
     def settle(self, total: int) -> bool:
         """Note how many match; True when the page asked for lies past the end (it is moved

@@ -36,9 +36,9 @@ def report_routes(console: Console) -> list[Any]:
         paging = Paging.from_query(
             "/audit", query, {"q": text}, ("id",), "id", descending_first=("id",), anchor="audit"
         )
-        entries, total = service.store.audit_page(text, paging.offset, paging.per)
-        if paging.settle(total):
-            entries, total = service.store.audit_page(text, paging.offset, paging.per)
+        entries, _ = paging.fetch(
+            lambda: service.store.audit_page(text, paging.offset, paging.per), lambda got: got[1]
+        )
         return console.page(
             "audit.html",
             session,
