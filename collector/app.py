@@ -235,6 +235,7 @@ class CollectorService:
             flush_storms=self.incidents.flush_storms,
             services=self.service_watch,
             take_over=self.takeover.slices,
+            service_calls=self._follow_service_calls if self._config.services else None,
         )
         self.by_hand = CallsByHand(
             config=self._config,
@@ -269,6 +270,19 @@ class CollectorService:
             resolver=self.resolver,
             calendar=self.calendar,
             clock=self.clock,
+        )
+
+    def _follow_service_calls(self, now: float) -> None:
+        """Open, update or resolve each service's own call from the states of this tick."""
+        watch = self.service_watch
+        states = self.fleet.states
+
+        def call_of(host: str, rule: str, labels_key: str) -> int | None:
+            state = states.get((rule, host, labels_key))
+            return state.call_id if state is not None else None
+
+        self.incidents.follow_services(
+            watch.model.services, watch.statuses, watch.since, call_of, now
         )
 
     def start(self) -> None:

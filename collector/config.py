@@ -37,7 +37,9 @@ STALE_RULE = "host_stale"
 STORM_RULE = "call_storm"
 # Per-check staleness is built in too: one check stopped reporting while its host reports.
 CHECK_STALE_RULE = "check_stale"
-BUILTIN_RULES = (STALE_RULE, STORM_RULE, CHECK_STALE_RULE)
+# A service's own call, for its owner group, when it is out (collector/incidents/service_calls.py).
+SERVICE_RULE = "service_level"
+BUILTIN_RULES = (STALE_RULE, STORM_RULE, CHECK_STALE_RULE, SERVICE_RULE)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

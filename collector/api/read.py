@@ -60,6 +60,9 @@ def read_routes(service: CollectorService) -> list[Any]:
                 **call_json(call),
                 "events": [{"at": e.at, "kind": e.kind, "text": e.text} for e in events],
                 "ticket": ticket,
+                # A service-level call and the calls of its causes, linked both ways.
+                "service_calls": service.store.service_calls_of(call.id),
+                "service_parts": service.store.service_call_parts(call.id),
             }
         )
 

@@ -70,6 +70,8 @@ class EvaluationTick:
     services: ServiceWatch | None = None
     # Load the hosts of replicas that died, in bulk and in slices (view/takeover.py).
     take_over: Callable[[float], Iterator[None]] | None = None
+    # Open, update or resolve service-level calls from the services' states (the lead only).
+    service_calls: Callable[[float], None] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -133,16 +135,23 @@ class EvaluationTick:
                     yield
                     began = time.perf_counter()
             yield from self._services(slice_seconds)
-            if self.services is not None:
-                changes = self.services.take_changes()
-                if changes:
-                    with self.store.transaction():
-                        self.store.add_service_changes(changes)
+            self._store_services(now)
             settle_garbage_collector()
         except Exception:
             self.failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self.reload()
+
+    def _store_services(self, now: float) -> None:
+        """Store the services' state changes, and follow their own calls (the lead only)."""
+        if self.services is None:
+            return
+        changes = self.services.take_changes()
+        if changes or self.service_calls is not None:
+            with self.store.transaction():
+                self.store.add_service_changes(changes)
+                if self.service_calls is not None:
+                    self.service_calls(now)
 
     def _services(self, slice_seconds: float) -> Iterator[None]:
         """Every service's state from the view as this tick left it."""

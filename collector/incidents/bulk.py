@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from collector.config import STORM_RULE
+from collector.config import SERVICE_RULE, STORM_RULE
 from collector.errors import Rejection
 from collector.evaluation.silences import MAX_SILENCE_SECONDS, Silences
 from collector.incidents.by_hand import CallsByHand
@@ -130,7 +130,9 @@ def _silence(
     via: str,
 ) -> Iterator[BulkOutcome]:
     calls = {call_id: by_hand.store.get_call(call_id) for call_id in ids}
-    hosts = {c.host for c in calls.values() if c is not None and c.rule != STORM_RULE}
+    hosts = {
+        c.host for c in calls.values() if c is not None and c.rule not in (STORM_RULE, SERVICE_RULE)
+    }
     fleet = len(silencing.fleet_hosts())
     limit = silencing.config.silences.confirm_over
     if fleet and len(hosts) / fleet > limit and not request.confirmed:
@@ -149,6 +151,15 @@ def _silence(
             call = calls[call_id]
             if call is None:
                 yield BulkOutcome(call_id, False, f"no call {call_id}", 404)
+                continue
+            if call.rule == SERVICE_RULE:
+                yield BulkOutcome(
+                    call_id,
+                    False,
+                    f"call {call_id} stands for a service: silence the hosts of its causes "
+                    "(their calls are linked on its page)",
+                    409,
+                )
                 continue
             if call.rule == STORM_RULE:
                 yield (

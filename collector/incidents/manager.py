@@ -16,6 +16,7 @@ from collector.evaluation.rules import (
     ResolveCall,
 )
 from collector.incidents.calls import PRIORITY, Call, CallEvent, Problem, fingerprint
+from collector.incidents.service_calls import ServiceLevelCalls
 from collector.incidents.storm import StormUmbrellas
 from collector.incidents.templates import MAX_SUMMARY, CallFacts, CallTemplates
 from collector.notify.plan import NotificationPlanner
@@ -54,10 +55,11 @@ class CallTimings:
 PriorityMap = Callable[[str], str]  # severity -> the sink's priority value
 
 
-class IncidentManager(StormUmbrellas):
+class IncidentManager(StormUmbrellas, ServiceLevelCalls):
     """Open, update, resolve and reopen calls. Call only inside a store transaction.
 
     In a call storm, new problems go on an umbrella call instead (`collector.incidents.storm`).
+    A service that is out has a call of its own (`collector.incidents.service_calls`).
 
     The built-in register is always the record. When a group's sink is an external help desk,
     each change is also written to the outbox, in the same transaction, for delivery there.

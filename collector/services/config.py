@@ -23,6 +23,8 @@ NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter"
 NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 # all of them, any one of them, or at least this many
 Need = Literal["all", "any"] | Annotated[int, msgspec.Meta(ge=1)]
+# The state from which a service opens a service-level call for its owner group.
+CallLevel = Literal["outage", "degraded", "never"]
 
 _GLOB = re.compile(r"\[!?[^\]]+\]|[*?]")
 _HOST_TEXT = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -132,6 +134,9 @@ class ServiceConfig(_Config, frozen=True):
     status_details: bool = False
     need: Need = "all"  # how many of its components must serve
     depends_on: list[str] = []  # services it cannot work without
+    # From this state on, one service-level call for the owner group, linked to the calls of
+    # its causes (collector/incidents/service_calls.py); `never`: none.
+    call: CallLevel = "outage"
 
     def __post_init__(self) -> None:
         if isinstance(self.need, int) and self.need > len(self.components):

@@ -53,6 +53,7 @@ class Service:
     required: int | None
     depends_on: tuple[str, ...]
     components: tuple[Component, ...]
+    call: str = "outage"  # from this state on, a service-level call; "never": none
 
 
 def literal_prefix(pattern: str) -> str:
@@ -158,6 +159,7 @@ class ServiceModel:
                     required=config.required,
                     depends_on=tuple(config.depends_on),
                     components=tuple(components),
+                    call=config.call,
                 )
             )
         return cls(

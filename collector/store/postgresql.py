@@ -312,6 +312,16 @@ MIGRATIONS: list[str] = [
         ended_by TEXT
     );
     """,
+    # A service-level call and the calls of its causes (issue 24), linked both ways.
+    """
+    CREATE TABLE service_call_parts (
+        service_call BIGINT NOT NULL,
+        call_id BIGINT NOT NULL,
+        linked_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (service_call, call_id)
+    );
+    CREATE INDEX service_call_parts_by_call ON service_call_parts (call_id);
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

@@ -947,6 +947,35 @@ class SQLStore:
         self._run("INSERT INTO storm_opens (sink, at) VALUES (?, ?)", (sink, now))
         return True
 
+    def link_service_call(self, service_call: int, call_id: int, now: float) -> bool:
+        """Link a service-level call to the call of one of its causes; return whether the link
+        is new (False: they were linked already)."""
+        return bool(
+            self._affected(
+                "INSERT INTO service_call_parts (service_call, call_id, linked_at) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (service_call, call_id, now),
+            )
+        )
+
+    def service_call_parts(self, service_call: int) -> list[int]:
+        """The calls linked to a service-level call, in the order they were linked."""
+        rows = self._run(
+            "SELECT call_id FROM service_call_parts WHERE service_call=? "
+            "ORDER BY linked_at, call_id",
+            (service_call,),
+        )
+        return [int(row[0]) for row in rows]
+
+    def service_calls_of(self, call_id: int) -> list[int]:
+        """The service-level calls a call is linked to, oldest link first."""
+        rows = self._run(
+            "SELECT service_call FROM service_call_parts WHERE call_id=? "
+            "ORDER BY linked_at, service_call",
+            (call_id,),
+        )
+        return [int(row[0]) for row in rows]
+
     def put_storm_member(self, umbrella_id: int, fingerprint: str, summary: str) -> None:
         self._upsert(STORM_MEMBERS, [(umbrella_id, fingerprint, summary)])
 

@@ -281,6 +281,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             ended_by TEXT
         )""",
     ),
+    14: (
+        # A service-level call and the calls of its causes (issue 24), linked both ways.
+        """CREATE TABLE service_call_parts (
+            service_call INTEGER NOT NULL,
+            call_id INTEGER NOT NULL,
+            linked_at REAL NOT NULL,
+            PRIMARY KEY (service_call, call_id)
+        )""",
+        "CREATE INDEX service_call_parts_by_call ON service_call_parts (call_id)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -105,6 +105,10 @@ def call_routes(console: Console) -> list[Any]:
         acked = any(e.kind == "acknowledged" for e in events)
         now_state = service.reader.call_state(call.host, call.id)
         oncall = on_call(service.config.notifications, call.group, service.clock())  # its rota
+        store = service.store
+        # A service-level call and the calls of its causes, linked both ways.
+        service_calls = [store.get_call(i) for i in store.service_calls_of(call.id)]
+        parts = [store.get_call(i) for i in store.service_call_parts(call.id)]
         return console.page(
             "call.html",
             session,
@@ -114,6 +118,8 @@ def call_routes(console: Console) -> list[Any]:
             acked=acked,
             state=now_state,
             oncall=oncall,
+            service_calls=[c for c in service_calls if c is not None],
+            parts=[c for c in parts if c is not None],
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
