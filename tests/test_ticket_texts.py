@@ -235,3 +235,69 @@ def test_stale_host_ticket_names_the_last_report_and_its_recovery(
         "Recovered at 2027-01-15 08:19:50 UTC, after 16 min 40 s: the host reports again."
     )
     assert f"Console: {CONSOLE}/calls/{call.id}" in last
+
+
+def test_a_service_outage_ticket_names_its_causes_and_theirs_name_it(
+    real_desk: RealDesk, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Issue 24: the service-level call's ticket says, in the users' words first, what the
+    outage is and which calls cause it; the cause's ticket names the service call."""
+    tag = uuid.uuid4().hex[:8]  # the desks' databases outlive a session
+    host, name = f"pay-{tag}", f"payroll-{tag}"
+    config = collector_config(
+        tmp_path,
+        [{**FS_RULE, "for": "0s"}],
+        sinks={"desk": real_desk.sink},
+        groups={"systems-administration": {"sink": "desk", "assign": "Systems Administration"}},
+        staleness={"after_intervals": 3, "owner": "systems-administration"},
+        external_url=CONSOLE,
+        services={
+            name: {
+                "title": "Payroll",
+                "owner": "systems-administration",
+                "components": [{"name": "payroll server", "hosts": [host]}],
+            }
+        },
+    )
+    service = CollectorService(config, clock=clock)
+    try:
+        pay = Reporter(host, clock)
+        service.ingest(host, pay.report({"fs_used_ratio": 0.97}))
+        service.tick()
+        deliver(service)
+        (disk,) = [c for c in service.calls("open", None) if c.host == host]
+        (outage,) = [c for c in service.calls("open", None) if c.rule == "service_level"]
+        outage_id = service.store.get_link(outage.id, "desk").remote_id  # type: ignore[union-attr]
+        disk_id = service.store.get_link(disk.id, "desk").remote_id  # type: ignore[union-attr]
+
+        ticket = real_desk.read(outage_id)
+        print(f"\n--- the service call ---\n{ticket}")
+        assert ticket.subject == "Payroll: outage"
+        text = lines(ticket.description)
+        first = (
+            f"Payroll: outage — caused by: {host} filesystem_full {{mountpoint=/}} CRITICAL "
+            f"(call #{disk.id})"
+        )
+        # RT's first message begins with "As first seen." (it cannot be edited later).
+        assert text[0] == first or (real_desk.sink["type"] == "rt" and first in text[:3])
+        assert f"Console: {CONSOLE}/calls/{outage.id}" in text
+        cause = real_desk.read(disk_id)
+        print(f"\n--- the cause's call ---\n{cause}")
+        note = lines(cause.notes[-1])
+        assert note[0].startswith(
+            f"Payroll: outage. This problem is one of its causes: service call #{outage.id}"
+        )
+        assert f"Console: {CONSOLE}/calls/{outage.id}" in note
+
+        clock.advance(600)
+        service.ingest(host, pay.report({"fs_used_ratio": 0.5}))
+        service.tick()
+        deliver(service)
+        ticket = real_desk.read(outage_id)
+        print(f"\n--- the service is operational again ---\n{ticket}")
+        assert ticket.status in ("Resolved", "resolved")
+        assert lines(ticket.notes[-1])[0] == (
+            "Payroll is operational again at 2027-01-15 08:10:00 UTC, after 10 min."
+        )
+    finally:
+        service.close()
