@@ -59,6 +59,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
 if str(BENCH_DIR.parent) not in sys.path:
     sys.path.append(str(BENCH_DIR.parent))  # for bench.common
+from bench import service_load  # noqa: E402
 from bench.common import load_ingest_module, show  # noqa: E402
 
 # Senders stop this many seconds after the run even if collectors left them behind schedule.
@@ -169,8 +170,10 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
     problem_share: float,
     spikes: float,
     realistic: bool,
+    service_blocks: tuple[int, int] = (0, 0),
 ) -> None:
-    """Send the given agents' reports on schedule over keep-alive connections; put results."""
+    """Send the given agents' reports on schedule over keep-alive connections; put results.
+    With `service_blocks` (hosts per service, services), each host sends its agent labels."""
     ingest = load_ingest_module()
     ingest.SPIKE_PROBABILITY = spikes
     if realistic:
@@ -198,6 +201,7 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
                 host,
                 troubled if slot < problem_share * total else healthy,
                 random.Random(rng.random()),
+                service_load.host_labels(slot, *service_blocks) if service_blocks[0] else None,
             )
             for slot, host, _ in mine
         }
@@ -510,6 +514,7 @@ def start_collectors(
     *,
     desk: Desk | None = None,
     lease: float = 15.0,
+    services: dict[str, Any] | None = None,
 ) -> list[Any]:
     import yaml
 
@@ -527,6 +532,8 @@ def start_collectors(
         # This run measures ingest: /metrics (read twice for the collector's own latency
         # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
         config["metrics"] = {"measurements": False}
+        if services:
+            config["services"] = services
         if desk is not None:
             config["sinks"] = {
                 "desk": {"type": "webhook", "url": f"http://127.0.0.1:{desk.port}/events"}
@@ -682,6 +689,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 workdir / "agents.tokens",
                 desk=desk,
                 lease=args.lease,
+                services=service_load.services_config(
+                    args.agents, args.services, "systems-administration"
+                )
+                if args.services
+                else None,
             )
             log(
                 f"{len(collectors)} collector(s) on {args.store}: "
@@ -751,6 +763,9 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
                 args.problem_share,
                 args.spikes,
                 args.realistic,
+                (service_load.block_size(args.agents, args.services), args.services)
+                if args.services
+                else (0, 0),
             ),
         )
         for n in range(args.senders)
@@ -776,13 +791,16 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
     cpu_end: list[float | None] = [None] * len(collectors)
     killer = Killer(ingest, args, collectors, burst, tokens, store, kill_at, cpu_end)
+    extras = ServiceExtras(args, collectors[0].port, hosts, tokens, steady_started, until)
     while time.time() < until:
         killer.step()
+        extras.step()
         kill = killer.kill
         for number, collector in enumerate(collectors):
             if not (kill and number == len(collectors) - 1):
                 rss[number].append(ingest.rss_bytes(collector.pid))
-        time.sleep(min(5.0, max(0.1, min(until, killer.wake()) - time.time())))
+        wake = min(until, killer.wake(), extras.wake())
+        time.sleep(min(5.0, max(0.1, wake - time.time())))
     kill = killer.kill
     live = collectors[:-1] if kill else collectors
     for number, collector in enumerate(live):
@@ -806,6 +824,7 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
             if proc.is_alive():
                 proc.kill()  # our own sender process, by its PID
     steady = [r for r in results if steady_started <= r[0] < steady_started + steady_seconds]
+    services_figures = extras.figures(steady)
     latencies = sorted(r[1] for r in steady)
     lags = sorted(r[2] for r in steady)
     # From the time each report was due, not the time it went: a sender held up by a slow
@@ -890,7 +909,92 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
         if kill
         else None,
         "_acked": acked,
+        **services_figures,
     }
+
+
+class ServiceExtras:
+    """The services mode's work inside the measured window: the breach of a few services at a
+    quarter of it, and the status-page load over its second half (`--status-rps`), so that
+    the ingest latency of the first half and of the second can be set side by side."""
+
+    def __init__(  # noqa: PLR0917
+        self,
+        args: argparse.Namespace,
+        port: int,
+        hosts: list[str],
+        tokens: dict[str, str],
+        started: float,
+        until: float,
+    ) -> None:
+        self.args = args
+        self.window = (started, until)
+        self.half = started + (until - started) / 2
+        self.breach: service_load.ServiceBreach | None = None
+        self.breach_at = started + (until - started) / 4
+        if args.services and args.service_breaches:
+            targets = service_load.breach_targets(args.agents, args.services, args.service_breaches)
+            self.breach = service_load.ServiceBreach(
+                port,
+                [(name, hosts[slot], tokens[hosts[slot]]) for name, slot in targets],
+                args.interval,
+            )
+        self.load: service_load.StatusLoad | None = None
+        if args.status_rps:
+            self.load = service_load.StatusLoad(
+                port, args.status_rps, until - self.half, args.status_connections
+            )
+        self._breach_started = self._load_started = False
+
+    def wake(self) -> float:
+        times = [float("inf")]
+        if self.breach is not None and not self._breach_started:
+            times.append(self.breach_at)
+        if self.load is not None and not self._load_started:
+            times.append(self.half)
+        return min(times)
+
+    def step(self) -> None:
+        now = time.time()
+        if self.breach is not None and not self._breach_started and now >= self.breach_at:
+            self._breach_started = True
+            self.breach.start()
+            log(f"breach: one host in each of {len(self.breach.targets)} services")
+        if self.load is not None and not self._load_started and now >= self.half:
+            self._load_started = True
+            self.load.start()
+            log(f"status page: {self.args.status_rps:g} requests/s from now to the end")
+
+    def figures(self, steady: list[tuple[float, float, float, int]]) -> dict[str, Any]:
+        """The services' figures, and ingest p99 without and with the status-page load."""
+        if not self.args.services and self.load is None:
+            return {}
+        out: dict[str, Any] = {"services": self.args.services}
+        if self.breach is not None:
+            out["service_breach"] = self.breach.result(timeout=90)
+        if self.load is not None:
+            started, until = self.window
+            # A second either side of the switch is left out.
+            halves = {
+                "without": [r for r in steady if started <= r[0] < self.half - 1],
+                "with": [r for r in steady if self.half + 1 <= r[0] < until],
+            }
+            p99 = {}
+            for name, part in halves.items():
+                latencies = sorted(r[1] for r in part)
+                scheduled = sorted(r[1] + r[2] for r in part)
+                p99[name] = {
+                    "reports": len(part),
+                    "p99_ms": ms(percentile(latencies, 0.99)),
+                    "p99_from_schedule_ms": ms(percentile(scheduled, 0.99)),
+                }
+            a, b = p99["without"]["p99_ms"], p99["with"]["p99_ms"]
+            out["status_page"] = {
+                "load": self.load.result(),
+                "ingest": p99,
+                "p99_ratio": round(b / a, 2) if a and b else None,
+            }
+        return out
 
 
 def sender_result(out: Any, procs: list[Any]) -> Any:
@@ -1265,6 +1369,7 @@ def print_figures(f: dict[str, Any]) -> None:
             f"{k['last_leased_delivered_after_kill_s']} s after the kill; outbox "
             f"{k['outbox']}"
         )
+    print_services(f)
     print(
         f"  exits           {f['collector_exits']}; {f['collector_log_problems']} log lines "
         "at WARNING or above"
@@ -1279,6 +1384,40 @@ def print_figures(f: dict[str, Any]) -> None:
         and f["errors"] == 0
     )
     print(f"  target          sustained with p99 < 100 ms: {'met' if target else 'NOT met'}")
+
+
+def print_services(f: dict[str, Any]) -> None:
+    """The services mode's lines (nothing without it)."""
+    breach = f.get("service_breach")
+    if f.get("services"):
+        print(f"  services        {f['services']} services over the fleet")
+    if "service_breach" in f and not breach:
+        print("  service breach  did not finish (no figures)")
+    if breach:
+        change = breach["to_state_change_s"]
+        print(
+            f"  service breach  {breach['changed']} of {breach['services']} services in outage "
+            f"after one host's breach: median {change['median']} s, max {change['max']} s from "
+            f"the report to the tick that saw it (evaluation_interval 5 s; read through the "
+            f"API within {breach['to_api_s_max']} s)"
+        )
+    page = f.get("status_page")
+    if page:
+        load = page["load"] or {}
+        print(
+            f"  status page     {load.get('per_second')} requests/s of "
+            f"{load.get('planned_per_second')} planned over the second half "
+            f"({load.get('requests')} of {load.get('planned')} sent), statuses "
+            f"{load.get('statuses')}, latency {load.get('latency_ms')}"
+            + (f"; {load['error']}" if "error" in load else "")
+        )
+        without, with_ = page["ingest"]["without"], page["ingest"]["with"]
+        print(
+            f"  ingest p99      without the status page {without['p99_ms']} ms "
+            f"({without['reports']} reports), with it {with_['p99_ms']} ms "
+            f"({with_['reports']} reports): ratio {page['p99_ratio']}; from schedule "
+            f"{without['p99_from_schedule_ms']} ms and {with_['p99_from_schedule_ms']} ms"
+        )
 
 
 def main() -> int:
@@ -1379,6 +1518,37 @@ def main() -> int:
         default=1.0,
         metavar="S",
         help="seconds between the hostile agent's reports",
+    )
+    parser.add_argument(
+        "--services",
+        type=int,
+        default=0,
+        metavar="N",
+        help="configure N services over the fleet (pools, clusters, all-of, label "
+        "components, dependencies; bench/service_load.py) and time a breach to its "
+        "service's state change",
+    )
+    parser.add_argument(
+        "--service-breaches",
+        type=int,
+        default=5,
+        metavar="K",
+        help="with --services: K services each get one host breaching, a quarter into the window",
+    )
+    parser.add_argument(
+        "--status-rps",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="GET /status at R requests/s over the second half of the window; ingest p99 "
+        "of the first half and the second are printed side by side",
+    )
+    parser.add_argument(
+        "--status-connections",
+        type=int,
+        default=50,
+        metavar="C",
+        help="kept-alive connections of the status-page load",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

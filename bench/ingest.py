@@ -377,8 +377,15 @@ CHECK_ERROR_PROBABILITY = 0.01  # a report carries a failed diskio check this of
 class ReportFactory:
     """Build successive reports for one simulated host, with seq increasing from 1."""
 
-    def __init__(self, host: str, specs: list[SeriesSpec], rng: random.Random) -> None:
+    def __init__(
+        self,
+        host: str,
+        specs: list[SeriesSpec],
+        rng: random.Random,
+        labels: dict[str, str] | None = None,
+    ) -> None:
         self.host = host
+        self.labels = labels or {}  # the agent's labels (role, site), sent with each report
         self.boot_id = uuid.uuid4().hex
         self.seq = 0
         self.last_measurements = 0  # how many the last body carried
@@ -436,6 +443,7 @@ class ReportFactory:
             interval_seconds=REPORT_INTERVAL_SECONDS,
             measurements=measurements,
             checks=checks,
+            labels=self.labels,
         )
         return encode(report)
 

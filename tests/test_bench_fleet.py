@@ -128,3 +128,57 @@ def test_a_short_fleet_run_on_postgresql_counts_what_a_report_costs_it(
     assert cost["rows_updated"] >= 40, cost
     assert cost["commits"] > 0, cost
     assert cost["wal_bytes_server_wide"] > 0, cost
+
+
+def test_the_services_mode_config_loads_with_every_kind_of_service() -> None:
+    """bench/fleet.py --services: pools, clusters, all-of services, label components, service
+    components and dependencies, over the fleet's host names; it loads as a collector config."""
+    from collector.config import collector_config_from_dict
+
+    fleet = bench_module("fleet")
+    load = fleet.service_load
+    services = load.services_config(10_000, 200, "ops")
+    config = collector_config_from_dict(
+        {
+            "sinks": {"desk": {"type": "builtin"}},
+            "groups": {"ops": {"sink": "desk", "assign": "Operations"}},
+            "rules": [fleet.BREACH_RULE | {"owner": "ops"}],
+            "services": services,
+        }
+    )
+    assert len(config.services) == 200
+    needs = {str(s.components[0].need) for s in config.services.values()}
+    assert needs == {"any", "48", "all"}
+    assert config.services["s049"].components[-1].service == "s047"
+    assert config.services["s009"].depends_on == ["s008"]
+    assert config.services["s001"].components[0].hosts[0] == "host0005?"
+    assert load.host_labels(51, 50, 200) == {"svc": "s001", "tier": "front"}
+    assert load.host_labels(55, 50, 200) == {"svc": "s001", "tier": "back"}
+    targets = load.breach_targets(10_000, 200, 5)
+    assert len(targets) == 5
+    assert all(config.services[name].components[0].need == "all" for name, _ in targets)
+
+
+@pytest.mark.slow
+def test_a_short_services_run_times_a_breach_and_loads_the_status_page() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "fleet.py"),
+            *("--agents", "40", "--interval", "2", "--seconds", "16", "--senders", "1"),
+            *("--services", "4", "--service-breaches", "1", "--status-rps", "40", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["errors"] == 0
+    assert figures["service_breach"]["changed"] == 1
+    assert figures["service_breach"]["to_state_change_s"]["max"] > 0
+    page = figures["status_page"]
+    assert set(page["load"]["statuses"]) == {"200"}
+    assert page["load"]["requests"] > 0
+    assert page["ingest"]["with"]["reports"] > 0 and page["ingest"]["without"]["reports"] > 0

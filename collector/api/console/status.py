@@ -39,7 +39,8 @@ def status_page_routes(console: Console) -> list[Any]:
     service.status_page = page  # for tests and tools: how often it rendered
 
     def html(snapshot: dict[str, Any]) -> str:
-        return console.env.get_template("status.html").render(status=snapshot)
+        # Times read relative to the collector's clock, as on every console page.
+        return console.env.get_template("status.html").render(status=snapshot, now=service.clock())
 
     def answer(fmt: str) -> Response[bytes]:
         if not service.config.status_page.enabled:
