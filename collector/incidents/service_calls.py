@@ -180,6 +180,8 @@ class ServiceLevelCalls:
             if call is not None and (level is None or state is ServiceState.OPERATIONAL):
                 self._service_recovered(call, service, now)
                 continue
+            if call is None and (level is None or state < level):
+                continue  # no call, and none due: its causes are not worked out
             found = ServiceNow(
                 service,
                 state,
@@ -188,10 +190,8 @@ class ServiceLevelCalls:
             )
             if call is not None:
                 self._service_changed(call, found, now)
-            elif level is not None and state >= level:
-                call = self._service_out(key, found, now)
             else:
-                continue
+                call = self._service_out(key, found, now)
             service_calls[service.name] = call.id
             self._link_causes(call, found, now)
         for key, call in open_calls.items():
