@@ -340,3 +340,17 @@ def test_a_call_level_that_is_not_known_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         collector_config(tmp_path, [FAST_FS, HTTP_RULE], services=bad)
     assert refused.value.path == "services -> payroll -> call"
+
+
+def test_the_first_line_names_ten_causes_and_counts_the_rest() -> None:
+    from collector.incidents.service_calls import Cause, headline
+    from collector.services.state import ServiceState
+
+    found = [Cause(f"web{i:02d} http_failing CRITICAL", 100 + i) for i in range(12)]
+    found.append(Cause("service Database: outage", None))
+    line = headline("Web shop", ServiceState.OUTAGE, found)
+    assert line.startswith(
+        "Web shop: outage — caused by: web00 http_failing CRITICAL (call #100), "
+    )
+    assert line.endswith("web09 http_failing CRITICAL (call #109), and 3 more")
+    assert headline("Web shop", ServiceState.DEGRADED, []) == "Web shop: degraded"

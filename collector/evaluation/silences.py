@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from collector.config import BUILTIN_RULES, CollectorConfig
+from collector.config import BUILTIN_RULES, SERVICE_RULE, CollectorConfig
 from collector.errors import Rejection
 from collector.evaluation.maintenance import MaintenanceCalendar, weekly_occurrence
 from collector.store.protocols import Store
@@ -110,7 +110,10 @@ class Silences:
 
     def reach(self, host: str, rule: str) -> SilenceReach:
         """The hosts and rules a silence with these globs would match now."""
-        known_rules = sorted({r.name for r in self.config.rules} | set(BUILTIN_RULES))
+        # A service's own call follows the service, not a rule state: no silence reaches it.
+        known_rules = sorted(
+            {r.name for r in self.config.rules} | (set(BUILTIN_RULES) - {SERVICE_RULE})
+        )
         return SilenceReach(
             host,
             rule,

@@ -186,7 +186,7 @@ class ServiceLevelCalls:
                 service,
                 state,
                 causes(status, titles, call_of, service_calls),
-                since.get(service.name, now),
+                min(since.get(service.name, now), now),  # the tick's pass began at `now`
             )
             if call is not None:
                 self._service_changed(call, found, now)
