@@ -105,6 +105,8 @@ def call_routes(console: Console) -> list[Any]:
         acked = any(e.kind == "acknowledged" for e in events)
         now_state = service.reader.call_state(call.host, call.id)
         oncall = on_call(service.config.notifications, call.group, service.clock())  # its rota
+        escalations = service.escalations  # how far it climbed, when nobody acknowledges it
+        escalation = escalations.status(call, service.clock()) if escalations else None
         return console.page(
             "call.html",
             session,
@@ -114,6 +116,7 @@ def call_routes(console: Console) -> list[Any]:
             acked=acked,
             state=now_state,
             oncall=oncall,
+            escalation=escalation,
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
