@@ -242,7 +242,7 @@ class CollectorService:
             flush_storms=self.incidents.flush_storms,
             services=self.service_watch,
             take_over=self.takeover.slices,
-            escalate=self.escalations.run if self.escalations is not None else None,
+            escalate=self.escalations.steps if self.escalations is not None else None,
         )
         self.by_hand = CallsByHand(
             config=self._config,

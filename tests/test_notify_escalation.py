@@ -316,6 +316,23 @@ def test_a_step_is_taken_once_whoever_takes_it(
     assert len(escalated_to(one, call_id)) == 3
 
 
+def test_two_replicas_ticking_tell_each_level_once(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    """On PostgreSQL the replica holding the evaluation lead takes the steps; on SQLite two
+    services on one file both try, and the level written first wins."""
+    one, two = make(make_service), make(make_service)
+    opened = clock()
+    call_id = open_call(one, clock)
+    for seconds in (FIRST, SECOND, THIRD):
+        clock.now = opened + seconds
+        two.tick()
+        one.tick()
+    assert len(escalated_to(one, call_id)) == 11
+    kinds = [e.kind for e in one.store.call_events(call_id)]
+    assert kinds.count("escalated") == 3
+
+
 def test_a_reopened_call_climbs_again_from_its_reopening(
     make_service: Callable[..., CollectorService], clock: FakeClock
 ) -> None:
@@ -470,3 +487,19 @@ def test_escalation_mistakes_are_refused_at_load_naming_their_key(
         collector_config(tmp_path, [RULE], notifications=section)
     assert caught.value.path == path
     assert words in caught.value.message
+
+
+def test_steps_come_in_slices_between_which_reports_are_served(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    service = make(make_service, levels=[{"people": ["dave"]}])
+    opened = clock()
+    hosts = ["web01", "web02", "db01"]
+    for host in hosts:
+        open_call(service, clock, host)
+    clock.now = opened + FIRST
+    assert service.escalations is not None
+    taken = [0]
+    slices = list(service.escalations.steps(clock(), 0.0, taken))
+    assert taken == [3] and len(slices) == 3, "one step, then a slice's end"
+    assert escalated_to(service).count("dave-phone") == 3

@@ -7,7 +7,7 @@ for `escalation`, and is written in the call's history and the audit log in the 
 transaction as the level reached, which the store keeps: a restart goes on from there, and of
 replicas sharing a store only the one whose step is written first tells anyone.
 
-The evaluation tick runs `CallEscalations.run` (by the replica holding the `evaluation` lead).
+The evaluation tick runs `CallEscalations.steps` (by the replica holding the `evaluation` lead).
 An acknowledgement (console, CLI, API, the help desk seen by two-way sync, a notification's
 link: each writes an `acknowledged` event) or the call's resolution stops the climb.
 """
@@ -15,6 +15,8 @@ link: each writes an `acknowledged` event) or the call's resolution stops the cl
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,15 +102,29 @@ class CallEscalations:
         return float(config.respond_within) if config else 4 * 3600.0
 
     def run(self, now: float) -> int:
-        """Take every step that is due at `now`; return how many were taken."""
+        """Take every step that is due at `now`, all at once; return how many were taken."""
+        taken = [0]
+        for _ in self.steps(now, float("inf"), taken):
+            pass
+        return taken[0]
+
+    def steps(
+        self, now: float, slice_seconds: float = 0.01, taken: list[int] | None = None
+    ) -> Iterator[None]:
+        """Take every step due at `now`, each in its own transaction, yielding every
+        `slice_seconds` of work (the evaluation tick serves reports between the slices);
+        `taken[0]` counts the steps taken."""
         if not self.enabled:
-            return 0
-        taken = 0
+            return
+        count = taken if taken is not None else [0]
+        began = time.perf_counter()
         for state in self._store.escalation_candidates(sorted(self._notify.escalation)):
             due = self._due(state)
             if due is not None and due[1] <= now and self._step(state, due[0], now):
-                taken += 1
-        return taken
+                count[0] += 1
+            if time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
 
     def status(self, call: Call, now: float) -> EscalationStatus | None:
         """The call's escalation, for the console (None: its group does not escalate)."""
