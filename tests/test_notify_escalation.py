@@ -420,6 +420,17 @@ def test_the_console_shows_the_level_the_next_step_and_who_is_on_call(
             at(service, clock, opened, seconds)
         assert "level <strong>3</strong> of 3" in client.get(f"/calls/{call_id}").text
         assert "the last level" in client.get(f"/calls/{call_id}").text
+        answer = client.get(
+            f"/api/v1/calls/{call_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert answer["escalation"] == {
+            "level": 3,
+            "levels": 3,
+            "reached_at": opened + THIRD,
+            "next_at": None,
+            "next_names": [],
+            "stopped": "",
+        }
 
 
 @pytest.mark.parametrize(
