@@ -34,6 +34,7 @@ from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
 from collector.notify.delivery import Notifications, build_channels
+from collector.notify.escalation import CallEscalations
 from collector.notify.plan import NotificationPlanner
 from collector.services.messages import StatusMessages
 from collector.services.watch import ServiceWatch
@@ -164,8 +165,14 @@ class CollectorService:
                 ticket_sinks=ticket_sinks,
                 on_enqueue=self.outbox.notify if self.outbox else None,
             )
-            if notify.rules
+            if notify.rules or notify.escalation
             else None,
+        )
+        planner = self.incidents.notifications
+        self.escalations = (
+            CallEscalations(notify, dict(config.groups), self.store, planner)
+            if planner is not None and notify.escalation
+            else None
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
@@ -235,6 +242,7 @@ class CollectorService:
             flush_storms=self.incidents.flush_storms,
             services=self.service_watch,
             take_over=self.takeover.slices,
+            escalate=self.escalations.steps if self.escalations is not None else None,
         )
         self.by_hand = CallsByHand(
             config=self._config,

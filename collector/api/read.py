@@ -3,6 +3,7 @@ a rule's thresholds are what they are on a host."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from litestar import Response, get
@@ -55,11 +56,14 @@ def read_routes(service: CollectorService) -> list[Any]:
                 "state": link.remote_state,
                 "acknowledged_at": link.acknowledged_at,
             }
+        # How far it climbed its group's escalation levels (None: the group has none).
+        climbed = service.escalations.status(call, service.clock()) if service.escalations else None
         return Response(
             {
                 **call_json(call),
                 "events": [{"at": e.at, "kind": e.kind, "text": e.text} for e in events],
                 "ticket": ticket,
+                "escalation": dataclasses.asdict(climbed) if climbed else None,
             }
         )
 

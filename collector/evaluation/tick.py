@@ -70,6 +70,8 @@ class EvaluationTick:
     services: ServiceWatch | None = None
     # Load the hosts of replicas that died, in bulk and in slices (view/takeover.py).
     take_over: Callable[[float], Iterator[None]] | None = None
+    # Climb the escalation levels of calls nobody acknowledged (collector/notify/escalation.py).
+    escalate: Callable[[float, float], Iterator[None]] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -138,11 +140,22 @@ class EvaluationTick:
                 if changes:
                     with self.store.transaction():
                         self.store.add_service_changes(changes)
+            yield from self._escalate(now, slice_seconds)
             settle_garbage_collector()
         except Exception:
             self.failures.inc()
             log.exception("evaluation tick failed; reloading state")
             self.reload()
+
+    def _escalate(self, now: float, slice_seconds: float) -> Iterator[None]:
+        """Take the escalation steps due; a failure waits for the next tick, the view stays."""
+        if self.escalate is None:
+            return
+        try:
+            yield from self.escalate(now, slice_seconds)
+        except Exception:
+            self.failures.inc()
+            log.exception("escalating calls failed; the next tick tries again")
 
     def _services(self, slice_seconds: float) -> Iterator[None]:
         """Every service's state from the view as this tick left it."""

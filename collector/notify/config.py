@@ -255,6 +255,29 @@ class Rota(_Config, frozen=True):
                 raise field_error("overrides", f"{override.start} to {override.end}: ends first")
 
 
+class EscalationLevel(_Config, frozen=True):
+    """One step up for a call nobody acknowledged: who is told, and how long after the step
+    before it (or the call's open) it comes; `after` defaults to the group's `respond_within`.
+
+    Its people are the next one in the group's rota (`next_on_call`), named `people`, and
+    plain `channels`, in any mix.
+    """
+
+    after: Duration | None = None
+    next_on_call: bool = False
+    people: list[PersonName] = []
+    channels: list[ChannelName] = []
+
+    def __post_init__(self) -> None:
+        if not (self.next_on_call or self.people or self.channels):
+            raise field_error("people", "name who is told: next_on_call: true, people or channels")
+        if self.after is not None and float(self.after) <= 0:
+            raise field_error("after", "must be more than 0s")
+
+
+EscalationLevels = Annotated[list[EscalationLevel], msgspec.Meta(min_length=1)]
+
+
 class NotifyConfig(_Config, frozen=True):
     """Notifications to people, delivered through the outbox like tickets."""
 
@@ -262,6 +285,8 @@ class NotifyConfig(_Config, frozen=True):
     rules: list[NotifyRule] = []
     people: dict[PersonName, Person] = {}
     rotas: dict[str, Rota] = {}  # run group -> its rota
+    # run group -> its levels, in order (collector/notify/escalation.py)
+    escalation: dict[str, EscalationLevels] = {}
 
 
 # -- the hooks collector/config.py calls ------------------------------------------------------
@@ -285,10 +310,11 @@ def prevalidate_notify(data: dict[str, Any], source: str | None) -> None:
     section = data.get("notifications")
     if not isinstance(section, dict):
         return
-    for key, typ in (("rotas", Rota), ("people", Person)):
+    for key, typ in (("rotas", Rota), ("people", Person), ("escalation", EscalationLevels)):
         entries = section.get(key)
         for name, value in entries.items() if isinstance(entries, dict) else ():
-            convert(value, typ, source=source, prefix=f"notifications -> {key} -> {name}")
+            where = f"notifications -> {key} -> {name}"
+            convert(value, typ, source=source, prefix=where)
     channels = section.get("channels")
     if not isinstance(channels, dict):
         return
@@ -330,6 +356,7 @@ def validate_notify(config: CollectorConfig, source: str | None) -> None:
                     source=source,
                 )
     _validate_rotas(config, source)
+    _validate_escalation(config, source)
     for name, channel in notify.channels.items():
         where = f"notifications -> channels -> {name}"
         for key, secret in channel.secrets():
@@ -384,5 +411,40 @@ def _validate_rotas(config: CollectorConfig, source: str | None) -> None:
                     raise ConfigError(
                         f"notifications -> rules -> {i} -> groups",
                         f"oncall: true, but group {group!r} has no rota (notifications -> rotas)",
+                        source=source,
+                    )
+
+
+def _validate_escalation(config: CollectorConfig, source: str | None) -> None:
+    """Levels belong to known groups and name known people and channels; `next_on_call`
+    needs the group's rota."""
+    notify = config.notifications
+    for group, levels in notify.escalation.items():
+        where = f"notifications -> escalation -> {group}"
+        if group not in config.groups:
+            known = ", ".join(sorted(config.groups)) or "none"
+            raise ConfigError(where, f"unknown group {group!r} (groups: {known})", source=source)
+        for i, level in enumerate(levels, start=1):
+            at = f"{where} -> {i}"
+            if level.next_on_call and group not in notify.rotas:
+                raise ConfigError(
+                    f"{at} -> next_on_call",
+                    f"group {group!r} has no rota (notifications -> rotas)",
+                    source=source,
+                )
+            for name in level.people:
+                if name not in notify.people:
+                    known = ", ".join(sorted(notify.people)) or "none"
+                    raise ConfigError(
+                        f"{at} -> people",
+                        f"unknown person {name!r} (people: {known})",
+                        source=source,
+                    )
+            for chosen in level.channels:
+                if chosen not in notify.channels:
+                    known = ", ".join(sorted(notify.channels)) or "none"
+                    raise ConfigError(
+                        f"{at} -> channels",
+                        f"unknown channel {chosen!r} (channels: {known})",
                         source=source,
                     )

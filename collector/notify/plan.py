@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from collector.incidents.calls import Call
@@ -50,6 +50,10 @@ class NotificationPlanner:
     def enabled(self) -> bool:
         return bool(self._config.rules)
 
+    def escalates(self, group: str) -> bool:
+        """Whether the group's calls climb escalation levels (collector/notify/escalation.py)."""
+        return group in self._config.escalation
+
     def call_event(
         self, call: Call, kind: str, text: str, now: float, *, was: str | None = None
     ) -> int:
@@ -68,9 +72,13 @@ class NotificationPlanner:
         *,
         kind: str = "",
         was: str | None = None,
+        to: Sequence[str] = (),
     ) -> int:
-        """Queue `event` (open, severity, escalation, resolve) of `call` for its channels."""
+        """Queue `event` (open, severity, escalation, resolve) of `call` for its channels, and
+        at once for the channels `to` (an escalation level's people)."""
         targets = self._targets(call, event, now)
+        for channel in to:
+            targets[channel] = now
         for channel, release in targets.items():
             sink = OUTBOX_PREFIX + channel
             if release <= now:
@@ -121,7 +129,23 @@ class NotificationPlanner:
                     rule.quiet_hours.release_at(call.severity, now) if rule.quiet_hours else now
                 )
                 targets[channel] = min(targets.get(channel, release), release)
+        if event == "resolve":
+            # Whoever an escalation reached hears that it is over.
+            for channel in self._told_by_escalation(call):
+                targets[channel] = now
         return targets
+
+    def _told_by_escalation(self, call: Call) -> list[str]:
+        """The channels the group's escalation levels may reach that were told of this call."""
+        levels = self._config.escalation.get(call.group, ())
+        rota = self._config.rotas.get(call.group)
+        names = [n for level in levels for n in level.people]
+        if rota is not None and any(level.next_on_call for level in levels):
+            names += [*rota.people, *(o.person for o in rota.overrides)]
+        people = [self._config.people[n] for n in dict.fromkeys(names) if n in self._config.people]
+        reach = [c for level in levels for c in level.channels]
+        reach += [c for person in people for c in person.channels]
+        return [c for c in dict.fromkeys(reach) if self._store.has_ops(call.id, OUTBOX_PREFIX + c)]
 
     def _told_on_call(self, call: Call) -> list[str]:
         """The channels of the people in the group's rota that were told of this call."""

@@ -312,6 +312,15 @@ MIGRATIONS: list[str] = [
         ended_by TEXT
     );
     """,
+    # How far each unacknowledged call has climbed (issue 23: escalation).
+    """
+    CREATE TABLE call_escalations (
+        call_id BIGINT PRIMARY KEY REFERENCES calls (id),
+        level INTEGER NOT NULL,
+        reached_at DOUBLE PRECISION NOT NULL,
+        steps INTEGER NOT NULL
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

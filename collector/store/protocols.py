@@ -20,6 +20,7 @@ from collector.store.records import (
     BackupSuccess,
     CallLink,
     CheckStatus,
+    EscalationState,
     HistoryPoint,
     HistoryStep,
     HostRecord,
@@ -205,6 +206,14 @@ class OutboxStore(Transactional, Protocol):
     def open_links(self) -> list[CallLink]: ...
 
 
+class EscalationStore(Transactional, Protocol):
+    """How far each unacknowledged call has climbed (collector/notify/escalation.py)."""
+
+    def escalation_candidates(self, groups: Sequence[str]) -> list[EscalationState]: ...
+    def escalation_of(self, call_id: int) -> EscalationState | None: ...
+    def advance_escalation(self, call_id: int, level: int, at: float, steps_was: int) -> bool: ...
+
+
 class Store(
     ReplicaStore,
     ReportedStore,
@@ -214,6 +223,7 @@ class Store(
     SessionStore,
     CallStore,
     OutboxStore,
+    EscalationStore,
     Protocol,
 ):
     """Durable state: every focused protocol above, as each backend implements it."""

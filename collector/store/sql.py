@@ -28,6 +28,7 @@ from collector.store.records import (
     BackupSuccess,
     CallLink,
     CheckStatus,
+    EscalationState,
     HistoryPoint,
     HistoryStep,
     HostRecord,
@@ -924,6 +925,49 @@ class SQLStore:
             "UPDATE calls SET status='resolved', resolved_at=?, updated_at=?, "
             "closed_by_desk=TRUE WHERE id=?",
             (now, now, call_id),
+        )
+
+    # -- escalation: how far each unacknowledged call has climbed --------------------------------
+
+    _ESCALATION = (
+        "SELECT c.id, c.grp, c.opened_at, c.reopened, coalesce(e.level, 0), e.reached_at, "
+        "coalesce(e.steps, 0) FROM calls c LEFT JOIN call_escalations e ON e.call_id = c.id "
+    )
+
+    def escalation_candidates(self, groups: Sequence[str]) -> list[EscalationState]:
+        """The open calls of `groups` that nobody acknowledged, with how far each climbed."""
+        if not groups:
+            return []
+        marks = ", ".join("?" * len(groups))
+        rows = self._run(
+            f"{self._ESCALATION}WHERE c.status = 'open' AND c.grp IN ({marks}) "  # noqa: S608 -- constant text and placeholders, values bound  # nosec B608
+            "AND NOT EXISTS (SELECT 1 FROM call_events v WHERE v.call_id = c.id "
+            "AND v.kind = 'acknowledged') ORDER BY c.id",
+            tuple(groups),
+        )
+        return [EscalationState(*row) for row in rows]
+
+    def escalation_of(self, call_id: int) -> EscalationState | None:
+        row = self._run(f"{self._ESCALATION}WHERE c.id = ?", (call_id,)).fetchone()
+        return EscalationState(*row) if row else None
+
+    def advance_escalation(self, call_id: int, level: int, at: float, steps_was: int) -> bool:
+        """Record that the call reached `level` at `at`, unless someone took a step since
+        `steps_was` was read; return whether this was the one step taken."""
+        if steps_was == 0:
+            return bool(
+                self._affected(
+                    "INSERT INTO call_escalations (call_id, level, reached_at, steps) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT (call_id) DO NOTHING",
+                    (call_id, level, at),
+                )
+            )
+        return bool(
+            self._affected(
+                "UPDATE call_escalations SET level = ?, reached_at = ?, steps = steps + 1 "
+                "WHERE call_id = ? AND steps = ?",
+                (level, at, call_id, steps_was),
+            )
         )
 
     def _lock_storm(self) -> None:

@@ -281,6 +281,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             ended_by TEXT
         )""",
     ),
+    14: (
+        # How far each unacknowledged call has climbed (issue 23: escalation).
+        """CREATE TABLE call_escalations (
+            call_id INTEGER PRIMARY KEY REFERENCES calls (id),
+            level INTEGER NOT NULL,
+            reached_at REAL NOT NULL,
+            steps INTEGER NOT NULL
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

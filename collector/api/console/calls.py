@@ -106,6 +106,8 @@ def call_routes(console: Console) -> list[Any]:
         acked = any(e.kind == "acknowledged" for e in events)
         now_state = service.reader.call_state(call.host, call.id)
         oncall = on_call(service.config.notifications, call.group, service.clock())  # its rota
+        escalations = service.escalations  # how far it climbed, when nobody acknowledges it
+        escalation = escalations.status(call, service.clock()) if escalations else None
         return console.page(
             "call.html",
             session,
@@ -117,6 +119,7 @@ def call_routes(console: Console) -> list[Any]:
             oncall=oncall,
             targets=targets_of(service, call, events),
             deadlines=deadlines,
+            escalation=escalation,
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
