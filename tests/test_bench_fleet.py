@@ -128,3 +128,28 @@ def test_a_short_fleet_run_on_postgresql_counts_what_a_report_costs_it(
     assert cost["rows_updated"] >= 40, cost
     assert cost["commits"] > 0, cost
     assert cost["wal_bytes_server_wide"] > 0, cost
+
+
+def test_ingest_cpu_measures_a_few_intervals_in_process() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "ingest_cpu.py"),
+            "--hosts",
+            "10",
+            "--rounds",
+            "4",
+            "--warmup",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["reports"] == 10 * 3
+    assert figures["cpu_ms_per_report"] > 0
+    assert figures["rule_states"] > 0
