@@ -312,6 +312,15 @@ MIGRATIONS: list[str] = [
         ended_by TEXT
     );
     """,
+    # Acknowledge links from notifications that were used: each works once (issue 23).
+    """
+    CREATE TABLE ack_links_used (
+        link_id TEXT PRIMARY KEY,
+        call_id BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

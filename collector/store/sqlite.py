@@ -281,6 +281,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             ended_by TEXT
         )""",
     ),
+    14: (
+        # Acknowledge links from notifications that were used: each works once (issue 23).
+        """CREATE TABLE ack_links_used (
+            link_id TEXT PRIMARY KEY,
+            call_id INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            used_at REAL NOT NULL
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
