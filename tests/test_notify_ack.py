@@ -109,7 +109,7 @@ def test_get_shows_the_call_and_changes_nothing(
         for fact in ("CRITICAL", "open", "systems-administration", "Opened", "mountpoint=/"):
             assert fact in text, fact
         assert 'id="ack-confirm"' in text and "sent to <strong>alice</strong>" in text
-        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["referrer-policy"] == "same-origin"
         assert page.headers["cache-control"] == "no-store"
     assert (service.store.call_events(call_id), service.store.list_audit(100)) == before
     links = service.ack_links

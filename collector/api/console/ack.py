@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 NONCE_COOKIE = "runwatch_ack"
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{32}$")
-# The token is in the URL: no page it leads to may learn it from a Referer.
-_HEADERS = {"Referrer-Policy": "no-referrer"}
+# The token is in the URL: no other site may learn it from a Referer. (Not no-referrer: with
+# it, browsers send `Origin: null` on the confirm form, which then looks cross-site.)
+_HEADERS = {"Referrer-Policy": "same-origin"}
 
 
 class AckPages:
@@ -71,7 +72,7 @@ class AckPages:
         return self.refused(
             410,
             "Link already used",
-            f"This link was used already: it works once. Call #{link.call_id} stays acknowledged.",
+            f"This link was already used: it works once. Call #{link.call_id} stays acknowledged.",
         )
 
     def unknown(self, link: AckLink) -> Response[str]:
