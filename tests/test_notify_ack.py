@@ -454,3 +454,41 @@ def test_bad_link_settings_are_refused_at_load_with_their_key_path(
     assert raised.value.path.startswith(f"notifications -> ack_links -> {path}"), raised.value
     assert message in raised.value.message
     assert "short" not in raised.value.message.replace("too short", "")
+
+
+def test_a_call_in_a_help_desk_is_acknowledged_there_too(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    """The acknowledgement goes to the ticket as a comment, through the outbox, and the
+    desk's escalation sees it: the call counts as acknowledged."""
+    from collector.store.records import CallLink
+
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        external_url=BASE,
+        notifications=NOTIFY,
+        sinks={"desk": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
+        groups={
+            "systems-administration": {"sink": "desk", "assign": "Systems Administration"},
+            "computer-operations": {"sink": "desk", "assign": "Computer Operations"},
+        },
+    )
+    call_id = open_call(service, clock)
+    with service.store.transaction():
+        service.store.save_link(CallLink(call_id, "desk", "T-42"))
+    clock.advance(120)
+    # Straight to the service: the app's background sync would read the (absent) desk.
+    link_id = "desk-link"
+    assert service.acknowledge_from_link(call_id, "alice", link_id).outcome == "acknowledged"
+    text = "Acknowledged by alice via notification link."
+    assert acknowledgements(service, call_id) == [text]
+    comments = [
+        op.payload
+        for op in service.store.list_ops("pending", 10)
+        if op.sink == "desk" and op.op == "comment"
+    ]
+    assert comments == [{"text": text}]
+    ticket = service.store.get_link(call_id, "desk")
+    assert ticket is not None and ticket.acknowledged_at == clock()
+    (entry,) = [e for e in service.store.list_audit(10) if e.action == "call.acknowledge"]
+    assert (entry.actor, entry.via) == ("alice", "notification link")
