@@ -492,3 +492,43 @@ def test_a_call_in_a_help_desk_is_acknowledged_there_too(
     assert ticket is not None and ticket.acknowledged_at == clock()
     (entry,) = [e for e in service.store.list_audit(10) if e.action == "call.acknowledge"]
     assert (entry.actor, entry.via) == ("alice", "notification link")
+
+
+def test_a_message_sent_again_carries_the_same_link(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    """A retry (after a crash) is the same message, link included; the link's time runs from
+    the event, not from the delivery; a resolution carries no link."""
+    from collector.notify.delivery import Notifications
+    from collector.notify.message import Message
+
+    sent: list[Message] = []
+
+    class Capture:
+        name = "alice-mail"
+
+        def send(self, message: Message) -> None:
+            sent.append(message)
+
+    service = linked_service(make_service, rules=[{"channels": ["alice-mail"]}])
+    notifications = Notifications({"alice-mail": Capture()}, ack_links=service.ack_links)
+    call_id = open_call(service, clock)
+    (op,) = service.store.list_ops("pending", 10)
+    notifications.deliver(op, service.store)
+    clock.advance(3600)
+    notifications.deliver(op, service.store)
+    first, again = sent
+    assert first.body == again.body and "/ack/" in first.body
+    links = service.ack_links
+    assert links is not None
+    token = re.search(r"/ack/([\w.-]+)", first.body)
+    assert token
+    link = links.keys.read(token.group(1), clock())
+    assert (link.call_id, link.recipient) == (call_id, "alice")
+    assert link.expires_at == op.created_at + DAY
+    service.resolve_call(call_id, "carol")
+    (resolved,) = [
+        o for o in service.store.list_ops("pending", 10) if o.payload["event"] == "resolve"
+    ]
+    notifications.deliver(resolved, service.store)
+    assert "/ack/" not in sent[-1].body
