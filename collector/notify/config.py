@@ -278,6 +278,35 @@ class EscalationLevel(_Config, frozen=True):
 EscalationLevels = Annotated[list[EscalationLevel], msgspec.Meta(min_length=1)]
 
 
+class AckLinksConfig(_Config, frozen=True):
+    """The signed link in each notification that acknowledges its call (notify/ack.py).
+
+    Links need the collector's `external_url`. The signing key is `secret` (`{file:}` or
+    `{env:}`, at least 32 characters), else one generated on first start in the data dir
+    (`ack-links.secret`, mode 0600). `previous_secrets` are still accepted, so a key can be
+    rotated without breaking the links already sent.
+    """
+
+    enabled: bool = True
+    expire_after: Duration = Duration(24 * 3600)
+    secret: Secret | None = None
+    previous_secrets: list[Secret] = []
+
+    def __post_init__(self) -> None:
+        if not 300 <= float(self.expire_after) <= 30 * 86400:
+            raise field_error("expire_after", "must be between 5m and 30d")
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        named = [("secret", self.secret)] if self.secret is not None else []
+        return named + [
+            (f"previous_secrets -> {i}", s) for i, s in enumerate(self.previous_secrets, start=1)
+        ]
+
+
+# A configured signing key's shortest length: 32 characters, as `openssl rand -hex 16` gives.
+ACK_SECRET_MIN_CHARS = 32
+
+
 class NotifyConfig(_Config, frozen=True):
     """Notifications to people, delivered through the outbox like tickets."""
 
@@ -287,6 +316,7 @@ class NotifyConfig(_Config, frozen=True):
     rotas: dict[str, Rota] = {}  # run group -> its rota
     # run group -> its levels, in order (collector/notify/escalation.py)
     escalation: dict[str, EscalationLevels] = {}
+    ack_links: AckLinksConfig = AckLinksConfig()
 
 
 # -- the hooks collector/config.py calls ------------------------------------------------------
@@ -295,6 +325,11 @@ class NotifyConfig(_Config, frozen=True):
 def resolve_notify_paths(base: Path, data: dict[str, Any]) -> None:
     """Make secret files and CA bundles relative to the config file, like the sinks' ones."""
     section = data.get("notifications")
+    links = section.get("ack_links") if isinstance(section, dict) else None
+    if isinstance(links, dict):
+        resolve_paths(base, links.get("secret"), "file")
+        for previous in links.get("previous_secrets") or ():
+            resolve_paths(base, previous, "file")
     channels = section.get("channels") if isinstance(section, dict) else None
     for channel in channels.values() if isinstance(channels, dict) else ():
         if not isinstance(channel, dict):
@@ -357,6 +392,7 @@ def validate_notify(config: CollectorConfig, source: str | None) -> None:
                 )
     _validate_rotas(config, source)
     _validate_escalation(config, source)
+    _validate_ack_links(notify.ack_links, source)
     for name, channel in notify.channels.items():
         where = f"notifications -> channels -> {name}"
         for key, secret in channel.secrets():
@@ -448,3 +484,21 @@ def _validate_escalation(config: CollectorConfig, source: str | None) -> None:
                         f"unknown channel {chosen!r} (channels: {known})",
                         source=source,
                     )
+
+
+def _validate_ack_links(links: AckLinksConfig, source: str | None) -> None:
+    """Every signing key can be read and is long enough."""
+    for key, secret in links.secrets():
+        where = f"notifications -> ack_links -> {key}"
+        try:
+            value = secret.read()
+        except SinkError as exc:
+            raise ConfigError(where, str(exc), source=source) from None
+        if len(value) < ACK_SECRET_MIN_CHARS:
+            # Never the value: only how long it is.
+            raise ConfigError(
+                where,
+                f"a signing key needs at least {ACK_SECRET_MIN_CHARS} characters, this one "
+                f"has {len(value)} (make one with: openssl rand -hex 32)",
+                source=source,
+            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from collector.notify.ack import AckLinks
 from collector.notify.config import OUTBOX_PREFIX, EmailChannelConfig, NotifyConfig
 from collector.notify.message import Message, render
 from collector.sinks.contract import SinkError
@@ -42,9 +43,16 @@ def build_channels(config: NotifyConfig) -> dict[str, Channel]:
 class Notifications:
     """The channels, and how a queued notification becomes a message on one of them."""
 
-    def __init__(self, channels: Mapping[str, Channel], *, console_url: str | None = None) -> None:
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        *,
+        console_url: str | None = None,
+        ack_links: AckLinks | None = None,
+    ) -> None:
         self._channels = channels
         self._console = console_url.rstrip("/") if console_url else ""
+        self._ack_links = ack_links
 
     def deliver(self, op: OutboxOp, store: OutboxStore) -> None:
         name = op.sink.removeprefix(OUTBOX_PREFIX)
@@ -66,4 +74,9 @@ class Notifications:
             console_url=f"{self._console}/calls/{call_id}" if self._console else "",
             ticket_url=(link.url or "") if link else "",
             ticket_id=link.remote_id if link else "",
+            ack_url=(
+                self._ack_links.url_for(payload, op.sink.removeprefix(OUTBOX_PREFIX))
+                if self._ack_links
+                else ""
+            ),
         )

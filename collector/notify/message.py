@@ -2,7 +2,7 @@
 
 The body carries the call's own text (its description: host, rule, severity, value and
 threshold in human units, first seen, the console and dashboard links) after a line saying what
-happened, and ends with the links: console, ticket, dashboard.
+happened, and ends with the links: acknowledge (notify/ack.py), console, ticket, dashboard.
 """
 
 from __future__ import annotations
@@ -77,7 +77,12 @@ def _headline(payload: dict[str, Any]) -> str:
 
 
 def render(
-    payload: dict[str, Any], *, console_url: str = "", ticket_url: str = "", ticket_id: str = ""
+    payload: dict[str, Any],
+    *,
+    console_url: str = "",
+    ticket_url: str = "",
+    ticket_id: str = "",
+    ack_url: str = "",
 ) -> Message:
     """The message for one notification's outbox payload, with the links known at delivery."""
     call = payload["call"]
@@ -95,6 +100,9 @@ def render(
         links.append(f"  Ticket:    {ticket_url or ticket_id}")
     if found := _DASHBOARD.search(description):
         links.append(f"  Dashboard: {found.group(1)}")
+    if ack_url:
+        # First, where a person on the move sees it; it opens a page that asks to confirm.
+        links.insert(0, f"  Acknowledge: {ack_url}")
     if links:
         lines += ["", "Links:", *links]
     footer = f"-- runwatch, run group {call['group']} ({call['assign']})"

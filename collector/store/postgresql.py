@@ -321,6 +321,15 @@ MIGRATIONS: list[str] = [
         steps INTEGER NOT NULL
     );
     """,
+    # Acknowledge links from notifications that were used: each works once (issue 23).
+    """
+    CREATE TABLE ack_links_used (
+        link_id TEXT PRIMARY KEY,
+        call_id BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 
 # Advisory lock keys: one for migrations, one per periodic job (see try_lead).

@@ -154,6 +154,13 @@ class SessionStore(Transactional, Protocol):
     def prune_sessions(self, now: float) -> int: ...
 
 
+class AckLinkStore(Transactional, Protocol):
+    """The acknowledge links from notifications that were used: each works once."""
+
+    def use_ack_link(self, link_id: str, call_id: int, recipient: str, now: float) -> bool: ...
+    def ack_link_used(self, link_id: str) -> float | None: ...
+
+
 class CallStore(Transactional, Protocol):
     """The built-in call register."""
 
@@ -224,6 +231,7 @@ class Store(
     CallStore,
     OutboxStore,
     EscalationStore,
+    AckLinkStore,
     Protocol,
 ):
     """Durable state: every focused protocol above, as each backend implements it."""

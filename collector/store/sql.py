@@ -714,6 +714,24 @@ class SQLStore:
         )
         return [StatusMessage(*row) for row in rows]
 
+    # -- acknowledge links from notifications -------------------------------------------------
+
+    def use_ack_link(self, link_id: str, call_id: int, recipient: str, now: float) -> bool:
+        """Record the link as used; False if it was already (one winner among racing uses)."""
+        return (
+            self._affected(
+                "INSERT INTO ack_links_used (link_id, call_id, recipient, used_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (link_id) DO NOTHING",
+                (link_id, call_id, recipient, now),
+            )
+            == 1
+        )
+
+    def ack_link_used(self, link_id: str) -> float | None:
+        """When the link was used, or None."""
+        row = self._run("SELECT used_at FROM ack_links_used WHERE link_id=?", (link_id,)).fetchone()
+        return float(row[0]) if row else None
+
     # -- console sessions ---------------------------------------------------------------------
 
     def add_session(self, key: str, name: str, expires_at: float) -> None:

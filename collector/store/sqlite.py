@@ -290,6 +290,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             steps INTEGER NOT NULL
         )""",
     ),
+    15: (
+        # Acknowledge links from notifications that were used: each works once (issue 23).
+        """CREATE TABLE ack_links_used (
+            link_id TEXT PRIMARY KEY,
+            call_id INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            used_at REAL NOT NULL
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
