@@ -6,6 +6,7 @@ Both stores; a restart keeps the level; a step is taken once, whoever runs it.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -514,3 +515,46 @@ def test_steps_come_in_slices_between_which_reports_are_served(
     slices = list(service.escalations.steps(clock(), 0.0, taken))
     assert taken == [3] and len(slices) == 3, "one step, then a slice's end"
     assert escalated_to(service).count("dave-phone") == 3
+
+
+def test_the_link_in_an_escalation_message_stops_the_climb(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    """The person the first level reached presses the button behind the link in that message:
+    the call is acknowledged in their name and climbs no more."""
+    base = "http://testserver.local"
+    groups = {**GROUPS, GROUP: {**GROUPS[GROUP], "respond_within": "10m"}}
+    service = make_service(
+        [RULE],
+        groups=groups,
+        staleness={"after_intervals": 3, "owner": "computer-operations"},
+        external_url=base,
+        notifications=notifications(lambda name: f"json://127.0.0.1:9/{name}", LEVELS),
+    )
+    opened = clock()
+    call_id = open_call(service, clock)
+    at(service, clock, opened, FIRST)
+    ops = sorted(service.store.list_ops(None, 500), key=lambda op: op.id)
+    (message,) = [
+        op for op in ops if op.sink == "notify:carol-phone" and op.payload["event"] == "escalation"
+    ]
+    # The link delivery puts in that message (notify/delivery.py), for its channel.
+    links = service.ack_links
+    assert links is not None
+    found = re.search(
+        re.escape(base) + r"(/ack/[\w.-]+)", links.url_for(message.payload, "carol-phone")
+    )
+    assert found, message.payload
+    with TestClient(create_app(service)) as client:
+        page = client.get(found.group(1))
+        assert page.status_code == 200 and "carol" in page.text
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        done = client.post(found.group(1), data={"csrf": csrf}, headers={"Origin": base})
+        assert done.status_code == 200, done.text
+    for seconds in (SECOND, THIRD, THIRD + 3600):
+        at(service, clock, opened, seconds)
+    assert len(escalated_to(service, call_id)) == 3, "no level after the link's acknowledgement"
+    status = service.escalations.status(service.store.get_call(call_id), clock())
+    assert (status.level, status.stopped) == (1, "acknowledged")
+    (text,) = [e.text for e in service.store.call_events(call_id) if e.kind == "acknowledged"]
+    assert "carol" in text
