@@ -24,6 +24,8 @@ from collector.service_levels.period import (
     refuse_future,
     union,
 )
+from collector.service_levels.services import group_olas, service_levels
+from collector.service_levels.targets import report_targets
 from collector.store.protocols import Store
 from collector.store.records import HostRecord, StateChange
 
@@ -184,6 +186,14 @@ def build_report(
         if group in (None, name):
             scopes.append(_scope("host group", name, period, **common, scope_hosts=members(name)))
     backup_hosts = members(group) if group in host_groups else None
+    # Services and OLAs: every service and run group, or the run group's own.
+    targets = report_targets(config)
+    services, olas = [], []
+    if group is None or group in config.groups:
+        services = service_levels(
+            store, config, period, watched, calls, targets=targets, owner=group
+        )
+        olas = group_olas(config, period, calls, targets, group)
     return ServiceReport(
         period,
         group,
@@ -191,6 +201,8 @@ def build_report(
         backup_jobs(store, config, period, backup_hosts),
         unwatched_seconds=period.last - period.start - length(watched),
         watch_recorded_from=recorded[0][0] if recorded else None,
+        services=services,
+        olas=olas,
     )
 
 
