@@ -20,7 +20,9 @@ from collector.notify.config import (
     resolve_notify_paths,
     validate_notify,
 )
+from collector.services.calendar import CalendarConfig, check_calendars
 from collector.services.config import ServiceConfig, StatusPageConfig, check_services
+from collector.services.targets import OlaConfig, check_targets, prevalidate_targets
 from collector.sinks.jira import JiraSinkConfig
 from collector.sinks.redmine import RedmineSinkConfig
 from collector.sinks.rt import RTSinkConfig
@@ -64,6 +66,10 @@ class GroupConfig(_Config, frozen=True):
     # Where calls go in the group's sink: project, tracker, assignee (Redmine), queue, owner
     # (RT), project, component (Jira), assignment_group (ServiceNow), group (Zammad).
     route: dict[str, str] = {}
+    # The group's operational level agreement: response and resolution targets per severity,
+    # counted in a calendar's business hours (collector/services/targets.py). `respond_within`
+    # stays the escalation: around the clock, for every severity.
+    ola: OlaConfig | None = None
 
 
 class FlappingConfig(_Config, frozen=True):
@@ -495,6 +501,8 @@ class CollectorConfig(_Config, frozen=True):
     history: HistoryConfig = HistoryConfig()
     silences: SilencesConfig = SilencesConfig()
     services: dict[str, ServiceConfig] = {}  # what users know; see collector/services/
+    # Business hours by name, for SLA and OLA targets (`always` is built in).
+    calendars: dict[str, CalendarConfig] = {}
     status_page: StatusPageConfig = StatusPageConfig()  # the public services, for users
     notifications: NotifyConfig = NotifyConfig()  # collector/notify/config.py
 
@@ -524,16 +532,19 @@ _NAME_RULE = {
     "groups": "lowercase letters, digits, '-' and '_', starting with a letter",
     "sinks": "letters, digits, '-' and '_'",
     "services": "lowercase letters, digits, '-' and '_', starting with a letter",
+    "calendars": "lowercase letters, digits, '-' and '_', starting with a letter",
 }
 
 
 def _prevalidate(data: dict[str, Any], source: str | None) -> None:
     """Validate named sections key by key, so an error names the group or sink that holds it."""
     prevalidate_notify(data, source)
+    prevalidate_targets(data, source)
     sections: tuple[tuple[str, Any, str], ...] = (
         ("groups", GroupConfig, r"^[a-z][a-z0-9_-]*$"),
         ("sinks", SinkConfig, r"^[A-Za-z0-9_-]+$"),
         ("services", ServiceConfig, r"^[a-z][a-z0-9_-]*$"),
+        ("calendars", CalendarConfig, r"^[a-z][a-z0-9_-]*$"),
     )
     for section, typ, pattern in sections:
         entries = data.get(section)
@@ -746,6 +757,13 @@ def _validate_evaluation(
                 source=source,
             )
     check_services(config.services, config.groups, [*rules, STALE_RULE, CHECK_STALE_RULE], source)
+    check_calendars(config.calendars, source)
+    check_targets(
+        config.calendars,
+        {name: s.sla for name, s in config.services.items()},
+        {name: g.ola for name, g in config.groups.items()},
+        source,
+    )
     return msgspec.structs.replace(config, rules=list(rules.values()))
 
 
