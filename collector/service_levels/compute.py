@@ -25,7 +25,6 @@ from collector.service_levels.period import (
     union,
 )
 from collector.service_levels.services import group_olas, service_levels
-from collector.service_levels.targets import report_targets
 from collector.store.protocols import Store
 from collector.store.records import HostRecord, StateChange
 
@@ -187,13 +186,10 @@ def build_report(
             scopes.append(_scope("host group", name, period, **common, scope_hosts=members(name)))
     backup_hosts = members(group) if group in host_groups else None
     # Services and OLAs: every service and run group, or the run group's own.
-    targets = report_targets(config)
     services, olas = [], []
     if group is None or group in config.groups:
-        services = service_levels(
-            store, config, period, watched, calls, targets=targets, owner=group
-        )
-        olas = group_olas(config, period, calls, targets, group)
+        services = service_levels(store, config, period, watched, calls, owner=group)
+        olas = group_olas(config, period, calls, group)
     return ServiceReport(
         period,
         group,

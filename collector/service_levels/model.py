@@ -74,9 +74,9 @@ class Breach:
     rule: str
     severity: str
     kind: Literal["response", "resolution"]
-    hours: str  # the calendar the target counts in ("always": around the clock)
+    calendar: str  # the hours the target counts ("always": around the clock)
     target_seconds: float
-    took_seconds: float  # counted in `hours`; for a call still waiting, so far
+    took_seconds: float  # counted in `calendar`; for a call still waiting, so far
     waiting: bool  # not yet responded to (or resolved) at the period's end
     opened_at: float
     due_at: float  # when the target ran out
@@ -106,22 +106,27 @@ class TargetLevels:
 
 @dataclass(slots=True)
 class ServiceLevel:
-    """One service's month: its states' times in the hours its availability target counts,
-    availability against the target with the error budget, and its calls against targets."""
+    """One service's month in the hours its SLA counts (its calendar): each state's time,
+    availability against the target with the error budget, and its calls against targets.
+    Shares are fractions (0.995), as everywhere in the report."""
 
     service: str
     title: str
     owner: str
-    hours: str  # the calendar availability counts in ("always": around the clock)
-    counted_seconds: float  # watched time in those hours with the service's state known
+    calendar: str  # the hours availability counts in ("always": around the clock)
+    counted_seconds: float  # known, watched time in those hours, less maintenance
+    up_seconds: float  # operational, and degraded when it counts as up
+    down_seconds: float  # outage, and degraded when it counts as down
     operational_seconds: float
     degraded_seconds: float
+    degraded_counts_as_up: bool
     outage_seconds: float
-    maintenance_seconds: float  # a window covered every problem: not down
-    availability: float | None  # 1 - outage / counted
-    target: float | None  # availability target as a fraction (0.995), None: none set
+    maintenance_seconds: float  # a window covered every problem: never down
+    unknown_seconds: float  # in those hours, but not watched or before the first known state
+    availability: float | None  # up / counted
+    target: float | None  # the SLA's availability, None: none set
     met: bool | None
-    budget_seconds: float | None  # the outage the target allows in the counted time
+    budget_seconds: float | None  # the downtime the target allows in the counted time
     budget_left_seconds: float | None  # negative: overspent
     budget_left: float | None  # share of the budget left
     levels: TargetLevels

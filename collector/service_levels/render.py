@@ -154,7 +154,7 @@ def _budget(service: ServiceLevel) -> str:
 SERVICE_TABLE: tuple[tuple[str, Callable[[ServiceLevel], str]], ...] = (
     ("service", lambda s: f"{s.title} ({s.service})" if s.title != s.service else s.service),
     ("owner", lambda s: s.owner),
-    ("counted in", lambda s: _hours(s.hours)),
+    ("counted in", lambda s: _hours(s.calendar)),
     ("availability", lambda s: _pct(s.availability)),
     ("target", lambda s: _pct(s.target)),
     ("met", _met),
@@ -195,8 +195,8 @@ BREACH_HEADINGS = (
 
 def _breach_cells(owner: str, b: Breach) -> list[str]:
     target = f"{b.kind} {_dur(b.target_seconds)}"
-    if b.hours != "always":
-        target += f" ({b.hours})"
+    if b.calendar != "always":
+        target += f" ({b.calendar})"
     took = f"{_dur(b.took_seconds)} so far" if b.waiting else _dur(b.took_seconds)
     return [
         owner,
@@ -256,12 +256,16 @@ SERVICE_COLUMNS = (
     "service",
     "title",
     "owner",
-    "hours",
+    "calendar",
     "counted_seconds",
+    "up_seconds",
+    "down_seconds",
     "operational_seconds",
     "degraded_seconds",
+    "degraded_counts_as_up",
     "outage_seconds",
     "maintenance_seconds",
+    "unknown_seconds",
     "availability",
     "target",
     "met",
@@ -275,7 +279,7 @@ BREACH_COLUMNS = (
     "rule",
     "severity",
     "kind",
-    "hours",
+    "calendar",
     "target_seconds",
     "took_seconds",
     "waiting",

@@ -1,107 +1,55 @@
-"""Services and OLAs in a report: each service's state over the month against its availability
-target, and calls against response and resolution targets (business time where they say so).
+"""Services and OLAs in a report: each service's month against its SLA, and calls against the
+response and resolution targets of their services (SLA) and run group (OLA).
 
 A service's states come from the store's record of its state changes (`service_changes`, one
-row each time the collector saw the state change). Its time counts where three things hold: a
-collector was evaluating (watched time), its state was known (from its first recorded state),
-and the hours its availability target counts in (business hours, or around the clock).
-Availability is the share of that time not in outage: degraded time serves, and maintenance
-(every problem covered by a silence or maintenance window) is not counted as down, so a window
-never lowers availability.
+row each time the collector saw its state change); the arithmetic is `collector.services.sla`'s,
+counted in the SLA's calendar (business hours, or `always`), in the time a collector watched.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from collector.config import CollectorConfig
 from collector.service_levels.calls import CallFacts
 from collector.service_levels.model import Breach, GroupOla, ServiceLevel, TargetLevels
-from collector.service_levels.period import Period, Span, intersect, length
-from collector.service_levels.targets import (
-    ALWAYS,
-    AroundTheClock,
-    CallTargets,
-    Hours,
-    ReportTargets,
-    ServiceTargets,
-    TimeTarget,
-)
-from collector.services.state import ServiceState
+from collector.service_levels.period import Period, Span
+from collector.services.calendar import ALWAYS, BusinessCalendar, build_calendars
+from collector.services.sla import Deadline, availability, deadline
+from collector.services.targets import SEVERITIES, OlaConfig, SlaConfig
 from collector.store.protocols import Store
 from runwatch import units
 
-AROUND_THE_CLOCK = AroundTheClock()
-SEVERITY_ORDER = ("CRITICAL", "WARNING", "UNKNOWN", "STALE")
+Targets = OlaConfig | SlaConfig
 
 
-def state_spans(
-    before: Mapping[str, tuple[float, int]],
-    changes: Iterable[tuple[str, float, int]],
-    period: Period,
-) -> dict[str, dict[ServiceState, list[Span]]]:
-    """Each service's spans in each state within [start, last): from its state at the start
-    (its last change `before` it) and its changes in the period, oldest first."""
-    timeline: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for name, (_at, state) in before.items():
-        timeline[name].append((period.start, state))
-    for name, at, state in changes:
-        if period.start <= at < period.last:
-            timeline[name].append((at, state))
-    out: dict[str, dict[ServiceState, list[Span]]] = {}
-    for name, steps in timeline.items():
-        spans: dict[ServiceState, list[Span]] = defaultdict(list)
-        for i, (at, state) in enumerate(steps):
-            end = steps[i + 1][0] if i + 1 < len(steps) else period.last
-            if end > at:
-                spans[ServiceState(state)].append((at, end))
-        out[name] = spans
-    return out
-
-
-def elapsed(hours: Hours, begin: float, end: float) -> float:
-    """The seconds of [begin, end) that count in `hours`."""
-    return length(hours.spans(begin, end)) if end > begin else 0.0
-
-
-def due_at(hours: Hours, begin: float, seconds: float, bound: float) -> float:
-    """When `seconds` of counted time have passed since `begin`, known to be by `bound`."""
-    left = seconds
-    for low, high in hours.spans(begin, bound):
-        if high - low >= left:
-            return low + left
-        left -= high - low
-    return bound
-
-
-def _describe(targets: CallTargets) -> str:
+def _describe(targets: Targets | None) -> str:
     """The targets as people read them: "CRITICAL respond 30 min, resolve 4 h (office)"."""
-    severities = sorted(
-        set(targets.respond) | set(targets.resolve),
-        key=lambda s: (SEVERITY_ORDER.index(s) if s in SEVERITY_ORDER else 99, s),
-    )
-    parts = []
-    for severity in severities:
-        said = [
-            f"{verb} {units.duration(goal.seconds)}"
-            + ("" if goal.hours.name == ALWAYS else f" ({goal.hours.name})")
-            for verb, goal in (
-                ("respond", targets.respond.get(severity)),
-                ("resolve", targets.resolve.get(severity)),
-            )
-            if goal is not None
-        ]
-        parts.append(f"{severity} {', '.join(said)}")
-    return "; ".join(parts)
+    if targets is None:
+        return ""
+    said: dict[str, list[str]] = defaultdict(list)
+    for verb, times in (("respond", targets.respond), ("resolve", targets.resolve)):
+        for severity, value in times.items():
+            said[severity.upper()].append(f"{verb} {units.duration(float(value))}")
+    where = "" if targets.calendar == ALWAYS else f" ({targets.calendar})"
+    order = sorted(said, key=lambda s: SEVERITIES.index(s) if s in SEVERITIES else len(SEVERITIES))
+    return "; ".join(f"{s} {', '.join(said[s])}{where}" for s in order)
 
 
-def target_levels(mine: list[CallFacts], targets: CallTargets, last: float) -> TargetLevels:
-    """Calls against their response and resolution targets, as they stood at `last`.
+def target_levels(
+    mine: list[CallFacts],
+    targets: Targets | None,
+    calendars: Mapping[str, BusinessCalendar],
+    last: float,
+) -> TargetLevels:
+    """Calls against one SLA's or OLA's response and resolution targets, as they stood at
+    `last`, each time counted in the targets' calendar.
 
-    The wait for a response ends at the first response by a person, or when the call resolves
-    first (nothing is left to respond to: an automatic recovery within the target is not a
-    breach). A call still waiting at `last` is judged only once its target has run out."""
+    The wait for a response ends at a person's first response, or when the call resolves first
+    (nothing is left to respond to: a recovery within the target is not a breach). A call
+    still waiting at `last` is judged once its target has run out, not before."""
+    calendar = calendars.get(targets.calendar if targets else ALWAYS) or BusinessCalendar.always()
     tta: list[float] = []
     ttr: list[float] = []
     judged = {"response": 0, "resolution": 0}
@@ -110,30 +58,30 @@ def target_levels(mine: list[CallFacts], targets: CallTargets, last: float) -> T
     for facts in mine:
         call = facts.call
         opened = call.opened_at
-        responded = min(
+        if facts.first_response is not None:
+            tta.append(calendar.business_seconds(opened, facts.first_response))
+        if facts.final_resolved is not None:
+            ttr.append(calendar.business_seconds(opened, facts.final_resolved))
+        if targets is None:
+            continue
+        answered = min(
             (t for t in (facts.first_response, facts.first_resolved) if t is not None),
             default=None,
         )
-        checks = (
-            ("response", responded, targets.respond.get(call.severity)),
-            ("resolution", facts.final_resolved, targets.resolve.get(call.severity)),
-        )
-        for kind, ended, goal in checks:
-            hours = goal.hours if goal is not None else AROUND_THE_CLOCK
-            if kind == "response" and facts.first_response is not None:
-                tta.append(elapsed(hours, opened, facts.first_response))
-            if kind == "resolution" and ended is not None:
-                ttr.append(elapsed(hours, opened, ended))
-            if goal is None:
+        for kind, done_at, seconds in (
+            ("response", answered, targets.respond_seconds(call.severity)),
+            ("resolution", facts.final_resolved, targets.resolve_seconds(call.severity)),
+        ):
+            if seconds is None:
                 continue
-            took = elapsed(hours, opened, last if ended is None else ended)
-            if ended is None and took <= goal.seconds:
-                continue  # still waiting, and within its target so far
+            found = deadline(opened, done_at, seconds, calendar, last)
+            if not found.done and not found.breached:
+                continue  # still waiting, within its target so far
             judged[kind] += 1
-            if took <= goal.seconds:
+            if found.breached:
+                breaches.append(_breach(facts, kind, targets.calendar, found))
+            else:
                 met[kind] += 1
-                continue
-            breaches.append(_breach(facts, kind, goal, took, ended=ended, last=last))
     return TargetLevels(
         calls=len(mine),
         responded=len(tta),
@@ -151,28 +99,29 @@ def target_levels(mine: list[CallFacts], targets: CallTargets, last: float) -> T
     )
 
 
-def _breach(
-    facts: CallFacts, kind: str, goal: TimeTarget, took: float, *, ended: float | None, last: float
-) -> Breach:
+def _breach(facts: CallFacts, kind: str, calendar: str, found: Deadline) -> Breach:
     call = facts.call
-    bound = last if ended is None else ended
     return Breach(
         call_id=call.id,
         host=call.host,
         rule=call.rule,
         severity=call.severity,
         kind="response" if kind == "response" else "resolution",
-        hours=goal.hours.name,
-        target_seconds=goal.seconds,
-        took_seconds=took,
-        waiting=ended is None,
+        calendar=calendar,
+        target_seconds=found.target_seconds,
+        took_seconds=found.taken_seconds,
+        waiting=not found.done,
         opened_at=call.opened_at,
-        due_at=due_at(goal.hours, call.opened_at, goal.seconds, bound),
+        due_at=found.due_at,
     )
 
 
 def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def _fraction(percent: float | None) -> float | None:
+    return None if percent is None else percent / 100
 
 
 def service_levels(
@@ -182,71 +131,72 @@ def service_levels(
     watched: list[Span],
     calls: list[CallFacts],
     *,
-    targets: ReportTargets,
     owner: str | None = None,
 ) -> list[ServiceLevel]:
     """Every configured service (owned by `owner`, if given), by name."""
     names = sorted(n for n, s in config.services.items() if owner in (None, s.owner))
     if not names:
         return []
-    spans = state_spans(
-        store.last_service_states(before=period.start),
-        store.service_changes(period.start, period.last),
-        period,
-    )
+    calendars = build_calendars(config.calendars)
+    before = store.last_service_states(before=period.start)
+    changes: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for name, at, state in store.service_changes(period.start, period.last):
+        changes[name].append((at, state))
     out = []
     for name in names:
         service = config.services[name]
-        goal = targets.services.get(name, ServiceTargets())
-        counted_in = intersect(watched, goal.hours.spans(period.start, period.last))
-        states = spans.get(name, {})
-        seconds = {s: length(intersect(states.get(s, []), counted_in)) for s in ServiceState}
-        counted = sum(seconds.values())
-        outage = seconds[ServiceState.OUTAGE]
-        availability = 1 - outage / counted if counted > 0 else None
-        budget = None if goal.availability is None else (1 - goal.availability) * counted
+        sla = service.sla
+        calendar = calendars[sla.calendar if sla else ALWAYS]
+        found = availability(
+            changes.get(name, []),
+            period.start,
+            period.last,
+            initial=before[name][1] if name in before else None,
+            calendar=calendar,
+            target_percent=sla.availability if sla else None,
+            degraded_counts_as_up=sla.degraded_counts_as_up if sla else True,
+            watched=watched,
+        )
         mine = [c for c in calls if name in c.call.services]
         out.append(
             ServiceLevel(
                 service=name,
                 title=service.title or name,
                 owner=service.owner,
-                hours=goal.hours.name,
-                counted_seconds=counted,
-                operational_seconds=seconds[ServiceState.OPERATIONAL],
-                degraded_seconds=seconds[ServiceState.DEGRADED],
-                outage_seconds=outage,
-                maintenance_seconds=seconds[ServiceState.MAINTENANCE],
-                availability=availability,
-                target=goal.availability,
-                met=(
-                    None
-                    if goal.availability is None or availability is None
-                    else availability >= goal.availability
-                ),
-                budget_seconds=budget,
-                budget_left_seconds=None if budget is None else budget - outage,
-                budget_left=None if not budget else (budget - outage) / budget,
-                levels=target_levels(mine, goal.calls, period.last),
+                calendar=calendar.name,
+                counted_seconds=found.counted_seconds,
+                up_seconds=found.up_seconds,
+                down_seconds=found.down_seconds,
+                operational_seconds=found.operational_seconds,
+                degraded_seconds=found.degraded_seconds,
+                degraded_counts_as_up=found.degraded_counts_as_up,
+                outage_seconds=found.outage_seconds,
+                maintenance_seconds=found.maintenance_seconds,
+                unknown_seconds=found.unknown_seconds,
+                availability=_fraction(found.percent),
+                target=_fraction(found.target_percent),
+                met=found.met,
+                budget_seconds=found.allowed_down_seconds,
+                budget_left_seconds=found.budget_left_seconds,
+                budget_left=_fraction(found.budget_left_percent),
+                levels=target_levels(mine, sla, calendars, period.last),
             )
         )
     return out
 
 
 def group_olas(
-    config: CollectorConfig,
-    period: Period,
-    calls: list[CallFacts],
-    targets: ReportTargets,
-    group: str | None = None,
+    config: CollectorConfig, period: Period, calls: list[CallFacts], group: str | None = None
 ) -> list[GroupOla]:
     """Each run group's calls (or `group`'s) against its OLA, by name."""
+    calendars = build_calendars(config.calendars)
     return [
         GroupOla(
             name,
             target_levels(
                 [c for c in calls if c.call.group == name],
-                targets.groups.get(name, CallTargets()),
+                config.groups[name].ola,
+                calendars,
                 period.last,
             ),
         )
