@@ -3,6 +3,7 @@ daylight saving time, weekends and holidays; and properties of the arithmetic.""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
 import pytest
@@ -204,3 +205,65 @@ def test_the_due_time_is_where_the_business_seconds_are_spent(start: int, second
 @given(ts=instants)
 def test_contains_agrees_with_spans(ts: int) -> None:
     assert OFFICE.contains(ts) == (OFFICE.business_seconds(ts, ts + 1) == 1)
+
+
+def test_hours_the_clocks_skip_or_repeat_count_as_they_pass() -> None:
+    night = BusinessCalendar.from_config(
+        "night", CalendarConfig(timezone="Europe/Amsterdam", weekly={"sun": ["02:00-03:00"]})
+    )
+
+    # 29 March: 02:00 to 03:00 does not happen. 25 October: it happens twice.
+    assert night.business_seconds(utc(2026, 3, 28), utc(2026, 3, 30)) == 0
+    assert night.business_seconds(utc(2026, 10, 24), utc(2026, 10, 26)) == 2 * HOUR
+    assert night.business_seconds(utc(2026, 10, 10), utc(2026, 10, 12)) == 1 * HOUR
+
+
+def test_a_target_a_sparse_calendar_never_reaches_is_due_never() -> None:
+    minute = BusinessCalendar.from_config(
+        "minute", CalendarConfig(timezone="UTC", weekly={"mon": ["08:00-08:01"]})
+    )
+
+    assert minute.add_business_seconds(utc(2026, 1, 1), 60.0 * 53) < utc(2027, 1, 15)
+    assert minute.add_business_seconds(utc(2026, 1, 1), 7 * 86400.0) == math.inf
+
+
+ZONES = ["Europe/Amsterdam", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
+
+
+@st.composite
+def calendars(draw: st.DrawFn) -> BusinessCalendar:
+    """A calendar in a zone with daylight saving (Lord Howe's shifts by half an hour), random
+    non-overlapping hours on some days, and some holidays."""
+    weekly: dict[str, list[str]] = {}
+    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+        cuts = sorted(set(draw(st.lists(st.integers(0, 96), max_size=6))))
+        pairs = [(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=False) if a < b]
+        weekly[day] = [
+            f"{a // 4:02d}:{a % 4 * 15:02d}-{b // 4:02d}:{b % 4 * 15:02d}" for a, b in pairs
+        ]
+    if not any(weekly.values()):
+        weekly["wed"] = ["09:00-10:00"]
+    holidays = draw(st.lists(st.dates(date(2026, 1, 1), date(2027, 12, 31)), max_size=20))
+    zone = draw(st.sampled_from(ZONES))
+    return BusinessCalendar.from_config(
+        "random", CalendarConfig(timezone=zone, weekly=weekly, holidays=holidays)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(calendar=calendars(), a=instants, b=instants, c=instants, spend=amounts)
+def test_any_calendar_adds_up_and_its_due_times_spend_exactly(
+    calendar: BusinessCalendar, a: int, b: int, c: int, spend: int
+) -> None:
+    start, middle, end = sorted((a, b, c))
+
+    whole = calendar.business_seconds(start, end)
+
+    assert whole == calendar.business_seconds(start, middle) + calendar.business_seconds(
+        middle, end
+    )
+    assert 0 <= whole <= end - start
+    assert calendar.contains(middle) == (calendar.business_seconds(middle, middle + 1) == 1)
+    due = calendar.add_business_seconds(start, spend)
+    if due != math.inf:
+        assert calendar.business_seconds(start, due) == spend

@@ -11,7 +11,7 @@ import pytest
 from checks.settings import ConfigError
 from collector.config import load_collector_config
 from tests.helpers.cases import cases
-from tests.test_config_errors import write
+from tests.test_config_errors import EXIT_USAGE, validate, write
 
 BASE = """\
 listen: "127.0.0.1:9330"
@@ -226,3 +226,16 @@ def test_bad_targets_are_refused_with_their_key_path(
     assert raised.value.source == str(path)
     for word in words:
         assert word in raised.value.message
+
+
+def test_validate_names_the_bad_range_and_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, config(calendars=calendar('{weekly: {mon: ["17:00-08:00"]}}')))
+    line = path.read_text().splitlines().index('  office: {weekly: {mon: ["17:00-08:00"]}}') + 1
+
+    result = validate(path)
+
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"{path}: calendars -> office -> weekly -> mon -> 1: '17:00-08:00' ends before" in (
+        result.stderr
+    )
+    assert f"(line {line})" in result.stderr

@@ -11,6 +11,7 @@ day of 00:00-24:00 is 23 or 25 hours).
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,9 +31,9 @@ Span = tuple[float, float]  # [begin, end) in Unix time
 _RANGE = re.compile(
     r"^(?P<h1>[01][0-9]|2[0-3]):(?P<m1>[0-5][0-9])-(?P<h2>[01][0-9]|2[0-4]):(?P<m2>[0-5][0-9])$"
 )
-# add_business_seconds looks this far ahead at most (a calendar has hours every week, but a
-# long run of holidays could still hide them).
-_MAX_DAYS = 3 * 366
+# add_business_seconds looks this far ahead at most: a calendar has hours every week, but a
+# target can ask for more than a sparse calendar gives in years.
+_MAX_DAYS = 3660
 
 
 class CalendarConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -173,7 +174,8 @@ class BusinessCalendar:
     def add_business_seconds(self, start_ts: float, seconds: float) -> float:
         """The instant by which `seconds` of business time have passed since `start_ts` (a due
         time). Time outside business hours does not count: a target of 2h set at 16:00 on a
-        Friday, with hours 08:00-17:00 on weekdays, falls due at 09:00 on Monday."""
+        Friday, with hours 08:00-17:00 on weekdays, falls due at 09:00 on Monday. Infinity when
+        the calendar does not give that much within ten years."""
         if seconds <= 0 or self.zone is None:
             return start_ts + max(seconds, 0.0)
         left = float(seconds)
@@ -187,10 +189,7 @@ class BusinessCalendar:
                     return a + left
                 left -= b - a
             day += timedelta(days=1)
-        raise ValueError(
-            f"calendar {self.name!r} has fewer than {seconds:.0f} business seconds "
-            f"in the {_MAX_DAYS} days after {start_ts:.0f}"
-        )
+        return math.inf
 
 
 def build_calendars(configs: Mapping[str, CalendarConfig]) -> dict[str, BusinessCalendar]:

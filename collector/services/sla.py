@@ -2,9 +2,13 @@
 
 - `availability`: a service's availability over a period from its state changes, counted only
   in its target's calendar. OPERATIONAL is up, OUTAGE down, DEGRADED up (or down, as the target
-  says; its seconds are given either way), MAINTENANCE (a silence or window covers every problem)
-  is left out of the counted time, like time before the first known state and time no collector
-  watched. Extra `maintenance` spans cover the problems within them the same way.
+  says; its seconds are given either way). MAINTENANCE (a silence or window covers every
+  problem) counts as up, with its own seconds: planned work never counts against a service, and
+  a window can only turn down time into up time, never up time into anything else (leaving it
+  out of the counted time instead would lower the percentage when a window covers time that
+  was up anyway, such as a degraded stretch). Time before the first known state and time no
+  collector watched are not counted. Extra `maintenance` spans cover the problems within them
+  the same way.
 - `call_times`: a call's time to respond and to resolve in business time, its due times and
   whether it breached its target.
 - `call_targets`: the targets a call is held to (its group's OLA, its services' SLAs).
@@ -25,13 +29,13 @@ from collector.services.targets import OlaConfig, SlaConfig
 class Availability:
     """A service's availability over a period, within its calendar's business hours."""
 
-    counted_seconds: float  # business time with a known state, less maintenance: up + down
-    up_seconds: float  # operational, and degraded when it counts as up
+    counted_seconds: float  # business time with a known state, watched: up + down
+    up_seconds: float  # operational and maintenance, and degraded when it counts as up
     down_seconds: float  # outage, and degraded when it counts as down
     operational_seconds: float
     degraded_seconds: float  # counted, as up or down (see `degraded_counts_as_up`)
     outage_seconds: float
-    maintenance_seconds: float  # business time left out: every problem was covered
+    maintenance_seconds: float  # counted as up: every problem was covered
     unknown_seconds: float  # business time with no known state, or that no collector watched
     degraded_counts_as_up: bool
     percent: float | None  # up / counted x 100; None: nothing counted
@@ -133,7 +137,8 @@ def availability(
             seconds["maintenance"] += in_window
             key = "outage" if state == ServiceState.OUTAGE else "degraded"
             seconds[key] += total - in_window
-    up = seconds["operational"] + (seconds["degraded"] if degraded_counts_as_up else 0.0)
+    up = seconds["operational"] + seconds["maintenance"]
+    up += seconds["degraded"] if degraded_counts_as_up else 0.0
     down = seconds["outage"] + (0.0 if degraded_counts_as_up else seconds["degraded"])
     counted = up + down
     percent = up / counted * 100 if counted > 0 else None

@@ -8,6 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from collector.api.answers import PathId
+from collector.api.console.call_targets import deadlines, targets_of
 from collector.api.console.live import live_page, signed_out
 from collector.api.console.pages import Console
 from collector.api.console.paging import PAGE_SIZES, Paging
@@ -114,6 +115,8 @@ def call_routes(console: Console) -> list[Any]:
             acked=acked,
             state=now_state,
             oncall=oncall,
+            targets=targets_of(service, call, events),
+            deadlines=deadlines,
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)
