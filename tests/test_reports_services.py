@@ -287,26 +287,29 @@ EXPECTED_SERVICES: dict[str, dict[str, Any]] = {
         "budget_left": -8208 / 2592,
     },
     # (3) Office hours only (171 h). The database outage (03:00-06:00 local) and the holiday
-    # outage fall outside them: 0 s. Maintenance 09:00-11:00 local on the 18th: 2 h, left out of
-    # the counted time: 169 h counted. Outage 14:00-15:30 local on the 20th: 1.5 h.
-    # Degraded (up): Fri 21st 16:30-17:00 + Mon 24th 08:00-10:00 = 2.5 h; Tue 25th 15:00-17:00
-    # + Wed 26th 08:00-11:30 = 5.5 h; Fri 28th 16:00-17:00 = 1 h: 9 h.
-    # Operational: 171 - 2 - 1.5 - 9 = 158.5 h. Availability (169 - 1.5) / 169 = 99.112%:
-    # met (99%). Budget 1% of 169 h = 6,084 s; 5,400 used: 684 s left (11 min 24 s), 11.243%.
+    # outage fall outside them: 0 s. Maintenance 09:00-11:00 local on the 18th: 2 h, never
+    # down (it counts as up). Outage 14:00-15:30 local on the 20th: 1.5 h. Degraded (up):
+    # Fri 21st 16:30-17:00 + Mon 24th 08:00-10:00 = 2.5 h; Tue 25th 15:00-17:00 + Wed 26th
+    # 08:00-11:30 = 5.5 h; Fri 28th 16:00-17:00 = 1 h: 9 h.
+    # Operational: 171 - 2 - 1.5 - 9 = 158.5 h. Availability (171 - 1.5) / 171 = 99.123%:
+    # met (99%); had the window counted as down, (171 - 3.5) / 171 = 97.953%: missed.
+    # Budget 1% of 171 h = 6,156 s; 5,400 used: 756 s left (12 min 36 s), 12.281%.
     "payroll": {
         "calendar": "office",
-        "counted_seconds": 169 * H,
+        "counted_seconds": BUSINESS,
         "maintenance_seconds": 2 * H,
         "outage_seconds": 1.5 * H,
         "degraded_seconds": 9 * H,
         "operational_seconds": 158.5 * H,
         "unknown_seconds": 0.0,
-        "availability": 167.5 / 169,
+        "up_seconds": 169.5 * H,
+        "down_seconds": 1.5 * H,
+        "availability": 169.5 / 171,
         "target": 0.99,
         "met": True,
-        "budget_seconds": 6084.0,
-        "budget_left_seconds": 684.0,
-        "budget_left": 684 / 6084,
+        "budget_seconds": 6156.0,
+        "budget_left_seconds": 756.0,
+        "budget_left": 756 / 6156,
     },
 }
 
@@ -482,8 +485,8 @@ SERVICE_ROWS = {
         "0 s", "1", "5 min", "-", "3 h", "-", "0", "-",
     ],
     "payroll": [
-        "Payroll (payroll)", SA, "office", "99.112%", "99.000%", "met",
-        "11 min 24 s (11.243%)", "9 h", "1 h 30 min", "2 h", "4",
+        "Payroll (payroll)", SA, "office", "99.123%", "99.000%", "met",
+        "12 min 36 s (12.281%)", "9 h", "1 h 30 min", "2 h", "4",
         "11 min 40 s", "3 of 3 (100.000%)", "2 h 40 min", "2 of 3 (66.667%)", "1",
         "CRITICAL respond 30 min, resolve 2 h (office); WARNING respond 1 h, resolve 4 h (office)",
     ],
@@ -570,7 +573,7 @@ def test_every_format_gives_the_hand_numbers(service: CollectorService) -> None:
     # csv: one table each for services, OLAs and breaches, with raw numbers.
     tables = _csv_tables(render(report, "csv"))
     rows = {r["service"]: r for r in tables["service"]}
-    assert rows["payroll"]["counted_seconds"] == str(169 * H)
+    assert rows["payroll"]["counted_seconds"] == str(171 * H)
     assert rows["payroll"]["maintenance_seconds"] == str(2 * H)
     assert rows["payroll"]["met"] == "True" and rows["files"]["met"] == "False"
     assert float(rows["files"]["availability"]) == pytest.approx(716 / 720, rel=1e-12)

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.app import CollectorService
+from collector.evaluation.rules import Severity
 from collector.service_levels import build_report, parse_period
-from collector.services.config import ServiceConfig
+from collector.services.config import ComponentConfig, ServiceConfig
 from collector.services.model import ServiceModel
 from collector.services.state import ProblemFact, ServiceState
 from collector.store.sqlite import SQLiteStore
@@ -97,10 +99,41 @@ def test_windows_never_lower_a_services_reported_availability(
         after = _report_services(config, model, _changes(model, covered), Path(two))
     for name, was in before.items():
         now = after[name]
+        assert now.counted_seconds == was.counted_seconds, name
         assert now.outage_seconds <= was.outage_seconds, name
         assert now.down_seconds <= was.down_seconds, name
         assert now.availability is not None and was.availability is not None
         assert now.availability >= was.availability, (name, was, now)
+
+
+def test_a_window_over_a_degraded_stretch_keeps_availability(tmp_path: Path) -> None:
+    """The case a random search finds only rarely: a month with an hour of outage, and a window
+    over two hours that were merely degraded. Left out of the counted time, the window would
+    lower availability (up and counted both less 2 h, down the same); counted as up, it
+    changes nothing: 1 - 1 h / 744 h (January) either way."""
+    config = collector_config(tmp_path)
+    web = ServiceConfig(owner="ops", components=[ComponentConfig(hosts=["web1"])])
+    model = ServiceModel.build({"web": web})
+    down = ProblemFact("web1", "disk_full", "{}", Severity.CRITICAL, False)
+    degraded = ProblemFact("web1", "disk_full", "{}", Severity.WARNING, False)
+    hour = 3600.0
+    plain = [
+        (PERIOD.start, []),
+        (PERIOD.start + 5 * hour, [down]),
+        (PERIOD.start + 6 * hour, [degraded]),
+        (PERIOD.start + 8 * hour, []),
+    ]
+    covered = [*plain[:2], (PERIOD.start + 6 * hour, [_covered(degraded)]), plain[3]]
+    with (
+        tempfile.TemporaryDirectory(dir=tmp_path) as one,
+        tempfile.TemporaryDirectory(dir=tmp_path) as two,
+    ):
+        before = _report_services(config, model, _changes(model, plain), Path(one))["web"]
+        after = _report_services(config, model, _changes(model, covered), Path(two))["web"]
+    assert (before.degraded_seconds, after.maintenance_seconds) == (2 * hour, 2 * hour)
+    assert before.counted_seconds == after.counted_seconds == 744 * hour
+    assert before.availability == pytest.approx(1 - 1 / 744, rel=1e-12)
+    assert after.availability == before.availability
 
 
 def _covered(problem: ProblemFact) -> ProblemFact:
@@ -134,7 +167,7 @@ def test_a_database_outage_is_the_shops_outage_in_the_report(
     for name in ("database", "web-shop"):
         assert levels[name].counted_seconds == 1800.0
         assert levels[name].outage_seconds == 600.0
-        assert levels[name].availability == 1 - 600 / 1800
+        assert levels[name].availability == pytest.approx(1 - 600 / 1800, rel=1e-12)
         assert levels[name].levels.calls == 1
     assert levels["payroll"].availability == 1.0 and levels["payroll"].levels.calls == 0
     (call,) = service.store.calls_opened_between(began, clock() + 1)

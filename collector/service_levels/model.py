@@ -114,14 +114,14 @@ class ServiceLevel:
     title: str
     owner: str
     calendar: str  # the hours availability counts in ("always": around the clock)
-    counted_seconds: float  # known, watched time in those hours, less maintenance
-    up_seconds: float  # operational, and degraded when it counts as up
+    counted_seconds: float  # known, watched time in those hours
+    up_seconds: float  # operational, maintenance, and degraded when it counts as up
     down_seconds: float  # outage, and degraded when it counts as down
     operational_seconds: float
     degraded_seconds: float
     degraded_counts_as_up: bool
     outage_seconds: float
-    maintenance_seconds: float  # a window covered every problem: never down
+    maintenance_seconds: float  # a window covered every problem: counted as up
     unknown_seconds: float  # in those hours, but not watched or before the first known state
     availability: float | None  # up / counted
     target: float | None  # the SLA's availability, None: none set
