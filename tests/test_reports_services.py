@@ -74,8 +74,14 @@ GROUPS = {
     },
 }
 SERVICES = {
-    "files": {
-        "owner": CO,
+    "e-mail": {
+        "owner": SA,
+        "title": "E-mail",
+        "components": [{"name": "mail server", "hosts": ["mail01"]}],
+        "sla": {"availability": 99.5},
+    },
+    "file-shares": {
+        "owner": SA,
         "title": "File shares",
         "components": [{"name": "file servers", "hosts": ["fs01", "fs02", "fs03"], "need": 2}],
         "sla": {
@@ -120,14 +126,14 @@ def at(day: int, hour: float = 0.0) -> float:
 # is the last change before it, on 20 October).
 CHANGES = [
     (name, datetime(2025, 10, 20, tzinfo=UTC).timestamp(), OP)
-    for name in ("database", "files", "payroll", "web-shop")
+    for name in ("database", "e-mail", "file-shares", "payroll", "web-shop")
 ] + [
     # (1) Tuesday the 4th: fs01 down at 10:00 (degraded, one of three), fs02 too from 12:00 (an
     # outage: one left of the two needed), fs02 back at 16:00, fs01 at 17:00.
-    ("files", at(4, 10), DEG),
-    ("files", at(4, 12), OUT),
-    ("files", at(4, 16), DEG),
-    ("files", at(4, 17), OP),
+    ("file-shares", at(4, 10), DEG),
+    ("file-shares", at(4, 12), OUT),
+    ("file-shares", at(4, 16), DEG),
+    ("file-shares", at(4, 17), OP),
     # The web shop: one of its two web servers down on the 10th, 20:00-22:00.
     ("web-shop", at(10, 20), DEG),
     ("web-shop", at(10, 22), OP),
@@ -155,7 +161,7 @@ CHANGES = [
     ("payroll", at(26, 10.5), OP),
     ("payroll", at(28, 15), DEG),
     # After the month: not counted.
-    ("files", NOV.end + H, OUT),
+    ("file-shares", NOV.end + H, OUT),
 ]
 
 
@@ -214,8 +220,8 @@ def fixture_history(service: CollectorService) -> None:
         store.add_service_changes(CHANGES)
         # (1) F1 and F2: fs01 and fs02, CRITICAL, computer operations.
         fs01, fs02 = ("fs01", CO, "CRITICAL"), ("fs02", CO, "CRITICAL")
-        CALLS["F1"] = _call(store, fs01, ["files"], (at(4, 10), at(4, 10) + 600, at(4, 17)))
-        CALLS["F2"] = _call(store, fs02, ["files"], (at(4, 12), at(4, 12) + 1200, at(4, 16)))
+        CALLS["F1"] = _call(store, fs01, ["file-shares"], (at(4, 10), at(4, 10) + 600, at(4, 17)))
+        CALLS["F2"] = _call(store, fs02, ["file-shares"], (at(4, 12), at(4, 12) + 1200, at(4, 16)))
         # (2) DB1: the database's disk, CRITICAL; it names every service it put out.
         db01 = ("db01", SA, "CRITICAL")
         everything = ["database", "web-shop", "payroll"]
@@ -247,7 +253,18 @@ EXPECTED_SERVICES: dict[str, dict[str, Any]] = {
     # (1) Around the clock: degraded 10:00-12:00 and 16:00-17:00 (3 h), out 12:00-16:00 (4 h).
     # Availability (720 - 4) / 720 = 716/720 = 99.444%: below 99.5%, missed. The budget is
     # 0.5% of 720 h = 3.6 h = 12,960 s; 14,400 s used: 1,440 s (24 min) overspent, -11.111%.
-    "files": {
+    # E-mail: operational all month. 100% against 99.5%: the whole budget, 3.6 h, is left.
+    "e-mail": {
+        "calendar": "always",
+        "counted_seconds": MONTH,
+        "outage_seconds": 0.0,
+        "availability": 1.0,
+        "met": True,
+        "budget_seconds": 12960.0,
+        "budget_left_seconds": 12960.0,
+        "budget_left": 1.0,
+    },
+    "file-shares": {
         "calendar": "always",
         "counted_seconds": MONTH,
         "degraded_seconds": 3 * H,
@@ -318,7 +335,7 @@ EXPECTED_LEVELS: dict[str, dict[str, Any]] = {
     # F1: acknowledged after 600 s (15 min allowed: met), resolved after 7 h = 25,200 s (4 h
     # allowed: breached, due 14:00). F2: 1,200 s to respond (breached, due 12:15), resolved
     # after exactly 4 h = 14,400 s (met: the target is "at most"). Means 900 s and 19,800 s.
-    "files": {
+    "file-shares": {
         "calls": 2,
         "tta_mean_seconds": 900.0,
         "response_judged": 2,
@@ -397,7 +414,7 @@ EXPECTED_LEVELS: dict[str, dict[str, Any]] = {
 
 # (who, call, kind, calendar, target s, took s, waiting, due)
 EXPECTED_BREACHES = {
-    "files": [
+    "file-shares": [
         ("F1", "resolution", "always", 4 * H, 7 * H, False, at(4, 14)),
         ("F2", "response", "always", 15 * MIN, 1200.0, False, at(4, 12.25)),
     ],
@@ -425,7 +442,7 @@ def _levels(report: Any) -> dict[str, Any]:
 
 def test_services_availability_by_hand(service: CollectorService) -> None:
     found = {s.service: s for s in _report(service).services}
-    assert list(found) == ["database", "files", "payroll", "web-shop"]
+    assert list(found) == ["database", "e-mail", "file-shares", "payroll", "web-shop"]
     for name, expected in EXPECTED_SERVICES.items():
         for key, value in expected.items():
             got = getattr(found[name], key)
@@ -458,18 +475,27 @@ def test_calls_against_slas_and_olas_by_hand(service: CollectorService) -> None:
 
 def test_a_run_group_report_has_its_services_and_its_ola(service: CollectorService) -> None:
     report = _report(service, CO)
-    assert [s.service for s in report.services] == ["files", "web-shop"]
+    assert [s.service for s in report.services] == ["web-shop"]
     assert [o.group for o in report.olas] == [CO]
     assert [o.group for o in _report(service, SA).olas] == [SA]
-    assert [s.service for s in _report(service, SA).services] == ["database", "payroll"]
+    assert [s.service for s in _report(service, SA).services] == [
+        "database",
+        "e-mail",
+        "file-shares",
+        "payroll",
+    ]
 
 
 # -- the same numbers in every format ----------------------------------------------------------
 
 # As md and html show them (every cell of each row, in order).
 SERVICE_ROWS = {
-    "files": [
-        "File shares (files)", CO, "around the clock", "99.444%", "99.500%", "missed",
+    "e-mail": [
+        "E-mail (e-mail)", SA, "around the clock", "100.000%", "99.500%", "met",
+        "3 h 36 min (100.000%)", "0 s", "0 s", "0 s", "0", "-", "-", "-", "-", "0", "-",
+    ],
+    "file-shares": [
+        "File shares (file-shares)", SA, "around the clock", "99.444%", "99.500%", "missed",
         "-24 min (-11.111%)", "3 h", "4 h", "0 s", "2",
         "15 min", "1 of 2 (50.000%)", "5 h 30 min", "1 of 2 (50.000%)", "2",
         "CRITICAL respond 15 min, resolve 4 h",
@@ -511,9 +537,9 @@ def _breach_rows() -> list[list[str]]:
         return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     return [
-        ["service files", f"#{c['F1']}", "fs01", "filesystem_full", "CRITICAL",
+        ["service file-shares", f"#{c['F1']}", "fs01", "filesystem_full", "CRITICAL",
          "resolution 4 h", "7 h", stamp(at(4, 14)), stamp(at(4, 10))],
-        ["service files", f"#{c['F2']}", "fs02", "filesystem_full", "CRITICAL",
+        ["service file-shares", f"#{c['F2']}", "fs02", "filesystem_full", "CRITICAL",
          "response 15 min", "20 min", stamp(at(4, 12.25)), stamp(at(4, 12))],
         ["service payroll", f"#{c['P1']}", "pay01", "filesystem_full", "WARNING",
          "resolution 4 h (office)", "5 h 30 min", stamp(at(26, 9)), stamp(at(25, 14))],
@@ -575,8 +601,8 @@ def test_every_format_gives_the_hand_numbers(service: CollectorService) -> None:
     rows = {r["service"]: r for r in tables["service"]}
     assert rows["payroll"]["counted_seconds"] == str(171 * H)
     assert rows["payroll"]["maintenance_seconds"] == str(2 * H)
-    assert rows["payroll"]["met"] == "True" and rows["files"]["met"] == "False"
-    assert float(rows["files"]["availability"]) == pytest.approx(716 / 720, rel=1e-12)
+    assert rows["payroll"]["met"] == "True" and rows["file-shares"]["met"] == "False"
+    assert float(rows["file-shares"]["availability"]) == pytest.approx(716 / 720, rel=1e-12)
     assert float(rows["web-shop"]["budget_left_seconds"]) == pytest.approx(-8208.0)
     assert rows["database"]["target"] == "" and rows["payroll"]["calendar"] == "office"
     assert (rows["payroll"]["ttr_mean_seconds"], rows["payroll"]["resolution_met"]) == (
@@ -596,8 +622,8 @@ def test_every_format_gives_the_hand_numbers(service: CollectorService) -> None:
         for r in tables["breach_of"]
     ]
     assert breaches == [
-        ("service", "files", "F1", "resolution", str(7 * H)),
-        ("service", "files", "F2", "response", "1200.0"),
+        ("service", "file-shares", "F1", "resolution", str(7 * H)),
+        ("service", "file-shares", "F2", "response", "1200.0"),
         ("service", "payroll", "P1", "resolution", str(5.5 * H)),
         ("service", "web-shop", "DB1", "resolution", str(3 * H)),
         ("run group", CO, "F2", "response", "1200.0"),
@@ -637,9 +663,10 @@ def test_the_console_report_page_gives_the_hand_numbers(service: CollectorServic
         _assert_html(page.text)
         # A run group's page: its services and its OLA only.
         mine = client.get(f"/report?period=2025-11&group={CO}").text
-        assert _html_row(SERVICE_ROWS["files"]) in mine
+        assert _html_row(SERVICE_ROWS["web-shop"]) in mine
         assert _html_row(OLA_ROWS[CO]) in mine and _html_row(OLA_ROWS[SA]) not in mine
         assert _html_row(SERVICE_ROWS["payroll"]) not in mine
+        assert _html_row(SERVICE_ROWS["file-shares"]) not in mine
 
 
 def test_the_report_command_gives_the_hand_numbers(
