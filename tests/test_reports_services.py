@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from litestar.testing import TestClient
 
 from collector.api.application import create_app
@@ -58,8 +59,8 @@ GROUPS = {
         "sink": "helpdesk",
         "assign": "Systems Administration",
         "ola": {
-            "respond": {"critical": "15m", "warning": "30m"},
-            "resolve": {"critical": "4h", "warning": "24h"},
+            "respond": {"CRITICAL": "15m", "WARNING": "30m"},
+            "resolve": {"CRITICAL": "4h", "WARNING": "24h"},
         },
     },
     # Computer operations' OLA counts office hours.
@@ -68,8 +69,8 @@ GROUPS = {
         "assign": "Computer Operations",
         "ola": {
             "calendar": "office",
-            "respond": {"critical": "15m"},
-            "resolve": {"critical": "8h"},
+            "respond": {"CRITICAL": "15m"},
+            "resolve": {"CRITICAL": "8h"},
         },
     },
 }
@@ -86,8 +87,8 @@ SERVICES = {
         "components": [{"name": "file servers", "hosts": ["fs01", "fs02", "fs03"], "need": 2}],
         "sla": {
             "availability": 99.5,
-            "respond": {"critical": "15m"},
-            "resolve": {"critical": "4h"},
+            "respond": {"CRITICAL": "15m"},
+            "resolve": {"CRITICAL": "4h"},
         },
     },
     "database": {"owner": SA, "title": "Database", "components": [{"hosts": ["db01"]}]},
@@ -98,8 +99,8 @@ SERVICES = {
         "depends_on": ["database"],
         "sla": {
             "availability": 99.9,
-            "respond": {"critical": "30m"},
-            "resolve": {"critical": "2h"},
+            "respond": {"CRITICAL": "30m"},
+            "resolve": {"CRITICAL": "2h"},
         },
     },
     "payroll": {
@@ -110,8 +111,8 @@ SERVICES = {
         "sla": {
             "availability": 99.0,
             "calendar": "office",
-            "respond": {"critical": "30m", "warning": "1h"},
-            "resolve": {"critical": "2h", "warning": "4h"},
+            "respond": {"CRITICAL": "30m", "WARNING": "1h"},
+            "resolve": {"CRITICAL": "2h", "WARNING": "4h"},
         },
     },
 }
@@ -690,3 +691,37 @@ def test_the_report_command_gives_the_hand_numbers(
     md = capsys.readouterr().out
     for cells in [*SERVICE_ROWS.values(), *OLA_ROWS.values(), *_breach_rows()]:
         assert _md_row(cells) in md, cells
+
+
+# -- docs/reports.md shows this month ----------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def docs_block(page: str, name: str) -> str:
+    """The fenced block after `<!-- example: NAME -->` on a docs page."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    after = text.split(f"<!-- example: {name} -->\n", 1)[1]
+    return after.split("\n", 1)[1].split("\n```\n", 1)[0] + "\n"
+
+
+def test_the_docs_targets_are_the_fixtures() -> None:
+    shown = yaml.safe_load(docs_block("reports.md", "targets"))
+    assert shown["calendars"] == CALENDARS
+    assert {n: g["ola"] for n, g in shown["groups"].items()} == {
+        n: g["ola"] for n, g in GROUPS.items()
+    }
+    assert {n: s["sla"] for n, s in shown["services"].items()} == {
+        n: s["sla"] for n, s in SERVICES.items() if "sla" in s
+    }
+
+
+def test_the_docs_show_this_months_report(service: CollectorService) -> None:
+    md = render(_report(service), "md")
+    assert md[md.index("## Services") :] == docs_block("reports.md", "services report")
+
+
+def test_the_services_page_shows_this_months_services(service: CollectorService) -> None:
+    md = render(_report(service), "md")
+    table = md[md.index("| service |") :]
+    assert table[: table.index("\n\n") + 1] == docs_block("services.md", "services table")
