@@ -212,12 +212,13 @@ def _call(
 CALLS: dict[str, int] = {}
 
 
-def fixture_history(service: CollectorService) -> None:
-    store = service.store
+def fixture_history(store: Any, *, record_watch: bool = True) -> None:
+    """The month into `store`. Without `record_watch`, the month counts as watched because the
+    store's first recorded evaluation comes later (a collector running now)."""
     with store.transaction():
-        # A collector evaluated all month.
-        store.record_evaluation(NOV.start - 24 * H, 60)
-        store.record_evaluation(NOV.end + 24 * H, 40 * 24 * H)
+        if record_watch:  # a collector evaluated all month
+            store.record_evaluation(NOV.start - 24 * H, 60)
+            store.record_evaluation(NOV.end + 24 * H, 40 * 24 * H)
         store.add_service_changes(CHANGES)
         # (1) F1 and F2: fs01 and fs02, CRITICAL, computer operations.
         fs01, fs02 = ("fs01", CO, "CRITICAL"), ("fs02", CO, "CRITICAL")
@@ -241,7 +242,7 @@ def fixture_history(service: CollectorService) -> None:
 @pytest.fixture
 def service(make_service: Callable[..., CollectorService]) -> CollectorService:
     svc = make_service(rules=[FS_RULE], groups=GROUPS, services=SERVICES, calendars=CALENDARS)
-    fixture_history(svc)
+    fixture_history(svc.store)
     return svc
 
 

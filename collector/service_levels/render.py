@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from html import escape
@@ -206,7 +207,7 @@ def _breach_cells(owner: str, b: Breach) -> list[str]:
         b.severity,
         target,
         took,
-        units.timestamp(b.due_at),
+        units.timestamp(b.due_at) if math.isfinite(b.due_at) else "-",
         units.timestamp(b.opened_at),
     ]
 
