@@ -9,8 +9,8 @@
   was up anyway, such as a degraded stretch). Time before the first known state and time no
   collector watched are not counted. Extra `maintenance` spans cover the problems within them
   the same way.
-- `call_times`: a call's time to respond and to resolve in business time, its due times and
-  whether it breached its target.
+- `deadline`: how a call stands against one response or resolution target: the business time
+  taken, when it falls due, whether it breached.
 - `call_targets`: the targets a call is held to (its group's OLA, its services' SLAs).
 """
 
