@@ -3,8 +3,8 @@ a month.
 
 Every number comes from the store's own records (rule state changes, calls and their events,
 the audit log, backup successes, services' state changes, when the collector evaluated) up to
-the end of the period, never from the wall clock: the same data gives the same report, and a month's report does not
-change once the month is over. docs/reports.md defines each number.
+the end of the period, never from the wall clock: the same data gives the same report, and a
+month's report does not change once the month is over. docs/reports.md defines each number.
 
 - `period`: the month, and spans of time;
 - `compute`, `calls`, `backups`: the numbers;
