@@ -726,3 +726,29 @@ def test_the_services_page_shows_this_months_services(service: CollectorService)
     md = render(_report(service), "md")
     table = md[md.index("| service |") :]
     assert table[: table.index("\n\n") + 1] == docs_block("services.md", "services table")
+
+
+def test_a_running_month_counts_services_up_to_now(service: CollectorService) -> None:
+    """At 14:00 on the 4th, the file shares have been out for 2 h (since 12:00) of the 86 h of
+    the month so far; F1 (4 h to resolve, opened at 10:00) is still within its target, and F2's
+    response (due 12:15, acknowledged at 12:20) is already a breach."""
+    report = build_report(service.store, service.config, NOV, as_of=at(4, 14))
+    shares = next(s for s in report.services if s.service == "file-shares")
+    assert (shares.counted_seconds, shares.outage_seconds) == (86 * H, 2 * H)
+    assert shares.availability == pytest.approx(1 - 2 / 86, rel=1e-12)
+    assert [(b.call_id, b.kind) for b in shares.levels.breaches] == [(CALLS["F2"], "response")]
+    assert (shares.levels.resolution_judged, shares.levels.resolved) == (0, 0)
+
+
+def test_a_host_group_report_has_no_services(make_service: Callable[..., Any]) -> None:
+    service = make_service(
+        rules=[FS_RULE],
+        groups=GROUPS,
+        services=SERVICES,
+        calendars=CALENDARS,
+        host_groups=[{"name": "web", "hosts": ["web*"]}],
+    )
+    fixture_history(service.store)
+    report = _report(service, "web")
+    assert (report.services, report.olas) == ([], [])
+    assert "## Services" not in render(report, "md")
