@@ -637,7 +637,18 @@ def test_every_format_gives_the_hand_numbers(service: CollectorService) -> None:
     md = render(report, "md")
     for cells in [*SERVICE_ROWS.values(), *OLA_ROWS.values(), *_breach_rows()]:
         assert _md_row(cells) in md, cells
-    _assert_html(render(report, "html"))
+    html = render(report, "html")
+    _assert_html(html)
+    # The chart of error budget used: down / allowed. File shares 14,400 / 12,960 s; payroll
+    # 5,400 / 6,156 s; the web shop 10,800 / 2,592 s; e-mail nothing.
+    chart = html.split('id="chart-budget"')[1].split("</svg>")[0]
+    for text in (
+        ">0.000% of 3 h 36 min<",
+        ">111.111% of 3 h 36 min<",
+        ">87.719% of 1 h 43 min<",
+        ">416.667% of 43 min 12 s<",
+    ):
+        assert text in chart, text
 
 
 def _csv_tables(text: str) -> dict[str, list[dict[str, str]]]:

@@ -544,6 +544,32 @@ def _backup_calendar(report: ServiceReport) -> str:
     return svg.markup()
 
 
+def _budget_chart(report: ServiceReport) -> str:
+    """The error budget each service with an availability target used, as bars: up to the
+    line at 100% the target is met; red past it."""
+    judged = [s for s in report.services if s.budget_seconds]
+    row, width, left, label = 26, 760, 190, 210
+    height = row * max(len(judged), 1) + 20
+    svg = Svg(
+        width, height, label="Error budget used per service", class_="chart", id="chart-budget"
+    )
+    room = width - left - label
+    full = room / 1.5  # the whole budget; bars stop at one and a half budgets
+    for i, service in enumerate(judged):
+        y = i * row + 4
+        budget = service.budget_seconds or 1.0
+        used = service.down_seconds / budget
+        svg.text(0, y + 14, service.title, font_size=11)
+        colour = "#b5412f" if service.met is False else "#3a9a5b"
+        svg.rect(left, y, max(1.0, min(used, 1.5) * full), 18, fill=colour)
+        svg.text(width - label + 5, y + 14, f"{_pct(used)} of {_dur(budget)}", font_size=11)
+    svg.line(left + full, 0, left + full, height - 16, stroke="#222", stroke_dasharray="4 3")
+    svg.text(
+        left, height - 4, "error budget used; the dashed line is the whole budget", font_size=10
+    )
+    return svg.markup()
+
+
 def render_html(report: ServiceReport, *, standalone: bool) -> str:
     """The report as HTML: a whole page (standalone, to mail) or a fragment for the console."""
 
@@ -575,6 +601,7 @@ def render_html(report: ServiceReport, *, standalone: bool) -> str:
                 [_service_cells(s) for s in report.services],
                 "No services configured.",
             )
+            + (_budget_chart(report) if any(s.budget_seconds for s in report.services) else "")
             + f"<h2>{escape(OLA_HEADING)}</h2>"
             + table("olas", OLA_HEADINGS, [_ola_cells(o) for o in report.olas], "No run groups.")
             + f"<h2>{escape(BREACH_HEADING)}</h2>"
