@@ -763,3 +763,15 @@ def test_a_host_group_report_has_no_services(make_service: Callable[..., Any]) -
     report = _report(service, "web")
     assert (report.services, report.olas) == ([], [])
     assert "## Services" not in render(report, "md")
+
+
+def test_without_services_or_olas_the_report_is_as_before(
+    make_service: Callable[..., Any],
+) -> None:
+    plain = {name: {k: v for k, v in g.items() if k != "ola"} for name, g in GROUPS.items()}
+    service = make_service(rules=[FS_RULE], groups=plain)
+    report = _report(service)
+    assert (report.services, report.olas) == ([], [])
+    assert "## OLAs" not in render(report, "md") and "OLAs" not in render(report, "html")
+    with_ola = make_service(rules=[FS_RULE], groups=GROUPS, calendars=CALENDARS)
+    assert [o.group for o in _report(with_ola).olas] == [CO, SA]

@@ -185,9 +185,11 @@ def build_report(
         if group in (None, name):
             scopes.append(_scope("host group", name, period, **common, scope_hosts=members(name)))
     backup_hosts = members(group) if group in host_groups else None
-    # Services and OLAs: every service and run group, or the run group's own.
+    # Services and OLAs, once the config has either: every service and run group, or the run
+    # group's own.
     services, olas = [], []
-    if group is None or group in config.groups:
+    has_targets = bool(config.services) or any(g.ola for g in config.groups.values())
+    if has_targets and (group is None or group in config.groups):
         services = service_levels(store, config, period, watched, calls, owner=group)
         olas = group_olas(config, period, calls, group)
     return ServiceReport(
