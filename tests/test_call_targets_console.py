@@ -125,3 +125,33 @@ def test_a_call_without_targets_shows_none(
 
     assert page.status_code == 200
     assert "call-targets" not in page.text
+
+
+def test_a_call_that_cleared_on_its_own_missed_no_response(
+    make_service: Callable[..., CollectorService], clock: FakeClock
+) -> None:
+    groups: dict[str, Any] = {
+        **GROUPS,
+        "computer-operations": {
+            **GROUPS["computer-operations"],
+            "on_recovery": "resolve",
+            "ola": {"respond": {"CRITICAL": "15m"}},
+        },
+    }
+    service = make_service([FAST_FS, HTTP_RULE], services=SERVICES, groups=groups)
+    token = add_token(service.config.operator_tokens_file, "olga", role=ROLE_OPERATOR)
+    web02 = Reporter("web02", clock)
+    service.ingest("web02", web02.report({"fs_used_ratio": 0.5, "http_errors_ratio": 0.9}))
+    service.tick()
+    (call,) = service.calls("open", None)
+    clock.advance(300)
+    service.ingest("web02", web02.report({"fs_used_ratio": 0.5, "http_errors_ratio": 0.0}))
+    service.tick()
+    clock.advance(3600)
+
+    with TestClient(create_app(service)) as client:
+        client.post("/login", data={"next": "/", "token": token}, follow_redirects=False)
+        page = client.get(f"/calls/{call.id}").text
+
+    assert service.store.get_call(call.id).resolved_at is not None  # type: ignore[union-attr]
+    assert row(page, "target-ola-computer-operations-respond")[-2:] == ["5 min", "met"]

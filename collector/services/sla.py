@@ -24,6 +24,13 @@ from collector.services.calendar import BusinessCalendar, Span
 from collector.services.state import ServiceState
 from collector.services.targets import OlaConfig, SlaConfig
 
+# The states as plain numbers: compared once per state span.
+_OPERATIONAL, _MAINTENANCE, _OUTAGE = (
+    int(ServiceState.OPERATIONAL),
+    int(ServiceState.MAINTENANCE),
+    int(ServiceState.OUTAGE),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Availability:
@@ -123,19 +130,25 @@ def availability(
         business = intersect(business, merged(watched))
         seconds["unknown"] -= _length(business)
     covered = merged(maintenance)
+    first = 0  # the business spans before this one end before the current state span
     for a, b, state in state_spans(changes, start, end, initial):
-        inside = intersect(business, [(a, b)])
+        while first < len(business) and business[first][1] <= a:
+            first += 1
+        last = first
+        while last < len(business) and business[last][0] < b:
+            last += 1
+        inside = intersect(business[first:last], [(a, b)])
         if state is None:
             seconds["unknown"] += _length(inside)
-        elif state == ServiceState.OPERATIONAL:
+        elif state == _OPERATIONAL:
             seconds["operational"] += _length(inside)
-        elif state == ServiceState.MAINTENANCE:
+        elif state == _MAINTENANCE:
             seconds["maintenance"] += _length(inside)
         else:
             total = _length(inside)
             in_window = _length(intersect(inside, covered))
             seconds["maintenance"] += in_window
-            key = "outage" if state == ServiceState.OUTAGE else "degraded"
+            key = "outage" if state == _OUTAGE else "degraded"
             seconds[key] += total - in_window
     up = seconds["operational"] + seconds["maintenance"]
     up += seconds["degraded"] if degraded_counts_as_up else 0.0

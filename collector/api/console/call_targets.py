@@ -32,10 +32,12 @@ class DeadlineView:
 
 
 def responded_at(service: CollectorService, call: Call, events: list[CallEvent]) -> float | None:
-    """A person's first response, as the report counts it: an acknowledgement, comment or
-    resolution in the console or API (audited), or an action seen in the help desk."""
+    """When the wait for a response ended, as the report counts it: a person's first response
+    (an acknowledgement, comment or resolution in the console or API, audited, or an action
+    seen in the help desk), or the call's first resolution if that came first (a problem that
+    cleared on its own in time missed no response)."""
     now = service.clock()
-    times = [e.at for e in events if e.kind in DESK_ACTIONS]
+    times = [e.at for e in events if e.kind in DESK_ACTIONS or e.kind == "resolved"]
     target = f"call {call.id}"
     times += [
         entry.at
