@@ -150,6 +150,7 @@ class EvaluationTick:
         except Exception:
             self.failures.inc()
             log.exception("escalating calls failed; the next tick tries again")
+
     def _tick_hosts(self, due: list[str], now: float, slice_seconds: float) -> Iterator[None]:
         """Evaluate the hosts due, yielding every `slice_seconds`. The hosts of one slice
         share a transaction: a few round trips and a commit for up to TICK_HOSTS of them,
