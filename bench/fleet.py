@@ -59,7 +59,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
 if str(BENCH_DIR.parent) not in sys.path:
     sys.path.append(str(BENCH_DIR.parent))  # for bench.common
-from bench.common import load_ingest_module, show  # noqa: E402
+from bench.common import apply_setting, load_ingest_module, show  # noqa: E402
 
 # Senders stop this many seconds after the run even if collectors left them behind schedule.
 LATE_STOP = 20.0
@@ -510,6 +510,8 @@ def start_collectors(
     *,
     desk: Desk | None = None,
     lease: float = 15.0,
+    scrape: float = 0.0,
+    settings: list[str] | None = None,
 ) -> list[Any]:
     import yaml
 
@@ -525,8 +527,11 @@ def start_collectors(
         config["storm"] = {"max_calls": 100000, "window": "5m"}
         config["rules"] = [*config.get("rules", []), BREACH_RULE]
         # This run measures ingest: /metrics (read twice for the collector's own latency
-        # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
-        config["metrics"] = {"measurements": False}
+        # histogram) leaves the 500,000 measurement samples out, or each read would stall it;
+        # unless a scraper reads it as Prometheus would (--scrape), as shipped.
+        config["metrics"] = {"measurements": scrape > 0}
+        for setting in settings or []:
+            apply_setting(config, setting)
         if desk is not None:
             config["sinks"] = {
                 "desk": {"type": "webhook", "url": f"http://127.0.0.1:{desk.port}/events"}
@@ -540,6 +545,69 @@ def start_collectors(
     for collector in collectors:
         collector.start()
     return collectors
+
+
+class Scraper:
+    """GET /metrics every `every` seconds, as Prometheus would, until stopped."""
+
+    def __init__(self, ingest: ModuleType, port: int, every: float) -> None:
+        self.scrapes: list[float] = []
+        self.sizes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ingest, port, every), name="scraper", daemon=True
+        )
+        if every > 0:
+            self._thread.start()
+
+    def _run(self, ingest: ModuleType, port: int, every: float) -> None:
+        while not self._stop.wait(every):
+            started = time.perf_counter()
+            try:
+                _, body = ingest.http_get(port, "/metrics", timeout=60)
+            except OSError:
+                continue
+            self.scrapes.append(time.perf_counter() - started)
+            self.sizes.append(len(body))
+
+    def stop(self) -> dict[str, Any] | None:
+        if not self._thread.is_alive():
+            return None
+        self._stop.set()
+        self._thread.join(70)
+        times = sorted(self.scrapes)
+        return {
+            "scrapes": len(times),
+            "median_ms": ms(percentile(times, 0.5)),
+            "max_ms": ms(times[-1] if times else None),
+            "bytes": max(self.sizes, default=0),
+        }
+
+
+def start_profile(pid: int, seconds: float, path: str | None) -> Any:
+    """py-spy sampling the collector for the measured window (idle frames left out)."""
+    if not path:
+        return None
+    import subprocess
+
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "67",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def store_bytes(store: dict[str, Any], workdir: Path) -> int:
@@ -682,6 +750,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 workdir / "agents.tokens",
                 desk=desk,
                 lease=args.lease,
+                scrape=args.scrape,
+                settings=args.set,
             )
             log(
                 f"{len(collectors)} collector(s) on {args.store}: "
@@ -772,6 +842,8 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     pg_start = pg_counters(store)
     commits_start = [own_commits(ingest, c) for c in collectors]
     steady_started = time.time()
+    scraper = Scraper(ingest, collectors[0].port, args.scrape)
+    profile = start_profile(collectors[0].pid, until - steady_started, args.profile)
     rss: list[list[int]] = [[] for _ in collectors]
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
     cpu_end: list[float | None] = [None] * len(collectors)
@@ -788,6 +860,9 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     for number, collector in enumerate(live):
         cpu_end[number] = ingest.cpu_seconds(collector.pid)
     steady_seconds = time.time() - steady_started
+    scrape_figures = scraper.stop()
+    if profile is not None:
+        profile.wait(60)
     own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
     pg_end = pg_counters(store)
@@ -867,6 +942,12 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
             round(samples[-1] / 1048576, 1) if samples else None for samples in rss
         ],
         "series": series_figures(ingest, collectors[0]),
+        "scrapes": scrape_figures,
+        "collector_cpu_ms_per_report": [
+            round((end - start) * 1000 / ok, 2) if end is not None and ok else None
+            for start, end in zip(cpu_start, cpu_end, strict=True)
+        ],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "hostile": hostile_figures,
         "store_bytes": bytes_end,
         "postgresql_per_report": (
@@ -1199,8 +1280,15 @@ def print_figures(f: dict[str, Any]) -> None:
     print(
         f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
         f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
-        "end"
+        f"end; {f['collector_cpu_ms_per_report']} CPU ms per report (load average "
+        f"{f['load_average']} at the end)"
     )
+    if f.get("scrapes"):
+        sc = f["scrapes"]
+        print(
+            f"  /metrics        {sc['scrapes']} scrapes of {sc['bytes'] / 1048576:.1f} MiB: "
+            f"median {sc['median_ms']} ms, max {sc['max_ms']} ms"
+        )
     s = f["series"]
     print(
         f"  series          {s['held']:.0f} held; {s['refused']:.0f} new ones refused by the limits"
@@ -1379,6 +1467,27 @@ def main() -> int:
         default=1.0,
         metavar="S",
         help="seconds between the hostile agent's reports",
+    )
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="expose measurements on /metrics (as shipped) and read it every S seconds, as "
+        "Prometheus would; 0 (the default) leaves them out and reads it only for figures",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a collector config key (VALUE as YAML), e.g. server.kind=granian; repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the (first) collector with py-spy over the measured window, into FILE "
+        "(folded stacks; bench/profile_shares.py sums them by area)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
