@@ -32,6 +32,13 @@ AREAS = (
     ("litestar", r"^litestar/|^msgspec|^multidict|^typing|^dataclasses|^inspect|^enum"),
     ("HTTP server", r"^uvicorn/|^h11/|^httptools|^granian|^uvloop|^asyncio/|^selectors|^ssl"),
 )
+# Leaves where a thread waits rather than works (py-spy's idle detection misses some): left
+# out of the shares.
+IDLE_LEAVES = re.compile(
+    r"^(_worker \(concurrent/futures/thread\.py|Condition\.wait \(threading\.py|"
+    r"Event\.wait \(threading\.py|\w*Selector\.select \(selectors\.py|"
+    r"_Checkpointer\.run \(collector/store/sqlite\.py|Thread\._bootstrap_inner)"
+)
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
@@ -54,7 +61,10 @@ def shares(lines: list[str]) -> tuple[collections.Counter[str], int]:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        counts[area_of(stack.split(";"))] += int(count)
+        frames = stack.split(";")
+        if IDLE_LEAVES.match(frames[-1]):
+            continue
+        counts[area_of(frames)] += int(count)
         total += int(count)
     return counts, total
 
@@ -70,15 +80,16 @@ def main() -> int:
     if not total:
         print("no samples", file=sys.stderr)
         return 1
-    print(f"{total} samples")
+    print(f"{total} samples (threads waiting left out)")
     for area, count in counts.most_common():
         print(f"  {area:24s} {count * 100 / total:5.1f} %")
     if args.top:
         leaves: collections.Counter[str] = collections.Counter()
         for line in lines:
             stack, _, count = line.rstrip("\n").rpartition(" ")
-            if count.isdigit():
-                leaves[stack.split(";")[-1]] += int(count)
+            leaf = stack.split(";")[-1]
+            if count.isdigit() and not IDLE_LEAVES.match(leaf):
+                leaves[leaf] += int(count)
         print("hottest leaves:")
         for leaf, count in leaves.most_common(args.top):
             print(f"  {count * 100 / total:5.1f} %  {leaf}")
