@@ -19,6 +19,12 @@ With `--realistic`, the reports are those of issue 22's independent generator: 5
 measurements and 8 check runs, every value changing on every report, 64 kept-alive
 connections, and the target judged on the latency from each report's scheduled send time.
 
+With `--scrape S`, the measurements are exposed on /metrics (as shipped) and a scraper reads
+it every S seconds, as Prometheus would. `--set KEY.PATH=VALUE` sets a collector config key
+(`--set server.http=h11`), and `--profile FILE` samples the first collector with py-spy over
+the measured window (`bench/profile_shares.py FILE` sums it by area). Every run prints the
+collector's CPU milliseconds per report and the load average.
+
 With `--hostile N`, one more agent token sends N distinct series over the run (new label
 values in every report, and `interval_seconds: 1e8`), beside the honest fleet: the collector's
 series limits must keep its memory where a quiet run's is, and the honest agents' latency too.
@@ -30,6 +36,7 @@ Run from the repo root:
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
     python bench/fleet.py --agents 1000 --seconds 600 --hostile 1000000
     python bench/fleet.py --realistic --agents 10000 --interval 60 --seconds 150
+    python bench/fleet.py --realistic --agents 6000 --scrape 15 --profile profile.txt
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
