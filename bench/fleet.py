@@ -19,6 +19,12 @@ With `--realistic`, the reports are those of issue 22's independent generator: 5
 measurements and 8 check runs, every value changing on every report, 64 kept-alive
 connections, and the target judged on the latency from each report's scheduled send time.
 
+With `--scrape S`, the measurements are exposed on /metrics (as shipped) and a scraper reads
+it every S seconds, as Prometheus would. `--set KEY.PATH=VALUE` sets a collector config key
+(`--set server.http=h11`), and `--profile FILE` samples the first collector with py-spy over
+the measured window (`bench/profile_shares.py FILE` sums it by area). Every run prints the
+collector's CPU milliseconds per report and the load average.
+
 With `--hostile N`, one more agent token sends N distinct series over the run (new label
 values in every report, and `interval_seconds: 1e8`), beside the honest fleet: the collector's
 series limits must keep its memory where a quiet run's is, and the honest agents' latency too.
@@ -30,6 +36,7 @@ Run from the repo root:
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
     python bench/fleet.py --agents 1000 --seconds 600 --hostile 1000000
     python bench/fleet.py --realistic --agents 10000 --interval 60 --seconds 150
+    python bench/fleet.py --realistic --agents 6000 --scrape 15 --profile profile.txt
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
@@ -61,7 +68,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH_DIR]
 if str(BENCH_DIR.parent) not in sys.path:
     sys.path.append(str(BENCH_DIR.parent))  # for bench.common
-from bench.common import load_ingest_module, show  # noqa: E402
+from bench.common import apply_setting, load_ingest_module, show  # noqa: E402
 
 # PostgresStore's advisory lock keys for its jobs (the evaluation lead among them).
 LEAD_LOCK_BASE = 0x72750000
@@ -521,6 +528,8 @@ def start_collectors(
     desk: Desk | None = None,
     lease: float = 15.0,
     leader_last: bool = False,
+    scrape: float = 0.0,
+    settings: list[str] | None = None,
 ) -> list[Any]:
     import yaml
 
@@ -536,8 +545,11 @@ def start_collectors(
         config["storm"] = {"max_calls": 100000, "window": "5m"}
         config["rules"] = [*config.get("rules", []), BREACH_RULE]
         # This run measures ingest: /metrics (read twice for the collector's own latency
-        # histogram) leaves the 500,000 measurement samples out, or each read would stall it.
-        config["metrics"] = {"measurements": False}
+        # histogram) leaves the 500,000 measurement samples out, or each read would stall it;
+        # unless a scraper reads it as Prometheus would (--scrape), as shipped.
+        config["metrics"] = {"measurements": scrape > 0}
+        for setting in settings or []:
+            apply_setting(config, setting)
         if desk is not None:
             config["sinks"] = {
                 "desk": {"type": "webhook", "url": f"http://127.0.0.1:{desk.port}/events"}
@@ -558,6 +570,69 @@ def start_collectors(
                 time.sleep(0.2)
             leader_last = False
     return collectors
+
+
+class Scraper:
+    """GET /metrics every `every` seconds, as Prometheus would, until stopped."""
+
+    def __init__(self, ingest: ModuleType, port: int, every: float) -> None:
+        self.scrapes: list[float] = []
+        self.sizes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ingest, port, every), name="scraper", daemon=True
+        )
+        if every > 0:
+            self._thread.start()
+
+    def _run(self, ingest: ModuleType, port: int, every: float) -> None:
+        while not self._stop.wait(every):
+            started = time.perf_counter()
+            try:
+                _, body = ingest.http_get(port, "/metrics", timeout=60)
+            except OSError:
+                continue
+            self.scrapes.append(time.perf_counter() - started)
+            self.sizes.append(len(body))
+
+    def stop(self) -> dict[str, Any] | None:
+        if not self._thread.is_alive():
+            return None
+        self._stop.set()
+        self._thread.join(70)
+        times = sorted(self.scrapes)
+        return {
+            "scrapes": len(times),
+            "median_ms": ms(percentile(times, 0.5)),
+            "max_ms": ms(times[-1] if times else None),
+            "bytes": max(self.sizes, default=0),
+        }
+
+
+def start_profile(pid: int, seconds: float, path: str | None) -> Any:
+    """py-spy sampling the collector for the measured window (idle frames left out)."""
+    if not path:
+        return None
+    import subprocess
+
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "67",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def store_bytes(store: dict[str, Any], workdir: Path) -> int:
@@ -750,6 +825,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 desk=desk,
                 lease=args.lease,
                 leader_last=args.kill_after is not None and not args.kill_follower,
+                scrape=args.scrape,
+                settings=args.set,
             )
             log(
                 f"{len(collectors)} collector(s) on {args.store}: "
@@ -841,6 +918,8 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     backends_start = backends_cpu(ingest, backends)
     commits_start = [own_commits(ingest, c) for c in collectors]
     steady_started = time.time()
+    scraper = Scraper(ingest, collectors[0].port, args.scrape)
+    profile = start_profile(collectors[0].pid, until - steady_started, args.profile)
     rss: list[list[int]] = [[] for _ in collectors]
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
     cpu_end: list[float | None] = [None] * len(collectors)
@@ -857,6 +936,9 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     for number, collector in enumerate(live):
         cpu_end[number] = ingest.cpu_seconds(collector.pid)
     steady_seconds = time.time() - steady_started
+    scrape_figures = scraper.stop()
+    if profile is not None:
+        profile.wait(60)
     own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
     pg_end = pg_counters(store)
@@ -947,6 +1029,12 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
             round(samples[-1] / 1048576, 1) if samples else None for samples in rss
         ],
         "series": series_figures(ingest, collectors[0]),
+        "scrapes": scrape_figures,
+        "collector_cpu_ms_per_report": [
+            round((end - start) * 1000 / ok, 2) if end is not None and ok else None
+            for start, end in zip(cpu_start, cpu_end, strict=True)
+        ],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "hostile": hostile_figures,
         "store_bytes": bytes_end,
         "postgresql_per_report": (
@@ -1339,7 +1427,8 @@ def print_figures(f: dict[str, Any]) -> None:
     print(
         f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
         f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
-        "end"
+        f"end; {f['collector_cpu_ms_per_report']} CPU ms per report (load average "
+        f"{f['load_average']} at the end)"
     )
     for number, c in enumerate(f["per_collector"]):
         due_c = c["from_schedule_ms"]
@@ -1347,6 +1436,12 @@ def print_figures(f: dict[str, Any]) -> None:
             f"  collector {number}     {c['reports_per_second']} reports/s, from schedule "
             f"p50 {due_c['p50']} ms, p99 {due_c['p99']} ms; CPU {c['cpu_ms_per_report']} ms "
             "per report"
+        )
+    if f.get("scrapes"):
+        sc = f["scrapes"]
+        print(
+            f"  /metrics        {sc['scrapes']} scrapes of {sc['bytes'] / 1048576:.1f} MiB: "
+            f"median {sc['median_ms']} ms, max {sc['max_ms']} ms"
         )
     s = f["series"]
     print(
@@ -1539,6 +1634,27 @@ def main() -> int:
         default=1.0,
         metavar="S",
         help="seconds between the hostile agent's reports",
+    )
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="expose measurements on /metrics (as shipped) and read it every S seconds, as "
+        "Prometheus would; 0 (the default) leaves them out and reads it only for figures",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a collector config key (VALUE as YAML), e.g. server.kind=granian; repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the (first) collector with py-spy over the measured window, into FILE "
+        "(folded stacks; bench/profile_shares.py sums them by area)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
