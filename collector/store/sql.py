@@ -22,6 +22,7 @@ from typing import Any
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.store.call_search import CallPage, CallSearch, like_pattern, search_sql
+from collector.store.digests import DigestRows
 from collector.store.records import (
     STATE_COLUMNS,
     AuditEntry,
@@ -166,7 +167,7 @@ STORM_MEMBERS = _upsert(
 )
 
 
-class SQLStore:
+class SQLStore(DigestRows):
     """Every query the two stores share. Subclasses set `_db` (a DB-API connection whose
     `execute` returns a cursor) and `_timings`, and override the hooks their dialect needs."""
 
