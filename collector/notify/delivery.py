@@ -98,13 +98,16 @@ class Notifications:
                 total, recovered, shown = store.storm_list(
                     int(storm["umbrella"]), listed, RECOVERED
                 )
-                folded_total, folded = store.storm_folded(int(storm["umbrella"]), op.sink, listed)
+                folded_total, folded_resolved, folded = store.storm_folded(
+                    int(storm["umbrella"]), op.sink, listed
+                )
                 payload["storm"] = {
                     **storm,
                     "total": total,
                     "recovered": recovered,
                     "shown": shown,
                     "folded_total": folded_total,
+                    "folded_resolved": folded_resolved,
                     "folded": folded,
                 }
             store.set_payload(op.id, payload)

@@ -132,7 +132,7 @@ def storm_words(payload: dict[str, Any]) -> str:
     total = int(storm["total"]) + int(storm.get("folded_total", 0))
     if payload["event"] == "resolve":
         return f"Storm in {call['group']}: RESOLVED ({total} problems, every one recovered)"
-    recovered = int(storm.get("recovered", 0))
+    recovered = int(storm.get("recovered", 0)) + int(storm.get("folded_resolved", 0))
     still = f", {recovered} recovered" if recovered else ""
     return f"Storm in {call['group']}: {total} problems{still} ({call['severity']})"
 

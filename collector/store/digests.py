@@ -110,17 +110,21 @@ class DigestRows:
         ).fetchone()
         return int(row[0]) if row else None
 
-    def storm_folded(self, umbrella_id: int, sink: str, limit: int) -> tuple[int, list[str]]:
-        """How many calls a storm's digest to `sink` took in, and the first `limit` lines."""
+    def storm_folded(self, umbrella_id: int, sink: str, limit: int) -> tuple[int, int, list[str]]:
+        """How many calls a storm's digest to `sink` took in, how many of them are resolved,
+        and the first `limit` lines."""
         row = self._run(
-            "SELECT count(*) FROM notify_folded WHERE umbrella_id=? AND sink=?",
+            "SELECT count(*), sum(CASE WHEN c.status = 'resolved' THEN 1 ELSE 0 END) "
+            "FROM notify_folded f JOIN calls c ON c.id = f.call_id "
+            "WHERE f.umbrella_id=? AND f.sink=?",
             (umbrella_id, sink),
         ).fetchone()
         lines = self._run(
             "SELECT line FROM notify_folded WHERE umbrella_id=? AND sink=? ORDER BY id LIMIT ?",
             (umbrella_id, sink, limit),
         ).fetchall()
-        return int(row[0]) if row else 0, [str(line) for (line,) in lines]
+        total, resolved = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        return total, resolved, [str(line) for (line,) in lines]
 
     def unsent_notifications(self, sink: str, group: str, rule: str) -> list[OutboxOp]:
         """Notifications to `sink` about calls of `group` (not of `rule`: the storm umbrella)
