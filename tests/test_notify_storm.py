@@ -6,6 +6,7 @@ resolution. With a controlled clock, on both stores.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,11 +17,12 @@ import pytest
 from collector.app import CollectorService
 from collector.notify.delivery import Notifications, build_channels
 from tests import mailserver
+from tests.fakes.ntfy import HookReceiver
 from tests.helpers import FS_RULE, FakeClock, Reporter
 from tests.helpers.sinks import outbox_worker
 from tests.procs import Processes
 
-pytestmark = pytest.mark.skipif(bool(mailserver.missing()), reason=str(mailserver.missing()))
+NO_MAIL = pytest.mark.skipif(bool(mailserver.missing()), reason=str(mailserver.missing()))
 
 HOSTS = 1000
 GROUPS = {
@@ -101,6 +103,7 @@ def deliver(service: CollectorService, clock: FakeClock) -> int:
         return worker.deliver_due()
 
 
+@NO_MAIL
 @pytest.mark.slow
 def test_a_thousand_hosts_at_once_give_each_person_one_digest(
     make_service: Callable[..., CollectorService],
@@ -170,3 +173,119 @@ def test_a_thousand_hosts_at_once_give_each_person_one_digest(
         assert [len(t) for t in box.threads()] == [3], "one thread per storm"
         box.close()
     print(f"1,000 hosts fed in {fed:.1f} s")
+
+
+# -- the same, quickly: 60 hosts through apprise's json:// to a receiver on loopback ----------
+
+
+def hook_service(
+    make_service: Callable[..., CollectorService], hook: HookReceiver, **notify: Any
+) -> CollectorService:
+    base = "json://" + hook.url.removeprefix("http://")
+    return make_service(
+        RULES,
+        groups=GROUPS,
+        staleness={"after_intervals": 3, "owner": "sys"},
+        storm={"max_calls": 10, "window": "5m", "update_every": "5s"},
+        notifications={
+            "channels": {
+                "alice-hook": {"type": "apprise", "url": f"{base}/alice"},
+                "bob-hook": {"type": "apprise", "url": f"{base}/bob"},
+            },
+            "people": {"alice": {"channels": ["alice-hook"]}, "bob": {"channels": ["bob-hook"]}},
+            "rotas": {
+                "sys": {"people": ["alice"], "starts": "2026-01-05 09:00"},
+                "ops": {"people": ["bob"], "starts": "2026-01-05 09:00"},
+            },
+            "rules": [{"oncall": True, "groups": ["sys", "ops"]}],
+            "storm": {"wait": "30s", "update_every": "15m", "max_listed": 5},
+            **notify,
+        },
+    )
+
+
+def titles(hook: HookReceiver, person: str) -> list[str]:
+    return [json.loads(body)["title"] for path, _, body in hook.received if path == f"/{person}"]
+
+
+@pytest.fixture
+def hook() -> Iterator[HookReceiver]:
+    with HookReceiver() as receiver:
+        yield receiver
+
+
+def test_a_storm_restarted_in_the_middle_still_gives_one_digest_each(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    service = hook_service(make_service, hook)
+    fleet = Fleet(clock)
+    fleet.feed(service, fleet.hosts[:30], 0.97)
+    service.close()  # a restart while the storm grows and the digests wait
+
+    again = hook_service(make_service, hook)
+    fleet.feed(again, fleet.hosts[30:60], 0.97)
+    clock.advance(WAIT)
+    assert deliver(again, clock) == 2
+    for person, group in (("alice", "sys"), ("bob", "ops")):
+        (title,) = titles(hook, person)
+        assert f"Storm in {group}: 30 problems" in title, title
+    (body,) = [json.loads(b)["message"] for p, _, b in hook.received if p == "/alice"]
+    assert "Held back on this call (25, the first 5 listed):" in body
+    assert "… and 20 more" in body
+    assert "Opened as calls of their own just before the storm (5):" in body
+
+    clock.advance(60)
+    fleet.feed(again, fleet.hosts[:60], 0.50)  # the storm ends
+    deliver(again, clock)
+    for person in ("alice", "bob"):
+        assert len(titles(hook, person)) == 2
+        assert "RESOLVED" in titles(hook, person)[-1]
+
+
+def test_a_storm_digest_sent_again_after_a_crash_is_the_same_message(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    service = hook_service(make_service, hook)
+    fleet = Fleet(clock)
+    fleet.feed(service, fleet.hosts[:40], 0.97)
+    clock.advance(WAIT)
+    notifications = Notifications(build_channels(service.config.notifications))
+    (digest,) = [
+        op
+        for op in service.store.list_ops("pending", 100)
+        if op.sink == "notify:alice-hook" and op.payload["storm"]
+    ]
+    first = notifications.message(digest, service.store)  # sent; then kill -9
+    fleet.feed(service, fleet.hosts[40:50], 0.97)  # the storm grows meanwhile
+    (again,) = [op for op in service.store.list_ops("pending", 100) if op.id == digest.id]
+    second = notifications.message(again, service.store)
+    assert (second.key, second.subject, second.body) == (first.key, first.subject, first.body)
+    assert "20 problems" in first.subject
+
+
+def test_a_rate_limit_and_a_storm_together(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    """Opens that go at once (no wait) count against the limit; the storm's digest then
+    waits for the window like any message, and nothing is lost."""
+    service = hook_service(
+        make_service,
+        hook,
+        storm={"wait": "0s", "update_every": "15m", "max_listed": 50},
+        rate_limit={"messages": 2, "per": "15m"},
+    )
+    fleet = Fleet(clock)
+    for host in fleet.hosts[:40]:
+        fleet.feed(service, [host], 0.97)
+        deliver(service, clock)
+    assert len(titles(hook, "alice")) == 2
+    clock.advance(900)
+    deliver(service, clock)
+    sent = titles(hook, "alice")
+    assert len(sent) == 3 and sent[-1].endswith("held back by the rate limit")
+    body = [json.loads(b)["message"] for p, _, b in hook.received if p == "/alice"][-1]
+    named = {f"h{i:04d}" for i in range(0, 40, 2)}
+    told = " ".join([*sent[:2], body])
+    # The first calls on their own, the rest and the storm's digest in the rate digest.
+    assert all(f"{host} " in told for host in sorted(named)[:5]), told
+    assert "Storm in sys" in body

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 def folded_line(payload: dict[str, Any]) -> str:
     """How a notification is listed in a digest: its subject, without the reply's `Re: `."""
+    call = payload["call"]
+    if payload.get("storm") and payload["event"] != "resolve":
+        return f"[runwatch #{call['id']}] Storm in {call['group']}: new problems held back"
     return subject(payload).removeprefix("Re: ")
 
 
