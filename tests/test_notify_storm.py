@@ -241,6 +241,13 @@ def test_a_storm_restarted_in_the_middle_still_gives_one_digest_each(
         assert len(titles(hook, person)) == 2
         assert "RESOLVED" in titles(hook, person)[-1]
 
+    # Long after, a host the digest took in fails again: that is news of its own.
+    clock.advance(3600)
+    fleet.feed(again, ["h0000"], 0.97)
+    clock.advance(WAIT)
+    assert deliver(again, clock) == 1
+    assert "h0000 filesystem_full" in titles(hook, "alice")[-1]
+
 
 def test_a_storm_digest_sent_again_after_a_crash_is_the_same_message(
     make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver

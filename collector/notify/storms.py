@@ -39,10 +39,19 @@ class StormDigests:
         return call.rule == STORM_RULE
 
     def taken_in(self, call: Call, event: str, sink: str) -> bool:
-        """Whether this message about `call` stays unsent: a storm's digest took the call in."""
+        """Whether this message about `call` stays unsent: a storm's digest took the call in.
+
+        Once the storm is over, the call's reopening is news of its own: it goes, and so does
+        what follows it."""
         if event in _STILL_SENT or self.is_umbrella(call):
             return False
-        return self._store.folded_into(call.id, sink) is not None
+        umbrella = self._store.folded_into(call.id, sink)
+        if umbrella is None:
+            return False
+        if event == "open" and self._store.call_rule(umbrella) != (STORM_RULE, "open"):
+            self._store.unfold(call.id, sink)
+            return False
+        return True
 
     def release(self, call: Call, event: str, at: float, now: float) -> float:
         """When a message may go: an open waits `wait`, so a storm can take it in."""

@@ -110,6 +110,13 @@ class DigestRows:
         ).fetchone()
         return int(row[0]) if row else None
 
+    def unfold(self, call_id: int, sink: str) -> None:
+        """The call's messages to `sink` go on their own again (its storm is over)."""
+        self._run(
+            "DELETE FROM notify_folded WHERE call_id=? AND sink=? AND umbrella_id IS NOT NULL",
+            (call_id, sink),
+        )
+
     def storm_folded(self, umbrella_id: int, sink: str, limit: int) -> tuple[int, int, list[str]]:
         """How many calls a storm's digest to `sink` took in, how many of them are resolved,
         and the first `limit` lines."""
