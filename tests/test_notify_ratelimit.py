@@ -6,6 +6,7 @@ delivered through apprise's json:// to a receiver on loopback, on both stores.""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,64 @@ def test_a_bad_rate_limit_is_refused_with_its_key_path(
     assert caught.value.path.startswith("notifications -> rate_limit")
     assert path in caught.value.path or path in caught.value.message
     assert words in str(caught.value)
+
+
+def test_two_replicas_racing_count_against_one_limit(
+    tmp_path: Path, clock: FakeClock, pg_dsn: str, hook: HookReceiver
+) -> None:
+    """Two services on one PostgreSQL database, breached at the same moment from two threads:
+    the store's lock counts their messages one after the other. Three go, one digest waits
+    with the other 27, and a delivery from either replica sends it once."""
+    url = "json://" + hook.url.removeprefix("http://") + "/pager"
+    replicas = [
+        CollectorService(
+            collector_config(
+                tmp_path / f"replica{n}",
+                [RULE],
+                store={"backend": "postgresql", "dsn": pg_dsn},
+                storm={"max_calls": 100, "window": "5m"},
+                notifications={
+                    "channels": {"pager": {"type": "apprise", "url": url}},
+                    "rules": [{"channels": ["pager"]}],
+                    "rate_limit": {"messages": LIMIT, "per": "15m"},
+                },
+            ),
+            clock=clock,
+        )
+        for n in range(2)
+    ]
+    try:
+        barrier = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def breach(service: CollectorService, prefix: str) -> None:
+            reporters = [Reporter(f"{prefix}{i:02d}", clock) for i in range(15)]
+            reports = [(r.host, r.report({"fs_used_ratio": 0.97})) for r in reporters]
+            try:
+                barrier.wait(30)
+                for host, report in reports:
+                    service.ingest(host, report)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=breach, args=(service, prefix))
+            for service, prefix in zip(replicas, ("a", "b"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert failures == []
+        ops = replicas[0].store.list_ops(None, 100)
+        assert len([op for op in ops if op.op == "notify"]) == LIMIT
+        assert len([op for op in ops if op.op == DIGEST_OP]) == 1
+        assert deliver(replicas[0], clock) == LIMIT
+        clock.advance(PER)
+        assert deliver(replicas[1], clock) == 1
+        assert deliver(replicas[0], clock) == 0
+        assert len(set(hosts_in(received(hook)))) == 30, "every host told once"
+        assert len(received(hook)) == LIMIT + 1
+    finally:
+        for service in replicas:
+            service.close()
