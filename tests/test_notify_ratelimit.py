@@ -285,3 +285,28 @@ def test_two_replicas_racing_count_against_one_limit(
     finally:
         for service in replicas:
             service.close()
+
+
+def test_a_call_told_in_a_digest_is_followed_like_one_told_on_its_own(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    """A rule for CRITICAL only follows a call it told of back to WARNING: also when the
+    CRITICAL went in a digest."""
+    url = "json://" + hook.url.removeprefix("http://") + "/pager"
+    service = make_service(
+        [RULE],
+        notifications={
+            "channels": {"pager": {"type": "apprise", "url": url}},
+            "rules": [{"channels": ["pager"], "severities": ["CRITICAL"]}],
+            "rate_limit": {"messages": 1, "per": "15m"},
+        },
+    )
+    fleet = Fleet(clock)
+    for host in ("d1", "d2", "d3"):
+        fleet.feed(service, host, 0.97)
+    clock.advance(60)
+    fleet.feed(service, "d3", 0.90)  # back to WARNING: the pager heard of its CRITICAL
+    clock.advance(PER)
+    assert deliver(service, clock) == 2
+    body = received(hook)[-1]["message"]
+    assert "d3 filesystem_full {mountpoint=/}: CRITICAL -> WARNING" in body

@@ -1005,10 +1005,13 @@ class SQLStore(DigestRows):
         )
 
     def has_ops(self, call_id: int, sink: str) -> bool:
-        """Whether anything for this call was ever queued for `sink`, delivered or not."""
+        """Whether anything for this call was ever queued for `sink`, delivered or not, on its
+        own or in a digest (collector/store/digests.py)."""
         return (
             self._run(
-                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? LIMIT 1", (call_id, sink)
+                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? UNION ALL "
+                "SELECT 1 FROM notify_folded WHERE call_id=? AND sink=? LIMIT 1",
+                (call_id, sink, call_id, sink),
             ).fetchone()
             is not None
         )
