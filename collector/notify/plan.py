@@ -97,11 +97,12 @@ class NotificationPlanner:
             )
             if release > now:
                 log.info(
-                    "call %d: %s to %s held for quiet hours (%.0f s)",
+                    "call %d: %s to %s held for %.0f s (%s)",
                     call.id,
                     event,
                     channel,
                     release - now,
+                    "notifications.storm.wait" if release > wanted else "quiet hours",
                 )
         if targets:
             self._on_enqueue()
