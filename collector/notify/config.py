@@ -307,6 +307,35 @@ class AckLinksConfig(_Config, frozen=True):
 ACK_SECRET_MIN_CHARS = 32
 
 
+class RateLimit(_Config, frozen=True):
+    """At most `messages` messages per `per` to one channel; the rest wait in one digest."""
+
+    messages: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    per: Duration
+
+    def __post_init__(self) -> None:
+        if not 60 <= float(self.per) <= 7 * 86400:
+            raise field_error("per", "must be at least 1m and at most 7d")
+
+
+class StormDigest(_Config, frozen=True):
+    """How people hear of a call storm (storm control's umbrella call): one digest per storm.
+
+    `wait`: how long a call's open message waits before it goes, so that a storm that begins
+    meanwhile takes it into its digest (0s: it goes at once). `update_every`: at most one
+    update of the storm's thread this often. `max_listed`: the problems a digest names."""
+
+    wait: Duration = Duration(0)
+    update_every: Duration = Duration(900)
+    max_listed: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
+
+    def __post_init__(self) -> None:
+        if not 0 <= float(self.wait) <= 600:
+            raise field_error("wait", "must be at least 0s and at most 10m")
+        if not 10 <= float(self.update_every) <= 86400:
+            raise field_error("update_every", "must be at least 10s and at most 1d")
+
+
 class NotifyConfig(_Config, frozen=True):
     """Notifications to people, delivered through the outbox like tickets."""
 
@@ -317,6 +346,8 @@ class NotifyConfig(_Config, frozen=True):
     # run group -> its levels, in order (collector/notify/escalation.py)
     escalation: dict[str, EscalationLevels] = {}
     ack_links: AckLinksConfig = AckLinksConfig()
+    rate_limit: RateLimit | None = None  # per channel (collector/notify/digest.py)
+    storm: StormDigest = StormDigest()
 
 
 # -- the hooks collector/config.py calls ------------------------------------------------------

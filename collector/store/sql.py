@@ -22,6 +22,7 @@ from typing import Any
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.store.call_search import CallPage, CallSearch, like_pattern, search_sql
+from collector.store.digests import DigestRows
 from collector.store.records import (
     STATE_COLUMNS,
     AuditEntry,
@@ -167,7 +168,7 @@ STORM_MEMBERS = _upsert(
 )
 
 
-class SQLStore:
+class SQLStore(DigestRows):
     """Every query the two stores share. Subclasses set `_db` (a DB-API connection whose
     `execute` returns a cursor) and `_timings`, and override the hooks their dialect needs."""
 
@@ -1066,10 +1067,13 @@ class SQLStore:
         )
 
     def has_ops(self, call_id: int, sink: str) -> bool:
-        """Whether anything for this call was ever queued for `sink`, delivered or not."""
+        """Whether anything for this call was ever queued for `sink`, delivered or not, on its
+        own or in a digest (collector/store/digests.py)."""
         return (
             self._run(
-                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? LIMIT 1", (call_id, sink)
+                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? UNION ALL "
+                "SELECT 1 FROM notify_folded WHERE call_id=? AND sink=? LIMIT 1",
+                (call_id, sink, call_id, sink),
             ).fetchone()
             is not None
         )

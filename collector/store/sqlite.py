@@ -299,6 +299,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             used_at REAL NOT NULL
         )""",
     ),
+    16: (
+        # Notification digests (issue 23): the messages each channel was sent, for its rate
+        # limit, and the notifications a rate or storm digest carries instead.
+        "CREATE TABLE notify_sent (sink TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX notify_sent_by_sink ON notify_sent (sink, at)",
+        """CREATE TABLE notify_folded (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink TEXT NOT NULL,
+            call_id INTEGER NOT NULL,
+            umbrella_id INTEGER,
+            line TEXT NOT NULL,
+            at REAL NOT NULL,
+            digest_op INTEGER
+        )""",
+        "CREATE INDEX notify_folded_by_sink ON notify_folded (sink, digest_op)",
+        "CREATE INDEX notify_folded_by_call ON notify_folded (call_id, sink)",
+        "CREATE INDEX notify_folded_by_umbrella ON notify_folded (umbrella_id, sink)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
