@@ -71,3 +71,17 @@ def run_and_show(
         return None
     show(figures, args.json, print_figures)
     return figures
+
+
+def apply_setting(config: dict[str, Any], setting: str) -> None:
+    """Set `a.b.c=VALUE` (VALUE read as YAML) in a collector config, for --set."""
+    import yaml
+
+    path, equals, value = setting.partition("=")
+    if not equals or not path:
+        raise SystemExit(f"--set {setting!r}: write KEY.PATH=VALUE")
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = yaml.safe_load(value)

@@ -19,6 +19,12 @@ With `--realistic`, the reports are those of issue 22's independent generator: 5
 measurements and 8 check runs, every value changing on every report, 64 kept-alive
 connections, and the target judged on the latency from each report's scheduled send time.
 
+With `--scrape S`, the measurements are exposed on /metrics (as shipped) and a scraper reads
+it every S seconds, as Prometheus would. `--set KEY.PATH=VALUE` sets a collector config key
+(`--set server.http=h11`), and `--profile FILE` samples the first collector with py-spy over
+the measured window (`bench/profile_shares.py FILE` sums it by area). Every run prints the
+collector's CPU milliseconds per report and the load average.
+
 With `--hostile N`, one more agent token sends N distinct series over the run (new label
 values in every report, and `interval_seconds: 1e8`), beside the honest fleet: the collector's
 series limits must keep its memory where a quiet run's is, and the honest agents' latency too.
@@ -30,6 +36,7 @@ Run from the repo root:
     python bench/fleet.py --agents 10000 --collectors 2 --store postgresql --kill-after 30
     python bench/fleet.py --agents 1000 --seconds 600 --hostile 1000000
     python bench/fleet.py --realistic --agents 10000 --interval 60 --seconds 150
+    python bench/fleet.py --realistic --agents 6000 --scrape 15 --profile profile.txt
 
 Everything runs on loopback and stops by itself; collectors are stopped by PID at the end.
 """
@@ -37,6 +44,7 @@ Everything runs on loopback and stops by itself; collectors are stopped by PID a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -50,6 +58,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -60,8 +69,10 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BE
 if str(BENCH_DIR.parent) not in sys.path:
     sys.path.append(str(BENCH_DIR.parent))  # for bench.common
 from bench import service_load  # noqa: E402
-from bench.common import load_ingest_module, show  # noqa: E402
+from bench.common import apply_setting, load_ingest_module, show  # noqa: E402
 
+# PostgresStore's advisory lock keys for its jobs (the evaluation lead among them).
+LEAD_LOCK_BASE = 0x72750000
 # Senders stop this many seconds after the run even if collectors left them behind schedule.
 LATE_STOP = 20.0
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -188,7 +199,7 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
         ]
     rng = random.Random(index)
     lanes: list[list[tuple[int, str, str]]] = [agents[i::threads] for i in range(threads)]
-    results: list[list[tuple[float, float, float, int]]] = [[] for _ in lanes]
+    results: list[list[tuple[float, float, float, int, int]]] = [[] for _ in lanes]
     acked: dict[str, int] = {}  # host: the highest seq a collector acknowledged
     # A collector that refused a connection is left alone for a while, as a load balancer's
     # health check would, and its agents go to the next one.
@@ -222,12 +233,16 @@ def sender(  # noqa: PLR0917 - the arguments of a spawned process
             body = factories[host].next_body()
             began = time.perf_counter()
             started = time.time()
-            status, seq = post_report(conns, ports, slot, down_until, body=body, token=token)
+            status, seq, answered = post_report(
+                conns, ports, slot, down_until, body=body, token=token
+            )
             if seq is not None:
                 with acked_lock:
                     if seq > acked.get(host, 0):
                         acked[host] = seq
-            results[number].append((started, time.perf_counter() - began, started - due, status))
+            results[number].append(
+                (started, time.perf_counter() - began, started - due, status, answered)
+            )
             queue[position % len(queue)] = (due + interval, slot, host, token)
             position += 1
         for conn in conns.values():
@@ -455,11 +470,13 @@ def post_report(
     *,
     body: bytes,
     token: str,
-) -> tuple[int, int | None]:
+) -> tuple[int, int | None, int]:
     """POST a report to the agent's collector, or to the next one while it is down, as a load
-    balancer would. Return the status (0: no collector answered) and the acknowledged seq."""
+    balancer would. Return the status (0: no collector answered), the acknowledged seq and
+    the number of the collector that answered (-1: none)."""
     for attempt in range(len(ports) + 1):
-        port = ports[(slot + attempt) % len(ports)]
+        number = (slot + attempt) % len(ports)
+        port = ports[number]
         if down_until.get(port, 0.0) > time.time() and attempt < len(ports):
             continue
         conn = conns.get(port)
@@ -480,9 +497,9 @@ def post_report(
             down_until[port] = time.time() + 5.0
             continue
         if response.status in (200, 202):
-            return response.status, int(json.loads(answer)["seq"])
-        return response.status, None
-    return 0, None
+            return response.status, int(json.loads(answer)["seq"]), number
+        return response.status, None, number
+    return 0, None, -1
 
 
 # -- collectors and store -----------------------------------------------------------------------
@@ -515,6 +532,9 @@ def start_collectors(
     desk: Desk | None = None,
     lease: float = 15.0,
     services: dict[str, Any] | None = None,
+    leader_last: bool = False,
+    scrape: float = 0.0,
+    settings: list[str] | None = None,
 ) -> list[Any]:
     import yaml
 
@@ -534,6 +554,11 @@ def start_collectors(
         config["metrics"] = {"measurements": False}
         if services:
             config["services"] = services
+        # histogram) leaves the 500,000 measurement samples out, or each read would stall it;
+        # unless a scraper reads it as Prometheus would (--scrape), as shipped.
+        config["metrics"] = {"measurements": scrape > 0}
+        for setting in settings or []:
+            apply_setting(config, setting)
         if desk is not None:
             config["sinks"] = {
                 "desk": {"type": "webhook", "url": f"http://127.0.0.1:{desk.port}/events"}
@@ -544,9 +569,79 @@ def start_collectors(
         collector.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         collector.tokens_path = tokens_path
         collectors.append(collector)
-    for collector in collectors:
+    # With leader_last, the last one (the one --kill-after kills) first: it takes the
+    # evaluation lead at its first tick, before the others are up.
+    for collector in collectors[::-1] if leader_last else collectors:
         collector.start()
+        if leader_last and store["backend"] == "postgresql" and len(collectors) > 1:
+            deadline = time.time() + 30
+            while leader_number([collector], store) is None and time.time() < deadline:
+                time.sleep(0.2)
+            leader_last = False
     return collectors
+
+
+class Scraper:
+    """GET /metrics every `every` seconds, as Prometheus would, until stopped."""
+
+    def __init__(self, ingest: ModuleType, port: int, every: float) -> None:
+        self.scrapes: list[float] = []
+        self.sizes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ingest, port, every), name="scraper", daemon=True
+        )
+        if every > 0:
+            self._thread.start()
+
+    def _run(self, ingest: ModuleType, port: int, every: float) -> None:
+        while not self._stop.wait(every):
+            started = time.perf_counter()
+            try:
+                _, body = ingest.http_get(port, "/metrics", timeout=60)
+            except OSError:
+                continue
+            self.scrapes.append(time.perf_counter() - started)
+            self.sizes.append(len(body))
+
+    def stop(self) -> dict[str, Any] | None:
+        if not self._thread.is_alive():
+            return None
+        self._stop.set()
+        self._thread.join(70)
+        times = sorted(self.scrapes)
+        return {
+            "scrapes": len(times),
+            "median_ms": ms(percentile(times, 0.5)),
+            "max_ms": ms(times[-1] if times else None),
+            "bytes": max(self.sizes, default=0),
+        }
+
+
+def start_profile(pid: int, seconds: float, path: str | None) -> Any:
+    """py-spy sampling the collector for the measured window (idle frames left out)."""
+    if not path:
+        return None
+    import subprocess
+
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "67",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def store_bytes(store: dict[str, Any], workdir: Path) -> int:
@@ -563,7 +658,7 @@ def store_bytes(store: dict[str, Any], workdir: Path) -> int:
         return int(row[0]) if row else 0
 
 
-def pg_counters(store: dict[str, Any]) -> dict[str, float] | None:
+def pg_counters(store: dict[str, Any]) -> dict[str, Any] | None:
     """What PostgreSQL counts of the writes so far: rows inserted, updated (HOT among them)
     and deleted in the run's schema, and the WAL the whole server wrote (pg_stat_wal:
     server-wide, so exact only while nothing else writes to that server). None on SQLite."""
@@ -572,6 +667,13 @@ def pg_counters(store: dict[str, Any]) -> dict[str, float] | None:
     import psycopg
 
     with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        tables = {
+            str(name): (float(ins), float(upd), float(hot))
+            for name, ins, upd, hot in conn.execute(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd "
+                "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+            )
+        }
         rows = conn.execute(
             "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), "
             "coalesce(sum(n_tup_hot_upd), 0), coalesce(sum(n_tup_del), 0) "
@@ -580,7 +682,39 @@ def pg_counters(store: dict[str, Any]) -> dict[str, float] | None:
         wal = conn.execute("SELECT wal_bytes, wal_records FROM pg_stat_wal").fetchone()
     assert rows is not None and wal is not None
     names = ("inserted", "updated", "hot_updated", "deleted", "wal_bytes", "wal_records")
-    return dict(zip(names, (float(v) for v in (*rows, *wal)), strict=True))
+    counters: dict[str, Any] = dict(zip(names, (float(v) for v in (*rows, *wal)), strict=True))
+    counters["tables"] = tables
+    return counters
+
+
+def backend_pids(collectors: list[Any], store: dict[str, Any]) -> list[int]:
+    """The PostgreSQL server processes serving the collectors' connections (their client
+    ports are the collectors' local ports)."""
+    import psutil
+    import psycopg
+
+    ports = {
+        c.laddr.port
+        for collector in collectors
+        for c in psutil.Process(collector.pid).net_connections("tcp")
+        if c.raddr
+    }
+    with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        return [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (sorted(ports),)
+            )
+        ]
+
+
+def backends_cpu(ingest: ModuleType, pids: list[int]) -> float:
+    """CPU seconds the given server processes have used (those gone since count nothing)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += ingest.cpu_seconds(pid)
+    return total
 
 
 def own_commits(ingest: ModuleType, collector: Any) -> float:
@@ -595,13 +729,22 @@ def own_commits(ingest: ModuleType, collector: Any) -> float:
 
 
 def pg_per_report(
-    start: dict[str, float], end: dict[str, float], commits: float, reports: int
-) -> dict[str, float | None]:
+    start: dict[str, Any], end: dict[str, Any], commits: float, reports: int
+) -> dict[str, Any]:
     """What one report cost PostgreSQL over the window, from two pg_counters() readings
     (PostgreSQL's statistics lag by up to a second: a long window evens that out)."""
     if reports <= 0:
         return {}
-    delta = {name: end[name] - start[name] for name in start}
+    delta = {name: end[name] - start[name] for name in start if name != "tables"}
+    # Rows written per report, table by table: [inserted, updated, of those HOT].
+    tables = {
+        name: [
+            round((after - before) / reports, 2) for after, before in zip(now, then, strict=True)
+        ]
+        for name, now in end["tables"].items()
+        for then in [start["tables"].get(name, (0.0, 0.0, 0.0))]
+        if now != then
+    }
     return {
         "reports": reports,
         "rows_inserted": round(delta["inserted"] / reports, 2),
@@ -613,6 +756,7 @@ def pg_per_report(
         "commits": round(commits / reports, 3),
         "wal_bytes_server_wide": round(delta["wal_bytes"] / reports),
         "wal_records_server_wide": round(delta["wal_records"] / reports, 1),
+        "tables": dict(sorted(tables.items(), key=lambda item: -sum(item[1][:2]))),
     }
 
 
@@ -694,16 +838,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if args.services
                 else None,
+                leader_last=args.kill_after is not None and not args.kill_follower,
+                scrape=args.scrape,
+                settings=args.set,
             )
             log(
                 f"{len(collectors)} collector(s) on {args.store}: "
                 + ", ".join(f"pid {c.pid} at {c.url}" for c in collectors)
             )
             figures = drive(ingest, args, collectors, hosts, tokens, store, workdir, burst)
+            acked, kill = figures.pop("_acked"), figures.pop("_kill")
             if desk is not None:
-                figures["kill"] = after_kill(
-                    args, figures.pop("_kill"), figures.pop("_acked"), store, desk
-                )
+                figures["kill"] = after_kill(args, kill, acked, store, desk)
                 # What the survivors logged of taking the dead replica's hosts over.
                 figures["kill"]["takeovers"] = [
                     "took over" + line.split("took over", 1)[1]
@@ -785,8 +931,12 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     cpu_start = [ingest.cpu_seconds(c.pid) for c in collectors]
     bytes_start = store_bytes(store, workdir)
     pg_start = pg_counters(store)
+    backends = backend_pids(collectors, store) if pg_start else []
+    backends_start = backends_cpu(ingest, backends)
     commits_start = [own_commits(ingest, c) for c in collectors]
     steady_started = time.time()
+    scraper = Scraper(ingest, collectors[0].port, args.scrape)
+    profile = start_profile(collectors[0].pid, until - steady_started, args.profile)
     rss: list[list[int]] = [[] for _ in collectors]
     kill_at = None if args.kill_after is None else steady_started + args.kill_after
     cpu_end: list[float | None] = [None] * len(collectors)
@@ -806,11 +956,15 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
     for number, collector in enumerate(live):
         cpu_end[number] = ingest.cpu_seconds(collector.pid)
     steady_seconds = time.time() - steady_started
+    scrape_figures = scraper.stop()
+    if profile is not None:
+        profile.wait(60)
     own_end = [own_histogram(ingest, c) for c in live]  # just after it
     bytes_end = store_bytes(store, workdir)
     pg_end = pg_counters(store)
+    backends_used = backends_cpu(ingest, backends) - backends_start
     commits_end = [own_commits(ingest, c) for c in live]
-    results: list[tuple[float, float, float, int]] = []
+    results: list[tuple[float, float, float, int, int]] = []
     acked: dict[str, int] = {}
     try:
         for _ in range(args.senders):
@@ -879,6 +1033,16 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
             round((end - start) * 100 / steady_seconds, 1) if end is not None else None
             for start, end in zip(cpu_start, cpu_end, strict=True)
         ],
+        # Each collector's own share: the reports it acknowledged, their latency from the
+        # schedule, and its CPU per report (the figure a sizing model scales with).
+        "per_collector": [
+            per_collector(
+                [r for r in steady if r[4] == number],
+                steady_seconds,
+                None if end is None else end - start,
+            )
+            for number, (start, end) in enumerate(zip(cpu_start, cpu_end, strict=True))
+        ],
         "collector_rss_mib": [
             round(max(samples) / 1048576, 1) if samples else None for samples in rss
         ],
@@ -886,15 +1050,21 @@ def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order
             round(samples[-1] / 1048576, 1) if samples else None for samples in rss
         ],
         "series": series_figures(ingest, collectors[0]),
+        "scrapes": scrape_figures,
+        "collector_cpu_ms_per_report": [
+            round((end - start) * 1000 / ok, 2) if end is not None and ok else None
+            for start, end in zip(cpu_start, cpu_end, strict=True)
+        ],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "hostile": hostile_figures,
         "store_bytes": bytes_end,
         "postgresql_per_report": (
-            pg_per_report(
-                pg_start,
-                pg_end,
-                sum(commits_end) - sum(commits_start),
-                ok,
-            )
+            {
+                **pg_per_report(pg_start, pg_end, sum(commits_end) - sum(commits_start), ok),
+                # The server processes of the collectors' connections; not the WAL writer,
+                # checkpointer or autovacuum, which work for the whole server.
+                "backend_cpu_ms": round(backends_used * 1000 / ok, 2) if ok else None,
+            }
             if pg_start and pg_end and not kill
             else None
         ),
@@ -997,6 +1167,24 @@ class ServiceExtras:
         return out
 
 
+def per_collector(
+    mine: list[tuple[float, float, float, int, int]], seconds: float, cpu: float | None
+) -> dict[str, Any]:
+    """One collector's part of the steady window: what it acknowledged, how fast, and its
+    CPU per acknowledged report (ms). A killed collector's CPU ends at the kill."""
+    ok = [r for r in mine if r[3] in (200, 202)]
+    due = sorted(r[1] + r[2] for r in ok)
+    return {
+        "reports_per_second": round(len(ok) / seconds, 1) if seconds > 0 else None,
+        "from_schedule_ms": {
+            "p50": ms(percentile(due, 0.5)),
+            "p99": ms(percentile(due, 0.99)),
+            "max": ms(due[-1] if due else None),
+        },
+        "cpu_ms_per_report": round(cpu * 1000 / len(ok), 2) if cpu is not None and ok else None,
+    }
+
+
 def sender_result(out: Any, procs: list[Any]) -> Any:
     """The next sender's results; fails at once if a sender process died without them."""
     deadline = time.time() + LATE_STOP + 90
@@ -1053,12 +1241,39 @@ class Killer:
             self.bursting.start()
         if now >= self.kill_at:
             victim = self.collectors[-1]
+            # Unless --kill-follower, the last collector was started first to take the lead.
+            led_by = leader_number(self.collectors, self.store)
             self.cpu_end[-1] = self.ingest.cpu_seconds(victim.pid)
             self.kill = kill_collector(victim, self.store)
+            self.kill["leader"] = led_by == len(self.collectors) - 1
             log(
                 f"killed collector pid {victim.pid} (SIGKILL); it held "
                 f"{len(self.kill['leased'])} outbox leases"
             )
+
+
+def leader_number(collectors: list[Any], store: dict[str, Any]) -> int | None:
+    """Which collector runs the evaluation (holds its session advisory lock; see
+    PostgresStore.try_lead): the one whose connection's port is that backend's client port."""
+    import psutil
+    import psycopg
+
+    with psycopg.connect(store["dsn"], autocommit=True) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+        key = LEAD_LOCK_BASE + zlib.crc32(f"{row[0] if row else 'public'}:evaluation".encode())
+        found = conn.execute(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid::int8 = %s AND l.objid::int8 = %s",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+    if not found:
+        return None
+    for number, collector in enumerate(collectors):
+        ports = {c.laddr.port for c in psutil.Process(collector.pid).net_connections("tcp")}
+        if found[0] in ports:
+            return number
+    return None
 
 
 def kill_collector(victim: Any, store: dict[str, Any]) -> dict[str, Any]:
@@ -1084,7 +1299,7 @@ def kill_collector(victim: Any, store: dict[str, Any]) -> dict[str, Any]:
 
 
 def after_kill_window(
-    kill: dict[str, Any], results: list[tuple[float, float, float, int]], until: float
+    kill: dict[str, Any], results: list[tuple[float, float, float, int, int]], until: float
 ) -> dict[str, Any]:
     """How the surviving collectors carried the load from the kill to the end."""
     window = [r for r in results if kill["at"] <= r[0] < until]
@@ -1092,6 +1307,7 @@ def after_kill_window(
     latencies = sorted(r[1] for r in window)
     ok = sum(1 for r in window if r[3] in (200, 202))
     return {
+        "caught_up_after_s": caught_up_after(kill["at"], results, until),
         "seconds": round(seconds, 1),
         "reports_per_second": round(ok / seconds, 1),
         "errors": len(window) - ok,
@@ -1101,6 +1317,19 @@ def after_kill_window(
             "max": ms(latencies[-1] if latencies else None),
         },
     }
+
+
+def caught_up_after(
+    killed_at: float, results: list[tuple[float, float, float, int, int]], until: float
+) -> float | None:
+    """Seconds from the kill to the due time after which every report due was answered
+    within 1 s of its schedule: the last one due that waited longer (or failed) marks it.
+    None if the senders, held up, never reached the reports due in the run's last 5 s."""
+    due = [(r[0] - r[2], r) for r in results if r[0] - r[2] >= killed_at]
+    if not due or max(at for at, _ in due) < until - 5.0:
+        return None
+    late = [at for at, r in due if r[1] + r[2] >= 1.0 or r[3] not in (200, 202)]
+    return round(max(0.0, max(late) - killed_at), 1) if late else 0.0
 
 
 def after_kill(
@@ -1149,6 +1378,7 @@ def after_kill(
     opens = len(desk.opened)
     return {
         "collector_pid": kill["pid"],
+        "leader": kill.get("leader"),
         "after": kill["after"],
         "burst": kill["burst"],
         "acknowledged_hosts": len(acked),
@@ -1303,8 +1533,22 @@ def print_figures(f: dict[str, Any]) -> None:
     print(
         f"  collectors      CPU {f['collector_cpu_percent']} % of one core, "
         f"RSS {f['collector_rss_mib']} MiB at most, {f['collector_rss_end_mib']} MiB at the "
-        "end"
+        f"end; {f['collector_cpu_ms_per_report']} CPU ms per report (load average "
+        f"{f['load_average']} at the end)"
     )
+    for number, c in enumerate(f["per_collector"]):
+        due_c = c["from_schedule_ms"]
+        print(
+            f"  collector {number}     {c['reports_per_second']} reports/s, from schedule "
+            f"p50 {due_c['p50']} ms, p99 {due_c['p99']} ms; CPU {c['cpu_ms_per_report']} ms "
+            "per report"
+        )
+    if f.get("scrapes"):
+        sc = f["scrapes"]
+        print(
+            f"  /metrics        {sc['scrapes']} scrapes of {sc['bytes'] / 1048576:.1f} MiB: "
+            f"median {sc['median_ms']} ms, max {sc['max_ms']} ms"
+        )
     s = f["series"]
     print(
         f"  series          {s['held']:.0f} held; {s['refused']:.0f} new ones refused by the limits"
@@ -1324,11 +1568,16 @@ def print_figures(f: dict[str, Any]) -> None:
     if pg:
         hot = f"{pg['hot_share']:.0%} HOT" if pg["hot_share"] is not None else "none HOT"
         print(
-            f"  PostgreSQL      per report: {pg['rows_updated']} rows updated ({hot}), "
+            f"  PostgreSQL      per report: {pg['backend_cpu_ms']} ms CPU in the server "
+            f"processes of the collectors' connections; {pg['rows_updated']} rows updated ({hot}), "
             f"{pg['rows_inserted']} inserted, {pg['rows_deleted']} deleted; "
             f"{pg['commits']} commits; WAL {pg['wal_bytes_server_wide']} bytes in "
             f"{pg['wal_records_server_wide']} records (the whole server's: exact only when "
             "nothing else writes to it)"
+        )
+        print(
+            "                  by table [inserted, updated, HOT]: "
+            + ", ".join(f"{name} {rows}" for name, rows in list(pg["tables"].items())[:6])
         )
     if "breach" in f:
         b = f["breach"]
@@ -1340,10 +1589,12 @@ def print_figures(f: dict[str, Any]) -> None:
     if "kill" in f:
         k, a = f["kill"], f["kill"]["after"]
         print(
-            f"  kill -9         collector pid {k['collector_pid']}; after it "
+            f"  kill -9         collector pid {k['collector_pid']} "
+            f"({'the leader' if k.get('leader') else 'not the leader'}); after it "
             f"{a['reports_per_second']} reports/s over {a['seconds']} s, {a['errors']} "
             f"errors, p50 {a['latency_ms']['p50']} ms, p99 {a['latency_ms']['p99']} ms, "
-            f"max {a['latency_ms']['max']} ms"
+            f"max {a['latency_ms']['max']} ms; under 1 s of lag from "
+            f"{a['caught_up_after_s']} s after the kill"
         )
         b = k["burst"]
         if b:
@@ -1483,6 +1734,12 @@ def main() -> int:
         "(needs two or more collectors); calls then go to a webhook desk",
     )
     parser.add_argument(
+        "--kill-follower",
+        action="store_true",
+        help="with --kill-after, kill a replica that does not run the evaluation (by default "
+        "the last collector is started first, takes the evaluation lead, and is killed)",
+    )
+    parser.add_argument(
         "--lease",
         type=float,
         default=15.0,
@@ -1549,6 +1806,27 @@ def main() -> int:
         default=50,
         metavar="C",
         help="kept-alive connections of the status-page load",
+    )
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="expose measurements on /metrics (as shipped) and read it every S seconds, as "
+        "Prometheus would; 0 (the default) leaves them out and reads it only for figures",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a collector config key (VALUE as YAML), e.g. server.kind=granian; repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample the (first) collector with py-spy over the measured window, into FILE "
+        "(folded stacks; bench/profile_shares.py sums them by area)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

@@ -38,6 +38,7 @@ _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.append(_REPO)
 from bench.common import (  # noqa: E402
+    apply_setting,
     log,
     positive_float,
     positive_int,
@@ -576,6 +577,18 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
+def configure(collector: CollectorProcess, settings: list[str]) -> None:
+    """Apply --set KEY.PATH=VALUE settings to the collector's config file."""
+    if not settings:
+        return
+    import yaml
+
+    config = yaml.safe_load(collector.config_path.read_text())
+    for setting in settings:
+        apply_setting(config, setting)
+    collector.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Start the collector, drive it with client processes, and gather the figures."""
     from collector.auth import add_token
@@ -586,6 +599,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     )
     with tempfile.TemporaryDirectory(prefix="runwatch-bench-ingest-") as tmp:
         collector = prepare_collector(Path(tmp), instant_rule=not args.no_instant_rule)
+        configure(collector, args.set)
         hosts = [f"bench-host-{i:04d}" for i in range(1, args.hosts + 1)]
         tokens = {host: add_token(collector.tokens_path, host) for host in hosts}
         try:
@@ -643,6 +657,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 - children_before.ru_stime
             )
             cpu_after = cpu_seconds(collector.pid)
+            # What the collector spends with nothing sent (ticks, timers), to take out of the
+            # per-report figure: on a busy machine a run takes longer, and that cost grows.
+            idle_cpu_per_second = None
+            if args.idle_seconds:
+                time.sleep(args.idle_seconds)
+                idle_cpu_per_second = (cpu_seconds(collector.pid) - cpu_after) / args.idle_seconds
             # The read side runs on the same event loop as ingest: time it once, loaded.
             began = time.perf_counter()
             status, metrics_body = http_get(collector.port, "/metrics", timeout=60)
@@ -669,6 +689,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "collector_pid": collector.pid,
             "collector_exit_code": exit_code,
             "collector_cpu_seconds": round(cpu_after - cpu_before, 3),
+            "collector_idle_cpu_per_second": idle_cpu_per_second,
             "client_cpu_seconds": round(client_cpu, 3),
             "collector_rss_idle_bytes": rss_idle,
             "collector_rss_end_bytes": rss_end,
@@ -817,6 +838,13 @@ def print_figures(figures: dict[str, Any]) -> None:
         f"({figures['collector_cpu_seconds'] * 1000 / requests:.2f} ms/report), clients "
         f"{figures['client_cpu_seconds']:.2f} s, over {figures['elapsed_seconds']:.2f} s"
     )
+    idle = figures.get("collector_idle_cpu_per_second")
+    if idle is not None:
+        net = figures["collector_cpu_seconds"] - idle * figures["elapsed_seconds"]
+        print(
+            f"  CPU per report     {net * 1000 / requests:.2f} ms without the idle collector's "
+            f"{idle * 1000:.1f} ms a second (ticks, timers)"
+        )
     print(
         f"  collector RSS      {figures['collector_rss_end_bytes'] / mib:.1f} MiB at the end "
         f"(idle {figures['collector_rss_idle_bytes'] / mib:.1f} MiB, peak "
@@ -891,6 +919,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-instant-rule",
         action="store_true",
         help="use only the shipped rules (their `for` of 5m+ means no call opens during a run)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=0.0,
+        help="afterwards, measure the collector's CPU with nothing sent for this long, and "
+        "give the CPU per report without it (default: %(default)s, not measured)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a collector config key (VALUE as YAML), e.g. server.http=h11; repeatable",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser

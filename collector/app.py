@@ -33,7 +33,9 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
+from collector.notify.ack import AckLinks
 from collector.notify.delivery import Notifications, build_channels
+from collector.notify.escalation import CallEscalations
 from collector.notify.plan import NotificationPlanner
 from collector.services.messages import StatusMessages
 from collector.services.watch import ServiceWatch
@@ -113,6 +115,8 @@ class CollectorService:
         external = {name: priority_map(config.sinks[name]) for name in self.sinks}
         notify = config.notifications
         self.channels = build_channels(notify)  # notification channels, by name
+        # The signed links in notifications that acknowledge their call (None: switched off).
+        self.ack_links = AckLinks.for_collector(notify, config.external_url, config.data_dir)
         # group -> its help desk, for the ticket link in notifications
         ticket_sinks = {name: g.sink for name, g in config.groups.items() if g.sink in self.sinks}
         if self.sinks or notify.channels:
@@ -137,7 +141,9 @@ class CollectorService:
                 metrics=delivery_metrics,
                 sync=_led("sync", worker_store, sync.run_once),
                 sync_interval=float(config.sync_interval),
-                notifications=Notifications(self.channels, console_url=config.external_url),
+                notifications=Notifications(
+                    self.channels, console_url=config.external_url, ack_links=self.ack_links
+                ),
             )
         self.incidents = IncidentManager(
             self.store,
@@ -164,8 +170,14 @@ class CollectorService:
                 ticket_sinks=ticket_sinks,
                 on_enqueue=self.outbox.notify if self.outbox else None,
             )
-            if notify.rules
+            if notify.rules or notify.escalation
             else None,
+        )
+        planner = self.incidents.notifications
+        self.escalations = (
+            CallEscalations(notify, dict(config.groups), self.store, planner)
+            if planner is not None and notify.escalation
+            else None
         )
         self.resolver = ThresholdResolver(config)
         self.evaluator = RuleEvaluator(
@@ -236,6 +248,7 @@ class CollectorService:
             services=self.service_watch,
             take_over=self.takeover.slices,
             service_calls=self._follow_service_calls if self._config.services else None,
+            escalate=self.escalations.steps if self.escalations is not None else None,
         )
         self.by_hand = CallsByHand(
             config=self._config,
@@ -395,6 +408,7 @@ class CollectorService:
     is_builtin_call = _handed_to("by_hand", CallsByHand.is_builtin_call)
     acknowledged_at = _handed_to("by_hand", CallsByHand.acknowledged_at)
     acknowledge_call = _handed_to("by_hand", CallsByHand.acknowledge_call)
+    acknowledge_from_link = _handed_to("by_hand", CallsByHand.acknowledge_from_link)
     comment_call = _handed_to("by_hand", CallsByHand.comment_call)
     resolve_call = _handed_to("by_hand", CallsByHand.resolve_call)
     call_history = _handed_to("by_hand", CallsByHand.call_history)

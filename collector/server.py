@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import resource
 import signal
@@ -9,9 +10,10 @@ import socket
 
 import uvicorn
 
+from collector.api import connections
 from collector.api.application import create_app
-from collector.api.connections import LimitedH11Protocol
 from collector.app import CollectorService
+from collector.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,17 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     """Run until SIGINT or SIGTERM; then stop the evaluation loop and close the store."""
     tls = service.config.tls
     limits = service.config.limits
-    protocol = LimitedH11Protocol.configured(
+    http, loop = implementations(service.config.server)
+    protocol = (
+        connections.LimitedHttpToolsProtocol
+        if http == "httptools"
+        else connections.LimitedH11Protocol
+    ).configured(
         float(limits.header_timeout),
         float(limits.body_timeout),
         connection_cap(limits.max_connections),
     )
+    log.info("serving HTTP with %s on %s", http, loop)
     # Certificate and key were loaded once at config load, so a mistake is a ConfigError there.
     config = uvicorn.Config(
         create_app(service),
@@ -58,6 +66,7 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         http=protocol,
+        loop=loop,
         timeout_keep_alive=max(1, round(float(limits.keep_alive_timeout))),
         ssl_certfile=tls.cert_file if tls else None,
         ssl_keyfile=tls.key_file if tls else None,
@@ -73,6 +82,20 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.close()
+
+
+def implementations(server: ServerConfig) -> tuple[str, str]:
+    """The HTTP parser and event loop to serve with: `auto` is the C one when installed."""
+    http, loop = server.http, server.loop
+    if http == "auto":
+        http = "httptools" if _installed("httptools") else "h11"
+    if loop == "auto":
+        loop = "uvloop" if _installed("uvloop") else "asyncio"
+    return http, loop
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def connection_cap(max_connections: int, reserve: int = 128) -> int:

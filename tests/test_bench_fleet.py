@@ -182,3 +182,28 @@ def test_a_short_services_run_times_a_breach_and_loads_the_status_page() -> None
     assert set(page["load"]["statuses"]) == {"200"}
     assert page["load"]["requests"] > 0
     assert page["ingest"]["with"]["reports"] > 0 and page["ingest"]["without"]["reports"] > 0
+
+
+def test_ingest_cpu_measures_a_few_intervals_in_process() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "ingest_cpu.py"),
+            "--hosts",
+            "10",
+            "--rounds",
+            "4",
+            "--warmup",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["reports"] == 10 * 3
+    assert figures["cpu_ms_per_report"] > 0
+    assert figures["rule_states"] > 0

@@ -131,9 +131,12 @@ def absent_next(driver: Any) -> bool:
 
 
 def host_names(driver: Any) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#hosts tbody td:first-child a")]
+    # Read in one script: the live refresh may swap the table between a find and a read.
+    names = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#hosts tbody td:first-child a'),"
+        " a => a.textContent.trim())"
+    )
+    return [str(name) for name in names]
 
 
 def test_a_new_problem_arrives_without_a_reload_and_typing_survives(
@@ -326,7 +329,7 @@ def test_paging_over_10000_hosts_from_the_keyboard(
     Select(browser.find_element(By.ID, "host-per")).select_by_value("200")
     browser.find_element(By.ID, "host-search-go").send_keys(Keys.ENTER)
     until("200 a page", lambda: "per=200" in browser.current_url)
-    assert len(host_names(browser)) == 200
+    until("200 rows", lambda: len(host_names(browser)) == 200)
     started = time.monotonic()
     browser.get(url + "/?sort=host&dir=desc&per=200&page=25")
     assert time.monotonic() - started < 10

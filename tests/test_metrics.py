@@ -447,3 +447,55 @@ def test_event_loop_lag_shows_work_that_holds_the_loop(
         client.get("/metrics")
         time.sleep(0.6)
     assert lagged("0.25") >= before + 1
+
+
+def test_measurements_are_rendered_at_the_scrape_once_per_host_however_often_it_reports(
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report only notes its host; the scrape renders the hosts that reported since the last
+    one, once each, and serves what a fresh render of the same view serves."""
+    import asyncio
+
+    from collector.metrics.exposition import FleetCollector
+
+    service = make_service([])
+    reporters = {name: Reporter(name, clock) for name in ("web01", "web02", "db01")}
+    for name, reporter in reporters.items():
+        service.ingest(name, reporter.report({"a_ratio": 0.5, "b_ratio": 0.25}))
+    kept = service.metrics.fleet
+    assert kept is not None
+    rendered: list[str] = []
+    render_host = kept._render_host
+    monkeypatch.setattr(
+        kept, "_render_host", lambda host, keys: rendered.append(host) or render_host(host, keys)
+    )
+    for value in (0.125, 0.25, 0.375, 0.4375):
+        clock.advance(60)
+        for name, reporter in reporters.items():
+            service.ingest(name, reporter.report({"a_ratio": value, "b_ratio": 0.25}))
+    assert rendered == []  # values only changed: nothing rendered at ingest
+    labels = {"host": "web02", "check": "filesystem", "mountpoint": "/"}
+    assert sample(service, "runwatch_a_ratio", **labels) == 0.4375
+    assert sorted(rendered) == ["db01", "web01", "web02"]
+    fresh = FleetCollector(
+        service.fleet,
+        service.config,
+        service.counters,
+        service.store,
+        clock,
+        calendar=kept._calendar,
+    )
+    fresh.services, fresh.reserved = kept.services, kept.reserved
+    assert kept.render() == fresh.render()
+    # A new series is rendered with its report (its family may be held back: the agent is
+    # told at once); the /metrics handler's sliced warm-up renders the rest.
+    rendered.clear()
+    service.ingest("web01", reporters["web01"].report({"a_ratio": 0.5, "c_ratio": 1.0}))
+    service.ingest("db01", reporters["db01"].report({"a_ratio": 0.5, "b_ratio": 0.5}))
+    assert rendered == ["web01"]
+    asyncio.run(kept.warm_in_slices(hosts_per_slice=1))
+    assert rendered == ["web01", "db01"]
+    assert kept.render() == fresh.render()
+    assert (
+        sample(service, "runwatch_c_ratio", host="web01", check="filesystem", mountpoint="/") == 1.0
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,3 +190,58 @@ def test_a_token_in_the_query_never_reaches_a_log_line(
     assert path == f"/h?token={token}", "the receiver got it"
     assert "POST /h?…" in caplog.text, "urllib3's line is there, without its query"
     assert token not in caplog.text
+
+
+def test_a_chat_message_carries_the_acknowledge_link_for_its_channel(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    """A channel no one person owns: the link names the channel, and acknowledges as it."""
+    from litestar.testing import TestClient
+
+    from collector.api.application import create_app
+
+    service = make_service(
+        [{**FS_RULE, "for": "0s"}],
+        external_url="https://runwatch.example.org",
+        notifications={
+            "channels": {
+                "team-chat": {"type": "apprise", "url": f"json://127.0.0.1:{port_of(hook.url)}/c"}
+            },
+            "rules": [{"channels": ["team-chat"]}],
+        },
+    )
+    feed(service, Reporter("web01", clock), 0.97)
+    notifications = Notifications(
+        build_channels(service.config.notifications), ack_links=service.ack_links
+    )
+    with outbox_worker(
+        service,
+        {},
+        clock=clock,
+        policy=RetryPolicy(base_seconds=10, max_seconds=60),
+        notifications=notifications,
+    ) as worker:
+        assert worker.deliver_due() == 1
+    (message,) = [json.loads(body) for _, _, body in hook.received]
+    found = re.search(
+        r"^  Acknowledge: https://runwatch\.example\.org(/ack/[\w.-]+)$", message["message"], re.M
+    )
+    assert found, message["message"]
+    with TestClient(create_app(service)) as client:
+        page = client.get(found.group(1))
+        assert "sent to <strong>team-chat</strong>" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        done = client.post(
+            found.group(1),
+            data={"csrf": csrf.group(1)},
+            headers={"Origin": "http://testserver.local"},
+        )
+        assert done.status_code == 200
+    (call,) = service.calls("open", None)
+    (entry,) = [e for e in service.store.list_audit(10) if e.action == "call.acknowledge"]
+    assert (entry.actor, entry.via, entry.target) == (
+        "team-chat",
+        "notification link",
+        f"call {call.id}",
+    )

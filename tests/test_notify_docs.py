@@ -189,3 +189,31 @@ def test_the_rota_example_and_its_oncall_show(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == shown.group(2)
+
+
+def test_the_ack_links_example(
+    tmp_path: Path, services: list[CollectorService], clock: FakeClock
+) -> None:
+    """The example's key file and expiry apply, and the message to alice's phone carries a
+    link in her name that works for 12 hours."""
+    (tmp_path / "secrets").mkdir()
+    key = "k" * 64
+    (tmp_path / "secrets" / "ack-links.key").write_text(key + "\n")
+    service = collector(tmp_path, services, example("ack-links"), clock)
+    links = service.ack_links
+    assert links is not None and links.expire_after == 12 * 3600
+    service.ingest("web01", Reporter("web01", clock).report({"fs_used_ratio": 0.97}))
+    (op,) = service.store.list_ops("pending", 10)
+    notifications = Notifications(
+        build_channels(service.config.notifications),
+        console_url="https://runwatch.example.org",
+        ack_links=links,
+    )
+    body = notifications.message(op, service.store).body
+    found = re.search(r"Acknowledge: https://runwatch\.example\.org/ack/(\S+)", body)
+    assert found, body
+    from collector.notify.ack import AckLinkKeys
+
+    link = AckLinkKeys([key.encode()]).read(found.group(1), clock())
+    assert (link.recipient, link.expires_at) == ("alice", clock() + 12 * 3600)
+    assert not (service.config.data_dir / "ack-links.secret").exists()

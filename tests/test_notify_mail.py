@@ -325,3 +325,75 @@ def test_check_sinks_names_the_mail_channel(
     assert found["notify:ops-mail"]["ok"] is False
     assert "535" in found["notify:ops-mail"]["problems"][0]["what"]
     assert "wrong-password-5678" not in result.stdout + result.stderr
+
+
+def test_the_mail_carries_a_link_that_acknowledges_the_call_for_its_person(
+    make_service: Callable[..., CollectorService],
+    clock: FakeClock,
+    mail_system: mailserver.MailSystem,
+    ops_box: mailserver.Mailbox,
+) -> None:
+    """The link as the mailbox holds it (read over IMAP) opens the call, and its POST
+    acknowledges it as the person the mail went to; the resolution mail carries none."""
+    from litestar.testing import TestClient
+
+    from collector.api.application import create_app
+
+    service = make_service(
+        [RULE],
+        external_url=CONSOLE,
+        notifications={
+            "channels": {"ops-mail": email_channel(mail_system)},
+            "people": {"alice": {"channels": ["ops-mail"]}},
+            "rules": [{"groups": ["systems-administration"], "channels": ["ops-mail"]}],
+        },
+    )
+    web = Reporter("web01", clock)
+    feed(service, web, 0.97)
+    clock.advance(60)
+    feed(service, web, 0.50)
+    feed(service, Reporter("db01", clock), 0.97)
+    notifications = Notifications(
+        build_channels(service.config.notifications),
+        console_url=CONSOLE,
+        ack_links=service.ack_links,
+    )
+    policy = RetryPolicy(base_seconds=10, max_seconds=60)
+    # Delivered before the app starts: its own outbox worker then finds nothing to send.
+    with outbox_worker(
+        service, {}, clock=clock, policy=policy, notifications=notifications
+    ) as worker:
+        assert worker.deliver_due() == 3
+    mails = {str(m["Subject"]): m for m in ops_box.wait_for(3)}
+    web_call, db_call = (
+        c.id for c in sorted(service.calls(None, None), key=lambda c: c.host != "web01")
+    )
+    opened = mails[f"[runwatch #{web_call}] web01 filesystem_full {{mountpoint=/}}: CRITICAL"]
+    resolved = next(m for subject, m in mails.items() if "RESOLVED" in subject)
+    other = mails[f"[runwatch #{db_call}] db01 filesystem_full {{mountpoint=/}}: CRITICAL"]
+    found = re.search(
+        rf"^  Acknowledge: {re.escape(CONSOLE)}(/ack/[\w.-]+)\s*$", opened.get_content(), re.M
+    )
+    assert found, opened.get_content()
+    assert "/ack/" not in resolved.get_content()
+    path = re.search(r"^  Acknowledge: \S+?(/ack/[\w.-]+)\s*$", other.get_content(), re.M)
+    assert path
+    with TestClient(create_app(service)) as client:
+        # The call resolved meanwhile: the link says so. Another call's link acknowledges it.
+        page = client.get(found.group(1))
+        assert page.status_code == 200 and "This call is resolved" in page.text
+        page = client.get(path.group(1))
+        assert "sent to <strong>alice</strong>" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        done = client.post(
+            path.group(1),
+            data={"csrf": csrf.group(1)},
+            headers={"Origin": "http://testserver.local"},
+        )
+        assert done.status_code == 200 and "Acknowledged for alice" in done.text
+    (call,) = service.calls("open", None)
+    assert call.host == "db01"
+    assert [e.text for e in service.store.call_events(call.id) if e.kind == "acknowledged"] == [
+        "Acknowledged by alice via notification link."
+    ]

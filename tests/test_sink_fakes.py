@@ -918,3 +918,42 @@ def test_jira_service_desk_needs_both_ids() -> None:
     with pytest.raises(ConfigError) as caught:
         convert(data | {"project": "OPS", "service_desk_id": "4"}, JiraSinkConfig)
     assert caught.value.path == "service_desk_id"
+
+
+# -- Redmine's answer to a write that met another one ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "retryable"),
+    [
+        pytest.param('{"errors":[]}', True, id="stale object (no errors): retried"),
+        pytest.param('{"errors":["Subject cannot be blank"]}', False, id="invalid: final"),
+        pytest.param("<html>", False, id="no JSON: final"),
+    ],
+)
+def test_a_redmine_conflict_is_retried_and_a_refusal_is_final(
+    monkeypatch: pytest.MonkeyPatch, body: str, retryable: bool
+) -> None:
+    """Redmine answers a write that met a person's at the same moment with 422 and an empty
+    error list (its stale-object answer): the outbox tries it again instead of a dead letter."""
+    from collector.sinks.redmine import RedmineSink, RedmineSinkConfig
+
+    monkeypatch.setenv(SECRET_ENV, "k" * 40)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, text=body, headers={"Content-Type": "application/json"})
+
+    config = convert(
+        {
+            "type": "redmine",
+            "url": "http://127.0.0.1:3000",
+            "api_key": {"env": SECRET_ENV},
+            "project": "ops",
+        },
+        RedmineSinkConfig,
+    )
+    sink = RedmineSink(config, transport=httpx.MockTransport(answer))
+    with pytest.raises(SinkError) as caught:
+        sink.comment(TicketRef("7"), "Looking at it")
+    assert (caught.value.retryable, caught.value.status) == (retryable, 422)
+    sink.close()

@@ -1,6 +1,7 @@
 """Slow and surplus clients: closed at the header and body deadlines, refused past the cap.
 
-A real collector (`runwatch collector`) on loopback, with short deadlines so the test is quick.
+A real collector (`runwatch collector`) on loopback, with short deadlines so the test is quick,
+served with each HTTP parser and event loop it may run on (server: {http, loop}).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.helpers import FS_RULE, GROUPS, write_collector_yaml
 from tests.procs import Processes, read_url
@@ -21,10 +25,22 @@ MARGIN = 2.0  # a loaded 2-core machine: timers fire late, and we poll once a 0.
 LORIS = 200
 SLOW_BODIES = 20
 
+SERVERS = [
+    pytest.param({"http": "h11", "loop": "asyncio"}, id="h11 on asyncio"),
+    pytest.param({"http": "httptools", "loop": "uvloop"}, id="httptools on uvloop"),
+]
 
-def start_collector(tmp_path: Path, processes: Processes, **limits: object) -> tuple[str, int]:
+
+def start_collector(
+    tmp_path: Path, processes: Processes, server: dict[str, Any], **limits: object
+) -> tuple[str, int]:
     config = write_collector_yaml(
-        tmp_path / "collector.yaml", tmp_path / "data", GROUPS, rules=[FS_RULE], limits=limits
+        tmp_path / "collector.yaml",
+        tmp_path / "data",
+        GROUPS,
+        rules=[FS_RULE],
+        limits=limits,
+        server=server,
     )
     process = processes.runwatch(
         "collector",
@@ -60,12 +76,14 @@ def served(url: str) -> int:
         return int(response.status)
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_slow_loris_and_slow_bodies_are_closed_while_agents_are_served(
-    tmp_path: Path, processes: Processes
+    tmp_path: Path, processes: Processes, server: dict[str, Any]
 ) -> None:
     url, port = start_collector(
         tmp_path,
         processes,
+        server,
         header_timeout=f"{HEADER_TIMEOUT:g}s",
         body_timeout=f"{BODY_TIMEOUT:g}s",
         max_connections=1000,
@@ -113,8 +131,11 @@ def test_slow_loris_and_slow_bodies_are_closed_while_agents_are_served(
     assert normal and set(normal) == {200}
 
 
-def test_a_connection_past_the_cap_gets_a_503_at_once(tmp_path: Path, processes: Processes) -> None:
-    url, port = start_collector(tmp_path, processes, max_connections=5, header_timeout="3s")
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_connection_past_the_cap_gets_a_503_at_once(
+    tmp_path: Path, processes: Processes, server: dict[str, Any]
+) -> None:
+    url, port = start_collector(tmp_path, processes, server, max_connections=5, header_timeout="3s")
     held = [connect(port) for _ in range(5)]
     try:
         time.sleep(0.3)  # the server has accepted them

@@ -13,7 +13,7 @@ from collector.api.agents import report_routes
 from collector.api.answers import error, throttled
 from collector.api.call_actions import call_action_routes
 from collector.api.console import console_routes
-from collector.api.guards import host_guard, read_guard
+from collector.api.guards import request_guard
 from collector.api.hosts import host_routes
 from collector.api.lifespan import background
 from collector.api.limits import Throttled
@@ -46,7 +46,7 @@ def create_app(service: CollectorService) -> Litestar:
             *ops_routes(service),
         ],
         lifespan=[background(service)],
-        guards=[host_guard(service), read_guard(service)],
+        guards=[request_guard(service)],
         exception_handlers={Rejection: lambda _request, exc: error(exc), Throttled: throttled},
         before_request=_refuse_nul,
         after_exception=[_log_unhandled],
@@ -71,9 +71,10 @@ def _log_unhandled(exc: Exception, scope: Any) -> None:
     )
 
 
-def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
+async def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, Any]] | None:
     """Answer 400 to a path or query holding NUL, before it reaches a store that cannot hold
-    it (PostgreSQL) or a file name."""
+    it (PostgreSQL) or a file name. A coroutine function, so that Litestar calls it on the
+    event loop and not in a worker thread."""
     scope = request.scope
     path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
     query = scope.get("query_string", b"")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -20,7 +20,9 @@ from collector.errors import Rejection
 log = logging.getLogger(__name__)
 
 Connection = ASGIConnection[Any, Any, Any, Any]
-Guard = Callable[[Connection, BaseRouteHandler], None]
+# Guards are coroutine functions: Litestar runs a plain function in a worker thread, which
+# cost every request a round trip through the thread pool and a wake-up of the event loop.
+Guard = Callable[[Connection, BaseRouteHandler], Awaitable[None]]
 
 
 def as_bearer(authorization: str | None) -> str | None:
@@ -57,7 +59,7 @@ def read_guard(service: CollectorService) -> Guard:
     to operator tokens, read-only ones included (Bearer, or Basic with the token as
     password); 401 for anyone else."""
 
-    def guard(connection: Connection, handler: BaseRouteHandler) -> None:
+    async def guard(connection: Connection, handler: BaseRouteHandler) -> None:
         tags = getattr(handler, "tags", None) or ()
         if service.config.operators.read_api == "token" and "read" in tags:
             _read_operator(service, connection)
@@ -69,7 +71,7 @@ def metrics_guard(service: CollectorService) -> Guard:
     """With `operators: {metrics: token}`, /metrics answers only to operator tokens, as the
     read API does (Prometheus: `authorization` or `basic_auth` with the token as password)."""
 
-    def guard(connection: Connection, _: BaseRouteHandler) -> None:
+    async def guard(connection: Connection, _: BaseRouteHandler) -> None:
         if service.config.operators.metrics == "token":
             _read_operator(service, connection)
 
@@ -83,7 +85,7 @@ def host_guard(service: CollectorService) -> Guard:
     `opt={"any_host": True}` (liveness, which load balancers probe by any name) are exempt."""
     policy = HostPolicy.from_config(service.config)
 
-    def guard(connection: Connection, handler: BaseRouteHandler) -> None:
+    async def guard(connection: Connection, handler: BaseRouteHandler) -> None:
         host = connection.headers.get("host", "")
         if (
             handler.opt.get("any_host")
@@ -99,5 +101,17 @@ def host_guard(service: CollectorService) -> Guard:
             host[:200],
         )
         raise Rejection(421, "misdirected", policy.refusal(host[:200]))
+
+    return guard
+
+
+def request_guard(service: CollectorService) -> Guard:
+    """host_guard, then read_guard, as one guard for the whole app: Litestar copies the route
+    handler for each guard it calls on each request."""
+    host, read = host_guard(service), read_guard(service)
+
+    async def guard(connection: Connection, handler: BaseRouteHandler) -> None:
+        await host(connection, handler)
+        await read(connection, handler)
 
     return guard

@@ -264,10 +264,11 @@ class RequestLimits:
         )
         self.auth_failures = counter(
             "runwatch_auth_failures",
-            "Failed authentications: unknown or revoked bearer tokens (agent, operator) and "
-            "failed console sign-ins (console).",
+            "Failed authentications: unknown or revoked bearer tokens (agent, operator), "
+            "failed console sign-ins (console) and acknowledge links that were changed or "
+            "signed with another key (link).",
             "via",
-            ("agent", "operator", "console"),
+            ("agent", "operator", "console", "link"),
         )
 
     def check(self, role: str, who: str) -> None:
@@ -291,7 +292,8 @@ class RequestLimits:
             raise self._refused("address", wait)
 
     def failed(self, address: str, via: str) -> None:
-        """Count a failed authentication (`via` agent, operator or console) from `address`."""
+        """Count a failed authentication (`via` agent, operator, console or link) from
+        `address`."""
         self.auth_failures.labels(via).inc()
         wait = self.failures.failed(address)
         if wait > 0:

@@ -42,6 +42,9 @@ def ops_routes(service: CollectorService) -> list[Any]:
     )
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         # Rendered on the event loop, so the fleet cannot change under it; compressed off it.
+        # The hosts that reported since the last scrape first, a slice at a time.
+        if service.metrics.fleet is not None:
+            await service.metrics.fleet.warm_in_slices()
         body = service.metrics.render()
         headers = {"Vary": "Accept-Encoding"}
         if accepts_gzip(request.headers.get("accept-encoding", "")):

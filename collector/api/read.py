@@ -3,6 +3,7 @@ a rule's thresholds are what they are on a host."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from litestar import Response, get
@@ -55,6 +56,8 @@ def read_routes(service: CollectorService) -> list[Any]:
                 "state": link.remote_state,
                 "acknowledged_at": link.acknowledged_at,
             }
+        # How far it climbed its group's escalation levels (None: the group has none).
+        climbed = service.escalations.status(call, service.clock()) if service.escalations else None
         return Response(
             {
                 **call_json(call),
@@ -63,6 +66,7 @@ def read_routes(service: CollectorService) -> list[Any]:
                 # A service-level call and the calls of its causes, linked both ways.
                 "service_calls": service.store.service_calls_of(call.id),
                 "service_parts": service.store.service_call_parts(call.id),
+                "escalation": dataclasses.asdict(climbed) if climbed else None,
             }
         )
 

@@ -147,8 +147,12 @@ class SeriesRules:
             else:
                 effective = self._effective(rule, series.host)
                 observed = classify(effective, series.value, previous.severity)
-                if observed is Severity.OK and current is not None and _settled(current):
-                    continue  # OK and was OK, with nothing pending: the common case, no change
+                if (
+                    observed is Severity.OK
+                    and current is not None
+                    and _quiet(current, now - self._flap_window(rule))
+                ):
+                    continue  # OK and was OK, with nothing a step could change
                 self._advance(rule, series, key, observed, now, detail=self._output(series))
 
     def _evaluate_forecast(
@@ -227,6 +231,11 @@ class SeriesRules:
         status = self.fleet.hosts[series.host].checks.get(series.check)
         return status.output or "" if status is not None else ""
 
+    def _flap_window(self, rule: RuleConfig) -> float:
+        """The rule's flapping window in seconds (0 where flapping is off: no changes kept)."""
+        flapping = rule.flapping or self.config.flapping
+        return float(flapping.window) if flapping.enabled else 0.0
+
     def _policy(self, rule: RuleConfig, host: str, now: float) -> StepPolicy:
         flapping = rule.flapping or self.config.flapping
         return StepPolicy(
@@ -299,13 +308,22 @@ class SeriesRules:
         self.recorder.carry(key, previous, state, decisions, problem)
 
 
-def _settled(state: RuleState) -> bool:
-    """OK with nothing pending: no call, no flapping history, no silence, no parent's call."""
+def _quiet(state: RuleState, horizon: float) -> bool:
+    """OK with nothing pending (settled), or with nothing but recent changes that are all
+    still after `horizon` (the start of the flapping window): another OK step would only
+    record the value. A rule that breached and recovered is noisy for a whole window, and
+    most of a large fleet's states are like that; they are stepped again when the oldest
+    change leaves the window (its one step that changes something) or the value moves."""
     return (
         state.severity is Severity.OK
         and state.call_id is None
-        and not state.changes
         and not state.flapping
         and not state.silenced
         and state.absorbed_by is None
+        and (not state.changes or (state.changes[0] > horizon and _calm(state)))
     )
+
+
+def _calm(state: RuleState) -> bool:
+    """Nothing left of earlier flapping that a step would clear."""
+    return state.peak is Severity.OK and not state.call_flapping and state.problem_since is None

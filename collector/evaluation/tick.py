@@ -47,6 +47,9 @@ _FULL_COLLECTION_EVERY_SECONDS = 3600.0
 
 _full_collection = {"at": time.monotonic()}  # when everything was last collected
 
+# Hosts the tick evaluates in one transaction at most (fewer when a slice's time runs out).
+TICK_HOSTS = 64
+
 # A tick held up by a busy event loop is still a watching collector; a longer pause is not.
 WATCH_GAP_SECONDS = 60.0
 
@@ -72,6 +75,8 @@ class EvaluationTick:
     take_over: Callable[[float], Iterator[None]] | None = None
     # Open, update or resolve service-level calls from the services' states (the lead only).
     service_calls: Callable[[float], None] | None = None
+    # Climb the escalation levels of calls nobody acknowledged (collector/notify/escalation.py).
+    escalate: Callable[[float, float], Iterator[None]] | None = None
 
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
@@ -82,9 +87,9 @@ class EvaluationTick:
         """Evaluate time-based rules, yielding every `slice_seconds` of work.
 
         The API runs one tick every `evaluation_interval`, and serves reports between the
-        slices, so a tick over a large fleet never holds an agent's report up for long. Each
-        host due is evaluated in its own transaction. Only one replica of those sharing a
-        store evaluates time (the one holding the `evaluation` lead).
+        slices, so a tick over a large fleet never holds an agent's report up for long. The
+        hosts due are evaluated in transactions of up to TICK_HOSTS. Only one replica of
+        those sharing a store evaluates time (the one holding the `evaluation` lead).
         """
         now = self.clock()
         try:
@@ -124,18 +129,10 @@ class EvaluationTick:
                     )
                     - set(due)
                 )
-            began = time.perf_counter()
-            for host in due:
-                with self.replica.hold([host], now) as held:
-                    if held.missing(host):
-                        continue
-                    if self.evaluator.tick_host(host, now):
-                        held.changed([host])
-                if time.perf_counter() - began >= slice_seconds:
-                    yield
-                    began = time.perf_counter()
+            yield from self._tick_hosts(due, now, slice_seconds)
             yield from self._services(slice_seconds)
             self._store_services(now)
+            yield from self._escalate(now, slice_seconds)
             settle_garbage_collector()
         except Exception:
             self.failures.inc()
@@ -152,6 +149,35 @@ class EvaluationTick:
                 self.store.add_service_changes(changes)
                 if self.service_calls is not None:
                     self.service_calls(now)
+
+    def _escalate(self, now: float, slice_seconds: float) -> Iterator[None]:
+        """Take the escalation steps due; a failure waits for the next tick, the view stays."""
+        if self.escalate is None:
+            return
+        try:
+            yield from self.escalate(now, slice_seconds)
+        except Exception:
+            self.failures.inc()
+            log.exception("escalating calls failed; the next tick tries again")
+
+    def _tick_hosts(self, due: list[str], now: float, slice_seconds: float) -> Iterator[None]:
+        """Evaluate the hosts due, yielding every `slice_seconds`. The hosts of one slice
+        share a transaction: a few round trips and a commit for up to TICK_HOSTS of them,
+        not for each (most change nothing at all)."""
+        began = time.perf_counter()
+        position = 0
+        while position < len(due):
+            chunk = due[position : position + TICK_HOSTS]
+            with self.replica.hold(chunk, now) as held:
+                for host in chunk:
+                    position += 1
+                    if not held.missing(host) and self.evaluator.tick_host(host, now):
+                        held.changed([host])
+                    if time.perf_counter() - began >= slice_seconds:
+                        break
+            if time.perf_counter() - began >= slice_seconds:
+                yield
+                began = time.perf_counter()
 
     def _services(self, slice_seconds: float) -> Iterator[None]:
         """Every service's state from the view as this tick left it."""

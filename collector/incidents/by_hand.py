@@ -6,18 +6,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from collector.config import BuiltinSinkConfig, CollectorConfig
 from collector.errors import Rejection
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.incidents.manager import CallCounters, CallTimings
+from collector.notify.ack import VIA
 from collector.notify.plan import NotificationPlanner
 from collector.store.protocols import Store
-from collector.store.records import AuditEntry, CallLink
+from collector.store.records import AuditEntry, CallLink, OutboxOp
 from collector.view.fleet import Fleet
 from collector.view.replica import ReplicaSync
 
 log = logging.getLogger(__name__)
+
+
+LinkResult = Literal["acknowledged", "already", "resolved", "used", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What using an acknowledge link did: acknowledged, or why not (already: acknowledged
+    before; resolved; used: the link was used before; unknown: no such call)."""
+
+    outcome: LinkResult
+    call: Call | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +104,55 @@ class CallsByHand:
         self.timings.acknowledged(call.group, now - call.opened_at)
         log.info("%s acknowledged call %d", actor, call_id)
         return call
+
+    def acknowledge_from_link(self, call_id: int, person: str, link_id: str) -> LinkOutcome:
+        """Acknowledge a call for the person a notification's link was sent to, once per link
+        (notify/ack.py). Works for calls in a help desk too: the acknowledgement goes there as
+        a comment, and stops the desk's escalation as one seen there would."""
+        now = self.clock()
+        call = self.store.get_call(call_id)
+        if call is None:
+            return LinkOutcome("unknown", None)
+        if self.store.ack_link_used(link_id) is not None:
+            return LinkOutcome("used", call)
+        text = f"Acknowledged by {person} via {VIA}."
+        outcome: LinkResult
+        with self.store.transaction():
+            # Read again under the transaction: a racing use of the same link loses here.
+            call = self.store.get_call(call_id)
+            assert call is not None
+            if call.status != "open":
+                outcome = "resolved"
+            elif self.acknowledged_at(call) is not None:
+                outcome = "already"
+            elif not self.store.use_ack_link(link_id, call_id, person, now):
+                outcome = "used"
+            else:
+                outcome = "acknowledged"
+                self.store.add_call_event(CallEvent(call_id, now, "acknowledged", text))
+                call.updated_at = now
+                self.store.update_call(call)
+                if not self.is_builtin_call(call):
+                    self._tell_desk(call, text, now)
+                self.store.add_audit(
+                    AuditEntry(
+                        0, now, person, "call.acknowledge", f"call {call_id}", call.summary, VIA
+                    )
+                )
+        if outcome == "acknowledged":
+            self.timings.acknowledged(call.group, now - call.opened_at)
+            log.info("%s acknowledged call %d via %s", person, call_id, VIA)
+        return LinkOutcome(outcome, call)
+
+    def _tell_desk(self, call: Call, text: str, now: float) -> None:
+        """An acknowledgement made here, for a call in a help desk: a comment on its ticket,
+        and the link marked acknowledged so the desk's escalation stops."""
+        sink = self.config.groups[call.group].sink
+        link = self.store.get_link(call.id, sink)
+        if link is not None and link.acknowledged_at is None:
+            link.acknowledged_at = now
+            self.store.save_link(link)
+        self.store.enqueue(OutboxOp(0, call.id, sink, "comment", {"text": text}, now))
 
     def comment_call(self, call_id: int, actor: str, text: str, via: str = "api") -> Call:
         """Add a person's comment to a built-in call."""

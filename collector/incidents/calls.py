@@ -63,7 +63,8 @@ class CallEvent:
     # reopened: the problem came back after a recovery. desk_reopened: runwatch reopened a
     # ticket the help desk closed while the problem persisted (not a new problem);
     # desk_closed: such a close left closed by the group's policy; desk_comment: a note a
-    # person wrote in the help desk ("AUTHOR in SINK: TEXT").
+    # person wrote in the help desk ("AUTHOR in SINK: TEXT"); escalated: nobody acknowledged
+    # it, and the next level was told (collector/notify/escalation.py).
     kind: Literal[
         "opened",
         "comment",
@@ -71,6 +72,7 @@ class CallEvent:
         "resolved",
         "reopened",
         "acknowledged",
+        "escalated",
         "desk_reopened",
         "desk_closed",
         "desk_comment",

@@ -13,7 +13,7 @@ from typing import Any
 from collector.notify.config import OUTBOX_PREFIX
 from collector.notify.delivery import Notifications
 from collector.sinks.contract import NewTicket, Sink, SinkError, TicketRef, keeps_description
-from collector.store.protocols import OutboxStore
+from collector.store.protocols import DigestStore
 from collector.store.records import CallLink, OutboxOp
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: DigestStore,
         sinks: Mapping[str, Sink],
         *,
         clock: Callable[[], float] = time.time,

@@ -19,6 +19,7 @@ from runwatch import units
 
 if TYPE_CHECKING:
     from collector.incidents.manager import CallCounters, CallTimings
+    from collector.notify.plan import NotificationPlanner
 
 # The storm warnings keep the logger they had before this module was split off the manager.
 log = logging.getLogger("collector.incidents.manager")
@@ -37,6 +38,7 @@ class StormUmbrellas:
     _timings: CallTimings
     counters: CallCounters
     _storms: dict[int, _StormTally]  # umbrella call id -> its members here
+    _notifications: NotificationPlanner | None
 
     def _event(
         self, call: Call, kind: str, text: str, now: float, payload: dict[str, Any] | None = None
@@ -173,6 +175,9 @@ class StormUmbrellas:
             }
             self._store.enqueue(OutboxOp(0, umbrella.id, sink, "update", payload, now))
             self._on_enqueue()
+        if self._notifications is not None:
+            # People hear of it in the storm's thread, less often (collector/notify/storms.py).
+            self._notifications.storm_changed(umbrella, now)
         return umbrella
 
     def _umbrella_text(self, umbrella: Call, total: int, recovered: int, shown: list[str]) -> None:

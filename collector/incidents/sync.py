@@ -139,7 +139,12 @@ class TicketSync:
         link.remote_state = remote_state
         actions = 0
         with self._store.transaction():
-            if escalation and self._notifications is not None:
+            if (
+                escalation
+                and self._notifications is not None
+                # Its escalation levels tell people (collector/notify/escalation.py).
+                and not self._notifications.escalates(call.group)
+            ):
                 self._notifications.notify(call, "escalation", escalation, now)
             self._store.save_link(link)
             for event in events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -39,6 +40,8 @@ REJECT_REASONS = ("unauthorized", "forbidden", "malformed", "invalid", "too_larg
 # The names a family's samples take, in the text format, OpenMetrics and client libraries: a
 # measurement may use none of them for a family of the collector's own.
 FAMILY_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum")
+# Hosts rendered between two turns of the event loop by a scrape (55 series: ~80 µs a host).
+WARM_SLICE_HOSTS = 100
 _TYPE_LINE = re.compile(r"^# TYPE (\S+) ", re.MULTILINE)
 
 
@@ -391,9 +394,9 @@ class FleetCollector(Collector):
         """Every measurement as a gauge: the bulk of a large fleet's /metrics, as bytes.
 
         Each host's lines are kept between scrapes, in one piece per metric family, and
-        rendered again only when the host's series changed (`Fleet.series_stamps`). A scrape
-        checks the stamps, then joins each family's pieces. `refresh()` renders a host when it
-        reports, so that cost falls on ingest, one report at a time, not on the scrape.
+        rendered again at the scrape only for hosts whose series changed since (a new value
+        bumps `Fleet.series_stamps` too); then each family's pieces are joined. A host that
+        reports four times between two scrapes is rendered once, and if nobody scrapes, never.
         """
         if not self._config.metrics.measurements:
             return []
@@ -411,20 +414,49 @@ class FleetCollector(Collector):
         last rendered (all of them after a restart), and forget hosts that are gone."""
         if not self._config.metrics.measurements:
             return
-        stamps = self._fleet.series_stamps
+        for host in self._stale_hosts():
+            self._render_now(host)
         rendered = self._rendered
-        for host in self._fleet.by_host:
-            entry = rendered.get(host)
-            if entry is None or entry[0] != stamps.get(host, 0):
-                self.refresh(host)
         if len(rendered) > len(self._fleet.by_host):
             for gone in [host for host in rendered if host not in self._fleet.by_host]:
                 self._forget(gone)
 
-    def refresh(self, host: str) -> None:
-        """Render a host's measurement lines now (after its report), if they are exposed."""
+    async def warm_in_slices(self, hosts_per_slice: int = WARM_SLICE_HOSTS) -> None:
+        """warm(), a slice of hosts at a time with the event loop let go between slices, so
+        that reports are not held up behind a scrape that renders a whole fleet (10,000
+        hosts of 55 series: about 0.8 s). Hosts that report meanwhile wait for warm()."""
         if not self._config.metrics.measurements:
             return
+        pending = self._stale_hosts()
+        for start in range(0, len(pending), hosts_per_slice):
+            if start:
+                await asyncio.sleep(0)
+            for host in pending[start : start + hosts_per_slice]:
+                if self._changed(host):
+                    self._render_now(host)
+
+    def _stale_hosts(self) -> list[str]:
+        """Hosts whose kept lines are behind their series (a value, or the set of series)."""
+        return [host for host in self._fleet.by_host if self._changed(host)]
+
+    def _changed(self, host: str) -> bool:
+        entry = self._rendered.get(host)
+        return entry is None or entry[0] != self._fleet.series_stamps.get(host, 0)
+
+    def refresh(self, host: str) -> None:
+        """A host reported (or its series were dropped). Its new values wait for the next
+        scrape, which renders them by the series stamp. A host whose metric names changed (its
+        first report, a new name, a name gone) is rendered now, so that `hidden_families()`
+        answers at once: about 3 µs to tell, against some 80 µs to render 55 series."""
+        if not self._config.metrics.measurements:
+            return
+        keys = self._fleet.by_host.get(host)
+        entry = self._rendered.get(host)
+        if keys and entry is not None and {key[1] for key in keys} == set(entry[1]):
+            return
+        self._render_now(host)
+
+    def _render_now(self, host: str) -> None:
         keys = self._fleet.by_host.get(host)
         if not keys:
             self._forget(host)

@@ -88,7 +88,14 @@ class _NoQuery(logging.Filter):
         return True
 
 
-_TYPES = {"open": "failure", "severity": "warning", "escalation": "failure", "resolve": "success"}
+_TYPES = {
+    "open": "failure",
+    "severity": "warning",
+    "escalation": "failure",
+    "update": "warning",
+    "digest": "warning",
+    "resolve": "success",
+}
 
 
 class AppriseChannel:

@@ -255,6 +255,87 @@ class Rota(_Config, frozen=True):
                 raise field_error("overrides", f"{override.start} to {override.end}: ends first")
 
 
+class EscalationLevel(_Config, frozen=True):
+    """One step up for a call nobody acknowledged: who is told, and how long after the step
+    before it (or the call's open) it comes; `after` defaults to the group's `respond_within`.
+
+    Its people are the next one in the group's rota (`next_on_call`), named `people`, and
+    plain `channels`, in any mix.
+    """
+
+    after: Duration | None = None
+    next_on_call: bool = False
+    people: list[PersonName] = []
+    channels: list[ChannelName] = []
+
+    def __post_init__(self) -> None:
+        if not (self.next_on_call or self.people or self.channels):
+            raise field_error("people", "name who is told: next_on_call: true, people or channels")
+        if self.after is not None and float(self.after) <= 0:
+            raise field_error("after", "must be more than 0s")
+
+
+EscalationLevels = Annotated[list[EscalationLevel], msgspec.Meta(min_length=1)]
+
+
+class AckLinksConfig(_Config, frozen=True):
+    """The signed link in each notification that acknowledges its call (notify/ack.py).
+
+    Links need the collector's `external_url`. The signing key is `secret` (`{file:}` or
+    `{env:}`, at least 32 characters), else one generated on first start in the data dir
+    (`ack-links.secret`, mode 0600). `previous_secrets` are still accepted, so a key can be
+    rotated without breaking the links already sent.
+    """
+
+    enabled: bool = True
+    expire_after: Duration = Duration(24 * 3600)
+    secret: Secret | None = None
+    previous_secrets: list[Secret] = []
+
+    def __post_init__(self) -> None:
+        if not 300 <= float(self.expire_after) <= 30 * 86400:
+            raise field_error("expire_after", "must be between 5m and 30d")
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        named = [("secret", self.secret)] if self.secret is not None else []
+        return named + [
+            (f"previous_secrets -> {i}", s) for i, s in enumerate(self.previous_secrets, start=1)
+        ]
+
+
+# A configured signing key's shortest length: 32 characters, as `openssl rand -hex 16` gives.
+ACK_SECRET_MIN_CHARS = 32
+
+
+class RateLimit(_Config, frozen=True):
+    """At most `messages` messages per `per` to one channel; the rest wait in one digest."""
+
+    messages: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    per: Duration
+
+    def __post_init__(self) -> None:
+        if not 60 <= float(self.per) <= 7 * 86400:
+            raise field_error("per", "must be at least 1m and at most 7d")
+
+
+class StormDigest(_Config, frozen=True):
+    """How people hear of a call storm (storm control's umbrella call): one digest per storm.
+
+    `wait`: how long a call's open message waits before it goes, so that a storm that begins
+    meanwhile takes it into its digest (0s: it goes at once). `update_every`: at most one
+    update of the storm's thread this often. `max_listed`: the problems a digest names."""
+
+    wait: Duration = Duration(0)
+    update_every: Duration = Duration(900)
+    max_listed: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
+
+    def __post_init__(self) -> None:
+        if not 0 <= float(self.wait) <= 600:
+            raise field_error("wait", "must be at least 0s and at most 10m")
+        if not 10 <= float(self.update_every) <= 86400:
+            raise field_error("update_every", "must be at least 10s and at most 1d")
+
+
 class NotifyConfig(_Config, frozen=True):
     """Notifications to people, delivered through the outbox like tickets."""
 
@@ -262,6 +343,11 @@ class NotifyConfig(_Config, frozen=True):
     rules: list[NotifyRule] = []
     people: dict[PersonName, Person] = {}
     rotas: dict[str, Rota] = {}  # run group -> its rota
+    # run group -> its levels, in order (collector/notify/escalation.py)
+    escalation: dict[str, EscalationLevels] = {}
+    ack_links: AckLinksConfig = AckLinksConfig()
+    rate_limit: RateLimit | None = None  # per channel (collector/notify/digest.py)
+    storm: StormDigest = StormDigest()
 
 
 # -- the hooks collector/config.py calls ------------------------------------------------------
@@ -270,6 +356,11 @@ class NotifyConfig(_Config, frozen=True):
 def resolve_notify_paths(base: Path, data: dict[str, Any]) -> None:
     """Make secret files and CA bundles relative to the config file, like the sinks' ones."""
     section = data.get("notifications")
+    links = section.get("ack_links") if isinstance(section, dict) else None
+    if isinstance(links, dict):
+        resolve_paths(base, links.get("secret"), "file")
+        for previous in links.get("previous_secrets") or ():
+            resolve_paths(base, previous, "file")
     channels = section.get("channels") if isinstance(section, dict) else None
     for channel in channels.values() if isinstance(channels, dict) else ():
         if not isinstance(channel, dict):
@@ -285,10 +376,11 @@ def prevalidate_notify(data: dict[str, Any], source: str | None) -> None:
     section = data.get("notifications")
     if not isinstance(section, dict):
         return
-    for key, typ in (("rotas", Rota), ("people", Person)):
+    for key, typ in (("rotas", Rota), ("people", Person), ("escalation", EscalationLevels)):
         entries = section.get(key)
         for name, value in entries.items() if isinstance(entries, dict) else ():
-            convert(value, typ, source=source, prefix=f"notifications -> {key} -> {name}")
+            where = f"notifications -> {key} -> {name}"
+            convert(value, typ, source=source, prefix=where)
     channels = section.get("channels")
     if not isinstance(channels, dict):
         return
@@ -330,6 +422,8 @@ def validate_notify(config: CollectorConfig, source: str | None) -> None:
                     source=source,
                 )
     _validate_rotas(config, source)
+    _validate_escalation(config, source)
+    _validate_ack_links(notify.ack_links, source)
     for name, channel in notify.channels.items():
         where = f"notifications -> channels -> {name}"
         for key, secret in channel.secrets():
@@ -386,3 +480,56 @@ def _validate_rotas(config: CollectorConfig, source: str | None) -> None:
                         f"oncall: true, but group {group!r} has no rota (notifications -> rotas)",
                         source=source,
                     )
+
+
+def _validate_escalation(config: CollectorConfig, source: str | None) -> None:
+    """Levels belong to known groups and name known people and channels; `next_on_call`
+    needs the group's rota."""
+    notify = config.notifications
+    for group, levels in notify.escalation.items():
+        where = f"notifications -> escalation -> {group}"
+        if group not in config.groups:
+            known = ", ".join(sorted(config.groups)) or "none"
+            raise ConfigError(where, f"unknown group {group!r} (groups: {known})", source=source)
+        for i, level in enumerate(levels, start=1):
+            at = f"{where} -> {i}"
+            if level.next_on_call and group not in notify.rotas:
+                raise ConfigError(
+                    f"{at} -> next_on_call",
+                    f"group {group!r} has no rota (notifications -> rotas)",
+                    source=source,
+                )
+            for name in level.people:
+                if name not in notify.people:
+                    known = ", ".join(sorted(notify.people)) or "none"
+                    raise ConfigError(
+                        f"{at} -> people",
+                        f"unknown person {name!r} (people: {known})",
+                        source=source,
+                    )
+            for chosen in level.channels:
+                if chosen not in notify.channels:
+                    known = ", ".join(sorted(notify.channels)) or "none"
+                    raise ConfigError(
+                        f"{at} -> channels",
+                        f"unknown channel {chosen!r} (channels: {known})",
+                        source=source,
+                    )
+
+
+def _validate_ack_links(links: AckLinksConfig, source: str | None) -> None:
+    """Every signing key can be read and is long enough."""
+    for key, secret in links.secrets():
+        where = f"notifications -> ack_links -> {key}"
+        try:
+            value = secret.read()
+        except SinkError as exc:
+            raise ConfigError(where, str(exc), source=source) from None
+        if len(value) < ACK_SECRET_MIN_CHARS:
+            # Never the value: only how long it is.
+            raise ConfigError(
+                where,
+                f"a signing key needs at least {ACK_SECRET_MIN_CHARS} characters, this one "
+                f"has {len(value)} (make one with: openssl rand -hex 32)",
+                source=source,
+            )

@@ -37,6 +37,8 @@ def thread_id(message: Message, domain: str) -> str:
 
 def message_id(message: Message, domain: str) -> str:
     """This notification's own Message-ID, the same at every attempt."""
+    if message.event == "digest":
+        return f"<runwatch-digest-{message.key}@{domain}>"
     if message.first:
         return thread_id(message, domain)
     return f"<runwatch-call-{message.call_id}-{message.fingerprint[:16]}-{message.key}@{domain}>"
@@ -55,7 +57,8 @@ def build(message: Message, config: EmailChannelConfig) -> EmailMessage:
         mail["In-Reply-To"] = root
         mail["References"] = root
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
-    mail["X-Runwatch-Call"] = str(message.call_id)
+    if message.call_id:
+        mail["X-Runwatch-Call"] = str(message.call_id)
     mail["X-Runwatch-Event"] = message.event
     mail.set_content(message.body)
     return mail

@@ -2,7 +2,7 @@
 
 The body carries the call's own text (its description: host, rule, severity, value and
 threshold in human units, first seen, the console and dashboard links) after a line saying what
-happened, and ends with the links: console, ticket, dashboard.
+happened, and ends with the links: acknowledge (notify/ack.py), console, ticket, dashboard.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def state_words(payload: dict[str, Any]) -> str:
             return f"{was} -> {severity}" if was else severity
         case "escalation":
             return f"{severity}, not acknowledged: escalated"
+        case "update":
+            return f"{severity}, updated"
         case _:
             return f"RESOLVED (was {severity})"
 
@@ -55,10 +57,14 @@ def state_words(payload: dict[str, Any]) -> str:
 def subject(payload: dict[str, Any]) -> str:
     """`[runwatch #12] web01 disk_full {mountpoint=/}: CRITICAL`; replies start with `Re: `."""
     call = payload["call"]
-    line = (
-        f"[runwatch #{call['id']}] {call['host']} {call['rule']}{_where(call['labels'])}: "
-        f"{state_words(payload)}"
-    )
+    storm = payload.get("storm") or {}
+    if "total" in storm:
+        line = f"[runwatch #{call['id']}] {storm_words(payload)}"
+    else:
+        line = (
+            f"[runwatch #{call['id']}] {call['host']} {call['rule']}{_where(call['labels'])}: "
+            f"{state_words(payload)}"
+        )
     return (
         line if payload["event"] == "open" and payload.get("kind") != "reopened" else f"Re: {line}"
     )
@@ -71,13 +77,19 @@ def _headline(payload: dict[str, Any]) -> str:
         "open": "reopened" if payload.get("kind") == "reopened" else "opened",
         "severity": "changed severity",
         "escalation": "was escalated",
+        "update": "was updated",
         "resolve": "was resolved",
     }[payload["event"]]
     return f"Call #{call['id']} for {call['host']} ({call['rule']}) {what} at {when}."
 
 
 def render(
-    payload: dict[str, Any], *, console_url: str = "", ticket_url: str = "", ticket_id: str = ""
+    payload: dict[str, Any],
+    *,
+    console_url: str = "",
+    ticket_url: str = "",
+    ticket_id: str = "",
+    ack_url: str = "",
 ) -> Message:
     """The message for one notification's outbox payload, with the links known at delivery."""
     call = payload["call"]
@@ -86,7 +98,9 @@ def render(
     text = str(payload.get("text") or "").strip()
     if text and text != call.get("summary"):
         lines += ["", text]
-    if description:
+    if payload.get("storm") and "total" in payload["storm"]:
+        lines += ["", *storm_lines(payload["storm"])]
+    elif description:
         lines += ["", description]
     links = []
     if console_url:
@@ -95,6 +109,9 @@ def render(
         links.append(f"  Ticket:    {ticket_url or ticket_id}")
     if found := _DASHBOARD.search(description):
         links.append(f"  Dashboard: {found.group(1)}")
+    if ack_url:
+        # First, where a person on the move sees it; it opens a page that asks to confirm.
+        links.insert(0, f"  Acknowledge: {ack_url}")
     if links:
         lines += ["", "Links:", *links]
     footer = f"-- runwatch, run group {call['group']} ({call['assign']})"
@@ -111,4 +128,62 @@ def render(
         at=float(payload["at"]),
         key=str(payload["key"]),
         first=payload["event"] == "open" and payload.get("kind") != "reopened",
+    )
+
+
+# -- digests: a storm's (the umbrella call's messages) and a rate limit's ---------------------
+
+
+def storm_words(payload: dict[str, Any]) -> str:
+    """`Storm in ops: 980 problems held back, 12 recovered`, or its end."""
+    storm, call = payload["storm"], payload["call"]
+    total = int(storm["total"]) + int(storm.get("folded_total", 0))
+    if payload["event"] == "resolve":
+        return f"Storm in {call['group']}: RESOLVED ({total} problems, every one recovered)"
+    recovered = int(storm.get("recovered", 0)) + int(storm.get("folded_resolved", 0))
+    still = f", {recovered} recovered" if recovered else ""
+    return f"Storm in {call['group']}: {total} problems{still} ({call['severity']})"
+
+
+def storm_lines(storm: dict[str, Any]) -> list[str]:
+    """The storm's problems: those held back on the umbrella (the first ones, still failing
+    first), and the calls opened just before it that its digest took in."""
+    total, shown = int(storm["total"]), [str(line) for line in storm.get("shown", [])]
+    lines = [f"Held back on this call ({total}, the first {len(shown)} listed):"]
+    lines += [f"- {line}" for line in shown]
+    if total > len(shown):
+        lines.append(f"… and {total - len(shown)} more")
+    folded_total, folded = int(storm.get("folded_total", 0)), storm.get("folded", [])
+    if folded_total:
+        lines += ["", f"Opened as calls of their own just before the storm ({folded_total}):"]
+        lines += [f"- {line}" for line in folded]
+        if folded_total > len(folded):
+            lines.append(f"… and {folded_total - len(folded)} more")
+    return lines
+
+
+def render_digest(payload: dict[str, Any], *, console_url: str = "") -> Message:
+    """A rate limit's digest: the notifications held back, one line each, oldest first."""
+    items = payload["lines"]
+    per = units.duration(float(payload["per"]))
+    count = len(items)
+    body = [
+        f"This channel gets at most {payload['messages']} messages per {per}; "
+        f"{count} notification(s) waited for this digest:",
+        "",
+        *(f"- {units.timestamp(at)}  {line}" for at, line in items),
+    ]
+    if console_url:
+        body += ["", "Links:", f"  Console:   {console_url}"]
+    body += ["", "-- runwatch"]
+    return Message(
+        event="digest",
+        severity="CRITICAL" if any("CRITICAL" in line for _, line in items) else "WARNING",
+        subject=f"[runwatch] {count} notification(s) held back by the rate limit",
+        body="\n".join(body) + "\n",
+        call_id=0,
+        fingerprint="",
+        at=float(payload["sealed_at"]),
+        key=str(payload["key"]),
+        first=True,
     )

@@ -1,12 +1,14 @@
-"""Service-level reports: how each run group and host group met its service levels in a month.
+"""Service-level reports: how each run group, host group and service met its service levels in
+a month.
 
 Every number comes from the store's own records (rule state changes, calls and their events,
-the audit log, backup successes, when the collector evaluated) up to the end of the period,
-never from the wall clock: the same data gives the same report, and a month's report does not
-change once the month is over. docs/reports.md defines each number.
+the audit log, backup successes, services' state changes, when the collector evaluated) up to
+the end of the period, never from the wall clock: the same data gives the same report, and a
+month's report does not change once the month is over. docs/reports.md defines each number.
 
 - `period`: the month, and spans of time;
 - `compute`, `calls`, `backups`: the numbers;
+- `services`: each service against its SLA and each run group against its OLA;
 - `model`: what a report holds;
 - `render`: json, csv, md and html.
 """

@@ -24,6 +24,7 @@ from collector.service_levels.period import (
     refuse_future,
     union,
 )
+from collector.service_levels.services import group_olas, service_levels
 from collector.store.protocols import Store
 from collector.store.records import HostRecord, StateChange
 
@@ -184,6 +185,13 @@ def build_report(
         if group in (None, name):
             scopes.append(_scope("host group", name, period, **common, scope_hosts=members(name)))
     backup_hosts = members(group) if group in host_groups else None
+    # Services and OLAs, once the config has either: every service and run group, or the run
+    # group's own.
+    services, olas = [], []
+    has_targets = bool(config.services) or any(g.ola for g in config.groups.values())
+    if has_targets and (group is None or group in config.groups):
+        services = service_levels(store, config, period, watched, calls, owner=group)
+        olas = group_olas(config, period, calls, group)
     return ServiceReport(
         period,
         group,
@@ -191,6 +199,8 @@ def build_report(
         backup_jobs(store, config, period, backup_hosts),
         unwatched_seconds=period.last - period.start - length(watched),
         watch_recorded_from=recorded[0][0] if recorded else None,
+        services=services,
+        olas=olas,
     )
 
 

@@ -1,4 +1,5 @@
-"""What a service-level report holds: one row per scope, one per backup job."""
+"""What a service-level report holds: one row per scope, one per backup job, one per service
+and one per run group's OLA."""
 
 from __future__ import annotations
 
@@ -64,6 +65,82 @@ class BackupJob:
 
 
 @dataclass(slots=True)
+class Breach:
+    """A call that took longer than its target to be responded to or resolved, or that was
+    still waiting at the period's end with its target run out."""
+
+    call_id: int
+    host: str
+    rule: str
+    severity: str
+    kind: Literal["response", "resolution"]
+    calendar: str  # the hours the target counts ("always": around the clock)
+    target_seconds: float
+    took_seconds: float  # counted in `calendar`; for a call still waiting, so far
+    waiting: bool  # not yet responded to (or resolved) at the period's end
+    opened_at: float
+    due_at: float  # when the target ran out
+
+
+@dataclass(slots=True)
+class TargetLevels:
+    """Calls held to response and resolution targets: a service's (SLA) or a run group's (OLA).
+
+    Each call's times count in the calendar of its target (business time where the target says
+    so); a call whose severity has no target counts around the clock and is not judged."""
+
+    calls: int  # calls opened in the period
+    responded: int
+    tta_mean_seconds: float | None
+    response_judged: int  # calls with a response target whose outcome is known
+    response_met: int
+    resolved: int
+    ttr_mean_seconds: float | None
+    resolution_judged: int
+    resolution_met: int
+    response_achieved: float | None  # response_met / response_judged
+    resolution_achieved: float | None
+    targets: str  # the targets as people read them: "CRITICAL respond 30 min, ..."
+    breaches: list[Breach] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ServiceLevel:
+    """One service's month in the hours its SLA counts (its calendar): each state's time,
+    availability against the target with the error budget, and its calls against targets.
+    Shares are fractions (0.995), as everywhere in the report."""
+
+    service: str
+    title: str
+    owner: str
+    calendar: str  # the hours availability counts in ("always": around the clock)
+    counted_seconds: float  # known, watched time in those hours
+    up_seconds: float  # operational, maintenance, and degraded when it counts as up
+    down_seconds: float  # outage, and degraded when it counts as down
+    operational_seconds: float
+    degraded_seconds: float
+    degraded_counts_as_up: bool
+    outage_seconds: float
+    maintenance_seconds: float  # a window covered every problem: counted as up
+    unknown_seconds: float  # in those hours, but not watched or before the first known state
+    availability: float | None  # up / counted
+    target: float | None  # the SLA's availability, None: none set
+    met: bool | None
+    budget_seconds: float | None  # the downtime the target allows in the counted time
+    budget_left_seconds: float | None  # negative: overspent
+    budget_left: float | None  # share of the budget left
+    levels: TargetLevels
+
+
+@dataclass(slots=True)
+class GroupOla:
+    """A run group's calls against its OLA's response and resolution targets."""
+
+    group: str
+    levels: TargetLevels
+
+
+@dataclass(slots=True)
 class ServiceReport:
     period: Period
     group: str | None
@@ -73,6 +150,8 @@ class ServiceReport:
     # When the collector first recorded an evaluation (None: never); time before counts as
     # watched.
     watch_recorded_from: float | None
+    services: list[ServiceLevel] = field(default_factory=list)
+    olas: list[GroupOla] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,4 +164,6 @@ class ServiceReport:
             "watch_recorded_from": self.watch_recorded_from,
             "scopes": [asdict(s) for s in self.scopes],
             "backups": [asdict(b) for b in self.backups],
+            "services": [asdict(s) for s in self.services],
+            "olas": [asdict(o) for o in self.olas],
         }

@@ -5,11 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from html import escape
+from typing import Any
 
-from collector.service_levels.model import BackupJob, ScopeReport, ServiceReport
+from collector.service_levels.model import (
+    BackupJob,
+    Breach,
+    GroupOla,
+    ScopeReport,
+    ServiceLevel,
+    ServiceReport,
+    TargetLevels,
+)
 from collector.service_levels.period import ReportError
 from collector.view.svg import Svg
 from runwatch import units
@@ -121,6 +131,195 @@ SCOPE_TABLE: tuple[tuple[str, Callable[[ScopeReport], str]], ...] = (
 )
 
 
+def _hours(name: str) -> str:
+    return "around the clock" if name == "always" else name
+
+
+def _within(met: int, judged: int, share: float | None) -> str:
+    """Calls within their target, of those judged: "3 of 4 (75.000%)"."""
+    return "-" if not judged else f"{met} of {judged} ({_pct(share)})"
+
+
+def _met(service: ServiceLevel) -> str:
+    return "-" if service.met is None else ("met" if service.met else "missed")
+
+
+def _budget(service: ServiceLevel) -> str:
+    """The error budget left: "2 h 36 min (72.222%)", negative once overspent."""
+    if service.budget_left_seconds is None:
+        return "-"
+    return f"{_dur(service.budget_left_seconds)} ({_pct(service.budget_left)})"
+
+
+# The services' table as md and html show it: heading, and the cell of a service.
+SERVICE_TABLE: tuple[tuple[str, Callable[[ServiceLevel], str]], ...] = (
+    ("service", lambda s: f"{s.title} ({s.service})" if s.title != s.service else s.service),
+    ("owner", lambda s: s.owner),
+    ("counted in", lambda s: _hours(s.calendar)),
+    ("availability", lambda s: _pct(s.availability)),
+    ("target", lambda s: _pct(s.target)),
+    ("met", _met),
+    ("error budget left", _budget),
+    ("degraded", lambda s: _dur(s.degraded_seconds)),
+    ("outage", lambda s: _dur(s.outage_seconds)),
+    ("maintenance", lambda s: _dur(s.maintenance_seconds)),
+    ("calls", lambda s: str(s.levels.calls)),
+)
+# Calls against response and resolution targets, for a service or a run group's OLA.
+LEVEL_TABLE: tuple[tuple[str, Callable[[TargetLevels], str]], ...] = (
+    ("targets", lambda t: t.targets or "-"),
+    ("calls", lambda t: str(t.calls)),
+    ("time to respond (mean)", lambda t: _dur(t.tta_mean_seconds)),
+    (
+        "responded within target",
+        lambda t: _within(t.response_met, t.response_judged, t.response_achieved),
+    ),
+    ("time to resolve (mean)", lambda t: _dur(t.ttr_mean_seconds)),
+    (
+        "resolved within target",
+        lambda t: _within(t.resolution_met, t.resolution_judged, t.resolution_achieved),
+    ),
+    ("breaches", lambda t: str(len(t.breaches))),
+)
+BREACH_HEADINGS = (
+    "of",
+    "call",
+    "host",
+    "rule",
+    "severity",
+    "target",
+    "took",
+    "due",
+    "opened",
+)
+
+
+def _breach_cells(owner: str, b: Breach) -> list[str]:
+    target = f"{b.kind} {_dur(b.target_seconds)}"
+    if b.calendar != "always":
+        target += f" ({b.calendar})"
+    took = f"{_dur(b.took_seconds)} so far" if b.waiting else _dur(b.took_seconds)
+    return [
+        owner,
+        f"#{b.call_id}",
+        b.host,
+        b.rule,
+        b.severity,
+        target,
+        took,
+        units.timestamp(b.due_at) if math.isfinite(b.due_at) else "-",
+        units.timestamp(b.opened_at),
+    ]
+
+
+def _breach_rows(report: ServiceReport) -> list[list[str]]:
+    rows = [
+        _breach_cells(f"service {s.service}", b) for s in report.services for b in s.levels.breaches
+    ]
+    rows += [
+        _breach_cells(f"run group {o.group}", b) for o in report.olas for b in o.levels.breaches
+    ]
+    return rows
+
+
+def _service_cells(s: ServiceLevel) -> list[str]:
+    levels = [cell(s.levels) for _, cell in LEVEL_TABLE[2:]]
+    return [cell(s) for _, cell in SERVICE_TABLE] + levels + [s.levels.targets or "-"]
+
+
+def _ola_cells(o: GroupOla) -> list[str]:
+    return [o.group] + [cell(o.levels) for _, cell in LEVEL_TABLE]
+
+
+SERVICE_HEADINGS = [
+    *(h for h, _ in SERVICE_TABLE),
+    *(h for h, _ in LEVEL_TABLE[2:]),
+    "call targets",
+]
+OLA_HEADINGS = ["run group", *(h for h, _ in LEVEL_TABLE)]
+# csv: the raw numbers (seconds, fractions) of services, OLAs and breaches.
+LEVEL_COLUMNS = (
+    "calls",
+    "responded",
+    "tta_mean_seconds",
+    "response_judged",
+    "response_met",
+    "response_achieved",
+    "resolved",
+    "ttr_mean_seconds",
+    "resolution_judged",
+    "resolution_met",
+    "resolution_achieved",
+    "breaches",
+    "targets",
+)
+SERVICE_COLUMNS = (
+    "service",
+    "title",
+    "owner",
+    "calendar",
+    "counted_seconds",
+    "up_seconds",
+    "down_seconds",
+    "operational_seconds",
+    "degraded_seconds",
+    "degraded_counts_as_up",
+    "outage_seconds",
+    "maintenance_seconds",
+    "unknown_seconds",
+    "availability",
+    "target",
+    "met",
+    "budget_seconds",
+    "budget_left_seconds",
+    "budget_left",
+)
+BREACH_COLUMNS = (
+    "call_id",
+    "host",
+    "rule",
+    "severity",
+    "kind",
+    "calendar",
+    "target_seconds",
+    "took_seconds",
+    "waiting",
+    "opened_at",
+    "due_at",
+)
+
+
+def _raw(row: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
+    return ["" if row[c] is None else row[c] for c in columns]
+
+
+def _level_raw(levels: TargetLevels) -> list[Any]:
+    row = asdict(levels)
+    row["breaches"] = len(levels.breaches)
+    return _raw(row, LEVEL_COLUMNS)
+
+
+def _csv_services(report: ServiceReport, writer: Any) -> None:
+    """The services, the OLAs and the breaches, each with its heading row."""
+    label = report.period.label
+    writer.writerow([])
+    writer.writerow(["period", *SERVICE_COLUMNS, *LEVEL_COLUMNS])
+    for s in report.services:
+        row = asdict(s)
+        writer.writerow([label, *_raw(row, SERVICE_COLUMNS), *_level_raw(s.levels)])
+    writer.writerow([])
+    writer.writerow(["period", "run_group", *LEVEL_COLUMNS])
+    for o in report.olas:
+        writer.writerow([label, o.group, *_level_raw(o.levels)])
+    writer.writerow([])
+    writer.writerow(["period", "breach_of", "name", *BREACH_COLUMNS])
+    for kind, name, levels in [("service", s.service, s.levels) for s in report.services] + [
+        ("run group", o.group, o.levels) for o in report.olas
+    ]:
+        for b in levels.breaches:
+            writer.writerow([label, kind, name, *_raw(asdict(b), BREACH_COLUMNS)])
+
+
 def render(report: ServiceReport, fmt: str) -> str:
     """The report as json, csv, md or html (a self-contained page with inline SVG charts)."""
     if fmt == "json":
@@ -183,6 +382,7 @@ def _csv(report: ServiceReport) -> str:
                 b.late_days,
             ]
         )
+    _csv_services(report, writer)
     return buffer.getvalue()
 
 
@@ -207,7 +407,42 @@ def _markdown(report: ServiceReport) -> str:
     else:
         lines += [_md_row(list(BACKUP_HEADINGS)), "|" + "---|" * len(BACKUP_HEADINGS)]
         lines += [_md_row(_backup_cells(b)) for b in report.backups]
+    lines += _md_services(report)
     return "\n".join(lines) + "\n"
+
+
+def _md_table(headings: list[str], rows: list[list[str]], empty: str) -> list[str]:
+    if not rows:
+        return [empty]
+    return [_md_row(headings), "|" + "---|" * len(headings), *(_md_row(r) for r in rows)]
+
+
+def _md_services(report: ServiceReport) -> list[str]:
+    if not report.services and not report.olas:
+        return []
+    return [
+        "",
+        f"## {SERVICES_HEADING}",
+        "",
+        *_md_table(
+            SERVICE_HEADINGS,
+            [_service_cells(s) for s in report.services],
+            "No services configured.",
+        ),
+        "",
+        f"## {OLA_HEADING}",
+        "",
+        *_md_table(OLA_HEADINGS, [_ola_cells(o) for o in report.olas], "No run groups."),
+        "",
+        f"## {BREACH_HEADING}",
+        "",
+        *_md_table(list(BREACH_HEADINGS), _breach_rows(report), "No breaches."),
+    ]
+
+
+SERVICES_HEADING = "Services: availability against target, and calls against targets"
+OLA_HEADING = "OLAs: each run group's calls against its response and resolution targets"
+BREACH_HEADING = "Breaches: calls that took longer than their target"
 
 
 _PALETTE = ("#2f6db5", "#d9822b", "#3a9a5b", "#b5412f", "#7a5cb8", "#5b8a9a", "#a0862f")
@@ -309,6 +544,32 @@ def _backup_calendar(report: ServiceReport) -> str:
     return svg.markup()
 
 
+def _budget_chart(report: ServiceReport) -> str:
+    """The error budget each service with an availability target used, as bars: up to the
+    line at 100% the target is met; red past it."""
+    judged = [s for s in report.services if s.budget_seconds]
+    row, width, left, label = 26, 760, 190, 210
+    height = row * max(len(judged), 1) + 20
+    svg = Svg(
+        width, height, label="Error budget used per service", class_="chart", id="chart-budget"
+    )
+    room = width - left - label
+    full = room / 1.5  # the whole budget; bars stop at one and a half budgets
+    for i, service in enumerate(judged):
+        y = i * row + 4
+        budget = service.budget_seconds or 1.0
+        used = service.down_seconds / budget
+        svg.text(0, y + 14, service.title, font_size=11)
+        colour = "#b5412f" if service.met is False else "#3a9a5b"
+        svg.rect(left, y, max(1.0, min(used, 1.5) * full), 18, fill=colour)
+        svg.text(width - label + 5, y + 14, f"{_pct(used)} of {_dur(budget)}", font_size=11)
+    svg.line(left + full, 0, left + full, height - 16, stroke="#222", stroke_dasharray="4 3")
+    svg.text(
+        left, height - 4, "error budget used; the dashed line is the whole budget", font_size=10
+    )
+    return svg.markup()
+
+
 def render_html(report: ServiceReport, *, standalone: bool) -> str:
     """The report as HTML: a whole page (standalone, to mail) or a fragment for the console."""
 
@@ -323,6 +584,29 @@ def render_html(report: ServiceReport, *, standalone: bool) -> str:
         f'<tr><td colspan="{len(BACKUP_HEADINGS)}">No backup jobs reported.</td></tr>'
     )
     scope = f" - {escape(report.group)}" if report.group else ""
+
+    def table(class_: str, headings: list[str], cells: list[list[str]], empty: str) -> str:
+        body = "".join(row(c) for c in cells) or (
+            f'<tr><td colspan="{len(headings)}">{escape(empty)}</td></tr>'
+        )
+        return f'<table class="{class_}">{head(headings)}<tbody>{body}</tbody></table>'
+
+    services = ""
+    if report.services or report.olas:
+        services = (
+            f"<h2>{escape(SERVICES_HEADING)}</h2>"
+            + table(
+                "services",
+                SERVICE_HEADINGS,
+                [_service_cells(s) for s in report.services],
+                "No services configured.",
+            )
+            + (_budget_chart(report) if any(s.budget_seconds for s in report.services) else "")
+            + f"<h2>{escape(OLA_HEADING)}</h2>"
+            + table("olas", OLA_HEADINGS, [_ola_cells(o) for o in report.olas], "No run groups.")
+            + f"<h2>{escape(BREACH_HEADING)}</h2>"
+            + table("breaches", list(BREACH_HEADINGS), _breach_rows(report), "No breaches.")
+        )
     body = (
         f'<section class="report"><h1>Service levels, {report.period.label}{scope}</h1>'
         f'<p class="watched">{escape(_unwatched(report))}</p>'
@@ -332,6 +616,7 @@ def render_html(report: ServiceReport, *, standalone: bool) -> str:
         "<h2>Backups: time the newest backup was younger than its rule allows</h2>"
         f'<table class="backups">{head(BACKUP_HEADINGS)}<tbody>{backups}</tbody></table>'
         f"{_backup_calendar(report)}"
+        f"{services}"
         '<p class="note">Times in UTC. Computed from the collector\'s records up to the end '
         "of the period; the same records give the same report.</p></section>"
     )

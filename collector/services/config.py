@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from checks.settings import ConfigError, Duration, field_error
+from collector.services.targets import SlaConfig
 
 ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]*$", max_length=100)]
 NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter"
@@ -137,6 +138,7 @@ class ServiceConfig(_Config, frozen=True):
     # From this state on, one service-level call for the owner group, linked to the calls of
     # its causes (collector/incidents/service_calls.py); `never`: none.
     call: CallLevel = "outage"
+    sla: SlaConfig | None = None  # what its users are promised; see collector/services/targets.py
 
     def __post_init__(self) -> None:
         if isinstance(self.need, int) and self.need > len(self.components):

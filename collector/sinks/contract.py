@@ -342,13 +342,20 @@ def error_for_status(
     retry_after: str | None = None,
     redact: Callable[[str], str] = str,
     retry_statuses: Collection[int] = (),
+    retry_answer: Callable[[int, str], bool] | None = None,
 ) -> SinkError:
-    """Classify an HTTP error: 429, 5xx and `retry_statuses` are retried, the rest is final.
+    """Classify an HTTP error: 429, 5xx and `retry_statuses` are retried, the rest is final,
+    unless `retry_answer(status, body)` knows the answer as the desk's "try again".
 
     `redact` removes the request's credentials from the quoted body, before it is cut (a cut
     credential would no longer match) and again from the whole message.
     """
-    retryable = status == 429 or status >= 500 or status in retry_statuses
+    retryable = (
+        status == 429
+        or status >= 500
+        or status in retry_statuses
+        or (retry_answer is not None and retry_answer(status, body))
+    )
     text = " ".join(redact(body).split())[:300]
     return SinkError(
         redact(f"{sink}: {method} {url} answered {status}: {text}"),
@@ -370,6 +377,11 @@ class HttpSink(Generic[C]):
     # Statuses besides 429 and 5xx that this help desk documents as passing (Jira: 409).
     retry_statuses: ClassVar[frozenset[int]] = frozenset()
 
+    @staticmethod
+    def retry_answer(status: int, body: str) -> bool:
+        """Whether an answer outside those statuses still means "try again" (Redmine: 422)."""
+        return False
+
     def __init__(self, config: C, *, transport: httpx.BaseTransport | None = None) -> None:
         self._config = config
         from collector.sinks.transport import HttpClient
@@ -380,6 +392,7 @@ class HttpSink(Generic[C]):
             auth=self._auth_headers,
             transport=transport,
             retry_statuses=self.retry_statuses,
+            retry_answer=self.retry_answer,
         )
 
     def _auth_headers(self) -> Mapping[str, str]:

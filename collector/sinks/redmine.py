@@ -7,6 +7,7 @@ custom field, assignee logins) are resolved to ids on first use and cached for t
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -178,6 +179,18 @@ class RedmineSink(contract.HttpSink[RedmineSinkConfig]):
 
     name = "redmine"
     keeps_description: ClassVar[bool] = True
+
+    @staticmethod
+    def retry_answer(status: int, body: str) -> bool:
+        """Redmine answers a write that met someone else's at the same moment (a stale object)
+        with 422 and no validation errors: the issue is fine, the write is tried again."""
+        if status != 422:
+            return False
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(answer, dict) and answer.get("errors") == []
 
     def __init__(
         self, config: RedmineSinkConfig, *, transport: httpx.BaseTransport | None = None

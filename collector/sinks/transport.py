@@ -136,12 +136,15 @@ class HttpClient:
         self,
         sink: str,
         config: HttpSinkConfig,
+        *,
         auth: Callable[[], Mapping[str, str]] | None = None,
         transport: httpx.BaseTransport | None = None,
         retry_statuses: frozenset[int] = frozenset(),
+        retry_answer: Callable[[int, str], bool] | None = None,
     ) -> None:
         self.sink = sink
         self._retry_statuses = retry_statuses
+        self._retry_answer = retry_answer
         self.base_url = display_url(config.url.rstrip("/"))
         self._auth_headers = auth
         self._url = config.url
@@ -191,6 +194,7 @@ class HttpClient:
                 retry_after=response.headers.get("retry-after"),
                 redact=self._redactor(path, merged, auth),
                 retry_statuses=self._retry_statuses,
+                retry_answer=self._retry_answer,
             )
         return response
 

@@ -312,6 +312,45 @@ MIGRATIONS: list[str] = [
         ended_by TEXT
     );
     """,
+    # How far each unacknowledged call has climbed (issue 23: escalation).
+    """
+    CREATE TABLE call_escalations (
+        call_id BIGINT PRIMARY KEY REFERENCES calls (id),
+        level INTEGER NOT NULL,
+        reached_at DOUBLE PRECISION NOT NULL,
+        steps INTEGER NOT NULL
+    );
+    """,
+    # Acknowledge links from notifications that were used: each works once (issue 23).
+    """
+    CREATE TABLE ack_links_used (
+        link_id TEXT PRIMARY KEY,
+        call_id BIGINT NOT NULL,
+        recipient TEXT NOT NULL,
+        used_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # Notification digests (issue 23): the messages each channel was sent, for its rate limit,
+    # and the notifications a rate or storm digest carries instead.
+    """
+    CREATE TABLE notify_sent (
+        sink TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX notify_sent_by_sink ON notify_sent (sink, at);
+    CREATE TABLE notify_folded (
+        id BIGSERIAL PRIMARY KEY,
+        sink TEXT NOT NULL,
+        call_id BIGINT NOT NULL,
+        umbrella_id BIGINT,
+        line TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        digest_op BIGINT
+    );
+    CREATE INDEX notify_folded_by_sink ON notify_folded (sink, digest_op);
+    CREATE INDEX notify_folded_by_call ON notify_folded (call_id, sink);
+    CREATE INDEX notify_folded_by_umbrella ON notify_folded (umbrella_id, sink);
+    """,
     # A service-level call and the calls of its causes (issue 24), linked both ways.
     """
     CREATE TABLE service_call_parts (
@@ -367,6 +406,7 @@ class PostgresStore(SQLStore):
         row = self._db.execute("SELECT current_schema()").fetchone()
         self._schema = str(row[0]) if row else "public"
         self._storm_lock = _lock_key(f"{self._schema}:storm control")
+        self._notify_lock = _lock_key(f"{self._schema}:notification digests")
         # Held while this connection lives: other replicas tell from it that this one is up.
         self._db.execute("SELECT pg_try_advisory_lock(%s)", (self._replica_key(self.owner),))
 
@@ -597,6 +637,11 @@ class PostgresStore(SQLStore):
         the transaction's. One lock for every help desk, so no two replicas can wait for each
         other's (and a transaction takes it after its hosts' locks, as every one does)."""
         self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._storm_lock,))
+
+    def _lock_notify(self) -> None:
+        """The rate limit's count and the digests' rows, one replica at a time (the
+        transaction's lock, like storm control's)."""
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._notify_lock,))
 
     # -- the outbox: operations claimed under a lease ---------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.store.call_search import CallPage, CallSearch
@@ -20,6 +20,7 @@ from collector.store.records import (
     BackupSuccess,
     CallLink,
     CheckStatus,
+    EscalationState,
     HistoryPoint,
     HistoryStep,
     HostRecord,
@@ -153,6 +154,13 @@ class SessionStore(Transactional, Protocol):
     def prune_sessions(self, now: float) -> int: ...
 
 
+class AckLinkStore(Transactional, Protocol):
+    """The acknowledge links from notifications that were used: each works once."""
+
+    def use_ack_link(self, link_id: str, call_id: int, recipient: str, now: float) -> bool: ...
+    def ack_link_used(self, link_id: str) -> float | None: ...
+
+
 class CallStore(Transactional, Protocol):
     """The built-in call register."""
 
@@ -209,6 +217,39 @@ class OutboxStore(Transactional, Protocol):
     def open_links(self) -> list[CallLink]: ...
 
 
+class EscalationStore(Transactional, Protocol):
+    """How far each unacknowledged call has climbed (collector/notify/escalation.py)."""
+
+    def escalation_candidates(self, groups: Sequence[str]) -> list[EscalationState]: ...
+    def escalation_of(self, call_id: int) -> EscalationState | None: ...
+    def advance_escalation(self, call_id: int, level: int, at: float, steps_was: int) -> bool: ...
+
+
+class DigestStore(OutboxStore, Protocol):
+    """The outbox, with the rows behind notification digests (collector/store/digests.py)."""
+
+    def claim_notify_slot(self, sink: str, now: float, window: float, limit: int) -> float: ...
+    def count_notify_sent(self, sink: str, now: float) -> None: ...
+    def pending_digest(self, sink: str) -> int | None: ...
+    def fold_notification(
+        self, sink: str, call_id: int, umbrella_id: int | None, line: str, now: float
+    ) -> int: ...
+    def seal_digest(self, op_id: int, sink: str) -> list[tuple[float, str]]: ...
+    def folded_into(self, call_id: int, sink: str) -> int | None: ...
+    def unfold(self, call_id: int, sink: str) -> None: ...
+    def call_rule(self, call_id: int) -> tuple[str, str] | None: ...  # (rule, status)
+    def storm_folded(
+        self, umbrella_id: int, sink: str, limit: int
+    ) -> tuple[int, int, list[str]]: ...
+    def unsent_notifications(self, sink: str, group: str, rule: str) -> list[OutboxOp]: ...
+    def supersede_op(self, op_id: int, now: float, why: str) -> bool: ...
+    def last_planned_at(self, call_id: int, sink: str) -> float | None: ...
+    def set_payload(self, op_id: int, payload: dict[str, Any]) -> None: ...
+    def storm_list(
+        self, umbrella_id: int, limit: int, recovered_prefix: str
+    ) -> tuple[int, int, list[str]]: ...
+
+
 class Store(
     ReplicaStore,
     ReportedStore,
@@ -217,7 +258,9 @@ class Store(
     AuditStore,
     SessionStore,
     CallStore,
-    OutboxStore,
+    DigestStore,  # the outbox, and the digests' rows
+    EscalationStore,
+    AckLinkStore,
     Protocol,
 ):
     """Durable state: every focused protocol above, as each backend implements it."""

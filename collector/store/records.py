@@ -91,6 +91,23 @@ class CallLink:
     desk_closed_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """How far an open call nobody acknowledged has climbed (collector/notify/escalation.py).
+
+    `steps` counts every step taken, so two replicas can never take the same one: a step is
+    written only if `steps` is still what its taker read.
+    """
+
+    call_id: int
+    group: str
+    opened_at: float
+    reopened: int
+    level: int = 0  # 0: not escalated yet
+    reached_at: float | None = None  # when `level` was reached
+    steps: int = 0
+
+
 def rule_state_from_row(row: tuple[Any, ...]) -> RuleStateRecord:
     """A rule_states row (in STATE_COLUMNS order) as a record; both stores read it this way."""
     (

@@ -22,12 +22,14 @@ from typing import Any
 
 from collector.incidents.calls import Call, CallEvent, CallStatus
 from collector.store.call_search import CallPage, CallSearch, like_pattern, search_sql
+from collector.store.digests import DigestRows
 from collector.store.records import (
     STATE_COLUMNS,
     AuditEntry,
     BackupSuccess,
     CallLink,
     CheckStatus,
+    EscalationState,
     HistoryPoint,
     HistoryStep,
     HostRecord,
@@ -166,7 +168,7 @@ STORM_MEMBERS = _upsert(
 )
 
 
-class SQLStore:
+class SQLStore(DigestRows):
     """Every query the two stores share. Subclasses set `_db` (a DB-API connection whose
     `execute` returns a cursor) and `_timings`, and override the hooks their dialect needs."""
 
@@ -713,6 +715,24 @@ class SQLStore:
         )
         return [StatusMessage(*row) for row in rows]
 
+    # -- acknowledge links from notifications -------------------------------------------------
+
+    def use_ack_link(self, link_id: str, call_id: int, recipient: str, now: float) -> bool:
+        """Record the link as used; False if it was already (one winner among racing uses)."""
+        return (
+            self._affected(
+                "INSERT INTO ack_links_used (link_id, call_id, recipient, used_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (link_id) DO NOTHING",
+                (link_id, call_id, recipient, now),
+            )
+            == 1
+        )
+
+    def ack_link_used(self, link_id: str) -> float | None:
+        """When the link was used, or None."""
+        row = self._run("SELECT used_at FROM ack_links_used WHERE link_id=?", (link_id,)).fetchone()
+        return float(row[0]) if row else None
+
     # -- console sessions ---------------------------------------------------------------------
 
     def add_session(self, key: str, name: str, expires_at: float) -> None:
@@ -926,6 +946,49 @@ class SQLStore:
             (now, now, call_id),
         )
 
+    # -- escalation: how far each unacknowledged call has climbed --------------------------------
+
+    _ESCALATION = (
+        "SELECT c.id, c.grp, c.opened_at, c.reopened, coalesce(e.level, 0), e.reached_at, "
+        "coalesce(e.steps, 0) FROM calls c LEFT JOIN call_escalations e ON e.call_id = c.id "
+    )
+
+    def escalation_candidates(self, groups: Sequence[str]) -> list[EscalationState]:
+        """The open calls of `groups` that nobody acknowledged, with how far each climbed."""
+        if not groups:
+            return []
+        marks = ", ".join("?" * len(groups))
+        rows = self._run(
+            f"{self._ESCALATION}WHERE c.status = 'open' AND c.grp IN ({marks}) "  # noqa: S608 -- constant text and placeholders, values bound  # nosec B608
+            "AND NOT EXISTS (SELECT 1 FROM call_events v WHERE v.call_id = c.id "
+            "AND v.kind = 'acknowledged') ORDER BY c.id",
+            tuple(groups),
+        )
+        return [EscalationState(*row) for row in rows]
+
+    def escalation_of(self, call_id: int) -> EscalationState | None:
+        row = self._run(f"{self._ESCALATION}WHERE c.id = ?", (call_id,)).fetchone()
+        return EscalationState(*row) if row else None
+
+    def advance_escalation(self, call_id: int, level: int, at: float, steps_was: int) -> bool:
+        """Record that the call reached `level` at `at`, unless someone took a step since
+        `steps_was` was read; return whether this was the one step taken."""
+        if steps_was == 0:
+            return bool(
+                self._affected(
+                    "INSERT INTO call_escalations (call_id, level, reached_at, steps) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT (call_id) DO NOTHING",
+                    (call_id, level, at),
+                )
+            )
+        return bool(
+            self._affected(
+                "UPDATE call_escalations SET level = ?, reached_at = ?, steps = steps + 1 "
+                "WHERE call_id = ? AND steps = ?",
+                (level, at, call_id, steps_was),
+            )
+        )
+
     def _lock_storm(self) -> None:
         """Keep other writers off storm control's count until the transaction ends (a store
         with one writer has nothing to do)."""
@@ -1033,10 +1096,13 @@ class SQLStore:
         )
 
     def has_ops(self, call_id: int, sink: str) -> bool:
-        """Whether anything for this call was ever queued for `sink`, delivered or not."""
+        """Whether anything for this call was ever queued for `sink`, delivered or not, on its
+        own or in a digest (collector/store/digests.py)."""
         return (
             self._run(
-                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? LIMIT 1", (call_id, sink)
+                "SELECT 1 FROM outbox WHERE call_id=? AND sink=? UNION ALL "
+                "SELECT 1 FROM notify_folded WHERE call_id=? AND sink=? LIMIT 1",
+                (call_id, sink, call_id, sink),
             ).fetchone()
             is not None
         )

@@ -282,6 +282,42 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
     14: (
+        # How far each unacknowledged call has climbed (issue 23: escalation).
+        """CREATE TABLE call_escalations (
+            call_id INTEGER PRIMARY KEY REFERENCES calls (id),
+            level INTEGER NOT NULL,
+            reached_at REAL NOT NULL,
+            steps INTEGER NOT NULL
+        )""",
+    ),
+    15: (
+        # Acknowledge links from notifications that were used: each works once (issue 23).
+        """CREATE TABLE ack_links_used (
+            link_id TEXT PRIMARY KEY,
+            call_id INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            used_at REAL NOT NULL
+        )""",
+    ),
+    16: (
+        # Notification digests (issue 23): the messages each channel was sent, for its rate
+        # limit, and the notifications a rate or storm digest carries instead.
+        "CREATE TABLE notify_sent (sink TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX notify_sent_by_sink ON notify_sent (sink, at)",
+        """CREATE TABLE notify_folded (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink TEXT NOT NULL,
+            call_id INTEGER NOT NULL,
+            umbrella_id INTEGER,
+            line TEXT NOT NULL,
+            at REAL NOT NULL,
+            digest_op INTEGER
+        )""",
+        "CREATE INDEX notify_folded_by_sink ON notify_folded (sink, digest_op)",
+        "CREATE INDEX notify_folded_by_call ON notify_folded (call_id, sink)",
+        "CREATE INDEX notify_folded_by_umbrella ON notify_folded (umbrella_id, sink)",
+    ),
+    17: (
         # A service-level call and the calls of its causes (issue 24), linked both ways.
         """CREATE TABLE service_call_parts (
             service_call INTEGER NOT NULL,

@@ -14,9 +14,10 @@ from runwatch.cli.common import EXIT_OK, EXIT_USAGE, CommandError, add_command, 
 def cmd_report(args: argparse.Namespace) -> int:
     """Compute a month's service levels per run group and host group from the collector's store:
     availability, hosts up, calls opened, mean and 90th percentile time to respond and to resolve,
-    calls that missed respond_within, recurring problems, and how long each backup job's newest
-    backup was within the age its rule allows. The same records give the same report; a month
-    that has not begun is refused (exit 2)."""
+    calls that missed respond_within, recurring problems, how long each backup job's newest
+    backup was within the age its rule allows, and each service's availability and calls against
+    its SLA and each run group's calls against its OLA, with the breaches. The same records give
+    the same report; a month that has not begun is refused (exit 2)."""
     from collector.service_levels import (
         ReportError,
         build_report,
@@ -87,7 +88,7 @@ def register(sub: Any) -> None:
         sub,
         "report",
         cmd_report,
-        "service-level report for a month: availability, MTTA, MTTR, backups",
+        "service-level report for a month: availability, MTTA, MTTR, backups, SLAs and OLAs",
         epilog="Exit codes: 0 written, 1 failure, 2 unknown or future period, unknown group or "
         "config.",
     )

@@ -57,6 +57,19 @@ FLEET_CONFIG: dict[str, Any] = {
             "More runnable tasks than CPUs can serve, for a sustained period.",
         ),
     ],
+    # A rota and escalation levels, for the overview's on-call list and the call's escalation
+    # line; no rule sends anything, and the first level is hours away.
+    "notifications": {
+        "channels": {
+            name: {"type": "apprise", "url": f"json://127.0.0.1:9/{name}"}
+            for name in ("alice-phone", "bob-phone", "dave-phone")
+        },
+        "people": {name: {"channels": [f"{name}-phone"]} for name in ("alice", "bob", "dave")},
+        "rotas": {
+            "systems-administration": {"people": ["alice", "bob"], "starts": "2026-01-05 09:00"}
+        },
+        "escalation": {"systems-administration": [{"next_on_call": True}, {"people": ["dave"]}]},
+    },
 }
 
 GIB = 1024**3

@@ -3,11 +3,13 @@
 `session.py` is the signed session cookie; `pages.py` what every page shares (the session of a
 request, the checks of a form that changes something, rendering); the routes are in
 `signin.py`, `overview.py`, `calls.py`, `bulk.py`, `silences.py`, `report.py` and
-`services.py`; the status page for users, which needs no sign-in, is `status.py`.
+`services.py`. Pages that need no sign-in: the status page for users, `status.py`, and the
+pages acknowledge links in notifications open, `ack.py`.
 """
 
 from typing import Any
 
+from collector.api.console.ack import ack_routes
 from collector.api.console.bulk import bulk_routes
 from collector.api.console.calls import call_routes
 from collector.api.console.overview import overview_routes
@@ -35,4 +37,5 @@ def console_routes(service: CollectorService) -> list[Any]:
         *report_routes(console),
         *service_page_routes(console),
         *status_page_routes(console),
+        *ack_routes(console),
     ]

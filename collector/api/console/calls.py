@@ -8,6 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from collector.api.answers import PathId
+from collector.api.console.call_targets import deadlines, targets_of
 from collector.api.console.live import live_page, signed_out
 from collector.api.console.pages import Console
 from collector.api.console.paging import PAGE_SIZES, Paging
@@ -109,6 +110,8 @@ def call_routes(console: Console) -> list[Any]:
         # A service-level call and the calls of its causes, linked both ways.
         service_calls = [store.get_call(i) for i in store.service_calls_of(call.id)]
         parts = [store.get_call(i) for i in store.service_call_parts(call.id)]
+        escalations = service.escalations  # how far it climbed, when nobody acknowledges it
+        escalation = escalations.status(call, service.clock()) if escalations else None
         return console.page(
             "call.html",
             session,
@@ -120,6 +123,9 @@ def call_routes(console: Console) -> list[Any]:
             oncall=oncall,
             service_calls=[c for c in service_calls if c is not None],
             parts=[c for c in parts if c is not None],
+            targets=targets_of(service, call, events),
+            deadlines=deadlines,
+            escalation=escalation,
         )
 
     @post("/calls/{call_id:int}/{action:str}", include_in_schema=False, status_code=303)

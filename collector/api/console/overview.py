@@ -12,6 +12,7 @@ from collector.api.console.calls import CALLS_DESCENDING_FIRST
 from collector.api.console.live import live_page, signed_out
 from collector.api.console.pages import Console
 from collector.api.console.paging import PAGE_SIZES, Paging
+from collector.notify.oncall import on_call
 from collector.store.call_search import SEVERITY_ORDER, CallPage, CallSearch
 from collector.store.call_search import SORTS as CALL_SORTS
 from collector.view.host_list import SORTS, HostList, HostPage, HostSearch
@@ -79,6 +80,8 @@ def overview_routes(console: Console) -> list[Any]:
             HostSearch(state="STALE", sort="last_report", descending=False, limit=STALE_SHOWN)
         )
         silences = [s for s in service.silences() if s["active"]]
+        notify, now = config.notifications, service.clock()
+        duties = [on_call(notify, group, now) for group in sorted(notify.rotas)]
         return live_page(
             console,
             request,
@@ -97,6 +100,7 @@ def overview_routes(console: Console) -> list[Any]:
             stale=stale.hosts,
             stale_total=stale.total,
             silences=silences,
+            oncall=[duty for duty in duties if duty is not None],
         )
 
     @get("/hosts/{host:str}", include_in_schema=False)
