@@ -37,6 +37,7 @@ from collector.notify.ack import AckLinks
 from collector.notify.delivery import Notifications, build_channels
 from collector.notify.escalation import CallEscalations
 from collector.notify.plan import NotificationPlanner
+from collector.notify.ratelimit import count_keys
 from collector.services.messages import StatusMessages
 from collector.services.watch import ServiceWatch
 from collector.sinks.adapters import build_sinks, priority_map
@@ -142,7 +143,10 @@ class CollectorService:
                 sync=_led("sync", worker_store, sync.run_once),
                 sync_interval=float(config.sync_interval),
                 notifications=Notifications(
-                    self.channels, console_url=config.external_url, ack_links=self.ack_links
+                    self.channels,
+                    console_url=config.external_url,
+                    ack_links=self.ack_links,
+                    count_keys=count_keys(config.notifications),
                 ),
             )
         self.incidents = IncidentManager(

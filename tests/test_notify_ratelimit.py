@@ -16,6 +16,7 @@ import pytest
 from checks.settings import ConfigError
 from collector.app import CollectorService
 from collector.notify.delivery import Notifications, build_channels
+from collector.notify.ratelimit import count_keys
 from collector.store.digests import DIGEST_OP
 from collector.store.records import OutboxOp
 from tests.fakes.ntfy import HookReceiver
@@ -310,3 +311,55 @@ def test_a_call_told_in_a_digest_is_followed_like_one_told_on_its_own(
     assert deliver(service, clock) == 2
     body = received(hook)[-1]["message"]
     assert "d3 filesystem_full {mountpoint=/}: CRITICAL -> WARNING" in body
+
+
+def test_a_person_reached_on_two_channels_gets_n_in_all(
+    make_service: Callable[..., CollectorService], clock: FakeClock, hook: HookReceiver
+) -> None:
+    """The limit is a person's: alice's mail and phone count against one limit of hers, so she
+    gets LIMIT messages in the window across both, then the rest in a digest. A team channel
+    (no one person's) keeps a count of its own."""
+    base = "json://" + hook.url.removeprefix("http://")
+    service = make_service(
+        [RULE],
+        notifications={
+            "channels": {
+                name: {"type": "apprise", "url": f"{base}/{name}"}
+                for name in ("alice-mail", "alice-phone", "team")
+            },
+            "people": {"alice": {"channels": ["alice-mail", "alice-phone"]}},
+            "rules": [{"channels": ["alice-mail", "alice-phone", "team"]}],
+            "rate_limit": {"messages": LIMIT, "per": "15m"},
+        },
+    )
+    fleet = Fleet(clock)
+    start = clock()
+    notifications = Notifications(
+        build_channels(service.config.notifications),
+        count_keys=count_keys(service.config.notifications),
+    )
+
+    def deliver_all() -> int:
+        with outbox_worker(service, {}, clock=clock, notifications=notifications) as worker:
+            return worker.deliver_due()
+
+    for i in range(4):
+        fleet.feed(service, f"web{i:02d}", 0.97)
+        deliver_all()
+        clock.advance(1)
+
+    def to(name: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for path, _, body in hook.received if path == f"/{name}"]
+
+    alice = to("alice-mail") + to("alice-phone")
+    assert len(alice) == LIMIT, "alice: LIMIT messages across her two channels"
+    assert len(to("team")) == LIMIT, "the team's channel counts on its own"
+    held = {op.sink for op in digests(service)}
+    assert "notify:team" in held
+    assert held & {"notify:alice-mail", "notify:alice-phone"}
+
+    clock.now = start + PER + 1
+    deliver_all()
+    # Every call reached alice once on each channel: on its own or in a digest.
+    named = hosts_in(to("alice-mail")) + hosts_in(to("alice-phone"))
+    assert sorted(named) == sorted(f"web{i:02d}" for i in range(4) for _ in range(2))

@@ -51,8 +51,11 @@ class Notifications:
         *,
         console_url: str | None = None,
         ack_links: AckLinks | None = None,
+        count_keys: Mapping[str, str] | None = None,
     ) -> None:
         self._channels = channels
+        # What a sent digest counts against in the rate limit (notify/ratelimit.py).
+        self._count_keys = dict(count_keys or {})
         self._console = console_url.rstrip("/") if console_url else ""
         self._ack_links = ack_links
 
@@ -87,8 +90,7 @@ class Notifications:
             ),
         )
 
-    @staticmethod
-    def _sealed(op: OutboxOp, store: DigestStore) -> dict[str, Any]:
+    def _sealed(self, op: OutboxOp, store: DigestStore) -> dict[str, Any]:
         """The payload with what a digest carries, read from the store when it is first sent
         and kept with it: every retry sends the same text under the same Message-ID."""
         payload = op.payload
@@ -104,7 +106,7 @@ class Notifications:
                 sealed_at = max(op.created_at, op.next_attempt_at)
                 payload["lines"] = store.seal_digest(op.id, op.sink)
                 payload["sealed_at"] = sealed_at
-                store.count_notify_sent(op.sink, sealed_at)
+                store.count_notify_sent(self._count_keys.get(op.sink, op.sink), sealed_at)
             else:
                 assert storm is not None
                 listed = int(storm["listed"])

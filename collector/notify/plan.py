@@ -16,7 +16,7 @@ from typing import Any
 from collector.incidents.calls import Call
 from collector.notify.config import OUTBOX_PREFIX, NotifyConfig
 from collector.notify.oncall import on_call
-from collector.notify.ratelimit import RateLimiter
+from collector.notify.ratelimit import RateLimiter, count_keys
 from collector.notify.storms import StormDigests
 from collector.store.protocols import DigestStore
 from collector.store.records import OutboxOp
@@ -48,7 +48,7 @@ class NotificationPlanner:
         self._ticket_sinks = ticket_sinks or {}  # group -> its help desk sink, for the link
         self._on_enqueue = on_enqueue or (lambda: None)
         # Digests: a channel's rate limit (ratelimit.py), one per storm (storms.py).
-        self._limiter = RateLimiter(config.rate_limit, store, self._on_enqueue)
+        self._limiter = RateLimiter(config.rate_limit, store, self._on_enqueue, count_keys(config))
         self._storms = StormDigests(config.storm, store)
 
     @property

@@ -1,4 +1,7 @@
-"""A channel's rate limit: at most `messages` messages per `per`; the rest wait in one digest.
+"""A person's rate limit: at most `messages` messages per `per`; the rest wait in a digest.
+
+A channel that belongs to exactly one person in `notifications.people` counts against that
+person, whatever other channels they have; any other channel (a team's) counts on its own.
 
 The count is in the store (`notify_sent`), so replicas sharing it count against one limit and
 a restart goes on where it stood. A notification past the limit is kept in the store
@@ -16,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.incidents.calls import Call
-from collector.notify.config import RateLimit
+from collector.notify.ack import recipients
+from collector.notify.config import OUTBOX_PREFIX, NotifyConfig, RateLimit
 from collector.notify.message import subject
 from collector.store.digests import DIGEST_OP
 from collector.store.protocols import DigestStore
@@ -33,15 +37,28 @@ def folded_line(payload: dict[str, Any]) -> str:
     return subject(payload).removeprefix("Re: ")
 
 
+def count_keys(config: NotifyConfig) -> dict[str, str]:
+    """Outbox sink -> what its messages count against: `person:<name>` for a channel of
+    exactly one person; a sink not named here counts on its own."""
+    return {
+        OUTBOX_PREFIX + channel: f"person:{name}" for channel, name in recipients(config).items()
+    }
+
+
 class RateLimiter:
     """Decide, per message, whether it goes on its own or waits in its channel's digest."""
 
     def __init__(
-        self, limit: RateLimit | None, store: DigestStore, on_enqueue: Callable[[], None]
+        self,
+        limit: RateLimit | None,
+        store: DigestStore,
+        on_enqueue: Callable[[], None],
+        keys: dict[str, str] | None = None,
     ) -> None:
         self._limit = limit
         self._store = store
         self._on_enqueue = on_enqueue
+        self._keys = keys or {}
 
     def admit(self, sink: str, call: Call, payload: dict[str, Any], at: float, now: float) -> bool:
         """Whether a message to `sink` that may go at `at` goes on its own (and is counted);
@@ -51,7 +68,8 @@ class RateLimiter:
         window, limit = float(self._limit.per), self._limit.messages
         waiting = self._store.pending_digest(sink)
         if waiting is None:
-            free_at = self._store.claim_notify_slot(sink, at, window, limit)
+            key = self._keys.get(sink, sink)
+            free_at = self._store.claim_notify_slot(key, at, window, limit)
             if free_at <= at:
                 return True
         self._store.fold_notification(sink, call.id, None, folded_line(payload), now)
