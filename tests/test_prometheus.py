@@ -514,7 +514,8 @@ def test_the_shipped_alert_rules_load_and_see_the_dead_letter(stack: Stack) -> N
 
 def test_the_help_desk_saw_the_calls(stack: Stack) -> None:
     opens = [e for e in stack.desk_events if e["event"] == "open"]
-    assert {e["host"] for e in opens} == {SHOWCASE, DESK_RETRY, DESK_REFUSE}
+    # The database service's outage opens a service-level call too (host `*`).
+    assert {e["host"] for e in opens} - {"*"} == {SHOWCASE, DESK_RETRY, DESK_REFUSE}
     assert sum(1 for e in opens if e["host"] == DESK_RETRY) >= 2, "retried after 503"
 
 

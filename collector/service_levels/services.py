@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from collector.config import CollectorConfig
+from collector.config import SERVICE_RULE, CollectorConfig
 from collector.service_levels.calls import CallFacts
 from collector.service_levels.model import Breach, GroupOla, ServiceLevel, TargetLevels
 from collector.service_levels.period import Period, Span
@@ -157,7 +157,9 @@ def service_levels(
             degraded_counts_as_up=sla.degraded_counts_as_up if sla else True,
             watched=watched,
         )
-        mine = [c for c in calls if name in c.call.services]
+        # The calls of its causes; its own service-level call sums those up, and counting it
+        # too would count each outage twice.
+        mine = [c for c in calls if name in c.call.services and c.call.rule != SERVICE_RULE]
         out.append(
             ServiceLevel(
                 service=name,
