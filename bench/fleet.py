@@ -862,7 +862,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["collector_exits"] = [c.stop() for c in collectors]
             problems = [line for c in collectors for line in c.log_problems()]
             figures["collector_log_problems"] = len(problems)
-            figures["collector_log_sample"] = problems[:5]
+            # Where each collector's event loop was stuck (collector/api/stalls.py), apart.
+            stalls = [line for line in problems if "event loop was held" in line]
+            figures["collector_stalls"] = [
+                f"collector {i}: {line.split('event loop was held for ', 1)[-1]}"
+                for i, c in enumerate(collectors)
+                for line in c.log_problems()
+                if "event loop was held" in line
+            ][:30]
+            figures["collector_log_sample"] = [p for p in problems if p not in stalls][:5]
             return figures
         finally:
             for collector in collectors:
@@ -1110,17 +1118,16 @@ class ServiceExtras:
                 args.interval,
             )
         self.load: service_load.StatusLoad | None = None
-        if args.status_rps:
-            self.load = service_load.StatusLoad(
-                port, args.status_rps, until - self.half, args.status_connections
-            )
+        self.control: service_load.StaticPage | None = None
+        self.port = port
+        self.until = until
         self._breach_started = self._load_started = False
 
     def wake(self) -> float:
         times = [float("inf")]
         if self.breach is not None and not self._breach_started:
             times.append(self.breach_at)
-        if self.load is not None and not self._load_started:
+        if self.args.status_rps and not self._load_started:
             times.append(self.half)
         return min(times)
 
@@ -1130,14 +1137,22 @@ class ServiceExtras:
             self._breach_started = True
             self.breach.start()
             log(f"breach: one host in each of {len(self.breach.targets)} services")
-        if self.load is not None and not self._load_started and now >= self.half:
+        if self.args.status_rps and not self._load_started and now >= self.half:
             self._load_started = True
+            port, where = self.port, "the collector's /status"
+            if self.args.status_control:
+                # The same bytes from a process of its own: what the load costs the machine.
+                self.control = service_load.StaticPage(*service_load.fetch_status_page(port))
+                port, where = self.control.start(), "a separate process serving /status's bytes"
+            self.load = service_load.StatusLoad(
+                port, self.args.status_rps, self.until - time.time(), self.args.status_connections
+            )
             self.load.start()
-            log(f"status page: {self.args.status_rps:g} requests/s from now to the end")
+            log(f"status page: {self.args.status_rps:g} requests/s to {where} to the end")
 
     def figures(self, steady: list[tuple[float, float, float, int]]) -> dict[str, Any]:
         """The services' figures, and ingest p99 without and with the status-page load."""
-        if not self.args.services and self.load is None:
+        if not self.args.services and not self.args.status_rps:
             return {}
         out: dict[str, Any] = {"services": self.args.services}
         if self.breach is not None:
@@ -1159,8 +1174,12 @@ class ServiceExtras:
                     "p99_from_schedule_ms": ms(percentile(scheduled, 0.99)),
                 }
             a, b = p99["without"]["p99_ms"], p99["with"]["p99_ms"]
+            load = self.load.result()
+            if self.control is not None:
+                self.control.stop()
             out["status_page"] = {
-                "load": self.load.result(),
+                "control": bool(self.args.status_control),
+                "load": load,
                 "ingest": p99,
                 "p99_ratio": round(b / a, 2) if a and b else None,
             }
@@ -1627,6 +1646,8 @@ def print_figures(f: dict[str, Any]) -> None:
     )
     for line in f.get("collector_log_sample", []):
         print(f"                  {line[:300]}")
+    for line in f.get("collector_stalls", []):
+        print(f"  stall           {line[:600]}")
     # A --realistic run is judged as issue 22's generator judged it: from the schedule.
     judged = due if f["realistic"] else lat
     target = (
@@ -1656,10 +1677,13 @@ def print_services(f: dict[str, Any]) -> None:
     if page:
         load = page["load"] or {}
         print(
-            f"  status page     {load.get('per_second')} requests/s of "
+            ("  control         " if page.get("control") else "  status page     ")
+            + f"{load.get('per_second')} requests/s of "
             f"{load.get('planned_per_second')} planned over the second half "
             f"({load.get('requests')} of {load.get('planned')} sent), statuses "
-            f"{load.get('statuses')}, latency {load.get('latency_ms')}"
+            f"{load.get('statuses')}, latency {load.get('latency_ms')}, the client's CPU "
+            f"{load.get('client_cpu_percent')} % of a core"
+            + (" (served by a separate process: --status-control)" if page.get("control") else "")
             + (f"; {load['error']}" if "error" in load else "")
         )
         without, with_ = page["ingest"]["without"], page["ingest"]["with"]
@@ -1799,6 +1823,12 @@ def main() -> int:
         metavar="R",
         help="GET /status at R requests/s over the second half of the window; ingest p99 "
         "of the first half and the second are printed side by side",
+    )
+    parser.add_argument(
+        "--status-control",
+        action="store_true",
+        help="send the status-page load to a separate process serving the same bytes, not "
+        "to the collector: what the load costs the machine, to set beside a run without it",
     )
     parser.add_argument(
         "--status-connections",

@@ -22,6 +22,7 @@ import http.client
 import json
 import multiprocessing
 import queue
+import socket
 import statistics
 import threading
 import time
@@ -238,7 +239,7 @@ async def _status_load(port: int, rate: float, seconds: float, connections: int)
     latencies: list[float] = []
     behind: list[float] = []  # how late each request went out (the client falling behind)
     statuses: dict[int, int] = {}
-    request = f"GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    request = _status_request(port)
 
     async def lane(number: int) -> None:
         every = connections / rate
@@ -268,8 +269,10 @@ async def _status_load(port: int, rate: float, seconds: float, connections: int)
         if writer is not None:
             writer.close()
 
+    cpu_began = time.process_time()
     await asyncio.gather(*(lane(n) for n in range(connections)))
     took = time.monotonic() - began
+    cpu = time.process_time() - cpu_began
     latencies.sort()
     behind.sort()
 
@@ -286,6 +289,7 @@ async def _status_load(port: int, rate: float, seconds: float, connections: int)
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "latency_ms": {"p50": q(latencies, 0.5), "p99": q(latencies, 0.99)},
         "client_behind_ms_p99": q(behind, 0.99),
+        "client_cpu_percent": round(100 * cpu / took, 1) if took else None,
     }
 
 
@@ -302,3 +306,83 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     if length:
         await reader.readexactly(length)
     return status
+
+
+# -- the control: the same load on a process of its own ----------------------------------
+
+
+class StaticPage:
+    """A process answering every GET with one fixed response (the status page's bytes as the
+    collector gave them), on its own port: `--status-control` points the status-page load
+    here instead, so that what the load costs the machine (the client's CPU, the kernel's)
+    shows apart from what serving it costs the collector."""
+
+    def __init__(self, head: bytes, body: bytes) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._ready = context.Queue()
+        self._process = context.Process(
+            target=_static_page_process, args=(head, body, self._ready), name="static-page"
+        )
+
+    def start(self, timeout: float = 30) -> int:
+        """Start it; its port."""
+        self._process.start()
+        port: int = self._ready.get(timeout=timeout)
+        return port
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()  # our own process, by its handle
+        self._process.join(10)
+
+
+def _static_page_process(head: bytes, body: bytes, ready: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - the collector's own loop is the fair match
+        pass
+    answer = head + body
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        ready.put(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def fetch_status_page(port: int) -> tuple[bytes, bytes]:
+    """One GET of /status as the load sends it: (the response head, its body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_status_request(port))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            body += sock.recv(65536)
+    return head + b"\r\n\r\n", body
+
+
+def _status_request(port: int) -> bytes:
+    # As a browser asks: gzip accepted (the page's 90 days of bars compress some 80 to 1).
+    return (
+        f"GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Accept: text/html\r\nAccept-Encoding: gzip, deflate, br\r\n\r\n"
+    ).encode()

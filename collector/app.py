@@ -90,6 +90,8 @@ class CollectorService:
         self._config = config
         self.clock = clock
         self.status_page: Any = None  # the status page's renderer, once the app is built
+        self.status_answers: Any = None  # what a GET of it answers (api/console/status.py)
+        self.stall_watch: Any = None  # where the event loop was stuck (api/stalls.py)
         self.metrics = CollectorMetrics(config)
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
         self.tokens = TokenVerifier(config.tokens_file)

@@ -404,6 +404,9 @@ class ServerConfig(_Config, frozen=True):
 
     http: Literal["auto", "httptools", "h11"] = "auto"
     loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # A WARNING names the code that held the event loop for longer than this (reports waited
+    # meanwhile; collector/api/stalls.py); 0s: not watched.
+    stall_warning: Duration = Duration(0.5)
 
 
 class LimitsConfig(_Config, frozen=True):

@@ -12,6 +12,7 @@ import uvicorn
 
 from collector.api import connections
 from collector.api.application import create_app
+from collector.api.status_path import StatusFastPath
 from collector.app import CollectorService
 from collector.config import ServerConfig
 
@@ -60,7 +61,7 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     log.info("serving HTTP with %s on %s", http, loop)
     # Certificate and key were loaded once at config load, so a mistake is a ConfigError there.
     config = uvicorn.Config(
-        create_app(service),
+        asgi_app(service),
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -82,6 +83,11 @@ def serve(service: CollectorService, sock: socket.socket) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.close()
+
+
+def asgi_app(service: CollectorService) -> StatusFastPath:
+    """The app uvicorn serves: the status page's fast path ahead of the Litestar app."""
+    return StatusFastPath(create_app(service), service)
 
 
 def implementations(server: ServerConfig) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import pytest
 
@@ -428,11 +428,11 @@ def test_event_loop_lag_shows_work_that_holds_the_loop(
 
     from collector.api.application import create_app
 
-    render = busy.metrics.render
+    render_steps = busy.metrics.render_steps
 
-    def slow_render() -> bytes:
+    def slow_render() -> Generator[None, None, bytes]:
         time.sleep(0.4)  # blocks the loop, as a slow render or store would
-        return render()
+        return (yield from render_steps())
 
     def lagged(above: str) -> float:
         total = sample(busy, "runwatch_event_loop_lag_seconds_count") or 0.0
@@ -443,7 +443,7 @@ def test_event_loop_lag_shows_work_that_holds_the_loop(
         time.sleep(0.6)
         assert (sample(busy, "runwatch_event_loop_lag_seconds_count") or 0) >= 1
         before = lagged("0.25")
-        monkeypatch.setattr(busy.metrics, "render", slow_render)
+        monkeypatch.setattr(busy.metrics, "render_steps", slow_render)
         client.get("/metrics")
         time.sleep(0.6)
     assert lagged("0.25") >= before + 1
@@ -499,3 +499,27 @@ def test_measurements_are_rendered_at_the_scrape_once_per_host_however_often_it_
     assert (
         sample(service, "runwatch_c_ratio", host="web01", check="filesystem", mountpoint="/") == 1.0
     )
+
+
+def test_a_scrape_renders_in_steps_and_serves_what_one_render_serves(
+    make_service: MakeService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large fleet's rule states and hosts are written a step at a time (the event loop
+    serves reports between steps); the body is the one a render in one go gives."""
+    from collector.metrics import exposition
+
+    service = make_service([{**FS_RULE, "for": "0s"}])
+    for i in range(30):
+        host = f"web{i:02d}"
+        service.ingest(host, Reporter(host, clock).report({"fs_used_ratio": 0.5 + i / 100}))
+    fleet = service.metrics.fleet
+    assert fleet is not None
+    whole: list[str] = []
+    fleet.render_into(whole)
+    monkeypatch.setattr(exposition, "STEP_ITEMS", 4)
+    stepped: list[str] = []
+    count = sum(1 for _ in fleet.render_steps(stepped))
+    assert count == len(service.fleet.states) // 4 + len(service.fleet.hosts) // 4 > 10
+    assert stepped == whole and any('host="web29"' in line for line in stepped)
+    body = service.metrics.render()  # the whole body, own metrics and all, in steps too
+    assert "".join(whole).encode() in body

@@ -59,8 +59,8 @@ def create_app(service: CollectorService) -> Litestar:
 
 def _log_unhandled(exc: Exception, scope: Any) -> None:
     """Log what became a 500, with its traceback: the answer itself says nothing."""
-    if isinstance(exc, HTTPException | Throttled):
-        return  # an answer the API meant to give (4xx, 429)
+    if isinstance(exc, HTTPException | Throttled | Rejection):
+        return  # an answer the API meant to give (4xx, 429), logged where it was decided
     log.error(
         "%s %s failed: %s: %s",
         scope.get("method", "?"),

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from litestar import Litestar
 
 from collector.access import exposure_warnings
+from collector.api.stalls import StallWatch
 from collector.app import CollectorService
+from collector.evaluation.tick import tune_garbage_collector
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,13 @@ def background(
 
         for warning in exposure_warnings(service.config):
             log.warning("%s", warning)
+        tune_garbage_collector()
         tasks = [asyncio.create_task(loop()), asyncio.create_task(lag())]
+        threshold = float(service.config.server.stall_warning)
+        if threshold > 0:
+            stalls = StallWatch(threshold)
+            service.stall_watch = stalls  # for tests and tools: the last stalls seen
+            tasks.append(asyncio.create_task(stalls.heartbeat()))
         service.start()
         try:
             yield

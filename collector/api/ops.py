@@ -41,11 +41,19 @@ def ops_routes(service: CollectorService) -> list[Any]:
         guards=[metrics_guard(service)],
     )
     async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-        # Rendered on the event loop, so the fleet cannot change under it; compressed off it.
-        # The hosts that reported since the last scrape first, a slice at a time.
+        # Rendered on the event loop (the fleet's view is the loop's), a slice at a time with
+        # reports served between slices; compressed off it. The hosts that reported since
+        # the last scrape first.
         if service.metrics.fleet is not None:
             await service.metrics.fleet.warm_in_slices()
-        body = service.metrics.render()
+        steps = service.metrics.render_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                body: bytes = done.value
+                break
+            await asyncio.sleep(0)  # reports that came meanwhile go first
         headers = {"Vary": "Accept-Encoding"}
         if accepts_gzip(request.headers.get("accept-encoding", "")):
             body = await asyncio.to_thread(gzip_body, body)
@@ -66,10 +74,11 @@ def ops_routes(service: CollectorService) -> list[Any]:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding header allows gzip (and does not refuse it with q=0)."""
+    """Whether an Accept-Encoding header allows gzip (`gzip`, `x-gzip` or `*`), and does not
+    refuse it with q=0."""
     for item in accept_encoding.split(","):
         coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip"):
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
             continue
         quality = params.strip().lower().removeprefix("q=")
         try:

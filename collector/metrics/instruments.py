@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -228,10 +230,21 @@ class CollectorMetrics:
 
     def render(self) -> bytes:
         """The whole /metrics body in the Prometheus text format."""
+        steps = self.render_steps()
+        try:
+            while True:
+                next(steps)
+        except StopIteration as done:
+            body: bytes = done.value
+            return body
+
+    def render_steps(self) -> Generator[None, None, bytes]:
+        """render(), yielding between steps of the fleet's part (FleetExposition.render_steps)
+        so that a scrape of a large fleet lets the event loop go; returns the body."""
         own = generate_latest(self.own).decode()
         if self.fleet is None:
             return own.encode()
         self._hold_back(own)  # a family registered since the last scrape counts at once
         parts = [own]
-        self.fleet.render_into(parts)
+        yield from self.fleet.render_steps(parts)
         return b"".join(["".join(parts).encode(), *self.fleet.measurement_chunks()])

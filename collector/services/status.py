@@ -8,6 +8,9 @@ rules of their problems, only for a service with `status_details: true`.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -58,28 +61,34 @@ def status_snapshot(
     """What users may see: the public services, by title, each with its last 90 days (when
     `history` is given): the worst state of each day."""
     days_of: dict[str, list[dict[str, Any]]] = {}
-    if history is not None and now is not None:
+    public = [known for known in watch.model.services if known.public]
+    if history is not None and now is not None and public:
         today = now - now % DAY
         first = today - (HISTORY_DAYS - 1) * DAY
         changes, before = history(first, now + 1)
         by_service: dict[str, list[tuple[float, int]]] = {}
         for name, at, state in changes:
             by_service.setdefault(name, []).append((at, state))
-        for known in watch.model.services:
+        # The same 90 dates and a handful of state words for every service: worked out once
+        # (formatting them for each service and day cost 50-110 ms at 50 public services).
+        dates = [
+            datetime.fromtimestamp(first + i * DAY, UTC).strftime("%Y-%m-%d")
+            for i in range(HISTORY_DAYS)
+        ]
+        words = {state.value: state.word for state in ServiceState}
+        for known in public:
             worst = daily_worst(
                 by_service.get(known.name, []), before.get(known.name), first, HISTORY_DAYS
             )
             days_of[known.name] = [
-                {
-                    "date": datetime.fromtimestamp(first + i * DAY, UTC).strftime("%Y-%m-%d"),
-                    "state": ServiceState(state).word if state is not None else None,
-                }
-                for i, state in enumerate(worst)
+                {"date": date, "state": words[state] if state is not None else None}
+                for date, state in zip(dates, worst, strict=True)
             ]
     out = []
+    shown_by_name = {known.name: known for known in public}
     for service in watch.services():
-        shown = next(s for s in watch.model.services if s.name == service["service"])
-        if not shown.public:
+        shown = shown_by_name.get(service["service"])
+        if shown is None:
             continue
         item: dict[str, Any] = {
             "service": service["service"],
@@ -166,8 +175,25 @@ def public_messages(messages: list[StatusMessage], titles: dict[str, str]) -> li
     ]
 
 
+class Rendered:
+    """One render of a format: its bytes, gzipped (the 90 days of bars compress some 80 to
+    1, and every browser asks for gzip), and its entity tag (a digest of the bytes)."""
+
+    __slots__ = ("body", "gzipped", "tag")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+        self.tag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
 class StatusPage:
-    """Each format of the page rendered at most once per `cache` seconds, whoever asks."""
+    """Each format of the page rendered at most once per `cache` seconds, whoever asks.
+
+    `entry()` renders in the caller when the cache is stale. A server on an event loop uses
+    `cached()` and `refresh()` instead: visitors keep getting the last render while the next
+    one is made (the snapshot on the loop, the text in a worker thread), as a cache with
+    stale-while-revalidate does, so that no report waits behind a render."""
 
     def __init__(
         self,
@@ -185,34 +211,79 @@ class StatusPage:
         self._messages = messages
         self._clock = clock
         self._base_url = base_url.rstrip("/")
-        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._cache: dict[str, tuple[float, Rendered]] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # moves on at clear(): a render begun before it is not kept
+        self._refreshing: set[str] = set()
         self.renders = 0  # how many times a format was rendered (the cache's misses)
 
     def clear(self) -> None:
         """Render afresh at the next request (an operator's message changed)."""
         with self._lock:
             self._cache.clear()
+            self._generation += 1
 
     def body(self, fmt: str, html: Callable[[dict[str, Any]], str]) -> bytes:
         """The page in `fmt` (html, json or atom), from the cache while it is fresh."""
+        return self.entry(fmt, html).body
+
+    def entry(self, fmt: str, html: Callable[[dict[str, Any]], str]) -> Rendered:
+        """The page in `fmt`, compressed too, with its entity tag, from the cache while it
+        is fresh; rendered here when it is not."""
         now = self._clock()
         with self._lock:
             cached = self._cache.get(fmt)
             if cached is not None and cached[0] > now:
                 return cached[1]
-            snapshot = status_snapshot(self._watch(), self.config.title, self._history, now)
-            snapshot["messages"] = self._public_messages(snapshot) if self._messages else []
-            if fmt == "json":
-                text = json.dumps(snapshot, indent=1)
-            elif fmt == "atom":
-                text = atom_feed(snapshot, self._base_url)
-            else:
-                text = html(snapshot)
-            body = text.encode()
-            self._cache[fmt] = (now + float(self.config.cache), body)
+            rendered = self.render(fmt, self.snapshot(now), html)
+            self._cache[fmt] = (now + float(self.config.cache), rendered)
             self.renders += 1
-            return body
+            return rendered
+
+    def cached(self, fmt: str) -> tuple[Rendered | None, bool]:
+        """The last render of `fmt` (None before the first or after clear()), and whether
+        it is still fresh."""
+        with self._lock:
+            cached = self._cache.get(fmt)
+        if cached is None:
+            return None, False
+        return cached[1], cached[0] > self._clock()
+
+    async def refresh(self, fmt: str, html: Callable[[dict[str, Any]], str]) -> None:
+        """Render `fmt` again, its text in a worker thread, unless a refresh of it is under
+        way; the cache keeps the last render meanwhile."""
+        if fmt in self._refreshing:
+            return
+        self._refreshing.add(fmt)
+        try:
+            now = self._clock()
+            generation = self._generation
+            snapshot = self.snapshot(now)  # reads the store and the watch: on the loop
+            rendered = await asyncio.to_thread(self.render, fmt, snapshot, html)
+            with self._lock:
+                if generation == self._generation:
+                    self._cache[fmt] = (now + float(self.config.cache), rendered)
+                    self.renders += 1
+        finally:
+            self._refreshing.discard(fmt)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """What the page shows now (status_snapshot), with the operators' messages."""
+        snapshot = status_snapshot(self._watch(), self.config.title, self._history, now)
+        snapshot["messages"] = self._public_messages(snapshot) if self._messages else []
+        return snapshot
+
+    def render(
+        self, fmt: str, snapshot: dict[str, Any], html: Callable[[dict[str, Any]], str]
+    ) -> Rendered:
+        """The snapshot as `fmt`: text, gzip and tag (touches nothing shared)."""
+        if fmt == "json":
+            text = json.dumps(snapshot, indent=1)
+        elif fmt == "atom":
+            text = atom_feed(snapshot, self._base_url)
+        else:
+            text = html(snapshot)
+        return Rendered(text.encode())
 
     def _public_messages(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
         assert self._messages is not None

@@ -7,6 +7,7 @@ reads in its unit ("85.1%", "23.5 GiB", "1 h 20 min"); a timestamp value reads a
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -81,7 +82,24 @@ def ago(seconds: float) -> str:
     return units.ago(0.0, max(0.0, seconds))
 
 
+def day_bars(days: list[Mapping[str, Any]]) -> Markup:
+    """The status page's bar per day (its worst state), as one piece of markup: the same for
+    a service until its today changes or a day passes, so it is made once and kept (the bars
+    are most of the page: 90 a service, and a page of 50 services rendered in 20-30 ms when
+    the template drew each one)."""
+    return _day_bars(tuple((d["date"], d["state"]) for d in days))
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_bars(days: tuple[tuple[str, str | None], ...]) -> Markup:
+    bar = Markup('<span class="day service-{}" title="{}: {}"></span>')
+    return Markup("").join(
+        bar.format(state or "unknown", date, state or "not watched") for date, state in days
+    )
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
+    "day_bars": day_bars,
     "when": when,
     "at": at,
     "value": value,
