@@ -33,7 +33,7 @@ from collector.ingest.admission import IngestAdmission
 from collector.ingest.ingestor import IngestResult, ReportIngestor, SeriesLimits
 from collector.metrics.exposition import FleetCollector
 from collector.metrics.instruments import CollectorMetrics
-from collector.notify.ack import AckLinks
+from collector.notify.ack import KEY_FILE, AckLinks
 from collector.notify.delivery import Notifications, build_channels
 from collector.notify.escalation import CallEscalations
 from collector.notify.plan import NotificationPlanner
@@ -120,6 +120,18 @@ class CollectorService:
         self.channels = build_channels(notify)  # notification channels, by name
         # The signed links in notifications that acknowledge their call (None: switched off).
         self.ack_links = AckLinks.for_collector(notify, config.external_url, config.data_dir)
+        if (
+            self.ack_links is not None
+            and config.store.backend == "postgresql"
+            and notify.ack_links.secret is None
+        ):
+            log.warning(
+                "notifications.ack_links.secret is not set: this collector signs the links "
+                "in its notifications with a key of its own data dir (%s), and a replica "
+                "with another data dir refuses them (403); give every replica the same "
+                "secret file",
+                config.data_dir / KEY_FILE,
+            )
         # group -> its help desk, for the ticket link in notifications
         ticket_sinks = {name: g.sink for name, g in config.groups.items() if g.sink in self.sinks}
         if self.sinks or notify.channels:

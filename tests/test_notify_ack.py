@@ -532,3 +532,25 @@ def test_a_message_sent_again_carries_the_same_link(
     ]
     notifications.deliver(resolved, service.store)
     assert "/ack/" not in sent[-1].body
+
+
+def test_replicas_without_a_shared_secret_are_warned(
+    make_service: Callable[..., CollectorService],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On PostgreSQL (replicas) a key generated in each data dir would make one replica
+    refuse the links another sent: the collector says so at start, and not once a secret is
+    configured, nor on SQLite (one collector)."""
+    with caplog.at_level(logging.WARNING, logger="collector.app"):
+        service = linked_service(make_service)
+    warned = [r.getMessage() for r in caplog.records if "ack_links.secret" in r.getMessage()]
+    if service.config.store.backend == "postgresql":
+        assert len(warned) == 1 and "same secret file" in warned[0]
+    else:
+        assert warned == []
+    caplog.clear()
+    monkeypatch.setenv("RUNWATCH_TEST_ACK_SHARED", "s" * 40)
+    with caplog.at_level(logging.WARNING, logger="collector.app"):
+        linked_service(make_service, ack_links={"secret": {"env": "RUNWATCH_TEST_ACK_SHARED"}})
+    assert not [r for r in caplog.records if "ack_links.secret" in r.getMessage()]
