@@ -3,9 +3,9 @@
 It lists the services marked `public`, each with its state, and nothing internal unless a
 service opts in (`status_details`). Every format is rendered once per `status_page.cache` for
 all visitors (collector/services/status.py); `status_page: {enabled: false}` answers 404.
-Served collectors answer these GETs from the cached bytes ahead of Litestar
-(collector/api/status_path.py); the routes here answer the rest (HEAD, tests' clients).
-"""
+A served collector answers GET and HEAD of them from the cached bytes ahead of Litestar
+(collector/api/status_path.py); the routes here answer what that path leaves to Litestar (a
+Host to check against a token, test clients of the Litestar app alone)."""
 
 from __future__ import annotations
 
