@@ -280,7 +280,7 @@ def store_figures(store: dict[str, Any], workdir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {"bytes": fleet.store_bytes(store, workdir)}
     queries = {
         "calls": "SELECT count(*) FROM calls",
-        "umbrellas": f"SELECT count(*) FROM calls WHERE rule = '{STORM_RULE}'",
+        "umbrellas": "SELECT count(*) FROM calls WHERE rule = ?",
         "call_events": "SELECT count(*) FROM call_events",
         "storm_members": "SELECT count(*) FROM storm_members",
         "outbox": "SELECT count(*) FROM outbox",
@@ -293,7 +293,7 @@ def store_figures(store: dict[str, Any], workdir: Path) -> dict[str, Any]:
         "outbox_payload_bytes": "SELECT coalesce(sum(length(CAST(payload AS TEXT))), 0) "
         "FROM outbox",
         "umbrella_description_bytes": "SELECT coalesce(max(length(description)), 0) FROM calls "
-        f"WHERE rule = '{STORM_RULE}'",
+        "WHERE rule = ?",
     }
     if store["backend"] == "sqlite":
         path = workdir / "collector0" / "data" / "runwatch.db"
@@ -301,7 +301,8 @@ def store_figures(store: dict[str, Any], workdir: Path) -> dict[str, Any]:
         try:
             db.execute("PRAGMA busy_timeout=30000")
             for name, sql in queries.items():
-                figures[name] = int(db.execute(sql).fetchone()[0])
+                params = (STORM_RULE,) if "?" in sql else ()
+                figures[name] = int(db.execute(sql, params).fetchone()[0])
             # The database as of its last commit, checkpointed or still in the WAL: the
             # store's size whatever the WAL file's own (it does not shrink) says.
             pages = db.execute("PRAGMA page_count").fetchone()[0]
@@ -316,7 +317,8 @@ def store_figures(store: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
         with psycopg.connect(store["dsn"], autocommit=True) as conn:
             for name, sql in queries.items():
-                row = conn.execute(sql).fetchone()
+                params = (STORM_RULE,) if "?" in sql else ()
+                row = conn.execute(sql.replace("?", "%s"), params).fetchone()
                 figures[name] = int(row[0]) if row else 0
     return figures
 
