@@ -59,6 +59,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -800,22 +801,32 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, max(0, round(q * len(values)) - 1))]
 
 
+@contextlib.contextmanager
+def bench_store(backend: str, dsn: str) -> Iterator[dict[str, Any]]:
+    """The store a run's collectors use: SQLite in their data dirs, or a fresh schema in the
+    PostgreSQL at `dsn`, dropped when the run ends."""
+    if backend != "postgresql":
+        yield {"backend": "sqlite"}
+        return
+    import psycopg
+
+    schema = f"runwatch_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield {"backend": "postgresql", "dsn": f"{dsn} options='-c search_path={schema}'"}
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ingest = load_ingest_module()
-    schema = None
-    with tempfile.TemporaryDirectory(prefix="runwatch-bench-fleet-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="runwatch-bench-fleet-") as tmp,
+        bench_store(args.store, args.dsn) as store,
+    ):
         workdir = Path(tmp)
-        store: dict[str, Any] = {"backend": "sqlite"}
-        if args.store == "postgresql":
-            import psycopg
-
-            schema = f"runwatch_bench_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(args.dsn, autocommit=True) as admin:
-                admin.execute(f'CREATE SCHEMA "{schema}"')
-            store = {
-                "backend": "postgresql",
-                "dsn": f"{args.dsn} options='-c search_path={schema}'",
-            }
         hosts = [f"host{i:05d}" for i in range(args.agents)]
         # With --kill-after, hosts outside the fleet breach a rule just before the kill, so
         # that every replica has calls to deliver, and outbox entries leased, when it dies.
@@ -877,11 +888,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 collector.stop()
             if desk is not None:
                 desk.close()
-            if schema is not None:
-                import psycopg
-
-                with psycopg.connect(args.dsn, autocommit=True) as admin:
-                    admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def drive(  # noqa: PLR0917, PLR0915 - the steps of one run, in order

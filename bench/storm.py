@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -387,20 +386,11 @@ def wait_outbox(store: dict[str, Any], workdir: Path, timeout: float) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ingest = load_ingest_module()
-    schema = None
-    with tempfile.TemporaryDirectory(prefix="runwatch-bench-storm-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="runwatch-bench-storm-") as tmp,
+        fleet.bench_store(args.store, args.dsn) as store,
+    ):
         workdir = Path(tmp)
-        store: dict[str, Any] = {"backend": "sqlite"}
-        if args.store == "postgresql":
-            import psycopg
-
-            schema = f"runwatch_bench_{uuid.uuid4().hex[:10]}"
-            with psycopg.connect(args.dsn, autocommit=True) as admin:
-                admin.execute(f'CREATE SCHEMA "{schema}"')
-            store = {
-                "backend": "postgresql",
-                "dsn": f"{args.dsn} options='-c search_path={schema}'",
-            }
         hosts = [f"host{i:05d}" for i in range(args.hosts)]
         tokens = fleet.write_tokens(workdir / "agents.tokens", hosts)
         desk = StormDesk(args.desk_delay)
@@ -432,11 +422,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for collector in collectors:
                 collector.stop()
             desk.close()
-            if schema is not None:
-                import psycopg
-
-                with psycopg.connect(args.dsn, autocommit=True) as admin:
-                    admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def drive(  # noqa: PLR0917 - the steps of one run, in order

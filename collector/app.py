@@ -89,8 +89,8 @@ class CollectorService:
     ) -> None:
         self._config = config
         self.clock = clock
-        self.status_page: Any = None  # the status page's renderer, once the app is built
-        self.status_answers: Any = None  # what a GET of it answers (api/console/status.py)
+        # What a GET of the status page answers, once the app is built (api/console/status.py).
+        self.status_answers: Any = None
         self.stall_watch: Any = None  # where the event loop was stuck (api/stalls.py)
         self.metrics = CollectorMetrics(config)
         self.store: Store = store or open_store(config, self.metrics.store, background=True)
@@ -403,6 +403,11 @@ class CollectorService:
     def tick(self) -> None:
         """Evaluate time-based rules now, all at once (tests and tools; the API uses slices)."""
         self.ticker.tick()
+
+    @property
+    def status_page(self) -> Any:
+        """The status page's renderer (how often it rendered, its cache), once the app is built."""
+        return None if self.status_answers is None else self.status_answers.page
 
     def tick_slices(self, slice_seconds: float = 0.01) -> Iterator[None]:
         """Evaluate time-based rules, yielding every `slice_seconds` of work."""

@@ -214,7 +214,6 @@ class StatusPage:
         self._cache: dict[str, tuple[float, Rendered]] = {}
         self._lock = threading.Lock()
         self._generation = 0  # moves on at clear(): a render begun before it is not kept
-        self._refreshing: set[str] = set()
         self.renders = 0  # how many times a format was rendered (the cache's misses)
 
     def clear(self) -> None:
@@ -250,22 +249,16 @@ class StatusPage:
         return cached[1], cached[0] > self._clock()
 
     async def refresh(self, fmt: str, html: Callable[[dict[str, Any]], str]) -> None:
-        """Render `fmt` again, its text in a worker thread, unless a refresh of it is under
-        way; the cache keeps the last render meanwhile."""
-        if fmt in self._refreshing:
-            return
-        self._refreshing.add(fmt)
-        try:
-            now = self._clock()
-            generation = self._generation
-            snapshot = self.snapshot(now)  # reads the store and the watch: on the loop
-            rendered = await asyncio.to_thread(self.render, fmt, snapshot, html)
-            with self._lock:
-                if generation == self._generation:
-                    self._cache[fmt] = (now + float(self.config.cache), rendered)
-                    self.renders += 1
-        finally:
-            self._refreshing.discard(fmt)
+        """Render `fmt` again, its text in a worker thread; the cache keeps the last render
+        meanwhile. The caller starts one refresh of a format at a time."""
+        now = self._clock()
+        generation = self._generation
+        snapshot = self.snapshot(now)  # reads the store and the watch: on the loop
+        rendered = await asyncio.to_thread(self.render, fmt, snapshot, html)
+        with self._lock:
+            if generation == self._generation:
+                self._cache[fmt] = (now + float(self.config.cache), rendered)
+                self.renders += 1
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """What the page shows now (status_snapshot), with the operators' messages."""

@@ -154,7 +154,6 @@ def _encode(headers: dict[str, str], length: int) -> list[tuple[bytes, bytes]]:
 def status_page_routes(console: Console) -> list[Any]:
     """GET /status, /status.json and /status.atom."""
     answers = StatusAnswers(console)
-    console.service.status_page = answers.page  # for tests and tools: how often it rendered
     console.service.status_answers = answers  # for the fast path ahead of Litestar
 
     def answer(fmt: str, request: Request[Any, Any, Any]) -> Response[bytes]:
